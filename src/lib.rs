@@ -1,1 +1,30 @@
+//! `pirate`: reliable request-reply over ZeroMQ, the Guide's Pirate patterns (chapter 4) as one
+//! library and one command-line tool.
+//!
+//! The library is the protocol core and the roles; it knows nothing of the command line or
+//! the terminal. Every role has the same shape: a `Config` in, `run(config, events)` emitting
+//! [`event::Event`]s while it works, a [`event::Report`] out.
+//!
+//! Layout:
+//! - [`error`]: one error enum and the exit code each kind maps to.
+//! - [`msg`]: owned multipart message, envelope helpers, the Guide's frame dump.
+//! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors).
+//! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
+//! - [`handler`]: echo or `sh -c CMD` request handling.
+//! - [`event`]: events and reports (serde), rendered by the binary.
+//! - [`stats`]: latency percentiles.
+//! - [`shutdown`]: the Ctrl-C/SIGTERM stop flag and interruptible sleeps.
+//! - [`roles`]: `server`, `client`, … one module per role.
 
+pub mod error;
+pub mod event;
+pub mod faults;
+pub mod handler;
+pub mod msg;
+pub mod roles;
+pub mod shutdown;
+pub mod stats;
+pub mod transport;
+
+pub use error::{Error, Result};
+pub use msg::Message;

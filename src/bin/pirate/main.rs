@@ -1,1 +1,120 @@
-fn main() {}
+//! The `pirate` binary: parses the command line, installs the signal handler, runs one role,
+//! renders its events and maps the outcome to an exit code.
+
+mod cli;
+mod generate;
+mod render;
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use clap::Parser;
+
+use pirate::error::{self, Error};
+use pirate::event::{Event, Events, Outcome, Report};
+use pirate::roles::{client, server};
+use pirate::shutdown;
+
+use cli::{Cli, Command, Generated};
+use render::Renderer;
+
+/// First Ctrl-C/SIGTERM: ask every loop to stop (partial summary, exit 130). Second: exit now.
+fn install_signal_handler() {
+    static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+    let result = ctrlc::set_handler(|| {
+        if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
+            shutdown::request();
+        } else {
+            std::process::exit(error::EXIT_INTERRUPTED);
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("warning: cannot install the Ctrl-C handler: {e}");
+    }
+}
+
+/// Runs a role with a renderer, emits its summary, and returns the report.
+fn run_role(
+    renderer: &mut Renderer,
+    trace: bool,
+    role: impl FnOnce(&mut Events) -> error::Result<Report>,
+) -> error::Result<Report> {
+    let mut events = Events::new(trace, |e| renderer.render(e));
+    let report = role(&mut events)?;
+    events.emit(Event::Summary(report.clone()));
+    Ok(report)
+}
+
+/// The exit code for a role that returned normally.
+fn exit_code_of(report: &Report) -> i32 {
+    match report {
+        Report::Client(c) => match c.outcome {
+            Outcome::Completed => error::EXIT_OK,
+            Outcome::Abandoned => error::EXIT_UNAVAILABLE,
+            Outcome::Interrupted => error::EXIT_INTERRUPTED,
+        },
+        // Servers, workers, queues and brokers only return when a signal stops them.
+        _ => error::EXIT_INTERRUPTED,
+    }
+}
+
+fn run(cli: Cli) -> error::Result<i32> {
+    let output = cli.output;
+    let trace = output.verbose;
+    match cli.command {
+        Command::Server(args) => {
+            let config = args.config();
+            let mut renderer = Renderer::new(output);
+            let report = run_role(&mut renderer, trace, |ev| server::run(&config, ev))?;
+            Ok(exit_code_of(&report))
+        }
+        Command::Client(args) => {
+            let config = args.config();
+            let mut renderer = Renderer::new(output).with_progress(args.count);
+            let requests: Box<dyn Iterator<Item = String>> = if let Some(n) = args.count {
+                Box::new((1..=n).map(|i| i.to_string()))
+            } else if !args.requests.is_empty() {
+                Box::new(args.requests.into_iter())
+            } else {
+                // Lazily, so a pipeline can feed requests as they come.
+                Box::new(std::io::stdin().lock().lines().map_while(Result::ok))
+            };
+            let report = run_role(&mut renderer, trace, |ev| {
+                client::run(&config, requests, ev)
+            })?;
+            Ok(exit_code_of(&report))
+        }
+        Command::Generate(args) => {
+            let dir = args.out.unwrap_or_else(|| {
+                PathBuf::from(match args.what {
+                    Generated::Man => "man",
+                    Generated::Completions => "completions",
+                })
+            });
+            let written = generate::generate(args.what, &dir)
+                .map_err(|e| Error::Internal(format!("cannot write {}: {e}", dir.display())))?;
+            if !output.quiet {
+                for path in written {
+                    eprintln!("wrote {path}");
+                }
+            }
+            Ok(error::EXIT_OK)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_signal_handler();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(Error::Interrupted) => error::EXIT_INTERRUPTED,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    ExitCode::from(code as u8)
+}

@@ -1,0 +1,277 @@
+//! The command line: clap definitions and their conversion into the library's plain configs.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use pirate::faults::{random_seed, FaultPlan};
+use pirate::handler::Handler;
+use pirate::roles::{client::ClientConfig, server::ServerConfig};
+
+const EXIT_CODES: &str = "\
+EXIT STATUS:
+  0    success
+  1    the run finished but something was lost, wrong or abandoned
+  2    usage error (bad flag or value, endpoint cannot be bound)
+  69   a peer stayed unreachable after every retry
+  70   internal error
+  130  interrupted by Ctrl-C or SIGTERM";
+
+/// Reliable request-reply over ZeroMQ: the Guide's Pirate patterns, one subcommand per role.
+#[derive(Parser, Debug)]
+#[command(name = "pirate", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output conventions shared by every subcommand.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Trace every frame in and out on stderr, in the Guide's dump style
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Print nothing but data and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Write JSON Lines on stdout: one object per event or reply, then a summary object
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection
+    #[command(after_help = EXIT_CODES)]
+    Server(ServerArgs),
+    /// Lazy Pirate client: send requests with a timeout, retries and socket reopen
+    #[command(after_help = EXIT_CODES)]
+    Client(ClientArgs),
+    /// Write the man pages or shell completions generated from these definitions
+    Generate(GenerateArgs),
+}
+
+/// A fault preset that reproduces one of the Guide's test programs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// No faults unless other flags ask for them
+    None,
+    /// The Guide's own test program for this role (lpserver: after 3 cycles crash 1/3,
+    /// stall 2s 1/3, 1s work)
+    Guide,
+}
+
+/// Fault injection flags, the same on every role that does work.
+#[derive(Args, Debug, Clone)]
+pub struct FaultArgs {
+    /// Start from a preset; the other fault flags override its values
+    #[arg(long, value_enum, value_name = "PRESET")]
+    pub faults: Option<Preset>,
+    /// Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub crash_rate: Option<f64>,
+    /// Probability of stalling ("CPU overload") per request
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub overload_rate: Option<f64>,
+    /// How long an overload stalls [default: 2s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub overload_for: Option<Duration>,
+    /// Requests served normally before random faults start [default: 3]
+    #[arg(long, value_name = "N")]
+    pub faults_after: Option<u64>,
+    /// Crash deterministically on request N+1
+    #[arg(long, value_name = "N")]
+    pub crash_after: Option<u64>,
+    /// Simulated work per request [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub work: Option<Duration>,
+    /// Seed of the fault generator (printed at start); replays a run
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+}
+
+impl FaultArgs {
+    /// The plan: the preset (or nothing), then each flag given on top.
+    pub fn plan(&self, guide: FaultPlan) -> FaultPlan {
+        let mut plan = match self.faults {
+            Some(Preset::Guide) => guide,
+            _ => FaultPlan::default(),
+        };
+        if let Some(p) = self.crash_rate {
+            plan.crash_rate = p;
+        }
+        if let Some(p) = self.overload_rate {
+            plan.overload_rate = p;
+        }
+        if let Some(d) = self.overload_for {
+            plan.overload_for = d;
+        }
+        if let Some(n) = self.faults_after {
+            plan.faults_after = n;
+        }
+        if self.crash_after.is_some() {
+            plan.crash_after = self.crash_after;
+        }
+        if let Some(d) = self.work {
+            plan.work = d;
+        }
+        plan
+    }
+
+    /// The seed given, or a fresh one.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or_else(random_seed)
+    }
+}
+
+/// How requests are handled.
+#[derive(Args, Debug, Clone)]
+pub struct HandlerArgs {
+    /// Run `sh -c CMD` per request, body on stdin, and reply with its stdout
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+}
+
+impl HandlerArgs {
+    pub fn handler(&self) -> Handler {
+        match &self.exec {
+            Some(cmd) => Handler::Exec(cmd.clone()),
+            None => Handler::Echo,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Endpoint to bind the REP socket to
+    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT")]
+    pub bind: String,
+    #[command(flatten)]
+    pub handler: HandlerArgs,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+impl ServerArgs {
+    pub fn config(&self) -> ServerConfig {
+        ServerConfig {
+            bind: self.bind.clone(),
+            handler: self.handler.handler(),
+            faults: self.faults.plan(FaultPlan::guide_server()),
+            seed: self.faults.seed(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// Requests to send; without any, one request per line of stdin
+    #[arg(value_name = "REQUEST", conflicts_with = "count")]
+    pub requests: Vec<String>,
+    /// Endpoint to connect to
+    #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT")]
+    pub connect: String,
+    /// How long each attempt waits for its reply
+    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Attempts per request, the first included, before abandoning (the Guide's REQUEST_RETRIES)
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retries: u32,
+    /// Send the Guide's test sequence 1..N and check that every reply equals its request
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+impl ClientArgs {
+    pub fn config(&self) -> ClientConfig {
+        ClientConfig {
+            endpoint: self.connect.clone(),
+            timeout: self.timeout,
+            retries: self.retries,
+            check_echo: self.count.is_some(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[arg(value_enum)]
+    pub what: Generated,
+    /// Directory to write into [default: man/ or completions/]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum Generated {
+    /// Man pages: pirate.1 and pirate-<subcommand>.1
+    Man,
+    /// Shell completions for bash, zsh and fish
+    Completions,
+}
+
+/// Parses a humantime duration (`2500ms`, `1s`, `1m30s`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration '{text}': {e} (expected e.g. 2500ms, 1s, 1m30s)"))
+}
+
+/// Parses a probability: `0.2` or `20%`, between 0 and 1.
+pub fn parse_probability(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text, 1.0),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid probability '{text}' (expected e.g. 0.2 or 20%)"))?;
+    let p = value / scale;
+    if !(0.0..=1.0).contains(&p) || p.is_nan() {
+        return Err(format!(
+            "probability '{text}' is not between 0 and 1 (0% and 100%)"
+        ));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn probabilities_take_fractions_and_percentages() {
+        assert_eq!(parse_probability("0.2"), Ok(0.2));
+        assert_eq!(parse_probability("20%"), Ok(0.2));
+        assert_eq!(parse_probability("1"), Ok(1.0));
+        assert!(parse_probability("1.5").is_err());
+        assert!(parse_probability("-1%").is_err());
+        assert!(parse_probability("often").is_err());
+    }
+
+    #[test]
+    fn durations_are_humantime() {
+        assert_eq!(parse_duration("2500ms"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("2x").unwrap_err().contains("2x"));
+    }
+
+    #[test]
+    fn the_guide_preset_is_overridden_by_explicit_flags() {
+        let cli = Cli::parse_from(["pirate", "server", "--faults", "guide", "--work", "10ms"]);
+        let Command::Server(args) = cli.command else {
+            panic!("parsed as another command")
+        };
+        let plan = args.config().faults;
+        assert_eq!(plan.work, Duration::from_millis(10));
+        assert_eq!(plan.crash_rate, 1.0 / 3.0);
+    }
+}

@@ -1,0 +1,288 @@
+//! Events and reports: what roles say while they run, as plain data the binary renders as
+//! human lines on stderr, replies on stdout, or JSON Lines (`--json`).
+//!
+//! JSON field names are part of the interface (documented in the README): add fields, never
+//! rename them.
+
+use serde::Serialize;
+
+use crate::msg::{frame_text, Message};
+
+/// Severity of a human log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// Which way a traced message went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// A kind of injected fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    Crash,
+    Overload,
+    Freeze,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// How a client run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every request got its reply.
+    Completed,
+    /// A request got no reply after every retry; the run stopped there.
+    Abandoned,
+    /// Ctrl-C or SIGTERM stopped the run.
+    Interrupted,
+}
+
+/// Final counters of a client run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClientReport {
+    pub endpoint: String,
+    pub outcome: Outcome,
+    /// Distinct requests started.
+    pub requests: u64,
+    /// Request messages sent, resends included.
+    pub sent: u64,
+    pub replied: u64,
+    pub retries: u64,
+    pub reconnects: u64,
+    pub abandoned: u64,
+    /// Replies that did not match their request (`--count`); never accepted.
+    pub mismatched: u64,
+    pub elapsed_ms: f64,
+    pub latency_ms: Latency,
+}
+
+/// Final counters of a server or worker.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServiceReport {
+    pub endpoint: String,
+    pub seed: u64,
+    /// Requests received (cycles).
+    pub requests: u64,
+    pub replied: u64,
+    pub overloads: u64,
+    pub freezes: u64,
+    /// Messages that did not follow the protocol, dropped.
+    pub invalid: u64,
+    pub reconnects: u64,
+}
+
+/// Final counters of a queue or broker.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BrokerReport {
+    pub frontend: String,
+    pub backend: String,
+    /// Requests handed to a worker.
+    pub routed: u64,
+    /// Replies handed back to a client.
+    pub replied: u64,
+    pub workers_seen: u64,
+    pub workers_expired: u64,
+    /// Malformed messages counted and dropped.
+    pub invalid: u64,
+    /// Requests dispatched per worker identity (hex), to show how work was spread.
+    pub per_worker: std::collections::BTreeMap<String, u64>,
+}
+
+/// The final summary of any role.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Report {
+    Client(ClientReport),
+    Service(ServiceReport),
+    Broker(BrokerReport),
+}
+
+/// Everything a role reports while it runs. Serialised as `{"event": "<name>", ...fields}`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A role is up: what it bound or connected to, and its seed if it draws random numbers.
+    Started {
+        role: String,
+        endpoint: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
+    },
+    /// A line for humans (stderr only, never JSON).
+    Log { level: Level, message: String },
+    /// A message in or out, for `-v` (stderr only, never JSON).
+    Frame {
+        socket: String,
+        direction: Direction,
+        frames: Vec<String>,
+    },
+    /// A client got the reply to a request.
+    Reply {
+        /// 1-based position of the request in this run.
+        seq: u64,
+        request: String,
+        reply: String,
+        attempts: u32,
+        latency_ms: f64,
+    },
+    /// A client attempt failed (timeout or mismatch) and will be retried.
+    Retry {
+        seq: u64,
+        attempt: u32,
+        reason: String,
+    },
+    /// A reply that does not match its request; never accepted.
+    Mismatch {
+        seq: u64,
+        expected: String,
+        got: String,
+    },
+    /// A client gave up on a request.
+    Abandoned {
+        seq: u64,
+        request: String,
+        attempts: u32,
+    },
+    /// A server or worker handled a request.
+    Served {
+        cycle: u64,
+        bytes: usize,
+        work_ms: f64,
+    },
+    /// A fault is being injected now.
+    Fault {
+        kind: FaultKind,
+        cycle: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duration_ms: Option<u64>,
+    },
+    /// A worker registered with a queue or broker (or re-registered).
+    WorkerReady { worker: String },
+    /// A worker was declared dead after its heartbeats stopped.
+    WorkerExpired { worker: String, busy: bool },
+    /// A peer (queue or broker) was declared dead; reconnecting after `delay_ms`.
+    PeerLost { delay_ms: u64 },
+    /// A malformed message was counted and dropped.
+    Invalid { socket: String, reason: String },
+    /// The final summary.
+    Summary(Report),
+}
+
+/// Where roles send their events, plus whether frames are traced (`-v`).
+pub struct Events<'a> {
+    sink: Box<dyn FnMut(Event) + 'a>,
+    trace: bool,
+}
+
+impl<'a> Events<'a> {
+    /// Events go to `sink`; frames are traced only when `trace` is set.
+    pub fn new(trace: bool, sink: impl FnMut(Event) + 'a) -> Self {
+        Events {
+            sink: Box::new(sink),
+            trace,
+        }
+    }
+
+    /// Events that go nowhere (library users who only want the report).
+    pub fn discard() -> Events<'static> {
+        Events::new(false, |_| {})
+    }
+
+    /// Sends one event.
+    pub fn emit(&mut self, event: Event) {
+        (self.sink)(event)
+    }
+
+    /// A human info line.
+    pub fn info(&mut self, message: impl Into<String>) {
+        self.log(Level::Info, message)
+    }
+
+    /// A human warning line.
+    pub fn warn(&mut self, message: impl Into<String>) {
+        self.log(Level::Warn, message)
+    }
+
+    /// A human error line.
+    pub fn error(&mut self, message: impl Into<String>) {
+        self.log(Level::Error, message)
+    }
+
+    fn log(&mut self, level: Level, message: impl Into<String>) {
+        self.emit(Event::Log {
+            level,
+            message: message.into(),
+        })
+    }
+
+    /// Traces a message if `-v` is on. Cheap when it is off.
+    pub fn frame(&mut self, socket: &str, direction: Direction, msg: &Message) {
+        if self.trace {
+            let frames = msg
+                .iter()
+                .map(|f| format!("[{:03}] {}", f.len(), frame_text(f)))
+                .collect();
+            self.emit(Event::Frame {
+                socket: socket.to_string(),
+                direction,
+                frames,
+            });
+        }
+    }
+
+    /// A malformed message: counted by the caller, traced here.
+    pub fn invalid(&mut self, socket: &str, reason: impl Into<String>) {
+        self.emit(Event::Invalid {
+            socket: socket.to_string(),
+            reason: reason.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_with_an_event_tag() {
+        let e = Event::Reply {
+            seq: 1,
+            request: "1".into(),
+            reply: "1".into(),
+            attempts: 1,
+            latency_ms: 0.5,
+        };
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "reply");
+        assert_eq!(v["attempts"], 1);
+    }
+
+    #[test]
+    fn summary_flattens_the_report() {
+        let e = Event::Summary(Report::Service(ServiceReport {
+            requests: 3,
+            ..Default::default()
+        }));
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "summary");
+        assert_eq!(v["requests"], 3);
+    }
+}

@@ -1,0 +1,234 @@
+//! Seeded fault injection shared by every role that does work: crashes, overloads (stalls)
+//! and freezes, decided once per request cycle from one seeded generator.
+//!
+//! The draw order per cycle is fixed (crash roll, overload roll, freeze roll), so the same seed
+//! and the same sequence of requests give the same faults on any machine: ChaCha8 is specified
+//! bit for bit, unlike `rand`'s default generator.
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// What to inject and when. `Default` injects nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultPlan {
+    /// Probability of crashing on a cycle once faults have started.
+    pub crash_rate: f64,
+    /// Probability of stalling ("CPU overload") for `overload_for`.
+    pub overload_rate: f64,
+    pub overload_for: Duration,
+    /// Probability of freezing (no reads, no heartbeats) for `freeze_for`.
+    pub freeze_rate: f64,
+    pub freeze_for: Duration,
+    /// Cycles served normally before random faults start (the Guide: 3).
+    pub faults_after: u64,
+    /// Crash deterministically on request `n + 1`.
+    pub crash_after: Option<u64>,
+    /// Simulated work per request.
+    pub work: Duration,
+}
+
+impl Default for FaultPlan {
+    fn default() -> Self {
+        FaultPlan {
+            crash_rate: 0.0,
+            overload_rate: 0.0,
+            overload_for: Duration::from_secs(2),
+            freeze_rate: 0.0,
+            freeze_for: Duration::from_secs(5),
+            faults_after: 3,
+            crash_after: None,
+            work: Duration::ZERO,
+        }
+    }
+}
+
+impl FaultPlan {
+    /// The Guide's lpserver: after 3 cycles, crash 1 in 3, else stall 2 s 1 in 3; 1 s work.
+    pub fn guide_server() -> Self {
+        FaultPlan {
+            crash_rate: 1.0 / 3.0,
+            overload_rate: 1.0 / 3.0,
+            overload_for: Duration::from_secs(2),
+            faults_after: 3,
+            work: Duration::from_secs(1),
+            ..FaultPlan::default()
+        }
+    }
+
+    /// The Guide's spworker/ppworker: after 3 cycles, crash 1 in 5, else stall 3 s 1 in 5;
+    /// 1 s work.
+    pub fn guide_worker() -> Self {
+        FaultPlan {
+            crash_rate: 0.2,
+            overload_rate: 0.2,
+            overload_for: Duration::from_secs(3),
+            faults_after: 3,
+            work: Duration::from_secs(1),
+            ..FaultPlan::default()
+        }
+    }
+
+    /// True if this plan can inject anything at all.
+    pub fn is_active(&self) -> bool {
+        self.crash_rate > 0.0
+            || self.overload_rate > 0.0
+            || self.freeze_rate > 0.0
+            || self.crash_after.is_some()
+    }
+}
+
+/// A fault to inject on this cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Die now, without closing anything.
+    Crash,
+    /// Stall before replying (the request is still answered, late).
+    Overload(Duration),
+    /// Stop reading and heartbeating (the request is still answered afterwards).
+    Freeze(Duration),
+}
+
+/// The per-process fault injector: a plan, a seeded generator and a cycle counter.
+#[derive(Debug)]
+pub struct Faults {
+    plan: FaultPlan,
+    rng: ChaCha8Rng,
+    seed: u64,
+    cycles: u64,
+}
+
+impl Faults {
+    /// An injector for `plan` drawing from `seed`.
+    pub fn new(plan: FaultPlan, seed: u64) -> Self {
+        Faults {
+            plan,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
+            cycles: 0,
+        }
+    }
+
+    /// The seed this injector draws from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &FaultPlan {
+        &self.plan
+    }
+
+    /// Cycles counted so far.
+    pub fn cycles(&self) -> u64 {
+        self.cycles
+    }
+
+    /// Counts one more request cycle and decides its fault, if any. Rolls happen only once
+    /// faults have started, in a fixed order, so runs replay by seed.
+    pub fn next_cycle(&mut self) -> Option<Fault> {
+        self.cycles += 1;
+        if let Some(n) = self.plan.crash_after {
+            if self.cycles > n {
+                return Some(Fault::Crash);
+            }
+        }
+        if self.cycles <= self.plan.faults_after {
+            return None;
+        }
+        let crash: f64 = self.rng.gen();
+        let overload: f64 = self.rng.gen();
+        let freeze: f64 = self.rng.gen();
+        if crash < self.plan.crash_rate {
+            Some(Fault::Crash)
+        } else if overload < self.plan.overload_rate {
+            Some(Fault::Overload(self.plan.overload_for))
+        } else if freeze < self.plan.freeze_rate {
+            Some(Fault::Freeze(self.plan.freeze_for))
+        } else {
+            None
+        }
+    }
+}
+
+/// A seed from the operating system, for runs without `--seed`.
+pub fn random_seed() -> u64 {
+    rand::random::<u64>() >> 11 // keep it short enough to read and retype (53 bits)
+}
+
+/// Dies the way a crashing process does: SIGKILL to ourselves, so no destructor runs, no socket
+/// is closed politely, and the parent sees a death by signal.
+pub fn crash_now() -> ! {
+    // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    // SIGKILL cannot be caught; this line is only reached if kill(2) itself failed.
+    std::process::abort()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn faults_of(plan: FaultPlan, seed: u64, cycles: usize) -> Vec<Option<Fault>> {
+        let mut f = Faults::new(plan, seed);
+        (0..cycles).map(|_| f.next_cycle()).collect()
+    }
+
+    #[test]
+    fn nothing_before_faults_after() {
+        let plan = FaultPlan {
+            crash_rate: 1.0,
+            ..FaultPlan::default()
+        };
+        let seen = faults_of(plan, 1, 4);
+        assert_eq!(seen, vec![None, None, None, Some(Fault::Crash)]);
+    }
+
+    #[test]
+    fn crash_after_is_deterministic() {
+        let plan = FaultPlan {
+            crash_after: Some(5),
+            ..FaultPlan::default()
+        };
+        let seen = faults_of(plan, 7, 6);
+        assert_eq!(seen[..5], [None; 5]);
+        assert_eq!(seen[5], Some(Fault::Crash));
+    }
+
+    #[test]
+    fn same_seed_same_faults_other_seed_differs() {
+        let plan = FaultPlan::guide_server();
+        let a = faults_of(plan.clone(), 42, 200);
+        assert_eq!(a, faults_of(plan.clone(), 42, 200));
+        assert_ne!(a, faults_of(plan, 43, 200));
+    }
+
+    #[test]
+    fn rates_are_roughly_honoured() {
+        let plan = FaultPlan {
+            overload_rate: 0.25,
+            overload_for: Duration::from_millis(1),
+            faults_after: 0,
+            ..FaultPlan::default()
+        };
+        let n = faults_of(plan, 9, 4000)
+            .into_iter()
+            .filter(|f| matches!(f, Some(Fault::Overload(_))))
+            .count();
+        assert!((800..1200).contains(&n), "{n} overloads in 4000 at 25%");
+    }
+
+    #[test]
+    fn the_guide_presets_match_the_guide() {
+        let s = FaultPlan::guide_server();
+        assert_eq!((s.faults_after, s.work), (3, Duration::from_secs(1)));
+        assert_eq!(s.overload_for, Duration::from_secs(2));
+        let w = FaultPlan::guide_worker();
+        assert_eq!((w.crash_rate, w.overload_rate), (0.2, 0.2));
+        assert_eq!(w.overload_for, Duration::from_secs(3));
+        assert!(!FaultPlan::default().is_active());
+    }
+}

@@ -1,0 +1,182 @@
+//! An owned multipart message with envelope helpers and the Guide-style frame dump.
+//!
+//! ZeroMQ messages are lists of frames. Routing sockets put an *envelope* in front of the body:
+//! one or more identity frames, then an empty delimiter frame (`[id]["" ][body…]`). `Message`
+//! keeps frames in a `VecDeque` so popping and pushing envelope frames at the front is O(1), and
+//! moving a message between sockets never copies a body.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+/// One frame: an owned byte buffer.
+pub type Frame = Vec<u8>;
+
+/// An owned multipart message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Message {
+    frames: VecDeque<Frame>,
+}
+
+impl Message {
+    /// An empty message (no frames).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A message made of the given frames, in order.
+    pub fn from_frames<I, F>(frames: I) -> Self
+    where
+        I: IntoIterator<Item = F>,
+        F: Into<Frame>,
+    {
+        Message {
+            frames: frames.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// True when there are no frames.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The frame at `index`, if any.
+    pub fn get(&self, index: usize) -> Option<&[u8]> {
+        self.frames.get(index).map(Vec::as_slice)
+    }
+
+    /// Iterates over the frames.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.frames.iter().map(Vec::as_slice)
+    }
+
+    /// Adds a frame at the front (used to push envelope and protocol header frames).
+    pub fn push_front(&mut self, frame: impl Into<Frame>) {
+        self.frames.push_front(frame.into());
+    }
+
+    /// Adds a frame at the back.
+    pub fn push_back(&mut self, frame: impl Into<Frame>) {
+        self.frames.push_back(frame.into());
+    }
+
+    /// Removes and returns the first frame.
+    pub fn pop_front(&mut self) -> Option<Frame> {
+        self.frames.pop_front()
+    }
+
+    /// Removes and returns the last frame.
+    pub fn pop_back(&mut self) -> Option<Frame> {
+        self.frames.pop_back()
+    }
+
+    /// Wraps the message in a one-identity envelope: `[address]["" ][body…]`.
+    pub fn wrap(&mut self, address: impl Into<Frame>) {
+        self.frames.push_front(Vec::new());
+        self.frames.push_front(address.into());
+    }
+
+    /// Removes a one-identity envelope and returns the address. Returns `None` (and leaves the
+    /// message untouched) unless the message starts `[address]["" ]…`.
+    pub fn unwrap_envelope(&mut self) -> Option<Frame> {
+        if self.frames.len() < 2 || !self.frames[1].is_empty() {
+            return None;
+        }
+        let address = self.frames.pop_front();
+        self.frames.pop_front();
+        address
+    }
+
+    /// Consumes the message, returning its frames.
+    pub fn into_frames(self) -> Vec<Frame> {
+        self.frames.into()
+    }
+
+    /// The body joined as text, frames separated by newlines (lossy UTF-8). Used to print a
+    /// reply on one line of stdout and to feed `--exec` commands.
+    pub fn text(&self) -> String {
+        let parts: Vec<String> = self
+            .frames
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        parts.join("\n")
+    }
+
+    /// The Guide's frame dump (`zmsg_dump`/`s_dump`): a rule line, then `[NNN] payload` per
+    /// frame, where NNN is the frame size and the payload is text when printable, else hex.
+    pub fn dump(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<Vec<Frame>> for Message {
+    fn from(frames: Vec<Frame>) -> Self {
+        Message {
+            frames: frames.into(),
+        }
+    }
+}
+
+/// Renders one frame's payload: text if every byte is printable ASCII, else upper-case hex.
+pub fn frame_text(frame: &[u8]) -> String {
+    let printable = frame.iter().all(|&b| (0x20..0x7f).contains(&b));
+    if printable {
+        String::from_utf8_lossy(frame).into_owned()
+    } else {
+        frame.iter().map(|b| format!("{b:02X}")).collect()
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "----------------------------------------")?;
+        for frame in &self.frames {
+            writeln!(f, "[{:03}] {}", frame.len(), frame_text(frame))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_and_unwrap_round_trip() {
+        let mut m = Message::from_frames(vec![b"hello".to_vec()]);
+        m.wrap(b"client-1".to_vec());
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get(1), Some(&b""[..]));
+        assert_eq!(m.unwrap_envelope(), Some(b"client-1".to_vec()));
+        assert_eq!(m.into_frames(), vec![b"hello".to_vec()]);
+    }
+
+    #[test]
+    fn unwrap_refuses_a_message_without_delimiter() {
+        let mut m = Message::from_frames(vec![b"id".to_vec(), b"body".to_vec()]);
+        assert_eq!(m.unwrap_envelope(), None);
+        assert_eq!(m.len(), 2, "message left untouched");
+        let mut single = Message::from_frames(vec![b"id".to_vec()]);
+        assert_eq!(single.unwrap_envelope(), None);
+    }
+
+    #[test]
+    fn dump_prints_text_or_hex_with_sizes() {
+        let m = Message::from_frames(vec![b"MDPC01".to_vec(), vec![0x01], vec![]]);
+        assert_eq!(
+            m.dump(),
+            "----------------------------------------\n[006] MDPC01\n[001] 01\n[000] \n"
+        );
+    }
+
+    #[test]
+    fn text_joins_frames_with_newlines() {
+        let m = Message::from_frames(vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(m.text(), "a\nb");
+    }
+}

@@ -1,0 +1,5 @@
+//! The roles, one module each, all of the same shape: a `Config` in, `run(config, events)`
+//! emitting [`Event`](crate::event::Event)s, a [`Report`](crate::event::Report) out.
+
+pub mod client;
+pub mod server;
