@@ -1,0 +1,70 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_pirate_global_optspecs
+    string join \n v/verbose q/quiet json h/help V/version
+end
+
+function __fish_pirate_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_pirate_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_pirate_using_subcommand
+    set -l cmd (__fish_pirate_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c pirate -n "__fish_pirate_needs_command" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_needs_command" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_needs_command" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_needs_command" -s h -l help -d 'Print help'
+complete -c pirate -n "__fish_pirate_needs_command" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l bind -d 'Endpoint to bind the REP socket to' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l exec -d 'Run `sh -c CMD` per request, body on stdin, and reply with its stdout' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
+guide\t'The Guide\'s own test program for this role (lpserver: after 3 cycles crash 1/3, stall 2s 1/3, 1s work)'"
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l crash-rate -d 'Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l overload-rate -d 'Probability of stalling ("CPU overload") per request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l overload-for -d 'How long an overload stalls [default: 2s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l faults-after -d 'Requests served normally before random faults start [default: 3]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l crash-after -d 'Crash deterministically on request N+1' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l work -d 'Simulated work per request [default: 0s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand server" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand server" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pirate -n "__fish_pirate_using_subcommand server" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l connect -d 'Endpoint to connect to' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l timeout -d 'How long each attempt waits for its reply' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l retries -d 'Attempts per request, the first included, before abandoning (the Guide\'s REQUEST_RETRIES)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l count -d 'Send the Guide\'s test sequence 1..N and check that every reply equals its request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand client" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand client" -s h -l help -d 'Print help'
+complete -c pirate -n "__fish_pirate_using_subcommand client" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -l out -d 'Directory to write into [default: man/ or completions/]' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,245 @@
+//! Test harness: runs the real `pirate` binary as child processes on loopback ports that are
+//! free, with a hard deadline on every wait, and kills every child when its handle drops.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The longest any single wait in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot find a free loopback port")
+}
+
+/// `tcp://127.0.0.1:PORT`.
+pub fn endpoint(port: u16) -> String {
+    format!("tcp://127.0.0.1:{port}")
+}
+
+/// A `pirate` command.
+pub fn pirate(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pirate"));
+    cmd.args(args);
+    cmd
+}
+
+/// Output captured from a child as it runs.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    fn follow(stream: impl Read + Send + 'static) -> Self {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                sink.0.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        captured
+    }
+
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Lines captured so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_string).collect()
+    }
+}
+
+/// A running `pirate` process, killed and reaped on drop.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+}
+
+/// Starts `pirate ARGS` with captured stdout and stderr, stdin closed.
+pub fn spawn(name: &str, args: &[&str]) -> Proc {
+    spawn_with_stdin(name, args, false)
+}
+
+/// Starts `pirate ARGS`, optionally with a stdin pipe the test writes to.
+pub fn spawn_with_stdin(name: &str, args: &[&str], piped_stdin: bool) -> Proc {
+    let mut child = pirate(args)
+        .stdin(if piped_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the pirate binary");
+    let stdout = Captured::follow(child.stdout.take().unwrap());
+    let stderr = Captured::follow(child.stderr.take().unwrap());
+    Proc {
+        name: name.to_string(),
+        stdin: child.stdin.take(),
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+impl Proc {
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Writes to the child's stdin (it must have been started with a pipe).
+    pub fn write_stdin(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("started without a stdin pipe");
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the child's stdin (end of requests).
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Sends a signal (e.g. `libc::SIGKILL`, `libc::SIGINT`).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits until `cond` holds of (stdout, stderr), failing the test after `DEADLINE`.
+    pub fn wait_for(&self, what: &str, cond: impl Fn(&str, &str) -> bool) {
+        let start = Instant::now();
+        loop {
+            let (out, err) = (self.stdout.text(), self.stderr.text());
+            if cond(&out, &err) {
+                return;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "{}: timed out waiting for {what}\n--- stdout\n{out}--- stderr\n{err}",
+                    self.name
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until stderr contains `needle`.
+    pub fn wait_stderr(&self, needle: &str) {
+        self.wait_for(&format!("stderr to contain {needle:?}"), |_, e| {
+            e.contains(needle)
+        });
+    }
+
+    /// Waits until stdout contains `needle`.
+    pub fn wait_stdout(&self, needle: &str) {
+        self.wait_for(&format!("stdout to contain {needle:?}"), |o, _| {
+            o.contains(needle)
+        });
+    }
+
+    /// Waits for the process to exit (failing the test after `DEADLINE`) and returns its
+    /// status once its output has been read to the end.
+    pub fn wait(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Give the reader threads a moment to drain the pipes.
+                thread::sleep(Duration::from_millis(50));
+                return status;
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = self.child.kill();
+                panic!(
+                    "{}: did not exit in time\n--- stdout\n{}--- stderr\n{}",
+                    self.name,
+                    self.stdout.text(),
+                    self.stderr.text()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for exit and returns the exit code, failing if it died by a signal.
+    pub fn code(&mut self) -> i32 {
+        let status = self.wait();
+        status.code().unwrap_or_else(|| {
+            panic!(
+                "{} died by a signal: {status:?}\n--- stderr\n{}",
+                self.name,
+                self.stderr.text()
+            )
+        })
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Continue it first in case a test froze it, then kill and reap: nothing outlives a test.
+        self.signal(libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `pirate ARGS` to completion with optional stdin text; returns (code, stdout, stderr).
+pub fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut proc = spawn_with_stdin("pirate", args, stdin.is_some());
+    if let Some(text) = stdin {
+        proc.write_stdin(text);
+        proc.close_stdin();
+    }
+    let code = proc.code();
+    (code, proc.stdout.text(), proc.stderr.text())
+}
+
+/// Parses every stdout line as JSON, failing the test on any line that is not.
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The last JSON line, which must be the summary.
+pub fn summary(stdout: &str) -> serde_json::Value {
+    let last = json_lines(stdout).pop().expect("no JSON output");
+    assert_eq!(
+        last["event"], "summary",
+        "last line is not the summary: {last}"
+    );
+    last
+}
+
+/// A server on a free port, waited for until it is bound.
+pub fn start_server(args: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let bind = endpoint(port);
+    let mut all = vec!["server", "--bind", bind.as_str()];
+    all.extend_from_slice(args);
+    let server = spawn("server", &all);
+    server.wait_for("the server to bind", |o, e| {
+        e.contains("server on") || o.contains(r#""event":"started""#)
+    });
+    (server, port)
+}
