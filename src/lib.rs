@@ -10,17 +10,22 @@
 //! - [`msg`]: owned multipart message, envelope helpers, the Guide's frame dump.
 //! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors).
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
+//! - [`proto`]: pure codecs, one per RFC (6/PPP, 7/MDP and 18/MDP, 8/MMI).
+//! - [`heartbeat`], [`backoff`]: pure liveness and reconnect state machines.
 //! - [`handler`]: echo or `sh -c CMD` request handling.
 //! - [`event`]: events and reports (serde), rendered by the binary.
 //! - [`stats`]: latency percentiles.
 //! - [`shutdown`]: the Ctrl-C/SIGTERM stop flag and interruptible sleeps.
 //! - [`roles`]: `server`, `client`, … one module per role.
 
+pub mod backoff;
 pub mod error;
 pub mod event;
 pub mod faults;
 pub mod handler;
+pub mod heartbeat;
 pub mod msg;
+pub mod proto;
 pub mod roles;
 pub mod shutdown;
 pub mod stats;

@@ -1,0 +1,1 @@
+//! 8/MMI: the Majordomo Management Interface (service names under `mmi.`).

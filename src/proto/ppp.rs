@@ -1,0 +1,167 @@
+//! 6/PPP, the Paranoid Pirate Protocol: READY and HEARTBEAT control messages between a worker
+//! (DEALER) and a queue (ROUTER), and REQUEST/REPLY carrying an address envelope.
+//!
+//! | message | frames (after the ROUTER identity) |
+//! |---|---|
+//! | READY (worker → queue) | `0x01` |
+//! | HEARTBEAT (both ways)  | `0x02` |
+//! | REQUEST / REPLY        | address envelope, `""`, body (1+ frames) |
+//!
+//! Known weakness of the protocol: a one-frame request whose body is the byte 0x01 or 0x02
+//! cannot be told apart from READY/HEARTBEAT. A request always carries an envelope, so the
+//! ambiguity only exists for one-frame messages, which are always taken as control.
+
+use std::fmt;
+
+use crate::msg::{Frame, Message};
+
+/// The READY command byte.
+pub const READY: u8 = 0x01;
+/// The HEARTBEAT command byte.
+pub const HEARTBEAT: u8 = 0x02;
+
+/// A decoded PPP message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ppp {
+    Ready,
+    Heartbeat,
+    /// A request or reply: the address envelope (identity frames, without the delimiter) and
+    /// the body.
+    Data {
+        envelope: Vec<Frame>,
+        body: Message,
+    },
+}
+
+/// Why a message is not valid PPP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PppError {
+    Empty,
+    /// A one-frame message other than READY or HEARTBEAT.
+    UnknownCommand(Vec<u8>),
+    /// A multi-frame message without an empty delimiter after its envelope.
+    NoDelimiter,
+    /// An envelope with no address before the delimiter.
+    NoAddress,
+    /// Nothing after the delimiter.
+    NoBody,
+}
+
+impl fmt::Display for PppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PppError::Empty => write!(f, "empty message"),
+            PppError::UnknownCommand(c) => {
+                write!(f, "unknown one-frame command {}", crate::msg::frame_text(c))
+            }
+            PppError::NoDelimiter => write!(f, "no empty delimiter after the envelope"),
+            PppError::NoAddress => write!(f, "no address before the delimiter"),
+            PppError::NoBody => write!(f, "no body after the delimiter"),
+        }
+    }
+}
+
+/// Decodes the frames after the ROUTER identity (queue side) or as received by a DEALER
+/// (worker side).
+pub fn decode(msg: Message) -> Result<Ppp, PppError> {
+    match msg.len() {
+        0 => Err(PppError::Empty),
+        1 => match msg.get(0) {
+            Some([READY]) => Ok(Ppp::Ready),
+            Some([HEARTBEAT]) => Ok(Ppp::Heartbeat),
+            Some(other) => Err(PppError::UnknownCommand(other.to_vec())),
+            None => Err(PppError::Empty),
+        },
+        _ => {
+            let mut frames = msg.into_frames();
+            let delimiter = frames
+                .iter()
+                .position(Vec::is_empty)
+                .ok_or(PppError::NoDelimiter)?;
+            if delimiter == 0 {
+                return Err(PppError::NoAddress);
+            }
+            let body = frames.split_off(delimiter + 1);
+            if body.is_empty() {
+                return Err(PppError::NoBody);
+            }
+            frames.pop(); // the delimiter
+            Ok(Ppp::Data {
+                envelope: frames,
+                body: Message::from(body),
+            })
+        }
+    }
+}
+
+/// Encodes a message as the frames to send (before any ROUTER identity).
+pub fn encode(ppp: Ppp) -> Message {
+    match ppp {
+        Ppp::Ready => Message::from_frames(vec![vec![READY]]),
+        Ppp::Heartbeat => Message::from_frames(vec![vec![HEARTBEAT]]),
+        Ppp::Data { envelope, mut body } => {
+            body.push_front(Vec::new());
+            for address in envelope.into_iter().rev() {
+                body.push_front(address);
+            }
+            body
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(frames: &[&[u8]]) -> Message {
+        Message::from_frames(frames.iter().map(|f| f.to_vec()))
+    }
+
+    #[test]
+    fn ready_and_heartbeat_are_one_byte() {
+        assert_eq!(encode(Ppp::Ready), m(&[&[0x01]]));
+        assert_eq!(encode(Ppp::Heartbeat), m(&[&[0x02]]));
+        assert_eq!(decode(m(&[&[0x01]])), Ok(Ppp::Ready));
+        assert_eq!(decode(m(&[&[0x02]])), Ok(Ppp::Heartbeat));
+    }
+
+    #[test]
+    fn data_round_trips_with_its_envelope() {
+        let wire = m(&[b"client", b"", b"hello", b"world"]);
+        let decoded = decode(wire.clone()).unwrap();
+        assert_eq!(
+            decoded,
+            Ppp::Data {
+                envelope: vec![b"client".to_vec()],
+                body: m(&[b"hello", b"world"]),
+            }
+        );
+        assert_eq!(encode(decoded), wire);
+    }
+
+    #[test]
+    fn multi_hop_envelopes_are_kept() {
+        let wire = m(&[b"a", b"b", b"", b"x"]);
+        let Ppp::Data { envelope, .. } = decode(wire.clone()).unwrap() else {
+            panic!("not data")
+        };
+        assert_eq!(envelope, vec![b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        assert_eq!(decode(Message::new()), Err(PppError::Empty));
+        assert_eq!(
+            decode(m(&[&[0x03]])),
+            Err(PppError::UnknownCommand(vec![3]))
+        );
+        assert_eq!(decode(m(&[b""])), Err(PppError::UnknownCommand(vec![])));
+        assert_eq!(
+            decode(m(&[b"READY"])),
+            Err(PppError::UnknownCommand(b"READY".to_vec()))
+        );
+        assert_eq!(decode(m(&[b"id", b"body"])), Err(PppError::NoDelimiter));
+        assert_eq!(decode(m(&[b"", b"body"])), Err(PppError::NoAddress));
+        assert_eq!(decode(m(&[b"id", b""])), Err(PppError::NoBody));
+    }
+}
