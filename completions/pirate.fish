@@ -31,12 +31,14 @@ complete -c pirate -n "__fish_pirate_needs_command" -s h -l help -d 'Print help'
 complete -c pirate -n "__fish_pirate_needs_command" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l bind -d 'Endpoint to bind the REP socket to' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l exec -d 'Run `sh -c CMD` per request, body on stdin, and reply with its stdout' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
-guide\t'The Guide\'s own test program for this role (lpserver: after 3 cycles crash 1/3, stall 2s 1/3, 1s work)'"
+guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l crash-rate -d 'Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l overload-rate -d 'Probability of stalling ("CPU overload") per request' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l overload-for -d 'How long an overload stalls [default: 2s]' -r
@@ -58,13 +60,50 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -s q -l quiet -d '
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s h -l help -d 'Print help'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l frontend -d 'Endpoint clients connect to (ROUTER)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l backend -d 'Endpoint workers connect to (ROUTER)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l heartbeat -d 'Heartbeat interval (6/PPP)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l liveness -d 'Silent heartbeat intervals after which a worker is expired' -r
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l simple -d 'Run the Simple Pirate queue: no heartbeats, no expiry'
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -s h -l help -d 'Print help'
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l connect -d 'Endpoint of the queue\'s backend' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l protocol -d 'Protocol to speak' -r -f -a "paranoid\t'6/PPP: DEALER, READY, heartbeats, reconnect with back-off'
+simple\t'Simple Pirate: REQ, READY once, no heartbeats'"
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l heartbeat -d 'Heartbeat interval' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l liveness -d 'Silent heartbeat intervals after which the queue is taken for dead' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l reconnect -d 'First reconnect delay after losing the queue; doubles each time' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l reconnect-max -d 'Longest reconnect delay' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l name -d 'Identity prefix; each new socket is NAME-1, NAME-2, … [default: w<pid>]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l exec -d 'Run `sh -c CMD` per request, body on stdin, and reply with its stdout' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
+guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l crash-rate -d 'Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l overload-rate -d 'Probability of stalling ("CPU overload") per request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l overload-for -d 'How long an overload stalls [default: 2s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l faults-after -d 'Requests served normally before random faults start [default: 3]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l crash-after -d 'Crash deterministically on request N+1' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l work -d 'Simulated work per request [default: 0s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l freeze-rate -d 'Probability per request of freezing: no reads, no heartbeats, as a hung process' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l freeze-for -d 'How long a freeze lasts [default: 5s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l out -d 'Directory to write into [default: man/ or completions/]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

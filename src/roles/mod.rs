@@ -2,4 +2,6 @@
 //! emitting [`Event`](crate::event::Event)s, a [`Report`](crate::event::Report) out.
 
 pub mod client;
+pub mod queue;
 pub mod server;
+pub mod worker;

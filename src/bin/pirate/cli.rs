@@ -6,6 +6,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
+use pirate::heartbeat::HeartbeatConfig;
+use pirate::roles::queue::QueueConfig;
+use pirate::roles::worker::{PirateProtocol, WorkerConfig};
 use pirate::roles::{client::ClientConfig, server::ServerConfig};
 
 const EXIT_CODES: &str = "\
@@ -49,6 +52,12 @@ pub enum Command {
     /// Lazy Pirate client: send requests with a timeout, retries and socket reopen
     #[command(after_help = EXIT_CODES)]
     Client(ClientArgs),
+    /// Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them
+    #[command(after_help = EXIT_CODES)]
+    Queue(QueueArgs),
+    /// Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves
+    #[command(after_help = EXIT_CODES)]
+    Worker(WorkerArgs),
     /// Write the man pages or shell completions generated from these definitions
     Generate(GenerateArgs),
 }
@@ -58,8 +67,8 @@ pub enum Command {
 pub enum Preset {
     /// No faults unless other flags ask for them
     None,
-    /// The Guide's own test program for this role (lpserver: after 3 cycles crash 1/3,
-    /// stall 2s 1/3, 1s work)
+    /// The Guide's own test program for this role: lpserver (after 3 cycles crash 1/3, stall
+    /// 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)
     Guide,
 }
 
@@ -191,6 +200,119 @@ impl ClientArgs {
             timeout: self.timeout,
             retries: self.retries,
             check_echo: self.count.is_some(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct QueueArgs {
+    /// Endpoint clients connect to (ROUTER)
+    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT")]
+    pub frontend: String,
+    /// Endpoint workers connect to (ROUTER)
+    #[arg(long, default_value = "tcp://*:5556", value_name = "ENDPOINT")]
+    pub backend: String,
+    /// Heartbeat interval (6/PPP)
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Silent heartbeat intervals after which a worker is expired
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub liveness: u32,
+    /// Run the Simple Pirate queue: no heartbeats, no expiry
+    #[arg(long)]
+    pub simple: bool,
+}
+
+impl QueueArgs {
+    pub fn config(&self) -> QueueConfig {
+        QueueConfig {
+            frontend: self.frontend.clone(),
+            backend: self.backend.clone(),
+            heartbeat: (!self.simple).then_some(HeartbeatConfig {
+                interval: self.heartbeat,
+                liveness: self.liveness,
+            }),
+        }
+    }
+}
+
+/// The protocol a worker speaks to its queue or broker.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerProtocol {
+    /// 6/PPP: DEALER, READY, heartbeats, reconnect with back-off
+    Paranoid,
+    /// Simple Pirate: REQ, READY once, no heartbeats
+    Simple,
+}
+
+/// Freeze injection, for roles that heartbeat: stop reading and heartbeating for a while.
+#[derive(Args, Debug, Clone)]
+pub struct FreezeArgs {
+    /// Probability per request of freezing: no reads, no heartbeats, as a hung process
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub freeze_rate: Option<f64>,
+    /// How long a freeze lasts [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub freeze_for: Option<Duration>,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Endpoint of the queue's backend
+    #[arg(long, default_value = "tcp://localhost:5556", value_name = "ENDPOINT")]
+    pub connect: String,
+    /// Protocol to speak
+    #[arg(long, value_enum, default_value = "paranoid")]
+    pub protocol: WorkerProtocol,
+    /// Heartbeat interval
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Silent heartbeat intervals after which the queue is taken for dead
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub liveness: u32,
+    /// First reconnect delay after losing the queue; doubles each time
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub reconnect: Duration,
+    /// Longest reconnect delay
+    #[arg(long, default_value = "32s", value_name = "DURATION", value_parser = parse_duration)]
+    pub reconnect_max: Duration,
+    /// Identity prefix; each new socket is NAME-1, NAME-2, … [default: w<pid>]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub handler: HandlerArgs,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+    #[command(flatten)]
+    pub freeze: FreezeArgs,
+}
+
+impl WorkerArgs {
+    pub fn config(&self) -> WorkerConfig {
+        let mut faults = self.faults.plan(FaultPlan::guide_worker());
+        if let Some(p) = self.freeze.freeze_rate {
+            faults.freeze_rate = p;
+        }
+        if let Some(d) = self.freeze.freeze_for {
+            faults.freeze_for = d;
+        }
+        let defaults = WorkerConfig::default();
+        WorkerConfig {
+            endpoint: self.connect.clone(),
+            protocol: match self.protocol {
+                WorkerProtocol::Paranoid => PirateProtocol::Paranoid,
+                WorkerProtocol::Simple => PirateProtocol::Simple,
+            },
+            heartbeat: HeartbeatConfig {
+                interval: self.heartbeat,
+                liveness: self.liveness,
+            },
+            reconnect: self.reconnect,
+            reconnect_max: self.reconnect_max,
+            name: self.name.clone().unwrap_or(defaults.name),
+            handler: self.handler.handler(),
+            faults,
+            seed: self.faults.seed(),
         }
     }
 }

@@ -14,7 +14,7 @@ use clap::Parser;
 
 use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
-use pirate::roles::{client, server};
+use pirate::roles::{client, queue, server, worker};
 use pirate::shutdown;
 
 use cli::{Cli, Command, Generated};
@@ -68,6 +68,18 @@ fn run(cli: Cli) -> error::Result<i32> {
             let config = args.config();
             let mut renderer = Renderer::new(output);
             let report = run_role(&mut renderer, trace, |ev| server::run(&config, ev))?;
+            Ok(exit_code_of(&report))
+        }
+        Command::Queue(args) => {
+            let config = args.config();
+            let mut renderer = Renderer::new(output);
+            let report = run_role(&mut renderer, trace, |ev| queue::run(&config, ev))?;
+            Ok(exit_code_of(&report))
+        }
+        Command::Worker(args) => {
+            let config = args.config();
+            let mut renderer = Renderer::new(output);
+            let report = run_role(&mut renderer, trace, |ev| worker::run(&config, ev))?;
             Ok(exit_code_of(&report))
         }
         Command::Client(args) => {

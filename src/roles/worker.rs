@@ -1,0 +1,348 @@
+//! `pirate worker` for the Simple and Paranoid Pirate queues.
+//!
+//! Paranoid (6/PPP, DEALER): sends READY on every new socket, heartbeats every interval even
+//! while a request is being worked on (the work runs on its own thread), and when the queue has
+//! been silent for `liveness` intervals closes the socket, waits a doubling back-off and starts
+//! over with a new socket and a new identity, forever.
+//!
+//! Simple (REQ): one READY, then receive a request, reply, repeat. No heartbeats.
+//!
+//! Faults are drawn per request: a crash kills the process on the spot (the request is lost
+//! with it), an overload makes the work slower (heartbeats go on: slow but alive), a freeze
+//! stops the whole worker, reads and heartbeats included, as a hung process would.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
+use crate::error::Result;
+use crate::event::{Event, Events, FaultKind, Report, ServiceReport};
+use crate::faults::{crash_now, Fault, FaultPlan, Faults};
+use crate::handler::Handler;
+use crate::heartbeat::{HeartbeatConfig, Liveness};
+use crate::msg::{Frame, Message};
+use crate::proto::ppp::{self, Ppp};
+use crate::shutdown;
+use crate::stats::millis;
+use crate::transport::{self, Socket};
+
+/// Which queue protocol the worker speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PirateProtocol {
+    /// Simple Pirate: REQ, READY once, no heartbeats.
+    Simple,
+    /// Paranoid Pirate (6/PPP): DEALER, heartbeats, reconnect with back-off.
+    Paranoid,
+}
+
+/// Everything a Simple or Paranoid Pirate worker needs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Guide: `tcp://localhost:5556`.
+    pub endpoint: String,
+    pub protocol: PirateProtocol,
+    /// Guide: 1s, liveness 3.
+    pub heartbeat: HeartbeatConfig,
+    /// Back-off after losing the queue (Guide: 1s doubling to 32s).
+    pub reconnect: Duration,
+    pub reconnect_max: Duration,
+    /// Identity prefix; each socket gets `NAME-N`. Defaults to `w<pid>`.
+    pub name: String,
+    pub handler: Handler,
+    pub faults: FaultPlan,
+    pub seed: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            endpoint: "tcp://localhost:5556".into(),
+            protocol: PirateProtocol::Paranoid,
+            heartbeat: HeartbeatConfig {
+                interval: Duration::from_secs(1),
+                liveness: 3,
+            },
+            reconnect: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(32),
+            name: format!("w{}", std::process::id()),
+            handler: Handler::Echo,
+            faults: FaultPlan::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// The finished work for one request: where it goes and what it says.
+struct Done {
+    envelope: Vec<Frame>,
+    reply: Message,
+    cycle: u64,
+    bytes: usize,
+    started: Instant,
+}
+
+/// Per-run state shared by both protocols.
+struct Ctx<'c> {
+    config: &'c WorkerConfig,
+    faults: Faults,
+    report: ServiceReport,
+    sockets: u64,
+}
+
+impl Ctx<'_> {
+    fn identity(&mut self) -> Vec<u8> {
+        self.sockets += 1;
+        format!("{}-{}", self.config.name, self.sockets).into_bytes()
+    }
+
+    /// Draws this request's fault and applies the ones that happen in the receiving thread:
+    /// a crash dies here; a freeze stops everything here. Returns extra work time (overload).
+    fn apply_fault(&mut self, events: &mut Events) -> Result<(u64, Duration)> {
+        let cycle = self.faults.cycles() + 1;
+        let fault = self.faults.next_cycle();
+        let mut extra = Duration::ZERO;
+        match fault {
+            Some(Fault::Crash) => {
+                events.emit(Event::Fault {
+                    kind: FaultKind::Crash,
+                    cycle,
+                    duration_ms: None,
+                });
+                events.info("simulating a crash");
+                crash_now();
+            }
+            Some(Fault::Overload(d)) => {
+                self.report.overloads += 1;
+                events.emit(Event::Fault {
+                    kind: FaultKind::Overload,
+                    cycle,
+                    duration_ms: Some(d.as_millis() as u64),
+                });
+                events.info("simulating CPU overload");
+                extra = d;
+            }
+            Some(Fault::Freeze(d)) => {
+                self.report.freezes += 1;
+                events.emit(Event::Fault {
+                    kind: FaultKind::Freeze,
+                    cycle,
+                    duration_ms: Some(d.as_millis() as u64),
+                });
+                events.info("simulating a freeze (no reads, no heartbeats)");
+                shutdown::sleep(d)?;
+            }
+            None => {}
+        }
+        Ok((cycle, extra))
+    }
+}
+
+/// Works requests on a thread so the socket loop can keep heartbeating meanwhile.
+fn start_work(
+    handler: &Handler,
+    envelope: Vec<Frame>,
+    body: Message,
+    work: Duration,
+    cycle: u64,
+    done: mpsc::Sender<Done>,
+) {
+    let handler = handler.clone();
+    thread::spawn(move || {
+        let started = Instant::now();
+        let bytes = body.iter().map(<[u8]>::len).sum();
+        if shutdown::sleep(work).is_err() {
+            return;
+        }
+        let reply = handler.handle(body);
+        let _ = done.send(Done {
+            envelope,
+            reply,
+            cycle,
+            bytes,
+            started,
+        });
+    });
+}
+
+/// Runs the worker until stopped by a signal; returns its counters.
+pub fn run(config: &WorkerConfig, events: &mut Events) -> Result<Report> {
+    let mut ctx = Ctx {
+        config,
+        faults: Faults::new(config.faults.clone(), config.seed),
+        report: ServiceReport {
+            endpoint: config.endpoint.clone(),
+            seed: config.seed,
+            ..Default::default()
+        },
+        sockets: 0,
+    };
+    events.emit(Event::Started {
+        role: match config.protocol {
+            PirateProtocol::Paranoid => "worker (paranoid)".into(),
+            PirateProtocol::Simple => "worker (simple)".into(),
+        },
+        endpoint: config.endpoint.clone(),
+        seed: Some(config.seed),
+    });
+    let zmq_ctx = zmq::Context::new();
+    let result = match config.protocol {
+        PirateProtocol::Paranoid => run_paranoid(&zmq_ctx, &mut ctx, events),
+        PirateProtocol::Simple => run_simple(&zmq_ctx, &mut ctx, events),
+    };
+    match result {
+        Ok(()) | Err(crate::Error::Interrupted) => Ok(Report::Service(ctx.report)),
+        Err(e) => Err(e),
+    }
+}
+
+fn served(ctx: &mut Ctx, done: &Done, events: &mut Events) {
+    ctx.report.replied += 1;
+    events.emit(Event::Served {
+        cycle: done.cycle,
+        bytes: done.bytes,
+        work_ms: millis(done.started.elapsed()),
+    });
+}
+
+fn run_paranoid(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> Result<()> {
+    let config = ctx.config;
+    let mut backoff = Backoff::new(config.reconnect, config.reconnect_max);
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    loop {
+        let identity = ctx.identity();
+        let socket = transport::socket(zmq_ctx, zmq::DEALER, "worker", Some(&identity))?;
+        socket.connect(&config.endpoint)?;
+        socket.send(ppp::encode(Ppp::Ready), events)?;
+        events.info(format!(
+            "worker {} ready",
+            String::from_utf8_lossy(&identity)
+        ));
+        let mut queue = Liveness::new(config.heartbeat, Instant::now());
+        // Work in progress belongs to this socket: a reply computed for an old connection is
+        // dropped, since its client has long retried.
+        let mut busy = false;
+        let mut backlog: Vec<(Vec<Frame>, Message)> = Vec::new();
+        loop {
+            shutdown::check()?;
+            let now = Instant::now();
+            let wake = queue.next_send().min(queue.expires_at());
+            let timeout = if busy { 5 } else { shutdown::slice_until(wake) };
+            if socket.poll_in(timeout)? {
+                let msg = socket.recv(events)?;
+                queue.heard(Instant::now());
+                backoff.reset();
+                match ppp::decode(msg) {
+                    Ok(Ppp::Heartbeat) => {}
+                    Ok(Ppp::Data { envelope, body }) => backlog.push((envelope, body)),
+                    Ok(Ppp::Ready) => {
+                        ctx.report.invalid += 1;
+                        events.invalid("worker", "READY from the queue");
+                    }
+                    Err(e) => {
+                        ctx.report.invalid += 1;
+                        events.invalid("worker", e.to_string());
+                    }
+                }
+            }
+            if let Ok(done) = done_rx.try_recv() {
+                busy = false;
+                let reply = ppp::encode(Ppp::Data {
+                    envelope: done.envelope.clone(),
+                    body: done.reply.clone(),
+                });
+                socket.send(reply, events)?;
+                queue.sent(Instant::now());
+                served(ctx, &done, events);
+            }
+            if !busy && !backlog.is_empty() {
+                let (envelope, body) = backlog.remove(0);
+                let (cycle, extra) = ctx.apply_fault(events)?;
+                start_work(
+                    &config.handler,
+                    envelope,
+                    body,
+                    config.faults.work + extra,
+                    cycle,
+                    done_tx.clone(),
+                );
+                busy = true;
+            } else if busy && !backlog.is_empty() {
+                // The queue must never hand a busy worker a second request (trap 7).
+                ctx.report.invalid += 1;
+                events.invalid("worker", "a second request while busy");
+                backlog.clear();
+            }
+            let now = now.max(Instant::now());
+            if queue.is_dead(now) {
+                let delay = backoff.next_delay();
+                events.emit(Event::PeerLost {
+                    delay_ms: delay.as_millis() as u64,
+                });
+                drop(socket);
+                shutdown::sleep(delay)?;
+                // Whatever was in progress was for the lost connection.
+                while done_rx.try_recv().is_ok() {}
+                ctx.report.reconnects += 1;
+                break;
+            }
+            if queue.heartbeat_due(now) {
+                socket.send(ppp::encode(Ppp::Heartbeat), events)?;
+            }
+        }
+    }
+}
+
+fn run_simple(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> Result<()> {
+    let config = ctx.config;
+    let identity = ctx.identity();
+    let socket: Socket = transport::socket(zmq_ctx, zmq::REQ, "worker", Some(&identity))?;
+    socket.connect(&config.endpoint)?;
+    socket.send(ppp::encode(Ppp::Ready), events)?;
+    events.info(format!(
+        "worker {} ready",
+        String::from_utf8_lossy(&identity)
+    ));
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    loop {
+        shutdown::check()?;
+        if !socket.poll_in(shutdown::POLL_SLICE.as_millis() as i64)? {
+            continue;
+        }
+        let msg = socket.recv(events)?;
+        let (envelope, body) = match ppp::decode(msg) {
+            Ok(Ppp::Data { envelope, body }) => (envelope, body),
+            other => {
+                // REQ must answer before it can receive again: reply with nothing useful
+                // would confuse a client, so count it and send READY to stay in the queue.
+                ctx.report.invalid += 1;
+                events.invalid("worker", format!("not a request: {other:?}"));
+                socket.send(ppp::encode(Ppp::Ready), events)?;
+                continue;
+            }
+        };
+        let (cycle, extra) = ctx.apply_fault(events)?;
+        start_work(
+            &config.handler,
+            envelope,
+            body,
+            config.faults.work + extra,
+            cycle,
+            done_tx.clone(),
+        );
+        let done = loop {
+            shutdown::check()?;
+            match done_rx.recv_timeout(shutdown::POLL_SLICE) {
+                Ok(done) => break done,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        };
+        let reply = ppp::encode(Ppp::Data {
+            envelope: done.envelope.clone(),
+            body: done.reply.clone(),
+        });
+        socket.send(reply, events)?;
+        served(ctx, &done, events);
+    }
+}
