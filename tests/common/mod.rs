@@ -243,3 +243,37 @@ pub fn start_server(args: &[&str]) -> (Proc, u16) {
     });
     (server, port)
 }
+
+/// A queue on two free ports (frontend, backend) with the given extra flags, waited for.
+pub fn start_queue(args: &[&str]) -> (Proc, u16, u16) {
+    let (front, back) = (free_port(), free_port());
+    let (f, b) = (endpoint(front), endpoint(back));
+    let mut all = vec!["queue", "--frontend", f.as_str(), "--backend", b.as_str()];
+    all.extend_from_slice(args);
+    let queue = spawn("queue", &all);
+    queue.wait_for("the queue to bind", |o, e| {
+        e.contains("queue (") || o.contains(r#""event":"started""#)
+    });
+    (queue, front, back)
+}
+
+/// The replies of a `--json` client run, in the order printed.
+pub fn replies(stdout: &str) -> Vec<String> {
+    json_lines(stdout)
+        .iter()
+        .filter(|l| l["event"] == "reply")
+        .map(|l| l["reply"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// "1".."n" as strings: the Guide's test sequence.
+pub fn sequence(n: u64) -> Vec<String> {
+    (1..=n).map(|i| i.to_string()).collect()
+}
+
+/// Stops a long-running role with SIGINT and returns its JSON summary (it must run `--json`).
+pub fn stop_and_summarise(proc: &mut Proc) -> serde_json::Value {
+    proc.signal(libc::SIGINT);
+    assert_eq!(proc.code(), 130, "{}", proc.stderr.text());
+    summary(&proc.stdout.text())
+}
