@@ -106,6 +106,31 @@ pub struct BrokerReport {
     pub per_worker: std::collections::BTreeMap<String, u64>,
 }
 
+/// Final counters of a Majordomo broker.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MajordomoReport {
+    pub endpoint: String,
+    /// Client requests accepted (queued or dispatched).
+    pub requests: u64,
+    /// Requests handed to a worker.
+    pub dispatched: u64,
+    /// Replies (FINAL or 0.1 REPLY) delivered to clients; PARTIALs are counted separately.
+    pub replies: u64,
+    pub partials: u64,
+    /// Requests answered by the broker itself under `mmi.*`.
+    pub mmi: u64,
+    pub workers_seen: u64,
+    pub workers_expired: u64,
+    /// DISCONNECTs sent or received.
+    pub disconnects: u64,
+    /// Requests dropped after waiting `--request-ttl` for a worker.
+    pub requests_expired: u64,
+    /// Requests refused because their service queue was full (`--max-queue`).
+    pub requests_rejected: u64,
+    /// Malformed messages counted and dropped.
+    pub invalid: u64,
+}
+
 /// The final summary of any role.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
@@ -113,6 +138,7 @@ pub enum Report {
     Client(ClientReport),
     Service(ServiceReport),
     Broker(BrokerReport),
+    Majordomo(MajordomoReport),
 }
 
 /// Everything a role reports while it runs. Serialised as `{"event": "<name>", ...fields}`.
@@ -176,6 +202,12 @@ pub enum Event {
     },
     /// A worker registered with a queue or broker (or re-registered).
     WorkerReady { worker: String },
+    /// A Majordomo worker registered for a service.
+    ServiceWorkerReady { worker: String, service: String },
+    /// A Majordomo worker was disconnected (sent or received DISCONNECT), with why.
+    WorkerDisconnected { worker: String, reason: String },
+    /// A request was dropped: `reason` is `ttl` (no worker in time) or `queue_full`.
+    RequestDropped { service: String, reason: String },
     /// A worker was declared dead after its heartbeats stopped.
     WorkerExpired { worker: String, busy: bool },
     /// A peer (queue or broker) was declared dead; reconnecting after `delay_ms`.

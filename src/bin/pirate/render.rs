@@ -137,6 +137,15 @@ fn human_text(event: &Event) -> Option<String> {
         }
         Event::Served { cycle, bytes, .. } => format!("I: normal request #{cycle} ({bytes} bytes)"),
         Event::WorkerReady { worker } => format!("I: worker {worker} ready"),
+        Event::ServiceWorkerReady { worker, service } => {
+            format!("I: worker {worker} ready for service {service}")
+        }
+        Event::WorkerDisconnected { worker, reason } => {
+            format!("W: worker {worker} disconnected: {reason}")
+        }
+        Event::RequestDropped { service, reason } => {
+            format!("W: request for {service} dropped: {reason}")
+        }
         Event::WorkerExpired { worker, busy } => {
             let state = if *busy { " while busy" } else { "" };
             format!("W: worker {worker} expired{state}")
@@ -175,6 +184,21 @@ pub fn summary_text(report: &Report) -> String {
             "summary: requests {}, replied {}, overloads {}, freezes {}, invalid {}, \
              reconnects {} (seed {})",
             s.requests, s.replied, s.overloads, s.freezes, s.invalid, s.reconnects, s.seed
+        ),
+        Report::Majordomo(m) => format!(
+            "summary: requests {}, dispatched {}, replies {}, partials {}, mmi {}, workers seen {}, \
+             expired {}, disconnects {}, requests expired {}, rejected {}, invalid {}",
+            m.requests,
+            m.dispatched,
+            m.replies,
+            m.partials,
+            m.mmi,
+            m.workers_seen,
+            m.workers_expired,
+            m.disconnects,
+            m.requests_expired,
+            m.requests_rejected,
+            m.invalid
         ),
         Report::Broker(b) => {
             let spread: Vec<String> = b
