@@ -73,7 +73,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__client)
-            opts="-v -q -h -V --connect --timeout --retries --count --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --connect --timeout --retries --count --service --protocol --window --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -92,6 +92,18 @@ _pirate() {
                     return 0
                     ;;
                 --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --service)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protocol)
+                    COMPREPLY=($(compgen -W "lazy mdp mdp2" -- "${cur}"))
+                    return 0
+                    ;;
+                --window)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

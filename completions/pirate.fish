@@ -55,10 +55,15 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l connect -d 'End
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l timeout -d 'How long each attempt waits for its reply' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l retries -d 'Attempts per request, the first included, before abandoning (the Guide\'s REQUEST_RETRIES)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l count -d 'Send the Guide\'s test sequence 1..N and check that every reply equals its request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l service -d 'Speak Majordomo to a broker and ask for this service (mmi.service, mmi.status: the broker\'s own)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l protocol -d 'Client protocol: bare Lazy Pirate, or Majordomo 0.1 / 0.2 [default: lazy, or mdp with --service]' -r -f -a "lazy\t'Bare requests to a Lazy Pirate server or a Pirate queue'
+mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'
+mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
-complete -c pirate -n "__fish_pirate_using_subcommand client" -s h -l help -d 'Print help'
+complete -c pirate -n "__fish_pirate_using_subcommand client" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l frontend -d 'Endpoint clients connect to (ROUTER)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l backend -d 'Endpoint workers connect to (ROUTER)' -r

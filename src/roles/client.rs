@@ -1,31 +1,120 @@
-//! `pirate client` in Lazy Pirate mode: a REQ socket, a timeout per attempt, and on timeout
-//! close the socket, open a new one and resend, giving up after the retries.
+//! `pirate client`: requests with a timeout per attempt, retries and socket reopen — the Lazy
+//! Pirate algorithm — spoken either bare (to `pirate server` or a Pirate queue) or as a
+//! Majordomo client (7/MDP 0.1 or 18/MDP 0.2) to a broker.
 //!
-//! A REQ socket only ever holds one request, and every retry uses a fresh socket, so a late
-//! reply to an earlier attempt arrives at a closed socket and can never be taken as the answer
-//! to a later request (trap 9 in `protocols.md`). With `check_echo` (the Guide's `--count`
-//! sequence), a reply that is not the request is reported as a mismatch and never accepted.
+//! Up to `window` requests are in flight at once, each on a socket of its own. A socket only
+//! ever holds one request, and every retry closes it and opens a fresh one (new identity), so
+//! a late reply to an earlier attempt arrives at a closed socket and can never be taken for the
+//! answer to a later request (trap 9 in `protocols.md`), even though MDP replies carry no
+//! request id. With `check_echo` (the Guide's `--count` sequence), a reply that is not the
+//! request is reported as a mismatch and never accepted. Replies are reported in request
+//! order, whatever order they complete in.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::{ClientReport, Event, Events, Outcome, Report};
 use crate::msg::Message;
+use crate::proto::mdp::{self, ClientCommand, ClientMsg, Direction, Version};
 use crate::shutdown;
 use crate::stats::{millis, LatencyRecorder};
 use crate::transport::{self, Socket};
 
-/// Everything the Lazy Pirate client needs.
+/// What goes around a request body on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// The body alone (Lazy Pirate server, Simple/Paranoid Pirate queue).
+    Bare,
+    /// A Majordomo client request for `service`.
+    Majordomo { version: Version, service: String },
+}
+
+/// What a received message turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A 0.2 PARTIAL: more is coming.
+    Partial(Message),
+    /// The (final) reply.
+    Final(Message),
+}
+
+impl Framing {
+    /// The socket type for one in-flight slot: REQ where the protocol allows (what the Guide
+    /// and 7/MDP recommend), DEALER for 0.2, which has no empty delimiter. A window of N
+    /// requests uses N such sockets, so each reply is matched to its request by the socket it
+    /// arrives on.
+    pub fn socket_type(&self) -> zmq::SocketType {
+        match self {
+            Framing::Majordomo {
+                version: Version::V2,
+                ..
+            } => zmq::DEALER,
+            _ => zmq::REQ,
+        }
+    }
+
+    /// The frames to send for `body`, for a socket of `socket_type()`.
+    pub fn encode(&self, body: Message) -> Message {
+        match self {
+            Framing::Bare => body,
+            Framing::Majordomo { version, service } => {
+                let mut msg = mdp::encode_client(ClientMsg {
+                    version: *version,
+                    command: ClientCommand::Request,
+                    service: service.as_bytes().to_vec(),
+                    body,
+                });
+                if *version == Version::V1 {
+                    msg.pop_front(); // REQ adds the empty delimiter itself
+                }
+                msg
+            }
+        }
+    }
+
+    /// Reads a received message; an error is a malformed or misaddressed reply.
+    pub fn decode(&self, mut msg: Message) -> std::result::Result<Received, String> {
+        match self {
+            Framing::Bare => Ok(Received::Final(msg)),
+            Framing::Majordomo { version, service } => {
+                if *version == Version::V1 {
+                    msg.push_front(Vec::new()); // REQ stripped the delimiter
+                }
+                let reply =
+                    mdp::decode_client(msg, Direction::FromBroker).map_err(|e| e.to_string())?;
+                if reply.version != *version {
+                    return Err("reply in another MDP version".into());
+                }
+                if reply.service != service.as_bytes() {
+                    return Err(format!(
+                        "reply for service {:?}, expected {service:?}",
+                        String::from_utf8_lossy(&reply.service)
+                    ));
+                }
+                Ok(match reply.command {
+                    ClientCommand::Partial => Received::Partial(reply.body),
+                    _ => Received::Final(reply.body),
+                })
+            }
+        }
+    }
+}
+
+/// Everything the client needs.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
     /// Guide: `tcp://localhost:5555`.
     pub endpoint: String,
-    /// How long one attempt waits for its reply (Guide: 2500 ms).
+    /// How long one attempt waits for its reply (Guide: 2500 ms). A PARTIAL restarts it.
     pub timeout: Duration,
     /// Attempts per request, the first included (the Guide's REQUEST_RETRIES: 3).
     pub retries: u32,
     /// Every reply must equal its request (the Guide's test sequence).
     pub check_echo: bool,
+    pub framing: Framing,
+    /// Requests in flight at once (1: synchronous, as in the Guide).
+    pub window: usize,
 }
 
 impl Default for ClientConfig {
@@ -35,63 +124,99 @@ impl Default for ClientConfig {
             timeout: Duration::from_millis(2500),
             retries: 3,
             check_echo: false,
+            framing: Framing::Bare,
+            window: 1,
         }
     }
 }
 
-/// How one attempt ended.
-enum Attempt {
-    Replied(Message),
-    TimedOut,
+/// One request in flight on its own socket.
+struct InFlight {
+    seq: u64,
+    request: String,
+    attempt: u32,
+    first_sent: Instant,
+    deadline: Instant,
+    partials: Vec<String>,
+    socket: Socket,
 }
 
-/// Tracks the run and builds the report.
-struct Run {
+/// Opens a fresh socket for one attempt.
+pub(crate) fn open(ctx: &zmq::Context, config: &ClientConfig) -> Result<Socket> {
+    let socket = transport::socket(ctx, config.framing.socket_type(), "client", None)?;
+    socket.connect(&config.endpoint)?;
+    Ok(socket)
+}
+
+/// The run's counters and the in-order reply buffer.
+struct Run<'c> {
+    config: &'c ClientConfig,
     report: ClientReport,
     latency: LatencyRecorder,
     started: Instant,
+    /// Replies completed ahead of an earlier request, held back to keep stdout in order.
+    held: BTreeMap<u64, Event>,
+    next_to_emit: u64,
 }
 
-impl Run {
-    fn finish(mut self, outcome: Outcome) -> Report {
+impl Run<'_> {
+    fn finish(mut self, outcome: Outcome, events: &mut Events) -> Report {
+        // Whatever completed is reported, in order, even when the run stops early.
+        for (_, event) in std::mem::take(&mut self.held) {
+            events.emit(event);
+        }
         self.report.outcome = outcome;
         self.report.elapsed_ms = millis(self.started.elapsed());
         self.report.latency_ms = self.latency.summary();
         Report::Client(self.report)
     }
-}
 
-fn open(ctx: &zmq::Context, endpoint: &str) -> Result<Socket> {
-    let socket = transport::socket(ctx, zmq::REQ, "client", None)?;
-    socket.connect(endpoint)?;
-    Ok(socket)
-}
+    /// Records an accepted reply and hands back the slot's socket for the next request.
+    fn accept(&mut self, slot: InFlight, reply: String, events: &mut Events) -> Socket {
+        let latency = slot.first_sent.elapsed();
+        self.latency.record(latency);
+        self.report.replied += 1;
+        if self.config.check_echo {
+            events.info(format!("server replied OK ({reply})"));
+        }
+        self.held.insert(
+            slot.seq,
+            Event::Reply {
+                seq: slot.seq,
+                request: slot.request.clone(),
+                reply,
+                attempts: slot.attempt,
+                latency_ms: millis(latency),
+            },
+        );
+        while let Some(event) = self.held.remove(&self.next_to_emit) {
+            events.emit(event);
+            self.next_to_emit += 1;
+        }
+        slot.socket
+    }
 
-/// Waits up to `timeout` for the reply, looking at the stop flag every poll slice.
-fn await_reply(socket: &Socket, timeout: Duration, events: &mut Events) -> Result<Attempt> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        shutdown::check()?;
-        if socket.poll_in(shutdown::slice_until(deadline))? {
-            return Ok(Attempt::Replied(socket.recv(events)?));
-        }
-        if Instant::now() >= deadline {
-            return Ok(Attempt::TimedOut);
-        }
+    fn send(&mut self, slot: &mut InFlight, events: &mut Events) -> Result<()> {
+        let body = Message::from_frames(vec![slot.request.as_bytes()]);
+        slot.socket.send(self.config.framing.encode(body), events)?;
+        slot.deadline = Instant::now() + self.config.timeout;
+        self.report.sent += 1;
+        Ok(())
     }
 }
 
-/// Sends each request in turn and reports every reply as an event, in order. Returns the
-/// summary; the outcome says whether the run completed, abandoned or was interrupted.
+/// Sends every request and reports each reply as an event, in request order. Returns the
+/// summary; its outcome says whether the run completed, abandoned or was interrupted.
 pub fn run(
     config: &ClientConfig,
     requests: impl IntoIterator<Item = String>,
     events: &mut Events,
 ) -> Result<Report> {
     let ctx = zmq::Context::new();
-    let mut socket = open(&ctx, &config.endpoint)?;
     let retries = config.retries.max(1);
+    let window = config.window.max(1);
     let mut run = Run {
+        config,
         report: ClientReport {
             endpoint: config.endpoint.clone(),
             outcome: Outcome::Completed,
@@ -107,85 +232,192 @@ pub fn run(
         },
         latency: LatencyRecorder::default(),
         started: Instant::now(),
+        held: BTreeMap::new(),
+        next_to_emit: 1,
     };
+    // Sockets whose request was answered, kept for the next request (a REQ socket is ready to
+    // send again once it has received; a DEALER after its FINAL). The first one is opened
+    // before anything else so that a bad endpoint is reported before the run starts.
+    let mut spare: Vec<Socket> = vec![open(&ctx, config)?];
     events.emit(Event::Started {
         role: "client".into(),
         endpoint: config.endpoint.clone(),
         seed: None,
     });
-    for (index, request) in requests.into_iter().enumerate() {
+    let mut requests = requests.into_iter();
+    let mut exhausted = false;
+    let mut in_flight: Vec<InFlight> = Vec::with_capacity(window);
+    loop {
         if shutdown::requested() {
-            return Ok(run.finish(Outcome::Interrupted));
+            return Ok(run.finish(Outcome::Interrupted, events));
         }
-        let seq = index as u64 + 1;
-        run.report.requests += 1;
-        let first_sent = Instant::now();
-        let mut attempt = 1;
-        loop {
-            socket.send(Message::from_frames(vec![request.as_bytes()]), events)?;
-            run.report.sent += 1;
-            let outcome = match await_reply(&socket, config.timeout, events) {
-                Ok(o) => o,
-                Err(crate::error::Error::Interrupted) => {
-                    return Ok(run.finish(Outcome::Interrupted));
-                }
-                Err(e) => return Err(e),
+        while !exhausted && in_flight.len() < window {
+            let Some(request) = requests.next() else {
+                exhausted = true;
+                break;
             };
-            let reason = match outcome {
-                Attempt::Replied(reply) => {
-                    let text = reply.text();
-                    if !config.check_echo || text == request {
-                        let latency = first_sent.elapsed();
-                        run.latency.record(latency);
-                        run.report.replied += 1;
-                        if config.check_echo {
-                            events.info(format!("server replied OK ({text})"));
-                        }
-                        events.emit(Event::Reply {
-                            seq,
-                            request,
-                            reply: text,
-                            attempts: attempt,
-                            latency_ms: millis(latency),
-                        });
-                        break;
+            run.report.requests += 1;
+            let socket = match spare.pop() {
+                Some(s) => s,
+                None => open(&ctx, config)?,
+            };
+            let mut slot = InFlight {
+                seq: run.report.requests,
+                request,
+                attempt: 1,
+                first_sent: Instant::now(),
+                deadline: Instant::now(),
+                partials: Vec::new(),
+                socket,
+            };
+            run.send(&mut slot, events)?;
+            in_flight.push(slot);
+        }
+        if in_flight.is_empty() {
+            return Ok(run.finish(Outcome::Completed, events));
+        }
+        let earliest = in_flight
+            .iter()
+            .map(|s| s.deadline)
+            .min()
+            .expect("not empty");
+        let readable: Vec<bool> = {
+            let mut items: Vec<zmq::PollItem> = in_flight
+                .iter()
+                .map(|s| s.socket.raw().as_poll_item(zmq::POLLIN))
+                .collect();
+            match zmq::poll(&mut items, shutdown::slice_until(earliest)) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(Error::zmq("poll failed", e)),
+            }
+            items.iter().map(|i| i.is_readable()).collect()
+        };
+        let mut still: Vec<InFlight> = Vec::with_capacity(in_flight.len());
+        for (mut slot, was_readable) in in_flight.drain(..).zip(readable) {
+            let mut failure: Option<&str> = None;
+            if was_readable {
+                let msg = slot.socket.recv(events)?;
+                match config.framing.decode(msg) {
+                    Ok(Received::Partial(body)) => {
+                        slot.partials.push(body.text());
+                        slot.deadline = Instant::now() + config.timeout;
+                        still.push(slot);
+                        continue;
                     }
-                    run.report.mismatched += 1;
-                    events.emit(Event::Mismatch {
-                        seq,
-                        expected: request.clone(),
-                        got: text.clone(),
-                    });
-                    events.error(format!("malformed reply from server: {text}"));
-                    "mismatched reply"
+                    Ok(Received::Final(body)) => {
+                        let mut parts = std::mem::take(&mut slot.partials);
+                        parts.push(body.text());
+                        let text = parts.join("\n");
+                        if !config.check_echo || text == slot.request {
+                            // The socket got its one reply: it can carry the next request.
+                            spare.push(run.accept(slot, text, events));
+                            continue;
+                        }
+                        run.report.mismatched += 1;
+                        events.emit(Event::Mismatch {
+                            seq: slot.seq,
+                            expected: slot.request.clone(),
+                            got: text.clone(),
+                        });
+                        events.error(format!("malformed reply from server: {text}"));
+                        failure = Some("mismatched reply");
+                    }
+                    Err(reason) => {
+                        run.report.mismatched += 1;
+                        events.error(format!("malformed reply from server: {reason}"));
+                        failure = Some("malformed reply");
+                    }
                 }
-                Attempt::TimedOut => "timeout",
+            } else if Instant::now() >= slot.deadline {
+                failure = Some("timeout");
+            }
+            let Some(reason) = failure else {
+                still.push(slot);
+                continue;
             };
-            if attempt >= retries {
+            if slot.attempt >= retries {
                 run.report.abandoned += 1;
                 events.emit(Event::Abandoned {
-                    seq,
-                    request,
-                    attempts: attempt,
+                    seq: slot.seq,
+                    request: slot.request.clone(),
+                    attempts: slot.attempt,
                 });
                 events.error("server seems to be offline, abandoning");
-                return Ok(run.finish(Outcome::Abandoned));
+                return Ok(run.finish(Outcome::Abandoned, events));
             }
             events.warn("no response from server, retrying…");
             events.emit(Event::Retry {
-                seq,
-                attempt,
+                seq: slot.seq,
+                attempt: slot.attempt,
                 reason: reason.into(),
             });
             run.report.retries += 1;
             // The old socket may still hold the unanswered request: close it (LINGER 0 drops
             // it) and open a fresh one, so nothing late from it can ever be read.
-            drop(socket);
             events.info("reconnecting to server…");
-            socket = open(&ctx, &config.endpoint)?;
+            slot.socket = open(&ctx, config)?;
+            slot.partials.clear();
             run.report.reconnects += 1;
-            attempt += 1;
+            slot.attempt += 1;
+            run.send(&mut slot, events)?;
+            still.push(slot);
+        }
+        in_flight = still;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(frames: &[&[u8]]) -> Message {
+        Message::from_frames(frames.iter().map(|f| f.to_vec()))
+    }
+
+    fn mdp(version: Version) -> Framing {
+        Framing::Majordomo {
+            version,
+            service: "echo".into(),
         }
     }
-    Ok(run.finish(Outcome::Completed))
+
+    #[test]
+    fn bare_framing_sends_the_body_alone() {
+        assert_eq!(Framing::Bare.encode(m(&[b"hi"])), m(&[b"hi"]));
+        assert_eq!(Framing::Bare.socket_type(), zmq::REQ);
+    }
+
+    #[test]
+    fn mdp01_over_req_leaves_the_delimiter_to_the_socket() {
+        let f = mdp(Version::V1);
+        assert_eq!(f.socket_type(), zmq::REQ);
+        assert_eq!(f.encode(m(&[b"hi"])), m(&[b"MDPC01", b"echo", b"hi"]));
+        assert_eq!(
+            f.decode(m(&[b"MDPC01", b"echo", b"hi"])),
+            Ok(Received::Final(m(&[b"hi"])))
+        );
+    }
+
+    #[test]
+    fn mdp02_uses_dealer_and_streams_partials() {
+        let f = mdp(Version::V2);
+        assert_eq!(f.socket_type(), zmq::DEALER);
+        assert_eq!(f.encode(m(&[b"hi"])), m(&[b"MDPC02", &[1], b"echo", b"hi"]));
+        assert_eq!(
+            f.decode(m(&[b"MDPC02", &[2], b"echo", b"a"])),
+            Ok(Received::Partial(m(&[b"a"])))
+        );
+        assert_eq!(
+            f.decode(m(&[b"MDPC02", &[3], b"echo", b"b"])),
+            Ok(Received::Final(m(&[b"b"])))
+        );
+    }
+
+    #[test]
+    fn replies_for_another_service_or_version_are_refused() {
+        let f = mdp(Version::V1);
+        assert!(f.decode(m(&[b"MDPC01", b"other", b"hi"])).is_err());
+        assert!(f.decode(m(&[b"MDPC02", &[3], b"echo", b"hi"])).is_err());
+        assert!(f.decode(m(&[b"junk"])).is_err());
+    }
 }

@@ -7,9 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
+use pirate::proto::mdp::Version;
+use pirate::roles::client::{ClientConfig, Framing};
 use pirate::roles::queue::QueueConfig;
+use pirate::roles::server::ServerConfig;
 use pirate::roles::worker::{PirateProtocol, WorkerConfig};
-use pirate::roles::{client::ClientConfig, server::ServerConfig};
 
 const EXIT_CODES: &str = "\
 EXIT STATUS:
@@ -191,16 +193,60 @@ pub struct ClientArgs {
     /// Send the Guide's test sequence 1..N and check that every reply equals its request
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Speak Majordomo to a broker and ask for this service (mmi.service, mmi.status: the
+    /// broker's own)
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Client protocol: bare Lazy Pirate, or Majordomo 0.1 / 0.2 [default: lazy, or mdp with
+    /// --service]
+    #[arg(long, value_enum, value_name = "PROTOCOL")]
+    pub protocol: Option<ClientProtocol>,
+    /// Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub window: u32,
+}
+
+/// The protocol a client speaks.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientProtocol {
+    /// Bare requests to a Lazy Pirate server or a Pirate queue
+    Lazy,
+    /// 7/MDP, Majordomo 0.1 (MDPC01)
+    Mdp,
+    /// 18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)
+    Mdp2,
 }
 
 impl ClientArgs {
-    pub fn config(&self) -> ClientConfig {
-        ClientConfig {
+    pub fn config(&self) -> Result<ClientConfig, String> {
+        let protocol = self.protocol.unwrap_or(if self.service.is_some() {
+            ClientProtocol::Mdp
+        } else {
+            ClientProtocol::Lazy
+        });
+        let framing = match (protocol, &self.service) {
+            (ClientProtocol::Lazy, None) => Framing::Bare,
+            (ClientProtocol::Lazy, Some(_)) => {
+                return Err("--service needs a Majordomo protocol (--protocol mdp or mdp2)".into())
+            }
+            (_, None) => return Err("--protocol mdp and mdp2 need --service NAME".into()),
+            (ClientProtocol::Mdp, Some(service)) => Framing::Majordomo {
+                version: Version::V1,
+                service: service.clone(),
+            },
+            (ClientProtocol::Mdp2, Some(service)) => Framing::Majordomo {
+                version: Version::V2,
+                service: service.clone(),
+            },
+        };
+        Ok(ClientConfig {
             endpoint: self.connect.clone(),
             timeout: self.timeout,
             retries: self.retries,
             check_echo: self.count.is_some(),
-        }
+            framing,
+            window: self.window as usize,
+        })
     }
 }
 

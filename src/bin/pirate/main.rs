@@ -83,7 +83,7 @@ fn run(cli: Cli) -> error::Result<i32> {
             Ok(exit_code_of(&report))
         }
         Command::Client(args) => {
-            let config = args.config();
+            let config = args.config().map_err(Error::Usage)?;
             let mut renderer = Renderer::new(output).with_progress(args.count);
             let requests: Box<dyn Iterator<Item = String>> = if let Some(n) = args.count {
                 Box::new((1..=n).map(|i| i.to_string()))
