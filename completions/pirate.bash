@@ -16,6 +16,9 @@ _pirate() {
             ",$1")
                 cmd="pirate"
                 ;;
+            pirate,broker)
+                cmd="pirate__subcmd__broker"
+                ;;
             pirate,client)
                 cmd="pirate__subcmd__client"
                 ;;
@@ -33,6 +36,9 @@ _pirate() {
                 ;;
             pirate,worker)
                 cmd="pirate__subcmd__worker"
+                ;;
+            pirate__subcmd__help,broker)
+                cmd="pirate__subcmd__help__subcmd__broker"
                 ;;
             pirate__subcmd__help,client)
                 cmd="pirate__subcmd__help__subcmd__client"
@@ -59,12 +65,46 @@ _pirate() {
 
     case "${cmd}" in
         pirate)
-            opts="-v -q -h -V --verbose --quiet --json --help --version server client queue worker generate help"
+            opts="-v -q -h -V --verbose --quiet --json --help --version server client queue worker broker generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pirate__subcmd__broker)
+            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --verbose --quiet --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bind)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --liveness)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -133,8 +173,22 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__help)
-            opts="server client queue worker generate help"
+            opts="server client queue worker broker generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pirate__subcmd__help__subcmd__broker)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -315,7 +369,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__worker)
-            opts="-v -q -h -V --connect --protocol --heartbeat --liveness --reconnect --reconnect-max --name --exec --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --connect --protocol --service --heartbeat --liveness --reconnect --reconnect-max --name --exec --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -326,7 +380,11 @@ _pirate() {
                     return 0
                     ;;
                 --protocol)
-                    COMPREPLY=($(compgen -W "paranoid simple" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "paranoid simple mdp mdp2" -- "${cur}"))
+                    return 0
+                    ;;
+                --service)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --heartbeat)

@@ -33,6 +33,7 @@ complete -c pirate -n "__fish_pirate_needs_command" -f -a "server" -d 'Lazy Pira
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l bind -d 'Endpoint to bind the REP socket to' -r
@@ -75,12 +76,15 @@ complete -c pirate -n "__fish_pirate_using_subcommand queue" -s q -l quiet -d 'P
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s h -l help -d 'Print help'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand worker" -l connect -d 'Endpoint of the queue\'s backend' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l connect -d 'Endpoint of the queue\'s backend or the broker [default: tcp://localhost:5556, or tcp://localhost:5555 for mdp/mdp2]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l protocol -d 'Protocol to speak' -r -f -a "paranoid\t'6/PPP: DEALER, READY, heartbeats, reconnect with back-off'
-simple\t'Simple Pirate: REQ, READY once, no heartbeats'"
-complete -c pirate -n "__fish_pirate_using_subcommand worker" -l heartbeat -d 'Heartbeat interval' -r
-complete -c pirate -n "__fish_pirate_using_subcommand worker" -l liveness -d 'Silent heartbeat intervals after which the queue is taken for dead' -r
-complete -c pirate -n "__fish_pirate_using_subcommand worker" -l reconnect -d 'First reconnect delay after losing the queue; doubles each time' -r
+simple\t'Simple Pirate: REQ, READY once, no heartbeats'
+mdp\t'7/MDP Majordomo 0.1 worker (MDPW01) for --service'
+mdp2\t'18/MDP Majordomo 0.2 worker (MDPW02): --exec streams each output line as a PARTIAL'"
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l service -d 'Majordomo service to register for (mdp, mdp2)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l heartbeat -d 'Heartbeat interval [default: 1s, or 2500ms for mdp/mdp2]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l liveness -d 'Silent heartbeat intervals after which the queue or broker is taken for dead' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l reconnect -d 'First reconnect delay after losing the queue or broker; doubles each time [default: 1s, or 2500ms for mdp/mdp2]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l reconnect-max -d 'Longest reconnect delay' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l name -d 'Identity prefix; each new socket is NAME-1, NAME-2, … [default: w<pid>]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l exec -d 'Run `sh -c CMD` per request, body on stdin, and reply with its stdout' -r
@@ -100,15 +104,26 @@ complete -c pirate -n "__fish_pirate_using_subcommand worker" -s q -l quiet -d '
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l bind -d 'Endpoint to bind the broker\'s ROUTER socket to (clients and workers both connect here)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l heartbeat -d 'Heartbeat interval (7/MDP)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l liveness -d 'Silent heartbeat intervals after which a worker, idle or busy, is expired' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l request-ttl -d 'How long a request may wait for a worker of its service before it is dropped' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-queue -d 'Requests queued per service at most; a request beyond it is refused (the client retries)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -s h -l help -d 'Print help'
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l out -d 'Directory to write into [default: man/ or completions/]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -127,6 +127,9 @@ pub struct MajordomoReport {
     pub requests_expired: u64,
     /// Requests refused because their service queue was full (`--max-queue`).
     pub requests_rejected: u64,
+    /// Requests dropped because the worker holding them died, disconnected or broke the
+    /// protocol (the client's retry is the recovery: MDP is at-most-once per attempt).
+    pub requests_lost: u64,
     /// Malformed messages counted and dropped.
     pub invalid: u64,
 }
@@ -206,7 +209,8 @@ pub enum Event {
     ServiceWorkerReady { worker: String, service: String },
     /// A Majordomo worker was disconnected (sent or received DISCONNECT), with why.
     WorkerDisconnected { worker: String, reason: String },
-    /// A request was dropped: `reason` is `ttl` (no worker in time) or `queue_full`.
+    /// A request was dropped: `reason` is `ttl` (no worker in time), `queue_full`
+    /// (`--max-queue`) or `worker_lost` (its worker died or broke the protocol).
     RequestDropped { service: String, reason: String },
     /// A worker was declared dead after its heartbeats stopped.
     WorkerExpired { worker: String, busy: bool },

@@ -16,6 +16,7 @@
 //! - [`event`]: events and reports (serde), rendered by the binary.
 //! - [`stats`]: latency percentiles.
 //! - [`shutdown`]: the Ctrl-C/SIGTERM stop flag and interruptible sleeps.
+//! - [`majordomo`]: the Majordomo client and worker API for Rust programs.
 //! - [`roles`]: `server`, `client`, … one module per role.
 
 pub mod backoff;
@@ -24,6 +25,7 @@ pub mod event;
 pub mod faults;
 pub mod handler;
 pub mod heartbeat;
+pub mod majordomo;
 pub mod msg;
 pub mod proto;
 pub mod roles;
@@ -32,4 +34,5 @@ pub mod stats;
 pub mod transport;
 
 pub use error::{Error, Result};
+pub use event::Events;
 pub use msg::Message;

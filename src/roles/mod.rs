@@ -1,7 +1,9 @@
 //! The roles, one module each, all of the same shape: a `Config` in, `run(config, events)`
 //! emitting [`Event`](crate::event::Event)s, a [`Report`](crate::event::Report) out.
 
+pub mod broker;
 pub mod client;
+pub mod mdp_worker;
 pub mod queue;
 pub mod server;
 pub mod worker;

@@ -22,18 +22,21 @@ use crate::faults::{crash_now, Fault, FaultPlan, Faults};
 use crate::handler::Handler;
 use crate::heartbeat::{HeartbeatConfig, Liveness};
 use crate::msg::{Frame, Message};
+use crate::proto::mdp::Version;
 use crate::proto::ppp::{self, Ppp};
 use crate::shutdown;
 use crate::stats::millis;
 use crate::transport::{self, Socket};
 
-/// Which queue protocol the worker speaks.
+/// Which protocol the worker speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PirateProtocol {
     /// Simple Pirate: REQ, READY once, no heartbeats.
     Simple,
     /// Paranoid Pirate (6/PPP): DEALER, heartbeats, reconnect with back-off.
     Paranoid,
+    /// Majordomo (7/MDP 0.1 or 18/MDP 0.2) worker for `WorkerConfig::service`.
+    Majordomo(Version),
 }
 
 /// Everything a Simple or Paranoid Pirate worker needs.
@@ -42,7 +45,9 @@ pub struct WorkerConfig {
     /// Guide: `tcp://localhost:5556`.
     pub endpoint: String,
     pub protocol: PirateProtocol,
-    /// Guide: 1s, liveness 3.
+    /// The Majordomo service to register for.
+    pub service: String,
+    /// Guide: 1s, liveness 3 (PPP); 2500ms, liveness 3 (MDP).
     pub heartbeat: HeartbeatConfig,
     /// Back-off after losing the queue (Guide: 1s doubling to 32s).
     pub reconnect: Duration,
@@ -59,6 +64,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             endpoint: "tcp://localhost:5556".into(),
             protocol: PirateProtocol::Paranoid,
+            service: "echo".into(),
             heartbeat: HeartbeatConfig {
                 interval: Duration::from_secs(1),
                 liveness: 3,
@@ -74,20 +80,20 @@ impl Default for WorkerConfig {
 }
 
 /// The finished work for one request: where it goes and what it says.
-struct Done {
-    envelope: Vec<Frame>,
-    reply: Message,
-    cycle: u64,
-    bytes: usize,
-    started: Instant,
+pub(crate) struct Done {
+    pub(crate) envelope: Vec<Frame>,
+    pub(crate) reply: Message,
+    pub(crate) cycle: u64,
+    pub(crate) bytes: usize,
+    pub(crate) started: Instant,
 }
 
-/// Per-run state shared by both protocols.
-struct Ctx<'c> {
-    config: &'c WorkerConfig,
-    faults: Faults,
-    report: ServiceReport,
-    sockets: u64,
+/// Per-run state shared by every protocol.
+pub(crate) struct Ctx<'c> {
+    pub(crate) config: &'c WorkerConfig,
+    pub(crate) faults: Faults,
+    pub(crate) report: ServiceReport,
+    pub(crate) sockets: u64,
 }
 
 impl Ctx<'_> {
@@ -98,7 +104,7 @@ impl Ctx<'_> {
 
     /// Draws this request's fault and applies the ones that happen in the receiving thread:
     /// a crash dies here; a freeze stops everything here. Returns extra work time (overload).
-    fn apply_fault(&mut self, events: &mut Events) -> Result<(u64, Duration)> {
+    pub(crate) fn apply_fault(&mut self, events: &mut Events) -> Result<(u64, Duration)> {
         let cycle = self.faults.cycles() + 1;
         let fault = self.faults.next_cycle();
         let mut extra = Duration::ZERO;
@@ -181,6 +187,8 @@ pub fn run(config: &WorkerConfig, events: &mut Events) -> Result<Report> {
         role: match config.protocol {
             PirateProtocol::Paranoid => "worker (paranoid)".into(),
             PirateProtocol::Simple => "worker (simple)".into(),
+            PirateProtocol::Majordomo(Version::V1) => format!("worker (mdp {})", config.service),
+            PirateProtocol::Majordomo(Version::V2) => format!("worker (mdp2 {})", config.service),
         },
         endpoint: config.endpoint.clone(),
         seed: Some(config.seed),
@@ -189,6 +197,7 @@ pub fn run(config: &WorkerConfig, events: &mut Events) -> Result<Report> {
     let result = match config.protocol {
         PirateProtocol::Paranoid => run_paranoid(&zmq_ctx, &mut ctx, events),
         PirateProtocol::Simple => run_simple(&zmq_ctx, &mut ctx, events),
+        PirateProtocol::Majordomo(version) => super::mdp_worker::run(version, &mut ctx, events),
     };
     match result {
         Ok(()) | Err(crate::Error::Interrupted) => Ok(Report::Service(ctx.report)),
@@ -196,7 +205,7 @@ pub fn run(config: &WorkerConfig, events: &mut Events) -> Result<Report> {
     }
 }
 
-fn served(ctx: &mut Ctx, done: &Done, events: &mut Events) {
+pub(crate) fn served(ctx: &mut Ctx, done: &Done, events: &mut Events) {
     ctx.report.replied += 1;
     events.emit(Event::Served {
         cycle: done.cycle,

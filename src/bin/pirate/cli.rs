@@ -8,6 +8,7 @@ use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
 use pirate::proto::mdp::Version;
+use pirate::roles::broker::BrokerConfig;
 use pirate::roles::client::{ClientConfig, Framing};
 use pirate::roles::queue::QueueConfig;
 use pirate::roles::server::ServerConfig;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves
     #[command(after_help = EXIT_CODES)]
     Worker(WorkerArgs),
+    /// Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service
+    #[command(after_help = EXIT_CODES)]
+    Broker(BrokerArgs),
     /// Write the man pages or shell completions generated from these definitions
     Generate(GenerateArgs),
 }
@@ -282,6 +286,39 @@ impl QueueArgs {
     }
 }
 
+#[derive(Args, Debug)]
+pub struct BrokerArgs {
+    /// Endpoint to bind the broker's ROUTER socket to (clients and workers both connect here)
+    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT")]
+    pub bind: String,
+    /// Heartbeat interval (7/MDP)
+    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Silent heartbeat intervals after which a worker, idle or busy, is expired
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub liveness: u32,
+    /// How long a request may wait for a worker of its service before it is dropped
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub request_ttl: Duration,
+    /// Requests queued per service at most; a request beyond it is refused (the client retries)
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub max_queue: usize,
+}
+
+impl BrokerArgs {
+    pub fn config(&self) -> BrokerConfig {
+        BrokerConfig {
+            bind: self.bind.clone(),
+            heartbeat: HeartbeatConfig {
+                interval: self.heartbeat,
+                liveness: self.liveness,
+            },
+            request_ttl: self.request_ttl,
+            max_queue: self.max_queue,
+        }
+    }
+}
+
 /// The protocol a worker speaks to its queue or broker.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WorkerProtocol {
@@ -289,6 +326,10 @@ pub enum WorkerProtocol {
     Paranoid,
     /// Simple Pirate: REQ, READY once, no heartbeats
     Simple,
+    /// 7/MDP Majordomo 0.1 worker (MDPW01) for --service
+    Mdp,
+    /// 18/MDP Majordomo 0.2 worker (MDPW02): --exec streams each output line as a PARTIAL
+    Mdp2,
 }
 
 /// Freeze injection, for roles that heartbeat: stop reading and heartbeating for a while.
@@ -304,21 +345,26 @@ pub struct FreezeArgs {
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// Endpoint of the queue's backend
-    #[arg(long, default_value = "tcp://localhost:5556", value_name = "ENDPOINT")]
-    pub connect: String,
+    /// Endpoint of the queue's backend or the broker [default: tcp://localhost:5556, or
+    /// tcp://localhost:5555 for mdp/mdp2]
+    #[arg(long, value_name = "ENDPOINT")]
+    pub connect: Option<String>,
     /// Protocol to speak
     #[arg(long, value_enum, default_value = "paranoid")]
     pub protocol: WorkerProtocol,
-    /// Heartbeat interval
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
-    pub heartbeat: Duration,
-    /// Silent heartbeat intervals after which the queue is taken for dead
+    /// Majordomo service to register for (mdp, mdp2)
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Heartbeat interval [default: 1s, or 2500ms for mdp/mdp2]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat: Option<Duration>,
+    /// Silent heartbeat intervals after which the queue or broker is taken for dead
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub liveness: u32,
-    /// First reconnect delay after losing the queue; doubles each time
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
-    pub reconnect: Duration,
+    /// First reconnect delay after losing the queue or broker; doubles each time [default: 1s,
+    /// or 2500ms for mdp/mdp2]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub reconnect: Option<Duration>,
     /// Longest reconnect delay
     #[arg(long, default_value = "32s", value_name = "DURATION", value_parser = parse_duration)]
     pub reconnect_max: Duration,
@@ -334,7 +380,7 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    pub fn config(&self) -> WorkerConfig {
+    pub fn config(&self) -> Result<WorkerConfig, String> {
         let mut faults = self.faults.plan(FaultPlan::guide_worker());
         if let Some(p) = self.freeze.freeze_rate {
             faults.freeze_rate = p;
@@ -343,23 +389,50 @@ impl WorkerArgs {
             faults.freeze_for = d;
         }
         let defaults = WorkerConfig::default();
-        WorkerConfig {
-            endpoint: self.connect.clone(),
-            protocol: match self.protocol {
-                WorkerProtocol::Paranoid => PirateProtocol::Paranoid,
-                WorkerProtocol::Simple => PirateProtocol::Simple,
-            },
+        let protocol = match self.protocol {
+            WorkerProtocol::Paranoid => PirateProtocol::Paranoid,
+            WorkerProtocol::Simple => PirateProtocol::Simple,
+            WorkerProtocol::Mdp => PirateProtocol::Majordomo(Version::V1),
+            WorkerProtocol::Mdp2 => PirateProtocol::Majordomo(Version::V2),
+        };
+        let majordomo = matches!(protocol, PirateProtocol::Majordomo(_));
+        let service = match (&self.service, majordomo) {
+            (Some(s), true) if s.is_empty() => return Err("--service cannot be empty".into()),
+            (Some(s), true) => s.clone(),
+            (None, true) => return Err("--protocol mdp and mdp2 need --service NAME".into()),
+            (Some(_), false) => {
+                return Err("--service is for Majordomo workers (--protocol mdp or mdp2)".into())
+            }
+            (None, false) => String::new(),
+        };
+        let (endpoint, interval, reconnect) = if majordomo {
+            (
+                "tcp://localhost:5555",
+                Duration::from_millis(2500),
+                Duration::from_millis(2500),
+            )
+        } else {
+            (
+                "tcp://localhost:5556",
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )
+        };
+        Ok(WorkerConfig {
+            endpoint: self.connect.clone().unwrap_or_else(|| endpoint.to_string()),
+            protocol,
+            service,
             heartbeat: HeartbeatConfig {
-                interval: self.heartbeat,
+                interval: self.heartbeat.unwrap_or(interval),
                 liveness: self.liveness,
             },
-            reconnect: self.reconnect,
+            reconnect: self.reconnect.unwrap_or(reconnect),
             reconnect_max: self.reconnect_max,
             name: self.name.clone().unwrap_or(defaults.name),
             handler: self.handler.handler(),
             faults,
             seed: self.faults.seed(),
-        }
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use clap::Parser;
 
 use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
-use pirate::roles::{client, queue, server, worker};
+use pirate::roles::{broker, client, queue, server, worker};
 use pirate::shutdown;
 
 use cli::{Cli, Command, Generated};
@@ -70,6 +70,12 @@ fn run(cli: Cli) -> error::Result<i32> {
             let report = run_role(&mut renderer, trace, |ev| server::run(&config, ev))?;
             Ok(exit_code_of(&report))
         }
+        Command::Broker(args) => {
+            let config = args.config();
+            let mut renderer = Renderer::new(output);
+            let report = run_role(&mut renderer, trace, |ev| broker::run(&config, ev))?;
+            Ok(exit_code_of(&report))
+        }
         Command::Queue(args) => {
             let config = args.config();
             let mut renderer = Renderer::new(output);
@@ -77,7 +83,7 @@ fn run(cli: Cli) -> error::Result<i32> {
             Ok(exit_code_of(&report))
         }
         Command::Worker(args) => {
-            let config = args.config();
+            let config = args.config().map_err(Error::Usage)?;
             let mut renderer = Renderer::new(output);
             let report = run_role(&mut renderer, trace, |ev| worker::run(&config, ev))?;
             Ok(exit_code_of(&report))

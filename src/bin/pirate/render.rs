@@ -187,7 +187,7 @@ pub fn summary_text(report: &Report) -> String {
         ),
         Report::Majordomo(m) => format!(
             "summary: requests {}, dispatched {}, replies {}, partials {}, mmi {}, workers seen {}, \
-             expired {}, disconnects {}, requests expired {}, rejected {}, invalid {}",
+             expired {}, disconnects {}, requests expired {}, rejected {}, lost {}, invalid {}",
             m.requests,
             m.dispatched,
             m.replies,
@@ -198,6 +198,7 @@ pub fn summary_text(report: &Report) -> String {
             m.disconnects,
             m.requests_expired,
             m.requests_rejected,
+            m.requests_lost,
             m.invalid
         ),
         Report::Broker(b) => {

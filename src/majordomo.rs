@@ -1,0 +1,339 @@
+//! The Majordomo library API for Rust programs, without the command line: [`MdpClient`]
+//! (the Guide's mdcliapi) and [`MdpWorker`] (mdwrkapi), speaking 7/MDP 0.1 or 18/MDP 0.2 to
+//! any broker that implements them.
+//!
+//! A round trip against a `pirate broker` (any MDP broker will do):
+//!
+//! ```no_run
+//! use pirate::majordomo::{MdpClient, MdpWorker, MdpWorkerConfig};
+//! use pirate::proto::mdp::Version;
+//! use pirate::{Events, Message};
+//!
+//! # fn main() -> pirate::Result<()> {
+//! let mut events = Events::discard();
+//! let config = MdpWorkerConfig::new("tcp://localhost:5555", "echo", Version::V1);
+//! let mut worker = MdpWorker::connect(config, &mut events)?;
+//! std::thread::spawn(move || -> pirate::Result<()> {
+//!     let mut events = Events::discard();
+//!     loop {
+//!         let request = worker.recv(&mut events)?;
+//!         worker.reply(&request.client, request.body, &mut events)?;
+//!     }
+//! });
+//! let mut client = MdpClient::connect("tcp://localhost:5555", Version::V1)?;
+//! let reply = client.request("echo", Message::from_frames(vec![b"hello".to_vec()]))?;
+//! assert_eq!(reply.text(), "hello");
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use crate::event::{Event, Events};
+use crate::heartbeat::{HeartbeatConfig, Liveness};
+use crate::msg::{Frame, Message};
+use crate::proto::mdp::{self, Version, WorkerCommand, WorkerMsg};
+use crate::roles::client::{self, ClientConfig, Framing, Received};
+use crate::shutdown;
+use crate::transport::{self, Socket};
+
+/// A synchronous Majordomo client: one request at a time, with the Lazy Pirate timeout,
+/// retries and socket reopen.
+pub struct MdpClient {
+    ctx: zmq::Context,
+    config: ClientConfig,
+    version: Version,
+}
+
+impl MdpClient {
+    /// A client of the broker at `endpoint` (Guide defaults: 2500 ms timeout, 3 attempts).
+    pub fn connect(endpoint: &str, version: Version) -> Result<Self> {
+        let config = ClientConfig {
+            endpoint: endpoint.to_string(),
+            ..ClientConfig::default()
+        };
+        let client = MdpClient {
+            ctx: zmq::Context::new(),
+            config,
+            version,
+        };
+        // Check the endpoint now rather than at the first request.
+        client::open(&client.ctx, &client.config)?;
+        Ok(client)
+    }
+
+    /// How long each attempt waits for its reply.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.config.timeout = timeout;
+    }
+
+    /// Attempts per request, the first included.
+    pub fn set_retries(&mut self, retries: u32) {
+        self.config.retries = retries.max(1);
+    }
+
+    /// Sends `body` to `service` and returns the reply (for 0.2, every PARTIAL's frames then
+    /// the FINAL's). After every attempt timed out: `Error::Unreachable`.
+    pub fn request(&mut self, service: &str, body: Message) -> Result<Message> {
+        let framing = Framing::Majordomo {
+            version: self.version,
+            service: service.to_string(),
+        };
+        let config = ClientConfig {
+            framing: framing.clone(),
+            ..self.config.clone()
+        };
+        let mut events = Events::discard();
+        for _ in 0..config.retries.max(1) {
+            let socket = client::open(&self.ctx, &config)?;
+            socket.send(framing.encode(body.clone()), &mut events)?;
+            let mut reply = Message::new();
+            let mut deadline = Instant::now() + config.timeout;
+            loop {
+                shutdown::check()?;
+                if socket.poll_in(shutdown::slice_until(deadline))? {
+                    match framing.decode(socket.recv(&mut events)?) {
+                        Ok(Received::Partial(part)) => {
+                            part.into_frames()
+                                .into_iter()
+                                .for_each(|f| reply.push_back(f));
+                            deadline = Instant::now() + config.timeout;
+                        }
+                        Ok(Received::Final(part)) => {
+                            part.into_frames()
+                                .into_iter()
+                                .for_each(|f| reply.push_back(f));
+                            return Ok(reply);
+                        }
+                        Err(_) => break, // malformed: retry on a fresh socket
+                    }
+                } else if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+        Err(Error::Unreachable(format!(
+            "no reply from service {service} at {} after {} attempts",
+            config.endpoint, config.retries
+        )))
+    }
+}
+
+/// How an [`MdpWorker`] connects and heartbeats.
+#[derive(Clone, Debug)]
+pub struct MdpWorkerConfig {
+    pub endpoint: String,
+    pub service: String,
+    pub version: Version,
+    /// 7/MDP: 2500 ms, liveness 3.
+    pub heartbeat: HeartbeatConfig,
+    /// First delay before reconnecting (Guide: 2500 ms); doubles up to `reconnect_max`.
+    pub reconnect: Duration,
+    pub reconnect_max: Duration,
+    /// Identity prefix: each socket is `NAME-N`.
+    pub name: String,
+}
+
+impl MdpWorkerConfig {
+    /// The Guide's defaults for a worker of `service` at `endpoint`.
+    pub fn new(endpoint: &str, service: &str, version: Version) -> Self {
+        MdpWorkerConfig {
+            endpoint: endpoint.to_string(),
+            service: service.to_string(),
+            version,
+            heartbeat: HeartbeatConfig {
+                interval: Duration::from_millis(2500),
+                liveness: 3,
+            },
+            reconnect: Duration::from_millis(2500),
+            reconnect_max: Duration::from_secs(32),
+            name: format!("w{}", std::process::id()),
+        }
+    }
+}
+
+/// A request received by a worker: reply to `client` with [`MdpWorker::reply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MdpRequest {
+    pub client: Frame,
+    pub body: Message,
+}
+
+/// A Majordomo worker: registers with READY, heartbeats, and reconnects with a new socket
+/// after DISCONNECT or when the broker has been silent for `liveness` intervals.
+pub struct MdpWorker {
+    config: MdpWorkerConfig,
+    ctx: zmq::Context,
+    socket: Socket,
+    broker: Liveness,
+    backoff: Backoff,
+    sockets: u64,
+    reconnects: u64,
+    invalid: u64,
+}
+
+impl MdpWorker {
+    /// Connects and sends READY.
+    pub fn connect(config: MdpWorkerConfig, events: &mut Events) -> Result<Self> {
+        let ctx = zmq::Context::new();
+        let backoff = Backoff::new(config.reconnect, config.reconnect_max);
+        let socket = open_worker(&ctx, &config, 1, events)?;
+        Ok(MdpWorker {
+            broker: Liveness::new(config.heartbeat, Instant::now()),
+            config,
+            ctx,
+            socket,
+            backoff,
+            sockets: 1,
+            reconnects: 0,
+            invalid: 0,
+        })
+    }
+
+    /// Times the worker reconnected (broker lost or DISCONNECT).
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects
+    }
+
+    /// Malformed or unexpected messages dropped so far.
+    pub fn invalid(&self) -> u64 {
+        self.invalid
+    }
+
+    /// Waits up to `timeout` for a request, heartbeating and reconnecting as needed meanwhile.
+    /// Call it often (even while working on a request) to keep the broker's trust.
+    pub fn poll(&mut self, timeout: Duration, events: &mut Events) -> Result<Option<MdpRequest>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            shutdown::check()?;
+            let wake = deadline
+                .min(self.broker.next_send())
+                .min(self.broker.expires_at());
+            if self.socket.poll_in(shutdown::slice_until(wake))? {
+                let msg = self.socket.recv(events)?;
+                self.broker.heard(Instant::now());
+                self.backoff.reset();
+                match mdp::decode_worker(msg) {
+                    Ok(WorkerMsg {
+                        version,
+                        command: WorkerCommand::Request { client, body },
+                    }) if version == self.config.version => {
+                        return Ok(Some(MdpRequest { client, body }));
+                    }
+                    Ok(WorkerMsg {
+                        command: WorkerCommand::Heartbeat,
+                        ..
+                    }) => {}
+                    Ok(WorkerMsg {
+                        command: WorkerCommand::Disconnect,
+                        ..
+                    }) => {
+                        events.warn("broker sent DISCONNECT");
+                        self.reconnect(events)?;
+                    }
+                    Ok(other) => {
+                        self.invalid += 1;
+                        events.invalid("worker", format!("unexpected {:?}", other.command));
+                    }
+                    Err(e) => {
+                        self.invalid += 1;
+                        events.invalid("worker", e.to_string());
+                    }
+                }
+            }
+            let now = Instant::now();
+            if self.broker.is_dead(now) {
+                self.reconnect(events)?;
+                continue;
+            }
+            if self.broker.heartbeat_due(now) {
+                self.send(WorkerCommand::Heartbeat, events)?;
+            }
+            if now >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Blocks until the next request arrives.
+    pub fn recv(&mut self, events: &mut Events) -> Result<MdpRequest> {
+        loop {
+            if let Some(request) = self.poll(shutdown::POLL_SLICE, events)? {
+                return Ok(request);
+            }
+        }
+    }
+
+    /// Sends the (final) reply: REPLY in 0.1, FINAL in 0.2.
+    pub fn reply(&mut self, client: &[u8], body: Message, events: &mut Events) -> Result<()> {
+        let client = client.to_vec();
+        let command = match self.config.version {
+            Version::V1 => WorkerCommand::Reply { client, body },
+            Version::V2 => WorkerCommand::Final { client, body },
+        };
+        self.send(command, events)
+    }
+
+    /// Sends a PARTIAL reply (0.2 only; in 0.1 there is no such command, so it is an error).
+    pub fn partial(&mut self, client: &[u8], body: Message, events: &mut Events) -> Result<()> {
+        if self.config.version == Version::V1 {
+            return Err(Error::Usage("MDP 0.1 has no PARTIAL replies".into()));
+        }
+        let client = client.to_vec();
+        self.send(WorkerCommand::Partial { client, body }, events)
+    }
+
+    fn send(&mut self, command: WorkerCommand, events: &mut Events) -> Result<()> {
+        let msg = mdp::encode_worker(WorkerMsg {
+            version: self.config.version,
+            command,
+        });
+        self.socket.send(msg, events)?;
+        // Traffic is proof of life for the broker: no heartbeat needed for another interval.
+        self.broker.sent(Instant::now());
+        Ok(())
+    }
+
+    /// Closes the socket, waits the back-off delay, and registers again on a new socket.
+    fn reconnect(&mut self, events: &mut Events) -> Result<()> {
+        let delay = self.backoff.next_delay();
+        events.emit(Event::PeerLost {
+            delay_ms: delay.as_millis() as u64,
+        });
+        // Replace the socket first so the old one closes now, not after the wait.
+        let placeholder = transport::socket(&self.ctx, zmq::DEALER, "worker", None)?;
+        drop(std::mem::replace(&mut self.socket, placeholder));
+        shutdown::sleep(delay)?;
+        self.sockets += 1;
+        self.reconnects += 1;
+        self.socket = open_worker(&self.ctx, &self.config, self.sockets, events)?;
+        self.broker = Liveness::new(self.config.heartbeat, Instant::now());
+        Ok(())
+    }
+}
+
+/// A DEALER with identity `NAME-N`, connected, READY sent.
+fn open_worker(
+    ctx: &zmq::Context,
+    config: &MdpWorkerConfig,
+    n: u64,
+    events: &mut Events,
+) -> Result<Socket> {
+    let identity = format!("{}-{n}", config.name);
+    let socket = transport::socket(ctx, zmq::DEALER, "worker", Some(identity.as_bytes()))?;
+    socket.connect(&config.endpoint)?;
+    let ready = mdp::encode_worker(WorkerMsg {
+        version: config.version,
+        command: WorkerCommand::Ready {
+            service: config.service.as_bytes().to_vec(),
+        },
+    });
+    socket.send(ready, events)?;
+    events.info(format!(
+        "worker {identity} ready for service {}",
+        config.service
+    ));
+    Ok(socket)
+}

@@ -1,0 +1,1668 @@
+//! `pirate broker`: the Majordomo broker, serving 7/MDP (0.1) and 18/MDP (0.2) clients and
+//! workers on one ROUTER socket, and answering 8/MMI (`mmi.*`) requests itself.
+//!
+//! # Frames
+//!
+//! Everything arrives as `[identity][frames…]` on one ROUTER socket. The header decides, per
+//! message, which sub-protocol and which version the peer speaks ([`mdp::peek_version`]):
+//!
+//! | peer | received (after the identity) | sent back |
+//! |---|---|---|
+//! | 0.1 client | REQUEST `""`, `"MDPC01"`, service, body… | REPLY `""`, `"MDPC01"`, service, body… |
+//! | 0.2 client | REQUEST `"MDPC02"`, `0x01`, service, body… | PARTIAL `"MDPC02"`, `0x02`, service, body… · FINAL `"MDPC02"`, `0x03`, service, body… |
+//! | 0.1 worker | READY `0x01` · REPLY `0x03` · HEARTBEAT `0x04` · DISCONNECT `0x05`, behind `""`, `"MDPW01"` | REQUEST `""`, `"MDPW01"`, `0x02`, client, `""`, body… · HEARTBEAT · DISCONNECT |
+//! | 0.2 worker | READY `0x01` · PARTIAL `0x03` · FINAL `0x04` · HEARTBEAT `0x05` · DISCONNECT `0x06`, behind `"MDPW02"` | REQUEST `"MDPW02"`, `0x02`, client, `""`, body… · HEARTBEAT · DISCONNECT |
+//!
+//! A 0.2 peer may put a `""` in front of its header (implementations disagree); we accept it
+//! and never send one. The codecs in [`crate::proto::mdp`] do both. A worker's version is
+//! remembered at READY, so every REQUEST, HEARTBEAT and DISCONNECT goes out in its dialect
+//! (the command bytes differ between the versions); a client's version is remembered with its
+//! request, so its reply goes out in its dialect whatever the worker speaks.
+//!
+//! # Design choices, and why
+//!
+//! - **State machine apart from the socket.** [`Broker`] takes a received message and an
+//!   `Instant` and returns the messages to send, `(identity, frames)`. The socket loop in
+//!   [`run`] only polls, receives, sends and ticks, so every rule below is unit-tested
+//!   without sockets or sleeps.
+//! - **Cost per message is O(1) amortised.** Services live in a hash map; each has a FIFO of
+//!   requests and a FIFO of idle workers (least recently used first). A worker is removed from
+//!   an idle FIFO lazily: entries carry the worker's registration *generation* and stale ones
+//!   are skipped when met, and compacted on the next heartbeat tick. Expiry is one scan of
+//!   the workers per heartbeat interval, the same scan that sends them their heartbeats, which
+//!   has to visit each of them anyway; no message ever triggers a scan of all workers.
+//! - **Heartbeats go to every registered worker, idle and busy**, and both expire after
+//!   `liveness × interval` of silence (the Guide's broker never heartbeats busy workers, so a
+//!   worker dying mid-request went unnoticed: trap 4). Any message from a worker proves it
+//!   alive; a HEARTBEAT from a busy worker never makes it idle (trap 7). A worker found dead
+//!   when it reaches the front of an idle queue is expired there and then, before it is given
+//!   a request, rather than at the next tick.
+//! - **At most once per attempt.** A request held by a worker that dies, disconnects, or
+//!   breaks the protocol is dropped, not re-queued: the broker cannot know whether the worker
+//!   already acted on it, and MDP leaves retrying to the client, which resends after its
+//!   timeout. Such a drop is an `Event::RequestDropped { reason: "worker_lost" }` and is
+//!   counted as `requests_lost` (summary and `mmi.status`).
+//! - **Request TTL (default 10 s).** Requests wait in their service's queue while no worker
+//!   is free, for at most `request_ttl` (checked on heartbeat ticks, so up to one interval
+//!   late); then they are dropped (`requests_expired`, reason `ttl`). 10 s is longer than
+//!   the Guide client's whole retry budget (3 × 2500 ms), so with the Guide's defaults the
+//!   broker never drops a request a client may still be waiting for, and requests for a
+//!   service nobody serves no longer pile up forever (trap 3). A service with no workers and
+//!   no queued requests is forgotten on the next tick.
+//! - **Queue bound (default 1000 per service).** When a service's queue already holds
+//!   `max_queue` requests, the *new* request is refused (`requests_rejected`, reason
+//!   `queue_full`) and the client is sent nothing: MDP has no error reply a client would
+//!   understand, and the client's timeout and retry is exactly the back-pressure we want.
+//!   Refusing the newest keeps FIFO order for those already waiting. `max_queue = 0` means
+//!   "never queue": a request is served only if a worker is idle right now.
+//! - **0.2 PARTIALs to a 0.1 client.** 0.1 has no streaming, so the broker holds the body
+//!   frames of each PARTIAL and sends them, followed by the FINAL's frames, as one REPLY
+//!   (nothing the worker produced is lost, and frames are moved, not copied). A 0.1 REPLY to
+//!   a 0.2 client is sent as FINAL. PARTIALs are counted in `partials`, FINALs and REPLYs in
+//!   `replies`.
+//! - **Protocol errors.** A well-formed but unexpected worker command (READY from a
+//!   registered worker, anything but READY or DISCONNECT from an unknown one, a reply from an
+//!   idle worker or for a client it is not serving, a REQUEST sent *to* the broker) gets
+//!   DISCONNECT and the worker is forgotten; the spec says to. A message that does not decode
+//!   is counted in `invalid` and dropped; nothing panics on input. A late reply from a worker
+//!   that already expired is therefore not delivered: that attempt is lost and the client
+//!   retries.
+//! - **8/MMI.** `mmi.*` is decided on the *service* frame of a request or READY, never on an
+//!   identity (trap 1). `mmi.service` answers `"200"` only if a worker for the service is
+//!   registered and has not gone silent past its expiry, so a service whose last worker died
+//!   answers `"404"` even before the tick that forgets it (trap 2). `mmi.status` (ours)
+//!   answers a JSON object: `services` (name → `{workers, idle, queued}`), `workers`, the
+//!   counters of [`MajordomoReport`]. Any other `mmi.*` answers `"501"`.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::event::{Event, Events, MajordomoReport, Report};
+use crate::heartbeat::{HeartbeatConfig, Liveness};
+use crate::msg::{frame_text, Frame, Message};
+use crate::proto::mdp::{self, ClientCommand, ClientMsg, Version, WorkerCommand, WorkerMsg};
+use crate::proto::mmi::{self, MmiRequest};
+use crate::shutdown;
+use crate::transport::{self, Socket};
+
+/// The socket's name in traces and `Invalid` events.
+const SOCKET: &str = "broker";
+
+/// Everything `pirate broker` needs.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Where clients and workers connect. Guide: `tcp://*:5555`.
+    pub bind: String,
+    /// Heartbeating per 7/MDP. Guide: 2500 ms, liveness 3 (a worker expires after 7.5 s).
+    pub heartbeat: HeartbeatConfig,
+    /// How long a request may wait for a worker before it is dropped. Default 10 s, longer
+    /// than the Guide client's whole retry budget (see the module docs).
+    pub request_ttl: Duration,
+    /// Most requests one service may hold waiting for a worker; newer ones are refused.
+    /// Default 1000.
+    pub max_queue: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            bind: "tcp://*:5555".into(),
+            heartbeat: HeartbeatConfig {
+                interval: Duration::from_millis(2500),
+                liveness: 3,
+            },
+            request_ttl: Duration::from_secs(10),
+            max_queue: 1000,
+        }
+    }
+}
+
+/// A message to send: the ROUTER identity of the peer, and the frames that follow it.
+pub type Outgoing = (Frame, Message);
+
+/// The request a busy worker holds.
+struct Job {
+    client: Frame,
+    client_version: Version,
+    /// Body frames of PARTIALs held for a 0.1 client, sent in front of the FINAL's frames.
+    held: Message,
+}
+
+/// A registered worker.
+struct Worker {
+    service: Frame,
+    version: Version,
+    /// Unique per registration, so an idle-queue entry left behind by an earlier registration
+    /// of the same identity is recognised as stale.
+    generation: u64,
+    liveness: Liveness,
+    /// `None`: idle, and then exactly one live entry for it is in its service's idle queue.
+    job: Option<Job>,
+}
+
+/// A client request waiting for a worker.
+struct Queued {
+    client: Frame,
+    version: Version,
+    body: Message,
+    since: Instant,
+}
+
+/// One service: its waiting requests and its idle workers, both FIFO.
+#[derive(Default)]
+struct Service {
+    requests: VecDeque<Queued>,
+    /// `(worker identity, generation)`, least recently used first; may hold stale entries.
+    idle: VecDeque<(Frame, u64)>,
+    /// Live entries in `idle`.
+    idle_count: usize,
+    /// Stale entries in `idle`, removed lazily.
+    stale: usize,
+    /// Every registered worker of the service, idle or busy.
+    members: HashSet<Frame>,
+}
+
+/// The Majordomo broker as a pure state machine: messages and clock ticks in, messages out.
+pub struct Broker {
+    heartbeat: HeartbeatConfig,
+    request_ttl: Duration,
+    max_queue: usize,
+    services: HashMap<Frame, Service>,
+    workers: HashMap<Frame, Worker>,
+    next_generation: u64,
+    report: MajordomoReport,
+    out: Vec<Outgoing>,
+}
+
+/// What the front of a service's idle queue holds.
+enum Front {
+    /// No request waiting, or no idle worker: nothing to dispatch.
+    Nothing,
+    /// An entry for a worker that is gone, busy, or registered again since.
+    Stale,
+    /// An idle worker whose heartbeats stopped.
+    Dead(Frame),
+    /// An idle, live worker.
+    Ready,
+}
+
+impl Broker {
+    /// A broker with no services and no workers.
+    pub fn new(config: &BrokerConfig) -> Self {
+        Broker {
+            heartbeat: config.heartbeat,
+            request_ttl: config.request_ttl,
+            max_queue: config.max_queue,
+            services: HashMap::new(),
+            workers: HashMap::new(),
+            next_generation: 0,
+            report: MajordomoReport {
+                endpoint: config.bind.clone(),
+                ..Default::default()
+            },
+            out: Vec::new(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn report(&self) -> &MajordomoReport {
+        &self.report
+    }
+
+    /// The final counters.
+    pub fn into_report(self) -> MajordomoReport {
+        self.report
+    }
+
+    /// Handles one message received on the ROUTER socket (`[identity][frames…]`) at `now`;
+    /// returns what to send.
+    pub fn handle(&mut self, mut msg: Message, now: Instant, events: &mut Events) -> Vec<Outgoing> {
+        match msg.pop_front() {
+            None => self.invalid(events, "empty message".into()),
+            Some(sender) => match mdp::peek_version(&msg) {
+                Some((_, true)) => match mdp::decode_worker(msg) {
+                    Ok(decoded) => self.on_worker(sender, decoded, now, events),
+                    Err(e) => self.invalid(events, format!("from {}: {e}", frame_text(&sender))),
+                },
+                Some((_, false)) => match mdp::decode_client(msg, mdp::Direction::ToBroker) {
+                    Ok(decoded) => self.on_client(sender, decoded, now, events),
+                    Err(e) => self.invalid(events, format!("from {}: {e}", frame_text(&sender))),
+                },
+                None => self.invalid(
+                    events,
+                    format!(
+                        "from {}: not MDP (no MDPC01, MDPW01, MDPC02 or MDPW02 header)",
+                        frame_text(&sender)
+                    ),
+                ),
+            },
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The heartbeat tick, to be called every heartbeat interval: expires silent workers,
+    /// expires requests older than the TTL, forgets empty services, and heartbeats every
+    /// remaining worker. One pass over the workers and services per interval.
+    pub fn tick(&mut self, now: Instant, events: &mut Events) -> Vec<Outgoing> {
+        let dead: Vec<Frame> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.liveness.is_dead(now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            self.expire(&id, events);
+        }
+        for (name, svc) in &mut self.services {
+            // Requests are queued in arrival order, so the expired ones are at the front.
+            while svc
+                .requests
+                .front()
+                .is_some_and(|q| now.saturating_duration_since(q.since) >= self.request_ttl)
+            {
+                svc.requests.pop_front();
+                self.report.requests_expired += 1;
+                events.emit(Event::RequestDropped {
+                    service: frame_text(name),
+                    reason: "ttl".into(),
+                });
+            }
+            if svc.stale > 0 {
+                let workers = &self.workers;
+                svc.idle
+                    .retain(|(id, generation)| is_idle(workers, id, *generation));
+                svc.stale = 0;
+            }
+        }
+        self.services
+            .retain(|_, svc| !svc.members.is_empty() || !svc.requests.is_empty());
+        for (id, worker) in &self.workers {
+            self.out.push((
+                id.clone(),
+                mdp::encode_worker(WorkerMsg {
+                    version: worker.version,
+                    command: WorkerCommand::Heartbeat,
+                }),
+            ));
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// True if a worker is registered for `service` and has not been silent past its expiry.
+    pub fn has_live_worker(&self, service: &[u8], now: Instant) -> bool {
+        self.services.get(service).is_some_and(|svc| {
+            svc.members.iter().any(|id| {
+                self.workers
+                    .get(id)
+                    .is_some_and(|w| !w.liveness.is_dead(now))
+            })
+        })
+    }
+
+    /// The `mmi.status` object: services (name → workers, idle, queued), the number of
+    /// workers and the report's counters.
+    pub fn status(&self) -> Value {
+        let services: BTreeMap<String, Value> = self
+            .services
+            .iter()
+            .map(|(name, svc)| {
+                (
+                    frame_text(name),
+                    json!({
+                        "workers": svc.members.len(),
+                        "idle": svc.idle_count,
+                        "queued": svc.requests.len(),
+                    }),
+                )
+            })
+            .collect();
+        let mut status = serde_json::to_value(&self.report).unwrap_or_else(|_| json!({}));
+        if let Value::Object(map) = &mut status {
+            map.insert("services".into(), json!(services));
+            map.insert("workers".into(), json!(self.workers.len()));
+        }
+        status
+    }
+
+    fn invalid(&mut self, events: &mut Events, reason: String) {
+        self.report.invalid += 1;
+        events.invalid(SOCKET, reason);
+    }
+
+    fn on_client(&mut self, client: Frame, msg: ClientMsg, now: Instant, events: &mut Events) {
+        let ClientMsg {
+            version,
+            service,
+            body,
+            ..
+        } = msg;
+        if mmi::is_mmi(&service) {
+            self.report.mmi += 1;
+            let answer = match mmi::parse(&service, &body) {
+                MmiRequest::Service(name) if self.has_live_worker(&name, now) => mmi::OK.to_vec(),
+                MmiRequest::Service(_) => mmi::NOT_FOUND.to_vec(),
+                MmiRequest::Status => self.status().to_string().into_bytes(),
+                MmiRequest::Unknown => mmi::NOT_IMPLEMENTED.to_vec(),
+            };
+            self.send_client(
+                client,
+                version,
+                ClientCommand::Final,
+                service,
+                Message::from_frames([answer]),
+            );
+            return;
+        }
+        // Service names are short; cloning one per request is not copying a body.
+        self.services
+            .entry(service.clone())
+            .or_default()
+            .requests
+            .push_back(Queued {
+                client,
+                version,
+                body,
+                since: now,
+            });
+        self.dispatch(&service, now, events);
+        // Dispatch took the request if a worker was idle; if the queue is now over its bound,
+        // the new request is the one at the back and it is refused.
+        let Some(svc) = self.services.get_mut(&service) else {
+            return;
+        };
+        if svc.requests.len() > self.max_queue {
+            svc.requests.pop_back();
+            self.report.requests_rejected += 1;
+            events.emit(Event::RequestDropped {
+                service: frame_text(&service),
+                reason: "queue_full".into(),
+            });
+        } else {
+            self.report.requests += 1;
+        }
+    }
+
+    fn on_worker(&mut self, id: Frame, msg: WorkerMsg, now: Instant, events: &mut Events) {
+        let WorkerMsg { version, command } = msg;
+        let registered = match self.workers.get_mut(&id) {
+            Some(worker) => {
+                // Any message proves the worker alive; it never changes idle or busy.
+                worker.liveness.heard(now);
+                true
+            }
+            None => false,
+        };
+        match command {
+            WorkerCommand::Ready { .. } if registered => self.disconnect(
+                id,
+                version,
+                "READY from an already registered worker",
+                events,
+            ),
+            WorkerCommand::Ready { service } if mmi::is_mmi(&service) => {
+                let reason = format!("cannot register for {}", frame_text(&service));
+                self.disconnect(id, version, &reason, events)
+            }
+            WorkerCommand::Ready { service } => self.register(id, version, service, now, events),
+            WorkerCommand::Disconnect => {
+                self.report.disconnects += 1;
+                if registered {
+                    self.forget(&id, events);
+                    events.emit(Event::WorkerDisconnected {
+                        worker: frame_text(&id),
+                        reason: "the worker sent DISCONNECT".into(),
+                    });
+                }
+            }
+            WorkerCommand::Heartbeat if registered => {}
+            WorkerCommand::Reply { client, body } | WorkerCommand::Final { client, body }
+                if registered =>
+            {
+                self.on_reply(id, client, body, true, now, events)
+            }
+            WorkerCommand::Partial { client, body } if registered => {
+                self.on_reply(id, client, body, false, now, events)
+            }
+            WorkerCommand::Request { .. } => {
+                self.disconnect(id, version, "REQUEST sent to the broker", events)
+            }
+            _ => self.disconnect(id, version, "a command from an unregistered worker", events),
+        }
+    }
+
+    fn register(
+        &mut self,
+        id: Frame,
+        version: Version,
+        service: Frame,
+        now: Instant,
+        events: &mut Events,
+    ) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.workers.insert(
+            id.clone(),
+            Worker {
+                service: service.clone(),
+                version,
+                generation,
+                liveness: Liveness::new(self.heartbeat, now),
+                job: None,
+            },
+        );
+        let svc = self.services.entry(service.clone()).or_default();
+        svc.members.insert(id.clone());
+        self.report.workers_seen += 1;
+        events.emit(Event::ServiceWorkerReady {
+            worker: frame_text(&id),
+            service: frame_text(&service),
+        });
+        svc.idle.push_back((id, generation));
+        svc.idle_count += 1;
+        self.dispatch(&service, now, events);
+    }
+
+    /// A PARTIAL (`last == false`), or a 0.1 REPLY or 0.2 FINAL, from registered worker `id`.
+    fn on_reply(
+        &mut self,
+        id: Frame,
+        client: Frame,
+        body: Message,
+        last: bool,
+        now: Instant,
+        events: &mut Events,
+    ) {
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let version = worker.version;
+        let problem = match &worker.job {
+            None => Some("a reply from an idle worker"),
+            Some(job) if job.client != client => Some("a reply for a client it is not serving"),
+            Some(_) => None,
+        };
+        if let Some(reason) = problem {
+            return self.disconnect(id, version, reason, events);
+        }
+        let service = worker.service.clone();
+        if !last {
+            self.report.partials += 1;
+            let Some(job) = worker.job.as_mut() else {
+                return;
+            };
+            match job.client_version {
+                Version::V2 => {
+                    let to = job.client.clone();
+                    self.send_client(to, Version::V2, ClientCommand::Partial, service, body);
+                }
+                // 0.1 cannot stream: hold the frames for the REPLY (see the module docs).
+                Version::V1 => append(&mut job.held, body),
+            }
+            return;
+        }
+        let Some(Job {
+            client,
+            client_version,
+            mut held,
+        }) = worker.job.take()
+        else {
+            return;
+        };
+        let generation = worker.generation;
+        append(&mut held, body);
+        self.report.replies += 1;
+        self.send_client(
+            client,
+            client_version,
+            ClientCommand::Final,
+            service.clone(),
+            held,
+        );
+        // Idle again, at the back of the LRU queue, and first in line for queued work.
+        if let Some(svc) = self.services.get_mut(&service) {
+            svc.idle.push_back((id, generation));
+            svc.idle_count += 1;
+        }
+        self.dispatch(&service, now, events);
+    }
+
+    /// Gives queued requests of `service` to its idle workers, oldest request to the least
+    /// recently used worker, while both are available.
+    fn dispatch(&mut self, service: &[u8], now: Instant, events: &mut Events) {
+        loop {
+            let Some(svc) = self.services.get_mut(service) else {
+                return;
+            };
+            let front = match (svc.requests.is_empty(), svc.idle.front()) {
+                (false, Some((id, generation))) => {
+                    if !is_idle(&self.workers, id, *generation) {
+                        Front::Stale
+                    } else if self
+                        .workers
+                        .get(id)
+                        .is_some_and(|w| w.liveness.is_dead(now))
+                    {
+                        Front::Dead(id.clone())
+                    } else {
+                        Front::Ready
+                    }
+                }
+                _ => Front::Nothing,
+            };
+            match front {
+                Front::Nothing => return,
+                Front::Stale => {
+                    svc.idle.pop_front();
+                    svc.stale = svc.stale.saturating_sub(1);
+                }
+                // Its entry becomes stale and is skipped on the next turn.
+                Front::Dead(id) => self.expire(&id, events),
+                Front::Ready => {
+                    let (Some((id, _)), Some(request)) =
+                        (svc.idle.pop_front(), svc.requests.pop_front())
+                    else {
+                        return;
+                    };
+                    svc.idle_count = svc.idle_count.saturating_sub(1);
+                    let Some(worker) = self.workers.get_mut(&id) else {
+                        return;
+                    };
+                    let Queued {
+                        client,
+                        version,
+                        body,
+                        ..
+                    } = request;
+                    worker.job = Some(Job {
+                        client: client.clone(),
+                        client_version: version,
+                        held: Message::new(),
+                    });
+                    let msg = mdp::encode_worker(WorkerMsg {
+                        version: worker.version,
+                        command: WorkerCommand::Request { client, body },
+                    });
+                    self.out.push((id, msg));
+                    self.report.dispatched += 1;
+                }
+            }
+        }
+    }
+
+    /// Removes a registered worker; a request it held is dropped (at most once per attempt:
+    /// the client retries). Returns false if it was not registered.
+    fn forget(&mut self, id: &[u8], events: &mut Events) -> bool {
+        let Some(worker) = self.workers.remove(id) else {
+            return false;
+        };
+        if let Some(svc) = self.services.get_mut(&worker.service) {
+            svc.members.remove(id);
+            if worker.job.is_none() {
+                // Its idle-queue entry stays behind, stale, and is removed lazily.
+                svc.idle_count = svc.idle_count.saturating_sub(1);
+                svc.stale += 1;
+            }
+        }
+        if worker.job.is_some() {
+            self.report.requests_lost += 1;
+            events.emit(Event::RequestDropped {
+                service: frame_text(&worker.service),
+                reason: "worker_lost".into(),
+            });
+        }
+        true
+    }
+
+    fn expire(&mut self, id: &[u8], events: &mut Events) {
+        let busy = self.workers.get(id).is_some_and(|w| w.job.is_some());
+        if self.forget(id, events) {
+            self.report.workers_expired += 1;
+            events.emit(Event::WorkerExpired {
+                worker: frame_text(id),
+                busy,
+            });
+        }
+    }
+
+    /// Sends DISCONNECT to `id` and forgets it if it was registered. `version` is used only
+    /// for a worker we do not know; a registered one gets its own dialect.
+    fn disconnect(&mut self, id: Frame, version: Version, reason: &str, events: &mut Events) {
+        let version = self.workers.get(&id).map_or(version, |w| w.version);
+        self.forget(&id, events);
+        self.report.disconnects += 1;
+        events.emit(Event::WorkerDisconnected {
+            worker: frame_text(&id),
+            reason: reason.into(),
+        });
+        let msg = mdp::encode_worker(WorkerMsg {
+            version,
+            command: WorkerCommand::Disconnect,
+        });
+        self.out.push((id, msg));
+    }
+
+    fn send_client(
+        &mut self,
+        client: Frame,
+        version: Version,
+        command: ClientCommand,
+        service: Frame,
+        body: Message,
+    ) {
+        let msg = mdp::encode_client(ClientMsg {
+            version,
+            command,
+            service,
+            body,
+        });
+        self.out.push((client, msg));
+    }
+}
+
+/// True if `(id, generation)` is a live idle-queue entry: that registration, and idle.
+fn is_idle(workers: &HashMap<Frame, Worker>, id: &[u8], generation: u64) -> bool {
+    workers
+        .get(id)
+        .is_some_and(|w| w.generation == generation && w.job.is_none())
+}
+
+/// Moves the frames of `more` to the end of `into` (no body bytes are copied).
+fn append(into: &mut Message, more: Message) {
+    for frame in more.into_frames() {
+        into.push_back(frame);
+    }
+}
+
+/// Runs the broker until stopped by a signal; returns its counters.
+pub fn run(config: &BrokerConfig, events: &mut Events) -> Result<Report> {
+    let ctx = zmq::Context::new();
+    let socket = transport::socket(&ctx, zmq::ROUTER, SOCKET, None)?;
+    socket.bind(&config.bind)?;
+    events.emit(Event::Started {
+        role: "broker".into(),
+        endpoint: config.bind.clone(),
+        seed: None,
+    });
+    let report = serve(&socket, config, events, shutdown::requested)?;
+    Ok(Report::Majordomo(report))
+}
+
+/// The socket loop: receive, hand to the [`Broker`], send what it returns, tick every
+/// heartbeat interval, until `stop()` says so. Separate from [`run`] so a test can stop it
+/// without the process-wide stop flag.
+fn serve(
+    socket: &Socket,
+    config: &BrokerConfig,
+    events: &mut Events,
+    stop: impl Fn() -> bool,
+) -> Result<MajordomoReport> {
+    let mut broker = Broker::new(config);
+    // A zero interval would spin; a millisecond is as fast as any test needs.
+    let interval = config.heartbeat.interval.max(Duration::from_millis(1));
+    let mut next_tick = Instant::now() + interval;
+    while !stop() {
+        if socket.poll_in(shutdown::slice_until(next_tick))? {
+            let msg = match socket.recv(events) {
+                Ok(msg) => msg,
+                Err(Error::Interrupted) => break,
+                Err(e) => return Err(e),
+            };
+            let out = broker.handle(msg, Instant::now(), events);
+            send_all(socket, out, events)?;
+        }
+        // Checked after every message too, so a flood of traffic cannot starve heartbeats.
+        let now = Instant::now();
+        if now >= next_tick {
+            next_tick = now + interval;
+            let out = broker.tick(now, events);
+            send_all(socket, out, events)?;
+        }
+    }
+    Ok(broker.into_report())
+}
+
+fn send_all(socket: &Socket, out: Vec<Outgoing>, events: &mut Events) -> Result<()> {
+    for (id, mut msg) in out {
+        msg.push_front(id);
+        socket.send(msg, events)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use crate::proto::mdp::{decode_client, decode_worker, encode_client, encode_worker};
+
+    const V1: Version = Version::V1;
+    const V2: Version = Version::V2;
+
+    fn config() -> BrokerConfig {
+        BrokerConfig {
+            bind: "inproc://test".into(),
+            heartbeat: HeartbeatConfig {
+                interval: Duration::from_millis(100),
+                liveness: 3,
+            },
+            request_ttl: Duration::from_millis(1000),
+            max_queue: 2,
+        }
+    }
+
+    fn m(frames: &[&[u8]]) -> Message {
+        Message::from_frames(frames.iter().map(|f| f.to_vec()))
+    }
+
+    /// A broker, a clock in milliseconds since `t0`, and the events it emitted.
+    struct H {
+        b: Broker,
+        log: Rc<RefCell<Vec<Event>>>,
+        ev: Events<'static>,
+        t0: Instant,
+    }
+
+    impl H {
+        fn new() -> H {
+            H::with(config())
+        }
+
+        fn with(cfg: BrokerConfig) -> H {
+            let log = Rc::new(RefCell::new(Vec::new()));
+            let sink = log.clone();
+            H {
+                b: Broker::new(&cfg),
+                log,
+                ev: Events::new(false, move |e| sink.borrow_mut().push(e)),
+                t0: Instant::now(),
+            }
+        }
+
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+
+        /// Delivers `msg` from peer `from` at `ms`.
+        fn recv(&mut self, from: &str, mut msg: Message, ms: u64) -> Vec<Outgoing> {
+            msg.push_front(from.as_bytes().to_vec());
+            let now = self.at(ms);
+            self.b.handle(msg, now, &mut self.ev)
+        }
+
+        fn tick(&mut self, ms: u64) -> Vec<Outgoing> {
+            let now = self.at(ms);
+            self.b.tick(now, &mut self.ev)
+        }
+
+        fn ready(&mut self, worker: &str, version: Version, service: &str, ms: u64) {
+            let out = self.recv(worker, ready(version, service), ms);
+            assert!(
+                out.iter().all(|(_, msg)| !is_disconnect(msg)),
+                "{worker} refused"
+            );
+        }
+
+        fn request(
+            &mut self,
+            client: &str,
+            version: Version,
+            service: &str,
+            body: &str,
+            ms: u64,
+        ) -> Vec<Outgoing> {
+            self.recv(client, request(version, service, &[body]), ms)
+        }
+
+        fn events(&self) -> Vec<Event> {
+            self.log.borrow().clone()
+        }
+
+        fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
+            self.log.borrow().iter().filter(|e| pred(e)).count()
+        }
+    }
+
+    fn ready(version: Version, service: &str) -> Message {
+        encode_worker(WorkerMsg {
+            version,
+            command: WorkerCommand::Ready {
+                service: service.as_bytes().to_vec(),
+            },
+        })
+    }
+
+    fn request(version: Version, service: &str, body: &[&str]) -> Message {
+        encode_client(ClientMsg {
+            version,
+            command: ClientCommand::Request,
+            service: service.as_bytes().to_vec(),
+            body: Message::from_frames(body.iter().map(|b| b.as_bytes().to_vec())),
+        })
+    }
+
+    fn worker_cmd(version: Version, command: WorkerCommand) -> Message {
+        encode_worker(WorkerMsg { version, command })
+    }
+
+    /// A 0.1 REPLY (`last`, version V1), a 0.2 FINAL (`last`) or PARTIAL.
+    fn reply(version: Version, client: &str, body: &[&str], last: bool) -> Message {
+        let client = client.as_bytes().to_vec();
+        let body = Message::from_frames(body.iter().map(|b| b.as_bytes().to_vec()));
+        let command = match (version, last) {
+            (Version::V1, _) => WorkerCommand::Reply { client, body },
+            (Version::V2, true) => WorkerCommand::Final { client, body },
+            (Version::V2, false) => WorkerCommand::Partial { client, body },
+        };
+        worker_cmd(version, command)
+    }
+
+    fn heartbeat(version: Version) -> Message {
+        worker_cmd(version, WorkerCommand::Heartbeat)
+    }
+
+    fn is_disconnect(msg: &Message) -> bool {
+        decode_worker(msg.clone()).is_ok_and(|w| w.command == WorkerCommand::Disconnect)
+    }
+
+    /// The one message in `out`, which must go to `to`.
+    fn only(out: Vec<Outgoing>, to: &str) -> Message {
+        assert_eq!(out.len(), 1, "expected one message, got {out:?}");
+        let (id, msg) = out.into_iter().next().unwrap();
+        assert_eq!(id, to.as_bytes(), "sent to the wrong peer");
+        msg
+    }
+
+    /// The client address and body of a REQUEST sent to a worker.
+    fn worker_request(msg: Message) -> (Version, String, String) {
+        match decode_worker(msg).unwrap() {
+            WorkerMsg {
+                version,
+                command: WorkerCommand::Request { client, body },
+            } => (version, String::from_utf8(client).unwrap(), body.text()),
+            other => panic!("not a REQUEST: {other:?}"),
+        }
+    }
+
+    fn client_reply(msg: Message) -> ClientMsg {
+        decode_client(msg, mdp::Direction::FromBroker).unwrap()
+    }
+
+    fn sent_to(out: &[Outgoing], to: &str) -> Vec<Message> {
+        out.iter()
+            .filter(|(id, _)| id == to.as_bytes())
+            .map(|(_, msg)| msg.clone())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_guides() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.bind, "tcp://*:5555");
+        assert_eq!(c.heartbeat.interval, Duration::from_millis(2500));
+        assert_eq!(c.heartbeat.liveness, 3);
+        assert_eq!(c.request_ttl, Duration::from_secs(10));
+        assert_eq!(c.max_queue, 1000);
+    }
+
+    #[test]
+    fn a_queued_request_goes_to_the_worker_that_registers() {
+        let mut h = H::new();
+        assert!(h.request("c1", V1, "echo", "hello", 0).is_empty());
+        let out = h.recv("w1", ready(V1, "echo"), 10);
+        let (version, client, body) = worker_request(only(out, "w1"));
+        assert_eq!(
+            (version, client.as_str(), body.as_str()),
+            (V1, "c1", "hello")
+        );
+        assert_eq!(h.b.report().requests, 1);
+        assert_eq!(h.b.report().dispatched, 1);
+        assert_eq!(h.b.report().workers_seen, 1);
+        assert!(matches!(
+            &h.events()[0],
+            Event::ServiceWorkerReady { worker, service } if worker == "w1" && service == "echo"
+        ));
+    }
+
+    #[test]
+    fn a_v1_round_trip_has_the_exact_frames() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        let out = h.request("c1", V1, "echo", "hi", 1);
+        assert_eq!(
+            only(out, "w1"),
+            m(&[b"", b"MDPW01", &[0x02], b"c1", b"", b"hi"])
+        );
+        let out = h.recv("w1", reply(V1, "c1", &["HI"], true), 2);
+        assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"echo", b"HI"]));
+        assert_eq!(h.b.report().replies, 1);
+    }
+
+    #[test]
+    fn dispatch_is_fifo_and_least_recently_used() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.ready("w2", V1, "echo", 1);
+        assert_eq!(
+            worker_request(only(h.request("c1", V1, "echo", "a", 2), "w1")).2,
+            "a"
+        );
+        assert_eq!(
+            worker_request(only(h.request("c2", V1, "echo", "b", 3), "w2")).2,
+            "b"
+        );
+        // Both busy: c and d wait, in order.
+        assert!(h.request("c3", V1, "echo", "c", 4).is_empty());
+        assert!(h.request("c4", V1, "echo", "d", 5).is_empty());
+        // w2 finishes first and gets the oldest waiting request.
+        let out = h.recv("w2", reply(V1, "c2", &["B"], true), 6);
+        assert_eq!(out.len(), 2);
+        assert_eq!(sent_to(&out, "c2").len(), 1);
+        assert_eq!(worker_request(sent_to(&out, "w2").remove(0)).2, "c");
+        let out = h.recv("w1", reply(V1, "c1", &["A"], true), 7);
+        assert_eq!(worker_request(sent_to(&out, "w1").remove(0)).2, "d");
+        // Queue empty: w2 then w1 finish, so w2 has been idle longest and is chosen next.
+        h.recv("w2", reply(V1, "c3", &["C"], true), 8);
+        h.recv("w1", reply(V1, "c4", &["D"], true), 9);
+        assert_eq!(
+            worker_request(only(h.request("c5", V1, "echo", "e", 10), "w2")).2,
+            "e"
+        );
+    }
+
+    #[test]
+    fn services_are_separate() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        assert!(h.request("c1", V1, "upper", "x", 1).is_empty());
+        h.ready("w2", V2, "upper", 2);
+        assert_eq!(h.b.report().dispatched, 1);
+        assert_eq!(
+            worker_request(only(h.request("c2", V1, "echo", "y", 3), "w1")).2,
+            "y"
+        );
+    }
+
+    #[test]
+    fn v2_client_gets_partials_then_final_from_a_v2_worker() {
+        let mut h = H::new();
+        h.ready("w1", V2, "stream", 0);
+        let out = h.request("c1", V2, "stream", "go", 1);
+        assert_eq!(only(out, "w1"), m(&[b"MDPW02", &[0x02], b"c1", b"", b"go"]));
+        let out = h.recv("w1", reply(V2, "c1", &["p1"], false), 2);
+        assert_eq!(only(out, "c1"), m(&[b"MDPC02", &[0x02], b"stream", b"p1"]));
+        let out = h.recv("w1", reply(V2, "c1", &["p2", "p3"], false), 3);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"MDPC02", &[0x02], b"stream", b"p2", b"p3"])
+        );
+        let out = h.recv("w1", reply(V2, "c1", &["end"], true), 4);
+        assert_eq!(only(out, "c1"), m(&[b"MDPC02", &[0x03], b"stream", b"end"]));
+        assert_eq!(h.b.report().partials, 2);
+        assert_eq!(h.b.report().replies, 1);
+        // The worker is idle again after FINAL, not after a PARTIAL.
+        assert_eq!(
+            only(h.request("c2", V2, "stream", "again", 5), "w1").len(),
+            5
+        );
+    }
+
+    #[test]
+    fn a_partial_keeps_the_worker_busy() {
+        let mut h = H::new();
+        h.ready("w1", V2, "s", 0);
+        h.request("c1", V2, "s", "a", 1);
+        h.recv("w1", reply(V2, "c1", &["p"], false), 2);
+        assert!(h.request("c2", V2, "s", "b", 3).is_empty());
+    }
+
+    #[test]
+    fn v1_worker_reply_to_v2_client_is_a_final() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        let (version, ..) = worker_request(only(h.request("c1", V2, "echo", "x", 1), "w1"));
+        assert_eq!(version, V1);
+        let out = h.recv("w1", reply(V1, "c1", &["X"], true), 2);
+        assert_eq!(only(out, "c1"), m(&[b"MDPC02", &[0x03], b"echo", b"X"]));
+    }
+
+    #[test]
+    fn v2_worker_final_to_v1_client_is_a_reply() {
+        let mut h = H::new();
+        h.ready("w1", V2, "echo", 0);
+        let (version, ..) = worker_request(only(h.request("c1", V1, "echo", "x", 1), "w1"));
+        assert_eq!(version, V2);
+        let out = h.recv("w1", reply(V2, "c1", &["X"], true), 2);
+        assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"echo", b"X"]));
+    }
+
+    #[test]
+    fn v2_partials_to_a_v1_client_are_held_and_sent_with_the_final() {
+        let mut h = H::new();
+        h.ready("w1", V2, "stream", 0);
+        h.request("c1", V1, "stream", "go", 1);
+        assert!(h.recv("w1", reply(V2, "c1", &["p1"], false), 2).is_empty());
+        assert!(h
+            .recv("w1", reply(V2, "c1", &["p2", "p3"], false), 3)
+            .is_empty());
+        let out = h.recv("w1", reply(V2, "c1", &["end"], true), 4);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"", b"MDPC01", b"stream", b"p1", b"p2", b"p3", b"end"])
+        );
+        // The held frames do not leak into the next request's reply.
+        h.request("c2", V1, "stream", "go", 5);
+        let out = h.recv("w1", reply(V2, "c2", &["only"], true), 6);
+        assert_eq!(only(out, "c2"), m(&[b"", b"MDPC01", b"stream", b"only"]));
+    }
+
+    #[test]
+    fn v2_peers_may_send_a_leading_empty_frame_and_never_get_one() {
+        let mut h = H::new();
+        let out = h.recv("w1", m(&[b"", b"MDPW02", &[0x01], b"echo"]), 0);
+        assert!(out.is_empty());
+        let out = h.recv("c1", m(&[b"", b"MDPC02", &[0x01], b"echo", b"x"]), 1);
+        assert_eq!(only(out, "w1"), m(&[b"MDPW02", &[0x02], b"c1", b"", b"x"]));
+        let out = h.recv("w1", m(&[b"", b"MDPW02", &[0x04], b"c1", b"", b"X"]), 2);
+        assert_eq!(only(out, "c1"), m(&[b"MDPC02", &[0x03], b"echo", b"X"]));
+    }
+
+    #[test]
+    fn heartbeats_and_disconnects_use_each_workers_dialect() {
+        let mut h = H::new();
+        h.ready("w1", V1, "a", 0);
+        h.ready("w2", V2, "a", 0);
+        let out = h.tick(100);
+        assert_eq!(sent_to(&out, "w1"), vec![m(&[b"", b"MDPW01", &[0x04]])]);
+        assert_eq!(sent_to(&out, "w2"), vec![m(&[b"MDPW02", &[0x05]])]);
+        // A duplicate READY gets DISCONNECT in the worker's own dialect.
+        let out = h.recv("w1", ready(V1, "a"), 110);
+        assert_eq!(only(out, "w1"), m(&[b"", b"MDPW01", &[0x05]]));
+        let out = h.recv("w2", ready(V2, "a"), 110);
+        assert_eq!(only(out, "w2"), m(&[b"MDPW02", &[0x06]]));
+    }
+
+    #[test]
+    fn mmi_service_answers_200_404_and_other_mmi_501() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        let out = h.request("c1", V1, "mmi.service", "echo", 1);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"", b"MDPC01", b"mmi.service", b"200"])
+        );
+        let out = h.request("c1", V2, "mmi.service", "nope", 2);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"MDPC02", &[0x03], b"mmi.service", b"404"])
+        );
+        let out = h.request("c1", V1, "mmi.whatever", "x", 3);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"", b"MDPC01", b"mmi.whatever", b"501"])
+        );
+        assert_eq!(h.b.report().mmi, 3);
+        // Management requests are not queued, dispatched or counted as requests.
+        assert_eq!(h.b.report().requests, 0);
+        assert_eq!(h.b.report().dispatched, 0);
+    }
+
+    #[test]
+    fn mmi_service_is_404_for_a_known_service_without_workers() {
+        let mut h = H::new();
+        // A queued request makes the broker know the service, but nobody serves it (trap 2).
+        h.request("c1", V1, "echo", "x", 0);
+        let out = h.request("c2", V1, "mmi.service", "echo", 1);
+        assert_eq!(client_reply(only(out, "c2")).body, m(&[b"404"]));
+    }
+
+    #[test]
+    fn mmi_service_is_404_once_the_last_worker_is_gone() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.ready("w2", V1, "other", 0);
+        let ask = |h: &mut H, ms| {
+            let out = h.request("c", V1, "mmi.service", "echo", ms);
+            client_reply(only(out, "c")).body.text()
+        };
+        assert_eq!(ask(&mut h, 1), "200");
+        // Silent past its expiry: 404 even before the tick that forgets it.
+        h.recv("w2", heartbeat(V1), 250);
+        assert_eq!(ask(&mut h, 299), "200");
+        assert_eq!(ask(&mut h, 300), "404");
+        h.tick(300);
+        assert_eq!(ask(&mut h, 301), "404");
+        // A worker that registers again makes it 200; one that disconnects makes it 404.
+        h.ready("w3", V2, "echo", 400);
+        assert_eq!(ask(&mut h, 401), "200");
+        assert!(h
+            .recv("w3", worker_cmd(V2, WorkerCommand::Disconnect), 402)
+            .is_empty());
+        assert_eq!(ask(&mut h, 403), "404");
+    }
+
+    #[test]
+    fn mmi_status_is_json_with_services_workers_and_counters() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.ready("w2", V1, "echo", 0);
+        h.request("c1", V1, "echo", "a", 1);
+        h.request("c1", V1, "nobody", "b", 2);
+        let out = h.request("c1", V2, "mmi.status", "", 3);
+        let reply = client_reply(only(out, "c1"));
+        assert_eq!(reply.service, b"mmi.status");
+        assert_eq!(reply.command, ClientCommand::Final);
+        let v: Value = serde_json::from_slice(reply.body.get(0).unwrap()).unwrap();
+        assert_eq!(v["workers"], 2);
+        assert_eq!(
+            v["services"]["echo"],
+            json!({"workers": 2, "idle": 1, "queued": 0})
+        );
+        assert_eq!(
+            v["services"]["nobody"],
+            json!({"workers": 0, "idle": 0, "queued": 1})
+        );
+        assert_eq!(v["requests"], 2);
+        assert_eq!(v["dispatched"], 1);
+        assert_eq!(v["mmi"], 1);
+        assert_eq!(v["workers_seen"], 2);
+        assert_eq!(v["requests_lost"], 0);
+        assert_eq!(v["endpoint"], "inproc://test");
+    }
+
+    #[test]
+    fn a_worker_registering_an_mmi_service_is_disconnected() {
+        let mut h = H::new();
+        let out = h.recv("w1", ready(V1, "mmi.service"), 0);
+        assert!(is_disconnect(&only(out, "w1")));
+        assert_eq!(h.b.report().workers_seen, 0);
+        assert_eq!(h.b.report().disconnects, 1);
+        // Its later heartbeat is from an unregistered worker.
+        assert!(is_disconnect(&only(h.recv("w1", heartbeat(V1), 1), "w1")));
+        // mmi.* requests are still answered by the broker, never sent to a worker.
+        let out = h.request("c1", V1, "mmi.service", "mmi.service", 2);
+        assert_eq!(client_reply(only(out, "c1")).body.text(), "404");
+    }
+
+    #[test]
+    fn mmi_is_decided_by_service_name_not_identity() {
+        // Trap 1: an identity starting with mmi. is an ordinary peer.
+        let mut h = H::new();
+        h.ready("mmi.worker", V1, "echo", 0);
+        let out = h.request("mmi.client", V1, "echo", "x", 1);
+        let (_, client, _) = worker_request(only(out, "mmi.worker"));
+        assert_eq!(client, "mmi.client");
+    }
+
+    #[test]
+    fn duplicate_ready_disconnects_and_forgets_the_worker() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        let out = h.recv("w1", ready(V1, "echo"), 1);
+        assert!(is_disconnect(&only(out, "w1")));
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::WorkerDisconnected { worker, .. } if worker == "w1"
+        )));
+        // Forgotten: no heartbeat for it, no request for it.
+        assert!(h.tick(100).is_empty());
+        assert!(h.request("c1", V1, "echo", "x", 101).is_empty());
+        // A fresh READY registers it again and it gets the waiting request, once.
+        let out = h.recv("w1", ready(V1, "echo"), 102);
+        assert_eq!(worker_request(only(out, "w1")).2, "x");
+        assert!(h.request("c2", V1, "echo", "y", 103).is_empty());
+    }
+
+    #[test]
+    fn a_duplicate_ready_from_a_busy_worker_drops_its_request() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.request("c1", V1, "echo", "x", 1);
+        assert!(is_disconnect(&only(
+            h.recv("w1", ready(V1, "echo"), 2),
+            "w1"
+        )));
+        let v = h.b.status();
+        assert_eq!(v["requests_lost"], 1);
+        assert_eq!(
+            h.count(
+                |e| matches!(e, Event::RequestDropped { reason, .. } if reason == "worker_lost")
+            ),
+            1
+        );
+    }
+
+    #[test]
+    fn commands_from_unregistered_workers_get_disconnect() {
+        let mut h = H::new();
+        let cases = [
+            heartbeat(V1),
+            heartbeat(V2),
+            reply(V1, "c1", &["x"], true),
+            reply(V2, "c1", &["x"], true),
+            reply(V2, "c1", &["x"], false),
+            worker_cmd(
+                V2,
+                WorkerCommand::Request {
+                    client: b"c1".to_vec(),
+                    body: m(&[b"x"]),
+                },
+            ),
+        ];
+        for (i, msg) in cases.into_iter().enumerate() {
+            let version = decode_worker(msg.clone()).unwrap().version;
+            let out = h.recv("ghost", msg, i as u64);
+            let got = decode_worker(only(out, "ghost")).unwrap();
+            assert_eq!(got.command, WorkerCommand::Disconnect, "case {i}");
+            assert_eq!(
+                got.version, version,
+                "case {i}: answered in its own dialect"
+            );
+        }
+        // Nothing is delivered to the client named in a stray reply.
+        assert_eq!(h.b.report().replies, 0);
+        assert_eq!(h.b.report().disconnects, 6);
+        // A DISCONNECT from a stranger gets nothing back.
+        assert!(h
+            .recv("ghost", worker_cmd(V1, WorkerCommand::Disconnect), 10)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_request_command_from_a_registered_worker_is_a_protocol_error() {
+        let mut h = H::new();
+        h.ready("w1", V2, "echo", 0);
+        let msg = worker_cmd(
+            V2,
+            WorkerCommand::Request {
+                client: b"c".to_vec(),
+                body: m(&[b"x"]),
+            },
+        );
+        assert!(is_disconnect(&only(h.recv("w1", msg, 1), "w1")));
+        assert!(h.tick(100).is_empty(), "forgotten");
+    }
+
+    #[test]
+    fn a_reply_from_an_idle_worker_or_for_another_client_disconnects_it() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        let out = h.recv("w1", reply(V1, "c1", &["x"], true), 1);
+        assert!(is_disconnect(&only(out, "w1")));
+
+        h.ready("w2", V1, "echo", 2);
+        h.request("c1", V1, "echo", "x", 3);
+        let out = h.recv("w2", reply(V1, "intruder", &["x"], true), 4);
+        assert!(
+            is_disconnect(&only(out, "w2")),
+            "nothing sent to the intruder"
+        );
+        assert_eq!(h.b.status()["requests_lost"], 1);
+        assert_eq!(h.b.report().replies, 0);
+    }
+
+    #[test]
+    fn a_worker_disconnect_forgets_it_and_it_is_sent_nothing() {
+        let mut h = H::new();
+        h.ready("w1", V2, "echo", 0);
+        let out = h.recv("w1", worker_cmd(V2, WorkerCommand::Disconnect), 1);
+        assert!(out.is_empty());
+        assert_eq!(h.b.report().disconnects, 1);
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::WorkerDisconnected { worker, reason } if worker == "w1" && reason.contains("DISCONNECT")
+        )));
+        assert!(h.request("c1", V1, "echo", "x", 2).is_empty());
+        assert!(h.tick(100).is_empty());
+    }
+
+    #[test]
+    fn every_worker_idle_or_busy_is_heartbeated_each_tick() {
+        let mut h = H::new();
+        h.ready("idle", V1, "a", 0);
+        h.ready("busy", V2, "b", 0);
+        h.request("c", V1, "b", "x", 1);
+        let out = h.tick(100);
+        assert_eq!(out.len(), 2);
+        assert_eq!(sent_to(&out, "busy"), vec![heartbeat(V2)]);
+        assert_eq!(sent_to(&out, "idle"), vec![heartbeat(V1)]);
+    }
+
+    #[test]
+    fn a_silent_idle_worker_expires() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        assert_eq!(h.tick(299).len(), 1, "alive: heartbeated");
+        assert!(h.tick(300).is_empty(), "expired: not heartbeated");
+        assert_eq!(h.b.report().workers_expired, 1);
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::WorkerExpired { worker, busy: false } if worker == "w1"
+        )));
+        assert!(h.request("c1", V1, "echo", "x", 301).is_empty());
+    }
+
+    #[test]
+    fn any_message_keeps_a_worker_alive() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.recv("w1", heartbeat(V1), 250);
+        assert_eq!(h.tick(500).len(), 1);
+        h.request("c1", V1, "echo", "x", 501);
+        h.recv("w1", reply(V1, "c1", &["x"], true), 700);
+        assert_eq!(h.tick(999).len(), 1);
+        assert!(h.tick(1000).is_empty());
+        assert_eq!(h.b.report().workers_expired, 1);
+    }
+
+    #[test]
+    fn a_busy_worker_that_dies_is_expired_and_its_request_dropped() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.ready("w2", V1, "echo", 0);
+        h.request("c1", V1, "echo", "x", 1);
+        // w2 (idle) keeps beating, w1 (busy) goes silent.
+        h.recv("w2", heartbeat(V1), 200);
+        h.tick(300);
+        assert_eq!(h.b.report().workers_expired, 1);
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::WorkerExpired { worker, busy: true } if worker == "w1"
+        )));
+        assert_eq!(h.b.status()["requests_lost"], 1);
+        // Not re-queued: at most once per attempt. w2 stays idle until the client retries.
+        let v = h.b.status();
+        assert_eq!(
+            v["services"]["echo"],
+            json!({"workers": 1, "idle": 1, "queued": 0})
+        );
+        // The dead worker's late reply is refused, not delivered.
+        let out = h.recv("w1", reply(V1, "c1", &["late"], true), 301);
+        assert!(is_disconnect(&only(out, "w1")));
+        // The retry goes to w2.
+        assert_eq!(
+            worker_request(only(h.request("c1", V1, "echo", "x", 302), "w2")).2,
+            "x"
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_never_makes_a_busy_worker_idle() {
+        // Trap 7.
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.request("c1", V1, "echo", "a", 1);
+        assert!(h.recv("w1", heartbeat(V1), 2).is_empty());
+        assert!(h.recv("w1", heartbeat(V1), 3).is_empty());
+        assert!(h.request("c2", V1, "echo", "b", 4).is_empty(), "w1 is busy");
+        let out = h.recv("w1", reply(V1, "c1", &["A"], true), 5);
+        assert_eq!(worker_request(sent_to(&out, "w1").remove(0)).2, "b");
+        assert!(h.request("c3", V1, "echo", "c", 6).is_empty());
+    }
+
+    #[test]
+    fn a_dead_idle_worker_is_not_given_a_request_before_the_tick() {
+        let mut h = H::new();
+        h.ready("old", V1, "echo", 0);
+        h.ready("new", V1, "echo", 200);
+        // "old" is first in the LRU queue but silent past its expiry.
+        let out = h.request("c1", V1, "echo", "x", 350);
+        assert_eq!(worker_request(only(out, "new")).2, "x");
+        assert_eq!(h.b.report().workers_expired, 1);
+        // Only "new" is heartbeated now.
+        let out = h.tick(400);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, b"new");
+    }
+
+    #[test]
+    fn a_worker_registered_again_is_in_the_idle_queue_once() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.recv("w1", worker_cmd(V1, WorkerCommand::Disconnect), 1);
+        h.ready("w1", V1, "echo", 2);
+        // The first registration's entry is stale: only one request goes to w1.
+        assert_eq!(only(h.request("c1", V1, "echo", "a", 3), "w1").len(), 6);
+        assert!(h.request("c2", V1, "echo", "b", 4).is_empty());
+        let v = h.b.status();
+        assert_eq!(
+            v["services"]["echo"],
+            json!({"workers": 1, "idle": 0, "queued": 1})
+        );
+    }
+
+    #[test]
+    fn stale_idle_entries_are_compacted_on_the_tick() {
+        let mut h = H::new();
+        for i in 0..5 {
+            let w = format!("w{i}");
+            h.ready(&w, V1, "echo", 0);
+            h.recv(&w, worker_cmd(V1, WorkerCommand::Disconnect), 1);
+        }
+        h.ready("live", V1, "echo", 2);
+        assert_eq!(h.b.services[&b"echo"[..]].idle.len(), 6);
+        h.tick(100);
+        assert_eq!(h.b.services[&b"echo"[..]].idle.len(), 1);
+        assert_eq!(h.b.services[&b"echo"[..]].stale, 0);
+        assert_eq!(only(h.request("c", V1, "echo", "x", 101), "live").len(), 6);
+    }
+
+    #[test]
+    fn queued_requests_expire_after_the_ttl() {
+        let mut h = H::new();
+        h.request("c1", V1, "echo", "old", 0);
+        h.request("c2", V1, "echo", "new", 500);
+        h.tick(999);
+        assert_eq!(h.b.report().requests_expired, 0);
+        h.tick(1000);
+        assert_eq!(h.b.report().requests_expired, 1);
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::RequestDropped { service, reason } if service == "echo" && reason == "ttl"
+        )));
+        // The younger one survives and is served.
+        let out = h.recv("w1", ready(V1, "echo"), 1001);
+        assert_eq!(worker_request(only(out, "w1")).2, "new");
+    }
+
+    #[test]
+    fn empty_services_are_forgotten() {
+        let mut h = H::new();
+        h.request("c1", V1, "nobody", "x", 0);
+        h.tick(100);
+        assert!(h.b.status()["services"]["nobody"].is_object());
+        h.tick(1000);
+        assert_eq!(h.b.status()["services"], json!({}));
+        h.ready("w1", V1, "echo", 1001);
+        h.recv("w1", worker_cmd(V1, WorkerCommand::Disconnect), 1002);
+        h.tick(1100);
+        assert_eq!(h.b.status()["services"], json!({}));
+    }
+
+    #[test]
+    fn a_full_queue_refuses_the_newest_request() {
+        let mut h = H::new(); // max_queue 2
+        assert!(h.request("c1", V1, "echo", "a", 0).is_empty());
+        assert!(h.request("c2", V1, "echo", "b", 1).is_empty());
+        assert!(
+            h.request("c3", V1, "echo", "c", 2).is_empty(),
+            "nothing sent to c3"
+        );
+        assert_eq!(h.b.report().requests_rejected, 1);
+        assert_eq!(h.b.report().requests, 2);
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::RequestDropped { service, reason } if service == "echo" && reason == "queue_full"
+        )));
+        // The two that were queued are served in order.
+        h.ready("w1", V1, "echo", 3);
+        let out = h.recv("w1", reply(V1, "c1", &["A"], true), 4);
+        assert_eq!(worker_request(sent_to(&out, "w1").remove(0)).2, "b");
+        // Other services have their own bound.
+        assert!(h.request("c4", V1, "other", "d", 5).is_empty());
+        assert_eq!(h.b.report().requests_rejected, 1);
+    }
+
+    #[test]
+    fn max_queue_zero_serves_only_when_a_worker_is_idle() {
+        let mut h = H::with(BrokerConfig {
+            max_queue: 0,
+            ..config()
+        });
+        assert!(h.request("c1", V1, "echo", "a", 0).is_empty());
+        assert_eq!(h.b.report().requests_rejected, 1);
+        h.ready("w1", V1, "echo", 1);
+        assert_eq!(only(h.request("c2", V1, "echo", "b", 2), "w1").len(), 6);
+        assert_eq!(h.b.report().requests, 1);
+    }
+
+    #[test]
+    fn malformed_messages_are_counted_and_dropped() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        let bad: &[&[&[u8]]] = &[
+            &[],
+            &[b""],
+            &[b"hello"],
+            &[b"", b"MDPX01", b"echo", b"x"],
+            &[b"MDPC01", b"echo", b"x"],          // 0.1 without delimiter
+            &[b"", b"MDPC01", b"echo"],           // no body
+            &[b"", b"MDPC01", b"", b"x"],         // empty service
+            &[b"MDPC02", &[0x03], b"echo", b"x"], // FINAL sent to the broker
+            &[b"MDPC02", &[0x09], b"echo", b"x"], // unknown command
+            &[b"MDPC02", b"REQUEST", b"echo", b"x"], // command frame not one byte
+            &[b"", b"MDPW01", &[0x09]],
+            &[b"", b"MDPW01", &[0x01]], // READY without service
+            &[b"", b"MDPW01", &[0x04], b"extra"],
+            &[b"", b"MDPW01", &[0x03], b"c1", b"x"], // reply without envelope delimiter
+            &[b"MDPW02", &[0x04], b"", b"", b"x"],   // FINAL with empty address
+        ];
+        for frames in bad {
+            assert!(h.recv("peer", m(frames), 1).is_empty(), "{frames:?}");
+        }
+        // With no identity frame at all.
+        assert!(h.b.handle(Message::new(), h.at(1), &mut h.ev).is_empty());
+        assert_eq!(h.b.report().invalid, bad.len() as u64 + 1);
+        assert_eq!(
+            h.count(|e| matches!(e, Event::Invalid { socket, .. } if socket == "broker")),
+            bad.len() + 1
+        );
+        // The broker carries on.
+        assert_eq!(only(h.request("c1", V1, "echo", "x", 2), "w1").len(), 6);
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        // xorshift64, fixed seed: deterministic.
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        const POOL: &[&[u8]] = &[
+            b"",
+            b"",
+            b"MDPC01",
+            b"MDPW01",
+            b"MDPC02",
+            b"MDPW02",
+            &[1],
+            &[2],
+            &[3],
+            &[4],
+            &[5],
+            &[6],
+            b"echo",
+            b"mmi.service",
+            b"mmi.status",
+            b"p0",
+            b"p1",
+            b"p2",
+        ];
+        let mut h = H::new();
+        for i in 0..20_000u64 {
+            let peer = format!("p{}", next() % 3);
+            let frames: Vec<Vec<u8>> = (0..next() % 7)
+                .map(|_| POOL[(next() % POOL.len() as u64) as usize].to_vec())
+                .collect();
+            h.recv(&peer, Message::from_frames(frames), i);
+            if i % 50 == 0 {
+                h.tick(i);
+            }
+        }
+        let r = h.b.report();
+        assert!(
+            r.invalid > 0 && r.workers_seen > 0 && r.requests > 0,
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn serves_over_a_real_socket_until_stopped() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        let ctx = zmq::Context::new();
+        let router = transport::socket(&ctx, zmq::ROUTER, SOCKET, None).unwrap();
+        router.bind("inproc://broker-smoke").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let cfg = BrokerConfig {
+            heartbeat: HeartbeatConfig {
+                interval: Duration::from_millis(20),
+                liveness: 3,
+            },
+            ..config()
+        };
+        let broker = std::thread::spawn(move || {
+            let mut events = Events::discard();
+            serve(&router, &cfg, &mut events, || {
+                stop_flag.load(Ordering::SeqCst)
+            })
+        });
+
+        let mut ev = Events::discard();
+        let worker = transport::socket(&ctx, zmq::DEALER, "worker", Some(b"w1")).unwrap();
+        worker.connect("inproc://broker-smoke").unwrap();
+        worker.send(ready(V2, "echo"), &mut ev).unwrap();
+        let client = transport::socket(&ctx, zmq::DEALER, "client", Some(b"c1")).unwrap();
+        client.connect("inproc://broker-smoke").unwrap();
+        // Wait until the worker is registered (heartbeats prove it), then ask.
+        assert!(worker.poll_in(2000).unwrap());
+        assert_eq!(worker.recv(&mut ev).unwrap(), heartbeat(V2));
+        client
+            .send(request(V1, "echo", &["hello"]), &mut ev)
+            .unwrap();
+        let got = loop {
+            assert!(worker.poll_in(2000).unwrap(), "no request");
+            let msg = worker.recv(&mut ev).unwrap();
+            if msg != heartbeat(V2) {
+                break msg;
+            }
+        };
+        let (_, addr, body) = worker_request(got);
+        assert_eq!((addr.as_str(), body.as_str()), ("c1", "hello"));
+        worker
+            .send(reply(V2, "c1", &["HELLO"], true), &mut ev)
+            .unwrap();
+        assert!(client.poll_in(2000).unwrap(), "no reply");
+        assert_eq!(
+            client.recv(&mut ev).unwrap(),
+            m(&[b"", b"MDPC01", b"echo", b"HELLO"])
+        );
+
+        stop.store(true, Ordering::SeqCst);
+        let report = broker.join().unwrap().unwrap();
+        assert_eq!(
+            (report.requests, report.dispatched, report.replies),
+            (1, 1, 1)
+        );
+        assert_eq!(report.workers_seen, 1);
+    }
+}
