@@ -172,6 +172,12 @@ pub enum Event {
         attempts: u32,
         latency_ms: f64,
     },
+    /// A client sent a request (`attempt` 1) or resent it (2, 3, …).
+    Sent {
+        seq: u64,
+        request: String,
+        attempt: u32,
+    },
     /// A client attempt failed (timeout or mismatch) and will be retried.
     Retry {
         seq: u64,
@@ -190,9 +196,11 @@ pub enum Event {
         request: String,
         attempts: u32,
     },
-    /// A server or worker handled a request.
+    /// A server or worker handled a request (`request`: its body as text, cut to 200
+    /// characters), so a history can tell re-executions apart.
     Served {
         cycle: u64,
+        request: String,
         bytes: usize,
         work_ms: f64,
     },

@@ -107,6 +107,15 @@ impl Message {
         parts.join("\n")
     }
 
+    /// The body as text, cut to 200 characters: enough to identify a request in a history.
+    pub fn preview(&self) -> String {
+        let text = self.text();
+        match text.char_indices().nth(200) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        }
+    }
+
     /// The Guide's frame dump (`zmsg_dump`/`s_dump`): a rule line, then `[NNN] payload` per
     /// frame, where NNN is the frame size and the payload is text when printable, else hex.
     pub fn dump(&self) -> String {

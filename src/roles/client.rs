@@ -199,6 +199,11 @@ impl Run<'_> {
     fn send(&mut self, slot: &mut InFlight, events: &mut Events) -> Result<()> {
         let body = Message::from_frames(vec![slot.request.as_bytes()]);
         slot.socket.send(self.config.framing.encode(body), events)?;
+        events.emit(Event::Sent {
+            seq: slot.seq,
+            request: slot.request.clone(),
+            attempt: slot.attempt,
+        });
         slot.deadline = Instant::now() + self.config.timeout;
         self.report.sent += 1;
         Ok(())

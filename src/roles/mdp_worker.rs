@@ -100,6 +100,7 @@ fn start(
     thread::spawn(move || {
         let started = Instant::now();
         let bytes = body.iter().map(<[u8]>::len).sum();
+        let request = body.preview();
         if shutdown::sleep(work).is_err() {
             return;
         }
@@ -119,6 +120,7 @@ fn start(
             envelope: vec![client],
             reply,
             cycle,
+            request,
             bytes,
             started,
         }));

@@ -84,11 +84,13 @@ pub fn run(config: &ServerConfig, events: &mut Events) -> Result<Report> {
             break;
         }
         let bytes = request.iter().map(<[u8]>::len).sum();
+        let preview = request.preview();
         let reply = config.handler.handle(request);
         socket.send(reply, events)?;
         report.replied += 1;
         events.emit(Event::Served {
             cycle,
+            request: preview,
             bytes,
             work_ms: millis(started.elapsed()),
         });

@@ -84,6 +84,7 @@ pub(crate) struct Done {
     pub(crate) envelope: Vec<Frame>,
     pub(crate) reply: Message,
     pub(crate) cycle: u64,
+    pub(crate) request: String,
     pub(crate) bytes: usize,
     pub(crate) started: Instant,
 }
@@ -157,6 +158,7 @@ fn start_work(
     thread::spawn(move || {
         let started = Instant::now();
         let bytes = body.iter().map(<[u8]>::len).sum();
+        let request = body.preview();
         if shutdown::sleep(work).is_err() {
             return;
         }
@@ -165,6 +167,7 @@ fn start_work(
             envelope,
             reply,
             cycle,
+            request,
             bytes,
             started,
         });
@@ -209,6 +212,7 @@ pub(crate) fn served(ctx: &mut Ctx, done: &Done, events: &mut Events) {
     ctx.report.replied += 1;
     events.emit(Event::Served {
         cycle: done.cycle,
+        request: done.request.clone(),
         bytes: done.bytes,
         work_ms: millis(done.started.elapsed()),
     });

@@ -136,6 +136,8 @@ fn human_text(event: &Event) -> Option<String> {
             format!("I: {role} on {endpoint}{seed}")
         }
         Event::Served { cycle, bytes, .. } => format!("I: normal request #{cycle} ({bytes} bytes)"),
+        // Every send is already visible as a reply or a retry line.
+        Event::Sent { .. } => return None,
         Event::WorkerReady { worker } => format!("I: worker {worker} ready"),
         Event::ServiceWorkerReady { worker, service } => {
             format!("I: worker {worker} ready for service {service}")
