@@ -277,3 +277,16 @@ pub fn stop_and_summarise(proc: &mut Proc) -> serde_json::Value {
     assert_eq!(proc.code(), 130, "{}", proc.stderr.text());
     summary(&proc.stdout.text())
 }
+
+/// A Majordomo broker on a free port with the given extra flags, waited for.
+pub fn start_broker(args: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let bind = endpoint(port);
+    let mut all = vec!["broker", "--bind", bind.as_str()];
+    all.extend_from_slice(args);
+    let broker = spawn("broker", &all);
+    broker.wait_for("the broker to bind", |o, e| {
+        e.contains("broker on") || o.contains(r#""event":"started""#)
+    });
+    (broker, port)
+}
