@@ -205,13 +205,41 @@ impl MdpWorker {
     /// Waits up to `timeout` for a request, heartbeating and reconnecting as needed meanwhile.
     /// Call it often (even while working on a request) to keep the broker's trust.
     pub fn poll(&mut self, timeout: Duration, events: &mut Events) -> Result<Option<MdpRequest>> {
+        self.poll_with(timeout, None, events)
+    }
+
+    /// Like [`poll`](Self::poll), but also returns (with `None`) as soon as `wake` is readable,
+    /// so a caller whose work runs on another thread can be woken when it finishes.
+    pub fn poll_with(
+        &mut self,
+        timeout: Duration,
+        wake: Option<&Socket>,
+        events: &mut Events,
+    ) -> Result<Option<MdpRequest>> {
         let deadline = Instant::now() + timeout;
         loop {
             shutdown::check()?;
-            let wake = deadline
+            let next = deadline
                 .min(self.broker.next_send())
                 .min(self.broker.expires_at());
-            if self.socket.poll_in(shutdown::slice_until(wake))? {
+            let (readable, woken) = {
+                let mut items = vec![self.socket.raw().as_poll_item(zmq::POLLIN)];
+                if let Some(w) = wake {
+                    items.push(w.raw().as_poll_item(zmq::POLLIN));
+                }
+                match zmq::poll(&mut items, shutdown::slice_until(next)) {
+                    Ok(_) | Err(zmq::Error::EINTR) => {}
+                    Err(e) => return Err(Error::zmq("poll failed", e)),
+                }
+                (
+                    items[0].is_readable(),
+                    items.get(1).is_some_and(|i| i.is_readable()),
+                )
+            };
+            if woken {
+                return Ok(None);
+            }
+            if readable {
                 let msg = self.socket.recv(events)?;
                 self.broker.heard(Instant::now());
                 self.backoff.reset();

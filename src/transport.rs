@@ -118,9 +118,91 @@ impl Socket {
     }
 }
 
+/// Wakes a socket loop blocked in `zmq::poll` when a work thread finishes: the loop polls
+/// [`Wakeup::socket`] beside its own sockets, the thread calls [`Notifier::notify`]. Without it
+/// the loop would have to poll in short slices and add their length to every reply's latency.
+pub struct Wakeup {
+    pull: Socket,
+    ctx: zmq::Context,
+    endpoint: String,
+}
+
+/// The sending half of a [`Wakeup`]; cheap to clone into work threads.
+#[derive(Clone)]
+pub struct Notifier {
+    ctx: zmq::Context,
+    endpoint: String,
+}
+
+impl Wakeup {
+    /// A wake-up channel in `ctx` (inproc, so the notifier must share the context).
+    pub fn new(ctx: &zmq::Context) -> Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let endpoint = format!(
+            "inproc://pirate-wakeup-{}",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let pull = socket(ctx, zmq::PULL, "wakeup", None)?;
+        pull.inner
+            .bind(&endpoint)
+            .map_err(|e| Error::zmq("cannot bind the wake-up socket", e))?;
+        Ok(Wakeup {
+            pull,
+            ctx: ctx.clone(),
+            endpoint,
+        })
+    }
+
+    /// A notifier for a work thread.
+    pub fn notifier(&self) -> Notifier {
+        Notifier {
+            ctx: self.ctx.clone(),
+            endpoint: self.endpoint.clone(),
+        }
+    }
+
+    /// The socket to poll for readability.
+    pub fn socket(&self) -> &Socket {
+        &self.pull
+    }
+
+    /// Reads every pending wake-up, so the next poll blocks again.
+    pub fn drain(&self) {
+        while self.pull.inner.recv_bytes(zmq::DONTWAIT).is_ok() {}
+    }
+}
+
+impl Notifier {
+    /// Wakes the loop. Failures are ignored: the loop also wakes on its own timers.
+    pub fn notify(&self) {
+        if let Ok(push) = self.ctx.socket(zmq::PUSH) {
+            // A short linger lets the one-byte message reach the loop before the socket goes.
+            let _ = push.set_linger(100);
+            if push.connect(&self.endpoint).is_ok() {
+                let _ = push.send(&b"!"[..], zmq::DONTWAIT);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notifier_wakes_a_poll_from_another_thread() {
+        let ctx = zmq::Context::new();
+        let wakeup = Wakeup::new(&ctx).unwrap();
+        assert!(!wakeup.socket().poll_in(0).unwrap());
+        let notifier = wakeup.notifier();
+        std::thread::spawn(move || notifier.notify())
+            .join()
+            .unwrap();
+        assert!(wakeup.socket().poll_in(1000).unwrap());
+        wakeup.drain();
+        assert!(!wakeup.socket().poll_in(0).unwrap());
+    }
 
     #[test]
     fn binding_a_used_port_names_the_endpoint_and_the_cause() {

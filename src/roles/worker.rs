@@ -26,7 +26,7 @@ use crate::proto::mdp::Version;
 use crate::proto::ppp::{self, Ppp};
 use crate::shutdown;
 use crate::stats::millis;
-use crate::transport::{self, Socket};
+use crate::transport::{self, Notifier, Socket, Wakeup};
 
 /// Which protocol the worker speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +153,7 @@ fn start_work(
     work: Duration,
     cycle: u64,
     done: mpsc::Sender<Done>,
+    wake: Option<Notifier>,
 ) {
     let handler = handler.clone();
     thread::spawn(move || {
@@ -171,6 +172,9 @@ fn start_work(
             bytes,
             started,
         });
+        if let Some(wake) = wake {
+            wake.notify();
+        }
     });
 }
 
@@ -222,6 +226,7 @@ fn run_paranoid(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> R
     let config = ctx.config;
     let mut backoff = Backoff::new(config.reconnect, config.reconnect_max);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let wakeup = Wakeup::new(zmq_ctx)?;
     loop {
         let identity = ctx.identity();
         let socket = transport::socket(zmq_ctx, zmq::DEALER, "worker", Some(&identity))?;
@@ -240,8 +245,19 @@ fn run_paranoid(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> R
             shutdown::check()?;
             let now = Instant::now();
             let wake = queue.next_send().min(queue.expires_at());
-            let timeout = if busy { 5 } else { shutdown::slice_until(wake) };
-            if socket.poll_in(timeout)? {
+            let readable = {
+                let mut items = [
+                    socket.raw().as_poll_item(zmq::POLLIN),
+                    wakeup.socket().raw().as_poll_item(zmq::POLLIN),
+                ];
+                match zmq::poll(&mut items, shutdown::slice_until(wake)) {
+                    Ok(_) | Err(zmq::Error::EINTR) => {}
+                    Err(e) => return Err(crate::Error::zmq("poll failed", e)),
+                }
+                items[0].is_readable()
+            };
+            wakeup.drain();
+            if readable {
                 let msg = socket.recv(events)?;
                 queue.heard(Instant::now());
                 backoff.reset();
@@ -278,6 +294,7 @@ fn run_paranoid(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> R
                     config.faults.work + extra,
                     cycle,
                     done_tx.clone(),
+                    Some(wakeup.notifier()),
                 );
                 busy = true;
             } else if busy && !backlog.is_empty() {
@@ -342,6 +359,7 @@ fn run_simple(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> Res
             config.faults.work + extra,
             cycle,
             done_tx.clone(),
+            None,
         );
         let done = loop {
             shutdown::check()?;
