@@ -34,6 +34,7 @@ complete -c pirate -n "__fish_pirate_needs_command" -f -a "client" -d 'Lazy Pira
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "chaos" -d 'Run a whole topology, break it on purpose, and check that nothing was lost (with no subcommand: the built-in 30-second demonstration)'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l bind -d 'Endpoint to bind the REP socket to' -r
@@ -61,6 +62,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l protocol -d 'Cl
 mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'
 mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l expect-echo -d 'Check that every reply equals its request (an echo service); a reply that does not is reported and retried, never accepted (implied by --count)'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -114,16 +116,96 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -s q -l quiet -d '
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s h -l help -d 'Print help'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l seed -d 'Seed of the demonstration (printed at start; replays its schedule and faults)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l out -d 'Write results.json, history.jsonl and each process\'s log into DIR' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s h -l help -d 'Print help'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l pattern -d 'Pattern to run' -r -f -a "lazy\t''
+simple\t''
+paranoid\t''
+majordomo\t''"
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l workers -d 'Workers (ignored for lazy: one server)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l clients -d 'Clients' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l requests -d 'Requests per client (default: send for the whole --duration)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l duration -d 'Length of the fault phase (healing and draining follow)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l drain-timeout -d 'Longest wait for clients to finish after healing' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l nemesis -d 'Nemesis faults to inject (comma-separated)' -r -f -a "kill\t'SIGKILL a worker (or the Lazy Pirate server), restart it after --restart-delay'
+freeze\t'SIGSTOP a worker for --nemesis-freeze, then SIGCONT'
+restart\t'SIGKILL the broker or queue and start it again on the same endpoints'"
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l nemesis-interval -d 'Time between nemesis actions (0s: no nemesis)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l restart-delay -d 'How long a killed process stays down' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l nemesis-freeze -d 'How long the nemesis freezes a worker' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l heartbeat -d 'Heartbeat interval of every role (liveness 3)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l timeout -d 'Clients\' timeout per attempt' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l retries -d 'Clients\' attempts per request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l window -d 'Requests in flight per client' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
+guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l crash-rate -d 'Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l overload-rate -d 'Probability of stalling ("CPU overload") per request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l overload-for -d 'How long an overload stalls [default: 2s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l faults-after -d 'Requests served normally before random faults start [default: 3]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l crash-after -d 'Crash deterministically on request N+1' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l work -d 'Simulated work per request [default: 0s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l freeze-rate -d 'Probability per request of freezing: no reads, no heartbeats, as a hung process' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l freeze-for -d 'How long a freeze lasts [default: 5s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l worker-cmd -d 'Run each worker as this shell command instead of `pirate worker` ({endpoint} and {service} are replaced; majordomo only)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l connect -d 'Use the broker (majordomo) or queue frontend (simple, paranoid) at this endpoint instead of starting one' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l out -d 'Write results.json, history.jsonl and each process\'s log into DIR' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l strict -d 'Re-executions on workers make the verdict invalid (default: reported only)'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l frontend -d 'Endpoint to bind for peers (ROUTER), e.g. tcp://*:6555' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l backend -d 'Endpoint of the real queue, broker or server (one DEALER per peer connects here)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l direction -d 'Which messages may be faulted: up (frontend→backend), down (backend→frontend), both' -r -f -a "up\t'Frontend → backend: requests from clients, or replies and heartbeats from workers'
+down\t'Backend → frontend: replies to clients, or requests and heartbeats to workers'
+both\t'Both ways'"
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l command -d 'Only fault messages with a frame equal to this: 0x hex (0x04 = MDP HEARTBEAT) or text' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l after -d 'Selected messages forwarded untouched before faults start' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l count -d 'At most N faults in total' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l drop -d 'Probability of dropping a message, e.g. 0.3 or 30%' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l delay -d 'Delay delayed messages by this much (plus --jitter)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l jitter -d 'Add a uniform random extra delay between 0 and this' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l delay-rate -d 'Probability of delaying a message [default: 1 when --delay or --jitter is given]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l duplicate -d 'Probability of sending a message twice' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l reorder -d 'Hold messages until N are held (or --reorder-wait passed), then release them shuffled' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l reorder-wait -d 'Longest a message waits in the reorder window' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l corrupt -d 'Probability of flipping bits in one random frame' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l truncate -d 'Probability of cutting the last frame short (or dropping it if empty)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l blackhole -d 'Every EVERY, drop every selected message for FOR, e.g. 5s/1s' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l peer-timeout -d 'Close a peer\'s upstream connection after this long without traffic' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l out -d 'Directory to write into [default: man/ or completions/]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "chaos" -d 'Run a whole topology, break it on purpose, and check that nothing was lost (with no subcommand: the built-in 30-second demonstration)'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'

@@ -142,6 +142,8 @@ pub enum Report {
     Service(ServiceReport),
     Broker(BrokerReport),
     Majordomo(MajordomoReport),
+    Chaos(Box<crate::chaos::run::ChaosReport>),
+    Proxy(crate::chaos::proxy::ProxyReport),
 }
 
 /// Everything a role reports while it runs. Serialised as `{"event": "<name>", ...fields}`.
@@ -226,6 +228,27 @@ pub enum Event {
     PeerLost { delay_ms: u64 },
     /// A malformed message was counted and dropped.
     Invalid { socket: String, reason: String },
+    /// `pirate chaos`: a nemesis action planned (printed before the run, for replay by seed).
+    NemesisPlanned {
+        at_ms: u64,
+        fault: String,
+        target: String,
+    },
+    /// `pirate chaos`: a nemesis action carried out.
+    Nemesis {
+        at_ms: u64,
+        action: String,
+        target: String,
+    },
+    /// `pirate chaos proxy` injected a message fault (`kind`: drop, delay, duplicate, reorder,
+    /// corrupt, truncate, blackhole; `direction`: up = frontend→backend, down = back).
+    ProxyFault { kind: String, direction: String },
+    /// `pirate chaos`: the live view (stderr only, never JSON).
+    ChaosStatus {
+        elapsed_ms: u64,
+        phase: String,
+        processes: Vec<crate::chaos::run::ProcessStatus>,
+    },
     /// The final summary.
     Summary(Report),
 }

@@ -18,8 +18,10 @@
 //! - [`shutdown`]: the Ctrl-C/SIGTERM stop flag and interruptible sleeps.
 //! - [`majordomo`]: the Majordomo client and worker API for Rust programs.
 //! - [`roles`]: `server`, `client`, … one module per role.
+//! - [`chaos`]: `pirate chaos`, with the pure history checker that judges a run.
 
 pub mod backoff;
+pub mod chaos;
 pub mod error;
 pub mod event;
 pub mod faults;

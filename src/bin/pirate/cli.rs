@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use pirate::chaos::run::{ChaosConfig, NemesisFault, Pattern};
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
@@ -64,6 +65,10 @@ pub enum Command {
     /// Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service
     #[command(after_help = EXIT_CODES)]
     Broker(BrokerArgs),
+    /// Run a whole topology, break it on purpose, and check that nothing was lost (with no
+    /// subcommand: the built-in 30-second demonstration)
+    #[command(after_help = EXIT_CODES)]
+    Chaos(ChaosArgs),
     /// Write the man pages or shell completions generated from these definitions
     Generate(GenerateArgs),
 }
@@ -108,6 +113,27 @@ pub struct FaultArgs {
 }
 
 impl FaultArgs {
+    /// The fault flags given, as arguments for a child `pirate` process (`--work` apart).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.push(flag.to_string());
+                args.push(v);
+            }
+        };
+        push(
+            "--faults",
+            self.faults.map(|p| format!("{p:?}").to_lowercase()),
+        );
+        push("--crash-rate", self.crash_rate.map(|p| p.to_string()));
+        push("--overload-rate", self.overload_rate.map(|p| p.to_string()));
+        push("--overload-for", self.overload_for.map(millis));
+        push("--faults-after", self.faults_after.map(|n| n.to_string()));
+        push("--crash-after", self.crash_after.map(|n| n.to_string()));
+        args
+    }
+
     /// The plan: the preset (or nothing), then each flag given on top.
     pub fn plan(&self, guide: FaultPlan) -> FaultPlan {
         let mut plan = match self.faults {
@@ -197,6 +223,10 @@ pub struct ClientArgs {
     /// Send the Guide's test sequence 1..N and check that every reply equals its request
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Check that every reply equals its request (an echo service); a reply that does not is
+    /// reported and retried, never accepted (implied by --count)
+    #[arg(long)]
+    pub expect_echo: bool,
     /// Speak Majordomo to a broker and ask for this service (mmi.service, mmi.status: the
     /// broker's own)
     #[arg(long, value_name = "NAME")]
@@ -247,7 +277,7 @@ impl ClientArgs {
             endpoint: self.connect.clone(),
             timeout: self.timeout,
             retries: self.retries,
-            check_echo: self.count.is_some(),
+            check_echo: self.count.is_some() || self.expect_echo,
             framing,
             window: self.window as usize,
         })
@@ -451,6 +481,189 @@ pub enum Generated {
     Man,
     /// Shell completions for bash, zsh and fish
     Completions,
+}
+
+/// A duration as a `pirate` flag value.
+pub fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ChaosArgs {
+    #[command(subcommand)]
+    pub command: Option<ChaosCommand>,
+    /// Seed of the demonstration (printed at start; replays its schedule and faults)
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Write results.json, history.jsonl and each process's log into DIR
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChaosCommand {
+    /// Run a configurable topology under a seeded nemesis, then check the history
+    #[command(after_help = EXIT_CODES)]
+    Run(Box<ChaosRunArgs>),
+    /// Message-level fault proxy between peers and a broker or queue
+    #[command(after_help = EXIT_CODES)]
+    Proxy(Box<crate::proxy_args::ProxyArgs>),
+}
+
+/// Which pattern `pirate chaos run` exercises.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatternArg {
+    Lazy,
+    Simple,
+    Paranoid,
+    Majordomo,
+}
+
+/// A fault the nemesis injects.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NemesisArg {
+    /// SIGKILL a worker (or the Lazy Pirate server), restart it after --restart-delay
+    Kill,
+    /// SIGSTOP a worker for --nemesis-freeze, then SIGCONT
+    Freeze,
+    /// SIGKILL the broker or queue and start it again on the same endpoints
+    Restart,
+}
+
+#[derive(Args, Debug)]
+pub struct ChaosRunArgs {
+    /// Pattern to run
+    #[arg(long, value_enum, default_value = "majordomo")]
+    pub pattern: PatternArg,
+    /// Workers (ignored for lazy: one server)
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: u32,
+    /// Clients
+    #[arg(long, default_value_t = 2, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub clients: u32,
+    /// Requests per client (default: send for the whole --duration)
+    #[arg(long, value_name = "R")]
+    pub requests: Option<u64>,
+    /// Length of the fault phase (healing and draining follow)
+    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Longest wait for clients to finish after healing
+    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Nemesis faults to inject (comma-separated)
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kill,freeze,restart"
+    )]
+    pub nemesis: Vec<NemesisArg>,
+    /// Time between nemesis actions (0s: no nemesis)
+    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = parse_duration)]
+    pub nemesis_interval: Duration,
+    /// How long a killed process stays down
+    #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub restart_delay: Duration,
+    /// How long the nemesis freezes a worker
+    #[arg(long, default_value = "1500ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub nemesis_freeze: Duration,
+    /// Heartbeat interval of every role (liveness 3)
+    #[arg(long, default_value = "250ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Clients' timeout per attempt
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Clients' attempts per request
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retries: u32,
+    /// Requests in flight per client
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub window: u32,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+    #[command(flatten)]
+    pub freeze: FreezeArgs,
+    /// Run each worker as this shell command instead of `pirate worker` ({endpoint} and
+    /// {service} are replaced; majordomo only)
+    #[arg(long, value_name = "CMD")]
+    pub worker_cmd: Option<String>,
+    /// Use the broker (majordomo) or queue frontend (simple, paranoid) at this endpoint
+    /// instead of starting one
+    #[arg(long, value_name = "ENDPOINT")]
+    pub connect: Option<String>,
+    /// Re-executions on workers make the verdict invalid (default: reported only)
+    #[arg(long)]
+    pub strict: bool,
+    /// Write results.json, history.jsonl and each process's log into DIR
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<std::path::PathBuf>,
+}
+
+impl ChaosRunArgs {
+    pub fn config(&self, exe: std::path::PathBuf) -> Result<ChaosConfig, String> {
+        let pattern = match self.pattern {
+            PatternArg::Lazy => Pattern::Lazy,
+            PatternArg::Simple => Pattern::Simple,
+            PatternArg::Paranoid => Pattern::Paranoid,
+            PatternArg::Majordomo => Pattern::Majordomo,
+        };
+        if self.worker_cmd.is_some() && pattern != Pattern::Majordomo {
+            return Err("--worker-cmd needs --pattern majordomo".into());
+        }
+        if self.connect.is_some() && pattern == Pattern::Lazy {
+            return Err("--connect needs a broker or queue pattern, not lazy".into());
+        }
+        let mut worker_faults = self.faults.to_args();
+        if let Some(p) = self.freeze.freeze_rate {
+            worker_faults.extend(["--freeze-rate".to_string(), p.to_string()]);
+        }
+        if let Some(d) = self.freeze.freeze_for {
+            worker_faults.extend(["--freeze-for".to_string(), millis(d)]);
+        }
+        if pattern == Pattern::Lazy && self.freeze.freeze_rate.is_some() {
+            return Err("--freeze-rate is for workers, not the lazy pattern's server".into());
+        }
+        let worker_args = match self.faults.work {
+            Some(d) => vec!["--work".to_string(), millis(d)],
+            None => Vec::new(),
+        };
+        let mut nemesis: Vec<NemesisFault> = Vec::new();
+        for n in &self.nemesis {
+            let fault = match n {
+                NemesisArg::Kill => NemesisFault::Kill,
+                NemesisArg::Freeze => NemesisFault::Freeze,
+                NemesisArg::Restart => NemesisFault::Restart,
+            };
+            if !nemesis.contains(&fault) {
+                nemesis.push(fault);
+            }
+        }
+        Ok(ChaosConfig {
+            exe,
+            pattern,
+            workers: self.workers as usize,
+            clients: self.clients as usize,
+            requests: self.requests,
+            fault_phase: self.duration,
+            drain_timeout: self.drain_timeout,
+            worker_faults,
+            worker_args,
+            worker_cmd: self.worker_cmd.clone(),
+            external: self.connect.clone(),
+            nemesis,
+            nemesis_interval: self.nemesis_interval,
+            restart_delay: self.restart_delay,
+            freeze_for: self.nemesis_freeze,
+            heartbeat: self.heartbeat,
+            client_timeout: self.timeout,
+            client_retries: self.retries,
+            window: self.window as usize,
+            seed: self.faults.seed(),
+            strict: self.strict,
+            out: self.out.clone(),
+        })
+    }
 }
 
 /// Parses a humantime duration (`2500ms`, `1s`, `1m30s`).

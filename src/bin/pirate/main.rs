@@ -3,6 +3,7 @@
 
 mod cli;
 mod generate;
+mod proxy_args;
 mod render;
 
 use std::io::BufRead;
@@ -17,7 +18,10 @@ use pirate::event::{Event, Events, Outcome, Report};
 use pirate::roles::{broker, client, queue, server, worker};
 use pirate::shutdown;
 
-use cli::{Cli, Command, Generated};
+use cli::{ChaosCommand, Cli, Command, Generated};
+use pirate::chaos::run::ChaosConfig;
+use pirate::chaos::{proxy, run as chaos};
+use pirate::faults::random_seed;
 use render::Renderer;
 
 /// First Ctrl-C/SIGTERM: ask every loop to stop (partial summary, exit 130). Second: exit now.
@@ -55,6 +59,8 @@ fn exit_code_of(report: &Report) -> i32 {
             Outcome::Abandoned => error::EXIT_UNAVAILABLE,
             Outcome::Interrupted => error::EXIT_INTERRUPTED,
         },
+        Report::Chaos(c) if c.valid => error::EXIT_OK,
+        Report::Chaos(_) => error::EXIT_FAILED,
         // Servers, workers, queues and brokers only return when a signal stops them.
         _ => error::EXIT_INTERRUPTED,
     }
@@ -68,6 +74,29 @@ fn run(cli: Cli) -> error::Result<i32> {
             let config = args.config();
             let mut renderer = Renderer::new(output);
             let report = run_role(&mut renderer, trace, |ev| server::run(&config, ev))?;
+            Ok(exit_code_of(&report))
+        }
+        Command::Chaos(args) => {
+            let exe = std::env::current_exe()
+                .map_err(|e| Error::Internal(format!("cannot find the pirate binary: {e}")))?;
+            let config = match args.command {
+                Some(ChaosCommand::Proxy(proxy_args)) => {
+                    let config = proxy_args.config().map_err(Error::Usage)?;
+                    let mut renderer = Renderer::new(output);
+                    let report = run_role(&mut renderer, trace, |ev| proxy::run_role(&config, ev))?;
+                    return Ok(exit_code_of(&report));
+                }
+                Some(ChaosCommand::Run(run_args)) => run_args.config(exe).map_err(Error::Usage)?,
+                None => {
+                    let mut config = ChaosConfig::demo(exe, args.seed.unwrap_or_else(random_seed));
+                    config.out = args.out;
+                    config
+                }
+            };
+            let mut renderer = Renderer::new(output).with_live_view();
+            let report = run_role(&mut renderer, trace, |ev| {
+                chaos::run(&config, ev).map(|r| Report::Chaos(Box::new(r)))
+            })?;
             Ok(exit_code_of(&report))
         }
         Command::Broker(args) => {

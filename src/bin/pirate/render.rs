@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use pirate::chaos::run::ProcessStatus;
 use pirate::event::{Direction, Event, Level, Report};
 
 use crate::cli::OutputArgs;
@@ -13,6 +14,10 @@ use crate::cli::OutputArgs;
 pub struct Renderer {
     output: OutputArgs,
     progress: Option<ProgressBar>,
+    /// `pirate chaos`: redraw the status block on a terminal (else a line every few seconds).
+    live: bool,
+    live_bar: Option<ProgressBar>,
+    last_line: Option<std::time::Instant>,
 }
 
 impl Renderer {
@@ -20,6 +25,61 @@ impl Renderer {
         Renderer {
             output,
             progress: None,
+            live: false,
+            live_bar: None,
+            last_line: None,
+        }
+    }
+
+    /// Shows `pirate chaos`'s live view: a redrawn block on a terminal, else one line every
+    /// five seconds; nothing under `-q`.
+    pub fn with_live_view(mut self) -> Self {
+        self.live = !self.output.quiet;
+        if self.live && std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg}").expect("static template is valid"),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            self.live_bar = Some(bar);
+        }
+        self
+    }
+
+    fn live_status(&mut self, elapsed_ms: u64, phase: &str, processes: &[ProcessStatus]) {
+        if !self.live {
+            return;
+        }
+        if let Some(bar) = &self.live_bar {
+            let mut text = format!("chaos: {phase} phase, {:.1}s", elapsed_ms as f64 / 1000.0);
+            for p in processes {
+                let what = if p.name.starts_with("client") {
+                    "replies"
+                } else {
+                    "served"
+                };
+                text.push_str(&format!(
+                    "\n  {:<10} {:<6} restarts {:<3} {what} {}",
+                    p.name, p.state, p.restarts, p.count
+                ));
+            }
+            bar.set_message(text);
+            return;
+        }
+        let due = self
+            .last_line
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5));
+        if due || phase == "check" {
+            self.last_line = Some(std::time::Instant::now());
+            let parts: Vec<String> = processes
+                .iter()
+                .map(|p| format!("{} {} ({})", p.name, p.state, p.count))
+                .collect();
+            self.human(&format!(
+                "chaos {:.1}s {phase}: {}",
+                elapsed_ms as f64 / 1000.0,
+                parts.join(", ")
+            ));
         }
     }
 
@@ -40,9 +100,9 @@ impl Renderer {
         self
     }
 
-    /// A human line on stderr (kept clear of the progress bar).
+    /// A human line on stderr (kept clear of the progress bar and the live view).
     fn human(&self, line: &str) {
-        match &self.progress {
+        match self.progress.as_ref().or(self.live_bar.as_ref()) {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
         }
@@ -100,8 +160,20 @@ impl Renderer {
                     self.data(reply);
                 }
             }
+            Event::ChaosStatus {
+                elapsed_ms,
+                phase,
+                processes,
+            } => {
+                let (elapsed_ms, phase, processes) =
+                    (*elapsed_ms, phase.clone(), processes.clone());
+                self.live_status(elapsed_ms, &phase, &processes);
+            }
             Event::Summary(report) => {
                 if let Some(bar) = self.progress.take() {
+                    bar.finish_and_clear();
+                }
+                if let Some(bar) = self.live_bar.take() {
                     bar.finish_and_clear();
                 }
                 if !quiet {
@@ -156,6 +228,22 @@ fn human_text(event: &Event) -> Option<String> {
             format!("W: heartbeat failure, can't reach queue; reconnecting in {delay_ms} ms…")
         }
         Event::Invalid { socket, reason } => format!("E: invalid message on {socket}: {reason}"),
+        Event::NemesisPlanned {
+            at_ms,
+            fault,
+            target,
+        } => format!(
+            "I: nemesis plans {fault} {target} at {:.1}s",
+            *at_ms as f64 / 1000.0
+        ),
+        Event::Nemesis {
+            at_ms,
+            action,
+            target,
+        } => format!(
+            "W: nemesis: {action} {target} at {:.1}s",
+            *at_ms as f64 / 1000.0
+        ),
         _ => return None,
     })
 }
@@ -187,6 +275,31 @@ pub fn summary_text(report: &Report) -> String {
              reconnects {} (seed {})",
             s.requests, s.replied, s.overloads, s.freezes, s.invalid, s.reconnects, s.seed
         ),
+        Report::Chaos(c) => {
+            let injected: Vec<String> = c.injected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            format!(
+                "{}\nnemesis: {}\nseed {} (replay with --seed {})",
+                c.verdict.summary_text().trim_end(),
+                if injected.is_empty() {
+                    "nothing injected".to_string()
+                } else {
+                    injected.join(", ")
+                },
+                c.seed,
+                c.seed
+            )
+        }
+        Report::Proxy(p) => {
+            let faults: Vec<String> = p.faults.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            format!(
+                "summary: forwarded up {}, down {}, peers {}; faults: {} (seed {})",
+                p.forwarded_up,
+                p.forwarded_down,
+                p.peers,
+                if faults.is_empty() { "none".to_string() } else { faults.join(", ") },
+                p.seed
+            )
+        }
         Report::Majordomo(m) => format!(
             "summary: requests {}, dispatched {}, replies {}, partials {}, mmi {}, workers seen {}, \
              expired {}, disconnects {}, requests expired {}, rejected {}, lost {}, invalid {}",

@@ -1,0 +1,1353 @@
+//! The history checker of `pirate chaos`: a pure function from the recorded history of a run
+//! (every JSON line every child printed, stamped with when the runner read it) to a [`Verdict`].
+//!
+//! It knows nothing of processes or sockets, so it can judge a live run, a saved
+//! `history.jsonl` (see [`read_history`]), or a synthetic history in a test.
+//!
+//! # What is checked
+//!
+//! A request's identity is its client and sequence number (`source`, `seq`); its text (`c1-7`)
+//! only names it in reports. The workers are echo servers, so a correct reply equals its
+//! request. The findings, from fatal to informational:
+//!
+//! - **lost** (fatal): a client sent a request and then neither accepted a reply nor gave up on
+//!   it. The runner never kills clients, so a request still in flight when a client's history
+//!   ends (summary or not) was dropped somewhere and never accounted for: exactly what the
+//!   Pirate patterns promise cannot happen.
+//! - **duplicated** (fatal): a client delivered more than one reply for one request. Retries may
+//!   bring several replies back, but the client must deliver one and discard the rest.
+//! - **out of order** (fatal): a client delivered the reply to a request after the reply to a
+//!   later one. Lazy Pirate clients are strictly one request at a time.
+//! - **mismatched** (fatal): a `reply` event whose reply differs from its request: the client
+//!   accepted somebody else's (or a corrupted) reply. A `mismatch` event is the opposite, the
+//!   client *refusing* a wrong reply and retrying; those are counted in `refused_mismatches`
+//!   and are the protocol working, not failing.
+//! - **abandoned** (indeterminate, not fatal): the client gave up after its retries, and said
+//!   so. The request may or may not have been executed — the reply may have been lost on the
+//!   way back — but nothing was silently dropped: the caller was told. With enough faults an
+//!   abandon is the correct behaviour of a client with finite retries, so it is reported, not
+//!   judged. (A reply after an abandon cannot happen and is not looked for.)
+//! - **re-executions** (fatal only with [`CheckOptions::strict`]): a request served more than
+//!   once, counted as the extra executions. The Pirate patterns are at-least-once: a client
+//!   that times out resends, and the first worker may well have done the work before it died
+//!   or before its reply was dropped. Re-execution is the price of reliability without
+//!   idempotence tracking (Titanic's business), so it is allowed unless asked otherwise.
+//! - **unexecuted replies** (informational): replied requests no worker reported serving. A
+//!   worker killed with `kill -9` right after replying never gets its `served` line out, so
+//!   this shows how much of the history the kills cut off, not a bug.
+//! - **recoveries**: for each process fault (a nemesis `kill`, `freeze` or `restart`, a worker's
+//!   own `crash` or `freeze`), the time from the fault to the next reply any client accepted;
+//!   `None` when no reply came after it.
+//!
+//! Unknown sources and events are ignored (histories gain events over time); records of known
+//! events with missing or wrongly typed fields are counted as `unreadable` and skipped, never a
+//! panic.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::event::Latency;
+use crate::stats::LatencyRecorder;
+
+/// One line of a run's history: what a child (or the runner itself) printed, and when.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// When the runner read the line, in milliseconds since the run started.
+    pub t_ms: f64,
+    /// Who printed it: `client-1`, `worker-2`, `broker`, `queue`, `proxy`, `nemesis`, …
+    pub source: String,
+    /// The JSON object as printed (`{"event": "...", ...}`).
+    pub event: Value,
+}
+
+impl Record {
+    /// A record of `event` from `source`, read at `t_ms`.
+    pub fn new(t_ms: f64, source: impl Into<String>, event: Value) -> Self {
+        Record {
+            t_ms,
+            source: source.into(),
+            event,
+        }
+    }
+}
+
+/// How strict the checker is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Re-executions are fatal (at-most-once), not just counted (at-least-once).
+    pub strict: bool,
+}
+
+/// The time from one process fault to the first reply after it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Recovery {
+    /// What happened: `kill worker-2`, `restart broker`, `worker_crash worker-1`, …
+    pub fault: String,
+    /// When, in ms since the run started.
+    pub at_ms: f64,
+    /// Time to the next reply any client accepted; `None` if none came after.
+    pub recovered_after_ms: Option<f64>,
+}
+
+/// The checker's judgement of a history. Lists name requests by their text, naturally sorted
+/// (`c1-2` before `c1-10`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Verdict {
+    /// No fatal finding: `violations` is empty.
+    pub valid: bool,
+    /// Distinct requests (client, seq) sent at least once.
+    pub requests: u64,
+    /// `sent` events: first sends and resends.
+    pub attempts: u64,
+    /// Distinct requests with an accepted reply.
+    pub replied: u64,
+    /// Sent but neither replied nor abandoned. Fatal.
+    pub lost: Vec<String>,
+    /// Given up on by their client. Indeterminate, not fatal.
+    pub abandoned: Vec<String>,
+    /// More than one reply delivered for one request. Fatal.
+    pub duplicated: Vec<String>,
+    /// Reply delivered after the reply to a later request of the same client. Fatal.
+    pub out_of_order: Vec<String>,
+    /// A wrong reply accepted. Fatal.
+    pub mismatched: Vec<String>,
+    /// Wrong replies the clients refused (`mismatch` events). Not fatal.
+    pub refused_mismatches: u64,
+    /// Extra executions of requests already executed. Fatal only when strict.
+    pub reexecutions: u64,
+    /// Replied but never reported served (the worker's line was cut off). Informational.
+    pub unexecuted_replies: Vec<String>,
+    /// One per process fault, in time order.
+    pub recoveries: Vec<Recovery>,
+    /// Percentiles of the clients' reply latencies (first send to reply).
+    pub latency_ms: Latency,
+    /// Faults by kind: `kill`, `freeze`, `restart` (nemesis), `worker_crash`,
+    /// `worker_overload`, `worker_freeze` (self-injected), `proxy_<kind>` (message faults).
+    pub faults: BTreeMap<String, u64>,
+    /// Records of known events that could not be read (missing or wrongly typed fields).
+    pub unreadable: u64,
+    /// One line per fatal finding.
+    pub violations: Vec<String>,
+}
+
+/// Reads a JSON Lines history. Blank lines are skipped; lines that are not a [`Record`] are
+/// skipped and counted (the second value).
+pub fn read_history(text: &str) -> (Vec<Record>, u64) {
+    let mut records = Vec::new();
+    let mut bad = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(line) {
+            Ok(record) => records.push(record),
+            Err(_) => bad += 1,
+        }
+    }
+    (records, bad)
+}
+
+/// Who printed a record, as far as the checker cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Client,
+    /// A worker or server: reports `served` and its own faults.
+    Service,
+    Nemesis,
+    Proxy,
+}
+
+/// `client-1` → client, `worker-2`/`server` → service, …; `broker`, `queue` and anything else
+/// say nothing the checker uses.
+fn role(source: &str) -> Option<Role> {
+    let family = source.split_once('-').map_or(source, |(family, _)| family);
+    match family {
+        "client" => Some(Role::Client),
+        "worker" | "server" => Some(Role::Service),
+        "nemesis" => Some(Role::Nemesis),
+        "proxy" => Some(Role::Proxy),
+        _ => None,
+    }
+}
+
+/// The part of one record the checker uses.
+enum Fact<'a> {
+    Sent {
+        seq: u64,
+        request: &'a str,
+    },
+    Reply {
+        seq: u64,
+        request: &'a str,
+        reply: &'a str,
+        latency_ms: Option<f64>,
+    },
+    Refused,
+    Abandoned {
+        seq: u64,
+        request: Option<&'a str>,
+    },
+    Served {
+        request: &'a str,
+    },
+    WorkerFault {
+        kind: &'a str,
+    },
+    Nemesis {
+        action: &'a str,
+        target: Option<&'a str>,
+    },
+    ProxyFault {
+        kind: &'a str,
+    },
+    Ignored,
+}
+
+/// A known event with missing or wrongly typed fields.
+struct Unreadable;
+
+fn req_u64(obj: &Map<String, Value>, name: &str) -> Result<u64, Unreadable> {
+    obj.get(name).and_then(Value::as_u64).ok_or(Unreadable)
+}
+
+fn req_str<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, Unreadable> {
+    obj.get(name).and_then(Value::as_str).ok_or(Unreadable)
+}
+
+/// Absent or null is `None`; present, it must be a string.
+fn opt_str<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, Unreadable> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Unreadable),
+    }
+}
+
+/// Reads one record of a known source. Unknown events are `Ignored`.
+fn parse(role: Role, record: &Record) -> Result<Fact<'_>, Unreadable> {
+    if !record.t_ms.is_finite() {
+        return Err(Unreadable);
+    }
+    let obj = record.event.as_object().ok_or(Unreadable)?;
+    let event = req_str(obj, "event")?;
+    Ok(match (role, event) {
+        (Role::Client, "sent") => Fact::Sent {
+            seq: req_u64(obj, "seq")?,
+            request: req_str(obj, "request")?,
+        },
+        (Role::Client, "reply") => Fact::Reply {
+            seq: req_u64(obj, "seq")?,
+            request: req_str(obj, "request")?,
+            reply: req_str(obj, "reply")?,
+            // Only feeds the percentiles: a bad latency does not make the reply unreadable.
+            latency_ms: obj.get("latency_ms").and_then(Value::as_f64),
+        },
+        (Role::Client, "mismatch") => {
+            req_u64(obj, "seq")?;
+            Fact::Refused
+        }
+        (Role::Client, "abandoned") => Fact::Abandoned {
+            seq: req_u64(obj, "seq")?,
+            request: opt_str(obj, "request")?,
+        },
+        (Role::Service, "served") => Fact::Served {
+            request: req_str(obj, "request")?,
+        },
+        (Role::Service, "fault") => Fact::WorkerFault {
+            kind: req_str(obj, "kind")?,
+        },
+        (Role::Nemesis, "nemesis") => Fact::Nemesis {
+            action: req_str(obj, "action")?,
+            target: opt_str(obj, "target")?,
+        },
+        (Role::Proxy, "proxy_fault") => Fact::ProxyFault {
+            kind: req_str(obj, "kind")?,
+        },
+        _ => Fact::Ignored,
+    })
+}
+
+/// The same cut as `Message::preview`, which workers apply to the `request` of `served`: 200
+/// characters, then an ellipsis. A long request text only matches its served line cut alike.
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// What the history says about one request (client, seq).
+#[derive(Default)]
+struct RequestState {
+    /// Its text, from the first event that carried it.
+    text: Option<String>,
+    sends: u64,
+    replies: u64,
+    abandoned: bool,
+}
+
+type Key = (String, u64);
+
+fn name(key: &Key, state: &RequestState) -> String {
+    match &state.text {
+        Some(text) => text.clone(),
+        None => format!("{} seq {}", key.0, key.1),
+    }
+}
+
+/// Orders names the way people count: digit runs compare as numbers (`c1-2` < `c1-10`).
+fn natural_cmp(a: &str, b: &str) -> Ordering {
+    fn digits(s: &str) -> usize {
+        s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len())
+    }
+    let (mut x, mut y) = (a, b);
+    loop {
+        match (x.chars().next(), y.chars().next()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let (i, j) = (digits(x), digits(y));
+                let (m, n) = (
+                    x[..i].trim_start_matches('0'),
+                    y[..j].trim_start_matches('0'),
+                );
+                let order = m.len().cmp(&n.len()).then_with(|| m.cmp(n));
+                if order != Ordering::Equal {
+                    return order;
+                }
+                x = &x[i..];
+                y = &y[j..];
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(&d);
+                }
+                x = &x[c.len_utf8()..];
+                y = &y[d.len_utf8()..];
+            }
+        }
+    }
+}
+
+/// Sorts (name, violation line) pairs by name and splits them.
+fn sorted(mut findings: Vec<(String, String)>) -> (Vec<String>, Vec<String>) {
+    findings.sort_by(|a, b| natural_cmp(&a.0, &b.0).then_with(|| a.1.cmp(&b.1)));
+    findings.into_iter().unzip()
+}
+
+fn times(n: u64) -> String {
+    if n == 1 {
+        "1 time".to_string()
+    } else {
+        format!("{n} times")
+    }
+}
+
+/// Judges a history. Pure: the same history always gives the same verdict.
+pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
+    let mut requests: BTreeMap<Key, RequestState> = BTreeMap::new();
+    let mut attempts = 0u64;
+    let mut refused_mismatches = 0u64;
+    let mut unreadable = 0u64;
+    let mut latency = LatencyRecorder::default();
+    let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    // Process faults, in history order, for the recoveries.
+    let mut fault_times: Vec<(String, f64)> = Vec::new();
+    let mut reply_times: Vec<f64> = Vec::new();
+    // Executions per served text, across all workers.
+    let mut served: HashMap<String, u64> = HashMap::new();
+    // Highest seq replied so far, per client.
+    let mut highest: HashMap<&str, u64> = HashMap::new();
+    let mut out_of_order: BTreeMap<Key, u64> = BTreeMap::new();
+    let mut mismatched: BTreeMap<Key, String> = BTreeMap::new();
+
+    for record in history {
+        let Some(role) = role(&record.source) else {
+            continue;
+        };
+        let fact = match parse(role, record) {
+            Ok(fact) => fact,
+            Err(Unreadable) => {
+                unreadable += 1;
+                continue;
+            }
+        };
+        let source = record.source.as_str();
+        let key = |seq: u64| (source.to_string(), seq);
+        match fact {
+            Fact::Sent { seq, request } => {
+                attempts += 1;
+                let state = requests.entry(key(seq)).or_default();
+                state.sends += 1;
+                state.text.get_or_insert_with(|| request.to_string());
+            }
+            Fact::Reply {
+                seq,
+                request,
+                reply,
+                latency_ms,
+            } => {
+                reply_times.push(record.t_ms);
+                if let Some(d) = latency_ms
+                    .filter(|ms| *ms >= 0.0)
+                    .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+                {
+                    latency.record(d);
+                }
+                let state = requests.entry(key(seq)).or_default();
+                state.replies += 1;
+                let expected = state.text.get_or_insert_with(|| request.to_string());
+                // Echo workers: the reply must equal the request, both as the client reported
+                // it here and as it was sent.
+                if reply != request || reply != expected.as_str() {
+                    mismatched
+                        .entry(key(seq))
+                        .or_insert_with(|| reply.to_string());
+                }
+                let top = highest.entry(source).or_insert(seq);
+                if seq < *top {
+                    out_of_order.entry(key(seq)).or_insert(*top);
+                } else {
+                    *top = seq;
+                }
+            }
+            Fact::Refused => refused_mismatches += 1,
+            Fact::Abandoned { seq, request } => {
+                let state = requests.entry(key(seq)).or_default();
+                state.abandoned = true;
+                if let Some(request) = request {
+                    state.text.get_or_insert_with(|| request.to_string());
+                }
+            }
+            Fact::Served { request } => *served.entry(request.to_string()).or_default() += 1,
+            Fact::WorkerFault { kind } => {
+                *faults.entry(format!("worker_{kind}")).or_default() += 1;
+                if matches!(kind, "crash" | "freeze") {
+                    fault_times.push((format!("worker_{kind} {source}"), record.t_ms));
+                }
+            }
+            Fact::Nemesis { action, target } => {
+                // `thaw` and `start` end a fault; anything else is not ours to judge.
+                if matches!(action, "kill" | "freeze" | "restart") {
+                    *faults.entry(action.to_string()).or_default() += 1;
+                    let fault = match target {
+                        Some(target) => format!("{action} {target}"),
+                        None => action.to_string(),
+                    };
+                    fault_times.push((fault, record.t_ms));
+                }
+            }
+            Fact::ProxyFault { kind } => *faults.entry(format!("proxy_{kind}")).or_default() += 1,
+            Fact::Ignored => {}
+        }
+    }
+
+    let mut lost = Vec::new();
+    let mut abandoned = Vec::new();
+    let mut duplicated = Vec::new();
+    let mut unexecuted = Vec::new();
+    // How many distinct requests carry each (served-style) text: that many executions are
+    // expected, so two clients sending the same text do not count as a re-execution.
+    let mut carriers: HashMap<String, u64> = HashMap::new();
+    let (mut sent_requests, mut replied) = (0u64, 0u64);
+    for (key, state) in &requests {
+        let (client, seq) = (&key.0, key.1);
+        let label = name(key, state);
+        let text = state.text.as_deref().map(preview);
+        if let Some(text) = &text {
+            *carriers.entry(text.clone()).or_default() += 1;
+        }
+        if state.sends > 0 {
+            sent_requests += 1;
+        }
+        if state.replies > 0 {
+            replied += 1;
+            if !text.as_ref().is_some_and(|t| served.contains_key(t)) {
+                unexecuted.push((label.clone(), String::new()));
+            }
+        }
+        if state.replies > 1 {
+            let line = format!(
+                "duplicated: {label} ({client} seq {seq}: {} replies delivered)",
+                state.replies
+            );
+            duplicated.push((label.clone(), line));
+        }
+        if state.replies == 0 && state.abandoned {
+            abandoned.push((label.clone(), String::new()));
+        }
+        if state.sends > 0 && state.replies == 0 && !state.abandoned {
+            let line = format!(
+                "lost: {label} ({client} seq {seq}: sent {}, never answered or abandoned)",
+                times(state.sends)
+            );
+            lost.push((label, line));
+        }
+    }
+    let out_of_order: Vec<_> = out_of_order
+        .iter()
+        .map(|(key, after)| {
+            let label = name(key, &requests[key]);
+            let line = format!(
+                "out of order: {label} ({}: seq {} replied after seq {after})",
+                key.0, key.1
+            );
+            (label, line)
+        })
+        .collect();
+    let mismatched: Vec<_> = mismatched
+        .iter()
+        .map(|(key, reply)| {
+            let label = name(key, &requests[key]);
+            let line = format!(
+                "mismatched: {label} ({} seq {} accepted the reply {reply:?})",
+                key.0, key.1
+            );
+            (label, line)
+        })
+        .collect();
+    let mut reexecutions = 0u64;
+    let mut reexecuted = Vec::new();
+    for (text, &n) in &served {
+        let expected = carriers.get(text).copied().unwrap_or(0).max(1);
+        let extra = n.saturating_sub(expected);
+        if extra > 0 {
+            reexecutions += extra;
+            let line = format!(
+                "re-executed: {text} (served {}, {extra} extra; --strict forbids re-execution)",
+                times(n)
+            );
+            reexecuted.push((text.clone(), line));
+        }
+    }
+
+    let (lost, lost_lines) = sorted(lost);
+    let (duplicated, duplicated_lines) = sorted(duplicated);
+    let (out_of_order, out_of_order_lines) = sorted(out_of_order);
+    let (mismatched, mismatched_lines) = sorted(mismatched);
+    let (abandoned, _) = sorted(abandoned);
+    let (unexecuted_replies, _) = sorted(unexecuted);
+    let (_, reexecuted_lines) = sorted(reexecuted);
+
+    let mut violations = Vec::new();
+    violations.extend(lost_lines);
+    violations.extend(duplicated_lines);
+    violations.extend(out_of_order_lines);
+    violations.extend(mismatched_lines);
+    if options.strict {
+        violations.extend(reexecuted_lines);
+    }
+
+    reply_times.sort_by(f64::total_cmp);
+    let mut recoveries: Vec<Recovery> = fault_times
+        .into_iter()
+        .map(|(fault, at_ms)| {
+            let next = reply_times.partition_point(|t| *t <= at_ms);
+            Recovery {
+                fault,
+                at_ms,
+                recovered_after_ms: reply_times.get(next).map(|t| t - at_ms),
+            }
+        })
+        .collect();
+    recoveries.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+
+    Verdict {
+        valid: violations.is_empty(),
+        requests: sent_requests,
+        attempts,
+        replied,
+        lost,
+        abandoned,
+        duplicated,
+        out_of_order,
+        mismatched,
+        refused_mismatches,
+        reexecutions,
+        unexecuted_replies,
+        recoveries,
+        latency_ms: latency.summary(),
+        faults,
+        unreadable,
+        violations,
+    }
+}
+
+/// How many names a summary line lists before "… and N more".
+const LISTED: usize = 20;
+
+fn list_line(out: &mut String, title: &str, names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    let shown = names[..names.len().min(LISTED)].join(", ");
+    let _ = write!(out, "\n{title} ({}): {shown}", names.len());
+    if names.len() > LISTED {
+        let _ = write!(out, ", … and {} more", names.len() - LISTED);
+    }
+}
+
+impl Verdict {
+    /// A multi-line summary for humans: VALID/INVALID headline, counts, the findings (first
+    /// 20 names each), faults, recovery times and latency.
+    pub fn summary_text(&self) -> String {
+        let mut out = String::new();
+        if self.valid {
+            let _ = write!(
+                out,
+                "VALID: nothing lost, duplicated, reordered or wrongly answered"
+            );
+        } else {
+            let mut kinds = Vec::new();
+            for (n, what) in [
+                (self.lost.len(), "lost"),
+                (self.duplicated.len(), "duplicated"),
+                (self.out_of_order.len(), "out of order"),
+                (self.mismatched.len(), "mismatched"),
+            ] {
+                if n > 0 {
+                    kinds.push(format!("{n} {what}"));
+                }
+            }
+            let others = self.lost.len()
+                + self.duplicated.len()
+                + self.out_of_order.len()
+                + self.mismatched.len();
+            if self.violations.len() > others {
+                kinds.push(format!("{} re-executions (strict)", self.reexecutions));
+            }
+            let _ = write!(out, "INVALID: {}", kinds.join(", "));
+        }
+        let _ = write!(
+            out,
+            "\nrequests: {} sent ({} attempts), {} replied, {} abandoned (indeterminate), {} lost",
+            self.requests,
+            self.attempts,
+            self.replied,
+            self.abandoned.len(),
+            self.lost.len()
+        );
+        let _ = write!(
+            out,
+            "\nreplies: {} duplicated, {} out of order, {} wrong accepted, {} wrong refused",
+            self.duplicated.len(),
+            self.out_of_order.len(),
+            self.mismatched.len(),
+            self.refused_mismatches
+        );
+        let _ = write!(
+            out,
+            "\nre-executions: {} (at-least-once), replies with no served line: {}, unreadable records: {}",
+            self.reexecutions,
+            self.unexecuted_replies.len(),
+            self.unreadable
+        );
+        list_line(&mut out, "lost", &self.lost);
+        list_line(&mut out, "duplicated", &self.duplicated);
+        list_line(&mut out, "out of order", &self.out_of_order);
+        list_line(&mut out, "mismatched", &self.mismatched);
+        list_line(&mut out, "abandoned", &self.abandoned);
+        if self.faults.is_empty() {
+            out.push_str("\nfaults: none");
+        } else {
+            let faults: Vec<String> = self
+                .faults
+                .iter()
+                .map(|(kind, n)| format!("{kind} {n}"))
+                .collect();
+            let _ = write!(out, "\nfaults: {}", faults.join(", "));
+        }
+        if !self.recoveries.is_empty() {
+            let times: Vec<f64> = self
+                .recoveries
+                .iter()
+                .filter_map(|r| r.recovered_after_ms)
+                .collect();
+            let _ = write!(out, "\nrecovery: {} faults", self.recoveries.len());
+            if !times.is_empty() {
+                let max = times.iter().copied().fold(0.0, f64::max);
+                let avg = times.iter().sum::<f64>() / times.len() as f64;
+                let _ = write!(out, ", max {max:.1} ms, avg {avg:.1} ms");
+            }
+            let never = self.recoveries.len() - times.len();
+            if never > 0 {
+                let _ = write!(out, ", {never} with no reply after");
+            }
+        }
+        let l = &self.latency_ms;
+        let _ = write!(
+            out,
+            "\nlatency: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.p50, l.p90, l.p99, l.max
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rec(t: f64, source: &str, event: Value) -> Record {
+        Record::new(t, source, event)
+    }
+
+    /// `client-1`, 7 → `c1-7`, the text chaos clients send.
+    fn text(client: &str, seq: u64) -> String {
+        format!("c{}-{seq}", client.trim_start_matches("client-"))
+    }
+
+    fn sent(t: f64, client: &str, seq: u64, attempt: u32) -> Record {
+        let request = text(client, seq);
+        rec(
+            t,
+            client,
+            json!({"event": "sent", "seq": seq, "request": request, "attempt": attempt}),
+        )
+    }
+
+    fn reply_with(t: f64, client: &str, seq: u64, reply: &str, latency_ms: f64) -> Record {
+        let request = text(client, seq);
+        rec(
+            t,
+            client,
+            json!({"event": "reply", "seq": seq, "request": request, "reply": reply,
+                   "attempts": 1, "latency_ms": latency_ms}),
+        )
+    }
+
+    fn reply(t: f64, client: &str, seq: u64) -> Record {
+        reply_with(t, client, seq, &text(client, seq), 1.0)
+    }
+
+    fn served(t: f64, worker: &str, request: &str) -> Record {
+        rec(
+            t,
+            worker,
+            json!({"event": "served", "cycle": 1, "request": request, "bytes": request.len(),
+                   "work_ms": 0.1}),
+        )
+    }
+
+    fn abandoned(t: f64, client: &str, seq: u64) -> Record {
+        let request = text(client, seq);
+        rec(
+            t,
+            client,
+            json!({"event": "abandoned", "seq": seq, "request": request, "attempts": 3}),
+        )
+    }
+
+    fn nemesis(t: f64, action: &str, target: &str) -> Record {
+        rec(
+            t,
+            "nemesis",
+            json!({"event": "nemesis", "action": action, "target": target}),
+        )
+    }
+
+    /// One clean round trip: sent, served by `worker`, replied.
+    fn exchange(h: &mut Vec<Record>, t: f64, client: &str, seq: u64, worker: &str) {
+        h.push(sent(t, client, seq, 1));
+        h.push(served(t + 1.0, worker, &text(client, seq)));
+        h.push(reply(t + 2.0, client, seq));
+    }
+
+    fn clean() -> Vec<Record> {
+        let mut h = vec![rec(
+            0.0,
+            "client-1",
+            json!({"event": "started", "role": "client", "endpoint": "tcp://localhost:5555"}),
+        )];
+        for seq in 1..=5 {
+            exchange(&mut h, seq as f64 * 10.0, "client-1", seq, "worker-1");
+            exchange(&mut h, seq as f64 * 10.0 + 3.0, "client-2", seq, "worker-2");
+        }
+        h.push(rec(
+            100.0,
+            "client-1",
+            json!({"event": "summary", "outcome": "completed"}),
+        ));
+        h
+    }
+
+    fn lax() -> CheckOptions {
+        CheckOptions::default()
+    }
+
+    fn strict() -> CheckOptions {
+        CheckOptions { strict: true }
+    }
+
+    #[test]
+    fn clean_history_is_valid() {
+        let v = check(&clean(), &lax());
+        assert!(v.valid, "{v:#?}");
+        assert_eq!((v.requests, v.attempts, v.replied), (10, 10, 10));
+        assert!(v.lost.is_empty() && v.abandoned.is_empty() && v.duplicated.is_empty());
+        assert!(v.out_of_order.is_empty() && v.mismatched.is_empty());
+        assert!(v.unexecuted_replies.is_empty() && v.violations.is_empty());
+        assert_eq!(
+            (v.reexecutions, v.refused_mismatches, v.unreadable),
+            (0, 0, 0)
+        );
+        assert!(v.faults.is_empty() && v.recoveries.is_empty());
+        assert!(check(&clean(), &strict()).valid);
+        assert!(
+            v.summary_text().starts_with("VALID"),
+            "{}",
+            v.summary_text()
+        );
+    }
+
+    #[test]
+    fn empty_history_is_valid_and_empty() {
+        let v = check(&[], &strict());
+        assert!(v.valid);
+        assert_eq!((v.requests, v.attempts, v.replied), (0, 0, 0));
+        assert_eq!(v.latency_ms, Latency::default());
+    }
+
+    #[test]
+    fn a_request_never_answered_nor_abandoned_is_lost() {
+        let mut h = clean();
+        h.push(sent(200.0, "client-1", 6, 1));
+        h.push(sent(300.0, "client-1", 6, 2));
+        h.push(sent(400.0, "client-1", 6, 3));
+        let v = check(&h, &lax());
+        assert!(!v.valid);
+        assert_eq!(v.lost, ["c1-6"]);
+        assert_eq!((v.requests, v.attempts, v.replied), (11, 13, 10));
+        assert_eq!(
+            v.violations,
+            ["lost: c1-6 (client-1 seq 6: sent 3 times, never answered or abandoned)"]
+        );
+    }
+
+    #[test]
+    fn a_client_with_no_summary_still_loses_its_request_in_flight() {
+        let h = vec![sent(1.0, "client-3", 1, 1)];
+        let v = check(&h, &lax());
+        assert_eq!(v.lost, ["c3-1"]);
+        assert_eq!(
+            v.violations,
+            ["lost: c3-1 (client-3 seq 1: sent 1 time, never answered or abandoned)"]
+        );
+    }
+
+    #[test]
+    fn identity_is_client_and_seq_not_text() {
+        // Both clients send "hello" as seq 1; only client-2 gets an answer.
+        let hello = |_client: &str, event: &str| {
+            json!({"event": event, "seq": 1, "request": "hello", "reply": "hello",
+                   "attempt": 1})
+        };
+        let h = vec![
+            rec(1.0, "client-1", hello("client-1", "sent")),
+            rec(2.0, "client-2", hello("client-2", "sent")),
+            rec(
+                3.0,
+                "worker-1",
+                json!({"event": "served", "request": "hello"}),
+            ),
+            rec(
+                4.0,
+                "worker-1",
+                json!({"event": "served", "request": "hello"}),
+            ),
+            rec(5.0, "client-2", hello("client-2", "reply")),
+        ];
+        let v = check(&h, &strict());
+        assert_eq!(v.requests, 2);
+        assert_eq!(v.replied, 1);
+        assert_eq!(v.lost, ["hello"]);
+        assert!(v.duplicated.is_empty());
+        // Two requests carry "hello": two executions are expected, not a re-execution.
+        assert_eq!(v.reexecutions, 0);
+        assert_eq!(v.violations.len(), 1, "{:?}", v.violations);
+    }
+
+    #[test]
+    fn a_second_reply_for_one_seq_is_duplicated() {
+        let mut h = clean();
+        h.push(reply(150.0, "client-2", 5));
+        h.push(reply(151.0, "client-2", 5));
+        let v = check(&h, &lax());
+        assert!(!v.valid);
+        assert_eq!(v.duplicated, ["c2-5"]);
+        assert!(
+            v.out_of_order.is_empty(),
+            "an equal seq is not out of order"
+        );
+        assert_eq!(
+            v.violations,
+            ["duplicated: c2-5 (client-2 seq 5: 3 replies delivered)"]
+        );
+        assert_eq!(v.replied, 10, "distinct requests, not reply events");
+    }
+
+    #[test]
+    fn a_reply_after_a_later_one_is_out_of_order() {
+        let h = vec![
+            sent(1.0, "client-1", 1, 1),
+            sent(2.0, "client-1", 2, 1),
+            sent(3.0, "client-1", 3, 1),
+            reply(4.0, "client-1", 1),
+            reply(5.0, "client-1", 3),
+            reply(6.0, "client-1", 2),
+            // Another client's lower seq is none of client-1's business.
+            sent(7.0, "client-2", 1, 1),
+            reply(8.0, "client-2", 1),
+        ];
+        let v = check(&h, &lax());
+        assert!(!v.valid);
+        assert_eq!(v.out_of_order, ["c1-2"]);
+        assert_eq!(
+            v.violations,
+            ["out of order: c1-2 (client-1: seq 2 replied after seq 3)"]
+        );
+    }
+
+    #[test]
+    fn accepting_a_wrong_reply_is_mismatched() {
+        let mut h = clean();
+        h.push(sent(200.0, "client-1", 6, 1));
+        h.push(reply_with(201.0, "client-1", 6, "c1-5", 1.0));
+        let v = check(&h, &lax());
+        assert!(!v.valid);
+        assert_eq!(v.mismatched, ["c1-6"]);
+        assert!(v.lost.is_empty(), "a wrong reply is still a reply");
+        assert_eq!(
+            v.violations,
+            [r#"mismatched: c1-6 (client-1 seq 6 accepted the reply "c1-5")"#]
+        );
+    }
+
+    #[test]
+    fn a_reply_event_disagreeing_with_what_was_sent_is_mismatched() {
+        let h = vec![
+            sent(1.0, "client-1", 1, 1),
+            rec(
+                2.0,
+                "client-1",
+                json!({"event": "reply", "seq": 1, "request": "other", "reply": "other"}),
+            ),
+        ];
+        assert_eq!(check(&h, &lax()).mismatched, ["c1-1"]);
+    }
+
+    #[test]
+    fn abandoned_is_indeterminate_not_fatal() {
+        let mut h = clean();
+        h.push(sent(200.0, "client-1", 6, 1));
+        h.push(sent(300.0, "client-1", 6, 2));
+        h.push(abandoned(400.0, "client-1", 6));
+        let v = check(&h, &strict());
+        assert!(v.valid, "{v:#?}");
+        assert_eq!(v.abandoned, ["c1-6"]);
+        assert!(v.lost.is_empty());
+        assert_eq!((v.requests, v.replied), (11, 10));
+        assert!(v.summary_text().contains("abandoned (1): c1-6"));
+    }
+
+    #[test]
+    fn refused_mismatches_are_counted_not_fatal() {
+        let mut h = clean();
+        h.push(sent(200.0, "client-1", 6, 1));
+        h.push(rec(
+            201.0,
+            "client-1",
+            json!({"event": "mismatch", "seq": 6, "expected": "c1-6", "got": "c1-5"}),
+        ));
+        h.push(rec(
+            201.0,
+            "client-1",
+            json!({"event": "retry", "seq": 6, "attempt": 1, "reason": "mismatched reply"}),
+        ));
+        h.push(sent(202.0, "client-1", 6, 2));
+        h.push(served(203.0, "worker-1", "c1-6"));
+        h.push(reply(204.0, "client-1", 6));
+        let v = check(&h, &strict());
+        assert!(v.valid, "{v:#?}");
+        assert_eq!(v.refused_mismatches, 1);
+        assert!(v.mismatched.is_empty());
+    }
+
+    #[test]
+    fn reexecutions_are_counted_and_fatal_only_when_strict() {
+        let mut h = clean();
+        // c1-2 ran three times (two extra), c2-4 twice (one extra), across workers.
+        h.push(served(200.0, "worker-2", "c1-2"));
+        h.push(served(201.0, "worker-3", "c1-2"));
+        h.push(served(202.0, "worker-1", "c2-4"));
+        let v = check(&h, &lax());
+        assert!(v.valid, "{v:#?}");
+        assert_eq!(v.reexecutions, 3);
+        let v = check(&h, &strict());
+        assert!(!v.valid);
+        assert_eq!(v.reexecutions, 3);
+        assert_eq!(
+            v.violations,
+            [
+                "re-executed: c1-2 (served 3 times, 2 extra; --strict forbids re-execution)",
+                "re-executed: c2-4 (served 2 times, 1 extra; --strict forbids re-execution)",
+            ]
+        );
+        assert!(v.summary_text().starts_with("INVALID: 3 re-executions"));
+    }
+
+    #[test]
+    fn replies_never_reported_served_are_informational() {
+        let h = vec![
+            sent(1.0, "client-1", 1, 1),
+            reply(2.0, "client-1", 1),
+            sent(3.0, "client-1", 2, 1),
+            served(3.5, "worker-1", "c1-2"),
+            reply(4.0, "client-1", 2),
+        ];
+        let v = check(&h, &strict());
+        assert!(v.valid);
+        assert_eq!(v.unexecuted_replies, ["c1-1"]);
+    }
+
+    #[test]
+    fn long_requests_match_their_cut_served_text() {
+        let long = "x".repeat(300);
+        let cut = format!("{}…", "x".repeat(200));
+        let h = vec![
+            rec(
+                1.0,
+                "client-1",
+                json!({"event": "sent", "seq": 1, "request": long}),
+            ),
+            served(2.0, "worker-1", &cut),
+            served(2.5, "worker-2", &cut),
+            rec(
+                3.0,
+                "client-1",
+                json!({"event": "reply", "seq": 1, "request": long, "reply": long}),
+            ),
+        ];
+        let v = check(&h, &lax());
+        assert!(v.valid && v.unexecuted_replies.is_empty(), "{v:#?}");
+        assert_eq!(v.reexecutions, 1);
+    }
+
+    #[test]
+    fn recovery_is_the_time_to_the_next_reply() {
+        let h = vec![
+            sent(50.0, "client-1", 1, 1),
+            reply(90.0, "client-1", 1),
+            nemesis(100.0, "kill", "worker-2"),
+            sent(110.0, "client-1", 2, 1),
+            nemesis(200.0, "restart", "worker-2"),
+            nemesis(220.0, "start", "worker-2"),
+            rec(
+                300.0,
+                "worker-1",
+                json!({"event": "fault", "kind": "overload", "cycle": 4, "duration_ms": 10}),
+            ),
+            reply(350.0, "client-2", 9),
+            sent(360.0, "client-1", 3, 1),
+            rec(
+                400.0,
+                "worker-1",
+                json!({"event": "fault", "kind": "crash", "cycle": 5}),
+            ),
+            nemesis(500.0, "freeze", "queue"),
+            nemesis(600.0, "thaw", "queue"),
+        ];
+        let v = check(&h, &lax());
+        let got: Vec<(&str, f64, Option<f64>)> = v
+            .recoveries
+            .iter()
+            .map(|r| (r.fault.as_str(), r.at_ms, r.recovered_after_ms))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("kill worker-2", 100.0, Some(250.0)),
+                ("restart worker-2", 200.0, Some(150.0)),
+                ("worker_crash worker-1", 400.0, None),
+                ("freeze queue", 500.0, None),
+            ]
+        );
+        let text = v.summary_text();
+        assert!(
+            text.contains("recovery: 4 faults, max 250.0 ms, avg 200.0 ms, 2 with no reply after"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn recovery_does_not_depend_on_record_order() {
+        // Lines from different children can be appended slightly out of time order.
+        let h = vec![
+            reply(350.0, "client-1", 1),
+            nemesis(100.0, "kill", "worker-1"),
+            reply(90.0, "client-2", 1),
+        ];
+        let v = check(&h, &lax());
+        assert_eq!(v.recoveries[0].recovered_after_ms, Some(250.0));
+    }
+
+    #[test]
+    fn faults_are_counted_by_kind() {
+        let mut h = clean();
+        h.push(nemesis(1.0, "kill", "worker-1"));
+        h.push(nemesis(2.0, "kill", "worker-2"));
+        h.push(nemesis(3.0, "freeze", "broker"));
+        h.push(nemesis(4.0, "thaw", "broker"));
+        h.push(nemesis(5.0, "restart", "queue"));
+        h.push(nemesis(6.0, "start", "queue"));
+        for kind in ["crash", "overload", "freeze", "overload"] {
+            h.push(rec(
+                7.0,
+                "worker-1",
+                json!({"event": "fault", "kind": kind, "cycle": 3}),
+            ));
+        }
+        for kind in ["drop", "drop", "corrupt", "blackhole"] {
+            h.push(rec(
+                8.0,
+                "proxy",
+                json!({"event": "proxy_fault", "kind": kind}),
+            ));
+        }
+        h.push(rec(
+            9.0,
+            "proxy",
+            json!({"event": "summary", "drop": 2, "corrupt": 1}),
+        ));
+        let v = check(&h, &lax());
+        let expected: BTreeMap<String, u64> = [
+            ("kill", 2),
+            ("freeze", 1),
+            ("restart", 1),
+            ("worker_crash", 1),
+            ("worker_overload", 2),
+            ("worker_freeze", 1),
+            ("proxy_drop", 2),
+            ("proxy_corrupt", 1),
+            ("proxy_blackhole", 1),
+        ]
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+        assert_eq!(v.faults, expected);
+        assert!(v.valid);
+        assert!(v
+            .summary_text()
+            .contains("faults: freeze 1, kill 2, proxy_blackhole 1"));
+    }
+
+    #[test]
+    fn unknown_events_and_sources_are_ignored() {
+        let mut h = clean();
+        h.push(rec(
+            1.0,
+            "client-1",
+            json!({"event": "teleported", "seq": "x"}),
+        ));
+        h.push(rec(
+            1.0,
+            "worker-1",
+            json!({"event": "peer_lost", "delay_ms": 1}),
+        ));
+        h.push(rec(
+            1.0,
+            "queue",
+            json!({"event": "worker_expired", "worker": "A"}),
+        ));
+        h.push(rec(1.0, "broker", json!({"event": "sent", "seq": "junk"})));
+        h.push(rec(
+            1.0,
+            "nemesis",
+            json!({"event": "nemesis", "action": "partition"}),
+        ));
+        // Events are only believed from the sources that emit them.
+        h.push(sent(1.0, "observer", 99, 1));
+        h.push(rec(
+            1.0,
+            "client-1",
+            json!({"event": "served", "request": "c1-1"}),
+        ));
+        h.push(rec(1.0, "mystery", Value::Null));
+        let v = check(&h, &strict());
+        assert_eq!(v, check(&clean(), &strict()));
+    }
+
+    #[test]
+    fn malformed_records_are_counted_unreadable_without_panicking() {
+        let bad = vec![
+            rec(1.0, "client-1", json!({"event": "sent", "request": "c1-1"})),
+            rec(
+                1.0,
+                "client-1",
+                json!({"event": "sent", "seq": -1, "request": "c1-1"}),
+            ),
+            rec(
+                1.0,
+                "client-1",
+                json!({"event": "sent", "seq": 1.5, "request": "c1-1"}),
+            ),
+            rec(
+                1.0,
+                "client-1",
+                json!({"event": "sent", "seq": 1, "request": 7}),
+            ),
+            rec(
+                1.0,
+                "client-1",
+                json!({"event": "reply", "seq": 1, "request": "c1-1"}),
+            ),
+            rec(
+                1.0,
+                "client-1",
+                json!({"event": "abandoned", "seq": 1, "request": []}),
+            ),
+            rec(
+                1.0,
+                "client-1",
+                json!({"event": "mismatch", "expected": "a"}),
+            ),
+            rec(1.0, "client-1", json!({"seq": 1})),
+            rec(1.0, "client-1", json!({"event": 3})),
+            rec(1.0, "client-1", json!("sent")),
+            rec(1.0, "client-1", Value::Null),
+            rec(
+                f64::NAN,
+                "client-1",
+                json!({"event": "sent", "seq": 1, "request": "x"}),
+            ),
+            rec(1.0, "worker-1", json!({"event": "served", "cycle": 1})),
+            rec(1.0, "worker-1", json!({"event": "fault", "kind": null})),
+            rec(
+                1.0,
+                "nemesis",
+                json!({"event": "nemesis", "target": "worker-1"}),
+            ),
+            rec(
+                1.0,
+                "nemesis",
+                json!({"event": "nemesis", "action": "kill", "target": 2}),
+            ),
+            rec(1.0, "proxy", json!({"event": "proxy_fault"})),
+        ];
+        let n = bad.len() as u64;
+        let mut h = clean();
+        h.extend(bad);
+        let v = check(&h, &strict());
+        assert_eq!(v.unreadable, n);
+        assert!(v.valid, "{v:#?}");
+        assert_eq!((v.requests, v.attempts), (10, 10));
+        assert!(v.faults.is_empty());
+    }
+
+    #[test]
+    fn bad_latencies_are_skipped_but_the_reply_counts() {
+        let h = vec![
+            sent(1.0, "client-1", 1, 1),
+            reply_with(2.0, "client-1", 1, "c1-1", -5.0),
+            sent(3.0, "client-1", 2, 1),
+            reply_with(4.0, "client-1", 2, "c1-2", 1e300),
+            sent(5.0, "client-1", 3, 1),
+            rec(
+                6.0,
+                "client-1",
+                json!({"event": "reply", "seq": 3, "request": "c1-3", "reply": "c1-3",
+                       "latency_ms": "fast"}),
+            ),
+        ];
+        let v = check(&h, &lax());
+        assert!(v.valid);
+        assert_eq!((v.replied, v.unreadable), (3, 0));
+        assert_eq!(v.latency_ms, Latency::default());
+    }
+
+    #[test]
+    fn latency_percentiles_come_from_reply_events() {
+        let mut h = Vec::new();
+        for seq in 1..=100u64 {
+            h.push(sent(seq as f64, "client-1", seq, 1));
+            h.push(reply_with(
+                seq as f64,
+                "client-1",
+                seq,
+                &text("client-1", seq),
+                seq as f64,
+            ));
+        }
+        let v = check(&h, &lax());
+        let l = &v.latency_ms;
+        assert!((l.p50 - 50.0).abs() < 0.1, "{l:?}");
+        assert!((l.p90 - 90.0).abs() < 0.1, "{l:?}");
+        assert!((l.p99 - 99.0).abs() < 0.1, "{l:?}");
+        assert!((l.max - 100.0).abs() < 0.1, "{l:?}");
+        assert!(v.summary_text().contains("latency: p50 50.0 ms"));
+    }
+
+    #[test]
+    fn read_history_skips_and_counts_bad_lines() {
+        let good = serde_json::to_string(&sent(1.5, "client-1", 1, 1)).unwrap();
+        let text = format!(
+            "{good}\n\nnot json\n{{\"t_ms\": 1}}\n{{\"t_ms\": \"x\", \"source\": \"a\", \"event\": 1}}\n{good}\r\n[1,2]\n"
+        );
+        let (records, bad) = read_history(&text);
+        assert_eq!(bad, 4);
+        assert_eq!(
+            records,
+            [sent(1.5, "client-1", 1, 1), sent(1.5, "client-1", 1, 1)]
+        );
+        assert_eq!(read_history(""), (vec![], 0));
+    }
+
+    #[test]
+    fn lists_sort_naturally() {
+        let mut h = Vec::new();
+        for seq in [10, 2, 1] {
+            h.push(sent(1.0, "client-1", seq, 1));
+        }
+        h.push(sent(1.0, "client-10", 1, 1));
+        h.push(sent(1.0, "client-9", 1, 1));
+        let v = check(&h, &lax());
+        assert_eq!(v.lost, ["c1-1", "c1-2", "c1-10", "c9-1", "c10-1"]);
+        assert_eq!(natural_cmp("a007", "a7"), Ordering::Less);
+        assert_eq!(natural_cmp("b1", "a2"), Ordering::Greater);
+    }
+
+    #[test]
+    fn summary_lists_the_first_twenty_and_counts_the_rest() {
+        let h: Vec<Record> = (1..=25).map(|seq| sent(1.0, "client-1", seq, 1)).collect();
+        let v = check(&h, &lax());
+        let text = v.summary_text();
+        assert!(text.starts_with("INVALID: 25 lost"), "{text}");
+        assert!(text.contains("lost (25): c1-1, c1-2,"), "{text}");
+        assert!(text.contains("c1-20, … and 5 more"), "{text}");
+        assert!(!text.contains("c1-21"), "{text}");
+        assert!(text.contains("faults: none"), "{text}");
+    }
+
+    #[test]
+    fn verdicts_serialise_with_stable_field_names() {
+        let mut h = clean();
+        h.push(nemesis(20.0, "kill", "worker-1"));
+        let v = serde_json::to_value(check(&h, &lax())).unwrap();
+        assert_eq!(v["valid"], true);
+        assert_eq!(v["requests"], 10);
+        assert_eq!(v["faults"]["kill"], 1);
+        assert_eq!(v["recoveries"][0]["fault"], "kill worker-1");
+        assert!(v["recoveries"][0]["recovered_after_ms"].is_number());
+        assert!(v["latency_ms"]["p99"].is_number());
+        assert!(v["violations"].as_array().unwrap().is_empty());
+    }
+}

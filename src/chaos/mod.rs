@@ -1,0 +1,6 @@
+//! `pirate chaos`: run a whole topology, inject process and message faults, and check the
+//! recorded history for lost, duplicated, reordered or wrong replies.
+
+pub mod checker;
+pub mod proxy;
+pub mod run;

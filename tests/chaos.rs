@@ -1,0 +1,283 @@
+//! `pirate chaos` end to end: the built-in demonstration, verdicts a CI job can trust (valid
+//! and invalid), replay by seed, external brokers and workers, and clean-up of every child.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+/// Pids of live processes whose environment carries `marker`: children inherit the
+/// environment, so this finds every process a chaos run left behind, whatever its parent.
+fn processes_marked(marker: &str) -> Vec<u32> {
+    let needle = format!("PIRATE_TEST_MARK={marker}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(entry.path().join("environ")) {
+            let alive = std::fs::read_to_string(entry.path().join("stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false);
+            if alive && env.split(|&b| b == 0).any(|v| v == needle.as_bytes()) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Runs `pirate ARGS` marked, to completion; returns (code, stdout, stderr) and checks that
+/// nothing it started is still running.
+fn chaos(marker: &str, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = pirate(args);
+    cmd.env("PIRATE_TEST_MARK", marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let output = cmd.output().expect("cannot run pirate");
+    let code = output.status.code().expect("chaos died by a signal");
+    std::thread::sleep(Duration::from_millis(100));
+    let left = processes_marked(marker);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    (
+        code,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn the_demonstration_is_valid_with_a_worker_kill_and_a_broker_restart() {
+    let dir = out_dir("chaos-demo");
+    let (code, out, err) = chaos(
+        "demo",
+        &[
+            "chaos",
+            "--json",
+            "--seed",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["valid"], true, "{s}");
+    assert!(s["injected"]["kill"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["injected"]["restart"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["verdict"]["replied"].as_u64().unwrap() > 50, "{s}");
+    assert_eq!(s["verdict"]["lost"].as_array().unwrap().len(), 0);
+    assert!(err.contains("VALID"), "{err}");
+    // The evidence is on disk.
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["valid"], true);
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert!(history.lines().count() > 100);
+    assert!(history.contains(r#""action":"kill""#));
+    assert!(dir.join("logs/broker.log").exists());
+}
+
+#[test]
+fn a_pattern_that_really_loses_requests_is_invalid_and_names_them() {
+    // Simple Pirate cannot survive a queue restart: its REQ workers said READY once, to the
+    // old queue. Clients that never give up are cut off at the drain deadline, holding
+    // requests that were accepted and never answered.
+    let (code, out, err) = chaos(
+        "lossy",
+        &[
+            "chaos",
+            "run",
+            "--json",
+            "--pattern",
+            "simple",
+            "--workers",
+            "2",
+            "--clients",
+            "1",
+            "--nemesis",
+            "restart",
+            "--nemesis-interval",
+            "1s",
+            "--duration",
+            "2s",
+            "--drain-timeout",
+            "1s",
+            "--timeout",
+            "200ms",
+            "--retries",
+            "1000",
+            "--seed",
+            "4",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["valid"], false);
+    let lost = s["verdict"]["lost"].as_array().unwrap();
+    assert!(!lost.is_empty(), "{s}");
+    let name = lost[0].as_str().unwrap();
+    assert!(name.starts_with("c1-"), "{name}");
+    assert!(err.contains("INVALID"), "{err}");
+    assert!(err.contains(name), "the lost request is named: {err}");
+}
+
+#[test]
+fn the_same_seed_prints_the_same_schedule() {
+    let planned = |seed: &str| -> Vec<serde_json::Value> {
+        let (code, out, err) = chaos(
+            &format!("seed-{seed}-{}", std::process::id()),
+            &[
+                "chaos",
+                "run",
+                "--json",
+                "--duration",
+                "2s",
+                "--nemesis-interval",
+                "400ms",
+                "--requests",
+                "20",
+                "--seed",
+                seed,
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        json_lines(&out)
+            .into_iter()
+            .filter(|l| l["event"] == "nemesis_planned")
+            .collect()
+    };
+    let a = planned("21");
+    assert!(a.len() >= 3, "{a:?}");
+    assert_eq!(a, planned("21"));
+    assert_ne!(a, planned("22"));
+}
+
+#[test]
+fn paranoid_and_lazy_patterns_survive_their_nemesis() {
+    for pattern in ["paranoid", "lazy"] {
+        let (code, out, err) = chaos(
+            &format!("pattern-{pattern}"),
+            &[
+                "chaos",
+                "run",
+                "--json",
+                "--pattern",
+                pattern,
+                "--duration",
+                "3s",
+                "--nemesis-interval",
+                "1s",
+                "--requests",
+                "200",
+                "--seed",
+                "8",
+            ],
+        );
+        assert_eq!(code, 0, "{pattern}: {err}");
+        let s = summary(&out);
+        assert_eq!(s["valid"], true, "{pattern}: {s}");
+        assert_eq!(s["pattern"], pattern);
+        assert_eq!(s["verdict"]["replied"], 400, "{pattern}: {s}");
+    }
+}
+
+#[test]
+fn an_external_broker_and_external_worker_commands_can_be_put_under_chaos() {
+    let (mut broker, port) = start_broker(&["--heartbeat", "100ms"]);
+    let worker = format!(
+        "exec {} worker --json --protocol mdp --service {{service}} --connect {{endpoint}} \
+         --heartbeat 100ms --reconnect 100ms",
+        env!("CARGO_BIN_EXE_pirate")
+    );
+    let connect = endpoint(port);
+    let (code, out, err) = chaos(
+        "external",
+        &[
+            "chaos",
+            "run",
+            "--json",
+            "--connect",
+            &connect,
+            "--worker-cmd",
+            &worker,
+            "--nemesis",
+            "kill,restart",
+            "--nemesis-interval",
+            "700ms",
+            "--duration",
+            "2s",
+            "--requests",
+            "100",
+            "--heartbeat",
+            "100ms",
+            "--seed",
+            "5",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["valid"], true, "{s}");
+    assert!(s["injected"]["kill"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        s["injected"].get("restart").is_none(),
+        "an external broker is not ours to restart"
+    );
+    broker.signal(libc::SIGINT);
+    assert_eq!(broker.code(), 130);
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_leaves_no_process_behind() {
+    let marker = format!("sigint-{}", std::process::id());
+    let mut cmd = pirate(&["chaos", "run", "--duration", "30s", "--seed", "2"]);
+    cmd.env("PIRATE_TEST_MARK", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let started = std::time::Instant::now();
+    while processes_marked(&marker).len() < 6 {
+        assert!(started.elapsed() < DEADLINE, "topology never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(processes_marked(&marker).is_empty());
+}
+
+#[test]
+fn bad_chaos_flags_are_usage_errors() {
+    let (code, _, err) = run(
+        &[
+            "chaos",
+            "run",
+            "--pattern",
+            "lazy",
+            "--connect",
+            "tcp://x:1",
+        ],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--connect needs a broker or queue pattern"),
+        "{err}"
+    );
+    let (code, _, _) = run(&["chaos", "run", "--nemesis", "explode"], None);
+    assert_eq!(code, 2);
+}
