@@ -2,16 +2,23 @@
 //! (the Guide's mdcliapi) and [`MdpWorker`] (mdwrkapi), speaking 7/MDP 0.1 or 18/MDP 0.2 to
 //! any broker that implements them.
 //!
-//! A round trip against a `pirate broker` (any MDP broker will do):
+//! A round trip through a broker, all in one program (the broker here is `pirate`'s own, run
+//! on a thread; any MDP broker will do):
 //!
-//! ```no_run
+//! ```
 //! use pirate::majordomo::{MdpClient, MdpWorker, MdpWorkerConfig};
 //! use pirate::proto::mdp::Version;
+//! use pirate::roles::broker::{self, BrokerConfig};
 //! use pirate::{Events, Message};
 //!
 //! # fn main() -> pirate::Result<()> {
+//! let endpoint = format!("ipc:///tmp/pirate-doctest-{}", std::process::id());
+//! let config = BrokerConfig { bind: endpoint.clone(), ..BrokerConfig::default() };
+//! std::thread::spawn(move || broker::run(&config, &mut Events::discard()));
+//!
+//! // A worker for the `echo` service, on its own thread.
 //! let mut events = Events::discard();
-//! let config = MdpWorkerConfig::new("tcp://localhost:5555", "echo", Version::V1);
+//! let config = MdpWorkerConfig::new(&endpoint, "echo", Version::V1);
 //! let mut worker = MdpWorker::connect(config, &mut events)?;
 //! std::thread::spawn(move || -> pirate::Result<()> {
 //!     let mut events = Events::discard();
@@ -20,9 +27,15 @@
 //!         worker.reply(&request.client, request.body, &mut events)?;
 //!     }
 //! });
-//! let mut client = MdpClient::connect("tcp://localhost:5555", Version::V1)?;
+//!
+//! // A client: one request, with the Guide's timeout and retries.
+//! let mut client = MdpClient::connect(&endpoint, Version::V1)?;
 //! let reply = client.request("echo", Message::from_frames(vec![b"hello".to_vec()]))?;
 //! assert_eq!(reply.text(), "hello");
+//!
+//! // The broker's own services (8/MMI).
+//! let found = client.request("mmi.service", Message::from_frames(vec![b"echo".to_vec()]))?;
+//! assert_eq!(found.text(), "200");
 //! # Ok(())
 //! # }
 //! ```
