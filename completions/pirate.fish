@@ -158,6 +158,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l freeze-for -d 'How long a freeze lasts [default: 5s]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l worker-cmd -d 'Run each worker as this shell command instead of `pirate worker` ({endpoint} and {service} are replaced; majordomo only)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l connect -d 'Use the broker (majordomo) or queue frontend (simple, paranoid) at this endpoint instead of starting one' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l proxy -d 'Put a `pirate chaos proxy` between the clients or the workers and the rest' -r -f -a "clients\t'Between the clients and the broker, queue or server'
+workers\t'Between the workers and the broker or queue'"
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l proxy-faults -d 'The proxy\'s fault flags, as one string, e.g. "--drop 10% --direction down"' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l out -d 'Write results.json, history.jsonl and each process\'s log into DIR' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l strict -d 'Re-executions on workers make the verdict invalid (default: reported only)'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'

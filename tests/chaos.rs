@@ -197,7 +197,7 @@ fn an_external_broker_and_external_worker_commands_can_be_put_under_chaos() {
     let (mut broker, port) = start_broker(&["--heartbeat", "100ms"]);
     let worker = format!(
         "exec {} worker --json --protocol mdp --service {{service}} --connect {{endpoint}} \
-         --heartbeat 100ms --reconnect 100ms",
+         --heartbeat 100ms --reconnect 100ms --work 10ms",
         env!("CARGO_BIN_EXE_pirate")
     );
     let connect = endpoint(port);
@@ -218,7 +218,7 @@ fn an_external_broker_and_external_worker_commands_can_be_put_under_chaos() {
             "--duration",
             "2s",
             "--requests",
-            "100",
+            "300",
             "--heartbeat",
             "100ms",
             "--seed",
@@ -274,10 +274,71 @@ fn bad_chaos_flags_are_usage_errors() {
         None,
     );
     assert_eq!(code, 2);
-    assert!(
-        err.contains("--connect needs a broker or queue pattern"),
-        "{err}"
+    assert!(err.contains("--connect needs --pattern majordomo"), "{err}");
+    let (code, _, err) = run(
+        &[
+            "chaos",
+            "run",
+            "--proxy",
+            "clients",
+            "--proxy-faults",
+            "--drop 2x",
+        ],
+        None,
     );
+    assert_eq!(code, 2);
+    assert!(err.contains("--proxy-faults: invalid value '2x'"), "{err}");
     let (code, _, _) = run(&["chaos", "run", "--nemesis", "explode"], None);
     assert_eq!(code, 2);
+}
+
+#[test]
+fn a_proxy_dropping_replies_causes_re_executions_not_losses_and_strict_rejects_them() {
+    let args = |strict: bool| {
+        let mut a = vec![
+            "chaos",
+            "run",
+            "--json",
+            "--pattern",
+            "paranoid",
+            "--workers",
+            "2",
+            "--clients",
+            "1",
+            "--requests",
+            "60",
+            "--duration",
+            "10s",
+            "--nemesis-interval",
+            "0s",
+            "--timeout",
+            "300ms",
+            "--proxy",
+            "clients",
+            "--proxy-faults",
+            "--drop 15% --direction down",
+            "--seed",
+            "12",
+        ];
+        if strict {
+            a.push("--strict");
+        }
+        a.into_iter().map(String::from).collect::<Vec<String>>()
+    };
+    let relaxed = args(false);
+    let relaxed: Vec<&str> = relaxed.iter().map(String::as_str).collect();
+    let (code, out, err) = chaos("proxy-relaxed", &relaxed);
+    assert_eq!(code, 0, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["verdict"]["replied"], 60, "{s}");
+    assert!(
+        s["verdict"]["faults"]["proxy_drop"].as_u64().unwrap() >= 1,
+        "{s}"
+    );
+    assert!(s["verdict"]["reexecutions"].as_u64().unwrap() >= 1, "{s}");
+    let strict = args(true);
+    let strict: Vec<&str> = strict.iter().map(String::as_str).collect();
+    let (code, out, _) = chaos("proxy-strict", &strict);
+    assert_eq!(code, 1);
+    assert_eq!(summary(&out)["valid"], false);
 }

@@ -66,6 +66,16 @@ pub struct ScheduledFault {
     pub target: String,
 }
 
+/// Where `pirate chaos proxy` sits in the topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyPlacement {
+    /// Between the clients and the broker, queue or server.
+    Clients,
+    /// Between the workers and the broker or queue.
+    Workers,
+}
+
 /// Everything a chaos run needs.
 #[derive(Clone, Debug)]
 pub struct ChaosConfig {
@@ -90,6 +100,9 @@ pub struct ChaosConfig {
     /// Use this broker or queue instead of starting one (its restart fault is then skipped).
     pub external: Option<String>,
     pub nemesis: Vec<NemesisFault>,
+    /// Put a message-fault proxy here, with these `pirate chaos proxy` fault flags (removed
+    /// when the run heals, like the workers' fault flags).
+    pub proxy: Option<(ProxyPlacement, Vec<String>)>,
     pub nemesis_interval: Duration,
     pub restart_delay: Duration,
     pub freeze_for: Duration,
@@ -132,6 +145,7 @@ impl ChaosConfig {
             worker_args: ["--work", "20ms"].map(String::from).to_vec(),
             worker_cmd: None,
             external: None,
+            proxy: None,
             nemesis: vec![
                 NemesisFault::Kill,
                 NemesisFault::Freeze,
@@ -453,6 +467,16 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
         a.extend(strings(&["--seed", &seed_of(i).to_string()]));
         a
     };
+    // With a proxy, one side connects to the proxy's frontend instead, and the proxy's
+    // backend connects where that side would have.
+    let proxy_front = format!("tcp://127.0.0.1:{}", free_port()?);
+    let placed = |placement: ProxyPlacement, endpoint: &str| -> String {
+        match &config.proxy {
+            Some((p, _)) if *p == placement => proxy_front.clone(),
+            _ => endpoint.to_string(),
+        }
+    };
+    let mut proxy_backend: Option<String> = None;
     let client_endpoint = match config.pattern {
         Pattern::Lazy => {
             let mut args = strings(&["server", "--json", "--bind", &front]);
@@ -461,7 +485,11 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             front.clone()
         }
         Pattern::Majordomo => {
-            let endpoint = config.external.clone().unwrap_or_else(|| front.clone());
+            let broker = config.external.clone().unwrap_or_else(|| front.clone());
+            if matches!(config.proxy, Some((ProxyPlacement::Workers, _))) {
+                proxy_backend = Some(broker.clone());
+            }
+            let endpoint = placed(ProxyPlacement::Workers, &broker);
             if config.external.is_none() {
                 procs.push(new(
                     "broker".into(),
@@ -496,15 +524,16 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
                 args.extend(worker_flags(i as u64 + 1));
                 procs.push(new(name, args, shell));
             }
-            endpoint
+            broker
         }
         Pattern::Simple | Pattern::Paranoid => {
             let simple = config.pattern == Pattern::Simple;
-            let (client_side, worker_side) = match &config.external {
-                Some(e) => (e.clone(), back.clone()),
-                None => (front.clone(), back.clone()),
-            };
-            if config.external.is_none() {
+            let client_side = front.clone();
+            if matches!(config.proxy, Some((ProxyPlacement::Workers, _))) {
+                proxy_backend = Some(back.clone());
+            }
+            let worker_side = placed(ProxyPlacement::Workers, &back);
+            {
                 let mut args = strings(&[
                     "queue",
                     "--json",
@@ -545,6 +574,28 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             client_side
         }
     };
+    if let Some((placement, faults)) = &config.proxy {
+        let backend = match placement {
+            ProxyPlacement::Clients => client_endpoint.clone(),
+            ProxyPlacement::Workers => proxy_backend.ok_or_else(|| {
+                Error::Usage("a proxy in front of workers needs a broker or queue".into())
+            })?,
+        };
+        let mut args = strings(&[
+            "chaos",
+            "proxy",
+            "--json",
+            "--frontend",
+            &proxy_front,
+            "--backend",
+            &backend,
+            "--seed",
+            &seed_of(0).to_string(),
+        ]);
+        args.extend(faults.iter().cloned());
+        procs.push(new("proxy".into(), args, None));
+    }
+    let client_endpoint = placed(ProxyPlacement::Clients, &client_endpoint);
     let timeout = format!("{}ms", config.client_timeout.as_millis());
     for c in 1..=config.clients.max(1) {
         let mut args = strings(&[
@@ -678,10 +729,16 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
     let mut last_status = Instant::now() - Duration::from_secs(1);
     let mut interrupted = false;
 
-    // Fault phase.
+    // Fault phase: until its time is up or every client is done.
+    let clients: Vec<usize> = (0..topo.procs.len())
+        .filter(|&i| topo.procs[i].name.starts_with("client"))
+        .collect();
     while topo.started.elapsed() < config.fault_phase {
         if shutdown::requested() {
             interrupted = true;
+            break;
+        }
+        if !clients.iter().any(|&i| topo.alive(i)) {
             break;
         }
         let now = Instant::now();
@@ -739,7 +796,10 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
     }
 
     // Heal: no more faults. Thaw, restart whatever is down, and replace faulty workers.
-    *stop_feeding.lock().expect("stop lock") = true;
+    // Clients with a request count finish it; the others stop taking new requests.
+    if config.requests.is_none() || interrupted {
+        *stop_feeding.lock().expect("stop lock") = true;
+    }
     for (_, i) in thaw_at.drain(..) {
         topo.signal(i, libc::SIGCONT);
         topo.procs[i].frozen = false;
@@ -748,9 +808,14 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         for i in 0..topo.procs.len() {
             let name = topo.procs[i].name.clone();
             let is_worker = name.starts_with("worker") || name == "server";
-            if is_worker && !config.worker_faults.is_empty() {
+            let faults = match &config.proxy {
+                Some((_, faults)) if name == "proxy" => faults.as_slice(),
+                _ if is_worker => config.worker_faults.as_slice(),
+                _ => &[],
+            };
+            if !faults.is_empty() {
                 // Same endpoints and seed, without the fault flags.
-                let args = without_faults(&topo.procs[i].args, &config.worker_faults);
+                let args = without_faults(&topo.procs[i].args, faults);
                 topo.kill(i);
                 topo.procs[i].args = args;
                 topo.procs[i].restart_at = Some(Instant::now());
@@ -763,9 +828,6 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
     // Drain: wait for every client to finish what it holds.
     let drain_deadline = Instant::now() + config.drain_timeout;
     loop {
-        let clients: Vec<usize> = (0..topo.procs.len())
-            .filter(|&i| topo.procs[i].name.starts_with("client"))
-            .collect();
         let running = clients.iter().filter(|&&i| topo.alive(i)).count();
         if running == 0 {
             break;

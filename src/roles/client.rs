@@ -298,6 +298,7 @@ pub fn run(
             items.iter().map(|i| i.is_readable()).collect()
         };
         let mut still: Vec<InFlight> = Vec::with_capacity(in_flight.len());
+        let mut gave_up: Vec<InFlight> = Vec::new();
         for (mut slot, was_readable) in in_flight.drain(..).zip(readable) {
             let mut failure: Option<&str> = None;
             if was_readable {
@@ -341,14 +342,8 @@ pub fn run(
                 continue;
             };
             if slot.attempt >= retries {
-                run.report.abandoned += 1;
-                events.emit(Event::Abandoned {
-                    seq: slot.seq,
-                    request: slot.request.clone(),
-                    attempts: slot.attempt,
-                });
-                events.error("server seems to be offline, abandoning");
-                return Ok(run.finish(Outcome::Abandoned, events));
+                gave_up.push(slot);
+                continue;
             }
             events.warn("no response from server, retrying…");
             events.emit(Event::Retry {
@@ -366,6 +361,22 @@ pub fn run(
             slot.attempt += 1;
             run.send(&mut slot, events)?;
             still.push(slot);
+        }
+        if !gave_up.is_empty() {
+            // The server seems gone: give up on everything in flight, and say so for each
+            // request, so that none of them is silently lost.
+            events.error("server seems to be offline, abandoning");
+            gave_up.extend(still);
+            gave_up.sort_by_key(|s| s.seq);
+            for slot in gave_up {
+                run.report.abandoned += 1;
+                events.emit(Event::Abandoned {
+                    seq: slot.seq,
+                    request: slot.request,
+                    attempts: slot.attempt,
+                });
+            }
+            return Ok(run.finish(Outcome::Abandoned, events));
         }
         in_flight = still;
     }

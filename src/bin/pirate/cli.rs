@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use pirate::chaos::run::{ChaosConfig, NemesisFault, Pattern};
+use pirate::chaos::run::{ChaosConfig, NemesisFault, Pattern, ProxyPlacement};
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
@@ -520,6 +520,15 @@ pub enum PatternArg {
     Majordomo,
 }
 
+/// Which side of the topology the fault proxy sits on.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyPlacementArg {
+    /// Between the clients and the broker, queue or server
+    Clients,
+    /// Between the workers and the broker or queue
+    Workers,
+}
+
 /// A fault the nemesis injects.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NemesisArg {
@@ -592,6 +601,12 @@ pub struct ChaosRunArgs {
     /// instead of starting one
     #[arg(long, value_name = "ENDPOINT")]
     pub connect: Option<String>,
+    /// Put a `pirate chaos proxy` between the clients or the workers and the rest
+    #[arg(long, value_enum, value_name = "SIDE")]
+    pub proxy: Option<ProxyPlacementArg>,
+    /// The proxy's fault flags, as one string, e.g. "--drop 10% --direction down"
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub proxy_faults: Option<String>,
     /// Re-executions on workers make the verdict invalid (default: reported only)
     #[arg(long)]
     pub strict: bool,
@@ -611,9 +626,62 @@ impl ChaosRunArgs {
         if self.worker_cmd.is_some() && pattern != Pattern::Majordomo {
             return Err("--worker-cmd needs --pattern majordomo".into());
         }
-        if self.connect.is_some() && pattern == Pattern::Lazy {
-            return Err("--connect needs a broker or queue pattern, not lazy".into());
+        if self.connect.is_some() && pattern != Pattern::Majordomo {
+            return Err("--connect needs --pattern majordomo (an external broker)".into());
         }
+        let proxy = match (self.proxy, &self.proxy_faults) {
+            (None, None) => None,
+            (None, Some(_)) => return Err("--proxy-faults needs --proxy clients|workers".into()),
+            (Some(ProxyPlacementArg::Workers), _) if pattern == Pattern::Lazy => {
+                return Err("--proxy workers needs a broker or queue, not lazy".into())
+            }
+            (Some(placement), faults) => {
+                let faults: Vec<String> = faults
+                    .as_deref()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect();
+                // Check them now, with the proxy's own parser, rather than in a child later.
+                let mut probe = vec![
+                    "pirate",
+                    "chaos",
+                    "proxy",
+                    "--frontend",
+                    "x",
+                    "--backend",
+                    "y",
+                ];
+                probe.extend(faults.iter().map(String::as_str));
+                match Cli::try_parse_from(&probe) {
+                    Ok(Cli {
+                        command:
+                            Command::Chaos(ChaosArgs {
+                                command: Some(ChaosCommand::Proxy(p)),
+                                ..
+                            }),
+                        ..
+                    }) => {
+                        p.config().map_err(|e| format!("--proxy-faults: {e}"))?;
+                    }
+                    Ok(_) => unreachable!("the probe is a proxy command line"),
+                    Err(e) => {
+                        let first = e.to_string();
+                        let first = first
+                            .lines()
+                            .next()
+                            .unwrap_or("invalid")
+                            .trim_start_matches("error: ");
+                        return Err(format!("--proxy-faults: {first}"));
+                    }
+                }
+                let placement = match placement {
+                    ProxyPlacementArg::Clients => ProxyPlacement::Clients,
+                    ProxyPlacementArg::Workers => ProxyPlacement::Workers,
+                };
+                Some((placement, faults))
+            }
+        };
         let mut worker_faults = self.faults.to_args();
         if let Some(p) = self.freeze.freeze_rate {
             worker_faults.extend(["--freeze-rate".to_string(), p.to_string()]);
@@ -651,6 +719,7 @@ impl ChaosRunArgs {
             worker_args,
             worker_cmd: self.worker_cmd.clone(),
             external: self.connect.clone(),
+            proxy,
             nemesis,
             nemesis_interval: self.nemesis_interval,
             restart_delay: self.restart_delay,
