@@ -53,7 +53,8 @@ complete -c pirate -n "__fish_pirate_using_subcommand server" -s q -l quiet -d '
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand client" -l connect -d 'Endpoint to connect to' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l connect -d 'Endpoint to connect to; repeat it to fail over between servers (Binary Star): after a failed attempt the client moves to the next one' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l settle -d 'With several --connect: wait this long after switching, for the backup to take over' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l timeout -d 'How long each attempt waits for its reply' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l retries -d 'Attempts per request, the first included, before abandoning (the Guide\'s REQUEST_RETRIES)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l count -d 'Send the Guide\'s test sequence 1..N and check that every reply equals its request' -r

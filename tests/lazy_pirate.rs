@@ -410,3 +410,47 @@ fn sigterm_stops_a_server_with_its_counters() {
         .text()
         .contains("summary: requests 2, replied 2"));
 }
+
+#[test]
+fn with_several_endpoints_the_client_fails_over_and_keeps_its_order() {
+    let (mut first, p1) = start_server(&["--work", "10ms"]);
+    let (second, p2) = start_server(&["--work", "10ms"]);
+    let mut client = spawn(
+        "client",
+        &[
+            "client",
+            "--json",
+            "--connect",
+            &connect(p1),
+            "--connect",
+            &connect(p2),
+            "--connect",
+            &connect(p1),
+            "--settle",
+            "50ms",
+            "--count",
+            "30",
+            "--timeout",
+            "200ms",
+            "--retries",
+            "5",
+        ],
+    );
+    client.wait_stdout(r#""seq":10,"#);
+    first.signal(libc::SIGKILL);
+    first.wait();
+    assert_eq!(client.code(), 0, "{}", client.stderr.text());
+    assert_eq!(replies(&client.stdout.text()), sequence(30));
+    let err = client.stderr.text();
+    assert!(
+        err.contains(&format!("W: failing over to {}", connect(p2))),
+        "{err}"
+    );
+    let s = summary(&client.stdout.text());
+    assert_eq!(
+        s["endpoint"],
+        format!("{},{}", connect(p1), connect(p2)),
+        "listed once each"
+    );
+    assert!(second.stderr.text().contains("normal request"));
+}

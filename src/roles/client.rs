@@ -115,6 +115,20 @@ pub struct ClientConfig {
     pub framing: Framing,
     /// Requests in flight at once (1: synchronous, as in the Guide).
     pub window: usize,
+    /// More endpoints to fail over to (Binary Star): after a failed attempt the client moves
+    /// to the next endpoint, waits `settle`, and resends there.
+    pub failover: Vec<String>,
+    /// Wait after switching endpoints, for the backup to take over (Guide: 2000 ms).
+    pub settle: Duration,
+}
+
+impl ClientConfig {
+    /// Every endpoint, the first one first.
+    pub fn endpoints(&self) -> Vec<String> {
+        let mut all = vec![self.endpoint.clone()];
+        all.extend(self.failover.iter().cloned());
+        all
+    }
 }
 
 impl Default for ClientConfig {
@@ -126,6 +140,8 @@ impl Default for ClientConfig {
             check_echo: false,
             framing: Framing::Bare,
             window: 1,
+            failover: Vec::new(),
+            settle: Duration::from_millis(2000),
         }
     }
 }
@@ -139,12 +155,19 @@ struct InFlight {
     deadline: Instant,
     partials: Vec<String>,
     socket: Socket,
+    /// Which endpoint the socket is connected to.
+    at: usize,
 }
 
-/// Opens a fresh socket for one attempt.
+/// Opens a fresh socket for one attempt, to the first endpoint.
 pub(crate) fn open(ctx: &zmq::Context, config: &ClientConfig) -> Result<Socket> {
+    open_at(ctx, config, &config.endpoint)
+}
+
+/// Opens a fresh socket for one attempt, to `endpoint`.
+fn open_at(ctx: &zmq::Context, config: &ClientConfig, endpoint: &str) -> Result<Socket> {
     let socket = transport::socket(ctx, config.framing.socket_type(), "client", None)?;
-    socket.connect(&config.endpoint)?;
+    socket.connect(endpoint)?;
     Ok(socket)
 }
 
@@ -220,10 +243,12 @@ pub fn run(
     let ctx = zmq::Context::new();
     let retries = config.retries.max(1);
     let window = config.window.max(1);
+    let endpoints = config.endpoints();
+    let mut current = 0usize;
     let mut run = Run {
         config,
         report: ClientReport {
-            endpoint: config.endpoint.clone(),
+            endpoint: endpoints.join(","),
             outcome: Outcome::Completed,
             requests: 0,
             sent: 0,
@@ -243,7 +268,15 @@ pub fn run(
     // Sockets whose request was answered, kept for the next request (a REQ socket is ready to
     // send again once it has received; a DEALER after its FINAL). The first one is opened
     // before anything else so that a bad endpoint is reported before the run starts.
-    let mut spare: Vec<Socket> = vec![open(&ctx, config)?];
+    // Every endpoint is checked now, so a bad one is reported before the run starts; the
+    // first endpoint's socket is kept for the first request.
+    let mut spare: Vec<(Socket, usize)> = Vec::new();
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let socket = open_at(&ctx, config, endpoint)?;
+        if i == current {
+            spare.push((socket, i));
+        }
+    }
     events.emit(Event::Started {
         role: "client".into(),
         endpoint: config.endpoint.clone(),
@@ -263,8 +296,8 @@ pub fn run(
             };
             run.report.requests += 1;
             let socket = match spare.pop() {
-                Some(s) => s,
-                None => open(&ctx, config)?,
+                Some((s, at)) if at == current => s,
+                _ => open_at(&ctx, config, &endpoints[current])?,
             };
             let mut slot = InFlight {
                 seq: run.report.requests,
@@ -274,6 +307,7 @@ pub fn run(
                 deadline: Instant::now(),
                 partials: Vec::new(),
                 socket,
+                at: current,
             };
             run.send(&mut slot, events)?;
             in_flight.push(slot);
@@ -316,7 +350,8 @@ pub fn run(
                         let text = parts.join("\n");
                         if !config.check_echo || text == slot.request {
                             // The socket got its one reply: it can carry the next request.
-                            spare.push(run.accept(slot, text, events));
+                            let at = slot.at;
+                            spare.push((run.accept(slot, text, events), at));
                             continue;
                         }
                         run.report.mismatched += 1;
@@ -354,8 +389,18 @@ pub fn run(
             run.report.retries += 1;
             // The old socket may still hold the unanswered request: close it (LINGER 0 drops
             // it) and open a fresh one, so nothing late from it can ever be read.
+            if endpoints.len() > 1 && slot.at == current {
+                // Binary Star: the server we were talking to seems gone; try the next one,
+                // after giving it time to take over.
+                current = (current + 1) % endpoints.len();
+                events.warn(format!("failing over to {}", endpoints[current]));
+                if shutdown::sleep(config.settle).is_err() {
+                    return Ok(run.finish(Outcome::Interrupted, events));
+                }
+            }
             events.info("reconnecting to server…");
-            slot.socket = open(&ctx, config)?;
+            slot.socket = open_at(&ctx, config, &endpoints[current])?;
+            slot.at = current;
             slot.partials.clear();
             run.report.reconnects += 1;
             slot.attempt += 1;

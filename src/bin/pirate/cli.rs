@@ -211,9 +211,13 @@ pub struct ClientArgs {
     /// Requests to send; without any, one request per line of stdin
     #[arg(value_name = "REQUEST", conflicts_with = "count")]
     pub requests: Vec<String>,
-    /// Endpoint to connect to
+    /// Endpoint to connect to; repeat it to fail over between servers (Binary Star): after a
+    /// failed attempt the client moves to the next one
     #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT")]
-    pub connect: String,
+    pub connect: Vec<String>,
+    /// With several --connect: wait this long after switching, for the backup to take over
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
+    pub settle: Duration,
     /// How long each attempt waits for its reply
     #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -273,8 +277,18 @@ impl ClientArgs {
                 service: service.clone(),
             },
         };
+        let mut endpoints = Vec::new();
+        for endpoint in &self.connect {
+            // An endpoint listed twice is one server, not two chances.
+            if !endpoints.contains(endpoint) {
+                endpoints.push(endpoint.clone());
+            }
+        }
+        let endpoint = endpoints.remove(0);
         Ok(ClientConfig {
-            endpoint: self.connect.clone(),
+            endpoint,
+            failover: endpoints,
+            settle: self.settle,
             timeout: self.timeout,
             retries: self.retries,
             check_echo: self.count.is_some() || self.expect_echo,
