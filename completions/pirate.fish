@@ -79,7 +79,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand queue" -s q -l quiet -d 'P
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s h -l help -d 'Print help'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand worker" -l connect -d 'Endpoint of the queue\'s backend or the broker [default: tcp://localhost:5556, or tcp://localhost:5555 for mdp/mdp2]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l connect -d 'Endpoint of the queue\'s backend or the broker [default: tcp://localhost:5556, or tcp://localhost:5555 for mdp/mdp2]; mdp/mdp2 workers take it repeated, and move to the next broker each time they lose one (Binary Star)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l protocol -d 'Protocol to speak' -r -f -a "paranoid\t'6/PPP: DEALER, READY, heartbeats, reconnect with back-off'
 simple\t'Simple Pirate: REQ, READY once, no heartbeats'
 mdp\t'7/MDP Majordomo 0.1 worker (MDPW01) for --service'

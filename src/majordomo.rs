@@ -147,6 +147,9 @@ pub struct MdpWorkerConfig {
     pub reconnect_max: Duration,
     /// Identity prefix: each socket is `NAME-N`.
     pub name: String,
+    /// More brokers to try in turn after losing one (a Binary Star pair): each reconnect moves
+    /// to the next endpoint.
+    pub failover: Vec<String>,
 }
 
 impl MdpWorkerConfig {
@@ -163,6 +166,7 @@ impl MdpWorkerConfig {
             reconnect: Duration::from_millis(2500),
             reconnect_max: Duration::from_secs(32),
             name: format!("w{}", std::process::id()),
+            failover: Vec::new(),
         }
     }
 }
@@ -364,7 +368,13 @@ fn open_worker(
 ) -> Result<Socket> {
     let identity = format!("{}-{n}", config.name);
     let socket = transport::socket(ctx, zmq::DEALER, "worker", Some(identity.as_bytes()))?;
-    socket.connect(&config.endpoint)?;
+    // Socket N talks to endpoint N-1 of the list, round and round: after losing a broker the
+    // worker tries the next one.
+    let endpoints: Vec<&String> = std::iter::once(&config.endpoint)
+        .chain(config.failover.iter())
+        .collect();
+    let endpoint = endpoints[(n as usize - 1) % endpoints.len()];
+    socket.connect(endpoint)?;
     let ready = mdp::encode_worker(WorkerMsg {
         version: config.version,
         command: WorkerCommand::Ready {

@@ -413,3 +413,35 @@ fn bad_worker_flags_are_usage_errors() {
     let (code, _, err) = run(&["client", "--protocol", "mdp", "x"], None);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn a_worker_with_two_brokers_moves_to_the_second_when_the_first_dies() {
+    let (first, p1) = broker(&[]);
+    let (second, p2) = broker(&[]);
+    let (c1, c2) = (endpoint(p1), endpoint(p2));
+    let mut args = vec![
+        "worker",
+        "--json",
+        "--protocol",
+        "mdp",
+        "--service",
+        "echo",
+        "--connect",
+        &c1,
+        "--connect",
+        &c2,
+        "--name",
+        "pair",
+        "--reconnect",
+        "50ms",
+    ];
+    args.extend_from_slice(&HB);
+    let _w = spawn("pair", &args);
+    wait_workers(&first, 1);
+    let (code, out, _) = client(p1, &["--service", "echo", "one"]);
+    assert_eq!((code, out.as_str()), (0, "one\n"));
+    first.signal(libc::SIGKILL);
+    wait_workers(&second, 1);
+    let (code, out, _) = client(p2, &["--service", "echo", "two"]);
+    assert_eq!((code, out.as_str()), (0, "two\n"));
+}

@@ -37,6 +37,7 @@ pub(crate) fn run(version: Version, ctx: &mut Ctx, events: &mut Events) -> Resul
         reconnect: config.reconnect,
         reconnect_max: config.reconnect_max,
         name: config.name.clone(),
+        failover: config.failover.clone(),
     };
     let mut worker = MdpWorker::connect(mdp_config, events)?;
     let wakeup = Wakeup::new(&zmq::Context::new())?;

@@ -44,6 +44,8 @@ pub enum PirateProtocol {
 pub struct WorkerConfig {
     /// Guide: `tcp://localhost:5556`.
     pub endpoint: String,
+    /// Majordomo only: more brokers to move to, in turn, after losing one (Binary Star).
+    pub failover: Vec<String>,
     pub protocol: PirateProtocol,
     /// The Majordomo service to register for.
     pub service: String,
@@ -63,6 +65,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             endpoint: "tcp://localhost:5556".into(),
+            failover: Vec::new(),
             protocol: PirateProtocol::Paranoid,
             service: "echo".into(),
             heartbeat: HeartbeatConfig {

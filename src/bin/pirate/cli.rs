@@ -390,9 +390,10 @@ pub struct FreezeArgs {
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// Endpoint of the queue's backend or the broker [default: tcp://localhost:5556, or
-    /// tcp://localhost:5555 for mdp/mdp2]
+    /// tcp://localhost:5555 for mdp/mdp2]; mdp/mdp2 workers take it repeated, and move to
+    /// the next broker each time they lose one (Binary Star)
     #[arg(long, value_name = "ENDPOINT")]
-    pub connect: Option<String>,
+    pub connect: Vec<String>,
     /// Protocol to speak
     #[arg(long, value_enum, default_value = "paranoid")]
     pub protocol: WorkerProtocol,
@@ -462,8 +463,17 @@ impl WorkerArgs {
                 Duration::from_secs(1),
             )
         };
+        if self.connect.len() > 1 && !majordomo {
+            return Err("several --connect endpoints need --protocol mdp or mdp2".into());
+        }
+        let mut connect = self.connect.clone();
+        if connect.is_empty() {
+            connect.push(endpoint.to_string());
+        }
+        let endpoint = connect.remove(0);
         Ok(WorkerConfig {
-            endpoint: self.connect.clone().unwrap_or_else(|| endpoint.to_string()),
+            endpoint,
+            failover: connect,
             protocol,
             service,
             heartbeat: HeartbeatConfig {
