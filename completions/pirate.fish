@@ -37,7 +37,7 @@ complete -c pirate -n "__fish_pirate_needs_command" -f -a "broker" -d 'Majordomo
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "chaos" -d 'Run a whole topology, break it on purpose, and check that nothing was lost (with no subcommand: the built-in 30-second demonstration)'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pirate -n "__fish_pirate_using_subcommand server" -l bind -d 'Endpoint to bind the REP socket to' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l bind -d 'Endpoint to bind the REP socket to (a ROUTER with --primary/--backup)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l exec -d 'Run `sh -c CMD` per request, body on stdin, and reply with its stdout' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
 guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"
@@ -48,6 +48,11 @@ complete -c pirate -n "__fish_pirate_using_subcommand server" -l faults-after -d
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l crash-after -d 'Crash deterministically on request N+1' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l work -d 'Simulated work per request [default: 0s]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-bind -d 'Endpoint to bind the PUB socket this node\'s state is published on [default: tcp://*:5003 for the primary, tcp://*:5004 for the backup]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l primary -d 'Run as the primary of a Binary Star pair (serves first; the backup takes over when it dies and a client asks it)'
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l backup -d 'Run as the backup of a Binary Star pair (serves only once the primary, seen active, has gone silent and a client asks)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -112,6 +117,11 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -l heartbeat -d 'H
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l liveness -d 'Silent heartbeat intervals after which a worker, idle or busy, is expired' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l request-ttl -d 'How long a request may wait for a worker of its service before it is dropped' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-queue -d 'Requests queued per service at most; a request beyond it is refused (the client retries)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-bind -d 'Endpoint to bind the PUB socket this node\'s state is published on [default: tcp://*:5003 for the primary, tcp://*:5004 for the backup]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l primary -d 'Run as the primary of a Binary Star pair (serves first; the backup takes over when it dies and a client asks it)'
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l backup -d 'Run as the backup of a Binary Star pair (serves only once the primary, seen active, has gone silent and a client asks)'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'

@@ -12,6 +12,7 @@
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
 //! - [`proto`]: pure codecs, one per RFC (6/PPP, 7/MDP and 18/MDP, 8/MMI).
 //! - [`heartbeat`], [`backoff`]: pure liveness and reconnect state machines.
+//! - [`bstar`]: the Binary Star (primary/backup failover) state machine, pure.
 //! - [`handler`]: echo or `sh -c CMD` request handling.
 //! - [`event`]: events and reports (serde), rendered by the binary.
 //! - [`stats`]: latency percentiles.
@@ -21,6 +22,7 @@
 //! - [`chaos`]: `pirate chaos`, with the pure history checker that judges a run.
 
 pub mod backoff;
+pub mod bstar;
 pub mod chaos;
 pub mod error;
 pub mod event;

@@ -445,3 +445,93 @@ fn a_worker_with_two_brokers_moves_to_the_second_when_the_first_dies() {
     let (code, out, _) = client(p2, &["--service", "echo", "two"]);
     assert_eq!((code, out.as_str()), (0, "two\n"));
 }
+
+#[test]
+fn a_binary_star_broker_pair_fails_over_with_workers_and_clients_following() {
+    let ports = BstarPorts::new();
+    let node = |primary: bool| {
+        let (name, bind, state, peer, role) = if primary {
+            (
+                "primary",
+                &ports.primary,
+                &ports.primary_state,
+                &ports.backup_state,
+                "--primary",
+            )
+        } else {
+            (
+                "backup",
+                &ports.backup,
+                &ports.backup_state,
+                &ports.primary_state,
+                "--backup",
+            )
+        };
+        let mut args = vec![
+            "broker",
+            "--bind",
+            bind,
+            role,
+            "--state-bind",
+            state,
+            "--peer-state",
+            peer,
+            "--state-heartbeat",
+            "100ms",
+        ];
+        args.extend_from_slice(&HB);
+        spawn(name, &args)
+    };
+    let primary = node(true);
+    let _backup = node(false);
+    primary.wait_stderr("state: ACTIVE");
+    let mut args = vec![
+        "worker",
+        "--protocol",
+        "mdp",
+        "--service",
+        "echo",
+        "--connect",
+        &ports.primary,
+        "--connect",
+        &ports.backup,
+        "--name",
+        "pair",
+        "--reconnect",
+        "50ms",
+    ];
+    args.extend_from_slice(&HB);
+    let _w = spawn("worker", &args);
+    primary.wait_stderr("ready for service echo");
+    let mut c = spawn_with_stdin(
+        "client",
+        &[
+            "client",
+            "--json",
+            "--service",
+            "echo",
+            "--connect",
+            &ports.primary,
+            "--connect",
+            &ports.backup,
+            "--settle",
+            "200ms",
+            "--timeout",
+            "500ms",
+            "--retries",
+            "10",
+        ],
+        true,
+    );
+    for i in 1..=3 {
+        c.write_stdin(&format!("{i}\n"));
+        c.wait_stdout(&format!(r#""reply":"{i}""#));
+    }
+    primary.signal(libc::SIGKILL);
+    for i in 4..=6 {
+        c.write_stdin(&format!("{i}\n"));
+    }
+    c.close_stdin();
+    assert_eq!(c.code(), 0, "{}", c.stderr.text());
+    assert_eq!(replies(&c.stdout.text()), sequence(6));
+}

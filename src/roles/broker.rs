@@ -73,6 +73,10 @@
 //!   answers `"404"` even before the tick that forgets it (trap 2). `mmi.status` (ours)
 //!   answers a JSON object: `services` (name → `{workers, idle, queued}`), `workers`, the
 //!   counters of [`MajordomoReport`]. Any other `mmi.*` answers `"501"`.
+//! - **Binary Star pairs** ([`run_bstar`]). The same loop with a [`BstarLink`] beside the
+//!   ROUTER: client messages reach the [`Broker`] only while this node is active (the others
+//!   are dropped, and are the votes that let a passive node take over); worker messages are
+//!   handled in every state, so a passive broker keeps its workers ready for a takeover.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -85,6 +89,7 @@ use crate::heartbeat::{HeartbeatConfig, Liveness};
 use crate::msg::{frame_text, Frame, Message};
 use crate::proto::mdp::{self, ClientCommand, ClientMsg, Version, WorkerCommand, WorkerMsg};
 use crate::proto::mmi::{self, MmiRequest};
+use crate::roles::bstar_server::BstarLink;
 use crate::shutdown;
 use crate::transport::{self, Socket};
 
@@ -686,16 +691,65 @@ pub fn run(config: &BrokerConfig, events: &mut Events) -> Result<Report> {
         endpoint: config.bind.clone(),
         seed: None,
     });
-    let report = serve(&socket, config, events, shutdown::requested)?;
+    let report = serve(&socket, config, None, events, shutdown::requested)?;
     Ok(Report::Majordomo(report))
+}
+
+/// Runs the broker as one node of a Binary Star pair (see [`crate::bstar`]) until stopped by
+/// a signal, or by a fatal state pair (`Err`, exit 69 or 2).
+///
+/// Only *client* messages take part in the vote: while this node is not active they are
+/// dropped unanswered (MDP has no refusal a client understands; its timeout moves it to the
+/// other broker), and a client request is what makes a passive node take over. *Worker*
+/// messages are handled in every state, so workers may register with both brokers (run
+/// workers against each, or workers that fail over): the passive broker keeps its workers
+/// registered and heartbeated, and has them ready the moment a client vote makes it active.
+/// A passive broker never dispatches, since no client request gets in.
+pub fn run_bstar(
+    config: &BrokerConfig,
+    bstar: &crate::roles::bstar_server::BstarOptions,
+    events: &mut Events,
+) -> Result<Report> {
+    let ctx = zmq::Context::new();
+    let socket = transport::socket(&ctx, zmq::ROUTER, SOCKET, None)?;
+    socket.bind(&config.bind)?;
+    let mut link = BstarLink::new(&ctx, bstar, events)?;
+    events.emit(Event::Started {
+        role: "broker".into(),
+        endpoint: config.bind.clone(),
+        seed: None,
+    });
+    let result = serve(
+        &socket,
+        config,
+        Some(&mut link),
+        events,
+        shutdown::requested,
+    );
+    if link.refused > 0 {
+        events.info(format!(
+            "refused {} client request(s) while not active",
+            link.refused
+        ));
+    }
+    Ok(Report::Majordomo(result?))
+}
+
+/// True if a ROUTER message (`[identity][frames…]`) is from an MDP client.
+fn is_client_message(msg: &Message) -> bool {
+    // The header is in the first two frames after the identity; copy only those.
+    let head = Message::from_frames(msg.iter().skip(1).take(2).map(<[u8]>::to_vec));
+    matches!(mdp::peek_version(&head), Some((_, false)))
 }
 
 /// The socket loop: receive, hand to the [`Broker`], send what it returns, tick every
 /// heartbeat interval, until `stop()` says so. Separate from [`run`] so a test can stop it
-/// without the process-wide stop flag.
+/// without the process-wide stop flag. With a Binary Star `link`, client messages are passed
+/// on only when the link says this node serves.
 fn serve(
     socket: &Socket,
     config: &BrokerConfig,
+    mut link: Option<&mut BstarLink>,
     events: &mut Events,
     stop: impl Fn() -> bool,
 ) -> Result<MajordomoReport> {
@@ -704,14 +758,28 @@ fn serve(
     let interval = config.heartbeat.interval.max(Duration::from_millis(1));
     let mut next_tick = Instant::now() + interval;
     while !stop() {
-        if socket.poll_in(shutdown::slice_until(next_tick))? {
+        let timeout = shutdown::slice_until(next_tick);
+        let readable = match link.as_deref_mut() {
+            Some(link) => match link.poll_with(socket, timeout, events) {
+                Err(Error::Interrupted) => break,
+                other => other?,
+            },
+            None => socket.poll_in(timeout)?,
+        };
+        if readable {
             let msg = match socket.recv(events) {
                 Ok(msg) => msg,
                 Err(Error::Interrupted) => break,
                 Err(e) => return Err(e),
             };
-            let out = broker.handle(msg, Instant::now(), events);
-            send_all(socket, out, events)?;
+            let refused = match link.as_deref_mut() {
+                Some(link) if is_client_message(&msg) => !link.client_request(events)?,
+                _ => false,
+            };
+            if !refused {
+                let out = broker.handle(msg, Instant::now(), events);
+                send_all(socket, out, events)?;
+            }
         }
         // Checked after every message too, so a flood of traffic cannot starve heartbeats.
         let now = Instant::now();
@@ -1604,6 +1672,86 @@ mod tests {
     }
 
     #[test]
+    fn only_client_messages_are_votes() {
+        let mut client = request(V1, "echo", &["x"]);
+        client.push_front(b"c".to_vec());
+        assert!(is_client_message(&client));
+        let mut v2 = request(V2, "echo", &["x"]);
+        v2.push_front(b"c".to_vec());
+        assert!(is_client_message(&v2));
+        let mut worker = ready(V2, "echo");
+        worker.push_front(b"w".to_vec());
+        assert!(!is_client_message(&worker));
+        assert!(!is_client_message(&m(&[b"junk"])));
+    }
+
+    #[test]
+    fn a_binary_star_backup_alone_registers_workers_but_refuses_clients() {
+        use crate::bstar::Role;
+        use crate::roles::bstar_server::BstarOptions;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        let ctx = zmq::Context::new();
+        let router = transport::socket(&ctx, zmq::ROUTER, SOCKET, None).unwrap();
+        router.bind("inproc://bstar-broker").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let cfg = BrokerConfig {
+            heartbeat: HeartbeatConfig {
+                interval: Duration::from_millis(20),
+                liveness: 3,
+            },
+            ..config()
+        };
+        let link_ctx = ctx.clone();
+        let broker = std::thread::spawn(move || {
+            let mut events = Events::discard();
+            let options = BstarOptions {
+                role: Role::Backup,
+                state_pub: "inproc://bstar-broker-states".into(),
+                peer_state: "inproc://bstar-broker-nobody".into(),
+                heartbeat: Duration::from_millis(10),
+            };
+            let mut link = BstarLink::new(&link_ctx, &options, &mut events).unwrap();
+            let report = serve(&router, &cfg, Some(&mut link), &mut events, || {
+                stop_flag.load(Ordering::SeqCst)
+            });
+            (report, link.refused, link.state())
+        });
+
+        let mut ev = Events::discard();
+        let worker = transport::socket(&ctx, zmq::DEALER, "worker", Some(b"w1")).unwrap();
+        worker.connect("inproc://bstar-broker").unwrap();
+        worker.send(ready(V2, "echo"), &mut ev).unwrap();
+        assert!(
+            worker.poll_in(2000).unwrap(),
+            "a passive broker heartbeats workers"
+        );
+        assert_eq!(worker.recv(&mut ev).unwrap(), heartbeat(V2));
+        let client = transport::socket(&ctx, zmq::DEALER, "client", Some(b"c1")).unwrap();
+        client.connect("inproc://bstar-broker").unwrap();
+        client.send(request(V1, "echo", &["hi"]), &mut ev).unwrap();
+        client
+            .send(request(V1, "mmi.service", &["echo"]), &mut ev)
+            .unwrap();
+        assert!(
+            !client.poll_in(300).unwrap(),
+            "a backup alone never answers"
+        );
+
+        stop.store(true, Ordering::SeqCst);
+        let (report, refused, state) = broker.join().unwrap();
+        let report = report.unwrap();
+        assert_eq!(
+            (report.requests, report.mmi, report.workers_seen),
+            (0, 0, 1)
+        );
+        assert_eq!(refused, 2);
+        assert_eq!(state, crate::bstar::State::Backup);
+    }
+
+    #[test]
     fn serves_over_a_real_socket_until_stopped() {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
@@ -1622,7 +1770,7 @@ mod tests {
         };
         let broker = std::thread::spawn(move || {
             let mut events = Events::discard();
-            serve(&router, &cfg, &mut events, || {
+            serve(&router, &cfg, None, &mut events, || {
                 stop_flag.load(Ordering::SeqCst)
             })
         });

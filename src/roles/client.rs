@@ -279,7 +279,7 @@ pub fn run(
     }
     events.emit(Event::Started {
         role: "client".into(),
-        endpoint: config.endpoint.clone(),
+        endpoint: endpoints.join(","),
         seed: None,
     });
     let mut requests = requests.into_iter();

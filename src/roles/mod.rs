@@ -2,6 +2,7 @@
 //! emitting [`Event`](crate::event::Event)s, a [`Report`](crate::event::Report) out.
 
 pub mod broker;
+pub mod bstar_server;
 pub mod client;
 pub mod mdp_worker;
 pub mod queue;

@@ -290,3 +290,84 @@ pub fn start_broker(args: &[&str]) -> (Proc, u16) {
     });
     (broker, port)
 }
+
+/// The endpoints of a Binary Star pair of servers on free loopback ports.
+#[derive(Clone)]
+pub struct BstarPorts {
+    /// Client endpoints: primary, backup.
+    pub primary: String,
+    pub backup: String,
+    /// State PUB endpoints: primary, backup.
+    pub primary_state: String,
+    pub backup_state: String,
+}
+
+impl BstarPorts {
+    pub fn new() -> Self {
+        BstarPorts {
+            primary: endpoint(free_port()),
+            backup: endpoint(free_port()),
+            primary_state: endpoint(free_port()),
+            backup_state: endpoint(free_port()),
+        }
+    }
+}
+
+/// Starts one Binary Star server node (`primary`: `--primary`, else `--backup`) with the
+/// given state heartbeat and extra flags, and waits until it is bound.
+pub fn start_bstar_node(
+    ports: &BstarPorts,
+    primary: bool,
+    heartbeat: &str,
+    extra: &[&str],
+) -> Proc {
+    let (name, bind, state, peer) = if primary {
+        (
+            "primary",
+            &ports.primary,
+            &ports.primary_state,
+            &ports.backup_state,
+        )
+    } else {
+        (
+            "backup",
+            &ports.backup,
+            &ports.backup_state,
+            &ports.primary_state,
+        )
+    };
+    let mut args = vec![
+        "server",
+        if primary { "--primary" } else { "--backup" },
+        "--bind",
+        bind.as_str(),
+        "--state-bind",
+        state.as_str(),
+        "--peer-state",
+        peer.as_str(),
+        "--state-heartbeat",
+        heartbeat,
+    ];
+    args.extend_from_slice(extra);
+    let node = spawn(name, &args);
+    node.wait_for("the node to bind", |o, e| {
+        e.contains("server on") || o.contains(r#""event":"started""#)
+    });
+    node
+}
+
+/// The states a Binary Star node has logged so far (its `state: X` lines), in order.
+pub fn bstar_states(node: &Proc) -> Vec<String> {
+    node.stderr
+        .lines()
+        .iter()
+        .filter_map(|l| l.split_once("state: ").map(|(_, s)| s.trim().to_string()))
+        .collect()
+}
+
+impl Proc {
+    /// True once the process has exited (reaping it), without waiting.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}

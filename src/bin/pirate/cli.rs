@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use pirate::bstar::Role;
 use pirate::chaos::run::{ChaosConfig, NemesisFault, Pattern, ProxyPlacement};
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
 use pirate::proto::mdp::Version;
 use pirate::roles::broker::BrokerConfig;
+use pirate::roles::bstar_server::{BstarOptions, BstarServerConfig};
 use pirate::roles::client::{ClientConfig, Framing};
 use pirate::roles::queue::QueueConfig;
 use pirate::roles::server::ServerConfig;
@@ -186,16 +188,77 @@ impl HandlerArgs {
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
-    /// Endpoint to bind the REP socket to
+    /// Endpoint to bind the REP socket to (a ROUTER with --primary/--backup)
     #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT")]
     pub bind: String,
     #[command(flatten)]
     pub handler: HandlerArgs,
     #[command(flatten)]
     pub faults: FaultArgs,
+    #[command(flatten)]
+    pub bstar: BstarArgs,
+}
+
+/// Binary Star flags, the same on `pirate server` and `pirate broker`.
+#[derive(Args, Debug, Clone)]
+pub struct BstarArgs {
+    /// Run as the primary of a Binary Star pair (serves first; the backup takes over when it
+    /// dies and a client asks it)
+    #[arg(long, conflicts_with = "backup", help_heading = "Binary Star")]
+    pub primary: bool,
+    /// Run as the backup of a Binary Star pair (serves only once the primary, seen active,
+    /// has gone silent and a client asks)
+    #[arg(long, help_heading = "Binary Star")]
+    pub backup: bool,
+    /// Endpoint to bind the PUB socket this node's state is published on [default:
+    /// tcp://*:5003 for the primary, tcp://*:5004 for the backup]
+    #[arg(long, value_name = "ENDPOINT", help_heading = "Binary Star")]
+    pub state_bind: Option<String>,
+    /// The peer's state endpoint to subscribe to [default: tcp://localhost:5004 for the
+    /// primary, tcp://localhost:5003 for the backup]
+    #[arg(long, value_name = "ENDPOINT", help_heading = "Binary Star")]
+    pub peer_state: Option<String>,
+    /// How often each node publishes its state; the peer is dead after two
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Binary Star")]
+    pub state_heartbeat: Duration,
+}
+
+impl BstarArgs {
+    /// The pair options, or `None` when this node is not half of a pair.
+    pub fn options(&self) -> Result<Option<BstarOptions>, String> {
+        let role = match (self.primary, self.backup) {
+            (true, _) => Role::Primary,
+            (_, true) => Role::Backup,
+            _ if self.state_bind.is_some() || self.peer_state.is_some() => {
+                return Err("--state-bind and --peer-state need --primary or --backup".into())
+            }
+            _ => return Ok(None),
+        };
+        let guide = BstarOptions::guide(role);
+        Ok(Some(BstarOptions {
+            role,
+            state_pub: self.state_bind.clone().unwrap_or(guide.state_pub),
+            peer_state: self.peer_state.clone().unwrap_or(guide.peer_state),
+            heartbeat: self.state_heartbeat,
+        }))
+    }
 }
 
 impl ServerArgs {
+    /// The Binary Star server config, when --primary or --backup is given.
+    pub fn bstar_config(&self) -> Result<Option<BstarServerConfig>, String> {
+        Ok(self.bstar.options()?.map(|o| BstarServerConfig {
+            bind: self.bind.clone(),
+            state_pub: o.state_pub,
+            peer_state: o.peer_state,
+            role: o.role,
+            heartbeat: o.heartbeat,
+            handler: self.handler.handler(),
+            faults: self.faults.plan(FaultPlan::guide_server()),
+            seed: self.faults.seed(),
+        }))
+    }
+
     pub fn config(&self) -> ServerConfig {
         ServerConfig {
             bind: self.bind.clone(),
@@ -347,6 +410,8 @@ pub struct BrokerArgs {
     /// Requests queued per service at most; a request beyond it is refused (the client retries)
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub max_queue: usize,
+    #[command(flatten)]
+    pub bstar: BstarArgs,
 }
 
 impl BrokerArgs {

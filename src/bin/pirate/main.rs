@@ -15,7 +15,7 @@ use clap::Parser;
 
 use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
-use pirate::roles::{broker, client, queue, server, worker};
+use pirate::roles::{broker, bstar_server, client, queue, server, worker};
 use pirate::shutdown;
 
 use cli::{ChaosCommand, Cli, Command, Generated};
@@ -71,9 +71,16 @@ fn run(cli: Cli) -> error::Result<i32> {
     let trace = output.verbose;
     match cli.command {
         Command::Server(args) => {
-            let config = args.config();
             let mut renderer = Renderer::new(output);
-            let report = run_role(&mut renderer, trace, |ev| server::run(&config, ev))?;
+            let report = match args.bstar_config().map_err(Error::Usage)? {
+                Some(config) => {
+                    run_role(&mut renderer, trace, |ev| bstar_server::run(&config, ev))?
+                }
+                None => {
+                    let config = args.config();
+                    run_role(&mut renderer, trace, |ev| server::run(&config, ev))?
+                }
+            };
             Ok(exit_code_of(&report))
         }
         Command::Chaos(args) => {
@@ -101,8 +108,12 @@ fn run(cli: Cli) -> error::Result<i32> {
         }
         Command::Broker(args) => {
             let config = args.config();
+            let pair = args.bstar.options().map_err(Error::Usage)?;
             let mut renderer = Renderer::new(output);
-            let report = run_role(&mut renderer, trace, |ev| broker::run(&config, ev))?;
+            let report = run_role(&mut renderer, trace, |ev| match &pair {
+                Some(options) => broker::run_bstar(&config, options, ev),
+                None => broker::run(&config, ev),
+            })?;
             Ok(exit_code_of(&report))
         }
         Command::Queue(args) => {

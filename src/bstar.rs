@@ -1,0 +1,810 @@
+//! Binary Star (primary/backup failover, the Guide's chapter 4 design; there is no RFC) as a
+//! pure state machine over `Instant`s: peer states and client requests in, decisions out.
+//! The socket loops that drive it are [`crate::roles::bstar_server`] and the Majordomo broker's
+//! Binary Star mode ([`crate::roles::broker::run_bstar`]).
+//!
+//! # The pair
+//!
+//! Two nodes, one started as *primary* and one as *backup*, each bind a client endpoint and a
+//! PUB socket, and SUB-connect to the other's PUB. Each publishes its own state every
+//! `heartbeat` (Guide: 1000 ms); a peer is *dead* `2 × heartbeat` after the last state heard
+//! from it. Clients know both client endpoints; on a timeout they move to the other one and
+//! wait a settle delay (Guide: 2000 ms) before resending.
+//!
+//! # Wire format (the Guide's, bit for bit)
+//!
+//! One frame, the state as an ASCII decimal digit, no terminator (`s_send (statepub, "3")`):
+//!
+//! | frame | state |
+//! |---|---|
+//! | `"1"` | PRIMARY: primary, waiting for the peer |
+//! | `"2"` | BACKUP: backup, waiting for the peer |
+//! | `"3"` | ACTIVE: serving clients |
+//! | `"4"` | PASSIVE: not serving |
+//!
+//! A trailing NUL (C peers that send `strlen + 1` bytes) is tolerated; anything else is a
+//! malformed message, counted and dropped, and does *not* prove the peer alive.
+//!
+//! # Transitions
+//!
+//! | state | event | next | Guide's log line (master/slave renamed) |
+//! |---|---|---|---|
+//! | PRIMARY | peer BACKUP | ACTIVE | connected to backup (passive), ready as active |
+//! | PRIMARY | peer ACTIVE | PASSIVE | connected to backup (active), ready as passive |
+//! | PRIMARY | peer PRIMARY | **fatal** | both nodes are primaries (ours) |
+//! | PRIMARY | client, < 2 × heartbeat since start | refuse | (ours: the start guard) |
+//! | PRIMARY | client, peer alive (PASSIVE) | refuse | (ours: the peer is about to go active) |
+//! | PRIMARY | client, no live peer, guard over | ACTIVE, serve | (ours; the Guide serves as PRIMARY) |
+//! | BACKUP | peer ACTIVE | PASSIVE | connected to primary (active), ready as passive |
+//! | BACKUP | peer BACKUP | **fatal** | both nodes are backups (ours) |
+//! | BACKUP | client | refuse | (the Guide: a backup never serves before it has been passive) |
+//! | ACTIVE | peer ACTIVE | **fatal** | dual active (split brain) |
+//! | ACTIVE | client | serve | |
+//! | PASSIVE | peer PRIMARY | ACTIVE | primary (passive) is restarting, ready as active |
+//! | PASSIVE | peer BACKUP | ACTIVE | backup (passive) is restarting, ready as active |
+//! | PASSIVE | peer PASSIVE | **fatal** | dual passive (nobody would serve) |
+//! | PASSIVE | client, peer dead | ACTIVE, serve | failover successful, ready as active |
+//! | PASSIVE | client, peer alive | refuse | |
+//!
+//! Every other (state, peer state) pair changes nothing. Expiry alone never changes a state:
+//! a passive node takes over only on the *client vote*, a client request arriving after the
+//! peer went silent, because only a client proves that the active node is gone *for the
+//! clients* and not just for the state link.
+//!
+//! A node alone: a primary with no backup serves after the start guard (its peer counts as
+//! dead); a backup with no primary never serves, as in the Guide's `bstar.c` (a backup is only
+//! ever promoted from PASSIVE, so the primary must have been seen active once). Start the
+//! primary first, or restart the lone node with `--primary`.
+//!
+//! # The dual-active races the Guide leaves open, and how they are closed
+//!
+//! 1. **A restarted primary.** In the Guide, PRIMARY accepts client requests. A primary that
+//!    crashed while the backup took over, and is restarted, is PRIMARY until it hears the
+//!    backup's ACTIVE (up to one heartbeat, plus the SUB connect); a client still pointed at it
+//!    is served in that window while the backup serves too. Here a PRIMARY refuses clients
+//!    until `2 × heartbeat` (one peer-expiry interval) has passed since it started: long enough
+//!    to hear a live peer, which publishes every heartbeat.
+//! 2. **A primary restarting against a passive backup.** The backup, hearing PRIMARY, goes
+//!    ACTIVE; the Guide's primary meanwhile still serves as PRIMARY. Here a PRIMARY that hears
+//!    a live peer never serves: it waits for the peer's ACTIVE and goes PASSIVE.
+//! 3. **Misconfiguration.** Two primaries (or two backups, or a node subscribed to its own
+//!    PUB) hear PRIMARY/PRIMARY forever in the Guide and both serve. Here that is fatal.
+//!
+//! What remains is inherent to the design: an active node that freezes for longer than
+//! `2 × heartbeat` while a client votes at the passive one ends with both active when it
+//! thaws; both then see ACTIVE/ACTIVE and stop (fatal), which is loud rather than silent
+//! split brain.
+//!
+//! State changes are published at once, not at the next heartbeat, so the peer converges in
+//! one message time rather than up to one heartbeat.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+
+/// Which node of the pair this is, fixed at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Backup,
+}
+
+/// A node's state; the discriminants are the Guide's wire values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Primary, waiting for the peer.
+    Primary = 1,
+    /// Backup, waiting for the peer.
+    Backup = 2,
+    /// Serving clients.
+    Active = 3,
+    /// Not serving clients.
+    Passive = 4,
+}
+
+impl State {
+    /// The one-frame state message: the state as an ASCII decimal digit.
+    pub fn encode(self) -> Vec<u8> {
+        (self as u8).to_string().into_bytes()
+    }
+
+    /// Decodes a state message (one frame, `"1"`..`"4"`, an optional trailing NUL).
+    pub fn decode(frames: &[&[u8]]) -> Result<State, String> {
+        let [frame] = frames else {
+            return Err(format!(
+                "state message has {} frames, expected 1",
+                frames.len()
+            ));
+        };
+        let digits = frame.strip_suffix(b"\0").unwrap_or(frame);
+        match digits {
+            b"1" => Ok(State::Primary),
+            b"2" => Ok(State::Backup),
+            b"3" => Ok(State::Active),
+            b"4" => Ok(State::Passive),
+            _ => Err(format!(
+                "state message {:?} is not 1 (primary), 2 (backup), 3 (active) or 4 (passive)",
+                String::from_utf8_lossy(frame)
+            )),
+        }
+    }
+
+    /// The state's name in upper case, as in `state: ACTIVE` log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Primary => "PRIMARY",
+            State::Backup => "BACKUP",
+            State::Active => "ACTIVE",
+            State::Passive => "PASSIVE",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Timing shared by both nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BstarConfig {
+    /// How often each node publishes its state (Guide: 1000 ms).
+    pub heartbeat: Duration,
+}
+
+impl Default for BstarConfig {
+    fn default() -> Self {
+        BstarConfig {
+            heartbeat: Duration::from_millis(1000),
+        }
+    }
+}
+
+impl BstarConfig {
+    /// How long a silent peer stays alive: two heartbeats (the Guide's `2 * HEARTBEAT`). Also
+    /// the primary's start guard.
+    pub fn expiry(&self) -> Duration {
+        self.heartbeat * 2
+    }
+}
+
+/// A change of state and why, worded like the Guide's log lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+    pub reason: String,
+}
+
+impl fmt::Display for Transition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Why a client request was refused (dropped unanswered; the client times out and fails over).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A primary within `2 × heartbeat` of its start: it may not have heard an active peer yet.
+    StartGuard,
+    /// A backup only serves after it has been passive (the primary must have been seen).
+    BackupWaiting,
+    /// The peer is alive: it is active, or (for a primary) about to become active.
+    PeerAlive,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::StartGuard => {
+                "refusing clients: just started as primary, listening for an active peer first"
+            }
+            Refusal::BackupWaiting => {
+                "refusing clients: a backup serves only after the primary has been seen active"
+            }
+            Refusal::PeerAlive => "refusing clients: the peer is alive and serves them",
+        })
+    }
+}
+
+/// The decision on one client request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Vote {
+    /// Serve it (already active).
+    Accept,
+    /// Serve it: this request made the node active.
+    TakeOver(Transition),
+    /// Drop it unanswered.
+    Refuse(Refusal),
+}
+
+impl Vote {
+    /// True if the request is to be served.
+    pub fn accepted(&self) -> bool {
+        !matches!(self, Vote::Refuse(_))
+    }
+}
+
+/// A state pair the pair cannot continue from. The node stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BstarError {
+    /// Both nodes active: split brain.
+    DualActive,
+    /// Both nodes passive: nobody would serve.
+    DualPassive,
+    /// Both nodes started as primary (or a node hears its own PUB).
+    DualPrimary,
+    /// Both nodes started as backup.
+    DualBackup,
+}
+
+impl fmt::Display for BstarError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BstarError::DualActive => {
+                "binary star: the peer is active too (split brain: both nodes were serving); \
+                 stopping (restart the nodes; a restarted node joins as passive if its peer is \
+                 active)"
+            }
+            BstarError::DualPassive => {
+                "binary star: the peer is passive too, so nobody would serve; stopping \
+                 (restart the primary)"
+            }
+            BstarError::DualPrimary => {
+                "binary star: the peer is a primary too (both started with --primary, or \
+                 --peer-state points at this node's own --state-bind); start one with --backup"
+            }
+            BstarError::DualBackup => {
+                "binary star: the peer is a backup too (both started with --backup); start one \
+                 with --primary"
+            }
+        })
+    }
+}
+
+impl std::error::Error for BstarError {}
+
+/// Exit codes: a misconfigured pair (two primaries, two backups) is a usage error (2: the
+/// command lines are wrong, fix a flag); dual active or dual passive at run time means the
+/// pair cannot provide the service (69, EX_UNAVAILABLE): not a bug in `pirate` (70), and not
+/// a finished run (1).
+impl From<BstarError> for Error {
+    fn from(e: BstarError) -> Error {
+        match e {
+            BstarError::DualPrimary | BstarError::DualBackup => Error::Usage(e.to_string()),
+            BstarError::DualActive | BstarError::DualPassive => Error::Unreachable(e.to_string()),
+        }
+    }
+}
+
+/// One node's Binary Star state machine.
+#[derive(Clone, Debug)]
+pub struct BinaryStar {
+    role: Role,
+    config: BstarConfig,
+    state: State,
+    started: Instant,
+    /// The last state heard from the peer, and when.
+    peer: Option<(State, Instant)>,
+    next_publish: Instant,
+    /// Set once the peer's silence has been reported by [`BinaryStar::tick`].
+    silence_reported: bool,
+}
+
+impl BinaryStar {
+    /// A node starting at `now` as `role`; its first state is published at once.
+    pub fn new(role: Role, config: BstarConfig, now: Instant) -> Self {
+        BinaryStar {
+            role,
+            config,
+            state: match role {
+                Role::Primary => State::Primary,
+                Role::Backup => State::Backup,
+            },
+            started: now,
+            peer: None,
+            next_publish: now,
+            silence_reported: false,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The role this node was started as.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The timing.
+    pub fn config(&self) -> BstarConfig {
+        self.config
+    }
+
+    /// The last state heard from the peer, if any.
+    pub fn peer_state(&self) -> Option<State> {
+        self.peer.map(|(s, _)| s)
+    }
+
+    /// True if a peer state was heard less than `2 × heartbeat` ago.
+    pub fn peer_alive(&self, now: Instant) -> bool {
+        match self.peer {
+            Some((_, at)) => now.saturating_duration_since(at) < self.config.expiry(),
+            None => false,
+        }
+    }
+
+    /// The peer published `peer` at `now`. Returns the transition it caused, if any, or the
+    /// fatal error (the node must stop).
+    pub fn on_peer_state(
+        &mut self,
+        peer: State,
+        now: Instant,
+    ) -> Result<Option<Transition>, BstarError> {
+        use State::*;
+        self.peer = Some((peer, now));
+        self.silence_reported = false;
+        let (to, reason) = match (self.state, peer) {
+            (Primary, Primary) => return Err(BstarError::DualPrimary),
+            (Backup, Backup) => return Err(BstarError::DualBackup),
+            (Active, Active) => return Err(BstarError::DualActive),
+            (Passive, Passive) => return Err(BstarError::DualPassive),
+            (Primary, Backup) => (Active, "connected to backup (passive), ready as active"),
+            (Primary, Active) => (Passive, "connected to backup (active), ready as passive"),
+            (Backup, Active) => (Passive, "connected to primary (active), ready as passive"),
+            (Passive, Primary) => (Active, "primary (passive) is restarting, ready as active"),
+            (Passive, Backup) => (Active, "backup (passive) is restarting, ready as active"),
+            _ => return Ok(None),
+        };
+        Ok(Some(self.enter(to, reason.to_string(), now)))
+    }
+
+    /// A client request arrived at `now`: serve it or drop it. Never fatal.
+    pub fn on_client_request(&mut self, now: Instant) -> Vote {
+        match self.state {
+            State::Active => Vote::Accept,
+            State::Backup => Vote::Refuse(Refusal::BackupWaiting),
+            State::Primary => {
+                if now.saturating_duration_since(self.started) < self.config.expiry() {
+                    Vote::Refuse(Refusal::StartGuard)
+                } else if self.peer_alive(now) {
+                    Vote::Refuse(Refusal::PeerAlive)
+                } else {
+                    let reason = format!(
+                        "no peer state for {} ms, ready as active",
+                        self.config.expiry().as_millis()
+                    );
+                    Vote::TakeOver(self.enter(State::Active, reason, now))
+                }
+            }
+            State::Passive => {
+                if self.peer_alive(now) {
+                    Vote::Refuse(Refusal::PeerAlive)
+                } else {
+                    let reason = "failover successful, ready as active".to_string();
+                    Vote::TakeOver(self.enter(State::Active, reason, now))
+                }
+            }
+        }
+    }
+
+    /// Call on every loop turn: returns the peer's last state once, when the peer has just
+    /// gone silent for `2 × heartbeat` (for a log line; the state does not change).
+    pub fn tick(&mut self, now: Instant) -> Option<State> {
+        match self.peer {
+            Some((last, _)) if !self.silence_reported && !self.peer_alive(now) => {
+                self.silence_reported = true;
+                Some(last)
+            }
+            _ => None,
+        }
+    }
+
+    /// Our state, if it is time to publish it (at start, on every change, then every
+    /// heartbeat). Skipped beats are not repaid in a burst.
+    pub fn publish_due(&mut self, now: Instant) -> Option<State> {
+        if now >= self.next_publish {
+            self.next_publish = now + self.config.heartbeat;
+            Some(self.state)
+        } else {
+            None
+        }
+    }
+
+    /// The next instant something is due (a publish), for poll timeouts.
+    pub fn next_deadline(&self) -> Instant {
+        self.next_publish
+    }
+
+    fn enter(&mut self, to: State, reason: String, now: Instant) -> Transition {
+        let from = self.state;
+        self.state = to;
+        self.next_publish = now;
+        Transition { from, to, reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HB: Duration = Duration::from_millis(100);
+
+    struct T {
+        t0: Instant,
+        node: BinaryStar,
+    }
+
+    impl T {
+        fn new(role: Role) -> T {
+            let t0 = Instant::now();
+            T {
+                t0,
+                node: BinaryStar::new(role, BstarConfig { heartbeat: HB }, t0),
+            }
+        }
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+        fn peer(&mut self, s: State, ms: u64) -> Result<Option<State>, BstarError> {
+            let now = self.at(ms);
+            self.node.on_peer_state(s, now).map(|t| t.map(|t| t.to))
+        }
+        fn client(&mut self, ms: u64) -> Vote {
+            let now = self.at(ms);
+            self.node.on_client_request(now)
+        }
+        fn state(&self) -> State {
+            self.node.state()
+        }
+        /// A node brought to `state` by the normal start-up exchange at 10 ms.
+        fn in_state(role: Role, state: State) -> T {
+            let mut t = T::new(role);
+            match (role, state) {
+                (Role::Primary, State::Active) => t.peer(State::Backup, 10).unwrap(),
+                (Role::Primary, State::Passive) => t.peer(State::Active, 10).unwrap(),
+                (Role::Backup, State::Passive) => t.peer(State::Active, 10).unwrap(),
+                (Role::Backup, State::Active) => {
+                    t.peer(State::Active, 10).unwrap();
+                    t.peer(State::Primary, 20).unwrap()
+                }
+                (Role::Primary, State::Primary) | (Role::Backup, State::Backup) => None,
+                other => panic!("no such start: {other:?}"),
+            };
+            assert_eq!(t.state(), state);
+            t
+        }
+    }
+
+    use State::*;
+
+    #[test]
+    fn wire_format_is_the_guides_decimal_digit() {
+        assert_eq!(Primary.encode(), b"1");
+        assert_eq!(Backup.encode(), b"2");
+        assert_eq!(Active.encode(), b"3");
+        assert_eq!(Passive.encode(), b"4");
+        for s in [Primary, Backup, Active, Passive] {
+            assert_eq!(State::decode(&[&s.encode()]), Ok(s));
+        }
+        assert_eq!(State::decode(&[b"3\0"]), Ok(Active), "C strlen+1 tolerated");
+    }
+
+    #[test]
+    fn malformed_state_messages_are_errors_not_panics() {
+        for bad in [&b""[..], b"0", b"5", b"33", b"x", b" 3", b"\xff"] {
+            assert!(State::decode(&[bad]).is_err(), "{bad:?}");
+        }
+        assert!(State::decode(&[]).is_err());
+        assert!(State::decode(&[b"3", b"3"]).is_err());
+    }
+
+    #[test]
+    fn nodes_start_in_their_role_and_publish_at_once() {
+        let mut p = T::new(Role::Primary);
+        assert_eq!(p.state(), Primary);
+        assert_eq!(p.node.role(), Role::Primary);
+        assert_eq!(p.node.publish_due(p.t0), Some(Primary));
+        let b = T::new(Role::Backup);
+        assert_eq!(b.state(), Backup);
+    }
+
+    #[test]
+    fn publishes_every_heartbeat_without_bursts() {
+        let mut t = T::new(Role::Primary);
+        let at = |ms| t.t0 + Duration::from_millis(ms);
+        assert_eq!(t.node.publish_due(at(0)), Some(Primary));
+        assert_eq!(t.node.publish_due(at(99)), None);
+        assert_eq!(t.node.next_deadline(), at(100));
+        assert_eq!(t.node.publish_due(at(100)), Some(Primary));
+        // A long stall: one publish, then one heartbeat later.
+        assert_eq!(t.node.publish_due(at(750)), Some(Primary));
+        assert_eq!(t.node.publish_due(at(800)), None);
+        assert_eq!(t.node.publish_due(at(850)), Some(Primary));
+    }
+
+    #[test]
+    fn a_state_change_is_published_at_once() {
+        let mut t = T::new(Role::Primary);
+        assert_eq!(t.node.publish_due(t.at(0)), Some(Primary));
+        t.peer(Backup, 30).unwrap();
+        assert_eq!(t.node.publish_due(t.at(30)), Some(Active));
+        assert_eq!(t.node.publish_due(t.at(31)), None);
+    }
+
+    #[test]
+    fn primary_transitions() {
+        let mut t = T::new(Role::Primary);
+        assert_eq!(t.peer(Backup, 10), Ok(Some(Active)));
+        let mut t = T::new(Role::Primary);
+        assert_eq!(t.peer(Active, 10), Ok(Some(Passive)));
+        let mut t = T::new(Role::Primary);
+        assert_eq!(
+            t.peer(Passive, 10),
+            Ok(None),
+            "waits for the peer to go active"
+        );
+        assert_eq!(t.state(), Primary);
+        let mut t = T::new(Role::Primary);
+        assert_eq!(t.peer(Primary, 10), Err(BstarError::DualPrimary));
+    }
+
+    #[test]
+    fn backup_transitions() {
+        let mut t = T::new(Role::Backup);
+        assert_eq!(t.peer(Active, 10), Ok(Some(Passive)));
+        for quiet in [Primary, Passive] {
+            let mut t = T::new(Role::Backup);
+            assert_eq!(t.peer(quiet, 10), Ok(None), "{quiet}");
+            assert_eq!(t.state(), Backup);
+        }
+        let mut t = T::new(Role::Backup);
+        assert_eq!(t.peer(Backup, 10), Err(BstarError::DualBackup));
+    }
+
+    #[test]
+    fn active_transitions() {
+        for role in [Role::Primary, Role::Backup] {
+            for quiet in [Primary, Backup, Passive] {
+                let mut t = T::in_state(role, Active);
+                assert_eq!(t.peer(quiet, 50), Ok(None), "{role:?} {quiet}");
+                assert_eq!(t.state(), Active);
+            }
+            let mut t = T::in_state(role, Active);
+            assert_eq!(t.peer(Active, 50), Err(BstarError::DualActive));
+        }
+    }
+
+    #[test]
+    fn passive_transitions() {
+        for role in [Role::Primary, Role::Backup] {
+            let mut t = T::in_state(role, Passive);
+            assert_eq!(t.peer(Primary, 50), Ok(Some(Active)), "{role:?}");
+            let mut t = T::in_state(role, Passive);
+            assert_eq!(t.peer(Backup, 50), Ok(Some(Active)), "{role:?}");
+            let mut t = T::in_state(role, Passive);
+            assert_eq!(t.peer(Active, 50), Ok(None));
+            assert_eq!(t.state(), Passive);
+            let mut t = T::in_state(role, Passive);
+            assert_eq!(t.peer(Passive, 50), Err(BstarError::DualPassive));
+        }
+    }
+
+    #[test]
+    fn transitions_carry_the_guides_wording() {
+        let mut t = T::new(Role::Primary);
+        let tr = t.node.on_peer_state(Backup, t.at(5)).unwrap().unwrap();
+        assert_eq!((tr.from, tr.to), (Primary, Active));
+        assert_eq!(
+            tr.to_string(),
+            "connected to backup (passive), ready as active"
+        );
+        let mut t = T::in_state(Role::Backup, Passive);
+        let tr = t.node.on_peer_state(Primary, t.at(50)).unwrap().unwrap();
+        assert_eq!(
+            tr.reason,
+            "primary (passive) is restarting, ready as active"
+        );
+    }
+
+    #[test]
+    fn active_serves_every_client() {
+        let mut t = T::in_state(Role::Primary, Active);
+        assert_eq!(t.client(11), Vote::Accept);
+        assert_eq!(t.client(5000), Vote::Accept, "even with the peer long gone");
+    }
+
+    #[test]
+    fn backup_refuses_clients_until_it_has_been_passive() {
+        let mut t = T::new(Role::Backup);
+        assert_eq!(t.client(0), Vote::Refuse(Refusal::BackupWaiting));
+        // Alone for ever: still refuses (the Guide's bstar.c).
+        assert_eq!(t.client(10_000), Vote::Refuse(Refusal::BackupWaiting));
+        t.peer(Primary, 10_010).unwrap();
+        assert_eq!(t.client(10_020), Vote::Refuse(Refusal::BackupWaiting));
+        assert_eq!(t.state(), Backup);
+    }
+
+    #[test]
+    fn primary_start_guard_refuses_clients_for_one_expiry_interval() {
+        let mut t = T::new(Role::Primary);
+        assert_eq!(t.client(0), Vote::Refuse(Refusal::StartGuard));
+        assert_eq!(t.client(199), Vote::Refuse(Refusal::StartGuard));
+        assert_eq!(t.state(), Primary);
+        // Guard over, nobody heard: the peer counts as dead and the client vote makes us active.
+        let vote = t.client(200);
+        assert!(vote.accepted());
+        assert!(
+            matches!(&vote, Vote::TakeOver(tr) if tr.to == Active),
+            "{vote:?}"
+        );
+        assert_eq!(t.state(), Active);
+        assert_eq!(t.client(201), Vote::Accept);
+    }
+
+    #[test]
+    fn a_restarted_primary_hears_the_active_backup_within_the_guard_and_goes_passive() {
+        // The dual-active race: the backup took over; the primary restarts and a client still
+        // pointed at it sends a request before the backup's first state arrives.
+        let mut t = T::new(Role::Primary);
+        assert_eq!(t.client(5), Vote::Refuse(Refusal::StartGuard));
+        assert_eq!(t.peer(Active, 90), Ok(Some(Passive)));
+        assert_eq!(t.client(250), Vote::Refuse(Refusal::PeerAlive));
+        assert_eq!(t.state(), Passive);
+    }
+
+    #[test]
+    fn a_primary_hearing_a_live_passive_peer_waits_for_it_to_go_active() {
+        let mut t = T::new(Role::Primary);
+        t.peer(Passive, 50).unwrap();
+        t.peer(Passive, 150).unwrap();
+        assert_eq!(t.client(250), Vote::Refuse(Refusal::PeerAlive));
+        assert_eq!(t.peer(Active, 260), Ok(Some(Passive)));
+    }
+
+    #[test]
+    fn a_primary_whose_peer_went_silent_takes_over_on_a_client_request() {
+        let mut t = T::new(Role::Primary);
+        t.peer(Passive, 50).unwrap();
+        assert_eq!(t.client(249), Vote::Refuse(Refusal::PeerAlive));
+        assert!(t.client(250).accepted(), "peer silent 200 ms = dead");
+        assert_eq!(t.state(), Active);
+    }
+
+    #[test]
+    fn passive_takes_over_only_on_expiry_and_a_client_vote() {
+        let mut t = T::in_state(Role::Backup, Passive); // last heard at 10
+        t.peer(Active, 100).unwrap();
+        assert_eq!(t.client(150), Vote::Refuse(Refusal::PeerAlive));
+        assert_eq!(t.client(299), Vote::Refuse(Refusal::PeerAlive));
+        // Expiry alone changes nothing.
+        assert_eq!(t.node.tick(t.at(300)), Some(Active));
+        assert_eq!(t.state(), Passive);
+        // The client vote.
+        let vote = t.client(300);
+        assert_eq!(
+            vote,
+            Vote::TakeOver(Transition {
+                from: Passive,
+                to: Active,
+                reason: "failover successful, ready as active".into()
+            })
+        );
+        assert_eq!(t.state(), Active);
+        assert_eq!(t.node.publish_due(t.at(300)), Some(Active));
+    }
+
+    #[test]
+    fn any_peer_state_keeps_the_peer_alive() {
+        let mut t = T::in_state(Role::Primary, Passive);
+        for ms in (100..1000).step_by(150) {
+            t.peer(Active, ms).unwrap();
+            assert_eq!(t.client(ms + 149), Vote::Refuse(Refusal::PeerAlive));
+        }
+        assert!(t.node.peer_alive(t.at(1049)));
+        assert!(!t.node.peer_alive(t.at(1150)));
+    }
+
+    #[test]
+    fn tick_reports_the_peers_silence_once_per_silence() {
+        let mut t = T::in_state(Role::Backup, Passive);
+        assert_eq!(t.node.tick(t.at(100)), None);
+        assert_eq!(t.node.tick(t.at(210)), Some(Active));
+        assert_eq!(t.node.tick(t.at(500)), None);
+        t.peer(Active, 600).unwrap();
+        assert_eq!(t.node.tick(t.at(700)), None);
+        assert_eq!(t.node.tick(t.at(800)), Some(Active));
+        // Never heard: nothing to report.
+        let mut lone = T::new(Role::Primary);
+        assert_eq!(lone.node.tick(lone.at(10_000)), None);
+    }
+
+    #[test]
+    fn a_whole_failover_and_recovery_between_two_machines() {
+        // Two machines exchanging states by hand: start, fail over, restart the primary.
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let cfg = BstarConfig { heartbeat: HB };
+        let mut p = BinaryStar::new(Role::Primary, cfg, at(0));
+        let mut b = BinaryStar::new(Role::Backup, cfg, at(0));
+        b.on_peer_state(p.state(), at(1)).unwrap();
+        p.on_peer_state(b.state(), at(1)).unwrap();
+        b.on_peer_state(p.state(), at(2)).unwrap();
+        assert_eq!((p.state(), b.state()), (Active, Passive));
+        p.on_peer_state(b.state(), at(150)).unwrap();
+        b.on_peer_state(p.state(), at(150)).unwrap();
+        assert!(p.on_client_request(at(300)).accepted());
+        assert!(!b.on_client_request(at(300)).accepted());
+        p.on_peer_state(b.state(), at(300)).unwrap();
+        b.on_peer_state(p.state(), at(300)).unwrap();
+        // The primary dies at 300; the client fails over to the backup at 600.
+        assert!(b.on_client_request(at(600)).accepted());
+        assert_eq!(b.state(), Active);
+        // The primary restarts at 700; a client still pointed at it is refused.
+        let mut p = BinaryStar::new(Role::Primary, cfg, at(700));
+        assert!(!p.on_client_request(at(701)).accepted());
+        b.on_peer_state(p.state(), at(702)).unwrap();
+        assert_eq!(b.state(), Active);
+        p.on_peer_state(b.state(), at(703)).unwrap();
+        assert_eq!(p.state(), Passive);
+        b.on_peer_state(p.state(), at(704)).unwrap();
+        assert!(!p.on_client_request(at(800)).accepted());
+        assert!(b.on_client_request(at(800)).accepted());
+    }
+
+    #[test]
+    fn fatal_errors_map_to_documented_exit_codes() {
+        assert_eq!(Error::from(BstarError::DualPrimary).exit_code(), 2);
+        assert_eq!(Error::from(BstarError::DualBackup).exit_code(), 2);
+        assert_eq!(Error::from(BstarError::DualActive).exit_code(), 69);
+        assert_eq!(Error::from(BstarError::DualPassive).exit_code(), 69);
+        let text = Error::from(BstarError::DualPrimary).to_string();
+        assert!(text.contains("--backup") && !text.contains('\n'), "{text}");
+    }
+
+    #[test]
+    fn random_event_sequences_never_panic_and_never_leave_two_actives_unnoticed() {
+        // Drive two machines with random deliveries and client requests; whenever both are
+        // active, the next state either hears from the other must be fatal.
+        use rand::{Rng, SeedableRng};
+        let seed = 7;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..200 {
+            let t0 = Instant::now();
+            let cfg = BstarConfig { heartbeat: HB };
+            let mut nodes = [
+                BinaryStar::new(Role::Primary, cfg, t0),
+                BinaryStar::new(Role::Backup, cfg, t0),
+            ];
+            let mut ms = 0;
+            for _ in 0..50 {
+                ms += rng.gen_range(0..150);
+                let now = t0 + Duration::from_millis(ms);
+                let i = rng.gen_range(0..2);
+                let fatal = if rng.gen_bool(0.5) {
+                    let other = nodes[1 - i].state();
+                    nodes[i].on_peer_state(other, now).err()
+                } else {
+                    nodes[i].on_client_request(now);
+                    None
+                };
+                if nodes[0].state() == Active && nodes[1].state() == Active {
+                    let other = nodes[1].state();
+                    assert_eq!(
+                        nodes[0].on_peer_state(other, now),
+                        Err(BstarError::DualActive),
+                        "seed {seed}"
+                    );
+                    break;
+                }
+                if fatal.is_some() {
+                    break;
+                }
+            }
+        }
+    }
+}
