@@ -37,6 +37,9 @@ _pirate() {
             pirate,server)
                 cmd="pirate__subcmd__server"
                 ;;
+            pirate,titanic)
+                cmd="pirate__subcmd__titanic"
+                ;;
             pirate,worker)
                 cmd="pirate__subcmd__worker"
                 ;;
@@ -79,6 +82,9 @@ _pirate() {
             pirate__subcmd__help,server)
                 cmd="pirate__subcmd__help__subcmd__server"
                 ;;
+            pirate__subcmd__help,titanic)
+                cmd="pirate__subcmd__help__subcmd__titanic"
+                ;;
             pirate__subcmd__help,worker)
                 cmd="pirate__subcmd__help__subcmd__worker"
                 ;;
@@ -95,7 +101,7 @@ _pirate() {
 
     case "${cmd}" in
         pirate)
-            opts="-v -q -h -V --verbose --quiet --json --help --version server client queue worker broker chaos generate help"
+            opts="-v -q -h -V --verbose --quiet --json --help --version server client queue worker broker titanic chaos generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -449,7 +455,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__client)
-            opts="-v -q -h -V --connect --settle --timeout --retries --count --expect-echo --service --protocol --window --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --connect --settle --timeout --retries --count --expect-echo --service --protocol --titanic --poll-interval --window --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -483,6 +489,10 @@ _pirate() {
                     COMPREPLY=($(compgen -W "lazy mdp mdp2" -- "${cur}"))
                     return 0
                     ;;
+                --poll-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --window)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -513,7 +523,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__help)
-            opts="server client queue worker broker chaos generate help"
+            opts="server client queue worker broker titanic chaos generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -652,6 +662,20 @@ _pirate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pirate__subcmd__help__subcmd__titanic)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pirate__subcmd__help__subcmd__worker)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -752,6 +776,80 @@ _pirate() {
                     return 0
                     ;;
                 --state-heartbeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pirate__subcmd__titanic)
+            opts="-v -q -h -V --connect --dir --heartbeat --liveness --reconnect --retry-interval --request-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --verbose --quiet --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --heartbeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --liveness)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reconnect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retry-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --faults)
+                    COMPREPLY=($(compgen -W "none guide" -- "${cur}"))
+                    return 0
+                    ;;
+                --crash-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --overload-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --overload-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --faults-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --crash-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --work)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

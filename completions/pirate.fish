@@ -34,6 +34,7 @@ complete -c pirate -n "__fish_pirate_needs_command" -f -a "client" -d 'Lazy Pira
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "titanic" -d 'Titanic (9/TSP): stores requests on disk, forwards them to services through a broker, keeps replies until the client closes them'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "chaos" -d 'Run a whole topology, break it on purpose, and check that nothing was lost (with no subcommand: the built-in 30-second demonstration)'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -67,8 +68,10 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l service -d 'Spe
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l protocol -d 'Client protocol: bare Lazy Pirate, or Majordomo 0.1 / 0.2 [default: lazy, or mdp with --service]' -r -f -a "lazy\t'Bare requests to a Lazy Pirate server or a Pirate queue'
 mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'
 mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l poll-interval -d 'With --titanic: wait between polls of titanic.reply while the reply is pending' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l expect-echo -d 'Check that every reply equals its request (an echo service); a reply that does not is reported and retried, never accepted (implied by --count)'
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l titanic -d 'Send each request through Titanic (9/TSP) to --service: store it, poll for the reply, close it'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -127,6 +130,27 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -s q -l quiet -d '
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s h -l help -d 'Print help'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l connect -d 'Endpoint of the Majordomo broker' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l dir -d 'Directory of the durable store (created if missing; one titanic per directory)' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l heartbeat -d 'Heartbeat interval of the titanic.* workers (7/MDP)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l liveness -d 'Silent heartbeat intervals after which the broker is taken for dead' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l reconnect -d 'First reconnect delay after losing the broker; doubles up to 32s' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l retry-interval -d 'How long a pending request waits before it is sent to its service again' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l request-timeout -d 'How long one attempt to a service waits for its reply' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
+guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l crash-rate -d 'Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l overload-rate -d 'Probability of stalling ("CPU overload") per request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l overload-for -d 'How long an overload stalls [default: 2s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l faults-after -d 'Requests served normally before random faults start [default: 3]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l crash-after -d 'Crash deterministically on request N+1' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l work -d 'Simulated work per request [default: 0s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l seed -d 'Seed of the demonstration (printed at start; replays its schedule and faults)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l out -d 'Write results.json, history.jsonl and each process\'s log into DIR' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
@@ -213,13 +237,14 @@ complete -c pirate -n "__fish_pirate_using_subcommand generate" -s q -l quiet -d
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "chaos" -d 'Run a whole topology, break it on purpose, and check that nothing was lost (with no subcommand: the built-in 30-second demonstration)'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker chaos generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "titanic" -d 'Titanic (9/TSP): stores requests on disk, forwards them to services through a broker, keeps replies until the client closes them'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "chaos" -d 'Run a whole topology, break it on purpose, and check that nothing was lost (with no subcommand: the built-in 30-second demonstration)'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'

@@ -18,6 +18,7 @@
 //! - [`stats`]: latency percentiles.
 //! - [`shutdown`]: the Ctrl-C/SIGTERM stop flag and interruptible sleeps.
 //! - [`majordomo`]: the Majordomo client and worker API for Rust programs.
+//! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.
 //! - [`chaos`]: `pirate chaos`, with the pure history checker that judges a run.
 
@@ -35,6 +36,7 @@ pub mod proto;
 pub mod roles;
 pub mod shutdown;
 pub mod stats;
+pub mod store;
 pub mod transport;
 
 pub use error::{Error, Result};

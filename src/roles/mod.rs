@@ -7,4 +7,5 @@ pub mod client;
 pub mod mdp_worker;
 pub mod queue;
 pub mod server;
+pub mod titanic;
 pub mod worker;

@@ -15,6 +15,7 @@ use pirate::roles::bstar_server::{BstarOptions, BstarServerConfig};
 use pirate::roles::client::{ClientConfig, Framing};
 use pirate::roles::queue::QueueConfig;
 use pirate::roles::server::ServerConfig;
+use pirate::roles::titanic::{TitanicClientConfig, TitanicConfig};
 use pirate::roles::worker::{PirateProtocol, WorkerConfig};
 
 const EXIT_CODES: &str = "\
@@ -67,6 +68,10 @@ pub enum Command {
     /// Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service
     #[command(after_help = EXIT_CODES)]
     Broker(BrokerArgs),
+    /// Titanic (9/TSP): stores requests on disk, forwards them to services through a broker,
+    /// keeps replies until the client closes them
+    #[command(after_help = EXIT_CODES)]
+    Titanic(TitanicArgs),
     /// Run a whole topology, break it on purpose, and check that nothing was lost (with no
     /// subcommand: the built-in 30-second demonstration)
     #[command(after_help = EXIT_CODES)]
@@ -302,6 +307,13 @@ pub struct ClientArgs {
     /// --service]
     #[arg(long, value_enum, value_name = "PROTOCOL")]
     pub protocol: Option<ClientProtocol>,
+    /// Send each request through Titanic (9/TSP) to --service: store it, poll for the reply,
+    /// close it
+    #[arg(long, requires = "service")]
+    pub titanic: bool,
+    /// With --titanic: wait between polls of titanic.reply while the reply is pending
+    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub poll_interval: Duration,
     /// Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
@@ -319,6 +331,19 @@ pub enum ClientProtocol {
 }
 
 impl ClientArgs {
+    /// The Titanic client config, with --titanic.
+    pub fn titanic_config(&self) -> Option<TitanicClientConfig> {
+        let service = self.service.clone().filter(|_| self.titanic)?;
+        Some(TitanicClientConfig {
+            broker: self.connect[0].clone(),
+            service,
+            timeout: self.timeout,
+            retries: self.retries,
+            poll_interval: self.poll_interval,
+            check_echo: self.count.is_some() || self.expect_echo,
+        })
+    }
+
     pub fn config(&self) -> Result<ClientConfig, String> {
         let protocol = self.protocol.unwrap_or(if self.service.is_some() {
             ClientProtocol::Mdp
@@ -552,6 +577,53 @@ impl WorkerArgs {
             faults,
             seed: self.faults.seed(),
         })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TitanicArgs {
+    /// Endpoint of the Majordomo broker
+    #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT")]
+    pub connect: String,
+    /// Directory of the durable store (created if missing; one titanic per directory)
+    #[arg(long, default_value = ".titanic", value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+    /// Heartbeat interval of the titanic.* workers (7/MDP)
+    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+    /// Silent heartbeat intervals after which the broker is taken for dead
+    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub liveness: u32,
+    /// First reconnect delay after losing the broker; doubles up to 32s
+    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub reconnect: Duration,
+    /// How long a pending request waits before it is sent to its service again
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_interval: Duration,
+    /// How long one attempt to a service waits for its reply
+    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+impl TitanicArgs {
+    pub fn config(&self, trace: bool) -> TitanicConfig {
+        TitanicConfig {
+            broker: self.connect.clone(),
+            dir: self.dir.clone(),
+            heartbeat: HeartbeatConfig {
+                interval: self.heartbeat,
+                liveness: self.liveness,
+            },
+            reconnect: self.reconnect,
+            retry_interval: self.retry_interval,
+            request_timeout: self.request_timeout,
+            faults: self.faults.plan(FaultPlan::default()),
+            seed: self.faults.seed(),
+            trace,
+            ..TitanicConfig::default()
+        }
     }
 }
 

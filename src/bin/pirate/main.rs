@@ -15,7 +15,7 @@ use clap::Parser;
 
 use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
-use pirate::roles::{broker, bstar_server, client, queue, server, worker};
+use pirate::roles::{broker, bstar_server, client, queue, server, titanic, worker};
 use pirate::shutdown;
 
 use cli::{ChaosCommand, Cli, Command, Generated};
@@ -106,6 +106,12 @@ fn run(cli: Cli) -> error::Result<i32> {
             })?;
             Ok(exit_code_of(&report))
         }
+        Command::Titanic(args) => {
+            let config = args.config(trace);
+            let mut renderer = Renderer::new(output);
+            let report = run_role(&mut renderer, trace, |ev| titanic::run(&config, ev))?;
+            Ok(exit_code_of(&report))
+        }
         Command::Broker(args) => {
             let config = args.config();
             let pair = args.bstar.options().map_err(Error::Usage)?;
@@ -130,6 +136,7 @@ fn run(cli: Cli) -> error::Result<i32> {
         }
         Command::Client(args) => {
             let config = args.config().map_err(Error::Usage)?;
+            let titanic_config = args.titanic_config();
             let mut renderer = Renderer::new(output).with_progress(args.count);
             let requests: Box<dyn Iterator<Item = String>> = if let Some(n) = args.count {
                 Box::new((1..=n).map(|i| i.to_string()))
@@ -139,9 +146,14 @@ fn run(cli: Cli) -> error::Result<i32> {
                 // Lazily, so a pipeline can feed requests as they come.
                 Box::new(std::io::stdin().lock().lines().map_while(Result::ok))
             };
-            let report = run_role(&mut renderer, trace, |ev| {
-                client::run(&config, requests, ev)
-            })?;
+            let report = match titanic_config {
+                Some(titanic) => run_role(&mut renderer, trace, |ev| {
+                    titanic::run_client(&titanic, requests, ev)
+                })?,
+                None => run_role(&mut renderer, trace, |ev| {
+                    client::run(&config, requests, ev)
+                })?,
+            };
             Ok(exit_code_of(&report))
         }
         Command::Generate(args) => {

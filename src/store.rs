@@ -1,0 +1,928 @@
+//! The crash-safe store behind Titanic (9/TSP): requests and replies by UUID in one
+//! append-only, checksummed, fsync'd log file, compacted as entries are closed.
+//!
+//! # Why a log of our own, not a file per message or an embedded database
+//!
+//! The Guide's Titanic writes one file per request and per reply and never fsyncs: a crash can
+//! leave an empty or half-written file that is then served as a reply, an acknowledged request
+//! can vanish with the page cache on power loss, and directories of millions of small files are
+//! slow. An embedded database (`redb`, `sled`, SQLite) would fix that, but this store needs
+//! exactly four operations on an in-memory index, and a log of our own is a few hundred lines
+//! with every durability step visible, no dependency to vet, vendor and keep building, and a
+//! crash story that the tests below check byte by byte (a torn last record cut at every
+//! offset).
+//!
+//! # Layout
+//!
+//! `DIR/titanic.log` starts with the 16-byte magic `PIRATE TSP LOG 1`, then records:
+//!
+//! ```text
+//! record  = len:u32le  crc:u32le  payload[len]      crc = CRC-32 (IEEE) of len:u32le ‖ payload
+//! payload = 0x01 uuid[16] service:bytes frames      request
+//!         | 0x02 uuid[16] frames                    reply
+//!         | 0x03 uuid[16]                           close
+//! bytes   = n:u32le byte[n]          frames = count:u32le bytes{count}
+//! ```
+//!
+//! `DIR/lock` is held with `flock` while a store is open, so two Titanics cannot share a
+//! directory. `DIR/titanic.log.new` exists only while compacting.
+//!
+//! # Durability argument
+//!
+//! - **Put is durable when it returns.** Every put appends one record with a single positioned
+//!   write at the end of the last good record, then `fdatasync`s the file. Titanic replies
+//!   `200` + UUID only after that, so an acknowledged request is on disk.
+//! - **A torn record is ignored.** `kill -9` (or power loss) can stop a write part way. A
+//!   record is accepted on recovery only if its whole length is there and its CRC matches, and
+//!   recovery stops at the first record that fails; the file is truncated back to the last
+//!   good record (and synced) before anything else is appended, so a torn tail can never hide
+//!   records written after it. Only the tail can be torn: a record is appended only after the
+//!   one before it was synced. Nothing that was acknowledged is lost: an acknowledged record
+//!   was synced, so it lies wholly before any torn tail.
+//! - **A failed write or sync is not retried blindly.** A write error truncates the file back
+//!   to the last good record; if that fails too, or if `fdatasync` fails (after which Linux may
+//!   have dropped the dirty pages: "fsyncgate"), the store refuses every later write until it
+//!   is reopened, when recovery re-reads what really is on disk.
+//! - **Compaction is atomic.** When the bytes of closed entries exceed both the live bytes and
+//!   a floor (1 MiB by default), the live entries are written in arrival order to
+//!   `titanic.log.new`, which is synced, renamed over `titanic.log`, and the directory synced.
+//!   A crash before the rename leaves the old log (the temporary file is deleted on open); a
+//!   crash after leaves the new one; both are complete. Rewriting only when dead bytes exceed
+//!   live ones keeps the cost amortised O(1) per byte written and the file under twice the live
+//!   data plus the floor, however many request/close cycles go through it.
+//! - **Recovery syncs what it read.** A record written but not yet synced when a process was
+//!   killed is still in the page cache and will be read back; the store syncs the file on open
+//!   so that such a record is durable before anything is served from it.
+//!
+//! Everything live is also held in memory (entries are only as big as the requests and
+//! replies that clients have not closed yet).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::msg::Message;
+
+/// The first bytes of every log file.
+pub const MAGIC: &[u8; 16] = b"PIRATE TSP LOG 1";
+/// The log's file name inside the store's directory.
+pub const LOG_FILE: &str = "titanic.log";
+const NEW_FILE: &str = "titanic.log.new";
+const LOCK_FILE: &str = "lock";
+/// Record header: length and CRC, 4 bytes each.
+const RECORD_HEADER: usize = 8;
+
+const KIND_REQUEST: u8 = 1;
+const KIND_REPLY: u8 = 2;
+const KIND_CLOSE: u8 = 3;
+
+/// A request's identity: 128 random bits, written as 32 lowercase hex digits on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Uuid(pub [u8; 16]);
+
+impl Uuid {
+    /// A fresh UUID from the operating system's generator. Deliberately not from the seeded
+    /// generator: a run replayed with the same `--seed` on the same directory would otherwise
+    /// draw UUIDs that are already in the store.
+    pub fn random() -> Self {
+        Uuid(rand::random::<u128>().to_be_bytes())
+    }
+
+    /// Parses 32 hex digits (either case). Anything else is `None`.
+    pub fn parse(text: &[u8]) -> Option<Self> {
+        if text.len() != 32 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for (i, pair) in text.chunks(2).enumerate() {
+            let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+            bytes[i] = hex(pair[0])? << 4 | hex(pair[1])?;
+        }
+        Some(Uuid(bytes))
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// One stored request, and its reply once there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub service: String,
+    pub request: Message,
+    pub reply: Option<Message>,
+}
+
+/// Where an injected crash (fault injection) kills the process during the next append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Before any byte is written.
+    BeforeWrite,
+    /// After writing this many thousandths of the record (at least one byte, never all):
+    /// a torn record for recovery to find.
+    MidWrite(u32),
+    /// After the whole record is written, before it is synced.
+    BeforeSync,
+    /// After the sync, before the caller hears of it (so before Titanic replies).
+    AfterSync,
+}
+
+/// Tuning; `Default` is what Titanic uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Dead bytes tolerated before compaction is considered (it also needs dead > live).
+    pub compact_min: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            compact_min: 1 << 20,
+        }
+    }
+}
+
+/// What opening the store found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Valid records read.
+    pub records: u64,
+    /// Bytes after the last valid record, cut off (a torn write).
+    pub torn_bytes: u64,
+}
+
+struct Slot {
+    seq: u64,
+    entry: Entry,
+    /// Bytes of this entry's records in the log.
+    bytes: u64,
+}
+
+/// The store: an open log and the index of its live entries.
+pub struct Store {
+    dir: PathBuf,
+    file: File,
+    _lock: File,
+    /// End of the last good record: where the next one goes.
+    len: u64,
+    entries: HashMap<Uuid, Slot>,
+    /// Requests without a reply, by arrival.
+    pending: BTreeMap<u64, Uuid>,
+    next_seq: u64,
+    live_bytes: u64,
+    options: StoreOptions,
+    poisoned: Option<String>,
+    crash: Option<CrashPoint>,
+    recovery: Recovery,
+    compactions: u64,
+    warning: Option<String>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with the default options.
+    pub fn open(dir: &Path) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `dir`, recovering from whatever a crash left.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store> {
+        let ctx = |what: &str, e: std::io::Error| {
+            Error::Internal(format!("store {}: {what}: {e}", dir.display()))
+        };
+        fs::create_dir_all(dir).map_err(|e| ctx("cannot create the directory", e))?;
+        let lock = lock_dir(dir)?;
+        let log = dir.join(LOG_FILE);
+        let new = dir.join(NEW_FILE);
+        if new.exists() {
+            // A compaction that crashed before its rename: the old log is the truth.
+            fs::remove_file(&new).map_err(|e| ctx("cannot remove a stale temporary log", e))?;
+        }
+        if !log.exists() {
+            write_atomically(dir, MAGIC).map_err(|e| ctx("cannot create the log", e))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log)
+            .map_err(|e| ctx("cannot open the log", e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| ctx("cannot read the log", e))?;
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(Error::Usage(format!(
+                "{} is not a pirate titanic log (pick an empty --dir)",
+                log.display()
+            )));
+        }
+        let mut store = Store {
+            dir: dir.to_path_buf(),
+            file,
+            _lock: lock,
+            len: MAGIC.len() as u64,
+            entries: HashMap::new(),
+            pending: BTreeMap::new(),
+            next_seq: 0,
+            live_bytes: 0,
+            options,
+            poisoned: None,
+            crash: None,
+            recovery: Recovery::default(),
+            compactions: 0,
+            warning: None,
+        };
+        let mut at = MAGIC.len();
+        while let Some((payload, size)) = next_record(&bytes[at..]) {
+            match decode(payload) {
+                Some(record) => store.apply(record, size as u64),
+                None => break, // checksummed but not ours: treat as the torn tail
+            }
+            store.recovery.records += 1;
+            at += size;
+        }
+        store.len = at as u64;
+        store.recovery.torn_bytes = (bytes.len() - at) as u64;
+        if store.recovery.torn_bytes > 0 {
+            store
+                .file
+                .set_len(store.len)
+                .map_err(|e| ctx("cannot cut off a torn record", e))?;
+        }
+        // Whatever a killed process left in the page cache becomes durable before it is served.
+        store
+            .file
+            .sync_all()
+            .map_err(|e| ctx("cannot sync the log", e))?;
+        store.maybe_compact()?;
+        Ok(store)
+    }
+
+    /// What opening the store found.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
+    /// Arms a crash for the next append (fault injection).
+    pub fn crash_on_next_write(&mut self, point: CrashPoint) {
+        self.crash = Some(point);
+    }
+
+    /// Stores a new request durably. Fails if `uuid` is already in the store.
+    pub fn put_request(&mut self, uuid: Uuid, service: &str, request: &Message) -> Result<()> {
+        if self.entries.contains_key(&uuid) {
+            return Err(Error::Internal(format!("uuid {uuid} is already stored")));
+        }
+        let mut payload = vec![KIND_REQUEST];
+        payload.extend_from_slice(&uuid.0);
+        put_bytes(&mut payload, service.as_bytes());
+        put_frames(&mut payload, request);
+        let size = self.append(&payload)?;
+        self.apply(
+            Record::Request {
+                uuid,
+                service: service.to_string(),
+                request: request.clone(),
+            },
+            size,
+        );
+        Ok(())
+    }
+
+    /// Stores the reply to a request durably. `false` (and nothing written) if the request is
+    /// unknown (closed meanwhile) or already has a reply.
+    pub fn put_reply(&mut self, uuid: Uuid, reply: &Message) -> Result<bool> {
+        match self.entries.get(&uuid) {
+            Some(slot) if slot.entry.reply.is_none() => {}
+            _ => return Ok(false),
+        }
+        let mut payload = vec![KIND_REPLY];
+        payload.extend_from_slice(&uuid.0);
+        put_frames(&mut payload, reply);
+        let size = self.append(&payload)?;
+        self.apply(
+            Record::Reply {
+                uuid,
+                reply: reply.clone(),
+            },
+            size,
+        );
+        Ok(true)
+    }
+
+    /// The request and its reply, if `uuid` is stored.
+    pub fn get(&self, uuid: &Uuid) -> Option<&Entry> {
+        self.entries.get(uuid).map(|slot| &slot.entry)
+    }
+
+    /// Deletes a request and its reply, durably. Idempotent: `false` for an unknown UUID
+    /// (nothing is written then). May compact the log afterwards.
+    pub fn close(&mut self, uuid: Uuid) -> Result<bool> {
+        if !self.entries.contains_key(&uuid) {
+            return Ok(false);
+        }
+        let mut payload = vec![KIND_CLOSE];
+        payload.extend_from_slice(&uuid.0);
+        let size = self.append(&payload)?;
+        self.apply(Record::Close { uuid }, size);
+        if let Err(e) = self.maybe_compact() {
+            // The close itself is durable; the old log stays valid and a later close retries.
+            self.warning = Some(format!("compaction failed: {e}"));
+        }
+        Ok(true)
+    }
+
+    /// Requests without a reply, oldest first.
+    pub fn pending(&self) -> Vec<Uuid> {
+        self.pending.values().copied().collect()
+    }
+
+    /// Entries stored (answered or not).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Size of the log in bytes.
+    pub fn log_bytes(&self) -> u64 {
+        self.len
+    }
+
+    /// Bytes of the log that hold live entries.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Compactions done since the store was opened.
+    pub fn compactions(&self) -> u64 {
+        self.compactions
+    }
+
+    /// A warning to report, if something went wrong that did not fail an operation.
+    pub fn take_warning(&mut self) -> Option<String> {
+        self.warning.take()
+    }
+
+    /// Updates the index with a record that is in the log (`size`: its bytes there).
+    fn apply(&mut self, record: Record, size: u64) {
+        match record {
+            Record::Request {
+                uuid,
+                service,
+                request,
+            } => {
+                if self.entries.contains_key(&uuid) {
+                    return; // never written by us; ignore rather than overwrite
+                }
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.pending.insert(seq, uuid);
+                self.live_bytes += size;
+                let entry = Entry {
+                    service,
+                    request,
+                    reply: None,
+                };
+                self.entries.insert(
+                    uuid,
+                    Slot {
+                        seq,
+                        entry,
+                        bytes: size,
+                    },
+                );
+            }
+            Record::Reply { uuid, reply } => {
+                if let Some(slot) = self.entries.get_mut(&uuid) {
+                    if slot.entry.reply.is_none() {
+                        slot.entry.reply = Some(reply);
+                        slot.bytes += size;
+                        self.live_bytes += size;
+                        self.pending.remove(&slot.seq);
+                    }
+                }
+            }
+            Record::Close { uuid } => {
+                if let Some(slot) = self.entries.remove(&uuid) {
+                    self.pending.remove(&slot.seq);
+                    self.live_bytes -= slot.bytes;
+                }
+            }
+        }
+    }
+
+    /// Appends one record and syncs it. Returns its size in the log.
+    fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        if let Some(why) = &self.poisoned {
+            return Err(Error::Internal(format!(
+                "store {} refuses writes after an earlier failure ({why}); restart titanic",
+                self.dir.display()
+            )));
+        }
+        let record = encode_record(payload)?;
+        let crash = self.crash.take();
+        if crash == Some(CrashPoint::BeforeWrite) {
+            crate::faults::crash_now();
+        }
+        if let Some(CrashPoint::MidWrite(permille)) = crash {
+            let cut = (record.len() as u64 * permille.min(1000) as u64 / 1000) as usize;
+            let cut = cut.clamp(1, record.len() - 1);
+            let _ = self.file.write_all_at(&record[..cut], self.len);
+            crate::faults::crash_now();
+        }
+        if let Err(e) = self.file.write_all_at(&record, self.len) {
+            // Cut off whatever part of the record made it, so the next append is not hidden
+            // behind a torn record.
+            if let Err(e2) = self.file.set_len(self.len) {
+                self.poisoned = Some(format!("write failed: {e}; truncate failed: {e2}"));
+            }
+            return Err(Error::Internal(format!(
+                "store {}: cannot write: {e}",
+                self.dir.display()
+            )));
+        }
+        if crash == Some(CrashPoint::BeforeSync) {
+            crate::faults::crash_now();
+        }
+        if let Err(e) = self.file.sync_data() {
+            // After a failed fsync the kernel may have dropped the dirty pages: what is on disk
+            // is unknown until the log is read again.
+            self.poisoned = Some(format!("fsync failed: {e}"));
+            return Err(Error::Internal(format!(
+                "store {}: cannot sync: {e}",
+                self.dir.display()
+            )));
+        }
+        if crash == Some(CrashPoint::AfterSync) {
+            crate::faults::crash_now();
+        }
+        self.len += record.len() as u64;
+        Ok(record.len() as u64)
+    }
+
+    /// Compacts when closed entries take more room than live ones and than the floor.
+    fn maybe_compact(&mut self) -> Result<()> {
+        let dead = self.len - MAGIC.len() as u64 - self.live_bytes;
+        if dead >= self.options.compact_min && dead > self.live_bytes {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the live entries, in arrival order, into a new log that replaces the old one
+    /// atomically (see the module docs).
+    fn compact(&mut self) -> Result<()> {
+        let mut slots: Vec<(&Uuid, &Slot)> = self.entries.iter().collect();
+        slots.sort_by_key(|(_, slot)| slot.seq);
+        let mut bytes = MAGIC.to_vec();
+        let mut sizes = Vec::with_capacity(slots.len());
+        for (uuid, slot) in slots {
+            let start = bytes.len();
+            let mut payload = vec![KIND_REQUEST];
+            payload.extend_from_slice(&uuid.0);
+            put_bytes(&mut payload, slot.entry.service.as_bytes());
+            put_frames(&mut payload, &slot.entry.request);
+            bytes.extend(encode_record(&payload)?);
+            if let Some(reply) = &slot.entry.reply {
+                let mut payload = vec![KIND_REPLY];
+                payload.extend_from_slice(&uuid.0);
+                put_frames(&mut payload, reply);
+                bytes.extend(encode_record(&payload)?);
+            }
+            sizes.push((*uuid, (bytes.len() - start) as u64));
+        }
+        let file = write_atomically(&self.dir, &bytes).map_err(|e| {
+            Error::Internal(format!("store {}: cannot compact: {e}", self.dir.display()))
+        })?;
+        self.file = file;
+        self.len = bytes.len() as u64;
+        self.live_bytes = self.len - MAGIC.len() as u64;
+        for (uuid, size) in sizes {
+            if let Some(slot) = self.entries.get_mut(&uuid) {
+                slot.bytes = size;
+            }
+        }
+        self.compactions += 1;
+        Ok(())
+    }
+}
+
+/// A decoded record.
+enum Record {
+    Request {
+        uuid: Uuid,
+        service: String,
+        request: Message,
+    },
+    Reply {
+        uuid: Uuid,
+        reply: Message,
+    },
+    Close {
+        uuid: Uuid,
+    },
+}
+
+/// Takes an exclusive `flock` on `DIR/lock`, so two Titanics never share a store. The kernel
+/// drops it when the process dies, however it dies.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Internal(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock(2) on a descriptor we own has no memory-safety preconditions.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::Usage(format!(
+            "store {} is in use by another titanic (one directory per titanic; pick another --dir)",
+            dir.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// Writes `bytes` as the whole new log: to a temporary file, synced, renamed over the log,
+/// directory synced. Returns the new log, open for reading and writing.
+fn write_atomically(dir: &Path, bytes: &[u8]) -> std::io::Result<File> {
+    let new = dir.join(NEW_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&new)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&new, dir.join(LOG_FILE))?;
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+/// `len:u32le crc:u32le payload`.
+fn encode_record(payload: &[u8]) -> Result<Vec<u8>> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| Error::Internal("record larger than 4 GiB".into()))?;
+    let mut record = Vec::with_capacity(RECORD_HEADER + payload.len());
+    record.extend_from_slice(&len.to_le_bytes());
+    record.extend_from_slice(&checksum(len, payload).to_le_bytes());
+    record.extend_from_slice(payload);
+    Ok(record)
+}
+
+/// The payload and whole size of the record at the start of `bytes`, if it is complete and
+/// its checksum matches.
+fn next_record(bytes: &[u8]) -> Option<(&[u8], usize)> {
+    let header = bytes.get(..RECORD_HEADER)?;
+    let len = u32::from_le_bytes(header[..4].try_into().ok()?);
+    let crc = u32::from_le_bytes(header[4..].try_into().ok()?);
+    let payload = bytes.get(RECORD_HEADER..RECORD_HEADER.checked_add(len as usize)?)?;
+    (checksum(len, payload) == crc).then_some((payload, RECORD_HEADER + payload.len()))
+}
+
+fn checksum(len: u32, payload: &[u8]) -> u32 {
+    crc32_update(crc32_update(!0, &len.to_le_bytes()), payload) ^ !0
+}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), table-driven.
+fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    };
+    for &b in bytes {
+        crc = TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_frames(out: &mut Vec<u8>, msg: &Message) {
+    out.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+    for frame in msg.iter() {
+        put_bytes(out, frame);
+    }
+}
+
+/// Reads a checksummed payload; `None` if it does not parse (never a panic).
+fn decode(payload: &[u8]) -> Option<Record> {
+    let mut r = Reader(payload);
+    let kind = r.take(1)?[0];
+    let uuid = Uuid(r.take(16)?.try_into().ok()?);
+    let record = match kind {
+        KIND_REQUEST => {
+            let service = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+            let request = r.frames()?;
+            Record::Request {
+                uuid,
+                service,
+                request,
+            }
+        }
+        KIND_REPLY => Record::Reply {
+            uuid,
+            reply: r.frames()?,
+        },
+        KIND_CLOSE => Record::Close { uuid },
+        _ => return None,
+    };
+    r.0.is_empty().then_some(record)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+
+    fn frames(&mut self) -> Option<Message> {
+        let n = self.u32()?;
+        let mut msg = Message::new();
+        for _ in 0..n {
+            msg.push_back(self.bytes()?.to_vec());
+        }
+        Some(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "pirate-store-{name}-{}-{}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            let _ = fs::remove_dir_all(&path);
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn msg(frames: &[&str]) -> Message {
+        Message::from_frames(frames.iter().map(|f| f.as_bytes().to_vec()))
+    }
+
+    fn uuid(n: u8) -> Uuid {
+        Uuid([n; 16])
+    }
+
+    #[test]
+    fn uuids_are_32_lowercase_hex_and_parse_back() {
+        let u = Uuid::random();
+        let text = u.to_string();
+        assert_eq!(text.len(), 32);
+        assert!(text
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(Uuid::parse(text.as_bytes()), Some(u));
+        assert_eq!(Uuid::parse(text.to_uppercase().as_bytes()), Some(u));
+        assert_ne!(Uuid::random(), u);
+        for bad in ["", "abc", &text[..31], &format!("{}g", &text[..31]), "é"] {
+            assert_eq!(Uuid::parse(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32_update(!0, b"123456789") ^ !0, 0xCBF4_3926);
+    }
+
+    #[test]
+    fn put_get_reply_close_and_pending() {
+        let dir = TempDir::new("basic");
+        let mut store = Store::open(&dir.0).unwrap();
+        assert!(store.is_empty());
+        store
+            .put_request(uuid(1), "echo", &msg(&["a", "b"]))
+            .unwrap();
+        store.put_request(uuid(2), "upper", &msg(&["c"])).unwrap();
+        store.put_request(uuid(3), "echo", &msg(&[""])).unwrap();
+        assert!(store.put_request(uuid(1), "echo", &msg(&["x"])).is_err());
+        assert_eq!(store.pending(), vec![uuid(1), uuid(2), uuid(3)]);
+        assert!(store.put_reply(uuid(2), &msg(&["C"])).unwrap());
+        assert!(!store.put_reply(uuid(2), &msg(&["again"])).unwrap());
+        assert!(!store.put_reply(uuid(9), &msg(&["nobody"])).unwrap());
+        assert_eq!(store.pending(), vec![uuid(1), uuid(3)]);
+        let e = store.get(&uuid(2)).unwrap();
+        assert_eq!(e.service, "upper");
+        assert_eq!(e.request, msg(&["c"]));
+        assert_eq!(e.reply, Some(msg(&["C"])));
+        assert_eq!(store.get(&uuid(1)).unwrap().reply, None);
+        assert!(store.close(uuid(1)).unwrap());
+        assert!(!store.close(uuid(1)).unwrap(), "close is idempotent");
+        assert!(!store.close(uuid(7)).unwrap(), "unknown uuid");
+        assert_eq!(store.get(&uuid(1)), None);
+        assert_eq!(store.pending(), vec![uuid(3)]);
+        assert_eq!(store.len(), 2);
+        drop(store);
+
+        // All of it survives a reopen, arrival order included.
+        let store = Store::open(&dir.0).unwrap();
+        assert_eq!(store.recovery().torn_bytes, 0);
+        assert_eq!(store.pending(), vec![uuid(3)]);
+        assert_eq!(store.get(&uuid(2)).unwrap().reply, Some(msg(&["C"])));
+        assert_eq!(store.get(&uuid(3)).unwrap().request, msg(&[""]));
+        assert_eq!(store.get(&uuid(1)), None);
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused() {
+        let dir = TempDir::new("lock");
+        let _store = Store::open(&dir.0).unwrap();
+        let err = Store::open(&dir.0).err().expect("second open must fail");
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused() {
+        let dir = TempDir::new("foreign");
+        fs::create_dir_all(&dir.0).unwrap();
+        fs::write(dir.0.join(LOG_FILE), b"hello, not a log at all").unwrap();
+        assert!(matches!(Store::open(&dir.0), Err(Error::Usage(_))));
+    }
+
+    /// Builds a log, then cuts its last record at every byte offset: recovery must keep every
+    /// record before it, drop the torn one, and take new writes after it.
+    #[test]
+    fn a_torn_last_record_is_ignored_at_every_offset() {
+        let dir = TempDir::new("torn");
+        let (before, full) = {
+            let mut store = Store::open(&dir.0).unwrap();
+            store.put_request(uuid(1), "echo", &msg(&["one"])).unwrap();
+            store.put_request(uuid(2), "echo", &msg(&["two"])).unwrap();
+            store.put_reply(uuid(1), &msg(&["ONE"])).unwrap();
+            let before = store.log_bytes();
+            // The last record: a reply with several frames.
+            store.put_reply(uuid(2), &msg(&["T", "W", "O"])).unwrap();
+            (before, fs::read(dir.0.join(LOG_FILE)).unwrap())
+        };
+        assert!(full.len() as u64 > before + 10);
+        for cut in before..full.len() as u64 {
+            fs::write(dir.0.join(LOG_FILE), &full[..cut as usize]).unwrap();
+            let mut store = Store::open(&dir.0).unwrap();
+            assert_eq!(store.recovery().torn_bytes, cut - before, "cut at {cut}");
+            assert_eq!(store.recovery().records, 3, "cut at {cut}");
+            assert_eq!(store.get(&uuid(1)).unwrap().reply, Some(msg(&["ONE"])));
+            assert_eq!(store.get(&uuid(2)).unwrap().reply, None, "cut at {cut}");
+            assert_eq!(store.pending(), vec![uuid(2)]);
+            // The torn bytes are gone from the file, so a new record is found after reopen.
+            assert_eq!(fs::metadata(dir.0.join(LOG_FILE)).unwrap().len(), before);
+            store.put_reply(uuid(2), &msg(&["2"])).unwrap();
+            drop(store);
+            let store = Store::open(&dir.0).unwrap();
+            assert_eq!(store.get(&uuid(2)).unwrap().reply, Some(msg(&["2"])));
+            assert_eq!(store.recovery().torn_bytes, 0);
+        }
+        // And the whole file, untouched, has all four records.
+        fs::write(dir.0.join(LOG_FILE), &full).unwrap();
+        let store = Store::open(&dir.0).unwrap();
+        assert_eq!(store.recovery().records, 4);
+        assert_eq!(
+            store.get(&uuid(2)).unwrap().reply,
+            Some(msg(&["T", "W", "O"]))
+        );
+    }
+
+    #[test]
+    fn a_corrupted_last_record_is_ignored() {
+        let dir = TempDir::new("corrupt");
+        {
+            let mut store = Store::open(&dir.0).unwrap();
+            store.put_request(uuid(1), "echo", &msg(&["one"])).unwrap();
+            store.put_request(uuid(2), "echo", &msg(&["two"])).unwrap();
+        }
+        let mut bytes = fs::read(dir.0.join(LOG_FILE)).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(dir.0.join(LOG_FILE), &bytes).unwrap();
+        let store = Store::open(&dir.0).unwrap();
+        assert_eq!(store.pending(), vec![uuid(1)]);
+        assert!(store.recovery().torn_bytes > 0);
+    }
+
+    #[test]
+    fn a_stale_compaction_file_is_discarded() {
+        let dir = TempDir::new("stale");
+        {
+            let mut store = Store::open(&dir.0).unwrap();
+            store.put_request(uuid(1), "echo", &msg(&["one"])).unwrap();
+        }
+        fs::write(dir.0.join(NEW_FILE), b"half a compaction").unwrap();
+        let store = Store::open(&dir.0).unwrap();
+        assert_eq!(store.pending(), vec![uuid(1)]);
+        assert!(!dir.0.join(NEW_FILE).exists());
+    }
+
+    /// Space is reclaimed: thousands of request/reply/close cycles keep the log bounded, and
+    /// what was still open survives every compaction in arrival order.
+    #[test]
+    fn the_log_does_not_grow_across_request_close_cycles() {
+        let dir = TempDir::new("compact");
+        let options = StoreOptions { compact_min: 4096 };
+        let mut store = Store::open_with(&dir.0, options).unwrap();
+        let body = msg(&[&"x".repeat(200)]);
+        store
+            .put_request(uuid(0), "keep", &msg(&["first"]))
+            .unwrap();
+        let mut max = 0;
+        for i in 0..3000u32 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&(i + 1).to_le_bytes());
+            let u = Uuid(id);
+            store.put_request(u, "echo", &body).unwrap();
+            store.put_reply(u, &body).unwrap();
+            store.close(u).unwrap();
+            max = max.max(fs::metadata(dir.0.join(LOG_FILE)).unwrap().len());
+        }
+        store.put_request(uuid(9), "keep", &msg(&["last"])).unwrap();
+        assert!(
+            store.compactions() > 10,
+            "{} compactions",
+            store.compactions()
+        );
+        // Under twice the live data plus the floor plus one cycle's records.
+        assert!(max < 2 * 4096 + 2048, "log reached {max} bytes");
+        assert_eq!(store.pending(), vec![uuid(0), uuid(9)]);
+        drop(store);
+        let store = Store::open_with(&dir.0, options).unwrap();
+        assert_eq!(store.pending(), vec![uuid(0), uuid(9)]);
+        assert_eq!(store.get(&uuid(0)).unwrap().request, msg(&["first"]));
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn garbage_never_panics_recovery() {
+        let dir = TempDir::new("garbage");
+        fs::create_dir_all(&dir.0).unwrap();
+        let mut seed = 7u64;
+        for round in 0..200 {
+            let mut bytes = MAGIC.to_vec();
+            for _ in 0..(round % 40) {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                bytes.push((seed >> 33) as u8);
+            }
+            // A well-checksummed record whose payload is nonsense.
+            bytes.extend(encode_record(&[KIND_REQUEST, 1, 2, 3]).unwrap());
+            fs::write(dir.0.join(LOG_FILE), &bytes).unwrap();
+            let store = Store::open(&dir.0).unwrap();
+            assert!(store.is_empty());
+        }
+    }
+}
