@@ -161,10 +161,12 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l pattern -d 'Pattern to run' -r -f -a "lazy\t''
-simple\t''
-paranoid\t''
-majordomo\t''"
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l pattern -d 'Pattern to run' -r -f -a "lazy\t'pirate server, clients straight to it'
+simple\t'pirate queue --simple and REQ workers'
+paranoid\t'pirate queue and 6/PPP workers'
+majordomo\t'pirate broker and MDP workers'
+titanic\t'pirate broker, MDP workers and pirate titanic; clients use --titanic'
+bstar\t'a primary and a backup pirate server; clients fail over between them'"
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l workers -d 'Workers (ignored for lazy: one server)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l clients -d 'Clients' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l requests -d 'Requests per client (default: send for the whole --duration)' -r

@@ -342,3 +342,40 @@ fn a_proxy_dropping_replies_causes_re_executions_not_losses_and_strict_rejects_t
     assert_eq!(code, 1);
     assert_eq!(summary(&out)["valid"], false);
 }
+
+#[test]
+fn titanic_and_binary_star_patterns_survive_their_nemesis() {
+    for pattern in ["titanic", "bstar"] {
+        let (code, out, err) = chaos(
+            &format!("pattern-{pattern}"),
+            &[
+                "chaos",
+                "run",
+                "--json",
+                "--pattern",
+                pattern,
+                "--duration",
+                "4s",
+                "--nemesis-interval",
+                "1s",
+                "--requests",
+                "40",
+                "--work",
+                "30ms",
+                "--seed",
+                "6",
+            ],
+        );
+        assert_eq!(code, 0, "{pattern}: {err}");
+        let s = summary(&out);
+        assert_eq!(s["valid"], true, "{pattern}: {s}");
+        assert_eq!(s["verdict"]["replied"], 80, "{pattern}: {s}");
+        assert!(
+            s["injected"]["kill"].as_u64().unwrap_or(0) >= 1,
+            "{pattern}: {s}"
+        );
+        if pattern == "titanic" {
+            assert!(s["injected"]["restart"].as_u64().unwrap_or(0) >= 1, "{s}");
+        }
+    }
+}

@@ -163,13 +163,13 @@ enum Role {
     Proxy,
 }
 
-/// `client-1` → client, `worker-2`/`server` → service, …; `broker`, `queue` and anything else
-/// say nothing the checker uses.
+/// `client-1` → client, `worker-2`/`server`/`primary`/`backup` (a Binary Star pair) →
+/// service, …; `broker`, `queue`, `titanic` and anything else say nothing the checker uses.
 fn role(source: &str) -> Option<Role> {
     let family = source.split_once('-').map_or(source, |(family, _)| family);
     match family {
         "client" => Some(Role::Client),
-        "worker" | "server" => Some(Role::Service),
+        "worker" | "server" | "primary" | "backup" => Some(Role::Service),
         "nemesis" => Some(Role::Nemesis),
         "proxy" => Some(Role::Proxy),
         _ => None,

@@ -44,6 +44,10 @@ pub enum Pattern {
     Paranoid,
     /// Majordomo: `pirate broker` and MDP workers of service `echo`.
     Majordomo,
+    /// Titanic: a broker, MDP echo workers and `pirate titanic`; clients go through Titanic.
+    Titanic,
+    /// Binary Star: a primary and a backup `pirate server`; clients know both.
+    Bstar,
 }
 
 /// A fault the nemesis can inject.
@@ -169,9 +173,15 @@ impl ChaosConfig {
     pub fn schedule(&self) -> Vec<ScheduledFault> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x006e_656d_6573_6973); // "nemesis"
         let mut kinds: Vec<NemesisFault> = self.nemesis.clone();
-        let broker_ours = self.external.is_none() && self.pattern != Pattern::Lazy;
+        let broker_ours =
+            self.external.is_none() && !matches!(self.pattern, Pattern::Lazy | Pattern::Bstar);
         if !broker_ours {
             kinds.retain(|k| *k != NemesisFault::Restart);
+        }
+        if self.pattern == Pattern::Bstar {
+            // A frozen active node that thaws after the backup took over is the split brain
+            // Binary Star stops on purpose (both nodes exit): not a fault it survives.
+            kinds.retain(|k| *k != NemesisFault::Freeze);
         }
         if kinds.is_empty() || self.nemesis_interval.is_zero() {
             return Vec::new();
@@ -210,14 +220,21 @@ impl ChaosConfig {
     fn broker_name(&self) -> &'static str {
         match self.pattern {
             Pattern::Majordomo => "broker",
+            // Titanic's store is what a restart (SIGKILL mid-write) must not break.
+            Pattern::Titanic => "titanic",
             Pattern::Lazy => "server",
-            _ => "queue",
+            Pattern::Bstar => "primary",
+            Pattern::Simple | Pattern::Paranoid => "queue",
         }
     }
 
     fn worker_names(&self) -> Vec<String> {
-        if self.pattern == Pattern::Lazy {
-            return vec!["server".into()];
+        match self.pattern {
+            Pattern::Lazy => return vec!["server".into()],
+            // Killing either node of the pair: the survivor serves, the restarted one comes
+            // back passive.
+            Pattern::Bstar => return vec!["primary".into(), "backup".into()],
+            _ => {}
         }
         (1..=self.workers.max(1))
             .map(|i| format!("worker-{i}"))
@@ -442,6 +459,19 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
+/// Where the Titanic pattern keeps its store: under `--out` when given (kept as evidence),
+/// else in a temporary directory removed after the run.
+fn titanic_dir(config: &ChaosConfig) -> PathBuf {
+    match &config.out {
+        Some(out) => out.join("titanic-store"),
+        None => std::env::temp_dir().join(format!(
+            "pirate-chaos-titanic-{}-{}",
+            std::process::id(),
+            config.seed
+        )),
+    }
+}
+
 /// Builds the process list for the pattern.
 fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
     let hb = format!("{}ms", config.heartbeat.as_millis());
@@ -477,14 +507,45 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
         }
     };
     let mut proxy_backend: Option<String> = None;
+    let mut client_extra: Vec<String> = Vec::new();
     let client_endpoint = match config.pattern {
+        Pattern::Bstar => {
+            let (s1, s2) = (free_port()?, free_port()?);
+            let (s1, s2) = (
+                format!("tcp://127.0.0.1:{s1}"),
+                format!("tcp://127.0.0.1:{s2}"),
+            );
+            for (name, role, bind, state, peer) in [
+                ("primary", "--primary", &front, &s1, &s2),
+                ("backup", "--backup", &back, &s2, &s1),
+            ] {
+                let mut args = strings(&[
+                    "server",
+                    "--json",
+                    role,
+                    "--bind",
+                    bind,
+                    "--state-bind",
+                    state,
+                    "--peer-state",
+                    peer,
+                    "--state-heartbeat",
+                    &hb,
+                ]);
+                args.extend(worker_flags(if name == "primary" { 1 } else { 2 }));
+                procs.push(new(name.into(), args, None));
+            }
+            let settle = format!("{}ms", config.heartbeat.as_millis() * 3);
+            client_extra = strings(&["--connect", &back, "--settle", &settle]);
+            front.clone()
+        }
         Pattern::Lazy => {
             let mut args = strings(&["server", "--json", "--bind", &front]);
             args.extend(worker_flags(1));
             procs.push(new("server".into(), args, None));
             front.clone()
         }
-        Pattern::Majordomo => {
+        Pattern::Majordomo | Pattern::Titanic => {
             let broker = config.external.clone().unwrap_or_else(|| front.clone());
             if matches!(config.proxy, Some((ProxyPlacement::Workers, _))) {
                 proxy_backend = Some(broker.clone());
@@ -523,6 +584,26 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
                 ]);
                 args.extend(worker_flags(i as u64 + 1));
                 procs.push(new(name, args, shell));
+            }
+            if config.pattern == Pattern::Titanic {
+                let dir = titanic_dir(config);
+                let retry = format!("{}ms", config.heartbeat.as_millis() * 2);
+                let mut args = strings(&[
+                    "titanic",
+                    "--json",
+                    "--connect",
+                    &broker,
+                    "--dir",
+                    &dir.display().to_string(),
+                    "--heartbeat",
+                    &hb,
+                    "--reconnect",
+                    &hb,
+                    "--retry-interval",
+                    &retry,
+                ]);
+                args.extend(strings(&["--seed", &seed_of(99).to_string()]));
+                procs.push(new("titanic".into(), args, None));
             }
             broker
         }
@@ -611,9 +692,12 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             "--window",
             &config.window.max(1).to_string(),
         ]);
-        if config.pattern == Pattern::Majordomo {
-            args.extend(strings(&["--service", "echo"]));
+        match config.pattern {
+            Pattern::Majordomo => args.extend(strings(&["--service", "echo"])),
+            Pattern::Titanic => args.extend(strings(&["--titanic", "--service", "echo"])),
+            _ => {}
         }
+        args.extend(client_extra.iter().cloned());
         procs.push(new(format!("client-{c}"), args, None));
     }
     Ok((procs, client_endpoint))
@@ -807,7 +891,8 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
     if !interrupted {
         for i in 0..topo.procs.len() {
             let name = topo.procs[i].name.clone();
-            let is_worker = name.starts_with("worker") || name == "server";
+            let is_worker = name.starts_with("worker")
+                || matches!(name.as_str(), "server" | "primary" | "backup");
             let faults = match &config.proxy {
                 Some((_, faults)) if name == "proxy" => faults.as_slice(),
                 _ if is_worker => config.worker_faults.as_slice(),
@@ -896,6 +981,9 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         verdict,
         out: config.out.as_ref().map(|p| p.display().to_string()),
     };
+    if config.pattern == Pattern::Titanic && config.out.is_none() {
+        let _ = std::fs::remove_dir_all(titanic_dir(config));
+    }
     if let Some(dir) = &config.out {
         write_out(dir, &records, &report)?;
         report.out = Some(dir.display().to_string());

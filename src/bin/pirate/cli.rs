@@ -675,10 +675,18 @@ pub enum ChaosCommand {
 /// Which pattern `pirate chaos run` exercises.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatternArg {
+    /// pirate server, clients straight to it
     Lazy,
+    /// pirate queue --simple and REQ workers
     Simple,
+    /// pirate queue and 6/PPP workers
     Paranoid,
+    /// pirate broker and MDP workers
     Majordomo,
+    /// pirate broker, MDP workers and pirate titanic; clients use --titanic
+    Titanic,
+    /// a primary and a backup pirate server; clients fail over between them
+    Bstar,
 }
 
 /// Which side of the topology the fault proxy sits on.
@@ -783,6 +791,8 @@ impl ChaosRunArgs {
             PatternArg::Simple => Pattern::Simple,
             PatternArg::Paranoid => Pattern::Paranoid,
             PatternArg::Majordomo => Pattern::Majordomo,
+            PatternArg::Titanic => Pattern::Titanic,
+            PatternArg::Bstar => Pattern::Bstar,
         };
         if self.worker_cmd.is_some() && pattern != Pattern::Majordomo {
             return Err("--worker-cmd needs --pattern majordomo".into());
