@@ -455,7 +455,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__client)
-            opts="-v -q -h -V --connect --settle --timeout --retries --count --expect-echo --service --protocol --titanic --poll-interval --window --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --connect --settle --timeout --retries --count --expect-echo --service --protocol --titanic --poll-interval --window --freelance --ping --server-ttl --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -494,6 +494,14 @@ _pirate() {
                     return 0
                     ;;
                 --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ping)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -721,7 +729,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__server)
-            opts="-v -q -h -V --bind --exec --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --bind --exec --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --freelance --endpoint --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -776,6 +784,10 @@ _pirate() {
                     return 0
                     ;;
                 --state-heartbeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

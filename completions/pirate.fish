@@ -29,8 +29,8 @@ complete -c pirate -n "__fish_pirate_needs_command" -s q -l quiet -d 'Print noth
 complete -c pirate -n "__fish_pirate_needs_command" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_needs_command" -s h -l help -d 'Print help'
 complete -c pirate -n "__fish_pirate_needs_command" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_needs_command" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
-complete -c pirate -n "__fish_pirate_needs_command" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "server" -d 'Lazy Pirate server (REP), or one of a Binary Star pair (--primary/--backup) or a Freelance server (--freelance): echoes (or runs --exec), with fault injection'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "client" -d 'Client for every pattern: Lazy Pirate, Majordomo (--service), Titanic (--titanic), Binary Star (repeated --connect) or Freelance (--freelance); timeouts and retries'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
@@ -52,16 +52,18 @@ complete -c pirate -n "__fish_pirate_using_subcommand server" -l seed -d 'Seed o
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-bind -d 'Endpoint to bind the PUB socket this node\'s state is published on [default: tcp://*:5003 for the primary, tcp://*:5004 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l endpoint -d 'With --freelance: the endpoint clients --connect to, exactly as they spell it (it is the server\'s identity) [default: --bind, with * read as localhost]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l primary -d 'Run as the primary of a Binary Star pair (serves first; the backup takes over when it dies and a client asks it)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l backup -d 'Run as the backup of a Binary Star pair (serves only once the primary, seen active, has gone silent and a client asks)'
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l freelance -d 'Serve Freelance (10/FLP): a ROUTER whose identity is the public endpoint, answering PING with PONG; clients spread requests over several such servers'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand client" -l connect -d 'Endpoint to connect to; repeat it to fail over between servers (Binary Star): after a failed attempt the client moves to the next one' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l connect -d 'Endpoint to connect to; repeat it to fail over between servers (Binary Star: after a failed attempt the client moves to the next one) or, with --freelance, to spread requests over them (each spelled exactly as that server\'s public endpoint)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l settle -d 'With several --connect: wait this long after switching, for the backup to take over' -r
-complete -c pirate -n "__fish_pirate_using_subcommand client" -l timeout -d 'How long each attempt waits for its reply' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l timeout -d 'How long each attempt waits for its reply [default: 2500ms; 3s with --freelance]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l retries -d 'Attempts per request, the first included, before abandoning (the Guide\'s REQUEST_RETRIES)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l count -d 'Send the Guide\'s test sequence 1..N and check that every reply equals its request' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l service -d 'Speak Majordomo to a broker and ask for this service (mmi.service, mmi.status: the broker\'s own)' -r
@@ -70,8 +72,11 @@ mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'
 mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l poll-interval -d 'With --titanic: wait between polls of titanic.reply while the reply is pending' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l ping -d 'With --freelance: how often each server is pinged' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l server-ttl -d 'With --freelance: a server silent this long is dead (until it answers again)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l expect-echo -d 'Check that every reply equals its request (an echo service); a reply that does not is reported and retried, never accepted (implied by --count)'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l titanic -d 'Send each request through Titanic (9/TSP) to --service: store it, poll for the reply, close it'
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l freelance -d 'Freelance (10/FLP): spread requests over every --connect server, pinging them, and retry on another live one after --timeout'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -239,8 +244,8 @@ complete -c pirate -n "__fish_pirate_using_subcommand generate" -s q -l quiet -d
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "server" -d 'Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "client" -d 'Lazy Pirate client: send requests with a timeout, retries and socket reopen'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "server" -d 'Lazy Pirate server (REP), or one of a Binary Star pair (--primary/--backup) or a Freelance server (--freelance): echoes (or runs --exec), with fault injection'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "client" -d 'Client for every pattern: Lazy Pirate, Majordomo (--service), Titanic (--titanic), Binary Star (repeated --connect) or Freelance (--freelance); timeouts and retries'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "queue" -d 'Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "worker" -d 'Worker for the Pirate queues: echoes (or runs --exec), heartbeats, reconnects, misbehaves'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'

@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod bstar_server;
 pub mod client;
+pub mod freelance;
 pub mod mdp_worker;
 pub mod queue;
 pub mod server;

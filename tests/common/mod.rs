@@ -371,3 +371,22 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 }
+
+/// A Freelance server (`server --freelance`) on a free port with the given extra flags,
+/// waited for until it is bound. Its public endpoint is `endpoint(port)`.
+pub fn start_freelance_server(name: &str, args: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    (start_freelance_server_on(name, port, args), port)
+}
+
+/// A Freelance server bound on `port` (e.g. to restart one that was killed), waited for.
+pub fn start_freelance_server_on(name: &str, port: u16, args: &[&str]) -> Proc {
+    let bind = endpoint(port);
+    let mut all = vec!["server", "--freelance", "--bind", bind.as_str()];
+    all.extend_from_slice(args);
+    let server = spawn(name, &all);
+    server.wait_for("the Freelance server to bind", |o, e| {
+        e.contains("server on") || o.contains(r#""event":"started""#)
+    });
+    server
+}

@@ -13,6 +13,7 @@ use pirate::proto::mdp::Version;
 use pirate::roles::broker::BrokerConfig;
 use pirate::roles::bstar_server::{BstarOptions, BstarServerConfig};
 use pirate::roles::client::{ClientConfig, Framing};
+use pirate::roles::freelance::{FreelanceClientConfig, FreelanceServerConfig};
 use pirate::roles::queue::QueueConfig;
 use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{TitanicClientConfig, TitanicConfig};
@@ -53,10 +54,12 @@ pub struct OutputArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Lazy Pirate server: a REP socket that echoes (or runs --exec), with fault injection
+    /// Lazy Pirate server (REP), or one of a Binary Star pair (--primary/--backup) or a
+    /// Freelance server (--freelance): echoes (or runs --exec), with fault injection
     #[command(after_help = EXIT_CODES)]
     Server(ServerArgs),
-    /// Lazy Pirate client: send requests with a timeout, retries and socket reopen
+    /// Client for every pattern: Lazy Pirate, Majordomo (--service), Titanic (--titanic),
+    /// Binary Star (repeated --connect) or Freelance (--freelance); timeouts and retries
     #[command(after_help = EXIT_CODES)]
     Client(ClientArgs),
     /// Simple or Paranoid Pirate queue: load-balances clients over workers, heartbeating them
@@ -202,6 +205,19 @@ pub struct ServerArgs {
     pub faults: FaultArgs,
     #[command(flatten)]
     pub bstar: BstarArgs,
+    /// Serve Freelance (10/FLP): a ROUTER whose identity is the public endpoint, answering
+    /// PING with PONG; clients spread requests over several such servers
+    #[arg(long, conflicts_with_all = ["primary", "backup"], help_heading = "Freelance")]
+    pub freelance: bool,
+    /// With --freelance: the endpoint clients --connect to, exactly as they spell it (it is
+    /// the server's identity) [default: --bind, with * read as localhost]
+    #[arg(
+        long,
+        value_name = "ENDPOINT",
+        requires = "freelance",
+        help_heading = "Freelance"
+    )]
+    pub endpoint: Option<String>,
 }
 
 /// Binary Star flags, the same on `pirate server` and `pirate broker`.
@@ -264,6 +280,17 @@ impl ServerArgs {
         }))
     }
 
+    /// The Freelance server config, with --freelance.
+    pub fn freelance_config(&self) -> Option<FreelanceServerConfig> {
+        self.freelance.then(|| FreelanceServerConfig {
+            bind: self.bind.clone(),
+            endpoint: self.endpoint.clone().unwrap_or_default(),
+            handler: self.handler.handler(),
+            faults: self.faults.plan(FaultPlan::guide_server()),
+            seed: self.faults.seed(),
+        })
+    }
+
     pub fn config(&self) -> ServerConfig {
         ServerConfig {
             bind: self.bind.clone(),
@@ -279,15 +306,16 @@ pub struct ClientArgs {
     /// Requests to send; without any, one request per line of stdin
     #[arg(value_name = "REQUEST", conflicts_with = "count")]
     pub requests: Vec<String>,
-    /// Endpoint to connect to; repeat it to fail over between servers (Binary Star): after a
-    /// failed attempt the client moves to the next one
+    /// Endpoint to connect to; repeat it to fail over between servers (Binary Star: after a
+    /// failed attempt the client moves to the next one) or, with --freelance, to spread
+    /// requests over them (each spelled exactly as that server's public endpoint)
     #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT")]
     pub connect: Vec<String>,
     /// With several --connect: wait this long after switching, for the backup to take over
     #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
     pub settle: Duration,
-    /// How long each attempt waits for its reply
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    /// How long each attempt waits for its reply [default: 2500ms; 3s with --freelance]
+    #[arg(long, default_value = "2500ms", default_value_if("freelance", "true", "3s"), hide_default_value = true, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Attempts per request, the first included, before abandoning (the Guide's REQUEST_RETRIES)
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -317,6 +345,16 @@ pub struct ClientArgs {
     /// Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
+    /// Freelance (10/FLP): spread requests over every --connect server, pinging them, and
+    /// retry on another live one after --timeout
+    #[arg(long, conflicts_with_all = ["service", "titanic", "protocol", "window", "settle"], help_heading = "Freelance")]
+    pub freelance: bool,
+    /// With --freelance: how often each server is pinged
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration, requires = "freelance", help_heading = "Freelance")]
+    pub ping: Duration,
+    /// With --freelance: a server silent this long is dead (until it answers again)
+    #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = parse_duration, requires = "freelance", help_heading = "Freelance")]
+    pub server_ttl: Duration,
 }
 
 /// The protocol a client speaks.
@@ -340,6 +378,18 @@ impl ClientArgs {
             timeout: self.timeout,
             retries: self.retries,
             poll_interval: self.poll_interval,
+            check_echo: self.count.is_some() || self.expect_echo,
+        })
+    }
+
+    /// The Freelance client config, with --freelance.
+    pub fn freelance_config(&self) -> Option<FreelanceClientConfig> {
+        self.freelance.then(|| FreelanceClientConfig {
+            endpoints: self.connect.clone(),
+            timeout: self.timeout,
+            ping_interval: self.ping,
+            server_ttl: self.server_ttl,
+            retries: self.retries,
             check_echo: self.count.is_some() || self.expect_echo,
         })
     }

@@ -15,7 +15,7 @@ use clap::Parser;
 
 use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
-use pirate::roles::{broker, bstar_server, client, queue, server, titanic, worker};
+use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
 use pirate::shutdown;
 
 use cli::{ChaosCommand, Cli, Command, Generated};
@@ -72,6 +72,12 @@ fn run(cli: Cli) -> error::Result<i32> {
     match cli.command {
         Command::Server(args) => {
             let mut renderer = Renderer::new(output);
+            if let Some(config) = args.freelance_config() {
+                let report = run_role(&mut renderer, trace, |ev| {
+                    freelance::run_server(&config, ev)
+                })?;
+                return Ok(exit_code_of(&report));
+            }
             let report = match args.bstar_config().map_err(Error::Usage)? {
                 Some(config) => {
                     run_role(&mut renderer, trace, |ev| bstar_server::run(&config, ev))?
@@ -137,6 +143,7 @@ fn run(cli: Cli) -> error::Result<i32> {
         Command::Client(args) => {
             let config = args.config().map_err(Error::Usage)?;
             let titanic_config = args.titanic_config();
+            let freelance_config = args.freelance_config();
             let mut renderer = Renderer::new(output).with_progress(args.count);
             let requests: Box<dyn Iterator<Item = String>> = if let Some(n) = args.count {
                 Box::new((1..=n).map(|i| i.to_string()))
@@ -146,11 +153,14 @@ fn run(cli: Cli) -> error::Result<i32> {
                 // Lazily, so a pipeline can feed requests as they come.
                 Box::new(std::io::stdin().lock().lines().map_while(Result::ok))
             };
-            let report = match titanic_config {
-                Some(titanic) => run_role(&mut renderer, trace, |ev| {
+            let report = match (titanic_config, freelance_config) {
+                (Some(titanic), _) => run_role(&mut renderer, trace, |ev| {
                     titanic::run_client(&titanic, requests, ev)
                 })?,
-                None => run_role(&mut renderer, trace, |ev| {
+                (_, Some(freelance)) => run_role(&mut renderer, trace, |ev| {
+                    freelance::run_client(&freelance, requests, ev)
+                })?,
+                _ => run_role(&mut renderer, trace, |ev| {
                     client::run(&config, requests, ev)
                 })?,
             };

@@ -1,0 +1,952 @@
+//! `pirate server --freelance` and `pirate client --freelance`: the Freelance pattern (10/FLP),
+//! reliable request-reply with no broker. Frame formats are in [`crate::proto::flp`].
+//!
+//! **Server.** One ROUTER socket whose identity is the server's public endpoint string
+//! (derived from `--bind` with `*` read as `localhost`, or `--endpoint`), so that clients can
+//! address it by the endpoint they connected to. It answers `PING` with `PONG` and a request
+//! `[control][body…]` with `[control][reply…]`; malformed messages are counted and dropped.
+//! Pings are not requests: they neither count as cycles nor draw faults. Crash and overload
+//! faults are those of `pirate server`; an overloaded server answers nothing, pings included,
+//! so its clients see it go quiet, as they would a real one.
+//!
+//! **Client.** One ROUTER socket connected to every server (each endpoint once: a server
+//! listed twice is one server, not two chances — trap 8). Design choices, and why:
+//! - *Liveness by ping.* Every server, dead or alive, is pinged every `ping_interval` unless it
+//!   has just spoken (any message postpones its next ping, as in the Guide). A server is alive
+//!   when it answered a ping or a request within `server_ttl`. Dead servers keep being pinged,
+//!   so a server that comes back is used again.
+//! - *Unroutable is dead now.* The socket sets `ROUTER_MANDATORY`: sending to a server that is
+//!   not connected (not yet, or its process died and the TCP connection dropped) fails at
+//!   once instead of vanishing. Such a server is marked dead on the spot, and a request that
+//!   could not be handed over costs no attempt; it goes to the next live server. Pings to a
+//!   server that is not connected yet are retried every few milliseconds (a local check, no
+//!   traffic), so the first request does not wait a whole ping interval at start-up.
+//!   `ROUTER_HANDOVER` lets a restarted server take its identity back at once.
+//! - *One server per attempt, resent only on timeout* (trap 8: the Guide's `flclient3` resends
+//!   on every poll wake-up). A request goes to one live server, the least recently used one
+//!   that has not had this request yet (else any live one), and is resent only once `timeout`
+//!   has passed without its reply (or its reply did not match under `check_echo`).
+//! - *A control frame per request.* Each request carries its sequence number as the control
+//!   frame. A reply whose control frame is not the current request's is a late reply to an
+//!   earlier request: logged and discarded, never accepted (trap 9). A late reply to an
+//!   earlier *attempt of the current request* is its answer, and is accepted.
+//! - *In order, once.* Requests go one at a time, as in the Guide, so replies are reported in
+//!   request order; once a request is answered any further reply to it is late.
+//! - *Giving up.* A request is abandoned after `retries` attempts, or when it is waiting for
+//!   a server and no server has been alive for `server_ttl + timeout`. The outcome is then
+//!   `Abandoned` (exit 69), as for the Lazy Pirate client.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::event::{ClientReport, Event, Events, FaultKind, Outcome, Report, ServiceReport};
+use crate::faults::{crash_now, Fault, FaultPlan, Faults};
+use crate::handler::Handler;
+use crate::msg::Message;
+use crate::proto::flp::{self, ClientMsg, ServerMsg};
+use crate::shutdown;
+use crate::stats::{millis, LatencyRecorder};
+use crate::transport::{self, Socket};
+
+/// Everything `pirate server --freelance` needs.
+#[derive(Clone, Debug)]
+pub struct FreelanceServerConfig {
+    /// Where to bind the ROUTER socket (Guide: `tcp://*:5555`).
+    pub bind: String,
+    /// The public endpoint clients connect to, which is also the socket's identity. Empty:
+    /// derived from `bind` by [`public_endpoint`].
+    pub endpoint: String,
+    pub handler: Handler,
+    pub faults: FaultPlan,
+    pub seed: u64,
+}
+
+impl Default for FreelanceServerConfig {
+    fn default() -> Self {
+        FreelanceServerConfig {
+            bind: "tcp://*:5555".into(),
+            endpoint: String::new(),
+            handler: Handler::Echo,
+            faults: FaultPlan::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// The endpoint clients use to reach a server bound on `bind`: `tcp://*:P` and
+/// `tcp://0.0.0.0:P` become `tcp://localhost:P`; anything else is used as it is. Clients must
+/// `--connect` to exactly this string, because it is how they address the server.
+pub fn public_endpoint(bind: &str) -> String {
+    for wildcard in ["tcp://*:", "tcp://0.0.0.0:"] {
+        if let Some(port) = bind.strip_prefix(wildcard) {
+            return format!("tcp://localhost:{port}");
+        }
+    }
+    bind.to_string()
+}
+
+/// The server's identity, checked: ZeroMQ identities are 1 to 255 bytes, and an ephemeral port
+/// (`:*`) cannot be known before binding, when the identity must already be set.
+fn server_identity(config: &FreelanceServerConfig) -> Result<String> {
+    let endpoint = if config.endpoint.is_empty() {
+        public_endpoint(&config.bind)
+    } else {
+        config.endpoint.clone()
+    };
+    if endpoint.ends_with(":*") || endpoint.contains("://*") {
+        return Err(Error::Usage(format!(
+            "cannot derive a public endpoint from {endpoint} (a Freelance server's endpoint is \
+             its identity; give a fixed port, or the address clients use with --endpoint)"
+        )));
+    }
+    if endpoint.is_empty() || endpoint.len() > 255 {
+        return Err(Error::Usage(format!(
+            "the public endpoint must be 1 to 255 bytes long, got {} (shorten --endpoint)",
+            endpoint.len()
+        )));
+    }
+    Ok(endpoint)
+}
+
+/// Serves until stopped by a signal; returns the counters. Bind failures are errors.
+pub fn run_server(config: &FreelanceServerConfig, events: &mut Events) -> Result<Report> {
+    let endpoint = server_identity(config)?;
+    let ctx = zmq::Context::new();
+    let socket = transport::socket(&ctx, zmq::ROUTER, "server", Some(endpoint.as_bytes()))?;
+    socket.bind(&config.bind)?;
+    let mut faults = Faults::new(config.faults.clone(), config.seed);
+    let mut report = ServiceReport {
+        endpoint: endpoint.clone(),
+        seed: config.seed,
+        ..Default::default()
+    };
+    events.emit(Event::Started {
+        role: "freelance server".into(),
+        endpoint: endpoint.clone(),
+        seed: Some(config.seed),
+    });
+    if endpoint != config.bind {
+        events.info(format!(
+            "bound {}, clients connect to {endpoint}",
+            config.bind
+        ));
+    }
+    while !shutdown::requested() {
+        if !socket.poll_in(shutdown::POLL_SLICE.as_millis() as i64)? {
+            continue;
+        }
+        let msg = socket.recv(events)?;
+        let (client, request) = match flp::split_peer(msg).and_then(|(client, rest)| {
+            flp::decode_client_msg(rest).map(|request| (client, request))
+        }) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                report.invalid += 1;
+                events.invalid(socket.name(), e.to_string());
+                continue;
+            }
+        };
+        let (control, body) = match request {
+            ClientMsg::Ping => {
+                socket.send(flp::route(client, ServerMsg::Pong.encode()), events)?;
+                continue;
+            }
+            ClientMsg::Request { control, body } => (control, body),
+        };
+        report.requests += 1;
+        let started = Instant::now();
+        let cycle = faults.cycles() + 1;
+        match faults.next_cycle() {
+            Some(Fault::Crash) => {
+                events.emit(Event::Fault {
+                    kind: FaultKind::Crash,
+                    cycle,
+                    duration_ms: None,
+                });
+                events.info("simulating a crash");
+                crash_now();
+            }
+            Some(Fault::Overload(d)) | Some(Fault::Freeze(d)) => {
+                report.overloads += 1;
+                events.emit(Event::Fault {
+                    kind: FaultKind::Overload,
+                    cycle,
+                    duration_ms: Some(d.as_millis() as u64),
+                });
+                events.info("simulating CPU overload");
+                if shutdown::sleep(d).is_err() {
+                    break;
+                }
+            }
+            None => {}
+        }
+        if shutdown::sleep(config.faults.work).is_err() {
+            break;
+        }
+        let bytes = body.iter().map(<[u8]>::len).sum();
+        let preview = body.preview();
+        let reply = ServerMsg::Reply {
+            control,
+            body: config.handler.handle(body),
+        };
+        // A client that went away meanwhile is simply not there: ROUTER drops the reply.
+        socket.send(flp::route(client, reply.encode()), events)?;
+        report.replied += 1;
+        events.emit(Event::Served {
+            cycle,
+            request: preview,
+            bytes,
+            work_ms: millis(started.elapsed()),
+        });
+    }
+    Ok(Report::Service(report))
+}
+
+/// Everything `pirate client --freelance` needs.
+#[derive(Clone, Debug)]
+pub struct FreelanceClientConfig {
+    /// Server endpoints, each exactly as the server's public endpoint (its identity). A
+    /// duplicate is used once.
+    pub endpoints: Vec<String>,
+    /// How long one attempt waits for its reply (Guide: 3000 ms).
+    pub timeout: Duration,
+    /// How often each server is pinged (Guide: 2000 ms).
+    pub ping_interval: Duration,
+    /// A server is dead after this long without a reply (Guide: 6000 ms).
+    pub server_ttl: Duration,
+    /// Attempts per request, the first included, each on a different live server when there
+    /// is one, before abandoning.
+    pub retries: u32,
+    /// Every reply must equal its request (the Guide's test sequence).
+    pub check_echo: bool,
+}
+
+impl Default for FreelanceClientConfig {
+    fn default() -> Self {
+        FreelanceClientConfig {
+            endpoints: vec!["tcp://localhost:5555".into()],
+            timeout: Duration::from_millis(3000),
+            ping_interval: Duration::from_millis(2000),
+            server_ttl: Duration::from_millis(6000),
+            retries: 3,
+            check_echo: false,
+        }
+    }
+}
+
+/// Splits `endpoints` into the distinct ones, in first-seen order, and the repeats.
+pub fn dedupe(endpoints: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut unique: Vec<String> = Vec::new();
+    let mut repeats = Vec::new();
+    for e in endpoints {
+        if unique.contains(e) {
+            repeats.push(e.clone());
+        } else {
+            unique.push(e.clone());
+        }
+    }
+    (unique, repeats)
+}
+
+/// How soon a ping that could not be routed (server not connected yet) is tried again: a
+/// local check, nothing goes on the wire.
+pub const UNROUTABLE_RETRY: Duration = Duration::from_millis(10);
+
+/// What the client knows of one server.
+#[derive(Clone, Debug)]
+pub struct ServerState {
+    pub endpoint: String,
+    pub alive: bool,
+    /// Dead after this instant unless it speaks again.
+    pub expires: Instant,
+    /// When to ping it next.
+    pub ping_at: Instant,
+    /// Order of last use for a request (0: never), for least-recently-used choice.
+    pub last_used: u64,
+}
+
+/// The client's server liveness table: pure, driven by `Instant`s the caller passes in.
+#[derive(Clone, Debug)]
+pub struct ServerTable {
+    servers: Vec<ServerState>,
+    ping_interval: Duration,
+    ttl: Duration,
+    uses: u64,
+}
+
+impl ServerTable {
+    /// A table of the distinct `endpoints`, all dead until they answer, all due a ping now.
+    pub fn new(endpoints: &[String], ping_interval: Duration, ttl: Duration, now: Instant) -> Self {
+        let (unique, _) = dedupe(endpoints);
+        ServerTable {
+            servers: unique
+                .into_iter()
+                .map(|endpoint| ServerState {
+                    endpoint,
+                    alive: false,
+                    expires: now,
+                    ping_at: now,
+                    last_used: 0,
+                })
+                .collect(),
+            ping_interval,
+            ttl,
+            uses: 0,
+        }
+    }
+
+    /// The servers, in listing order.
+    pub fn servers(&self) -> &[ServerState] {
+        &self.servers
+    }
+
+    /// The endpoint of server `i`.
+    pub fn endpoint(&self, i: usize) -> &str {
+        &self.servers[i].endpoint
+    }
+
+    /// The server whose identity is `identity`, if it is one of ours.
+    pub fn find(&self, identity: &[u8]) -> Option<usize> {
+        self.servers
+            .iter()
+            .position(|s| s.endpoint.as_bytes() == identity)
+    }
+
+    /// Server `i` spoke (PONG or reply): alive until `now + ttl`, no ping needed before
+    /// `now + ping_interval`. True if it was dead until now.
+    pub fn heard(&mut self, i: usize, now: Instant) -> bool {
+        let s = &mut self.servers[i];
+        let revived = !s.alive;
+        s.alive = true;
+        s.expires = now + self.ttl;
+        s.ping_at = now + self.ping_interval;
+        revived
+    }
+
+    /// Nothing could be sent to server `i` (not connected): dead now, and its ping is retried
+    /// soon. True if it was alive until now.
+    pub fn unroutable(&mut self, i: usize, now: Instant) -> bool {
+        let s = &mut self.servers[i];
+        let was_alive = s.alive;
+        s.alive = false;
+        s.expires = now;
+        s.ping_at = now + UNROUTABLE_RETRY.min(self.ping_interval);
+        was_alive
+    }
+
+    /// Marks servers silent for `ttl` as dead; returns the ones that just died.
+    pub fn expire(&mut self, now: Instant) -> Vec<usize> {
+        let mut died = Vec::new();
+        for (i, s) in self.servers.iter_mut().enumerate() {
+            if s.alive && now >= s.expires {
+                s.alive = false;
+                died.push(i);
+            }
+        }
+        died
+    }
+
+    /// The servers due a ping now (dead ones too), rescheduled one interval later.
+    pub fn pings_due(&mut self, now: Instant) -> Vec<usize> {
+        let mut due = Vec::new();
+        for (i, s) in self.servers.iter_mut().enumerate() {
+            if now >= s.ping_at {
+                s.ping_at = now + self.ping_interval;
+                due.push(i);
+            }
+        }
+        due
+    }
+
+    /// True if any server is alive.
+    pub fn any_alive(&self) -> bool {
+        self.servers.iter().any(|s| s.alive)
+    }
+
+    /// The server for the next attempt: among live servers, one not in `tried` if there is
+    /// one, least recently used first (listing order breaks ties); `None` if none is alive.
+    pub fn choose(&self, tried: &[usize]) -> Option<usize> {
+        let live = || self.servers.iter().enumerate().filter(|(_, s)| s.alive);
+        let lru = |it: &mut dyn Iterator<Item = (usize, &ServerState)>| {
+            it.min_by_key(|(i, s)| (s.last_used, *i)).map(|(i, _)| i)
+        };
+        lru(&mut live().filter(|(i, _)| !tried.contains(i))).or_else(|| lru(&mut live()))
+    }
+
+    /// Records that server `i` was given a request.
+    pub fn used(&mut self, i: usize) {
+        self.uses += 1;
+        self.servers[i].last_used = self.uses;
+    }
+
+    /// The next instant the table needs attention (a ping due or a live server expiring).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.servers
+            .iter()
+            .flat_map(|s| [Some(s.ping_at), s.alive.then_some(s.expires)])
+            .flatten()
+            .min()
+    }
+}
+
+/// The request being worked on.
+struct Pending {
+    seq: u64,
+    request: String,
+    started: Instant,
+    /// Attempts sent so far.
+    attempts: u32,
+    /// Servers this request went to, for choosing a different one next.
+    tried: Vec<usize>,
+    /// While an attempt is outstanding: when it times out.
+    deadline: Option<Instant>,
+    /// Set when the outstanding attempt failed before its deadline (a mismatched reply).
+    failed: Option<&'static str>,
+}
+
+/// What became of a send on the client socket.
+enum Sent {
+    Ok,
+    /// Not connected (`EHOSTUNREACH` under ROUTER_MANDATORY) or not accepting (`EAGAIN`).
+    Unroutable,
+}
+
+/// The client: its socket, server table and counters.
+struct Client<'c> {
+    config: &'c FreelanceClientConfig,
+    socket: Socket,
+    table: ServerTable,
+    report: ClientReport,
+    latency: LatencyRecorder,
+    started: Instant,
+    /// Last instant at which some server was alive (the start, before any was).
+    last_alive: Instant,
+}
+
+impl Client<'_> {
+    /// Sends `msg` to server `i` without blocking, tracing it under `-v` once it went out.
+    /// Unlike [`Socket::send`], an unroutable server is an answer, not an error.
+    fn send_to(&mut self, i: usize, msg: Message, events: &mut Events) -> Result<Sent> {
+        let msg = flp::route(self.table.endpoint(i).as_bytes().to_vec(), msg);
+        let traced = msg.clone();
+        match self
+            .socket
+            .raw()
+            .send_multipart(msg.into_frames(), zmq::DONTWAIT)
+        {
+            Ok(()) => {
+                events.frame(self.socket.name(), crate::event::Direction::Out, &traced);
+                Ok(Sent::Ok)
+            }
+            Err(zmq::Error::EHOSTUNREACH) | Err(zmq::Error::EAGAIN) => Ok(Sent::Unroutable),
+            Err(e) => Err(Error::zmq("cannot send on client", e)),
+        }
+    }
+
+    fn mark_unroutable(&mut self, i: usize, now: Instant, events: &mut Events) {
+        if self.table.unroutable(i, now) {
+            events.warn(format!(
+                "server {} is not connected, marking it dead",
+                self.table.endpoint(i)
+            ));
+        }
+    }
+
+    /// Pings every server that is due, and expires silent ones.
+    fn tend(&mut self, now: Instant, events: &mut Events) -> Result<()> {
+        for i in self.table.expire(now) {
+            events.warn(format!(
+                "server {} has not answered for {} ms, marking it dead",
+                self.table.endpoint(i),
+                self.config.server_ttl.as_millis()
+            ));
+        }
+        for i in self.table.pings_due(now) {
+            if let Sent::Unroutable = self.send_to(i, ClientMsg::Ping.encode(), events)? {
+                self.mark_unroutable(i, now, events);
+            }
+        }
+        if self.table.any_alive() {
+            self.last_alive = now;
+        }
+        Ok(())
+    }
+
+    /// Reads one message. Returns the reply if it answers `pending`.
+    fn receive(&mut self, pending: &mut Pending, events: &mut Events) -> Result<Option<String>> {
+        let msg = self.socket.recv(events)?;
+        let now = Instant::now();
+        let (server, reply) = match flp::split_peer(msg)
+            .and_then(|(server, rest)| flp::decode_server_msg(rest).map(|r| (server, r)))
+        {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                events.invalid(self.socket.name(), e.to_string());
+                return Ok(None);
+            }
+        };
+        let Some(i) = self.table.find(&server) else {
+            events.invalid(
+                self.socket.name(),
+                format!(
+                    "message from unknown server {}",
+                    String::from_utf8_lossy(&server)
+                ),
+            );
+            return Ok(None);
+        };
+        if self.table.heard(i, now) {
+            events.info(format!("server {} is alive", self.table.endpoint(i)));
+        }
+        let ServerMsg::Reply { control, body } = reply else {
+            return Ok(None); // PONG: proof of life, already recorded
+        };
+        let endpoint = self.table.endpoint(i).to_string();
+        match flp::parse_control(&control) {
+            Some(seq) if seq == pending.seq => {}
+            Some(seq) if seq < pending.seq => {
+                events.warn(format!(
+                    "discarding a late reply to request #{seq} from {endpoint}"
+                ));
+                return Ok(None);
+            }
+            _ => {
+                events.invalid(
+                    self.socket.name(),
+                    format!(
+                        "reply from {endpoint} with a control frame we never sent: {}",
+                        crate::msg::frame_text(&control)
+                    ),
+                );
+                return Ok(None);
+            }
+        }
+        let text = body.text();
+        if !self.config.check_echo || text == pending.request {
+            return Ok(Some(text));
+        }
+        self.report.mismatched += 1;
+        events.emit(Event::Mismatch {
+            seq: pending.seq,
+            expected: pending.request.clone(),
+            got: text.clone(),
+        });
+        events.error(format!("malformed reply from server: {text}"));
+        if pending.deadline.is_some() {
+            pending.failed = Some("mismatched reply");
+        }
+        Ok(None)
+    }
+
+    /// Gives `pending` to a live server, if there is one. A server that turns out not to be
+    /// connected is marked dead and the next one is tried: that costs no attempt.
+    fn dispatch(&mut self, pending: &mut Pending, events: &mut Events) -> Result<()> {
+        while let Some(i) = self.table.choose(&pending.tried) {
+            let request = ClientMsg::Request {
+                control: flp::control_frame(pending.seq),
+                body: Message::from_frames([pending.request.as_bytes()]),
+            };
+            let now = Instant::now();
+            match self.send_to(i, request.encode(), events)? {
+                Sent::Unroutable => self.mark_unroutable(i, now, events),
+                Sent::Ok => {
+                    self.table.used(i);
+                    pending.attempts += 1;
+                    pending.tried.push(i);
+                    pending.deadline = Some(now + self.config.timeout);
+                    self.report.sent += 1;
+                    if pending.attempts > 1 {
+                        events.info(format!("resending to {}", self.table.endpoint(i)));
+                    }
+                    events.emit(Event::Sent {
+                        seq: pending.seq,
+                        request: pending.request.clone(),
+                        attempt: pending.attempts,
+                    });
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn abandon(&mut self, pending: Pending, events: &mut Events) {
+        events.error("server seems to be offline, abandoning");
+        self.report.abandoned += 1;
+        events.emit(Event::Abandoned {
+            seq: pending.seq,
+            request: pending.request,
+            attempts: pending.attempts,
+        });
+    }
+
+    /// Works on one request until it is answered (`Completed`), abandoned or interrupted.
+    fn serve(&mut self, mut pending: Pending, events: &mut Events) -> Result<Outcome> {
+        let give_up_after = self.config.server_ttl + self.config.timeout;
+        let retries = self.config.retries.max(1);
+        loop {
+            if shutdown::requested() {
+                return Ok(Outcome::Interrupted);
+            }
+            // Everything that arrived first: it may be the answer, or proof of life.
+            while self.socket.poll_in(0)? {
+                if let Some(reply) = self.receive(&mut pending, events)? {
+                    self.accept(pending, reply, events);
+                    return Ok(Outcome::Completed);
+                }
+            }
+            let now = Instant::now();
+            self.tend(now, events)?;
+            // An attempt ends only by its timeout or a mismatched reply, never by a wake-up.
+            let timed_out = pending.deadline.is_some_and(|d| now >= d);
+            if let Some(reason) = pending.failed.take().or(timed_out.then_some("timeout")) {
+                pending.deadline = None;
+                if pending.attempts >= retries {
+                    self.abandon(pending, events);
+                    return Ok(Outcome::Abandoned);
+                }
+                events.warn("no response from server, retrying…");
+                events.emit(Event::Retry {
+                    seq: pending.seq,
+                    attempt: pending.attempts,
+                    reason: reason.into(),
+                });
+                self.report.retries += 1;
+            }
+            if pending.deadline.is_none() {
+                self.dispatch(&mut pending, events)?;
+                if self.table.any_alive() {
+                    self.last_alive = now;
+                }
+            }
+            let mut wake = self.table.next_due();
+            match pending.deadline {
+                Some(deadline) => wake = Some(wake.map_or(deadline, |w| w.min(deadline))),
+                None => {
+                    // Waiting for a live server: give up once none has been alive for long.
+                    let give_up = self.last_alive + give_up_after;
+                    if now >= give_up {
+                        events.error(format!(
+                            "no server has answered for {} ms",
+                            give_up_after.as_millis()
+                        ));
+                        self.abandon(pending, events);
+                        return Ok(Outcome::Abandoned);
+                    }
+                    wake = Some(wake.map_or(give_up, |w| w.min(give_up)));
+                }
+            }
+            let wait = match wake {
+                Some(w) => shutdown::slice_until(w),
+                None => shutdown::POLL_SLICE.as_millis() as i64,
+            };
+            self.socket.poll_in(wait)?;
+        }
+    }
+
+    fn accept(&mut self, pending: Pending, reply: String, events: &mut Events) {
+        let latency = pending.started.elapsed();
+        self.latency.record(latency);
+        self.report.replied += 1;
+        if self.config.check_echo {
+            events.info(format!("server replied OK ({reply})"));
+        }
+        events.emit(Event::Reply {
+            seq: pending.seq,
+            request: pending.request,
+            reply,
+            attempts: pending.attempts,
+            latency_ms: millis(latency),
+        });
+    }
+
+    fn finish(mut self, outcome: Outcome) -> Report {
+        self.report.outcome = outcome;
+        self.report.elapsed_ms = millis(self.started.elapsed());
+        self.report.latency_ms = self.latency.summary();
+        Report::Client(self.report)
+    }
+}
+
+/// Sends every request, one at a time, and reports each reply as an event, in request order.
+/// Returns the summary; its outcome says whether the run completed, abandoned or was
+/// interrupted.
+pub fn run_client(
+    config: &FreelanceClientConfig,
+    requests: impl IntoIterator<Item = String>,
+    events: &mut Events,
+) -> Result<Report> {
+    let (endpoints, repeats) = dedupe(&config.endpoints);
+    if endpoints.is_empty() {
+        return Err(Error::Usage(
+            "a Freelance client needs at least one server endpoint (--connect)".into(),
+        ));
+    }
+    let ctx = zmq::Context::new();
+    let socket = transport::socket(&ctx, zmq::ROUTER, "client", None)?;
+    socket
+        .raw()
+        .set_router_mandatory(true)
+        .map_err(|e| Error::zmq("cannot set ROUTER_MANDATORY", e))?;
+    socket
+        .raw()
+        .set_router_handover(true)
+        .map_err(|e| Error::zmq("cannot set ROUTER_HANDOVER", e))?;
+    for endpoint in &endpoints {
+        socket.connect(endpoint)?;
+    }
+    for endpoint in repeats {
+        events.warn(format!(
+            "{endpoint} is listed more than once; using it once"
+        ));
+    }
+    let now = Instant::now();
+    let mut client = Client {
+        config,
+        socket,
+        table: ServerTable::new(&endpoints, config.ping_interval, config.server_ttl, now),
+        report: ClientReport {
+            endpoint: endpoints.join(","),
+            outcome: Outcome::Completed,
+            requests: 0,
+            sent: 0,
+            replied: 0,
+            retries: 0,
+            reconnects: 0,
+            abandoned: 0,
+            mismatched: 0,
+            elapsed_ms: 0.0,
+            latency_ms: Default::default(),
+        },
+        latency: LatencyRecorder::default(),
+        started: now,
+        last_alive: now,
+    };
+    events.emit(Event::Started {
+        role: "freelance client".into(),
+        endpoint: endpoints.join(","),
+        seed: None,
+    });
+    for request in requests {
+        if shutdown::requested() {
+            return Ok(client.finish(Outcome::Interrupted));
+        }
+        client.report.requests += 1;
+        let pending = Pending {
+            seq: client.report.requests,
+            request,
+            started: Instant::now(),
+            attempts: 0,
+            tried: Vec::new(),
+            deadline: None,
+            failed: None,
+        };
+        match client.serve(pending, events)? {
+            Outcome::Completed => {}
+            other => return Ok(client.finish(other)),
+        }
+    }
+    Ok(client.finish(Outcome::Completed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn table(n: usize, now: Instant) -> ServerTable {
+        let endpoints: Vec<String> = (0..n).map(|i| format!("tcp://h:{i}")).collect();
+        ServerTable::new(&endpoints, 100 * MS, 300 * MS, now)
+    }
+
+    #[test]
+    fn public_endpoint_reads_wildcards_as_localhost() {
+        assert_eq!(public_endpoint("tcp://*:5555"), "tcp://localhost:5555");
+        assert_eq!(public_endpoint("tcp://0.0.0.0:7"), "tcp://localhost:7");
+        assert_eq!(public_endpoint("tcp://127.0.0.1:9"), "tcp://127.0.0.1:9");
+        assert_eq!(public_endpoint("ipc:///tmp/x"), "ipc:///tmp/x");
+    }
+
+    #[test]
+    fn server_identity_refuses_what_cannot_be_an_identity() {
+        let with = |bind: &str, endpoint: &str| FreelanceServerConfig {
+            bind: bind.into(),
+            endpoint: endpoint.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            server_identity(&with("tcp://*:5555", "")).unwrap(),
+            "tcp://localhost:5555"
+        );
+        assert_eq!(
+            server_identity(&with("tcp://*:5555", "tcp://box:1")).unwrap(),
+            "tcp://box:1"
+        );
+        let err = server_identity(&with("tcp://127.0.0.1:*", "")).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--endpoint"), "{err}");
+        assert!(server_identity(&with("tcp://*:*", "")).is_err());
+        assert!(server_identity(&with("tcp://*:1", &"x".repeat(256))).is_err());
+    }
+
+    #[test]
+    fn dedupe_keeps_first_seen_order_and_reports_repeats() {
+        let e = |s: &str| s.to_string();
+        let (unique, repeats) = dedupe(&[e("a"), e("b"), e("a"), e("c"), e("b"), e("a")]);
+        assert_eq!(unique, vec![e("a"), e("b"), e("c")]);
+        assert_eq!(repeats, vec![e("a"), e("b"), e("a")]);
+        let t = ServerTable::new(&[e("a"), e("a")], 100 * MS, 300 * MS, Instant::now());
+        assert_eq!(t.servers().len(), 1, "a server listed twice is one server");
+    }
+
+    #[test]
+    fn servers_start_dead_and_due_a_ping() {
+        let now = Instant::now();
+        let mut t = table(3, now);
+        assert!(!t.any_alive());
+        assert_eq!(t.choose(&[]), None);
+        assert_eq!(t.pings_due(now), vec![0, 1, 2]);
+        assert_eq!(t.pings_due(now + 50 * MS), Vec::<usize>::new());
+        assert_eq!(t.pings_due(now + 100 * MS), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn a_server_that_speaks_is_alive_until_ttl_then_dead() {
+        let now = Instant::now();
+        let mut t = table(2, now);
+        assert!(t.heard(1, now), "first word: it came alive");
+        assert!(!t.heard(1, now + 10 * MS), "already alive");
+        assert_eq!(t.choose(&[]), Some(1));
+        assert_eq!(t.expire(now + 309 * MS), Vec::<usize>::new());
+        assert_eq!(t.expire(now + 310 * MS), vec![1]);
+        assert_eq!(t.expire(now + 400 * MS), Vec::<usize>::new(), "dies once");
+        assert!(!t.any_alive());
+        assert!(
+            t.heard(1, now + 500 * MS),
+            "a dead server that answers is back"
+        );
+    }
+
+    #[test]
+    fn speaking_postpones_the_next_ping() {
+        let now = Instant::now();
+        let mut t = table(1, now);
+        t.pings_due(now);
+        t.heard(0, now + 90 * MS);
+        assert!(t.pings_due(now + 100 * MS).is_empty());
+        assert_eq!(t.pings_due(now + 190 * MS), vec![0]);
+    }
+
+    #[test]
+    fn dead_servers_keep_being_pinged() {
+        let now = Instant::now();
+        let mut t = table(1, now);
+        t.heard(0, now);
+        t.expire(now + 300 * MS);
+        assert!(!t.any_alive());
+        let mut pinged = 0;
+        for k in 0..10u32 {
+            pinged += t.pings_due(now + 300 * MS + k * 100 * MS).len();
+        }
+        assert_eq!(pinged, 10);
+    }
+
+    #[test]
+    fn an_unroutable_server_is_dead_at_once_and_retried_soon() {
+        let now = Instant::now();
+        let mut t = table(2, now);
+        t.heard(0, now);
+        t.heard(1, now);
+        assert!(t.unroutable(0, now), "it was alive");
+        assert!(!t.unroutable(0, now), "already dead");
+        assert_eq!(t.choose(&[]), Some(1));
+        assert_eq!(t.pings_due(now + UNROUTABLE_RETRY), vec![0]);
+    }
+
+    #[test]
+    fn choose_prefers_untried_then_least_recently_used() {
+        let now = Instant::now();
+        let mut t = table(3, now);
+        for i in 0..3 {
+            t.heard(i, now);
+        }
+        // Round robin across requests: least recently used first.
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            let i = t.choose(&[]).unwrap();
+            t.used(i);
+            order.push(i);
+        }
+        assert_eq!(order, vec![0, 1, 2, 0, 1, 2]);
+        // Within a request, a retry goes to a server it has not been to yet, even if that one
+        // was used more recently.
+        t.used(1);
+        assert_eq!(t.choose(&[0, 2]), Some(1));
+        // All tried: the least recently used live one (0 was used 4th, 2 6th, 1 last).
+        assert_eq!(t.choose(&[0, 1, 2]), Some(0));
+        // Dead servers are never chosen, tried or not.
+        t.unroutable(2, now);
+        t.unroutable(1, now);
+        assert_eq!(t.choose(&[0]), Some(0), "the only live one, again");
+        t.unroutable(0, now);
+        assert_eq!(t.choose(&[]), None);
+    }
+
+    #[test]
+    fn next_due_is_the_earliest_ping_or_expiry() {
+        let now = Instant::now();
+        let mut t = table(2, now);
+        assert_eq!(t.next_due(), Some(now));
+        t.pings_due(now);
+        assert_eq!(t.next_due(), Some(now + 100 * MS));
+        t.heard(0, now + 50 * MS);
+        // server 1's ping (now+100) is before server 0's (now+150) and expiry (now+350).
+        assert_eq!(t.next_due(), Some(now + 100 * MS));
+        t.pings_due(now + 100 * MS);
+        assert_eq!(t.next_due(), Some(now + 150 * MS));
+    }
+
+    #[test]
+    fn find_matches_identities_exactly() {
+        let t = table(2, Instant::now());
+        assert_eq!(t.find(b"tcp://h:1"), Some(1));
+        assert_eq!(t.find(b"tcp://h:1 "), None);
+        assert_eq!(t.find(b""), None);
+    }
+
+    #[test]
+    fn one_client_two_servers_in_process() {
+        // Wire-level check of the design against real sockets, without the binary: identities,
+        // ping/pong, a request answered once.
+        let ctx = zmq::Context::new();
+        let mut ev = Events::discard();
+        let server =
+            transport::socket(&ctx, zmq::ROUTER, "server", Some(b"inproc://flp-a")).unwrap();
+        server.bind("inproc://flp-a").unwrap();
+        let client = transport::socket(&ctx, zmq::ROUTER, "client", None).unwrap();
+        client.raw().set_router_mandatory(true).unwrap();
+        client.connect("inproc://flp-a").unwrap();
+        let ping = flp::route(b"inproc://flp-a".to_vec(), ClientMsg::Ping.encode());
+        client.send(ping, &mut ev).unwrap();
+        assert!(server.poll_in(1000).unwrap());
+        let (peer, rest) = flp::split_peer(server.recv(&mut ev).unwrap()).unwrap();
+        assert_eq!(flp::decode_client_msg(rest), Ok(ClientMsg::Ping));
+        server
+            .send(flp::route(peer, ServerMsg::Pong.encode()), &mut ev)
+            .unwrap();
+        assert!(client.poll_in(1000).unwrap());
+        let (from, rest) = flp::split_peer(client.recv(&mut ev).unwrap()).unwrap();
+        assert_eq!(from, b"inproc://flp-a");
+        assert_eq!(flp::decode_server_msg(rest), Ok(ServerMsg::Pong));
+        // A server nobody connected to is unroutable, not a silent drop.
+        let err = client
+            .raw()
+            .send_multipart(
+                [b"inproc://nobody".to_vec(), b"PING".to_vec()],
+                zmq::DONTWAIT,
+            )
+            .unwrap_err();
+        assert_eq!(err, zmq::Error::EHOSTUNREACH);
+    }
+}
