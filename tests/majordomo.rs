@@ -483,8 +483,11 @@ fn a_binary_star_broker_pair_fails_over_with_workers_and_clients_following() {
         spawn(name, &args)
     };
     let primary = node(true);
-    let _backup = node(false);
+    let backup = node(false);
     primary.wait_stderr("state: ACTIVE");
+    // A backup takes over only once it has seen the primary active (it stays BACKUP and
+    // refuses otherwise); on a fast machine the kill below can come before that heartbeat.
+    backup.wait_stderr("state: PASSIVE");
     let mut args = vec![
         "worker",
         "--protocol",
