@@ -332,7 +332,7 @@ _pirate() {
             fi
             case "${prev}" in
                 --pattern)
-                    COMPREPLY=($(compgen -W "lazy simple paranoid majordomo titanic bstar" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "lazy simple paranoid majordomo titanic bstar freelance" -- "${cur}"))
                     return 0
                     ;;
                 --workers)

@@ -171,8 +171,9 @@ simple\t'pirate queue --simple and REQ workers'
 paranoid\t'pirate queue and 6/PPP workers'
 majordomo\t'pirate broker and MDP workers'
 titanic\t'pirate broker, MDP workers and pirate titanic; clients use --titanic'
-bstar\t'a primary and a backup pirate server; clients fail over between them'"
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l workers -d 'Workers (ignored for lazy: one server)' -r
+bstar\t'a primary and a backup pirate server; clients fail over between them'
+freelance\t'--workers Freelance servers, no broker; clients spread requests over them all'"
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l workers -d 'Workers, or Freelance servers (ignored for lazy: one server; bstar: a pair)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l clients -d 'Clients' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l requests -d 'Requests per client (default: send for the whole --duration)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l duration -d 'Length of the fault phase (healing and draining follow)' -r

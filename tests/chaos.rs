@@ -379,3 +379,57 @@ fn titanic_and_binary_star_patterns_survive_their_nemesis() {
         }
     }
 }
+
+#[test]
+fn freelance_pattern_survives_killed_and_frozen_servers() {
+    let (code, out, err) = chaos(
+        "pattern-freelance",
+        &[
+            "chaos",
+            "run",
+            "--json",
+            "--pattern",
+            "freelance",
+            "--duration",
+            "4s",
+            "--nemesis-interval",
+            "1s",
+            "--requests",
+            "150",
+            "--work",
+            "5ms",
+            "--seed",
+            "6",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["valid"], true, "{s}");
+    assert_eq!(s["pattern"], "freelance");
+    assert_eq!(s["verdict"]["replied"], 300, "{s}");
+    assert!(s["injected"]["kill"].as_u64().unwrap_or(0) >= 1, "{s}");
+    assert!(
+        s["schedule"].as_array().unwrap().iter().all(
+            |f| f["fault"] != "restart" && f["target"].as_str().unwrap().starts_with("server-")
+        ),
+        "no broker to restart: the nemesis strikes servers\n{s}"
+    );
+}
+
+#[test]
+fn freelance_refuses_what_it_cannot_do() {
+    for (extra, expected) in [
+        (&["--window", "4"][..], "--window does not fit Freelance"),
+        (
+            &["--proxy", "clients"][..],
+            "--proxy does not fit Freelance",
+        ),
+        (&["--freeze-rate", "5%"][..], "--freeze-rate is for workers"),
+    ] {
+        let mut args = vec!["chaos", "run", "--pattern", "freelance"];
+        args.extend_from_slice(extra);
+        let (code, _, err) = chaos("freelance-usage", &args);
+        assert_eq!(code, 2, "{extra:?}: {err}");
+        assert!(err.contains(expected), "{extra:?}: {err}");
+    }
+}

@@ -48,6 +48,8 @@ pub enum Pattern {
     Titanic,
     /// Binary Star: a primary and a backup `pirate server`; clients know both.
     Bstar,
+    /// Freelance: `workers` Freelance servers and no broker; every client knows them all.
+    Freelance,
 }
 
 /// A fault the nemesis can inject.
@@ -173,8 +175,11 @@ impl ChaosConfig {
     pub fn schedule(&self) -> Vec<ScheduledFault> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x006e_656d_6573_6973); // "nemesis"
         let mut kinds: Vec<NemesisFault> = self.nemesis.clone();
-        let broker_ours =
-            self.external.is_none() && !matches!(self.pattern, Pattern::Lazy | Pattern::Bstar);
+        let broker_ours = self.external.is_none()
+            && !matches!(
+                self.pattern,
+                Pattern::Lazy | Pattern::Bstar | Pattern::Freelance
+            );
         if !broker_ours {
             kinds.retain(|k| *k != NemesisFault::Restart);
         }
@@ -224,6 +229,8 @@ impl ChaosConfig {
             Pattern::Titanic => "titanic",
             Pattern::Lazy => "server",
             Pattern::Bstar => "primary",
+            // No broker: `schedule` never restarts one (the servers are killed instead).
+            Pattern::Freelance => "server-1",
             Pattern::Simple | Pattern::Paranoid => "queue",
         }
     }
@@ -234,6 +241,11 @@ impl ChaosConfig {
             // Killing either node of the pair: the survivor serves, the restarted one comes
             // back passive.
             Pattern::Bstar => return vec!["primary".into(), "backup".into()],
+            Pattern::Freelance => {
+                return (1..=self.workers.max(1))
+                    .map(|i| format!("server-{i}"))
+                    .collect()
+            }
             _ => {}
         }
         (1..=self.workers.max(1))
@@ -539,6 +551,30 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             client_extra = strings(&["--connect", &back, "--settle", &settle]);
             front.clone()
         }
+        Pattern::Freelance => {
+            // Each server's public endpoint (its identity) is its bind endpoint, spelled as
+            // the clients spell it; a proxy in between would be one server, so none is allowed.
+            if config.proxy.is_some() {
+                return Err(Error::Usage(
+                    "--proxy does not fit Freelance: clients address each server by its endpoint"
+                        .into(),
+                ));
+            }
+            let mut servers = Vec::new();
+            for i in 1..=config.workers.max(1) {
+                let endpoint = format!("tcp://127.0.0.1:{}", free_port()?);
+                let mut args = strings(&["server", "--json", "--freelance", "--bind", &endpoint]);
+                args.extend(worker_flags(i as u64 + 1));
+                procs.push(new(format!("server-{i}"), args, None));
+                servers.push(endpoint);
+            }
+            let ttl = format!("{}ms", config.heartbeat.as_millis() * 3);
+            client_extra = strings(&["--freelance", "--ping", &hb, "--server-ttl", &ttl]);
+            for endpoint in &servers[1..] {
+                client_extra.extend(strings(&["--connect", endpoint]));
+            }
+            servers.swap_remove(0)
+        }
         Pattern::Lazy => {
             let mut args = strings(&["server", "--json", "--bind", &front]);
             args.extend(worker_flags(1));
@@ -689,9 +725,11 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             &timeout,
             "--retries",
             &config.client_retries.to_string(),
-            "--window",
-            &config.window.max(1).to_string(),
         ]);
+        if config.pattern != Pattern::Freelance {
+            // A Freelance client has one request in flight by design (and refuses --window).
+            args.extend(strings(&["--window", &config.window.max(1).to_string()]));
+        }
         match config.pattern {
             Pattern::Majordomo => args.extend(strings(&["--service", "echo"])),
             Pattern::Titanic => args.extend(strings(&["--titanic", "--service", "echo"])),

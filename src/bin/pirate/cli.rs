@@ -737,6 +737,8 @@ pub enum PatternArg {
     Titanic,
     /// a primary and a backup pirate server; clients fail over between them
     Bstar,
+    /// --workers Freelance servers, no broker; clients spread requests over them all
+    Freelance,
 }
 
 /// Which side of the topology the fault proxy sits on.
@@ -764,7 +766,7 @@ pub struct ChaosRunArgs {
     /// Pattern to run
     #[arg(long, value_enum, default_value = "majordomo")]
     pub pattern: PatternArg,
-    /// Workers (ignored for lazy: one server)
+    /// Workers, or Freelance servers (ignored for lazy: one server; bstar: a pair)
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: u32,
     /// Clients
@@ -843,6 +845,7 @@ impl ChaosRunArgs {
             PatternArg::Majordomo => Pattern::Majordomo,
             PatternArg::Titanic => Pattern::Titanic,
             PatternArg::Bstar => Pattern::Bstar,
+            PatternArg::Freelance => Pattern::Freelance,
         };
         if self.worker_cmd.is_some() && pattern != Pattern::Majordomo {
             return Err("--worker-cmd needs --pattern majordomo".into());
@@ -910,8 +913,12 @@ impl ChaosRunArgs {
         if let Some(d) = self.freeze.freeze_for {
             worker_faults.extend(["--freeze-for".to_string(), millis(d)]);
         }
-        if pattern == Pattern::Lazy && self.freeze.freeze_rate.is_some() {
-            return Err("--freeze-rate is for workers, not the lazy pattern's server".into());
+        let servers = matches!(pattern, Pattern::Lazy | Pattern::Bstar | Pattern::Freelance);
+        if servers && self.freeze.freeze_rate.is_some() {
+            return Err("--freeze-rate is for workers, not a pattern of servers".into());
+        }
+        if pattern == Pattern::Freelance && self.window > 1 {
+            return Err("--window does not fit Freelance: its clients send one at a time".into());
         }
         let worker_args = match self.faults.work {
             Some(d) => vec!["--work".to_string(), millis(d)],
