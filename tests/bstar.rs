@@ -168,6 +168,9 @@ fn a_lone_primary_serves_after_its_start_guard() {
 #[test]
 fn two_primaries_configured_against_each_other_stop_with_a_usage_error() {
     let ports = BstarPorts::new();
+    // The node that hears the conflict first announces it for two heartbeats, which must
+    // outlast the other's SUB reconnecting to it (libzmq retries every 100 ms).
+    const HB: &str = "300ms";
     let mut a = start_bstar_node(&ports, true, HB, &[]);
     // A second primary on the backup's endpoints.
     let backup_as_primary = [

@@ -180,6 +180,10 @@ fn paranoid_and_lazy_patterns_survive_their_nemesis() {
                 "1s",
                 "--requests",
                 "200",
+                // 200 requests take at least 2 s, so the nemesis strikes (seed 8: at 0.6 s)
+                // before the clients are done however fast the machine.
+                "--work",
+                "10ms",
                 "--seed",
                 "8",
             ],
@@ -187,6 +191,10 @@ fn paranoid_and_lazy_patterns_survive_their_nemesis() {
         assert_eq!(code, 0, "{pattern}: {err}");
         let s = summary(&out);
         assert_eq!(s["valid"], true, "{pattern}: {s}");
+        assert!(
+            s["injected"]["kill"].as_u64().unwrap_or(0) >= 1,
+            "{pattern}: {s}"
+        );
         assert_eq!(s["pattern"], pattern);
         assert_eq!(s["verdict"]["replied"], 400, "{pattern}: {s}");
     }

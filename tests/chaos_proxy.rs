@@ -271,7 +271,9 @@ fn a_blackhole_is_survived_by_retrying() {
 
 #[test]
 fn worker_identities_stay_distinct_and_heartbeats_flow_through_the_proxy() {
-    let hb = ["--heartbeat", "50ms", "--liveness", "3"];
+    // Dead after 10 silent beats (500 ms): a proxy that stopped heartbeats would still
+    // expire them within the 1 s watched below, but a busy machine's stall does not.
+    let hb = ["--heartbeat", "50ms", "--liveness", "10"];
     let mut queue_args = vec!["--json"];
     queue_args.extend_from_slice(&hb);
     let (mut queue, front, back) = start_queue(&queue_args);
