@@ -226,6 +226,14 @@ pub enum Event {
     WorkerExpired { worker: String, busy: bool },
     /// A peer (queue or broker) was declared dead; reconnecting after `delay_ms`.
     PeerLost { delay_ms: u64 },
+    /// A Binary Star node is in `state` (`PRIMARY`, `BACKUP`, `ACTIVE`, `PASSIVE`): its
+    /// starting state (no `from`, reason `started`), then every change, with the Guide's reason.
+    BstarState {
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        reason: String,
+    },
     /// A malformed message was counted and dropped.
     Invalid { socket: String, reason: String },
     /// `pirate chaos`: a nemesis action planned (printed before the run, for replay by seed).

@@ -90,6 +90,43 @@ fn killing_the_active_primary_lets_the_backup_take_over_and_replies_stay_in_orde
 }
 
 #[test]
+fn json_output_carries_every_state_change_as_a_bstar_state_event() {
+    let ports = BstarPorts::new();
+    let mut primary = start_bstar_node(&ports, true, HB, &[]);
+    let backup = start_bstar_node(&ports, false, HB, &["--json"]);
+    backup.wait_stdout(r#""event":"bstar_state","state":"PASSIVE""#);
+    primary.signal(libc::SIGKILL);
+    primary.wait();
+    let (code, _, err) = run(&client_args(&ports, &["--count", "1"]), None);
+    assert_eq!(code, 0, "{err}");
+    backup.wait_stdout(r#""event":"bstar_state","state":"ACTIVE""#);
+    let states: Vec<(String, String, String)> = json_lines(&backup.stdout.text())
+        .iter()
+        .filter(|l| l["event"] == "bstar_state")
+        .map(|l| {
+            let text = |k: &str| l[k].as_str().unwrap_or("-").to_string();
+            (text("from"), text("state"), text("reason"))
+        })
+        .collect();
+    let expected = [
+        ("-", "BACKUP", "started"),
+        (
+            "BACKUP",
+            "PASSIVE",
+            "connected to primary (active), ready as passive",
+        ),
+        ("PASSIVE", "ACTIVE", "failover successful, ready as active"),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(states, expected);
+    // The human lines stay on stderr, the same as without --json.
+    assert_eq!(bstar_states(&backup), ["BACKUP", "PASSIVE", "ACTIVE"]);
+}
+
+#[test]
 fn a_restarted_primary_comes_back_passive_and_never_serves_beside_the_active_backup() {
     let ports = BstarPorts::new();
     let (mut primary, backup) = start_pair(&ports);

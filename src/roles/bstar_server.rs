@@ -130,6 +130,20 @@ pub struct BstarLink {
     pub invalid: u64,
 }
 
+/// Logs a state (the Guide's reason line, then `state: X`, which scripts and tests wait for)
+/// and emits it as a `bstar_state` event for `--json`.
+fn announce_state(events: &mut Events, from: Option<State>, to: State, reason: &str) {
+    if from.is_some() {
+        events.info(reason);
+    }
+    events.info(format!("state: {to}"));
+    events.emit(Event::BstarState {
+        state: to.name().into(),
+        from: from.map(|s| s.name().into()),
+        reason: reason.into(),
+    });
+}
+
 impl BstarLink {
     /// Binds our PUB, connects the SUB, and logs the starting state.
     pub fn new(ctx: &zmq::Context, options: &BstarOptions, events: &mut Events) -> Result<Self> {
@@ -160,7 +174,7 @@ impl BstarLink {
             options.peer_state,
             options.heartbeat.as_millis()
         ));
-        events.info(format!("state: {}", machine.state()));
+        announce_state(events, None, machine.state(), "started");
         Ok(BstarLink {
             machine,
             publisher,
@@ -193,8 +207,7 @@ impl BstarLink {
             match self.machine.on_peer_state(peer, Instant::now()) {
                 Ok(Some(t)) => {
                     self.last_refusal = None;
-                    events.info(t.reason);
-                    events.info(format!("state: {}", t.to));
+                    announce_state(events, Some(t.from), t.to, &t.reason);
                 }
                 Ok(None) => {}
                 Err(fatal) => {
@@ -250,8 +263,7 @@ impl BstarLink {
             Vote::Accept => Ok(true),
             Vote::TakeOver(t) => {
                 self.last_refusal = None;
-                events.info(t.reason);
-                events.info(format!("state: {}", t.to));
+                announce_state(events, Some(t.from), t.to, &t.reason);
                 // Tell the peer at once.
                 self.pump(events)?;
                 Ok(true)

@@ -210,6 +210,8 @@ fn human_text(event: &Event) -> Option<String> {
         Event::Served { cycle, bytes, .. } => format!("I: normal request #{cycle} ({bytes} bytes)"),
         // Every send is already visible as a reply or a retry line.
         Event::Sent { .. } => return None,
+        // Already logged as the reason and `state: X` lines.
+        Event::BstarState { .. } => return None,
         Event::WorkerReady { worker } => format!("I: worker {worker} ready"),
         Event::ServiceWorkerReady { worker, service } => {
             format!("I: worker {worker} ready for service {service}")
