@@ -115,7 +115,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__broker)
-            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --primary --backup --state-bind --peer-state --state-heartbeat --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --busy-timeout --primary --backup --state-bind --peer-state --state-heartbeat --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -138,6 +138,10 @@ _pirate() {
                     return 0
                     ;;
                 --max-queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --busy-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -325,7 +329,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__run)
-            opts="-v -q -h -V --pattern --workers --clients --requests --duration --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --strict --out --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --pattern --workers --clients --requests --duration --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --busy-timeout --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --strict --out --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -380,6 +384,10 @@ _pirate() {
                     return 0
                     ;;
                 --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --busy-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -699,7 +707,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__queue)
-            opts="-v -q -h -V --frontend --backend --heartbeat --liveness --simple --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --frontend --backend --heartbeat --liveness --simple --busy-timeout --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -718,6 +726,10 @@ _pirate() {
                     return 0
                     ;;
                 --liveness)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --busy-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

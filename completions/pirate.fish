@@ -86,6 +86,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand queue" -l frontend -d 'End
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l backend -d 'Endpoint workers connect to (ROUTER)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l heartbeat -d 'Heartbeat interval (6/PPP)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l liveness -d 'Silent heartbeat intervals after which a worker is expired' -r
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l busy-timeout -d 'Forget a worker that holds one request this long (its request or reply was lost on the way, or it hangs while heartbeating); it reconnects when the queue\'s heartbeats stop. Off unless given. Set it above your slowest request' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l simple -d 'Run the Simple Pirate queue: no heartbeats, no expiry'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s q -l quiet -d 'Print nothing but data and errors'
@@ -125,6 +126,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -l heartbeat -d 'H
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l liveness -d 'Silent heartbeat intervals after which a worker, idle or busy, is expired' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l request-ttl -d 'How long a request may wait for a worker of its service before it is dropped' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-queue -d 'Requests queued per service at most; a request beyond it is refused (the client retries)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l busy-timeout -d 'Disconnect a worker that holds one request this long without a reply (its request or reply was lost on the way, or it hangs while heartbeating); off unless given. Set it above your slowest request' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-bind -d 'Endpoint to bind the PUB socket this node\'s state is published on [default: tcp://*:5003 for the primary, tcp://*:5004 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r
@@ -187,6 +189,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l heartbeat -d 'Heartbeat interval of every role (liveness 3)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l timeout -d 'Clients\' timeout per attempt' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l retries -d 'Clients\' attempts per request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l busy-timeout -d 'Give the Paranoid queue or the Majordomo broker this --busy-timeout (frees workers whose request or reply a --proxy on the workers\' side dropped)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l window -d 'Requests in flight per client' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
 guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"

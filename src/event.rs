@@ -100,6 +100,8 @@ pub struct BrokerReport {
     pub replied: u64,
     pub workers_seen: u64,
     pub workers_expired: u64,
+    /// Workers forgotten for holding a request past `--busy-timeout`.
+    pub workers_stuck: u64,
     /// Malformed messages counted and dropped.
     pub invalid: u64,
     /// Requests dispatched per worker identity (hex), to show how work was spread.
@@ -130,6 +132,9 @@ pub struct MajordomoReport {
     /// Requests dropped because the worker holding them died, disconnected or broke the
     /// protocol (the client's retry is the recovery: MDP is at-most-once per attempt).
     pub requests_lost: u64,
+    /// Workers disconnected for holding a request past `--busy-timeout` (their requests are
+    /// in `requests_lost`).
+    pub workers_stuck: u64,
     /// Malformed messages counted and dropped.
     pub invalid: u64,
 }

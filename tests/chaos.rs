@@ -352,6 +352,66 @@ fn a_proxy_dropping_replies_causes_re_executions_not_losses_and_strict_rejects_t
 }
 
 #[test]
+fn a_busy_timeout_frees_workers_whose_messages_a_worker_side_proxy_dropped() {
+    // Without --busy-timeout, each dropped REQUEST or reply leaves its worker held busy for
+    // good, and the clients end up abandoning; with it, every request is answered.
+    let (code, out, err) = chaos(
+        "busy-timeout",
+        &[
+            "chaos",
+            "run",
+            "--json",
+            "--pattern",
+            "majordomo",
+            "--workers",
+            "2",
+            "--clients",
+            "2",
+            "--requests",
+            "40",
+            "--duration",
+            "10s",
+            "--nemesis-interval",
+            "0s",
+            "--timeout",
+            "300ms",
+            "--proxy",
+            "workers",
+            "--proxy-faults",
+            "--drop 10%",
+            "--busy-timeout",
+            "500ms",
+            "--seed",
+            "3",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["verdict"]["replied"], 80, "{s}");
+    assert_eq!(s["verdict"]["abandoned"], serde_json::json!([]), "{s}");
+    assert!(
+        s["verdict"]["faults"]["proxy_drop"].as_u64().unwrap() >= 1,
+        "{s}"
+    );
+    for (args, what) in [
+        (
+            &["--pattern", "lazy"][..],
+            "--busy-timeout is for the paranoid queue",
+        ),
+        (
+            &["--connect", "tcp://127.0.0.1:9"][..],
+            "--busy-timeout sets pirate's own broker",
+        ),
+    ] {
+        let mut all = vec!["chaos", "run", "--busy-timeout", "1s"];
+        all.extend_from_slice(args);
+        let (code, _, err) = run(&all, None);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(what), "{err}");
+    }
+}
+
+#[test]
 fn titanic_and_binary_star_patterns_survive_their_nemesis() {
     for pattern in ["titanic", "bstar"] {
         let (code, out, err) = chaos(

@@ -451,3 +451,166 @@ fn the_library_proxy_keeps_peer_identities_upstream() {
     assert_eq!(report.forwarded_down, 1);
     assert_eq!(report.peers, 2);
 }
+
+#[test]
+fn a_request_lost_on_its_way_to_a_worker_frees_the_worker_only_with_a_busy_timeout() {
+    // The proxy drops the first REQUEST (MDP worker command 0x02) from the broker down to the
+    // only worker. The worker never saw it and heartbeats on; the broker holds it busy.
+    for busy_timeout in [None, Some("300ms")] {
+        // Liveness 10: a stalled machine must not expire the worker, which would free it too.
+        let mut broker_args = vec!["--json", "--heartbeat", "50ms", "--liveness", "10"];
+        if let Some(limit) = busy_timeout {
+            broker_args.extend(["--busy-timeout", limit]);
+        }
+        let (mut broker, port) = start_broker(&broker_args);
+        let (_proxy, proxy_port) = start_proxy(
+            port,
+            &[
+                "--drop",
+                "100%",
+                "--direction",
+                "down",
+                "--command",
+                "0x02",
+                "--count",
+                "1",
+            ],
+        );
+        let connect = endpoint(proxy_port);
+        let _worker = spawn(
+            "worker",
+            &[
+                "worker",
+                "--json",
+                "--protocol",
+                "mdp",
+                "--service",
+                "echo",
+                "--connect",
+                &connect,
+                "--name",
+                "w",
+                "--heartbeat",
+                "50ms",
+                "--liveness",
+                "10",
+                "--reconnect",
+                "50ms",
+            ],
+        );
+        broker.wait_stdout(r#""event":"service_worker_ready""#);
+        let broker_endpoint = endpoint(port);
+        let (code, out, err) = run(
+            &[
+                "client",
+                "--json",
+                "--connect",
+                &broker_endpoint,
+                "--service",
+                "echo",
+                "--count",
+                "3",
+                "--timeout",
+                "500ms",
+                "--retries",
+                "4",
+            ],
+            None,
+        );
+        let b = stop_and_summarise(&mut broker);
+        match busy_timeout {
+            None => {
+                assert_eq!(code, 69, "the worker is held busy for good: {err}");
+                assert!(replies(&out).is_empty(), "{out}");
+                assert_eq!(b["workers_stuck"], 0, "{b}");
+            }
+            Some(_) => {
+                assert_eq!(code, 0, "{err}");
+                assert_eq!(replies(&out), sequence(3));
+                assert_eq!(b["workers_stuck"], 1, "{b}");
+                assert_eq!(b["requests_lost"], 1, "{b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_paranoid_queue_with_a_busy_timeout_forgets_a_worker_whose_request_was_lost() {
+    // The proxy drops the first request ("1") from the queue down to the only worker, which
+    // heartbeats on: only the busy timeout frees it, by forgetting it until it reconnects.
+    for busy_timeout in [None, Some("300ms")] {
+        // Liveness 10: a stalled machine must not expire the worker, which would free it too.
+        let hb = ["--heartbeat", "50ms", "--liveness", "10"];
+        let mut queue_args = vec!["--json"];
+        queue_args.extend_from_slice(&hb);
+        if let Some(limit) = busy_timeout {
+            queue_args.extend(["--busy-timeout", limit]);
+        }
+        let (mut queue, front, back) = start_queue(&queue_args);
+        let (_proxy, proxy_port) = start_proxy(
+            back,
+            &[
+                "--drop",
+                "100%",
+                "--direction",
+                "down",
+                "--command",
+                "1",
+                "--count",
+                "1",
+            ],
+        );
+        let connect = endpoint(proxy_port);
+        let mut args = vec![
+            "worker",
+            "--json",
+            "--connect",
+            connect.as_str(),
+            "--name",
+            "w",
+            "--reconnect",
+            "50ms",
+        ];
+        args.extend_from_slice(&hb);
+        let _worker = spawn("worker", &args);
+        queue.wait_stdout(r#""event":"worker_ready""#);
+        let (code, out, err) = client(
+            front,
+            &["--count", "3", "--timeout", "500ms", "--retries", "4"],
+        );
+        let q = stop_and_summarise(&mut queue);
+        match busy_timeout {
+            None => {
+                assert_eq!(code, 69, "the worker is held busy for good: {err}");
+                assert!(replies(&out).is_empty(), "{out}");
+                assert_eq!(q["workers_stuck"], 0, "{q}");
+            }
+            Some(_) => {
+                assert_eq!(code, 0, "{err}");
+                assert_eq!(replies(&out), sequence(3));
+                assert_eq!(q["workers_stuck"], 1, "{q}");
+                assert!(
+                    q["workers_seen"].as_u64().unwrap() >= 2,
+                    "it came back: {q}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn busy_timeout_flags_are_checked() {
+    let (code, _, err) = run(&["queue", "--simple", "--busy-timeout", "1s"], None);
+    assert_eq!(
+        code, 2,
+        "a Simple queue has no heartbeats to free a worker with: {err}"
+    );
+    assert!(err.contains("--busy-timeout"), "{err}");
+    for role in ["queue", "broker"] {
+        let (code, _, err) = run(&[role, "--busy-timeout", "0s"], None);
+        assert_eq!(code, 2, "{err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: "), "{err}");
+        assert!(first.contains("must be longer than 0"), "{err}");
+    }
+}

@@ -116,6 +116,8 @@ pub struct ChaosConfig {
     pub heartbeat: Duration,
     pub client_timeout: Duration,
     pub client_retries: u32,
+    /// `--busy-timeout` for the Paranoid queue or pirate's own Majordomo broker.
+    pub busy_timeout: Option<Duration>,
     /// Requests in flight per client.
     pub window: usize,
     pub seed: u64,
@@ -163,6 +165,7 @@ impl ChaosConfig {
             heartbeat: Duration::from_millis(250),
             client_timeout: Duration::from_millis(1000),
             client_retries: 20,
+            busy_timeout: None,
             window: 1,
             seed,
             strict: false,
@@ -519,6 +522,10 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
         }
     };
     let mut proxy_backend: Option<String> = None;
+    let busy_timeout_args: Vec<String> = match config.busy_timeout {
+        Some(d) => strings(&["--busy-timeout", &format!("{}ms", d.as_millis())]),
+        None => Vec::new(),
+    };
     let mut client_extra: Vec<String> = Vec::new();
     let client_endpoint = match config.pattern {
         Pattern::Bstar => {
@@ -588,11 +595,9 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             }
             let endpoint = placed(ProxyPlacement::Workers, &broker);
             if config.external.is_none() {
-                procs.push(new(
-                    "broker".into(),
-                    strings(&["broker", "--json", "--bind", &front, "--heartbeat", &hb]),
-                    None,
-                ));
+                let mut args = strings(&["broker", "--json", "--bind", &front, "--heartbeat", &hb]);
+                args.extend(busy_timeout_args.iter().cloned());
+                procs.push(new("broker".into(), args, None));
             }
             for i in 1..=config.workers.max(1) {
                 let name = format!("worker-{i}");
@@ -664,6 +669,7 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
                 if simple {
                     args.push("--simple".into());
                 }
+                args.extend(busy_timeout_args.iter().cloned());
                 procs.push(new("queue".into(), args, None));
             }
             for i in 1..=config.workers.max(1) {

@@ -55,6 +55,14 @@
 //!   understand, and the client's timeout and retry is exactly the back-pressure we want.
 //!   Refusing the newest keeps FIFO order for those already waiting. `max_queue = 0` means
 //!   "never queue": a request is served only if a worker is idle right now.
+//! - **Busy timeout (off by default, `--busy-timeout`).** 7/MDP cannot tell a worker that
+//!   is working from one whose REQUEST or reply was lost on the way (a proxy, a flaky link):
+//!   heartbeats keep flowing both ways, and the broker would hold that worker busy, and the
+//!   request, forever. With a busy timeout, a worker that has held one request that long
+//!   without a reply (a PARTIAL counts as progress) is sent DISCONNECT and forgotten, like a
+//!   worker that broke the protocol; its request is dropped as `worker_lost` (the client
+//!   retries) and the worker reconnects and registers afresh. Off by default because a
+//!   legitimate request may take any time; set it above the slowest request.
 //! - **0.2 PARTIALs to a 0.1 client.** 0.1 has no streaming, so the broker holds the body
 //!   frames of each PARTIAL and sends them, followed by the FINAL's frames, as one REPLY
 //!   (nothing the worker produced is lost, and frames are moved, not copied). A 0.1 REPLY to
@@ -109,6 +117,9 @@ pub struct BrokerConfig {
     /// Most requests one service may hold waiting for a worker; newer ones are refused.
     /// Default 1000.
     pub max_queue: usize,
+    /// A worker holding one request this long without a reply is disconnected (see the
+    /// module docs). `None` (the default, as in 7/MDP): never.
+    pub busy_timeout: Option<Duration>,
 }
 
 impl Default for BrokerConfig {
@@ -121,6 +132,7 @@ impl Default for BrokerConfig {
             },
             request_ttl: Duration::from_secs(10),
             max_queue: 1000,
+            busy_timeout: None,
         }
     }
 }
@@ -134,6 +146,8 @@ struct Job {
     client_version: Version,
     /// Body frames of PARTIALs held for a 0.1 client, sent in front of the FINAL's frames.
     held: Message,
+    /// When the worker was given the request or last sent a PARTIAL of it.
+    progress: Instant,
 }
 
 /// A registered worker.
@@ -175,6 +189,7 @@ pub struct Broker {
     heartbeat: HeartbeatConfig,
     request_ttl: Duration,
     max_queue: usize,
+    busy_timeout: Option<Duration>,
     services: HashMap<Frame, Service>,
     workers: HashMap<Frame, Worker>,
     next_generation: u64,
@@ -201,6 +216,7 @@ impl Broker {
             heartbeat: config.heartbeat,
             request_ttl: config.request_ttl,
             max_queue: config.max_queue,
+            busy_timeout: config.busy_timeout,
             services: HashMap::new(),
             workers: HashMap::new(),
             next_generation: 0,
@@ -260,6 +276,26 @@ impl Broker {
             .collect();
         for id in dead {
             self.expire(&id, events);
+        }
+        if let Some(limit) = self.busy_timeout {
+            let stuck: Vec<(Frame, Version)> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| {
+                    w.job
+                        .as_ref()
+                        .is_some_and(|j| now.saturating_duration_since(j.progress) >= limit)
+                })
+                .map(|(id, w)| (id.clone(), w.version))
+                .collect();
+            for (id, version) in stuck {
+                let reason = format!(
+                    "busy for {} ms without a reply (--busy-timeout)",
+                    limit.as_millis()
+                );
+                self.report.workers_stuck += 1;
+                self.disconnect(id, version, &reason, events);
+            }
         }
         for (name, svc) in &mut self.services {
             // Requests are queued in arrival order, so the expired ones are at the front.
@@ -498,6 +534,7 @@ impl Broker {
             let Some(job) = worker.job.as_mut() else {
                 return;
             };
+            job.progress = now;
             match job.client_version {
                 Version::V2 => {
                     let to = job.client.clone();
@@ -512,6 +549,7 @@ impl Broker {
             client,
             client_version,
             mut held,
+            ..
         }) = worker.job.take()
         else {
             return;
@@ -585,6 +623,7 @@ impl Broker {
                         client: client.clone(),
                         client_version: version,
                         held: Message::new(),
+                        progress: now,
                     });
                     let msg = mdp::encode_worker(WorkerMsg {
                         version: worker.version,
@@ -820,6 +859,7 @@ mod tests {
             },
             request_ttl: Duration::from_millis(1000),
             max_queue: 2,
+            busy_timeout: None,
         }
     }
 
@@ -1386,6 +1426,90 @@ mod tests {
         )));
         assert!(h.request("c1", V1, "echo", "x", 2).is_empty());
         assert!(h.tick(100).is_empty());
+    }
+
+    /// Heartbeats from `worker` every 100 ms in `from..to`, with a broker tick after each;
+    /// returns what the ticks sent to `worker` other than heartbeats.
+    fn heartbeating(h: &mut H, worker: &str, version: Version, from: u64, to: u64) -> Vec<Message> {
+        let mut other = Vec::new();
+        for ms in (from..to).step_by(100) {
+            h.recv(worker, heartbeat(version), ms);
+            let out = h.tick(ms + 1);
+            other.extend(
+                sent_to(&out, worker)
+                    .into_iter()
+                    .filter(|m| *m != heartbeat(version)),
+            );
+        }
+        other
+    }
+
+    fn with_busy_timeout(ms: u64) -> H {
+        H::with(BrokerConfig {
+            busy_timeout: Some(Duration::from_millis(ms)),
+            ..config()
+        })
+    }
+
+    #[test]
+    fn without_a_busy_timeout_a_heartbeating_busy_worker_is_kept_however_long() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        only(h.request("c1", V1, "echo", "x", 1), "w1");
+        assert!(heartbeating(&mut h, "w1", V1, 100, 5000).is_empty());
+        assert_eq!(h.b.report().workers_stuck, 0);
+        assert_eq!(h.b.report().requests_lost, 0);
+    }
+
+    #[test]
+    fn a_worker_busy_past_the_busy_timeout_is_disconnected_and_may_register_again() {
+        let mut h = with_busy_timeout(500);
+        h.ready("w1", V1, "echo", 0);
+        only(h.request("c1", V1, "echo", "x", 1), "w1");
+        // Heartbeats prove it alive, not that it is working on the request.
+        assert!(heartbeating(&mut h, "w1", V1, 100, 500).is_empty());
+        let sent = heartbeating(&mut h, "w1", V1, 500, 600);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(is_disconnect(&sent[0]));
+        let r = h.b.report();
+        assert_eq!((r.workers_stuck, r.requests_lost, r.disconnects), (1, 1, 1));
+        assert!(h.events().iter().any(|e| matches!(
+            e,
+            Event::WorkerDisconnected { worker, reason }
+                if worker == "w1" && reason.contains("--busy-timeout")
+        )));
+        // The client's retry waits for a worker; the reconnected one registers and gets it.
+        assert!(h.request("c1", V1, "echo", "x", 700).is_empty());
+        let out = h.recv("w1", ready(V1, "echo"), 710);
+        assert_eq!(worker_request(only(out, "w1")).2, "x");
+    }
+
+    #[test]
+    fn a_partial_is_progress_that_restarts_the_busy_timeout() {
+        let mut h = with_busy_timeout(500);
+        h.ready("w1", V2, "lines", 0);
+        only(h.request("c1", V2, "lines", "x", 0), "w1");
+        assert!(heartbeating(&mut h, "w1", V2, 100, 400).is_empty());
+        h.recv("w1", reply(V2, "c1", &["1"], false), 400);
+        // Past 500 ms since the REQUEST, not since the PARTIAL: kept.
+        assert!(heartbeating(&mut h, "w1", V2, 400, 900).is_empty());
+        let sent = heartbeating(&mut h, "w1", V2, 900, 1000);
+        assert!(sent.iter().any(is_disconnect), "{sent:?}");
+        assert_eq!(h.b.report().workers_stuck, 1);
+    }
+
+    #[test]
+    fn a_worker_that_replies_in_time_is_never_stuck() {
+        let mut h = with_busy_timeout(500);
+        h.ready("w1", V1, "echo", 0);
+        for i in 0..10u64 {
+            let t = i * 400;
+            only(h.request("c1", V1, "echo", "x", t + 1), "w1");
+            assert!(heartbeating(&mut h, "w1", V1, t + 100, t + 400).is_empty());
+            h.recv("w1", reply(V1, "c1", &["x"], true), t + 399);
+        }
+        assert_eq!(h.b.report().workers_stuck, 0);
+        assert_eq!(h.b.report().replies, 10);
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! heartbeats every worker it knows, idle or busy, and forgets one after `liveness` silent
 //! intervals; a busy worker's heartbeat never makes it ready again (trap 7).
 //!
+//! 6/PPP cannot tell a busy worker from one whose request or reply was lost on the way: both
+//! keep heartbeating. With `busy_timeout` (Paranoid only, off by default) a worker that has
+//! held one request that long is forgotten: the queue stops heartbeating it, the worker
+//! declares the queue dead after its liveness and reconnects with a fresh READY. Its request
+//! is the client's to retry; a late reply from it is still delivered.
+//!
 //! Frames on the backend, after the worker identity:
 //! - PPP worker (DEALER): `0x01` READY · `0x02` HEARTBEAT · `[client]["" ][body…]` reply
 //! - Simple worker (REQ): the same, behind an empty delimiter frame that REQ adds.
@@ -30,6 +36,9 @@ pub struct QueueConfig {
     pub backend: String,
     /// Heartbeating per 6/PPP; `None` runs the Simple Pirate queue (no heartbeats, no expiry).
     pub heartbeat: Option<HeartbeatConfig>,
+    /// Forget a worker busy this long with one request (see the module docs); Paranoid mode
+    /// only. `None` (the default, as in the Guide): never.
+    pub busy_timeout: Option<Duration>,
 }
 
 impl Default for QueueConfig {
@@ -41,6 +50,7 @@ impl Default for QueueConfig {
                 interval: Duration::from_secs(1),
                 liveness: 3,
             }),
+            busy_timeout: None,
         }
     }
 }
@@ -49,6 +59,8 @@ impl Default for QueueConfig {
 struct Worker {
     liveness: Liveness,
     busy: bool,
+    /// When it was last given a request (meaningful while `busy`).
+    busy_since: Instant,
     /// A REQ worker (Simple Pirate) needs an empty delimiter in front of everything we send.
     req_peer: bool,
 }
@@ -126,6 +138,9 @@ pub fn run(config: &QueueConfig, events: &mut Events) -> Result<Report> {
         if config.heartbeat.is_some() && now >= next_heartbeat {
             next_heartbeat = now + hb.interval;
             expire(&mut workers, now, &mut report, events);
+            if let Some(limit) = config.busy_timeout {
+                forget_stuck(&mut workers, now, limit, &mut report, events);
+            }
             for (id, worker) in &workers.known {
                 send_to_worker(
                     &backend,
@@ -178,6 +193,34 @@ fn expire(workers: &mut Workers, now: Instant, report: &mut BrokerReport, events
     workers.ready.retain(|id| workers.known.contains_key(id));
 }
 
+/// Forgets every worker busy with one request for `limit` or more (see the module docs).
+fn forget_stuck(
+    workers: &mut Workers,
+    now: Instant,
+    limit: Duration,
+    report: &mut BrokerReport,
+    events: &mut Events,
+) {
+    let stuck: Vec<Frame> = workers
+        .known
+        .iter()
+        .filter(|(_, w)| w.busy && now.saturating_duration_since(w.busy_since) >= limit)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in stuck {
+        // Busy workers are never in the ready queue, so only `known` holds it.
+        workers.known.remove(&id);
+        report.workers_stuck += 1;
+        events.emit(Event::WorkerDisconnected {
+            worker: Workers::name(&id),
+            reason: format!(
+                "busy for {} ms without a reply (--busy-timeout): forgotten until it reconnects",
+                limit.as_millis()
+            ),
+        });
+    }
+}
+
 fn on_backend(
     mut msg: Message,
     workers: &mut Workers,
@@ -223,6 +266,7 @@ fn on_backend(
                         Worker {
                             liveness: Liveness::new(hb, now),
                             busy: false,
+                            busy_since: now,
                             req_peer,
                         },
                     );
@@ -287,6 +331,7 @@ fn on_frontend(
         .get_mut(&id)
         .expect("ready workers are known workers");
     worker.busy = true;
+    worker.busy_since = Instant::now();
     let req_peer = worker.req_peer;
     send_to_worker(backend, &id, req_peer, ppp::encode(request), events)?;
     report.routed += 1;

@@ -453,6 +453,11 @@ pub struct QueueArgs {
     /// Run the Simple Pirate queue: no heartbeats, no expiry
     #[arg(long)]
     pub simple: bool,
+    /// Forget a worker that holds one request this long (its request or reply was lost on the
+    /// way, or it hangs while heartbeating); it reconnects when the queue's heartbeats stop.
+    /// Off unless given. Set it above your slowest request
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, conflicts_with = "simple")]
+    pub busy_timeout: Option<Duration>,
 }
 
 impl QueueArgs {
@@ -464,6 +469,7 @@ impl QueueArgs {
                 interval: self.heartbeat,
                 liveness: self.liveness,
             }),
+            busy_timeout: self.busy_timeout,
         }
     }
 }
@@ -485,6 +491,11 @@ pub struct BrokerArgs {
     /// Requests queued per service at most; a request beyond it is refused (the client retries)
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub max_queue: usize,
+    /// Disconnect a worker that holds one request this long without a reply (its request or
+    /// reply was lost on the way, or it hangs while heartbeating); off unless given. Set it
+    /// above your slowest request
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub busy_timeout: Option<Duration>,
     #[command(flatten)]
     pub bstar: BstarArgs,
 }
@@ -499,6 +510,7 @@ impl BrokerArgs {
             },
             request_ttl: self.request_ttl,
             max_queue: self.max_queue,
+            busy_timeout: self.busy_timeout,
         }
     }
 }
@@ -807,6 +819,10 @@ pub struct ChaosRunArgs {
     /// Clients' attempts per request
     #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub retries: u32,
+    /// Give the Paranoid queue or the Majordomo broker this --busy-timeout (frees workers
+    /// whose request or reply a --proxy on the workers' side dropped)
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub busy_timeout: Option<Duration>,
     /// Requests in flight per client
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub window: u32,
@@ -917,6 +933,23 @@ impl ChaosRunArgs {
         if servers && self.freeze.freeze_rate.is_some() {
             return Err("--freeze-rate is for workers, not a pattern of servers".into());
         }
+        if self.busy_timeout.is_some() {
+            if !matches!(
+                pattern,
+                Pattern::Paranoid | Pattern::Majordomo | Pattern::Titanic
+            ) {
+                return Err(
+                    "--busy-timeout is for the paranoid queue or the majordomo broker".into(),
+                );
+            }
+            if self.connect.is_some() {
+                return Err(
+                    "--busy-timeout sets pirate's own broker, not one given by --connect: \
+                            start yours with its own"
+                        .into(),
+                );
+            }
+        }
         if pattern == Pattern::Freelance && self.window > 1 {
             return Err("--window does not fit Freelance: its clients send one at a time".into());
         }
@@ -955,6 +988,7 @@ impl ChaosRunArgs {
             heartbeat: self.heartbeat,
             client_timeout: self.timeout,
             client_retries: self.retries,
+            busy_timeout: self.busy_timeout,
             window: self.window as usize,
             seed: self.faults.seed(),
             strict: self.strict,
@@ -967,6 +1001,14 @@ impl ChaosRunArgs {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("invalid duration '{text}': {e} (expected e.g. 2500ms, 1s, 1m30s)"))
+}
+
+/// Parses a duration that must be longer than zero (a zero limit would fire at once).
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!("invalid duration '{text}': must be longer than 0")),
+        d => Ok(d),
+    }
 }
 
 /// Parses a probability: `0.2` or `20%`, between 0 and 1.

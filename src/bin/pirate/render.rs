@@ -304,7 +304,8 @@ pub fn summary_text(report: &Report) -> String {
         }
         Report::Majordomo(m) => format!(
             "summary: requests {}, dispatched {}, replies {}, partials {}, mmi {}, workers seen {}, \
-             expired {}, disconnects {}, requests expired {}, rejected {}, lost {}, invalid {}",
+             expired {}, stuck {}, disconnects {}, requests expired {}, rejected {}, lost {}, \
+             invalid {}",
             m.requests,
             m.dispatched,
             m.replies,
@@ -312,6 +313,7 @@ pub fn summary_text(report: &Report) -> String {
             m.mmi,
             m.workers_seen,
             m.workers_expired,
+            m.workers_stuck,
             m.disconnects,
             m.requests_expired,
             m.requests_rejected,
@@ -325,12 +327,13 @@ pub fn summary_text(report: &Report) -> String {
                 .map(|(w, n)| format!("{w}={n}"))
                 .collect();
             format!(
-                "summary: routed {}, replied {}, workers seen {}, expired {}, invalid {}; \
-                 per worker: {}",
+                "summary: routed {}, replied {}, workers seen {}, expired {}, stuck {}, \
+                 invalid {}; per worker: {}",
                 b.routed,
                 b.replied,
                 b.workers_seen,
                 b.workers_expired,
+                b.workers_stuck,
                 b.invalid,
                 spread.join(" ")
             )
