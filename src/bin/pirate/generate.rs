@@ -15,12 +15,8 @@ pub fn generate(what: Generated, dir: &Path) -> std::io::Result<Vec<String>> {
     let mut written = Vec::new();
     match what {
         Generated::Man => {
-            let cmd = Cli::command();
-            let mut pages = vec![("pirate".to_string(), cmd.clone())];
-            for sub in cmd.get_subcommands() {
-                let name = format!("pirate-{}", sub.get_name());
-                pages.push((name.clone(), sub.clone().name(name)));
-            }
+            let mut pages = Vec::new();
+            man_pages("pirate", Cli::command(), &mut pages);
             for (name, page) in pages {
                 let mut buffer = Vec::new();
                 clap_mangen::Man::new(page).render(&mut buffer)?;
@@ -44,4 +40,15 @@ pub fn generate(what: Generated, dir: &Path) -> std::io::Result<Vec<String>> {
         }
     }
     Ok(written)
+}
+
+/// One page for `cmd`, named `name`, then one per subcommand at any depth (`pirate-chaos-run`),
+/// so every flag is in some page.
+fn man_pages(name: &str, cmd: clap::Command, pages: &mut Vec<(String, clap::Command)>) {
+    let subcommands: Vec<clap::Command> = cmd.get_subcommands().cloned().collect();
+    pages.push((name.to_string(), cmd));
+    for sub in subcommands {
+        let sub_name = format!("{name}-{}", sub.get_name());
+        man_pages(&sub_name, sub.name(sub_name.clone()), pages);
+    }
 }
