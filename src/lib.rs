@@ -17,6 +17,7 @@
 //! - [`event`]: events and reports (serde), rendered by the binary.
 //! - [`stats`]: latency percentiles.
 //! - [`shutdown`]: the Ctrl-C/SIGTERM stop flag and interruptible sleeps.
+//! - [`feed`]: requests read on a thread, so a client's loop runs on while input is slow.
 //! - [`majordomo`]: the Majordomo client and worker API for Rust programs.
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.
@@ -28,6 +29,7 @@ pub mod chaos;
 pub mod error;
 pub mod event;
 pub mod faults;
+pub mod feed;
 pub mod handler;
 pub mod heartbeat;
 pub mod majordomo;

@@ -290,3 +290,32 @@ fn the_server_speaks_flp_on_the_wire() {
     assert_eq!(summary["invalid"], 2, "{summary}");
     assert_eq!(summary["endpoint"], public);
 }
+
+#[test]
+fn a_pipeline_that_pauses_keeps_pinging_and_is_served_at_once_after_the_pause() {
+    // Between requests the client keeps pinging, so a pause on stdin longer than
+    // `--server-ttl` + `--timeout` (here 1.15 s) neither marks the server dead nor makes the
+    // next request give up. The pause is measured in PONGs, not in wall-clock time.
+    let (_server, port) = start_freelance_server("server", &[]);
+    let endpoints = [endpoint(port)];
+    let mut args = vec!["-v"];
+    args.extend(client_args(
+        &endpoints,
+        &["--ping", "50ms", "--server-ttl", "150ms", "--timeout", "1s"],
+    ));
+    let mut client = spawn_with_stdin("client", &args, true);
+    client.write_stdin("1\n");
+    client.wait_stdout(r#""seq":1,"#);
+    let pongs_before = client.stderr.text().matches("PONG").count();
+    // 30 more PONGs at one per 50 ms: at least 1.5 s of pause.
+    client.wait_for("30 PONGs while idle", |_, e| {
+        e.matches("PONG").count() >= pongs_before + 30
+    });
+    client.write_stdin("2\n");
+    client.close_stdin();
+    assert_eq!(client.code(), 0, "{}", client.stderr.text());
+    assert_in_order(&client.stdout.text(), 2);
+    let err = client.stderr.text();
+    assert!(!err.contains("marking it dead"), "{err}");
+    assert_eq!(summary(&client.stdout.text())["retries"], 0);
+}

@@ -32,8 +32,13 @@
 //!   earlier *attempt of the current request* is its answer, and is accepted.
 //! - *In order, once.* Requests go one at a time, as in the Guide, so replies are reported in
 //!   request order; once a request is answered any further reply to it is late.
+//! - *Alive between requests too.* Requests are read on a thread ([`crate::feed`]), so while
+//!   the next one is slow to come (a pipe) the loop goes on pinging and hearing PONGs: a
+//!   server's liveness is current when the request arrives, and an idle spell is not mistaken
+//!   for the servers' silence.
 //! - *Giving up.* A request is abandoned after `retries` attempts, or when it is waiting for
-//!   a server and no server has been alive for `server_ttl + timeout`. The outcome is then
+//!   a server and no server has been alive for `server_ttl + timeout` (counted from the
+//!   request's arrival at the latest, so each request gets that long). The outcome is then
 //!   `Abandoned` (exit 69), as for the Lazy Pirate client.
 
 use std::time::{Duration, Instant};
@@ -41,6 +46,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::event::{ClientReport, Event, Events, FaultKind, Outcome, Report, ServiceReport};
 use crate::faults::{crash_now, Fault, FaultPlan, Faults};
+use crate::feed::{Next, RequestFeed};
 use crate::handler::Handler;
 use crate::msg::Message;
 use crate::proto::flp::{self, ClientMsg, ServerMsg};
@@ -472,8 +478,13 @@ impl Client<'_> {
         Ok(())
     }
 
-    /// Reads one message. Returns the reply if it answers `pending`.
-    fn receive(&mut self, pending: &mut Pending, events: &mut Events) -> Result<Option<String>> {
+    /// Reads one message. Returns the reply if it answers `pending` (between requests there
+    /// is none, and every reply is late).
+    fn receive(
+        &mut self,
+        pending: Option<&mut Pending>,
+        events: &mut Events,
+    ) -> Result<Option<String>> {
         let msg = self.socket.recv(events)?;
         let now = Instant::now();
         let (server, reply) = match flp::split_peer(msg)
@@ -502,9 +513,11 @@ impl Client<'_> {
             return Ok(None); // PONG: proof of life, already recorded
         };
         let endpoint = self.table.endpoint(i).to_string();
+        let current = pending.as_ref().map(|p| p.seq);
         match flp::parse_control(&control) {
-            Some(seq) if seq == pending.seq => {}
-            Some(seq) if seq < pending.seq => {
+            Some(seq) if Some(seq) == current => {}
+            // `requests` is the last sequence number handed out.
+            Some(seq) if seq <= self.report.requests => {
                 events.warn(format!(
                     "discarding a late reply to request #{seq} from {endpoint}"
                 ));
@@ -521,6 +534,9 @@ impl Client<'_> {
                 return Ok(None);
             }
         }
+        let Some(pending) = pending else {
+            return Ok(None); // not reached: without a pending request every number is late
+        };
         let text = body.text();
         if !self.config.check_echo || text == pending.request {
             return Ok(Some(text));
@@ -580,9 +596,48 @@ impl Client<'_> {
         });
     }
 
+    /// Keeps the server table current (pings out, PONGs and late replies in) until the feed
+    /// has the next request or has ended; `None` if interrupted meanwhile.
+    fn wait_for_request(
+        &mut self,
+        feed: &RequestFeed,
+        events: &mut Events,
+    ) -> Result<Option<Next>> {
+        loop {
+            if shutdown::requested() {
+                return Ok(None);
+            }
+            if let Some(next) = feed.try_next() {
+                return Ok(Some(next));
+            }
+            while self.socket.poll_in(0)? {
+                self.receive(None, events)?;
+            }
+            self.tend(Instant::now(), events)?;
+            if let Some(next) = feed.arm() {
+                return Ok(Some(next));
+            }
+            let wait = match self.table.next_due() {
+                Some(due) => shutdown::slice_until(due),
+                None => shutdown::POLL_SLICE.as_millis() as i64,
+            };
+            let mut items = [
+                self.socket.raw().as_poll_item(zmq::POLLIN),
+                feed.wakeup().raw().as_poll_item(zmq::POLLIN),
+            ];
+            match zmq::poll(&mut items, wait) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(Error::zmq("poll failed", e)),
+            }
+            feed.disarm();
+        }
+    }
+
     /// Works on one request until it is answered (`Completed`), abandoned or interrupted.
     fn serve(&mut self, mut pending: Pending, events: &mut Events) -> Result<Outcome> {
         let give_up_after = self.config.server_ttl + self.config.timeout;
+        // A request waits for a live server for `give_up_after` from its arrival at least.
+        self.last_alive = self.last_alive.max(pending.started);
         let retries = self.config.retries.max(1);
         loop {
             if shutdown::requested() {
@@ -590,7 +645,7 @@ impl Client<'_> {
             }
             // Everything that arrived first: it may be the answer, or proof of life.
             while self.socket.poll_in(0)? {
-                if let Some(reply) = self.receive(&mut pending, events)? {
+                if let Some(reply) = self.receive(Some(&mut pending), events)? {
                     self.accept(pending, reply, events);
                     return Ok(Outcome::Completed);
                 }
@@ -671,11 +726,15 @@ impl Client<'_> {
 /// Sends every request, one at a time, and reports each reply as an event, in request order.
 /// Returns the summary; its outcome says whether the run completed, abandoned or was
 /// interrupted.
-pub fn run_client(
+pub fn run_client<I>(
     config: &FreelanceClientConfig,
-    requests: impl IntoIterator<Item = String>,
+    requests: I,
     events: &mut Events,
-) -> Result<Report> {
+) -> Result<Report>
+where
+    I: IntoIterator<Item = String>,
+    I::IntoIter: Send + 'static,
+{
     let (endpoints, repeats) = dedupe(&config.endpoints);
     if endpoints.is_empty() {
         return Err(Error::Usage(
@@ -727,10 +786,13 @@ pub fn run_client(
         endpoint: endpoints.join(","),
         seed: None,
     });
-    for request in requests {
-        if shutdown::requested() {
-            return Ok(client.finish(Outcome::Interrupted));
-        }
+    let feed = RequestFeed::spawn(requests.into_iter())?;
+    loop {
+        let request = match client.wait_for_request(&feed, events)? {
+            Some(Next::Request(request)) => request,
+            Some(Next::End) => break,
+            None => return Ok(client.finish(Outcome::Interrupted)),
+        };
         client.report.requests += 1;
         let pending = Pending {
             seq: client.report.requests,

@@ -145,13 +145,19 @@ fn run(cli: Cli) -> error::Result<i32> {
             let titanic_config = args.titanic_config();
             let freelance_config = args.freelance_config();
             let mut renderer = Renderer::new(output).with_progress(args.count);
-            let requests: Box<dyn Iterator<Item = String>> = if let Some(n) = args.count {
+            // Send: the Freelance client reads its requests on a thread of their own.
+            let requests: Box<dyn Iterator<Item = String> + Send> = if let Some(n) = args.count {
                 Box::new((1..=n).map(|i| i.to_string()))
             } else if !args.requests.is_empty() {
                 Box::new(args.requests.into_iter())
             } else {
-                // Lazily, so a pipeline can feed requests as they come.
-                Box::new(std::io::stdin().lock().lines().map_while(Result::ok))
+                // Lazily, so a pipeline can feed requests as they come. `Stdin` rather than
+                // its lock, which may not leave the thread that took it.
+                Box::new(
+                    std::io::BufReader::new(std::io::stdin())
+                        .lines()
+                        .map_while(Result::ok),
+                )
             };
             let report = match (titanic_config, freelance_config) {
                 (Some(titanic), _) => run_role(&mut renderer, trace, |ev| {
