@@ -2,8 +2,8 @@
 //! (pings, PONGs, timers, Ctrl-C) while the next request is slow to come, as from a pipe.
 //!
 //! The loop polls [`RequestFeed::wakeup`] beside its own sockets. The reader thread notifies it
-//! only while the loop says it is waiting ([`RequestFeed::waiting`]), so a fast source (e.g.
-//! `--count`) costs no wake-ups at all. A source that blocks for good (stdin that is never
+//! only while the loop has armed it ([`RequestFeed::arm`] before polling,
+//! [`RequestFeed::disarm`] after), so a fast source (e.g. `--count`) costs no wake-ups at all. A source that blocks for good (stdin that is never
 //! closed) leaves its thread blocked; the process exits anyway, and the thread holds only the
 //! wake-up's own context, so closing the client's sockets never waits for it.
 

@@ -617,10 +617,7 @@ impl Client<'_> {
             if let Some(next) = feed.arm() {
                 return Ok(Some(next));
             }
-            let wait = match self.table.next_due() {
-                Some(due) => shutdown::slice_until(due),
-                None => shutdown::POLL_SLICE.as_millis() as i64,
-            };
+            let wait = poll_timeout(self.table.next_due());
             let mut items = [
                 self.socket.raw().as_poll_item(zmq::POLLIN),
                 feed.wakeup().raw().as_poll_item(zmq::POLLIN),
@@ -691,11 +688,7 @@ impl Client<'_> {
                     wake = Some(wake.map_or(give_up, |w| w.min(give_up)));
                 }
             }
-            let wait = match wake {
-                Some(w) => shutdown::slice_until(w),
-                None => shutdown::POLL_SLICE.as_millis() as i64,
-            };
-            self.socket.poll_in(wait)?;
+            self.socket.poll_in(poll_timeout(wake))?;
         }
     }
 
@@ -721,6 +714,14 @@ impl Client<'_> {
         self.report.latency_ms = self.latency.summary();
         Report::Client(self.report)
     }
+}
+
+/// Milliseconds for `zmq::poll` until `due`, or one poll slice when nothing is due.
+fn poll_timeout(due: Option<Instant>) -> i64 {
+    due.map_or(
+        shutdown::POLL_SLICE.as_millis() as i64,
+        shutdown::slice_until,
+    )
 }
 
 /// Sends every request, one at a time, and reports each reply as an event, in request order.
