@@ -68,7 +68,9 @@ pub struct ClientReport {
     pub retries: u64,
     pub reconnects: u64,
     pub abandoned: u64,
-    /// Replies that did not match their request (`--count`); never accepted.
+    /// Replies received but never accepted as an answer: for another request (a request id
+    /// that is not the one in flight: a stale copy, a duplicate, a late reply), malformed,
+    /// or (`--count`) not equal to their request.
     pub mismatched: u64,
     pub elapsed_ms: f64,
     pub latency_ms: Latency,
@@ -104,6 +106,9 @@ pub struct BrokerReport {
     pub workers_stuck: u64,
     /// Malformed messages counted and dropped.
     pub invalid: u64,
+    /// Replies dropped because the backend peer that sent them does not hold that request
+    /// (never sent READY, is idle, or holds another client's request): forged or stale.
+    pub refused_replies: u64,
     /// Requests dispatched per worker identity (hex), to show how work was spread.
     pub per_worker: std::collections::BTreeMap<String, u64>,
 }
@@ -284,6 +289,11 @@ impl<'a> Events<'a> {
     /// Events that go nowhere (library users who only want the report).
     pub fn discard() -> Events<'static> {
         Events::new(false, |_| {})
+    }
+
+    /// True under `-v`: for extra lines that only belong in a trace.
+    pub fn tracing(&self) -> bool {
+        self.trace
     }
 
     /// Sends one event.

@@ -11,6 +11,9 @@ use std::fmt;
 /// One frame: an owned byte buffer.
 pub type Frame = Vec<u8>;
 
+/// Most frames [`Message::take_envelope`] accepts before the delimiter.
+pub const MAX_ENVELOPE: usize = 16;
+
 /// An owned multipart message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
@@ -89,6 +92,31 @@ impl Message {
         let address = self.frames.pop_front();
         self.frames.pop_front();
         address
+    }
+
+    /// Removes a whole envelope: every frame before the first empty frame, and that delimiter,
+    /// as ZeroMQ REP sockets and proxies do. Returns the envelope frames (without the
+    /// delimiter; possibly none). Returns `None`, leaving the message untouched, if no empty
+    /// frame is among the first [`MAX_ENVELOPE`] + 1 frames: one frame per proxy hop plus a
+    /// request id never comes near that, and a bound keeps a hostile peer from making us
+    /// scan and hold an envelope of a million frames.
+    pub fn take_envelope(&mut self) -> Option<Vec<Frame>> {
+        let delimiter = self
+            .frames
+            .iter()
+            .take(MAX_ENVELOPE + 1)
+            .position(Vec::is_empty)?;
+        let envelope: Vec<Frame> = self.frames.drain(..delimiter).collect();
+        self.frames.pop_front();
+        Some(envelope)
+    }
+
+    /// Puts `envelope` and an empty delimiter in front: the reverse of [`Message::take_envelope`].
+    pub fn push_envelope(&mut self, envelope: Vec<Frame>) {
+        self.frames.push_front(Vec::new());
+        for frame in envelope.into_iter().rev() {
+            self.frames.push_front(frame);
+        }
     }
 
     /// Consumes the message, returning its frames.
@@ -172,6 +200,45 @@ mod tests {
         assert_eq!(m.len(), 2, "message left untouched");
         let mut single = Message::from_frames(vec![b"id".to_vec()]);
         assert_eq!(single.unwrap_envelope(), None);
+    }
+
+    #[test]
+    fn take_envelope_takes_every_frame_up_to_the_first_empty_one() {
+        let mut m = Message::from_frames(vec![
+            b"hop".to_vec(),
+            b"id".to_vec(),
+            vec![],
+            b"a".to_vec(),
+            vec![],
+            b"b".to_vec(),
+        ]);
+        let envelope = m.take_envelope().unwrap();
+        assert_eq!(envelope, vec![b"hop".to_vec(), b"id".to_vec()]);
+        assert_eq!(m.len(), 3, "the body keeps its own empty frame");
+        m.push_envelope(envelope);
+        assert_eq!(m.len(), 6);
+        assert_eq!(m.get(2), Some(&b""[..]));
+        // An empty envelope: the message starts with the delimiter.
+        let mut bare = Message::from_frames(vec![vec![], b"x".to_vec()]);
+        assert_eq!(bare.take_envelope(), Some(vec![]));
+        assert_eq!(bare.into_frames(), vec![b"x".to_vec()]);
+    }
+
+    #[test]
+    fn take_envelope_refuses_no_delimiter_or_a_too_deep_envelope() {
+        let mut none = Message::from_frames(vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(none.take_envelope(), None);
+        assert_eq!(none.len(), 2, "untouched");
+        let mut deep: Vec<Frame> = (0..=MAX_ENVELOPE).map(|i| vec![b'a' + i as u8]).collect();
+        deep.push(vec![]);
+        deep.push(b"body".to_vec());
+        let mut deep = Message::from(deep);
+        assert_eq!(deep.take_envelope(), None);
+        let mut deepest_ok: Vec<Frame> = (0..MAX_ENVELOPE).map(|_| b"h".to_vec()).collect();
+        deepest_ok.push(vec![]);
+        deepest_ok.push(b"body".to_vec());
+        let mut ok = Message::from(deepest_ok);
+        assert_eq!(ok.take_envelope().map(|e| e.len()), Some(MAX_ENVELOPE));
     }
 
     #[test]

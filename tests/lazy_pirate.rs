@@ -59,8 +59,17 @@ fn verbose_traces_frames_in_the_guide_dump_style() {
     );
     assert_eq!(code, 0);
     assert_eq!(out, "hello\n", "traces never go to stdout");
-    assert!(err.contains("client out\n[005] hello"), "{err}");
-    assert!(err.contains("client in \n[005] hello"), "{err}");
+    // The request id envelope (16 hex digits, the delimiter), then the body; the REP
+    // server echoes the envelope.
+    for direction in ["out", "in "] {
+        let at = err
+            .find(&format!("client {direction}\n[016] "))
+            .unwrap_or_else(|| panic!("no {direction} trace: {err}"));
+        assert!(
+            err[at..].contains("\n[000] \n[005] hello"),
+            "{direction}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -40,6 +40,12 @@
 //!
 //! Decoding never panics: anything short, long or odd is an [`MdpError`] value (the Guide's
 //! broker asserts on malformed input; a broker must simply drop such messages).
+//!
+//! **Client envelopes** (our extension, see [`crate::proto::correlate`]): a client behind a
+//! ROUTER/DEALER proxy, or one that sends a request id, puts envelope frames in front of the
+//! delimiter: `[envelope…]["" ]["MDPC01"|"MDPC02"]…`. [`split_client_envelope`] takes them off
+//! a received message and [`wrap_client_envelope`] puts them back on the reply, so every
+//! frame before the delimiter returns unchanged, as REP sockets do.
 
 use std::fmt;
 
@@ -239,6 +245,47 @@ pub fn peek_version(msg: &Message) -> Option<(Version, bool)> {
         h if h == MDPW02 => Some((Version::V2, true)),
         _ => None,
     }
+}
+
+/// How many envelope frames come before the empty delimiter of a client message that has an
+/// envelope (`[envelope…]["" ]["MDPC01"|"MDPC02"]…`, at most [`crate::msg::MAX_ENVELOPE`]
+/// frames); `None` for anything else, standard client messages (no envelope) included.
+pub fn client_envelope_len<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> Option<usize> {
+    let mut frames = frames.into_iter();
+    for n in 0..=crate::msg::MAX_ENVELOPE {
+        let frame = frames.next()?;
+        if frame.is_empty() {
+            let header = frames.next()?;
+            return (n > 0 && (header == MDPC01 || header == MDPC02)).then_some(n);
+        }
+    }
+    None
+}
+
+/// Takes a client's envelope off a message received after the ROUTER identity, leaving what
+/// [`decode_client`] reads (`""`, header, …). Returns the envelope frames; none for a message
+/// without an envelope, which is left untouched.
+pub fn split_client_envelope(msg: &mut Message) -> Vec<Frame> {
+    if client_envelope_len(msg.iter()).is_none() {
+        return Vec::new();
+    }
+    let envelope = msg.take_envelope().unwrap_or_default();
+    msg.push_front(Vec::new());
+    envelope
+}
+
+/// Puts a client's `envelope` back in front of an encoded client message (from
+/// [`encode_client`]): `[envelope…]["" ][header…]` for both versions (a 0.2 message then has
+/// the delimiter it otherwise goes without). With no envelope the message is unchanged.
+pub fn wrap_client_envelope(envelope: Vec<Frame>, mut msg: Message) -> Message {
+    if envelope.is_empty() {
+        return msg;
+    }
+    if msg.get(0).is_some_and(<[u8]>::is_empty) {
+        msg.pop_front();
+    }
+    msg.push_envelope(envelope);
+    msg
 }
 
 /// Encodes a client message. 0.1 output starts with the empty frame, 0.2 output never does.
@@ -482,6 +529,66 @@ fn non_empty_body(body: Message) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_envelopes_are_frames_before_the_delimiter_of_a_client_message() {
+        let f = |frames: &[&[u8]]| client_envelope_len(frames.iter().copied());
+        assert_eq!(f(&[b"rid", b"", b"MDPC01", b"echo", b"x"]), Some(1));
+        assert_eq!(
+            f(&[b"hop", b"rid", b"", b"MDPC02", &[1], b"echo", b"x"]),
+            Some(2)
+        );
+        // Standard messages have no envelope.
+        assert_eq!(f(&[b"", b"MDPC01", b"echo", b"x"]), None);
+        assert_eq!(f(&[b"MDPC02", &[1], b"echo", b"x"]), None);
+        // Workers never have one; nor does anything that is not MDP after the delimiter.
+        assert_eq!(f(&[b"hop", b"", b"MDPW01", &[1], b"echo"]), None);
+        assert_eq!(f(&[b"hop", b"", b"hello"]), None);
+        assert_eq!(f(&[b"hop", b"rid"]), None);
+        assert_eq!(f(&[b"hop", b""]), None);
+        assert_eq!(f(&[]), None);
+        let deep: Vec<&[u8]> = std::iter::repeat_n(&b"h"[..], crate::msg::MAX_ENVELOPE + 1)
+            .chain([&b""[..], b"MDPC01", b"s", b"x"])
+            .collect();
+        assert_eq!(f(&deep), None, "bounded");
+    }
+
+    #[test]
+    fn a_client_envelope_is_split_off_and_put_back_on_the_reply() {
+        let mut msg = Message::from_frames([
+            b"hop".to_vec(),
+            b"rid".to_vec(),
+            vec![],
+            MDPC01.to_vec(),
+            b"echo".to_vec(),
+            b"x".to_vec(),
+        ]);
+        let envelope = split_client_envelope(&mut msg);
+        assert_eq!(envelope, vec![b"hop".to_vec(), b"rid".to_vec()]);
+        let request = decode_client(msg, Direction::ToBroker).unwrap();
+        assert_eq!(request.body.text(), "x");
+        let reply = |version| {
+            encode_client(ClientMsg {
+                version,
+                command: ClientCommand::Final,
+                service: b"echo".to_vec(),
+                body: Message::from_frames([b"X".to_vec()]),
+            })
+        };
+        let v1 = wrap_client_envelope(envelope.clone(), reply(Version::V1));
+        let frames: Vec<&[u8]> = v1.iter().collect();
+        assert_eq!(frames, [&b"hop"[..], b"rid", b"", b"MDPC01", b"echo", b"X"]);
+        let v2 = wrap_client_envelope(envelope, reply(Version::V2));
+        let frames: Vec<&[u8]> = v2.iter().collect();
+        assert_eq!(
+            frames,
+            [&b"hop"[..], b"rid", b"", b"MDPC02", &[3], b"echo", b"X"]
+        );
+        // No envelope: standard frames, untouched both ways.
+        let mut plain = reply(Version::V2);
+        assert!(split_client_envelope(&mut plain).is_empty());
+        assert_eq!(wrap_client_envelope(Vec::new(), plain.clone()), plain);
+    }
 
     fn m(frames: &[&[u8]]) -> Message {
         Message::from_frames(frames.iter().map(|f| f.to_vec()))

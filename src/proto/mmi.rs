@@ -8,9 +8,18 @@
 //! |---|---|---|
 //! | `mmi.service` | a service name | `"200"` if a worker is registered for it now, else `"404"` |
 //! | `mmi.status` (ours) | ignored | a JSON object describing the broker |
+//! | `mmi.correlate` (ours) | ignored (send one frame: the Guide's brokers overwrite the last body frame with `501`) | `"200"`: this broker carries every client's whole envelope |
 //! | any other `mmi.*` | ignored | `"501"` |
 //!
 //! `mmi.status` is our own extension; the broker builds its JSON, this module only names it.
+//!
+//! `mmi.correlate` is our other extension: a client asks it before sending requests with a
+//! request id in their envelope ([`crate::proto::correlate`]). `"200"` promises that the
+//! broker returns every frame a client put before the empty delimiter, unchanged, with the
+//! reply to that request and only that request, in whatever order requests complete; any
+//! other answer (the Guide's brokers answer `"501"` to every unknown `mmi.*`) or none means
+//! the client must send standard requests only, since a foreign broker may misread or even
+//! crash on an envelope it does not expect.
 
 use crate::msg::Message;
 
@@ -20,6 +29,8 @@ pub const PREFIX: &[u8] = b"mmi.";
 pub const SERVICE: &[u8] = b"mmi.service";
 /// Our extension: the broker's state as a JSON object.
 pub const STATUS: &[u8] = b"mmi.status";
+/// Our extension: does this broker carry client envelopes (request ids)? `"200"` if so.
+pub const CORRELATE: &[u8] = b"mmi.correlate";
 
 /// Reply body: the service has at least one registered worker.
 pub const OK: &[u8] = b"200";
@@ -42,6 +53,8 @@ pub enum MmiRequest {
     Service(Vec<u8>),
     /// `mmi.status`.
     Status,
+    /// `mmi.correlate`.
+    Correlate,
     /// Any other name (answer [`NOT_IMPLEMENTED`] if it [`is_mmi`]).
     Unknown,
 }
@@ -54,6 +67,8 @@ pub fn parse(service: &[u8], body: &Message) -> MmiRequest {
         MmiRequest::Service(body.get(0).unwrap_or_default().to_vec())
     } else if service == STATUS {
         MmiRequest::Status
+    } else if service == CORRELATE {
+        MmiRequest::Correlate
     } else {
         MmiRequest::Unknown
     }
@@ -72,6 +87,7 @@ mod tests {
         assert_eq!(PREFIX, b"mmi.");
         assert_eq!(SERVICE, b"mmi.service");
         assert_eq!(STATUS, b"mmi.status");
+        assert_eq!(CORRELATE, b"mmi.correlate");
         assert_eq!(OK, b"200");
         assert_eq!(NOT_FOUND, b"404");
         assert_eq!(NOT_IMPLEMENTED, b"501");
@@ -119,6 +135,8 @@ mod tests {
     fn parse_status_and_unknown() {
         assert_eq!(parse(b"mmi.status", &Message::new()), MmiRequest::Status);
         assert_eq!(parse(b"mmi.status", &m(&[b"x"])), MmiRequest::Status);
+        assert_eq!(parse(b"mmi.correlate", &m(&[b"1"])), MmiRequest::Correlate);
+        assert_eq!(parse(b"mmi.correlated", &m(&[b"1"])), MmiRequest::Unknown);
         assert_eq!(parse(b"mmi.nope", &m(&[b"x"])), MmiRequest::Unknown);
         assert_eq!(parse(b"mmi.service.x", &m(&[b"x"])), MmiRequest::Unknown);
         assert_eq!(parse(b"echo", &m(&[b"x"])), MmiRequest::Unknown);

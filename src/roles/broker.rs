@@ -75,12 +75,29 @@
 //!   is counted in `invalid` and dropped; nothing panics on input. A late reply from a worker
 //!   that already expired is therefore not delivered: that attempt is lost and the client
 //!   retries.
+//! - **Whole client envelopes, and a handle per dispatch.** A client may put envelope frames
+//!   before its delimiter, `[envelope…]["" ]["MDPC01"|"MDPC02"]…` (a request id, or the hops
+//!   of a ROUTER/DEALER proxy it sits behind; at most [`crate::msg::MAX_ENVELOPE`] frames):
+//!   every frame comes back unchanged in front of each PARTIAL and FINAL/REPLY of that
+//!   request, as REP sockets do ([`mdp::split_client_envelope`], [`mdp::wrap_client_envelope`]).
+//!   A worker's REQUEST has room for one client address frame, so the broker does not put
+//!   the client there at all: it puts a handle of its own, 16 hex digits, new for every
+//!   dispatch, and keeps (identity, envelope) in the worker's job. A reply is accepted only
+//!   from the worker holding that handle, and only once; anything else (another worker's
+//!   handle, a stale copy of its own previous reply, a second reply) is a protocol error and
+//!   gets DISCONNECT. So a standard worker, echoing the address as 7/MDP says, works
+//!   unchanged; no worker can route a reply to a client whose request it does not hold; and
+//!   workers never learn client identities. Requests of one client connection are
+//!   independent, so a client may have many in flight, told apart by their ids, answered in
+//!   any order. `mmi.correlate` answers `200` so a client can tell this broker from one that
+//!   does not carry envelopes (the Guide's brokers misread them or assert).
 //! - **8/MMI.** `mmi.*` is decided on the *service* frame of a request or READY, never on an
 //!   identity (trap 1). `mmi.service` answers `"200"` only if a worker for the service is
 //!   registered and has not gone silent past its expiry, so a service whose last worker died
 //!   answers `"404"` even before the tick that forgets it (trap 2). `mmi.status` (ours)
 //!   answers a JSON object: `services` (name → `{workers, idle, queued}`), `workers`, the
-//!   counters of [`MajordomoReport`]. Any other `mmi.*` answers `"501"`.
+//!   counters of [`MajordomoReport`]. `mmi.correlate` (ours) answers `"200"` (see above).
+//!   Any other `mmi.*` answers `"501"`.
 //! - **Binary Star pairs** ([`run_bstar`]). The same loop with a [`BstarLink`] beside the
 //!   ROUTER: client messages reach the [`Broker`] only while this node is active (the others
 //!   are dropped, and are the votes that let a passive node take over); worker messages are
@@ -95,6 +112,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events, MajordomoReport, Report};
 use crate::heartbeat::{HeartbeatConfig, Liveness};
 use crate::msg::{frame_text, Frame, Message};
+use crate::proto::correlate::RequestIds;
 use crate::proto::mdp::{self, ClientCommand, ClientMsg, Version, WorkerCommand, WorkerMsg};
 use crate::proto::mmi::{self, MmiRequest};
 use crate::roles::bstar_server::BstarLink;
@@ -140,9 +158,20 @@ impl Default for BrokerConfig {
 /// A message to send: the ROUTER identity of the peer, and the frames that follow it.
 pub type Outgoing = (Frame, Message);
 
+/// Where a client's reply goes: its ROUTER identity, and the envelope it put in front of its
+/// request (request id, proxy hops; empty for a standard client), returned unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Client {
+    identity: Frame,
+    envelope: Vec<Frame>,
+}
+
 /// The request a busy worker holds.
 struct Job {
-    client: Frame,
+    client: Client,
+    /// The client address frame the worker was given: a handle issued by the broker for
+    /// this one dispatch, never the client's identity (see the module docs).
+    handle: Frame,
     client_version: Version,
     /// Body frames of PARTIALs held for a 0.1 client, sent in front of the FINAL's frames.
     held: Message,
@@ -164,7 +193,7 @@ struct Worker {
 
 /// A client request waiting for a worker.
 struct Queued {
-    client: Frame,
+    client: Client,
     version: Version,
     body: Message,
     since: Instant,
@@ -193,6 +222,8 @@ pub struct Broker {
     services: HashMap<Frame, Service>,
     workers: HashMap<Frame, Worker>,
     next_generation: u64,
+    /// Handles for the client address frame of each REQUEST.
+    handles: RequestIds,
     report: MajordomoReport,
     out: Vec<Outgoing>,
 }
@@ -220,6 +251,7 @@ impl Broker {
             services: HashMap::new(),
             workers: HashMap::new(),
             next_generation: 0,
+            handles: RequestIds::random(),
             report: MajordomoReport {
                 endpoint: config.bind.clone(),
                 ..Default::default()
@@ -244,12 +276,34 @@ impl Broker {
         match msg.pop_front() {
             None => self.invalid(events, "empty message".into()),
             Some(sender) => match mdp::peek_version(&msg) {
+                // A client behind a proxy, or with a request id: its envelope comes off here
+                // and goes back on its reply.
+                None if mdp::client_envelope_len(msg.iter()).is_some() => {
+                    let envelope = mdp::split_client_envelope(&mut msg);
+                    let client = Client {
+                        identity: sender,
+                        envelope,
+                    };
+                    match mdp::decode_client(msg, mdp::Direction::ToBroker) {
+                        Ok(decoded) => self.on_client(client, decoded, now, events),
+                        Err(e) => self.invalid(
+                            events,
+                            format!("from {}: {e}", frame_text(&client.identity)),
+                        ),
+                    }
+                }
                 Some((_, true)) => match mdp::decode_worker(msg) {
                     Ok(decoded) => self.on_worker(sender, decoded, now, events),
                     Err(e) => self.invalid(events, format!("from {}: {e}", frame_text(&sender))),
                 },
                 Some((_, false)) => match mdp::decode_client(msg, mdp::Direction::ToBroker) {
-                    Ok(decoded) => self.on_client(sender, decoded, now, events),
+                    Ok(decoded) => {
+                        let client = Client {
+                            identity: sender,
+                            envelope: Vec::new(),
+                        };
+                        self.on_client(client, decoded, now, events)
+                    }
                     Err(e) => self.invalid(events, format!("from {}: {e}", frame_text(&sender))),
                 },
                 None => self.invalid(
@@ -373,7 +427,7 @@ impl Broker {
         events.invalid(SOCKET, reason);
     }
 
-    fn on_client(&mut self, client: Frame, msg: ClientMsg, now: Instant, events: &mut Events) {
+    fn on_client(&mut self, client: Client, msg: ClientMsg, now: Instant, events: &mut Events) {
         let ClientMsg {
             version,
             service,
@@ -386,6 +440,7 @@ impl Broker {
                 MmiRequest::Service(name) if self.has_live_worker(&name, now) => mmi::OK.to_vec(),
                 MmiRequest::Service(_) => mmi::NOT_FOUND.to_vec(),
                 MmiRequest::Status => self.status().to_string().into_bytes(),
+                MmiRequest::Correlate => mmi::OK.to_vec(),
                 MmiRequest::Unknown => mmi::NOT_IMPLEMENTED.to_vec(),
             };
             self.send_client(
@@ -522,7 +577,7 @@ impl Broker {
         let version = worker.version;
         let problem = match &worker.job {
             None => Some("a reply from an idle worker"),
-            Some(job) if job.client != client => Some("a reply for a client it is not serving"),
+            Some(job) if job.handle != client => Some("a reply for a client it is not serving"),
             Some(_) => None,
         };
         if let Some(reason) = problem {
@@ -619,15 +674,20 @@ impl Broker {
                         body,
                         ..
                     } = request;
+                    let handle = self.handles.next_id();
                     worker.job = Some(Job {
-                        client: client.clone(),
+                        client,
+                        handle: handle.clone(),
                         client_version: version,
                         held: Message::new(),
                         progress: now,
                     });
                     let msg = mdp::encode_worker(WorkerMsg {
                         version: worker.version,
-                        command: WorkerCommand::Request { client, body },
+                        command: WorkerCommand::Request {
+                            client: handle,
+                            body,
+                        },
                     });
                     self.out.push((id, msg));
                     self.report.dispatched += 1;
@@ -690,7 +750,7 @@ impl Broker {
 
     fn send_client(
         &mut self,
-        client: Frame,
+        client: Client,
         version: Version,
         command: ClientCommand,
         service: Frame,
@@ -702,7 +762,8 @@ impl Broker {
             service,
             body,
         });
-        self.out.push((client, msg));
+        let msg = mdp::wrap_client_envelope(client.envelope, msg);
+        self.out.push((client.identity, msg));
     }
 }
 
@@ -774,11 +835,13 @@ pub fn run_bstar(
     Ok(Report::Majordomo(result?))
 }
 
-/// True if a ROUTER message (`[identity][frames…]`) is from an MDP client.
+/// True if a ROUTER message (`[identity][frames…]`) is from an MDP client, with or without an
+/// envelope.
 fn is_client_message(msg: &Message) -> bool {
     // The header is in the first two frames after the identity; copy only those.
     let head = Message::from_frames(msg.iter().skip(1).take(2).map(<[u8]>::to_vec));
     matches!(mdp::peek_version(&head), Some((_, false)))
+        || mdp::client_envelope_len(msg.iter().skip(1)).is_some()
 }
 
 /// The socket loop: receive, hand to the [`Broker`], send what it returns, tick every
@@ -896,10 +959,88 @@ mod tests {
         }
 
         /// Delivers `msg` from peer `from` at `ms`.
-        fn recv(&mut self, from: &str, mut msg: Message, ms: u64) -> Vec<Outgoing> {
+        ///
+        /// Workers are given a broker-issued handle as the client address, not the client's
+        /// identity. So that tests read as "w1 replies to c1", this harness shows the client's
+        /// identity in every REQUEST it returns, and turns a worker's reply addressed to the
+        /// identity of the client whose request that worker holds back into the handle it was
+        /// given. Any other address (another client's, one the worker does not hold) goes to
+        /// the broker unchanged. [`H::raw`] skips the translation.
+        fn recv(&mut self, from: &str, msg: Message, ms: u64) -> Vec<Outgoing> {
+            let msg = self.to_handle(from, msg);
+            let out = self.raw(from, msg, ms);
+            out.into_iter()
+                .map(|(id, msg)| {
+                    let msg = self.to_identity(&id, msg);
+                    (id, msg)
+                })
+                .collect()
+        }
+
+        /// Delivers `msg` from peer `from` at `ms`, exactly as given, and returns exactly
+        /// what the broker sends.
+        fn raw(&mut self, from: &str, mut msg: Message, ms: u64) -> Vec<Outgoing> {
             msg.push_front(from.as_bytes().to_vec());
             let now = self.at(ms);
             self.b.handle(msg, now, &mut self.ev)
+        }
+
+        /// The job worker `id` holds, if any.
+        fn job(&self, id: &[u8]) -> Option<&Job> {
+            self.b.workers.get(id).and_then(|w| w.job.as_ref())
+        }
+
+        fn to_handle(&self, from: &str, msg: Message) -> Message {
+            let Some(job) = self.job(from.as_bytes()) else {
+                return msg;
+            };
+            match decode_worker(msg.clone()) {
+                Ok(WorkerMsg { version, command }) => {
+                    let swap = |client: Frame| {
+                        if client == job.client.identity {
+                            job.handle.clone()
+                        } else {
+                            client
+                        }
+                    };
+                    let command = match command {
+                        WorkerCommand::Reply { client, body } => WorkerCommand::Reply {
+                            client: swap(client),
+                            body,
+                        },
+                        WorkerCommand::Final { client, body } => WorkerCommand::Final {
+                            client: swap(client),
+                            body,
+                        },
+                        WorkerCommand::Partial { client, body } => WorkerCommand::Partial {
+                            client: swap(client),
+                            body,
+                        },
+                        _ => return msg,
+                    };
+                    encode_worker(WorkerMsg { version, command })
+                }
+                Err(_) => msg,
+            }
+        }
+
+        fn to_identity(&self, to: &[u8], msg: Message) -> Message {
+            let Some(job) = self.job(to) else {
+                return msg;
+            };
+            match decode_worker(msg.clone()) {
+                Ok(WorkerMsg {
+                    version,
+                    command: WorkerCommand::Request { client, body },
+                }) if client == job.handle => encode_worker(WorkerMsg {
+                    version,
+                    command: WorkerCommand::Request {
+                        client: job.client.identity.clone(),
+                        body,
+                    },
+                }),
+                _ => msg,
+            }
         }
 
         fn tick(&mut self, ms: u64) -> Vec<Outgoing> {
@@ -1807,6 +1948,159 @@ mod tests {
         worker.push_front(b"w".to_vec());
         assert!(!is_client_message(&worker));
         assert!(!is_client_message(&m(&[b"junk"])));
+        // A client with a request id, or behind a proxy, votes too.
+        let mut with_id = with_envelope(&[b"hop", b"rid"], request(V1, "echo", &["x"]));
+        with_id.push_front(b"c".to_vec());
+        assert!(is_client_message(&with_id));
+    }
+
+    /// `[envelope…]["" ][client message…]`, as a client with a request id, or behind a
+    /// ROUTER/DEALER proxy, sends it.
+    fn with_envelope(envelope: &[&[u8]], msg: Message) -> Message {
+        mdp::wrap_client_envelope(envelope.iter().map(|f| f.to_vec()).collect(), msg)
+    }
+
+    /// The handle a worker was given in a REQUEST, as the broker sent it.
+    fn handle_of(msg: Message) -> Frame {
+        match decode_worker(msg).unwrap().command {
+            WorkerCommand::Request { client, .. } => client,
+            other => panic!("not a REQUEST: {other:?}"),
+        }
+    }
+
+    fn raw_reply(version: Version, handle: &[u8], body: &str) -> Message {
+        let body = m(&[body.as_bytes()]);
+        let client = handle.to_vec();
+        worker_cmd(
+            version,
+            match version {
+                Version::V1 => WorkerCommand::Reply { client, body },
+                Version::V2 => WorkerCommand::Final { client, body },
+            },
+        )
+    }
+
+    #[test]
+    fn a_worker_sees_a_fresh_handle_per_request_never_the_client_identity() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        let first = handle_of(only(h.raw("c1", request(V1, "echo", &["a"]), 1), "w1"));
+        assert_ne!(first, b"c1");
+        assert_eq!(first.len(), 16);
+        assert!(first.iter().all(u8::is_ascii_hexdigit), "printable");
+        let out = h.raw("w1", raw_reply(V1, &first, "A"), 2);
+        assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"echo", b"A"]));
+        let second = handle_of(only(h.raw("c1", request(V1, "echo", &["b"]), 3), "w1"));
+        assert_ne!(first, second, "one handle per dispatch");
+        // A stale copy of its previous reply, while it holds the next request: refused, and
+        // the client gets nothing for it.
+        let out = h.raw("w1", raw_reply(V1, &first, "A"), 4);
+        assert!(is_disconnect(&only(out, "w1")));
+        assert_eq!(h.b.report().replies, 1);
+    }
+
+    #[test]
+    fn a_worker_that_replies_twice_is_disconnected_and_the_client_gets_one_reply() {
+        for version in [V1, V2] {
+            let mut h = H::new();
+            h.ready("w1", version, "echo", 0);
+            let handle = handle_of(only(h.raw("c1", request(V1, "echo", &["a"]), 1), "w1"));
+            assert_eq!(
+                sent_to(&h.raw("w1", raw_reply(version, &handle, "A"), 2), "c1").len(),
+                1
+            );
+            let out = h.raw("w1", raw_reply(version, &handle, "A"), 3);
+            assert!(is_disconnect(&only(out, "w1")), "{version:?}");
+            assert_eq!(h.b.report().replies, 1);
+        }
+    }
+
+    #[test]
+    fn a_worker_cannot_answer_with_the_handle_another_worker_holds() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.ready("w2", V2, "echo", 0);
+        let h1 = handle_of(only(h.raw("c1", request(V1, "echo", &["a"]), 1), "w1"));
+        let h2 = handle_of(only(h.raw("c2", request(V1, "echo", &["b"]), 2), "w2"));
+        assert_ne!(h1, h2);
+        let out = h.raw("w2", raw_reply(V2, &h1, "FORGED"), 3);
+        assert!(is_disconnect(&only(out, "w2")), "nothing reaches c1");
+        let out = h.raw("w1", raw_reply(V1, &h1, "A"), 4);
+        assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"echo", b"A"]));
+    }
+
+    #[test]
+    fn client_envelopes_come_back_whole_in_any_order_in_both_versions() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.ready("w2", V2, "echo", 0);
+        // Two requests in flight on one client connection, told apart only by their ids.
+        let a = with_envelope(&[b"rid-a"], request(V1, "echo", &["a"]));
+        let b = with_envelope(&[b"hop", b"rid-b"], request(V2, "echo", &["b"]));
+        let ha = handle_of(only(h.raw("c1", a, 1), "w1"));
+        let hb = handle_of(only(h.raw("c1", b, 2), "w2"));
+        let out = h.raw("w2", raw_reply(V2, &hb, "B"), 3);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"hop", b"rid-b", b"", b"MDPC02", &[3], b"echo", b"B"])
+        );
+        let out = h.raw("w1", raw_reply(V1, &ha, "A"), 4);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"rid-a", b"", b"MDPC01", b"echo", b"A"])
+        );
+        assert_eq!(h.b.report().replies, 2);
+        assert_eq!(h.b.report().invalid, 0);
+    }
+
+    #[test]
+    fn partials_to_a_client_with_an_envelope_carry_it_each_time() {
+        let mut h = H::new();
+        h.ready("w1", V2, "s", 0);
+        let req = with_envelope(&[b"rid"], request(V2, "s", &["go"]));
+        let handle = handle_of(only(h.raw("c1", req, 1), "w1"));
+        let partial = worker_cmd(
+            V2,
+            WorkerCommand::Partial {
+                client: handle.clone(),
+                body: m(&[b"p"]),
+            },
+        );
+        let out = h.raw("w1", partial, 2);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"rid", b"", b"MDPC02", &[2], b"s", b"p"])
+        );
+        let out = h.raw("w1", raw_reply(V2, &handle, "end"), 3);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"rid", b"", b"MDPC02", &[3], b"s", b"end"])
+        );
+    }
+
+    #[test]
+    fn mmi_correlate_says_200_with_or_without_an_envelope() {
+        let mut h = H::new();
+        let out = h.raw("c1", request(V1, "mmi.correlate", &["1"]), 0);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"", b"MDPC01", b"mmi.correlate", b"200"])
+        );
+        let asked = with_envelope(&[b"rid"], request(V2, "mmi.correlate", &["1"]));
+        let out = h.raw("c1", asked, 1);
+        assert_eq!(
+            only(out, "c1"),
+            m(&[b"rid", b"", b"MDPC02", &[3], b"mmi.correlate", b"200"])
+        );
+    }
+
+    #[test]
+    fn a_worker_message_behind_an_envelope_is_invalid() {
+        let mut h = H::new();
+        let msg = m(&[b"hop", b"", b"MDPW01", &[0x01], b"echo"]);
+        assert!(h.raw("w1", msg, 0).is_empty());
+        assert_eq!(h.b.report().invalid, 1);
+        assert_eq!(h.b.report().workers_seen, 0);
     }
 
     #[test]
@@ -1918,10 +2212,12 @@ mod tests {
                 break msg;
             }
         };
+        // The worker sees a handle, not the client's identity, and echoes it.
         let (_, addr, body) = worker_request(got);
-        assert_eq!((addr.as_str(), body.as_str()), ("c1", "hello"));
+        assert_ne!(addr, "c1");
+        assert_eq!(body, "hello");
         worker
-            .send(reply(V2, "c1", &["HELLO"], true), &mut ev)
+            .send(reply(V2, &addr, &["HELLO"], true), &mut ev)
             .unwrap();
         assert!(client.poll_in(2000).unwrap(), "no reply");
         assert_eq!(

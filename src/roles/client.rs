@@ -1,22 +1,38 @@
 //! `pirate client`: requests with a timeout per attempt, retries and socket reopen — the Lazy
-//! Pirate algorithm — spoken either bare (to `pirate server` or a Pirate queue) or as a
-//! Majordomo client (7/MDP 0.1 or 18/MDP 0.2) to a broker.
+//! Pirate algorithm — spoken either bare (to `pirate server`, any REP server, or a Pirate
+//! queue) or as a Majordomo client (7/MDP 0.1 or 18/MDP 0.2) to a broker.
 //!
-//! Up to `window` requests are in flight at once, each on a socket of its own. A socket only
-//! ever holds one request, and every retry closes it and opens a fresh one (new identity), so
-//! a late reply to an earlier attempt arrives at a closed socket and can never be taken for the
-//! answer to a later request (trap 9 in `protocols.md`), even though MDP replies carry no
-//! request id. With `check_echo` (the Guide's `--count` sequence), a reply that is not the
-//! request is reported as a mismatch and never accepted. Replies are reported in request
-//! order, whatever order they complete in.
+//! # Which reply answers which request
+//! A client must never take a reply for the answer to a request it does not answer (trap 9 in
+//! `protocols.md`): a server that sends a stale copy of its previous reply, a proxy that
+//! duplicates or delays, a late reply to an earlier attempt. Two mechanisms, chosen per
+//! endpoint ([`Correlation`]):
+//! - **Request ids** (bare, always; Majordomo when the broker answers `mmi.correlate` with
+//!   `200`, i.e. `pirate broker`): each attempt goes out on a DEALER as
+//!   `[id]["" ][request…]` ([`crate::proto::correlate`]) with an id never used before; REP
+//!   sockets, queues and the pirate broker echo the envelope. A reply whose id is not the one
+//!   in flight on that socket is dropped, counted in `mismatched`, reported as a `mismatch`
+//!   event and traced under `-v`, and the client keeps waiting for its own.
+//! - **A socket per request** (Majordomo to a broker that does not carry request ids): the
+//!   standard frames on a fresh REQ (0.1) or DEALER (0.2) for every request and every retry,
+//!   so the only reply that can reach a socket is one routed for the one request it carried.
+//!
+//! Either way every retry closes the socket and opens a fresh one (the Guide's Lazy Pirate),
+//! and with `check_echo` (the Guide's `--count` sequence) a reply that is not equal to its
+//! request is reported as a mismatch, never accepted, and the request retried.
+//!
+//! Up to `window` requests are in flight at once, each on a socket of its own. Replies are
+//! reported in request order, whatever order they complete in.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::event::{ClientReport, Event, Events, Outcome, Report};
-use crate::msg::Message;
+use crate::msg::{Frame, Message};
+use crate::proto::correlate::{self, RequestIds};
 use crate::proto::mdp::{self, ClientCommand, ClientMsg, Direction, Version};
+use crate::proto::mmi;
 use crate::shutdown;
 use crate::stats::{millis, LatencyRecorder};
 use crate::transport::{self, Socket};
@@ -73,6 +89,28 @@ impl Framing {
         }
     }
 
+    /// The socket type for `correlation`: a DEALER when the client adds request ids itself.
+    pub fn socket_type_for(&self, correlation: Correlation) -> zmq::SocketType {
+        match correlation {
+            Correlation::RequestId => zmq::DEALER,
+            Correlation::Socket => self.socket_type(),
+        }
+    }
+
+    /// The frames to send for `body` with request id `id`, on a DEALER:
+    /// `[id]["" ][request…]`, where the request is what a REQ socket would be given (so a 0.1
+    /// request loses its leading `""`: the delimiter after the id takes its place).
+    pub fn encode_with_id(&self, id: Frame, body: Message) -> Message {
+        correlate::wrap(id, self.encode(body))
+    }
+
+    /// Reads a message received on a DEALER that sent `[id]["" ][request…]`: returns the id
+    /// the reply carries and the reply. An error is a malformed reply.
+    pub fn decode_with_id(&self, msg: Message) -> std::result::Result<(Frame, Received), String> {
+        let (id, rest) = correlate::unwrap(msg).map_err(|e| e.to_string())?;
+        Ok((id, self.decode(rest)?))
+    }
+
     /// Reads a received message; an error is a malformed or misaddressed reply.
     pub fn decode(&self, mut msg: Message) -> std::result::Result<Received, String> {
         match self {
@@ -99,6 +137,73 @@ impl Framing {
             }
         }
     }
+}
+
+/// How replies are tied to their requests on one endpoint (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Correlation {
+    /// A request id in each request's envelope, echoed with its reply; sockets are reused.
+    RequestId,
+    /// Standard frames, one fresh socket per request.
+    Socket,
+}
+
+/// Asks the broker at `endpoint` whether it carries request ids (`mmi.correlate`, see
+/// [`crate::proto::mmi`]): [`Correlation::RequestId`] on `200`, else [`Correlation::Socket`],
+/// also when no answer comes within `timeout` (a broker that treats unknown `mmi.*` as a
+/// service nobody serves, or one that is down: then the run is correct, only slower). Bare
+/// framing needs no question: REP servers and queues always echo the envelope.
+pub fn probe_correlation(
+    ctx: &zmq::Context,
+    framing: &Framing,
+    endpoint: &str,
+    timeout: Duration,
+    events: &mut Events,
+) -> Result<Correlation> {
+    let Framing::Majordomo { version, .. } = framing else {
+        return Ok(Correlation::RequestId);
+    };
+    let ask = Framing::Majordomo {
+        version: *version,
+        service: String::from_utf8_lossy(mmi::CORRELATE).into_owned(),
+    };
+    let socket = transport::socket(ctx, ask.socket_type(), "client", None)?;
+    socket.connect(endpoint)?;
+    // One body frame: the Guide's brokers write their 501 over the last body frame and
+    // crash on a request without one.
+    socket.send(ask.encode(Message::from_frames([b"1".to_vec()])), events)?;
+    let deadline = Instant::now() + timeout;
+    let answer = loop {
+        shutdown::check()?;
+        if socket.poll_in(shutdown::slice_until(deadline))? {
+            match ask.decode(socket.recv(events)?) {
+                Ok(Received::Partial(_)) => continue,
+                Ok(Received::Final(body)) => break Some(body.text()),
+                Err(_) => break None,
+            }
+        } else if Instant::now() >= deadline {
+            break None;
+        }
+    };
+    let correlation = match answer.as_deref() {
+        Some("200") => Correlation::RequestId,
+        _ => Correlation::Socket,
+    };
+    if events.tracing() {
+        events.info(match (&answer, correlation) {
+            (_, Correlation::RequestId) => format!(
+                "{endpoint} carries request ids (mmi.correlate: 200): replies are matched by id"
+            ),
+            (Some(other), _) => format!(
+                "{endpoint} does not carry request ids (mmi.correlate: {other}): one socket per request"
+            ),
+            (None, _) => format!(
+                "no answer to mmi.correlate from {endpoint} within {} ms: one socket per request",
+                timeout.as_millis()
+            ),
+        });
+    }
+    Ok(correlation)
 }
 
 /// Everything the client needs.
@@ -157,16 +262,27 @@ struct InFlight {
     socket: Socket,
     /// Which endpoint the socket is connected to.
     at: usize,
+    /// How this socket ties replies to the request.
+    correlation: Correlation,
+    /// The request id of the attempt in flight ([`Correlation::RequestId`] only).
+    id: Option<Frame>,
 }
 
-/// Opens a fresh socket for one attempt, to the first endpoint.
+/// Opens a fresh socket for one attempt, to the first endpoint, for standard frames (the
+/// library's [`crate::majordomo::MdpClient`], which uses one socket per attempt).
 pub(crate) fn open(ctx: &zmq::Context, config: &ClientConfig) -> Result<Socket> {
-    open_at(ctx, config, &config.endpoint)
+    open_at(ctx, config, &config.endpoint, Correlation::Socket)
 }
 
 /// Opens a fresh socket for one attempt, to `endpoint`.
-fn open_at(ctx: &zmq::Context, config: &ClientConfig, endpoint: &str) -> Result<Socket> {
-    let socket = transport::socket(ctx, config.framing.socket_type(), "client", None)?;
+fn open_at(
+    ctx: &zmq::Context,
+    config: &ClientConfig,
+    endpoint: &str,
+    correlation: Correlation,
+) -> Result<Socket> {
+    let kind = config.framing.socket_type_for(correlation);
+    let socket = transport::socket(ctx, kind, "client", None)?;
     socket.connect(endpoint)?;
     Ok(socket)
 }
@@ -180,6 +296,7 @@ struct Run<'c> {
     /// Replies completed ahead of an earlier request, held back to keep stdout in order.
     held: BTreeMap<u64, Event>,
     next_to_emit: u64,
+    ids: RequestIds,
 }
 
 impl Run<'_> {
@@ -219,9 +336,31 @@ impl Run<'_> {
         slot.socket
     }
 
+    /// A reply that is not the answer to the request in flight: counted, reported as a
+    /// `mismatch` event, and (`-v`) traced with why.
+    fn refuse(&mut self, slot: &InFlight, got: String, why: &str, events: &mut Events) {
+        self.report.mismatched += 1;
+        if events.tracing() {
+            events.warn(format!("dropped a reply ({why}): {}", preview(&got)));
+        }
+        events.emit(Event::Mismatch {
+            seq: slot.seq,
+            expected: slot.request.clone(),
+            got,
+        });
+    }
+
     fn send(&mut self, slot: &mut InFlight, events: &mut Events) -> Result<()> {
         let body = Message::from_frames(vec![slot.request.as_bytes()]);
-        slot.socket.send(self.config.framing.encode(body), events)?;
+        let msg = match slot.correlation {
+            Correlation::RequestId => {
+                let id = self.ids.next_id();
+                slot.id = Some(id.clone());
+                self.config.framing.encode_with_id(id, body)
+            }
+            Correlation::Socket => self.config.framing.encode(body),
+        };
+        slot.socket.send(msg, events)?;
         events.emit(Event::Sent {
             seq: slot.seq,
             request: slot.request.clone(),
@@ -233,6 +372,103 @@ impl Run<'_> {
     }
 }
 
+/// A reply cut short for a log line.
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// What one received message means for the slot it arrived on.
+enum Verdict {
+    /// The answer (the FINAL, or the one reply).
+    Answer(String),
+    /// A 0.2 PARTIAL of the answer.
+    Partial(String),
+    /// Not an answer to this request: dropped, keep waiting.
+    Stale,
+    /// Wrong or malformed: the attempt failed.
+    Failed(&'static str),
+}
+
+/// Reads one message received on `slot`'s socket.
+fn judge(run: &mut Run, slot: &mut InFlight, msg: Message, events: &mut Events) -> Verdict {
+    let framing = &run.config.framing;
+    let decoded = match slot.correlation {
+        Correlation::RequestId => match framing.decode_with_id(msg) {
+            Ok((id, received)) if Some(&id) == slot.id.as_ref() => Ok(received),
+            Ok((id, received)) => {
+                let body = match received {
+                    Received::Partial(b) | Received::Final(b) => b.text(),
+                };
+                let why = format!(
+                    "request id {} is not {}, the one in flight",
+                    String::from_utf8_lossy(&id),
+                    String::from_utf8_lossy(slot.id.as_deref().unwrap_or_default())
+                );
+                run.refuse(slot, body, &why, events);
+                return Verdict::Stale;
+            }
+            Err(e) => Err(e),
+        },
+        Correlation::Socket => framing.decode(msg),
+    };
+    match decoded {
+        Ok(Received::Partial(body)) => Verdict::Partial(body.text()),
+        Ok(Received::Final(body)) => {
+            let mut parts = std::mem::take(&mut slot.partials);
+            parts.push(body.text());
+            let text = parts.join("\n");
+            if !run.config.check_echo || text == slot.request {
+                return Verdict::Answer(text);
+            }
+            run.report.mismatched += 1;
+            events.emit(Event::Mismatch {
+                seq: slot.seq,
+                expected: slot.request.clone(),
+                got: text.clone(),
+            });
+            events.error(format!("malformed reply from server: {text}"));
+            Verdict::Failed("mismatched reply")
+        }
+        Err(reason) => {
+            run.report.mismatched += 1;
+            events.error(format!("malformed reply from server: {reason}"));
+            Verdict::Failed("malformed reply")
+        }
+    }
+}
+
+/// How each endpoint ties replies to requests, asked of a broker the first time it is used.
+struct Endpoints {
+    names: Vec<String>,
+    correlation: Vec<Option<Correlation>>,
+}
+
+impl Endpoints {
+    fn correlation(
+        &mut self,
+        at: usize,
+        ctx: &zmq::Context,
+        config: &ClientConfig,
+        events: &mut Events,
+    ) -> Result<Correlation> {
+        if let Some(known) = self.correlation[at] {
+            return Ok(known);
+        }
+        let found = probe_correlation(
+            ctx,
+            &config.framing,
+            &self.names[at],
+            config.timeout,
+            events,
+        )?;
+        self.correlation[at] = Some(found);
+        Ok(found)
+    }
+}
+
 /// Sends every request and reports each reply as an event, in request order. Returns the
 /// summary; its outcome says whether the run completed, abandoned or was interrupted.
 pub fn run(
@@ -241,10 +477,7 @@ pub fn run(
     events: &mut Events,
 ) -> Result<Report> {
     let ctx = zmq::Context::new();
-    let retries = config.retries.max(1);
-    let window = config.window.max(1);
     let endpoints = config.endpoints();
-    let mut current = 0usize;
     let mut run = Run {
         config,
         report: ClientReport {
@@ -264,30 +497,50 @@ pub fn run(
         started: Instant::now(),
         held: BTreeMap::new(),
         next_to_emit: 1,
+        ids: RequestIds::random(),
     };
-    // Sockets whose request was answered, kept for the next request (a REQ socket is ready to
-    // send again once it has received; a DEALER after its FINAL). The first one is opened
-    // before anything else so that a bad endpoint is reported before the run starts.
-    // Every endpoint is checked now, so a bad one is reported before the run starts; the
-    // first endpoint's socket is kept for the first request.
-    let mut spare: Vec<(Socket, usize)> = Vec::new();
-    for (i, endpoint) in endpoints.iter().enumerate() {
-        let socket = open_at(&ctx, config, endpoint)?;
-        if i == current {
-            spare.push((socket, i));
-        }
+    // Every endpoint is checked now, so a bad one is reported before the run starts.
+    for endpoint in &endpoints {
+        open_at(&ctx, config, endpoint, Correlation::Socket)?;
     }
     events.emit(Event::Started {
         role: "client".into(),
         endpoint: endpoints.join(","),
         seed: None,
     });
+    let mut endpoints = Endpoints {
+        correlation: vec![None; endpoints.len()],
+        names: endpoints,
+    };
+    match serve(&ctx, config, requests, &mut endpoints, &mut run, events) {
+        Ok(outcome) => Ok(run.finish(outcome, events)),
+        Err(Error::Interrupted) => Ok(run.finish(Outcome::Interrupted, events)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The request loop of [`run`]; returns how the run ended.
+fn serve(
+    ctx: &zmq::Context,
+    config: &ClientConfig,
+    requests: impl IntoIterator<Item = String>,
+    endpoints: &mut Endpoints,
+    run: &mut Run,
+    events: &mut Events,
+) -> Result<Outcome> {
+    let retries = config.retries.max(1);
+    let window = config.window.max(1);
+    let count = endpoints.names.len();
+    let mut current = 0usize;
+    // Sockets whose request was answered, kept for the next request (a DEALER with request
+    // ids only: a socket without them carries one request and is closed).
+    let mut spare: Vec<(Socket, usize)> = Vec::new();
     let mut requests = requests.into_iter();
     let mut exhausted = false;
     let mut in_flight: Vec<InFlight> = Vec::with_capacity(window);
     loop {
         if shutdown::requested() {
-            return Ok(run.finish(Outcome::Interrupted, events));
+            return Ok(Outcome::Interrupted);
         }
         while !exhausted && in_flight.len() < window {
             let Some(request) = requests.next() else {
@@ -295,9 +548,10 @@ pub fn run(
                 break;
             };
             run.report.requests += 1;
+            let correlation = endpoints.correlation(current, ctx, config, events)?;
             let socket = match spare.pop() {
                 Some((s, at)) if at == current => s,
-                _ => open_at(&ctx, config, &endpoints[current])?,
+                _ => open_at(ctx, config, &endpoints.names[current], correlation)?,
             };
             let mut slot = InFlight {
                 seq: run.report.requests,
@@ -308,12 +562,14 @@ pub fn run(
                 partials: Vec::new(),
                 socket,
                 at: current,
+                correlation,
+                id: None,
             };
             run.send(&mut slot, events)?;
             in_flight.push(slot);
         }
         if in_flight.is_empty() {
-            return Ok(run.finish(Outcome::Completed, events));
+            return Ok(Outcome::Completed);
         }
         let earliest = in_flight
             .iter()
@@ -337,37 +593,27 @@ pub fn run(
             let mut failure: Option<&str> = None;
             if was_readable {
                 let msg = slot.socket.recv(events)?;
-                match config.framing.decode(msg) {
-                    Ok(Received::Partial(body)) => {
-                        slot.partials.push(body.text());
+                match judge(run, &mut slot, msg, events) {
+                    Verdict::Partial(text) => {
+                        slot.partials.push(text);
                         slot.deadline = Instant::now() + config.timeout;
                         still.push(slot);
                         continue;
                     }
-                    Ok(Received::Final(body)) => {
-                        let mut parts = std::mem::take(&mut slot.partials);
-                        parts.push(body.text());
-                        let text = parts.join("\n");
-                        if !config.check_echo || text == slot.request {
-                            // The socket got its one reply: it can carry the next request.
-                            let at = slot.at;
-                            spare.push((run.accept(slot, text, events), at));
-                            continue;
+                    Verdict::Answer(text) => {
+                        let (at, correlation) = (slot.at, slot.correlation);
+                        let socket = run.accept(slot, text, events);
+                        if correlation == Correlation::RequestId {
+                            // Its request is answered: it can carry the next one.
+                            spare.push((socket, at));
                         }
-                        run.report.mismatched += 1;
-                        events.emit(Event::Mismatch {
-                            seq: slot.seq,
-                            expected: slot.request.clone(),
-                            got: text.clone(),
-                        });
-                        events.error(format!("malformed reply from server: {text}"));
-                        failure = Some("mismatched reply");
+                        continue;
                     }
-                    Err(reason) => {
-                        run.report.mismatched += 1;
-                        events.error(format!("malformed reply from server: {reason}"));
-                        failure = Some("malformed reply");
+                    Verdict::Stale => {
+                        still.push(slot);
+                        continue;
                     }
+                    Verdict::Failed(reason) => failure = Some(reason),
                 }
             } else if Instant::now() >= slot.deadline {
                 failure = Some("timeout");
@@ -389,17 +635,16 @@ pub fn run(
             run.report.retries += 1;
             // The old socket may still hold the unanswered request: close it (LINGER 0 drops
             // it) and open a fresh one, so nothing late from it can ever be read.
-            if endpoints.len() > 1 && slot.at == current {
+            if count > 1 && slot.at == current {
                 // Binary Star: the server we were talking to seems gone; try the next one,
                 // after giving it time to take over.
-                current = (current + 1) % endpoints.len();
-                events.warn(format!("failing over to {}", endpoints[current]));
-                if shutdown::sleep(config.settle).is_err() {
-                    return Ok(run.finish(Outcome::Interrupted, events));
-                }
+                current = (current + 1) % count;
+                events.warn(format!("failing over to {}", endpoints.names[current]));
+                shutdown::sleep(config.settle)?;
             }
             events.info("reconnecting to server…");
-            slot.socket = open_at(&ctx, config, &endpoints[current])?;
+            slot.correlation = endpoints.correlation(current, ctx, config, events)?;
+            slot.socket = open_at(ctx, config, &endpoints.names[current], slot.correlation)?;
             slot.at = current;
             slot.partials.clear();
             run.report.reconnects += 1;
@@ -421,7 +666,7 @@ pub fn run(
                     attempts: slot.attempt,
                 });
             }
-            return Ok(run.finish(Outcome::Abandoned, events));
+            return Ok(Outcome::Abandoned);
         }
         in_flight = still;
     }
@@ -472,6 +717,51 @@ mod tests {
             f.decode(m(&[b"MDPC02", &[3], b"echo", b"b"])),
             Ok(Received::Final(m(&[b"b"])))
         );
+    }
+
+    #[test]
+    fn request_ids_go_in_front_of_the_frames_a_req_socket_would_send() {
+        let id = b"00000000000000ff".to_vec();
+        assert_eq!(
+            Framing::Bare.socket_type_for(Correlation::RequestId),
+            zmq::DEALER
+        );
+        assert_eq!(Framing::Bare.socket_type_for(Correlation::Socket), zmq::REQ);
+        assert_eq!(
+            Framing::Bare.encode_with_id(id.clone(), m(&[b"hi"])),
+            m(&[&id, b"", b"hi"])
+        );
+        // 0.1: the delimiter after the id stands where REQ would put its own.
+        assert_eq!(
+            mdp(Version::V1).encode_with_id(id.clone(), m(&[b"hi"])),
+            m(&[&id, b"", b"MDPC01", b"echo", b"hi"])
+        );
+        assert_eq!(
+            mdp(Version::V2).encode_with_id(id.clone(), m(&[b"hi"])),
+            m(&[&id, b"", b"MDPC02", &[1], b"echo", b"hi"])
+        );
+    }
+
+    #[test]
+    fn replies_with_ids_decode_to_the_id_and_the_reply() {
+        let id = b"0123456789abcdef".to_vec();
+        assert_eq!(
+            Framing::Bare.decode_with_id(m(&[&id, b"", b"a", b"b"])),
+            Ok((id.clone(), Received::Final(m(&[b"a", b"b"]))))
+        );
+        assert_eq!(
+            mdp(Version::V1).decode_with_id(m(&[&id, b"", b"MDPC01", b"echo", b"X"])),
+            Ok((id.clone(), Received::Final(m(&[b"X"]))))
+        );
+        assert_eq!(
+            mdp(Version::V2).decode_with_id(m(&[&id, b"", b"MDPC02", &[2], b"echo", b"p"])),
+            Ok((id.clone(), Received::Partial(m(&[b"p"]))))
+        );
+        // A reply that lost its envelope, or a REP-less peer's bare reply, is malformed.
+        assert!(Framing::Bare.decode_with_id(m(&[b"hello"])).is_err());
+        assert!(mdp(Version::V1)
+            .decode_with_id(m(&[b"", b"MDPC01", b"echo", b"X"]))
+            .is_err());
     }
 
     #[test]
