@@ -12,6 +12,16 @@
 //! declares the queue dead after its liveness and reconnects with a fresh READY. Its request
 //! is the client's to retry; a late reply from it is still delivered.
 //!
+//! **Replies only from whoever holds the request.** The queue remembers, for each worker,
+//! the whole envelope of the request it gave it (`[client identity][client envelope…]`:
+//! a request id, proxy hops). A reply is forwarded only if it comes from that worker with
+//! that envelope, once; a reply from a backend peer that never sent READY, from an idle
+//! worker, or with another client's envelope (forged, or a stale copy of an earlier reply)
+//! is dropped, counted in `refused_replies` and traced as an invalid message. A worker that
+//! expired or was forgotten while busy keeps its claim on that one request (at most
+//! [`MAX_ORPHANS`] such claims, oldest dropped first), so its late reply still reaches the
+//! client, which drops it if it already has its answer.
+//!
 //! Frames on the backend, after the worker identity:
 //! - PPP worker (DEALER): `0x01` READY · `0x02` HEARTBEAT · `[client]["" ][body…]` reply
 //! - Simple worker (REQ): the same, behind an empty delimiter frame that REQ adds.
@@ -55,11 +65,16 @@ impl Default for QueueConfig {
     }
 }
 
+/// Most forgotten busy workers whose late reply is still accepted (see the module docs).
+pub const MAX_ORPHANS: usize = 1024;
+
 /// What the queue knows of one worker.
 struct Worker {
     liveness: Liveness,
-    busy: bool,
-    /// When it was last given a request (meaningful while `busy`).
+    /// The envelope of the request it holds (`None`: ready). Only a reply with exactly this
+    /// envelope, from this worker, is forwarded.
+    job: Option<Vec<Frame>>,
+    /// When it was last given a request (meaningful while it holds one).
     busy_since: Instant,
     /// A REQ worker (Simple Pirate) needs an empty delimiter in front of everything we send.
     req_peer: bool,
@@ -69,11 +84,72 @@ struct Worker {
 struct Workers {
     known: HashMap<Frame, Worker>,
     ready: VecDeque<Frame>,
+    /// Workers forgotten while busy → the envelope of the request they held.
+    orphans: HashMap<Frame, Vec<Frame>>,
+    /// `orphans` keys, oldest first, to bound it.
+    orphan_order: VecDeque<Frame>,
 }
 
 impl Workers {
+    fn new() -> Self {
+        Workers {
+            known: HashMap::new(),
+            ready: VecDeque::new(),
+            orphans: HashMap::new(),
+            orphan_order: VecDeque::new(),
+        }
+    }
+
     fn name(id: &[u8]) -> String {
         frame_text(id)
+    }
+
+    /// Forgets worker `id`; if it held a request, it keeps its claim on it as an orphan.
+    /// Returns whether it was busy.
+    fn forget(&mut self, id: &[u8]) -> bool {
+        let Some(worker) = self.known.remove(id) else {
+            return false;
+        };
+        let Some(envelope) = worker.job else {
+            return false;
+        };
+        if self.orphans.insert(id.to_vec(), envelope).is_none() {
+            self.orphan_order.push_back(id.to_vec());
+        }
+        while self.orphan_order.len() > MAX_ORPHANS {
+            if let Some(oldest) = self.orphan_order.pop_front() {
+                self.orphans.remove(&oldest);
+            }
+        }
+        true
+    }
+
+    /// Takes the claim of `id` on the request with `envelope`, if it holds exactly that:
+    /// the check every reply must pass. `Err` says why not.
+    fn take_claim(
+        &mut self,
+        id: &[u8],
+        envelope: &[Frame],
+    ) -> std::result::Result<(), &'static str> {
+        match self.known.get_mut(id) {
+            Some(worker) => match &worker.job {
+                Some(held) if held.as_slice() == envelope => {
+                    worker.job = None;
+                    Ok(())
+                }
+                Some(_) => Err("it holds another request"),
+                None => Err("it holds no request"),
+            },
+            None => match self.orphans.get(id) {
+                Some(held) if held.as_slice() == envelope => {
+                    self.orphans.remove(id);
+                    self.orphan_order.retain(|o| o.as_slice() != id);
+                    Ok(())
+                }
+                Some(_) => Err("it held another request"),
+                None => Err("it is not a worker of this queue (no READY)"),
+            },
+        }
     }
 }
 
@@ -99,10 +175,7 @@ pub fn run(config: &QueueConfig, events: &mut Events) -> Result<Report> {
         endpoint: format!("{} / {}", config.frontend, config.backend),
         seed: None,
     });
-    let mut workers = Workers {
-        known: HashMap::new(),
-        ready: VecDeque::new(),
-    };
+    let mut workers = Workers::new();
     // A dummy liveness for the Simple mode, where nothing expires.
     let hb = config.heartbeat.unwrap_or(HeartbeatConfig {
         interval: Duration::from_secs(3600),
@@ -183,7 +256,7 @@ fn expire(workers: &mut Workers, now: Instant, report: &mut BrokerReport, events
         return;
     }
     for id in &dead {
-        let busy = workers.known.remove(id).is_some_and(|w| w.busy);
+        let busy = workers.forget(id);
         report.workers_expired += 1;
         events.emit(Event::WorkerExpired {
             worker: Workers::name(id),
@@ -204,12 +277,12 @@ fn forget_stuck(
     let stuck: Vec<Frame> = workers
         .known
         .iter()
-        .filter(|(_, w)| w.busy && now.saturating_duration_since(w.busy_since) >= limit)
+        .filter(|(_, w)| w.job.is_some() && now.saturating_duration_since(w.busy_since) >= limit)
         .map(|(id, _)| id.clone())
         .collect();
     for id in stuck {
         // Busy workers are never in the ready queue, so only `known` holds it.
-        workers.known.remove(&id);
+        workers.forget(&id);
         report.workers_stuck += 1;
         events.emit(Event::WorkerDisconnected {
             worker: Workers::name(&id),
@@ -252,12 +325,12 @@ fn on_backend(
     match decoded {
         Ppp::Ready => {
             match workers.known.get_mut(&id) {
-                Some(worker) if !worker.busy => {
+                Some(worker) if worker.job.is_none() => {
                     // Already ready: a duplicate READY must not queue it twice.
                 }
                 Some(worker) => {
                     // READY again while busy: it restarted and lost the request.
-                    worker.busy = false;
+                    worker.job = None;
                     workers.ready.push_back(id.clone());
                 }
                 None => {
@@ -265,7 +338,7 @@ fn on_backend(
                         id.clone(),
                         Worker {
                             liveness: Liveness::new(hb, now),
-                            busy: false,
+                            job: None,
                             busy_since: now,
                             req_peer,
                         },
@@ -281,21 +354,29 @@ fn on_backend(
         // Proof of life only, already recorded: never a reason to become ready (trap 7).
         Ppp::Heartbeat => {}
         Ppp::Data { envelope, body } => {
+            if let Err(why) = workers.take_claim(&id, &envelope) {
+                report.refused_replies += 1;
+                events.invalid(
+                    "backend",
+                    format!(
+                        "reply from {} refused: {why} (forged or stale)",
+                        Workers::name(&id)
+                    ),
+                );
+                return Ok(());
+            }
             let reply = ppp::encode(Ppp::Data { envelope, body });
             frontend.send(reply, events)?;
             report.replied += 1;
-            match workers.known.get_mut(&id) {
-                Some(worker) if worker.busy => {
-                    worker.busy = false;
-                    workers.ready.push_back(id);
-                }
-                Some(_) => {}
-                // An expired worker's late reply is still delivered (its client may be waiting),
-                // but the worker must send READY before it gets more work.
-                None => events.warn(format!(
+            if workers.known.contains_key(&id) {
+                workers.ready.push_back(id);
+            } else {
+                // An expired worker's late reply is still delivered (its client may be
+                // waiting), but the worker must send READY before it gets more work.
+                events.warn(format!(
                     "late reply from expired worker {}",
                     Workers::name(&id)
-                )),
+                ));
             }
         }
     }
@@ -310,8 +391,8 @@ fn on_frontend(
     events: &mut Events,
 ) -> Result<()> {
     // A client request is [client identity]["" ][body…]; anything else is dropped.
-    let request = match ppp::decode(msg) {
-        Ok(Ppp::Data { envelope, body }) => Ppp::Data { envelope, body },
+    let (envelope, body) = match ppp::decode(msg) {
+        Ok(Ppp::Data { envelope, body }) => (envelope, body),
         Ok(_) => {
             report.invalid += 1;
             events.invalid("frontend", "a control message from a client");
@@ -330,10 +411,11 @@ fn on_frontend(
         .known
         .get_mut(&id)
         .expect("ready workers are known workers");
-    worker.busy = true;
+    worker.job = Some(envelope.clone());
     worker.busy_since = Instant::now();
     let req_peer = worker.req_peer;
-    send_to_worker(backend, &id, req_peer, ppp::encode(request), events)?;
+    let request = ppp::encode(Ppp::Data { envelope, body });
+    send_to_worker(backend, &id, req_peer, request, events)?;
     report.routed += 1;
     *report.per_worker.entry(Workers::name(&id)).or_default() += 1;
     Ok(())

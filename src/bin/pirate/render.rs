@@ -328,13 +328,14 @@ pub fn summary_text(report: &Report) -> String {
                 .collect();
             format!(
                 "summary: routed {}, replied {}, workers seen {}, expired {}, stuck {}, \
-                 invalid {}; per worker: {}",
+                 invalid {}, refused replies {}; per worker: {}",
                 b.routed,
                 b.replied,
                 b.workers_seen,
                 b.workers_expired,
                 b.workers_stuck,
                 b.invalid,
+                b.refused_replies,
                 spread.join(" ")
             )
         }
