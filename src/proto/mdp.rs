@@ -43,9 +43,11 @@
 //!
 //! **Client envelopes** (our extension, see [`crate::proto::correlate`]): a client behind a
 //! ROUTER/DEALER proxy, or one that sends a request id, puts envelope frames in front of the
-//! delimiter: `[envelope…]["" ]["MDPC01"|"MDPC02"]…`. [`split_client_envelope`] takes them off
-//! a received message and [`wrap_client_envelope`] puts them back on the reply, so every
-//! frame before the delimiter returns unchanged, as REP sockets do.
+//! delimiter: `[envelope…]["" ]["MDPC01"|"MDPC02"]…`. A standard 0.2 client behind such a
+//! proxy has no delimiter to show where its envelope ends: `[envelope…]["MDPC02"][0x01]…`
+//! is read as that. [`split_client_envelope`] takes the envelope off a received message and
+//! [`wrap_client_envelope`] puts it back on the reply, the way it came, so every frame in
+//! front of the header returns unchanged, as REP sockets do.
 
 use std::fmt;
 
@@ -247,44 +249,72 @@ pub fn peek_version(msg: &Message) -> Option<(Version, bool)> {
     }
 }
 
-/// How many envelope frames come before the empty delimiter of a client message that has an
-/// envelope (`[envelope…]["" ]["MDPC01"|"MDPC02"]…`, at most [`crate::msg::MAX_ENVELOPE`]
-/// frames); `None` for anything else, standard client messages (no envelope) included.
-pub fn client_envelope_len<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> Option<usize> {
-    let mut frames = frames.into_iter();
+/// A client's envelope: the frames in front of its MDP header (see the module docs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    pub frames: Vec<Frame>,
+    /// True if an empty delimiter separated the envelope from the header. A standard 0.2
+    /// client behind a ROUTER/DEALER proxy has none (0.2 has no delimiter), and must get its
+    /// reply the same way: `[envelope…]["MDPC02"]…`.
+    pub delimited: bool,
+}
+
+/// Where the header of a client message with an envelope is: `(envelope frames, delimited)`
+/// for `[envelope…]["" ]["MDPC01"|"MDPC02"]…` or `[envelope…]["MDPC02"][0x01]…` (a 0.2
+/// REQUEST behind a proxy), with 1 to [`crate::msg::MAX_ENVELOPE`] envelope frames; `None`
+/// for anything else, standard client messages (no envelope) included.
+pub fn client_envelope_len<'a>(
+    frames: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<(usize, bool)> {
+    let mut frames = frames.into_iter().peekable();
     for n in 0..=crate::msg::MAX_ENVELOPE {
         let frame = frames.next()?;
         if frame.is_empty() {
             let header = frames.next()?;
-            return (n > 0 && (header == MDPC01 || header == MDPC02)).then_some(n);
+            return (n > 0 && (header == MDPC01 || header == MDPC02)).then_some((n, true));
+        }
+        if n > 0 && frame == MDPC02 {
+            return (frames.peek() == Some(&&[C02_REQUEST][..])).then_some((n, false));
         }
     }
     None
 }
 
 /// Takes a client's envelope off a message received after the ROUTER identity, leaving what
-/// [`decode_client`] reads (`""`, header, …). Returns the envelope frames; none for a message
-/// without an envelope, which is left untouched.
-pub fn split_client_envelope(msg: &mut Message) -> Vec<Frame> {
-    if client_envelope_len(msg.iter()).is_none() {
-        return Vec::new();
-    }
-    let envelope = msg.take_envelope().unwrap_or_default();
-    msg.push_front(Vec::new());
-    envelope
+/// [`decode_client`] reads. A message without an envelope is left untouched (and gets an
+/// empty, undelimited [`Envelope`], which [`wrap_client_envelope`] leaves out).
+pub fn split_client_envelope(msg: &mut Message) -> Envelope {
+    let Some((n, delimited)) = client_envelope_len(msg.iter()) else {
+        return Envelope::default();
+    };
+    let frames = if delimited {
+        let frames = msg.take_envelope().unwrap_or_default();
+        msg.push_front(Vec::new());
+        frames
+    } else {
+        (0..n).filter_map(|_| msg.pop_front()).collect()
+    };
+    Envelope { frames, delimited }
 }
 
-/// Puts a client's `envelope` back in front of an encoded client message (from
-/// [`encode_client`]): `[envelope…]["" ][header…]` for both versions (a 0.2 message then has
-/// the delimiter it otherwise goes without). With no envelope the message is unchanged.
-pub fn wrap_client_envelope(envelope: Vec<Frame>, mut msg: Message) -> Message {
-    if envelope.is_empty() {
+/// Puts a client's envelope back in front of an encoded client message (from
+/// [`encode_client`]): `[envelope…]["" ][header…]` when the client sent a delimiter (a 0.2
+/// message then has one it otherwise goes without), `[envelope…][header…]` when it did not.
+/// With no envelope the message is unchanged.
+pub fn wrap_client_envelope(envelope: Envelope, mut msg: Message) -> Message {
+    if envelope.frames.is_empty() {
         return msg;
     }
     if msg.get(0).is_some_and(<[u8]>::is_empty) {
         msg.pop_front();
     }
-    msg.push_envelope(envelope);
+    if envelope.delimited {
+        msg.push_envelope(envelope.frames);
+    } else {
+        for frame in envelope.frames.into_iter().rev() {
+            msg.push_front(frame);
+        }
+    }
     msg
 }
 
@@ -533,17 +563,29 @@ mod tests {
     #[test]
     fn client_envelopes_are_frames_before_the_delimiter_of_a_client_message() {
         let f = |frames: &[&[u8]]| client_envelope_len(frames.iter().copied());
-        assert_eq!(f(&[b"rid", b"", b"MDPC01", b"echo", b"x"]), Some(1));
+        assert_eq!(f(&[b"rid", b"", b"MDPC01", b"echo", b"x"]), Some((1, true)));
         assert_eq!(
             f(&[b"hop", b"rid", b"", b"MDPC02", &[1], b"echo", b"x"]),
-            Some(2)
+            Some((2, true))
         );
+        // A standard 0.2 REQUEST behind a proxy: no delimiter.
+        assert_eq!(
+            f(&[b"hop", b"MDPC02", &[1], b"echo", b"x"]),
+            Some((1, false))
+        );
+        assert_eq!(f(&[b"hop", b"MDPC02", &[3], b"echo", b"x"]), None);
         // Standard messages have no envelope.
         assert_eq!(f(&[b"", b"MDPC01", b"echo", b"x"]), None);
         assert_eq!(f(&[b"MDPC02", &[1], b"echo", b"x"]), None);
         // Workers never have one; nor does anything that is not MDP after the delimiter.
         assert_eq!(f(&[b"hop", b"", b"MDPW01", &[1], b"echo"]), None);
+        assert_eq!(f(&[b"hop", b"MDPW02", &[1], b"echo"]), None);
         assert_eq!(f(&[b"hop", b"", b"hello"]), None);
+        assert_eq!(
+            f(&[b"hop", b"MDPC01", b"echo"]),
+            None,
+            "0.1 needs its delimiter"
+        );
         assert_eq!(f(&[b"hop", b"rid"]), None);
         assert_eq!(f(&[b"hop", b""]), None);
         assert_eq!(f(&[]), None);
@@ -564,7 +606,8 @@ mod tests {
             b"x".to_vec(),
         ]);
         let envelope = split_client_envelope(&mut msg);
-        assert_eq!(envelope, vec![b"hop".to_vec(), b"rid".to_vec()]);
+        assert_eq!(envelope.frames, vec![b"hop".to_vec(), b"rid".to_vec()]);
+        assert!(envelope.delimited);
         let request = decode_client(msg, Direction::ToBroker).unwrap();
         assert_eq!(request.body.text(), "x");
         let reply = |version| {
@@ -586,8 +629,38 @@ mod tests {
         );
         // No envelope: standard frames, untouched both ways.
         let mut plain = reply(Version::V2);
-        assert!(split_client_envelope(&mut plain).is_empty());
-        assert_eq!(wrap_client_envelope(Vec::new(), plain.clone()), plain);
+        assert!(split_client_envelope(&mut plain).frames.is_empty());
+        assert_eq!(
+            wrap_client_envelope(Envelope::default(), plain.clone()),
+            plain
+        );
+    }
+
+    #[test]
+    fn a_standard_v2_client_behind_a_proxy_gets_its_reply_without_a_delimiter() {
+        let mut msg = Message::from_frames([
+            b"hop".to_vec(),
+            MDPC02.to_vec(),
+            vec![C02_REQUEST],
+            b"echo".to_vec(),
+            b"x".to_vec(),
+        ]);
+        let envelope = split_client_envelope(&mut msg);
+        assert_eq!(envelope.frames, vec![b"hop".to_vec()]);
+        assert!(!envelope.delimited);
+        assert_eq!(
+            decode_client(msg, Direction::ToBroker).unwrap().body.text(),
+            "x"
+        );
+        let reply = encode_client(ClientMsg {
+            version: Version::V2,
+            command: ClientCommand::Final,
+            service: b"echo".to_vec(),
+            body: Message::from_frames([b"X".to_vec()]),
+        });
+        let wire = wrap_client_envelope(envelope, reply);
+        let frames: Vec<&[u8]> = wire.iter().collect();
+        assert_eq!(frames, [&b"hop"[..], b"MDPC02", &[3], b"echo", b"X"]);
     }
 
     fn m(frames: &[&[u8]]) -> Message {

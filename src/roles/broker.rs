@@ -77,7 +77,8 @@
 //!   retries.
 //! - **Whole client envelopes, and a handle per dispatch.** A client may put envelope frames
 //!   before its delimiter, `[envelope…]["" ]["MDPC01"|"MDPC02"]…` (a request id, or the hops
-//!   of a ROUTER/DEALER proxy it sits behind; at most [`crate::msg::MAX_ENVELOPE`] frames):
+//!   of a ROUTER/DEALER proxy it sits behind; at most [`crate::msg::MAX_ENVELOPE`] frames;
+//!   a standard 0.2 client behind a proxy sends `[hops…]["MDPC02"][0x01]…`, no delimiter):
 //!   every frame comes back unchanged in front of each PARTIAL and FINAL/REPLY of that
 //!   request, as REP sockets do ([`mdp::split_client_envelope`], [`mdp::wrap_client_envelope`]).
 //!   A worker's REQUEST has room for one client address frame, so the broker does not put
@@ -163,7 +164,7 @@ pub type Outgoing = (Frame, Message);
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Client {
     identity: Frame,
-    envelope: Vec<Frame>,
+    envelope: mdp::Envelope,
 }
 
 /// The request a busy worker holds.
@@ -300,7 +301,7 @@ impl Broker {
                     Ok(decoded) => {
                         let client = Client {
                             identity: sender,
-                            envelope: Vec::new(),
+                            envelope: mdp::Envelope::default(),
                         };
                         self.on_client(client, decoded, now, events)
                     }
@@ -1957,7 +1958,11 @@ mod tests {
     /// `[envelope…]["" ][client message…]`, as a client with a request id, or behind a
     /// ROUTER/DEALER proxy, sends it.
     fn with_envelope(envelope: &[&[u8]], msg: Message) -> Message {
-        mdp::wrap_client_envelope(envelope.iter().map(|f| f.to_vec()).collect(), msg)
+        let envelope = mdp::Envelope {
+            frames: envelope.iter().map(|f| f.to_vec()).collect(),
+            delimited: true,
+        };
+        mdp::wrap_client_envelope(envelope, msg)
     }
 
     /// The handle a worker was given in a REQUEST, as the broker sent it.
@@ -2075,6 +2080,20 @@ mod tests {
         assert_eq!(
             only(out, "c1"),
             m(&[b"rid", b"", b"MDPC02", &[3], b"s", b"end"])
+        );
+    }
+
+    #[test]
+    fn a_standard_v2_client_behind_a_proxy_is_answered_through_it() {
+        let mut h = H::new();
+        h.ready("w1", V2, "echo", 0);
+        let mut req = request(V2, "echo", &["x"]);
+        req.push_front(b"hop".to_vec());
+        let handle = handle_of(only(h.raw("proxy", req, 1), "w1"));
+        let out = h.raw("w1", raw_reply(V2, &handle, "X"), 2);
+        assert_eq!(
+            only(out, "proxy"),
+            m(&[b"hop", b"MDPC02", &[3], b"echo", b"X"])
         );
     }
 
