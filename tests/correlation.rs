@@ -214,8 +214,7 @@ fn router_dealer_proxy(upstream: u16) -> u16 {
     frontend.bind(&endpoint(port)).unwrap();
     backend.connect(&endpoint(upstream)).unwrap();
     thread::spawn(move || {
-        let (mut f, mut b) = (frontend, backend);
-        let _ = zmq::proxy(&mut f, &mut b);
+        let _ = zmq::proxy(&frontend, &backend);
         drop(ctx);
     });
     port
