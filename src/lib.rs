@@ -10,7 +10,8 @@
 //! - [`msg`]: owned multipart message, envelope helpers, the Guide's frame dump.
 //! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors).
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
-//! - [`proto`]: pure codecs, one per RFC (6/PPP, 7/MDP and 18/MDP, 8/MMI, 10/FLP).
+//! - [`proto`]: pure codecs, one per RFC (6/PPP, 7/MDP and 18/MDP, 8/MMI, 10/FLP), and
+//!   request ids in reply envelopes (`correlate`).
 //! - [`heartbeat`], [`backoff`]: pure liveness and reconnect state machines.
 //! - [`bstar`]: the Binary Star (primary/backup failover) state machine, pure.
 //! - [`handler`]: echo or `sh -c CMD` request handling.
