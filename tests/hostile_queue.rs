@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::time::Instant;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -70,6 +71,9 @@ fn a_reply_from_a_peer_that_does_not_hold_the_request_is_refused_and_never_print
         };
         holder.send_multipart(&ready, 0).unwrap();
         queue.wait_for("the holder", |o, _| o.contains(r#""event":"worker_ready""#));
+        // The forger connects now, so its reply is not held up by its own connect later.
+        let forger = backend_peer(&ctx, back, b"forger");
+        thread::sleep(Duration::from_millis(100));
         let connect = endpoint(front);
         let mut client = spawn(
             "client",
@@ -79,7 +83,7 @@ fn a_reply_from_a_peer_that_does_not_hold_the_request_is_refused_and_never_print
                 "--connect",
                 &connect,
                 "--timeout",
-                "500ms",
+                "1s",
                 "--retries",
                 "5",
                 "r1",
@@ -91,14 +95,14 @@ fn a_reply_from_a_peer_that_does_not_hold_the_request_is_refused_and_never_print
         let (envelope, _) = next_request(&holder, simple);
         assert!(!envelope.is_empty(), "{mode}");
         // A peer that never sent READY forges the reply with the exact envelope (request id
-        // included, so the client would take it), and the holder sends one for an envelope
-        // it does not hold.
-        let forger = backend_peer(&ctx, back, b"forger");
+        // included, so the client would take it), and then the holder sends one for an
+        // envelope it does not hold (another request id).
         forger
             .send_multipart(reply(&envelope, b"FORGED"), 0)
             .unwrap();
+        thread::sleep(Duration::from_millis(100));
         let mut other = envelope.clone();
-        other.push(b"0000000000000000".to_vec());
+        *other.last_mut().unwrap() = b"0000000000000000".to_vec();
         let mut stale = reply(&other, b"STALE");
         if simple {
             stale.insert(0, Vec::new());
