@@ -7,6 +7,7 @@
 //!
 //! Layout:
 //! - [`error`]: one error enum and the exit code each kind maps to.
+//! - [`endpoint`]: endpoint syntax, checked before anything starts.
 //! - [`msg`]: owned multipart message, envelope helpers, the Guide's frame dump.
 //! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors).
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
@@ -27,6 +28,7 @@
 pub mod backoff;
 pub mod bstar;
 pub mod chaos;
+pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod faults;

@@ -24,9 +24,9 @@
 //!   and are the protocol working, not failing.
 //! - **abandoned** (indeterminate, not fatal): the client gave up after its retries, and said
 //!   so. The request may or may not have been executed — the reply may have been lost on the
-//!   way back — but nothing was silently dropped: the caller was told. With enough faults an
-//!   abandon is the correct behaviour of a client with finite retries, so it is reported, not
-//!   judged. (A reply after an abandon cannot happen and is not looked for.)
+//!   way back — but nothing was silently dropped: the caller was told. That is not "nothing
+//!   lost" either: nobody knows what became of it, so a run with abandoned requests is at best
+//!   indeterminate. (A reply after an abandon cannot happen and is not looked for.)
 //! - **re-executions** (fatal only with [`CheckOptions::strict`]): a request served more than
 //!   once, counted as the extra executions. The Pirate patterns are at-least-once: a client
 //!   that times out resends, and the first worker may well have done the work before it died
@@ -38,6 +38,21 @@
 //! - **recoveries**: for each process fault (a nemesis `kill`, `freeze` or `restart`, a worker's
 //!   own `crash` or `freeze`), the time from the fault to the next reply any client accepted;
 //!   `None` when no reply came after it.
+//!
+//! - **coverage**: per fault kind, how many were injected, how many were followed by a reply,
+//!   and how many replies came after each (up to the next process fault).
+//!
+//! # The verdict
+//!
+//! Three values ([`Judgement`]), each with a one-line `reason`:
+//!
+//! - **invalid**: at least one fatal finding (lost, duplicated, out of order, mismatched,
+//!   re-executed under `strict`).
+//! - **indeterminate**: nothing fatal, but the run could not show that nothing is lost: no
+//!   request was sent or answered, some (or every) request was abandoned, a fault kind the run
+//!   asked for ([`CheckOptions::required_faults`]) never fired or was never followed by a
+//!   reply (the run ended before its first fault), or the run was interrupted.
+//! - **valid**: none of the above.
 //!
 //! Unknown sources and events are ignored (histories gain events over time); records of known
 //! events with missing or wrongly typed fields are counted as `unreadable` and skipped, never a
@@ -76,11 +91,53 @@ impl Record {
     }
 }
 
-/// How strict the checker is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How strict the checker is, and what the run asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Re-executions are fatal (at-most-once), not just counted (at-least-once).
     pub strict: bool,
+    /// Fault kinds the run asked for, as keys of [`Verdict::faults`] (`kill`, `freeze`,
+    /// `restart`, …; `proxy` stands for any `proxy_*` message fault). Each must have been
+    /// injected, and a process fault followed by a reply, or the run showed nothing about it
+    /// and the verdict is at best indeterminate.
+    pub required_faults: Vec<String>,
+    /// The run was stopped before it finished: requests still in flight are `unfinished`, not
+    /// lost, and the verdict is at best indeterminate.
+    pub interrupted: bool,
+}
+
+/// The three verdicts. Only `Valid` is a pass (exit 0).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Judgement {
+    /// Nothing lost, duplicated, reordered or wrongly answered, and the run showed it.
+    Valid,
+    /// At least one fatal finding.
+    Invalid,
+    /// Nothing fatal, but the run could not show anything (see `reason`).
+    Indeterminate,
+}
+
+impl Judgement {
+    /// `VALID`, `INVALID`, `INDETERMINATE`: the headline word.
+    pub fn headline(self) -> &'static str {
+        match self {
+            Judgement::Valid => "VALID",
+            Judgement::Invalid => "INVALID",
+            Judgement::Indeterminate => "INDETERMINATE",
+        }
+    }
+}
+
+/// What the run showed of one fault kind.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Coverage {
+    /// Faults of this kind in the history.
+    pub injected: u64,
+    /// Process faults of this kind followed by at least one reply (message faults: 0).
+    pub recovered: u64,
+    /// Replies accepted after each fault of this kind, up to the next process fault, summed.
+    pub replies_after: u64,
 }
 
 /// The time from one process fault to the first reply after it.
@@ -88,18 +145,28 @@ pub struct CheckOptions {
 pub struct Recovery {
     /// What happened: `kill worker-2`, `restart broker`, `worker_crash worker-1`, …
     pub fault: String,
+    /// Its kind, a key of [`Verdict::faults`]: `kill`, `worker_crash`, …
+    pub kind: String,
     /// When, in ms since the run started.
     pub at_ms: f64,
     /// Time to the next reply any client accepted; `None` if none came after.
     pub recovered_after_ms: Option<f64>,
+    /// Replies accepted after it and before the next process fault (or the end).
+    pub replies_after: u64,
 }
 
 /// The checker's judgement of a history. Lists name requests by their text, naturally sorted
 /// (`c1-2` before `c1-10`).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Verdict {
-    /// No fatal finding: `violations` is empty.
+    /// Valid, invalid or indeterminate.
+    pub verdict: Judgement,
+    /// One line: why (the fatal findings, or what the run could not show).
+    pub reason: String,
+    /// `verdict` is valid (kept for readers of older results).
     pub valid: bool,
+    /// The run was interrupted ([`CheckOptions::interrupted`]).
+    pub interrupted: bool,
     /// Distinct requests (client, seq) sent at least once.
     pub requests: u64,
     /// `sent` events: first sends and resends.
@@ -110,6 +177,8 @@ pub struct Verdict {
     pub lost: Vec<String>,
     /// Given up on by their client. Indeterminate, not fatal.
     pub abandoned: Vec<String>,
+    /// Still in flight when the run was interrupted. Indeterminate, not fatal.
+    pub unfinished: Vec<String>,
     /// More than one reply delivered for one request. Fatal.
     pub duplicated: Vec<String>,
     /// Reply delivered after the reply to a later request of the same client. Fatal.
@@ -129,6 +198,8 @@ pub struct Verdict {
     /// Faults by kind: `kill`, `freeze`, `restart` (nemesis), `worker_crash`,
     /// `worker_overload`, `worker_freeze` (self-injected), `proxy_<kind>` (message faults).
     pub faults: BTreeMap<String, u64>,
+    /// What the run showed of each fault kind injected or required.
+    pub coverage: BTreeMap<String, Coverage>,
     /// Records of known events that could not be read (missing or wrongly typed fields).
     pub unreadable: u64,
     /// One line per fatal finding.
@@ -358,8 +429,8 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
     let mut unreadable = 0u64;
     let mut latency = LatencyRecorder::default();
     let mut faults: BTreeMap<String, u64> = BTreeMap::new();
-    // Process faults, in history order, for the recoveries.
-    let mut fault_times: Vec<(String, f64)> = Vec::new();
+    // Process faults (kind, label, time), in history order, for the recoveries.
+    let mut fault_times: Vec<(String, String, f64)> = Vec::new();
     let mut reply_times: Vec<f64> = Vec::new();
     // Executions per served text, across all workers.
     let mut served: HashMap<String, u64> = HashMap::new();
@@ -430,7 +501,11 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
             Fact::WorkerFault { kind } => {
                 *faults.entry(format!("worker_{kind}")).or_default() += 1;
                 if matches!(kind, "crash" | "freeze") {
-                    fault_times.push((format!("worker_{kind} {source}"), record.t_ms));
+                    fault_times.push((
+                        format!("worker_{kind}"),
+                        format!("worker_{kind} {source}"),
+                        record.t_ms,
+                    ));
                 }
             }
             Fact::Nemesis { action, target } => {
@@ -441,7 +516,7 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
                         Some(target) => format!("{action} {target}"),
                         None => action.to_string(),
                     };
-                    fault_times.push((fault, record.t_ms));
+                    fault_times.push((action.to_string(), fault, record.t_ms));
                 }
             }
             Fact::ProxyFault { kind } => *faults.entry(format!("proxy_{kind}")).or_default() += 1,
@@ -450,6 +525,7 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
     }
 
     let mut lost = Vec::new();
+    let mut unfinished = Vec::new();
     let mut abandoned = Vec::new();
     let mut duplicated = Vec::new();
     let mut unexecuted = Vec::new();
@@ -483,7 +559,10 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
         if state.replies == 0 && state.abandoned {
             abandoned.push((label.clone(), String::new()));
         }
-        if state.sends > 0 && state.replies == 0 && !state.abandoned {
+        if state.sends > 0 && state.replies == 0 && !state.abandoned && options.interrupted {
+            // Cut off by the interruption: nobody can say whether it would have been answered.
+            unfinished.push((label, String::new()));
+        } else if state.sends > 0 && state.replies == 0 && !state.abandoned {
             let line = format!(
                 "lost: {label} ({client} seq {seq}: sent {}, never answered or abandoned)",
                 times(state.sends)
@@ -533,6 +612,7 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
     let (out_of_order, out_of_order_lines) = sorted(out_of_order);
     let (mismatched, mismatched_lines) = sorted(mismatched);
     let (abandoned, _) = sorted(abandoned);
+    let (unfinished, _) = sorted(unfinished);
     let (unexecuted_replies, _) = sorted(unexecuted);
     let (_, reexecuted_lines) = sorted(reexecuted);
 
@@ -546,26 +626,38 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
     }
 
     reply_times.sort_by(f64::total_cmp);
-    let mut recoveries: Vec<Recovery> = fault_times
-        .into_iter()
-        .map(|(fault, at_ms)| {
-            let next = reply_times.partition_point(|t| *t <= at_ms);
+    fault_times.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let after = |t: f64| reply_times.partition_point(|r| *r <= t);
+    let recoveries: Vec<Recovery> = fault_times
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, fault, at_ms))| {
+            let next = after(*at_ms);
+            let until = fault_times
+                .get(i + 1)
+                .map_or(reply_times.len(), |f| after(f.2));
             Recovery {
-                fault,
-                at_ms,
+                fault: fault.clone(),
+                kind: kind.clone(),
+                at_ms: *at_ms,
                 recovered_after_ms: reply_times.get(next).map(|t| t - at_ms),
+                replies_after: until.saturating_sub(next) as u64,
             }
         })
         .collect();
-    recoveries.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+    let coverage = coverage_of(&faults, &recoveries, &options.required_faults);
 
-    Verdict {
-        valid: violations.is_empty(),
+    let mut verdict = Verdict {
+        verdict: Judgement::Valid,
+        reason: String::new(),
+        valid: false,
+        interrupted: options.interrupted,
         requests: sent_requests,
         attempts,
         replied,
         lost,
         abandoned,
+        unfinished,
         duplicated,
         out_of_order,
         mismatched,
@@ -575,8 +667,121 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
         recoveries,
         latency_ms: latency.summary(),
         faults,
+        coverage,
         unreadable,
         violations,
+    };
+    let (judgement, reason) = judge(&verdict, options);
+    verdict.verdict = judgement;
+    verdict.reason = reason;
+    verdict.valid = judgement == Judgement::Valid;
+    verdict
+}
+
+/// True when fault kind `kind` (a key of `faults`) satisfies requirement `required`.
+fn satisfies(required: &str, kind: &str) -> bool {
+    required == kind || (required == "proxy" && kind.starts_with("proxy_"))
+}
+
+/// Coverage per kind: every kind injected, plus every required kind (at zero if it never
+/// fired, so the summary shows the gap).
+fn coverage_of(
+    faults: &BTreeMap<String, u64>,
+    recoveries: &[Recovery],
+    required: &[String],
+) -> BTreeMap<String, Coverage> {
+    let mut coverage: BTreeMap<String, Coverage> = faults
+        .iter()
+        .map(|(kind, &n)| {
+            let mut c = Coverage {
+                injected: n,
+                ..Coverage::default()
+            };
+            for r in recoveries.iter().filter(|r| &r.kind == kind) {
+                c.recovered += u64::from(r.recovered_after_ms.is_some());
+                c.replies_after += r.replies_after;
+            }
+            (kind.clone(), c)
+        })
+        .collect();
+    for r in required {
+        if !faults.keys().any(|k| satisfies(r, k)) {
+            coverage.entry(r.clone()).or_default();
+        }
+    }
+    coverage
+}
+
+/// The verdict and its one-line reason, from the findings.
+fn judge(v: &Verdict, options: &CheckOptions) -> (Judgement, String) {
+    if !v.violations.is_empty() {
+        let mut kinds = Vec::new();
+        for (n, what) in [
+            (v.lost.len(), "lost"),
+            (v.duplicated.len(), "duplicated"),
+            (v.out_of_order.len(), "out of order"),
+            (v.mismatched.len(), "mismatched"),
+        ] {
+            if n > 0 {
+                kinds.push(format!("{n} {what}"));
+            }
+        }
+        let others = v.lost.len() + v.duplicated.len() + v.out_of_order.len() + v.mismatched.len();
+        if v.violations.len() > others {
+            kinds.push(format!("{} re-executions (strict)", v.reexecutions));
+        }
+        return (Judgement::Invalid, kinds.join(", "));
+    }
+    let mut why = Vec::new();
+    if options.interrupted {
+        why.push(format!(
+            "interrupted before the run finished ({} requests still in flight)",
+            v.unfinished.len()
+        ));
+    }
+    if v.requests == 0 {
+        why.push("no request was sent".to_string());
+    } else if v.replied == 0 && v.abandoned.len() as u64 == v.requests {
+        why.push(format!(
+            "no request was answered: every one ({}) was abandoned",
+            v.requests
+        ));
+    } else if v.replied == 0 {
+        why.push("no request was answered".to_string());
+    } else if v.abandoned.len() == 1 {
+        why.push("1 request abandoned: its client gave up, so whether it ran is unknown".into());
+    } else if !v.abandoned.is_empty() {
+        why.push(format!(
+            "{} requests abandoned: their clients gave up, so whether they ran is unknown",
+            v.abandoned.len()
+        ));
+    }
+    for required in &options.required_faults {
+        let covered: Vec<&Coverage> = v
+            .coverage
+            .iter()
+            .filter(|(k, _)| satisfies(required, k))
+            .map(|(_, c)| c)
+            .collect();
+        let injected: u64 = covered.iter().map(|c| c.injected).sum();
+        let process_fault = v.recoveries.iter().any(|r| satisfies(required, &r.kind));
+        if injected == 0 {
+            why.push(format!(
+                "no {required} fault was injected (the run ended before it)"
+            ));
+        } else if process_fault && covered.iter().all(|c| c.recovered == 0) {
+            why.push(format!(
+                "no reply came after any {required}: recovery from it was never shown"
+            ));
+        }
+    }
+    if why.is_empty() {
+        (
+            Judgement::Valid,
+            "nothing lost, duplicated, reordered or wrongly answered".to_string(),
+        )
+    } else {
+        (Judgement::Indeterminate, why.join("; "))
     }
 }
 
@@ -599,32 +804,12 @@ impl Verdict {
     /// 20 names each), faults, recovery times and latency.
     pub fn summary_text(&self) -> String {
         let mut out = String::new();
-        if self.valid {
-            let _ = write!(
-                out,
-                "VALID: nothing lost, duplicated, reordered or wrongly answered"
-            );
+        let mark = if self.interrupted {
+            " (interrupted)"
         } else {
-            let mut kinds = Vec::new();
-            for (n, what) in [
-                (self.lost.len(), "lost"),
-                (self.duplicated.len(), "duplicated"),
-                (self.out_of_order.len(), "out of order"),
-                (self.mismatched.len(), "mismatched"),
-            ] {
-                if n > 0 {
-                    kinds.push(format!("{n} {what}"));
-                }
-            }
-            let others = self.lost.len()
-                + self.duplicated.len()
-                + self.out_of_order.len()
-                + self.mismatched.len();
-            if self.violations.len() > others {
-                kinds.push(format!("{} re-executions (strict)", self.reexecutions));
-            }
-            let _ = write!(out, "INVALID: {}", kinds.join(", "));
-        }
+            ""
+        };
+        let _ = write!(out, "{}{mark}: {}", self.verdict.headline(), self.reason);
         let _ = write!(
             out,
             "\nrequests: {} sent ({} attempts), {} replied, {} abandoned (indeterminate), {} lost",
@@ -634,6 +819,9 @@ impl Verdict {
             self.abandoned.len(),
             self.lost.len()
         );
+        if !self.unfinished.is_empty() {
+            let _ = write!(out, ", {} unfinished (interrupted)", self.unfinished.len());
+        }
         let _ = write!(
             out,
             "\nreplies: {} duplicated, {} out of order, {} wrong accepted, {} wrong refused",
@@ -654,6 +842,7 @@ impl Verdict {
         list_line(&mut out, "out of order", &self.out_of_order);
         list_line(&mut out, "mismatched", &self.mismatched);
         list_line(&mut out, "abandoned", &self.abandoned);
+        list_line(&mut out, "unfinished", &self.unfinished);
         if self.faults.is_empty() {
             out.push_str("\nfaults: none");
         } else {
@@ -680,6 +869,25 @@ impl Verdict {
             if never > 0 {
                 let _ = write!(out, ", {never} with no reply after");
             }
+        }
+        if !self.coverage.is_empty() {
+            let kinds: Vec<String> = self
+                .coverage
+                .iter()
+                .map(|(kind, c)| {
+                    if c.injected == 0 {
+                        format!("{kind} never injected")
+                    } else if c.recovered == 0 && c.replies_after == 0 {
+                        format!("{kind} {}", c.injected)
+                    } else {
+                        format!(
+                            "{kind} {} ({} recovered, {} replies before the next fault)",
+                            c.injected, c.recovered, c.replies_after
+                        )
+                    }
+                })
+                .collect();
+            let _ = write!(out, "\ncoverage: {}", kinds.join(", "));
         }
         let l = &self.latency_ms;
         let _ = write!(
@@ -785,7 +993,17 @@ mod tests {
     }
 
     fn strict() -> CheckOptions {
-        CheckOptions { strict: true }
+        CheckOptions {
+            strict: true,
+            ..CheckOptions::default()
+        }
+    }
+
+    fn requiring(kinds: &[&str]) -> CheckOptions {
+        CheckOptions {
+            required_faults: kinds.iter().map(|k| k.to_string()).collect(),
+            ..CheckOptions::default()
+        }
     }
 
     #[test]
@@ -810,11 +1028,16 @@ mod tests {
     }
 
     #[test]
-    fn empty_history_is_valid_and_empty() {
+    fn an_empty_history_shows_nothing_so_it_is_indeterminate() {
         let v = check(&[], &strict());
-        assert!(v.valid);
+        assert!(!v.valid);
+        assert_eq!(v.verdict, Judgement::Indeterminate);
+        assert_eq!(v.reason, "no request was sent");
         assert_eq!((v.requests, v.attempts, v.replied), (0, 0, 0));
         assert_eq!(v.latency_ms, Latency::default());
+        assert!(v
+            .summary_text()
+            .starts_with("INDETERMINATE: no request was sent"));
     }
 
     #[test]
@@ -952,7 +1175,13 @@ mod tests {
         h.push(sent(300.0, "client-1", 6, 2));
         h.push(abandoned(400.0, "client-1", 6));
         let v = check(&h, &strict());
-        assert!(v.valid, "{v:#?}");
+        assert!(v.violations.is_empty(), "{v:#?}");
+        assert!(!v.valid, "an abandoned request is not 'nothing lost'");
+        assert_eq!(v.verdict, Judgement::Indeterminate);
+        assert_eq!(
+            v.reason,
+            "1 request abandoned: its client gave up, so whether it ran is unknown"
+        );
         assert_eq!(v.abandoned, ["c1-6"]);
         assert!(v.lost.is_empty());
         assert_eq!((v.requests, v.replied), (11, 10));
@@ -1349,5 +1578,205 @@ mod tests {
         assert!(v["recoveries"][0]["recovered_after_ms"].is_number());
         assert!(v["latency_ms"]["p99"].is_number());
         assert!(v["violations"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_required_fault_that_never_fired_makes_the_run_indeterminate() {
+        let mut h = clean();
+        h.push(nemesis(20.0, "kill", "worker-1"));
+        let v = check(&h, &requiring(&["kill", "restart"]));
+        assert_eq!(v.verdict, Judgement::Indeterminate, "{v:#?}");
+        assert!(!v.valid);
+        assert_eq!(
+            v.reason,
+            "no restart fault was injected (the run ended before it)"
+        );
+        assert_eq!(v.coverage["restart"], Coverage::default());
+        assert!(v.summary_text().contains("restart never injected"));
+        // The same history, asked only for what it did, is valid.
+        assert_eq!(check(&h, &requiring(&["kill"])).verdict, Judgement::Valid);
+    }
+
+    #[test]
+    fn a_fault_with_no_reply_after_it_shows_no_recovery() {
+        let mut h = clean();
+        h.push(nemesis(500.0, "restart", "broker"));
+        let v = check(&h, &requiring(&["restart"]));
+        assert_eq!(v.verdict, Judgement::Indeterminate);
+        assert_eq!(
+            v.reason,
+            "no reply came after any restart: recovery from it was never shown"
+        );
+        assert_eq!(
+            v.coverage["restart"],
+            Coverage {
+                injected: 1,
+                recovered: 0,
+                replies_after: 0
+            }
+        );
+    }
+
+    #[test]
+    fn coverage_counts_faults_recoveries_and_replies_in_each_window() {
+        // Replies at 12, 15, 22, 25, … 52, 55. A kill at 12.5 (15, 22 and 25 before the
+        // next fault), a freeze at 25.5 (the six from 32 to 55), a kill at 60 (none after).
+        let mut h = clean();
+        h.push(nemesis(12.5, "kill", "worker-1"));
+        h.push(nemesis(25.5, "freeze", "worker-2"));
+        h.push(nemesis(60.0, "kill", "worker-2"));
+        let v = check(&h, &requiring(&["kill", "freeze"]));
+        assert_eq!(v.verdict, Judgement::Valid, "{v:#?}");
+        assert_eq!(
+            v.coverage["kill"],
+            Coverage {
+                injected: 2,
+                recovered: 1,
+                replies_after: 3
+            }
+        );
+        assert_eq!(
+            v.coverage["freeze"],
+            Coverage {
+                injected: 1,
+                recovered: 1,
+                replies_after: 6
+            }
+        );
+        let windows: Vec<u64> = v.recoveries.iter().map(|r| r.replies_after).collect();
+        assert_eq!(windows, [3, 6, 0]);
+        let kinds: Vec<&str> = v.recoveries.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(kinds, ["kill", "freeze", "kill"]);
+        let text = v.summary_text();
+        assert!(
+            text.contains(
+                "coverage: freeze 1 (1 recovered, 6 replies before the next fault), \
+                 kill 2 (1 recovered, 3 replies before the next fault)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn any_message_fault_satisfies_a_required_proxy() {
+        let mut h = clean();
+        let v = check(&h, &requiring(&["proxy"]));
+        assert_eq!(v.verdict, Judgement::Indeterminate);
+        assert_eq!(
+            v.reason,
+            "no proxy fault was injected (the run ended before it)"
+        );
+        h.push(rec(
+            20.0,
+            "proxy",
+            json!({"event": "proxy_fault", "kind": "drop", "direction": "down"}),
+        ));
+        let v = check(&h, &requiring(&["proxy"]));
+        assert_eq!(v.verdict, Judgement::Valid, "{v:#?}");
+        assert!(!v.coverage.contains_key("proxy"), "{:?}", v.coverage);
+        assert_eq!(v.coverage["proxy_drop"].injected, 1);
+    }
+
+    #[test]
+    fn a_workers_own_crash_does_not_stand_in_for_a_nemesis_kill() {
+        let mut h = clean();
+        h.push(rec(
+            20.0,
+            "worker-1",
+            json!({"event": "fault", "kind": "crash", "cycle": 4}),
+        ));
+        let v = check(&h, &requiring(&["kill"]));
+        assert_eq!(v.verdict, Judgement::Indeterminate);
+        assert_eq!(v.coverage["worker_crash"].recovered, 1);
+    }
+
+    #[test]
+    fn every_request_abandoned_is_indeterminate_and_says_so() {
+        let h = vec![
+            sent(1.0, "client-1", 1, 1),
+            sent(2.0, "client-1", 2, 1),
+            abandoned(3.0, "client-1", 1),
+            abandoned(3.0, "client-1", 2),
+        ];
+        let v = check(&h, &requiring(&["kill"]));
+        assert_eq!(v.verdict, Judgement::Indeterminate);
+        assert_eq!(
+            v.reason,
+            "no request was answered: every one (2) was abandoned; \
+             no kill fault was injected (the run ended before it)"
+        );
+        assert!(!v.reason.contains('\n'));
+    }
+
+    #[test]
+    fn nothing_answered_but_nothing_abandoned_is_lost_so_invalid() {
+        let h = vec![sent(1.0, "client-1", 1, 1), abandoned(2.0, "client-2", 1)];
+        let v = check(&h, &lax());
+        assert_eq!(v.verdict, Judgement::Invalid);
+        assert_eq!(v.reason, "1 lost");
+    }
+
+    #[test]
+    fn invalid_outranks_indeterminate() {
+        let mut h = clean();
+        h.push(sent(200.0, "client-1", 6, 1)); // lost
+        h.push(sent(200.0, "client-2", 6, 1));
+        h.push(abandoned(300.0, "client-2", 6));
+        h.push(reply(301.0, "client-1", 5)); // duplicated
+        let v = check(&h, &requiring(&["restart"]));
+        assert_eq!(v.verdict, Judgement::Invalid);
+        assert_eq!(v.reason, "1 lost, 1 duplicated");
+        assert!(v
+            .summary_text()
+            .starts_with("INVALID: 1 lost, 1 duplicated"));
+    }
+
+    #[test]
+    fn an_interrupted_run_has_unfinished_requests_not_lost_ones() {
+        let mut h = clean();
+        h.push(sent(200.0, "client-1", 6, 1));
+        h.push(sent(210.0, "client-2", 6, 1));
+        let options = CheckOptions {
+            interrupted: true,
+            ..CheckOptions::default()
+        };
+        let v = check(&h, &options);
+        assert_eq!(v.verdict, Judgement::Indeterminate, "{v:#?}");
+        assert!(v.lost.is_empty());
+        assert_eq!(v.unfinished, ["c1-6", "c2-6"]);
+        assert!(v.interrupted);
+        assert_eq!(
+            v.reason,
+            "interrupted before the run finished (2 requests still in flight)"
+        );
+        let text = v.summary_text();
+        assert!(text.starts_with("INDETERMINATE (interrupted): "), "{text}");
+        assert!(text.contains("unfinished (2): c1-6, c2-6"), "{text}");
+        // What it did see go wrong still counts.
+        h.push(reply(220.0, "client-1", 1));
+        let v = check(&h, &options);
+        assert_eq!(v.verdict, Judgement::Invalid);
+        assert!(v
+            .summary_text()
+            .starts_with("INVALID (interrupted): 1 duplicated"));
+        // Even a clean interrupted run is not valid: it did not finish.
+        assert_eq!(check(&clean(), &options).verdict, Judgement::Indeterminate);
+    }
+
+    #[test]
+    fn the_verdict_and_reason_serialise_as_strings() {
+        let v = serde_json::to_value(check(&[], &requiring(&["kill"]))).unwrap();
+        assert_eq!(v["verdict"], "indeterminate");
+        assert_eq!(v["valid"], false);
+        assert!(v["reason"].as_str().unwrap().contains("no kill fault"));
+        assert_eq!(v["coverage"]["kill"]["injected"], 0);
+        let v = serde_json::to_value(check(&clean(), &lax())).unwrap();
+        assert_eq!(v["verdict"], "valid");
+        let mut h = clean();
+        h.push(sent(200.0, "client-1", 6, 1));
+        assert_eq!(
+            serde_json::to_value(check(&h, &lax())).unwrap()["verdict"],
+            "invalid"
+        );
     }
 }

@@ -18,6 +18,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::checker::{self, CheckOptions, Record, Verdict};
+use super::checker::{self, CheckOptions, Judgement, Record, Verdict};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::shutdown;
@@ -94,6 +95,9 @@ pub struct ChaosConfig {
     pub requests: Option<u64>,
     /// How long the nemesis strikes (and, without `requests`, how long clients send).
     pub fault_phase: Duration,
+    /// How much longer the fault phase may go on until every nemesis kind has been injected
+    /// and a reply came after it (the run is indeterminate otherwise).
+    pub max_extension: Duration,
     /// Longest wait for clients to finish after healing.
     pub drain_timeout: Duration,
     /// Fault flags given to every worker during the fault phase (e.g. `--crash-rate 5%`).
@@ -126,6 +130,17 @@ pub struct ChaosConfig {
     pub out: Option<PathBuf>,
 }
 
+impl NemesisFault {
+    /// `kill`, `freeze`, `restart`: the name in events, `injected` and the checker's faults.
+    pub fn name(self) -> &'static str {
+        match self {
+            NemesisFault::Kill => "kill",
+            NemesisFault::Freeze => "freeze",
+            NemesisFault::Restart => "restart",
+        }
+    }
+}
+
 impl ChaosConfig {
     /// The built-in demonstration: a Majordomo broker, three workers that crash and stall,
     /// two clients, and a nemesis that kills, freezes and restarts, in about 30 seconds.
@@ -137,6 +152,7 @@ impl ChaosConfig {
             clients: 2,
             requests: None,
             fault_phase: Duration::from_secs(24),
+            max_extension: DEFAULT_MAX_EXTENSION,
             drain_timeout: Duration::from_secs(20),
             worker_faults: [
                 "--crash-rate",
@@ -173,10 +189,10 @@ impl ChaosConfig {
         }
     }
 
-    /// The schedule this config and seed give: the same seed always gives the same schedule.
-    /// At least one kill and, when enabled and the broker is ours, one restart of it.
-    pub fn schedule(&self) -> Vec<ScheduledFault> {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x006e_656d_6573_6973); // "nemesis"
+    /// The nemesis kinds that apply to this topology, in the order asked: a restart needs a
+    /// broker or queue of ours, and a Binary Star pair is never frozen. Empty when the nemesis
+    /// is off (`--nemesis-interval 0s`).
+    pub fn nemesis_kinds(&self) -> Vec<NemesisFault> {
         let mut kinds: Vec<NemesisFault> = self.nemesis.clone();
         let broker_ours = self.external.is_none()
             && !matches!(
@@ -191,13 +207,38 @@ impl ChaosConfig {
             // Binary Star stops on purpose (both nodes exit): not a fault it survives.
             kinds.retain(|k| *k != NemesisFault::Freeze);
         }
-        if kinds.is_empty() || self.nemesis_interval.is_zero() {
+        if self.nemesis_interval.is_zero() {
+            kinds.clear();
+        }
+        kinds
+    }
+
+    /// The fault kinds the checker must see injected (and, for process faults, followed by a
+    /// reply) for the verdict to be valid: every nemesis kind that applies, and any message
+    /// fault when a proxy with faults sits in the topology.
+    pub fn required_faults(&self) -> Vec<String> {
+        let mut required: Vec<String> = self
+            .nemesis_kinds()
+            .iter()
+            .map(|k| k.name().to_string())
+            .collect();
+        if matches!(&self.proxy, Some((_, faults)) if !faults.is_empty()) {
+            required.push("proxy".into());
+        }
+        required
+    }
+
+    /// The schedule this config and seed give: the same seed always gives the same schedule.
+    /// Within the fault phase; each kind once first, then drawn at random.
+    pub fn schedule(&self) -> Vec<ScheduledFault> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x006e_656d_6573_6973); // "nemesis"
+        let kinds = self.nemesis_kinds();
+        if kinds.is_empty() {
             return Vec::new();
         }
         let interval = self.nemesis_interval.as_millis() as u64;
         let phase = self.fault_phase.as_millis() as u64;
         let count = (phase / interval).max(1);
-        let workers = self.worker_names();
         let mut schedule = Vec::new();
         for k in 0..count {
             let jitter = rng.gen_range(0..=interval / 4);
@@ -208,13 +249,7 @@ impl ChaosConfig {
             } else {
                 *kinds.choose(&mut rng).expect("not empty")
             };
-            let target = match fault {
-                NemesisFault::Restart => self.broker_name().to_string(),
-                _ => workers
-                    .choose(&mut rng)
-                    .expect("at least one worker")
-                    .clone(),
-            };
+            let target = self.target_of(fault, &mut rng);
             schedule.push(ScheduledFault {
                 at_ms,
                 fault,
@@ -223,6 +258,28 @@ impl ChaosConfig {
         }
         schedule.sort_by_key(|s| s.at_ms);
         schedule
+    }
+
+    /// The `n`th coverage strike past `--duration` (a kind the schedule did not get to
+    /// inject): the target is drawn from the seed and `n`, so `--seed` replays it too.
+    fn coverage_fault(&self, n: u64, fault: NemesisFault, at_ms: u64) -> ScheduledFault {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x636f_7665_7261_6765 ^ n); // "coverage"
+        ScheduledFault {
+            at_ms,
+            fault,
+            target: self.target_of(fault, &mut rng),
+        }
+    }
+
+    fn target_of(&self, fault: NemesisFault, rng: &mut ChaCha8Rng) -> String {
+        match fault {
+            NemesisFault::Restart => self.broker_name().to_string(),
+            _ => self
+                .worker_names()
+                .choose(rng)
+                .expect("at least one worker")
+                .clone(),
+        }
     }
 
     fn broker_name(&self) -> &'static str {
@@ -257,17 +314,47 @@ impl ChaosConfig {
     }
 }
 
+/// How long the fault phase may run past `--duration` to inject every nemesis kind once and
+/// see a reply after it, unless `--max-extension` says otherwise.
+pub const DEFAULT_MAX_EXTENSION: Duration = Duration::from_secs(30);
+
+/// The seed of one incarnation of one process: a function of the run's seed, the process's
+/// slot and how many times it was started before, so a restarted worker does not replay its
+/// predecessor's faults (the same crash on the same request, forever) while `--seed` still
+/// replays the whole run. Below 2^53, so JSON carries it exactly.
+pub fn incarnation_seed(run_seed: u64, slot: u64, incarnation: u64) -> u64 {
+    // SplitMix64's finaliser: every input bit reaches every output bit.
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    mix(mix(mix(run_seed) ^ slot) ^ incarnation) % (1 << 53)
+}
+
 /// The result of a chaos run.
 #[derive(Clone, Debug, Serialize)]
 pub struct ChaosReport {
     pub seed: u64,
     pub pattern: Pattern,
+    /// `valid`, `invalid` or `indeterminate`: only valid is a pass.
+    pub verdict: Judgement,
+    /// One line: why.
+    pub reason: String,
+    /// `verdict` is valid.
     pub valid: bool,
+    /// Stopped by Ctrl-C or SIGTERM: the verdict covers what was observed until then.
+    pub interrupted: bool,
+    /// How long the fault phase lasted, in ms (past `--duration` when it had to go on to cover
+    /// every nemesis kind; shorter when every client was done and everything covered).
+    pub fault_phase_ms: u64,
     pub schedule: Vec<ScheduledFault>,
     /// Nemesis actions actually carried out, by kind (`kill`, `freeze`, `restart`), and
     /// processes restarted after dying of their own injected crash (`respawn`).
     pub injected: BTreeMap<String, u64>,
-    pub verdict: Verdict,
+    /// What the checker found: counts, lists, recoveries and coverage per fault kind.
+    pub findings: Verdict,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<String>,
 }
@@ -288,6 +375,8 @@ pub struct ProcessStatus {
 struct Journal {
     records: Vec<Record>,
     counts: BTreeMap<String, u64>,
+    /// When a client last accepted a reply (ms on the history's clock).
+    last_reply_ms: Option<f64>,
 }
 
 /// One child process of the topology.
@@ -295,7 +384,13 @@ struct Proc {
     name: String,
     args: Vec<String>,
     shell: Option<String>,
+    /// Which process this is, for [`incarnation_seed`]; `None`: started without `--seed`.
+    seed_slot: Option<u64>,
+    /// How many times it was started before the current one.
+    incarnation: u64,
     child: Option<Child>,
+    /// Its process group (its pid: each child leads one), until the group is known empty.
+    pgid: Option<i32>,
     stdin: Option<ChildStdin>,
     restarts: u64,
     frozen: bool,
@@ -303,16 +398,147 @@ struct Proc {
     restart_at: Option<Instant>,
 }
 
+/// Kills what is left of a run whose runner died without cleaning up (`kill -9`).
+///
+/// A shell reading lines on its stdin: `+PGID` when the runner starts a process group,
+/// `-PGID` once it has killed and reaped one. At end of file — the runner closing the pipe,
+/// or the kernel closing it because the runner died — it SIGKILLs every group still listed
+/// and removes the run's temporary directories. It leads a process group of its own and
+/// ignores the terminal's signals, so it outlives the runner long enough to do that. (The
+/// children's parent-death signal covers them too, but not their own children, such as the
+/// program a `--worker-cmd` shell runs.)
+struct Watchdog {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+const WATCHDOG: &str = r#"trap '' INT TERM HUP QUIT
+live=
+while IFS= read -r line; do
+  case $line in
+    +*) live="$live ${line#+}" ;;
+    -*) keep=; for g in $live; do [ "$g" = "${line#-}" ] || keep="$keep $g"; done; live=$keep ;;
+  esac
+done
+for g in $live; do kill -s KILL -- "-$g" 2>/dev/null; done
+if [ $# -gt 0 ]; then sleep 0.2; rm -rf -- "$@"; fi
+"#;
+
+impl Watchdog {
+    /// Starts the watchdog, which removes `dirs` when the run is over, however it ends.
+    fn start(dirs: &[PathBuf]) -> Result<Watchdog> {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("pirate-chaos-watchdog")
+            .args(dirs)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::Internal(format!("cannot start the chaos watchdog (sh): {e}")))?;
+        let stdin = child.stdin.take();
+        Ok(Watchdog { child, stdin })
+    }
+
+    fn tell(&mut self, line: String) {
+        if let Some(stdin) = &mut self.stdin {
+            // A watchdog that died cannot be helped: the run goes on without it.
+            let _ = writeln!(stdin, "{line}");
+        }
+    }
+
+    fn watch(&mut self, pgid: i32) {
+        self.tell(format!("+{pgid}"));
+    }
+
+    fn forget(&mut self, pgid: i32) {
+        self.tell(format!("-{pgid}"));
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stdin = None; // end of file: it cleans up and exits
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `signal` to every process of group `pgid`.
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid names a group.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// True once child `pid` has exited, without reaping it (waitid with WNOWAIT): while it is
+/// a zombie its pid still names its process group, which can then be killed safely.
+fn has_exited(pid: libc::pid_t) -> bool {
+    // SAFETY: waitid writes only into the zeroed siginfo_t we own.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        // rc < 0: no such child (already reaped): gone all the same.
+        rc < 0 || info.si_pid() != 0
+    }
+}
+
+/// Makes `cmd`'s process die with the runner: SIGKILL when its parent thread exits
+/// (PR_SET_PDEATHSIG). The runner spawns every child from the one thread that runs
+/// [`run`], which lives as long as the run.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec the closure only makes async-signal-safe system calls
+    // (prctl, getppid) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The runner may have died before the prctl took effect: nobody would signal us.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// All children; killed and reaped on drop, so nothing outlives the run, even on a panic.
 struct Topology {
     exe: PathBuf,
     procs: Vec<Proc>,
     journal: Arc<Mutex<Journal>>,
-    started: Instant,
+    /// The history's clock: set once, before the first child starts, and never reset, so
+    /// every record (a child's line, a nemesis action) is on the same time line.
+    origin: Instant,
+    run_seed: u64,
     logs: Option<PathBuf>,
+    watchdog: Watchdog,
 }
 
 impl Topology {
+    /// Milliseconds on the history's clock.
+    fn now_ms(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64() * 1000.0
+    }
+
     fn spawn(&mut self, index: usize) -> Result<()> {
         let proc = &mut self.procs[index];
         let mut cmd = match &proc.shell {
@@ -324,6 +550,10 @@ impl Topology {
             None => {
                 let mut c = Command::new(&self.exe);
                 c.args(&proc.args);
+                if let Some(slot) = proc.seed_slot {
+                    let seed = incarnation_seed(self.run_seed, slot, proc.incarnation);
+                    c.arg("--seed").arg(seed.to_string());
+                }
                 c
             }
         };
@@ -339,10 +569,12 @@ impl Topology {
         };
         {
             use std::os::unix::process::CommandExt;
-            // Own process group: a terminal's Ctrl-C reaches the runner only, which then stops
-            // the children itself, in order.
+            // A process group of its own: a terminal's Ctrl-C reaches the runner only, which
+            // then stops the children itself, in order; and every signal the nemesis sends
+            // reaches the whole group (a `--worker-cmd` shell and the worker it runs).
             cmd.process_group(0);
         }
+        die_with_parent(&mut cmd);
         let mut child = cmd
             .stdin(if proc.name.starts_with("client") {
                 Stdio::piped()
@@ -353,27 +585,35 @@ impl Topology {
             .stderr(stderr)
             .spawn()
             .map_err(|e| Error::Internal(format!("cannot start {}: {e}", proc.name)))?;
+        let pgid = child.id() as i32;
+        self.watchdog.watch(pgid);
         let stdout = child.stdout.take().expect("piped");
         proc.stdin = child.stdin.take();
         proc.child = Some(child);
+        proc.pgid = Some(pgid);
+        proc.incarnation += 1;
         proc.frozen = false;
         proc.restart_at = None;
         let journal = Arc::clone(&self.journal);
         let source = proc.name.clone();
-        let started = self.started;
+        let origin = self.origin;
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
+                let t_ms = origin.elapsed().as_secs_f64() * 1000.0;
                 let mut j = journal.lock().expect("journal lock");
                 let kind = event["event"].as_str().unwrap_or("");
                 if kind == "served" || kind == "reply" {
                     *j.counts.entry(source.clone()).or_default() += 1;
                 }
+                if kind == "reply" && source.starts_with("client") {
+                    j.last_reply_ms = Some(t_ms);
+                }
                 j.records.push(Record {
-                    t_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    t_ms,
                     source: source.clone(),
                     event,
                 });
@@ -386,9 +626,11 @@ impl Topology {
         self.procs.iter().position(|p| p.name == name)
     }
 
-    fn note(&self, action: &str, target: &str) {
+    /// Records a runner action in the history; returns its time on the history's clock.
+    fn note(&self, action: &str, target: &str) -> f64 {
+        let t_ms = self.now_ms();
         let record = Record {
-            t_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            t_ms,
             source: "nemesis".into(),
             event: serde_json::json!({"event": "nemesis", "action": action, "target": target}),
         };
@@ -397,40 +639,44 @@ impl Topology {
             .expect("journal lock")
             .records
             .push(record);
+        t_ms
     }
 
+    /// Signals the whole process group of a child.
     fn signal(&self, index: usize, signal: i32) {
-        if let Some(child) = &self.procs[index].child {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe {
-                libc::kill(child.id() as i32, signal);
-            }
+        if let Some(pgid) = self.procs[index].pgid {
+            signal_group(pgid, signal);
         }
     }
 
-    /// Kills and reaps a child now.
+    /// Kills a child's whole process group and reaps the child, now.
     fn kill(&mut self, index: usize) {
         self.signal(index, libc::SIGCONT);
+        self.signal(index, libc::SIGKILL);
         let proc = &mut self.procs[index];
         if let Some(mut child) = proc.child.take() {
-            let _ = child.kill();
             let _ = child.wait();
         }
+        if let Some(pgid) = proc.pgid.take() {
+            self.watchdog.forget(pgid);
+        }
+        let proc = &mut self.procs[index];
         proc.stdin = None;
         proc.frozen = false;
     }
 
-    /// True while the child runs (reaping it if it has exited).
+    /// True while the child runs. Once it has exited it is reaped, and whatever else of its
+    /// group still runs is killed: nothing it started outlives it.
     fn alive(&mut self, index: usize) -> bool {
-        let proc = &mut self.procs[index];
-        match proc.child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(None)) => true,
-            Some(_) => {
-                proc.child = None;
-                false
-            }
-            None => false,
+        let Some(child) = &self.procs[index].child else {
+            return false;
+        };
+        if !has_exited(child.id() as libc::pid_t) {
+            return true;
         }
+        // Not reaped yet, so its pid, and with it the group id, cannot have been reused.
+        self.kill(index);
+        false
     }
 
     fn status(&mut self) -> Vec<ProcessStatus> {
@@ -462,6 +708,7 @@ impl Drop for Topology {
         for i in 0..self.procs.len() {
             self.kill(i);
         }
+        // Then the watchdog field drops: end of file, it finds nothing left and exits.
     }
 }
 
@@ -492,11 +739,16 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
     let hb = format!("{}ms", config.heartbeat.as_millis());
     let reconnect_max = format!("{}ms", config.heartbeat.as_millis() * 8);
     let mut procs = Vec::new();
-    let new = |name: String, args: Vec<String>, shell: Option<String>| Proc {
+    // `slot`: which process this is, for its seeds (see `incarnation_seed`); `None` for a
+    // `--worker-cmd` shell, which takes no `--seed`.
+    let new = |name: String, args: Vec<String>, shell: Option<String>, slot: Option<u64>| Proc {
         name,
         args,
         shell,
+        seed_slot: slot,
+        incarnation: 0,
         child: None,
+        pgid: None,
         stdin: None,
         restarts: 0,
         frozen: false,
@@ -505,11 +757,9 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
     let (front, back) = (free_port()?, free_port()?);
     let front = format!("tcp://127.0.0.1:{front}");
     let back = format!("tcp://127.0.0.1:{back}");
-    let seed_of = |i: u64| (config.seed.wrapping_mul(31).wrapping_add(i)) % (1 << 53);
-    let worker_flags = |i: u64| {
+    let worker_flags = || {
         let mut a = config.worker_args.clone();
         a.extend(config.worker_faults.iter().cloned());
-        a.extend(strings(&["--seed", &seed_of(i).to_string()]));
         a
     };
     // With a proxy, one side connects to the proxy's frontend instead, and the proxy's
@@ -551,8 +801,9 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
                     "--state-heartbeat",
                     &hb,
                 ]);
-                args.extend(worker_flags(if name == "primary" { 1 } else { 2 }));
-                procs.push(new(name.into(), args, None));
+                args.extend(worker_flags());
+                let slot = if name == "primary" { 1 } else { 2 };
+                procs.push(new(name.into(), args, None, Some(slot)));
             }
             let settle = format!("{}ms", config.heartbeat.as_millis() * 3);
             client_extra = strings(&["--connect", &back, "--settle", &settle]);
@@ -571,8 +822,8 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             for i in 1..=config.workers.max(1) {
                 let endpoint = format!("tcp://127.0.0.1:{}", free_port()?);
                 let mut args = strings(&["server", "--json", "--freelance", "--bind", &endpoint]);
-                args.extend(worker_flags(i as u64 + 1));
-                procs.push(new(format!("server-{i}"), args, None));
+                args.extend(worker_flags());
+                procs.push(new(format!("server-{i}"), args, None, Some(i as u64 + 1)));
                 servers.push(endpoint);
             }
             let ttl = format!("{}ms", config.heartbeat.as_millis() * 3);
@@ -584,8 +835,8 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
         }
         Pattern::Lazy => {
             let mut args = strings(&["server", "--json", "--bind", &front]);
-            args.extend(worker_flags(1));
-            procs.push(new("server".into(), args, None));
+            args.extend(worker_flags());
+            procs.push(new("server".into(), args, None, Some(1)));
             front.clone()
         }
         Pattern::Majordomo | Pattern::Titanic => {
@@ -597,7 +848,7 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             if config.external.is_none() {
                 let mut args = strings(&["broker", "--json", "--bind", &front, "--heartbeat", &hb]);
                 args.extend(busy_timeout_args.iter().cloned());
-                procs.push(new("broker".into(), args, None));
+                procs.push(new("broker".into(), args, None, None));
             }
             for i in 1..=config.workers.max(1) {
                 let name = format!("worker-{i}");
@@ -623,13 +874,14 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
                     "--name",
                     &name,
                 ]);
-                args.extend(worker_flags(i as u64 + 1));
-                procs.push(new(name, args, shell));
+                args.extend(worker_flags());
+                let slot = shell.is_none().then_some(i as u64 + 1);
+                procs.push(new(name, args, shell, slot));
             }
             if config.pattern == Pattern::Titanic {
                 let dir = titanic_dir(config);
                 let retry = format!("{}ms", config.heartbeat.as_millis() * 2);
-                let mut args = strings(&[
+                let args = strings(&[
                     "titanic",
                     "--json",
                     "--connect",
@@ -643,8 +895,7 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
                     "--retry-interval",
                     &retry,
                 ]);
-                args.extend(strings(&["--seed", &seed_of(99).to_string()]));
-                procs.push(new("titanic".into(), args, None));
+                procs.push(new("titanic".into(), args, None, Some(99)));
             }
             broker
         }
@@ -670,7 +921,7 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
                     args.push("--simple".into());
                 }
                 args.extend(busy_timeout_args.iter().cloned());
-                procs.push(new("queue".into(), args, None));
+                procs.push(new("queue".into(), args, None, None));
             }
             for i in 1..=config.workers.max(1) {
                 let name = format!("worker-{i}");
@@ -691,8 +942,8 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
                     "--name",
                     &name,
                 ]);
-                args.extend(worker_flags(i as u64 + 1));
-                procs.push(new(name, args, None));
+                args.extend(worker_flags());
+                procs.push(new(name, args, None, Some(i as u64 + 1)));
             }
             client_side
         }
@@ -712,11 +963,9 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             &proxy_front,
             "--backend",
             &backend,
-            "--seed",
-            &seed_of(0).to_string(),
         ]);
         args.extend(faults.iter().cloned());
-        procs.push(new("proxy".into(), args, None));
+        procs.push(new("proxy".into(), args, None, Some(0)));
     }
     let client_endpoint = placed(ProxyPlacement::Clients, &client_endpoint);
     let timeout = format!("{}ms", config.client_timeout.as_millis());
@@ -742,13 +991,14 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             _ => {}
         }
         args.extend(client_extra.iter().cloned());
-        procs.push(new(format!("client-{c}"), args, None));
+        procs.push(new(format!("client-{c}"), args, None, None));
     }
     Ok((procs, client_endpoint))
 }
 
-/// Feeds a client its requests (`cN-1`, `cN-2`, …) until `stop` or the count is reached.
-/// Only a few lines run ahead of the client's replies: a pipe would otherwise buffer
+/// Feeds a client its requests (`cN-1`, `cN-2`, …) until `stop`, or until the count is
+/// reached and `extend` is off (the run no longer needs traffic to show recovery from a
+/// fault). Only a few lines run ahead of the client's replies: a pipe would otherwise buffer
 /// thousands, and the client would still be working through them long after the fault
 /// phase ends.
 struct Feeder {
@@ -759,8 +1009,17 @@ struct Feeder {
     ahead: u64,
 }
 
+/// What the feeders are told by the run loop.
+#[derive(Default)]
+struct FeedControl {
+    /// Stop feeding now.
+    stop: AtomicBool,
+    /// Go on past the request count: a nemesis kind still needs a fault and a reply after it.
+    extend: AtomicBool,
+}
+
 impl Feeder {
-    fn start(self, journal: Arc<Mutex<Journal>>, stop: Arc<Mutex<bool>>) {
+    fn start(self, journal: Arc<Mutex<Journal>>, control: Arc<FeedControl>) {
         let Feeder {
             mut stdin,
             source,
@@ -771,7 +1030,9 @@ impl Feeder {
         thread::spawn(move || {
             let mut n = 1u64;
             loop {
-                if count.is_some_and(|c| n > c) || *stop.lock().expect("stop lock") {
+                let counted_out =
+                    count.is_some_and(|c| n > c) && !control.extend.load(Ordering::SeqCst);
+                if counted_out || control.stop.load(Ordering::SeqCst) {
                     break; // dropping stdin ends the client's input
                 }
                 let replied = journal
@@ -794,15 +1055,104 @@ impl Feeder {
     }
 }
 
+/// The nemesis at work: strikes, thaws, and what it has injected so far.
+struct Nemesis {
+    /// Frozen processes and when to continue them.
+    thaw_at: Vec<(Instant, usize)>,
+    /// Actions carried out, by kind (and `respawn`s by the supervisor).
+    injected: BTreeMap<String, u64>,
+    /// When each kind first struck, on the history's clock.
+    first: BTreeMap<&'static str, f64>,
+}
+
+impl Nemesis {
+    /// Carries out one action (unless its target is already down or frozen).
+    fn strike(
+        &mut self,
+        topo: &mut Topology,
+        config: &ChaosConfig,
+        s: &ScheduledFault,
+        events: &mut Events,
+    ) {
+        let Some(i) = topo.index(&s.target) else {
+            return;
+        };
+        if !topo.alive(i) || topo.procs[i].frozen {
+            return; // already down or frozen: nothing to break
+        }
+        let now = Instant::now();
+        let action = s.fault.name();
+        let t_ms = topo.note(action, &s.target);
+        match s.fault {
+            NemesisFault::Kill | NemesisFault::Restart => {
+                topo.kill(i);
+                topo.procs[i].restart_at = Some(now + config.restart_delay);
+            }
+            NemesisFault::Freeze => {
+                topo.signal(i, libc::SIGSTOP);
+                topo.procs[i].frozen = true;
+                self.thaw_at.push((now + config.freeze_for, i));
+            }
+        }
+        self.first.entry(action).or_insert(t_ms);
+        *self.injected.entry(action.to_string()).or_default() += 1;
+        events.emit(Event::Nemesis {
+            at_ms: s.at_ms,
+            action: action.to_string(),
+            target: s.target.clone(),
+        });
+    }
+
+    /// Continues the processes whose freeze is over (all of them with `all`).
+    fn thaw(&mut self, topo: &mut Topology, all: bool) {
+        let now = Instant::now();
+        self.thaw_at.retain(|&(at, i)| {
+            if all || now >= at {
+                topo.signal(i, libc::SIGCONT);
+                topo.procs[i].frozen = false;
+                topo.note("thaw", &topo.procs[i].name.clone());
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// The first kind of `kinds` not yet injected.
+    fn missing(&self, kinds: &[NemesisFault]) -> Option<NemesisFault> {
+        kinds
+            .iter()
+            .copied()
+            .find(|k| !self.first.contains_key(k.name()))
+    }
+
+    /// Every kind of `kinds` injected, and a client accepted a reply after it.
+    fn covered(&self, kinds: &[NemesisFault], last_reply_ms: Option<f64>) -> bool {
+        kinds.iter().all(|k| {
+            self.first
+                .get(k.name())
+                .is_some_and(|&t| last_reply_ms.is_some_and(|r| r > t))
+        })
+    }
+}
+
 /// Runs the whole experiment and returns its report. Live status goes out as events.
+///
+/// Ctrl-C or SIGTERM stops it early: the report then judges what was observed so far and
+/// says `interrupted` (the binary exits 130).
 pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
     let schedule = config.schedule();
+    let kinds = config.nemesis_kinds();
     let logs = match &config.out {
         Some(dir) => {
             std::fs::create_dir_all(dir.join("logs"))?;
             Some(dir.join("logs"))
         }
         None => None,
+    };
+    let temporary: Vec<PathBuf> = match (config.pattern, &config.out) {
+        (Pattern::Titanic, None) => vec![titanic_dir(config)],
+        _ => Vec::new(),
     };
     let (procs, endpoint) = plan(config)?;
     events.emit(Event::Started {
@@ -813,7 +1163,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
     for s in &schedule {
         events.emit(Event::NemesisPlanned {
             at_ms: s.at_ms,
-            fault: format!("{:?}", s.fault).to_lowercase(),
+            fault: s.fault.name().to_string(),
             target: s.target.clone(),
         });
     }
@@ -821,10 +1171,16 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         exe: config.exe.clone(),
         procs,
         journal: Arc::new(Mutex::new(Journal::default())),
-        started: Instant::now(),
+        origin: Instant::now(),
+        run_seed: config.seed,
         logs,
+        watchdog: Watchdog::start(&temporary)?,
     };
-    let mut injected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut nemesis = Nemesis {
+        thaw_at: Vec::new(),
+        injected: BTreeMap::new(),
+        first: BTreeMap::new(),
+    };
     // Servers first, then workers, then clients, each given a moment to bind.
     for i in 0..topo.procs.len() {
         if topo.procs[i].name.starts_with("client") {
@@ -833,7 +1189,8 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         topo.spawn(i)?;
     }
     thread::sleep(config.heartbeat * 2);
-    let stop_feeding = Arc::new(Mutex::new(false));
+    let feed = Arc::new(FeedControl::default());
+    feed.extend.store(!kinds.is_empty(), Ordering::SeqCst);
     for i in 0..topo.procs.len() {
         if !topo.procs[i].name.starts_with("client") {
             continue;
@@ -848,20 +1205,26 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
                 count: config.requests,
                 ahead: config.window.max(1) as u64 + 1,
             };
-            feeder.start(Arc::clone(&topo.journal), Arc::clone(&stop_feeding));
+            feeder.start(Arc::clone(&topo.journal), Arc::clone(&feed));
         }
     }
-    topo.started = Instant::now();
+    // The nemesis's clock (the schedule's `at_ms`) starts now; the history's started before
+    // the first child, and both run on.
+    let phase_start = Instant::now();
     let mut next = 0usize;
-    let mut thaw_at: Vec<(Instant, usize)> = Vec::new();
     let mut last_status = Instant::now() - Duration::from_secs(1);
     let mut interrupted = false;
+    let interval = config.nemesis_interval;
+    let mut next_coverage_strike = config.fault_phase;
+    let mut coverage_strikes = 0u64;
 
-    // Fault phase: until its time is up or every client is done.
+    // Fault phase: for --duration, and on (up to --max-extension) while a nemesis kind has
+    // not struck yet or no reply has come after it; over early once every client is done.
     let clients: Vec<usize> = (0..topo.procs.len())
         .filter(|&i| topo.procs[i].name.starts_with("client"))
         .collect();
-    while topo.started.elapsed() < config.fault_phase {
+    loop {
+        let in_phase = phase_start.elapsed();
         if shutdown::requested() {
             interrupted = true;
             break;
@@ -869,49 +1232,30 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         if !clients.iter().any(|&i| topo.alive(i)) {
             break;
         }
-        let now = Instant::now();
-        let elapsed = topo.started.elapsed().as_millis() as u64;
-        while next < schedule.len() && schedule[next].at_ms <= elapsed {
-            let s = &schedule[next];
-            next += 1;
-            let Some(i) = topo.index(&s.target) else {
-                continue;
-            };
-            if !topo.alive(i) || topo.procs[i].frozen {
-                continue; // already down or frozen: nothing to break
-            }
-            let action = format!("{:?}", s.fault).to_lowercase();
-            match s.fault {
-                NemesisFault::Kill | NemesisFault::Restart => {
-                    topo.note(&action, &s.target);
-                    topo.kill(i);
-                    topo.procs[i].restart_at = Some(now + config.restart_delay);
-                }
-                NemesisFault::Freeze => {
-                    topo.note(&action, &s.target);
-                    topo.signal(i, libc::SIGSTOP);
-                    topo.procs[i].frozen = true;
-                    thaw_at.push((now + config.freeze_for, i));
-                }
-            }
-            *injected.entry(action.clone()).or_default() += 1;
-            events.emit(Event::Nemesis {
-                at_ms: elapsed,
-                action,
-                target: s.target.clone(),
-            });
+        let last_reply = topo.journal.lock().expect("journal lock").last_reply_ms;
+        let covered = nemesis.covered(&kinds, last_reply);
+        feed.extend.store(!covered, Ordering::SeqCst);
+        if in_phase >= config.fault_phase
+            && (covered || in_phase >= config.fault_phase + config.max_extension)
+        {
+            break;
         }
-        thaw_at.retain(|&(at, i)| {
-            if now >= at {
-                topo.signal(i, libc::SIGCONT);
-                topo.procs[i].frozen = false;
-                topo.note("thaw", &topo.procs[i].name.clone());
-                false
-            } else {
-                true
+        let elapsed = in_phase.as_millis() as u64;
+        while next < schedule.len() && schedule[next].at_ms <= elapsed {
+            nemesis.strike(&mut topo, config, &schedule[next], events);
+            next += 1;
+        }
+        // Past --duration: strike a kind the schedule did not get to inject, each interval.
+        if in_phase >= next_coverage_strike {
+            if let Some(kind) = nemesis.missing(&kinds) {
+                let s = config.coverage_fault(coverage_strikes, kind, elapsed);
+                coverage_strikes += 1;
+                nemesis.strike(&mut topo, config, &s, events);
             }
-        });
-        supervise(&mut topo, config, &mut injected, events, false)?;
+            next_coverage_strike += interval.max(Duration::from_millis(100));
+        }
+        nemesis.thaw(&mut topo, false);
+        supervise(&mut topo, config, &mut nemesis.injected, events, false)?;
         if last_status.elapsed() >= Duration::from_millis(250) {
             last_status = Instant::now();
             events.emit(Event::ChaosStatus {
@@ -922,16 +1266,15 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         }
         thread::sleep(Duration::from_millis(20));
     }
+    let fault_phase_ms = phase_start.elapsed().as_millis() as u64;
+    feed.extend.store(false, Ordering::SeqCst);
 
     // Heal: no more faults. Thaw, restart whatever is down, and replace faulty workers.
     // Clients with a request count finish it; the others stop taking new requests.
     if config.requests.is_none() || interrupted {
-        *stop_feeding.lock().expect("stop lock") = true;
+        feed.stop.store(true, Ordering::SeqCst);
     }
-    for (_, i) in thaw_at.drain(..) {
-        topo.signal(i, libc::SIGCONT);
-        topo.procs[i].frozen = false;
-    }
+    nemesis.thaw(&mut topo, true);
     if !interrupted {
         for i in 0..topo.procs.len() {
             let name = topo.procs[i].name.clone();
@@ -943,7 +1286,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
                 _ => &[],
             };
             if !faults.is_empty() {
-                // Same endpoints and seed, without the fault flags.
+                // Same endpoints, without the fault flags.
                 let args = without_faults(&topo.procs[i].args, faults);
                 topo.kill(i);
                 topo.procs[i].args = args;
@@ -951,7 +1294,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
                 topo.note("heal", &name);
             }
         }
-        supervise(&mut topo, config, &mut injected, events, true)?;
+        supervise(&mut topo, config, &mut nemesis.injected, events, true)?;
     }
 
     // Drain: wait for every client to finish what it holds.
@@ -962,7 +1305,8 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
             break;
         }
         if shutdown::requested() || Instant::now() >= drain_deadline {
-            // Interrupt stragglers: what they still hold shows up as lost.
+            // Interrupt stragglers: what they still hold shows up as lost (or, when the run
+            // itself was interrupted, as unfinished).
             for &i in &clients {
                 topo.signal(i, libc::SIGINT);
             }
@@ -973,11 +1317,11 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
             interrupted |= shutdown::requested();
             break;
         }
-        supervise(&mut topo, config, &mut injected, events, true)?;
+        supervise(&mut topo, config, &mut nemesis.injected, events, true)?;
         if last_status.elapsed() >= Duration::from_millis(250) {
             last_status = Instant::now();
             events.emit(Event::ChaosStatus {
-                elapsed_ms: topo.started.elapsed().as_millis() as u64,
+                elapsed_ms: phase_start.elapsed().as_millis() as u64,
                 phase: "drain".into(),
                 processes: topo.status(),
             });
@@ -985,7 +1329,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         thread::sleep(Duration::from_millis(20));
     }
     events.emit(Event::ChaosStatus {
-        elapsed_ms: topo.started.elapsed().as_millis() as u64,
+        elapsed_ms: phase_start.elapsed().as_millis() as u64,
         phase: "check".into(),
         processes: topo.status(),
     });
@@ -1004,36 +1348,33 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
     thread::sleep(Duration::from_millis(50)); // let reader threads reach end of file
 
     let records = std::mem::take(&mut topo.journal.lock().expect("journal lock").records);
-    let mut verdict = checker::check(
+    let findings = checker::check(
         &records,
         &CheckOptions {
             strict: config.strict,
+            required_faults: config.required_faults(),
+            interrupted,
         },
     );
-    if interrupted {
-        verdict.valid = false;
-        verdict
-            .violations
-            .push("interrupted before the run finished".into());
-    }
     let mut report = ChaosReport {
         seed: config.seed,
         pattern: config.pattern,
-        valid: verdict.valid,
+        verdict: findings.verdict,
+        reason: findings.reason.clone(),
+        valid: findings.verdict == Judgement::Valid,
+        interrupted,
+        fault_phase_ms,
         schedule,
-        injected,
-        verdict,
+        injected: nemesis.injected,
+        findings,
         out: config.out.as_ref().map(|p| p.display().to_string()),
     };
-    if config.pattern == Pattern::Titanic && config.out.is_none() {
-        let _ = std::fs::remove_dir_all(titanic_dir(config));
+    for dir in &temporary {
+        let _ = std::fs::remove_dir_all(dir);
     }
     if let Some(dir) = &config.out {
         write_out(dir, &records, &report)?;
         report.out = Some(dir.display().to_string());
-    }
-    if interrupted {
-        return Err(Error::Interrupted);
     }
     Ok(report)
 }
@@ -1157,6 +1498,57 @@ mod tests {
         assert_eq!(
             without_faults(&args, &faults),
             strings(&["worker", "--seed", "3"])
+        );
+    }
+
+    #[test]
+    fn each_incarnation_gets_its_own_seed_and_the_run_seed_replays_them() {
+        let seeds: Vec<u64> = (0..4).map(|n| incarnation_seed(7, 2, n)).collect();
+        let mut distinct = seeds.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 4, "{seeds:?}");
+        assert_eq!(
+            seeds,
+            (0..4)
+                .map(|n| incarnation_seed(7, 2, n))
+                .collect::<Vec<_>>()
+        );
+        assert_ne!(incarnation_seed(7, 2, 0), incarnation_seed(7, 3, 0));
+        assert_ne!(incarnation_seed(7, 2, 0), incarnation_seed(8, 2, 0));
+        assert!(seeds.iter().all(|s| *s < 1 << 53));
+    }
+
+    #[test]
+    fn required_faults_are_the_kinds_that_apply_and_any_proxy_fault() {
+        let mut c = demo(1);
+        assert_eq!(c.required_faults(), ["kill", "freeze", "restart"]);
+        c.external = Some("tcp://127.0.0.1:1".into());
+        assert_eq!(c.required_faults(), ["kill", "freeze"]);
+        c.proxy = Some((ProxyPlacement::Clients, strings(&["--drop", "5%"])));
+        assert_eq!(c.required_faults(), ["kill", "freeze", "proxy"]);
+        c.nemesis_interval = Duration::ZERO;
+        assert_eq!(c.required_faults(), ["proxy"]);
+        assert!(c.schedule().is_empty());
+        let mut b = demo(1);
+        b.pattern = Pattern::Bstar;
+        assert_eq!(b.required_faults(), ["kill"]);
+    }
+
+    #[test]
+    fn a_short_duration_schedules_the_first_kind_and_coverage_strikes_replay() {
+        let mut c = demo(5);
+        c.fault_phase = Duration::from_secs(2);
+        let s = c.schedule();
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].fault, NemesisFault::Kill);
+        assert!(s[0].at_ms < 2000);
+        let a = c.coverage_fault(0, NemesisFault::Freeze, 2000);
+        assert_eq!(a, c.coverage_fault(0, NemesisFault::Freeze, 2000));
+        assert!(a.target.starts_with("worker-"));
+        assert_eq!(
+            c.coverage_fault(1, NemesisFault::Restart, 5000).target,
+            "broker"
         );
     }
 }

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pirate::bstar::Role;
 use pirate::chaos::run::{ChaosConfig, NemesisFault, Pattern, ProxyPlacement};
+use pirate::endpoint::{self, Side};
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
@@ -197,7 +198,7 @@ impl HandlerArgs {
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// Endpoint to bind the REP socket to (a ROUTER with --primary/--backup)
-    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT")]
+    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub bind: String,
     #[command(flatten)]
     pub handler: HandlerArgs,
@@ -213,7 +214,7 @@ pub struct ServerArgs {
     /// the server's identity) [default: --bind, with * read as localhost]
     #[arg(
         long,
-        value_name = "ENDPOINT",
+        value_name = "ENDPOINT", value_parser = parse_connect_endpoint,
         requires = "freelance",
         help_heading = "Freelance"
     )]
@@ -233,14 +234,14 @@ pub struct BstarArgs {
     pub backup: bool,
     /// Endpoint to bind the PUB socket this node's state is published on [default:
     /// tcp://*:5003 for the primary, tcp://*:5004 for the backup]
-    #[arg(long, value_name = "ENDPOINT", help_heading = "Binary Star")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_bind_endpoint, help_heading = "Binary Star")]
     pub state_bind: Option<String>,
     /// The peer's state endpoint to subscribe to [default: tcp://localhost:5004 for the
     /// primary, tcp://localhost:5003 for the backup]
-    #[arg(long, value_name = "ENDPOINT", help_heading = "Binary Star")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_connect_endpoint, help_heading = "Binary Star")]
     pub peer_state: Option<String>,
     /// How often each node publishes its state; the peer is dead after two
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration, help_heading = "Binary Star")]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration, help_heading = "Binary Star")]
     pub state_heartbeat: Duration,
 }
 
@@ -309,13 +310,13 @@ pub struct ClientArgs {
     /// Endpoint to connect to; repeat it to fail over between servers (Binary Star: after a
     /// failed attempt the client moves to the next one) or, with --freelance, to spread
     /// requests over them (each spelled exactly as that server's public endpoint)
-    #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT")]
+    #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
     pub connect: Vec<String>,
     /// With several --connect: wait this long after switching, for the backup to take over
     #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
     pub settle: Duration,
     /// How long each attempt waits for its reply [default: 2500ms; 3s with --freelance]
-    #[arg(long, default_value = "2500ms", default_value_if("freelance", "true", "3s"), hide_default_value = true, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "2500ms", default_value_if("freelance", "true", "3s"), hide_default_value = true, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub timeout: Duration,
     /// Attempts per request, the first included, before abandoning (the Guide's REQUEST_RETRIES)
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -340,7 +341,7 @@ pub struct ClientArgs {
     #[arg(long, requires = "service")]
     pub titanic: bool,
     /// With --titanic: wait between polls of titanic.reply while the reply is pending
-    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub poll_interval: Duration,
     /// Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
@@ -350,10 +351,10 @@ pub struct ClientArgs {
     #[arg(long, conflicts_with_all = ["service", "titanic", "protocol", "window", "settle"], help_heading = "Freelance")]
     pub freelance: bool,
     /// With --freelance: how often each server is pinged
-    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration, requires = "freelance", help_heading = "Freelance")]
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_positive_duration, requires = "freelance", help_heading = "Freelance")]
     pub ping: Duration,
     /// With --freelance: a server silent this long is dead (until it answers again)
-    #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = parse_duration, requires = "freelance", help_heading = "Freelance")]
+    #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = parse_positive_duration, requires = "freelance", help_heading = "Freelance")]
     pub server_ttl: Duration,
 }
 
@@ -439,13 +440,13 @@ impl ClientArgs {
 #[derive(Args, Debug)]
 pub struct QueueArgs {
     /// Endpoint clients connect to (ROUTER)
-    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT")]
+    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub frontend: String,
     /// Endpoint workers connect to (ROUTER)
-    #[arg(long, default_value = "tcp://*:5556", value_name = "ENDPOINT")]
+    #[arg(long, default_value = "tcp://*:5556", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub backend: String,
     /// Heartbeat interval (6/PPP)
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub heartbeat: Duration,
     /// Silent heartbeat intervals after which a worker is expired
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -477,16 +478,16 @@ impl QueueArgs {
 #[derive(Args, Debug)]
 pub struct BrokerArgs {
     /// Endpoint to bind the broker's ROUTER socket to (clients and workers both connect here)
-    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT")]
+    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub bind: String,
     /// Heartbeat interval (7/MDP)
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub heartbeat: Duration,
     /// Silent heartbeat intervals after which a worker, idle or busy, is expired
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub liveness: u32,
     /// How long a request may wait for a worker of its service before it is dropped
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_ttl: Duration,
     /// Requests queued per service at most; a request beyond it is refused (the client retries)
     #[arg(long, default_value_t = 1000, value_name = "N")]
@@ -544,7 +545,7 @@ pub struct WorkerArgs {
     /// Endpoint of the queue's backend or the broker [default: tcp://localhost:5556, or
     /// tcp://localhost:5555 for mdp/mdp2]; mdp/mdp2 workers take it repeated, and move to
     /// the next broker each time they lose one (Binary Star)
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
     pub connect: Vec<String>,
     /// Protocol to speak
     #[arg(long, value_enum, default_value = "paranoid")]
@@ -553,17 +554,17 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
     /// Heartbeat interval [default: 1s, or 2500ms for mdp/mdp2]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub heartbeat: Option<Duration>,
     /// Silent heartbeat intervals after which the queue or broker is taken for dead
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub liveness: u32,
     /// First reconnect delay after losing the queue or broker; doubles each time [default: 1s,
     /// or 2500ms for mdp/mdp2]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reconnect: Option<Duration>,
     /// Longest reconnect delay
-    #[arg(long, default_value = "32s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "32s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reconnect_max: Duration,
     /// Identity prefix; each new socket is NAME-1, NAME-2, … [default: w<pid>]
     #[arg(long, value_name = "NAME")]
@@ -645,25 +646,25 @@ impl WorkerArgs {
 #[derive(Args, Debug)]
 pub struct TitanicArgs {
     /// Endpoint of the Majordomo broker
-    #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT")]
+    #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
     pub connect: String,
     /// Directory of the durable store (created if missing; one titanic per directory)
     #[arg(long, default_value = ".titanic", value_name = "DIR")]
     pub dir: std::path::PathBuf,
     /// Heartbeat interval of the titanic.* workers (7/MDP)
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub heartbeat: Duration,
     /// Silent heartbeat intervals after which the broker is taken for dead
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub liveness: u32,
     /// First reconnect delay after losing the broker; doubles up to 32s
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reconnect: Duration,
     /// How long a pending request waits before it is sent to its service again
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub retry_interval: Duration,
     /// How long one attempt to a service waits for its reply
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
     #[command(flatten)]
     pub faults: FaultArgs,
@@ -784,14 +785,20 @@ pub struct ChaosRunArgs {
     /// Clients
     #[arg(long, default_value_t = 2, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub clients: u32,
-    /// Requests per client (default: send for the whole --duration)
-    #[arg(long, value_name = "R")]
+    /// Requests per client, at least (default: send for the whole --duration); with a
+    /// nemesis, clients go on past R until every kind has struck and been recovered from
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
     /// Length of the fault phase (healing and draining follow)
-    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub duration: Duration,
+    /// Longest the fault phase goes on past --duration until every --nemesis kind has struck
+    /// and a reply came after it (clients keep sending past --requests meanwhile); a kind
+    /// still missing then makes the verdict indeterminate
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub max_extension: Duration,
     /// Longest wait for clients to finish after healing
-    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub drain_timeout: Duration,
     /// Nemesis faults to inject (comma-separated)
     #[arg(
@@ -808,13 +815,13 @@ pub struct ChaosRunArgs {
     #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = parse_duration)]
     pub restart_delay: Duration,
     /// How long the nemesis freezes a worker
-    #[arg(long, default_value = "1500ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "1500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub nemesis_freeze: Duration,
     /// Heartbeat interval of every role (liveness 3)
-    #[arg(long, default_value = "250ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "250ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub heartbeat: Duration,
     /// Clients' timeout per attempt
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub timeout: Duration,
     /// Clients' attempts per request
     #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -836,7 +843,7 @@ pub struct ChaosRunArgs {
     pub worker_cmd: Option<String>,
     /// Use the broker (majordomo) or queue frontend (simple, paranoid) at this endpoint
     /// instead of starting one
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
     pub connect: Option<String>,
     /// Put a `pirate chaos proxy` between the clients or the workers and the rest
     #[arg(long, value_enum, value_name = "SIDE")]
@@ -888,9 +895,9 @@ impl ChaosRunArgs {
                     "chaos",
                     "proxy",
                     "--frontend",
-                    "x",
+                    "tcp://127.0.0.1:1",
                     "--backend",
-                    "y",
+                    "tcp://127.0.0.1:1",
                 ];
                 probe.extend(faults.iter().map(String::as_str));
                 match Cli::try_parse_from(&probe) {
@@ -975,6 +982,7 @@ impl ChaosRunArgs {
             clients: self.clients as usize,
             requests: self.requests,
             fault_phase: self.duration,
+            max_extension: self.max_extension,
             drain_timeout: self.drain_timeout,
             worker_faults,
             worker_args,
@@ -995,6 +1003,16 @@ impl ChaosRunArgs {
             out: self.out.clone(),
         })
     }
+}
+
+/// Parses an endpoint to bind: `tcp://HOST:PORT` (HOST may be `*`) or `ipc://PATH`.
+pub fn parse_bind_endpoint(text: &str) -> Result<String, String> {
+    endpoint::check(text, Side::Bind).map(|()| text.to_string())
+}
+
+/// Parses an endpoint to connect to: `tcp://HOST:PORT` or `ipc://PATH`.
+pub fn parse_connect_endpoint(text: &str) -> Result<String, String> {
+    endpoint::check(text, Side::Connect).map(|()| text.to_string())
 }
 
 /// Parses a humantime duration (`2500ms`, `1s`, `1m30s`).

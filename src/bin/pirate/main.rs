@@ -59,6 +59,9 @@ fn exit_code_of(report: &Report) -> i32 {
             Outcome::Abandoned => error::EXIT_UNAVAILABLE,
             Outcome::Interrupted => error::EXIT_INTERRUPTED,
         },
+        // Interrupted: the verdict of what was seen is printed, but the run did not finish.
+        Report::Chaos(c) if c.interrupted => error::EXIT_INTERRUPTED,
+        // Only a valid verdict passes; invalid and indeterminate both fail a CI job.
         Report::Chaos(c) if c.valid => error::EXIT_OK,
         Report::Chaos(_) => error::EXIT_FAILED,
         // Servers, workers, queues and brokers only return when a signal stops them.
@@ -191,8 +194,42 @@ fn run(cli: Cli) -> error::Result<i32> {
     }
 }
 
+/// Parses the command line. A usage error is one line on stderr and exit 2, before anything
+/// starts (clap's tip, when it has one, joins that line); help and version print as usual.
+fn parse_cli() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help, version, and `pirate` alone (help on stderr, exit 2): as clap prints them.
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e.to_string()));
+            std::process::exit(error::EXIT_USAGE);
+        }
+    }
+}
+
+/// clap's multi-line error as one line: the `error:` line, and its `tip:` if any.
+fn one_line(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut line = lines
+        .next()
+        .unwrap_or("error: invalid command line")
+        .to_string();
+    if let Some(tip) = lines.find(|l| l.starts_with("tip:")) {
+        line.push_str(" (");
+        line.push_str(tip);
+        line.push(')');
+    }
+    line
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     install_signal_handler();
     let code = match run(cli) {
         Ok(code) => code,

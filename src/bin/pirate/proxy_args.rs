@@ -7,7 +7,10 @@ use clap::{Args, ValueEnum};
 use pirate::chaos::proxy::{parse_frame_selector, Blackhole, Directions, ProxyConfig, ProxyFaults};
 use pirate::faults::random_seed;
 
-use crate::cli::{parse_duration, parse_probability};
+use crate::cli::{
+    parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_positive_duration,
+    parse_probability,
+};
 
 /// Which way faulted messages travel.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,10 +28,10 @@ pub enum DirectionArg {
 #[derive(Args, Debug, Clone)]
 pub struct ProxyArgs {
     /// Endpoint to bind for peers (ROUTER), e.g. tcp://*:6555
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub frontend: String,
     /// Endpoint of the real queue, broker or server (one DEALER per peer connects here)
-    #[arg(long, value_name = "ENDPOINT")]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
     pub backend: String,
     /// Which messages may be faulted: up (frontend→backend), down (backend→frontend), both
     #[arg(long, value_enum, default_value = "both", value_name = "DIRECTION")]
@@ -61,7 +64,7 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=100_000))]
     pub reorder: Option<u64>,
     /// Longest a message waits in the reorder window
-    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reorder_wait: Duration,
     /// Probability of flipping bits in one random frame
     #[arg(long, value_name = "P", value_parser = parse_probability)]
@@ -73,7 +76,7 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "EVERY/FOR", value_parser = parse_blackhole)]
     pub blackhole: Option<Blackhole>,
     /// Close a peer's upstream connection after this long without traffic
-    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub peer_timeout: Duration,
     /// Seed of the fault generator (printed at start); replays a run
     #[arg(long, value_name = "S")]

@@ -280,13 +280,14 @@ pub fn summary_text(report: &Report) -> String {
         Report::Chaos(c) => {
             let injected: Vec<String> = c.injected.iter().map(|(k, n)| format!("{k} {n}")).collect();
             format!(
-                "{}\nnemesis: {}\nseed {} (replay with --seed {})",
-                c.verdict.summary_text().trim_end(),
+                "{}\nnemesis: {} (fault phase {:.1}s)\nseed {} (replay with --seed {})",
+                c.findings.summary_text().trim_end(),
                 if injected.is_empty() {
                     "nothing injected".to_string()
                 } else {
                     injected.join(", ")
                 },
+                c.fault_phase_ms as f64 / 1000.0,
                 c.seed,
                 c.seed
             )
