@@ -329,7 +329,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__run)
-            opts="-v -q -h -V --pattern --workers --clients --requests --duration --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --busy-timeout --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --strict --out --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --pattern --workers --clients --requests --duration --max-extension --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --busy-timeout --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --strict --out --verbose --quiet --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -352,6 +352,10 @@ _pirate() {
                     return 0
                     ;;
                 --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-extension)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -177,8 +177,9 @@ bstar\t'a primary and a backup pirate server; clients fail over between them'
 freelance\t'--workers Freelance servers, no broker; clients spread requests over them all'"
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l workers -d 'Workers, or Freelance servers (ignored for lazy: one server; bstar: a pair)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l clients -d 'Clients' -r
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l requests -d 'Requests per client (default: send for the whole --duration)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l requests -d 'Requests per client, at least (default: send for the whole --duration); with a nemesis, clients go on past R until every kind has struck and been recovered from' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l duration -d 'Length of the fault phase (healing and draining follow)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l max-extension -d 'Longest the fault phase goes on past --duration until every --nemesis kind has struck and a reply came after it (clients keep sending past --requests meanwhile); a kind still missing then makes the verdict indeterminate' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l drain-timeout -d 'Longest wait for clients to finish after healing' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l nemesis -d 'Nemesis faults to inject (comma-separated)' -r -f -a "kill\t'SIGKILL a worker (or the Lazy Pirate server), restart it after --restart-delay'
 freeze\t'SIGSTOP a worker for --nemesis-freeze, then SIGCONT'

@@ -30,6 +30,52 @@ fn processes_marked(marker: &str) -> Vec<u32> {
     pids
 }
 
+/// A live process of a marked run: its pid, parent, state (`R`, `S`, `T` stopped, …) and
+/// command line.
+#[derive(Clone, Debug)]
+struct Seen {
+    pid: u32,
+    ppid: u32,
+    state: char,
+    argv: Vec<String>,
+}
+
+/// Every live (not zombie) process carrying `marker`, with its state and command line.
+fn marked_processes(marker: &str) -> Vec<Seen> {
+    processes_marked(marker)
+        .into_iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) S ppid …": comm may hold spaces, so split after its last ')'.
+            let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+            let state = fields.next()?.chars().next()?;
+            let ppid = fields.next()?.parse().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let argv = cmdline
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some(Seen {
+                pid,
+                ppid,
+                state,
+                argv,
+            })
+        })
+        .filter(|p| p.state != 'Z')
+        .collect()
+}
+
+/// Waits until `cond` holds, failing the test after `DEADLINE`.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs `pirate ARGS` marked, to completion; returns (code, stdout, stderr) and checks that
 /// nothing it started is still running.
 fn chaos(marker: &str, args: &[&str]) -> (i32, String, String) {
@@ -74,7 +120,7 @@ fn the_demonstration_is_valid_with_a_worker_kill_and_a_broker_restart() {
             "chaos",
             "--json",
             "--seed",
-            "1",
+            "42",
             "--out",
             dir.to_str().unwrap(),
         ],
@@ -210,32 +256,27 @@ fn paranoid_and_lazy_patterns_survive_their_nemesis() {
 }
 
 #[test]
-fn an_external_broker_and_external_worker_commands_can_be_put_under_chaos() {
+fn readme_ci_example_your_broker_under_kill_and_freeze_is_valid() {
+    // README: pirate chaos run --connect tcp://127.0.0.1:5555 --nemesis kill,freeze --requests 500
+    // (with a shorter nemesis interval and heartbeat than the defaults).
     let (mut broker, port) = start_broker(&["--heartbeat", "100ms"]);
-    let worker = format!(
-        "exec {} worker --json --protocol mdp --service {{service}} --connect {{endpoint}} \
-         --heartbeat 100ms --reconnect 100ms --work 10ms",
-        env!("CARGO_BIN_EXE_pirate")
-    );
     let connect = endpoint(port);
     let (code, out, err) = chaos(
-        "external",
+        "readme-connect",
         &[
             "chaos",
             "run",
             "--json",
             "--connect",
             &connect,
-            "--worker-cmd",
-            &worker,
             "--nemesis",
-            "kill,restart",
+            "kill,freeze",
+            "--requests",
+            "500",
             "--nemesis-interval",
             "700ms",
-            "--duration",
-            "2s",
-            "--requests",
-            "300",
+            "--nemesis-freeze",
+            "500ms",
             "--heartbeat",
             "100ms",
             "--seed",
@@ -245,36 +286,406 @@ fn an_external_broker_and_external_worker_commands_can_be_put_under_chaos() {
     assert_eq!(code, 0, "{err}");
     let s = summary(&out);
     assert_eq!(s["verdict"], "valid", "{s}");
-    assert!(s["injected"]["kill"].as_u64().unwrap() >= 1, "{s}");
+    answered_all(&s, 1000);
+    for kind in ["kill", "freeze"] {
+        assert!(
+            s["injected"][kind].as_u64().unwrap_or(0) >= 1,
+            "{kind}: {s}"
+        );
+        let c = &s["findings"]["coverage"][kind];
+        assert!(c["recovered"].as_u64().unwrap() >= 1, "{kind}: {s}");
+    }
     assert!(
         s["injected"].get("restart").is_none(),
         "an external broker is not ours to restart"
     );
+    assert!(err.contains("coverage: freeze"), "{err}");
     broker.signal(libc::SIGINT);
     assert_eq!(broker.code(), 130);
 }
 
 #[test]
-fn ctrl_c_stops_the_run_and_leaves_no_process_behind() {
-    let marker = format!("sigint-{}", std::process::id());
-    let mut cmd = pirate(&["chaos", "run", "--duration", "30s", "--seed", "2"]);
-    cmd.env("PIRATE_TEST_MARK", &marker)
+fn readme_ci_example_your_worker_is_killed_and_frozen_with_its_shell() {
+    // README: pirate chaos run --worker-cmd './my-worker --broker {endpoint} --service {service}'
+    // --requests 500. The command is not `exec`ed, so `sh` stays the parent of the worker:
+    // the nemesis must kill and freeze both, and no worker may outlive its kill or the run.
+    let worker = format!(
+        "{} worker --json --protocol mdp --service {{service}} --connect {{endpoint}} \
+         --heartbeat 100ms --reconnect 100ms; true",
+        env!("CARGO_BIN_EXE_pirate")
+    );
+    let marker = format!("worker-cmd-{}", std::process::id());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (marker, stop) = (marker.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut most, mut frozen_pairs) = (0usize, 0usize);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let seen = marked_processes(&marker);
+                let workers: Vec<&Seen> = seen
+                    .iter()
+                    .filter(|p| p.argv.get(1).is_some_and(|a| a == "worker"))
+                    .collect();
+                most = most.max(workers.len());
+                frozen_pairs += workers
+                    .iter()
+                    .filter(|w| {
+                        w.state == 'T'
+                            && seen
+                                .iter()
+                                .any(|sh| sh.pid == w.ppid && sh.argv[0] == "sh" && sh.state == 'T')
+                    })
+                    .count();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            (most, frozen_pairs)
+        })
+    };
+    let (code, out, err) = chaos(
+        &marker,
+        &[
+            "chaos",
+            "run",
+            "--json",
+            "--worker-cmd",
+            &worker,
+            "--requests",
+            "500",
+            "--workers",
+            "2",
+            "--nemesis",
+            "kill,freeze",
+            "--nemesis-interval",
+            "700ms",
+            "--nemesis-freeze",
+            "600ms",
+            "--heartbeat",
+            "100ms",
+            "--seed",
+            "9",
+        ],
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (most, frozen_pairs) = sampler.join().unwrap();
+    assert_eq!(code, 0, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["verdict"], "valid", "{s}");
+    assert!(s["injected"]["kill"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["injected"]["freeze"].as_u64().unwrap() >= 1, "{s}");
+    assert!(
+        most <= 2,
+        "{most} workers ran at once for --workers 2: a kill missed one"
+    );
+    assert!(most >= 1, "no worker seen at all");
+    assert!(
+        frozen_pairs > 0,
+        "never saw a worker and its shell both stopped by a freeze"
+    );
+}
+
+/// Starts `pirate ARGS` marked, waits for at least `procs` marked processes (and `ready`),
+/// SIGKILLs the runner, and waits for every marked process to be gone.
+fn kill_9_leaves_nothing(marker: &str, args: &[&str], procs: usize, ready: impl Fn(u32) -> bool) {
+    let mut cmd = pirate(args);
+    cmd.env("PIRATE_TEST_MARK", marker)
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    let started = std::time::Instant::now();
-    while processes_marked(&marker).len() < 6 {
-        assert!(started.elapsed() < DEADLINE, "topology never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let pid = child.id();
+    wait_until("the topology to come up", || {
+        marked_processes(marker).len() >= procs && ready(pid)
+    });
     // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+    child.wait().unwrap();
+    wait_until("every process of the killed run to be gone", || {
+        let left = marked_processes(marker);
+        if !left.is_empty() {
+            eprintln!("still running: {left:?}");
+        }
+        left.is_empty()
+    });
+}
+
+#[test]
+fn kill_9_of_chaos_leaves_no_worker_behind_even_under_a_shell() {
+    let worker = format!(
+        "{} worker --protocol mdp --service {{service}} --connect {{endpoint}} \
+         --heartbeat 100ms; true",
+        env!("CARGO_BIN_EXE_pirate")
+    );
+    let marker = format!("kill9-{}", std::process::id());
+    // broker, 2 × (sh + worker), 2 clients, the watchdog.
+    kill_9_leaves_nothing(
+        &marker,
+        &[
+            "chaos",
+            "run",
+            "--workers",
+            "2",
+            "--worker-cmd",
+            &worker,
+            "--heartbeat",
+            "100ms",
+            "--duration",
+            "30s",
+        ],
+        8,
+        |_| true,
+    );
+}
+
+#[test]
+fn kill_9_of_chaos_leaves_no_temporary_directory() {
+    let marker = format!("kill9-titanic-{}", std::process::id());
+    let seed = "77";
+    let dir = std::sync::Mutex::new(None);
+    kill_9_leaves_nothing(
+        &marker,
+        &[
+            "chaos",
+            "run",
+            "--pattern",
+            "titanic",
+            "--workers",
+            "1",
+            "--clients",
+            "1",
+            "--duration",
+            "30s",
+            "--seed",
+            seed,
+        ],
+        5,
+        |pid| {
+            let d = std::env::temp_dir().join(format!("pirate-chaos-titanic-{pid}-{seed}"));
+            let exists = d.exists();
+            *dir.lock().unwrap() = Some(d);
+            exists
+        },
+    );
+    let dir = dir.into_inner().unwrap().unwrap();
+    wait_until("the titanic store to be removed", || !dir.exists());
+}
+
+#[test]
+fn recovery_times_match_the_outage_the_clients_saw() {
+    // One Lazy Pirate server, killed and kept down for 800 ms: no reply can come sooner, so
+    // each recovery is at least that; and none is longer than the longest wait a client
+    // measured itself (first send to reply) plus the time to read its line.
+    let dir = out_dir("chaos-recovery");
+    let (code, out, err) = chaos(
+        "recovery",
+        &[
+            "chaos",
+            "run",
+            "--json",
+            "--pattern",
+            "lazy",
+            "--clients",
+            "1",
+            "--requests",
+            "12",
+            "--work",
+            "200ms",
+            "--nemesis",
+            "kill",
+            "--nemesis-interval",
+            "1500ms",
+            "--duration",
+            "3s",
+            "--restart-delay",
+            "800ms",
+            "--timeout",
+            "300ms",
+            "--retries",
+            "50",
+            "--heartbeat",
+            "250ms",
+            "--seed",
+            "3",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let s = summary(&out);
+    let recoveries = s["findings"]["recoveries"].as_array().unwrap().clone();
+    let kills: Vec<f64> = recoveries
+        .iter()
+        .filter(|r| r["kind"] == "kill")
+        .filter_map(|r| r["recovered_after_ms"].as_f64())
+        .collect();
+    assert!(!kills.is_empty(), "{s}");
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let longest_wait = records
+        .iter()
+        .filter(|r| r["event"]["event"] == "reply")
+        .filter_map(|r| r["event"]["latency_ms"].as_f64())
+        .fold(0.0, f64::max);
+    // A reply already on the wire when the kill struck could come just after it: one kill
+    // in two may show that, not both.
+    let longest = kills.iter().copied().fold(0.0, f64::max);
+    assert!(longest >= 800.0, "recoveries {kills:?} < the 800 ms outage");
+    for r in &kills {
+        assert!(*r <= longest_wait + 100.0, "{r} > {longest_wait} + 100");
+    }
+    // Each incarnation of the server drew its own seed.
+    let seeds: Vec<u64> = records
+        .iter()
+        .filter(|r| r["source"] == "server" && r["event"]["event"] == "started")
+        .map(|r| r["event"]["seed"].as_u64().unwrap())
+        .collect();
+    assert!(seeds.len() >= 2, "{seeds:?}");
+    let mut distinct = seeds.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), seeds.len(), "{seeds:?}");
+}
+
+#[test]
+fn the_run_goes_on_past_its_duration_until_every_kind_struck_and_stops_at_the_cap() {
+    // A 1 s fault phase with a 2 s nemesis interval only schedules the kill: the freeze has to
+    // come after --duration, and a reply after it.
+    let args = |cap: &str| {
+        [
+            "chaos",
+            "run",
+            "--json",
+            "--pattern",
+            "paranoid",
+            "--workers",
+            "2",
+            "--clients",
+            "1",
+            "--requests",
+            "5",
+            "--nemesis",
+            "kill,freeze",
+            "--nemesis-interval",
+            "2s",
+            "--nemesis-freeze",
+            "300ms",
+            "--duration",
+            "1s",
+            "--max-extension",
+            cap,
+            "--heartbeat",
+            "100ms",
+            "--seed",
+            "4",
+        ]
+        .map(String::from)
+    };
+    let a = args("10s");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (code, out, err) = chaos("extension", &a);
+    assert_eq!(code, 0, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["verdict"], "valid", "{s}");
+    assert_eq!(s["injected"]["freeze"], 1, "{s}");
+    assert!(s["fault_phase_ms"].as_u64().unwrap() > 1000, "{s}");
+    assert!(s["findings"]["coverage"]["freeze"]["recovered"] == 1, "{s}");
+    answered_all(&s, 5);
+    // No time past --duration: the freeze never comes, and the verdict says so.
+    let a = args("0s");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (code, out, err) = chaos("no-extension", &a);
+    assert_eq!(code, 1, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["verdict"], "indeterminate", "{s}");
+    assert_eq!(
+        s["reason"],
+        "no freeze fault was injected (the run ended before it)"
+    );
+    assert!(
+        err.contains("INDETERMINATE: no freeze fault was injected"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_run_against_a_broker_nobody_answers_is_indeterminate_not_valid() {
+    let connect = endpoint(free_port());
+    let dir = out_dir("chaos-unreachable");
+    let (code, out, err) = chaos(
+        "unreachable",
+        &[
+            "chaos",
+            "run",
+            "--json",
+            "--connect",
+            &connect,
+            "--requests",
+            "10",
+            "--timeout",
+            "100ms",
+            "--retries",
+            "2",
+            "--heartbeat",
+            "100ms",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["verdict"], "indeterminate", "{s}");
+    assert_eq!(s["valid"], false);
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.starts_with("no request was answered"), "{reason}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["verdict"], "indeterminate");
+    assert_eq!(results["reason"], reason);
+    assert!(
+        err.contains("INDETERMINATE: no request was answered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ctrl_c_prints_the_verdict_so_far_marked_interrupted_and_leaves_no_process_behind() {
+    let marker = format!("sigint-{}", std::process::id());
+    let mut cmd = pirate(&["chaos", "run", "--json", "--duration", "30s", "--seed", "2"]);
+    cmd.env("PIRATE_TEST_MARK", &marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    wait_until("the topology to come up", || {
+        processes_marked(&marker).len() >= 7
+    });
+    std::thread::sleep(Duration::from_millis(1500)); // some replies, a first fault
+                                                     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(processes_marked(&marker).is_empty());
+    let output = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    let s = summary(&out);
+    assert_eq!(s["interrupted"], true, "{s}");
+    assert_eq!(s["verdict"], "indeterminate", "{s}");
+    assert!(s["reason"].as_str().unwrap().contains("interrupted"), "{s}");
+    assert!(s["findings"]["replied"].as_u64().unwrap() > 0, "{s}");
+    assert!(
+        err.contains("INDETERMINATE (interrupted): interrupted before the run finished"),
+        "{err}"
+    );
+    wait_until("every child to be gone", || {
+        processes_marked(&marker).is_empty()
+    });
 }
 
 #[test]
@@ -362,41 +773,54 @@ fn a_proxy_dropping_replies_causes_re_executions_not_losses_and_strict_rejects_t
 
 #[test]
 fn a_busy_timeout_frees_workers_whose_messages_a_worker_side_proxy_dropped() {
-    // Without --busy-timeout, each dropped REQUEST or reply leaves its worker held busy for
-    // good, and the clients end up abandoning; with it, every request is answered.
-    let (code, out, err) = chaos(
-        "busy-timeout",
-        &[
-            "chaos",
-            "run",
-            "--json",
-            "--pattern",
-            "majordomo",
-            "--workers",
-            "2",
-            "--clients",
-            "2",
-            "--requests",
-            "40",
-            "--duration",
-            "10s",
-            "--nemesis-interval",
-            "0s",
-            "--timeout",
-            "300ms",
-            "--proxy",
-            "workers",
-            "--proxy-faults",
-            "--drop 10%",
-            "--busy-timeout",
-            "500ms",
-            "--seed",
-            "3",
-        ],
+    // The README's example, literally: without --busy-timeout, each dropped REQUEST or reply
+    // leaves its worker held busy for good, and the clients end up abandoning (indeterminate);
+    // with it, every request is answered (valid).
+    let readme = [
+        "chaos",
+        "run",
+        "--json",
+        "--pattern",
+        "majordomo",
+        "--workers",
+        "2",
+        "--clients",
+        "2",
+        "--requests",
+        "20",
+        "--duration",
+        "4s",
+        "--nemesis-interval",
+        "0s",
+        "--timeout",
+        "300ms",
+        "--proxy",
+        "workers",
+        "--proxy-faults",
+        "--drop 10%",
+        "--seed",
+        "3",
+    ];
+    let (code, out, err) = chaos("busy-timeout-off", &readme);
+    assert_eq!(code, 1, "{err}");
+    let s = summary(&out);
+    assert_eq!(s["verdict"], "indeterminate", "{s}");
+    assert!(
+        !s["findings"]["abandoned"].as_array().unwrap().is_empty(),
+        "{s}"
     );
+    assert!(s["reason"].as_str().unwrap().contains("abandoned"), "{s}");
+    assert!(
+        s["findings"]["faults"]["proxy_drop"].as_u64().unwrap() >= 1,
+        "{s}"
+    );
+    let mut with = readme.to_vec();
+    with.extend(["--busy-timeout", "500ms"]);
+    let (code, out, err) = chaos("busy-timeout", &with);
     assert_eq!(code, 0, "{err}");
     let s = summary(&out);
-    assert_eq!(s["findings"]["replied"], 80, "{s}");
+    assert_eq!(s["verdict"], "valid", "{s}");
+    assert_eq!(s["findings"]["replied"], 40, "{s}");
     assert_eq!(s["findings"]["abandoned"], serde_json::json!([]), "{s}");
     assert!(
         s["findings"]["faults"]["proxy_drop"].as_u64().unwrap() >= 1,

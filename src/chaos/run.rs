@@ -1232,27 +1232,26 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         if !clients.iter().any(|&i| topo.alive(i)) {
             break;
         }
-        let last_reply = topo.journal.lock().expect("journal lock").last_reply_ms;
-        let covered = nemesis.covered(&kinds, last_reply);
-        feed.extend.store(!covered, Ordering::SeqCst);
-        if in_phase >= config.fault_phase
-            && (covered || in_phase >= config.fault_phase + config.max_extension)
-        {
-            break;
-        }
         let elapsed = in_phase.as_millis() as u64;
         while next < schedule.len() && schedule[next].at_ms <= elapsed {
             nemesis.strike(&mut topo, config, &schedule[next], events);
             next += 1;
         }
+        let cap = config.fault_phase + config.max_extension;
         // Past --duration: strike a kind the schedule did not get to inject, each interval.
-        if in_phase >= next_coverage_strike {
+        if in_phase >= next_coverage_strike && in_phase < cap {
             if let Some(kind) = nemesis.missing(&kinds) {
                 let s = config.coverage_fault(coverage_strikes, kind, elapsed);
                 coverage_strikes += 1;
                 nemesis.strike(&mut topo, config, &s, events);
             }
             next_coverage_strike += interval.max(Duration::from_millis(100));
+        }
+        let last_reply = topo.journal.lock().expect("journal lock").last_reply_ms;
+        let covered = nemesis.covered(&kinds, last_reply);
+        feed.extend.store(!covered, Ordering::SeqCst);
+        if in_phase >= config.fault_phase && (covered || in_phase >= cap) {
+            break;
         }
         nemesis.thaw(&mut topo, false);
         supervise(&mut topo, config, &mut nemesis.injected, events, false)?;

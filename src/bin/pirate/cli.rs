@@ -20,14 +20,42 @@ use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{TitanicClientConfig, TitanicConfig};
 use pirate::roles::worker::{PirateProtocol, WorkerConfig};
 
-const EXIT_CODES: &str = "\
+/// The exit codes, as a literal so the chaos help can append to it.
+macro_rules! exit_codes {
+    () => {
+        "\
 EXIT STATUS:
   0    success
-  1    the run finished but something was lost, wrong or abandoned
-  2    usage error (bad flag or value, endpoint cannot be bound)
+  1    the run finished but something was lost, wrong or abandoned (a chaos verdict
+       INVALID or INDETERMINATE)
+  2    usage error, before anything starts (bad flag or value: a zero timeout or heartbeat,
+       an endpoint with a wrong transport, a bad host or a port outside 1..65535), or an
+       endpoint cannot be bound
   69   a peer stayed unreachable after every retry
   70   internal error
-  130  interrupted by Ctrl-C or SIGTERM";
+  130  interrupted by Ctrl-C or SIGTERM"
+    };
+}
+
+const EXIT_CODES: &str = exit_codes!();
+
+/// `pirate chaos` and `chaos run`: the verdicts, then the exit codes.
+const CHAOS_AFTER_HELP: &str = concat!(
+    "\
+VERDICT:
+  VALID          nothing lost, duplicated, reordered or wrongly answered, and the run showed
+                 it (exit 0)
+  INVALID        a request lost, duplicated, out of order or wrongly answered, or re-executed
+                 with --strict (exit 1)
+  INDETERMINATE  nothing fatal, but nothing shown: no request answered, requests abandoned,
+                 a --nemesis kind that never struck or was never followed by a reply (exit 1)
+  The fault phase goes on past --duration, for at most --max-extension (30s), until every
+  --nemesis kind has struck and been recovered from. Ctrl-C prints the verdict of what was
+  seen, marked (interrupted), and exits 130.
+
+",
+    exit_codes!()
+);
 
 /// Reliable request-reply over ZeroMQ: the Guide's Pirate patterns, one subcommand per role.
 #[derive(Parser, Debug)]
@@ -78,7 +106,7 @@ pub enum Command {
     Titanic(TitanicArgs),
     /// Run a whole topology, break it on purpose, and check that nothing was lost (with no
     /// subcommand: the built-in 30-second demonstration)
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = CHAOS_AFTER_HELP)]
     Chaos(ChaosArgs),
     /// Write the man pages or shell completions generated from these definitions
     Generate(GenerateArgs),
@@ -728,7 +756,7 @@ pub struct ChaosArgs {
 #[derive(Subcommand, Debug)]
 pub enum ChaosCommand {
     /// Run a configurable topology under a seeded nemesis, then check the history
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = CHAOS_AFTER_HELP)]
     Run(Box<ChaosRunArgs>),
     /// Message-level fault proxy between peers and a broker or queue
     #[command(after_help = EXIT_CODES)]
@@ -1066,6 +1094,35 @@ mod tests {
         assert!(parse_probability("1.5").is_err());
         assert!(parse_probability("-1%").is_err());
         assert!(parse_probability("often").is_err());
+    }
+
+    #[test]
+    fn the_documented_extension_cap_is_the_librarys() {
+        let cli = Cli::parse_from(["pirate", "chaos", "run"]);
+        let Command::Chaos(ChaosArgs {
+            command: Some(ChaosCommand::Run(args)),
+            ..
+        }) = cli.command
+        else {
+            panic!("parsed as another command")
+        };
+        let config = args.config("pirate".into()).unwrap();
+        assert_eq!(
+            config.max_extension,
+            pirate::chaos::run::DEFAULT_MAX_EXTENSION
+        );
+    }
+
+    #[test]
+    fn zero_durations_that_cannot_work_are_refused() {
+        assert!(parse_positive_duration("0s").is_err());
+        assert_eq!(parse_positive_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(
+            parse_connect_endpoint("tcp://localhost:5555").as_deref(),
+            Ok("tcp://localhost:5555")
+        );
+        assert!(parse_connect_endpoint("tcp://*:5555").is_err());
+        assert!(parse_bind_endpoint("tcp://*:5555").is_ok());
     }
 
     #[test]
