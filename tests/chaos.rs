@@ -76,9 +76,15 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Runs `pirate ARGS` marked, to completion; returns (code, stdout, stderr) and checks that
-/// nothing it started is still running.
+/// `base` made unique to this test process: other checkouts may run these tests at once.
+fn unique(base: &str) -> String {
+    format!("{base}-{}", std::process::id())
+}
+
+/// Runs `pirate ARGS` marked (`marker` and this process's pid), to completion; returns
+/// (code, stdout, stderr) and checks that nothing it started is still running.
 fn chaos(marker: &str, args: &[&str]) -> (i32, String, String) {
+    let marker = &unique(marker);
     let mut cmd = pirate(args);
     cmd.env("PIRATE_TEST_MARK", marker)
         .stdin(Stdio::null())
@@ -314,10 +320,10 @@ fn readme_ci_example_your_worker_is_killed_and_frozen_with_its_shell() {
          --heartbeat 100ms --reconnect 100ms; true",
         env!("CARGO_BIN_EXE_pirate")
     );
-    let marker = format!("worker-cmd-{}", std::process::id());
+    let marker = "worker-cmd";
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
-        let (marker, stop) = (marker.clone(), stop.clone());
+        let (marker, stop) = (unique(marker), stop.clone());
         std::thread::spawn(move || {
             let (mut most, mut frozen_pairs) = (0usize, 0usize);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -342,7 +348,7 @@ fn readme_ci_example_your_worker_is_killed_and_frozen_with_its_shell() {
         })
     };
     let (code, out, err) = chaos(
-        &marker,
+        marker,
         &[
             "chaos",
             "run",
@@ -417,7 +423,7 @@ fn kill_9_of_chaos_leaves_no_worker_behind_even_under_a_shell() {
          --heartbeat 100ms; true",
         env!("CARGO_BIN_EXE_pirate")
     );
-    let marker = format!("kill9-{}", std::process::id());
+    let marker = unique("kill9");
     // broker, 2 × (sh + worker), 2 clients, the watchdog.
     kill_9_leaves_nothing(
         &marker,
@@ -440,7 +446,7 @@ fn kill_9_of_chaos_leaves_no_worker_behind_even_under_a_shell() {
 
 #[test]
 fn kill_9_of_chaos_leaves_no_temporary_directory() {
-    let marker = format!("kill9-titanic-{}", std::process::id());
+    let marker = unique("kill9-titanic");
     let seed = "77";
     let dir = std::sync::Mutex::new(None);
     kill_9_leaves_nothing(
@@ -653,7 +659,7 @@ fn a_run_against_a_broker_nobody_answers_is_indeterminate_not_valid() {
 
 #[test]
 fn ctrl_c_prints_the_verdict_so_far_marked_interrupted_and_leaves_no_process_behind() {
-    let marker = format!("sigint-{}", std::process::id());
+    let marker = unique("sigint");
     let mut cmd = pirate(&["chaos", "run", "--json", "--duration", "30s", "--seed", "2"]);
     cmd.env("PIRATE_TEST_MARK", &marker)
         .stdin(Stdio::null())
