@@ -101,12 +101,16 @@ _pirate() {
 
     case "${cmd}" in
         pirate)
-            opts="-v -q -h -V --verbose --quiet --json --help --version server client queue worker broker titanic chaos generate help"
+            opts="-v -q -h -V --verbose --quiet --json --max-message --help --version server client queue worker broker titanic chaos generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -115,7 +119,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__broker)
-            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --busy-timeout --primary --backup --state-bind --peer-state --state-heartbeat --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --busy-timeout --max-queue-bytes --max-broker-bytes --primary --backup --state-bind --peer-state --state-heartbeat --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -145,6 +149,14 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-queue-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-broker-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-bind)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -157,6 +169,10 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -165,7 +181,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos)
-            opts="-v -q -h -V --seed --out --verbose --quiet --json --help --version run proxy help"
+            opts="-v -q -h -V --seed --out --verbose --quiet --json --max-message --help --version run proxy help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -176,6 +192,10 @@ _pirate() {
                     return 0
                     ;;
                 --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-message)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -243,7 +263,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__proxy)
-            opts="-v -q -h -V --frontend --backend --direction --command --after --count --drop --delay --jitter --delay-rate --duplicate --reorder --reorder-wait --corrupt --truncate --blackhole --peer-timeout --seed --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --frontend --backend --direction --command --after --count --drop --delay --jitter --delay-rate --duplicate --reorder --reorder-wait --corrupt --truncate --blackhole --peer-timeout --seed --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -321,6 +341,10 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -329,7 +353,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__run)
-            opts="-v -q -h -V --pattern --workers --clients --requests --duration --max-extension --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --busy-timeout --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --strict --out --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --pattern --workers --clients --requests --duration --max-extension --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --busy-timeout --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --strict --out --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -459,6 +483,10 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -467,7 +495,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__client)
-            opts="-v -q -h -V --connect --settle --timeout --retries --count --expect-echo --service --protocol --titanic --poll-interval --window --freelance --ping --server-ttl --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --connect --settle --timeout --retries --count --expect-echo --service --protocol --titanic --poll-interval --window --freelance --ping --server-ttl --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -517,6 +545,10 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -525,13 +557,17 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__generate)
-            opts="-v -q -h -V --out --verbose --quiet --json --help --version man completions"
+            opts="-v -q -h -V --out --verbose --quiet --json --max-message --help --version man completions"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-message)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -711,7 +747,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__queue)
-            opts="-v -q -h -V --frontend --backend --heartbeat --liveness --simple --busy-timeout --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --frontend --backend --heartbeat --liveness --simple --busy-timeout --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -737,6 +773,10 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -745,7 +785,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__server)
-            opts="-v -q -h -V --bind --exec --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --freelance --endpoint --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --bind --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --freelance --endpoint --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -756,6 +796,10 @@ _pirate() {
                     return 0
                     ;;
                 --exec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exec-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -807,6 +851,10 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -815,7 +863,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__titanic)
-            opts="-v -q -h -V --connect --dir --heartbeat --liveness --reconnect --retry-interval --request-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --connect --dir --heartbeat --liveness --reconnect --retry-interval --request-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -881,6 +929,10 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -889,7 +941,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__worker)
-            opts="-v -q -h -V --connect --protocol --service --heartbeat --liveness --reconnect --reconnect-max --name --exec --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --verbose --quiet --json --help --version"
+            opts="-v -q -h -V --connect --protocol --service --heartbeat --liveness --reconnect --reconnect-max --name --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -931,6 +983,10 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --exec-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --faults)
                     COMPREPLY=($(compgen -W "none guide" -- "${cur}"))
                     return 0
@@ -968,6 +1024,10 @@ _pirate() {
                     return 0
                     ;;
                 --freeze-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-message)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

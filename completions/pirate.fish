@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pirate_global_optspecs
-    string join \n v/verbose q/quiet json h/help V/version
+    string join \n v/verbose q/quiet json max-message= h/help V/version
 end
 
 function __fish_pirate_needs_command
@@ -24,6 +24,7 @@ function __fish_pirate_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c pirate -n "__fish_pirate_needs_command" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_needs_command" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_needs_command" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_needs_command" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -39,7 +40,8 @@ complete -c pirate -n "__fish_pirate_needs_command" -f -a "chaos" -d 'Run a whol
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l bind -d 'Endpoint to bind the REP socket to (a ROUTER with --primary/--backup)' -r
-complete -c pirate -n "__fish_pirate_using_subcommand server" -l exec -d 'Run `sh -c CMD` per request, body on stdin, and reply with its stdout' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l exec -d 'Run `sh -c CMD` per request, body on stdin (frames one per line, bytes unchanged), and reply with its stdout' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l exec-timeout -d 'Kill a command still running after this long, with its whole process group; the request gets an `error:` reply [default: never]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
 guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l crash-rate -d 'Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%' -r
@@ -53,6 +55,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-bind -d '
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l endpoint -d 'With --freelance: the endpoint clients --connect to, exactly as they spell it (it is the server\'s identity) [default: --bind, with * read as localhost]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l primary -d 'Run as the primary of a Binary Star pair (serves first; the backup takes over when it dies and a client asks it)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l backup -d 'Run as the backup of a Binary Star pair (serves only once the primary, seen active, has gone silent and a client asks)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l freelance -d 'Serve Freelance (10/FLP): a ROUTER whose identity is the public endpoint, answering PING with PONG; clients spread requests over several such servers'
@@ -74,6 +77,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l poll-interval -
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l ping -d 'With --freelance: how often each server is pinged' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l server-ttl -d 'With --freelance: a server silent this long is dead (until it answers again)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l expect-echo -d 'Check that every reply equals its request (an echo service); a reply that does not is reported and retried, never accepted (implied by --count)'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l titanic -d 'Send each request through Titanic (9/TSP) to --service: store it, poll for the reply, close it'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l freelance -d 'Freelance (10/FLP): spread requests over every --connect server, pinging them, and retry on another live one after --timeout'
@@ -87,6 +91,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand queue" -l backend -d 'Endp
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l heartbeat -d 'Heartbeat interval (6/PPP)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l liveness -d 'Silent heartbeat intervals after which a worker is expired' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l busy-timeout -d 'Forget a worker that holds one request this long (its request or reply was lost on the way, or it hangs while heartbeating); it reconnects when the queue\'s heartbeats stop. Off unless given. Set it above your slowest request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l simple -d 'Run the Simple Pirate queue: no heartbeats, no expiry'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s q -l quiet -d 'Print nothing but data and errors'
@@ -103,8 +108,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand worker" -l heartbeat -d 'H
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l liveness -d 'Silent heartbeat intervals after which the queue or broker is taken for dead' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l reconnect -d 'First reconnect delay after losing the queue or broker; doubles each time [default: 1s, or 2500ms for mdp/mdp2]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l reconnect-max -d 'Longest reconnect delay' -r
-complete -c pirate -n "__fish_pirate_using_subcommand worker" -l name -d 'Identity prefix; each new socket is NAME-1, NAME-2, … [default: w<pid>]' -r
-complete -c pirate -n "__fish_pirate_using_subcommand worker" -l exec -d 'Run `sh -c CMD` per request, body on stdin, and reply with its stdout' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l name -d 'Readable identity prefix; each new socket is NAME-1-<32 random hex digits>, NAME-2-<…>, …, so logs name the worker and nobody can guess its identity [default: w<pid>]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l exec -d 'Run `sh -c CMD` per request, body on stdin (frames one per line, bytes unchanged), and reply with its stdout' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l exec-timeout -d 'Kill a command still running after this long, with its whole process group; the request gets an `error:` reply [default: never]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
 guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l crash-rate -d 'Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%' -r
@@ -116,6 +122,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand worker" -l work -d 'Simula
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l freeze-rate -d 'Probability per request of freezing: no reads, no heartbeats, as a hung process' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l freeze-for -d 'How long a freeze lasts [default: 5s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -127,9 +134,12 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -l liveness -d 'Si
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l request-ttl -d 'How long a request may wait for a worker of its service before it is dropped' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-queue -d 'Requests queued per service at most; a request beyond it is refused (the client retries)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l busy-timeout -d 'Disconnect a worker that holds one request this long without a reply (its request or reply was lost on the way, or it hangs while heartbeating); off unless given. Set it above your slowest request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-queue-bytes -d 'Bytes of requests queued per service at most (a request beyond it is refused); also the most one reply assembled from 0.2 PARTIALs for a 0.1 client may hold' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-broker-bytes -d 'Bytes the broker holds in all, queued requests and held PARTIALs of every service' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-bind -d 'Endpoint to bind the PUB socket this node\'s state is published on [default: tcp://*:5003 for the primary, tcp://*:5004 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l primary -d 'Run as the primary of a Binary Star pair (serves first; the backup takes over when it dies and a client asks it)'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l backup -d 'Run as the backup of a Binary Star pair (serves only once the primary, seen active, has gone silent and a client asks)'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
@@ -153,6 +163,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l faults-after -
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l crash-after -d 'Crash deterministically on request N+1' -r
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l work -d 'Simulated work per request [default: 0s]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -160,6 +171,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s h -l help -d '
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l seed -d 'Seed of the demonstration (printed at start; replays its schedule and faults)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l out -d 'Write results.json, history.jsonl and each process\'s log into DIR' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -209,6 +221,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 workers\t'Between the workers and the broker or queue'"
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l proxy-faults -d 'The proxy\'s fault flags, as one string, e.g. "--drop 10% --direction down"' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l out -d 'Write results.json, history.jsonl and each process\'s log into DIR' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l strict -d 'Re-executions on workers make the verdict invalid (default: reported only)'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing but data and errors'
@@ -235,6 +248,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l blackhole -d 'Every EVERY, drop every selected message for FOR, e.g. 5s/1s' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l peer-timeout -d 'Close a peer\'s upstream connection after this long without traffic' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -244,6 +258,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l out -d 'Directory to write into [default: man/ or completions/]' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::msg::{frame_text, Message};
+use crate::msg::Message;
 
 /// Severity of a human log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -326,10 +326,7 @@ impl<'a> Events<'a> {
     /// Traces a message if `-v` is on. Cheap when it is off.
     pub fn frame(&mut self, socket: &str, direction: Direction, msg: &Message) {
         if self.trace {
-            let frames = msg
-                .iter()
-                .map(|f| format!("[{:03}] {}", f.len(), frame_text(f)))
-                .collect();
+            let frames = crate::msg::dump_lines(msg);
             self.emit(Event::Frame {
                 socket: socket.to_string(),
                 direction,

@@ -145,7 +145,8 @@ pub struct MdpWorkerConfig {
     /// First delay before reconnecting (Guide: 2500 ms); doubles up to `reconnect_max`.
     pub reconnect: Duration,
     pub reconnect_max: Duration,
-    /// Identity prefix: each socket is `NAME-N`.
+    /// Identity prefix: each socket is `NAME-N-` and 32 random hex digits (see
+    /// [`transport::random_identity`]), readable in logs and unguessable on the wire.
     pub name: String,
     /// More brokers to try in turn after losing one (a Binary Star pair): each reconnect moves
     /// to the next endpoint.
@@ -359,15 +360,15 @@ impl MdpWorker {
     }
 }
 
-/// A DEALER with identity `NAME-N`, connected, READY sent.
+/// A DEALER with identity `NAME-N-<random>`, connected, READY sent.
 fn open_worker(
     ctx: &zmq::Context,
     config: &MdpWorkerConfig,
     n: u64,
     events: &mut Events,
 ) -> Result<Socket> {
-    let identity = format!("{}-{n}", config.name);
-    let socket = transport::socket(ctx, zmq::DEALER, "worker", Some(identity.as_bytes()))?;
+    let identity = transport::random_identity(&format!("{}-{n}", config.name));
+    let socket = transport::socket(ctx, zmq::DEALER, "worker", Some(&identity))?;
     // Socket N talks to endpoint N-1 of the list, round and round: after losing a broker the
     // worker tries the next one.
     let endpoints: Vec<&String> = std::iter::once(&config.endpoint)
@@ -383,7 +384,8 @@ fn open_worker(
     });
     socket.send(ready, events)?;
     events.info(format!(
-        "worker {identity} ready for service {}",
+        "worker {} ready for service {}",
+        String::from_utf8_lossy(&identity),
         config.service
     ));
     Ok(socket)

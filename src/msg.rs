@@ -136,16 +136,29 @@ impl Message {
     }
 
     /// The body as text, cut to 200 characters: enough to identify a request in a history.
+    /// Only the first bytes are looked at, so a preview of a big body costs nothing.
     pub fn preview(&self) -> String {
-        let text = self.text();
+        // 200 characters are at most 800 bytes of UTF-8 (plus a newline per frame).
+        let mut head: Vec<u8> = Vec::new();
+        for (i, frame) in self.frames.iter().enumerate() {
+            if head.len() > 1000 {
+                break;
+            }
+            if i > 0 {
+                head.push(b'\n');
+            }
+            head.extend_from_slice(&frame[..frame.len().min(1000)]);
+        }
+        let text = String::from_utf8_lossy(&head);
         match text.char_indices().nth(200) {
             Some((cut, _)) => format!("{}…", &text[..cut]),
-            None => text,
+            None => text.into_owned(),
         }
     }
 
     /// The Guide's frame dump (`zmsg_dump`/`s_dump`): a rule line, then `[NNN] payload` per
-    /// frame, where NNN is the frame size and the payload is text when printable, else hex.
+    /// frame, where NNN is the frame size and the payload is text when printable, else hex,
+    /// bounded like [`dump_lines`].
     pub fn dump(&self) -> String {
         self.to_string()
     }
@@ -159,7 +172,46 @@ impl From<Vec<Frame>> for Message {
     }
 }
 
+/// Most payload bytes of one frame that a dump shows, as text (half as many as hex).
+pub const DUMP_BYTES: usize = 200;
+/// Most frames of one message that a dump shows.
+pub const DUMP_FRAMES: usize = 64;
+
+/// One dump line, `[NNN] payload`: NNN is the whole frame's size, the payload at most
+/// [`DUMP_BYTES`] of text or `DUMP_BYTES / 2` bytes of hex, then `…` if there was more. A
+/// 100 MB frame is a short line, so `-v` cannot stall a role or fill a disk.
+pub fn dump_frame(frame: &[u8]) -> String {
+    let printable = |part: &[u8]| part.iter().all(|&b| (0x20..0x7f).contains(&b));
+    let text_part = &frame[..frame.len().min(DUMP_BYTES)];
+    let (shown, payload) = if printable(text_part) {
+        (
+            text_part.len(),
+            String::from_utf8_lossy(text_part).into_owned(),
+        )
+    } else {
+        let hex_part = &frame[..frame.len().min(DUMP_BYTES / 2)];
+        (
+            hex_part.len(),
+            hex_part.iter().map(|b| format!("{b:02X}")).collect(),
+        )
+    };
+    let more = if shown < frame.len() { "…" } else { "" };
+    format!("[{:03}] {payload}{more}", frame.len())
+}
+
+/// The dump lines of a message, one per frame ([`dump_frame`]), at most [`DUMP_FRAMES`] of
+/// them and then one line saying how many frames were left out.
+pub fn dump_lines(msg: &Message) -> Vec<String> {
+    let mut lines: Vec<String> = msg.iter().take(DUMP_FRAMES).map(dump_frame).collect();
+    if msg.len() > DUMP_FRAMES {
+        lines.push(format!("… {} more frames", msg.len() - DUMP_FRAMES));
+    }
+    lines
+}
+
 /// Renders one frame's payload: text if every byte is printable ASCII, else upper-case hex.
+/// Whole, for names (identities, services) that are bounded at 255 bytes; dumps of frames
+/// that may be big use [`dump_frame`].
 pub fn frame_text(frame: &[u8]) -> String {
     let printable = frame.iter().all(|&b| (0x20..0x7f).contains(&b));
     if printable {
@@ -172,8 +224,8 @@ pub fn frame_text(frame: &[u8]) -> String {
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "----------------------------------------")?;
-        for frame in &self.frames {
-            writeln!(f, "[{:03}] {}", frame.len(), frame_text(frame))?;
+        for line in dump_lines(self) {
+            writeln!(f, "{line}")?;
         }
         Ok(())
     }
@@ -247,6 +299,40 @@ mod tests {
         assert_eq!(
             m.dump(),
             "----------------------------------------\n[006] MDPC01\n[001] 01\n[000] \n"
+        );
+    }
+
+    #[test]
+    fn dump_shows_a_bounded_prefix_of_each_frame_with_its_size() {
+        let text = vec![b'a'; 10 * DUMP_BYTES];
+        let line = dump_frame(&text);
+        assert!(
+            line.starts_with(&format!("[{}] aaaa", 10 * DUMP_BYTES)),
+            "{line}"
+        );
+        assert!(line.ends_with('…'));
+        assert!(line.len() < DUMP_BYTES + 20, "{}", line.len());
+        let binary = vec![0u8; 1 << 20];
+        let line = dump_frame(&binary);
+        assert!(line.starts_with("[1048576] 0000"), "{line}");
+        assert!(line.len() < DUMP_BYTES + 20, "{}", line.len());
+        // A frame exactly at the bound is shown whole, without the ellipsis.
+        assert!(!dump_frame(&[b'x'; DUMP_BYTES]).ends_with('…'));
+        let many = Message::from_frames(vec![b"f".to_vec(); DUMP_FRAMES + 5]);
+        let lines = dump_lines(&many);
+        assert_eq!(lines.len(), DUMP_FRAMES + 1);
+        assert_eq!(lines.last().unwrap(), "… 5 more frames");
+    }
+
+    #[test]
+    fn preview_is_cut_to_200_characters() {
+        let m = Message::from_frames(vec![vec![b'z'; 5000], b"second".to_vec()]);
+        let p = m.preview();
+        assert_eq!(p.chars().count(), 201);
+        assert!(p.ends_with('…'));
+        assert_eq!(
+            Message::from_frames(vec![b"a".to_vec(), b"b".to_vec()]).preview(),
+            "a\nb"
         );
     }
 

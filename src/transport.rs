@@ -1,5 +1,28 @@
-//! The only place sockets are made: one ZeroMQ context, sockets with LINGER 0, identities,
-//! bind/connect with errors a user can act on, and traced send/receive of whole messages.
+//! The only place sockets are made: one ZeroMQ context, sockets with LINGER 0, unguessable
+//! identities, a maximum message size, bind/connect with errors a user can act on, and traced
+//! send/receive of whole messages.
+//!
+//! # Identities
+//!
+//! Left to itself, libzmq names an anonymous peer `0x00` + a 32-bit counter that starts at the
+//! same value in every process (its `rand()` is never seeded), and `pirate` used to name its
+//! workers `w<pid>-N`. Anyone on the network could then guess the identity a client or worker
+//! would have next: connect with a timed-out client's identity and receive its late reply, or
+//! claim a worker's next identity first so that the ROUTER refuses the worker when it
+//! reconnects. So every socket made here that can be routed to (REQ, REP, DEALER, ROUTER) gets
+//! an identity of 128 bits from the operating system's generator (not from the run's `--seed`
+//! generator: a replayed run must not replay identities), written as 32 lowercase hex digits so
+//! that it is printable (the Guide's C++ examples mangle binary identities), optionally after
+//! a readable prefix (`--name`): `NAME-N-0123…cdef`.
+//!
+//! # Maximum message size
+//!
+//! `ZMQ_MAXMSGSIZE` is set on every socket ([`set_max_message`], `--max-message`, default
+//! [`DEFAULT_MAX_MESSAGE`]). libzmq checks it per frame as the frame arrives and drops the
+//! connection of a peer that sends a bigger one, before the frame is buffered, so one
+//! connection cannot make a role allocate more than that per frame.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::event::{Direction, Events};
@@ -11,8 +34,54 @@ pub struct Socket {
     name: &'static str,
 }
 
+/// The default largest frame a socket accepts: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 20;
+
+/// The process-wide `ZMQ_MAXMSGSIZE`. Process-wide on purpose: it is one limit for every
+/// socket of every role (the binary sets it once from `--max-message`), and the library's own
+/// clients and workers (`MdpClient`, `MdpWorker`) get it without a setting of their own.
+static MAX_MESSAGE: AtomicU64 = AtomicU64::new(DEFAULT_MAX_MESSAGE);
+
+/// Sets the largest frame, in bytes, that sockets made from now on accept (at least 1).
+pub fn set_max_message(bytes: u64) {
+    MAX_MESSAGE.store(bytes.max(1), Ordering::Relaxed);
+}
+
+/// The largest frame sockets accept (see [`set_max_message`]). Roles use it to bound what
+/// they produce too (an `--exec` command's output), since a bigger frame would be refused.
+pub fn max_message() -> u64 {
+    MAX_MESSAGE.load(Ordering::Relaxed)
+}
+
+/// Bytes of randomness in an identity: 128 bits.
+const IDENTITY_BITS: usize = 128;
+
+/// A fresh unguessable identity: `PREFIX-` (if any) then 32 hex digits of 128 bits from the
+/// operating system's generator. The prefix is cut (at a character boundary) so that the
+/// whole identity fits ZeroMQ's 255 bytes.
+pub fn random_identity(prefix: &str) -> Vec<u8> {
+    let random = format!("{:032x}", rand::random::<u128>());
+    debug_assert_eq!(random.len() * 4, IDENTITY_BITS);
+    if prefix.is_empty() {
+        return random.into_bytes();
+    }
+    let room = 255 - random.len() - 1;
+    let mut cut = prefix.len().min(room);
+    while !prefix.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{random}", &prefix[..cut]).into_bytes()
+}
+
+/// True for socket types that peers route to by identity.
+fn routable(kind: zmq::SocketType) -> bool {
+    matches!(kind, zmq::REQ | zmq::REP | zmq::DEALER | zmq::ROUTER)
+}
+
 /// Creates a socket of `kind` with LINGER 0, so closing it never blocks on unsent messages
-/// (the Lazy Pirate reconnect and every shutdown depend on that), and an optional identity.
+/// (the Lazy Pirate reconnect and every shutdown depend on that), `ZMQ_MAXMSGSIZE`, and an
+/// identity: `identity` if given (a Freelance server's endpoint, a worker's prefixed random
+/// one), else a fresh [`random_identity`] for routable types.
 pub fn socket(
     ctx: &zmq::Context,
     kind: zmq::SocketType,
@@ -25,6 +94,19 @@ pub fn socket(
     inner
         .set_linger(0)
         .map_err(|e| Error::zmq("cannot set LINGER", e))?;
+    let max = i64::try_from(max_message()).unwrap_or(i64::MAX);
+    inner
+        .set_maxmsgsize(max)
+        .map_err(|e| Error::zmq("cannot set MAXMSGSIZE", e))?;
+    let generated;
+    let identity = match identity {
+        Some(id) => Some(id),
+        None if routable(kind) => {
+            generated = random_identity("");
+            Some(generated.as_slice())
+        }
+        None => None,
+    };
     if let Some(id) = identity {
         inner
             .set_identity(id)
@@ -225,6 +307,75 @@ mod tests {
         let err = s.connect("nonsense").unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("nonsense"));
+    }
+
+    #[test]
+    fn identities_are_printable_random_and_fit() {
+        let a = random_identity("");
+        assert_eq!(a.len(), 32);
+        assert!(a.iter().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, random_identity(""), "two draws never agree");
+        let named = random_identity("worker-1");
+        assert!(named.starts_with(b"worker-1-"));
+        assert_eq!(named.len(), "worker-1-".len() + 32);
+        // A prefix too long for 255 bytes is cut, at a character boundary.
+        let long = random_identity(&"é".repeat(200));
+        assert!(long.len() <= 255);
+        assert!(String::from_utf8(long).is_ok());
+    }
+
+    #[test]
+    fn sockets_get_an_unguessable_identity_unless_given_one() {
+        let ctx = zmq::Context::new();
+        let router = socket(&ctx, zmq::ROUTER, "router", None).unwrap();
+        router.bind("inproc://ids").unwrap();
+        let mut ev = Events::discard();
+        let mut seen = Vec::new();
+        for given in [None, None, Some(&b"chosen"[..])] {
+            let dealer = socket(&ctx, zmq::DEALER, "dealer", given).unwrap();
+            dealer.connect("inproc://ids").unwrap();
+            dealer
+                .send(Message::from_frames(vec![b"hi".to_vec()]), &mut ev)
+                .unwrap();
+            assert!(router.poll_in(1000).unwrap());
+            let id = router.recv(&mut ev).unwrap().pop_front().unwrap();
+            seen.push(id);
+        }
+        for id in &seen[..2] {
+            assert_eq!(id.len(), 32, "{id:?}");
+            assert!(id.iter().all(u8::is_ascii_hexdigit), "{id:?}");
+        }
+        assert_ne!(seen[0], seen[1]);
+        assert_eq!(seen[2], b"chosen");
+    }
+
+    #[test]
+    fn a_frame_over_the_maximum_drops_the_peer() {
+        let ctx = zmq::Context::new();
+        // The default limit, checked without changing the process-wide value other tests use.
+        assert_eq!(max_message(), DEFAULT_MAX_MESSAGE);
+        let server = socket(&ctx, zmq::ROUTER, "server", None).unwrap();
+        server.raw().set_maxmsgsize(1000).unwrap();
+        server.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = server.raw().get_last_endpoint().unwrap().unwrap();
+        let mut ev = Events::discard();
+        let big = socket(&ctx, zmq::DEALER, "big", None).unwrap();
+        big.connect(&endpoint).unwrap();
+        big.send(Message::from_frames(vec![vec![0u8; 2000]]), &mut ev)
+            .unwrap();
+        let small = socket(&ctx, zmq::DEALER, "small", None).unwrap();
+        small.connect(&endpoint).unwrap();
+        small
+            .send(Message::from_frames(vec![vec![1u8; 10]]), &mut ev)
+            .unwrap();
+        assert!(server.poll_in(2000).unwrap());
+        let got = server.recv(&mut ev).unwrap();
+        assert_eq!(
+            got.get(1),
+            Some(&[1u8; 10][..]),
+            "only the small one arrives"
+        );
+        assert!(!server.poll_in(200).unwrap());
     }
 
     #[test]

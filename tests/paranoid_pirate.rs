@@ -148,10 +148,7 @@ fn workers_re_register_after_the_queue_is_killed_and_restarted() {
     for w in &workers {
         let lost = w.stdout.text().contains(r#""event":"peer_lost""#);
         assert!(lost, "{} noticed the dead queue", w.name);
-        assert!(w
-            .stderr
-            .text()
-            .contains(&format!("worker {}-2 ready", w.name)));
+        assert!(w.stderr.text().contains(&format!("worker {}-2-", w.name)));
     }
 }
 
@@ -186,16 +183,20 @@ fn a_frozen_worker_is_expired_gets_nothing_while_frozen_and_serves_after_thawing
     assert_eq!(replies(&c.stdout.text()), sequence(16));
     let out = queue.stdout.text();
     assert!(
-        out.contains(r#""event":"worker_expired","worker":"frozen-1","busy":true"#),
+        out.lines().any(
+            |l| l.contains(r#""event":"worker_expired","worker":"frozen-1-"#)
+                && l.contains(r#""busy":true"#)
+        ),
         "{out}"
     );
     let s = stop_and_summarise(&mut queue);
     assert_eq!(
-        s["per_worker"]["frozen-1"], 1,
+        per_worker(&s, "frozen-1"),
+        1,
         "nothing more while frozen: {s}"
     );
     assert!(
-        s["per_worker"]["frozen-2"].as_u64().unwrap_or(0) >= 1,
+        per_worker(&s, "frozen-2") >= 1,
         "serves again after thawing: {s}"
     );
     assert!(frozen.stdout.text().contains(r#""kind":"freeze""#));
@@ -228,7 +229,7 @@ fn a_worker_heartbeating_while_busy_is_not_given_a_second_request() {
 fn a_worker_started_before_its_queue_serves_once_the_queue_is_up() {
     let (front, back) = (free_port(), free_port());
     let w = worker("early", back, &[]);
-    w.wait_stderr("worker early-1 ready");
+    w.wait_stderr("worker early-1-");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (f, b) = (endpoint(front), endpoint(back));
     let mut args = vec!["queue", "--json", "--frontend", &f, "--backend", &b];

@@ -55,17 +55,33 @@
 //!   understand, and the client's timeout and retry is exactly the back-pressure we want.
 //!   Refusing the newest keeps FIFO order for those already waiting. `max_queue = 0` means
 //!   "never queue": a request is served only if a worker is idle right now.
+//! - **Bytes bounds (`--max-queue-bytes`, default 64 MiB per service; `--max-broker-bytes`,
+//!   default 256 MiB in all).** A request count alone does not bound memory (1000 requests of
+//!   16 MiB each). A request that would take its service's queued bytes past
+//!   `max_queue_bytes`, or everything the broker holds (queued requests and PARTIALs held for
+//!   0.1 clients) past `max_bytes`, is refused like a request over `max_queue` (reasons
+//!   `queue_bytes`, `broker_bytes`). Bodies are counted by their frames' lengths; a frame is
+//!   at most `--max-message` (the socket drops bigger ones before they are buffered).
+//! - **Service names are at most 255 bytes** ([`MAX_SERVICE_NAME`], like a ZeroMQ identity):
+//!   a longer one is counted as invalid and refused, so no megabyte name is stored and echoed
+//!   in every `mmi.status`; a worker that tries to register one gets DISCONNECT too.
 //! - **Busy timeout (off by default, `--busy-timeout`).** 7/MDP cannot tell a worker that
 //!   is working from one whose REQUEST or reply was lost on the way (a proxy, a flaky link):
 //!   heartbeats keep flowing both ways, and the broker would hold that worker busy, and the
 //!   request, forever. With a busy timeout, a worker that has held one request that long
-//!   without a reply (a PARTIAL counts as progress) is sent DISCONNECT and forgotten, like a
+//!   without a reply (a PARTIAL counts as progress, but a request may be held at most
+//!   [`PARTIAL_GRACE`] times the timeout in all, so a trickle of PARTIALs cannot hold it
+//!   forever) is sent DISCONNECT and forgotten, like a
 //!   worker that broke the protocol; its request is dropped as `worker_lost` (the client
 //!   retries) and the worker reconnects and registers afresh. Off by default because a
 //!   legitimate request may take any time; set it above the slowest request.
 //! - **0.2 PARTIALs to a 0.1 client.** 0.1 has no streaming, so the broker holds the body
 //!   frames of each PARTIAL and sends them, followed by the FINAL's frames, as one REPLY
-//!   (nothing the worker produced is lost, and frames are moved, not copied). A 0.1 REPLY to
+//!   (nothing the worker produced is lost, and frames are moved, not copied). The frames held
+//!   for one reply count against the broker's bytes and may not exceed `max_queue_bytes`: a
+//!   reply that would is dropped (the client gets nothing and retries; reason
+//!   `reply_too_big`, counted in `requests_lost`), the rest of its PARTIALs are discarded, and
+//!   the worker is idle again after its FINAL. A 0.1 REPLY to
 //!   a 0.2 client is sent as FINAL. PARTIALs are counted in `partials`, FINALs and REPLYs in
 //!   `replies`.
 //! - **Protocol errors.** A well-formed but unexpected worker command (READY from a
@@ -123,6 +139,12 @@ use crate::transport::{self, Socket};
 /// The socket's name in traces and `Invalid` events.
 const SOCKET: &str = "broker";
 
+/// The longest service name accepted, in bytes (a longer one is invalid).
+pub const MAX_SERVICE_NAME: usize = 255;
+
+/// With a busy timeout, PARTIALs keep a request at a worker for at most this many timeouts.
+pub const PARTIAL_GRACE: u32 = 10;
+
 /// Everything `pirate broker` needs.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -139,6 +161,12 @@ pub struct BrokerConfig {
     /// A worker holding one request this long without a reply is disconnected (see the
     /// module docs). `None` (the default, as in 7/MDP): never.
     pub busy_timeout: Option<Duration>,
+    /// Most bytes of requests one service may hold waiting; also the most one reply held
+    /// for a 0.1 client may grow to. Default 64 MiB.
+    pub max_queue_bytes: u64,
+    /// Most bytes the broker holds in all (queued requests and held PARTIALs). Default
+    /// 256 MiB.
+    pub max_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -152,6 +180,8 @@ impl Default for BrokerConfig {
             request_ttl: Duration::from_secs(10),
             max_queue: 1000,
             busy_timeout: None,
+            max_queue_bytes: 64 << 20,
+            max_bytes: 256 << 20,
         }
     }
 }
@@ -176,6 +206,12 @@ struct Job {
     client_version: Version,
     /// Body frames of PARTIALs held for a 0.1 client, sent in front of the FINAL's frames.
     held: Message,
+    /// Bytes in `held`.
+    held_bytes: u64,
+    /// The held reply grew past its bound and was dropped: discard the rest of it.
+    overflow: bool,
+    /// When the worker was given the request.
+    started: Instant,
     /// When the worker was given the request or last sent a PARTIAL of it.
     progress: Instant,
 }
@@ -197,6 +233,8 @@ struct Queued {
     client: Client,
     version: Version,
     body: Message,
+    /// Bytes of `body`.
+    bytes: u64,
     since: Instant,
 }
 
@@ -204,6 +242,8 @@ struct Queued {
 #[derive(Default)]
 struct Service {
     requests: VecDeque<Queued>,
+    /// Bytes of the bodies in `requests`.
+    queued_bytes: u64,
     /// `(worker identity, generation)`, least recently used first; may hold stale entries.
     idle: VecDeque<(Frame, u64)>,
     /// Live entries in `idle`.
@@ -220,6 +260,10 @@ pub struct Broker {
     request_ttl: Duration,
     max_queue: usize,
     busy_timeout: Option<Duration>,
+    max_queue_bytes: u64,
+    max_bytes: u64,
+    /// Bytes held now: every service's `queued_bytes` and every job's `held_bytes`.
+    held_bytes: u64,
     services: HashMap<Frame, Service>,
     workers: HashMap<Frame, Worker>,
     next_generation: u64,
@@ -249,6 +293,9 @@ impl Broker {
             request_ttl: config.request_ttl,
             max_queue: config.max_queue,
             busy_timeout: config.busy_timeout,
+            max_queue_bytes: config.max_queue_bytes,
+            max_bytes: config.max_bytes,
+            held_bytes: 0,
             services: HashMap::new(),
             workers: HashMap::new(),
             next_generation: 0,
@@ -336,11 +383,7 @@ impl Broker {
             let stuck: Vec<(Frame, Version)> = self
                 .workers
                 .iter()
-                .filter(|(_, w)| {
-                    w.job
-                        .as_ref()
-                        .is_some_and(|j| now.saturating_duration_since(j.progress) >= limit)
-                })
+                .filter(|(_, w)| w.job.as_ref().is_some_and(|j| j.stuck(now, limit)))
                 .map(|(id, w)| (id.clone(), w.version))
                 .collect();
             for (id, version) in stuck {
@@ -359,7 +402,10 @@ impl Broker {
                 .front()
                 .is_some_and(|q| now.saturating_duration_since(q.since) >= self.request_ttl)
             {
-                svc.requests.pop_front();
+                if let Some(q) = svc.requests.pop_front() {
+                    svc.queued_bytes -= q.bytes;
+                    self.held_bytes -= q.bytes;
+                }
                 self.report.requests_expired += 1;
                 events.emit(Event::RequestDropped {
                     service: frame_text(name),
@@ -435,6 +481,9 @@ impl Broker {
             body,
             ..
         } = msg;
+        if service.len() > MAX_SERVICE_NAME {
+            return self.invalid(events, long_name(&client.identity, &service));
+        }
         if mmi::is_mmi(&service) {
             self.report.mmi += 1;
             let answer = match mmi::parse(&service, &body) {
@@ -454,31 +503,46 @@ impl Broker {
             return;
         }
         // Service names are short; cloning one per request is not copying a body.
-        self.services
-            .entry(service.clone())
-            .or_default()
-            .requests
-            .push_back(Queued {
-                client,
-                version,
-                body,
-                since: now,
-            });
+        let bytes = body_bytes(&body);
+        let svc = self.services.entry(service.clone()).or_default();
+        svc.requests.push_back(Queued {
+            client,
+            version,
+            body,
+            bytes,
+            since: now,
+        });
+        svc.queued_bytes += bytes;
+        self.held_bytes += bytes;
         self.dispatch(&service, now, events);
-        // Dispatch took the request if a worker was idle; if the queue is now over its bound,
-        // the new request is the one at the back and it is refused.
+        // Dispatch took the request if a worker was idle; if the queue is now over a bound,
+        // the new request is the one at the back (every bound held before it came, and
+        // dispatch takes from the front) and it is refused.
         let Some(svc) = self.services.get_mut(&service) else {
             return;
         };
-        if svc.requests.len() > self.max_queue {
-            svc.requests.pop_back();
-            self.report.requests_rejected += 1;
-            events.emit(Event::RequestDropped {
-                service: frame_text(&service),
-                reason: "queue_full".into(),
-            });
+        let over = if svc.requests.len() > self.max_queue {
+            Some("queue_full")
+        } else if svc.queued_bytes > self.max_queue_bytes {
+            Some("queue_bytes")
+        } else if self.held_bytes > self.max_bytes {
+            Some("broker_bytes")
         } else {
-            self.report.requests += 1;
+            None
+        };
+        match over {
+            Some(reason) => {
+                if let Some(q) = svc.requests.pop_back() {
+                    svc.queued_bytes -= q.bytes;
+                    self.held_bytes -= q.bytes;
+                }
+                self.report.requests_rejected += 1;
+                events.emit(Event::RequestDropped {
+                    service: frame_text(&service),
+                    reason: reason.into(),
+                });
+            }
+            None => self.report.requests += 1,
         }
     }
 
@@ -499,6 +563,10 @@ impl Broker {
                 "READY from an already registered worker",
                 events,
             ),
+            WorkerCommand::Ready { service } if service.len() > MAX_SERVICE_NAME => {
+                self.invalid(events, long_name(&id, &service));
+                self.disconnect(id, version, "a service name over 255 bytes", events)
+            }
             WorkerCommand::Ready { service } if mmi::is_mmi(&service) => {
                 let reason = format!("cannot register for {}", frame_text(&service));
                 self.disconnect(id, version, &reason, events)
@@ -596,8 +664,30 @@ impl Broker {
                     let to = job.client.clone();
                     self.send_client(to, Version::V2, ClientCommand::Partial, service, body);
                 }
-                // 0.1 cannot stream: hold the frames for the REPLY (see the module docs).
-                Version::V1 => append(&mut job.held, body),
+                // Too big already: the rest of this reply goes nowhere.
+                Version::V1 if job.overflow => {}
+                // 0.1 cannot stream: hold the frames for the REPLY (see the module docs),
+                // within the bounds.
+                Version::V1 => {
+                    let bytes = body_bytes(&body);
+                    if job.held_bytes + bytes > self.max_queue_bytes
+                        || self.held_bytes + bytes > self.max_bytes
+                    {
+                        self.held_bytes -= job.held_bytes;
+                        job.held_bytes = 0;
+                        job.held = Message::new();
+                        job.overflow = true;
+                        self.report.requests_lost += 1;
+                        events.emit(Event::RequestDropped {
+                            service: frame_text(&service),
+                            reason: "reply_too_big".into(),
+                        });
+                    } else {
+                        job.held_bytes += bytes;
+                        self.held_bytes += bytes;
+                        append(&mut job.held, body);
+                    }
+                }
             }
             return;
         }
@@ -605,21 +695,26 @@ impl Broker {
             client,
             client_version,
             mut held,
+            held_bytes,
+            overflow,
             ..
         }) = worker.job.take()
         else {
             return;
         };
         let generation = worker.generation;
-        append(&mut held, body);
-        self.report.replies += 1;
-        self.send_client(
-            client,
-            client_version,
-            ClientCommand::Final,
-            service.clone(),
-            held,
-        );
+        self.held_bytes -= held_bytes;
+        if !overflow {
+            append(&mut held, body);
+            self.report.replies += 1;
+            self.send_client(
+                client,
+                client_version,
+                ClientCommand::Final,
+                service.clone(),
+                held,
+            );
+        }
         // Idle again, at the back of the LRU queue, and first in line for queued work.
         if let Some(svc) = self.services.get_mut(&service) {
             svc.idle.push_back((id, generation));
@@ -665,6 +760,8 @@ impl Broker {
                     else {
                         return;
                     };
+                    svc.queued_bytes -= request.bytes;
+                    self.held_bytes -= request.bytes;
                     svc.idle_count = svc.idle_count.saturating_sub(1);
                     let Some(worker) = self.workers.get_mut(&id) else {
                         return;
@@ -681,6 +778,9 @@ impl Broker {
                         handle: handle.clone(),
                         client_version: version,
                         held: Message::new(),
+                        held_bytes: 0,
+                        overflow: false,
+                        started: now,
                         progress: now,
                     });
                     let msg = mdp::encode_worker(WorkerMsg {
@@ -711,7 +811,8 @@ impl Broker {
                 svc.stale += 1;
             }
         }
-        if worker.job.is_some() {
+        if let Some(job) = &worker.job {
+            self.held_bytes -= job.held_bytes;
             self.report.requests_lost += 1;
             events.emit(Event::RequestDropped {
                 service: frame_text(&worker.service),
@@ -773,6 +874,30 @@ fn is_idle(workers: &HashMap<Frame, Worker>, id: &[u8], generation: u64) -> bool
     workers
         .get(id)
         .is_some_and(|w| w.generation == generation && w.job.is_none())
+}
+
+impl Job {
+    /// True if, with busy timeout `limit`, the worker has held this request too long: `limit`
+    /// since its last progress, or [`PARTIAL_GRACE`] × `limit` in all.
+    fn stuck(&self, now: Instant, limit: Duration) -> bool {
+        now.saturating_duration_since(self.progress) >= limit
+            || now.saturating_duration_since(self.started) >= limit * PARTIAL_GRACE
+    }
+}
+
+/// Bytes of a body: its frames' lengths.
+fn body_bytes(body: &Message) -> u64 {
+    body.iter().map(|f| f.len() as u64).sum()
+}
+
+/// The `Invalid` reason for a service name over [`MAX_SERVICE_NAME`] (its start only).
+fn long_name(from: &[u8], service: &[u8]) -> String {
+    format!(
+        "from {}: a service name of {} bytes (at most {MAX_SERVICE_NAME}): {}…",
+        frame_text(from),
+        service.len(),
+        frame_text(&service[..service.len().min(32)])
+    )
 }
 
 /// Moves the frames of `more` to the end of `into` (no body bytes are copied).
@@ -923,7 +1048,7 @@ mod tests {
             },
             request_ttl: Duration::from_millis(1000),
             max_queue: 2,
-            busy_timeout: None,
+            ..BrokerConfig::default()
         }
     }
 
@@ -2251,5 +2376,129 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(report.workers_seen, 1);
+    }
+
+    // ---- bounds: bytes, held PARTIALs, service names ----
+
+    fn with_bytes(queue: u64, total: u64) -> H {
+        H::with(BrokerConfig {
+            max_queue: 100,
+            max_queue_bytes: queue,
+            max_bytes: total,
+            ..config()
+        })
+    }
+
+    fn dropped(h: &H, why: &str) -> usize {
+        h.count(|e| matches!(e, Event::RequestDropped { reason, .. } if reason == why))
+    }
+
+    #[test]
+    fn a_service_queue_is_bounded_in_bytes() {
+        let mut h = with_bytes(10, 1000);
+        assert!(h.request("c1", V1, "echo", "123456", 0).is_empty());
+        // 6 + 6 > 10: refused; 6 + 4 fits.
+        assert!(h.request("c2", V1, "echo", "abcdef", 1).is_empty());
+        assert!(h.request("c3", V1, "echo", "wxyz", 2).is_empty());
+        assert_eq!(dropped(&h, "queue_bytes"), 1);
+        assert_eq!(h.b.report().requests_rejected, 1);
+        assert_eq!(h.b.held_bytes, 10);
+        // The queue drains in order, and its bytes with it.
+        h.ready("w1", V1, "echo", 3);
+        h.recv("w1", reply(V1, "c1", &["x"], true), 4);
+        assert_eq!(h.b.held_bytes, 0, "both requests dispatched");
+    }
+
+    #[test]
+    fn the_broker_total_is_bounded_across_services() {
+        let mut h = with_bytes(100, 10);
+        assert!(h.request("c1", V1, "a", "123456", 0).is_empty());
+        assert!(h.request("c2", V1, "b", "123456", 1).is_empty());
+        assert_eq!(dropped(&h, "broker_bytes"), 1);
+        // Expiry gives the bytes back.
+        h.tick(1500);
+        assert_eq!(h.b.held_bytes, 0);
+        assert!(h.request("c3", V1, "b", "123456", 1501).is_empty());
+        assert_eq!(dropped(&h, "broker_bytes"), 1);
+    }
+
+    #[test]
+    fn partials_held_for_a_v1_client_are_bounded_and_the_worker_serves_on() {
+        let mut h = with_bytes(10, 1000);
+        h.ready("w1", V2, "lines", 0);
+        only(h.request("c1", V1, "lines", "x", 1), "w1");
+        assert!(h
+            .recv("w1", reply(V2, "c1", &["123456"], false), 2)
+            .is_empty());
+        assert_eq!(h.b.held_bytes, 6);
+        // 12 > 10: the reply is dropped, and so is the rest of it.
+        assert!(h
+            .recv("w1", reply(V2, "c1", &["abcdef"], false), 3)
+            .is_empty());
+        assert_eq!(h.b.held_bytes, 0);
+        assert!(h
+            .recv("w1", reply(V2, "c1", &["more"], false), 4)
+            .is_empty());
+        assert_eq!(h.b.held_bytes, 0);
+        assert!(
+            h.recv("w1", reply(V2, "c1", &["end"], true), 5).is_empty(),
+            "nothing to c1"
+        );
+        assert_eq!(dropped(&h, "reply_too_big"), 1);
+        assert_eq!(h.b.report().requests_lost, 1);
+        // Idle again: the next request gets through, whole.
+        only(h.request("c2", V1, "lines", "y", 6), "w1");
+        h.recv("w1", reply(V2, "c2", &["1"], false), 7);
+        let out = h.recv("w1", reply(V2, "c2", &["2"], true), 8);
+        assert_eq!(client_reply(only(out, "c2")).body.text(), "1\n2");
+        assert_eq!(h.b.held_bytes, 0);
+    }
+
+    #[test]
+    fn held_partials_are_released_when_their_worker_is_lost() {
+        let mut h = with_bytes(100, 1000);
+        h.ready("w1", V2, "lines", 0);
+        only(h.request("c1", V1, "lines", "x", 1), "w1");
+        h.recv("w1", reply(V2, "c1", &["123456"], false), 2);
+        assert_eq!(h.b.held_bytes, 6);
+        h.recv("w1", worker_cmd(V2, WorkerCommand::Disconnect), 3);
+        assert_eq!(h.b.held_bytes, 0);
+    }
+
+    #[test]
+    fn partials_cannot_hold_a_request_past_the_grace_of_the_busy_timeout() {
+        let mut h = with_busy_timeout(500);
+        h.ready("w1", V2, "lines", 0);
+        only(h.request("c1", V2, "lines", "x", 0), "w1");
+        let limit = 500 * u64::from(PARTIAL_GRACE);
+        // A PARTIAL every 300 ms: progress each time, yet stuck once the grace is over.
+        let mut stuck_at = None;
+        for ms in (300..limit + 1000).step_by(300) {
+            h.recv("w1", reply(V2, "c1", &["."], false), ms);
+            if h.tick(ms + 1).iter().any(|(_, m)| is_disconnect(m)) {
+                stuck_at = Some(ms);
+                break;
+            }
+        }
+        let at = stuck_at.expect("a trickle of PARTIALs held the request forever");
+        assert!(at >= limit && at < limit + 300, "{at}");
+        assert_eq!(h.b.report().workers_stuck, 1);
+    }
+
+    #[test]
+    fn service_names_over_255_bytes_are_invalid() {
+        let mut h = H::new();
+        let long = "s".repeat(MAX_SERVICE_NAME + 1);
+        assert!(h.request("c1", V1, &long, "x", 0).is_empty());
+        assert_eq!(h.b.report().invalid, 1);
+        assert_eq!(h.b.report().requests, 0);
+        let out = h.recv("w1", ready(V1, &long), 1);
+        assert!(is_disconnect(&only(out, "w1")));
+        assert_eq!(h.b.report().invalid, 2);
+        assert!(h.b.status()["services"].as_object().unwrap().is_empty());
+        // 255 bytes is still a name.
+        let longest = "s".repeat(MAX_SERVICE_NAME);
+        h.ready("w2", V1, &longest, 2);
+        only(h.request("c2", V1, &longest, "x", 3), "w2");
     }
 }

@@ -128,8 +128,8 @@ impl Job {
                 return;
             }
             let reply = match (&handler, version) {
-                (Handler::Exec(cmd), Version::V2) => {
-                    let last = stream_command(cmd, &body.text(), |line| {
+                (Handler::Exec(exec), Version::V2) => {
+                    let last = stream_command(exec, body, |line| {
                         let part = Message::from_frames(vec![line]);
                         let _ = tx.send(Progress::Partial(client.clone(), part));
                         wake.notify();

@@ -54,7 +54,8 @@ pub struct WorkerConfig {
     /// Back-off after losing the queue (Guide: 1s doubling to 32s).
     pub reconnect: Duration,
     pub reconnect_max: Duration,
-    /// Identity prefix; each socket gets `NAME-N`. Defaults to `w<pid>`.
+    /// Identity prefix; each socket gets `NAME-N-` and 32 random hex digits (unguessable:
+    /// see [`crate::transport::random_identity`]). Defaults to `w<pid>`.
     pub name: String,
     pub handler: Handler,
     pub faults: FaultPlan,
@@ -103,7 +104,7 @@ pub(crate) struct Ctx<'c> {
 impl Ctx<'_> {
     fn identity(&mut self) -> Vec<u8> {
         self.sockets += 1;
-        format!("{}-{}", self.config.name, self.sockets).into_bytes()
+        transport::random_identity(&format!("{}-{}", self.config.name, self.sockets))
     }
 
     /// Draws this request's fault and applies the ones that happen in the receiving thread:

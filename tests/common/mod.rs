@@ -231,6 +231,19 @@ pub fn summary(stdout: &str) -> serde_json::Value {
     last
 }
 
+/// Requests a queue's summary counts for worker `name`'s socket (identities are `NAME-N-`
+/// and 32 random hex digits, so the key is found by its prefix).
+pub fn per_worker(summary: &serde_json::Value, name: &str) -> u64 {
+    let prefix = format!("{name}-");
+    summary["per_worker"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// A server on a free port, waited for until it is bound.
 pub fn start_server(args: &[&str]) -> (Proc, u16) {
     let port = free_port();

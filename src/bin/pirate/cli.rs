@@ -63,6 +63,8 @@ VERDICT:
 pub struct Cli {
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -79,6 +81,16 @@ pub struct OutputArgs {
     /// Write JSON Lines on stdout: one object per event or reply, then a summary object
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// Bounds shared by every role (process-wide: every socket of the process).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct LimitArgs {
+    /// Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is
+    /// disconnected before it is buffered. Also bounds an --exec command's output. Sizes take
+    /// KiB/MiB/GiB (1024) or k/M/G (1000)
+    #[arg(long, global = true, default_value = "16MiB", value_name = "SIZE", value_parser = parse_message_size)]
+    pub max_message: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -209,15 +221,23 @@ impl FaultArgs {
 /// How requests are handled.
 #[derive(Args, Debug, Clone)]
 pub struct HandlerArgs {
-    /// Run `sh -c CMD` per request, body on stdin, and reply with its stdout
+    /// Run `sh -c CMD` per request, body on stdin (frames one per line, bytes unchanged), and
+    /// reply with its stdout
     #[arg(long, value_name = "CMD")]
     pub exec: Option<String>,
+    /// Kill a command still running after this long, with its whole process group; the
+    /// request gets an `error:` reply [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, requires = "exec")]
+    pub exec_timeout: Option<Duration>,
 }
 
 impl HandlerArgs {
     pub fn handler(&self) -> Handler {
         match &self.exec {
-            Some(cmd) => Handler::Exec(cmd.clone()),
+            Some(cmd) => Handler::Exec(pirate::handler::Exec {
+                cmd: cmd.clone(),
+                timeout: self.exec_timeout,
+            }),
             None => Handler::Echo,
         }
     }
@@ -525,6 +545,13 @@ pub struct BrokerArgs {
     /// above your slowest request
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub busy_timeout: Option<Duration>,
+    /// Bytes of requests queued per service at most (a request beyond it is refused); also
+    /// the most one reply assembled from 0.2 PARTIALs for a 0.1 client may hold
+    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub max_queue_bytes: u64,
+    /// Bytes the broker holds in all, queued requests and held PARTIALs of every service
+    #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub max_broker_bytes: u64,
     #[command(flatten)]
     pub bstar: BstarArgs,
 }
@@ -540,6 +567,8 @@ impl BrokerArgs {
             request_ttl: self.request_ttl,
             max_queue: self.max_queue,
             busy_timeout: self.busy_timeout,
+            max_queue_bytes: self.max_queue_bytes,
+            max_bytes: self.max_broker_bytes,
         }
     }
 }
@@ -594,7 +623,9 @@ pub struct WorkerArgs {
     /// Longest reconnect delay
     #[arg(long, default_value = "32s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reconnect_max: Duration,
-    /// Identity prefix; each new socket is NAME-1, NAME-2, … [default: w<pid>]
+    /// Readable identity prefix; each new socket is NAME-1-<32 random hex digits>,
+    /// NAME-2-<…>, …, so logs name the worker and nobody can guess its identity [default:
+    /// w<pid>]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     #[command(flatten)]
@@ -1058,6 +1089,49 @@ pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses a probability: `0.2` or `20%`, between 0 and 1.
+/// A size in bytes: `1000`, `64k`, `16MiB`, `1.5G`. `k`/`M`/`G` (also `kB`, `MB`, `GB`) are
+/// powers of 1000, `KiB`/`MiB`/`GiB` powers of 1024; a trailing `B` is allowed.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "kB" | "KB" => 1_000,
+        "M" | "MB" => 1_000_000,
+        "G" | "GB" => 1_000_000_000,
+        "Ki" | "KiB" => 1 << 10,
+        "Mi" | "MiB" => 1 << 20,
+        "Gi" | "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?} (use e.g. 1000, 64k, 16MiB)"
+            ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a size: {text:?} (use e.g. 1000, 64k, 16MiB)"))?;
+    let bytes = value * scale as f64;
+    if !(0.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(format!("size out of range: {text:?}"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// A `--max-message` size: at least 256 bytes, so protocol frames and identities still fit.
+pub fn parse_message_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if bytes < 256 {
+        return Err(format!(
+            "{text:?} is too small (at least 256 bytes: protocol frames must fit)"
+        ));
+    }
+    Ok(bytes)
+}
+
 pub fn parse_probability(text: &str) -> Result<f64, String> {
     let (number, scale) = match text.strip_suffix('%') {
         Some(n) => (n, 100.0),
@@ -1123,6 +1197,20 @@ mod tests {
         );
         assert!(parse_connect_endpoint("tcp://*:5555").is_err());
         assert!(parse_bind_endpoint("tcp://*:5555").is_ok());
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("64k"), Ok(64_000));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("2 KiB"), Ok(2048));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_message_size("100").is_err());
+        assert_eq!(parse_message_size("256"), Ok(256));
     }
 
     #[test]

@@ -24,13 +24,15 @@ use pirate::chaos::{proxy, run as chaos};
 use pirate::faults::random_seed;
 use render::Renderer;
 
-/// First Ctrl-C/SIGTERM: ask every loop to stop (partial summary, exit 130). Second: exit now.
+/// First Ctrl-C/SIGTERM: ask every loop to stop (partial summary, exit 130; running `--exec`
+/// commands are killed by their loops). Second: kill the commands and exit now.
 fn install_signal_handler() {
     static SIGNALS: AtomicUsize = AtomicUsize::new(0);
     let result = ctrlc::set_handler(|| {
         if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
             shutdown::request();
         } else {
+            pirate::handler::kill_running();
             std::process::exit(error::EXIT_INTERRUPTED);
         }
     });
@@ -72,6 +74,7 @@ fn exit_code_of(report: &Report) -> i32 {
 fn run(cli: Cli) -> error::Result<i32> {
     let output = cli.output;
     let trace = output.verbose;
+    pirate::transport::set_max_message(cli.limits.max_message);
     match cli.command {
         Command::Server(args) => {
             let mut renderer = Renderer::new(output);
