@@ -154,6 +154,8 @@ complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l liveness -d 'S
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l reconnect -d 'First reconnect delay after losing the broker; doubles up to 32s' -r
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l retry-interval -d 'How long a pending request waits before it is sent to its service again' -r
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l request-timeout -d 'How long one attempt to a service waits for its reply' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l max-request-bytes -d 'Largest request accepted (service name and frames); a bigger one is answered "500 request too big"' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l max-store-bytes -d 'New requests are answered "500 store full" while the live data in the store (requests and replies not yet closed) is past this' -r
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
 guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l crash-rate -d 'Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%' -r

@@ -84,9 +84,10 @@ fn titanic(port: u16, dir: &str, extra: &[&str]) -> Proc {
         "50ms",
         "--retry-interval",
         "50ms",
-        "--request-timeout",
-        "500ms",
     ];
+    if !extra.contains(&"--request-timeout") {
+        args.extend_from_slice(&["--request-timeout", "500ms"]);
+    }
     args.extend_from_slice(&HB);
     args.extend_from_slice(extra);
     let t = spawn("titanic", &args);
@@ -435,4 +436,123 @@ fn the_store_does_not_grow_across_request_close_cycles() {
         size < 3 * 1024 * 1024 / 2,
         "log is {size} bytes after ~5 MB of closed requests"
     );
+}
+
+/// A worker for `service` that takes every request and never answers, heartbeating all the
+/// while: a hung service, as far as anyone can tell.
+fn hung_worker(port: u16, service: &str) -> Proc {
+    let connect = endpoint(port);
+    let mut args = vec![
+        "worker",
+        "--protocol",
+        "mdp",
+        "--service",
+        service,
+        "--connect",
+        &connect,
+        "--exec",
+        "sleep 1000",
+    ];
+    args.extend_from_slice(&HB);
+    spawn(service, &args)
+}
+
+/// The broker's `mmi.status` object.
+fn status(client: &mut MdpClient) -> serde_json::Value {
+    let reply = call(client, "mmi.status", &msg(&[""]));
+    serde_json::from_str(&reply[0]).unwrap()
+}
+
+/// Requests for three hung services are in flight; a request for echo submitted after them
+/// is answered while all three are still waiting out their timeout (the Guide's one at a
+/// time dispatcher made it wait for each of them in turn). Nothing here depends on speed:
+/// the hung requests' timeout is the clock, and the test looks at the order of events.
+#[test]
+fn hung_services_do_not_hold_up_requests_to_other_services() {
+    let (_broker, port) = broker();
+    let _echo = echo_worker(port, "echo");
+    let hung: Vec<Proc> = (1..=3)
+        .map(|i| hung_worker(port, &format!("hung{i}")))
+        .collect();
+    let dir = TempDir::new("hung");
+    let t = titanic(port, dir.path(), &["--request-timeout", "10s"]);
+    let mut client = mdp_client(port);
+    for i in 1..=3 {
+        let reply = call(
+            &mut client,
+            "titanic.request",
+            &msg(&[&format!("hung{i}"), "x"]),
+        );
+        assert_eq!(reply[0], "200", "{reply:?}");
+    }
+    // Wait until each hung worker holds its request (busy: registered, not idle).
+    let start = Instant::now();
+    loop {
+        let s = status(&mut client);
+        let held = (1..=3)
+            .filter(|i| {
+                let svc = &s["services"][format!("hung{i}")];
+                svc["workers"] == 1 && svc["idle"] == 0
+            })
+            .count();
+        if held == 3 {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the hung services never got their requests: {s}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let reply = call(&mut client, "titanic.request", &msg(&["echo", "through"]));
+    assert_eq!(reply[0], "200", "{reply:?}");
+    assert_eq!(fetch(&mut client, &reply[1]), ["200", "through"]);
+    // Answered, and not one of the hung requests has timed out yet.
+    let log = t.stderr.text();
+    assert!(
+        !log.contains("no reply in"),
+        "echo waited behind a hung service:\n{log}"
+    );
+    drop(hung);
+}
+
+/// A request over --max-request-bytes and any request while the store is over
+/// --max-store-bytes are refused with a 500 and the reason; closing requests makes room.
+#[test]
+fn titanic_refuses_requests_over_its_byte_limits() {
+    let (_broker, port) = broker();
+    let dir = TempDir::new("limits");
+    let _t = titanic(
+        port,
+        dir.path(),
+        &["--max-request-bytes", "1000", "--max-store-bytes", "3000"],
+    );
+    let mut client = mdp_client(port);
+    let big = "b".repeat(1000);
+    let reply = call(&mut client, "titanic.request", &msg(&["nobody", &big]));
+    assert!(reply[0].starts_with("500 request too big"), "{reply:?}");
+    assert_eq!(reply.len(), 1);
+    // Nobody serves "nobody", so requests stay stored until closed: fill the store.
+    let fits = "f".repeat(900);
+    let mut stored = Vec::new();
+    let refusal = loop {
+        let reply = call(&mut client, "titanic.request", &msg(&["nobody", &fits]));
+        if reply[0] != "200" {
+            break reply;
+        }
+        stored.push(reply[1].clone());
+        assert!(stored.len() < 10, "the store never filled up");
+    };
+    assert!(refusal[0].starts_with("500 store full"), "{refusal:?}");
+    assert!(
+        stored.len() >= 3,
+        "{} stored before it was full",
+        stored.len()
+    );
+    assert_eq!(
+        call(&mut client, "titanic.close", &msg(&[&stored[0]])),
+        ["200"]
+    );
+    let reply = call(&mut client, "titanic.request", &msg(&["nobody", &fits]));
+    assert_eq!(reply[0], "200", "room again after a close: {reply:?}");
 }

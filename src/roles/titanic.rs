@@ -10,12 +10,13 @@
 //!
 //! | service | request body | reply body |
 //! |---|---|---|
-//! | `titanic.request` | service name, request frames (1+) | `"200"`, UUID · `"400"` (no service or no request frames) · `"500"` |
+//! | `titanic.request` | service name, request frames (1+) | `"200"`, UUID · `"400"` (no service or no request frames) · `"500 …"` (too big, store full, store failed) |
 //! | `titanic.reply` | UUID | `"200"`, reply frames · `"300"` (pending) · `"400"` (unknown) · `"500"` |
 //! | `titanic.close` | UUID | `"200"` (also for an unknown UUID) · `"500"` |
 //!
 //! A UUID is 32 lowercase hex digits from 128 random bits (uppercase is accepted on input).
-//! Statuses are the bare three digits. `titanic.reply` never deletes: it answers the same
+//! Statuses are the bare three digits, except the refusals of `titanic.request` below, which
+//! add a space and a reason (9/TSP allows text after the code; clients must not interpret it). `titanic.reply` never deletes: it answers the same
 //! `"200"` and frames every time until `titanic.close`, so a client that crashed after
 //! fetching a reply simply fetches it again.
 //!
@@ -26,12 +27,23 @@
 //!   Each thread's events are forwarded to the caller's [`Events`] on the calling thread.
 //! - `titanic.request` stores the request (written and fsync'd, see [`crate::store`]) and only
 //!   then replies `"200"` + UUID, then wakes the dispatcher.
-//! - The dispatcher walks the pending requests in arrival order. For each it asks the broker
-//!   `mmi.service` first (once per service per pass; `mmi.*` targets skip the check) and
-//!   sends the request with an [`MdpClient`] only if a worker is there, with one attempt of
-//!   `request_timeout`. A reply is stored durably; anything else (404, no reply, broker
-//!   down) is retried `retry_interval` later, forever, until answered or closed. After a
+//! - The dispatcher walks the pending requests in arrival order and keeps one request in
+//!   flight per service, up to [`MAX_IN_FLIGHT`] services at once, each on a REQ socket of
+//!   its own (the Lazy Pirate way: a socket per attempt, closed on timeout, so a late reply
+//!   can never be taken for the answer to another request). For each it asks the broker
+//!   `mmi.service` first (`mmi.*` targets skip the check) and sends the request only if a
+//!   worker is there, with one attempt of `request_timeout`. So a service that hangs holds
+//!   up only its own requests: the Guide's one-at-a-time loop made every request wait behind
+//!   each hung service's timeout in turn. A reply is stored durably; anything else (404, no
+//!   reply, broker down) is retried `retry_interval` later, forever, until answered or
+//!   closed, and a service that timed out is left alone for `retry_interval`. After a
 //!   restart the pending list comes from the store, so dispatch resumes where it was.
+//! - Bounds: a `titanic.request` whose frames (service name included) exceed
+//!   `max_request_bytes` is refused with `"500 request too big …"`, and while the live data in
+//!   the store exceeds `max_store_bytes` every new request is refused with `"500 store full
+//!   …"` (clients free room with `titanic.close`). Replies of requests already accepted are
+//!   always stored, so the store may pass the bound by their size; the frames of each are at
+//!   most `--max-message`.
 //! - Delivery to the target service is at least once: a reply lost on the way, or a crash
 //!   between receiving a reply and storing it, means the request is sent again. Each UUID
 //!   gets exactly one stored reply, the first, which is what every `titanic.reply` returns.
@@ -68,9 +80,11 @@ use crate::heartbeat::HeartbeatConfig;
 use crate::majordomo::{MdpClient, MdpWorker, MdpWorkerConfig};
 use crate::msg::Message;
 use crate::proto::mdp::Version;
+use crate::roles::client::{Framing, Received};
 use crate::shutdown;
 use crate::stats::{millis, LatencyRecorder};
 use crate::store::{CrashPoint, Store, StoreOptions, Uuid};
+use crate::transport::{self, Notifier, Socket, Wakeup};
 
 /// The three services Titanic registers for.
 pub const REQUEST: &str = "titanic.request";
@@ -82,6 +96,9 @@ pub const OK: &[u8] = b"200";
 pub const PENDING: &[u8] = b"300";
 pub const UNKNOWN: &[u8] = b"400";
 pub const ERROR: &[u8] = b"500";
+
+/// Most services the dispatcher has a request in flight to at once (one socket each).
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// Everything `pirate titanic` needs.
 #[derive(Clone, Debug)]
@@ -105,6 +122,26 @@ pub struct TitanicConfig {
     /// Trace frames (`-v`): the worker threads have event sinks of their own.
     pub trace: bool,
     pub store: StoreOptions,
+    /// What `titanic.request` accepts (see the module docs).
+    pub limits: Limits,
+}
+
+/// Bounds on what Titanic accepts and keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of one request: the service name and the request frames. Default 16 MiB.
+    pub max_request_bytes: u64,
+    /// New requests are refused while the store's live data is past this. Default 1 GiB.
+    pub max_store_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: 16 << 20,
+            max_store_bytes: 1 << 30,
+        }
+    }
 }
 
 impl Default for TitanicConfig {
@@ -123,6 +160,7 @@ impl Default for TitanicConfig {
             seed: 0,
             trace: false,
             store: StoreOptions::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -174,7 +212,10 @@ pub fn run(config: &TitanicConfig, events: &mut Events) -> Result<Report> {
         ..Default::default()
     }));
     let (notes, inbox) = mpsc::channel::<Note>();
-    let (wake, woken) = mpsc::channel::<()>();
+    // A stored request wakes the dispatcher out of its poll at once.
+    let zmq_ctx = zmq::Context::new();
+    let woken = Wakeup::new(&zmq_ctx)?;
+    let wake = woken.notifier();
     let mut threads = Vec::new();
     for service in [REQUEST, REPLY, CLOSE] {
         let (config, store, counters, notes) = (
@@ -199,7 +240,7 @@ pub fn run(config: &TitanicConfig, events: &mut Events) -> Result<Report> {
         );
         threads.push(thread::spawn(move || {
             let mut events = forward(&notes, config.trace);
-            let result = dispatch(&config, &store, &counters, woken, &mut events);
+            let result = dispatch(&config, &store, &counters, &zmq_ctx, &woken, &mut events);
             let _ = notes.send(Note::Ended("dispatcher", result));
         }));
     }
@@ -246,7 +287,7 @@ fn serve(
     service: &'static str,
     store: &Shared,
     counters: &Counters,
-    wake: mpsc::Sender<()>,
+    wake: Notifier,
     events: &mut Events,
 ) -> Result<()> {
     let mdp = MdpWorkerConfig {
@@ -313,11 +354,12 @@ fn serve(
                 let started = Instant::now();
                 let bytes = request.body.iter().map(<[u8]>::len).sum();
                 let preview = request.body.preview();
-                let (reply, stored) = handle_request(&mut *lock(store)?, request.body);
+                let (reply, stored) =
+                    handle_request(&mut *lock(store)?, request.body, &config.limits);
                 match stored {
                     Some(uuid) => {
                         lock(counters)?.requests += 1;
-                        let _ = wake.send(());
+                        wake.notify();
                         events.emit(Event::Served {
                             cycle,
                             request: preview,
@@ -366,6 +408,7 @@ fn note_failure(
     events: &mut Events,
 ) -> Result<()> {
     match reply.get(0) {
+        Some(s) if s.starts_with(b"500 ") => events.warn(format!("{service}: {}", reply.text())),
         Some(s) if s == ERROR => events.error(format!("{service}: {}", reply.text())),
         Some(s) if s == UNKNOWN && service == REQUEST => {
             lock(counters)?.invalid += 1;
@@ -384,8 +427,30 @@ fn status(code: &[u8]) -> Message {
 }
 
 /// `titanic.request`: [service, request frames…] → ["200", uuid] once stored durably,
-/// ["400"] when the service or the request is missing, ["500"] when the store failed.
-pub fn handle_request(store: &mut Store, mut body: Message) -> (Message, Option<Uuid>) {
+/// ["400"] when the service or the request is missing, ["500 request too big …"] or
+/// ["500 store full …"] past `limits`, ["500"] when the store failed.
+pub fn handle_request(
+    store: &mut Store,
+    mut body: Message,
+    limits: &Limits,
+) -> (Message, Option<Uuid>) {
+    let bytes: u64 = body.iter().map(|f| f.len() as u64).sum();
+    if bytes > limits.max_request_bytes {
+        let why = format!(
+            "500 request too big: {bytes} bytes, at most {} (--max-request-bytes)",
+            limits.max_request_bytes
+        );
+        return (status(why.as_bytes()), None);
+    }
+    if store.live_bytes() >= limits.max_store_bytes {
+        let why = format!(
+            "500 store full: {} bytes stored, at most {} (--max-store-bytes); close the \
+             requests whose replies you have",
+            store.live_bytes(),
+            limits.max_store_bytes
+        );
+        return (status(why.as_bytes()), None);
+    }
     let service = match body.pop_front().map(String::from_utf8) {
         Some(Ok(s)) if !s.is_empty() && !body.is_empty() => s,
         _ => return (status(UNKNOWN), None),
@@ -434,102 +499,247 @@ pub fn handle_close(store: &mut Store, body: Message) -> Message {
     }
 }
 
-/// The dispatcher: sends pending requests to their services and stores the replies.
+/// What a dispatch lane is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// The broker's `mmi.service` answer: is a worker there?
+    Asking,
+    /// The service's reply.
+    Sending,
+}
+
+/// One request in flight to its service, on a REQ socket of its own.
+struct Lane {
+    uuid: Uuid,
+    service: String,
+    /// Sent once `mmi.service` says 200 (taken then).
+    request: Option<Message>,
+    stage: Stage,
+    socket: Socket,
+    deadline: Instant,
+}
+
+impl Lane {
+    /// Opens the lane and sends its first message: the `mmi.service` question, or the request
+    /// itself for an `mmi.*` target.
+    fn open(
+        ctx: &zmq::Context,
+        config: &TitanicConfig,
+        uuid: Uuid,
+        service: String,
+        request: Message,
+        events: &mut Events,
+    ) -> Result<Lane> {
+        let socket = transport::socket(ctx, zmq::REQ, "dispatch", None)?;
+        socket.connect(&config.broker)?;
+        let mut lane = Lane {
+            uuid,
+            service,
+            request: Some(request),
+            stage: Stage::Asking,
+            socket,
+            deadline: Instant::now() + config.request_timeout,
+        };
+        if lane.service.starts_with("mmi.") {
+            lane.send_request(config, events)?;
+        } else {
+            let question = Message::from_frames(vec![lane.service.as_bytes().to_vec()]);
+            lane.socket
+                .send(framing("mmi.service").encode(question), events)?;
+        }
+        Ok(lane)
+    }
+
+    fn send_request(&mut self, config: &TitanicConfig, events: &mut Events) -> Result<()> {
+        let request = self.request.take().unwrap_or_default();
+        self.stage = Stage::Sending;
+        self.deadline = Instant::now() + config.request_timeout;
+        self.socket
+            .send(framing(&self.service).encode(request), events)
+    }
+}
+
+/// A 7/MDP 0.1 client request for `service` over REQ.
+fn framing(service: &str) -> Framing {
+    Framing::Majordomo {
+        version: Version::V1,
+        service: service.to_string(),
+    }
+}
+
+/// What became of a lane.
+enum LaneState {
+    /// Still waiting.
+    Open,
+    /// The service's reply, to store.
+    Replied(Message),
+    /// No worker, or a malformed answer: try again later.
+    Retry,
+    /// No answer in time: try again later, and leave the service alone meanwhile.
+    TimedOut,
+}
+
+/// The dispatcher: sends pending requests to their services, one in flight per service and
+/// many services at once, and stores the replies (see the module docs).
 fn dispatch(
     config: &TitanicConfig,
     store: &Shared,
     counters: &Counters,
-    woken: mpsc::Receiver<()>,
+    ctx: &zmq::Context,
+    woken: &Wakeup,
     events: &mut Events,
 ) -> Result<()> {
-    let mut client = MdpClient::connect(&config.broker, Version::V1)?;
-    client.set_timeout(config.request_timeout);
-    client.set_retries(1);
+    let mut lanes: Vec<Lane> = Vec::new();
+    // When a request, or a whole service (after a timeout), may be tried again.
     let mut next_try: HashMap<Uuid, Instant> = HashMap::new();
+    let mut service_rest: HashMap<String, Instant> = HashMap::new();
     loop {
         shutdown::check()?;
-        let pending = lock(store)?.pending();
-        let live: HashSet<Uuid> = pending.iter().copied().collect();
-        next_try.retain(|u, _| live.contains(u));
-        // mmi.service answers, per service, for this pass.
-        let mut present: HashMap<String, bool> = HashMap::new();
-        for uuid in pending {
-            if next_try.get(&uuid).is_some_and(|t| *t > Instant::now()) {
-                continue;
+        let now = Instant::now();
+        open_lanes(
+            config,
+            store,
+            ctx,
+            &mut lanes,
+            &mut next_try,
+            &service_rest,
+            events,
+        )?;
+        service_rest.retain(|_, t| *t > now);
+
+        // Sleep until a lane answers or times out, a request is stored, or a retry is due.
+        let due = lanes
+            .iter()
+            .map(|l| l.deadline)
+            // Retries already due but blocked (their service busy, every lane taken) wait for
+            // a lane to finish, which is in the deadlines above; counting them would spin.
+            .chain(next_try.values().copied().filter(|t| *t > now))
+            .chain(service_rest.values().copied())
+            .min()
+            .unwrap_or(now + config.retry_interval);
+        let readable: Vec<bool> = {
+            let mut items: Vec<zmq::PollItem> = lanes
+                .iter()
+                .map(|l| l.socket.raw().as_poll_item(zmq::POLLIN))
+                .collect();
+            items.push(woken.socket().raw().as_poll_item(zmq::POLLIN));
+            match zmq::poll(&mut items, shutdown::slice_until(due)) {
+                Ok(_) | Err(zmq::Error::EINTR) => {}
+                Err(e) => return Err(Error::zmq("poll failed", e)),
             }
-            let Some(entry) = lock(store)?.get(&uuid).cloned() else {
-                continue; // closed meanwhile
-            };
-            let service = entry.service;
-            let here = match present.get(&service) {
-                Some(&here) => here,
-                None => {
-                    let here = service.starts_with("mmi.") || has_worker(&mut client, &service)?;
-                    present.insert(service.clone(), here);
-                    here
-                }
-            };
-            let answer = if here {
-                match client.request(&service, entry.request) {
-                    Ok(reply) => Some(reply),
-                    Err(Error::Unreachable(_)) => {
-                        present.insert(service.clone(), false);
-                        None
-                    }
-                    Err(e) => return Err(e),
-                }
+            items.iter().map(zmq::PollItem::is_readable).collect()
+        };
+        woken.drain();
+
+        let now = Instant::now();
+        let mut still = Vec::with_capacity(lanes.len());
+        for (mut lane, readable) in lanes.into_iter().zip(readable) {
+            let state = if readable {
+                answer(&mut lane, config, events)?
+            } else if now >= lane.deadline {
+                LaneState::TimedOut
             } else {
-                None
+                LaneState::Open
             };
-            match answer {
-                Some(reply) => {
+            match state {
+                LaneState::Open => still.push(lane),
+                LaneState::Replied(reply) => {
                     let mut store = lock(store)?;
-                    match store.put_reply(uuid, &reply) {
+                    match store.put_reply(lane.uuid, &reply) {
                         Ok(true) => lock(counters)?.replied += 1,
                         Ok(false) => {} // closed while we waited: nobody wants it
                         Err(e) => {
-                            events.error(format!("cannot store the reply for {uuid}: {e}"));
-                            next_try.insert(uuid, Instant::now() + config.retry_interval);
+                            events.error(format!("cannot store the reply for {}: {e}", lane.uuid));
+                            next_try.insert(lane.uuid, now + config.retry_interval);
                         }
                     }
                 }
-                None => {
-                    next_try.insert(uuid, Instant::now() + config.retry_interval);
+                LaneState::Retry => {
+                    next_try.insert(lane.uuid, now + config.retry_interval);
+                }
+                LaneState::TimedOut => {
+                    events.info(format!(
+                        "request {} for {}: no reply in {} ms; retrying later",
+                        lane.uuid,
+                        lane.service,
+                        config.request_timeout.as_millis()
+                    ));
+                    // A service that hangs is left alone for a while.
+                    service_rest.insert(lane.service.clone(), now + config.retry_interval);
+                    next_try.insert(lane.uuid, now + config.retry_interval);
                 }
             }
         }
-        // Sleep until the next retry is due or a new request arrives.
-        let due = next_try
-            .values()
-            .min()
-            .copied()
-            .unwrap_or_else(|| Instant::now() + config.retry_interval);
-        loop {
-            shutdown::check()?;
-            let left = due.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match woken.recv_timeout(left.min(shutdown::POLL_SLICE)) {
-                Ok(()) => {
-                    while woken.try_recv().is_ok() {}
-                    break;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-        }
+        lanes = still;
     }
 }
 
-/// Asks the broker `mmi.service` whether `service` has a worker now. A broker that does not
-/// answer counts as "no".
-fn has_worker(client: &mut MdpClient, service: &str) -> Result<bool> {
-    let question = Message::from_frames(vec![service.as_bytes().to_vec()]);
-    match client.request("mmi.service", question) {
-        Ok(answer) => Ok(answer.get(0) == Some(OK)),
-        Err(Error::Unreachable(_)) => Ok(false),
-        Err(e) => Err(e),
+/// Starts a lane for each pending request that is due, in arrival order, whose service has
+/// none yet and is not resting, while fewer than [`MAX_IN_FLIGHT`] are open.
+fn open_lanes(
+    config: &TitanicConfig,
+    store: &Shared,
+    ctx: &zmq::Context,
+    lanes: &mut Vec<Lane>,
+    next_try: &mut HashMap<Uuid, Instant>,
+    service_rest: &HashMap<String, Instant>,
+    events: &mut Events,
+) -> Result<()> {
+    let now = Instant::now();
+    let store = lock(store)?;
+    let pending = store.pending();
+    let live: HashSet<Uuid> = pending.iter().copied().collect();
+    next_try.retain(|u, _| live.contains(u));
+    let mut busy: HashSet<String> = lanes.iter().map(|l| l.service.clone()).collect();
+    let flying: HashSet<Uuid> = lanes.iter().map(|l| l.uuid).collect();
+    for uuid in pending {
+        if lanes.len() >= MAX_IN_FLIGHT {
+            break;
+        }
+        if flying.contains(&uuid) || next_try.get(&uuid).is_some_and(|t| *t > now) {
+            continue;
+        }
+        let Some(entry) = store.get(&uuid) else {
+            continue;
+        };
+        if busy.contains(&entry.service)
+            || service_rest.get(&entry.service).is_some_and(|t| *t > now)
+        {
+            continue;
+        }
+        busy.insert(entry.service.clone());
+        let lane = Lane::open(
+            ctx,
+            config,
+            uuid,
+            entry.service.clone(),
+            entry.request.clone(),
+            events,
+        )?;
+        lanes.push(lane);
+    }
+    Ok(())
+}
+
+/// Reads what arrived on a lane and moves it on.
+fn answer(lane: &mut Lane, config: &TitanicConfig, events: &mut Events) -> Result<LaneState> {
+    let msg = lane.socket.recv(events)?;
+    let asked = match lane.stage {
+        Stage::Asking => "mmi.service",
+        Stage::Sending => lane.service.as_str(),
+    };
+    match (lane.stage, framing(asked).decode(msg)) {
+        (Stage::Asking, Ok(Received::Final(answer))) if answer.get(0) == Some(OK) => {
+            lane.send_request(config, events)?;
+            Ok(LaneState::Open)
+        }
+        (Stage::Asking, Ok(_)) => Ok(LaneState::Retry),
+        (Stage::Sending, Ok(Received::Final(reply))) => Ok(LaneState::Replied(reply)),
+        // 0.1 has no PARTIAL; a broker that sends one anyway is not trusted with the reply.
+        (_, Ok(Received::Partial(_))) | (_, Err(_)) => {
+            events.invalid("dispatch", "a malformed answer from the broker");
+            Ok(LaneState::Retry)
+        }
     }
 }
 
@@ -565,7 +775,8 @@ impl TitanicClient {
         let mut request = body;
         request.push_front(service.as_bytes().to_vec());
         let mut reply = self.client.request(REQUEST, request)?;
-        let code = status_code(reply.pop_front());
+        let raw = reply.pop_front();
+        let code = status_code(raw.clone());
         match (code.as_slice(), reply.pop_front()) {
             (OK, Some(uuid)) if Uuid::parse(&uuid).is_some() && reply.is_empty() => {
                 Ok(String::from_utf8_lossy(&uuid).into_owned())
@@ -574,6 +785,13 @@ impl TitanicClient {
                 "titanic refused the request for {service:?} (400: it needs a service name and \
                  a non-empty request)"
             ))),
+            // A refusal with a reason (too big, store full): the text is for the user.
+            (ERROR, _) if raw.as_ref().is_some_and(|r| r.len() > 4) => {
+                Err(Error::Internal(format!(
+                    "titanic refused the request: {}",
+                    String::from_utf8_lossy(&raw.unwrap_or_default())
+                )))
+            }
             _ => Err(unexpected(REQUEST, &code)),
         }
     }
@@ -824,7 +1042,8 @@ mod tests {
         let dir = temp_dir("tsp");
         let mut store = Store::open(&dir).unwrap();
         // request → 200 + uuid, stored and pending
-        let (reply, uuid) = handle_request(&mut store, msg(&["echo", "a", "b"]));
+        let (reply, uuid) =
+            handle_request(&mut store, msg(&["echo", "a", "b"]), &Limits::default());
         let uuid = uuid.unwrap();
         assert_eq!(frames(&reply), vec!["200".to_string(), uuid.to_string()]);
         assert_eq!(store.pending(), vec![uuid]);
@@ -850,6 +1069,38 @@ mod tests {
     }
 
     #[test]
+    fn requests_past_the_limits_get_a_500_with_the_reason() {
+        let dir = temp_dir("limits");
+        let mut store = Store::open(&dir).unwrap();
+        let limits = Limits {
+            max_request_bytes: 100,
+            max_store_bytes: 250,
+        };
+        let big = "x".repeat(100);
+        let (reply, uuid) = handle_request(&mut store, msg(&["echo", &big]), &limits);
+        assert!(uuid.is_none());
+        let text = frames(&reply)[0].clone();
+        assert!(text.starts_with("500 request too big: 104 bytes"), "{text}");
+        assert_eq!(status_code(Some(text.into_bytes())), ERROR);
+        // 96 bytes fit; the store fills up after a few, then refuses until one is closed.
+        let fits = "y".repeat(96);
+        let mut stored = Vec::new();
+        let refusal = loop {
+            match handle_request(&mut store, msg(&["echo", &fits]), &limits) {
+                (_, Some(uuid)) => stored.push(uuid),
+                (reply, None) => break frames(&reply)[0].clone(),
+            }
+            assert!(stored.len() < 10, "the store never filled up");
+        };
+        assert!(refusal.starts_with("500 store full"), "{refusal}");
+        assert!(store.live_bytes() >= limits.max_store_bytes);
+        store.close(stored[0]).unwrap();
+        assert!(handle_request(&mut store, msg(&["echo", &fits]), &limits)
+            .1
+            .is_some());
+    }
+
+    #[test]
     fn status_text_after_the_code_is_ignored() {
         assert_eq!(status_code(Some(b"200".to_vec())), b"200");
         assert_eq!(status_code(Some(b"300 try later".to_vec())), b"300");
@@ -862,13 +1113,16 @@ mod tests {
         let dir = temp_dir("malformed");
         let mut store = Store::open(&dir).unwrap();
         for body in [msg(&[]), msg(&["echo"]), msg(&["", "x"])] {
-            let (reply, uuid) = handle_request(&mut store, body);
+            let (reply, uuid) = handle_request(&mut store, body, &Limits::default());
             assert_eq!(frames(&reply), vec!["400"]);
             assert!(uuid.is_none());
         }
         let mut bad_utf8 = msg(&["x"]);
         bad_utf8.push_front(vec![0xff, 0xfe]);
-        assert_eq!(frames(&handle_request(&mut store, bad_utf8).0), vec!["400"]);
+        assert_eq!(
+            frames(&handle_request(&mut store, bad_utf8, &Limits::default()).0),
+            vec!["400"]
+        );
         for body in [
             msg(&[]),
             msg(&["nothex"]),

@@ -403,3 +403,43 @@ pub fn start_freelance_server_on(name: &str, port: u16, args: &[&str]) -> Proc {
     });
     server
 }
+
+/// True once process `pid` is dead (or a zombie left for init to reap), within `DEADLINE`.
+pub fn process_gone(pid: i32) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            // The state is the first field after the parenthesised command name.
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|s| s.trim_start().starts_with('Z')) =>
+            {
+                return true
+            }
+            Ok(_) => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    false
+}
+
+/// Waits until `path` holds a pid (a test command writes it), and returns it.
+pub fn read_pid(path: &std::path::Path) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{} never got a pid",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}

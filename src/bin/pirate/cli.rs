@@ -17,7 +17,7 @@ use pirate::roles::client::{ClientConfig, Framing};
 use pirate::roles::freelance::{FreelanceClientConfig, FreelanceServerConfig};
 use pirate::roles::queue::QueueConfig;
 use pirate::roles::server::ServerConfig;
-use pirate::roles::titanic::{TitanicClientConfig, TitanicConfig};
+use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
 use pirate::roles::worker::{PirateProtocol, WorkerConfig};
 
 /// The exit codes, as a literal so the chaos help can append to it.
@@ -725,6 +725,14 @@ pub struct TitanicArgs {
     /// How long one attempt to a service waits for its reply
     #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
+    /// Largest request accepted (service name and frames); a bigger one is answered
+    /// "500 request too big"
+    #[arg(long, default_value = "16MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub max_request_bytes: u64,
+    /// New requests are answered "500 store full" while the live data in the store (requests
+    /// and replies not yet closed) is past this
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size)]
+    pub max_store_bytes: u64,
     #[command(flatten)]
     pub faults: FaultArgs,
 }
@@ -744,6 +752,10 @@ impl TitanicArgs {
             faults: self.faults.plan(FaultPlan::default()),
             seed: self.faults.seed(),
             trace,
+            limits: Limits {
+                max_request_bytes: self.max_request_bytes,
+                max_store_bytes: self.max_store_bytes,
+            },
             ..TitanicConfig::default()
         }
     }
