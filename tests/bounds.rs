@@ -1,7 +1,8 @@
 //! Hostile peers against bounds and identities, each test the attack itself: a frame over
 //! `--max-message`, a broker queue filled in bytes, a stream of PARTIALs to a 0.1 client, a
-//! service name of 300 bytes, a 1 MB frame under `-v`, a peer that claims a worker's
-//! predictable next identity, and the identities a client presents.
+//! service name of 300 bytes, a 1 MB frame under `-v`, a peer that claims a timed-out
+//! client's identity to take its late reply, a peer that claims a worker's predictable next
+//! identities, and the identities a client presents.
 
 mod common;
 
@@ -325,4 +326,63 @@ fn a_client_presents_a_fresh_unguessable_printable_identity_on_every_attempt() {
         seen.len(),
         "an identity was reused: {seen:?}"
     );
+}
+
+/// The identities the vendored libzmq 4.3.4 hands the first anonymous peers of a fresh ROUTER:
+/// `0x00` and a 32-bit counter that starts at glibc's first unseeded `rand()`, 0x6B8B4567.
+/// Exactly what an attacker would guess for the first clients of a freshly started queue.
+fn libzmq_guesses() -> Vec<Vec<u8>> {
+    (0..8u32)
+        .map(|k| {
+            let mut id = vec![0u8];
+            id.extend_from_slice(&(0x6B8B_4567u32 + k).to_be_bytes());
+            id
+        })
+        .collect()
+}
+
+#[test]
+fn a_peer_claiming_a_timed_out_clients_identity_gets_nothing() {
+    let (broker, port) = broker(&[]);
+    // The worker answers after 2 s, long after the client has given up and closed its socket.
+    let _worker = mdp_worker("slow", port, "mdp", "slow", &["--work", "2s"]);
+    broker.wait_stdout(r#""event":"service_worker_ready""#);
+    let (code, _, err) = run(
+        &[
+            "client",
+            "--connect",
+            &endpoint(port),
+            "--service",
+            "slow",
+            "--timeout",
+            "300ms",
+            "--retries",
+            "1",
+            "secret",
+        ],
+        None,
+    );
+    assert_eq!(code, 69, "the client gives up: {err}");
+    // The attacker now claims the identities the client may have had, and waits for its
+    // late reply.
+    let ctx = zmq::Context::new();
+    let thieves: Vec<zmq::Socket> = libzmq_guesses()
+        .into_iter()
+        .map(|id| {
+            let s = ctx.socket(zmq::DEALER).unwrap();
+            s.set_linger(0).unwrap();
+            s.set_identity(&id).unwrap();
+            s.connect(&endpoint(port)).unwrap();
+            s
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for thief in &thieves {
+            if let Ok(frames) = thief.recv_multipart(zmq::DONTWAIT) {
+                panic!("a guessed identity received the client's late reply: {frames:?}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
