@@ -94,3 +94,48 @@ fn exec_timeout_needs_exec_and_a_positive_duration() {
     let (code, _, err) = run(&["server", "--exec", "cat", "--exec-timeout", "0s"], None);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn one_ctrl_c_stops_a_majordomo_worker_whose_command_runs_on_a_thread_and_kills_it() {
+    let (_broker, port) = start_broker(&["--heartbeat", "50ms"]);
+    let file = pidfile("mdp-ctrl-c");
+    let cmd = format!("sleep 1000 & echo $! > {}; wait", file.display());
+    let connect = endpoint(port);
+    let mut worker = spawn(
+        "worker",
+        &[
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "slow",
+            "--connect",
+            &connect,
+            "--heartbeat",
+            "50ms",
+            "--exec",
+            &cmd,
+        ],
+    );
+    let _client = spawn(
+        "client",
+        &[
+            "client",
+            "--connect",
+            &connect,
+            "--service",
+            "slow",
+            "--timeout",
+            "20s",
+            "x",
+        ],
+    );
+    let sleeper = read_pid(&file);
+    let _ = std::fs::remove_file(&file);
+    worker.signal(libc::SIGINT);
+    assert_eq!(worker.code(), 130, "{}", worker.stderr.text());
+    assert!(
+        process_gone(sleeper),
+        "the command's sleep {sleeper} outlived the worker"
+    );
+}

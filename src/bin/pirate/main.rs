@@ -242,5 +242,8 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     };
+    // A command still running on a work thread (its loop had no time to see the stop flag)
+    // dies with us, its process group too.
+    pirate::handler::kill_running();
     ExitCode::from(code as u8)
 }
