@@ -36,7 +36,8 @@
 //!   up only its own requests: the Guide's one-at-a-time loop made every request wait behind
 //!   each hung service's timeout in turn. A reply is stored durably; anything else (404, no
 //!   reply, broker down) is retried `retry_interval` later, forever, until answered or
-//!   closed, and a service that timed out is left alone for `retry_interval`. After a
+//!   closed, and a service that timed out or has no worker is left alone for
+//!   `retry_interval` (one `mmi.service` question per service per interval, as before). After a
 //!   restart the pending list comes from the store, so dispatch resumes where it was.
 //! - Bounds: a `titanic.request` whose frames (service name included) exceed
 //!   `max_request_bytes` is refused with `"500 request too big …"`, and while the live data in
@@ -573,8 +574,10 @@ enum LaneState {
     Open,
     /// The service's reply, to store.
     Replied(Message),
-    /// No worker, or a malformed answer: try again later.
+    /// A malformed answer: try again later.
     Retry,
+    /// `mmi.service` said no worker: try again later, and the service's other requests too.
+    NoWorker,
     /// No answer in time: try again later, and leave the service alone meanwhile.
     TimedOut,
 }
@@ -657,6 +660,11 @@ fn dispatch(
                 LaneState::Retry => {
                     next_try.insert(lane.uuid, now + config.retry_interval);
                 }
+                LaneState::NoWorker => {
+                    // One answer per service per retry interval, not one per request.
+                    service_rest.insert(lane.service.clone(), now + config.retry_interval);
+                    next_try.insert(lane.uuid, now + config.retry_interval);
+                }
                 LaneState::TimedOut => {
                     events.info(format!(
                         "request {} for {}: no reply in {} ms; retrying later",
@@ -733,7 +741,7 @@ fn answer(lane: &mut Lane, config: &TitanicConfig, events: &mut Events) -> Resul
             lane.send_request(config, events)?;
             Ok(LaneState::Open)
         }
-        (Stage::Asking, Ok(_)) => Ok(LaneState::Retry),
+        (Stage::Asking, Ok(_)) => Ok(LaneState::NoWorker),
         (Stage::Sending, Ok(Received::Final(reply))) => Ok(LaneState::Replied(reply)),
         // 0.1 has no PARTIAL; a broker that sends one anyway is not trusted with the reply.
         (_, Ok(Received::Partial(_))) | (_, Err(_)) => {
