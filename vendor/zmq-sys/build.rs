@@ -3,7 +3,8 @@
 //! Why not `zeromq_src::Build`: it compiles from its own directory, so there is no way to
 //! patch the source first. This script copies that source into OUT_DIR, applies every
 //! `patches/*.patch` (in name order, with `diffy`, so no `patch`/`git` is needed), and
-//! compiles it with the settings `zeromq-src` 0.3.6 uses on Linux, macOS and FreeBSD.
+//! compiles it with the settings `zeromq-src` 0.3.6 uses on Linux, macOS and FreeBSD, plus
+//! CURVE on libsodium.
 
 use std::env;
 use std::fs;
@@ -119,6 +120,14 @@ fn compile(source: &Path, out: &Path) {
         .include(out) // the empty platform.hpp: every setting is a -D below
         .warnings(false);
     fs::write(out.join("platform.hpp"), "").unwrap();
+
+    // CURVE on libsodium (not libzmq's unaudited tweetnacl); the libsodium-sys-stable
+    // dependency built it and links it.
+    let sodium = env::var("DEP_SODIUM_INCLUDE").expect("libsodium-sys-stable gives its headers");
+    build
+        .include(sodium)
+        .define("ZMQ_USE_LIBSODIUM", "1")
+        .define("ZMQ_HAVE_CURVE", "1");
 
     // Every source but the WSS transport, which needs GnuTLS (as zeromq-src).
     let mut files: Vec<PathBuf> = fs::read_dir(&src)

@@ -1,4 +1,6 @@
 extern crate libc;
+// pirate: libzmq is built with CURVE on libsodium; link it (see build.rs).
+extern crate libsodium_sys;
 
 #[cfg(unix)]
 mod unix;
