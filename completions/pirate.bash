@@ -119,7 +119,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__broker)
-            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --busy-timeout --max-queue-bytes --max-broker-bytes --primary --backup --state-bind --peer-state --state-heartbeat --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --busy-timeout --max-queue-bytes --max-broker-bytes --primary --backup --state-bind --peer-state --state-heartbeat --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,6 +166,30 @@ _pirate() {
                     return 0
                     ;;
                 --state-heartbeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-curve)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-keys)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -263,12 +287,36 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__proxy)
-            opts="-v -q -h -V --frontend --backend --direction --command --after --count --drop --delay --jitter --delay-rate --duplicate --reorder --reorder-wait --corrupt --truncate --blackhole --peer-timeout --seed --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --frontend --backend --direction --command --after --count --drop --delay --jitter --delay-rate --duplicate --reorder --reorder-wait --corrupt --truncate --blackhole --peer-timeout --seed --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --auth-plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-curve)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --frontend)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -353,7 +401,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__run)
-            opts="-v -q -h -V --pattern --workers --clients --requests --duration --max-extension --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --busy-timeout --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --strict --out --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --pattern --workers --clients --requests --duration --max-extension --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --busy-timeout --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --security --strict --out --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -479,6 +527,10 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --security)
+                    COMPREPLY=($(compgen -W "none plain curve" -- "${cur}"))
+                    return 0
+                    ;;
                 --out)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -495,7 +547,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__client)
-            opts="-v -q -h -V --connect --settle --timeout --retries --count --expect-echo --service --protocol --titanic --poll-interval --window --freelance --ping --server-ttl --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --settle --timeout --retries --count --expect-echo --service --protocol --titanic --poll-interval --window --freelance --ping --server-ttl --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -545,6 +597,18 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-message)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -557,7 +621,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__generate)
-            opts="-v -q -h -V --out --verbose --quiet --json --max-message --help --version man completions"
+            opts="-v -q -h -V --out --verbose --quiet --json --max-message --help --version man completions keys"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -747,7 +811,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__queue)
-            opts="-v -q -h -V --frontend --backend --heartbeat --liveness --simple --busy-timeout --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --frontend --backend --heartbeat --liveness --simple --busy-timeout --auth-plain --auth-curve --allow --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -773,6 +837,18 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --auth-plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-curve)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-message)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -785,7 +861,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__server)
-            opts="-v -q -h -V --bind --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --freelance --endpoint --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --bind --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --freelance --endpoint --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -851,6 +927,30 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --auth-plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-curve)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-message)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -863,7 +963,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__titanic)
-            opts="-v -q -h -V --connect --dir --heartbeat --liveness --reconnect --retry-interval --request-timeout --max-request-bytes --max-store-bytes --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --dir --heartbeat --liveness --reconnect --retry-interval --request-timeout --max-request-bytes --max-store-bytes --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -937,6 +1037,18 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-keys)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-message)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -949,7 +1061,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__worker)
-            opts="-v -q -h -V --connect --protocol --service --heartbeat --liveness --reconnect --reconnect-max --name --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --protocol --service --heartbeat --liveness --reconnect --reconnect-max --name --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1032,6 +1144,18 @@ _pirate() {
                     return 0
                     ;;
                 --freeze-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --curve-keys)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -55,6 +55,12 @@ complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-bind -d '
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l endpoint -d 'With --freelance: the endpoint clients --connect to, exactly as they spell it (it is the server\'s identity) [default: --bind, with * read as localhost]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l auth-plain -d 'Require PLAIN log-ins (RFC 24) checked against FILE\'s `user:password` lines; PLAIN sends the password in clear, so use it on trusted networks only' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l auth-curve -d 'Require CURVE (RFC 26: encrypted, this server authenticated) with FILE\'s key pair, as `pirate generate keys` prints it; `client: KEY` lines in FILE let only those clients in' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l allow -d 'Let peers in only from this IP address or CIDR block (repeatable); others are refused' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l plain -d 'Log in with PLAIN (RFC 24) as USER:PASSWORD (visible to other local users in the process list)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l primary -d 'Run as the primary of a Binary Star pair (serves first; the backup takes over when it dies and a client asks it)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l backup -d 'Run as the backup of a Binary Star pair (serves only once the primary, seen active, has gone silent and a client asks)'
@@ -77,6 +83,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l poll-interval -
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l ping -d 'With --freelance: how often each server is pinged' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l server-ttl -d 'With --freelance: a server silent this long is dead (until it answers again)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l plain -d 'Log in with PLAIN (RFC 24) as USER:PASSWORD (visible to other local users in the process list)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l expect-echo -d 'Check that every reply equals its request (an echo service); a reply that does not is reported and retried, never accepted (implied by --count)'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l titanic -d 'Send each request through Titanic (9/TSP) to --service: store it, poll for the reply, close it'
@@ -91,6 +100,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand queue" -l backend -d 'Endp
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l heartbeat -d 'Heartbeat interval (6/PPP)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l liveness -d 'Silent heartbeat intervals after which a worker is expired' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l busy-timeout -d 'Forget a worker that holds one request this long (its request or reply was lost on the way, or it hangs while heartbeating); it reconnects when the queue\'s heartbeats stop. Off unless given. Set it above your slowest request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l auth-plain -d 'Require PLAIN log-ins (RFC 24) checked against FILE\'s `user:password` lines; PLAIN sends the password in clear, so use it on trusted networks only' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l auth-curve -d 'Require CURVE (RFC 26: encrypted, this server authenticated) with FILE\'s key pair, as `pirate generate keys` prints it; `client: KEY` lines in FILE let only those clients in' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l allow -d 'Let peers in only from this IP address or CIDR block (repeatable); others are refused' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l simple -d 'Run the Simple Pirate queue: no heartbeats, no expiry'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
@@ -122,6 +134,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand worker" -l work -d 'Simula
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l freeze-rate -d 'Probability per request of freezing: no reads, no heartbeats, as a hung process' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l freeze-for -d 'How long a freeze lasts [default: 5s]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l plain -d 'Log in with PLAIN (RFC 24) as USER:PASSWORD (visible to other local users in the process list)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -s q -l quiet -d 'Print nothing but data and errors'
@@ -139,6 +154,12 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-broker-byte
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-bind -d 'Endpoint to bind the PUB socket this node\'s state is published on [default: tcp://*:5003 for the primary, tcp://*:5004 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l auth-plain -d 'Require PLAIN log-ins (RFC 24) checked against FILE\'s `user:password` lines; PLAIN sends the password in clear, so use it on trusted networks only' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l auth-curve -d 'Require CURVE (RFC 26: encrypted, this server authenticated) with FILE\'s key pair, as `pirate generate keys` prints it; `client: KEY` lines in FILE let only those clients in' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l allow -d 'Let peers in only from this IP address or CIDR block (repeatable); others are refused' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l plain -d 'Log in with PLAIN (RFC 24) as USER:PASSWORD (visible to other local users in the process list)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l primary -d 'Run as the primary of a Binary Star pair (serves first; the backup takes over when it dies and a client asks it)'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l backup -d 'Run as the backup of a Binary Star pair (serves only once the primary, seen active, has gone silent and a client asks)'
@@ -165,6 +186,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l faults-after -
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l crash-after -d 'Crash deterministically on request N+1' -r
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l work -d 'Simulated work per request [default: 0s]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l plain -d 'Log in with PLAIN (RFC 24) as USER:PASSWORD (visible to other local users in the process list)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s q -l quiet -d 'Print nothing but data and errors'
@@ -222,6 +246,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l proxy -d 'Put a `pirate chaos proxy` between the clients or the workers and the rest' -r -f -a "clients\t'Between the clients and the broker, queue or server'
 workers\t'Between the workers and the broker or queue'"
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l proxy-faults -d 'The proxy\'s fault flags, as one string, e.g. "--drop 10% --direction down"' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l security -d 'Secure every socket of the topology with generated credentials (written into --out, or a directory under the system\'s temporary one)' -r -f -a "none\t'No authentication'
+plain\t'PLAIN: every binder requires one generated user and password, every connector logs in'
+curve\t'CURVE: every binder has one generated server key, every connector encrypts to it'"
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l out -d 'Write results.json, history.jsonl and each process\'s log into DIR' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l strict -d 'Re-executions on workers make the verdict invalid (default: reported only)'
@@ -230,6 +257,12 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l auth-plain -d 'Require PLAIN log-ins (RFC 24) checked against FILE\'s `user:password` lines; PLAIN sends the password in clear, so use it on trusted networks only' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l auth-curve -d 'Require CURVE (RFC 26: encrypted, this server authenticated) with FILE\'s key pair, as `pirate generate keys` prints it; `client: KEY` lines in FILE let only those clients in' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l allow -d 'Let peers in only from this IP address or CIDR block (repeatable); others are refused' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l plain -d 'Log in with PLAIN (RFC 24) as USER:PASSWORD (visible to other local users in the process list)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l frontend -d 'Endpoint to bind for peers (ROUTER), e.g. tcp://*:6555' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l backend -d 'Endpoint of the real queue, broker or server (one DEALER per peer connects here)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l direction -d 'Which messages may be faulted: up (frontend→backend), down (backend→frontend), both' -r -f -a "up\t'Frontend → backend: requests from clients, or replies and heartbeats from workers'

@@ -246,6 +246,16 @@ pub enum Event {
     },
     /// A malformed message was counted and dropped.
     Invalid { socket: String, reason: String },
+    /// A peer was refused by `--auth-plain`, `--auth-curve` or `--allow` (`mechanism`:
+    /// NULL, PLAIN, CURVE, or `handshake` when it failed before credentials were checked;
+    /// `address`: its IP, or the bound endpoint it reached). `total`: refused so far. The
+    /// first 100 are traced, then one in every 1000.
+    Refused {
+        address: String,
+        mechanism: String,
+        reason: String,
+        total: u64,
+    },
     /// `pirate chaos`: a nemesis action planned (printed before the run, for replay by seed).
     NemesisPlanned {
         at_ms: u64,

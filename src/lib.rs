@@ -10,6 +10,7 @@
 //! - [`endpoint`]: endpoint syntax, checked before anything starts.
 //! - [`msg`]: owned multipart message, envelope helpers, the Guide's frame dump.
 //! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors).
+//! - [`auth`]: ZAP authentication for binds, PLAIN/CURVE credentials for connects.
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
 //! - [`proto`]: pure codecs, one per RFC (6/PPP, 7/MDP and 18/MDP, 8/MMI, 10/FLP), and
 //!   request ids in reply envelopes (`correlate`).
@@ -25,6 +26,7 @@
 //! - [`roles`]: `server`, `client`, … one module per role.
 //! - [`chaos`]: `pirate chaos`, with the pure history checker that judges a run.
 
+pub mod auth;
 pub mod backoff;
 pub mod bstar;
 pub mod chaos;

@@ -1,6 +1,7 @@
 //! The only place sockets are made: one ZeroMQ context, sockets with LINGER 0, unguessable
-//! identities, a maximum message size, bind/connect with errors a user can act on, and traced
-//! send/receive of whole messages.
+//! identities, a maximum message size, bind/connect with errors a user can act on (and the
+//! security of [`crate::auth`], applied before each), and traced send/receive of whole
+//! messages.
 //!
 //! # Identities
 //!
@@ -32,6 +33,8 @@ use crate::msg::Message;
 pub struct Socket {
     inner: zmq::Socket,
     name: &'static str,
+    /// Its context, where a bind starts the ZAP handler (see [`crate::auth`]).
+    ctx: zmq::Context,
 }
 
 /// The default largest frame a socket accepts: 16 MiB.
@@ -112,7 +115,11 @@ pub fn socket(
             .set_identity(id)
             .map_err(|e| Error::zmq("cannot set the socket identity", e))?;
     }
-    Ok(Socket { inner, name })
+    Ok(Socket {
+        inner,
+        name,
+        ctx: ctx.clone(),
+    })
 }
 
 /// Explains a bind failure in words a user can act on.
@@ -135,6 +142,7 @@ fn bind_reason(err: zmq::Error) -> String {
 impl Socket {
     /// Binds to `endpoint`.
     pub fn bind(&self, endpoint: &str) -> Result<()> {
+        crate::auth::on_bind(&self.ctx, &self.inner, endpoint)?;
         self.inner.bind(endpoint).map_err(|e| Error::Bind {
             endpoint: endpoint.to_string(),
             reason: bind_reason(e),
@@ -143,6 +151,7 @@ impl Socket {
 
     /// Connects to `endpoint` (ZeroMQ connects in the background; this only checks syntax).
     pub fn connect(&self, endpoint: &str) -> Result<()> {
+        crate::auth::on_connect(&self.inner, endpoint)?;
         self.inner.connect(endpoint).map_err(|e| {
             Error::Usage(format!(
                 "cannot connect to {endpoint}: {} (expected e.g. tcp://localhost:5555)",

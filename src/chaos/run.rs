@@ -128,6 +128,39 @@ pub struct ChaosConfig {
     pub strict: bool,
     /// Where to write `results.json`, `history.jsonl` and each child's stderr.
     pub out: Option<PathBuf>,
+    /// Flags that secure the topology (`--security`); empty: none.
+    pub security: ChaosSecurity,
+}
+
+/// Security flags for a topology: given to every `pirate` child that binds, and to every one
+/// that connects (a Binary Star server and the proxy do both).
+#[derive(Clone, Debug, Default)]
+pub struct ChaosSecurity {
+    pub binder: Vec<String>,
+    pub connector: Vec<String>,
+}
+
+/// Adds `security`'s flags to each child by what its subcommand does. `--worker-cmd`
+/// workers are not `pirate` and get nothing.
+fn secure(procs: &mut [Proc], security: &ChaosSecurity) {
+    for proc in procs.iter_mut().filter(|p| p.shell.is_none()) {
+        let pair = proc
+            .args
+            .iter()
+            .any(|a| a == "--primary" || a == "--backup");
+        let (binds, connects) = match proc.args[0].as_str() {
+            "broker" | "queue" => (true, false),
+            "server" => (true, pair),
+            "chaos" => (true, true),
+            _ => (false, true),
+        };
+        if binds {
+            proc.args.extend(security.binder.iter().cloned());
+        }
+        if connects {
+            proc.args.extend(security.connector.iter().cloned());
+        }
+    }
 }
 
 impl NemesisFault {
@@ -186,6 +219,7 @@ impl ChaosConfig {
             seed,
             strict: false,
             out: None,
+            security: ChaosSecurity::default(),
         }
     }
 
@@ -993,6 +1027,7 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
         args.extend(client_extra.iter().cloned());
         procs.push(new(format!("client-{c}"), args, None, None));
     }
+    secure(&mut procs, &config.security);
     Ok((procs, client_endpoint))
 }
 

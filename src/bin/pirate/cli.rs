@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pirate::bstar::Role;
-use pirate::chaos::run::{ChaosConfig, NemesisFault, Pattern, ProxyPlacement};
+use pirate::chaos::run::{ChaosConfig, ChaosSecurity, NemesisFault, Pattern, ProxyPlacement};
 use pirate::endpoint::{self, Side};
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
@@ -19,6 +19,8 @@ use pirate::roles::queue::QueueConfig;
 use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
 use pirate::roles::worker::{PirateProtocol, WorkerConfig};
+
+use crate::auth_args::{ClientAuthArgs, SecurityArg, ServerAuthArgs};
 
 /// The exit codes, as a literal so the chaos help can append to it.
 macro_rules! exit_codes {
@@ -122,6 +124,37 @@ pub enum Command {
     Chaos(ChaosArgs),
     /// Write the man pages or shell completions generated from these definitions
     Generate(GenerateArgs),
+}
+
+impl Command {
+    /// The security this command's flags ask for, files read and keys checked.
+    pub fn security(&self) -> pirate::error::Result<pirate::auth::Security> {
+        let bstar = |b: &BstarArgs| b.primary || b.backup;
+        let (server, client, connects) = match self {
+            Command::Server(a) => (Some(&a.auth), Some(&a.credentials), bstar(&a.bstar)),
+            Command::Broker(a) => (Some(&a.auth), Some(&a.credentials), bstar(&a.bstar)),
+            Command::Queue(a) => (Some(&a.auth), None, false),
+            Command::Client(a) => (None, Some(&a.credentials), true),
+            Command::Worker(a) => (None, Some(&a.credentials), true),
+            Command::Titanic(a) => (None, Some(&a.credentials), true),
+            Command::Chaos(ChaosArgs {
+                command: Some(ChaosCommand::Proxy(p)),
+                ..
+            }) => (Some(&p.auth), Some(&p.credentials), true),
+            _ => (None, None, false),
+        };
+        if client.is_some_and(ClientAuthArgs::given) && !connects {
+            return Err(pirate::error::Error::Usage(
+                "--plain and --curve-server are for Binary Star nodes (--primary or --backup): \
+                 this role connects nowhere"
+                    .into(),
+            ));
+        }
+        Ok(pirate::auth::Security {
+            server: server.map(ServerAuthArgs::policy).transpose()?.flatten(),
+            client: client.map(ClientAuthArgs::policy).transpose()?.flatten(),
+        })
+    }
 }
 
 /// A fault preset that reproduces one of the Guide's test programs.
@@ -267,6 +300,11 @@ pub struct ServerArgs {
         help_heading = "Freelance"
     )]
     pub endpoint: Option<String>,
+    #[command(flatten)]
+    pub auth: ServerAuthArgs,
+    /// With --primary/--backup: what this node presents to its peer's state socket.
+    #[command(flatten)]
+    pub credentials: ClientAuthArgs,
 }
 
 /// Binary Star flags, the same on `pirate server` and `pirate broker`.
@@ -404,6 +442,8 @@ pub struct ClientArgs {
     /// With --freelance: a server silent this long is dead (until it answers again)
     #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = parse_positive_duration, requires = "freelance", help_heading = "Freelance")]
     pub server_ttl: Duration,
+    #[command(flatten)]
+    pub credentials: ClientAuthArgs,
 }
 
 /// The protocol a client speaks.
@@ -507,6 +547,8 @@ pub struct QueueArgs {
     /// Off unless given. Set it above your slowest request
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, conflicts_with = "simple")]
     pub busy_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub auth: ServerAuthArgs,
 }
 
 impl QueueArgs {
@@ -554,6 +596,11 @@ pub struct BrokerArgs {
     pub max_broker_bytes: u64,
     #[command(flatten)]
     pub bstar: BstarArgs,
+    #[command(flatten)]
+    pub auth: ServerAuthArgs,
+    /// With --primary/--backup: what this node presents to its peer's state socket.
+    #[command(flatten)]
+    pub credentials: ClientAuthArgs,
 }
 
 impl BrokerArgs {
@@ -634,6 +681,8 @@ pub struct WorkerArgs {
     pub faults: FaultArgs,
     #[command(flatten)]
     pub freeze: FreezeArgs,
+    #[command(flatten)]
+    pub credentials: ClientAuthArgs,
 }
 
 impl WorkerArgs {
@@ -735,6 +784,8 @@ pub struct TitanicArgs {
     pub max_store_bytes: u64,
     #[command(flatten)]
     pub faults: FaultArgs,
+    #[command(flatten)]
+    pub credentials: ClientAuthArgs,
 }
 
 impl TitanicArgs {
@@ -776,6 +827,9 @@ pub enum Generated {
     Man,
     /// Shell completions for bash, zsh and fish
     Completions,
+    /// A new CURVE key pair in Z85, printed (`public: …`, `secret: …`; JSON with --json), for
+    /// --auth-curve and --curve-keys
+    Keys,
 }
 
 /// A duration as a `pirate` flag value.
@@ -922,6 +976,10 @@ pub struct ChaosRunArgs {
     /// The proxy's fault flags, as one string, e.g. "--drop 10% --direction down"
     #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
     pub proxy_faults: Option<String>,
+    /// Secure every socket of the topology with generated credentials (written into --out, or
+    /// a directory under the system's temporary one)
+    #[arg(long, value_enum, default_value = "none", value_name = "MECHANISM")]
+    pub security: SecurityArg,
     /// Re-executions on workers make the verdict invalid (default: reported only)
     #[arg(long)]
     pub strict: bool,
@@ -1035,6 +1093,18 @@ impl ChaosRunArgs {
             Some(d) => vec!["--work".to_string(), millis(d)],
             None => Vec::new(),
         };
+        if self.security != SecurityArg::None && self.worker_cmd.is_some() {
+            return Err(
+                "--security cannot reach --worker-cmd workers: give them credentials \
+                        and run without --security"
+                    .into(),
+            );
+        }
+        let dir = self.out.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("pirate-chaos-{}", std::process::id()))
+        });
+        let (binder, connector) = crate::auth_args::topology_flags(self.security, &dir)
+            .map_err(|e| format!("--security: {e}"))?;
         let mut nemesis: Vec<NemesisFault> = Vec::new();
         for n in &self.nemesis {
             let fault = match n {
@@ -1072,6 +1142,7 @@ impl ChaosRunArgs {
             seed: self.faults.seed(),
             strict: self.strict,
             out: self.out.clone(),
+            security: ChaosSecurity { binder, connector },
         })
     }
 }

@@ -1,5 +1,6 @@
-//! `pirate generate man|completions`: writes the man pages and shell completions that are
-//! committed under `man/` and `completions/`, from the clap definitions.
+//! `pirate generate man|completions|keys`: writes the man pages and shell completions that
+//! are committed under `man/` and `completions/`, from the clap definitions, or prints a
+//! new CURVE key pair.
 
 use std::fs;
 use std::path::Path;
@@ -25,6 +26,7 @@ pub fn generate(what: Generated, dir: &Path) -> std::io::Result<Vec<String>> {
                 written.push(path.display().to_string());
             }
         }
+        Generated::Keys => unreachable!("keys are printed, not written: see keys()"),
         Generated::Completions => {
             for (shell, file) in [
                 (Shell::Bash, "pirate.bash"),
@@ -51,4 +53,15 @@ fn man_pages(name: &str, cmd: clap::Command, pages: &mut Vec<(String, clap::Comm
         let sub_name = format!("{name}-{}", sub.get_name());
         man_pages(&sub_name, sub.name(sub_name.clone()), pages);
     }
+}
+
+/// A new CURVE key pair as `pirate generate keys` prints it: `public: …` and `secret: …`
+/// lines (the --auth-curve and --curve-keys file format), or one JSON object.
+pub fn keys(json: bool) -> pirate::error::Result<String> {
+    let pair = pirate::auth::credentials::KeyPair::generate()?;
+    Ok(if json {
+        format!("{}\n", pair.to_json())
+    } else {
+        pair.to_text()
+    })
 }

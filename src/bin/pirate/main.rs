@@ -1,6 +1,7 @@
 //! The `pirate` binary: parses the command line, installs the signal handler, runs one role,
 //! renders its events and maps the outcome to an exit code.
 
+mod auth_args;
 mod cli;
 mod generate;
 mod proxy_args;
@@ -71,10 +72,37 @@ fn exit_code_of(report: &Report) -> i32 {
     }
 }
 
+/// Installs the command's security policy, tracing each refused peer as an event.
+fn install_security(command: &Command, output: cli::OutputArgs) -> error::Result<()> {
+    let security = command.security()?;
+    let mut renderer = Renderer::new(output);
+    for line in security.describe() {
+        renderer.render(Event::Log {
+            level: pirate::event::Level::Info,
+            message: line,
+        });
+    }
+    if security.server.is_some() {
+        let renderer = std::sync::Mutex::new(Renderer::new(output));
+        pirate::auth::on_refusal(move |r| {
+            if let Ok(mut renderer) = renderer.lock() {
+                renderer.render(Event::Refused {
+                    address: r.address.clone(),
+                    mechanism: r.mechanism.clone(),
+                    reason: r.reason.clone(),
+                    total: r.total,
+                });
+            }
+        });
+    }
+    pirate::auth::install(security)
+}
+
 fn run(cli: Cli) -> error::Result<i32> {
     let output = cli.output;
     let trace = output.verbose;
     pirate::transport::set_max_message(cli.limits.max_message);
+    install_security(&cli.command, output)?;
     match cli.command {
         Command::Server(args) => {
             let mut renderer = Renderer::new(output);
@@ -179,10 +207,20 @@ fn run(cli: Cli) -> error::Result<i32> {
             Ok(exit_code_of(&report))
         }
         Command::Generate(args) => {
+            if let Generated::Keys = args.what {
+                if args.out.is_some() {
+                    return Err(Error::Usage(
+                        "generate keys prints the pair: redirect it (> FILE) instead of --out"
+                            .into(),
+                    ));
+                }
+                print!("{}", generate::keys(output.json)?);
+                return Ok(error::EXIT_OK);
+            }
             let dir = args.out.unwrap_or_else(|| {
                 PathBuf::from(match args.what {
                     Generated::Man => "man",
-                    Generated::Completions => "completions",
+                    _ => "completions",
                 })
             });
             let written = generate::generate(args.what, &dir)

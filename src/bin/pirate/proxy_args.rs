@@ -27,6 +27,10 @@ pub enum DirectionArg {
 /// or server at --backend; each peer gets its own upstream connection (its identity is kept).
 #[derive(Args, Debug, Clone)]
 pub struct ProxyArgs {
+    #[command(flatten)]
+    pub auth: crate::auth_args::ServerAuthArgs,
+    #[command(flatten)]
+    pub credentials: crate::auth_args::ClientAuthArgs,
     /// Endpoint to bind for peers (ROUTER), e.g. tcp://*:6555
     #[arg(long, value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub frontend: String,

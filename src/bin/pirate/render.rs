@@ -230,6 +230,20 @@ fn human_text(event: &Event) -> Option<String> {
             format!("W: heartbeat failure, can't reach queue; reconnecting in {delay_ms} ms…")
         }
         Event::Invalid { socket, reason } => format!("E: invalid message on {socket}: {reason}"),
+        Event::Refused {
+            address,
+            mechanism,
+            reason,
+            total,
+        } if mechanism == "handshake" => {
+            format!("W: refused a peer at {address} in its handshake: {reason} ({total} refused)")
+        }
+        Event::Refused {
+            address,
+            mechanism,
+            reason,
+            total,
+        } => format!("W: refused {mechanism} peer {address}: {reason} ({total} refused)"),
         Event::NemesisPlanned {
             at_ms,
             fault,
