@@ -214,7 +214,7 @@ fn chaos_run_secures_a_whole_topology() {
         assert_eq!(code, 0, "{pattern}: {err}");
         let s = summary(&stdout);
         assert_eq!(s["valid"], true, "{pattern}: {s}");
-        assert_eq!(s["verdict"]["replied"], 5, "{pattern}: {s}");
+        assert_eq!(s["findings"]["replied"], 5, "{pattern}: {s}");
         // Every child said what it enforced or presented (its log is its stderr).
         let mut logs = 0;
         for entry in std::fs::read_dir(out.join("logs")).unwrap().flatten() {

@@ -254,13 +254,22 @@ fn parse_cli() -> Cli {
     }
 }
 
-/// clap's multi-line error as one line: the `error:` line, and its `tip:` if any.
+/// clap's multi-line error as one line: the `error:` line (with the list that follows it
+/// when it ends in `:`, as "required arguments were not provided:" does), and its `tip:`.
 fn one_line(text: &str) -> String {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let mut line = lines
         .next()
         .unwrap_or("error: invalid command line")
         .to_string();
+    if line.ends_with(':') {
+        let listed: Vec<&str> = lines
+            .clone()
+            .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("tip:"))
+            .collect();
+        line.push(' ');
+        line.push_str(&listed.join(", "));
+    }
     if let Some(tip) = lines.find(|l| l.starts_with("tip:")) {
         line.push_str(" (");
         line.push_str(tip);
@@ -284,4 +293,19 @@ fn main() -> ExitCode {
     // dies with us, its process group too.
     pirate::handler::kill_running();
     ExitCode::from(code as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_clap_error_listing_missing_flags_keeps_the_list_on_its_line() {
+        let text = "error: the following required arguments were not provided:\n  \
+                    --curve-server <PUBLIC_KEY>\n\nUsage: pirate worker --curve-server \
+                    <PUBLIC_KEY>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            super::one_line(text),
+            "error: the following required arguments were not provided: \
+             --curve-server <PUBLIC_KEY>"
+        );
+    }
 }
