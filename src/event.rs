@@ -4,9 +4,14 @@
 //! JSON field names are part of the interface (documented in the README): add fields, never
 //! rename them.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::msg::Message;
+
+use crate::chaos::report::{ChaosReport, ProcessStatus};
+use crate::stats::Latency;
 
 /// Severity of a human log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -32,15 +37,6 @@ pub enum FaultKind {
     Crash,
     Overload,
     Freeze,
-}
-
-/// Latency percentiles in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Latency {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
 }
 
 /// How a client run ended.
@@ -110,7 +106,7 @@ pub struct BrokerReport {
     /// (never sent READY, is idle, or holds another client's request): forged or stale.
     pub refused_replies: u64,
     /// Requests dispatched per worker identity (hex), to show how work was spread.
-    pub per_worker: std::collections::BTreeMap<String, u64>,
+    pub per_worker: BTreeMap<String, u64>,
 }
 
 /// Final counters of a Majordomo broker.
@@ -144,6 +140,25 @@ pub struct MajordomoReport {
     pub invalid: u64,
 }
 
+/// The proxy's final counters.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProxyReport {
+    pub frontend: String,
+    pub backend: String,
+    pub seed: u64,
+    /// Messages sent frontend → backend (duplicates included).
+    pub forwarded_up: u64,
+    /// Messages sent backend → frontend (duplicates included).
+    pub forwarded_down: u64,
+    /// Faults injected, by kind (`drop`, `delay`, `duplicate`, `reorder`, `corrupt`,
+    /// `truncate`, `blackhole`).
+    pub faults: BTreeMap<String, u64>,
+    /// Distinct peer identities seen on the frontend.
+    pub peers: u64,
+    /// Messages that could not be sent because a socket's queue was full (never blocks).
+    pub unsent: u64,
+}
+
 /// The final summary of any role.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
@@ -152,8 +167,8 @@ pub enum Report {
     Service(ServiceReport),
     Broker(BrokerReport),
     Majordomo(MajordomoReport),
-    Chaos(Box<crate::chaos::run::ChaosReport>),
-    Proxy(crate::chaos::proxy::ProxyReport),
+    Chaos(Box<ChaosReport>),
+    Proxy(ProxyReport),
 }
 
 /// Everything a role reports while it runs. Serialised as `{"event": "<name>", ...fields}`.
@@ -275,7 +290,7 @@ pub enum Event {
     ChaosStatus {
         elapsed_ms: u64,
         phase: String,
-        processes: Vec<crate::chaos::run::ProcessStatus>,
+        processes: Vec<ProcessStatus>,
     },
     /// The final summary.
     Summary(Report),

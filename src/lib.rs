@@ -18,13 +18,18 @@
 //! - [`bstar`]: the Binary Star (primary/backup failover) state machine, pure.
 //! - [`handler`]: echo or `sh -c CMD` request handling.
 //! - [`event`]: events and reports (serde), rendered by the binary.
-//! - [`stats`]: latency percentiles.
+//! - [`stats`]: latency percentiles (the `Latency` every report carries).
 //! - [`shutdown`]: the Ctrl-C/SIGTERM stop flag and interruptible sleeps.
 //! - [`feed`]: requests read on a thread, so a client's loop runs on while input is slow.
 //! - [`majordomo`]: the Majordomo client and worker API for Rust programs.
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.
-//! - [`chaos`]: `pirate chaos`, with the pure history checker that judges a run.
+//! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
+//!   its report (`chaos::report`), and the message-fault proxy.
+//!
+//! Imports go one way (no module imports one that imports it back): codecs and `msg` at the
+//! bottom; `stats`, `chaos::checker`, `chaos::report` below `event`; `event` below
+//! `transport`; the roles above all of them.
 
 pub mod auth;
 pub mod backoff;

@@ -4,7 +4,16 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::event::Latency;
+use serde::Serialize;
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
 
 /// Records request latencies and reports p50/p90/p99/max in milliseconds.
 pub struct LatencyRecorder {

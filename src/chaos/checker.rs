@@ -66,8 +66,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::event::Latency;
-use crate::stats::LatencyRecorder;
+use crate::stats::{Latency, LatencyRecorder};
 
 /// One line of a run's history: what a child (or the runner itself) printed, and when.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -52,7 +52,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::event::{Direction, Event, Events, Report};
+use crate::event::{Direction, Event, Events, ProxyReport, Report};
 use crate::msg::{Frame, Message};
 use crate::shutdown;
 use crate::transport::{self, Socket};
@@ -632,25 +632,6 @@ impl Default for ProxyConfig {
             peer_timeout: Duration::from_secs(60),
         }
     }
-}
-
-/// The proxy's final counters.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ProxyReport {
-    pub frontend: String,
-    pub backend: String,
-    pub seed: u64,
-    /// Messages sent frontend → backend (duplicates included).
-    pub forwarded_up: u64,
-    /// Messages sent backend → frontend (duplicates included).
-    pub forwarded_down: u64,
-    /// Faults injected, by kind (`drop`, `delay`, `duplicate`, `reorder`, `corrupt`,
-    /// `truncate`, `blackhole`).
-    pub faults: BTreeMap<String, u64>,
-    /// Distinct peer identities seen on the frontend.
-    pub peers: u64,
-    /// Messages that could not be sent because a socket's queue was full (never blocks).
-    pub unsent: u64,
 }
 
 /// What the proxy reports while it runs: the same JSON shape as [`Event::ProxyFault`],

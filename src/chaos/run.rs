@@ -28,50 +28,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::checker::{self, CheckOptions, Judgement, Record, Verdict};
+use super::checker::{self, CheckOptions, Judgement, Record};
+use super::report::{ChaosReport, NemesisFault, Pattern, ProcessStatus, ScheduledFault};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::shutdown;
-
-/// Which pattern's topology to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pattern {
-    /// Lazy Pirate: one `pirate server`, clients connect straight to it.
-    Lazy,
-    /// Simple Pirate: `pirate queue --simple` and REQ workers (no heartbeats).
-    Simple,
-    /// Paranoid Pirate: `pirate queue` and 6/PPP workers.
-    Paranoid,
-    /// Majordomo: `pirate broker` and MDP workers of service `echo`.
-    Majordomo,
-    /// Titanic: a broker, MDP echo workers and `pirate titanic`; clients go through Titanic.
-    Titanic,
-    /// Binary Star: a primary and a backup `pirate server`; clients know both.
-    Bstar,
-    /// Freelance: `workers` Freelance servers and no broker; every client knows them all.
-    Freelance,
-}
-
-/// A fault the nemesis can inject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NemesisFault {
-    /// SIGKILL a worker (or the Lazy Pirate server); it is restarted after the restart delay.
-    Kill,
-    /// SIGSTOP a worker for the freeze time, then SIGCONT.
-    Freeze,
-    /// SIGKILL the broker or queue and start it again on the same endpoints.
-    Restart,
-}
-
-/// One scheduled nemesis action.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ScheduledFault {
-    pub at_ms: u64,
-    pub fault: NemesisFault,
-    pub target: String,
-}
 
 /// Where `pirate chaos proxy` sits in the topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -159,17 +120,6 @@ fn secure(procs: &mut [Proc], security: &ChaosSecurity) {
         }
         if connects {
             proc.args.extend(security.connector.iter().cloned());
-        }
-    }
-}
-
-impl NemesisFault {
-    /// `kill`, `freeze`, `restart`: the name in events, `injected` and the checker's faults.
-    pub fn name(self) -> &'static str {
-        match self {
-            NemesisFault::Kill => "kill",
-            NemesisFault::Freeze => "freeze",
-            NemesisFault::Restart => "restart",
         }
     }
 }
@@ -365,43 +315,6 @@ pub fn incarnation_seed(run_seed: u64, slot: u64, incarnation: u64) -> u64 {
         z ^ (z >> 31)
     }
     mix(mix(mix(run_seed) ^ slot) ^ incarnation) % (1 << 53)
-}
-
-/// The result of a chaos run.
-#[derive(Clone, Debug, Serialize)]
-pub struct ChaosReport {
-    pub seed: u64,
-    pub pattern: Pattern,
-    /// `valid`, `invalid` or `indeterminate`: only valid is a pass.
-    pub verdict: Judgement,
-    /// One line: why.
-    pub reason: String,
-    /// `verdict` is valid.
-    pub valid: bool,
-    /// Stopped by Ctrl-C or SIGTERM: the verdict covers what was observed until then.
-    pub interrupted: bool,
-    /// How long the fault phase lasted, in ms (past `--duration` when it had to go on to cover
-    /// every nemesis kind; shorter when every client was done and everything covered).
-    pub fault_phase_ms: u64,
-    pub schedule: Vec<ScheduledFault>,
-    /// Nemesis actions actually carried out, by kind (`kill`, `freeze`, `restart`), and
-    /// processes restarted after dying of their own injected crash (`respawn`).
-    pub injected: BTreeMap<String, u64>,
-    /// What the checker found: counts, lists, recoveries and coverage per fault kind.
-    pub findings: Verdict,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub out: Option<String>,
-}
-
-/// What the live view shows of one process.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProcessStatus {
-    pub name: String,
-    /// `up`, `down` or `frozen`.
-    pub state: String,
-    pub restarts: u64,
-    /// Requests served (workers, servers) or replies received (clients).
-    pub count: u64,
 }
 
 /// The shared history and per-process counters, fed by the reader threads.

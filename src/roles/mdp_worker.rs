@@ -18,7 +18,7 @@ use crate::proto::mdp::Version;
 use crate::shutdown;
 use crate::transport::{Notifier, Wakeup};
 
-use super::worker::{served, Ctx, Done};
+use super::work::{served, Ctx, Done};
 
 /// What the work thread reports.
 enum Progress {

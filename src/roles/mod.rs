@@ -9,4 +9,5 @@ pub mod mdp_worker;
 pub mod queue;
 pub mod server;
 pub mod titanic;
+mod work;
 pub mod worker;

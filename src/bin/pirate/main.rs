@@ -6,6 +6,7 @@ mod cli;
 mod generate;
 mod proxy_args;
 mod render;
+mod values;
 
 use std::io::BufRead;
 use std::path::PathBuf;

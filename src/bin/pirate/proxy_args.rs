@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use pirate::chaos::proxy::{parse_frame_selector, Blackhole, Directions, ProxyConfig, ProxyFaults};
 use pirate::faults::random_seed;
 
-use crate::cli::{
+use crate::values::{
     parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_positive_duration,
     parse_probability,
 };

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use pirate::chaos::run::ProcessStatus;
+use pirate::chaos::report::ProcessStatus;
 use pirate::event::{Direction, Event, Level, Report};
 
 use crate::cli::OutputArgs;
