@@ -25,7 +25,8 @@
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.
 //! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
-//!   its report (`chaos::report`), and the message-fault proxy.
+//!   its report (`chaos::report`), and the message-fault proxy. The orchestrator that spawns
+//!   the topology is the binary's (`src/bin/pirate/chaos_run.rs`): no library file runs `pirate`.
 //!
 //! Imports go one way (no module imports one that imports it back): codecs and `msg` at the
 //! bottom; `stats`, `chaos::checker`, `chaos::report` below `event`; `event` below

@@ -4,4 +4,3 @@
 pub mod checker;
 pub mod proxy;
 pub mod report;
-pub mod run;

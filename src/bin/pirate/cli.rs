@@ -6,7 +6,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pirate::bstar::Role;
 use pirate::chaos::report::{NemesisFault, Pattern};
-use pirate::chaos::run::{ChaosConfig, ChaosSecurity, ProxyPlacement};
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
@@ -21,6 +20,7 @@ use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
 use pirate::roles::worker::{PirateProtocol, WorkerConfig};
 
 use crate::auth_args::{ClientAuthArgs, SecurityArg, ServerAuthArgs};
+use crate::chaos_run::{ChaosConfig, ChaosSecurity, ProxyPlacement};
 use crate::values::{
     parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_message_size,
     parse_positive_duration, parse_probability, parse_size,
@@ -1174,7 +1174,7 @@ mod tests {
         let config = args.config("pirate".into()).unwrap();
         assert_eq!(
             config.max_extension,
-            pirate::chaos::run::DEFAULT_MAX_EXTENSION
+            crate::chaos_run::DEFAULT_MAX_EXTENSION
         );
     }
 

@@ -2,6 +2,7 @@
 //! renders its events and maps the outcome to an exit code.
 
 mod auth_args;
+mod chaos_run;
 mod cli;
 mod generate;
 mod proxy_args;
@@ -20,9 +21,9 @@ use pirate::event::{Event, Events, Outcome, Report};
 use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
 use pirate::shutdown;
 
+use chaos_run::ChaosConfig;
 use cli::{ChaosCommand, Cli, Command, Generated};
-use pirate::chaos::run::ChaosConfig;
-use pirate::chaos::{proxy, run as chaos};
+use pirate::chaos::proxy;
 use pirate::faults::random_seed;
 use render::Renderer;
 
@@ -143,7 +144,7 @@ fn run(cli: Cli) -> error::Result<i32> {
             };
             let mut renderer = Renderer::new(output).with_live_view();
             let report = run_role(&mut renderer, trace, |ev| {
-                chaos::run(&config, ev).map(|r| Report::Chaos(Box::new(r)))
+                chaos_run::run(&config, ev).map(|r| Report::Chaos(Box::new(r)))
             })?;
             Ok(exit_code_of(&report))
         }

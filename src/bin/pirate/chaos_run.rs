@@ -1,6 +1,10 @@
 //! `pirate chaos run`: starts a whole topology as child `pirate` processes on loopback, breaks
 //! it on a seeded schedule (kill, freeze, restart), heals it, drains the clients, and hands the
-//! recorded history to the [checker](super::checker) for a verdict.
+//! recorded history to the [checker](pirate::chaos::checker) for a verdict.
+//!
+//! It lives in the binary because it runs the binary: it spawns `pirate` and writes its
+//! command lines, so it must change whenever a flag does; the library keeps the pure checker
+//! and the report's vocabulary ([`pirate::chaos::report`]).
 //!
 //! Every role is the same `pirate` binary in a process of its own (in its own process group,
 //! so a terminal's Ctrl-C reaches only the runner, which then cleans up in order): deaths are
@@ -28,11 +32,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::checker::{self, CheckOptions, Judgement, Record};
-use super::report::{ChaosReport, NemesisFault, Pattern, ProcessStatus, ScheduledFault};
-use crate::error::{Error, Result};
-use crate::event::{Event, Events};
-use crate::shutdown;
+use pirate::chaos::checker::{self, CheckOptions, Judgement, Record};
+use pirate::chaos::report::{ChaosReport, NemesisFault, Pattern, ProcessStatus, ScheduledFault};
+use pirate::error::{Error, Result};
+use pirate::event::{Event, Events};
+use pirate::shutdown;
 
 /// Where `pirate chaos proxy` sits in the topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
