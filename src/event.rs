@@ -5,13 +5,14 @@
 //! rename them.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::msg::Message;
 
 use crate::chaos::report::{ChaosReport, ProcessStatus};
-use crate::stats::Latency;
+use crate::stats::{millis, Latency};
 
 /// Severity of a human log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -85,6 +86,44 @@ pub struct ServiceReport {
     /// Messages that did not follow the protocol, dropped.
     pub invalid: u64,
     pub reconnects: u64,
+}
+
+/// One request being served, as its `Served` event will describe it: taken before the handler
+/// consumes the body, finished by [`Serving::served`] once the reply went out.
+#[derive(Clone, Debug)]
+pub struct Serving {
+    cycle: u64,
+    request: String,
+    bytes: usize,
+    started: Instant,
+}
+
+impl Serving {
+    /// Request cycle `cycle` with this `body`, whose work started at `started`.
+    pub fn new(cycle: u64, body: &Message, started: Instant) -> Self {
+        Serving {
+            cycle,
+            request: body.preview(),
+            bytes: body.iter().map(<[u8]>::len).sum(),
+            started,
+        }
+    }
+
+    /// The reply went out: counts it in `report` and emits `Served`.
+    pub fn served(&self, report: &mut ServiceReport, events: &mut Events) {
+        report.replied += 1;
+        events.emit(self.event());
+    }
+
+    /// The `Served` event, with the work time until now.
+    pub fn event(&self) -> Event {
+        Event::Served {
+            cycle: self.cycle,
+            request: self.request.clone(),
+            bytes: self.bytes,
+            work_ms: millis(self.started.elapsed()),
+        }
+    }
 }
 
 /// Final counters of a queue or broker.
@@ -372,6 +411,31 @@ impl<'a> Events<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serving_counts_the_reply_and_describes_the_request() {
+        let body = Message::from_frames(vec![b"hello".to_vec(), b"you".to_vec()]);
+        let started = Instant::now() - std::time::Duration::from_millis(5);
+        let serving = Serving::new(7, &body, started);
+        let mut report = ServiceReport::default();
+        let mut seen = Vec::new();
+        serving.served(&mut report, &mut Events::new(false, |e| seen.push(e)));
+        assert_eq!(report.replied, 1);
+        let [Event::Served {
+            cycle,
+            request,
+            bytes,
+            work_ms,
+        }] = &seen[..]
+        else {
+            panic!("expected one Served event, got {seen:?}")
+        };
+        assert_eq!(
+            (*cycle, request.as_str(), *bytes),
+            (7, body.preview().as_str(), 8)
+        );
+        assert!(*work_ms >= 5.0, "{work_ms}");
+    }
 
     #[test]
     fn events_serialise_with_an_event_tag() {

@@ -1,5 +1,19 @@
 //! Seeded fault injection shared by every role that does work: crashes, overloads (stalls)
-//! and freezes, decided once per request cycle from one seeded generator.
+//! and freezes, decided once per request cycle from one seeded generator, and acted on in one
+//! place ([`Faults::inject`]), the same way in every role:
+//!
+//! - **crash**: `Fault` event, a log line, then the process dies on the spot (SIGKILL to
+//!   itself: the request is lost with it). A role that must die somewhere else (Titanic, in the
+//!   middle of its next store write) asks for [`OnCrash::Deferred`] and arranges it itself.
+//! - **overload**: `Fault` event, a log line, counted in `overloads`; the request's work takes
+//!   `overload_for` longer. The role stalls for work + overload *its* way, the way that keeps it
+//!   alive: a worker's work thread sleeps while its socket loop heartbeats, a Binary Star node
+//!   keeps publishing its state, a REP server (nothing else to do) just sleeps.
+//! - **freeze**: `Fault` event, a log line, counted in `freezes`; the calling thread stops for
+//!   `freeze_for` right here: no reads, no heartbeats, nothing published, as a hung process. The
+//!   request is still answered afterwards. For a REP server, which neither heartbeats nor reads
+//!   while it holds a request, a freeze looks the same on the wire as an overload of that
+//!   length; it is still reported as the freeze it is (`kind: freeze`, `freezes`).
 //!
 //! The draw order per cycle is fixed (crash roll, overload roll, freeze roll), so the same seed
 //! and the same sequence of requests give the same faults on any machine: ChaCha8 is specified
@@ -9,6 +23,10 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::event::{Event, Events, FaultKind, ServiceReport};
+use crate::shutdown;
 
 /// What to inject and when. `Default` injects nothing.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,6 +170,78 @@ impl Faults {
     }
 }
 
+/// How a role dies of an injected crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnCrash {
+    /// Right here, now ([`crash_now`]).
+    Now,
+    /// Somewhere the role chooses: [`Faults::inject`] announces the crash and returns
+    /// [`Injection::crash`]; the role logs where it will die and arranges it.
+    Deferred,
+}
+
+/// What is left for the role to do about one request's fault once [`Faults::inject`] acted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Injection {
+    /// The request's cycle, 1-based (the `cycle` of its `Fault` and `Served` events).
+    pub cycle: u64,
+    /// How much longer the work takes (overload): stall for the work time plus this.
+    pub extra_work: Duration,
+    /// A crash was drawn under [`OnCrash::Deferred`]: the role must still arrange it.
+    pub crash: bool,
+}
+
+impl Faults {
+    /// Draws the next request's fault and acts on it (see the module docs): emits the `Fault`
+    /// event, logs a line, counts overloads and freezes in `report`, dies on a crash (unless
+    /// deferred) and sleeps through a freeze here. Fails only when a stop request cuts a freeze
+    /// short ([`crate::Error::Interrupted`]).
+    pub fn inject(
+        &mut self,
+        report: &mut ServiceReport,
+        on_crash: OnCrash,
+        events: &mut Events,
+    ) -> Result<Injection> {
+        let cycle = self.cycles + 1;
+        let fault = self.next_cycle();
+        let mut injection = Injection {
+            cycle,
+            extra_work: Duration::ZERO,
+            crash: false,
+        };
+        let (kind, duration) = match fault {
+            None => return Ok(injection),
+            Some(Fault::Crash) => (FaultKind::Crash, None),
+            Some(Fault::Overload(d)) => (FaultKind::Overload, Some(d)),
+            Some(Fault::Freeze(d)) => (FaultKind::Freeze, Some(d)),
+        };
+        events.emit(Event::Fault {
+            kind,
+            cycle,
+            duration_ms: duration.map(|d| d.as_millis() as u64),
+        });
+        match fault {
+            Some(Fault::Crash) if on_crash == OnCrash::Now => {
+                events.info("simulating a crash");
+                crash_now();
+            }
+            Some(Fault::Crash) => injection.crash = true,
+            Some(Fault::Overload(d)) => {
+                report.overloads += 1;
+                events.info("simulating CPU overload");
+                injection.extra_work = d;
+            }
+            Some(Fault::Freeze(d)) => {
+                report.freezes += 1;
+                events.info("simulating a freeze (no reads, no heartbeats)");
+                shutdown::sleep(d)?;
+            }
+            None => {}
+        }
+        Ok(injection)
+    }
+}
+
 /// A seed from the operating system, for runs without `--seed`.
 pub fn random_seed() -> u64 {
     rand::random::<u64>() >> 11 // keep it short enough to read and retype (53 bits)
@@ -230,5 +320,129 @@ mod tests {
         assert_eq!((w.crash_rate, w.overload_rate), (0.2, 0.2));
         assert_eq!(w.overload_for, Duration::from_secs(3));
         assert!(!FaultPlan::default().is_active());
+    }
+
+    /// Runs `inject` once per plan cycle, recording events; never with a crash `Now`.
+    fn inject_all(
+        plan: FaultPlan,
+        cycles: usize,
+    ) -> (Vec<Injection>, ServiceReport, Vec<crate::event::Event>) {
+        let mut faults = Faults::new(plan, 3);
+        let mut report = ServiceReport::default();
+        let mut seen = Vec::new();
+        let mut injected = Vec::new();
+        {
+            let mut events = Events::new(false, |e| seen.push(e));
+            for _ in 0..cycles {
+                injected.push(
+                    faults
+                        .inject(&mut report, OnCrash::Deferred, &mut events)
+                        .unwrap(),
+                );
+            }
+        }
+        (injected, report, seen)
+    }
+
+    fn fault_kinds(events: &[crate::event::Event]) -> Vec<(FaultKind, u64, Option<u64>)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Fault {
+                    kind,
+                    cycle,
+                    duration_ms,
+                } => Some((*kind, *cycle, *duration_ms)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_fault_means_nothing_to_do_and_nothing_said() {
+        let (injected, report, events) = inject_all(FaultPlan::default(), 3);
+        let cycles: Vec<u64> = injected.iter().map(|i| i.cycle).collect();
+        assert_eq!(cycles, vec![1, 2, 3]);
+        assert!(injected.iter().all(|i| i.extra_work.is_zero() && !i.crash));
+        assert_eq!((report.overloads, report.freezes), (0, 0));
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn an_overload_is_announced_counted_and_handed_back_as_extra_work() {
+        let plan = FaultPlan {
+            overload_rate: 1.0,
+            overload_for: Duration::from_millis(700),
+            faults_after: 1,
+            ..FaultPlan::default()
+        };
+        let (injected, report, events) = inject_all(plan, 2);
+        assert_eq!(injected[0].extra_work, Duration::ZERO);
+        assert_eq!(injected[1].extra_work, Duration::from_millis(700));
+        assert_eq!((report.overloads, report.freezes), (1, 0));
+        assert_eq!(
+            fault_kinds(&events),
+            vec![(FaultKind::Overload, 2, Some(700))]
+        );
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::Log { message, .. } if message == "simulating CPU overload"
+        )));
+    }
+
+    #[test]
+    fn a_freeze_stops_the_caller_here_and_is_reported_as_a_freeze() {
+        let plan = FaultPlan {
+            freeze_rate: 1.0,
+            freeze_for: Duration::from_millis(30),
+            faults_after: 0,
+            ..FaultPlan::default()
+        };
+        let started = std::time::Instant::now();
+        let (injected, report, events) = inject_all(plan, 1);
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        // Nothing left to do: the freeze already happened, the work is not made longer.
+        assert_eq!(injected[0].extra_work, Duration::ZERO);
+        assert_eq!((report.overloads, report.freezes), (0, 1));
+        assert_eq!(fault_kinds(&events), vec![(FaultKind::Freeze, 1, Some(30))]);
+    }
+
+    #[test]
+    fn a_deferred_crash_is_announced_and_left_to_the_role() {
+        let plan = FaultPlan {
+            crash_after: Some(1),
+            ..FaultPlan::default()
+        };
+        let (injected, report, events) = inject_all(plan, 2);
+        assert!(!injected[0].crash);
+        assert!(injected[1].crash);
+        assert_eq!((report.overloads, report.freezes), (0, 0));
+        assert_eq!(fault_kinds(&events), vec![(FaultKind::Crash, 2, None)]);
+    }
+
+    #[test]
+    fn inject_draws_exactly_what_next_cycle_draws() {
+        // Acting on faults must not change which faults a seed gives (runs replay by seed).
+        let plan = FaultPlan {
+            overload_rate: 0.3,
+            overload_for: Duration::from_millis(1),
+            freeze_rate: 0.3,
+            freeze_for: Duration::from_millis(1),
+            faults_after: 0,
+            ..FaultPlan::default()
+        };
+        let drawn = faults_of(plan.clone(), 3, 40);
+        let (_, _, events) = inject_all(plan, 40);
+        let expected: Vec<(FaultKind, u64, Option<u64>)> = drawn
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match f {
+                Some(Fault::Overload(_)) => Some((FaultKind::Overload, i as u64 + 1, Some(1))),
+                Some(Fault::Freeze(_)) => Some((FaultKind::Freeze, i as u64 + 1, Some(1))),
+                _ => None,
+            })
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(fault_kinds(&events), expected);
     }
 }

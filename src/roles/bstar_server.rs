@@ -29,12 +29,11 @@ use std::time::{Duration, Instant};
 
 use crate::bstar::{BinaryStar, BstarConfig, Refusal, Role, State, Vote};
 use crate::error::{Error, Result};
-use crate::event::{Event, Events, FaultKind, Report, ServiceReport};
-use crate::faults::{crash_now, Fault, FaultPlan, Faults};
+use crate::event::{Event, Events, Report, ServiceReport, Serving};
+use crate::faults::{FaultPlan, Faults, OnCrash};
 use crate::handler::Handler;
 use crate::msg::Message;
 use crate::shutdown;
-use crate::stats::millis;
 use crate::transport::{self, Socket};
 
 /// Where a node publishes its state and where it hears its peer's.
@@ -428,55 +427,17 @@ fn serve(
         }
         report.requests += 1;
         let started = Instant::now();
-        let cycle = faults.cycles() + 1;
-        match faults.next_cycle() {
-            Some(Fault::Crash) => {
-                events.emit(Event::Fault {
-                    kind: FaultKind::Crash,
-                    cycle,
-                    duration_ms: None,
-                });
-                events.info("simulating a crash");
-                crash_now();
-            }
-            Some(Fault::Overload(d)) => {
-                report.overloads += 1;
-                events.emit(Event::Fault {
-                    kind: FaultKind::Overload,
-                    cycle,
-                    duration_ms: Some(d.as_millis() as u64),
-                });
-                events.info("simulating CPU overload");
-                link.stall(d, events)?;
-            }
-            Some(Fault::Freeze(d)) => {
-                report.freezes += 1;
-                events.emit(Event::Fault {
-                    kind: FaultKind::Freeze,
-                    cycle,
-                    duration_ms: Some(d.as_millis() as u64),
-                });
-                events.info("simulating a freeze (no state published)");
-                shutdown::sleep(d)?;
-            }
-            None => {}
-        }
-        link.stall(config.faults.work, events)?;
-        let bytes = body.iter().map(<[u8]>::len).sum();
-        let preview = body.preview();
+        let injected = faults.inject(report, OnCrash::Now, events)?;
+        // Slow but alive: the state goes on being published through the stall.
+        link.stall(config.faults.work + injected.extra_work, events)?;
+        let serving = Serving::new(injected.cycle, &body, started);
         let reply = handle(&config.handler, body, link, events)?;
         let mut out = Message::from(envelope);
         for frame in reply.into_frames() {
             out.push_back(frame);
         }
         frontend.send(out, events)?;
-        report.replied += 1;
-        events.emit(Event::Served {
-            cycle,
-            request: preview,
-            bytes,
-            work_ms: millis(started.elapsed()),
-        });
+        serving.served(report, events);
     }
     Ok(())
 }

@@ -44,8 +44,8 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::event::{ClientReport, Event, Events, FaultKind, Outcome, Report, ServiceReport};
-use crate::faults::{crash_now, Fault, FaultPlan, Faults};
+use crate::event::{ClientReport, Event, Events, Outcome, Report, ServiceReport, Serving};
+use crate::faults::{FaultPlan, Faults, OnCrash};
 use crate::feed::{Next, RequestFeed};
 use crate::handler::Handler;
 use crate::msg::Message;
@@ -137,6 +137,20 @@ pub fn run_server(config: &FreelanceServerConfig, events: &mut Events) -> Result
             config.bind
         ));
     }
+    match serve(config, &socket, &mut faults, &mut report, events) {
+        Ok(()) | Err(Error::Interrupted) => Ok(Report::Service(report)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Answers PINGs and requests until a stop request.
+fn serve(
+    config: &FreelanceServerConfig,
+    socket: &Socket,
+    faults: &mut Faults,
+    report: &mut ServiceReport,
+    events: &mut Events,
+) -> Result<()> {
     while !shutdown::requested() {
         if !socket.poll_in(shutdown::POLL_SLICE.as_millis() as i64)? {
             continue;
@@ -161,51 +175,19 @@ pub fn run_server(config: &FreelanceServerConfig, events: &mut Events) -> Result
         };
         report.requests += 1;
         let started = Instant::now();
-        let cycle = faults.cycles() + 1;
-        match faults.next_cycle() {
-            Some(Fault::Crash) => {
-                events.emit(Event::Fault {
-                    kind: FaultKind::Crash,
-                    cycle,
-                    duration_ms: None,
-                });
-                events.info("simulating a crash");
-                crash_now();
-            }
-            Some(Fault::Overload(d)) | Some(Fault::Freeze(d)) => {
-                report.overloads += 1;
-                events.emit(Event::Fault {
-                    kind: FaultKind::Overload,
-                    cycle,
-                    duration_ms: Some(d.as_millis() as u64),
-                });
-                events.info("simulating CPU overload");
-                if shutdown::sleep(d).is_err() {
-                    break;
-                }
-            }
-            None => {}
-        }
-        if shutdown::sleep(config.faults.work).is_err() {
-            break;
-        }
-        let bytes = body.iter().map(<[u8]>::len).sum();
-        let preview = body.preview();
+        let injected = faults.inject(report, OnCrash::Now, events)?;
+        // One thread: while it stalls, PINGs wait too (a stalled server looks dead to clients).
+        shutdown::sleep(config.faults.work + injected.extra_work)?;
+        let serving = Serving::new(injected.cycle, &body, started);
         let reply = ServerMsg::Reply {
             control,
             body: config.handler.handle(body),
         };
         // A client that went away meanwhile is simply not there: ROUTER drops the reply.
         socket.send(flp::route(client, reply.encode()), events)?;
-        report.replied += 1;
-        events.emit(Event::Served {
-            cycle,
-            request: preview,
-            bytes,
-            work_ms: millis(started.elapsed()),
-        });
+        serving.served(report, events);
     }
-    Ok(Report::Service(report))
+    Ok(())
 }
 
 /// Everything `pirate client --freelance` needs.

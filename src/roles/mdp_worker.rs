@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::event::Events;
+use crate::event::{Events, Serving};
 use crate::handler::{stream_command, Handler};
 use crate::majordomo::{MdpWorker, MdpWorkerConfig};
 use crate::msg::Message;
@@ -18,7 +18,7 @@ use crate::proto::mdp::Version;
 use crate::shutdown;
 use crate::transport::{Notifier, Wakeup};
 
-use super::work::{served, Ctx, Done};
+use super::work::{Ctx, Done};
 
 /// What the work thread reports.
 enum Progress {
@@ -53,17 +53,15 @@ pub(crate) fn run(version: Version, ctx: &mut Ctx, events: &mut Events) -> Resul
                 ctx.report.invalid += 1;
                 events.invalid("worker", "a second request while busy");
             } else {
-                let (cycle, extra) = ctx.apply_fault(events)?;
-                let work = config.faults.work + extra;
+                let injected = ctx.inject(events)?;
+                let work = config.faults.work + injected.extra_work;
+                let cycle = injected.cycle;
                 if work.is_zero() && config.handler == Handler::Echo {
                     // Nothing to wait for: answer inline, no thread, no wake-up round trip.
                     let done = Done {
                         envelope: vec![request.client],
-                        request: request.body.preview(),
-                        bytes: request.body.iter().map(<[u8]>::len).sum(),
+                        serving: Serving::new(cycle, &request.body, Instant::now()),
                         reply: request.body,
-                        cycle,
-                        started: Instant::now(),
                     };
                     tx.send(Progress::Done(done)).ok();
                 } else {
@@ -91,7 +89,7 @@ pub(crate) fn run(version: Version, ctx: &mut Ctx, events: &mut Events) -> Resul
                     let client = done.envelope.first().cloned().unwrap_or_default();
                     let reply = std::mem::take(&mut done.reply);
                     worker.reply(&client, reply, events)?;
-                    served(ctx, &done, events);
+                    done.serving.served(&mut ctx.report, events);
                 }
             }
         }
@@ -121,9 +119,7 @@ impl Job {
                 work,
                 cycle,
             } = self;
-            let started = Instant::now();
-            let bytes = body.iter().map(<[u8]>::len).sum();
-            let request = body.preview();
+            let serving = Serving::new(cycle, &body, Instant::now());
             if shutdown::sleep(work).is_err() {
                 return;
             }
@@ -141,10 +137,7 @@ impl Job {
             let _ = tx.send(Progress::Done(Done {
                 envelope: vec![client],
                 reply,
-                cycle,
-                request,
-                bytes,
-                started,
+                serving,
             }));
             wake.notify();
         });

@@ -1,15 +1,16 @@
 //! `pirate server`: the Lazy Pirate server. A REP socket that answers each request with the
-//! handler's reply, injecting crashes and overloads as the fault plan says.
+//! handler's reply, injecting crashes, overloads and freezes as the fault plan says (acted on
+//! by [`Faults::inject`]: a freeze is reported as a freeze, though on a REP socket, which
+//! neither reads nor heartbeats while it holds a request, it looks like an overload).
 
 use std::time::Instant;
 
-use crate::error::Result;
-use crate::event::{Event, Events, FaultKind, Report, ServiceReport};
-use crate::faults::{crash_now, Fault, FaultPlan, Faults};
+use crate::error::{Error, Result};
+use crate::event::{Event, Events, Report, ServiceReport, Serving};
+use crate::faults::{FaultPlan, Faults, OnCrash};
 use crate::handler::Handler;
 use crate::shutdown;
-use crate::stats::millis;
-use crate::transport;
+use crate::transport::{self, Socket};
 
 /// Everything `pirate server` needs.
 #[derive(Clone, Debug)]
@@ -48,6 +49,20 @@ pub fn run(config: &ServerConfig, events: &mut Events) -> Result<Report> {
         endpoint: config.bind.clone(),
         seed: Some(config.seed),
     });
+    match serve(config, &socket, &mut faults, &mut report, events) {
+        Ok(()) | Err(Error::Interrupted) => Ok(Report::Service(report)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Answers requests one at a time until a stop request.
+fn serve(
+    config: &ServerConfig,
+    socket: &Socket,
+    faults: &mut Faults,
+    report: &mut ServiceReport,
+    events: &mut Events,
+) -> Result<()> {
     while !shutdown::requested() {
         if !socket.poll_in(shutdown::POLL_SLICE.as_millis() as i64)? {
             continue;
@@ -55,45 +70,12 @@ pub fn run(config: &ServerConfig, events: &mut Events) -> Result<Report> {
         let request = socket.recv(events)?;
         report.requests += 1;
         let started = Instant::now();
-        let cycle = faults.cycles() + 1;
-        match faults.next_cycle() {
-            Some(Fault::Crash) => {
-                events.emit(Event::Fault {
-                    kind: FaultKind::Crash,
-                    cycle,
-                    duration_ms: None,
-                });
-                events.info("simulating a crash");
-                crash_now();
-            }
-            Some(Fault::Overload(d)) | Some(Fault::Freeze(d)) => {
-                report.overloads += 1;
-                events.emit(Event::Fault {
-                    kind: FaultKind::Overload,
-                    cycle,
-                    duration_ms: Some(d.as_millis() as u64),
-                });
-                events.info("simulating CPU overload");
-                if shutdown::sleep(d).is_err() {
-                    break;
-                }
-            }
-            None => {}
-        }
-        if shutdown::sleep(config.faults.work).is_err() {
-            break;
-        }
-        let bytes = request.iter().map(<[u8]>::len).sum();
-        let preview = request.preview();
-        let reply = config.handler.handle(request);
-        socket.send(reply, events)?;
-        report.replied += 1;
-        events.emit(Event::Served {
-            cycle,
-            request: preview,
-            bytes,
-            work_ms: millis(started.elapsed()),
-        });
+        let injected = faults.inject(report, OnCrash::Now, events)?;
+        // Nothing to keep alive while REP holds a request: an overload is a longer sleep.
+        shutdown::sleep(config.faults.work + injected.extra_work)?;
+        let serving = Serving::new(injected.cycle, &request, started);
+        socket.send(config.handler.handle(request), events)?;
+        serving.served(report, events);
     }
-    Ok(Report::Service(report))
+    Ok(())
 }

@@ -75,8 +75,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
-use crate::event::{ClientReport, Event, Events, FaultKind, Outcome, Report, ServiceReport};
-use crate::faults::{Fault, FaultPlan, Faults};
+use crate::event::{ClientReport, Event, Events, Outcome, Report, ServiceReport, Serving};
+use crate::faults::{FaultPlan, Faults, OnCrash};
 use crate::heartbeat::HeartbeatConfig;
 use crate::majordomo::{MdpClient, MdpWorker, MdpWorkerConfig};
 use crate::msg::Message;
@@ -314,59 +314,38 @@ fn serve(
         let Some(request) = polled else { continue };
         let reply = match service {
             REQUEST => {
-                let mut stall = config.faults.work;
-                let cycle = faults.cycles() + 1;
-                match faults.next_cycle() {
-                    Some(Fault::Crash) => {
-                        let point = match rng.gen_range(0..4) {
-                            0 => CrashPoint::BeforeWrite,
-                            1 => CrashPoint::MidWrite(rng.gen_range(1..1000)),
-                            2 => CrashPoint::BeforeSync,
-                            _ => CrashPoint::AfterSync,
-                        };
-                        events.emit(Event::Fault {
-                            kind: FaultKind::Crash,
-                            cycle,
-                            duration_ms: None,
-                        });
-                        events.info(format!("simulating a crash at {point:?} of the next write"));
-                        lock(store)?.crash_on_next_write(point);
-                    }
-                    Some(Fault::Overload(d)) => {
-                        lock(counters)?.overloads += 1;
-                        events.emit(Event::Fault {
-                            kind: FaultKind::Overload,
-                            cycle,
-                            duration_ms: Some(d.as_millis() as u64),
-                        });
-                        stall += d;
-                    }
-                    Some(Fault::Freeze(d)) => {
-                        lock(counters)?.freezes += 1;
-                        events.emit(Event::Fault {
-                            kind: FaultKind::Freeze,
-                            cycle,
-                            duration_ms: Some(d.as_millis() as u64),
-                        });
-                        shutdown::sleep(d)?;
-                    }
-                    None => {}
+                // Counted apart and added after: a freeze must not hold the counters' lock
+                // (the other threads would stall with this one).
+                let mut counted = ServiceReport::default();
+                let injected = faults.inject(&mut counted, OnCrash::Deferred, events);
+                {
+                    let mut c = lock(counters)?;
+                    c.overloads += counted.overloads;
+                    c.freezes += counted.freezes;
                 }
+                let injected = injected?;
+                if injected.crash {
+                    let point = match rng.gen_range(0..4) {
+                        0 => CrashPoint::BeforeWrite,
+                        1 => CrashPoint::MidWrite(rng.gen_range(1..1000)),
+                        2 => CrashPoint::BeforeSync,
+                        _ => CrashPoint::AfterSync,
+                    };
+                    events.info(format!("simulating a crash at {point:?} of the next write"));
+                    lock(store)?.crash_on_next_write(point);
+                }
+                let stall = config.faults.work + injected.extra_work;
+                let cycle = injected.cycle;
                 let started = Instant::now();
-                let bytes = request.body.iter().map(<[u8]>::len).sum();
-                let preview = request.body.preview();
+                let serving = Serving::new(cycle, &request.body, started);
                 let (reply, stored) =
                     handle_request(&mut *lock(store)?, request.body, &config.limits);
                 match stored {
                     Some(uuid) => {
                         lock(counters)?.requests += 1;
                         wake.notify();
-                        events.emit(Event::Served {
-                            cycle,
-                            request: preview,
-                            bytes,
-                            work_ms: millis(started.elapsed()),
-                        });
+                        // Stored is served (and counted in `requests`): the reply comes later.
+                        events.emit(serving.event());
                         events.info(format!("stored request {uuid}"));
                     }
                     None => note_failure(&reply, REQUEST, counters, events)?,

@@ -2,17 +2,15 @@
 //! Paranoid Pirate, [`mdp_worker`](super::mdp_worker) for Majordomo): the config, the per-run
 //! context (identities, fault injection, counters) and the finished work for one request.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::Result;
-use crate::event::{Event, Events, FaultKind, ServiceReport};
-use crate::faults::{crash_now, Fault, FaultPlan, Faults};
+use crate::event::{Events, ServiceReport, Serving};
+use crate::faults::{FaultPlan, Faults, Injection, OnCrash};
 use crate::handler::Handler;
 use crate::heartbeat::HeartbeatConfig;
 use crate::msg::{Frame, Message};
 use crate::proto::mdp::Version;
-use crate::shutdown;
-use crate::stats::millis;
 use crate::transport;
 
 /// Which protocol the worker speaks.
@@ -70,14 +68,11 @@ impl Default for WorkerConfig {
     }
 }
 
-/// The finished work for one request: where it goes and what it says.
+/// The finished work for one request: where it goes, what it says, what `Served` will say.
 pub(crate) struct Done {
     pub(crate) envelope: Vec<Frame>,
     pub(crate) reply: Message,
-    pub(crate) cycle: u64,
-    pub(crate) request: String,
-    pub(crate) bytes: usize,
-    pub(crate) started: Instant,
+    pub(crate) serving: Serving,
 }
 
 /// Per-run state shared by every protocol.
@@ -94,56 +89,9 @@ impl Ctx<'_> {
         self.sockets += 1;
         transport::random_identity(&format!("{}-{}", self.config.name, self.sockets))
     }
-
-    /// Draws this request's fault and applies the ones that happen in the receiving thread:
-    /// a crash dies here; a freeze stops everything here. Returns extra work time (overload).
-    pub(crate) fn apply_fault(&mut self, events: &mut Events) -> Result<(u64, Duration)> {
-        let cycle = self.faults.cycles() + 1;
-        let fault = self.faults.next_cycle();
-        let mut extra = Duration::ZERO;
-        match fault {
-            Some(Fault::Crash) => {
-                events.emit(Event::Fault {
-                    kind: FaultKind::Crash,
-                    cycle,
-                    duration_ms: None,
-                });
-                events.info("simulating a crash");
-                crash_now();
-            }
-            Some(Fault::Overload(d)) => {
-                self.report.overloads += 1;
-                events.emit(Event::Fault {
-                    kind: FaultKind::Overload,
-                    cycle,
-                    duration_ms: Some(d.as_millis() as u64),
-                });
-                events.info("simulating CPU overload");
-                extra = d;
-            }
-            Some(Fault::Freeze(d)) => {
-                self.report.freezes += 1;
-                events.emit(Event::Fault {
-                    kind: FaultKind::Freeze,
-                    cycle,
-                    duration_ms: Some(d.as_millis() as u64),
-                });
-                events.info("simulating a freeze (no reads, no heartbeats)");
-                shutdown::sleep(d)?;
-            }
-            None => {}
-        }
-        Ok((cycle, extra))
+    /// Draws and acts on this request's fault ([`Faults::inject`]): a crash dies here, a
+    /// freeze stops the calling thread here; says how much longer the work takes (overload).
+    pub(crate) fn inject(&mut self, events: &mut Events) -> Result<Injection> {
+        self.faults.inject(&mut self.report, OnCrash::Now, events)
     }
-}
-
-/// Counts and announces one request served.
-pub(crate) fn served(ctx: &mut Ctx, done: &Done, events: &mut Events) {
-    ctx.report.replied += 1;
-    events.emit(Event::Served {
-        cycle: done.cycle,
-        request: done.request.clone(),
-        bytes: done.bytes,
-        work_ms: millis(done.started.elapsed()),
-    });
 }

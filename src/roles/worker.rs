@@ -13,13 +13,12 @@
 
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::Result;
-use crate::event::{Event, Events, Report, ServiceReport};
+use crate::event::{Event, Events, Report, ServiceReport, Serving};
 use crate::faults::Faults;
-use crate::handler::Handler;
 use crate::heartbeat::Liveness;
 use crate::msg::{Frame, Message};
 use crate::proto::mdp::Version;
@@ -27,24 +26,26 @@ use crate::proto::ppp::{self, Ppp};
 use crate::shutdown;
 use crate::transport::{self, Notifier, Socket, Wakeup};
 
-use super::work::{served, Ctx, Done};
+use super::work::{Ctx, Done};
 pub use super::work::{PirateProtocol, WorkerConfig};
 
-/// Works requests on a thread so the socket loop can keep heartbeating meanwhile.
+/// Takes on one request: draws and acts on its fault (a crash dies here, a freeze stops the
+/// whole worker here), then works it on a thread so the socket loop can keep heartbeating
+/// meanwhile (an overload only makes that thread slower). The result comes back on `done`.
 fn start_work(
-    handler: &Handler,
+    ctx: &mut Ctx,
     envelope: Vec<Frame>,
     body: Message,
-    work: Duration,
-    cycle: u64,
-    done: mpsc::Sender<Done>,
+    done: &mpsc::Sender<Done>,
     wake: Option<Notifier>,
-) {
-    let handler = handler.clone();
+    events: &mut Events,
+) -> Result<()> {
+    let injected = ctx.inject(events)?;
+    let work = ctx.config.faults.work + injected.extra_work;
+    let handler = ctx.config.handler.clone();
+    let done = done.clone();
     thread::spawn(move || {
-        let started = Instant::now();
-        let bytes = body.iter().map(<[u8]>::len).sum();
-        let request = body.preview();
+        let serving = Serving::new(injected.cycle, &body, Instant::now());
         if shutdown::sleep(work).is_err() {
             return;
         }
@@ -52,15 +53,13 @@ fn start_work(
         let _ = done.send(Done {
             envelope,
             reply,
-            cycle,
-            request,
-            bytes,
-            started,
+            serving,
         });
         if let Some(wake) = wake {
             wake.notify();
         }
     });
+    Ok(())
 }
 
 /// Runs the worker until stopped by a signal; returns its counters.
@@ -157,20 +156,18 @@ fn run_paranoid(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> R
                 });
                 socket.send(reply, events)?;
                 queue.sent(Instant::now());
-                served(ctx, &done, events);
+                done.serving.served(&mut ctx.report, events);
             }
             if !busy && !backlog.is_empty() {
                 let (envelope, body) = backlog.remove(0);
-                let (cycle, extra) = ctx.apply_fault(events)?;
                 start_work(
-                    &config.handler,
+                    ctx,
                     envelope,
                     body,
-                    config.faults.work + extra,
-                    cycle,
-                    done_tx.clone(),
+                    &done_tx,
                     Some(wakeup.notifier()),
-                );
+                    events,
+                )?;
                 busy = true;
             } else if busy && !backlog.is_empty() {
                 // The queue must never hand a busy worker a second request (trap 7).
@@ -226,16 +223,7 @@ fn run_simple(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> Res
                 continue;
             }
         };
-        let (cycle, extra) = ctx.apply_fault(events)?;
-        start_work(
-            &config.handler,
-            envelope,
-            body,
-            config.faults.work + extra,
-            cycle,
-            done_tx.clone(),
-            None,
-        );
+        start_work(ctx, envelope, body, &done_tx, None, events)?;
         let done = loop {
             shutdown::check()?;
             match done_rx.recv_timeout(shutdown::POLL_SLICE) {
@@ -249,6 +237,6 @@ fn run_simple(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> Res
             body: done.reply.clone(),
         });
         socket.send(reply, events)?;
-        served(ctx, &done, events);
+        done.serving.served(&mut ctx.report, events);
     }
 }
