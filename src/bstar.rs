@@ -82,6 +82,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::heartbeat::Liveness;
 
 /// Which node of the pair this is, fixed at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,9 +287,11 @@ pub struct BinaryStar {
     config: BstarConfig,
     state: State,
     started: Instant,
-    /// The last state heard from the peer, and when.
-    peer: Option<(State, Instant)>,
-    next_publish: Instant,
+    /// The last state heard from the peer.
+    peer: Option<State>,
+    /// The peer's liveness (dead until its first state, then `2 × heartbeat` after its last)
+    /// and when our own state is next published.
+    link: Liveness,
     /// Set once the peer's silence has been reported by [`BinaryStar::tick`].
     silence_reported: bool,
 }
@@ -305,7 +308,7 @@ impl BinaryStar {
             },
             started: now,
             peer: None,
-            next_publish: now,
+            link: Liveness::unheard(config.heartbeat, config.expiry(), now),
             silence_reported: false,
         }
     }
@@ -327,15 +330,12 @@ impl BinaryStar {
 
     /// The last state heard from the peer, if any.
     pub fn peer_state(&self) -> Option<State> {
-        self.peer.map(|(s, _)| s)
+        self.peer
     }
 
     /// True if a peer state was heard less than `2 × heartbeat` ago.
     pub fn peer_alive(&self, now: Instant) -> bool {
-        match self.peer {
-            Some((_, at)) => now.saturating_duration_since(at) < self.config.expiry(),
-            None => false,
-        }
+        !self.link.is_dead(now)
     }
 
     /// The peer published `peer` at `now`. Returns the transition it caused, if any, or the
@@ -346,7 +346,8 @@ impl BinaryStar {
         now: Instant,
     ) -> Result<Option<Transition>, BstarError> {
         use State::*;
-        self.peer = Some((peer, now));
+        self.peer = Some(peer);
+        self.link.heard(now);
         self.silence_reported = false;
         let (to, reason) = match (self.state, peer) {
             (Primary, Primary) => return Err(BstarError::DualPrimary),
@@ -396,7 +397,7 @@ impl BinaryStar {
     /// gone silent for `2 × heartbeat` (for a log line; the state does not change).
     pub fn tick(&mut self, now: Instant) -> Option<State> {
         match self.peer {
-            Some((last, _)) if !self.silence_reported && !self.peer_alive(now) => {
+            Some(last) if !self.silence_reported && !self.peer_alive(now) => {
                 self.silence_reported = true;
                 Some(last)
             }
@@ -407,23 +408,18 @@ impl BinaryStar {
     /// Our state, if it is time to publish it (at start, on every change, then every
     /// heartbeat). Skipped beats are not repaid in a burst.
     pub fn publish_due(&mut self, now: Instant) -> Option<State> {
-        if now >= self.next_publish {
-            self.next_publish = now + self.config.heartbeat;
-            Some(self.state)
-        } else {
-            None
-        }
+        self.link.heartbeat_due(now).then_some(self.state)
     }
 
     /// The next instant something is due (a publish), for poll timeouts.
     pub fn next_deadline(&self) -> Instant {
-        self.next_publish
+        self.link.next_send()
     }
 
     fn enter(&mut self, to: State, reason: String, now: Instant) -> Transition {
         let from = self.state;
         self.state = to;
-        self.next_publish = now;
+        self.link.send_at(now);
         Transition { from, to, reason }
     }
 }

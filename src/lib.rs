@@ -14,7 +14,9 @@
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
 //! - [`proto`]: pure codecs, one per RFC (6/PPP, 7/MDP and 18/MDP, 8/MMI, 10/FLP), and
 //!   request ids in reply envelopes (`correlate`).
-//! - [`heartbeat`], [`backoff`]: pure liveness and reconnect state machines.
+//! - [`heartbeat`], [`backoff`]: pure liveness and reconnect state machines; every role that
+//!   decides a peer is dead (queue, broker, workers, Freelance client, Binary Star, the proxy)
+//!   decides it with [`heartbeat::Liveness`].
 //! - [`bstar`]: the Binary Star (primary/backup failover) state machine, pure.
 //! - [`handler`]: echo or `sh -c CMD` request handling.
 //! - [`event`]: events and reports (serde), rendered by the binary.

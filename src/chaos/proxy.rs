@@ -53,6 +53,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::event::{Direction, Event, Events, ProxyReport, Report};
+use crate::heartbeat::Liveness;
 use crate::msg::{Frame, Message};
 use crate::shutdown;
 use crate::transport::{self, Socket};
@@ -643,10 +644,11 @@ pub enum ProxyEvent {
     ProxyFault { kind: String, direction: String },
 }
 
-/// One peer: its upstream DEALER and when we last heard of it either way.
+/// One peer: its upstream DEALER, and how long it may stay idle (heard of either way) before
+/// the DEALER is closed.
 struct Link {
     dealer: Socket,
-    last_seen: Instant,
+    idle: Liveness,
 }
 
 /// The sockets and the per-peer links.
@@ -683,6 +685,7 @@ impl Proxy<'_> {
     /// The link for `peer`, opened (and connected upstream) on first sight.
     fn link(&mut self, peer: &[u8], now: Instant) -> Result<&mut Link> {
         if !self.links.contains_key(peer) {
+            let timeout = self.config.peer_timeout;
             let dealer =
                 transport::socket(&self.ctx, zmq::DEALER, "backend", upstream_identity(peer))?;
             dealer.connect(&self.config.backend)?;
@@ -690,13 +693,14 @@ impl Proxy<'_> {
                 peer.to_vec(),
                 Link {
                     dealer,
-                    last_seen: now,
+                    // Nothing is ever sent on this clock: only its expiry is used.
+                    idle: Liveness::with_timing(timeout, timeout, now),
                 },
             );
             self.report.peers += 1;
         }
         let link = self.links.get_mut(peer).expect("inserted above");
-        link.last_seen = now;
+        link.idle.heard(now);
         Ok(link)
     }
 
@@ -731,9 +735,7 @@ impl Proxy<'_> {
 
     /// Closes the DEALERs of peers silent for `peer_timeout`.
     fn forget_idle(&mut self, now: Instant) {
-        let timeout = self.config.peer_timeout;
-        self.links
-            .retain(|_, link| now.saturating_duration_since(link.last_seen) < timeout);
+        self.links.retain(|_, link| !link.idle.is_dead(now));
     }
 }
 
@@ -854,7 +856,7 @@ fn serve(config: &ProxyConfig, events: &mut Events, on_fault: &mut OnFault) -> R
                 continue;
             };
             let now = Instant::now();
-            link.last_seen = now;
+            link.idle.heard(now);
             let msg = link.dealer.recv(events)?;
             let packet = Packet {
                 flow: Flow::Down,

@@ -48,6 +48,7 @@ use crate::event::{ClientReport, Event, Events, Outcome, Report, ServiceReport, 
 use crate::faults::{FaultPlan, Faults, OnCrash};
 use crate::feed::{Next, RequestFeed};
 use crate::handler::Handler;
+use crate::heartbeat::Liveness;
 use crate::msg::Message;
 use crate::proto::flp::{self, ClientMsg, ServerMsg};
 use crate::shutdown;
@@ -244,11 +245,10 @@ pub const UNROUTABLE_RETRY: Duration = Duration::from_millis(10);
 #[derive(Clone, Debug)]
 pub struct ServerState {
     pub endpoint: String,
+    /// What was last said of it (alive or dead), for the transitions to log once.
     pub alive: bool,
-    /// Dead after this instant unless it speaks again.
-    pub expires: Instant,
-    /// When to ping it next.
-    pub ping_at: Instant,
+    /// When it is dead unless it speaks again, and when to ping it next.
+    pub liveness: Liveness,
     /// Order of last use for a request (0: never), for least-recently-used choice.
     pub last_used: u64,
 }
@@ -258,7 +258,6 @@ pub struct ServerState {
 pub struct ServerTable {
     servers: Vec<ServerState>,
     ping_interval: Duration,
-    ttl: Duration,
     uses: u64,
 }
 
@@ -272,13 +271,11 @@ impl ServerTable {
                 .map(|endpoint| ServerState {
                     endpoint,
                     alive: false,
-                    expires: now,
-                    ping_at: now,
+                    liveness: Liveness::unheard(ping_interval, ttl, now),
                     last_used: 0,
                 })
                 .collect(),
             ping_interval,
-            ttl,
             uses: 0,
         }
     }
@@ -306,8 +303,8 @@ impl ServerTable {
         let s = &mut self.servers[i];
         let revived = !s.alive;
         s.alive = true;
-        s.expires = now + self.ttl;
-        s.ping_at = now + self.ping_interval;
+        s.liveness.heard(now);
+        s.liveness.sent(now);
         revived
     }
 
@@ -317,8 +314,9 @@ impl ServerTable {
         let s = &mut self.servers[i];
         let was_alive = s.alive;
         s.alive = false;
-        s.expires = now;
-        s.ping_at = now + UNROUTABLE_RETRY.min(self.ping_interval);
+        s.liveness.lost(now);
+        s.liveness
+            .send_at(now + UNROUTABLE_RETRY.min(self.ping_interval));
         was_alive
     }
 
@@ -326,7 +324,7 @@ impl ServerTable {
     pub fn expire(&mut self, now: Instant) -> Vec<usize> {
         let mut died = Vec::new();
         for (i, s) in self.servers.iter_mut().enumerate() {
-            if s.alive && now >= s.expires {
+            if s.alive && s.liveness.is_dead(now) {
                 s.alive = false;
                 died.push(i);
             }
@@ -338,8 +336,7 @@ impl ServerTable {
     pub fn pings_due(&mut self, now: Instant) -> Vec<usize> {
         let mut due = Vec::new();
         for (i, s) in self.servers.iter_mut().enumerate() {
-            if now >= s.ping_at {
-                s.ping_at = now + self.ping_interval;
+            if s.liveness.heartbeat_due(now) {
                 due.push(i);
             }
         }
@@ -371,7 +368,12 @@ impl ServerTable {
     pub fn next_due(&self) -> Option<Instant> {
         self.servers
             .iter()
-            .flat_map(|s| [Some(s.ping_at), s.alive.then_some(s.expires)])
+            .flat_map(|s| {
+                [
+                    Some(s.liveness.next_send()),
+                    s.alive.then_some(s.liveness.expires_at()),
+                ]
+            })
             .flatten()
             .min()
     }

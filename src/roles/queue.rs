@@ -2,7 +2,8 @@
 //!
 //! Clients talk to a ROUTER frontend, workers to a ROUTER backend. Ready workers wait in a
 //! least-recently-used queue; the frontend is read only while one is ready, so requests wait in
-//! ZeroMQ's buffers (and the clients' retries) rather than in ours. In Paranoid mode the queue
+//! ZeroMQ's buffers (and the clients' retries) rather than in ours. Two policies
+//! ([`QueuePolicy`]): Simple sends no heartbeats and expires nobody; under Paranoid the queue
 //! heartbeats every worker it knows, idle or busy, and forgets one after `liveness` silent
 //! intervals; a busy worker's heartbeat never makes it ready again (trap 7).
 //!
@@ -44,11 +45,42 @@ pub struct QueueConfig {
     pub frontend: String,
     /// Guide: `tcp://*:5556`.
     pub backend: String,
-    /// Heartbeating per 6/PPP; `None` runs the Simple Pirate queue (no heartbeats, no expiry).
-    pub heartbeat: Option<HeartbeatConfig>,
-    /// Forget a worker busy this long with one request (see the module docs); Paranoid mode
-    /// only. `None` (the default, as in the Guide): never.
-    pub busy_timeout: Option<Duration>,
+    /// Simple or Paranoid Pirate.
+    pub policy: QueuePolicy,
+}
+
+/// The two policies of the one queue: what it does about workers that go quiet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueuePolicy {
+    /// Simple Pirate (the Guide's spqueue): LRU routing only. No heartbeats are sent and no
+    /// worker is ever expired: a dead worker is found out by the client's retry alone.
+    Simple,
+    /// Paranoid Pirate (6/PPP): heartbeats every known worker, idle or busy, every interval,
+    /// and forgets one silent for `liveness` intervals.
+    Paranoid {
+        heartbeat: HeartbeatConfig,
+        /// Forget a worker busy this long with one request (see the module docs). `None`
+        /// (the default, as in the Guide): never.
+        busy_timeout: Option<Duration>,
+    },
+}
+
+impl QueuePolicy {
+    /// `simple` or `paranoid`, as the started line says.
+    pub fn name(&self) -> &'static str {
+        match self {
+            QueuePolicy::Simple => "simple",
+            QueuePolicy::Paranoid { .. } => "paranoid",
+        }
+    }
+
+    /// The heartbeat timing, `None` under Simple.
+    fn heartbeat(&self) -> Option<HeartbeatConfig> {
+        match self {
+            QueuePolicy::Simple => None,
+            QueuePolicy::Paranoid { heartbeat, .. } => Some(*heartbeat),
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -56,11 +88,13 @@ impl Default for QueueConfig {
         QueueConfig {
             frontend: "tcp://*:5555".into(),
             backend: "tcp://*:5556".into(),
-            heartbeat: Some(HeartbeatConfig {
-                interval: Duration::from_secs(1),
-                liveness: 3,
-            }),
-            busy_timeout: None,
+            policy: QueuePolicy::Paranoid {
+                heartbeat: HeartbeatConfig {
+                    interval: Duration::from_secs(1),
+                    liveness: 3,
+                },
+                busy_timeout: None,
+            },
         }
     }
 }
@@ -70,7 +104,8 @@ pub const MAX_ORPHANS: usize = 1024;
 
 /// What the queue knows of one worker.
 struct Worker {
-    liveness: Liveness,
+    /// When it counts as dead; `None` under the Simple policy, where nothing expires.
+    liveness: Option<Liveness>,
     /// The envelope of the request it holds (`None`: ready). Only a reply with exactly this
     /// envelope, from this worker, is forwarded.
     job: Option<Vec<Frame>>,
@@ -80,8 +115,10 @@ struct Worker {
     req_peer: bool,
 }
 
-/// The queue's state: known workers and the ready ones in LRU order.
+/// The queue's state: known workers and the ready ones in LRU order. Pure: driven by the
+/// `Instant`s the socket loop passes in.
 struct Workers {
+    policy: QueuePolicy,
     known: HashMap<Frame, Worker>,
     ready: VecDeque<Frame>,
     /// Workers forgotten while busy → the envelope of the request they held.
@@ -91,8 +128,9 @@ struct Workers {
 }
 
 impl Workers {
-    fn new() -> Self {
+    fn new(policy: QueuePolicy) -> Self {
         Workers {
+            policy,
             known: HashMap::new(),
             ready: VecDeque::new(),
             orphans: HashMap::new(),
@@ -122,6 +160,95 @@ impl Workers {
             }
         }
         true
+    }
+
+    /// Any message from worker `id` proves it alive.
+    fn heard(&mut self, id: &[u8], now: Instant) {
+        if let Some(liveness) = self.known.get_mut(id).and_then(|w| w.liveness.as_mut()) {
+            liveness.heard(now);
+        }
+    }
+
+    /// Worker `id` sent READY: a new worker joins the ready queue, one that lost its request
+    /// (READY while busy: it restarted) is ready again, a duplicate READY changes nothing.
+    /// True if the worker is new.
+    fn ready(&mut self, id: &[u8], req_peer: bool, now: Instant) -> bool {
+        match self.known.get_mut(id) {
+            Some(worker) if worker.job.is_none() => false,
+            Some(worker) => {
+                worker.job = None;
+                self.ready.push_back(id.to_vec());
+                false
+            }
+            None => {
+                let liveness = self.policy.heartbeat().map(|hb| Liveness::new(hb, now));
+                self.known.insert(
+                    id.to_vec(),
+                    Worker {
+                        liveness,
+                        job: None,
+                        busy_since: now,
+                        req_peer,
+                    },
+                );
+                self.ready.push_back(id.to_vec());
+                true
+            }
+        }
+    }
+
+    /// The least recently used ready worker takes the request with `envelope`: its identity
+    /// and whether it is a REQ peer. `None` if no worker is ready.
+    fn dispatch(&mut self, envelope: &[Frame], now: Instant) -> Option<(Frame, bool)> {
+        let id = self.ready.pop_front()?;
+        let worker = self
+            .known
+            .get_mut(&id)
+            .expect("ready workers are known workers");
+        worker.job = Some(envelope.to_vec());
+        worker.busy_since = now;
+        let req_peer = worker.req_peer;
+        Some((id, req_peer))
+    }
+
+    /// Forgets every worker silent past its liveness (none under Simple); returns each with
+    /// whether it was busy.
+    fn expire(&mut self, now: Instant) -> Vec<(Frame, bool)> {
+        let dead: Vec<Frame> = self
+            .known
+            .iter()
+            .filter(|(_, w)| w.liveness.is_some_and(|l| l.is_dead(now)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let expired: Vec<(Frame, bool)> = dead
+            .into_iter()
+            .map(|id| {
+                let busy = self.forget(&id);
+                (id, busy)
+            })
+            .collect();
+        if !expired.is_empty() {
+            let known = &self.known;
+            self.ready.retain(|id| known.contains_key(id));
+        }
+        expired
+    }
+
+    /// Forgets every worker busy with one request for `limit` or more; returns them.
+    fn forget_stuck(&mut self, now: Instant, limit: Duration) -> Vec<Frame> {
+        let stuck: Vec<Frame> = self
+            .known
+            .iter()
+            .filter(|(_, w)| {
+                w.job.is_some() && now.saturating_duration_since(w.busy_since) >= limit
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &stuck {
+            // Busy workers are never in the ready queue, so only `known` holds it.
+            self.forget(id);
+        }
+        stuck
     }
 
     /// Takes the claim of `id` on the request with `envelope`, if it holds exactly that:
@@ -165,25 +292,20 @@ pub fn run(config: &QueueConfig, events: &mut Events) -> Result<Report> {
         backend: config.backend.clone(),
         ..Default::default()
     };
-    let mode = if config.heartbeat.is_some() {
-        "paranoid"
-    } else {
-        "simple"
-    };
     events.emit(Event::Started {
-        role: format!("queue ({mode})"),
+        role: format!("queue ({})", config.policy.name()),
         endpoint: format!("{} / {}", config.frontend, config.backend),
         seed: None,
     });
-    let mut workers = Workers::new();
-    // A dummy liveness for the Simple mode, where nothing expires.
-    let hb = config.heartbeat.unwrap_or(HeartbeatConfig {
-        interval: Duration::from_secs(3600),
-        liveness: 1_000_000,
-    });
-    let mut next_heartbeat = Instant::now() + hb.interval;
+    let mut workers = Workers::new(config.policy);
+    // The heartbeat tick (Paranoid only): heartbeats out, expiry and stuck workers checked.
+    let heartbeat = config.policy.heartbeat();
+    let mut next_tick = heartbeat.map(|hb| Instant::now() + hb.interval);
     while !shutdown::requested() {
-        let timeout = shutdown::slice_until(next_heartbeat);
+        let timeout = next_tick.map_or(
+            shutdown::POLL_SLICE.as_millis() as i64,
+            shutdown::slice_until,
+        );
         let (backend_ready, frontend_ready) = {
             let mut items = vec![backend.raw().as_poll_item(zmq::POLLIN)];
             if !workers.ready.is_empty() {
@@ -201,31 +323,65 @@ pub fn run(config: &QueueConfig, events: &mut Events) -> Result<Report> {
         };
         if backend_ready {
             let msg = backend.recv(events)?;
-            on_backend(msg, &mut workers, &frontend, hb, &mut report, events)?;
+            on_backend(msg, &mut workers, &frontend, &mut report, events)?;
         }
         if frontend_ready {
             let msg = frontend.recv(events)?;
             on_frontend(msg, &mut workers, &backend, &mut report, events)?;
         }
         let now = Instant::now();
-        if config.heartbeat.is_some() && now >= next_heartbeat {
-            next_heartbeat = now + hb.interval;
-            expire(&mut workers, now, &mut report, events);
-            if let Some(limit) = config.busy_timeout {
-                forget_stuck(&mut workers, now, limit, &mut report, events);
-            }
-            for (id, worker) in &workers.known {
-                send_to_worker(
-                    &backend,
-                    id,
-                    worker.req_peer,
-                    ppp::encode(Ppp::Heartbeat),
-                    events,
-                )?;
+        if let (Some(hb), Some(due)) = (heartbeat, next_tick) {
+            if now >= due {
+                next_tick = Some(now + hb.interval);
+                tick(&mut workers, &backend, now, &mut report, events)?;
             }
         }
     }
     Ok(Report::Broker(report))
+}
+
+/// The Paranoid heartbeat tick: expires silent workers, forgets stuck ones, heartbeats the
+/// rest.
+fn tick(
+    workers: &mut Workers,
+    backend: &Socket,
+    now: Instant,
+    report: &mut BrokerReport,
+    events: &mut Events,
+) -> Result<()> {
+    for (id, busy) in workers.expire(now) {
+        report.workers_expired += 1;
+        events.emit(Event::WorkerExpired {
+            worker: Workers::name(&id),
+            busy,
+        });
+    }
+    if let QueuePolicy::Paranoid {
+        busy_timeout: Some(limit),
+        ..
+    } = workers.policy
+    {
+        for id in workers.forget_stuck(now, limit) {
+            report.workers_stuck += 1;
+            events.emit(Event::WorkerDisconnected {
+                worker: Workers::name(&id),
+                reason: format!(
+                    "busy for {} ms without a reply (--busy-timeout): forgotten until it reconnects",
+                    limit.as_millis()
+                ),
+            });
+        }
+    }
+    for (id, worker) in &workers.known {
+        send_to_worker(
+            backend,
+            id,
+            worker.req_peer,
+            ppp::encode(Ppp::Heartbeat),
+            events,
+        )?;
+    }
+    Ok(())
 }
 
 /// Sends `msg` to worker `id` through the backend ROUTER.
@@ -243,62 +399,10 @@ fn send_to_worker(
     backend.send(msg, events)
 }
 
-/// Forgets every worker silent for `liveness` intervals. A scan per heartbeat interval, not
-/// per message.
-fn expire(workers: &mut Workers, now: Instant, report: &mut BrokerReport, events: &mut Events) {
-    let dead: Vec<Frame> = workers
-        .known
-        .iter()
-        .filter(|(_, w)| w.liveness.is_dead(now))
-        .map(|(id, _)| id.clone())
-        .collect();
-    if dead.is_empty() {
-        return;
-    }
-    for id in &dead {
-        let busy = workers.forget(id);
-        report.workers_expired += 1;
-        events.emit(Event::WorkerExpired {
-            worker: Workers::name(id),
-            busy,
-        });
-    }
-    workers.ready.retain(|id| workers.known.contains_key(id));
-}
-
-/// Forgets every worker busy with one request for `limit` or more (see the module docs).
-fn forget_stuck(
-    workers: &mut Workers,
-    now: Instant,
-    limit: Duration,
-    report: &mut BrokerReport,
-    events: &mut Events,
-) {
-    let stuck: Vec<Frame> = workers
-        .known
-        .iter()
-        .filter(|(_, w)| w.job.is_some() && now.saturating_duration_since(w.busy_since) >= limit)
-        .map(|(id, _)| id.clone())
-        .collect();
-    for id in stuck {
-        // Busy workers are never in the ready queue, so only `known` holds it.
-        workers.forget(&id);
-        report.workers_stuck += 1;
-        events.emit(Event::WorkerDisconnected {
-            worker: Workers::name(&id),
-            reason: format!(
-                "busy for {} ms without a reply (--busy-timeout): forgotten until it reconnects",
-                limit.as_millis()
-            ),
-        });
-    }
-}
-
 fn on_backend(
     mut msg: Message,
     workers: &mut Workers,
     frontend: &Socket,
-    hb: HeartbeatConfig,
     report: &mut BrokerReport,
     events: &mut Events,
 ) -> Result<()> {
@@ -319,33 +423,11 @@ fn on_backend(
             return Ok(());
         }
     };
-    if let Some(worker) = workers.known.get_mut(&id) {
-        worker.liveness.heard(now);
-    }
+    workers.heard(&id, now);
     match decoded {
         Ppp::Ready => {
-            match workers.known.get_mut(&id) {
-                Some(worker) if worker.job.is_none() => {
-                    // Already ready: a duplicate READY must not queue it twice.
-                }
-                Some(worker) => {
-                    // READY again while busy: it restarted and lost the request.
-                    worker.job = None;
-                    workers.ready.push_back(id.clone());
-                }
-                None => {
-                    workers.known.insert(
-                        id.clone(),
-                        Worker {
-                            liveness: Liveness::new(hb, now),
-                            job: None,
-                            busy_since: now,
-                            req_peer,
-                        },
-                    );
-                    workers.ready.push_back(id.clone());
-                    report.workers_seen += 1;
-                }
+            if workers.ready(&id, req_peer, now) {
+                report.workers_seen += 1;
             }
             events.emit(Event::WorkerReady {
                 worker: Workers::name(&id),
@@ -404,19 +486,115 @@ fn on_frontend(
             return Ok(());
         }
     };
-    let Some(id) = workers.ready.pop_front() else {
+    let Some((id, req_peer)) = workers.dispatch(&envelope, Instant::now()) else {
         return Ok(()); // not reached: the frontend is only polled while a worker is ready
     };
-    let worker = workers
-        .known
-        .get_mut(&id)
-        .expect("ready workers are known workers");
-    worker.job = Some(envelope.clone());
-    worker.busy_since = Instant::now();
-    let req_peer = worker.req_peer;
     let request = ppp::encode(Ppp::Data { envelope, body });
     send_to_worker(backend, &id, req_peer, request, events)?;
     report.routed += 1;
     *report.per_worker.entry(Workers::name(&id)).or_default() += 1;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const PARANOID: QueuePolicy = QueuePolicy::Paranoid {
+        heartbeat: HeartbeatConfig {
+            interval: Duration::from_millis(100),
+            liveness: 3,
+        },
+        busy_timeout: Some(Duration::from_millis(1000)),
+    };
+
+    fn ids(list: Vec<(Frame, bool)>) -> Vec<(String, bool)> {
+        list.into_iter()
+            .map(|(id, busy)| (frame_text(&id), busy))
+            .collect()
+    }
+
+    #[test]
+    fn simple_never_expires_a_worker_and_never_heartbeats() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(QueuePolicy::Simple);
+        assert!(w.ready(b"a", true, t0));
+        assert_eq!(QueuePolicy::Simple.heartbeat(), None);
+        // Silent for a day: still known, still ready.
+        let later = t0 + Duration::from_secs(86_400);
+        assert!(w.expire(later).is_empty());
+        assert_eq!(w.ready, VecDeque::from([b"a".to_vec()]));
+        // Busy for a day: Simple has no busy timeout to apply (the tick never runs).
+        assert_eq!(
+            w.dispatch(&[b"c".to_vec()], t0),
+            Some((b"a".to_vec(), true))
+        );
+        assert!(w.expire(later).is_empty());
+        assert!(w.known.contains_key(&b"a"[..]));
+    }
+
+    #[test]
+    fn paranoid_expires_a_silent_worker_after_its_liveness() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(PARANOID);
+        assert!(w.ready(b"a", false, t0));
+        assert!(w.ready(b"b", false, t0));
+        w.heard(b"b", t0 + 200 * MS);
+        assert!(w.expire(t0 + 299 * MS).is_empty());
+        assert_eq!(ids(w.expire(t0 + 300 * MS)), vec![("a".into(), false)]);
+        // The expired worker left the ready queue; the one heard from stays.
+        assert_eq!(w.ready, VecDeque::from([b"b".to_vec()]));
+        assert_eq!(ids(w.expire(t0 + 500 * MS)), vec![("b".into(), false)]);
+        assert!(w.ready.is_empty());
+    }
+
+    #[test]
+    fn paranoid_keeps_an_expired_busy_workers_claim_on_its_request() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(PARANOID);
+        w.ready(b"a", false, t0);
+        let envelope = vec![b"client".to_vec(), Vec::new()];
+        assert_eq!(w.dispatch(&envelope, t0), Some((b"a".to_vec(), false)));
+        assert_eq!(ids(w.expire(t0 + 300 * MS)), vec![("a".into(), true)]);
+        // Its late reply still passes the claim check, once.
+        assert_eq!(w.take_claim(b"a", &envelope), Ok(()));
+        assert!(w.take_claim(b"a", &envelope).is_err());
+    }
+
+    #[test]
+    fn a_worker_busy_past_the_limit_is_forgotten_as_stuck() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(PARANOID);
+        w.ready(b"a", false, t0);
+        w.ready(b"b", false, t0);
+        w.dispatch(&[b"c".to_vec()], t0);
+        let limit = Duration::from_millis(1000);
+        assert!(w.forget_stuck(t0 + 999 * MS, limit).is_empty());
+        assert_eq!(w.forget_stuck(t0 + 1000 * MS, limit), vec![b"a".to_vec()]);
+        // The idle one is never stuck.
+        assert!(w.known.contains_key(&b"b"[..]));
+    }
+
+    #[test]
+    fn ready_again_while_busy_requeues_and_a_duplicate_ready_does_not() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(QueuePolicy::Simple);
+        assert!(w.ready(b"a", false, t0));
+        assert!(!w.ready(b"a", false, t0), "duplicate READY");
+        assert_eq!(w.ready.len(), 1);
+        w.dispatch(&[b"c".to_vec()], t0);
+        assert!(w.ready.is_empty());
+        assert!(!w.ready(b"a", false, t0), "READY while busy: it restarted");
+        assert_eq!(w.ready, VecDeque::from([b"a".to_vec()]));
+        assert!(
+            w.take_claim(b"a", &[b"c".to_vec()]).is_err(),
+            "the lost request is gone"
+        );
+        assert_eq!(
+            w.dispatch(&[b"d".to_vec()], t0),
+            Some((b"a".to_vec(), false))
+        );
+        assert_eq!(w.dispatch(&[b"e".to_vec()], t0), None);
+    }
 }

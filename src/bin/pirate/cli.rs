@@ -14,7 +14,7 @@ use pirate::roles::broker::BrokerConfig;
 use pirate::roles::bstar_server::{BstarOptions, BstarServerConfig};
 use pirate::roles::client::{ClientConfig, Framing};
 use pirate::roles::freelance::{FreelanceClientConfig, FreelanceServerConfig};
-use pirate::roles::queue::QueueConfig;
+use pirate::roles::queue::{QueueConfig, QueuePolicy};
 use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
 use pirate::roles::worker::{PirateProtocol, WorkerConfig};
@@ -560,11 +560,17 @@ impl QueueArgs {
         QueueConfig {
             frontend: self.frontend.clone(),
             backend: self.backend.clone(),
-            heartbeat: (!self.simple).then_some(HeartbeatConfig {
-                interval: self.heartbeat,
-                liveness: self.liveness,
-            }),
-            busy_timeout: self.busy_timeout,
+            policy: if self.simple {
+                QueuePolicy::Simple
+            } else {
+                QueuePolicy::Paranoid {
+                    heartbeat: HeartbeatConfig {
+                        interval: self.heartbeat,
+                        liveness: self.liveness,
+                    },
+                    busy_timeout: self.busy_timeout,
+                }
+            },
         }
     }
 }
