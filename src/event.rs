@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
 use crate::msg::Message;
 
 use crate::chaos::report::{ChaosReport, ProcessStatus};
@@ -73,6 +74,25 @@ pub struct ClientReport {
     pub latency_ms: Latency,
 }
 
+impl ClientReport {
+    /// A client run against `endpoint` that has not sent anything yet.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        ClientReport {
+            endpoint: endpoint.into(),
+            outcome: Outcome::Completed,
+            requests: 0,
+            sent: 0,
+            replied: 0,
+            retries: 0,
+            reconnects: 0,
+            abandoned: 0,
+            mismatched: 0,
+            elapsed_ms: 0.0,
+            latency_ms: Latency::default(),
+        }
+    }
+}
+
 /// Final counters of a server or worker.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ServiceReport {
@@ -86,6 +106,32 @@ pub struct ServiceReport {
     /// Messages that did not follow the protocol, dropped.
     pub invalid: u64,
     pub reconnects: u64,
+}
+
+impl ServiceReport {
+    /// A server or worker at `endpoint` drawing its faults from `seed` starts: emits `Started`
+    /// (as `role`) and returns its empty report.
+    pub fn start(role: impl Into<String>, endpoint: &str, seed: u64, events: &mut Events) -> Self {
+        events.emit(Event::Started {
+            role: role.into(),
+            endpoint: endpoint.to_string(),
+            seed: Some(seed),
+        });
+        ServiceReport {
+            endpoint: endpoint.to_string(),
+            seed,
+            ..Default::default()
+        }
+    }
+
+    /// The final report once the serving loop `ended`: a stop request is how a service ends
+    /// normally (the partial counters are its summary); any other error is the role's.
+    pub fn finish(self, ended: Result<()>) -> Result<Report> {
+        match ended {
+            Ok(()) | Err(Error::Interrupted) => Ok(Report::Service(self)),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// One request being served, as its `Served` event will describe it: taken before the handler
@@ -411,6 +457,35 @@ impl<'a> Events<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_starts_with_an_event_and_a_stop_request_ends_it_normally() {
+        let mut seen = Vec::new();
+        let report = ServiceReport::start(
+            "server",
+            "tcp://*:1",
+            9,
+            &mut Events::new(false, |e| seen.push(e)),
+        );
+        assert_eq!((report.endpoint.as_str(), report.seed), ("tcp://*:1", 9));
+        assert!(matches!(
+            &seen[..],
+            [Event::Started { role, endpoint, seed: Some(9) }]
+                if role == "server" && endpoint == "tcp://*:1"
+        ));
+        assert!(matches!(
+            report.clone().finish(Err(Error::Interrupted)),
+            Ok(Report::Service(_))
+        ));
+        assert!(matches!(
+            report.clone().finish(Ok(())),
+            Ok(Report::Service(_))
+        ));
+        assert!(matches!(
+            report.finish(Err(Error::Internal("boom".into()))),
+            Err(Error::Internal(_))
+        ));
+    }
 
     #[test]
     fn serving_counts_the_reply_and_describes_the_request() {

@@ -370,16 +370,7 @@ pub fn run(config: &BstarServerConfig, events: &mut Events) -> Result<Report> {
     frontend.bind(&config.bind)?;
     let mut link = BstarLink::new(&ctx, &config.options(), events)?;
     let mut faults = Faults::new(config.faults.clone(), config.seed);
-    let mut report = ServiceReport {
-        endpoint: config.bind.clone(),
-        seed: config.seed,
-        ..Default::default()
-    };
-    events.emit(Event::Started {
-        role: "server".into(),
-        endpoint: config.bind.clone(),
-        seed: Some(config.seed),
-    });
+    let mut report = ServiceReport::start("server", &config.bind, config.seed, events);
     let result = serve(
         config,
         &frontend,
@@ -395,10 +386,7 @@ pub fn run(config: &BstarServerConfig, events: &mut Events) -> Result<Report> {
             link.refused
         ));
     }
-    match result {
-        Ok(()) | Err(Error::Interrupted) => Ok(Report::Service(report)),
-        Err(e) => Err(e),
-    }
+    report.finish(result)
 }
 
 fn serve(

@@ -480,19 +480,7 @@ pub fn run(
     let endpoints = config.endpoints();
     let mut run = Run {
         config,
-        report: ClientReport {
-            endpoint: endpoints.join(","),
-            outcome: Outcome::Completed,
-            requests: 0,
-            sent: 0,
-            replied: 0,
-            retries: 0,
-            reconnects: 0,
-            abandoned: 0,
-            mismatched: 0,
-            elapsed_ms: 0.0,
-            latency_ms: Default::default(),
-        },
+        report: ClientReport::new(endpoints.join(",")),
         latency: LatencyRecorder::default(),
         started: Instant::now(),
         held: BTreeMap::new(),

@@ -122,26 +122,15 @@ pub fn run_server(config: &FreelanceServerConfig, events: &mut Events) -> Result
     let socket = transport::socket(&ctx, zmq::ROUTER, "server", Some(endpoint.as_bytes()))?;
     socket.bind(&config.bind)?;
     let mut faults = Faults::new(config.faults.clone(), config.seed);
-    let mut report = ServiceReport {
-        endpoint: endpoint.clone(),
-        seed: config.seed,
-        ..Default::default()
-    };
-    events.emit(Event::Started {
-        role: "freelance server".into(),
-        endpoint: endpoint.clone(),
-        seed: Some(config.seed),
-    });
+    let mut report = ServiceReport::start("freelance server", &endpoint, config.seed, events);
     if endpoint != config.bind {
         events.info(format!(
             "bound {}, clients connect to {endpoint}",
             config.bind
         ));
     }
-    match serve(config, &socket, &mut faults, &mut report, events) {
-        Ok(()) | Err(Error::Interrupted) => Ok(Report::Service(report)),
-        Err(e) => Err(e),
-    }
+    let ended = serve(config, &socket, &mut faults, &mut report, events);
+    report.finish(ended)
 }
 
 /// Answers PINGs and requests until a stop request.
@@ -749,19 +738,7 @@ where
         config,
         socket,
         table: ServerTable::new(&endpoints, config.ping_interval, config.server_ttl, now),
-        report: ClientReport {
-            endpoint: endpoints.join(","),
-            outcome: Outcome::Completed,
-            requests: 0,
-            sent: 0,
-            replied: 0,
-            retries: 0,
-            reconnects: 0,
-            abandoned: 0,
-            mismatched: 0,
-            elapsed_ms: 0.0,
-            latency_ms: Default::default(),
-        },
+        report: ClientReport::new(endpoints.join(",")),
         latency: LatencyRecorder::default(),
         started: now,
         last_alive: now,

@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use crate::error::{Error, Result};
-use crate::event::{Event, Events, Report, ServiceReport, Serving};
+use crate::error::Result;
+use crate::event::{Events, Report, ServiceReport, Serving};
 use crate::faults::{FaultPlan, Faults, OnCrash};
 use crate::handler::Handler;
 use crate::shutdown;
@@ -39,20 +39,9 @@ pub fn run(config: &ServerConfig, events: &mut Events) -> Result<Report> {
     let socket = transport::socket(&ctx, zmq::REP, "server", None)?;
     socket.bind(&config.bind)?;
     let mut faults = Faults::new(config.faults.clone(), config.seed);
-    let mut report = ServiceReport {
-        endpoint: config.bind.clone(),
-        seed: config.seed,
-        ..Default::default()
-    };
-    events.emit(Event::Started {
-        role: "server".into(),
-        endpoint: config.bind.clone(),
-        seed: Some(config.seed),
-    });
-    match serve(config, &socket, &mut faults, &mut report, events) {
-        Ok(()) | Err(Error::Interrupted) => Ok(Report::Service(report)),
-        Err(e) => Err(e),
-    }
+    let mut report = ServiceReport::start("server", &config.bind, config.seed, events);
+    let ended = serve(config, &socket, &mut faults, &mut report, events);
+    report.finish(ended)
 }
 
 /// Answers requests one at a time until a stop request.

@@ -910,19 +910,7 @@ pub fn run_client(
     let started = Instant::now();
     let mut client = TitanicClient::connect(&config.broker, config.timeout, config.retries)?;
     let mut latency = LatencyRecorder::default();
-    let mut report = ClientReport {
-        endpoint: config.broker.clone(),
-        outcome: Outcome::Completed,
-        requests: 0,
-        sent: 0,
-        replied: 0,
-        retries: 0,
-        reconnects: 0,
-        abandoned: 0,
-        mismatched: 0,
-        elapsed_ms: 0.0,
-        latency_ms: Default::default(),
-    };
+    let mut report = ClientReport::new(config.broker.clone());
     events.emit(Event::Started {
         role: format!("client (titanic {})", config.service),
         endpoint: config.broker.clone(),

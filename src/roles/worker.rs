@@ -64,36 +64,25 @@ fn start_work(
 
 /// Runs the worker until stopped by a signal; returns its counters.
 pub fn run(config: &WorkerConfig, events: &mut Events) -> Result<Report> {
+    let role = match config.protocol {
+        PirateProtocol::Paranoid => "worker (paranoid)".into(),
+        PirateProtocol::Simple => "worker (simple)".into(),
+        PirateProtocol::Majordomo(Version::V1) => format!("worker (mdp {})", config.service),
+        PirateProtocol::Majordomo(Version::V2) => format!("worker (mdp2 {})", config.service),
+    };
     let mut ctx = Ctx {
         config,
         faults: Faults::new(config.faults.clone(), config.seed),
-        report: ServiceReport {
-            endpoint: config.endpoint.clone(),
-            seed: config.seed,
-            ..Default::default()
-        },
+        report: ServiceReport::start(role, &config.endpoint, config.seed, events),
         sockets: 0,
     };
-    events.emit(Event::Started {
-        role: match config.protocol {
-            PirateProtocol::Paranoid => "worker (paranoid)".into(),
-            PirateProtocol::Simple => "worker (simple)".into(),
-            PirateProtocol::Majordomo(Version::V1) => format!("worker (mdp {})", config.service),
-            PirateProtocol::Majordomo(Version::V2) => format!("worker (mdp2 {})", config.service),
-        },
-        endpoint: config.endpoint.clone(),
-        seed: Some(config.seed),
-    });
     let zmq_ctx = zmq::Context::new();
     let result = match config.protocol {
         PirateProtocol::Paranoid => run_paranoid(&zmq_ctx, &mut ctx, events),
         PirateProtocol::Simple => run_simple(&zmq_ctx, &mut ctx, events),
         PirateProtocol::Majordomo(version) => super::mdp_worker::run(version, &mut ctx, events),
     };
-    match result {
-        Ok(()) | Err(crate::Error::Interrupted) => Ok(Report::Service(ctx.report)),
-        Err(e) => Err(e),
-    }
+    ctx.report.finish(result)
 }
 
 fn run_paranoid(zmq_ctx: &zmq::Context, ctx: &mut Ctx, events: &mut Events) -> Result<()> {
