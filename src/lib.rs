@@ -48,6 +48,7 @@ pub mod heartbeat;
 pub mod majordomo;
 pub mod msg;
 pub mod proto;
+pub mod reactor;
 pub mod roles;
 pub mod shutdown;
 pub mod stats;

@@ -76,6 +76,13 @@ pub fn random_identity(prefix: &str) -> Vec<u8> {
     format!("{}-{random}", &prefix[..cut]).into_bytes()
 }
 
+/// The process's one ZeroMQ context, made on first use. One context, so that inproc
+/// endpoints (wake-ups, the ZAP handler) reach every socket of the process.
+pub fn context() -> zmq::Context {
+    static CONTEXT: std::sync::OnceLock<zmq::Context> = std::sync::OnceLock::new();
+    CONTEXT.get_or_init(zmq::Context::new).clone()
+}
+
 /// True for socket types that peers route to by identity.
 fn routable(kind: zmq::SocketType) -> bool {
     matches!(kind, zmq::REQ | zmq::REP | zmq::DEALER | zmq::ROUTER)
@@ -191,6 +198,26 @@ impl Socket {
         self.inner
             .send_multipart(msg.into_frames(), 0)
             .map_err(|e| Error::zmq(&format!("cannot send on {}", self.name), e))
+    }
+
+    /// Subscribes a SUB socket to every message.
+    pub fn subscribe_all(&self) -> Result<()> {
+        self.inner
+            .set_subscribe(b"")
+            .map_err(|e| Error::zmq("cannot subscribe", e))
+    }
+
+    /// Receives a whole message if one is waiting, without blocking, tracing it under `-v`.
+    pub fn try_recv(&self, events: &mut Events) -> Result<Option<Message>> {
+        match self.inner.recv_multipart(zmq::DONTWAIT) {
+            Ok(frames) => {
+                let msg = Message::from(frames);
+                events.frame(self.name, Direction::In, &msg);
+                Ok(Some(msg))
+            }
+            Err(zmq::Error::EAGAIN) | Err(zmq::Error::EINTR) => Ok(None),
+            Err(e) => Err(Error::zmq(&format!("cannot receive on {}", self.name), e)),
+        }
     }
 
     /// Receives a whole message (blocking; poll first), tracing it under `-v`.

@@ -1,0 +1,576 @@
+//! The one event loop: it owns every socket, polls them, keeps the timers, runs work on
+//! threads, watches the stop signal, and drives any [`Machine`].
+//!
+//! A role's protocol logic is a [`Machine`]: a pure state machine that is told what happened
+//! ([`Machine::handle`], [`Machine::tick`]) and answers with [`Output`]s (send this, open that
+//! socket, start this job). It never touches a socket, a clock or a thread, so it is tested
+//! with a fake clock and plain values. The reactor is the only place that calls `zmq::poll`.
+//!
+//! Each wake-up drains every readable socket (up to [`BATCH`] messages per socket) before it
+//! sends what the machine answered, so a busy broker handles many messages per poll and
+//! writes its replies in one burst, without the machine knowing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::event::Events;
+use crate::msg::Message;
+use crate::transport::{self, Socket, Wakeup};
+
+/// A machine's name for one of its sockets: a small number it picks itself.
+pub type Slot = usize;
+
+/// The longest the loop blocks before it looks at the stop signal again.
+pub const POLL_SLICE: Duration = Duration::from_millis(100);
+
+/// The most messages read from one socket in one wake-up, so that no socket starves others.
+pub const BATCH: usize = 256;
+
+/// The stop signal, as a value: whoever holds a clone can ask the loop to stop (the binary's
+/// Ctrl-C handler, a test, a library user), and the loop ends within one [`POLL_SLICE`].
+#[derive(Clone, Debug, Default)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+}
+
+impl Stop {
+    /// A signal nobody has raised yet.
+    pub fn new() -> Self {
+        Stop::default()
+    }
+
+    /// Asks every loop holding this signal to stop.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// True once a stop was asked for.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `duration`, waking early (with `Err(Interrupted)`) when a stop is asked for.
+    /// For work threads (a worker's `--work` delay), never for machines.
+    pub fn sleep(&self, duration: Duration) -> Result<()> {
+        let deadline = Instant::now() + duration;
+        loop {
+            if self.requested() {
+                return Err(Error::Interrupted);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            thread::sleep((deadline - now).min(Duration::from_millis(20)));
+        }
+    }
+}
+
+/// A socket the machine wants opened in `slot`: bound to every `bind` endpoint and connected
+/// to every `connect` endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SocketSpec {
+    pub slot: Slot,
+    pub kind: SocketKind,
+    /// The socket's name in traces and errors (`frontend`, `backend`, `broker`…).
+    pub name: &'static str,
+    pub bind: Vec<String>,
+    pub connect: Vec<String>,
+    /// The routing identity; `None` lets the transport pick an unguessable one.
+    pub identity: Option<Vec<u8>>,
+}
+
+/// The socket types roles use (a copy of libzmq's, so machines compare and print them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketKind {
+    Req,
+    Rep,
+    Dealer,
+    Router,
+    Pub,
+    /// A SUB socket subscribed to everything.
+    Sub,
+}
+
+impl SocketKind {
+    fn zmq(self) -> zmq::SocketType {
+        match self {
+            SocketKind::Req => zmq::REQ,
+            SocketKind::Rep => zmq::REP,
+            SocketKind::Dealer => zmq::DEALER,
+            SocketKind::Router => zmq::ROUTER,
+            SocketKind::Pub => zmq::PUB,
+            SocketKind::Sub => zmq::SUB,
+        }
+    }
+}
+
+/// What the reactor tells a machine.
+#[derive(Debug)]
+pub enum Input<D> {
+    /// A whole message arrived on `slot`.
+    Message { slot: Slot, msg: Message },
+    /// A job the machine started has finished.
+    Done(D),
+}
+
+/// What a machine asks the reactor to do, carried out in order.
+#[derive(Debug, PartialEq)]
+pub enum Output<J> {
+    Open(SocketSpec),
+    /// Close the socket in this slot (LINGER 0: unsent messages are dropped).
+    Close(Slot),
+    Send {
+        slot: Slot,
+        msg: Message,
+    },
+    /// Run this job on a thread; its result comes back as [`Input::Done`].
+    Start(J),
+    /// An injected crash: the process dies now, as `kill -9` would kill it.
+    Crash,
+    /// The machine has finished; the loop returns.
+    Exit,
+}
+
+/// Where a machine puts its outputs.
+#[derive(Debug)]
+pub struct Outbox<J> {
+    outputs: Vec<Output<J>>,
+}
+
+impl<J> Default for Outbox<J> {
+    fn default() -> Self {
+        Outbox {
+            outputs: Vec::new(),
+        }
+    }
+}
+
+impl<J> Outbox<J> {
+    pub fn send(&mut self, slot: Slot, msg: Message) {
+        self.outputs.push(Output::Send { slot, msg });
+    }
+
+    pub fn open(&mut self, spec: SocketSpec) {
+        self.outputs.push(Output::Open(spec));
+    }
+
+    pub fn close(&mut self, slot: Slot) {
+        self.outputs.push(Output::Close(slot));
+    }
+
+    pub fn start(&mut self, job: J) {
+        self.outputs.push(Output::Start(job));
+    }
+
+    pub fn crash(&mut self) {
+        self.outputs.push(Output::Crash);
+    }
+
+    pub fn exit(&mut self) {
+        self.outputs.push(Output::Exit);
+    }
+
+    /// Everything asked for so far, in order, leaving the outbox empty (tests read it so).
+    pub fn take(&mut self) -> Vec<Output<J>> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outputs.is_empty()
+    }
+}
+
+/// A role's protocol logic, as a pure state machine the reactor drives.
+pub trait Machine {
+    /// Work the machine hands to a thread (running `--exec`, reading the next request).
+    type Job: Send + 'static;
+    /// What a finished job hands back.
+    type Done: Send + 'static;
+
+    /// Called once before the loop: open the sockets, send the first messages.
+    fn start(&mut self, now: Instant, out: &mut Outbox<Self::Job>, events: &mut Events);
+
+    /// Something happened.
+    fn handle(
+        &mut self,
+        input: Input<Self::Done>,
+        now: Instant,
+        out: &mut Outbox<Self::Job>,
+        events: &mut Events,
+    );
+
+    /// Time passed: called once [`next_deadline`](Self::next_deadline) is reached.
+    fn tick(&mut self, now: Instant, out: &mut Outbox<Self::Job>, events: &mut Events);
+
+    /// When [`tick`](Self::tick) must next be called, if ever.
+    fn next_deadline(&self) -> Option<Instant>;
+
+    /// Whether the loop should read `slot` now (a queue reads clients only while a worker is
+    /// ready). Messages on a slot it does not want wait in ZeroMQ's queues.
+    fn wants(&self, _slot: Slot) -> bool {
+        true
+    }
+}
+
+/// How the loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The stop signal was raised.
+    Stopped,
+    /// The machine asked to exit.
+    Exited,
+}
+
+/// Runs `machine` until it exits or `stop` is raised. `work` runs each started job on a
+/// thread of its own. Socket errors (a bind that fails, a bad endpoint) end the loop with
+/// that error.
+pub fn run<M, W>(machine: &mut M, work: W, stop: &Stop, events: &mut Events) -> Result<Ended>
+where
+    M: Machine,
+    W: Fn(M::Job) -> M::Done + Send + Sync + 'static,
+{
+    let ctx = transport::context();
+    let mut reactor: Reactor<M> = Reactor {
+        ctx: ctx.clone(),
+        sockets: Vec::new(),
+        wakeup: Wakeup::new(&ctx)?,
+        done: mpsc::channel(),
+        work: Arc::new(work),
+    };
+    let mut out = Outbox::default();
+    machine.start(Instant::now(), &mut out, events);
+    if reactor.apply(&mut out, events)? {
+        return Ok(Ended::Exited);
+    }
+    while !stop.requested() {
+        let slots: Vec<Slot> = reactor
+            .open_slots()
+            .filter(|&slot| machine.wants(slot))
+            .collect();
+        let now = Instant::now();
+        let timeout = machine
+            .next_deadline()
+            .map_or(POLL_SLICE, |d| d.saturating_duration_since(now))
+            .min(POLL_SLICE);
+        let readable = reactor.poll(&slots, timeout)?;
+        for slot in readable {
+            for _ in 0..BATCH {
+                let Some(msg) = reactor.try_recv(slot, events)? else {
+                    break;
+                };
+                machine.handle(
+                    Input::Message { slot, msg },
+                    Instant::now(),
+                    &mut out,
+                    events,
+                );
+                // A machine may stop wanting a slot mid-batch (the last ready worker left).
+                if !machine.wants(slot) {
+                    break;
+                }
+            }
+        }
+        reactor.wakeup.drain();
+        while let Ok(done) = reactor.done.1.try_recv() {
+            machine.handle(Input::Done(done), Instant::now(), &mut out, events);
+        }
+        let now = Instant::now();
+        if machine.next_deadline().is_some_and(|d| now >= d) {
+            machine.tick(now, &mut out, events);
+        }
+        if reactor.apply(&mut out, events)? {
+            return Ok(Ended::Exited);
+        }
+    }
+    Ok(Ended::Stopped)
+}
+
+/// The reactor's own state: the sockets by slot and the work threads' way back.
+struct Reactor<M: Machine> {
+    ctx: zmq::Context,
+    sockets: Vec<Option<Socket>>,
+    wakeup: Wakeup,
+    done: (mpsc::Sender<M::Done>, mpsc::Receiver<M::Done>),
+    work: Arc<dyn Fn(M::Job) -> M::Done + Send + Sync>,
+}
+
+impl<M: Machine> Reactor<M> {
+    fn open_slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.sockets
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| s.as_ref().map(|_| slot))
+    }
+
+    /// Waits at most `timeout` for any of `slots` (or the wake-up) to be readable.
+    fn poll(&self, slots: &[Slot], timeout: Duration) -> Result<Vec<Slot>> {
+        let mut items: Vec<zmq::PollItem> = slots
+            .iter()
+            .map(|&slot| self.socket(slot).raw().as_poll_item(zmq::POLLIN))
+            .collect();
+        items.push(self.wakeup.socket().raw().as_poll_item(zmq::POLLIN));
+        match zmq::poll(&mut items, timeout.as_millis() as i64) {
+            Ok(_) => {}
+            // A signal interrupted the poll: the loop looks at the stop signal.
+            Err(zmq::Error::EINTR) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::zmq("poll failed", e)),
+        }
+        Ok(slots
+            .iter()
+            .zip(&items)
+            .filter(|(_, item)| item.is_readable())
+            .map(|(&slot, _)| slot)
+            .collect())
+    }
+
+    fn socket(&self, slot: Slot) -> &Socket {
+        self.sockets[slot].as_ref().expect("polled slots are open")
+    }
+
+    fn try_recv(&self, slot: Slot, events: &mut Events) -> Result<Option<Message>> {
+        match self.sockets.get(slot).and_then(Option::as_ref) {
+            Some(socket) => socket.try_recv(events),
+            // Closed by an output of an earlier message in this batch.
+            None => Ok(None),
+        }
+    }
+
+    /// Carries out the outputs in order; true when the machine asked to exit.
+    fn apply(&mut self, out: &mut Outbox<M::Job>, events: &mut Events) -> Result<bool> {
+        for output in out.take() {
+            match output {
+                Output::Send { slot, msg } => match self.sockets.get(slot).and_then(Option::as_ref)
+                {
+                    Some(socket) => socket.send(msg, events)?,
+                    None => events.warn(format!("dropped a message for closed socket {slot}")),
+                },
+                Output::Open(spec) => {
+                    let socket = open(&self.ctx, &spec)?;
+                    if self.sockets.len() <= spec.slot {
+                        self.sockets.resize_with(spec.slot + 1, || None);
+                    }
+                    self.sockets[spec.slot] = Some(socket);
+                }
+                Output::Close(slot) => {
+                    if let Some(s) = self.sockets.get_mut(slot) {
+                        *s = None;
+                    }
+                }
+                Output::Start(job) => {
+                    let work = Arc::clone(&self.work);
+                    let back = self.done.0.clone();
+                    let wake = self.wakeup.notifier();
+                    thread::spawn(move || {
+                        // The loop may have ended: nobody left to tell.
+                        if back.send(work(job)).is_ok() {
+                            wake.notify();
+                        }
+                    });
+                }
+                Output::Crash => crate::faults::crash_now(),
+                Output::Exit => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Makes the socket `spec` describes: bound, connected, LINGER 0, identity set.
+fn open(ctx: &zmq::Context, spec: &SocketSpec) -> Result<Socket> {
+    let socket = transport::socket(ctx, spec.kind.zmq(), spec.name, spec.identity.as_deref())?;
+    if spec.kind == SocketKind::Sub {
+        socket.subscribe_all()?;
+    }
+    for endpoint in &spec.bind {
+        socket.bind(endpoint)?;
+    }
+    for endpoint in &spec.connect {
+        socket.connect(endpoint)?;
+    }
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine that binds a REP socket, echoes each request after a delay kept as its own
+    /// deadline, upper-cases it on a work thread first, and exits after `limit` replies.
+    struct DelayedEcho {
+        endpoint: String,
+        delay: Duration,
+        limit: u64,
+        due: Option<(Instant, Message)>,
+        working: bool,
+        replied: u64,
+    }
+
+    const REP: Slot = 0;
+
+    impl Machine for DelayedEcho {
+        type Job = Message;
+        type Done = Message;
+
+        fn start(&mut self, _now: Instant, out: &mut Outbox<Message>, _events: &mut Events) {
+            out.open(SocketSpec {
+                slot: REP,
+                kind: SocketKind::Rep,
+                name: "test",
+                bind: vec![self.endpoint.clone()],
+                connect: vec![],
+                identity: None,
+            });
+        }
+
+        fn handle(
+            &mut self,
+            input: Input<Message>,
+            now: Instant,
+            out: &mut Outbox<Message>,
+            _events: &mut Events,
+        ) {
+            match input {
+                Input::Message { slot, msg } => {
+                    assert_eq!(slot, REP);
+                    self.due = Some((now + self.delay, msg));
+                }
+                Input::Done(reply) => {
+                    self.working = false;
+                    self.replied += 1;
+                    out.send(REP, reply);
+                    if self.replied == self.limit {
+                        out.exit();
+                    }
+                }
+            }
+        }
+
+        fn tick(&mut self, now: Instant, out: &mut Outbox<Message>, _events: &mut Events) {
+            if let Some((at, _)) = &self.due {
+                if now >= *at {
+                    let (_, msg) = self.due.take().expect("due");
+                    self.working = true;
+                    out.start(msg);
+                }
+            }
+        }
+
+        fn next_deadline(&self) -> Option<Instant> {
+            self.due.as_ref().map(|(at, _)| *at)
+        }
+
+        fn wants(&self, _slot: Slot) -> bool {
+            // A REP socket takes one request at a time.
+            self.due.is_none() && !self.working
+        }
+    }
+
+    fn upper(msg: Message) -> Message {
+        Message::from_frames(msg.iter().map(|f| f.to_ascii_uppercase()))
+    }
+
+    #[test]
+    fn drives_a_machine_through_sockets_timers_and_work_until_it_exits() {
+        let endpoint = format!("inproc://reactor-test-{}", rand::random::<u64>());
+        let mut machine = DelayedEcho {
+            endpoint: endpoint.clone(),
+            delay: Duration::from_millis(30),
+            limit: 3,
+            due: None,
+            working: false,
+            replied: 0,
+        };
+        let client = thread::spawn({
+            let endpoint = endpoint.clone();
+            move || {
+                let ctx = transport::context();
+                let req = ctx.socket(zmq::REQ).unwrap();
+                // The machine binds in its start; connecting first is fine for inproc
+                // (ZeroMQ 4 connects when the bind appears).
+                req.connect(&endpoint).unwrap();
+                let mut replies = Vec::new();
+                for word in ["a", "b", "c"] {
+                    let sent = Instant::now();
+                    req.send(word, 0).unwrap();
+                    replies.push((req.recv_bytes(0).unwrap(), sent.elapsed()));
+                }
+                replies
+            }
+        });
+        let stop = Stop::new();
+        let ended = run(&mut machine, upper, &stop, &mut Events::discard()).unwrap();
+        assert_eq!(ended, Ended::Exited);
+        let replies = client.join().unwrap();
+        let bodies: Vec<&[u8]> = replies.iter().map(|(b, _)| b.as_slice()).collect();
+        assert_eq!(bodies, [b"A", b"B", b"C"]);
+        // The delay was kept by the machine's deadline, not skipped.
+        assert!(replies
+            .iter()
+            .all(|(_, took)| *took >= Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn a_stop_raised_elsewhere_ends_the_loop() {
+        let mut machine = DelayedEcho {
+            endpoint: format!("inproc://reactor-stop-{}", rand::random::<u64>()),
+            delay: Duration::ZERO,
+            limit: 1,
+            due: None,
+            working: false,
+            replied: 0,
+        };
+        let stop = Stop::new();
+        let raiser = stop.clone();
+        let t = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            raiser.request();
+        });
+        let ended = run(&mut machine, upper, &stop, &mut Events::discard()).unwrap();
+        t.join().unwrap();
+        assert_eq!(ended, Ended::Stopped);
+    }
+
+    #[test]
+    fn a_bind_that_fails_ends_the_loop_with_the_error() {
+        let taken = transport::context().socket(zmq::REP).unwrap();
+        taken.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = taken.get_last_endpoint().unwrap().unwrap();
+        let mut machine = DelayedEcho {
+            endpoint,
+            delay: Duration::ZERO,
+            limit: 1,
+            due: None,
+            working: false,
+            replied: 0,
+        };
+        let err = run(&mut machine, upper, &Stop::new(), &mut Events::discard()).unwrap_err();
+        assert!(matches!(err, Error::Bind { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn outputs_come_out_in_the_order_they_were_asked_for() {
+        let mut out: Outbox<()> = Outbox::default();
+        out.send(1, Message::from_frames([b"x".to_vec()]));
+        out.close(1);
+        out.exit();
+        let taken = out.take();
+        assert!(matches!(taken[0], Output::Send { slot: 1, .. }));
+        assert_eq!(taken[1], Output::Close(1));
+        assert_eq!(taken[2], Output::Exit);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_stop_interrupts_a_work_thread_sleep() {
+        let stop = Stop::new();
+        stop.request();
+        assert!(matches!(
+            stop.sleep(Duration::from_secs(10)),
+            Err(Error::Interrupted)
+        ));
+    }
+}
