@@ -161,13 +161,25 @@ impl Serving {
         events.emit(self.event());
     }
 
+    /// The reply went out at `now` (machines, which are given the time): counts it in
+    /// `report` and emits `Served`.
+    pub fn served_at(&self, now: Instant, report: &mut ServiceReport, events: &mut Events) {
+        report.replied += 1;
+        events.emit(self.event_at(now));
+    }
+
     /// The `Served` event, with the work time until now.
     pub fn event(&self) -> Event {
+        self.event_at(Instant::now())
+    }
+
+    /// The `Served` event, with the work time until `now`.
+    pub fn event_at(&self, now: Instant) -> Event {
         Event::Served {
             cycle: self.cycle,
             request: self.request.clone(),
             bytes: self.bytes,
-            work_ms: millis(self.started.elapsed()),
+            work_ms: millis(now.saturating_duration_since(self.started)),
         }
     }
 }

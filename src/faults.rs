@@ -192,25 +192,25 @@ pub struct Injection {
 }
 
 impl Faults {
-    /// Draws the next request's fault and acts on it (see the module docs): emits the `Fault`
-    /// event, logs a line, counts overloads and freezes in `report`, dies on a crash (unless
-    /// deferred) and sleeps through a freeze here. Fails only when a stop request cuts a freeze
-    /// short ([`crate::Error::Interrupted`]).
-    pub fn inject(
+    /// Draws the next request's fault and decides what it means, without acting on it (for
+    /// machines, which turn a stall into a deadline and a crash into an output): emits the
+    /// `Fault` event, logs a line, counts overloads and freezes in `report`.
+    pub fn decide(
         &mut self,
         report: &mut ServiceReport,
         on_crash: OnCrash,
         events: &mut Events,
-    ) -> Result<Injection> {
+    ) -> Decision {
         let cycle = self.cycles + 1;
         let fault = self.next_cycle();
-        let mut injection = Injection {
+        let mut decision = Decision {
             cycle,
             extra_work: Duration::ZERO,
+            freeze: None,
             crash: false,
         };
         let (kind, duration) = match fault {
-            None => return Ok(injection),
+            None => return decision,
             Some(Fault::Crash) => (FaultKind::Crash, None),
             Some(Fault::Overload(d)) => (FaultKind::Overload, Some(d)),
             Some(Fault::Freeze(d)) => (FaultKind::Freeze, Some(d)),
@@ -221,25 +221,62 @@ impl Faults {
             duration_ms: duration.map(|d| d.as_millis() as u64),
         });
         match fault {
-            Some(Fault::Crash) if on_crash == OnCrash::Now => {
-                events.info("simulating a crash");
-                crash_now();
+            Some(Fault::Crash) => {
+                if on_crash == OnCrash::Now {
+                    events.info("simulating a crash");
+                }
+                decision.crash = true;
             }
-            Some(Fault::Crash) => injection.crash = true,
             Some(Fault::Overload(d)) => {
                 report.overloads += 1;
                 events.info("simulating CPU overload");
-                injection.extra_work = d;
+                decision.extra_work = d;
             }
             Some(Fault::Freeze(d)) => {
                 report.freezes += 1;
                 events.info("simulating a freeze (no reads, no heartbeats)");
-                shutdown::sleep(d)?;
+                decision.freeze = Some(d);
             }
             None => {}
         }
-        Ok(injection)
+        decision
     }
+
+    /// Draws the next request's fault and acts on it (see the module docs): [`decide`]
+    /// (Self::decide), then dies on a crash (unless deferred) and sleeps through a freeze
+    /// here. Fails only when a stop request cuts a freeze short ([`crate::Error::Interrupted`]).
+    pub fn inject(
+        &mut self,
+        report: &mut ServiceReport,
+        on_crash: OnCrash,
+        events: &mut Events,
+    ) -> Result<Injection> {
+        let decision = self.decide(report, on_crash, events);
+        if decision.crash && on_crash == OnCrash::Now {
+            crash_now();
+        }
+        if let Some(d) = decision.freeze {
+            shutdown::sleep(d)?;
+        }
+        Ok(Injection {
+            cycle: decision.cycle,
+            extra_work: decision.extra_work,
+            crash: decision.crash,
+        })
+    }
+}
+
+/// What one request's fault means, as [`Faults::decide`] drew it: the machine acts on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The request's cycle, 1-based (the `cycle` of its `Fault` and `Served` events).
+    pub cycle: u64,
+    /// How much longer the work takes (overload).
+    pub extra_work: Duration,
+    /// Stop reading and heartbeating for this long (freeze), then carry on.
+    pub freeze: Option<Duration>,
+    /// Die (under [`OnCrash::Now`], at once: the request is lost with the process).
+    pub crash: bool,
 }
 
 /// A seed from the operating system, for runs without `--seed`.

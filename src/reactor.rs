@@ -182,6 +182,13 @@ impl<J> Outbox<J> {
     pub fn is_empty(&self) -> bool {
         self.outputs.is_empty()
     }
+
+    /// True once the machine asked to crash or exit: nothing more should be read.
+    pub fn ends(&self) -> bool {
+        self.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Crash | Output::Exit))
+    }
 }
 
 /// A role's protocol logic, as a pure state machine the reactor drives.
@@ -191,7 +198,11 @@ pub trait Machine {
     /// What a finished job hands back.
     type Done: Send + 'static;
 
-    /// Called once before the loop: open the sockets, send the first messages.
+    /// The sockets to open before anything else; a bind that fails ends the run before
+    /// [`start`](Self::start), so a role never says it started when it did not.
+    fn sockets(&self) -> Vec<SocketSpec>;
+
+    /// Called once, with the [`sockets`](Self::sockets) open: say so, send the first messages.
     fn start(&mut self, now: Instant, out: &mut Outbox<Self::Job>, events: &mut Events);
 
     /// Something happened.
@@ -242,6 +253,10 @@ where
         work: Arc::new(work),
     };
     let mut out = Outbox::default();
+    for spec in machine.sockets() {
+        out.open(spec);
+    }
+    reactor.apply(&mut out, events)?;
     machine.start(Instant::now(), &mut out, events);
     if reactor.apply(&mut out, events)? {
         return Ok(Ended::Exited);
@@ -268,8 +283,9 @@ where
                     &mut out,
                     events,
                 );
-                // A machine may stop wanting a slot mid-batch (the last ready worker left).
-                if !machine.wants(slot) {
+                // A machine may stop wanting a slot mid-batch (the last ready worker left, a
+                // REP socket got its one request) or be about to end.
+                if !machine.wants(slot) || out.ends() {
                     break;
                 }
             }
@@ -415,16 +431,18 @@ mod tests {
         type Job = Message;
         type Done = Message;
 
-        fn start(&mut self, _now: Instant, out: &mut Outbox<Message>, _events: &mut Events) {
-            out.open(SocketSpec {
+        fn sockets(&self) -> Vec<SocketSpec> {
+            vec![SocketSpec {
                 slot: REP,
                 kind: SocketKind::Rep,
                 name: "test",
                 bind: vec![self.endpoint.clone()],
                 connect: vec![],
                 identity: None,
-            });
+            }]
         }
+
+        fn start(&mut self, _now: Instant, _out: &mut Outbox<Message>, _events: &mut Events) {}
 
         fn handle(
             &mut self,

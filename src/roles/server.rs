@@ -1,16 +1,19 @@
 //! `pirate server`: the Lazy Pirate server. A REP socket that answers each request with the
-//! handler's reply, injecting crashes, overloads and freezes as the fault plan says (acted on
-//! by [`Faults::inject`]: a freeze is reported as a freeze, though on a REP socket, which
-//! neither reads nor heartbeats while it holds a request, it looks like an overload).
+//! handler's reply, injecting crashes and overloads as the fault plan says.
+//!
+//! [`Server`] is the protocol logic as a pure [`Machine`]; [`run`] hands it to the reactor.
+//! A REP socket holds one request at a time, so the machine reads only while idle; a stall
+//! (work, overload, freeze) is a deadline of the machine, not a sleep, and the handler runs on
+//! a work thread so `--exec` never blocks the loop.
 
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::event::{Events, Report, ServiceReport, Serving};
+use crate::event::{self, Event, Events, Report, ServiceReport};
 use crate::faults::{FaultPlan, Faults, OnCrash};
 use crate::handler::Handler;
-use crate::shutdown;
-use crate::transport::{self, Socket};
+use crate::msg::Message;
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 
 /// Everything `pirate server` needs.
 #[derive(Clone, Debug)]
@@ -33,38 +36,302 @@ impl Default for ServerConfig {
     }
 }
 
-/// Serves until stopped by a signal; returns the counters. Bind failures are errors.
-pub fn run(config: &ServerConfig, events: &mut Events) -> Result<Report> {
-    let ctx = zmq::Context::new();
-    let socket = transport::socket(&ctx, zmq::REP, "server", None)?;
-    socket.bind(&config.bind)?;
-    let mut faults = Faults::new(config.faults.clone(), config.seed);
-    let mut report = ServiceReport::start("server", &config.bind, config.seed, events);
-    let ended = serve(config, &socket, &mut faults, &mut report, events);
-    report.finish(ended)
+/// The server's one socket.
+const SOCKET: Slot = 0;
+
+/// The request being served.
+struct Serving {
+    /// What its `Served` event will say.
+    event: event::Serving,
+    /// When the stall ends and the handler may run; `None` once it runs.
+    due: Option<(Instant, Message)>,
 }
 
-/// Answers requests one at a time until a stop request.
-fn serve(
-    config: &ServerConfig,
-    socket: &Socket,
-    faults: &mut Faults,
-    report: &mut ServiceReport,
-    events: &mut Events,
-) -> Result<()> {
-    while !shutdown::requested() {
-        if !socket.poll_in(shutdown::POLL_SLICE.as_millis() as i64)? {
-            continue;
+/// The Lazy Pirate server's logic: one request at a time, faults decided per cycle.
+pub struct Server {
+    bind: String,
+    faults: Faults,
+    report: ServiceReport,
+    serving: Option<Serving>,
+    /// Set once a crash was asked for: nothing more is read.
+    crashed: bool,
+}
+
+impl Server {
+    pub fn new(config: &ServerConfig) -> Self {
+        Server {
+            bind: config.bind.clone(),
+            faults: Faults::new(config.faults.clone(), config.seed),
+            report: ServiceReport {
+                endpoint: config.bind.clone(),
+                seed: config.seed,
+                ..Default::default()
+            },
+            serving: None,
+            crashed: false,
         }
-        let request = socket.recv(events)?;
-        report.requests += 1;
-        let started = Instant::now();
-        let injected = faults.inject(report, OnCrash::Now, events)?;
-        // Nothing to keep alive while REP holds a request: an overload is a longer sleep.
-        shutdown::sleep(config.faults.work + injected.extra_work)?;
-        let serving = Serving::new(injected.cycle, &request, started);
-        socket.send(config.handler.handle(request), events)?;
-        serving.served(report, events);
     }
-    Ok(())
+
+    /// The counters so far.
+    pub fn report(&self) -> &ServiceReport {
+        &self.report
+    }
+
+    /// A request arrived: decide this cycle's fault and how long it stalls.
+    fn request(
+        &mut self,
+        request: Message,
+        now: Instant,
+        out: &mut Outbox<Message>,
+        events: &mut Events,
+    ) {
+        self.report.requests += 1;
+        let decision = self.faults.decide(&mut self.report, OnCrash::Now, events);
+        if decision.crash {
+            self.crashed = true;
+            out.crash();
+            return;
+        }
+        // Nothing to keep alive while REP holds a request: a freeze looks like an overload
+        // on the wire (it is still reported as the freeze it is).
+        let stall =
+            self.faults.plan().work + decision.extra_work + decision.freeze.unwrap_or_default();
+        self.serving = Some(Serving {
+            event: event::Serving::new(decision.cycle, &request, now),
+            due: Some((now + stall, request)),
+        });
+        self.tick(now, out, events);
+    }
+}
+
+impl Machine for Server {
+    /// A request for the handler.
+    type Job = Message;
+    /// The handler's reply.
+    type Done = Message;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        vec![SocketSpec {
+            slot: SOCKET,
+            kind: SocketKind::Rep,
+            name: "server",
+            bind: vec![self.bind.clone()],
+            connect: Vec::new(),
+            identity: None,
+        }]
+    }
+
+    fn start(&mut self, _now: Instant, _out: &mut Outbox<Message>, events: &mut Events) {
+        events.emit(Event::Started {
+            role: "server".into(),
+            endpoint: self.bind.clone(),
+            seed: Some(self.report.seed),
+        });
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<Message>,
+        now: Instant,
+        out: &mut Outbox<Message>,
+        events: &mut Events,
+    ) {
+        match input {
+            Input::Message { msg, .. } => self.request(msg, now, out, events),
+            Input::Done(reply) => {
+                let Some(serving) = self.serving.take() else {
+                    return;
+                };
+                out.send(SOCKET, reply);
+                serving.event.served_at(now, &mut self.report, events);
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<Message>, _events: &mut Events) {
+        if let Some(serving) = &mut self.serving {
+            if serving.due.as_ref().is_some_and(|(at, _)| now >= *at) {
+                let (_, request) = serving.due.take().expect("due");
+                out.start(request);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.serving.as_ref()?.due.as_ref().map(|(at, _)| *at)
+    }
+
+    fn wants(&self, _slot: Slot) -> bool {
+        // A REP socket takes the next request only after it answered this one.
+        self.serving.is_none() && !self.crashed
+    }
+}
+
+/// Serves until `stop` is raised; returns the counters. Bind failures are errors.
+pub fn run(config: &ServerConfig, stop: &Stop, events: &mut Events) -> Result<Report> {
+    let mut server = Server::new(config);
+    let handler = config.handler.clone();
+    reactor::run(
+        &mut server,
+        move |request| handler.handle(request),
+        stop,
+        events,
+    )?;
+    Ok(Report::Service(server.report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FaultKind;
+    use crate::reactor::Output;
+    use std::time::Duration;
+
+    fn body(text: &str) -> Message {
+        Message::from_frames([text.as_bytes().to_vec()])
+    }
+
+    fn request(text: &str) -> Input<Message> {
+        Input::Message {
+            slot: SOCKET,
+            msg: body(text),
+        }
+    }
+
+    fn server(faults: FaultPlan) -> Server {
+        Server::new(&ServerConfig {
+            bind: "tcp://127.0.0.1:5555".into(),
+            faults,
+            seed: 7,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn start_binds_the_rep_socket_and_says_so() {
+        let mut s = server(FaultPlan::default());
+        match &s.sockets()[..] {
+            [spec] => {
+                assert_eq!(spec.kind, SocketKind::Rep);
+                assert_eq!(spec.bind, ["tcp://127.0.0.1:5555"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut out = Outbox::default();
+        let mut seen = Vec::new();
+        s.start(
+            Instant::now(),
+            &mut out,
+            &mut Events::new(false, |e| seen.push(e)),
+        );
+        assert!(out.is_empty());
+        assert!(matches!(seen[..], [Event::Started { .. }]));
+    }
+
+    #[test]
+    fn a_request_goes_to_the_handler_at_once_and_its_reply_back() {
+        let mut s = server(FaultPlan::default());
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        assert!(s.wants(SOCKET));
+        s.handle(request("1"), t0, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Start(body("1"))]);
+        assert!(!s.wants(SOCKET), "a REP server holds one request at a time");
+        s.handle(Input::Done(body("1")), t0, &mut out, &mut ev);
+        assert_eq!(
+            out.take(),
+            [Output::Send {
+                slot: SOCKET,
+                msg: body("1")
+            }]
+        );
+        assert!(s.wants(SOCKET));
+        assert_eq!((s.report().requests, s.report().replied), (1, 1));
+    }
+
+    #[test]
+    fn work_is_a_deadline_not_a_sleep() {
+        let work = Duration::from_millis(1000);
+        let mut s = server(FaultPlan {
+            work,
+            ..Default::default()
+        });
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        s.handle(request("1"), t0, &mut out, &mut ev);
+        assert!(out.take().is_empty());
+        assert_eq!(s.next_deadline(), Some(t0 + work));
+        s.tick(t0 + work / 2, &mut out, &mut ev);
+        assert!(out.take().is_empty());
+        s.tick(t0 + work, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Start(body("1"))]);
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn an_overload_adds_its_stall_to_the_work_and_is_counted() {
+        let mut s = server(FaultPlan {
+            overload_rate: 1.0,
+            overload_for: Duration::from_secs(2),
+            faults_after: 0,
+            ..Default::default()
+        });
+        let (mut out, mut seen, t0) = (Outbox::default(), Vec::new(), Instant::now());
+        s.handle(
+            request("1"),
+            t0,
+            &mut out,
+            &mut Events::new(false, |e| seen.push(e)),
+        );
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(2)));
+        assert_eq!(s.report().overloads, 1);
+        assert!(seen.iter().any(|e| matches!(
+            e,
+            Event::Fault {
+                kind: FaultKind::Overload,
+                cycle: 1,
+                duration_ms: Some(2000)
+            }
+        )));
+    }
+
+    #[test]
+    fn a_crash_asks_the_reactor_to_die_without_answering() {
+        let mut s = server(FaultPlan {
+            crash_after: Some(1),
+            ..Default::default()
+        });
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        s.handle(request("1"), t0, &mut out, &mut ev);
+        s.handle(Input::Done(body("1")), t0, &mut out, &mut ev);
+        out.take();
+        s.handle(request("2"), t0, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Crash]);
+        assert!(!s.wants(SOCKET), "nothing is read after a crash");
+    }
+
+    #[test]
+    fn the_served_event_reports_the_request_and_the_time_it_took() {
+        let mut s = server(FaultPlan::default());
+        let (mut out, mut seen, t0) = (Outbox::default(), Vec::new(), Instant::now());
+        let mut ev = Events::new(false, |e| seen.push(e));
+        s.handle(request("hello"), t0, &mut out, &mut ev);
+        s.handle(
+            Input::Done(body("hello")),
+            t0 + Duration::from_millis(5),
+            &mut out,
+            &mut ev,
+        );
+        drop(ev);
+        match seen.last() {
+            Some(Event::Served {
+                cycle,
+                request,
+                bytes,
+                work_ms,
+            }) => {
+                assert_eq!((*cycle, request.as_str(), *bytes), (1, "hello", 5));
+                assert!((*work_ms - 5.0).abs() < 0.01);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -18,6 +18,7 @@ use clap::Parser;
 
 use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
+use pirate::reactor::Stop;
 use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
 use pirate::shutdown;
 
@@ -29,10 +30,11 @@ use render::Renderer;
 
 /// First Ctrl-C/SIGTERM: ask every loop to stop (partial summary, exit 130; running `--exec`
 /// commands are killed by their loops). Second: kill the commands and exit now.
-fn install_signal_handler() {
+fn install_signal_handler(stop: Stop) {
     static SIGNALS: AtomicUsize = AtomicUsize::new(0);
-    let result = ctrlc::set_handler(|| {
+    let result = ctrlc::set_handler(move || {
         if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
+            stop.request();
             shutdown::request();
         } else {
             pirate::handler::kill_running();
@@ -100,7 +102,7 @@ fn install_security(command: &Command, output: cli::OutputArgs) -> error::Result
     pirate::auth::install(security)
 }
 
-fn run(cli: Cli) -> error::Result<i32> {
+fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     let output = cli.output;
     let trace = output.verbose;
     pirate::transport::set_max_message(cli.limits.max_message);
@@ -120,7 +122,7 @@ fn run(cli: Cli) -> error::Result<i32> {
                 }
                 None => {
                     let config = args.config();
-                    run_role(&mut renderer, trace, |ev| server::run(&config, ev))?
+                    run_role(&mut renderer, trace, |ev| server::run(&config, &stop, ev))?
                 }
             };
             Ok(exit_code_of(&report))
@@ -282,8 +284,9 @@ fn one_line(text: &str) -> String {
 
 fn main() -> ExitCode {
     let cli = parse_cli();
-    install_signal_handler();
-    let code = match run(cli) {
+    let stop = Stop::new();
+    install_signal_handler(stop.clone());
+    let code = match run(cli, stop) {
         Ok(code) => code,
         Err(Error::Interrupted) => error::EXIT_INTERRUPTED,
         Err(e) => {
