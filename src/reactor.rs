@@ -248,6 +248,7 @@ where
     let mut reactor: Reactor<M> = Reactor {
         ctx: ctx.clone(),
         sockets: Vec::new(),
+        kinds: Vec::new(),
         wakeup: Wakeup::new(&ctx)?,
         done: mpsc::channel(),
         work: Arc::new(work),
@@ -273,7 +274,9 @@ where
             .min(POLL_SLICE);
         let readable = reactor.poll(&slots, timeout)?;
         for slot in readable {
-            for _ in 0..BATCH {
+            // REQ and REP sockets alternate strictly: after one message the machine must
+            // answer (or send) before the socket can be read again.
+            for _ in 0..reactor.batch(slot) {
                 let Some(msg) = reactor.try_recv(slot, events)? else {
                     break;
                 };
@@ -309,6 +312,8 @@ where
 struct Reactor<M: Machine> {
     ctx: zmq::Context,
     sockets: Vec<Option<Socket>>,
+    /// The kind of socket in each slot (kept after close, overwritten by the next open).
+    kinds: Vec<SocketKind>,
     wakeup: Wakeup,
     done: (mpsc::Sender<M::Done>, mpsc::Receiver<M::Done>),
     work: Arc<dyn Fn(M::Job) -> M::Done + Send + Sync>,
@@ -343,6 +348,14 @@ impl<M: Machine> Reactor<M> {
             .collect())
     }
 
+    /// How many messages to read from `slot` in one wake-up.
+    fn batch(&self, slot: Slot) -> usize {
+        match self.kinds.get(slot) {
+            Some(SocketKind::Req | SocketKind::Rep) => 1,
+            _ => BATCH,
+        }
+    }
+
     fn socket(&self, slot: Slot) -> &Socket {
         self.sockets[slot].as_ref().expect("polled slots are open")
     }
@@ -368,8 +381,10 @@ impl<M: Machine> Reactor<M> {
                     let socket = open(&self.ctx, &spec)?;
                     if self.sockets.len() <= spec.slot {
                         self.sockets.resize_with(spec.slot + 1, || None);
+                        self.kinds.resize(spec.slot + 1, SocketKind::Dealer);
                     }
                     self.sockets[spec.slot] = Some(socket);
+                    self.kinds[spec.slot] = spec.kind;
                 }
                 Output::Close(slot) => {
                     if let Some(s) = self.sockets.get_mut(slot) {
