@@ -30,11 +30,11 @@
 //! request (stdin may block) is a job run on a work thread. [`run`] hands it to the reactor.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::event::{ClientReport, Event, Events, Outcome, Report};
+use crate::feed::Source;
 use crate::msg::{Frame, Message};
 use crate::proto::correlate::{self, RequestIds};
 use crate::proto::mdp::{self, ClientCommand, ClientMsg, Direction, Version};
@@ -923,13 +923,10 @@ pub fn run(
     events: &mut Events,
 ) -> Result<Report> {
     let mut client = Client::new(config);
-    let source = Mutex::new(requests);
+    let source = Source::new(requests);
     let ended = reactor::run(
         &mut client,
-        move |ReadNext| {
-            let mut source = source.lock().unwrap_or_else(|e| e.into_inner());
-            source.next().map(Request::line)
-        },
+        move |ReadNext| source.next().map(Request::line),
         stop,
         events,
     )?;
