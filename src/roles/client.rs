@@ -281,6 +281,8 @@ pub struct Client {
     /// No attempt goes out before this (failover: the backup is taking over).
     settle_until: Option<Instant>,
     reading: bool,
+    /// A request read while the window was full, sent when there is room.
+    ahead: Option<Request>,
     exhausted: bool,
     /// Accepted replies' frames, kept for a library caller ([`Client::keep_replies`]).
     replies: Option<Vec<Message>>,
@@ -310,6 +312,7 @@ impl Client {
             probe: None,
             settle_until: None,
             reading: false,
+            ahead: None,
             exhausted: false,
             replies: None,
             outcome: None,
@@ -404,6 +407,24 @@ impl Client {
             return;
         }
         self.settle_until = None;
+        let window = self.config.window.max(1);
+        if self.in_flight.len() < window {
+            if let Some(request) = self.ahead.take() {
+                self.report.requests += 1;
+                self.in_flight.push(InFlight {
+                    seq: self.report.requests,
+                    request,
+                    attempt: 0,
+                    first_sent: now,
+                    deadline: None,
+                    reply: Message::new(),
+                    slot: None,
+                    at: self.current,
+                    correlation: Correlation::Socket,
+                    id: None,
+                });
+            }
+        }
         let at = self.current;
         let waiting = self.in_flight.iter().any(|f| f.slot.is_none());
         if waiting {
@@ -417,11 +438,12 @@ impl Client {
                 }
             }
         }
-        let window = self.config.window.max(1);
-        if !self.exhausted && !self.reading && self.in_flight.len() < window {
+        // One request is read ahead while the window is full, so that a fast source never
+        // waits for a work thread between a reply and the next request.
+        if !self.exhausted && !self.reading && self.ahead.is_none() {
             self.reading = true;
             out.start(ReadNext);
-        } else if self.exhausted && self.in_flight.is_empty() {
+        } else if self.exhausted && self.in_flight.is_empty() && self.ahead.is_none() {
             self.finish(Outcome::Completed, now, events);
             out.exit();
         }
@@ -829,21 +851,7 @@ impl Machine for Client {
             Input::Done(next) => {
                 self.reading = false;
                 match next {
-                    Some(request) => {
-                        self.report.requests += 1;
-                        self.in_flight.push(InFlight {
-                            seq: self.report.requests,
-                            request,
-                            attempt: 0,
-                            first_sent: now,
-                            deadline: None,
-                            reply: Message::new(),
-                            slot: None,
-                            at: self.current,
-                            correlation: Correlation::Socket,
-                            id: None,
-                        });
-                    }
+                    Some(request) => self.ahead = Some(request),
                     None => self.exhausted = true,
                 }
                 self.pump(now, out, events);
@@ -1181,11 +1189,15 @@ mod tests {
         let id1 = id_of(&msg);
         assert_eq!(msg, m(&[&id1, b"", b"1"]));
         assert!(
-            !first.contains(&Output::Start(ReadNext)),
-            "the window is full"
+            first.contains(&Output::Start(ReadNext)),
+            "one request is read ahead"
         );
         assert_eq!(rig.c.next_deadline(), Some(rig.at(100)));
         assert!(rig.c.wants(slot));
+        assert!(
+            rig.read(50, Some("2")).is_empty(),
+            "the window is full: held, and no further read"
+        );
 
         assert!(rig.tick(99).is_empty(), "not yet");
         let second = rig.tick(100);
@@ -1259,10 +1271,9 @@ mod tests {
             "still waiting for its own"
         );
         let ok = rig.recv(20, slot, m(&[&id, b"", b"1"]));
-        assert_eq!(
-            ok,
-            [Output::Start(ReadNext)],
-            "the socket is kept for the next request"
+        assert!(
+            ok.is_empty(),
+            "the socket is kept, a read is already out: {ok:?}"
         );
         assert!(matches!(
             rig.seen.last(),
@@ -1271,6 +1282,7 @@ mod tests {
         // The next request reuses the answered DEALER, with a new id.
         let next = rig.read(30, Some("2"));
         assert!(opened(&next).is_empty());
+        assert!(next.contains(&Output::Start(ReadNext)));
         let (again, msg2) = sent(&next);
         assert_eq!(again, slot);
         assert_ne!(id_of(&msg2), id);
@@ -1330,8 +1342,8 @@ mod tests {
         let (s1, m1) = sent(&one);
         let two = rig.read(1, Some("2"));
         assert!(
-            !two.contains(&Output::Start(ReadNext)),
-            "the window is full"
+            two.contains(&Output::Start(ReadNext)),
+            "the window is full, one more is read ahead"
         );
         let (s2, m2) = sent(&two);
         assert_ne!(s1, s2);
@@ -1443,7 +1455,7 @@ mod tests {
         assert_eq!(request, m(&[b"MDPC01", b"echo", b"hi"]));
         // The answer closes the REQ socket: one socket per request.
         let done = rig.recv(6, s, m(&[b"MDPC01", b"echo", b"hi"]));
-        assert_eq!(done, [Output::Close(s), Output::Start(ReadNext)]);
+        assert_eq!(done, [Output::Close(s)]);
 
         // Silence: the probe's own deadline.
         let mut rig = Rig::new(mdp_config(Version::V2));
