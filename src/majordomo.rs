@@ -132,6 +132,55 @@ impl MdpClient {
     }
 }
 
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+
+    /// A port nobody listens on: every attempt times out.
+    const NOBODY: &str = "tcp://127.0.0.1:1";
+
+    fn body() -> Message {
+        Message::from_frames([b"hi".to_vec()])
+    }
+
+    #[test]
+    fn a_malformed_endpoint_is_refused_at_connect() {
+        assert!(matches!(
+            MdpClient::connect("localhost:5555", Version::V1),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn every_attempt_timing_out_is_unreachable() {
+        let mut client = MdpClient::connect(NOBODY, Version::V2).unwrap();
+        client.set_timeout(Duration::from_millis(30));
+        client.set_retries(2);
+        match client.request("echo", body()) {
+            Err(Error::Unreachable(why)) => assert!(why.contains("after 2 attempts"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stop_raised_elsewhere_interrupts_a_waiting_request() {
+        let stop = Stop::new();
+        let mut client = MdpClient::connect(NOBODY, Version::V1)
+            .unwrap()
+            .with_stop(stop.clone());
+        client.set_timeout(Duration::from_secs(60));
+        let raiser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            stop.request();
+        });
+        assert!(matches!(
+            client.request("echo", body()),
+            Err(Error::Interrupted)
+        ));
+        raiser.join().unwrap();
+    }
+}
+
 /// How an [`MdpWorker`] connects and heartbeats.
 #[derive(Clone, Debug)]
 pub struct MdpWorkerConfig {
