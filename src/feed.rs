@@ -1,6 +1,11 @@
 //! Requests read on a thread of their own, so a client can keep its socket loop running
 //! (pings, PONGs, timers, Ctrl-C) while the next request is slow to come, as from a pipe.
 //!
+//! On the reactor, reading the next request is a job: [`Source::next`] is what the work
+//! closure runs, on a work thread, and its answer comes back to the machine as
+//! `Input::Done` (the Lazy Pirate client). [`RequestFeed`] is the older way, for a loop of its
+//! own that polls a wake-up socket:
+//!
 //! The loop polls [`RequestFeed::wakeup`] beside its own sockets. The reader thread notifies it
 //! only while the loop has armed it ([`RequestFeed::arm`] before polling,
 //! [`RequestFeed::disarm`] after), so a fast source (e.g. `--count`) costs no wake-ups at all. A source that blocks for good (stdin that is never
@@ -9,7 +14,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::error::{Error, Result};
@@ -103,6 +108,27 @@ impl RequestFeed {
     }
 }
 
+/// A request source shared with the work threads that read it, one request per job.
+pub struct Source {
+    requests: Mutex<Box<dyn Iterator<Item = String> + Send>>,
+}
+
+impl Source {
+    pub fn new(requests: impl Iterator<Item = String> + Send + 'static) -> Self {
+        Source {
+            requests: Mutex::new(Box::new(requests)),
+        }
+    }
+
+    /// The next request, or `None` at the end; blocks while the source does (stdin). Jobs run
+    /// one at a time, so requests come out in order.
+    pub fn next(&self) -> Option<String> {
+        // A reader that panicked leaves the iterator as it was: keep reading it.
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        requests.next()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +177,29 @@ mod tests {
     fn an_empty_source_ends_at_once() {
         let feed = RequestFeed::spawn(std::iter::empty()).unwrap();
         assert_eq!(next(&feed), Next::End);
+    }
+
+    #[test]
+    fn a_source_yields_its_requests_in_order_then_none_for_good() {
+        let source = Source::new(["a".to_string(), "b".to_string()].into_iter());
+        assert_eq!(source.next().as_deref(), Some("a"));
+        assert_eq!(source.next().as_deref(), Some("b"));
+        assert_eq!(source.next(), None);
+        assert_eq!(source.next(), None);
+    }
+
+    #[test]
+    fn a_source_read_from_a_work_thread_blocks_until_its_request_comes() {
+        let (tx, rx) = mpsc::channel::<String>();
+        let source = Arc::new(Source::new(rx.into_iter()));
+        let reader = thread::spawn({
+            let source = source.clone();
+            move || source.next()
+        });
+        thread::sleep(Duration::from_millis(20));
+        tx.send("late".into()).unwrap();
+        assert_eq!(reader.join().unwrap().as_deref(), Some("late"));
+        drop(tx);
+        assert_eq!(source.next(), None, "the sender is gone");
     }
 }

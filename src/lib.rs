@@ -22,7 +22,7 @@
 //! - [`event`]: events and reports (serde), rendered by the binary.
 //! - [`stats`]: latency percentiles (the `Latency` every report carries).
 //! - [`shutdown`]: the Ctrl-C/SIGTERM stop flag and interruptible sleeps.
-//! - [`feed`]: requests read on a thread, so a client's loop runs on while input is slow.
+//! - [`feed`]: reading the next request (stdin may block) as a reactor job, or on a thread.
 //! - [`majordomo`]: the Majordomo client and worker API for Rust programs.
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.

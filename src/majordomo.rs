@@ -40,41 +40,51 @@
 //! # }
 //! ```
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
+use crate::endpoint::{self, Side};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
 use crate::heartbeat::{HeartbeatConfig, Liveness};
 use crate::msg::{Frame, Message};
 use crate::proto::mdp::{self, Version, WorkerCommand, WorkerMsg};
-use crate::roles::client::{self, ClientConfig, Framing, Received};
+use crate::reactor::{self, Ended, Stop};
+use crate::roles::client::{self, ClientConfig, Correlation, Framing, ReadNext, Request};
 use crate::shutdown;
 use crate::transport::{self, Socket};
 
 /// A synchronous Majordomo client: one request at a time, with the Lazy Pirate timeout,
-/// retries and socket reopen.
+/// retries and socket reopen. Each request runs the `pirate client` machine
+/// ([`client::Client`]) on a reactor of its own until the reply comes or every attempt has
+/// timed out; a fresh socket carries every attempt (standard frames, no request ids), so it
+/// works with any MDP broker.
 pub struct MdpClient {
-    ctx: zmq::Context,
     config: ClientConfig,
     version: Version,
+    stop: Stop,
 }
 
 impl MdpClient {
     /// A client of the broker at `endpoint` (Guide defaults: 2500 ms timeout, 3 attempts).
+    /// A malformed endpoint is an error now rather than at the first request.
     pub fn connect(endpoint: &str, version: Version) -> Result<Self> {
-        let config = ClientConfig {
-            endpoint: endpoint.to_string(),
-            ..ClientConfig::default()
-        };
-        let client = MdpClient {
-            ctx: zmq::Context::new(),
-            config,
+        endpoint::check(endpoint, Side::Connect).map_err(Error::Usage)?;
+        Ok(MdpClient {
+            config: ClientConfig {
+                endpoint: endpoint.to_string(),
+                ..ClientConfig::default()
+            },
             version,
-        };
-        // Check the endpoint now rather than at the first request.
-        client::open(&client.ctx, &client.config)?;
-        Ok(client)
+            stop: Stop::new(),
+        })
+    }
+
+    /// Raising `stop` ends a request that is waiting (with `Error::Interrupted`).
+    pub fn with_stop(mut self, stop: Stop) -> Self {
+        self.stop = stop;
+        self
     }
 
     /// How long each attempt waits for its reply.
@@ -90,47 +100,84 @@ impl MdpClient {
     /// Sends `body` to `service` and returns the reply (for 0.2, every PARTIAL's frames then
     /// the FINAL's). After every attempt timed out: `Error::Unreachable`.
     pub fn request(&mut self, service: &str, body: Message) -> Result<Message> {
-        let framing = Framing::Majordomo {
-            version: self.version,
-            service: service.to_string(),
-        };
         let config = ClientConfig {
-            framing: framing.clone(),
+            framing: Framing::Majordomo {
+                version: self.version,
+                service: service.to_string(),
+            },
             ..self.config.clone()
         };
-        let mut events = Events::discard();
-        for _ in 0..config.retries.max(1) {
-            let socket = client::open(&self.ctx, &config)?;
-            socket.send(framing.encode(body.clone()), &mut events)?;
-            let mut reply = Message::new();
-            let mut deadline = Instant::now() + config.timeout;
-            loop {
-                shutdown::check()?;
-                if socket.poll_in(shutdown::slice_until(deadline))? {
-                    match framing.decode(socket.recv(&mut events)?) {
-                        Ok(Received::Partial(part)) => {
-                            part.into_frames()
-                                .into_iter()
-                                .for_each(|f| reply.push_back(f));
-                            deadline = Instant::now() + config.timeout;
-                        }
-                        Ok(Received::Final(part)) => {
-                            part.into_frames()
-                                .into_iter()
-                                .for_each(|f| reply.push_back(f));
-                            return Ok(reply);
-                        }
-                        Err(_) => break, // malformed: retry on a fresh socket
-                    }
-                } else if Instant::now() >= deadline {
-                    break;
-                }
-            }
+        let mut machine = client::Client::new(&config)
+            .with_correlation(Correlation::Socket)
+            .keep_replies();
+        let request = Mutex::new(Some(Request {
+            text: body.text(),
+            body,
+        }));
+        let ended = reactor::run(
+            &mut machine,
+            move |ReadNext| request.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            &self.stop,
+            &mut Events::discard(),
+        )?;
+        if ended == Ended::Stopped {
+            return Err(Error::Interrupted);
         }
-        Err(Error::Unreachable(format!(
-            "no reply from service {service} at {} after {} attempts",
-            config.endpoint, config.retries
-        )))
+        machine.take_replies().pop().ok_or_else(|| {
+            Error::Unreachable(format!(
+                "no reply from service {service} at {} after {} attempts",
+                config.endpoint, config.retries
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+
+    /// A port nobody listens on: every attempt times out.
+    const NOBODY: &str = "tcp://127.0.0.1:1";
+
+    fn body() -> Message {
+        Message::from_frames([b"hi".to_vec()])
+    }
+
+    #[test]
+    fn a_malformed_endpoint_is_refused_at_connect() {
+        assert!(matches!(
+            MdpClient::connect("localhost:5555", Version::V1),
+            Err(Error::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn every_attempt_timing_out_is_unreachable() {
+        let mut client = MdpClient::connect(NOBODY, Version::V2).unwrap();
+        client.set_timeout(Duration::from_millis(30));
+        client.set_retries(2);
+        match client.request("echo", body()) {
+            Err(Error::Unreachable(why)) => assert!(why.contains("after 2 attempts"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stop_raised_elsewhere_interrupts_a_waiting_request() {
+        let stop = Stop::new();
+        let mut client = MdpClient::connect(NOBODY, Version::V1)
+            .unwrap()
+            .with_stop(stop.clone());
+        client.set_timeout(Duration::from_secs(60));
+        let raiser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            stop.request();
+        });
+        assert!(matches!(
+            client.request("echo", body()),
+            Err(Error::Interrupted)
+        ));
+        raiser.join().unwrap();
     }
 }
 

@@ -205,7 +205,7 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
                     freelance::run_client(&freelance, requests, ev)
                 })?,
                 _ => run_role(&mut renderer, trace, |ev| {
-                    client::run(&config, requests, ev)
+                    client::run(&config, requests, &stop, ev)
                 })?,
             };
             Ok(exit_code_of(&report))
