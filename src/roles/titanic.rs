@@ -22,11 +22,20 @@
 //!
 //! # How it works
 //!
-//! - Three [`MdpWorker`]s, one thread each (`titanic.request`, `titanic.reply`,
-//!   `titanic.close`), and one dispatcher thread, all sharing one [`Store`] behind a mutex.
-//!   Each thread's events are forwarded to the caller's [`Events`] on the calling thread.
+//! - [`Titanic`] is one pure [`Machine`] on the [reactor](crate::reactor), speaking 7/MDP 0.1
+//!   itself through [`crate::proto::mdp`]: three worker DEALERs (slots 0–2, one per service:
+//!   MDP 0.1 registers a connection for exactly one service, so each sends its own READY
+//!   `["", "MDPW01", 0x01, service]`, with identity `titanicPID-SERVICE-N-<random>`), each
+//!   heartbeating and judging the broker with [`Liveness`], and reconnecting on a fresh socket
+//!   and identity after a [`Backoff`] delay when the broker falls silent or says DISCONNECT;
+//!   and the dispatch lanes (slots 3…), one REQ socket each. It owns the [`Store`]; no
+//!   threads, no locks.
 //! - `titanic.request` stores the request (written and fsync'd, see [`crate::store`]) and only
-//!   then replies `"200"` + UUID, then wakes the dispatcher.
+//!   then replies `"200"` + UUID. The write stays synchronous in the machine's `handle`, not a
+//!   job: it is the durability contract (answer only after the write), it orders every
+//!   read of the store after the writes before it, and an injected crash must strike inside
+//!   it (the store kills the process mid-write). An fdatasync is milliseconds; the broker
+//!   waits `liveness` heartbeats before it gives up on a worker.
 //! - The dispatcher walks the pending requests in arrival order and keeps one request in
 //!   flight per service, up to [`MAX_IN_FLIGHT`] services at once, each on a REQ socket of
 //!   its own (the Lazy Pirate way: a socket per attempt, closed on timeout, so a late reply
@@ -55,37 +64,42 @@
 //! next append, at a point drawn from the seeded generator: before the write, part way
 //! through it (a torn record), after the write before `fdatasync`, or after the sync before
 //! the `"200"` goes out. So chaos kills Titanic in the middle of making a request durable,
-//! where it matters. An overload stalls the reply after the request was stored; a freeze
-//! stalls the `titanic.request` worker before it reads the request (no heartbeats).
+//! where it matters (the crash is [`OnCrash::Deferred`]: the store dies in its write). An
+//! overload holds the reply after the request was stored, as a deadline, while the worker
+//! keeps heartbeating (a second request meanwhile is counted invalid and dropped); a freeze
+//! holds the `titanic.request` worker before it stores the request: its socket is not read
+//! and sends no heartbeats until the freeze's deadline. The other workers and the
+//! dispatcher carry on meanwhile, as when each was a thread.
 //!
 //! # Report
 //!
 //! A [`ServiceReport`]: `requests` = requests stored, `replied` = replies stored by the
-//! dispatcher, `invalid` = malformed TSP bodies and MDP messages, `reconnects` of the three
+//! dispatcher, `invalid` = malformed TSP bodies and MDP messages (the broker's to the workers and to the
+//! dispatch lanes), `reconnects` of the three
 //! workers, `overloads`/`freezes` injected.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::event::{ClientReport, Event, Events, Outcome, Report, ServiceReport, Serving};
 use crate::faults::{FaultPlan, Faults, OnCrash};
-use crate::heartbeat::HeartbeatConfig;
-use crate::majordomo::{MdpClient, MdpWorker, MdpWorkerConfig};
+use crate::heartbeat::{HeartbeatConfig, Liveness};
+use crate::majordomo::MdpClient;
 use crate::msg::Message;
-use crate::proto::mdp::Version;
-use crate::roles::client::{Framing, Received};
+use crate::proto::mdp::{
+    self, ClientCommand, ClientMsg, Direction, Version, WorkerCommand, WorkerMsg,
+};
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 use crate::shutdown;
 use crate::stats::{millis, LatencyRecorder};
 use crate::store::{CrashPoint, Store, StoreOptions, Uuid};
-use crate::transport::{self, Notifier, Socket, Wakeup};
+use crate::transport;
 
 /// The three services Titanic registers for.
 pub const REQUEST: &str = "titanic.request";
@@ -120,8 +134,6 @@ pub struct TitanicConfig {
     /// Faults, drawn per `titanic.request` cycle.
     pub faults: FaultPlan,
     pub seed: u64,
-    /// Trace frames (`-v`): the worker threads have event sinks of their own.
-    pub trace: bool,
     pub store: StoreOptions,
     /// What `titanic.request` accepts (see the module docs).
     pub limits: Limits,
@@ -159,239 +171,711 @@ impl Default for TitanicConfig {
             request_timeout: Duration::from_millis(2500),
             faults: FaultPlan::default(),
             seed: 0,
-            trace: false,
             store: StoreOptions::default(),
             limits: Limits::default(),
         }
     }
 }
 
-/// What the threads tell the calling thread.
-enum Note {
-    Event(Event),
-    Ended(&'static str, Result<()>),
+/// The three worker sockets, one per service, in slots 0, 1 and 2 (7/MDP 0.1 registers a
+/// worker for exactly one service: a second READY on the same connection is a protocol
+/// error, so one DEALER each, as before).
+const SERVICES: [&str; 3] = [REQUEST, REPLY, CLOSE];
+/// The first dispatch slot; lane `i` is slot `LANES + i`.
+const LANES: Slot = SERVICES.len();
+
+/// One of the three MDP worker connections.
+struct Worker {
+    service: &'static str,
+    slot: Slot,
+    /// Sockets opened so far (the `N` of the identity `titanicPID-SERVICE-N-<random>`).
+    sockets: u64,
+    /// The identity of the socket opened next or open now.
+    identity: Vec<u8>,
+    broker: Liveness,
+    backoff: Backoff,
+    /// `Some(at)` while the socket is closed after losing the broker: reopen at `at`.
+    reopen_at: Option<Instant>,
 }
 
-type Shared = Arc<Mutex<Store>>;
-type Counters = Arc<Mutex<ServiceReport>>;
+impl Worker {
+    fn new(config: &TitanicConfig, index: usize, now: Instant) -> Self {
+        let service = SERVICES[index];
+        let mut worker = Worker {
+            service,
+            slot: index,
+            sockets: 0,
+            identity: Vec::new(),
+            broker: Liveness::new(config.heartbeat, now),
+            backoff: Backoff::new(config.reconnect, RECONNECT_MAX),
+            reopen_at: None,
+        };
+        worker.next_identity();
+        worker
+    }
 
-fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
-    m.lock()
-        .map_err(|_| Error::Internal("a titanic thread panicked".into()))
-}
+    /// Picks the identity of the next socket: `titanicPID-request-N-<32 hex digits>`.
+    fn next_identity(&mut self) {
+        self.sockets += 1;
+        let prefix = format!(
+            "titanic{}-{}-{}",
+            std::process::id(),
+            &self.service[8..],
+            self.sockets
+        );
+        self.identity = transport::random_identity(&prefix);
+    }
 
-/// Runs Titanic until stopped by a signal; returns its counters. If one of its threads fails
-/// (a socket error), it asks the whole process to stop ([`shutdown::request`]) and returns
-/// that error: a Titanic missing a service or its dispatcher would accept work it cannot do.
-pub fn run(config: &TitanicConfig, events: &mut Events) -> Result<Report> {
-    let store = Store::open_with(&config.dir, config.store)?;
-    events.emit(Event::Started {
-        role: "titanic".into(),
-        endpoint: config.broker.clone(),
-        seed: Some(config.seed),
-    });
-    let recovery = store.recovery();
-    events.info(format!(
-        "store {}: {} stored, {} pending ({} records read, {} torn bytes cut off)",
-        config.dir.display(),
-        store.len(),
-        store.pending().len(),
-        recovery.records,
-        recovery.torn_bytes
-    ));
-    if recovery.torn_bytes > 0 {
-        events.warn(format!(
-            "cut off a torn record of {} bytes at the end of the log (a write interrupted by a \
-             crash; it was never acknowledged)",
-            recovery.torn_bytes
+    fn spec(&self, broker: &str) -> SocketSpec {
+        SocketSpec {
+            slot: self.slot,
+            kind: SocketKind::Dealer,
+            name: "worker",
+            bind: Vec::new(),
+            connect: vec![broker.to_string()],
+            identity: Some(self.identity.clone()),
+        }
+    }
+
+    /// Sends a worker command (`["", "MDPW01", command, …]`); traffic proves us alive, so the
+    /// next heartbeat is one interval away.
+    fn send(&mut self, command: WorkerCommand, now: Instant, out: &mut Outbox<Never>) {
+        let msg = mdp::encode_worker(WorkerMsg {
+            version: Version::V1,
+            command,
+        });
+        out.send(self.slot, msg);
+        self.broker.sent(now);
+    }
+
+    /// READY on a socket just opened: `["", "MDPW01", 0x01, service]`.
+    fn ready(
+        &mut self,
+        config: &TitanicConfig,
+        now: Instant,
+        out: &mut Outbox<Never>,
+        events: &mut Events,
+    ) {
+        self.broker = Liveness::new(config.heartbeat, now);
+        let service = self.service.as_bytes().to_vec();
+        self.send(WorkerCommand::Ready { service }, now, out);
+        events.info(format!(
+            "worker {} ready for service {}",
+            String::from_utf8_lossy(&self.identity),
+            self.service
         ));
     }
-    let store: Shared = Arc::new(Mutex::new(store));
-    let counters: Counters = Arc::new(Mutex::new(ServiceReport {
-        endpoint: config.broker.clone(),
-        seed: config.seed,
-        ..Default::default()
-    }));
-    let (notes, inbox) = mpsc::channel::<Note>();
-    // A stored request wakes the dispatcher out of its poll at once.
-    let zmq_ctx = zmq::Context::new();
-    let woken = Wakeup::new(&zmq_ctx)?;
-    let wake = woken.notifier();
-    let mut threads = Vec::new();
-    for service in [REQUEST, REPLY, CLOSE] {
-        let (config, store, counters, notes) = (
-            config.clone(),
-            store.clone(),
-            counters.clone(),
-            notes.clone(),
-        );
-        let wake = wake.clone();
-        threads.push(thread::spawn(move || {
-            let mut events = forward(&notes, config.trace);
-            let result = serve(&config, service, &store, &counters, wake, &mut events);
-            let _ = notes.send(Note::Ended(service, result));
-        }));
+
+    /// Closes the socket and reopens a new one after the back-off delay.
+    fn lose(&mut self, now: Instant, out: &mut Outbox<Never>, events: &mut Events) {
+        let delay = self.backoff.next_delay();
+        events.emit(Event::PeerLost {
+            delay_ms: delay.as_millis() as u64,
+        });
+        out.close(self.slot);
+        self.reopen_at = Some(now + delay);
     }
-    {
-        let (config, store, counters, notes) = (
-            config.clone(),
-            store.clone(),
-            counters.clone(),
-            notes.clone(),
-        );
-        threads.push(thread::spawn(move || {
-            let mut events = forward(&notes, config.trace);
-            let result = dispatch(&config, &store, &counters, &zmq_ctx, &woken, &mut events);
-            let _ = notes.send(Note::Ended("dispatcher", result));
-        }));
+}
+
+/// The longest reconnect delay of the workers (the Guide's 32 s).
+const RECONNECT_MAX: Duration = Duration::from_secs(32);
+
+/// No job: the machine has no blocking work but its store writes (see the module docs).
+pub type Never = std::convert::Infallible;
+
+/// What a dispatch lane is waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// The broker's `mmi.service` answer: is a worker there?
+    Asking,
+    /// `mmi.service` said 200: the request goes out in the next tick. Not read meanwhile: a
+    /// REQ socket refuses a receive until it has sent (EFSM), and the reactor reads on
+    /// through a batch before it sends what the machine asked.
+    Approved,
+    /// The service's reply.
+    Sending,
+}
+
+/// One request in flight to its service, on a REQ socket of its own in `slot`.
+struct Lane {
+    slot: Slot,
+    uuid: Uuid,
+    service: String,
+    /// Sent once `mmi.service` says 200 (taken then).
+    request: Option<Message>,
+    stage: Stage,
+    deadline: Instant,
+}
+
+impl Lane {
+    /// Sends the request itself; its reply is due by `deadline`.
+    fn send_request(&mut self, deadline: Instant, out: &mut Outbox<Never>) {
+        let request = self.request.take().unwrap_or_default();
+        self.stage = Stage::Sending;
+        self.deadline = deadline;
+        out.send(self.slot, client_request(&self.service, request));
     }
-    drop(notes);
-    let mut running = threads.len();
-    let mut failure = None;
-    while running > 0 {
-        match inbox.recv_timeout(shutdown::POLL_SLICE) {
-            Ok(Note::Event(e)) => events.emit(e),
-            Ok(Note::Ended(_, Ok(()) | Err(Error::Interrupted))) => running -= 1,
-            Ok(Note::Ended(who, Err(e))) => {
-                // One part failing stops them all: a Titanic without its dispatcher or one of
-                // its services would accept work it cannot finish.
-                events.error(format!("titanic {who} stopped: {e}"));
-                failure.get_or_insert(e);
-                shutdown::request();
-                running -= 1;
+}
+
+/// What became of a lane that ended.
+enum Ended {
+    /// The service's reply, to store.
+    Replied(Message),
+    /// A malformed answer: try again later.
+    Retry,
+    /// `mmi.service` said no worker: try again later, and the service's other requests too.
+    NoWorker,
+    /// No answer in time: try again later, and leave the service alone meanwhile.
+    TimedOut,
+}
+
+/// A 7/MDP 0.1 client request for `service`, as given to a REQ socket (which adds the empty
+/// delimiter): `["MDPC01", service, body…]`.
+fn client_request(service: &str, body: Message) -> Message {
+    let mut msg = mdp::encode_client(ClientMsg {
+        version: Version::V1,
+        command: ClientCommand::Request,
+        service: service.as_bytes().to_vec(),
+        body,
+    });
+    msg.pop_front(); // REQ adds the empty delimiter itself
+    msg
+}
+
+/// The body of a 7/MDP 0.1 reply from `service` received on REQ (`["MDPC01", service,
+/// body…]`); `None` if it is malformed or from another service.
+fn client_reply(service: &str, mut msg: Message) -> Option<Message> {
+    msg.push_front(Vec::new()); // REQ stripped the delimiter
+    match mdp::decode_client(msg, Direction::FromBroker) {
+        Ok(reply) if reply.version == Version::V1 && reply.service == service.as_bytes() => {
+            Some(reply.body)
+        }
+        _ => None,
+    }
+}
+
+/// The `titanic.request` worker's request held by a fault.
+struct Held {
+    client: Vec<u8>,
+    /// Frozen until then (no reads, no heartbeats), then the request is stored.
+    frozen_until: Option<Instant>,
+    /// The request, until it is stored.
+    body: Option<Message>,
+    cycle: u64,
+    /// The reply, held until `reply_at` (work time and overload), heartbeating meanwhile.
+    reply: Option<(Instant, Message)>,
+}
+
+/// Titanic as one pure machine: three MDP workers and the dispatcher over one [`Store`].
+pub struct Titanic {
+    config: TitanicConfig,
+    store: Store,
+    workers: Vec<Worker>,
+    held: Option<Held>,
+    faults: Faults,
+    /// Where in the write an injected crash strikes: its own stream, so the fault rolls
+    /// replay by seed.
+    crash_rng: ChaCha8Rng,
+    lanes: Vec<Lane>,
+    /// When a request, or a whole service (after a timeout or no worker), may be tried again.
+    next_try: HashMap<Uuid, Instant>,
+    service_rest: HashMap<String, Instant>,
+    /// Set when lanes may be opened (a request stored, a lane ended): done in the next tick,
+    /// after every message of this wake-up was read, so a reused lane slot never sees a
+    /// message of the socket it replaces.
+    dispatch_at: Option<Instant>,
+    report: ServiceReport,
+}
+
+impl Titanic {
+    /// Opens the store (recovering what a crash left) and builds the machine; `now` starts
+    /// the workers' liveness clocks.
+    pub fn new(config: &TitanicConfig, now: Instant) -> Result<Self> {
+        let store = Store::open_with(&config.dir, config.store)?;
+        Ok(Titanic {
+            workers: (0..SERVICES.len())
+                .map(|i| Worker::new(config, i, now))
+                .collect(),
+            store,
+            held: None,
+            faults: Faults::new(config.faults.clone(), config.seed),
+            crash_rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x7469_7461_6e69_6321),
+            lanes: Vec::new(),
+            next_try: HashMap::new(),
+            service_rest: HashMap::new(),
+            dispatch_at: None,
+            report: ServiceReport {
+                endpoint: config.broker.clone(),
+                seed: config.seed,
+                ..Default::default()
+            },
+            config: config.clone(),
+        })
+    }
+
+    /// The counters so far.
+    pub fn report(&self) -> &ServiceReport {
+        &self.report
+    }
+
+    fn invalid(&mut self, socket: &str, why: impl Into<String>, events: &mut Events) {
+        self.report.invalid += 1;
+        events.invalid(socket, why);
+    }
+
+    /// A message on worker `index`'s socket.
+    fn worker_message(
+        &mut self,
+        index: usize,
+        msg: Message,
+        now: Instant,
+        out: &mut Outbox<Never>,
+        events: &mut Events,
+    ) {
+        let worker = &mut self.workers[index];
+        worker.broker.heard(now);
+        worker.backoff.reset();
+        match mdp::decode_worker(msg) {
+            Ok(WorkerMsg {
+                version: Version::V1,
+                command: WorkerCommand::Request { client, body },
+            }) => self.request(index, client, body, now, out, events),
+            Ok(WorkerMsg {
+                command: WorkerCommand::Heartbeat,
+                ..
+            }) => {}
+            Ok(WorkerMsg {
+                command: WorkerCommand::Disconnect,
+                ..
+            }) => {
+                events.warn("broker sent DISCONNECT");
+                self.workers[index].lose(now, out, events);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Ok(other) => self.invalid("worker", format!("unexpected {:?}", other.command), events),
+            Err(e) => self.invalid("worker", e.to_string(), events),
         }
     }
-    for t in threads {
-        let _ = t.join();
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    let report = lock(&counters)?.clone();
-    Ok(Report::Service(report))
-}
 
-/// Events that travel to the calling thread.
-fn forward(notes: &mpsc::Sender<Note>, trace: bool) -> Events<'static> {
-    let notes = notes.clone();
-    Events::new(trace, move |e| {
-        let _ = notes.send(Note::Event(e));
-    })
-}
-
-/// One worker thread: serves `service` until stopped.
-fn serve(
-    config: &TitanicConfig,
-    service: &'static str,
-    store: &Shared,
-    counters: &Counters,
-    wake: Notifier,
-    events: &mut Events,
-) -> Result<()> {
-    let mdp = MdpWorkerConfig {
-        heartbeat: config.heartbeat,
-        reconnect: config.reconnect,
-        // Three workers in one process: the identities must differ.
-        name: format!("titanic{}-{}", std::process::id(), &service[8..]),
-        ..MdpWorkerConfig::new(&config.broker, service, Version::V1)
-    };
-    let mut worker = MdpWorker::connect(mdp, events)?;
-    let mut faults = Faults::new(config.faults.clone(), config.seed);
-    // Where in the write a crash strikes: its own stream, so the fault rolls replay by seed.
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x7469_7461_6e69_6321);
-    let (mut reconnects, mut invalid) = (0, 0);
-    loop {
-        let polled = worker.poll(shutdown::POLL_SLICE, events)?;
-        {
-            let mut c = lock(counters)?;
-            c.reconnects += worker.reconnects() - reconnects;
-            c.invalid += worker.invalid() - invalid;
-            (reconnects, invalid) = (worker.reconnects(), worker.invalid());
-        }
-        let Some(request) = polled else { continue };
-        let reply = match service {
+    /// A TSP request for worker `index`'s service.
+    fn request(
+        &mut self,
+        index: usize,
+        client: Vec<u8>,
+        body: Message,
+        now: Instant,
+        out: &mut Outbox<Never>,
+        events: &mut Events,
+    ) {
+        let reply = match SERVICES[index] {
             REQUEST => {
-                // Counted apart and added after: a freeze must not hold the counters' lock
-                // (the other threads would stall with this one).
-                let mut counted = ServiceReport::default();
-                let injected = faults.inject(&mut counted, OnCrash::Deferred, events);
-                {
-                    let mut c = lock(counters)?;
-                    c.overloads += counted.overloads;
-                    c.freezes += counted.freezes;
+                if self.held.is_some() {
+                    // The broker never hands a busy worker a second request.
+                    return self.invalid(REQUEST, "a second request while busy", events);
                 }
-                let injected = injected?;
-                if injected.crash {
-                    let point = match rng.gen_range(0..4) {
+                let decision = self
+                    .faults
+                    .decide(&mut self.report, OnCrash::Deferred, events);
+                if decision.crash {
+                    let point = match self.crash_rng.gen_range(0..4) {
                         0 => CrashPoint::BeforeWrite,
-                        1 => CrashPoint::MidWrite(rng.gen_range(1..1000)),
+                        1 => CrashPoint::MidWrite(self.crash_rng.gen_range(1..1000)),
                         2 => CrashPoint::BeforeSync,
                         _ => CrashPoint::AfterSync,
                     };
                     events.info(format!("simulating a crash at {point:?} of the next write"));
-                    lock(store)?.crash_on_next_write(point);
+                    self.store.crash_on_next_write(point);
                 }
-                let stall = config.faults.work + injected.extra_work;
-                let cycle = injected.cycle;
-                let started = Instant::now();
-                let serving = Serving::new(cycle, &request.body, started);
-                let (reply, stored) =
-                    handle_request(&mut *lock(store)?, request.body, &config.limits);
-                match stored {
-                    Some(uuid) => {
-                        lock(counters)?.requests += 1;
-                        wake.notify();
-                        // Stored is served (and counted in `requests`): the reply comes later.
-                        events.emit(serving.event());
-                        events.info(format!("stored request {uuid}"));
-                    }
-                    None => note_failure(&reply, REQUEST, counters, events)?,
+                let stall = self.faults.plan().work + decision.extra_work;
+                self.held = Some(Held {
+                    client,
+                    frozen_until: decision.freeze.map(|d| now + d),
+                    body: Some(body),
+                    cycle: decision.cycle,
+                    reply: None,
+                });
+                if decision.freeze.is_none() {
+                    self.store_request(stall, now, out, events);
                 }
-                // Slow but alive: keep heartbeating through the stall. The broker never
-                // hands a busy worker a second request; one that comes anyway is dropped.
-                let until = Instant::now() + stall;
-                while Instant::now() < until {
-                    let left = until.saturating_duration_since(Instant::now());
-                    if worker.poll(left, events)?.is_some() {
-                        lock(counters)?.invalid += 1;
-                        events.invalid(REQUEST, "a second request while busy");
-                    }
-                }
-                reply
+                return;
             }
             REPLY => {
-                let reply = handle_reply(&*lock(store)?, request.body);
-                note_failure(&reply, REPLY, counters, events)?;
+                let reply = handle_reply(&self.store, body);
+                note_failure(&reply, REPLY, &mut self.report, events);
                 reply
             }
             _ => {
-                let mut store = lock(store)?;
-                let reply = handle_close(&mut store, request.body);
-                if let Some(w) = store.take_warning() {
+                let reply = handle_close(&mut self.store, body);
+                if let Some(w) = self.store.take_warning() {
                     events.warn(w);
                 }
                 reply
             }
         };
-        worker.reply(&request.client, reply, events)?;
+        self.reply(index, client, reply, now, out);
+    }
+
+    /// Stores the held `titanic.request` (written and synced before anything is answered) and
+    /// holds its reply for `stall`.
+    fn store_request(
+        &mut self,
+        stall: Duration,
+        now: Instant,
+        out: &mut Outbox<Never>,
+        events: &mut Events,
+    ) {
+        let Some(held) = &mut self.held else { return };
+        let body = held.body.take().unwrap_or_default();
+        let serving = Serving::new(held.cycle, &body, now);
+        let (reply, stored) = handle_request(&mut self.store, body, &self.config.limits);
+        match stored {
+            Some(uuid) => {
+                self.report.requests += 1;
+                self.dispatch_at = Some(now);
+                // Stored is served (and counted in `requests`): the reply comes later.
+                events.emit(serving.event_at(now));
+                events.info(format!("stored request {uuid}"));
+            }
+            None => note_failure(&reply, REQUEST, &mut self.report, events),
+        }
+        held.reply = Some((now + stall, reply));
+        self.release(now, out);
+    }
+
+    /// Sends the held reply once its stall is over.
+    fn release(&mut self, now: Instant, out: &mut Outbox<Never>) {
+        let due = self
+            .held
+            .as_ref()
+            .and_then(|h| h.reply.as_ref())
+            .is_some_and(|(at, _)| now >= *at);
+        if due {
+            let held = self.held.take().expect("held");
+            let (_, reply) = held.reply.expect("reply");
+            self.reply(0, held.client, reply, now, out);
+        }
+    }
+
+    /// A 7/MDP 0.1 REPLY: `["", "MDPW01", 0x03, client, "", body…]`.
+    fn reply(
+        &mut self,
+        index: usize,
+        client: Vec<u8>,
+        body: Message,
+        now: Instant,
+        out: &mut Outbox<Never>,
+    ) {
+        let worker = &mut self.workers[index];
+        if worker.reopen_at.is_some() {
+            // The socket the request came on is gone: the client asks again.
+            return;
+        }
+        worker.send(WorkerCommand::Reply { client, body }, now, out);
+    }
+
+    fn frozen(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| h.frozen_until.is_some())
+    }
+
+    /// Heartbeats, broker expiry and reconnects of the three workers.
+    fn tick_workers(&mut self, now: Instant, out: &mut Outbox<Never>, events: &mut Events) {
+        if let Some(until) = self.held.as_ref().and_then(|h| h.frozen_until) {
+            if now >= until {
+                self.held.as_mut().expect("held").frozen_until = None;
+                // A freeze is our silence, not the broker's: what it sent meanwhile waits
+                // unread in the socket, so give it a fresh expiry before judging it.
+                self.workers[0].broker.heard(now);
+                let stall = self.faults.plan().work;
+                self.store_request(stall, now, out, events);
+            }
+        }
+        self.release(now, out);
+        let frozen = self.frozen();
+        for (i, worker) in self.workers.iter_mut().enumerate() {
+            if let Some(at) = worker.reopen_at {
+                if now >= at {
+                    worker.reopen_at = None;
+                    worker.next_identity();
+                    out.open(worker.spec(&self.config.broker));
+                    self.report.reconnects += 1;
+                    worker.ready(&self.config, now, out, events);
+                }
+                continue;
+            }
+            if i == 0 && frozen {
+                continue; // a frozen worker neither heartbeats nor notices anything
+            }
+            if worker.broker.is_dead(now) {
+                worker.lose(now, out, events);
+            } else if worker.broker.heartbeat_due(now) {
+                worker.send(WorkerCommand::Heartbeat, now, out);
+            }
+        }
+    }
+
+    /// An answer on a dispatch lane.
+    fn lane_message(
+        &mut self,
+        slot: Slot,
+        msg: Message,
+        now: Instant,
+        out: &mut Outbox<Never>,
+        events: &mut Events,
+    ) {
+        let Some(index) = self.lanes.iter().position(|l| l.slot == slot) else {
+            return; // a lane that ended in this wake-up: its socket is being closed
+        };
+        let lane = &mut self.lanes[index];
+        let asked = match lane.stage {
+            Stage::Asking => "mmi.service",
+            Stage::Approved => return, // not read (see `wants`)
+            Stage::Sending => lane.service.as_str(),
+        };
+        let ended = match (lane.stage, client_reply(asked, msg)) {
+            (Stage::Asking, Some(answer)) if answer.get(0) == Some(OK) => {
+                lane.stage = Stage::Approved;
+                self.dispatch_at = Some(now);
+                return;
+            }
+            (Stage::Asking, Some(_)) => Ended::NoWorker,
+            (_, Some(reply)) => Ended::Replied(reply),
+            (_, None) => {
+                self.invalid("dispatch", "a malformed answer from the broker", events);
+                Ended::Retry
+            }
+        };
+        self.end_lane(index, ended, now, out, events);
+    }
+
+    /// Closes lane `index`'s socket and acts on how it ended (see the module docs).
+    fn end_lane(
+        &mut self,
+        index: usize,
+        ended: Ended,
+        now: Instant,
+        out: &mut Outbox<Never>,
+        events: &mut Events,
+    ) {
+        let lane = self.lanes.swap_remove(index);
+        out.close(lane.slot);
+        self.dispatch_at = Some(now);
+        let retry = now + self.config.retry_interval;
+        match ended {
+            Ended::Replied(reply) => match self.store.put_reply(lane.uuid, &reply) {
+                Ok(true) => self.report.replied += 1,
+                Ok(false) => {} // closed while we waited: nobody wants it
+                Err(e) => {
+                    events.error(format!("cannot store the reply for {}: {e}", lane.uuid));
+                    self.next_try.insert(lane.uuid, retry);
+                }
+            },
+            Ended::Retry => {
+                self.next_try.insert(lane.uuid, retry);
+            }
+            Ended::NoWorker | Ended::TimedOut => {
+                if matches!(ended, Ended::TimedOut) {
+                    events.info(format!(
+                        "request {} for {}: no reply in {} ms; retrying later",
+                        lane.uuid,
+                        lane.service,
+                        self.config.request_timeout.as_millis()
+                    ));
+                }
+                // One question per service per retry interval, not one per request; and a
+                // service that hangs is left alone for a while.
+                self.service_rest.insert(lane.service, retry);
+                self.next_try.insert(lane.uuid, retry);
+            }
+        }
+    }
+
+    /// Times out lanes, then opens one for each pending request that is due, in arrival
+    /// order, whose service has none and is not resting, while fewer than [`MAX_IN_FLIGHT`]
+    /// are open. Each is a fresh REQ socket that asks `mmi.service` first (`mmi.*` targets
+    /// are sent at once).
+    fn tick_dispatch(&mut self, now: Instant, out: &mut Outbox<Never>, events: &mut Events) {
+        for lane in self.lanes.iter_mut().filter(|l| l.stage == Stage::Approved) {
+            lane.send_request(now + self.config.request_timeout, out);
+        }
+        while let Some(index) = self.lanes.iter().position(|l| now >= l.deadline) {
+            self.end_lane(index, Ended::TimedOut, now, out, events);
+        }
+        let retry_due = self
+            .next_try
+            .values()
+            .chain(self.service_rest.values())
+            .any(|t| now >= *t);
+        if !retry_due && self.dispatch_at.is_none_or(|at| now < at) {
+            return;
+        }
+        self.dispatch_at = None;
+        // Due entries are dropped: such a request is free to go whenever a lane is, and a
+        // lane that ends sets `dispatch_at` (keeping them would make the deadline spin).
+        self.next_try.retain(|_, t| *t > now);
+        self.service_rest.retain(|_, t| *t > now);
+        let pending = self.store.pending();
+        let live: HashSet<Uuid> = pending.iter().copied().collect();
+        self.next_try.retain(|u, _| live.contains(u));
+        let mut busy: HashSet<String> = self.lanes.iter().map(|l| l.service.clone()).collect();
+        let flying: HashSet<Uuid> = self.lanes.iter().map(|l| l.uuid).collect();
+        for uuid in pending {
+            if self.lanes.len() >= MAX_IN_FLIGHT {
+                break;
+            }
+            if flying.contains(&uuid) || self.next_try.contains_key(&uuid) {
+                continue;
+            }
+            let Some(entry) = self.store.get(&uuid) else {
+                continue;
+            };
+            if busy.contains(&entry.service) || self.service_rest.contains_key(&entry.service) {
+                continue;
+            }
+            busy.insert(entry.service.clone());
+            let slot = (LANES..)
+                .find(|s| self.lanes.iter().all(|l| l.slot != *s))
+                .expect("a free slot");
+            out.open(SocketSpec {
+                slot,
+                kind: SocketKind::Req,
+                name: "dispatch",
+                bind: Vec::new(),
+                connect: vec![self.config.broker.clone()],
+                identity: None,
+            });
+            let mut lane = Lane {
+                slot,
+                uuid,
+                service: entry.service.clone(),
+                request: Some(entry.request.clone()),
+                stage: Stage::Asking,
+                deadline: now + self.config.request_timeout,
+            };
+            if lane.service.starts_with("mmi.") {
+                lane.send_request(lane.deadline, out);
+            } else {
+                let question = Message::from_frames([lane.service.as_bytes().to_vec()]);
+                out.send(slot, client_request("mmi.service", question));
+            }
+            self.lanes.push(lane);
+        }
     }
 }
 
+impl Machine for Titanic {
+    type Job = Never;
+    type Done = Never;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        self.workers
+            .iter()
+            .map(|w| w.spec(&self.config.broker))
+            .collect()
+    }
+
+    fn start(&mut self, now: Instant, out: &mut Outbox<Never>, events: &mut Events) {
+        events.emit(Event::Started {
+            role: "titanic".into(),
+            endpoint: self.config.broker.clone(),
+            seed: Some(self.config.seed),
+        });
+        let recovery = self.store.recovery();
+        events.info(format!(
+            "store {}: {} stored, {} pending ({} records read, {} torn bytes cut off)",
+            self.config.dir.display(),
+            self.store.len(),
+            self.store.pending().len(),
+            recovery.records,
+            recovery.torn_bytes
+        ));
+        if recovery.torn_bytes > 0 {
+            events.warn(format!(
+                "cut off a torn record of {} bytes at the end of the log (a write interrupted \
+                 by a crash; it was never acknowledged)",
+                recovery.torn_bytes
+            ));
+        }
+        for worker in &mut self.workers {
+            worker.ready(&self.config, now, out, events);
+        }
+        // After a restart the pending requests come from the store.
+        self.dispatch_at = Some(now);
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<Never>,
+        now: Instant,
+        out: &mut Outbox<Never>,
+        events: &mut Events,
+    ) {
+        match input {
+            Input::Message { slot, msg } if slot < LANES => {
+                if self.workers[slot].reopen_at.is_none() {
+                    self.worker_message(slot, msg, now, out, events);
+                }
+            }
+            Input::Message { slot, msg } => self.lane_message(slot, msg, now, out, events),
+            Input::Done(never) => match never {},
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<Never>, events: &mut Events) {
+        self.tick_workers(now, out, events);
+        self.tick_dispatch(now, out, events);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let frozen = self.frozen();
+        let workers = self
+            .workers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, w)| match w.reopen_at {
+                Some(at) => vec![at],
+                None if i == 0 && frozen => vec![],
+                None => vec![w.broker.next_send(), w.broker.expires_at()],
+            });
+        let held = self.held.as_ref().and_then(|h| {
+            h.frozen_until
+                .or_else(|| h.reply.as_ref().map(|(at, _)| *at))
+        });
+        workers
+            .chain(held)
+            .chain(self.lanes.iter().map(|l| l.deadline))
+            .chain(self.next_try.values().copied())
+            .chain(self.service_rest.values().copied())
+            .chain(self.dispatch_at)
+            .min()
+    }
+
+    fn wants(&self, slot: Slot) -> bool {
+        if slot < LANES {
+            // A frozen worker reads nothing.
+            return !(slot == 0 && self.frozen());
+        }
+        // A REQ lane is read only while it waits for an answer: after one it must send (or
+        // be closed) first.
+        self.lanes
+            .iter()
+            .any(|l| l.slot == slot && l.stage != Stage::Approved)
+    }
+}
+
+/// Runs Titanic until `stop` is raised; returns its counters. A socket error ends the run
+/// with that error.
+pub fn run(config: &TitanicConfig, stop: &Stop, events: &mut Events) -> Result<Report> {
+    let mut titanic = Titanic::new(config, Instant::now())?;
+    reactor::run(&mut titanic, |never: Never| match never {}, stop, events)?;
+    Ok(Report::Service(titanic.report))
+}
+
 /// Counts a malformed TSP body (400 on `titanic.request`) and logs internal errors.
-fn note_failure(
-    reply: &Message,
-    service: &str,
-    counters: &Counters,
-    events: &mut Events,
-) -> Result<()> {
+fn note_failure(reply: &Message, service: &str, report: &mut ServiceReport, events: &mut Events) {
     match reply.get(0) {
         Some(s) if s.starts_with(b"500 ") => events.warn(format!("{service}: {}", reply.text())),
         Some(s) if s == ERROR => events.error(format!("{service}: {}", reply.text())),
         Some(s) if s == UNKNOWN && service == REQUEST => {
-            lock(counters)?.invalid += 1;
+            report.invalid += 1;
             events.invalid(
                 service,
                 "need a service name and at least one request frame",
@@ -399,7 +883,6 @@ fn note_failure(
         }
         _ => {}
     }
-    Ok(())
 }
 
 fn status(code: &[u8]) -> Message {
@@ -476,257 +959,6 @@ pub fn handle_close(store: &mut Store, body: Message) -> Message {
             Err(_) => status(ERROR),
         },
         _ => status(OK),
-    }
-}
-
-/// What a dispatch lane is waiting for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stage {
-    /// The broker's `mmi.service` answer: is a worker there?
-    Asking,
-    /// The service's reply.
-    Sending,
-}
-
-/// One request in flight to its service, on a REQ socket of its own.
-struct Lane {
-    uuid: Uuid,
-    service: String,
-    /// Sent once `mmi.service` says 200 (taken then).
-    request: Option<Message>,
-    stage: Stage,
-    socket: Socket,
-    deadline: Instant,
-}
-
-impl Lane {
-    /// Opens the lane and sends its first message: the `mmi.service` question, or the request
-    /// itself for an `mmi.*` target.
-    fn open(
-        ctx: &zmq::Context,
-        config: &TitanicConfig,
-        uuid: Uuid,
-        service: String,
-        request: Message,
-        events: &mut Events,
-    ) -> Result<Lane> {
-        let socket = transport::socket(ctx, zmq::REQ, "dispatch", None)?;
-        socket.connect(&config.broker)?;
-        let mut lane = Lane {
-            uuid,
-            service,
-            request: Some(request),
-            stage: Stage::Asking,
-            socket,
-            deadline: Instant::now() + config.request_timeout,
-        };
-        if lane.service.starts_with("mmi.") {
-            lane.send_request(config, events)?;
-        } else {
-            let question = Message::from_frames(vec![lane.service.as_bytes().to_vec()]);
-            lane.socket
-                .send(framing("mmi.service").encode(question), events)?;
-        }
-        Ok(lane)
-    }
-
-    fn send_request(&mut self, config: &TitanicConfig, events: &mut Events) -> Result<()> {
-        let request = self.request.take().unwrap_or_default();
-        self.stage = Stage::Sending;
-        self.deadline = Instant::now() + config.request_timeout;
-        self.socket
-            .send(framing(&self.service).encode(request), events)
-    }
-}
-
-/// A 7/MDP 0.1 client request for `service` over REQ.
-fn framing(service: &str) -> Framing {
-    Framing::Majordomo {
-        version: Version::V1,
-        service: service.to_string(),
-    }
-}
-
-/// What became of a lane.
-enum LaneState {
-    /// Still waiting.
-    Open,
-    /// The service's reply, to store.
-    Replied(Message),
-    /// A malformed answer: try again later.
-    Retry,
-    /// `mmi.service` said no worker: try again later, and the service's other requests too.
-    NoWorker,
-    /// No answer in time: try again later, and leave the service alone meanwhile.
-    TimedOut,
-}
-
-/// The dispatcher: sends pending requests to their services, one in flight per service and
-/// many services at once, and stores the replies (see the module docs).
-fn dispatch(
-    config: &TitanicConfig,
-    store: &Shared,
-    counters: &Counters,
-    ctx: &zmq::Context,
-    woken: &Wakeup,
-    events: &mut Events,
-) -> Result<()> {
-    let mut lanes: Vec<Lane> = Vec::new();
-    // When a request, or a whole service (after a timeout), may be tried again.
-    let mut next_try: HashMap<Uuid, Instant> = HashMap::new();
-    let mut service_rest: HashMap<String, Instant> = HashMap::new();
-    loop {
-        shutdown::check()?;
-        let now = Instant::now();
-        open_lanes(
-            config,
-            store,
-            ctx,
-            &mut lanes,
-            &mut next_try,
-            &service_rest,
-            events,
-        )?;
-        service_rest.retain(|_, t| *t > now);
-
-        // Sleep until a lane answers or times out, a request is stored, or a retry is due.
-        let due = lanes
-            .iter()
-            .map(|l| l.deadline)
-            // Retries already due but blocked (their service busy, every lane taken) wait for
-            // a lane to finish, which is in the deadlines above; counting them would spin.
-            .chain(next_try.values().copied().filter(|t| *t > now))
-            .chain(service_rest.values().copied())
-            .min()
-            .unwrap_or(now + config.retry_interval);
-        let readable: Vec<bool> = {
-            let mut items: Vec<zmq::PollItem> = lanes
-                .iter()
-                .map(|l| l.socket.raw().as_poll_item(zmq::POLLIN))
-                .collect();
-            items.push(woken.socket().raw().as_poll_item(zmq::POLLIN));
-            match zmq::poll(&mut items, shutdown::slice_until(due)) {
-                Ok(_) | Err(zmq::Error::EINTR) => {}
-                Err(e) => return Err(Error::zmq("poll failed", e)),
-            }
-            items.iter().map(zmq::PollItem::is_readable).collect()
-        };
-        woken.drain();
-
-        let now = Instant::now();
-        let mut still = Vec::with_capacity(lanes.len());
-        for (mut lane, readable) in lanes.into_iter().zip(readable) {
-            let state = if readable {
-                answer(&mut lane, config, events)?
-            } else if now >= lane.deadline {
-                LaneState::TimedOut
-            } else {
-                LaneState::Open
-            };
-            match state {
-                LaneState::Open => still.push(lane),
-                LaneState::Replied(reply) => {
-                    let mut store = lock(store)?;
-                    match store.put_reply(lane.uuid, &reply) {
-                        Ok(true) => lock(counters)?.replied += 1,
-                        Ok(false) => {} // closed while we waited: nobody wants it
-                        Err(e) => {
-                            events.error(format!("cannot store the reply for {}: {e}", lane.uuid));
-                            next_try.insert(lane.uuid, now + config.retry_interval);
-                        }
-                    }
-                }
-                LaneState::Retry => {
-                    next_try.insert(lane.uuid, now + config.retry_interval);
-                }
-                LaneState::NoWorker => {
-                    // One answer per service per retry interval, not one per request.
-                    service_rest.insert(lane.service.clone(), now + config.retry_interval);
-                    next_try.insert(lane.uuid, now + config.retry_interval);
-                }
-                LaneState::TimedOut => {
-                    events.info(format!(
-                        "request {} for {}: no reply in {} ms; retrying later",
-                        lane.uuid,
-                        lane.service,
-                        config.request_timeout.as_millis()
-                    ));
-                    // A service that hangs is left alone for a while.
-                    service_rest.insert(lane.service.clone(), now + config.retry_interval);
-                    next_try.insert(lane.uuid, now + config.retry_interval);
-                }
-            }
-        }
-        lanes = still;
-    }
-}
-
-/// Starts a lane for each pending request that is due, in arrival order, whose service has
-/// none yet and is not resting, while fewer than [`MAX_IN_FLIGHT`] are open.
-fn open_lanes(
-    config: &TitanicConfig,
-    store: &Shared,
-    ctx: &zmq::Context,
-    lanes: &mut Vec<Lane>,
-    next_try: &mut HashMap<Uuid, Instant>,
-    service_rest: &HashMap<String, Instant>,
-    events: &mut Events,
-) -> Result<()> {
-    let now = Instant::now();
-    let store = lock(store)?;
-    let pending = store.pending();
-    let live: HashSet<Uuid> = pending.iter().copied().collect();
-    next_try.retain(|u, _| live.contains(u));
-    let mut busy: HashSet<String> = lanes.iter().map(|l| l.service.clone()).collect();
-    let flying: HashSet<Uuid> = lanes.iter().map(|l| l.uuid).collect();
-    for uuid in pending {
-        if lanes.len() >= MAX_IN_FLIGHT {
-            break;
-        }
-        if flying.contains(&uuid) || next_try.get(&uuid).is_some_and(|t| *t > now) {
-            continue;
-        }
-        let Some(entry) = store.get(&uuid) else {
-            continue;
-        };
-        if busy.contains(&entry.service)
-            || service_rest.get(&entry.service).is_some_and(|t| *t > now)
-        {
-            continue;
-        }
-        busy.insert(entry.service.clone());
-        let lane = Lane::open(
-            ctx,
-            config,
-            uuid,
-            entry.service.clone(),
-            entry.request.clone(),
-            events,
-        )?;
-        lanes.push(lane);
-    }
-    Ok(())
-}
-
-/// Reads what arrived on a lane and moves it on.
-fn answer(lane: &mut Lane, config: &TitanicConfig, events: &mut Events) -> Result<LaneState> {
-    let msg = lane.socket.recv(events)?;
-    let asked = match lane.stage {
-        Stage::Asking => "mmi.service",
-        Stage::Sending => lane.service.as_str(),
-    };
-    match (lane.stage, framing(asked).decode(msg)) {
-        (Stage::Asking, Ok(Received::Final(answer))) if answer.get(0) == Some(OK) => {
-            lane.send_request(config, events)?;
-            Ok(LaneState::Open)
-        }
-        (Stage::Asking, Ok(_)) => Ok(LaneState::NoWorker),
-        (Stage::Sending, Ok(Received::Final(reply))) => Ok(LaneState::Replied(reply)),
-        // 0.1 has no PARTIAL; a broker that sends one anyway is not trusted with the reply.
-        (_, Ok(Received::Partial(_))) | (_, Err(_)) => {
-            events.invalid("dispatch", "a malformed answer from the broker");
-            Ok(LaneState::Retry)
-        }
     }
 }
 
@@ -989,8 +1221,12 @@ pub fn run_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::majordomo::{MdpWorker, MdpWorkerConfig};
+    use crate::reactor::Output;
     use crate::roles::broker::{self, BrokerConfig};
     use crate::store::Store;
+    use std::path::Path;
+    use std::thread;
 
     fn temp_dir(name: &str) -> PathBuf {
         let path = std::env::temp_dir().join(format!(
@@ -1154,7 +1390,7 @@ mod tests {
             request_timeout: Duration::from_millis(500),
             ..TitanicConfig::default()
         };
-        thread::spawn(move || run(&config, &mut Events::discard()));
+        thread::spawn(move || run(&config, &Stop::new(), &mut Events::discard()));
 
         let mut events = Events::discard();
         let poll = Duration::from_millis(20);
@@ -1183,5 +1419,536 @@ mod tests {
         assert_eq!(client.reply(&uuid).unwrap(), ReplyStatus::Unknown);
         client.close(&uuid).unwrap();
         client.close(&Uuid::random().to_string()).unwrap();
+    }
+
+    // The machine with a fake clock: every test drives `Titanic` by hand.
+
+    const BROKER: &str = "tcp://127.0.0.1:1";
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn config(dir: &Path) -> TitanicConfig {
+        TitanicConfig {
+            broker: BROKER.into(),
+            dir: dir.to_path_buf(),
+            heartbeat: HeartbeatConfig {
+                interval: ms(100),
+                liveness: 3,
+            },
+            reconnect: ms(50),
+            retry_interval: ms(1000),
+            request_timeout: ms(500),
+            ..TitanicConfig::default()
+        }
+    }
+
+    /// A started machine over a fresh store, its outputs taken, and its events so far.
+    struct Rig {
+        m: Titanic,
+        out: Outbox<Never>,
+        seen: Vec<Event>,
+        t0: Instant,
+    }
+
+    impl Rig {
+        fn new(name: &str, tweak: impl FnOnce(&mut TitanicConfig)) -> Rig {
+            let mut c = config(&temp_dir(name));
+            tweak(&mut c);
+            Rig::with(c)
+        }
+
+        fn with(c: TitanicConfig) -> Rig {
+            let t0 = Instant::now();
+            let mut rig = Rig {
+                m: Titanic::new(&c, t0).unwrap(),
+                out: Outbox::default(),
+                seen: Vec::new(),
+                t0,
+            };
+            let mut seen = Vec::new();
+            rig.m
+                .start(t0, &mut rig.out, &mut Events::new(false, |e| seen.push(e)));
+            rig.seen = seen;
+            rig
+        }
+
+        fn at(&self, n: u64) -> Instant {
+            self.t0 + ms(n)
+        }
+
+        fn input(&mut self, slot: Slot, msg: Message, at: u64) -> Vec<Output<Never>> {
+            let now = self.at(at);
+            let mut seen = Vec::new();
+            self.m.handle(
+                Input::Message { slot, msg },
+                now,
+                &mut self.out,
+                &mut Events::new(true, |e| seen.push(e)),
+            );
+            self.seen.extend(seen);
+            self.out.take()
+        }
+
+        fn tick(&mut self, at: u64) -> Vec<Output<Never>> {
+            let now = self.at(at);
+            let mut seen = Vec::new();
+            self.m
+                .tick(now, &mut self.out, &mut Events::new(true, |e| seen.push(e)));
+            self.seen.extend(seen);
+            self.out.take()
+        }
+
+        /// A TSP request from client `c` on worker `slot` (0 request, 1 reply, 2 close); the
+        /// body of the REPLY that comes back at once, if one does.
+        fn tsp(&mut self, slot: Slot, body: &[&str], at: u64) -> Option<Vec<String>> {
+            let sent = self.input(slot, to_worker(b"c", msg(body)), at);
+            replies(&sent, slot).pop()
+        }
+
+        fn logged(&self, what: &str) -> bool {
+            self.seen.iter().any(|e| format!("{e:?}").contains(what))
+        }
+    }
+
+    /// A broker's REQUEST to a worker: `["", "MDPW01", 0x02, client, "", body…]`.
+    fn to_worker(client: &[u8], body: Message) -> Message {
+        mdp::encode_worker(WorkerMsg {
+            version: Version::V1,
+            command: WorkerCommand::Request {
+                client: client.to_vec(),
+                body,
+            },
+        })
+    }
+
+    fn from_broker(command: WorkerCommand) -> Message {
+        mdp::encode_worker(WorkerMsg {
+            version: Version::V1,
+            command,
+        })
+    }
+
+    /// What a REQ lane receives from the broker: `["MDPC01", service, body…]`.
+    fn to_lane(service: &str, body: &[&str]) -> Message {
+        let mut m = msg(&["MDPC01", service]);
+        body.iter().for_each(|f| m.push_back(f.as_bytes().to_vec()));
+        m
+    }
+
+    fn raw(m: &Message) -> Vec<Vec<u8>> {
+        m.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    /// The bodies of the REPLYs sent on worker `slot`, checking their envelope for client
+    /// `c`: `["", "MDPW01", 0x03, "c", "", body…]`.
+    fn replies(outputs: &[Output<Never>], slot: Slot) -> Vec<Vec<String>> {
+        sent_on(outputs, slot)
+            .into_iter()
+            .filter(|m| m.get(2) == Some(&[3u8][..]))
+            .map(|m| {
+                let f = raw(&m);
+                assert_eq!(
+                    f[..5],
+                    [
+                        b"".to_vec(),
+                        b"MDPW01".to_vec(),
+                        vec![3],
+                        b"c".to_vec(),
+                        b"".to_vec()
+                    ]
+                );
+                frames(&m)[5..].to_vec()
+            })
+            .collect()
+    }
+
+    fn sent_on(outputs: &[Output<Never>], slot: Slot) -> Vec<Message> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { slot: s, msg } if *s == slot => Some(msg.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The slots of the sockets opened, in order.
+    fn opened(outputs: &[Output<Never>]) -> Vec<SocketSpec> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Open(spec) => Some(spec.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn heartbeat() -> Message {
+        from_broker(WorkerCommand::Heartbeat)
+    }
+
+    #[test]
+    fn three_dealers_register_one_service_each_with_ready() {
+        let rig = Rig::new("ready", |_| {});
+        let specs = rig.m.sockets();
+        assert_eq!(specs.len(), 3);
+        for (i, (spec, service)) in specs.iter().zip(["request", "reply", "close"]).enumerate() {
+            assert_eq!(spec.slot, i);
+            assert_eq!(spec.kind, SocketKind::Dealer);
+            assert_eq!(spec.connect, [BROKER]);
+            let id = String::from_utf8(spec.identity.clone().unwrap()).unwrap();
+            let prefix = format!("titanic{}-{service}-1-", std::process::id());
+            assert!(id.starts_with(&prefix), "{id}");
+            assert_eq!(id.len(), prefix.len() + 32);
+        }
+        let mut rig = rig;
+        let sent = rig.out.take();
+        for (slot, service) in SERVICES.iter().enumerate() {
+            // 7/MDP READY: ["", "MDPW01", 0x01, service]
+            assert_eq!(
+                raw(&sent_on(&sent, slot)[0]),
+                [
+                    b"".to_vec(),
+                    b"MDPW01".to_vec(),
+                    vec![1],
+                    service.as_bytes().to_vec()
+                ]
+            );
+        }
+        assert!(matches!(&rig.seen[0], Event::Started { role, .. } if role == "titanic"));
+        assert!(rig.logged("0 stored, 0 pending"));
+        assert_eq!(
+            rig.seen
+                .iter()
+                .filter(|e| format!("{e:?}").contains("ready for service titanic."))
+                .count(),
+            3
+        );
+        // Nothing pending: the first dispatch tick opens nothing.
+        assert!(opened(&rig.tick(0)).is_empty());
+    }
+
+    #[test]
+    fn a_request_is_stored_before_its_200_and_uuid_then_dispatched_after_mmi_200() {
+        let mut rig = Rig::new("request", |_| {});
+        rig.out.take();
+        let reply = rig.tsp(0, &["echo", "a", "b"], 10).unwrap();
+        assert_eq!(reply[0], "200");
+        let uuid = Uuid::parse(reply[1].as_bytes()).unwrap();
+        // On disk before the answer: a store opened now would find it (the log is synced).
+        assert_eq!(rig.m.store.pending(), [uuid]);
+        assert_eq!(rig.m.report().requests, 1);
+        assert!(rig
+            .seen
+            .iter()
+            .any(|e| matches!(e, Event::Served { cycle: 1, .. })));
+        // titanic.reply: 300 while pending.
+        assert_eq!(rig.tsp(1, &[&reply[1]], 11).unwrap(), ["300"]);
+        // The dispatch waits for the tick after the wake-up's reads.
+        assert_eq!(rig.m.next_deadline(), Some(rig.at(10)));
+        let out = rig.tick(10);
+        let lane = &opened(&out)[0];
+        assert_eq!(
+            (lane.slot, lane.kind, lane.identity.clone()),
+            (LANES, SocketKind::Req, None)
+        );
+        assert_eq!(lane.connect, [BROKER]);
+        assert_eq!(
+            frames(&sent_on(&out, LANES)[0]),
+            ["MDPC01", "mmi.service", "echo"]
+        );
+        // mmi 200: the request goes out on the same socket, in the tick after the reads
+        // (a REQ socket must not be read again before it sent).
+        assert!(rig
+            .input(LANES, to_lane("mmi.service", &["200"]), 20)
+            .is_empty());
+        assert!(!rig.m.wants(LANES));
+        assert_eq!(rig.m.next_deadline(), Some(rig.at(20)));
+        let out = rig.tick(20);
+        assert!(rig.m.wants(LANES));
+        assert_eq!(
+            frames(&sent_on(&out, LANES)[0]),
+            ["MDPC01", "echo", "a", "b"]
+        );
+        // The service's reply is stored, the lane's socket closed.
+        let out = rig.input(LANES, to_lane("echo", &["A", "B"]), 30);
+        assert_eq!(out, [Output::Close(LANES)]);
+        assert_eq!(rig.m.report().replied, 1);
+        assert!(rig.m.store.pending().is_empty());
+        // titanic.reply: 200 and the frames, every time; close 200; then unknown 400.
+        for at in [31, 32] {
+            assert_eq!(rig.tsp(1, &[&reply[1]], at).unwrap(), ["200", "A", "B"]);
+        }
+        assert_eq!(rig.tsp(2, &[&reply[1]], 33).unwrap(), ["200"]);
+        assert_eq!(rig.tsp(1, &[&reply[1]], 34).unwrap(), ["400"]);
+        assert_eq!(rig.tsp(2, &[&reply[1]], 35).unwrap(), ["200"]);
+        assert!(opened(&rig.tick(40)).is_empty());
+    }
+
+    #[test]
+    fn malformed_tsp_bodies_and_mdp_messages_are_counted_and_answered_or_dropped() {
+        let mut rig = Rig::new("malformed-machine", |_| {});
+        rig.out.take();
+        assert_eq!(rig.tsp(0, &["echo"], 1).unwrap(), ["400"]);
+        assert_eq!(rig.tsp(1, &["nothex"], 2).unwrap(), ["400"]);
+        assert_eq!(rig.m.report().invalid, 1);
+        // Not MDP, a worker command the broker does not send, a 0.2 REQUEST: dropped.
+        assert!(rig.input(1, msg(&["junk"]), 3).is_empty());
+        let ready = from_broker(WorkerCommand::Ready {
+            service: b"x".to_vec(),
+        });
+        assert!(rig.input(1, ready, 4).is_empty());
+        let v2 = mdp::encode_worker(WorkerMsg {
+            version: Version::V2,
+            command: WorkerCommand::Request {
+                client: b"c".to_vec(),
+                body: msg(&["x"]),
+            },
+        });
+        assert!(rig.input(2, v2, 5).is_empty());
+        assert_eq!(rig.m.report().invalid, 4);
+        assert!(rig.m.store.is_empty());
+    }
+
+    #[test]
+    fn requests_past_the_limits_are_answered_500_and_not_stored() {
+        let mut rig = Rig::new("limits-machine", |c| {
+            c.limits = Limits {
+                max_request_bytes: 10,
+                max_store_bytes: 1 << 20,
+            }
+        });
+        rig.out.take();
+        let reply = rig.tsp(0, &["echo", "0123456789"], 1).unwrap();
+        assert!(
+            reply[0].starts_with("500 request too big: 14 bytes"),
+            "{reply:?}"
+        );
+        assert_eq!(reply.len(), 1);
+        assert!(rig.m.store.is_empty());
+        assert_eq!(rig.m.report().requests, 0);
+        assert!(opened(&rig.tick(1)).is_empty());
+    }
+
+    #[test]
+    fn a_service_without_a_worker_or_a_reply_is_retried_after_the_retry_interval() {
+        // A broker that heartbeats less often than this test looks.
+        let mut rig = Rig::new("retry", |c| c.heartbeat.interval = Duration::from_secs(60));
+        rig.out.take();
+        let uuid = rig.tsp(0, &["echo", "x"], 0).unwrap()[1].clone();
+        rig.tick(0);
+        // mmi.service 404: the lane ends, the service rests for the retry interval.
+        let out = rig.input(LANES, to_lane("mmi.service", &["404"]), 10);
+        assert_eq!(out, [Output::Close(LANES)]);
+        assert!(opened(&rig.tick(10)).is_empty());
+        assert_eq!(rig.m.next_deadline().map(|d| d <= rig.at(1010)), Some(true));
+        assert!(opened(&rig.tick(1009)).is_empty());
+        let out = rig.tick(1010);
+        assert_eq!(opened(&out).len(), 1, "a fresh socket for the next attempt");
+        // This time the service is there but never answers: timed out after 500 ms.
+        rig.input(LANES, to_lane("mmi.service", &["200"]), 1020);
+        rig.tick(1020);
+        assert!(rig
+            .tick(1519)
+            .iter()
+            .all(|o| !matches!(o, Output::Close(_))));
+        let out = rig.tick(1520);
+        assert!(out.contains(&Output::Close(LANES)));
+        assert!(rig.logged("no reply in 500 ms; retrying later"));
+        assert!(opened(&rig.tick(2519)).is_empty());
+        let out = rig.tick(2520);
+        assert_eq!(
+            frames(&sent_on(&out, LANES)[0]),
+            ["MDPC01", "mmi.service", "echo"]
+        );
+        rig.input(LANES, to_lane("mmi.service", &["200"]), 2530);
+        rig.tick(2530);
+        rig.input(LANES, to_lane("echo", &["X"]), 2540);
+        assert_eq!(rig.tsp(1, &[&uuid], 2541).unwrap(), ["200", "X"]);
+        // A malformed answer (another service's) is counted and retried later.
+        let uuid = rig.tsp(0, &["echo", "y"], 2550).unwrap()[1].clone();
+        rig.tick(2550);
+        let out = rig.input(LANES, to_lane("other", &["200"]), 2560);
+        assert_eq!(out, [Output::Close(LANES)]);
+        assert_eq!(rig.m.report().invalid, 1);
+        assert!(opened(&rig.tick(3559)).is_empty());
+        assert_eq!(opened(&rig.tick(3560)).len(), 1);
+        assert_eq!(rig.tsp(1, &[&uuid], 3561).unwrap(), ["300"]);
+    }
+
+    #[test]
+    fn one_lane_per_service_concurrent_across_services_and_mmi_targets_skip_the_check() {
+        let mut rig = Rig::new("lanes", |_| {});
+        rig.out.take();
+        for (service, body) in [("a", "1"), ("a", "2"), ("b", "3"), ("mmi.service", "a")] {
+            assert_eq!(rig.tsp(0, &[service, body], 0).unwrap()[0], "200");
+        }
+        let out = rig.tick(0);
+        let slots: Vec<Slot> = opened(&out).iter().map(|s| s.slot).collect();
+        assert_eq!(slots, [LANES, LANES + 1, LANES + 2]);
+        assert_eq!(
+            frames(&sent_on(&out, LANES)[0]),
+            ["MDPC01", "mmi.service", "a"]
+        );
+        assert_eq!(
+            frames(&sent_on(&out, LANES + 1)[0]),
+            ["MDPC01", "mmi.service", "b"]
+        );
+        assert_eq!(
+            frames(&sent_on(&out, LANES + 2)[0]),
+            ["MDPC01", "mmi.service", "a"]
+        );
+        // The mmi.service target's reply is stored; the lane is free again.
+        rig.input(LANES + 2, to_lane("mmi.service", &["200"]), 5);
+        rig.tick(5);
+        assert_eq!(rig.m.report().replied, 1);
+        // a's first request answered: its second goes out on a fresh socket in the freed slot.
+        rig.input(LANES, to_lane("mmi.service", &["200"]), 10);
+        rig.tick(10);
+        rig.input(LANES, to_lane("a", &["one"]), 11);
+        let out = rig.tick(11);
+        assert_eq!(
+            opened(&out).iter().map(|s| s.slot).collect::<Vec<_>>(),
+            [LANES]
+        );
+        assert_eq!(
+            frames(&sent_on(&out, LANES)[0]),
+            ["MDPC01", "mmi.service", "a"]
+        );
+        assert_eq!(rig.m.report().replied, 2);
+    }
+
+    #[test]
+    fn pending_requests_of_an_earlier_run_are_dispatched_at_start() {
+        let dir = temp_dir("restart");
+        let uuid = {
+            let mut store = Store::open(&dir).unwrap();
+            let uuid = Uuid::random();
+            store.put_request(uuid, "echo", &msg(&["again"])).unwrap();
+            uuid
+        };
+        let mut rig = Rig::with(config(&dir));
+        assert!(rig.logged("1 stored, 1 pending"));
+        rig.out.take();
+        let out = rig.tick(0);
+        assert_eq!(
+            frames(&sent_on(&out, LANES)[0]),
+            ["MDPC01", "mmi.service", "echo"]
+        );
+        rig.input(LANES, to_lane("mmi.service", &["200"]), 1);
+        rig.tick(1);
+        rig.input(LANES, to_lane("echo", &["again"]), 2);
+        assert_eq!(
+            rig.tsp(1, &[&uuid.to_string()], 3).unwrap(),
+            ["200", "again"]
+        );
+    }
+
+    #[test]
+    fn workers_heartbeat_and_reconnect_with_back_off_on_a_fresh_identity() {
+        let mut rig = Rig::new("heartbeat", |_| {});
+        rig.out.take();
+        assert!(rig.tick(99).is_empty());
+        // Every worker owes a heartbeat each interval: ["", "MDPW01", 0x04].
+        let out = rig.tick(100);
+        for slot in 0..3 {
+            assert_eq!(
+                raw(&sent_on(&out, slot)[0]),
+                [b"".to_vec(), b"MDPW01".to_vec(), vec![4]]
+            );
+        }
+        // The broker keeps worker 1 alive; 0 and 2 hear nothing for 300 ms.
+        rig.input(1, heartbeat(), 250);
+        let out = rig.tick(300);
+        assert!(out.contains(&Output::Close(0)) && out.contains(&Output::Close(2)));
+        assert!(!out.contains(&Output::Close(1)));
+        assert!(rig
+            .seen
+            .iter()
+            .any(|e| matches!(e, Event::PeerLost { delay_ms: 50 })));
+        // Reopened after the 50 ms back-off, with a new identity and READY.
+        assert_eq!(rig.m.next_deadline(), Some(rig.at(350)));
+        let out = rig.tick(350);
+        let specs = opened(&out);
+        assert_eq!(specs.iter().map(|s| s.slot).collect::<Vec<_>>(), [0, 2]);
+        let id = String::from_utf8(specs[0].identity.clone().unwrap()).unwrap();
+        assert!(
+            id.starts_with(&format!("titanic{}-request-2-", std::process::id())),
+            "{id}"
+        );
+        assert_eq!(frames(&sent_on(&out, 0)[0])[3], "titanic.request");
+        assert_eq!(rig.m.report().reconnects, 2);
+        // Silent again: the next delay doubles; a message resets the back-off.
+        rig.tick(650);
+        assert!(rig
+            .seen
+            .iter()
+            .any(|e| matches!(e, Event::PeerLost { delay_ms: 100 })));
+        rig.tick(750);
+        rig.input(0, heartbeat(), 760);
+        // DISCONNECT: reconnect at once, back-off reset to 50 ms.
+        let out = rig.input(0, from_broker(WorkerCommand::Disconnect), 770);
+        assert_eq!(out, [Output::Close(0)]);
+        assert!(rig.logged("broker sent DISCONNECT"));
+        assert_eq!(opened(&rig.tick(820)).len(), 1);
+    }
+
+    #[test]
+    fn an_overload_holds_the_reply_while_heartbeating_and_drops_a_second_request() {
+        let mut rig = Rig::new("overload", |c| {
+            c.faults = FaultPlan {
+                overload_rate: 1.0,
+                overload_for: ms(250),
+                faults_after: 0,
+                ..FaultPlan::default()
+            }
+        });
+        rig.out.take();
+        assert_eq!(rig.tsp(0, &["echo", "x"], 0), None);
+        assert_eq!(rig.m.report().overloads, 1);
+        // Stored already (a crash now would keep it), answered only after the stall.
+        assert_eq!(rig.m.store.pending().len(), 1);
+        assert_eq!(rig.tsp(0, &["echo", "y"], 10), None);
+        assert_eq!(rig.m.report().invalid, 1);
+        rig.input(0, heartbeat(), 150);
+        let out = rig.tick(150);
+        assert_eq!(sent_on(&out, 0).len(), 1, "a heartbeat through the stall");
+        assert!(replies(&out, 0).is_empty());
+        let out = rig.tick(250);
+        assert_eq!(replies(&out, 0)[0][0], "200");
+        assert_eq!(rig.m.store.pending().len(), 1);
+    }
+
+    #[test]
+    fn a_freeze_stops_the_request_worker_reading_and_heartbeating_then_serves_the_request() {
+        let mut rig = Rig::new("freeze", |c| {
+            c.faults = FaultPlan {
+                freeze_rate: 1.0,
+                freeze_for: ms(400),
+                faults_after: 0,
+                ..FaultPlan::default()
+            }
+        });
+        rig.out.take();
+        assert_eq!(rig.tsp(0, &["echo", "x"], 0), None);
+        assert_eq!(rig.m.report().freezes, 1);
+        assert!(
+            rig.m.store.is_empty(),
+            "frozen before the request is stored"
+        );
+        assert!(!rig.m.wants(0) && rig.m.wants(1) && rig.m.wants(2));
+        // The other workers keep heartbeating; the frozen one neither beats nor expires.
+        rig.input(1, heartbeat(), 200);
+        rig.input(2, heartbeat(), 200);
+        let out = rig.tick(300);
+        assert!(sent_on(&out, 0).is_empty());
+        assert!(!out.contains(&Output::Close(0)));
+        assert_eq!(sent_on(&out, 1).len(), 1);
+        let out = rig.tick(400);
+        assert_eq!(replies(&out, 0)[0][0], "200");
+        assert_eq!(rig.m.store.pending().len(), 1);
+        assert!(rig.m.wants(0));
     }
 }

@@ -799,7 +799,7 @@ pub struct TitanicArgs {
 }
 
 impl TitanicArgs {
-    pub fn config(&self, trace: bool) -> TitanicConfig {
+    pub fn config(&self) -> TitanicConfig {
         TitanicConfig {
             broker: self.connect.clone(),
             dir: self.dir.clone(),
@@ -812,7 +812,6 @@ impl TitanicArgs {
             request_timeout: self.request_timeout,
             faults: self.faults.plan(FaultPlan::default()),
             seed: self.faults.seed(),
-            trace,
             limits: Limits {
                 max_request_bytes: self.max_request_bytes,
                 max_store_bytes: self.max_store_bytes,

@@ -151,9 +151,9 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
             Ok(exit_code_of(&report))
         }
         Command::Titanic(args) => {
-            let config = args.config(trace);
+            let config = args.config();
             let mut renderer = Renderer::new(output);
-            let report = run_role(&mut renderer, trace, |ev| titanic::run(&config, ev))?;
+            let report = run_role(&mut renderer, trace, |ev| titanic::run(&config, &stop, ev))?;
             Ok(exit_code_of(&report))
         }
         Command::Broker(args) => {
