@@ -1,7 +1,8 @@
 //! Binary Star (primary/backup failover, the Guide's chapter 4 design; there is no RFC) as a
 //! pure state machine over `Instant`s: peer states and client requests in, decisions out.
-//! The socket loops that drive it are [`crate::roles::bstar_server`] and the Majordomo broker's
-//! Binary Star mode ([`crate::roles::broker::run_bstar`]).
+//! The machine combinator that drives it on the reactor, around any role's machine, is
+//! [`crate::roles::bstar_server::Bstar`] (used by `pirate server` and
+//! [`crate::roles::broker::run_bstar`]).
 //!
 //! # The pair
 //!

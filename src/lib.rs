@@ -17,7 +17,8 @@
 //! - [`heartbeat`], [`backoff`]: pure liveness and reconnect state machines; every role that
 //!   decides a peer is dead (queue, broker, workers, Freelance client, Binary Star, the proxy)
 //!   decides it with [`heartbeat::Liveness`].
-//! - [`bstar`]: the Binary Star (primary/backup failover) state machine, pure.
+//! - [`bstar`]: the Binary Star (primary/backup failover) state machine, pure; driven around
+//!   any role's machine by `roles::bstar_server::Bstar`.
 //! - [`handler`]: echo or `sh -c CMD` request handling.
 //! - [`event`]: events and reports (serde), rendered by the binary.
 //! - [`stats`]: latency percentiles (the `Latency` every report carries).

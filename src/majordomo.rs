@@ -9,12 +9,13 @@
 //! use pirate::majordomo::{MdpClient, MdpWorker, MdpWorkerConfig};
 //! use pirate::proto::mdp::Version;
 //! use pirate::roles::broker::{self, BrokerConfig};
+//! use pirate::reactor::Stop;
 //! use pirate::{Events, Message};
 //!
 //! # fn main() -> pirate::Result<()> {
 //! let endpoint = format!("ipc:///tmp/pirate-doctest-{}", std::process::id());
 //! let config = BrokerConfig { bind: endpoint.clone(), ..BrokerConfig::default() };
-//! std::thread::spawn(move || broker::run(&config, &mut Events::discard()));
+//! std::thread::spawn(move || broker::run(&config, &Stop::new(), &mut Events::discard()));
 //!
 //! // A worker for the `echo` service, on its own thread.
 //! let mut events = Events::discard();

@@ -183,6 +183,22 @@ impl<J> Outbox<J> {
         self.outputs.is_empty()
     }
 
+    /// Moves every output of `inner` here, in order, renaming the slots it names with
+    /// `slot`: a combinator wrapping another machine gives it slots of its own. `inner` keeps
+    /// its capacity, so forwarding allocates nothing in steady state.
+    pub fn forward(&mut self, inner: &mut Outbox<J>, slot: impl Fn(Slot) -> Slot) {
+        self.outputs
+            .extend(inner.outputs.drain(..).map(|output| match output {
+                Output::Open(mut spec) => {
+                    spec.slot = slot(spec.slot);
+                    Output::Open(spec)
+                }
+                Output::Close(s) => Output::Close(slot(s)),
+                Output::Send { slot: s, msg } => Output::Send { slot: slot(s), msg },
+                other => other,
+            }));
+    }
+
     /// True once the machine asked to crash or exit: nothing more should be read.
     pub fn ends(&self) -> bool {
         self.outputs
@@ -225,6 +241,13 @@ pub trait Machine {
     fn wants(&self, _slot: Slot) -> bool {
         true
     }
+
+    /// Why the machine ended, if it ended in an error: asked once, right after it asked to
+    /// exit. A Binary Star node that hears a fatal state pair exits with the pair's error
+    /// (exit 69 or 2); a machine that just finished answers `None` (the default).
+    fn failure(&mut self) -> Option<Error> {
+        None
+    }
 }
 
 /// How the loop ended.
@@ -238,7 +261,7 @@ pub enum Ended {
 
 /// Runs `machine` until it exits or `stop` is raised. `work` runs each started job on a
 /// thread of its own. Socket errors (a bind that fails, a bad endpoint) end the loop with
-/// that error.
+/// that error, and so does a machine that exits with a [`Machine::failure`].
 pub fn run<M, W>(machine: &mut M, work: W, stop: &Stop, events: &mut Events) -> Result<Ended>
 where
     M: Machine,
@@ -260,7 +283,7 @@ where
     reactor.apply(&mut out, events)?;
     machine.start(Instant::now(), &mut out, events);
     if reactor.apply(&mut out, events)? {
-        return Ok(Ended::Exited);
+        return exited(machine);
     }
     while !stop.requested() {
         let slots: Vec<Slot> = reactor
@@ -302,10 +325,18 @@ where
             machine.tick(now, &mut out, events);
         }
         if reactor.apply(&mut out, events)? {
-            return Ok(Ended::Exited);
+            return exited(machine);
         }
     }
     Ok(Ended::Stopped)
+}
+
+/// How a loop whose machine asked to exit ends: with the machine's failure, if any.
+fn exited<M: Machine>(machine: &mut M) -> Result<Ended> {
+    match machine.failure() {
+        Some(error) => Err(error),
+        None => Ok(Ended::Exited),
+    }
 }
 
 /// The reactor's own state: the sockets by slot and the work threads' way back.
@@ -595,6 +626,62 @@ mod tests {
         assert_eq!(taken[1], Output::Close(1));
         assert_eq!(taken[2], Output::Exit);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn forwarding_renames_the_slots_of_an_inner_machines_outputs_in_order() {
+        let mut inner: Outbox<u8> = Outbox::default();
+        let spec = SocketSpec {
+            slot: 0,
+            kind: SocketKind::Router,
+            name: "inner",
+            bind: vec![],
+            connect: vec![],
+            identity: None,
+        };
+        inner.open(spec.clone());
+        inner.send(0, Message::from_frames([b"x".to_vec()]));
+        inner.close(0);
+        inner.start(7);
+        inner.exit();
+        let mut out = Outbox::default();
+        out.forward(&mut inner, |slot| slot + 2);
+        assert!(inner.is_empty());
+        let taken = out.take();
+        assert_eq!(taken[0], Output::Open(SocketSpec { slot: 2, ..spec }));
+        assert!(matches!(taken[1], Output::Send { slot: 2, .. }));
+        assert_eq!(
+            taken[2..],
+            [Output::Close(2), Output::Start(7), Output::Exit]
+        );
+    }
+
+    /// Exits at once with a failure.
+    struct Failing;
+
+    impl Machine for Failing {
+        type Job = ();
+        type Done = ();
+        fn sockets(&self) -> Vec<SocketSpec> {
+            Vec::new()
+        }
+        fn start(&mut self, _now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
+            out.exit();
+        }
+        fn handle(&mut self, _: Input<()>, _: Instant, _: &mut Outbox<()>, _: &mut Events) {}
+        fn tick(&mut self, _now: Instant, _out: &mut Outbox<()>, _events: &mut Events) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+        fn failure(&mut self) -> Option<Error> {
+            Some(Error::Unreachable("the pair cannot serve".into()))
+        }
+    }
+
+    #[test]
+    fn a_machine_that_exits_with_a_failure_ends_the_loop_with_that_error() {
+        let err = run(&mut Failing, |()| (), &Stop::new(), &mut Events::discard()).unwrap_err();
+        assert_eq!(err.exit_code(), 69, "{err}");
     }
 
     #[test]

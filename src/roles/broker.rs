@@ -21,10 +21,13 @@
 //!
 //! # Design choices, and why
 //!
-//! - **State machine apart from the socket.** [`Broker`] takes a received message and an
-//!   `Instant` and returns the messages to send, `(identity, frames)`. The socket loop in
-//!   [`run`] only polls, receives, sends and ticks, so every rule below is unit-tested
-//!   without sockets or sleeps.
+//! - **State machine apart from the socket.** [`Broker`] is a pure [`Machine`]: it takes a
+//!   received message and an `Instant` and answers with the messages to send; the reactor
+//!   ([`crate::reactor`]) polls, drains up to [`reactor::BATCH`] messages per wake-up into
+//!   it, and sends what it answered in one burst, so every rule below is unit-tested without
+//!   sockets or sleeps ([`Broker::receive`], [`Broker::heartbeat`]). Its one deadline is the
+//!   heartbeat tick. Answers go through a buffer the broker keeps, drained (not reallocated)
+//!   into the reactor's outbox, so steady state allocates nothing per message for that.
 //! - **Cost per message is O(1) amortised.** Services live in a hash map; each has a FIFO of
 //!   requests and a FIFO of idle workers (least recently used first). A worker is removed from
 //!   an idle FIFO lazily: entries carry the worker's registration *generation* and stale ones
@@ -115,29 +118,33 @@
 //!   answers a JSON object: `services` (name → `{workers, idle, queued}`), `workers`, the
 //!   counters of [`MajordomoReport`]. `mmi.correlate` (ours) answers `"200"` (see above).
 //!   Any other `mmi.*` answers `"501"`.
-//! - **Binary Star pairs** ([`run_bstar`]). The same loop with a [`BstarLink`] beside the
-//!   ROUTER: client messages reach the [`Broker`] only while this node is active (the others
-//!   are dropped, and are the votes that let a passive node take over); worker messages are
-//!   handled in every state, so a passive broker keeps its workers ready for a takeover.
+//! - **Binary Star pairs** ([`run_bstar`]). The same machine wrapped in [`Bstar`], which owns
+//!   the state link: client messages reach the [`Broker`] only while this node is active (the
+//!   others are dropped, and are the votes that let a passive node take over); worker
+//!   messages are handled in every state, so a passive broker keeps its workers ready for a
+//!   takeover.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::event::{Event, Events, MajordomoReport, Report};
 use crate::heartbeat::{HeartbeatConfig, Liveness};
 use crate::msg::{frame_text, Frame, Message};
 use crate::proto::correlate::RequestIds;
 use crate::proto::mdp::{self, ClientCommand, ClientMsg, Version, WorkerCommand, WorkerMsg};
 use crate::proto::mmi::{self, MmiRequest};
-use crate::roles::bstar_server::BstarLink;
-use crate::shutdown;
-use crate::transport::{self, Socket};
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
+use crate::roles::bstar_server::{Bstar, BstarOptions, Pair};
 
 /// The socket's name in traces and `Invalid` events.
 const SOCKET: &str = "broker";
+
+/// The ROUTER socket's slot.
+const ROUTER: Slot = 0;
 
 /// The longest service name accepted, in bytes (a longer one is invalid).
 pub const MAX_SERVICE_NAME: usize = 255;
@@ -270,7 +277,12 @@ pub struct Broker {
     /// Handles for the client address frame of each REQUEST.
     handles: RequestIds,
     report: MajordomoReport,
+    /// Answers so far, drained by [`Broker::receive`] or into the reactor's outbox.
     out: Vec<Outgoing>,
+    /// The heartbeat interval (at least 1 ms: a zero interval would spin).
+    interval: Duration,
+    /// When the next heartbeat tick is due, once started as a [`Machine`].
+    next_tick: Option<Instant>,
 }
 
 /// What the front of a service's idle queue holds.
@@ -305,6 +317,8 @@ impl Broker {
                 ..Default::default()
             },
             out: Vec::new(),
+            interval: config.heartbeat.interval.max(Duration::from_millis(1)),
+            next_tick: None,
         }
     }
 
@@ -320,7 +334,29 @@ impl Broker {
 
     /// Handles one message received on the ROUTER socket (`[identity][frames…]`) at `now`;
     /// returns what to send.
-    pub fn handle(&mut self, mut msg: Message, now: Instant, events: &mut Events) -> Vec<Outgoing> {
+    pub fn receive(&mut self, msg: Message, now: Instant, events: &mut Events) -> Vec<Outgoing> {
+        self.accept(msg, now, events);
+        std::mem::take(&mut self.out)
+    }
+
+    /// The heartbeat tick, to be called every heartbeat interval: expires silent workers and
+    /// old requests, forgets empty services, heartbeats every worker; returns what to send.
+    pub fn heartbeat(&mut self, now: Instant, events: &mut Events) -> Vec<Outgoing> {
+        self.beat(now, events);
+        std::mem::take(&mut self.out)
+    }
+
+    /// Moves the answers so far into `out`, each behind its ROUTER identity, keeping the
+    /// buffer's capacity.
+    fn flush(&mut self, out: &mut Outbox<Infallible>) {
+        for (id, mut msg) in self.out.drain(..) {
+            msg.push_front(id);
+            out.send(ROUTER, msg);
+        }
+    }
+
+    /// One message received on the ROUTER socket; the answers go to `self.out`.
+    fn accept(&mut self, mut msg: Message, now: Instant, events: &mut Events) {
         match msg.pop_front() {
             None => self.invalid(events, "empty message".into()),
             Some(sender) => match mdp::peek_version(&msg) {
@@ -363,13 +399,12 @@ impl Broker {
                 ),
             },
         }
-        std::mem::take(&mut self.out)
     }
 
-    /// The heartbeat tick, to be called every heartbeat interval: expires silent workers,
-    /// expires requests older than the TTL, forgets empty services, and heartbeats every
-    /// remaining worker. One pass over the workers and services per interval.
-    pub fn tick(&mut self, now: Instant, events: &mut Events) -> Vec<Outgoing> {
+    /// The heartbeat tick: expires silent workers, expires requests older than the TTL,
+    /// forgets empty services, and heartbeats every remaining worker. One pass over the
+    /// workers and services per interval; the answers go to `self.out`.
+    fn beat(&mut self, now: Instant, events: &mut Events) {
         let dead: Vec<Frame> = self
             .workers
             .iter()
@@ -430,7 +465,6 @@ impl Broker {
                 }),
             ));
         }
-        std::mem::take(&mut self.out)
     }
 
     /// True if a worker is registered for `service` and has not been silent past its expiry.
@@ -907,22 +941,82 @@ fn append(into: &mut Message, more: Message) {
     }
 }
 
-/// Runs the broker until stopped by a signal; returns its counters.
-pub fn run(config: &BrokerConfig, events: &mut Events) -> Result<Report> {
-    let ctx = zmq::Context::new();
-    let socket = transport::socket(&ctx, zmq::ROUTER, SOCKET, None)?;
-    socket.bind(&config.bind)?;
-    events.emit(Event::Started {
-        role: "broker".into(),
-        endpoint: config.bind.clone(),
-        seed: None,
-    });
-    let report = serve(&socket, config, None, events, shutdown::requested)?;
-    Ok(Report::Majordomo(report))
+/// The broker on the reactor: one ROUTER socket, no jobs (it never blocks), one deadline
+/// (the heartbeat tick).
+impl Machine for Broker {
+    type Job = Infallible;
+    type Done = Infallible;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        vec![SocketSpec {
+            slot: ROUTER,
+            kind: SocketKind::Router,
+            name: SOCKET,
+            bind: vec![self.report.endpoint.clone()],
+            connect: Vec::new(),
+            identity: None,
+        }]
+    }
+
+    fn start(&mut self, now: Instant, _out: &mut Outbox<Infallible>, events: &mut Events) {
+        events.emit(Event::Started {
+            role: "broker".into(),
+            endpoint: self.report.endpoint.clone(),
+            seed: None,
+        });
+        self.next_tick = Some(now + self.interval);
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<Infallible>,
+        now: Instant,
+        out: &mut Outbox<Infallible>,
+        events: &mut Events,
+    ) {
+        match input {
+            Input::Message { msg, .. } => self.accept(msg, now, events),
+            Input::Done(never) => match never {},
+        }
+        self.flush(out);
+    }
+
+    /// Called after every batch the reactor drained, and whenever the deadline passes, so a
+    /// flood of traffic cannot starve heartbeats.
+    fn tick(&mut self, now: Instant, out: &mut Outbox<Infallible>, events: &mut Events) {
+        if self.next_tick.is_some_and(|at| now >= at) {
+            self.next_tick = Some(now + self.interval);
+            self.beat(now, events);
+            self.flush(out);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.next_tick
+    }
 }
 
-/// Runs the broker as one node of a Binary Star pair (see [`crate::bstar`]) until stopped by
-/// a signal, or by a fatal state pair (`Err`, exit 69 or 2).
+/// As a Binary Star node, only client messages are votes (see [`run_bstar`]).
+impl Pair for Broker {
+    fn is_vote(&self, _slot: Slot, msg: &Message) -> bool {
+        is_client_message(msg)
+    }
+}
+
+/// The broker has no blocking work: nothing ever reaches this.
+fn no_work(job: Infallible) -> Infallible {
+    job
+}
+
+/// Runs the broker until `stop` is raised; returns its counters.
+pub fn run(config: &BrokerConfig, stop: &Stop, events: &mut Events) -> Result<Report> {
+    let mut broker = Broker::new(config);
+    reactor::run(&mut broker, no_work, stop, events)?;
+    Ok(Report::Majordomo(broker.into_report()))
+}
+
+/// Runs the broker as one node of a Binary Star pair (see [`crate::bstar`]) until `stop` is
+/// raised, or a fatal state pair (`Err`, exit 69 or 2).
 ///
 /// Only *client* messages take part in the vote: while this node is not active they are
 /// dropped unanswered (MDP has no refusal a client understands; its timeout moves it to the
@@ -933,32 +1027,15 @@ pub fn run(config: &BrokerConfig, events: &mut Events) -> Result<Report> {
 /// A passive broker never dispatches, since no client request gets in.
 pub fn run_bstar(
     config: &BrokerConfig,
-    bstar: &crate::roles::bstar_server::BstarOptions,
+    bstar: &BstarOptions,
+    stop: &Stop,
     events: &mut Events,
 ) -> Result<Report> {
-    let ctx = zmq::Context::new();
-    let socket = transport::socket(&ctx, zmq::ROUTER, SOCKET, None)?;
-    socket.bind(&config.bind)?;
-    let mut link = BstarLink::new(&ctx, bstar, events)?;
-    events.emit(Event::Started {
-        role: "broker".into(),
-        endpoint: config.bind.clone(),
-        seed: None,
-    });
-    let result = serve(
-        &socket,
-        config,
-        Some(&mut link),
-        events,
-        shutdown::requested,
-    );
-    if link.refused > 0 {
-        events.info(format!(
-            "refused {} client request(s) while not active",
-            link.refused
-        ));
-    }
-    Ok(Report::Majordomo(result?))
+    let mut node = Bstar::new(bstar.clone(), Broker::new(config), Instant::now())?;
+    let ended = reactor::run(&mut node, no_work, stop, events);
+    node.finish(events);
+    ended?;
+    Ok(Report::Majordomo(node.into_inner().into_report()))
 }
 
 /// True if a ROUTER message (`[identity][frames…]`) is from an MDP client, with or without an
@@ -968,64 +1045,6 @@ fn is_client_message(msg: &Message) -> bool {
     let head = Message::from_frames(msg.iter().skip(1).take(2).map(<[u8]>::to_vec));
     matches!(mdp::peek_version(&head), Some((_, false)))
         || mdp::client_envelope_len(msg.iter().skip(1)).is_some()
-}
-
-/// The socket loop: receive, hand to the [`Broker`], send what it returns, tick every
-/// heartbeat interval, until `stop()` says so. Separate from [`run`] so a test can stop it
-/// without the process-wide stop flag. With a Binary Star `link`, client messages are passed
-/// on only when the link says this node serves.
-fn serve(
-    socket: &Socket,
-    config: &BrokerConfig,
-    mut link: Option<&mut BstarLink>,
-    events: &mut Events,
-    stop: impl Fn() -> bool,
-) -> Result<MajordomoReport> {
-    let mut broker = Broker::new(config);
-    // A zero interval would spin; a millisecond is as fast as any test needs.
-    let interval = config.heartbeat.interval.max(Duration::from_millis(1));
-    let mut next_tick = Instant::now() + interval;
-    while !stop() {
-        let timeout = shutdown::slice_until(next_tick);
-        let readable = match link.as_deref_mut() {
-            Some(link) => match link.poll_with(socket, timeout, events) {
-                Err(Error::Interrupted) => break,
-                other => other?,
-            },
-            None => socket.poll_in(timeout)?,
-        };
-        if readable {
-            let msg = match socket.recv(events) {
-                Ok(msg) => msg,
-                Err(Error::Interrupted) => break,
-                Err(e) => return Err(e),
-            };
-            let refused = match link.as_deref_mut() {
-                Some(link) if is_client_message(&msg) => !link.client_request(events)?,
-                _ => false,
-            };
-            if !refused {
-                let out = broker.handle(msg, Instant::now(), events);
-                send_all(socket, out, events)?;
-            }
-        }
-        // Checked after every message too, so a flood of traffic cannot starve heartbeats.
-        let now = Instant::now();
-        if now >= next_tick {
-            next_tick = now + interval;
-            let out = broker.tick(now, events);
-            send_all(socket, out, events)?;
-        }
-    }
-    Ok(broker.into_report())
-}
-
-fn send_all(socket: &Socket, out: Vec<Outgoing>, events: &mut Events) -> Result<()> {
-    for (id, mut msg) in out {
-        msg.push_front(id);
-        socket.send(msg, events)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1108,7 +1127,7 @@ mod tests {
         fn raw(&mut self, from: &str, mut msg: Message, ms: u64) -> Vec<Outgoing> {
             msg.push_front(from.as_bytes().to_vec());
             let now = self.at(ms);
-            self.b.handle(msg, now, &mut self.ev)
+            self.b.receive(msg, now, &mut self.ev)
         }
 
         /// The job worker `id` holds, if any.
@@ -1171,7 +1190,7 @@ mod tests {
 
         fn tick(&mut self, ms: u64) -> Vec<Outgoing> {
             let now = self.at(ms);
-            self.b.tick(now, &mut self.ev)
+            self.b.heartbeat(now, &mut self.ev)
         }
 
         fn ready(&mut self, worker: &str, version: Version, service: &str, ms: u64) {
@@ -2004,7 +2023,7 @@ mod tests {
             assert!(h.recv("peer", m(frames), 1).is_empty(), "{frames:?}");
         }
         // With no identity frame at all.
-        assert!(h.b.handle(Message::new(), h.at(1), &mut h.ev).is_empty());
+        assert!(h.b.receive(Message::new(), h.at(1), &mut h.ev).is_empty());
         assert_eq!(h.b.report().invalid, bad.len() as u64 + 1);
         assert_eq!(
             h.count(|e| matches!(e, Event::Invalid { socket, .. } if socket == "broker")),
@@ -2247,52 +2266,59 @@ mod tests {
         assert_eq!(h.b.report().workers_seen, 0);
     }
 
-    #[test]
-    fn a_binary_star_backup_alone_registers_workers_but_refuses_clients() {
-        use crate::bstar::Role;
-        use crate::roles::bstar_server::BstarOptions;
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
+    /// A DEALER on the process's context (the reactor's), so inproc endpoints meet.
+    fn dealer(endpoint: &str, identity: &[u8]) -> crate::transport::Socket {
+        let ctx = crate::transport::context();
+        let socket = crate::transport::socket(&ctx, zmq::DEALER, "peer", Some(identity)).unwrap();
+        socket.connect(endpoint).unwrap();
+        socket
+    }
 
-        let ctx = zmq::Context::new();
-        let router = transport::socket(&ctx, zmq::ROUTER, SOCKET, None).unwrap();
-        router.bind("inproc://bstar-broker").unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_flag = stop.clone();
-        let cfg = BrokerConfig {
+    fn fast(bind: &str) -> BrokerConfig {
+        BrokerConfig {
+            bind: bind.into(),
             heartbeat: HeartbeatConfig {
                 interval: Duration::from_millis(20),
                 liveness: 3,
             },
             ..config()
+        }
+    }
+
+    #[test]
+    fn a_binary_star_backup_alone_registers_workers_but_refuses_clients() {
+        use crate::bstar::Role;
+
+        let id = rand::random::<u64>();
+        let endpoint = format!("inproc://bstar-broker-{id}");
+        let cfg = fast(&endpoint);
+        let stop = Stop::new();
+        let options = BstarOptions {
+            role: Role::Backup,
+            state_pub: format!("inproc://bstar-broker-states-{id}"),
+            peer_state: format!("inproc://bstar-broker-nobody-{id}"),
+            heartbeat: Duration::from_millis(10),
         };
-        let link_ctx = ctx.clone();
-        let broker = std::thread::spawn(move || {
-            let mut events = Events::discard();
-            let options = BstarOptions {
-                role: Role::Backup,
-                state_pub: "inproc://bstar-broker-states".into(),
-                peer_state: "inproc://bstar-broker-nobody".into(),
-                heartbeat: Duration::from_millis(10),
-            };
-            let mut link = BstarLink::new(&link_ctx, &options, &mut events).unwrap();
-            let report = serve(&router, &cfg, Some(&mut link), &mut events, || {
-                stop_flag.load(Ordering::SeqCst)
-            });
-            (report, link.refused, link.state())
+        let broker = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut node = Bstar::new(options, Broker::new(&cfg), Instant::now()).unwrap();
+                let ended = reactor::run(&mut node, no_work, &stop, &mut Events::discard());
+                let refused = node.refused();
+                let state = node.state();
+                (ended, node.into_inner().into_report(), refused, state)
+            }
         });
 
         let mut ev = Events::discard();
-        let worker = transport::socket(&ctx, zmq::DEALER, "worker", Some(b"w1")).unwrap();
-        worker.connect("inproc://bstar-broker").unwrap();
+        let worker = dealer(&endpoint, b"w1");
         worker.send(ready(V2, "echo"), &mut ev).unwrap();
         assert!(
             worker.poll_in(2000).unwrap(),
             "a passive broker heartbeats workers"
         );
         assert_eq!(worker.recv(&mut ev).unwrap(), heartbeat(V2));
-        let client = transport::socket(&ctx, zmq::DEALER, "client", Some(b"c1")).unwrap();
-        client.connect("inproc://bstar-broker").unwrap();
+        let client = dealer(&endpoint, b"c1");
         client.send(request(V1, "echo", &["hi"]), &mut ev).unwrap();
         client
             .send(request(V1, "mmi.service", &["echo"]), &mut ev)
@@ -2302,9 +2328,9 @@ mod tests {
             "a backup alone never answers"
         );
 
-        stop.store(true, Ordering::SeqCst);
-        let (report, refused, state) = broker.join().unwrap();
-        let report = report.unwrap();
+        stop.request();
+        let (ended, report, refused, state) = broker.join().unwrap();
+        assert_eq!(ended.unwrap(), reactor::Ended::Stopped);
         assert_eq!(
             (report.requests, report.mmi, report.workers_seen),
             (0, 0, 1)
@@ -2315,34 +2341,18 @@ mod tests {
 
     #[test]
     fn serves_over_a_real_socket_until_stopped() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
-
-        let ctx = zmq::Context::new();
-        let router = transport::socket(&ctx, zmq::ROUTER, SOCKET, None).unwrap();
-        router.bind("inproc://broker-smoke").unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_flag = stop.clone();
-        let cfg = BrokerConfig {
-            heartbeat: HeartbeatConfig {
-                interval: Duration::from_millis(20),
-                liveness: 3,
-            },
-            ..config()
-        };
-        let broker = std::thread::spawn(move || {
-            let mut events = Events::discard();
-            serve(&router, &cfg, None, &mut events, || {
-                stop_flag.load(Ordering::SeqCst)
-            })
+        let endpoint = format!("inproc://broker-smoke-{}", rand::random::<u64>());
+        let cfg = fast(&endpoint);
+        let stop = Stop::new();
+        let broker = std::thread::spawn({
+            let stop = stop.clone();
+            move || run(&cfg, &stop, &mut Events::discard())
         });
 
         let mut ev = Events::discard();
-        let worker = transport::socket(&ctx, zmq::DEALER, "worker", Some(b"w1")).unwrap();
-        worker.connect("inproc://broker-smoke").unwrap();
+        let worker = dealer(&endpoint, b"w1");
         worker.send(ready(V2, "echo"), &mut ev).unwrap();
-        let client = transport::socket(&ctx, zmq::DEALER, "client", Some(b"c1")).unwrap();
-        client.connect("inproc://broker-smoke").unwrap();
+        let client = dealer(&endpoint, b"c1");
         // Wait until the worker is registered (heartbeats prove it), then ask.
         assert!(worker.poll_in(2000).unwrap());
         assert_eq!(worker.recv(&mut ev).unwrap(), heartbeat(V2));
@@ -2369,13 +2379,107 @@ mod tests {
             m(&[b"", b"MDPC01", b"echo", b"HELLO"])
         );
 
-        stop.store(true, Ordering::SeqCst);
-        let report = broker.join().unwrap().unwrap();
+        stop.request();
+        let Report::Majordomo(report) = broker.join().unwrap().unwrap() else {
+            panic!("not a broker report");
+        };
         assert_eq!(
             (report.requests, report.dispatched, report.replies),
             (1, 1, 1)
         );
         assert_eq!(report.workers_seen, 1);
+    }
+
+    // ---- the broker as a reactor machine ----
+
+    #[test]
+    fn as_a_machine_it_binds_one_router_says_so_and_keeps_the_heartbeat_deadline() {
+        let mut b = Broker::new(&config());
+        match &b.sockets()[..] {
+            [spec] => {
+                assert_eq!(
+                    (spec.slot, spec.kind, spec.name),
+                    (ROUTER, SocketKind::Router, "broker")
+                );
+                assert_eq!(spec.bind, ["inproc://test"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.next_deadline(), None, "no deadline before start");
+        let (t0, mut out, mut seen) = (Instant::now(), Outbox::default(), Vec::new());
+        b.start(t0, &mut out, &mut Events::new(false, |e| seen.push(e)));
+        assert!(out.is_empty());
+        assert!(matches!(&seen[..], [Event::Started { role, seed: None, .. }] if role == "broker"));
+        assert_eq!(b.next_deadline(), Some(t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn as_a_machine_its_ticks_before_the_deadline_send_nothing() {
+        let mut b = Broker::new(&config());
+        let (t0, mut out, mut ev) = (Instant::now(), Outbox::default(), Events::discard());
+        b.start(t0, &mut out, &mut ev);
+        let msg = with_identity("w1", ready(V1, "echo"));
+        b.handle(Input::Message { slot: ROUTER, msg }, t0, &mut out, &mut ev);
+        assert!(out.take().is_empty(), "READY is not answered");
+        // The reactor may tick after any batch: early ticks are no-ops.
+        b.tick(t0 + Duration::from_millis(99), &mut out, &mut ev);
+        assert!(out.take().is_empty());
+        b.tick(t0 + Duration::from_millis(100), &mut out, &mut ev);
+        assert_eq!(
+            out.take(),
+            [reactor::Output::Send {
+                slot: ROUTER,
+                msg: with_identity("w1", heartbeat(V1)),
+            }]
+        );
+        assert_eq!(b.next_deadline(), Some(t0 + Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn as_a_machine_a_drained_batch_is_answered_in_order_behind_each_identity() {
+        // The reactor hands over up to BATCH messages per wake-up before it sends anything:
+        // every answer of the batch is in the outbox, in order, each behind its identity.
+        let mut b = Broker::new(&BrokerConfig {
+            max_queue: 1000,
+            ..config()
+        });
+        let (t0, mut out, mut ev) = (Instant::now(), Outbox::default(), Events::discard());
+        b.start(t0, &mut out, &mut ev);
+        for w in 0..3 {
+            let msg = with_identity(&format!("w{w}"), ready(V2, "echo"));
+            b.handle(Input::Message { slot: ROUTER, msg }, t0, &mut out, &mut ev);
+        }
+        for i in 0..reactor::BATCH {
+            let msg = with_identity(&format!("c{i}"), request(V1, "echo", &[&i.to_string()]));
+            b.handle(Input::Message { slot: ROUTER, msg }, t0, &mut out, &mut ev);
+        }
+        let sent = out.take();
+        let to: Vec<Vec<u8>> = sent
+            .iter()
+            .map(|o| match o {
+                reactor::Output::Send { slot: ROUTER, msg } => msg.get(0).unwrap().to_vec(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Three idle workers get the first three requests, least recently used first; the
+        // rest wait in the queue.
+        assert_eq!(to, [b"w0".to_vec(), b"w1".to_vec(), b"w2".to_vec()]);
+        assert_eq!(b.report().requests, reactor::BATCH as u64);
+        assert_eq!(b.report().dispatched, 3);
+    }
+
+    #[test]
+    fn as_a_binary_star_node_only_client_messages_are_votes() {
+        let b = Broker::new(&config());
+        assert!(b.is_vote(ROUTER, &with_identity("c1", request(V1, "echo", &["x"]))));
+        assert!(b.is_vote(ROUTER, &with_identity("c1", request(V2, "echo", &["x"]))));
+        assert!(!b.is_vote(ROUTER, &with_identity("w1", ready(V1, "echo"))));
+        assert!(!b.is_vote(ROUTER, &with_identity("w1", heartbeat(V2))));
+    }
+
+    fn with_identity(id: &str, mut msg: Message) -> Message {
+        msg.push_front(id.as_bytes().to_vec());
+        msg
     }
 
     // ---- bounds: bytes, held PARTIALs, service names ----

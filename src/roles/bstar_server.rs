@@ -1,40 +1,45 @@
-//! `pirate server --primary|--backup`: a Lazy Pirate server run as one node of a Binary Star
-//! pair (the Guide's `bstarsrv`), and [`BstarLink`], the state link any role can use to run
-//! as a Binary Star node (the Majordomo broker does).
+//! Binary Star as a machine combinator: [`Bstar`] makes any [`Pair`] machine one node of a
+//! Binary Star pair (the Guide's `bstarsrv`), and [`run`] is `pirate server --primary|--backup`
+//! (the Lazy server of [`crate::roles::server`] on a ROUTER, wrapped). The Majordomo broker
+//! is wrapped the same way ([`crate::roles::broker::run_bstar`]).
 //!
-//! The server binds a ROUTER (not REP, like the Guide's `bstarsrv`) so it can drop a request
-//! it refuses without owing a reply: a REP socket must answer every request before it reads
-//! the next, so refusing would wedge it. Requests from REQ clients arrive as
-//! `[identity]["" ][body…]`; the envelope (every frame up to and including the first empty
-//! one) is sent back in front of the handler's reply. A request with no empty frame is not a
-//! REQ request; it is counted as invalid and dropped.
+//! [`Bstar`] owns the pure [`BinaryStar`] machine and two sockets of its own beside the inner
+//! machine's: a PUB bound on `state_pub` where it publishes this node's state, and a SUB
+//! connected to the peer's PUB (`peer_state`). The wire is the Guide's: one frame, the state
+//! as an ASCII digit (`"1"` PRIMARY … `"4"` PASSIVE, see [`crate::bstar`]). The state is
+//! published on the combinator's own deadline (at start, on every change, then every
+//! heartbeat), so an inner machine that is working, stalled or running `--exec` never makes
+//! the peer think this node is dead. The inner machine's slots are renumbered (slot `s` is
+//! the reactor's `s + 2`), so any machine can be wrapped without knowing.
 //!
-//! The node serves only while ACTIVE ([`crate::bstar`] has the rules). Refused requests are
-//! dropped unanswered: the client's timeout sends it to the other node. Each state change is
-//! logged twice, once in the Guide's words (`connected to backup (passive), ready as active`)
-//! and once in a stable machine-readable form, `state: ACTIVE`, for scripts and tests.
+//! Every message for the inner machine that [`Pair::is_vote`] calls a client request is
+//! decided by the vote first: served (forwarded) only while ACTIVE, or when it makes a
+//! passive node take over; otherwise dropped unanswered (the client's timeout sends it to the
+//! other node) and counted in [`Bstar::refused`]. Everything else (a broker's worker
+//! traffic, finished jobs, ticks) goes to the inner machine in every state, so a passive
+//! broker keeps its workers registered and heartbeated.
 //!
-//! Timing: the state is published (and the peer's states read) during simulated work and
-//! overload stalls and while an `--exec` command runs, so a slow request does not make the
-//! peer think this node is dead. A `--freeze` fault stops publishing, on purpose: it is the
-//! way to watch the passive node take over, and then the dual-active stop when the frozen
-//! node thaws.
+//! Each state change is logged twice, once in the Guide's words (`connected to backup
+//! (passive), ready as active`) and once in a stable machine-readable form, `state: ACTIVE`,
+//! for scripts and tests. A `--freeze` fault of the inner machine ([`Pair::frozen_until`])
+//! stops publishing and reading peer states, on purpose: it is the way to watch the passive
+//! node take over, and then the dual-active stop when the frozen node thaws.
 //!
-//! A fatal state pair stops the node (see [`crate::bstar::BstarError`] for the exit codes),
-//! but only after it has published its state for one more peer-expiry interval, serving
-//! nobody, so that the peer hears the conflict too and stops as well.
+//! A fatal state pair stops the node (see [`crate::bstar::BstarError`] for the exit codes:
+//! the machine exits with it as its [`Machine::failure`]), but only after it has published
+//! its state for one more peer-expiry interval (at 0, 1 and 2 heartbeats), serving nobody, so
+//! that the peer hears the conflict too and stops as well.
 
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::bstar::{BinaryStar, BstarConfig, Refusal, Role, State, Vote};
+use crate::bstar::{BinaryStar, BstarConfig, BstarError, Refusal, Role, State, Vote};
 use crate::error::{Error, Result};
-use crate::event::{Event, Events, Report, ServiceReport, Serving};
-use crate::faults::{FaultPlan, Faults, OnCrash};
+use crate::event::{Event, Events, Report};
+use crate::faults::FaultPlan;
 use crate::handler::Handler;
 use crate::msg::Message;
-use crate::shutdown;
-use crate::transport::{self, Socket};
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
+use crate::roles::server::{self, Server, ServerConfig};
 
 /// Where a node publishes its state and where it hears its peer's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,22 +118,6 @@ impl BstarServerConfig {
     }
 }
 
-/// A node's state link: the [`BinaryStar`] machine, our PUB and the SUB on the peer's PUB.
-/// Roles poll it beside their own socket ([`BstarLink::poll_with`]) and ask it about every
-/// client request ([`BstarLink::client_request`]); it reads peer states, publishes ours and
-/// logs every change.
-pub struct BstarLink {
-    machine: BinaryStar,
-    publisher: Socket,
-    subscriber: Socket,
-    /// The last refusal logged, so a stream of refused requests logs one line.
-    last_refusal: Option<Refusal>,
-    /// Client requests dropped because this node was not active.
-    pub refused: u64,
-    /// Malformed state messages dropped.
-    pub invalid: u64,
-}
-
 /// Logs a state (the Guide's reason line, then `state: X`, which scripts and tests wait for)
 /// and emits it as a `bstar_state` event for `--json`.
 fn announce_state(events: &mut Events, from: Option<State>, to: State, reason: &str) {
@@ -143,17 +132,58 @@ fn announce_state(events: &mut Events, from: Option<State>, to: State, reason: &
     });
 }
 
-impl BstarLink {
-    /// Binds our PUB, connects the SUB, and logs the starting state.
-    pub fn new(ctx: &zmq::Context, options: &BstarOptions, events: &mut Events) -> Result<Self> {
-        let publisher = transport::socket(ctx, zmq::PUB, "state-pub", None)?;
-        publisher.bind(&options.state_pub)?;
-        let subscriber = transport::socket(ctx, zmq::SUB, "state-sub", None)?;
-        subscriber
-            .raw()
-            .set_subscribe(b"")
-            .map_err(|e| Error::zmq("cannot subscribe to the peer's states", e))?;
-        subscriber.connect(&options.peer_state)?;
+/// A machine that can run as a Binary Star node.
+pub trait Pair: Machine {
+    /// True if this message, arriving on the inner machine's `slot`, is a client request: a
+    /// vote, served only while this node is active.
+    fn is_vote(&self, slot: Slot, msg: &Message) -> bool;
+
+    /// Until when an injected freeze holds the node: nothing is published or read until then.
+    fn frozen_until(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// Our PUB socket, where this node's state goes.
+const STATE_PUB: Slot = 0;
+/// Our SUB socket, connected to the peer's PUB.
+const STATE_SUB: Slot = 1;
+/// The inner machine's slot `s` is the reactor's `INNER + s`.
+const INNER: Slot = 2;
+
+/// A fatal state pair was heard: the node publishes its state a few more times, then fails.
+struct Stopping {
+    error: BstarError,
+    /// States published since the conflict was heard.
+    published: u32,
+    /// When the next one is due.
+    next: Instant,
+}
+
+/// How many times a stopping node publishes its state: at 0, 1 and 2 heartbeats.
+const LAST_WORDS: u32 = 3;
+
+/// One node of a Binary Star pair around the inner machine `M` (see the module docs).
+pub struct Bstar<M: Pair> {
+    inner: M,
+    options: BstarOptions,
+    fsm: BinaryStar,
+    /// Where the inner machine puts its outputs before they are renumbered into ours.
+    inner_out: Outbox<M::Job>,
+    /// The last refusal logged, so a stream of refused requests logs one line.
+    last_refusal: Option<Refusal>,
+    refused: u64,
+    invalid: u64,
+    /// The inner machine is frozen (as of the last call).
+    frozen: bool,
+    stopping: Option<Stopping>,
+    failure: Option<Error>,
+}
+
+impl<M: Pair> Bstar<M> {
+    /// `inner` as the `options.role` node of a pair, started at `now`. A zero heartbeat is a
+    /// usage error (the state would be published in a busy loop).
+    pub fn new(options: BstarOptions, inner: M, now: Instant) -> Result<Self> {
         if options.heartbeat.is_zero() {
             return Err(Error::Usage(
                 "the Binary Star heartbeat must be longer than 0 ms".into(),
@@ -162,110 +192,125 @@ impl BstarLink {
         let config = BstarConfig {
             heartbeat: options.heartbeat,
         };
-        let machine = BinaryStar::new(options.role, config, Instant::now());
-        let (me, peer) = match options.role {
-            Role::Primary => ("primary", "backup"),
-            Role::Backup => ("backup", "primary"),
-        };
-        events.info(format!(
-            "binary star {me}: states on {}, waiting for the {peer}'s on {} (heartbeat {} ms)",
-            options.state_pub,
-            options.peer_state,
-            options.heartbeat.as_millis()
-        ));
-        announce_state(events, None, machine.state(), "started");
-        Ok(BstarLink {
-            machine,
-            publisher,
-            subscriber,
+        Ok(Bstar {
+            fsm: BinaryStar::new(options.role, config, now),
+            inner,
+            options,
+            inner_out: Outbox::default(),
             last_refusal: None,
             refused: 0,
             invalid: 0,
+            frozen: false,
+            stopping: None,
+            failure: None,
         })
     }
 
-    /// The current state.
-    pub fn state(&self) -> State {
-        self.machine.state()
+    /// The wrapped machine.
+    pub fn inner(&self) -> &M {
+        &self.inner
     }
 
-    /// Reads every pending peer state, publishes ours if due, notes the peer's silence.
-    /// `Err` on a fatal state pair: the node must stop.
-    pub fn pump(&mut self, events: &mut Events) -> Result<()> {
-        while self.subscriber.poll_in(0)? {
-            let msg = self.subscriber.recv(events)?;
-            let frames: Vec<&[u8]> = msg.iter().collect();
-            let peer = match State::decode(&frames) {
-                Ok(s) => s,
-                Err(reason) => {
-                    self.invalid += 1;
-                    events.invalid(self.subscriber.name(), reason);
-                    continue;
-                }
-            };
-            match self.machine.on_peer_state(peer, Instant::now()) {
-                Ok(Some(t)) => {
-                    self.last_refusal = None;
-                    announce_state(events, Some(t.from), t.to, &t.reason);
-                }
-                Ok(None) => {}
-                Err(fatal) => {
-                    events.warn(format!(
-                        "peer is {peer} while this node is {}: stopping",
-                        self.state()
-                    ));
-                    self.announce_before_stopping(events)?;
-                    return Err(fatal.into());
-                }
-            }
-        }
-        let now = Instant::now();
-        if let Some(last) = self.machine.tick(now) {
-            let then = match self.state() {
-                State::Passive => "; the next client request makes this node active",
-                State::Backup => "; a backup still waits for the primary",
-                _ => "",
-            };
-            events.warn(format!(
-                "peer silent for {} ms (last state {last}){then}",
-                self.machine.config().expiry().as_millis()
+    /// The wrapped machine, for its final report.
+    pub fn into_inner(self) -> M {
+        self.inner
+    }
+
+    /// The node's state.
+    pub fn state(&self) -> State {
+        self.fsm.state()
+    }
+
+    /// Client requests dropped because this node was not active.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Malformed state messages dropped.
+    pub fn invalid(&self) -> u64 {
+        self.invalid
+    }
+
+    /// The closing line of a run: how many client requests were refused, if any.
+    pub fn finish(&self, events: &mut Events) {
+        if self.refused > 0 {
+            events.info(format!(
+                "refused {} client request(s) while not active",
+                self.refused
             ));
         }
-        if let Some(state) = self.machine.publish_due(now) {
-            self.publisher
-                .send(Message::from_frames([state.encode()]), events)?;
-        }
-        Ok(())
     }
 
-    /// Before a fatal stop: keeps publishing our state (serving nobody) for one peer-expiry
-    /// interval, at 0, 1 and 2 heartbeats, so the peer hears it and stops too. Without this,
-    /// of two primaries started a moment apart the second could hear the first and stop before
-    /// the first's SUB had (re)connected to it, leaving the first to serve alone.
-    fn announce_before_stopping(&mut self, events: &mut Events) -> Result<()> {
-        let state = Message::from_frames([self.state().encode()]);
-        for beat in 0..3 {
-            if beat > 0 {
-                shutdown::sleep(self.machine.config().heartbeat)?;
+    fn publish(&self, state: State, out: &mut Outbox<M::Job>) {
+        out.send(STATE_PUB, Message::from_frames([state.encode()]));
+    }
+
+    /// A state message from the peer.
+    fn on_peer(
+        &mut self,
+        msg: Message,
+        now: Instant,
+        out: &mut Outbox<M::Job>,
+        events: &mut Events,
+    ) {
+        let frames: Vec<&[u8]> = msg.iter().collect();
+        let peer = match State::decode(&frames) {
+            Ok(s) => s,
+            Err(reason) => {
+                self.invalid += 1;
+                events.invalid("state-sub", reason);
+                return;
             }
-            self.publisher.send(state.clone(), events)?;
+        };
+        match self.fsm.on_peer_state(peer, now) {
+            Ok(Some(t)) => {
+                self.last_refusal = None;
+                announce_state(events, Some(t.from), t.to, &t.reason);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                events.warn(format!(
+                    "peer is {peer} while this node is {}: stopping",
+                    self.state()
+                ));
+                self.stopping = Some(Stopping {
+                    error,
+                    published: 0,
+                    next: now,
+                });
+                self.last_words(now, out);
+            }
         }
-        Ok(())
     }
 
-    /// Decides on one client request (after reading any pending peer state, so the decision
-    /// uses the freshest news): true to serve it. Logs takeovers and (once per reason)
+    /// A stopping node's next publish, if due; the failure after the last one.
+    fn last_words(&mut self, now: Instant, out: &mut Outbox<M::Job>) {
+        let state = self.state();
+        let heartbeat = self.options.heartbeat;
+        let Some(stopping) = &mut self.stopping else {
+            return;
+        };
+        if now < stopping.next {
+            return;
+        }
+        out.send(STATE_PUB, Message::from_frames([state.encode()]));
+        stopping.published += 1;
+        stopping.next = now + heartbeat;
+        if stopping.published == LAST_WORDS {
+            self.failure = Some(stopping.error.into());
+            out.exit();
+        }
+    }
+
+    /// Decides on a client request: true to pass it on. Logs takeovers and (once per reason)
     /// refusals.
-    pub fn client_request(&mut self, events: &mut Events) -> Result<bool> {
-        self.pump(events)?;
-        match self.machine.on_client_request(Instant::now()) {
-            Vote::Accept => Ok(true),
+    fn vote(&mut self, now: Instant, events: &mut Events) -> bool {
+        match self.fsm.on_client_request(now) {
+            Vote::Accept => true,
             Vote::TakeOver(t) => {
                 self.last_refusal = None;
                 announce_state(events, Some(t.from), t.to, &t.reason);
-                // Tell the peer at once.
-                self.pump(events)?;
-                Ok(true)
+                true
             }
             Vote::Refuse(why) => {
                 self.refused += 1;
@@ -273,180 +318,769 @@ impl BstarLink {
                     self.last_refusal = Some(why);
                     events.info(why.to_string());
                 }
-                Ok(false)
+                false
             }
         }
     }
 
-    /// Waits at most `timeout_ms` for `socket` to be readable while serving the state link;
-    /// returns whether `socket` is readable. Never waits past the next state publish.
-    pub fn poll_with(
-        &mut self,
-        socket: &Socket,
-        timeout_ms: i64,
-        events: &mut Events,
-    ) -> Result<bool> {
-        self.pump(events)?;
-        let until_publish = shutdown::slice_until(self.machine.next_deadline());
-        let timeout = timeout_ms.clamp(0, until_publish.max(0));
-        let mut items = [
-            socket.raw().as_poll_item(zmq::POLLIN),
-            self.subscriber.raw().as_poll_item(zmq::POLLIN),
-        ];
-        let readable = match zmq::poll(&mut items, timeout) {
-            Ok(_) => items[0].is_readable(),
-            Err(zmq::Error::EINTR) => false,
-            Err(e) => return Err(Error::zmq("poll failed", e)),
+    /// After every call: the inner machine's outputs go out renumbered, and our state if due
+    /// (at once after a change, so the peer converges in one message time).
+    fn settle(&mut self, now: Instant, out: &mut Outbox<M::Job>) {
+        out.forward(&mut self.inner_out, |slot| slot + INNER);
+        self.frozen = self.inner.frozen_until().is_some_and(|until| now < until);
+        if self.stopping.is_none() && !self.frozen {
+            if let Some(state) = self.fsm.publish_due(now) {
+                self.publish(state, out);
+            }
+        }
+    }
+}
+
+impl<M: Pair> Machine for Bstar<M> {
+    type Job = M::Job;
+    type Done = M::Done;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        let mut sockets: Vec<SocketSpec> = self
+            .inner
+            .sockets()
+            .into_iter()
+            .map(|spec| SocketSpec {
+                slot: spec.slot + INNER,
+                ..spec
+            })
+            .collect();
+        sockets.push(SocketSpec {
+            slot: STATE_PUB,
+            kind: SocketKind::Pub,
+            name: "state-pub",
+            bind: vec![self.options.state_pub.clone()],
+            connect: Vec::new(),
+            identity: None,
+        });
+        sockets.push(SocketSpec {
+            slot: STATE_SUB,
+            kind: SocketKind::Sub,
+            name: "state-sub",
+            bind: Vec::new(),
+            connect: vec![self.options.peer_state.clone()],
+            identity: None,
+        });
+        sockets
+    }
+
+    fn start(&mut self, now: Instant, out: &mut Outbox<M::Job>, events: &mut Events) {
+        let (me, peer) = match self.options.role {
+            Role::Primary => ("primary", "backup"),
+            Role::Backup => ("backup", "primary"),
         };
-        self.pump(events)?;
-        Ok(readable)
+        events.info(format!(
+            "binary star {me}: states on {}, waiting for the {peer}'s on {} (heartbeat {} ms)",
+            self.options.state_pub,
+            self.options.peer_state,
+            self.options.heartbeat.as_millis()
+        ));
+        announce_state(events, None, self.state(), "started");
+        self.inner.start(now, &mut self.inner_out, events);
+        self.settle(now, out);
     }
 
-    /// Keeps the link alive for `duration` (a stall that is not a freeze). Stops early with
-    /// `Err(Interrupted)` on a signal.
-    pub fn stall(&mut self, duration: Duration, events: &mut Events) -> Result<()> {
-        let deadline = Instant::now() + duration;
-        loop {
-            shutdown::check()?;
-            self.pump(events)?;
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(());
-            }
-            let wait = (deadline - now)
-                .min(self.machine.next_deadline().saturating_duration_since(now))
-                .min(shutdown::POLL_SLICE);
-            self.subscriber.poll_in(wait.as_millis() as i64)?;
+    fn handle(
+        &mut self,
+        input: Input<M::Done>,
+        now: Instant,
+        out: &mut Outbox<M::Job>,
+        events: &mut Events,
+    ) {
+        if self.stopping.is_some() {
+            // Serving nobody: the node is about to fail.
+            return;
         }
-    }
-}
-
-/// Splits a ROUTER request into its envelope (up to and including the first empty frame) and
-/// its body; `None` if there is no empty frame.
-fn split_envelope(msg: Message) -> Option<(Vec<Vec<u8>>, Message)> {
-    let mut frames = msg.into_frames();
-    let delimiter = frames.iter().position(Vec::is_empty)?;
-    let body = frames.split_off(delimiter + 1);
-    Some((frames, Message::from(body)))
-}
-
-/// Runs the handler, keeping the link alive while an `--exec` command works.
-fn handle(
-    handler: &Handler,
-    body: Message,
-    link: &mut BstarLink,
-    events: &mut Events,
-) -> Result<Message> {
-    if *handler == Handler::Echo {
-        return Ok(handler.handle(body));
-    }
-    let (tx, rx) = mpsc::channel();
-    let h = handler.clone();
-    std::thread::spawn(move || {
-        let _ = tx.send(h.handle(body));
-    });
-    let slice = (link.machine.config().heartbeat / 4)
-        .clamp(Duration::from_millis(1), Duration::from_millis(50));
-    loop {
-        match rx.recv_timeout(slice) {
-            Ok(reply) => return Ok(reply),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                shutdown::check()?;
-                link.pump(events)?;
+        match input {
+            Input::Message {
+                slot: STATE_SUB,
+                msg,
+            } => self.on_peer(msg, now, out, events),
+            Input::Message { slot, msg } if slot >= INNER => {
+                let slot = slot - INNER;
+                if self.inner.is_vote(slot, &msg) && !self.vote(now, events) {
+                    return;
+                }
+                let input = Input::Message { slot, msg };
+                self.inner.handle(input, now, &mut self.inner_out, events);
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(Error::Internal("the request handler thread died".into()))
+            // The PUB socket is never read.
+            Input::Message { .. } => {}
+            Input::Done(done) => {
+                self.inner
+                    .handle(Input::Done(done), now, &mut self.inner_out, events)
             }
         }
+        if self.stopping.is_none() {
+            self.settle(now, out);
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<M::Job>, events: &mut Events) {
+        if self.stopping.is_some() {
+            self.last_words(now, out);
+            return;
+        }
+        if !self.frozen {
+            if let Some(last) = self.fsm.tick(now) {
+                let then = match self.state() {
+                    State::Passive => "; the next client request makes this node active",
+                    State::Backup => "; a backup still waits for the primary",
+                    _ => "",
+                };
+                events.warn(format!(
+                    "peer silent for {} ms (last state {last}){then}",
+                    self.fsm.config().expiry().as_millis()
+                ));
+            }
+        }
+        if self.inner.next_deadline().is_some_and(|at| now >= at) {
+            self.inner.tick(now, &mut self.inner_out, events);
+        }
+        self.settle(now, out);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if let Some(stopping) = &self.stopping {
+            return Some(stopping.next);
+        }
+        let ours = match self.inner.frozen_until() {
+            Some(until) if self.frozen => until,
+            _ => self.fsm.next_deadline(),
+        };
+        Some(self.inner.next_deadline().map_or(ours, |at| at.min(ours)))
+    }
+
+    fn wants(&self, slot: Slot) -> bool {
+        if self.stopping.is_some() || self.frozen {
+            return false;
+        }
+        match slot {
+            STATE_PUB => false,
+            STATE_SUB => true,
+            slot => self.inner.wants(slot - INNER),
+        }
+    }
+
+    fn failure(&mut self) -> Option<Error> {
+        self.failure.take()
     }
 }
 
-/// Serves as one node of a Binary Star pair until stopped by a signal (`Ok`, the counters) or
+/// The Lazy server as a node: every REQ request is a vote; the rest is invalid (counted by
+/// the server in every state, as it always was).
+impl Pair for Server {
+    fn is_vote(&self, _slot: Slot, msg: &Message) -> bool {
+        server::is_req_request(msg)
+    }
+
+    fn frozen_until(&self) -> Option<Instant> {
+        Server::frozen_until(self)
+    }
+}
+
+/// Serves as one node of a Binary Star pair until `stop` is raised (`Ok`, the counters) or
 /// a fatal state pair (`Err`: dual active or passive → exit 69, two primaries or two backups
 /// → exit 2; see [`crate::bstar::BstarError`]).
-pub fn run(config: &BstarServerConfig, events: &mut Events) -> Result<Report> {
-    let ctx = zmq::Context::new();
-    let frontend = transport::socket(&ctx, zmq::ROUTER, "server", None)?;
-    frontend.bind(&config.bind)?;
-    let mut link = BstarLink::new(&ctx, &config.options(), events)?;
-    let mut faults = Faults::new(config.faults.clone(), config.seed);
-    let mut report = ServiceReport::start("server", &config.bind, config.seed, events);
-    let result = serve(
-        config,
-        &frontend,
-        &mut link,
-        &mut faults,
-        &mut report,
+pub fn run(config: &BstarServerConfig, stop: &Stop, events: &mut Events) -> Result<Report> {
+    let server = Server::router(&ServerConfig {
+        bind: config.bind.clone(),
+        handler: config.handler.clone(),
+        faults: config.faults.clone(),
+        seed: config.seed,
+    });
+    let mut node = Bstar::new(config.options(), server, Instant::now())?;
+    let handler = config.handler.clone();
+    let ended = reactor::run(
+        &mut node,
+        move |request| handler.handle(request),
+        stop,
         events,
     );
-    report.invalid += link.invalid;
-    if link.refused > 0 {
-        events.info(format!(
-            "refused {} client request(s) while not active",
-            link.refused
-        ));
-    }
-    report.finish(result)
+    node.finish(events);
+    let invalid = node.invalid();
+    let mut report = node.into_inner().into_report();
+    report.invalid += invalid;
+    report.finish(ended.map(|_| ()))
 }
-
-fn serve(
-    config: &BstarServerConfig,
-    frontend: &Socket,
-    link: &mut BstarLink,
-    faults: &mut Faults,
-    report: &mut ServiceReport,
-    events: &mut Events,
-) -> Result<()> {
-    while !shutdown::requested() {
-        if !link.poll_with(frontend, shutdown::POLL_SLICE.as_millis() as i64, events)? {
-            continue;
-        }
-        let request = frontend.recv(events)?;
-        let Some((envelope, body)) = split_envelope(request) else {
-            report.invalid += 1;
-            events.invalid(
-                frontend.name(),
-                "request without an empty delimiter frame (expected a REQ client)",
-            );
-            continue;
-        };
-        if !link.client_request(events)? {
-            continue;
-        }
-        report.requests += 1;
-        let started = Instant::now();
-        let injected = faults.inject(report, OnCrash::Now, events)?;
-        // Slow but alive: the state goes on being published through the stall.
-        link.stall(config.faults.work + injected.extra_work, events)?;
-        let serving = Serving::new(injected.cycle, &body, started);
-        let reply = handle(&config.handler, body, link, events)?;
-        let mut out = Message::from(envelope);
-        for frame in reply.into_frames() {
-            out.push_back(frame);
-        }
-        frontend.send(out, events)?;
-        serving.served(report, events);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::Level;
+    use crate::reactor::Output;
     use std::sync::{Arc, Mutex};
 
+    const HB: Duration = Duration::from_millis(100);
+
+    fn ms(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    /// An inner machine that echoes every message on its slot 0, counts ticks, and may be
+    /// frozen or have a deadline of its own. Messages starting with `client` are votes.
+    #[derive(Default)]
+    struct Inner {
+        handled: Vec<Message>,
+        ticks: u32,
+        deadline: Option<Instant>,
+        frozen: Option<Instant>,
+    }
+
+    impl Machine for Inner {
+        type Job = ();
+        type Done = ();
+        fn sockets(&self) -> Vec<SocketSpec> {
+            vec![SocketSpec {
+                slot: 0,
+                kind: SocketKind::Router,
+                name: "inner",
+                bind: vec!["inproc://inner".into()],
+                connect: Vec::new(),
+                identity: None,
+            }]
+        }
+        fn start(&mut self, _now: Instant, _out: &mut Outbox<()>, events: &mut Events) {
+            events.info("inner started");
+        }
+        fn handle(&mut self, input: Input<()>, _: Instant, out: &mut Outbox<()>, _: &mut Events) {
+            if let Input::Message { slot, msg } = input {
+                self.handled.push(msg.clone());
+                out.send(slot, msg);
+            }
+        }
+        fn tick(&mut self, _now: Instant, _out: &mut Outbox<()>, _events: &mut Events) {
+            self.ticks += 1;
+            self.deadline = None;
+        }
+        fn next_deadline(&self) -> Option<Instant> {
+            self.deadline
+        }
+    }
+
+    impl Pair for Inner {
+        fn is_vote(&self, _slot: Slot, msg: &Message) -> bool {
+            msg.get(0) == Some(b"client".as_slice())
+        }
+        fn frozen_until(&self) -> Option<Instant> {
+            self.frozen
+        }
+    }
+
+    fn options(role: Role) -> BstarOptions {
+        BstarOptions {
+            role,
+            state_pub: "tcp://*:5003".into(),
+            peer_state: "tcp://localhost:5004".into(),
+            heartbeat: HB,
+        }
+    }
+
+    /// Events collected into `log`.
+    fn sink(log: &Arc<Mutex<Vec<Event>>>) -> Events<'static> {
+        let log = Arc::clone(log);
+        Events::new(false, move |e| log.lock().unwrap().push(e))
+    }
+
+    /// A started node, its outbox, the log lines it wrote, and its clock's origin.
+    struct N {
+        node: Bstar<Inner>,
+        out: Outbox<()>,
+        log: Arc<Mutex<Vec<Event>>>,
+        t0: Instant,
+        /// What start asked for.
+        started: Vec<Output<()>>,
+    }
+
+    impl N {
+        fn new(role: Role) -> Self {
+            let t0 = Instant::now();
+            let mut n = N {
+                node: Bstar::new(options(role), Inner::default(), t0).unwrap(),
+                out: Outbox::default(),
+                log: Arc::default(),
+                t0,
+                started: Vec::new(),
+            };
+            let mut ev = sink(&n.log);
+            n.node.start(t0, &mut n.out, &mut ev);
+            n.started = n.out.take();
+            n
+        }
+
+        fn peer(&mut self, state: &[u8], at: u64) -> Vec<Output<()>> {
+            let msg = Message::from_frames([state.to_vec()]);
+            self.input(STATE_SUB, msg, at)
+        }
+
+        fn client(&mut self, at: u64) -> Vec<Output<()>> {
+            let msg = Message::from_frames([b"client".to_vec(), b"hi".to_vec()]);
+            self.input(INNER, msg, at)
+        }
+
+        fn input(&mut self, slot: Slot, msg: Message, at: u64) -> Vec<Output<()>> {
+            let mut ev = sink(&self.log);
+            let now = ms(self.t0, at);
+            self.node
+                .handle(Input::Message { slot, msg }, now, &mut self.out, &mut ev);
+            self.out.take()
+        }
+
+        fn tick(&mut self, at: u64) -> Vec<Output<()>> {
+            let mut ev = sink(&self.log);
+            self.node.tick(ms(self.t0, at), &mut self.out, &mut ev);
+            self.out.take()
+        }
+
+        fn lines(&self) -> Vec<String> {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Log { message, .. } => Some(message.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    /// The state published by `outputs`, one per publish.
+    fn published<J>(outputs: &[Output<J>]) -> Vec<String> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    slot: STATE_PUB,
+                    msg,
+                } => Some(msg.text()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The messages `outputs` send on the inner machine's slot 0.
+    fn forwarded(outputs: &[Output<()>]) -> usize {
+        outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Send { slot: INNER, .. }))
+            .count()
+    }
+
     #[test]
-    fn the_envelope_is_everything_up_to_the_first_empty_frame() {
-        let m = Message::from_frames(vec![b"id".to_vec(), vec![], b"a".to_vec(), vec![]]);
-        let (env, body) = split_envelope(m).unwrap();
-        assert_eq!(env, vec![b"id".to_vec(), vec![]]);
-        assert_eq!(body.into_frames(), vec![b"a".to_vec(), vec![]]);
-        let hops = Message::from_frames(vec![b"p".to_vec(), b"id".to_vec(), vec![], b"x".to_vec()]);
-        assert_eq!(split_envelope(hops).unwrap().0.len(), 3);
-        assert!(
-            split_envelope(Message::from_frames(vec![b"id".to_vec(), b"x".to_vec()])).is_none()
+    fn sockets_are_the_inner_ones_renumbered_and_the_state_pub_and_sub() {
+        let node = Bstar::new(options(Role::Primary), Inner::default(), Instant::now()).unwrap();
+        let sockets = node.sockets();
+        assert_eq!(sockets.len(), 3);
+        assert_eq!((sockets[0].slot, sockets[0].name), (INNER, "inner"));
+        assert_eq!(
+            (sockets[1].slot, sockets[1].kind, &sockets[1].bind[..]),
+            (
+                STATE_PUB,
+                SocketKind::Pub,
+                &["tcp://*:5003".to_string()][..]
+            )
         );
+        assert_eq!(
+            (sockets[2].slot, sockets[2].kind, &sockets[2].connect[..]),
+            (
+                STATE_SUB,
+                SocketKind::Sub,
+                &["tcp://localhost:5004".to_string()][..]
+            )
+        );
+        assert!(!node.wants(STATE_PUB));
+        assert!(node.wants(STATE_SUB) && node.wants(INNER));
+    }
+
+    #[test]
+    fn a_zero_heartbeat_is_a_usage_error() {
+        let o = BstarOptions {
+            heartbeat: Duration::ZERO,
+            ..options(Role::Primary)
+        };
+        let err = Bstar::new(o, Inner::default(), Instant::now())
+            .err()
+            .unwrap();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn start_logs_the_link_and_the_state_starts_the_inner_machine_and_publishes_at_once() {
+        let mut n = N::new(Role::Primary);
+        let lines = n.lines();
+        assert!(lines[0].starts_with("binary star primary: states on tcp://*:5003"));
+        assert_eq!(lines[1..], ["state: PRIMARY", "inner started"]);
+        assert_eq!(published(&n.started), ["1"]);
+        // Nothing more is due yet.
+        assert!(n.tick(0).is_empty());
+        let mut out = Outbox::default();
+        let mut node = Bstar::new(options(Role::Backup), Inner::default(), n.t0).unwrap();
+        node.start(n.t0, &mut out, &mut Events::discard());
+        assert_eq!(published(&out.take()), ["2"]);
+    }
+
+    #[test]
+    fn the_state_is_published_every_heartbeat_on_its_own_deadline() {
+        let mut n = N::new(Role::Primary);
+        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 100)));
+        assert!(published(&n.tick(99)).is_empty());
+        assert_eq!(published(&n.tick(100)), ["1"]);
+        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 200)));
+        // A late tick publishes once, no burst for the beats missed.
+        assert_eq!(published(&n.tick(450)), ["1"]);
+        assert!(published(&n.tick(451)).is_empty());
+    }
+
+    #[test]
+    fn the_inner_deadline_is_kept_and_its_tick_forwarded_only_when_due() {
+        let mut n = N::new(Role::Primary);
+        n.node.inner.deadline = Some(ms(n.t0, 30));
+        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 30)));
+        n.tick(29);
+        assert_eq!(n.node.inner().ticks, 0);
+        n.tick(30);
+        assert_eq!(n.node.inner().ticks, 1);
+        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 100)));
+    }
+
+    #[test]
+    fn a_peer_state_change_is_announced_and_published_at_once() {
+        let mut n = N::new(Role::Primary);
+        let out = n.peer(b"2", 10);
+        assert_eq!(published(&out), ["3"]);
+        assert_eq!(n.node.state(), State::Active);
+        let lines = n.lines();
+        assert_eq!(
+            lines[lines.len() - 2..],
+            [
+                "connected to backup (passive), ready as active",
+                "state: ACTIVE"
+            ]
+        );
+        assert!(n.log.lock().unwrap().iter().any(|e| matches!(
+            e,
+            Event::BstarState { state, from: Some(from), .. } if state == "ACTIVE" && from == "PRIMARY"
+        )));
+        // The same state again changes nothing and publishes nothing early.
+        assert!(n.peer(b"2", 20).is_empty());
+    }
+
+    #[test]
+    fn a_malformed_state_is_counted_and_dropped_and_proves_nothing() {
+        let mut n = N::new(Role::Primary);
+        assert!(n.peer(b"9", 10).is_empty());
+        assert!(n
+            .input(
+                STATE_SUB,
+                Message::from_frames([b"3".to_vec(), b"x".to_vec()]),
+                11
+            )
+            .is_empty());
+        assert_eq!(n.node.invalid(), 2);
+        assert_eq!(n.node.state(), State::Primary);
+        // Trailing NUL (C peers) is accepted.
+        n.peer(b"2\0", 12);
+        assert_eq!(n.node.state(), State::Active);
+    }
+
+    #[test]
+    fn a_primary_refuses_clients_in_its_start_guard_then_takes_over_on_a_vote() {
+        let mut n = N::new(Role::Primary);
+        assert_eq!(forwarded(&n.client(10)), 0);
+        assert_eq!(forwarded(&n.client(20)), 0);
+        assert_eq!(n.node.refused(), 2);
+        assert!(
+            n.node.inner().handled.is_empty(),
+            "refused requests never reach it"
+        );
+        let refusals = n
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("refusing"))
+            .count();
+        assert_eq!(refusals, 1, "one line per reason, not per request");
+        // After one expiry interval with no peer, a client vote makes it active.
+        let out = n.client(200);
+        assert_eq!(forwarded(&out), 1);
+        assert_eq!(published(&out), ["3"]);
+        assert_eq!(n.node.state(), State::Active);
+        assert_eq!(n.node.inner().handled.len(), 1);
+        let mut ev = Events::discard();
+        n.node.finish(&mut ev);
+    }
+
+    #[test]
+    fn a_passive_node_refuses_votes_while_the_peer_lives_and_passes_other_traffic() {
+        let mut n = N::new(Role::Backup);
+        assert_eq!(
+            forwarded(&n.client(5)),
+            0,
+            "a backup never serves before passive"
+        );
+        assert_eq!(published(&n.peer(b"3", 10)), ["4"]);
+        assert_eq!(n.node.state(), State::Passive);
+        assert_eq!(forwarded(&n.client(50)), 0);
+        // Not a vote (a broker's worker): handled in every state.
+        let worker = Message::from_frames([b"worker".to_vec()]);
+        assert_eq!(forwarded(&n.input(INNER, worker, 60)), 1);
+        assert_eq!(n.node.refused(), 2);
+        n.peer(b"3", 100);
+        assert_eq!(
+            forwarded(&n.client(250)),
+            0,
+            "peer heard at 100 lives until 300"
+        );
+        assert_eq!(n.node.state(), State::Passive);
+    }
+
+    #[test]
+    fn a_passive_node_reports_the_peers_silence_once_and_takes_over_on_the_next_vote() {
+        let mut n = N::new(Role::Backup);
+        n.peer(b"3", 0);
+        n.tick(100);
+        n.tick(199);
+        assert!(!n.lines().iter().any(|l| l.starts_with("peer silent")));
+        n.tick(200);
+        n.tick(300);
+        n.tick(400);
+        let silent: Vec<String> = n
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("peer silent"))
+            .collect();
+        assert_eq!(
+            silent,
+            ["peer silent for 200 ms (last state ACTIVE); the next client request makes this node active"]
+        );
+        assert_eq!(
+            n.node.state(),
+            State::Passive,
+            "expiry alone changes nothing"
+        );
+        let out = n.client(410);
+        assert_eq!(
+            (forwarded(&out), published(&out)),
+            (1, vec!["3".to_string()])
+        );
+        assert!(n
+            .lines()
+            .contains(&"failover successful, ready as active".to_string()));
+    }
+
+    fn stops_with(ours: &[u8], theirs: &[u8], setup: &[&[u8]]) -> (N, Error) {
+        let role = if ours == b"1" {
+            Role::Primary
+        } else {
+            Role::Backup
+        };
+        let mut n = N::new(role);
+        for (i, state) in setup.iter().enumerate() {
+            n.peer(state, i as u64);
+        }
+        let out = n.peer(theirs, 10);
+        assert_eq!(
+            published(&out).len(),
+            1,
+            "the conflict is published at once"
+        );
+        assert!(!out.contains(&Output::Exit));
+        assert!(!n.node.wants(INNER) && !n.node.wants(STATE_SUB));
+        // Serving nobody while it says its last words.
+        assert!(n.client(20).is_empty());
+        assert!(n.node.inner().handled.is_empty());
+        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 110)));
+        assert!(n.tick(109).is_empty());
+        let out = n.tick(110);
+        assert_eq!(
+            (published(&out).len(), out.contains(&Output::Exit)),
+            (1, false)
+        );
+        let out = n.tick(210);
+        assert_eq!(published(&out).len(), 1);
+        assert_eq!(out.last(), Some(&Output::Exit));
+        let err = n.node.failure().expect("a fatal pair is a failure");
+        assert!(n.node.failure().is_none(), "asked once");
+        assert!(n
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("peer is ") && l.ends_with(": stopping")));
+        (n, err)
+    }
+
+    #[test]
+    fn two_primaries_or_two_backups_stop_with_a_usage_error_after_their_last_words() {
+        let (_, err) = stops_with(b"1", b"1", &[]);
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--backup"), "{err}");
+        let (_, err) = stops_with(b"2", b"2", &[]);
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn dual_active_and_dual_passive_stop_as_unreachable_after_their_last_words() {
+        // Primary → ACTIVE (peer BACKUP), then the peer says ACTIVE too.
+        let (n, err) = stops_with(b"1", b"3", &[b"2"]);
+        assert_eq!(err.exit_code(), 69);
+        assert_eq!(n.node.state(), State::Active);
+        // Backup → PASSIVE (peer ACTIVE), then the peer says PASSIVE too.
+        let (_, err) = stops_with(b"2", b"4", &[b"3"]);
+        assert_eq!(err.exit_code(), 69);
+    }
+
+    #[test]
+    fn a_frozen_inner_machine_stops_the_link_until_it_thaws() {
+        let mut n = N::new(Role::Primary);
+        n.peer(b"2", 0);
+        n.node.inner.frozen = Some(ms(n.t0, 1000));
+        n.node.inner.deadline = Some(ms(n.t0, 1000));
+        // The next call notices the freeze.
+        assert!(published(&n.tick(100)).is_empty());
+        assert!(!n.node.wants(STATE_SUB) && !n.node.wants(INNER));
+        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 1000)));
+        for at in [200, 500, 999] {
+            assert!(published(&n.tick(at)).is_empty(), "frozen at {at}");
+        }
+        let out = n.tick(1000);
+        assert_eq!(published(&out), ["3"]);
+        assert!(n.node.wants(STATE_SUB));
+        assert_eq!(n.node.inner().ticks, 1);
+    }
+
+    // ---- the Lazy server as a node ----
+
+    fn server_node(role: Role) -> Bstar<Server> {
+        let server = Server::router(&ServerConfig {
+            bind: "tcp://*:5001".into(),
+            ..Default::default()
+        });
+        Bstar::new(options(role), server, Instant::now()).unwrap()
+    }
+
+    #[test]
+    fn an_active_server_node_answers_through_the_router_envelope() {
+        let t0 = Instant::now();
+        let mut node = server_node(Role::Primary);
+        let (mut out, mut ev) = (Outbox::default(), Events::discard());
+        assert_eq!(node.sockets()[0].kind, SocketKind::Router);
+        node.start(t0, &mut out, &mut ev);
+        let peer = Message::from_frames([b"2".to_vec()]);
+        node.handle(
+            Input::Message {
+                slot: STATE_SUB,
+                msg: peer,
+            },
+            t0,
+            &mut out,
+            &mut ev,
+        );
+        out.take();
+        let request = Message::from_frames([b"id".to_vec(), vec![], b"hi".to_vec()]);
+        node.handle(
+            Input::Message {
+                slot: INNER,
+                msg: request,
+            },
+            t0,
+            &mut out,
+            &mut ev,
+        );
+        assert_eq!(
+            out.take(),
+            [Output::Start(Message::from_frames([b"hi".to_vec()]))]
+        );
+        assert!(!node.wants(INNER), "one request at a time");
+        let reply = Message::from_frames([b"hi".to_vec()]);
+        node.handle(Input::Done(reply), t0, &mut out, &mut ev);
+        assert_eq!(
+            out.take(),
+            [Output::Send {
+                slot: INNER,
+                msg: Message::from_frames([b"id".to_vec(), vec![], b"hi".to_vec()])
+            }]
+        );
+        assert_eq!(node.inner().report().replied, 1);
+    }
+
+    #[test]
+    fn a_server_node_counts_a_request_without_delimiter_as_invalid_not_as_a_vote() {
+        let t0 = Instant::now();
+        let mut node = server_node(Role::Backup);
+        let (mut out, mut ev) = (Outbox::default(), Events::discard());
+        node.start(t0, &mut out, &mut ev);
+        let bad = Message::from_frames([b"id".to_vec(), b"hi".to_vec()]);
+        node.handle(
+            Input::Message {
+                slot: INNER,
+                msg: bad,
+            },
+            t0,
+            &mut out,
+            &mut ev,
+        );
+        let good = Message::from_frames([b"id".to_vec(), vec![], b"hi".to_vec()]);
+        node.handle(
+            Input::Message {
+                slot: INNER,
+                msg: good,
+            },
+            t0,
+            &mut out,
+            &mut ev,
+        );
+        assert_eq!((node.inner().report().invalid, node.refused()), (1, 1));
+        assert_eq!(node.inner().report().requests, 0);
+    }
+
+    #[test]
+    fn a_frozen_server_node_publishes_nothing_for_the_freeze() {
+        let t0 = Instant::now();
+        let server = Server::router(&ServerConfig {
+            bind: "tcp://*:5001".into(),
+            faults: FaultPlan {
+                freeze_rate: 1.0,
+                freeze_for: Duration::from_millis(500),
+                faults_after: 0,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let mut node = Bstar::new(options(Role::Primary), server, t0).unwrap();
+        let (mut out, mut ev) = (Outbox::default(), Events::discard());
+        node.start(t0, &mut out, &mut ev);
+        let peer = Message::from_frames([b"2".to_vec()]);
+        node.handle(
+            Input::Message {
+                slot: STATE_SUB,
+                msg: peer,
+            },
+            t0,
+            &mut out,
+            &mut ev,
+        );
+        out.take();
+        let request = Message::from_frames([b"id".to_vec(), vec![], b"hi".to_vec()]);
+        node.handle(
+            Input::Message {
+                slot: INNER,
+                msg: request,
+            },
+            t0,
+            &mut out,
+            &mut ev,
+        );
+        assert!(out.take().is_empty());
+        assert_eq!(node.next_deadline(), Some(t0 + Duration::from_millis(500)));
+        node.tick(t0 + Duration::from_millis(200), &mut out, &mut ev);
+        assert!(out.take().is_empty(), "no state published while frozen");
+        node.tick(t0 + Duration::from_millis(500), &mut out, &mut ev);
+        let outputs = out.take();
+        assert!(outputs.contains(&Output::Start(Message::from_frames([b"hi".to_vec()]))));
+        assert_eq!(published(&outputs), ["3"]);
     }
 
     #[test]
@@ -464,6 +1098,8 @@ mod tests {
         );
     }
 
+    // ---- over real sockets, on the reactor ----
+
     /// The states a node logged (`state: X` lines).
     fn states(log: &Mutex<Vec<String>>) -> Vec<String> {
         log.lock()
@@ -473,12 +1109,22 @@ mod tests {
             .collect()
     }
 
-    fn link_thread(
-        ctx: zmq::Context,
+    fn node_thread(
+        name: &str,
         options: BstarOptions,
-        stop: Arc<std::sync::atomic::AtomicBool>,
+        stop: Stop,
         log: Arc<Mutex<Vec<String>>>,
-    ) -> std::thread::JoinHandle<Result<()>> {
+    ) -> std::thread::JoinHandle<Result<Report>> {
+        let config = BstarServerConfig {
+            bind: format!("inproc://bstar-{name}-{}", rand::random::<u64>()),
+            state_pub: options.state_pub,
+            peer_state: options.peer_state,
+            role: options.role,
+            heartbeat: options.heartbeat,
+            handler: Handler::Echo,
+            faults: FaultPlan::default(),
+            seed: 0,
+        };
         std::thread::spawn(move || {
             let sink = log.clone();
             let mut events = Events::new(false, move |e| {
@@ -488,38 +1134,37 @@ mod tests {
                     }
                 }
             });
-            let mut link = BstarLink::new(&ctx, &options, &mut events)?;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                link.stall(Duration::from_millis(5), &mut events)?;
-            }
-            Ok(())
+            run(&config, &stop, &mut events)
         })
     }
 
     #[test]
-    fn two_links_over_real_sockets_settle_as_active_and_passive() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let ctx = zmq::Context::new();
+    fn two_nodes_over_real_sockets_settle_as_active_and_passive() {
         let hb = Duration::from_millis(20);
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Stop::new();
         let (plog, blog) = (Arc::default(), Arc::default());
-        let p = link_thread(
-            ctx.clone(),
+        let id = rand::random::<u64>();
+        let (p_pub, b_pub) = (
+            format!("inproc://bstar-p-{id}"),
+            format!("inproc://bstar-b-{id}"),
+        );
+        let p = node_thread(
+            "primary",
             BstarOptions {
                 role: Role::Primary,
-                state_pub: "inproc://bstar-p".into(),
-                peer_state: "inproc://bstar-b".into(),
+                state_pub: p_pub.clone(),
+                peer_state: b_pub.clone(),
                 heartbeat: hb,
             },
             stop.clone(),
             Arc::clone(&plog),
         );
-        let b = link_thread(
-            ctx.clone(),
+        let b = node_thread(
+            "backup",
             BstarOptions {
                 role: Role::Backup,
-                state_pub: "inproc://bstar-b".into(),
-                peer_state: "inproc://bstar-p".into(),
+                state_pub: b_pub,
+                peer_state: p_pub,
                 heartbeat: hb,
             },
             stop.clone(),
@@ -530,7 +1175,7 @@ mod tests {
             assert!(Instant::now() < deadline, "{:?} {:?}", plog, blog);
             std::thread::sleep(Duration::from_millis(5));
         }
-        stop.store(true, Ordering::SeqCst);
+        stop.request();
         p.join().unwrap().unwrap();
         b.join().unwrap().unwrap();
         assert_eq!(states(&plog), vec!["PRIMARY", "ACTIVE"]);
@@ -539,17 +1184,16 @@ mod tests {
 
     #[test]
     fn a_node_hearing_its_own_states_is_a_dual_primary_usage_error() {
-        let ctx = zmq::Context::new();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let h = link_thread(
-            ctx,
+        let own = format!("inproc://bstar-self-{}", rand::random::<u64>());
+        let h = node_thread(
+            "self",
             BstarOptions {
                 role: Role::Primary,
-                state_pub: "inproc://bstar-self".into(),
-                peer_state: "inproc://bstar-self".into(),
+                state_pub: own.clone(),
+                peer_state: own,
                 heartbeat: Duration::from_millis(10),
             },
-            stop,
+            Stop::new(),
             Arc::default(),
         );
         let err = h.join().unwrap().unwrap_err();

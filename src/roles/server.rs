@@ -5,6 +5,13 @@
 //! A REP socket holds one request at a time, so the machine reads only while idle; a stall
 //! (work, overload, freeze) is a deadline of the machine, not a sleep, and the handler runs on
 //! a work thread so `--exec` never blocks the loop.
+//!
+//! As a Binary Star node ([`Server::router`], wrapped in [`crate::roles::bstar_server::Bstar`])
+//! the server binds a ROUTER instead, so a request the node refuses can be dropped without
+//! owing a reply: requests from REQ clients arrive as `[identity]["" ][body…]`, and the
+//! envelope (every frame up to and including the first empty one) goes back in front of the
+//! handler's reply. A request with no empty frame is not a REQ request: counted as invalid
+//! and dropped.
 
 use std::time::Instant;
 
@@ -43,6 +50,8 @@ const SOCKET: Slot = 0;
 struct Serving {
     /// What its `Served` event will say.
     event: event::Serving,
+    /// The ROUTER envelope to put back in front of the reply (`None` behind REP).
+    envelope: Option<Vec<Vec<u8>>>,
     /// When the stall ends and the handler may run; `None` once it runs.
     due: Option<(Instant, Message)>,
 }
@@ -50,17 +59,22 @@ struct Serving {
 /// The Lazy Pirate server's logic: one request at a time, faults decided per cycle.
 pub struct Server {
     bind: String,
+    /// REP (Lazy Pirate) or ROUTER (a Binary Star node, which may drop a request).
+    kind: SocketKind,
     faults: Faults,
     report: ServiceReport,
     serving: Option<Serving>,
     /// Set once a crash was asked for: nothing more is read.
     crashed: bool,
+    /// When an injected freeze ends: a Binary Star node publishes nothing until then.
+    frozen_until: Option<Instant>,
 }
 
 impl Server {
     pub fn new(config: &ServerConfig) -> Self {
         Server {
             bind: config.bind.clone(),
+            kind: SocketKind::Rep,
             faults: Faults::new(config.faults.clone(), config.seed),
             report: ServiceReport {
                 endpoint: config.bind.clone(),
@@ -69,7 +83,28 @@ impl Server {
             },
             serving: None,
             crashed: false,
+            frozen_until: None,
         }
+    }
+
+    /// The same server on a ROUTER socket, answering through each request's envelope (a
+    /// Binary Star node: see the module docs).
+    pub fn router(config: &ServerConfig) -> Self {
+        Server {
+            kind: SocketKind::Router,
+            ..Server::new(config)
+        }
+    }
+
+    /// The final counters.
+    pub fn into_report(self) -> ServiceReport {
+        self.report
+    }
+
+    /// When an injected freeze ends, if one was decided (a Binary Star node stops publishing
+    /// its state until then, on purpose: see [`crate::roles::bstar_server`]).
+    pub fn frozen_until(&self) -> Option<Instant> {
+        self.frozen_until
     }
 
     /// The counters so far.
@@ -85,6 +120,20 @@ impl Server {
         out: &mut Outbox<Message>,
         events: &mut Events,
     ) {
+        let (envelope, request) = match self.kind {
+            SocketKind::Router => match split_envelope(request) {
+                Some((envelope, body)) => (Some(envelope), body),
+                None => {
+                    self.report.invalid += 1;
+                    events.invalid(
+                        "server",
+                        "request without an empty delimiter frame (expected a REQ client)",
+                    );
+                    return;
+                }
+            },
+            _ => (None, request),
+        };
         self.report.requests += 1;
         let decision = self.faults.decide(&mut self.report, OnCrash::Now, events);
         if decision.crash {
@@ -96,8 +145,10 @@ impl Server {
         // on the wire (it is still reported as the freeze it is).
         let stall =
             self.faults.plan().work + decision.extra_work + decision.freeze.unwrap_or_default();
+        self.frozen_until = decision.freeze.map(|freeze| now + freeze);
         self.serving = Some(Serving {
             event: event::Serving::new(decision.cycle, &request, now),
+            envelope,
             due: Some((now + stall, request)),
         });
         self.tick(now, out, events);
@@ -113,7 +164,7 @@ impl Machine for Server {
     fn sockets(&self) -> Vec<SocketSpec> {
         vec![SocketSpec {
             slot: SOCKET,
-            kind: SocketKind::Rep,
+            kind: self.kind,
             name: "server",
             bind: vec![self.bind.clone()],
             connect: Vec::new(),
@@ -142,6 +193,10 @@ impl Machine for Server {
                 let Some(serving) = self.serving.take() else {
                     return;
                 };
+                let mut reply = reply;
+                if let Some(envelope) = serving.envelope {
+                    reply.push_envelope(envelope);
+                }
                 out.send(SOCKET, reply);
                 serving.event.served_at(now, &mut self.report, events);
             }
@@ -165,6 +220,22 @@ impl Machine for Server {
         // A REP socket takes the next request only after it answered this one.
         self.serving.is_none() && !self.crashed
     }
+}
+
+/// Splits a ROUTER request into its envelope (up to and including the first empty frame,
+/// which is dropped: [`Message::push_envelope`] puts it back) and its body; `None` if there
+/// is no empty frame.
+fn split_envelope(msg: Message) -> Option<(Vec<Vec<u8>>, Message)> {
+    let mut frames = msg.into_frames();
+    let delimiter = frames.iter().position(Vec::is_empty)?;
+    let body = frames.split_off(delimiter + 1);
+    frames.pop();
+    Some((frames, Message::from(body)))
+}
+
+/// True if `msg` is a REQ client's request as a ROUTER receives it (it has a delimiter).
+pub fn is_req_request(msg: &Message) -> bool {
+    msg.iter().any(<[u8]>::is_empty)
 }
 
 /// Serves until `stop` is raised; returns the counters. Bind failures are errors.
@@ -205,6 +276,66 @@ mod tests {
             seed: 7,
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn the_envelope_is_everything_up_to_the_first_empty_frame() {
+        let m = Message::from_frames(vec![b"id".to_vec(), vec![], b"a".to_vec(), vec![]]);
+        assert!(is_req_request(&m));
+        let (env, body) = split_envelope(m).unwrap();
+        assert_eq!(env, vec![b"id".to_vec()]);
+        assert_eq!(body.into_frames(), vec![b"a".to_vec(), vec![]]);
+        let hops = Message::from_frames(vec![b"p".to_vec(), b"id".to_vec(), vec![], b"x".to_vec()]);
+        assert_eq!(split_envelope(hops).unwrap().0.len(), 2);
+        let bare = Message::from_frames(vec![b"id".to_vec(), b"x".to_vec()]);
+        assert!(!is_req_request(&bare));
+        assert!(split_envelope(bare).is_none());
+    }
+
+    #[test]
+    fn a_router_server_answers_behind_the_whole_envelope() {
+        let mut s = Server::router(&ServerConfig::default());
+        assert_eq!(s.sockets()[0].kind, SocketKind::Router);
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        let msg = Message::from_frames(vec![b"p".to_vec(), b"id".to_vec(), vec![], b"x".to_vec()]);
+        s.handle(Input::Message { slot: SOCKET, msg }, t0, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Start(body("x"))]);
+        s.handle(Input::Done(body("X")), t0, &mut out, &mut ev);
+        let back = Message::from_frames(vec![b"p".to_vec(), b"id".to_vec(), vec![], b"X".to_vec()]);
+        assert_eq!(
+            out.take(),
+            [Output::Send {
+                slot: SOCKET,
+                msg: back
+            }]
+        );
+        let bad = Message::from_frames(vec![b"id".to_vec(), b"x".to_vec()]);
+        s.handle(
+            Input::Message {
+                slot: SOCKET,
+                msg: bad,
+            },
+            t0,
+            &mut out,
+            &mut ev,
+        );
+        assert!(out.take().is_empty());
+        assert_eq!((s.report().requests, s.report().invalid), (1, 1));
+    }
+
+    #[test]
+    fn a_freeze_is_remembered_until_it_ends() {
+        let mut s = server(FaultPlan {
+            freeze_rate: 1.0,
+            freeze_for: Duration::from_millis(300),
+            faults_after: 0,
+            ..Default::default()
+        });
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        assert_eq!(s.frozen_until(), None);
+        s.handle(request("1"), t0, &mut out, &mut ev);
+        assert_eq!(s.frozen_until(), Some(t0 + Duration::from_millis(300)));
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_millis(300)));
     }
 
     #[test]

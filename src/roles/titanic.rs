@@ -1363,7 +1363,13 @@ mod tests {
             heartbeat: fast,
             ..BrokerConfig::default()
         };
-        thread::spawn(move || broker::run(&config, &mut Events::discard()));
+        thread::spawn(move || {
+            broker::run(
+                &config,
+                &crate::reactor::Stop::new(),
+                &mut Events::discard(),
+            )
+        });
         let start_echo = |service: &'static str| {
             let endpoint = endpoint.clone();
             thread::spawn(move || -> Result<()> {

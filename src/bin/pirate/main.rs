@@ -117,9 +117,9 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
                 return Ok(exit_code_of(&report));
             }
             let report = match args.bstar_config().map_err(Error::Usage)? {
-                Some(config) => {
-                    run_role(&mut renderer, trace, |ev| bstar_server::run(&config, ev))?
-                }
+                Some(config) => run_role(&mut renderer, trace, |ev| {
+                    bstar_server::run(&config, &stop, ev)
+                })?,
                 None => {
                     let config = args.config();
                     run_role(&mut renderer, trace, |ev| server::run(&config, &stop, ev))?
@@ -161,8 +161,8 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
             let pair = args.bstar.options().map_err(Error::Usage)?;
             let mut renderer = Renderer::new(output);
             let report = run_role(&mut renderer, trace, |ev| match &pair {
-                Some(options) => broker::run_bstar(&config, options, ev),
-                None => broker::run(&config, ev),
+                Some(options) => broker::run_bstar(&config, options, &stop, ev),
+                None => broker::run(&config, &stop, ev),
             })?;
             Ok(exit_code_of(&report))
         }
