@@ -226,7 +226,12 @@ impl Check {
             Check::Mdp(ep) => {
                 for service in [CHECK, CHECK2] {
                     let req = frames(&[b"", b"MDPC01", service.as_bytes(), &token]);
-                    exchange(ctx, gen, ep, &req, &req)?;
+                    if let Err(e) = exchange(ctx, gen, ep, &req, &req) {
+                        return Err(format!(
+                            "{e}\nthe broker says: {}",
+                            broker_status(ctx, gen, ep)
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -257,6 +262,26 @@ impl Check {
             Check::Worker => unreachable!("the router sink checks its worker itself"),
         }
     }
+}
+
+/// What `mmi.status` says of the check services, and its counters, for a failure report.
+fn broker_status(ctx: &zmq::Context, gen: &mut Gen, ep: &str) -> String {
+    let req = frames(&[b"", b"MDPC01", b"mmi.status", b""]);
+    let Ok(reply) = exchange(ctx, gen, ep, &req, &req[..3].to_vec()) else {
+        return "nothing (mmi.status unanswered)".into();
+    };
+    let Ok(mut status) = serde_json::from_slice::<serde_json::Value>(&reply[3]) else {
+        return show(&reply);
+    };
+    let services = status["services"].take();
+    let n = services.as_object().map_or(0, |m| m.len());
+    let queued: u64 = services
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|s| s["queued"].as_u64()).sum());
+    format!(
+        "{status}; {n} services, {queued} requests queued; {CHECK}: {}; {CHECK2}: {}",
+        services[CHECK], services[CHECK2]
+    )
 }
 
 /// How a fuzz peer answers what a role sends it, so that fuzz workers also reply.
@@ -334,6 +359,12 @@ impl Peers {
             None => format!("{kind:?} (libzmq's identity)"),
         });
         let s = socket(&self.ctx, kind, identity.as_deref());
+        // Pace the fuzz to the role: a small send queue that blocks when full, so the backlog
+        // at the role stays bounded, and a linger, so that a peer that leaves delivers what it
+        // was counted as sending.
+        s.set_sndhwm(100).unwrap();
+        s.set_sndtimeo(1000).unwrap();
+        s.set_linger(2000).unwrap();
         if kind == zmq::REQ {
             s.set_req_relaxed(true).unwrap();
             s.set_req_correlate(gen.chance(0.5)).unwrap();
@@ -779,6 +810,33 @@ impl Trail {
     }
 }
 
+/// CPU time (user + system, in clock ticks) of `pid` so far.
+fn cpu_ticks(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+/// Waits (at most a minute) until the role's processes have worked off their backlog: their
+/// CPU time stops growing (but for heartbeats) for 300 ms.
+fn settle(procs: &[Proc]) {
+    let total = || procs.iter().map(|p| cpu_ticks(p.pid())).sum::<u64>();
+    let start = Instant::now();
+    let mut last = total();
+    let mut quiet = 0;
+    while quiet < 3 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = total();
+        quiet = if now <= last + 1 { quiet + 1 } else { 0 };
+        last = now;
+    }
+}
+
 /// Fails if a process of the role has exited (a crash: nothing here asks them to stop).
 fn alive(procs: &mut [Proc]) -> Result<(), String> {
     for p in procs.iter_mut() {
@@ -819,8 +877,12 @@ fn fuzz(role: Role, seed: u64, messages: u64) -> Result<Stats, String> {
         seed,
         ..Stats::default()
     };
-    let check_every = (messages / 10).clamp(250, 5000);
+    let check_every = (messages / 10).clamp(250, 2000);
     let check = |target: &mut Target, gen: &mut Gen, stats: &mut Stats, trail: &Trail| {
+        // Let the role work off what was sent first: each new peer connection brings a queue
+        // of its own (libzmq's high-water marks are per connection), so without this a
+        // fuzzer faster than the role would pile messages up in libzmq, not test the role.
+        settle(&target.procs);
         let result = alive(&mut target.procs).and_then(|()| match &mut target.sink {
             Sink::Router(r) => r.check(gen, stats.checks),
             _ => target.check.run(&ctx, gen, stats.checks),
@@ -831,7 +893,13 @@ fn fuzz(role: Role, seed: u64, messages: u64) -> Result<Stats, String> {
             stats.peak_rss_kib = stats.peak_rss_kib.max(rss_kib(p.pid()));
         }
         if stats.peak_rss_kib > RSS_LIMIT_KIB {
-            let what = format!("resident memory grew to {} KiB", stats.peak_rss_kib);
+            let mut what = format!("resident memory grew to {} KiB", stats.peak_rss_kib);
+            if let Check::Mdp(ep) | Check::Tsp(ep) = &target.check {
+                what.push_str(&format!(
+                    "\nthe broker says: {}",
+                    broker_status(&ctx, gen, ep)
+                ));
+            }
             return Err(trail.fail_at(stats.sent, &what, target));
         }
         Ok(())
