@@ -1,17 +1,17 @@
-//! The command line: clap definitions and their conversion into the library's plain configs.
+//! The command line: the top-level parser, one `Args` struct per subcommand, and their
+//! conversion into the library's plain configs. Shared flag groups are in `shared_args` and
+//! `auth_args`, `pirate chaos` in `chaos_args` and `proxy_args`, the rules between flags in
+//! `validate`.
 
+use std::io::BufRead;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use pirate::bstar::Role;
-use pirate::chaos::report::{NemesisFault, Pattern};
-use pirate::faults::{random_seed, FaultPlan};
-use pirate::handler::Handler;
-use pirate::heartbeat::HeartbeatConfig;
+use pirate::faults::FaultPlan;
 use pirate::proto::mdp::Version;
 use pirate::roles::broker::BrokerConfig;
-use pirate::roles::bstar_server::{BstarOptions, BstarServerConfig};
+use pirate::roles::bstar_server::BstarServerConfig;
 use pirate::roles::client::{ClientConfig, Framing};
 use pirate::roles::freelance::{FreelanceClientConfig, FreelanceServerConfig};
 use pirate::roles::queue::{QueueConfig, QueuePolicy};
@@ -19,11 +19,15 @@ use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
 use pirate::roles::worker::{PirateProtocol, WorkerConfig};
 
-use crate::auth_args::{ClientAuthArgs, SecurityArg, ServerAuthArgs};
-use crate::chaos_run::{ChaosConfig, ChaosSecurity, ProxyPlacement};
+use crate::auth_args::{ClientAuthArgs, ServerAuthArgs};
+use crate::chaos_args::{ChaosArgs, ChaosCommand};
+use crate::shared_args::{
+    BrokerHeartbeat, BstarArgs, FaultArgs, FreezeArgs, HandlerArgs, HeartbeatArgs, LimitArgs,
+    OutputArgs, QueueHeartbeat, TitanicHeartbeat, WorkerHeartbeat,
+};
 use crate::values::{
-    parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_message_size,
-    parse_positive_duration, parse_probability, parse_size,
+    parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_positive_duration,
+    parse_size,
 };
 
 /// The exit codes, as a literal so the chaos help can append to it.
@@ -43,10 +47,10 @@ EXIT STATUS:
     };
 }
 
-const EXIT_CODES: &str = exit_codes!();
+pub const EXIT_CODES: &str = exit_codes!();
 
 /// `pirate chaos` and `chaos run`: the verdicts, then the exit codes.
-const CHAOS_AFTER_HELP: &str = concat!(
+pub const CHAOS_AFTER_HELP: &str = concat!(
     "\
 VERDICT:
   VALID          nothing lost, duplicated, reordered or wrongly answered, and the run showed
@@ -73,30 +77,6 @@ pub struct Cli {
     pub limits: LimitArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Output conventions shared by every subcommand.
-#[derive(Args, Debug, Clone, Copy)]
-pub struct OutputArgs {
-    /// Trace every frame in and out on stderr, in the Guide's dump style
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
-    /// Print nothing but data and errors
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
-    /// Write JSON Lines on stdout: one object per event or reply, then a summary object
-    #[arg(long, global = true)]
-    pub json: bool,
-}
-
-/// Bounds shared by every role (process-wide: every socket of the process).
-#[derive(Args, Debug, Clone, Copy)]
-pub struct LimitArgs {
-    /// Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is
-    /// disconnected before it is buffered. Also bounds an --exec command's output. Sizes take
-    /// KiB/MiB/GiB (1024) or k/M/G (1000)
-    #[arg(long, global = true, default_value = "16MiB", value_name = "SIZE", value_parser = parse_message_size)]
-    pub max_message: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,150 +113,23 @@ pub enum Command {
 impl Command {
     /// The security this command's flags ask for, files read and keys checked.
     pub fn security(&self) -> pirate::error::Result<pirate::auth::Security> {
-        let bstar = |b: &BstarArgs| b.primary || b.backup;
-        let (server, client, connects) = match self {
-            Command::Server(a) => (Some(&a.auth), Some(&a.credentials), bstar(&a.bstar)),
-            Command::Broker(a) => (Some(&a.auth), Some(&a.credentials), bstar(&a.bstar)),
-            Command::Queue(a) => (Some(&a.auth), None, false),
-            Command::Client(a) => (None, Some(&a.credentials), true),
-            Command::Worker(a) => (None, Some(&a.credentials), true),
-            Command::Titanic(a) => (None, Some(&a.credentials), true),
+        let (server, client) = match self {
+            Command::Server(a) => (Some(&a.auth), Some(&a.credentials)),
+            Command::Broker(a) => (Some(&a.auth), Some(&a.credentials)),
+            Command::Queue(a) => (Some(&a.auth), None),
+            Command::Client(a) => (None, Some(&a.credentials)),
+            Command::Worker(a) => (None, Some(&a.credentials)),
+            Command::Titanic(a) => (None, Some(&a.credentials)),
             Command::Chaos(ChaosArgs {
                 command: Some(ChaosCommand::Proxy(p)),
                 ..
-            }) => (Some(&p.auth), Some(&p.credentials), true),
-            _ => (None, None, false),
+            }) => (Some(&p.auth), Some(&p.credentials)),
+            _ => (None, None),
         };
-        if client.is_some_and(ClientAuthArgs::given) && !connects {
-            return Err(pirate::error::Error::Usage(
-                "--plain and --curve-server are for Binary Star nodes (--primary or --backup): \
-                 this role connects nowhere"
-                    .into(),
-            ));
-        }
         Ok(pirate::auth::Security {
             server: server.map(ServerAuthArgs::policy).transpose()?.flatten(),
             client: client.map(ClientAuthArgs::policy).transpose()?.flatten(),
         })
-    }
-}
-
-/// A fault preset that reproduces one of the Guide's test programs.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Preset {
-    /// No faults unless other flags ask for them
-    None,
-    /// The Guide's own test program for this role: lpserver (after 3 cycles crash 1/3, stall
-    /// 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)
-    Guide,
-}
-
-/// Fault injection flags, the same on every role that does work.
-#[derive(Args, Debug, Clone)]
-pub struct FaultArgs {
-    /// Start from a preset; the other fault flags override its values
-    #[arg(long, value_enum, value_name = "PRESET")]
-    pub faults: Option<Preset>,
-    /// Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%
-    #[arg(long, value_name = "P", value_parser = parse_probability)]
-    pub crash_rate: Option<f64>,
-    /// Probability of stalling ("CPU overload") per request
-    #[arg(long, value_name = "P", value_parser = parse_probability)]
-    pub overload_rate: Option<f64>,
-    /// How long an overload stalls [default: 2s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub overload_for: Option<Duration>,
-    /// Requests served normally before random faults start [default: 3]
-    #[arg(long, value_name = "N")]
-    pub faults_after: Option<u64>,
-    /// Crash deterministically on request N+1
-    #[arg(long, value_name = "N")]
-    pub crash_after: Option<u64>,
-    /// Simulated work per request [default: 0s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub work: Option<Duration>,
-    /// Seed of the fault generator (printed at start); replays a run
-    #[arg(long, value_name = "S")]
-    pub seed: Option<u64>,
-}
-
-impl FaultArgs {
-    /// The fault flags given, as arguments for a child `pirate` process (`--work` apart).
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args = Vec::new();
-        let mut push = |flag: &str, value: Option<String>| {
-            if let Some(v) = value {
-                args.push(flag.to_string());
-                args.push(v);
-            }
-        };
-        push(
-            "--faults",
-            self.faults.map(|p| format!("{p:?}").to_lowercase()),
-        );
-        push("--crash-rate", self.crash_rate.map(|p| p.to_string()));
-        push("--overload-rate", self.overload_rate.map(|p| p.to_string()));
-        push("--overload-for", self.overload_for.map(millis));
-        push("--faults-after", self.faults_after.map(|n| n.to_string()));
-        push("--crash-after", self.crash_after.map(|n| n.to_string()));
-        args
-    }
-
-    /// The plan: the preset (or nothing), then each flag given on top.
-    pub fn plan(&self, guide: FaultPlan) -> FaultPlan {
-        let mut plan = match self.faults {
-            Some(Preset::Guide) => guide,
-            _ => FaultPlan::default(),
-        };
-        if let Some(p) = self.crash_rate {
-            plan.crash_rate = p;
-        }
-        if let Some(p) = self.overload_rate {
-            plan.overload_rate = p;
-        }
-        if let Some(d) = self.overload_for {
-            plan.overload_for = d;
-        }
-        if let Some(n) = self.faults_after {
-            plan.faults_after = n;
-        }
-        if self.crash_after.is_some() {
-            plan.crash_after = self.crash_after;
-        }
-        if let Some(d) = self.work {
-            plan.work = d;
-        }
-        plan
-    }
-
-    /// The seed given, or a fresh one.
-    pub fn seed(&self) -> u64 {
-        self.seed.unwrap_or_else(random_seed)
-    }
-}
-
-/// How requests are handled.
-#[derive(Args, Debug, Clone)]
-pub struct HandlerArgs {
-    /// Run `sh -c CMD` per request, body on stdin (frames one per line, bytes unchanged), and
-    /// reply with its stdout
-    #[arg(long, value_name = "CMD")]
-    pub exec: Option<String>,
-    /// Kill a command still running after this long, with its whole process group; the
-    /// request gets an `error:` reply [default: never]
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, requires = "exec")]
-    pub exec_timeout: Option<Duration>,
-}
-
-impl HandlerArgs {
-    pub fn handler(&self) -> Handler {
-        match &self.exec {
-            Some(cmd) => Handler::Exec(pirate::handler::Exec {
-                cmd: cmd.clone(),
-                timeout: self.exec_timeout,
-            }),
-            None => Handler::Echo,
-        }
     }
 }
 
@@ -311,77 +164,40 @@ pub struct ServerArgs {
     pub credentials: ClientAuthArgs,
 }
 
-/// Binary Star flags, the same on `pirate server` and `pirate broker`.
-#[derive(Args, Debug, Clone)]
-pub struct BstarArgs {
-    /// Run as the primary of a Binary Star pair (serves first; the backup takes over when it
-    /// dies and a client asks it)
-    #[arg(long, conflicts_with = "backup", help_heading = "Binary Star")]
-    pub primary: bool,
-    /// Run as the backup of a Binary Star pair (serves only once the primary, seen active,
-    /// has gone silent and a client asks)
-    #[arg(long, help_heading = "Binary Star")]
-    pub backup: bool,
-    /// Endpoint to bind the PUB socket this node's state is published on [default:
-    /// tcp://*:5003 for the primary, tcp://*:5004 for the backup]
-    #[arg(long, value_name = "ENDPOINT", value_parser = parse_bind_endpoint, help_heading = "Binary Star")]
-    pub state_bind: Option<String>,
-    /// The peer's state endpoint to subscribe to [default: tcp://localhost:5004 for the
-    /// primary, tcp://localhost:5003 for the backup]
-    #[arg(long, value_name = "ENDPOINT", value_parser = parse_connect_endpoint, help_heading = "Binary Star")]
-    pub peer_state: Option<String>,
-    /// How often each node publishes its state; the peer is dead after two
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration, help_heading = "Binary Star")]
-    pub state_heartbeat: Duration,
-}
-
-impl BstarArgs {
-    /// The pair options, or `None` when this node is not half of a pair.
-    pub fn options(&self) -> Result<Option<BstarOptions>, String> {
-        let role = match (self.primary, self.backup) {
-            (true, _) => Role::Primary,
-            (_, true) => Role::Backup,
-            _ if self.state_bind.is_some() || self.peer_state.is_some() => {
-                return Err("--state-bind and --peer-state need --primary or --backup".into())
-            }
-            _ => return Ok(None),
-        };
-        let guide = BstarOptions::guide(role);
-        Ok(Some(BstarOptions {
-            role,
-            state_pub: self.state_bind.clone().unwrap_or(guide.state_pub),
-            peer_state: self.peer_state.clone().unwrap_or(guide.peer_state),
-            heartbeat: self.state_heartbeat,
-        }))
-    }
+/// What `pirate server` runs, after its flags.
+pub enum ServerMode {
+    Lazy(ServerConfig),
+    Bstar(BstarServerConfig),
+    Freelance(FreelanceServerConfig),
 }
 
 impl ServerArgs {
-    /// The Binary Star server config, when --primary or --backup is given.
-    pub fn bstar_config(&self) -> Result<Option<BstarServerConfig>, String> {
-        Ok(self.bstar.options()?.map(|o| BstarServerConfig {
-            bind: self.bind.clone(),
-            state_pub: o.state_pub,
-            peer_state: o.peer_state,
-            role: o.role,
-            heartbeat: o.heartbeat,
-            handler: self.handler.handler(),
-            faults: self.faults.plan(FaultPlan::guide_server()),
-            seed: self.faults.seed(),
-        }))
+    pub fn mode(&self) -> ServerMode {
+        if self.freelance {
+            return ServerMode::Freelance(FreelanceServerConfig {
+                bind: self.bind.clone(),
+                endpoint: self.endpoint.clone().unwrap_or_default(),
+                handler: self.handler.handler(),
+                faults: self.faults.plan(FaultPlan::guide_server()),
+                seed: self.faults.seed(),
+            });
+        }
+        match self.bstar.options() {
+            Some(o) => ServerMode::Bstar(BstarServerConfig {
+                bind: self.bind.clone(),
+                state_pub: o.state_pub,
+                peer_state: o.peer_state,
+                role: o.role,
+                heartbeat: o.heartbeat,
+                handler: self.handler.handler(),
+                faults: self.faults.plan(FaultPlan::guide_server()),
+                seed: self.faults.seed(),
+            }),
+            None => ServerMode::Lazy(self.config()),
+        }
     }
 
-    /// The Freelance server config, with --freelance.
-    pub fn freelance_config(&self) -> Option<FreelanceServerConfig> {
-        self.freelance.then(|| FreelanceServerConfig {
-            bind: self.bind.clone(),
-            endpoint: self.endpoint.clone().unwrap_or_default(),
-            handler: self.handler.handler(),
-            faults: self.faults.plan(FaultPlan::guide_server()),
-            seed: self.faults.seed(),
-        })
-    }
-
+    /// The Lazy Pirate server config.
     pub fn config(&self) -> ServerConfig {
         ServerConfig {
             bind: self.bind.clone(),
@@ -461,51 +277,68 @@ pub enum ClientProtocol {
     Mdp2,
 }
 
+/// What `pirate client` runs, after its flags.
+pub enum ClientMode {
+    /// Lazy Pirate or Majordomo, to one server or failing over between several.
+    Direct(ClientConfig),
+    Titanic(TitanicClientConfig),
+    Freelance(FreelanceClientConfig),
+}
+
+/// The requests a client sends (`Send`: the Freelance client reads them on a thread of
+/// their own).
+pub type Requests = Box<dyn Iterator<Item = String> + Send>;
+
 impl ClientArgs {
-    /// The Titanic client config, with --titanic.
-    pub fn titanic_config(&self) -> Option<TitanicClientConfig> {
-        let service = self.service.clone().filter(|_| self.titanic)?;
-        Some(TitanicClientConfig {
-            broker: self.connect[0].clone(),
-            service,
-            timeout: self.timeout,
-            retries: self.retries,
-            poll_interval: self.poll_interval,
-            check_echo: self.count.is_some() || self.expect_echo,
-        })
-    }
-
-    /// The Freelance client config, with --freelance.
-    pub fn freelance_config(&self) -> Option<FreelanceClientConfig> {
-        self.freelance.then(|| FreelanceClientConfig {
-            endpoints: self.connect.clone(),
-            timeout: self.timeout,
-            ping_interval: self.ping,
-            server_ttl: self.server_ttl,
-            retries: self.retries,
-            check_echo: self.count.is_some() || self.expect_echo,
-        })
-    }
-
-    pub fn config(&self) -> Result<ClientConfig, String> {
-        let protocol = self.protocol.unwrap_or(if self.service.is_some() {
+    /// The protocol spoken: --protocol, else lazy, or mdp with --service.
+    pub fn protocol(&self) -> ClientProtocol {
+        self.protocol.unwrap_or(if self.service.is_some() {
             ClientProtocol::Mdp
         } else {
             ClientProtocol::Lazy
-        });
-        let framing = match (protocol, &self.service) {
-            (ClientProtocol::Lazy, None) => Framing::Bare,
-            (ClientProtocol::Lazy, Some(_)) => {
-                return Err("--service needs a Majordomo protocol (--protocol mdp or mdp2)".into())
-            }
-            (_, None) => return Err("--protocol mdp and mdp2 need --service NAME".into()),
-            (ClientProtocol::Mdp, Some(service)) => Framing::Majordomo {
+        })
+    }
+
+    fn check_echo(&self) -> bool {
+        self.count.is_some() || self.expect_echo
+    }
+
+    pub fn mode(&self) -> ClientMode {
+        if let Some(service) = self.service.clone().filter(|_| self.titanic) {
+            return ClientMode::Titanic(TitanicClientConfig {
+                broker: self.connect[0].clone(),
+                service,
+                timeout: self.timeout,
+                retries: self.retries,
+                poll_interval: self.poll_interval,
+                check_echo: self.check_echo(),
+            });
+        }
+        if self.freelance {
+            return ClientMode::Freelance(FreelanceClientConfig {
+                endpoints: self.connect.clone(),
+                timeout: self.timeout,
+                ping_interval: self.ping,
+                server_ttl: self.server_ttl,
+                retries: self.retries,
+                check_echo: self.check_echo(),
+            });
+        }
+        ClientMode::Direct(self.config())
+    }
+
+    /// The Lazy Pirate or Majordomo client config.
+    pub fn config(&self) -> ClientConfig {
+        let service = self.service.clone().unwrap_or_default();
+        let framing = match self.protocol() {
+            ClientProtocol::Lazy => Framing::Bare,
+            ClientProtocol::Mdp => Framing::Majordomo {
                 version: Version::V1,
-                service: service.clone(),
+                service,
             },
-            (ClientProtocol::Mdp2, Some(service)) => Framing::Majordomo {
+            ClientProtocol::Mdp2 => Framing::Majordomo {
                 version: Version::V2,
-                service: service.clone(),
+                service,
             },
         };
         let mut endpoints = Vec::new();
@@ -516,16 +349,33 @@ impl ClientArgs {
             }
         }
         let endpoint = endpoints.remove(0);
-        Ok(ClientConfig {
+        ClientConfig {
             endpoint,
             failover: endpoints,
             settle: self.settle,
             timeout: self.timeout,
             retries: self.retries,
-            check_echo: self.count.is_some() || self.expect_echo,
+            check_echo: self.check_echo(),
             framing,
             window: self.window as usize,
-        })
+        }
+    }
+
+    /// The requests: 1..=--count, the arguments, or one per line of stdin.
+    pub fn requests(&self) -> Requests {
+        if let Some(n) = self.count {
+            Box::new((1..=n).map(|i| i.to_string()))
+        } else if !self.requests.is_empty() {
+            Box::new(self.requests.clone().into_iter())
+        } else {
+            // Lazily, so a pipeline can feed requests as they come. `Stdin` rather than
+            // its lock, which may not leave the thread that took it.
+            Box::new(
+                std::io::BufReader::new(std::io::stdin())
+                    .lines()
+                    .map_while(Result::ok),
+            )
+        }
     }
 }
 
@@ -537,12 +387,8 @@ pub struct QueueArgs {
     /// Endpoint workers connect to (ROUTER)
     #[arg(long, default_value = "tcp://*:5556", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub backend: String,
-    /// Heartbeat interval (6/PPP)
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub heartbeat: Duration,
-    /// Silent heartbeat intervals after which a worker is expired
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub liveness: u32,
+    #[command(flatten)]
+    pub heartbeat: HeartbeatArgs<QueueHeartbeat>,
     /// Run the Simple Pirate queue: no heartbeats, no expiry
     #[arg(long)]
     pub simple: bool,
@@ -564,10 +410,7 @@ impl QueueArgs {
                 QueuePolicy::Simple
             } else {
                 QueuePolicy::Paranoid {
-                    heartbeat: HeartbeatConfig {
-                        interval: self.heartbeat,
-                        liveness: self.liveness,
-                    },
+                    heartbeat: self.heartbeat.config(),
                     busy_timeout: self.busy_timeout,
                 }
             },
@@ -580,12 +423,8 @@ pub struct BrokerArgs {
     /// Endpoint to bind the broker's ROUTER socket to (clients and workers both connect here)
     #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub bind: String,
-    /// Heartbeat interval (7/MDP)
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub heartbeat: Duration,
-    /// Silent heartbeat intervals after which a worker, idle or busy, is expired
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub liveness: u32,
+    #[command(flatten)]
+    pub heartbeat: HeartbeatArgs<BrokerHeartbeat>,
     /// How long a request may wait for a worker of its service before it is dropped
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_ttl: Duration,
@@ -617,10 +456,7 @@ impl BrokerArgs {
     pub fn config(&self) -> BrokerConfig {
         BrokerConfig {
             bind: self.bind.clone(),
-            heartbeat: HeartbeatConfig {
-                interval: self.heartbeat,
-                liveness: self.liveness,
-            },
+            heartbeat: self.heartbeat.config(),
             request_ttl: self.request_ttl,
             max_queue: self.max_queue,
             busy_timeout: self.busy_timeout,
@@ -643,17 +479,6 @@ pub enum WorkerProtocol {
     Mdp2,
 }
 
-/// Freeze injection, for roles that heartbeat: stop reading and heartbeating for a while.
-#[derive(Args, Debug, Clone)]
-pub struct FreezeArgs {
-    /// Probability per request of freezing: no reads, no heartbeats, as a hung process
-    #[arg(long, value_name = "P", value_parser = parse_probability)]
-    pub freeze_rate: Option<f64>,
-    /// How long a freeze lasts [default: 5s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub freeze_for: Option<Duration>,
-}
-
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// Endpoint of the queue's backend or the broker [default: tcp://localhost:5556, or
@@ -667,12 +492,8 @@ pub struct WorkerArgs {
     /// Majordomo service to register for (mdp, mdp2)
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
-    /// Heartbeat interval [default: 1s, or 2500ms for mdp/mdp2]
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub heartbeat: Option<Duration>,
-    /// Silent heartbeat intervals after which the queue or broker is taken for dead
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub liveness: u32,
+    #[command(flatten)]
+    pub heartbeat: HeartbeatArgs<WorkerHeartbeat>,
     /// First reconnect delay after losing the queue or broker; doubles each time [default: 1s,
     /// or 2500ms for mdp/mdp2]
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
@@ -696,7 +517,21 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    pub fn config(&self) -> Result<WorkerConfig, String> {
+    fn pirate_protocol(&self) -> PirateProtocol {
+        match self.protocol {
+            WorkerProtocol::Paranoid => PirateProtocol::Paranoid,
+            WorkerProtocol::Simple => PirateProtocol::Simple,
+            WorkerProtocol::Mdp => PirateProtocol::Majordomo(Version::V1),
+            WorkerProtocol::Mdp2 => PirateProtocol::Majordomo(Version::V2),
+        }
+    }
+
+    /// True for `--protocol mdp` and `mdp2`.
+    pub fn majordomo(&self) -> bool {
+        matches!(self.pirate_protocol(), PirateProtocol::Majordomo(_))
+    }
+
+    pub fn config(&self) -> WorkerConfig {
         let mut faults = self.faults.plan(FaultPlan::guide_worker());
         if let Some(p) = self.freeze.freeze_rate {
             faults.freeze_rate = p;
@@ -705,59 +540,29 @@ impl WorkerArgs {
             faults.freeze_for = d;
         }
         let defaults = WorkerConfig::default();
-        let protocol = match self.protocol {
-            WorkerProtocol::Paranoid => PirateProtocol::Paranoid,
-            WorkerProtocol::Simple => PirateProtocol::Simple,
-            WorkerProtocol::Mdp => PirateProtocol::Majordomo(Version::V1),
-            WorkerProtocol::Mdp2 => PirateProtocol::Majordomo(Version::V2),
-        };
-        let majordomo = matches!(protocol, PirateProtocol::Majordomo(_));
-        let service = match (&self.service, majordomo) {
-            (Some(s), true) if s.is_empty() => return Err("--service cannot be empty".into()),
-            (Some(s), true) => s.clone(),
-            (None, true) => return Err("--protocol mdp and mdp2 need --service NAME".into()),
-            (Some(_), false) => {
-                return Err("--service is for Majordomo workers (--protocol mdp or mdp2)".into())
-            }
-            (None, false) => String::new(),
-        };
-        let (endpoint, interval, reconnect) = if majordomo {
-            (
-                "tcp://localhost:5555",
-                Duration::from_millis(2500),
-                Duration::from_millis(2500),
-            )
+        let (endpoint, reconnect) = if self.majordomo() {
+            ("tcp://localhost:5555", Duration::from_millis(2500))
         } else {
-            (
-                "tcp://localhost:5556",
-                Duration::from_secs(1),
-                Duration::from_secs(1),
-            )
+            ("tcp://localhost:5556", Duration::from_secs(1))
         };
-        if self.connect.len() > 1 && !majordomo {
-            return Err("several --connect endpoints need --protocol mdp or mdp2".into());
-        }
         let mut connect = self.connect.clone();
         if connect.is_empty() {
             connect.push(endpoint.to_string());
         }
         let endpoint = connect.remove(0);
-        Ok(WorkerConfig {
+        WorkerConfig {
             endpoint,
             failover: connect,
-            protocol,
-            service,
-            heartbeat: HeartbeatConfig {
-                interval: self.heartbeat.unwrap_or(interval),
-                liveness: self.liveness,
-            },
+            protocol: self.pirate_protocol(),
+            service: self.service.clone().unwrap_or_default(),
+            heartbeat: self.heartbeat.config(),
             reconnect: self.reconnect.unwrap_or(reconnect),
             reconnect_max: self.reconnect_max,
             name: self.name.clone().unwrap_or(defaults.name),
             handler: self.handler.handler(),
             faults,
             seed: self.faults.seed(),
-        })
+        }
     }
 }
 
@@ -769,12 +574,8 @@ pub struct TitanicArgs {
     /// Directory of the durable store (created if missing; one titanic per directory)
     #[arg(long, default_value = ".titanic", value_name = "DIR")]
     pub dir: std::path::PathBuf,
-    /// Heartbeat interval of the titanic.* workers (7/MDP)
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub heartbeat: Duration,
-    /// Silent heartbeat intervals after which the broker is taken for dead
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub liveness: u32,
+    #[command(flatten)]
+    pub heartbeat: HeartbeatArgs<TitanicHeartbeat>,
     /// First reconnect delay after losing the broker; doubles up to 32s
     #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reconnect: Duration,
@@ -803,10 +604,7 @@ impl TitanicArgs {
         TitanicConfig {
             broker: self.connect.clone(),
             dir: self.dir.clone(),
-            heartbeat: HeartbeatConfig {
-                interval: self.heartbeat,
-                liveness: self.liveness,
-            },
+            heartbeat: self.heartbeat.config(),
             reconnect: self.reconnect,
             retry_interval: self.retry_interval,
             request_timeout: self.request_timeout,
@@ -830,7 +628,7 @@ pub struct GenerateArgs {
     pub out: Option<std::path::PathBuf>,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Generated {
     /// Man pages: pirate.1 and pirate-<subcommand>.1
     Man,
@@ -839,321 +637,6 @@ pub enum Generated {
     /// A new CURVE key pair in Z85, printed (`public: …`, `secret: …`; JSON with --json), for
     /// --auth-curve and --curve-keys
     Keys,
-}
-
-/// A duration as a `pirate` flag value.
-pub fn millis(d: Duration) -> String {
-    format!("{}ms", d.as_millis())
-}
-
-#[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct ChaosArgs {
-    #[command(subcommand)]
-    pub command: Option<ChaosCommand>,
-    /// Seed of the demonstration (printed at start; replays its schedule and faults)
-    #[arg(long, value_name = "S")]
-    pub seed: Option<u64>,
-    /// Write results.json, history.jsonl and each process's log into DIR
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<std::path::PathBuf>,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ChaosCommand {
-    /// Run a configurable topology under a seeded nemesis, then check the history
-    #[command(after_help = CHAOS_AFTER_HELP)]
-    Run(Box<ChaosRunArgs>),
-    /// Message-level fault proxy between peers and a broker or queue
-    #[command(after_help = EXIT_CODES)]
-    Proxy(Box<crate::proxy_args::ProxyArgs>),
-}
-
-/// Which pattern `pirate chaos run` exercises.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PatternArg {
-    /// pirate server, clients straight to it
-    Lazy,
-    /// pirate queue --simple and REQ workers
-    Simple,
-    /// pirate queue and 6/PPP workers
-    Paranoid,
-    /// pirate broker and MDP workers
-    Majordomo,
-    /// pirate broker, MDP workers and pirate titanic; clients use --titanic
-    Titanic,
-    /// a primary and a backup pirate server; clients fail over between them
-    Bstar,
-    /// --workers Freelance servers, no broker; clients spread requests over them all
-    Freelance,
-}
-
-/// Which side of the topology the fault proxy sits on.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProxyPlacementArg {
-    /// Between the clients and the broker, queue or server
-    Clients,
-    /// Between the workers and the broker or queue
-    Workers,
-}
-
-/// A fault the nemesis injects.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NemesisArg {
-    /// SIGKILL a worker (or the Lazy Pirate server), restart it after --restart-delay
-    Kill,
-    /// SIGSTOP a worker for --nemesis-freeze, then SIGCONT
-    Freeze,
-    /// SIGKILL the broker or queue and start it again on the same endpoints
-    Restart,
-}
-
-#[derive(Args, Debug)]
-pub struct ChaosRunArgs {
-    /// Pattern to run
-    #[arg(long, value_enum, default_value = "majordomo")]
-    pub pattern: PatternArg,
-    /// Workers, or Freelance servers (ignored for lazy: one server; bstar: a pair)
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub workers: u32,
-    /// Clients
-    #[arg(long, default_value_t = 2, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub clients: u32,
-    /// Requests per client, at least (default: send for the whole --duration); with a
-    /// nemesis, clients go on past R until every kind has struck and been recovered from
-    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
-    pub requests: Option<u64>,
-    /// Length of the fault phase (healing and draining follow)
-    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub duration: Duration,
-    /// Longest the fault phase goes on past --duration until every --nemesis kind has struck
-    /// and a reply came after it (clients keep sending past --requests meanwhile); a kind
-    /// still missing then makes the verdict indeterminate
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
-    pub max_extension: Duration,
-    /// Longest wait for clients to finish after healing
-    #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub drain_timeout: Duration,
-    /// Nemesis faults to inject (comma-separated)
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "kill,freeze,restart"
-    )]
-    pub nemesis: Vec<NemesisArg>,
-    /// Time between nemesis actions (0s: no nemesis)
-    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = parse_duration)]
-    pub nemesis_interval: Duration,
-    /// How long a killed process stays down
-    #[arg(long, default_value = "500ms", value_name = "DURATION", value_parser = parse_duration)]
-    pub restart_delay: Duration,
-    /// How long the nemesis freezes a worker
-    #[arg(long, default_value = "1500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub nemesis_freeze: Duration,
-    /// Heartbeat interval of every role (liveness 3)
-    #[arg(long, default_value = "250ms", value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub heartbeat: Duration,
-    /// Clients' timeout per attempt
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub timeout: Duration,
-    /// Clients' attempts per request
-    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub retries: u32,
-    /// Give the Paranoid queue or the Majordomo broker this --busy-timeout (frees workers
-    /// whose request or reply a --proxy on the workers' side dropped)
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub busy_timeout: Option<Duration>,
-    /// Requests in flight per client
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub window: u32,
-    #[command(flatten)]
-    pub faults: FaultArgs,
-    #[command(flatten)]
-    pub freeze: FreezeArgs,
-    /// Run each worker as this shell command instead of `pirate worker` ({endpoint} and
-    /// {service} are replaced; majordomo only)
-    #[arg(long, value_name = "CMD")]
-    pub worker_cmd: Option<String>,
-    /// Use the broker (majordomo) or queue frontend (simple, paranoid) at this endpoint
-    /// instead of starting one
-    #[arg(long, value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
-    pub connect: Option<String>,
-    /// Put a `pirate chaos proxy` between the clients or the workers and the rest
-    #[arg(long, value_enum, value_name = "SIDE")]
-    pub proxy: Option<ProxyPlacementArg>,
-    /// The proxy's fault flags, as one string, e.g. "--drop 10% --direction down"
-    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
-    pub proxy_faults: Option<String>,
-    /// Secure every socket of the topology with generated credentials (written into --out, or
-    /// a directory under the system's temporary one)
-    #[arg(long, value_enum, default_value = "none", value_name = "MECHANISM")]
-    pub security: SecurityArg,
-    /// Re-executions on workers make the verdict invalid (default: reported only)
-    #[arg(long)]
-    pub strict: bool,
-    /// Write results.json, history.jsonl and each process's log into DIR
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<std::path::PathBuf>,
-}
-
-impl ChaosRunArgs {
-    pub fn config(&self, exe: std::path::PathBuf) -> Result<ChaosConfig, String> {
-        let pattern = match self.pattern {
-            PatternArg::Lazy => Pattern::Lazy,
-            PatternArg::Simple => Pattern::Simple,
-            PatternArg::Paranoid => Pattern::Paranoid,
-            PatternArg::Majordomo => Pattern::Majordomo,
-            PatternArg::Titanic => Pattern::Titanic,
-            PatternArg::Bstar => Pattern::Bstar,
-            PatternArg::Freelance => Pattern::Freelance,
-        };
-        if self.worker_cmd.is_some() && pattern != Pattern::Majordomo {
-            return Err("--worker-cmd needs --pattern majordomo".into());
-        }
-        if self.connect.is_some() && pattern != Pattern::Majordomo {
-            return Err("--connect needs --pattern majordomo (an external broker)".into());
-        }
-        let proxy = match (self.proxy, &self.proxy_faults) {
-            (None, None) => None,
-            (None, Some(_)) => return Err("--proxy-faults needs --proxy clients|workers".into()),
-            (Some(ProxyPlacementArg::Workers), _) if pattern == Pattern::Lazy => {
-                return Err("--proxy workers needs a broker or queue, not lazy".into())
-            }
-            (Some(placement), faults) => {
-                let faults: Vec<String> = faults
-                    .as_deref()
-                    .unwrap_or("")
-                    .split_whitespace()
-                    .map(String::from)
-                    .collect();
-                // Check them now, with the proxy's own parser, rather than in a child later.
-                let mut probe = vec![
-                    "pirate",
-                    "chaos",
-                    "proxy",
-                    "--frontend",
-                    "tcp://127.0.0.1:1",
-                    "--backend",
-                    "tcp://127.0.0.1:1",
-                ];
-                probe.extend(faults.iter().map(String::as_str));
-                match Cli::try_parse_from(&probe) {
-                    Ok(Cli {
-                        command:
-                            Command::Chaos(ChaosArgs {
-                                command: Some(ChaosCommand::Proxy(p)),
-                                ..
-                            }),
-                        ..
-                    }) => {
-                        p.config().map_err(|e| format!("--proxy-faults: {e}"))?;
-                    }
-                    Ok(_) => unreachable!("the probe is a proxy command line"),
-                    Err(e) => {
-                        let first = e.to_string();
-                        let first = first
-                            .lines()
-                            .next()
-                            .unwrap_or("invalid")
-                            .trim_start_matches("error: ");
-                        return Err(format!("--proxy-faults: {first}"));
-                    }
-                }
-                let placement = match placement {
-                    ProxyPlacementArg::Clients => ProxyPlacement::Clients,
-                    ProxyPlacementArg::Workers => ProxyPlacement::Workers,
-                };
-                Some((placement, faults))
-            }
-        };
-        let mut worker_faults = self.faults.to_args();
-        if let Some(p) = self.freeze.freeze_rate {
-            worker_faults.extend(["--freeze-rate".to_string(), p.to_string()]);
-        }
-        if let Some(d) = self.freeze.freeze_for {
-            worker_faults.extend(["--freeze-for".to_string(), millis(d)]);
-        }
-        let servers = matches!(pattern, Pattern::Lazy | Pattern::Bstar | Pattern::Freelance);
-        if servers && self.freeze.freeze_rate.is_some() {
-            return Err("--freeze-rate is for workers, not a pattern of servers".into());
-        }
-        if self.busy_timeout.is_some() {
-            if !matches!(
-                pattern,
-                Pattern::Paranoid | Pattern::Majordomo | Pattern::Titanic
-            ) {
-                return Err(
-                    "--busy-timeout is for the paranoid queue or the majordomo broker".into(),
-                );
-            }
-            if self.connect.is_some() {
-                return Err(
-                    "--busy-timeout sets pirate's own broker, not one given by --connect: \
-                            start yours with its own"
-                        .into(),
-                );
-            }
-        }
-        if pattern == Pattern::Freelance && self.window > 1 {
-            return Err("--window does not fit Freelance: its clients send one at a time".into());
-        }
-        let worker_args = match self.faults.work {
-            Some(d) => vec!["--work".to_string(), millis(d)],
-            None => Vec::new(),
-        };
-        if self.security != SecurityArg::None && self.worker_cmd.is_some() {
-            return Err(
-                "--security cannot reach --worker-cmd workers: give them credentials \
-                        and run without --security"
-                    .into(),
-            );
-        }
-        let dir = self.out.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("pirate-chaos-{}", std::process::id()))
-        });
-        let (binder, connector) = crate::auth_args::topology_flags(self.security, &dir)
-            .map_err(|e| format!("--security: {e}"))?;
-        let mut nemesis: Vec<NemesisFault> = Vec::new();
-        for n in &self.nemesis {
-            let fault = match n {
-                NemesisArg::Kill => NemesisFault::Kill,
-                NemesisArg::Freeze => NemesisFault::Freeze,
-                NemesisArg::Restart => NemesisFault::Restart,
-            };
-            if !nemesis.contains(&fault) {
-                nemesis.push(fault);
-            }
-        }
-        Ok(ChaosConfig {
-            exe,
-            pattern,
-            workers: self.workers as usize,
-            clients: self.clients as usize,
-            requests: self.requests,
-            fault_phase: self.duration,
-            max_extension: self.max_extension,
-            drain_timeout: self.drain_timeout,
-            worker_faults,
-            worker_args,
-            worker_cmd: self.worker_cmd.clone(),
-            external: self.connect.clone(),
-            proxy,
-            nemesis,
-            nemesis_interval: self.nemesis_interval,
-            restart_delay: self.restart_delay,
-            freeze_for: self.nemesis_freeze,
-            heartbeat: self.heartbeat,
-            client_timeout: self.timeout,
-            client_retries: self.retries,
-            busy_timeout: self.busy_timeout,
-            window: self.window as usize,
-            seed: self.faults.seed(),
-            strict: self.strict,
-            out: self.out.clone(),
-            security: ChaosSecurity { binder, connector },
-        })
-    }
 }
 
 #[cfg(test)]
@@ -1192,5 +675,57 @@ mod tests {
         let plan = args.config().faults;
         assert_eq!(plan.work, Duration::from_millis(10));
         assert_eq!(plan.crash_rate, 1.0 / 3.0);
+    }
+
+    fn heartbeat(args: &[&str]) -> (Duration, u32) {
+        let cli = Cli::parse_from(args);
+        let hb = match &cli.command {
+            Command::Queue(a) => a.heartbeat.config(),
+            Command::Broker(a) => a.heartbeat.config(),
+            Command::Worker(a) => a.heartbeat.config(),
+            Command::Titanic(a) => a.heartbeat.config(),
+            _ => panic!("parsed as another command"),
+        };
+        (hb.interval, hb.liveness)
+    }
+
+    #[test]
+    fn each_role_keeps_its_protocols_heartbeat_default() {
+        let ms = Duration::from_millis;
+        assert_eq!(heartbeat(&["pirate", "queue"]), (ms(1000), 3));
+        assert_eq!(heartbeat(&["pirate", "broker"]), (ms(2500), 3));
+        assert_eq!(heartbeat(&["pirate", "titanic"]), (ms(2500), 3));
+        assert_eq!(heartbeat(&["pirate", "worker"]), (ms(1000), 3));
+        let simple = ["pirate", "worker", "--protocol", "simple"];
+        assert_eq!(heartbeat(&simple), (ms(1000), 3));
+        for protocol in ["mdp", "mdp2"] {
+            let mdp = [
+                "pirate",
+                "worker",
+                "--protocol",
+                protocol,
+                "--service",
+                "echo",
+            ];
+            assert_eq!(heartbeat(&mdp), (ms(2500), 3), "{protocol}");
+        }
+        let given = [
+            "pirate",
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--heartbeat",
+            "300ms",
+            "--liveness",
+            "5",
+        ];
+        assert_eq!(heartbeat(&given), (ms(300), 5));
+        assert_eq!(
+            heartbeat(&["pirate", "queue", "--heartbeat", "2s", "--liveness", "4"]),
+            (ms(2000), 4)
+        );
+        assert!(Cli::try_parse_from(["pirate", "broker", "--liveness", "0"]).is_err());
     }
 }

@@ -3,12 +3,36 @@
 //! new CURVE key pair.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::{Cli, Generated};
+use pirate::error::{Error, Result};
+
+use crate::cli::{Cli, GenerateArgs, Generated};
+use crate::render::Renderer;
+
+/// `pirate generate`: prints a key pair, or writes the files and notes each one written.
+pub fn run(args: GenerateArgs, renderer: &Renderer) -> Result<()> {
+    if let Generated::Keys = args.what {
+        let pair = pirate::auth::credentials::KeyPair::generate()?;
+        renderer.document(&pair.to_text(), &pair.to_json().to_string());
+        return Ok(());
+    }
+    let dir = args.out.unwrap_or_else(|| {
+        PathBuf::from(match args.what {
+            Generated::Man => "man",
+            _ => "completions",
+        })
+    });
+    let written = generate(args.what, &dir)
+        .map_err(|e| Error::Internal(format!("cannot write {}: {e}", dir.display())))?;
+    for path in written {
+        renderer.note(&format!("wrote {path}"));
+    }
+    Ok(())
+}
 
 /// Writes the requested files into `dir` and returns their paths.
 pub fn generate(what: Generated, dir: &Path) -> std::io::Result<Vec<String>> {
@@ -53,15 +77,4 @@ fn man_pages(name: &str, cmd: clap::Command, pages: &mut Vec<(String, clap::Comm
         let sub_name = format!("{name}-{}", sub.get_name());
         man_pages(&sub_name, sub.name(sub_name.clone()), pages);
     }
-}
-
-/// A new CURVE key pair as `pirate generate keys` prints it: `public: …` and `secret: …`
-/// lines (the --auth-curve and --curve-keys file format), or one JSON object.
-pub fn keys(json: bool) -> pirate::error::Result<String> {
-    let pair = pirate::auth::credentials::KeyPair::generate()?;
-    Ok(if json {
-        format!("{}\n", pair.to_json())
-    } else {
-        pair.to_text()
-    })
 }

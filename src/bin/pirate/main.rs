@@ -1,16 +1,18 @@
-//! The `pirate` binary: parses the command line, installs the signal handler, runs one role,
-//! renders its events and maps the outcome to an exit code.
+//! The `pirate` binary: parses the command line, checks the rules between its flags,
+//! installs the signal handler, runs one role with its events rendered, and maps the outcome
+//! to an exit code. [`job`] is the one place a role is registered.
 
 mod auth_args;
+mod chaos_args;
 mod chaos_run;
 mod cli;
 mod generate;
 mod proxy_args;
 mod render;
+mod shared_args;
+mod validate;
 mod values;
 
-use std::io::BufRead;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,15 +20,16 @@ use clap::Parser;
 
 use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
-use pirate::reactor::Stop;
 use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
+use pirate::reactor::Stop;
 use pirate::shutdown;
 
+use chaos_args::{ChaosArgs, ChaosCommand};
 use chaos_run::ChaosConfig;
-use cli::{ChaosCommand, Cli, Command, Generated};
+use cli::{Cli, ClientMode, Command, ServerMode};
 use pirate::chaos::proxy;
 use pirate::faults::random_seed;
-use render::Renderer;
+use render::{Renderer, View};
 
 /// First Ctrl-C/SIGTERM: ask every loop to stop (partial summary, exit 130; running `--exec`
 /// commands are killed by their loops). Second: kill the commands and exit now.
@@ -46,16 +49,91 @@ fn install_signal_handler(stop: Stop) {
     }
 }
 
-/// Runs a role with a renderer, emits its summary, and returns the report.
-fn run_role(
-    renderer: &mut Renderer,
-    trace: bool,
-    role: impl FnOnce(&mut Events) -> error::Result<Report>,
-) -> error::Result<Report> {
-    let mut events = Events::new(trace, |e| renderer.render(e));
-    let report = role(&mut events)?;
-    events.emit(Event::Summary(report.clone()));
-    Ok(report)
+/// The library call that runs a role, its config captured.
+type Run = Box<dyn FnOnce(&mut Events) -> error::Result<Report>>;
+
+/// A role ready to run: how its progress shows, and the call that runs it.
+struct Job {
+    view: View,
+    run: Run,
+}
+
+impl Job {
+    fn new(run: impl FnOnce(&mut Events) -> error::Result<Report> + 'static) -> Self {
+        Job {
+            view: View::Plain,
+            run: Box::new(run),
+        }
+    }
+
+    fn with_view(self, view: View) -> Self {
+        Job { view, ..self }
+    }
+}
+
+/// The one place a role is registered: each subcommand (and mode) to the config its flags
+/// make and the library call that runs it, one arm each. Its flags' rules are in `validate`.
+fn job(command: Command, stop: &Stop) -> error::Result<Job> {
+    let stop = stop.clone();
+    Ok(match command {
+        Command::Server(a) => match a.mode() {
+            ServerMode::Lazy(c) => Job::new(move |ev| server::run(&c, &stop, ev)),
+            ServerMode::Bstar(c) => Job::new(move |ev| bstar_server::run(&c, &stop, ev)),
+            ServerMode::Freelance(c) => Job::new(move |ev| freelance::run_server(&c, ev)),
+        },
+        Command::Client(a) => {
+            let requests = a.requests();
+            let view = a.count.map_or(View::Plain, View::Progress);
+            match a.mode() {
+                ClientMode::Direct(c) => Job::new(move |ev| client::run(&c, requests, &stop, ev)),
+                ClientMode::Titanic(c) => Job::new(move |ev| titanic::run_client(&c, requests, ev)),
+                ClientMode::Freelance(c) => {
+                    Job::new(move |ev| freelance::run_client(&c, requests, ev))
+                }
+            }
+            .with_view(view)
+        }
+        Command::Queue(a) => {
+            let c = a.config();
+            Job::new(move |ev| queue::run(&c, ev))
+        }
+        Command::Worker(a) => {
+            let c = a.config();
+            Job::new(move |ev| worker::run(&c, ev))
+        }
+        Command::Broker(a) => {
+            let c = a.config();
+            match a.bstar.options() {
+                Some(pair) => Job::new(move |ev| broker::run_bstar(&c, &pair, &stop, ev)),
+                None => Job::new(move |ev| broker::run(&c, &stop, ev)),
+            }
+        }
+        Command::Titanic(a) => {
+            let c = a.config();
+            Job::new(move |ev| titanic::run(&c, &stop, ev))
+        }
+        Command::Chaos(ChaosArgs {
+            command: Some(ChaosCommand::Proxy(a)),
+            ..
+        }) => {
+            let c = a.config();
+            Job::new(move |ev| proxy::run_role(&c, ev))
+        }
+        Command::Chaos(args) => {
+            let exe = std::env::current_exe()
+                .map_err(|e| Error::Internal(format!("cannot find the pirate binary: {e}")))?;
+            let c = match args.command {
+                Some(ChaosCommand::Run(a)) => a.config(exe).map_err(Error::Usage)?,
+                _ => ChaosConfig {
+                    out: args.out,
+                    ..ChaosConfig::demo(exe, args.seed.unwrap_or_else(random_seed))
+                },
+            };
+            Job::new(move |ev| chaos_run::run(&c, ev).map(|r| Report::Chaos(Box::new(r))))
+                .with_view(View::Live)
+        }
+        Command::Generate(_) => unreachable!("pirate generate runs no role"),
+    })
 }
 
 /// The exit code for a role that returned normally.
@@ -77,7 +155,7 @@ fn exit_code_of(report: &Report) -> i32 {
 }
 
 /// Installs the command's security policy, tracing each refused peer as an event.
-fn install_security(command: &Command, output: cli::OutputArgs) -> error::Result<()> {
+fn install_security(command: &Command, output: shared_args::OutputArgs) -> error::Result<()> {
     let security = command.security()?;
     let mut renderer = Renderer::new(output);
     for line in security.describe() {
@@ -104,139 +182,16 @@ fn install_security(command: &Command, output: cli::OutputArgs) -> error::Result
 
 fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     let output = cli.output;
-    let trace = output.verbose;
+    validate::check(&cli.command).map_err(Error::Usage)?;
     pirate::transport::set_max_message(cli.limits.max_message);
     install_security(&cli.command, output)?;
-    match cli.command {
-        Command::Server(args) => {
-            let mut renderer = Renderer::new(output);
-            if let Some(config) = args.freelance_config() {
-                let report = run_role(&mut renderer, trace, |ev| {
-                    freelance::run_server(&config, ev)
-                })?;
-                return Ok(exit_code_of(&report));
-            }
-            let report = match args.bstar_config().map_err(Error::Usage)? {
-                Some(config) => run_role(&mut renderer, trace, |ev| {
-                    bstar_server::run(&config, &stop, ev)
-                })?,
-                None => {
-                    let config = args.config();
-                    run_role(&mut renderer, trace, |ev| server::run(&config, &stop, ev))?
-                }
-            };
-            Ok(exit_code_of(&report))
-        }
-        Command::Chaos(args) => {
-            let exe = std::env::current_exe()
-                .map_err(|e| Error::Internal(format!("cannot find the pirate binary: {e}")))?;
-            let config = match args.command {
-                Some(ChaosCommand::Proxy(proxy_args)) => {
-                    let config = proxy_args.config().map_err(Error::Usage)?;
-                    let mut renderer = Renderer::new(output);
-                    let report = run_role(&mut renderer, trace, |ev| proxy::run_role(&config, ev))?;
-                    return Ok(exit_code_of(&report));
-                }
-                Some(ChaosCommand::Run(run_args)) => run_args.config(exe).map_err(Error::Usage)?,
-                None => {
-                    let mut config = ChaosConfig::demo(exe, args.seed.unwrap_or_else(random_seed));
-                    config.out = args.out;
-                    config
-                }
-            };
-            let mut renderer = Renderer::new(output).with_live_view();
-            let report = run_role(&mut renderer, trace, |ev| {
-                chaos_run::run(&config, ev).map(|r| Report::Chaos(Box::new(r)))
-            })?;
-            Ok(exit_code_of(&report))
-        }
-        Command::Titanic(args) => {
-            let config = args.config();
-            let mut renderer = Renderer::new(output);
-            let report = run_role(&mut renderer, trace, |ev| titanic::run(&config, &stop, ev))?;
-            Ok(exit_code_of(&report))
-        }
-        Command::Broker(args) => {
-            let config = args.config();
-            let pair = args.bstar.options().map_err(Error::Usage)?;
-            let mut renderer = Renderer::new(output);
-            let report = run_role(&mut renderer, trace, |ev| match &pair {
-                Some(options) => broker::run_bstar(&config, options, &stop, ev),
-                None => broker::run(&config, &stop, ev),
-            })?;
-            Ok(exit_code_of(&report))
-        }
-        Command::Queue(args) => {
-            let config = args.config();
-            let mut renderer = Renderer::new(output);
-            let report = run_role(&mut renderer, trace, |ev| queue::run(&config, ev))?;
-            Ok(exit_code_of(&report))
-        }
-        Command::Worker(args) => {
-            let config = args.config().map_err(Error::Usage)?;
-            let mut renderer = Renderer::new(output);
-            let report = run_role(&mut renderer, trace, |ev| worker::run(&config, ev))?;
-            Ok(exit_code_of(&report))
-        }
-        Command::Client(args) => {
-            let config = args.config().map_err(Error::Usage)?;
-            let titanic_config = args.titanic_config();
-            let freelance_config = args.freelance_config();
-            let mut renderer = Renderer::new(output).with_progress(args.count);
-            // Send: the Freelance client reads its requests on a thread of their own.
-            let requests: Box<dyn Iterator<Item = String> + Send> = if let Some(n) = args.count {
-                Box::new((1..=n).map(|i| i.to_string()))
-            } else if !args.requests.is_empty() {
-                Box::new(args.requests.into_iter())
-            } else {
-                // Lazily, so a pipeline can feed requests as they come. `Stdin` rather than
-                // its lock, which may not leave the thread that took it.
-                Box::new(
-                    std::io::BufReader::new(std::io::stdin())
-                        .lines()
-                        .map_while(Result::ok),
-                )
-            };
-            let report = match (titanic_config, freelance_config) {
-                (Some(titanic), _) => run_role(&mut renderer, trace, |ev| {
-                    titanic::run_client(&titanic, requests, ev)
-                })?,
-                (_, Some(freelance)) => run_role(&mut renderer, trace, |ev| {
-                    freelance::run_client(&freelance, requests, ev)
-                })?,
-                _ => run_role(&mut renderer, trace, |ev| {
-                    client::run(&config, requests, &stop, ev)
-                })?,
-            };
-            Ok(exit_code_of(&report))
-        }
-        Command::Generate(args) => {
-            if let Generated::Keys = args.what {
-                if args.out.is_some() {
-                    return Err(Error::Usage(
-                        "generate keys prints the pair: redirect it (> FILE) instead of --out"
-                            .into(),
-                    ));
-                }
-                print!("{}", generate::keys(output.json)?);
-                return Ok(error::EXIT_OK);
-            }
-            let dir = args.out.unwrap_or_else(|| {
-                PathBuf::from(match args.what {
-                    Generated::Man => "man",
-                    _ => "completions",
-                })
-            });
-            let written = generate::generate(args.what, &dir)
-                .map_err(|e| Error::Internal(format!("cannot write {}: {e}", dir.display())))?;
-            if !output.quiet {
-                for path in written {
-                    eprintln!("wrote {path}");
-                }
-            }
-            Ok(error::EXIT_OK)
-        }
+    if let Command::Generate(args) = cli.command {
+        generate::run(args, &Renderer::new(output))?;
+        return Ok(error::EXIT_OK);
     }
+    let job = job(cli.command, &stop)?;
+    let report = render::run(output, job.view, job.run)?;
+    Ok(exit_code_of(&report))
 }
 
 /// Parses the command line. A usage error is one line on stderr and exit 2, before anything

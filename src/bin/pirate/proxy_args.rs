@@ -1,4 +1,5 @@
-//! `pirate chaos proxy` flags and their conversion into the library's [`ProxyConfig`].
+//! `pirate chaos proxy` flags and their conversion into the library's [`ProxyConfig`]; its
+//! traffic flags also make `pirate chaos run --proxy-faults`.
 
 use std::time::Duration;
 
@@ -37,6 +38,14 @@ pub struct ProxyArgs {
     /// Endpoint of the real queue, broker or server (one DEALER per peer connects here)
     #[arg(long, value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
     pub backend: String,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
+}
+
+/// What the proxy does to the traffic it forwards: the flags `pirate chaos run
+/// --proxy-faults` passes on to the proxy it starts.
+#[derive(Args, Debug, Clone)]
+pub struct TrafficArgs {
     /// Which messages may be faulted: up (frontend→backend), down (backend→frontend), both
     #[arg(long, value_enum, default_value = "both", value_name = "DIRECTION")]
     pub direction: DirectionArg,
@@ -99,14 +108,37 @@ fn parse_blackhole(text: &str) -> Result<Blackhole, String> {
     text.parse()
 }
 
-impl ProxyArgs {
-    /// The library configuration; an error is a usage message.
-    pub fn config(&self) -> Result<ProxyConfig, String> {
-        let delayed = self.delay.is_some() || self.jitter.is_some();
-        if self.delay_rate.is_some() && !delayed {
-            return Err("--delay-rate needs --delay or --jitter".into());
-        }
-        let faults = ProxyFaults {
+/// `--proxy-faults`'s value parsed as the proxy's own flags would be (no binary name, no
+/// endpoints: only what [`TrafficArgs`] declares).
+#[derive(clap::Parser)]
+#[command(no_binary_name = true)]
+struct TrafficLine {
+    #[command(flatten)]
+    traffic: TrafficArgs,
+}
+
+impl TrafficArgs {
+    /// Parses `flags` (split on whitespace), with clap's first error line as the message.
+    pub fn parse_flags<'a>(flags: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        use clap::Parser;
+        TrafficLine::try_parse_from(flags)
+            .map(|line| line.traffic)
+            .map_err(|e| {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or("invalid");
+                first.trim_start_matches("error: ").to_string()
+            })
+    }
+
+    /// True when --delay or --jitter is given.
+    pub fn delayed(&self) -> bool {
+        self.delay.is_some() || self.jitter.is_some()
+    }
+
+    /// The fault plan (checked by `validate`).
+    pub fn faults(&self) -> ProxyFaults {
+        let delayed = self.delayed();
+        ProxyFaults {
             direction: match self.direction {
                 DirectionArg::Up => Directions::Up,
                 DirectionArg::Down => Directions::Down,
@@ -125,15 +157,20 @@ impl ProxyArgs {
             reorder: self.reorder.unwrap_or(0) as usize,
             reorder_wait: self.reorder_wait,
             blackhole: self.blackhole,
-        };
-        faults.validate()?;
-        Ok(ProxyConfig {
+        }
+    }
+}
+
+impl ProxyArgs {
+    /// The library configuration (its flags checked by `validate`).
+    pub fn config(&self) -> ProxyConfig {
+        ProxyConfig {
             frontend: self.frontend.clone(),
             backend: self.backend.clone(),
-            faults,
-            seed: self.seed.unwrap_or_else(random_seed),
-            peer_timeout: self.peer_timeout,
-        })
+            faults: self.traffic.faults(),
+            seed: self.traffic.seed.unwrap_or_else(random_seed),
+            peer_timeout: self.traffic.peer_timeout,
+        }
     }
 }
 
@@ -157,10 +194,11 @@ mod tests {
             "tcp://localhost:5555",
         ];
         all.extend_from_slice(args);
-        Wrapper::try_parse_from(all)
+        let args = Wrapper::try_parse_from(all)
             .map_err(|e| e.to_string())?
-            .args
-            .config()
+            .args;
+        crate::validate::traffic(&args.traffic)?;
+        Ok(args.config())
     }
 
     #[test]

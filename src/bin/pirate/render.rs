@@ -1,14 +1,46 @@
 //! Turns the library's events into output: replies (data) on stdout, human lines on stderr,
 //! or JSON Lines on stdout with `--json`; a progress bar on stderr only when it is a terminal.
+//! Every choice between human, JSON and quiet output is made here: [`run`] runs a role with
+//! its events rendered, [`Renderer::note`] and [`Renderer::document`] print what is not an
+//! event.
 
 use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use pirate::chaos::report::ProcessStatus;
-use pirate::event::{Direction, Event, Level, Report};
+use pirate::error::Result;
+use pirate::event::{Direction, Event, Events, Level, Report};
 
-use crate::cli::OutputArgs;
+use crate::shared_args::OutputArgs;
+
+/// How a role's progress shows on stderr, besides its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Events only.
+    Plain,
+    /// A progress bar of this many replies (a client with --count).
+    Progress(u64),
+    /// `pirate chaos`'s live status block.
+    Live,
+}
+
+/// Runs `role` with its events rendered as `output` asks, and renders its summary.
+pub fn run(
+    output: OutputArgs,
+    view: View,
+    role: impl FnOnce(&mut Events) -> Result<Report>,
+) -> Result<Report> {
+    let mut renderer = match view {
+        View::Plain => Renderer::new(output),
+        View::Progress(total) => Renderer::new(output).with_progress(Some(total)),
+        View::Live => Renderer::new(output).with_live_view(),
+    };
+    let mut events = Events::new(output.verbose, |e| renderer.render(e));
+    let report = role(&mut events)?;
+    events.emit(Event::Summary(report.clone()));
+    Ok(report)
+}
 
 /// Renders events according to the output flags.
 pub struct Renderer {
@@ -118,6 +150,25 @@ impl Renderer {
     fn data(&self, line: &str) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
+    }
+
+    /// A note for humans on stderr that is not an event (`wrote man/pirate.1`); none under -q.
+    pub fn note(&self, line: &str) {
+        if !self.output.quiet {
+            self.human(line);
+        }
+    }
+
+    /// A document on stdout that is the command's result, not an event: `text` as it is, or
+    /// `json` on one line under --json.
+    pub fn document(&self, text: &str, json: &str) {
+        let mut out = std::io::stdout().lock();
+        // As for data: a closed pipe is not worth a panic.
+        let _ = if self.output.json {
+            writeln!(out, "{json}")
+        } else {
+            write!(out, "{text}")
+        };
     }
 
     /// Renders one event.

@@ -1,0 +1,320 @@
+//! The flag groups several subcommands share, each declared once and flattened
+//! (`#[command(flatten)]`) into every subcommand that takes it: output and limits (global),
+//! heartbeats, fault injection, freezes, request handling and Binary Star. The security
+//! groups live in `auth_args`, next to the files they read.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use pirate::bstar::Role;
+use pirate::faults::{random_seed, FaultPlan};
+use pirate::handler::Handler;
+use pirate::heartbeat::HeartbeatConfig;
+use pirate::roles::bstar_server::BstarOptions;
+
+use crate::values::{
+    parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_message_size,
+    parse_positive_duration, parse_probability,
+};
+
+/// Output conventions shared by every subcommand.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Trace every frame in and out on stderr, in the Guide's dump style
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Print nothing but data and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Write JSON Lines on stdout: one object per event or reply, then a summary object
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Bounds shared by every role (process-wide: every socket of the process).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct LimitArgs {
+    /// Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is
+    /// disconnected before it is buffered. Also bounds an --exec command's output. Sizes take
+    /// KiB/MiB/GiB (1024) or k/M/G (1000)
+    #[arg(long, global = true, default_value = "16MiB", value_name = "SIZE", value_parser = parse_message_size)]
+    pub max_message: u64,
+}
+
+/// A fault preset that reproduces one of the Guide's test programs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// No faults unless other flags ask for them
+    None,
+    /// The Guide's own test program for this role: lpserver (after 3 cycles crash 1/3, stall
+    /// 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)
+    Guide,
+}
+
+/// Fault injection flags, the same on every role that does work.
+#[derive(Args, Debug, Clone)]
+pub struct FaultArgs {
+    /// Start from a preset; the other fault flags override its values
+    #[arg(long, value_enum, value_name = "PRESET")]
+    pub faults: Option<Preset>,
+    /// Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub crash_rate: Option<f64>,
+    /// Probability of stalling ("CPU overload") per request
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub overload_rate: Option<f64>,
+    /// How long an overload stalls [default: 2s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub overload_for: Option<Duration>,
+    /// Requests served normally before random faults start [default: 3]
+    #[arg(long, value_name = "N")]
+    pub faults_after: Option<u64>,
+    /// Crash deterministically on request N+1
+    #[arg(long, value_name = "N")]
+    pub crash_after: Option<u64>,
+    /// Simulated work per request [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub work: Option<Duration>,
+    /// Seed of the fault generator (printed at start); replays a run
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+}
+
+impl FaultArgs {
+    /// The fault flags given, as arguments for a child `pirate` process (`--work` apart).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                args.push(flag.to_string());
+                args.push(v);
+            }
+        };
+        push(
+            "--faults",
+            self.faults.map(|p| format!("{p:?}").to_lowercase()),
+        );
+        push("--crash-rate", self.crash_rate.map(|p| p.to_string()));
+        push("--overload-rate", self.overload_rate.map(|p| p.to_string()));
+        push("--overload-for", self.overload_for.map(millis));
+        push("--faults-after", self.faults_after.map(|n| n.to_string()));
+        push("--crash-after", self.crash_after.map(|n| n.to_string()));
+        args
+    }
+
+    /// The plan: the preset (or nothing), then each flag given on top.
+    pub fn plan(&self, guide: FaultPlan) -> FaultPlan {
+        let mut plan = match self.faults {
+            Some(Preset::Guide) => guide,
+            _ => FaultPlan::default(),
+        };
+        if let Some(p) = self.crash_rate {
+            plan.crash_rate = p;
+        }
+        if let Some(p) = self.overload_rate {
+            plan.overload_rate = p;
+        }
+        if let Some(d) = self.overload_for {
+            plan.overload_for = d;
+        }
+        if let Some(n) = self.faults_after {
+            plan.faults_after = n;
+        }
+        if self.crash_after.is_some() {
+            plan.crash_after = self.crash_after;
+        }
+        if let Some(d) = self.work {
+            plan.work = d;
+        }
+        plan
+    }
+
+    /// The seed given, or a fresh one.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or_else(random_seed)
+    }
+}
+
+/// How requests are handled.
+#[derive(Args, Debug, Clone)]
+pub struct HandlerArgs {
+    /// Run `sh -c CMD` per request, body on stdin (frames one per line, bytes unchanged), and
+    /// reply with its stdout
+    #[arg(long, value_name = "CMD")]
+    pub exec: Option<String>,
+    /// Kill a command still running after this long, with its whole process group; the
+    /// request gets an `error:` reply [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, requires = "exec")]
+    pub exec_timeout: Option<Duration>,
+}
+
+impl HandlerArgs {
+    pub fn handler(&self) -> Handler {
+        match &self.exec {
+            Some(cmd) => Handler::Exec(pirate::handler::Exec {
+                cmd: cmd.clone(),
+                timeout: self.exec_timeout,
+            }),
+            None => Handler::Echo,
+        }
+    }
+}
+
+/// Binary Star flags, the same on `pirate server` and `pirate broker`.
+#[derive(Args, Debug, Clone)]
+pub struct BstarArgs {
+    /// Run as the primary of a Binary Star pair (serves first; the backup takes over when it
+    /// dies and a client asks it)
+    #[arg(long, conflicts_with = "backup", help_heading = "Binary Star")]
+    pub primary: bool,
+    /// Run as the backup of a Binary Star pair (serves only once the primary, seen active,
+    /// has gone silent and a client asks)
+    #[arg(long, help_heading = "Binary Star")]
+    pub backup: bool,
+    /// Endpoint to bind the PUB socket this node's state is published on [default:
+    /// tcp://*:5003 for the primary, tcp://*:5004 for the backup]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_bind_endpoint, help_heading = "Binary Star")]
+    pub state_bind: Option<String>,
+    /// The peer's state endpoint to subscribe to [default: tcp://localhost:5004 for the
+    /// primary, tcp://localhost:5003 for the backup]
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_connect_endpoint, help_heading = "Binary Star")]
+    pub peer_state: Option<String>,
+    /// How often each node publishes its state; the peer is dead after two
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration, help_heading = "Binary Star")]
+    pub state_heartbeat: Duration,
+}
+
+impl BstarArgs {
+    /// True when this node is half of a pair.
+    pub fn paired(&self) -> bool {
+        self.primary || self.backup
+    }
+
+    /// The pair options, or `None` when this node is not half of a pair.
+    pub fn options(&self) -> Option<BstarOptions> {
+        let role = match (self.primary, self.backup) {
+            (true, _) => Role::Primary,
+            (_, true) => Role::Backup,
+            _ => return None,
+        };
+        let guide = BstarOptions::guide(role);
+        Some(BstarOptions {
+            role,
+            state_pub: self.state_bind.clone().unwrap_or(guide.state_pub),
+            peer_state: self.peer_state.clone().unwrap_or(guide.peer_state),
+            heartbeat: self.state_heartbeat,
+        })
+    }
+}
+
+/// Freeze injection, for roles that heartbeat: stop reading and heartbeating for a while.
+#[derive(Args, Debug, Clone)]
+pub struct FreezeArgs {
+    /// Probability per request of freezing: no reads, no heartbeats, as a hung process
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub freeze_rate: Option<f64>,
+    /// How long a freeze lasts [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub freeze_for: Option<Duration>,
+}
+
+/// A duration as a `pirate` flag value.
+pub fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// `--heartbeat` and `--liveness`, declared once for every role that heartbeats. The roles
+/// disagree only on the default interval (each protocol's own: 1s for 6/PPP, 2500ms for
+/// 7/MDP) and on who is taken for dead, so those come from `R`, a marker type per role; the
+/// flags' names, parsers and bounds are the same everywhere.
+#[derive(Args, Debug, Clone)]
+pub struct HeartbeatArgs<R: HeartbeatRole> {
+    #[arg(
+        long,
+        help = R::INTERVAL_HELP,
+        default_value = R::INTERVAL,
+        default_value_ifs = R::INTERVAL_IFS.iter().copied(),
+        hide_default_value = !R::INTERVAL_IFS.is_empty(),
+        value_name = "DURATION",
+        value_parser = parse_positive_duration
+    )]
+    pub heartbeat: Duration,
+    #[arg(
+        long,
+        help = R::LIVENESS_HELP,
+        default_value_t = 3,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub liveness: u32,
+    #[arg(skip)]
+    role: PhantomData<R>,
+}
+
+impl<R: HeartbeatRole> HeartbeatArgs<R> {
+    pub fn config(&self) -> HeartbeatConfig {
+        HeartbeatConfig {
+            interval: self.heartbeat,
+            liveness: self.liveness,
+        }
+    }
+}
+
+/// What one role's heartbeat flags say: the default interval and the help lines.
+pub trait HeartbeatRole: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// `--heartbeat`'s help.
+    const INTERVAL_HELP: &'static str;
+    /// `--heartbeat`'s default.
+    const INTERVAL: &'static str;
+    /// Defaults that depend on another flag, as clap's `default_value_ifs` takes them:
+    /// (flag, its value, this default). When there are any, the help states the defaults.
+    const INTERVAL_IFS: &'static [(&'static str, &'static str, &'static str)] = &[];
+    /// `--liveness`'s help: who is taken for dead.
+    const LIVENESS_HELP: &'static str;
+}
+
+/// `pirate queue`: 6/PPP, heartbeating its workers.
+#[derive(Clone, Debug)]
+pub struct QueueHeartbeat;
+impl HeartbeatRole for QueueHeartbeat {
+    const INTERVAL_HELP: &'static str = "Heartbeat interval (6/PPP)";
+    const INTERVAL: &'static str = "1s";
+    const LIVENESS_HELP: &'static str =
+        "Silent heartbeat intervals after which a worker is expired";
+}
+
+/// `pirate broker`: 7/MDP, heartbeating its workers.
+#[derive(Clone, Debug)]
+pub struct BrokerHeartbeat;
+impl HeartbeatRole for BrokerHeartbeat {
+    const INTERVAL_HELP: &'static str = "Heartbeat interval (7/MDP)";
+    const INTERVAL: &'static str = "2500ms";
+    const LIVENESS_HELP: &'static str =
+        "Silent heartbeat intervals after which a worker, idle or busy, is expired";
+}
+
+/// `pirate worker`: 6/PPP or 7/MDP, after its `--protocol`.
+#[derive(Clone, Debug)]
+pub struct WorkerHeartbeat;
+impl HeartbeatRole for WorkerHeartbeat {
+    const INTERVAL_HELP: &'static str = "Heartbeat interval [default: 1s, or 2500ms for mdp/mdp2]";
+    const INTERVAL: &'static str = "1s";
+    const INTERVAL_IFS: &'static [(&'static str, &'static str, &'static str)] = &[
+        ("protocol", "mdp", "2500ms"),
+        ("protocol", "mdp2", "2500ms"),
+    ];
+    const LIVENESS_HELP: &'static str =
+        "Silent heartbeat intervals after which the queue or broker is taken for dead";
+}
+
+/// `pirate titanic`: its titanic.* workers speak 7/MDP to the broker.
+#[derive(Clone, Debug)]
+pub struct TitanicHeartbeat;
+impl HeartbeatRole for TitanicHeartbeat {
+    const INTERVAL_HELP: &'static str = "Heartbeat interval of the titanic.* workers (7/MDP)";
+    const INTERVAL: &'static str = "2500ms";
+    const LIVENESS_HELP: &'static str =
+        "Silent heartbeat intervals after which the broker is taken for dead";
+}
