@@ -169,7 +169,7 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
         Command::Queue(args) => {
             let config = args.config();
             let mut renderer = Renderer::new(output);
-            let report = run_role(&mut renderer, trace, |ev| queue::run(&config, ev))?;
+            let report = run_role(&mut renderer, trace, |ev| queue::run(&config, &stop, ev))?;
             Ok(exit_code_of(&report))
         }
         Command::Worker(args) => {
