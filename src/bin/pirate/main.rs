@@ -175,7 +175,7 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
         Command::Worker(args) => {
             let config = args.config().map_err(Error::Usage)?;
             let mut renderer = Renderer::new(output);
-            let report = run_role(&mut renderer, trace, |ev| worker::run(&config, ev))?;
+            let report = run_role(&mut renderer, trace, |ev| worker::run(&config, &stop, ev))?;
             Ok(exit_code_of(&report))
         }
         Command::Client(args) => {
