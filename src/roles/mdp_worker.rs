@@ -1,145 +1,163 @@
-//! `pirate worker --protocol mdp|mdp2`: a Majordomo worker role on top of
-//! [`MdpWorker`](crate::majordomo::MdpWorker), with the shared handler and fault injection.
-//!
-//! The work runs on its own thread while the socket loop keeps heartbeating (a slow worker is
-//! still a live one). In 0.2, `--exec` streams: every line of the command's stdout but the
-//! last goes out as a PARTIAL as soon as it is written, and the last line is the FINAL.
+//! The Majordomo wire of `pirate worker --protocol mdp|mdp2` (7/MDP 0.1, 18/MDP 0.2), for the
+//! one worker machine in [`worker`](super::worker): what it sends and how it reads what the
+//! broker sends. The frames are [`crate::proto::mdp`]'s:
+//! `[""]["MDPW0x"][command][…]` (0.1, the empty frame REQ-compatible) or
+//! `["MDPW02"][command][…]` (0.2), with `[client][""][body…]` for REQUEST, REPLY/FINAL and
+//! PARTIAL. In 0.2, `--exec` streams: every line of the command's stdout but the last goes out
+//! as a PARTIAL as soon as it is written, and the last line is the FINAL.
 
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use crate::msg::{Frame, Message};
+use crate::proto::mdp::{self, Version, WorkerCommand, WorkerMsg};
 
-use crate::error::Result;
-use crate::event::{Events, Serving};
-use crate::handler::{stream_command, Handler};
-use crate::majordomo::{MdpWorker, MdpWorkerConfig};
-use crate::msg::Message;
-use crate::proto::mdp::Version;
-use crate::shutdown;
-use crate::transport::{Notifier, Wakeup};
+use super::work::Incoming;
 
-use super::work::{Ctx, Done};
-
-/// What the work thread reports.
-enum Progress {
-    /// One line of a streaming command's output (0.2 PARTIAL).
-    Partial(Vec<u8>, Message),
-    Done(Done),
+fn encode(version: Version, command: WorkerCommand) -> Message {
+    mdp::encode_worker(WorkerMsg { version, command })
 }
 
-pub(crate) fn run(version: Version, ctx: &mut Ctx, events: &mut Events) -> Result<()> {
-    let config = ctx.config;
-    let mdp_config = MdpWorkerConfig {
-        endpoint: config.endpoint.clone(),
-        service: config.service.clone(),
+/// READY for `service`.
+pub(crate) fn ready(version: Version, service: &str) -> Message {
+    encode(
         version,
-        heartbeat: config.heartbeat,
-        reconnect: config.reconnect,
-        reconnect_max: config.reconnect_max,
-        name: config.name.clone(),
-        failover: config.failover.clone(),
+        WorkerCommand::Ready {
+            service: service.as_bytes().to_vec(),
+        },
+    )
+}
+
+pub(crate) fn heartbeat(version: Version) -> Message {
+    encode(version, WorkerCommand::Heartbeat)
+}
+
+/// The client of a request: its envelope's one frame.
+fn client(envelope: &[Frame]) -> Vec<u8> {
+    envelope.first().cloned().unwrap_or_default()
+}
+
+/// The (final) reply: REPLY in 0.1, FINAL in 0.2.
+pub(crate) fn reply(version: Version, envelope: &[Frame], body: Message) -> Message {
+    let client = client(envelope);
+    let command = match version {
+        Version::V1 => WorkerCommand::Reply { client, body },
+        Version::V2 => WorkerCommand::Final { client, body },
     };
-    let mut worker = MdpWorker::connect(mdp_config, events)?;
-    let wakeup = Wakeup::new(&zmq::Context::new())?;
-    let (tx, rx) = mpsc::channel::<Progress>();
-    let mut busy = false;
-    loop {
-        let reconnects_before = worker.reconnects();
-        let polled = worker.poll_with(shutdown::POLL_SLICE, Some(wakeup.socket()), events)?;
-        wakeup.drain();
-        if let Some(request) = polled {
-            if busy {
-                // A broker must never hand a busy worker a second request (trap 7).
-                ctx.report.invalid += 1;
-                events.invalid("worker", "a second request while busy");
-            } else {
-                let injected = ctx.inject(events)?;
-                let work = config.faults.work + injected.extra_work;
-                let cycle = injected.cycle;
-                if work.is_zero() && config.handler == Handler::Echo {
-                    // Nothing to wait for: answer inline, no thread, no wake-up round trip.
-                    let done = Done {
-                        envelope: vec![request.client],
-                        serving: Serving::new(cycle, &request.body, Instant::now()),
-                        reply: request.body,
-                    };
-                    tx.send(Progress::Done(done)).ok();
-                } else {
-                    busy = true;
-                    let job = Job {
-                        handler: config.handler.clone(),
-                        version,
-                        client: request.client,
-                        body: request.body,
-                        work,
-                        cycle,
-                    };
-                    job.start(tx.clone(), wakeup.notifier());
-                }
-            }
-        }
-        if worker.reconnects() != reconnects_before {
-            ctx.report.reconnects += worker.reconnects() - reconnects_before;
-        }
-        while let Ok(progress) = rx.try_recv() {
-            match progress {
-                Progress::Partial(client, body) => worker.partial(&client, body, events)?,
-                Progress::Done(mut done) => {
-                    busy = false;
-                    let client = done.envelope.first().cloned().unwrap_or_default();
-                    let reply = std::mem::take(&mut done.reply);
-                    worker.reply(&client, reply, events)?;
-                    done.serving.served(&mut ctx.report, events);
-                }
-            }
-        }
-        ctx.report.invalid = ctx.report.invalid.max(worker.invalid());
+    encode(version, command)
+}
+
+/// A PARTIAL (0.2 only: the machine streams only under 0.2).
+pub(crate) fn partial(version: Version, envelope: &[Frame], body: Message) -> Message {
+    encode(
+        version,
+        WorkerCommand::Partial {
+            client: client(envelope),
+            body,
+        },
+    )
+}
+
+/// Reads one message from the broker. A REQUEST must speak our version; a HEARTBEAT or
+/// DISCONNECT of either is accepted (liberal where nothing is at stake).
+pub(crate) fn decode(version: Version, msg: Message) -> Incoming {
+    match mdp::decode_worker(msg) {
+        Ok(WorkerMsg {
+            version: v,
+            command: WorkerCommand::Request { client, body },
+        }) if v == version => Incoming::Request {
+            envelope: vec![client],
+            body,
+        },
+        Ok(WorkerMsg {
+            command: WorkerCommand::Heartbeat,
+            ..
+        }) => Incoming::Heartbeat,
+        Ok(WorkerMsg {
+            command: WorkerCommand::Disconnect,
+            ..
+        }) => Incoming::Disconnect,
+        Ok(other) => Incoming::Invalid(format!("unexpected {:?}", other.command)),
+        Err(e) => Incoming::Invalid(e.to_string()),
     }
 }
 
-/// One request to work on, off the socket thread.
-struct Job {
-    handler: Handler,
-    version: Version,
-    client: Vec<u8>,
-    body: Message,
-    work: Duration,
-    cycle: u64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Job {
-    /// Works on its own thread, sending progress on `tx` and waking the loop each time.
-    fn start(self, tx: mpsc::Sender<Progress>, wake: Notifier) {
-        thread::spawn(move || {
-            let Job {
-                handler,
-                version,
-                client,
-                body,
-                work,
-                cycle,
-            } = self;
-            let serving = Serving::new(cycle, &body, Instant::now());
-            if shutdown::sleep(work).is_err() {
-                return;
+    fn frames(msg: &Message) -> Vec<Vec<u8>> {
+        msg.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    fn body(text: &str) -> Message {
+        Message::from_frames([text.as_bytes().to_vec()])
+    }
+
+    #[test]
+    fn what_the_worker_sends_is_byte_exact() {
+        let v1 = |f: &[&[u8]]| -> Vec<Vec<u8>> {
+            [&b""[..], b"MDPW01"]
+                .iter()
+                .chain(f)
+                .map(|x| x.to_vec())
+                .collect()
+        };
+        assert_eq!(frames(&ready(Version::V1, "echo")), v1(&[b"\x01", b"echo"]));
+        assert_eq!(frames(&heartbeat(Version::V1)), v1(&[b"\x04"]));
+        assert_eq!(
+            frames(&reply(Version::V1, &[b"c".to_vec()], body("hi"))),
+            v1(&[b"\x03", b"c", b"", b"hi"])
+        );
+        let v2 = |f: &[&[u8]]| -> Vec<Vec<u8>> {
+            std::iter::once(&b"MDPW02"[..])
+                .chain(f.iter().copied())
+                .map(|x| x.to_vec())
+                .collect()
+        };
+        assert_eq!(frames(&ready(Version::V2, "echo")), v2(&[b"\x01", b"echo"]));
+        assert_eq!(
+            frames(&partial(Version::V2, &[b"c".to_vec()], body("1"))),
+            v2(&[b"\x03", b"c", b"", b"1"])
+        );
+        assert_eq!(
+            frames(&reply(Version::V2, &[b"c".to_vec()], body("2"))),
+            v2(&[b"\x04", b"c", b"", b"2"])
+        );
+    }
+
+    #[test]
+    fn what_the_broker_sends_is_read_or_refused() {
+        let request = encode(
+            Version::V1,
+            WorkerCommand::Request {
+                client: b"c".to_vec(),
+                body: body("x"),
+            },
+        );
+        assert_eq!(
+            decode(Version::V1, request.clone()),
+            Incoming::Request {
+                envelope: vec![b"c".to_vec()],
+                body: body("x")
             }
-            let reply = match (&handler, version) {
-                (Handler::Exec(exec), Version::V2) => {
-                    let last = stream_command(exec, body, |line| {
-                        let part = Message::from_frames(vec![line]);
-                        let _ = tx.send(Progress::Partial(client.clone(), part));
-                        wake.notify();
-                    });
-                    Message::from_frames(vec![last])
-                }
-                _ => handler.handle(body),
-            };
-            let _ = tx.send(Progress::Done(Done {
-                envelope: vec![client],
-                reply,
-                serving,
-            }));
-            wake.notify();
-        });
+        );
+        assert!(
+            matches!(decode(Version::V2, request), Incoming::Invalid(_)),
+            "a request in the other version"
+        );
+        assert_eq!(
+            decode(Version::V1, heartbeat(Version::V2)),
+            Incoming::Heartbeat
+        );
+        assert_eq!(
+            decode(Version::V2, encode(Version::V2, WorkerCommand::Disconnect)),
+            Incoming::Disconnect
+        );
+        assert!(matches!(
+            decode(Version::V1, ready(Version::V1, "echo")),
+            Incoming::Invalid(_)
+        ));
+        assert!(matches!(
+            decode(Version::V1, Message::from_frames([b"junk".to_vec()])),
+            Incoming::Invalid(_)
+        ));
     }
 }

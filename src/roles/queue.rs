@@ -35,8 +35,7 @@ use crate::event::{BrokerReport, Event, Events, Report};
 use crate::heartbeat::{HeartbeatConfig, Liveness};
 use crate::msg::{frame_text, Frame, Message};
 use crate::proto::ppp::{self, Ppp};
-use crate::shutdown;
-use crate::transport::{self, Socket};
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 
 /// Everything `pirate queue` needs.
 #[derive(Clone, Debug)]
@@ -116,7 +115,7 @@ struct Worker {
 }
 
 /// The queue's state: known workers and the ready ones in LRU order. Pure: driven by the
-/// `Instant`s the socket loop passes in.
+/// `Instant`s the machine is given.
 struct Workers {
     policy: QueuePolicy,
     known: HashMap<Frame, Worker>,
@@ -280,220 +279,255 @@ impl Workers {
     }
 }
 
-/// Runs the queue until stopped by a signal; returns its counters.
-pub fn run(config: &QueueConfig, events: &mut Events) -> Result<Report> {
-    let ctx = zmq::Context::new();
-    let frontend = transport::socket(&ctx, zmq::ROUTER, "frontend", None)?;
-    frontend.bind(&config.frontend)?;
-    let backend = transport::socket(&ctx, zmq::ROUTER, "backend", None)?;
-    backend.bind(&config.backend)?;
-    let mut report = BrokerReport {
-        frontend: config.frontend.clone(),
-        backend: config.backend.clone(),
-        ..Default::default()
-    };
-    events.emit(Event::Started {
-        role: format!("queue ({})", config.policy.name()),
-        endpoint: format!("{} / {}", config.frontend, config.backend),
-        seed: None,
-    });
-    let mut workers = Workers::new(config.policy);
-    // The heartbeat tick (Paranoid only): heartbeats out, expiry and stuck workers checked.
-    let heartbeat = config.policy.heartbeat();
-    let mut next_tick = heartbeat.map(|hb| Instant::now() + hb.interval);
-    while !shutdown::requested() {
-        let timeout = next_tick.map_or(
-            shutdown::POLL_SLICE.as_millis() as i64,
-            shutdown::slice_until,
-        );
-        let (backend_ready, frontend_ready) = {
-            let mut items = vec![backend.raw().as_poll_item(zmq::POLLIN)];
-            if !workers.ready.is_empty() {
-                items.push(frontend.raw().as_poll_item(zmq::POLLIN));
-            }
-            match zmq::poll(&mut items, timeout) {
-                Ok(_) => {}
-                Err(zmq::Error::EINTR) => continue,
-                Err(e) => return Err(crate::Error::zmq("poll failed", e)),
-            }
-            (
-                items[0].is_readable(),
-                items.get(1).is_some_and(|i| i.is_readable()),
-            )
-        };
-        if backend_ready {
-            let msg = backend.recv(events)?;
-            on_backend(msg, &mut workers, &frontend, &mut report, events)?;
-        }
-        if frontend_ready {
-            let msg = frontend.recv(events)?;
-            on_frontend(msg, &mut workers, &backend, &mut report, events)?;
-        }
-        let now = Instant::now();
-        if let (Some(hb), Some(due)) = (heartbeat, next_tick) {
-            if now >= due {
-                next_tick = Some(now + hb.interval);
-                tick(&mut workers, &backend, now, &mut report, events)?;
-            }
-        }
-    }
-    Ok(Report::Broker(report))
+/// The queue's two sockets.
+const FRONTEND: Slot = 0;
+const BACKEND: Slot = 1;
+
+/// The queue's logic as a pure [`Machine`]: [`Workers`] plus the wire, the heartbeat tick
+/// and the counters. The frontend is read only while a worker is ready ([`Machine::wants`]).
+pub struct Queue {
+    frontend: String,
+    backend: String,
+    workers: Workers,
+    report: BrokerReport,
+    /// The next heartbeat tick (Paranoid only): heartbeats out, expiry and stuck workers.
+    next_tick: Option<Instant>,
 }
 
-/// The Paranoid heartbeat tick: expires silent workers, forgets stuck ones, heartbeats the
-/// rest.
-fn tick(
-    workers: &mut Workers,
-    backend: &Socket,
-    now: Instant,
-    report: &mut BrokerReport,
-    events: &mut Events,
-) -> Result<()> {
-    for (id, busy) in workers.expire(now) {
-        report.workers_expired += 1;
-        events.emit(Event::WorkerExpired {
-            worker: Workers::name(&id),
-            busy,
-        });
+impl Queue {
+    pub fn new(config: &QueueConfig) -> Self {
+        Queue {
+            frontend: config.frontend.clone(),
+            backend: config.backend.clone(),
+            workers: Workers::new(config.policy),
+            report: BrokerReport {
+                frontend: config.frontend.clone(),
+                backend: config.backend.clone(),
+                ..Default::default()
+            },
+            next_tick: None,
+        }
     }
-    if let QueuePolicy::Paranoid {
-        busy_timeout: Some(limit),
-        ..
-    } = workers.policy
-    {
-        for id in workers.forget_stuck(now, limit) {
-            report.workers_stuck += 1;
-            events.emit(Event::WorkerDisconnected {
+
+    /// The counters so far.
+    pub fn report(&self) -> &BrokerReport {
+        &self.report
+    }
+
+    /// The Paranoid heartbeat tick: expires silent workers, forgets stuck ones, heartbeats the
+    /// rest.
+    fn heartbeat_tick(&mut self, now: Instant, out: &mut Outbox<()>, events: &mut Events) {
+        for (id, busy) in self.workers.expire(now) {
+            self.report.workers_expired += 1;
+            events.emit(Event::WorkerExpired {
                 worker: Workers::name(&id),
-                reason: format!(
-                    "busy for {} ms without a reply (--busy-timeout): forgotten until it reconnects",
-                    limit.as_millis()
-                ),
+                busy,
             });
         }
+        if let QueuePolicy::Paranoid {
+            busy_timeout: Some(limit),
+            ..
+        } = self.workers.policy
+        {
+            for id in self.workers.forget_stuck(now, limit) {
+                self.report.workers_stuck += 1;
+                events.emit(Event::WorkerDisconnected {
+                    worker: Workers::name(&id),
+                    reason: format!(
+                        "busy for {} ms without a reply (--busy-timeout): forgotten until it reconnects",
+                        limit.as_millis()
+                    ),
+                });
+            }
+        }
+        for (id, worker) in &self.workers.known {
+            send_to_worker(out, id, worker.req_peer, ppp::encode(Ppp::Heartbeat));
+        }
     }
-    for (id, worker) in &workers.known {
+
+    fn on_backend(
+        &mut self,
+        mut msg: Message,
+        now: Instant,
+        out: &mut Outbox<()>,
+        events: &mut Events,
+    ) {
+        let Some(id) = msg.pop_front() else {
+            return;
+        };
+        // A REQ worker's messages start with the empty delimiter REQ adds.
+        let req_peer = msg.get(0).is_some_and(<[u8]>::is_empty) && msg.len() > 1;
+        if req_peer {
+            msg.pop_front();
+        }
+        let decoded = match ppp::decode(msg) {
+            Ok(d) => d,
+            Err(e) => {
+                self.report.invalid += 1;
+                events.invalid("backend", format!("from {}: {e}", Workers::name(&id)));
+                return;
+            }
+        };
+        let workers = &mut self.workers;
+        workers.heard(&id, now);
+        match decoded {
+            Ppp::Ready => {
+                if workers.ready(&id, req_peer, now) {
+                    self.report.workers_seen += 1;
+                }
+                events.emit(Event::WorkerReady {
+                    worker: Workers::name(&id),
+                });
+            }
+            // Proof of life only, already recorded: never a reason to become ready (trap 7).
+            Ppp::Heartbeat => {}
+            Ppp::Data { envelope, body } => {
+                if let Err(why) = workers.take_claim(&id, &envelope) {
+                    self.report.refused_replies += 1;
+                    events.invalid(
+                        "backend",
+                        format!(
+                            "reply from {} refused: {why} (forged or stale)",
+                            Workers::name(&id)
+                        ),
+                    );
+                    return;
+                }
+                out.send(FRONTEND, ppp::encode(Ppp::Data { envelope, body }));
+                self.report.replied += 1;
+                if workers.known.contains_key(&id) {
+                    workers.ready.push_back(id);
+                } else {
+                    // An expired worker's late reply is still delivered (its client may be
+                    // waiting), but the worker must send READY before it gets more work.
+                    events.warn(format!(
+                        "late reply from expired worker {}",
+                        Workers::name(&id)
+                    ));
+                }
+            }
+        }
+    }
+
+    fn on_frontend(
+        &mut self,
+        msg: Message,
+        now: Instant,
+        out: &mut Outbox<()>,
+        events: &mut Events,
+    ) {
+        // A client request is [client identity]["" ][body…]; anything else is dropped.
+        let (envelope, body) = match ppp::decode(msg) {
+            Ok(Ppp::Data { envelope, body }) => (envelope, body),
+            Ok(_) => {
+                self.report.invalid += 1;
+                events.invalid("frontend", "a control message from a client");
+                return;
+            }
+            Err(e) => {
+                self.report.invalid += 1;
+                events.invalid("frontend", e.to_string());
+                return;
+            }
+        };
+        let Some((id, req_peer)) = self.workers.dispatch(&envelope, now) else {
+            // Not reached through the reactor: the frontend is read only while a worker is
+            // ready. Counted rather than lost silently if it ever is.
+            self.report.invalid += 1;
+            events.invalid("frontend", "a request while no worker is ready");
+            return;
+        };
         send_to_worker(
-            backend,
-            id,
-            worker.req_peer,
-            ppp::encode(Ppp::Heartbeat),
-            events,
-        )?;
+            out,
+            &id,
+            req_peer,
+            ppp::encode(Ppp::Data { envelope, body }),
+        );
+        self.report.routed += 1;
+        *self
+            .report
+            .per_worker
+            .entry(Workers::name(&id))
+            .or_default() += 1;
     }
-    Ok(())
 }
 
-/// Sends `msg` to worker `id` through the backend ROUTER.
-fn send_to_worker(
-    backend: &Socket,
-    id: &[u8],
-    req_peer: bool,
-    mut msg: Message,
-    events: &mut Events,
-) -> Result<()> {
+/// Sends `msg` to worker `id` through the backend ROUTER: `[id]("" if REQ)[msg…]`.
+fn send_to_worker(out: &mut Outbox<()>, id: &[u8], req_peer: bool, mut msg: Message) {
     if req_peer {
         msg.push_front(Vec::new());
     }
     msg.push_front(id.to_vec());
-    backend.send(msg, events)
+    out.send(BACKEND, msg);
 }
 
-fn on_backend(
-    mut msg: Message,
-    workers: &mut Workers,
-    frontend: &Socket,
-    report: &mut BrokerReport,
-    events: &mut Events,
-) -> Result<()> {
-    let Some(id) = msg.pop_front() else {
-        return Ok(());
-    };
-    // A REQ worker's messages start with the empty delimiter REQ adds.
-    let req_peer = msg.get(0).is_some_and(<[u8]>::is_empty) && msg.len() > 1;
-    if req_peer {
-        msg.pop_front();
+impl Machine for Queue {
+    /// The queue does no blocking work.
+    type Job = ();
+    type Done = ();
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        let router = |slot, name, bind: &String| SocketSpec {
+            slot,
+            kind: SocketKind::Router,
+            name,
+            bind: vec![bind.clone()],
+            connect: Vec::new(),
+            identity: None,
+        };
+        vec![
+            router(FRONTEND, "frontend", &self.frontend),
+            router(BACKEND, "backend", &self.backend),
+        ]
     }
-    let now = Instant::now();
-    let decoded = match ppp::decode(msg) {
-        Ok(d) => d,
-        Err(e) => {
-            report.invalid += 1;
-            events.invalid("backend", format!("from {}: {e}", Workers::name(&id)));
-            return Ok(());
+
+    fn start(&mut self, now: Instant, _out: &mut Outbox<()>, events: &mut Events) {
+        events.emit(Event::Started {
+            role: format!("queue ({})", self.workers.policy.name()),
+            endpoint: format!("{} / {}", self.frontend, self.backend),
+            seed: None,
+        });
+        self.next_tick = self.workers.policy.heartbeat().map(|hb| now + hb.interval);
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<()>,
+        now: Instant,
+        out: &mut Outbox<()>,
+        events: &mut Events,
+    ) {
+        match input {
+            Input::Message { slot: BACKEND, msg } => self.on_backend(msg, now, out, events),
+            Input::Message { msg, .. } => self.on_frontend(msg, now, out, events),
+            Input::Done(()) => {}
         }
-    };
-    workers.heard(&id, now);
-    match decoded {
-        Ppp::Ready => {
-            if workers.ready(&id, req_peer, now) {
-                report.workers_seen += 1;
-            }
-            events.emit(Event::WorkerReady {
-                worker: Workers::name(&id),
-            });
-        }
-        // Proof of life only, already recorded: never a reason to become ready (trap 7).
-        Ppp::Heartbeat => {}
-        Ppp::Data { envelope, body } => {
-            if let Err(why) = workers.take_claim(&id, &envelope) {
-                report.refused_replies += 1;
-                events.invalid(
-                    "backend",
-                    format!(
-                        "reply from {} refused: {why} (forged or stale)",
-                        Workers::name(&id)
-                    ),
-                );
-                return Ok(());
-            }
-            let reply = ppp::encode(Ppp::Data { envelope, body });
-            frontend.send(reply, events)?;
-            report.replied += 1;
-            if workers.known.contains_key(&id) {
-                workers.ready.push_back(id);
-            } else {
-                // An expired worker's late reply is still delivered (its client may be
-                // waiting), but the worker must send READY before it gets more work.
-                events.warn(format!(
-                    "late reply from expired worker {}",
-                    Workers::name(&id)
-                ));
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<()>, events: &mut Events) {
+        if let (Some(hb), Some(due)) = (self.workers.policy.heartbeat(), self.next_tick) {
+            if now >= due {
+                self.next_tick = Some(now + hb.interval);
+                self.heartbeat_tick(now, out, events);
             }
         }
     }
-    Ok(())
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.next_tick
+    }
+
+    fn wants(&self, slot: Slot) -> bool {
+        // Requests wait in ZeroMQ's buffers (and the clients' retries) until a worker is ready.
+        slot == BACKEND || !self.workers.ready.is_empty()
+    }
 }
 
-fn on_frontend(
-    msg: Message,
-    workers: &mut Workers,
-    backend: &Socket,
-    report: &mut BrokerReport,
-    events: &mut Events,
-) -> Result<()> {
-    // A client request is [client identity]["" ][body…]; anything else is dropped.
-    let (envelope, body) = match ppp::decode(msg) {
-        Ok(Ppp::Data { envelope, body }) => (envelope, body),
-        Ok(_) => {
-            report.invalid += 1;
-            events.invalid("frontend", "a control message from a client");
-            return Ok(());
-        }
-        Err(e) => {
-            report.invalid += 1;
-            events.invalid("frontend", e.to_string());
-            return Ok(());
-        }
-    };
-    let Some((id, req_peer)) = workers.dispatch(&envelope, Instant::now()) else {
-        return Ok(()); // not reached: the frontend is only polled while a worker is ready
-    };
-    let request = ppp::encode(Ppp::Data { envelope, body });
-    send_to_worker(backend, &id, req_peer, request, events)?;
-    report.routed += 1;
-    *report.per_worker.entry(Workers::name(&id)).or_default() += 1;
-    Ok(())
+/// Runs the queue until `stop` is raised; returns its counters.
+pub fn run(config: &QueueConfig, stop: &Stop, events: &mut Events) -> Result<Report> {
+    let mut queue = Queue::new(config);
+    reactor::run(&mut queue, |()| (), stop, events)?;
+    Ok(Report::Broker(queue.report))
 }
 
 #[cfg(test)]
@@ -596,5 +630,320 @@ mod tests {
             Some((b"a".to_vec(), false))
         );
         assert_eq!(w.dispatch(&[b"e".to_vec()], t0), None);
+    }
+
+    // The machine, through its inputs and outputs, with a fake clock.
+
+    use crate::reactor::Output;
+
+    fn msg(frames: &[&[u8]]) -> Message {
+        Message::from_frames(frames.iter().map(|f| f.to_vec()))
+    }
+
+    fn on(slot: Slot, frames: &[&[u8]]) -> Input<()> {
+        Input::Message {
+            slot,
+            msg: msg(frames),
+        }
+    }
+
+    fn sent(slot: Slot, frames: &[&[u8]]) -> Output<()> {
+        Output::Send {
+            slot,
+            msg: msg(frames),
+        }
+    }
+
+    fn queue(policy: QueuePolicy) -> Queue {
+        Queue::new(&QueueConfig {
+            frontend: "tcp://127.0.0.1:5555".into(),
+            backend: "tcp://127.0.0.1:5556".into(),
+            policy,
+        })
+    }
+
+    /// Runs `f` with an outbox and an event sink; returns the outputs and the events.
+    fn step(
+        q: &mut Queue,
+        f: impl FnOnce(&mut Queue, &mut Outbox<()>, &mut Events),
+    ) -> (Vec<Output<()>>, Vec<Event>) {
+        let mut seen = Vec::new();
+        let mut out = Outbox::default();
+        {
+            let mut ev = Events::new(false, |e| seen.push(e));
+            f(q, &mut out, &mut ev);
+        }
+        (out.take(), seen)
+    }
+
+    fn handle(q: &mut Queue, input: Input<()>, now: Instant) -> (Vec<Output<()>>, Vec<Event>) {
+        step(q, |q, out, ev| q.handle(input, now, out, ev))
+    }
+
+    fn tick(q: &mut Queue, now: Instant) -> (Vec<Output<()>>, Vec<Event>) {
+        step(q, |q, out, ev| q.tick(now, out, ev))
+    }
+
+    #[test]
+    fn binds_two_routers_and_says_which_policy() {
+        let mut q = queue(PARANOID);
+        let specs = q.sockets();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(
+            (specs[0].slot, specs[0].kind, &specs[0].bind[..]),
+            (
+                FRONTEND,
+                SocketKind::Router,
+                &["tcp://127.0.0.1:5555".to_string()][..]
+            )
+        );
+        assert_eq!(
+            (specs[1].slot, specs[1].kind, &specs[1].bind[..]),
+            (
+                BACKEND,
+                SocketKind::Router,
+                &["tcp://127.0.0.1:5556".to_string()][..]
+            )
+        );
+        let t0 = Instant::now();
+        let (outs, seen) = step(&mut q, |q, out, ev| q.start(t0, out, ev));
+        assert!(outs.is_empty());
+        assert!(matches!(&seen[..], [Event::Started { role, .. }] if role == "queue (paranoid)"));
+        assert_eq!(q.next_deadline(), Some(t0 + 100 * MS));
+        let mut simple = queue(QueuePolicy::Simple);
+        let (_, seen) = step(&mut simple, |q, out, ev| q.start(t0, out, ev));
+        assert!(matches!(&seen[..], [Event::Started { role, .. }] if role == "queue (simple)"));
+        assert_eq!(simple.next_deadline(), None, "Simple has no tick at all");
+    }
+
+    #[test]
+    fn a_request_goes_to_the_ready_worker_and_its_reply_to_the_client() {
+        let t0 = Instant::now();
+        let mut q = queue(PARANOID);
+        assert!(!q.wants(FRONTEND), "no worker ready: clients wait");
+        assert!(q.wants(BACKEND));
+        let (outs, seen) = handle(&mut q, on(BACKEND, &[b"w1", b"\x01"]), t0);
+        assert!(outs.is_empty());
+        assert!(matches!(&seen[..], [Event::WorkerReady { worker }] if worker == "w1"));
+        assert!(q.wants(FRONTEND));
+        let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c1", b"", b"hello"]), t0);
+        assert_eq!(outs, [sent(BACKEND, &[b"w1", b"c1", b"", b"hello"])]);
+        assert!(!q.wants(FRONTEND), "the one worker is busy");
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"w1", b"c1", b"", b"world"]), t0);
+        assert_eq!(outs, [sent(FRONTEND, &[b"c1", b"", b"world"])]);
+        assert!(
+            q.wants(FRONTEND),
+            "the worker is ready again after replying"
+        );
+        let r = q.report();
+        assert_eq!((r.workers_seen, r.routed, r.replied), (1, 1, 1));
+        assert_eq!(r.per_worker.get("w1"), Some(&1));
+    }
+
+    #[test]
+    fn ready_workers_are_used_least_recently_used_first() {
+        let t0 = Instant::now();
+        let mut q = queue(QueuePolicy::Simple);
+        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        handle(&mut q, on(BACKEND, &[b"b", b"\x01"]), t0);
+        let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        assert_eq!(outs, [sent(BACKEND, &[b"a", b"c", b"", b"1"])]);
+        handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"1"]), t0);
+        let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"2"]), t0);
+        assert_eq!(outs, [sent(BACKEND, &[b"b", b"c", b"", b"2"])]);
+    }
+
+    #[test]
+    fn a_req_worker_gets_the_empty_delimiter_in_front_of_everything() {
+        let t0 = Instant::now();
+        let mut q = queue(PARANOID);
+        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        // Simple Pirate worker (REQ): [id][""][READY].
+        handle(&mut q, on(BACKEND, &[b"r", b"", b"\x01"]), t0);
+        let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"x"]), t0);
+        assert_eq!(outs, [sent(BACKEND, &[b"r", b"", b"c", b"", b"x"])]);
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"r", b"", b"c", b"", b"y"]), t0);
+        assert_eq!(outs, [sent(FRONTEND, &[b"c", b"", b"y"])]);
+        let (outs, _) = tick(&mut q, t0 + 100 * MS);
+        assert_eq!(outs, [sent(BACKEND, &[b"r", b"", b"\x02"])]);
+    }
+
+    #[test]
+    fn paranoid_heartbeats_every_known_worker_busy_or_idle_each_interval() {
+        let t0 = Instant::now();
+        let mut q = queue(PARANOID);
+        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        handle(&mut q, on(BACKEND, &[b"b", b"\x01"]), t0);
+        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        let (outs, _) = tick(&mut q, t0 + 99 * MS);
+        assert!(outs.is_empty(), "not due yet");
+        let (mut outs, _) = tick(&mut q, t0 + 100 * MS);
+        let key = |o: &Output<()>| format!("{o:?}");
+        outs.sort_by_key(key);
+        assert_eq!(
+            outs,
+            [
+                sent(BACKEND, &[b"a", b"\x02"]),
+                sent(BACKEND, &[b"b", b"\x02"])
+            ]
+        );
+        assert_eq!(q.next_deadline(), Some(t0 + 200 * MS));
+    }
+
+    #[test]
+    fn a_heartbeat_proves_life_but_never_makes_a_busy_worker_ready() {
+        let t0 = Instant::now();
+        let mut q = queue(PARANOID);
+        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        let (outs, seen) = handle(&mut q, on(BACKEND, &[b"a", b"\x02"]), t0 + 250 * MS);
+        assert!(outs.is_empty() && seen.is_empty());
+        assert!(!q.wants(FRONTEND), "trap 7: a heartbeat is not READY");
+        // Heard at 250 ms: alive at 300 (it would have died then), dead at 550.
+        let (_, seen) = tick(&mut q, t0 + 300 * MS);
+        assert!(!seen
+            .iter()
+            .any(|e| matches!(e, Event::WorkerExpired { .. })));
+        let (_, seen) = tick(&mut q, t0 + 550 * MS);
+        assert!(
+            matches!(&seen[..], [Event::WorkerExpired { worker, busy: true }] if worker == "a"),
+            "{seen:?}"
+        );
+        assert_eq!(q.report().workers_expired, 1);
+    }
+
+    #[test]
+    fn an_expired_idle_worker_leaves_the_ready_queue_and_gets_no_heartbeat() {
+        let t0 = Instant::now();
+        let mut q = queue(PARANOID);
+        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        let (outs, seen) = tick(&mut q, t0 + 300 * MS);
+        assert!(
+            outs.is_empty(),
+            "a forgotten worker is not heartbeated: {outs:?}"
+        );
+        assert!(matches!(
+            &seen[..],
+            [Event::WorkerExpired { busy: false, .. }]
+        ));
+        assert!(!q.wants(FRONTEND));
+    }
+
+    #[test]
+    fn simple_never_ticks_and_never_expires() {
+        let t0 = Instant::now();
+        let mut q = queue(QueuePolicy::Simple);
+        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        let (outs, seen) = tick(&mut q, t0 + Duration::from_secs(86_400));
+        assert!(outs.is_empty() && seen.is_empty());
+        assert!(q.wants(FRONTEND));
+    }
+
+    #[test]
+    fn a_worker_busy_past_the_busy_timeout_is_forgotten_but_its_late_reply_delivered() {
+        let t0 = Instant::now();
+        let mut q = queue(PARANOID);
+        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        // Keep it alive by heartbeats so that only the busy timeout can forget it.
+        let mut at = t0;
+        while at < t0 + 900 * MS {
+            at += 100 * MS;
+            handle(&mut q, on(BACKEND, &[b"a", b"\x02"]), at);
+            let (_, seen) = tick(&mut q, at);
+            assert!(seen.is_empty(), "{seen:?}");
+        }
+        let (outs, seen) = tick(&mut q, t0 + 1000 * MS);
+        assert!(
+            matches!(&seen[..], [Event::WorkerDisconnected { worker, .. }] if worker == "a"),
+            "{seen:?}"
+        );
+        assert!(outs.is_empty(), "no more heartbeats to a forgotten worker");
+        assert_eq!(q.report().workers_stuck, 1);
+        let (outs, seen) = handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"late"]), at);
+        assert_eq!(outs, [sent(FRONTEND, &[b"c", b"", b"late"])]);
+        assert!(matches!(&seen[..], [Event::Log { .. }]), "{seen:?}");
+        assert!(
+            !q.wants(FRONTEND),
+            "it needs a fresh READY before more work"
+        );
+    }
+
+    #[test]
+    fn replies_from_anyone_but_the_holder_are_refused_and_counted() {
+        let t0 = Instant::now();
+        let mut q = queue(QueuePolicy::Simple);
+        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        handle(&mut q, on(BACKEND, &[b"b", b"\x01"]), t0);
+        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        for forged in [
+            &[b"stranger" as &[u8], b"c", b"", b"x"][..], // never sent READY
+            &[b"b", b"c", b"", b"x"],                     // idle worker
+            &[b"a", b"other", b"", b"x"],                 // another client's envelope
+        ] {
+            let (outs, seen) = handle(&mut q, on(BACKEND, forged), t0);
+            assert!(outs.is_empty(), "{forged:?} was forwarded");
+            assert!(matches!(&seen[..], [Event::Invalid { .. }]));
+        }
+        assert_eq!(q.report().refused_replies, 3);
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"ok"]), t0);
+        assert_eq!(outs, [sent(FRONTEND, &[b"c", b"", b"ok"])]);
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"ok"]), t0);
+        assert!(outs.is_empty(), "a stale copy of the reply is refused");
+        assert_eq!(q.report().refused_replies, 4);
+    }
+
+    #[test]
+    fn malformed_messages_on_either_side_are_counted_and_dropped() {
+        let t0 = Instant::now();
+        let mut q = queue(PARANOID);
+        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        let cases: [(Slot, &[&[u8]]); 4] = [
+            (BACKEND, &[b"a", b"\x09"]),  // unknown command
+            (BACKEND, &[b"a"]),           // identity only
+            (FRONTEND, &[b"c", b"\x01"]), // a READY from a client
+            (FRONTEND, &[b"c"]),          // no body
+        ];
+        for (slot, frames) in cases {
+            let (outs, seen) = handle(&mut q, on(slot, frames), t0);
+            assert!(outs.is_empty(), "{frames:?}");
+            assert!(
+                matches!(&seen[..], [Event::Invalid { .. }]),
+                "{frames:?}: {seen:?}"
+            );
+        }
+        assert_eq!(q.report().invalid, 4);
+        assert!(
+            q.wants(FRONTEND),
+            "the worker is still ready: nothing was routed"
+        );
+        let (outs, _) = handle(
+            &mut q,
+            Input::Message {
+                slot: BACKEND,
+                msg: Message::new(),
+            },
+            t0,
+        );
+        assert!(outs.is_empty(), "an empty message is dropped");
+    }
+
+    #[test]
+    fn ready_from_a_busy_worker_means_it_restarted_and_its_request_is_lost() {
+        let t0 = Instant::now();
+        let mut q = queue(PARANOID);
+        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        let (_, seen) = handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        assert!(matches!(&seen[..], [Event::WorkerReady { .. }]));
+        assert!(q.wants(FRONTEND));
+        assert_eq!(q.report().workers_seen, 1, "the same worker, not a new one");
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"old"]), t0);
+        assert!(outs.is_empty(), "the lost request's reply is refused");
     }
 }

@@ -1,13 +1,13 @@
 //! What every worker protocol shares (`pirate worker`, [`worker`](super::worker) for Simple and
-//! Paranoid Pirate, [`mdp_worker`](super::mdp_worker) for Majordomo): the config, the per-run
-//! context (identities, fault injection, counters) and the finished work for one request.
+//! Paranoid Pirate, [`mdp_worker`](super::mdp_worker) for Majordomo): the config, the work
+//! handed to a thread (the handler, a streamed `--exec`) and what comes back.
 
+use std::sync::mpsc;
+use std::thread;
 use std::time::Duration;
 
-use crate::error::Result;
-use crate::event::{Events, ServiceReport, Serving};
-use crate::faults::{FaultPlan, Faults, Injection, OnCrash};
-use crate::handler::Handler;
+use crate::faults::FaultPlan;
+use crate::handler::{stream_command, Handler};
 use crate::heartbeat::HeartbeatConfig;
 use crate::msg::{Frame, Message};
 use crate::proto::mdp::Version;
@@ -68,30 +68,197 @@ impl Default for WorkerConfig {
     }
 }
 
-/// The finished work for one request: where it goes, what it says, what `Served` will say.
-pub(crate) struct Done {
-    pub(crate) envelope: Vec<Frame>,
-    pub(crate) reply: Message,
-    pub(crate) serving: Serving,
+/// What arrived from the queue or broker, whatever the protocol.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Incoming {
+    Heartbeat,
+    Request {
+        envelope: Vec<Frame>,
+        body: Message,
+    },
+    /// MDP only: the broker asks us to go (we reconnect).
+    Disconnect,
+    /// Malformed or unexpected: counted and dropped.
+    Invalid(String),
 }
 
-/// Per-run state shared by every protocol.
-pub(crate) struct Ctx<'c> {
-    pub(crate) config: &'c WorkerConfig,
-    pub(crate) faults: Faults,
-    pub(crate) report: ServiceReport,
-    pub(crate) sockets: u64,
+/// Work a worker machine hands to a thread: one request for the handler, or the next piece
+/// of a streamed reply. `generation` names the socket the request came in on: a reply
+/// computed for a socket since closed is dropped (its client has long retried).
+pub enum Job {
+    Handle {
+        generation: u64,
+        handler: Handler,
+        body: Message,
+        /// Stream `--exec` output line by line (MDP 0.2): every line but the last is a part.
+        stream: bool,
+    },
+    /// Wait for the next line of a streaming command.
+    Next { generation: u64, rest: Stream },
 }
 
-impl Ctx<'_> {
-    /// A fresh unguessable identity for the next socket: `NAME-N-<32 hex digits>`.
-    pub(crate) fn identity(&mut self) -> Vec<u8> {
-        self.sockets += 1;
-        transport::random_identity(&format!("{}-{}", self.config.name, self.sockets))
+/// What a finished [`Job`] hands back.
+pub enum Done {
+    /// The (final) reply.
+    Reply { generation: u64, reply: Message },
+    /// One part of a streamed reply; more follows on `rest`.
+    Partial {
+        generation: u64,
+        part: Message,
+        rest: Stream,
+    },
+}
+
+/// The rest of a streaming command's output, line by line (`Err` holds the last line).
+pub struct Stream(mpsc::Receiver<std::result::Result<Vec<u8>, Vec<u8>>>);
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Handle {
+                generation,
+                body,
+                stream,
+                ..
+            } => f
+                .debug_struct("Handle")
+                .field("generation", generation)
+                .field("body", body)
+                .field("stream", stream)
+                .finish(),
+            Job::Next { generation, .. } => f
+                .debug_struct("Next")
+                .field("generation", generation)
+                .finish(),
+        }
     }
-    /// Draws and acts on this request's fault ([`Faults::inject`]): a crash dies here, a
-    /// freeze stops the calling thread here; says how much longer the work takes (overload).
-    pub(crate) fn inject(&mut self, events: &mut Events) -> Result<Injection> {
-        self.faults.inject(&mut self.report, OnCrash::Now, events)
+}
+
+impl PartialEq for Job {
+    /// Jobs compare by what they would do (tests); two streams never compare equal.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                Job::Handle {
+                    generation: g1,
+                    handler: h1,
+                    body: b1,
+                    stream: s1,
+                },
+                Job::Handle {
+                    generation: g2,
+                    handler: h2,
+                    body: b2,
+                    stream: s2,
+                },
+            ) => (g1, h1, b1, s1) == (g2, h2, b2, s2),
+            _ => false,
+        }
+    }
+}
+
+/// Runs one [`Job`] on a work thread (the reactor's `work` closure for every worker).
+pub fn perform(job: Job) -> Done {
+    match job {
+        Job::Handle {
+            generation,
+            handler: Handler::Exec(exec),
+            body,
+            stream: true,
+        } => {
+            let (tx, rx) = mpsc::channel();
+            thread::spawn(move || {
+                let last = stream_command(&exec, body, |line| {
+                    let _ = tx.send(Ok(line));
+                });
+                let _ = tx.send(Err(last));
+            });
+            next(generation, Stream(rx))
+        }
+        Job::Handle {
+            generation,
+            handler,
+            body,
+            ..
+        } => Done::Reply {
+            generation,
+            reply: handler.handle(body),
+        },
+        Job::Next { generation, rest } => next(generation, rest),
+    }
+}
+
+/// Waits for the next line of a streaming command.
+fn next(generation: u64, rest: Stream) -> Done {
+    let line = |l: Vec<u8>| Message::from_frames(vec![l]);
+    match rest.0.recv() {
+        Ok(Ok(part)) => Done::Partial {
+            generation,
+            part: line(part),
+            rest,
+        },
+        Ok(Err(last)) => Done::Reply {
+            generation,
+            reply: line(last),
+        },
+        // The command's thread died without a last line: an empty FINAL ends the reply.
+        Err(_) => Done::Reply {
+            generation,
+            reply: line(Vec::new()),
+        },
+    }
+}
+
+/// A fresh unguessable identity for socket number `n`: `NAME-N-<32 hex digits>`.
+pub(crate) fn identity(name: &str, n: u64) -> Vec<u8> {
+    transport::random_identity(&format!("{name}-{n}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::Exec;
+
+    #[test]
+    fn a_handle_job_runs_the_handler() {
+        let body = Message::from_frames([b"hi".to_vec()]);
+        let job = Job::Handle {
+            generation: 3,
+            handler: Handler::Echo,
+            body: body.clone(),
+            stream: false,
+        };
+        match perform(job) {
+            Done::Reply { generation, reply } => assert_eq!((generation, reply), (3, body)),
+            Done::Partial { .. } => panic!("not streamed"),
+        }
+    }
+
+    #[test]
+    fn a_streamed_command_comes_back_line_by_line_then_the_last_as_the_reply() {
+        let exec = Exec::new("printf 'a\\nb\\nc\\n'");
+        let mut done = perform(Job::Handle {
+            generation: 1,
+            handler: Handler::Exec(exec),
+            body: Message::new(),
+            stream: true,
+        });
+        let mut parts = Vec::new();
+        loop {
+            match done {
+                Done::Partial { part, rest, .. } => {
+                    parts.push(part.text());
+                    done = perform(Job::Next {
+                        generation: 1,
+                        rest,
+                    });
+                }
+                Done::Reply { reply, .. } => {
+                    parts.push(format!("final {}", reply.text()));
+                    break;
+                }
+            }
+        }
+        assert_eq!(parts, ["a", "b", "final c"]);
     }
 }

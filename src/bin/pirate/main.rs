@@ -95,11 +95,11 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
         }
         Command::Queue(a) => {
             let c = a.config();
-            Job::new(move |ev| queue::run(&c, ev))
+            Job::new(move |ev| queue::run(&c, &stop, ev))
         }
         Command::Worker(a) => {
             let c = a.config();
-            Job::new(move |ev| worker::run(&c, ev))
+            Job::new(move |ev| worker::run(&c, &stop, ev))
         }
         Command::Broker(a) => {
             let c = a.config();
