@@ -26,10 +26,12 @@
 //!   it is reparented, which is what process groups and the paths above are for).
 
 use std::collections::HashSet;
+use std::fmt;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -46,7 +48,28 @@ pub enum Handler {
     Echo,
     /// Run a shell command with the request body on stdin and reply with its stdout.
     Exec(Exec),
+    /// A library user's function ([`crate::majordomo::serve`]).
+    Func(Func),
 }
+
+/// A request handler written in Rust: body in, reply out.
+#[derive(Clone)]
+pub struct Func(Arc<dyn Fn(Message) -> Message + Send + Sync>);
+
+impl fmt::Debug for Func {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Func")
+    }
+}
+
+/// Two handlers are the same function only if they are the same closure.
+impl PartialEq for Func {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Func {}
 
 /// A command to run per request (`--exec CMD`, `--exec-timeout D`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,12 +91,18 @@ impl Exec {
 }
 
 impl Handler {
+    /// A handler that calls `f` for every request.
+    pub fn func(f: impl Fn(Message) -> Message + Send + Sync + 'static) -> Self {
+        Handler::Func(Func(Arc::new(f)))
+    }
+
     /// Handles one request body. Never fails: a command that cannot run or exits non-zero
     /// produces a reply that says so, and the caller keeps serving.
     pub fn handle(&self, body: Message) -> Message {
         match self {
             Handler::Echo => body,
             Handler::Exec(exec) => Message::from_frames(vec![run_command(exec, body)]),
+            Handler::Func(Func(f)) => f(body),
         }
     }
 }

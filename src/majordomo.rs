@@ -1,12 +1,12 @@
 //! The Majordomo library API for Rust programs, without the command line: [`MdpClient`]
-//! (the Guide's mdcliapi) and [`MdpWorker`] (mdwrkapi), speaking 7/MDP 0.1 or 18/MDP 0.2 to
+//! (the Guide's mdcliapi) and [`serve`] (mdwrkapi), speaking 7/MDP 0.1 or 18/MDP 0.2 to
 //! any broker that implements them.
 //!
 //! A round trip through a broker, all in one program (the broker here is `pirate`'s own, run
 //! on a thread; any MDP broker will do):
 //!
 //! ```
-//! use pirate::majordomo::{MdpClient, MdpWorker, MdpWorkerConfig};
+//! use pirate::majordomo::{self, MdpClient, MdpWorkerConfig};
 //! use pirate::proto::mdp::Version;
 //! use pirate::roles::broker::{self, BrokerConfig};
 //! use pirate::reactor::Stop;
@@ -17,16 +17,12 @@
 //! let config = BrokerConfig { bind: endpoint.clone(), ..BrokerConfig::default() };
 //! std::thread::spawn(move || broker::run(&config, &Stop::new(), &mut Events::discard()));
 //!
-//! // A worker for the `echo` service, on its own thread.
-//! let mut events = Events::discard();
+//! // A worker for the `echo` service, on its own thread, until `stop` is raised.
 //! let config = MdpWorkerConfig::new(&endpoint, "echo", Version::V1);
-//! let mut worker = MdpWorker::connect(config, &mut events)?;
-//! std::thread::spawn(move || -> pirate::Result<()> {
-//!     let mut events = Events::discard();
-//!     loop {
-//!         let request = worker.recv(&mut events)?;
-//!         worker.reply(&request.client, request.body, &mut events)?;
-//!     }
+//! let stop = Stop::new();
+//! let worker_stop = stop.clone();
+//! let worker = std::thread::spawn(move || {
+//!     majordomo::serve(&config, |body| body, &worker_stop, &mut Events::discard())
 //! });
 //!
 //! // A client: one request, with the Guide's timeout and retries.
@@ -37,24 +33,27 @@
 //! // The broker's own services (8/MMI).
 //! let found = client.request("mmi.service", Message::from_frames(vec![b"echo".to_vec()]))?;
 //! assert_eq!(found.text(), "200");
+//!
+//! stop.request();
+//! worker.join().expect("the worker thread")?;
 //! # Ok(())
 //! # }
 //! ```
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::backoff::Backoff;
 use crate::endpoint::{self, Side};
 use crate::error::{Error, Result};
-use crate::event::{Event, Events};
-use crate::heartbeat::{HeartbeatConfig, Liveness};
-use crate::msg::{Frame, Message};
-use crate::proto::mdp::{self, Version, WorkerCommand, WorkerMsg};
+use crate::event::Report;
+use crate::event::Events;
+use crate::handler::Handler;
+use crate::heartbeat::HeartbeatConfig;
+use crate::msg::Message;
+use crate::proto::mdp::Version;
 use crate::reactor::{self, Ended, Stop};
 use crate::roles::client::{self, ClientConfig, Correlation, Framing, ReadNext, Request};
-use crate::shutdown;
-use crate::transport::{self, Socket};
+use crate::roles::worker::{self, PirateProtocol, WorkerConfig};
 
 /// A synchronous Majordomo client: one request at a time, with the Lazy Pirate timeout,
 /// retries and socket reopen. Each request runs the `pirate client` machine
@@ -220,221 +219,34 @@ impl MdpWorkerConfig {
     }
 }
 
-/// A request received by a worker: reply to `client` with [`MdpWorker::reply`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MdpRequest {
-    pub client: Frame,
-    pub body: Message,
-}
-
-/// A Majordomo worker: registers with READY, heartbeats, and reconnects with a new socket
-/// after DISCONNECT or when the broker has been silent for `liveness` intervals.
-pub struct MdpWorker {
-    config: MdpWorkerConfig,
-    ctx: zmq::Context,
-    socket: Socket,
-    broker: Liveness,
-    backoff: Backoff,
-    sockets: u64,
-    reconnects: u64,
-    invalid: u64,
-}
-
-impl MdpWorker {
-    /// Connects and sends READY.
-    pub fn connect(config: MdpWorkerConfig, events: &mut Events) -> Result<Self> {
-        let ctx = zmq::Context::new();
-        let backoff = Backoff::new(config.reconnect, config.reconnect_max);
-        let socket = open_worker(&ctx, &config, 1, events)?;
-        Ok(MdpWorker {
-            broker: Liveness::new(config.heartbeat, Instant::now()),
-            config,
-            ctx,
-            socket,
-            backoff,
-            sockets: 1,
-            reconnects: 0,
-            invalid: 0,
-        })
-    }
-
-    /// Times the worker reconnected (broker lost or DISCONNECT).
-    pub fn reconnects(&self) -> u64 {
-        self.reconnects
-    }
-
-    /// Malformed or unexpected messages dropped so far.
-    pub fn invalid(&self) -> u64 {
-        self.invalid
-    }
-
-    /// Waits up to `timeout` for a request, heartbeating and reconnecting as needed meanwhile.
-    /// Call it often (even while working on a request) to keep the broker's trust.
-    pub fn poll(&mut self, timeout: Duration, events: &mut Events) -> Result<Option<MdpRequest>> {
-        self.poll_with(timeout, None, events)
-    }
-
-    /// Like [`poll`](Self::poll), but also returns (with `None`) as soon as `wake` is readable,
-    /// so a caller whose work runs on another thread can be woken when it finishes.
-    pub fn poll_with(
-        &mut self,
-        timeout: Duration,
-        wake: Option<&Socket>,
-        events: &mut Events,
-    ) -> Result<Option<MdpRequest>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            shutdown::check()?;
-            let next = deadline
-                .min(self.broker.next_send())
-                .min(self.broker.expires_at());
-            let (readable, woken) = {
-                let mut items = vec![self.socket.raw().as_poll_item(zmq::POLLIN)];
-                if let Some(w) = wake {
-                    items.push(w.raw().as_poll_item(zmq::POLLIN));
-                }
-                match zmq::poll(&mut items, shutdown::slice_until(next)) {
-                    Ok(_) | Err(zmq::Error::EINTR) => {}
-                    Err(e) => return Err(Error::zmq("poll failed", e)),
-                }
-                (
-                    items[0].is_readable(),
-                    items.get(1).is_some_and(|i| i.is_readable()),
-                )
-            };
-            if woken {
-                return Ok(None);
-            }
-            if readable {
-                let msg = self.socket.recv(events)?;
-                self.broker.heard(Instant::now());
-                self.backoff.reset();
-                match mdp::decode_worker(msg) {
-                    Ok(WorkerMsg {
-                        version,
-                        command: WorkerCommand::Request { client, body },
-                    }) if version == self.config.version => {
-                        return Ok(Some(MdpRequest { client, body }));
-                    }
-                    Ok(WorkerMsg {
-                        command: WorkerCommand::Heartbeat,
-                        ..
-                    }) => {}
-                    Ok(WorkerMsg {
-                        command: WorkerCommand::Disconnect,
-                        ..
-                    }) => {
-                        events.warn("broker sent DISCONNECT");
-                        self.reconnect(events)?;
-                    }
-                    Ok(other) => {
-                        self.invalid += 1;
-                        events.invalid("worker", format!("unexpected {:?}", other.command));
-                    }
-                    Err(e) => {
-                        self.invalid += 1;
-                        events.invalid("worker", e.to_string());
-                    }
-                }
-            }
-            let now = Instant::now();
-            if self.broker.is_dead(now) {
-                self.reconnect(events)?;
-                continue;
-            }
-            if self.broker.heartbeat_due(now) {
-                self.send(WorkerCommand::Heartbeat, events)?;
-            }
-            if now >= deadline {
-                return Ok(None);
-            }
+impl MdpWorkerConfig {
+    /// The worker role's configuration for this one, answering with `handler`.
+    fn worker(&self, handler: Handler) -> WorkerConfig {
+        WorkerConfig {
+            endpoint: self.endpoint.clone(),
+            failover: self.failover.clone(),
+            protocol: PirateProtocol::Majordomo(self.version),
+            service: self.service.clone(),
+            heartbeat: self.heartbeat,
+            reconnect: self.reconnect,
+            reconnect_max: self.reconnect_max,
+            name: self.name.clone(),
+            handler,
+            ..WorkerConfig::default()
         }
-    }
-
-    /// Blocks until the next request arrives.
-    pub fn recv(&mut self, events: &mut Events) -> Result<MdpRequest> {
-        loop {
-            if let Some(request) = self.poll(shutdown::POLL_SLICE, events)? {
-                return Ok(request);
-            }
-        }
-    }
-
-    /// Sends the (final) reply: REPLY in 0.1, FINAL in 0.2.
-    pub fn reply(&mut self, client: &[u8], body: Message, events: &mut Events) -> Result<()> {
-        let client = client.to_vec();
-        let command = match self.config.version {
-            Version::V1 => WorkerCommand::Reply { client, body },
-            Version::V2 => WorkerCommand::Final { client, body },
-        };
-        self.send(command, events)
-    }
-
-    /// Sends a PARTIAL reply (0.2 only; in 0.1 there is no such command, so it is an error).
-    pub fn partial(&mut self, client: &[u8], body: Message, events: &mut Events) -> Result<()> {
-        if self.config.version == Version::V1 {
-            return Err(Error::Usage("MDP 0.1 has no PARTIAL replies".into()));
-        }
-        let client = client.to_vec();
-        self.send(WorkerCommand::Partial { client, body }, events)
-    }
-
-    fn send(&mut self, command: WorkerCommand, events: &mut Events) -> Result<()> {
-        let msg = mdp::encode_worker(WorkerMsg {
-            version: self.config.version,
-            command,
-        });
-        self.socket.send(msg, events)?;
-        // Traffic is proof of life for the broker: no heartbeat needed for another interval.
-        self.broker.sent(Instant::now());
-        Ok(())
-    }
-
-    /// Closes the socket, waits the back-off delay, and registers again on a new socket.
-    fn reconnect(&mut self, events: &mut Events) -> Result<()> {
-        let delay = self.backoff.next_delay();
-        events.emit(Event::PeerLost {
-            delay_ms: delay.as_millis() as u64,
-        });
-        // Replace the socket first so the old one closes now, not after the wait.
-        let placeholder = transport::socket(&self.ctx, zmq::DEALER, "worker", None)?;
-        drop(std::mem::replace(&mut self.socket, placeholder));
-        shutdown::sleep(delay)?;
-        self.sockets += 1;
-        self.reconnects += 1;
-        self.socket = open_worker(&self.ctx, &self.config, self.sockets, events)?;
-        self.broker = Liveness::new(self.config.heartbeat, Instant::now());
-        Ok(())
     }
 }
 
-/// A DEALER with identity `NAME-N-<random>`, connected, READY sent.
-fn open_worker(
-    ctx: &zmq::Context,
+/// Serves `config.service` until `stop` is raised, answering every request with `handle` (run
+/// on a work thread, one request at a time): the Guide's mdwrkapi loop, as the same worker
+/// machine that `pirate worker --protocol mdp` runs on the reactor. It registers with READY,
+/// heartbeats, and reconnects with a new socket after DISCONNECT or when the broker has been
+/// silent for `liveness` intervals. Returns the worker's counters.
+pub fn serve(
     config: &MdpWorkerConfig,
-    n: u64,
+    handle: impl Fn(Message) -> Message + Send + Sync + 'static,
+    stop: &Stop,
     events: &mut Events,
-) -> Result<Socket> {
-    let identity = transport::random_identity(&format!("{}-{n}", config.name));
-    let socket = transport::socket(ctx, zmq::DEALER, "worker", Some(&identity))?;
-    // Socket N talks to endpoint N-1 of the list, round and round: after losing a broker the
-    // worker tries the next one.
-    let endpoints: Vec<&String> = std::iter::once(&config.endpoint)
-        .chain(config.failover.iter())
-        .collect();
-    let endpoint = endpoints[(n as usize - 1) % endpoints.len()];
-    socket.connect(endpoint)?;
-    let ready = mdp::encode_worker(WorkerMsg {
-        version: config.version,
-        command: WorkerCommand::Ready {
-            service: config.service.as_bytes().to_vec(),
-        },
-    });
-    socket.send(ready, events)?;
-    events.info(format!(
-        "worker {} ready for service {}",
-        String::from_utf8_lossy(&identity),
-        config.service
-    ));
-    Ok(socket)
+) -> Result<Report> {
+    worker::run(&config.worker(Handler::func(handle)), stop, events)
 }

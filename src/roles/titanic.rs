@@ -1221,7 +1221,7 @@ pub fn run_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::majordomo::{MdpWorker, MdpWorkerConfig};
+    use crate::majordomo::MdpWorkerConfig;
     use crate::reactor::Output;
     use crate::roles::broker::{self, BrokerConfig};
     use crate::store::Store;
@@ -1372,17 +1372,12 @@ mod tests {
         });
         let start_echo = |service: &'static str| {
             let endpoint = endpoint.clone();
-            thread::spawn(move || -> Result<()> {
-                let mut events = Events::discard();
+            thread::spawn(move || {
                 let mut config = MdpWorkerConfig::new(&endpoint, service, Version::V1);
                 config.heartbeat = fast;
                 config.reconnect = Duration::from_millis(50);
                 config.name = format!("echo-{service}");
-                let mut worker = MdpWorker::connect(config, &mut events)?;
-                loop {
-                    let request = worker.recv(&mut events)?;
-                    worker.reply(&request.client, request.body, &mut events)?;
-                }
+                crate::majordomo::serve(&config, |body| body, &Stop::new(), &mut Events::discard())
             });
         };
         start_echo("echo");

@@ -20,8 +20,8 @@ use clap::Parser;
 
 use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
-use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
 use pirate::reactor::Stop;
+use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
 use pirate::shutdown;
 
 use chaos_args::{ChaosArgs, ChaosCommand};
