@@ -49,8 +49,9 @@ use crate::faults::{FaultPlan, Faults, OnCrash};
 use crate::feed::{Next, RequestFeed};
 use crate::handler::Handler;
 use crate::heartbeat::Liveness;
-use crate::msg::Message;
+use crate::msg::{Frame, Message};
 use crate::proto::flp::{self, ClientMsg, ServerMsg};
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 use crate::shutdown;
 use crate::stats::{millis, LatencyRecorder};
 use crate::transport::{self, Socket};
@@ -115,69 +116,199 @@ fn server_identity(config: &FreelanceServerConfig) -> Result<String> {
     Ok(endpoint)
 }
 
-/// Serves until stopped by a signal; returns the counters. Bind failures are errors.
-pub fn run_server(config: &FreelanceServerConfig, events: &mut Events) -> Result<Report> {
-    let endpoint = server_identity(config)?;
-    let ctx = zmq::Context::new();
-    let socket = transport::socket(&ctx, zmq::ROUTER, "server", Some(endpoint.as_bytes()))?;
-    socket.bind(&config.bind)?;
-    let mut faults = Faults::new(config.faults.clone(), config.seed);
-    let mut report = ServiceReport::start("freelance server", &endpoint, config.seed, events);
-    if endpoint != config.bind {
-        events.info(format!(
-            "bound {}, clients connect to {endpoint}",
-            config.bind
-        ));
-    }
-    let ended = serve(config, &socket, &mut faults, &mut report, events);
-    report.finish(ended)
+/// The Freelance server's one socket.
+const SERVER: Slot = 0;
+
+/// A request for the handler, with what its reply needs: `[client][control][body…]`.
+#[derive(Debug, PartialEq)]
+pub struct ServerJob {
+    pub client: Frame,
+    pub control: Frame,
+    pub body: Message,
 }
 
-/// Answers PINGs and requests until a stop request.
-fn serve(
-    config: &FreelanceServerConfig,
-    socket: &Socket,
-    faults: &mut Faults,
-    report: &mut ServiceReport,
-    events: &mut Events,
-) -> Result<()> {
-    while !shutdown::requested() {
-        if !socket.poll_in(shutdown::POLL_SLICE.as_millis() as i64)? {
-            continue;
-        }
-        let msg = socket.recv(events)?;
-        let (client, request) = match flp::split_peer(msg).and_then(|(client, rest)| {
-            flp::decode_client_msg(rest).map(|request| (client, request))
-        }) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                report.invalid += 1;
-                events.invalid(socket.name(), e.to_string());
-                continue;
-            }
-        };
-        let (control, body) = match request {
-            ClientMsg::Ping => {
-                socket.send(flp::route(client, ServerMsg::Pong.encode()), events)?;
-                continue;
-            }
-            ClientMsg::Request { control, body } => (control, body),
-        };
-        report.requests += 1;
-        let started = Instant::now();
-        let injected = faults.inject(report, OnCrash::Now, events)?;
-        // One thread: while it stalls, PINGs wait too (a stalled server looks dead to clients).
-        shutdown::sleep(config.faults.work + injected.extra_work)?;
-        let serving = Serving::new(injected.cycle, &body, started);
-        let reply = ServerMsg::Reply {
-            control,
-            body: config.handler.handle(body),
-        };
-        // A client that went away meanwhile is simply not there: ROUTER drops the reply.
-        socket.send(flp::route(client, reply.encode()), events)?;
-        serving.served(report, events);
+/// The request being served.
+struct Held {
+    /// What its `Served` event will say.
+    event: Serving,
+    /// When the stall ends and the handler may run; `None` once it runs.
+    due: Option<(Instant, ServerJob)>,
+}
+
+/// The Freelance server's logic: PING answered at once, one request at a time, each stalled
+/// by the fault plan before the handler runs on a work thread.
+pub struct FreelanceServer {
+    bind: String,
+    endpoint: String,
+    faults: Faults,
+    report: ServiceReport,
+    held: Option<Held>,
+    /// Set once a crash was asked for: nothing more is read.
+    crashed: bool,
+}
+
+impl FreelanceServer {
+    /// The machine for `config`; a usage error when its endpoint cannot be an identity.
+    pub fn new(config: &FreelanceServerConfig) -> Result<Self> {
+        let endpoint = server_identity(config)?;
+        Ok(FreelanceServer {
+            bind: config.bind.clone(),
+            faults: Faults::new(config.faults.clone(), config.seed),
+            report: ServiceReport {
+                endpoint: endpoint.clone(),
+                seed: config.seed,
+                ..Default::default()
+            },
+            endpoint,
+            held: None,
+            crashed: false,
+        })
     }
-    Ok(())
+
+    /// The counters so far.
+    pub fn report(&self) -> &ServiceReport {
+        &self.report
+    }
+
+    /// `[client][control][body…]` arrived: decide this cycle's fault and how long it stalls.
+    fn request(
+        &mut self,
+        job: ServerJob,
+        now: Instant,
+        out: &mut Outbox<ServerJob>,
+        events: &mut Events,
+    ) {
+        self.report.requests += 1;
+        let decision = self.faults.decide(&mut self.report, OnCrash::Now, events);
+        if decision.crash {
+            self.crashed = true;
+            out.crash();
+            return;
+        }
+        // One request at a time and nothing read meanwhile: while it stalls PINGs wait too,
+        // so a stalled (or frozen) server looks dead to its clients, as a real one would.
+        let stall =
+            self.faults.plan().work + decision.extra_work + decision.freeze.unwrap_or_default();
+        self.held = Some(Held {
+            event: Serving::new(decision.cycle, &job.body, now),
+            due: Some((now + stall, job)),
+        });
+        self.tick(now, out, events);
+    }
+}
+
+impl Machine for FreelanceServer {
+    type Job = ServerJob;
+    /// The job with the handler's reply as its body.
+    type Done = ServerJob;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        vec![SocketSpec {
+            slot: SERVER,
+            kind: SocketKind::Router,
+            name: "server",
+            bind: vec![self.bind.clone()],
+            connect: Vec::new(),
+            // Clients address the server by the endpoint they connected to.
+            identity: Some(self.endpoint.as_bytes().to_vec()),
+        }]
+    }
+
+    fn start(&mut self, _now: Instant, _out: &mut Outbox<ServerJob>, events: &mut Events) {
+        self.report =
+            ServiceReport::start("freelance server", &self.endpoint, self.report.seed, events);
+        if self.endpoint != self.bind {
+            events.info(format!(
+                "bound {}, clients connect to {}",
+                self.bind, self.endpoint
+            ));
+        }
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<ServerJob>,
+        now: Instant,
+        out: &mut Outbox<ServerJob>,
+        events: &mut Events,
+    ) {
+        match input {
+            Input::Message { slot, msg } => {
+                let decoded = flp::split_peer(msg).and_then(|(client, rest)| {
+                    flp::decode_client_msg(rest).map(|request| (client, request))
+                });
+                match decoded {
+                    Err(e) => {
+                        self.report.invalid += 1;
+                        events.invalid("server", e.to_string());
+                    }
+                    // Pings are not requests: no cycle, no fault.
+                    Ok((client, ClientMsg::Ping)) => {
+                        out.send(slot, flp::route(client, ServerMsg::Pong.encode()));
+                    }
+                    Ok((client, ClientMsg::Request { control, body })) => self.request(
+                        ServerJob {
+                            client,
+                            control,
+                            body,
+                        },
+                        now,
+                        out,
+                        events,
+                    ),
+                }
+            }
+            Input::Done(done) => {
+                let Some(held) = self.held.take() else {
+                    return;
+                };
+                let reply = ServerMsg::Reply {
+                    control: done.control,
+                    body: done.body,
+                };
+                // A client that went away meanwhile is simply not there: ROUTER drops it.
+                out.send(SERVER, flp::route(done.client, reply.encode()));
+                held.event.served_at(now, &mut self.report, events);
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<ServerJob>, _events: &mut Events) {
+        if let Some(held) = &mut self.held {
+            if held.due.as_ref().is_some_and(|(at, _)| now >= *at) {
+                let (_, job) = held.due.take().expect("due");
+                out.start(job);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.held.as_ref()?.due.as_ref().map(|(at, _)| *at)
+    }
+
+    fn wants(&self, _slot: Slot) -> bool {
+        self.held.is_none() && !self.crashed
+    }
+}
+
+/// Serves until `stop` is raised; returns the counters. Bind failures are errors.
+pub fn run_server(
+    config: &FreelanceServerConfig,
+    stop: &Stop,
+    events: &mut Events,
+) -> Result<Report> {
+    let mut server = FreelanceServer::new(config)?;
+    let handler = config.handler.clone();
+    reactor::run(
+        &mut server,
+        move |job: ServerJob| ServerJob {
+            body: handler.handle(job.body),
+            ..job
+        },
+        stop,
+        events,
+    )?;
+    Ok(Report::Service(server.report))
 }
 
 /// Everything `pirate client --freelance` needs.
@@ -776,12 +907,174 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reactor::Output;
 
     const MS: Duration = Duration::from_millis(1);
 
     fn table(n: usize, now: Instant) -> ServerTable {
         let endpoints: Vec<String> = (0..n).map(|i| format!("tcp://h:{i}")).collect();
         ServerTable::new(&endpoints, 100 * MS, 300 * MS, now)
+    }
+
+    /// `[client][frames…]`, as the server's ROUTER hands it over.
+    fn from_client(frames: &[&[u8]]) -> Input<ServerJob> {
+        Input::Message {
+            slot: SERVER,
+            msg: Message::from_frames(frames.iter().copied()),
+        }
+    }
+
+    fn sent(frames: &[&[u8]]) -> Output<ServerJob> {
+        Output::Send {
+            slot: SERVER,
+            msg: Message::from_frames(frames.iter().copied()),
+        }
+    }
+
+    fn job(control: &[u8], body: &[u8]) -> ServerJob {
+        ServerJob {
+            client: b"C".to_vec(),
+            control: control.to_vec(),
+            body: Message::from_frames([body]),
+        }
+    }
+
+    fn flp_server(faults: FaultPlan) -> FreelanceServer {
+        FreelanceServer::new(&FreelanceServerConfig {
+            bind: "tcp://*:5555".into(),
+            faults,
+            seed: 7,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_server_socket_is_a_router_named_by_its_public_endpoint() {
+        let mut s = flp_server(FaultPlan::default());
+        match &s.sockets()[..] {
+            [spec] => {
+                assert_eq!(spec.kind, SocketKind::Router);
+                assert_eq!(spec.bind, ["tcp://*:5555"]);
+                assert_eq!(spec.identity.as_deref(), Some(&b"tcp://localhost:5555"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        let (mut out, mut seen) = (Outbox::default(), Vec::new());
+        s.start(
+            Instant::now(),
+            &mut out,
+            &mut Events::new(false, |e| seen.push(e)),
+        );
+        assert!(out.is_empty());
+        assert!(matches!(
+            &seen[..],
+            [Event::Started { role, endpoint, seed: Some(7) }, ..]
+                if role == "freelance server" && endpoint == "tcp://localhost:5555"
+        ));
+        let bad = FreelanceServer::new(&FreelanceServerConfig {
+            bind: "tcp://127.0.0.1:*".into(),
+            ..Default::default()
+        });
+        assert_eq!(bad.err().map(|e| e.exit_code()), Some(2));
+    }
+
+    #[test]
+    fn the_server_answers_ping_with_pong_at_once_even_while_not_a_cycle() {
+        let mut s = flp_server(FaultPlan {
+            crash_after: Some(0),
+            ..Default::default()
+        });
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        for _ in 0..3 {
+            s.handle(from_client(&[b"C", b"PING"]), t0, &mut out, &mut ev);
+            assert_eq!(out.take(), [sent(&[b"C", b"PONG"])]);
+        }
+        assert_eq!(
+            s.report().requests,
+            0,
+            "pings are no requests and draw no faults"
+        );
+        assert!(s.wants(SERVER));
+    }
+
+    #[test]
+    fn the_server_echoes_control_and_reply_and_counts_it() {
+        let mut s = flp_server(FaultPlan::default());
+        let (mut out, mut seen, t0) = (Outbox::default(), Vec::new(), Instant::now());
+        let mut ev = Events::new(false, |e| seen.push(e));
+        s.handle(from_client(&[b"C", b"7", b"hi"]), t0, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Start(job(b"7", b"hi"))]);
+        assert!(!s.wants(SERVER), "one request at a time, pings wait");
+        s.handle(
+            Input::Done(job(b"7", b"HI")),
+            t0 + 3 * MS,
+            &mut out,
+            &mut ev,
+        );
+        assert_eq!(out.take(), [sent(&[b"C", b"7", b"HI"])]);
+        assert!(s.wants(SERVER));
+        drop(ev);
+        assert_eq!((s.report().requests, s.report().replied), (1, 1));
+        assert!(matches!(
+            seen.last(),
+            Some(Event::Served { cycle: 1, request, bytes: 2, .. }) if request == "hi"
+        ));
+    }
+
+    #[test]
+    fn the_server_counts_and_drops_malformed_messages_and_keeps_serving() {
+        let mut s = flp_server(FaultPlan::default());
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        // No payload; a control frame without a body; an empty identity.
+        s.handle(from_client(&[b"C"]), t0, &mut out, &mut ev);
+        s.handle(from_client(&[b"C", b"7"]), t0, &mut out, &mut ev);
+        s.handle(from_client(&[b"", b"PING"]), t0, &mut out, &mut ev);
+        assert!(out.take().is_empty());
+        assert_eq!((s.report().invalid, s.report().requests), (3, 0));
+        s.handle(from_client(&[b"C", b"PING"]), t0, &mut out, &mut ev);
+        assert_eq!(out.take(), [sent(&[b"C", b"PONG"])]);
+    }
+
+    #[test]
+    fn the_server_stall_is_a_deadline_during_which_nothing_is_read() {
+        let mut s = flp_server(FaultPlan {
+            work: 100 * MS,
+            overload_rate: 1.0,
+            overload_for: 400 * MS,
+            faults_after: 0,
+            ..Default::default()
+        });
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        s.handle(from_client(&[b"C", b"1", b"x"]), t0, &mut out, &mut ev);
+        assert!(out.take().is_empty());
+        assert_eq!(s.report().overloads, 1);
+        assert_eq!(s.next_deadline(), Some(t0 + 500 * MS));
+        assert!(
+            !s.wants(SERVER),
+            "an overloaded server answers nothing, pings included"
+        );
+        s.tick(t0 + 499 * MS, &mut out, &mut ev);
+        assert!(out.take().is_empty());
+        s.tick(t0 + 500 * MS, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Start(job(b"1", b"x"))]);
+        assert_eq!(s.next_deadline(), None);
+        assert!(!s.wants(SERVER), "still busy until the handler answers");
+    }
+
+    #[test]
+    fn the_server_crash_is_an_output_and_nothing_more_is_read() {
+        let mut s = flp_server(FaultPlan {
+            crash_after: Some(1),
+            ..Default::default()
+        });
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        s.handle(from_client(&[b"C", b"1", b"x"]), t0, &mut out, &mut ev);
+        s.handle(Input::Done(job(b"1", b"x")), t0, &mut out, &mut ev);
+        out.take();
+        s.handle(from_client(&[b"C", b"2", b"y"]), t0, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Crash]);
+        assert!(!s.wants(SERVER));
     }
 
     #[test]

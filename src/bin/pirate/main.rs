@@ -112,7 +112,7 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
             let mut renderer = Renderer::new(output);
             if let Some(config) = args.freelance_config() {
                 let report = run_role(&mut renderer, trace, |ev| {
-                    freelance::run_server(&config, ev)
+                    freelance::run_server(&config, &stop, ev)
                 })?;
                 return Ok(exit_code_of(&report));
             }
