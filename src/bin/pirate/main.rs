@@ -202,7 +202,7 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
                     titanic::run_client(&titanic, requests, ev)
                 })?,
                 (_, Some(freelance)) => run_role(&mut renderer, trace, |ev| {
-                    freelance::run_client(&freelance, requests, ev)
+                    freelance::run_client(&freelance, requests, &stop, ev)
                 })?,
                 _ => run_role(&mut renderer, trace, |ev| {
                     client::run(&config, requests, ev)
