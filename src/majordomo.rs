@@ -45,8 +45,8 @@ use std::time::Duration;
 
 use crate::endpoint::{self, Side};
 use crate::error::{Error, Result};
-use crate::event::Report;
 use crate::event::Events;
+use crate::event::Report;
 use crate::handler::Handler;
 use crate::heartbeat::HeartbeatConfig;
 use crate::msg::Message;

@@ -10,6 +10,7 @@
 //! sends what the machine answered, so a busy broker handles many messages per poll and
 //! writes its replies in one burst, without the machine knowing.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -93,6 +94,10 @@ pub enum SocketKind {
     Pub,
     /// A SUB socket subscribed to everything.
     Sub,
+    /// A ROUTER that refuses to send to a peer that is not connected (ROUTER_MANDATORY,
+    /// with ROUTER_HANDOVER): each send's fate comes back through [`Machine::routed`], so a
+    /// machine learns at once that a peer is gone (the Freelance client).
+    MandatoryRouter,
 }
 
 impl SocketKind {
@@ -101,7 +106,7 @@ impl SocketKind {
             SocketKind::Req => zmq::REQ,
             SocketKind::Rep => zmq::REP,
             SocketKind::Dealer => zmq::DEALER,
-            SocketKind::Router => zmq::ROUTER,
+            SocketKind::Router | SocketKind::MandatoryRouter => zmq::ROUTER,
             SocketKind::Pub => zmq::PUB,
             SocketKind::Sub => zmq::SUB,
         }
@@ -236,6 +241,20 @@ pub trait Machine {
     /// When [`tick`](Self::tick) must next be called, if ever.
     fn next_deadline(&self) -> Option<Instant>;
 
+    /// A message sent on a [`SocketKind::MandatoryRouter`] went out (`routed`) or found its
+    /// peer not connected or not accepting (it was dropped). Called at once, before anything
+    /// else happens; what it asks for is carried out before the outputs that followed `msg`.
+    fn routed(
+        &mut self,
+        _slot: Slot,
+        _msg: &Message,
+        _routed: bool,
+        _now: Instant,
+        _out: &mut Outbox<Self::Job>,
+        _events: &mut Events,
+    ) {
+    }
+
     /// Whether the loop should read `slot` now (a queue reads clients only while a worker is
     /// ready). Messages on a slot it does not want wait in ZeroMQ's queues.
     fn wants(&self, _slot: Slot) -> bool {
@@ -271,7 +290,6 @@ where
     let mut reactor: Reactor<M> = Reactor {
         ctx: ctx.clone(),
         sockets: Vec::new(),
-        kinds: Vec::new(),
         wakeup: Wakeup::new(&ctx)?,
         done: mpsc::channel(),
         work: Arc::new(work),
@@ -280,9 +298,9 @@ where
     for spec in machine.sockets() {
         out.open(spec);
     }
-    reactor.apply(&mut out, events)?;
+    reactor.apply(machine, &mut out, events)?;
     machine.start(Instant::now(), &mut out, events);
-    if reactor.apply(&mut out, events)? {
+    if reactor.apply(machine, &mut out, events)? {
         return exited(machine);
     }
     while !stop.requested() {
@@ -324,7 +342,7 @@ where
         if machine.next_deadline().is_some_and(|d| now >= d) {
             machine.tick(now, &mut out, events);
         }
-        if reactor.apply(&mut out, events)? {
+        if reactor.apply(machine, &mut out, events)? {
             return exited(machine);
         }
     }
@@ -342,9 +360,7 @@ fn exited<M: Machine>(machine: &mut M) -> Result<Ended> {
 /// The reactor's own state: the sockets by slot and the work threads' way back.
 struct Reactor<M: Machine> {
     ctx: zmq::Context,
-    sockets: Vec<Option<Socket>>,
-    /// The kind of socket in each slot (kept after close, overwritten by the next open).
-    kinds: Vec<SocketKind>,
+    sockets: Vec<Option<(Socket, SocketKind)>>,
     wakeup: Wakeup,
     done: (mpsc::Sender<M::Done>, mpsc::Receiver<M::Done>),
     work: Arc<dyn Fn(M::Job) -> M::Done + Send + Sync>,
@@ -381,41 +397,56 @@ impl<M: Machine> Reactor<M> {
 
     /// How many messages to read from `slot` in one wake-up.
     fn batch(&self, slot: Slot) -> usize {
-        match self.kinds.get(slot) {
-            Some(SocketKind::Req | SocketKind::Rep) => 1,
+        match self.sockets.get(slot).and_then(Option::as_ref) {
+            Some((_, SocketKind::Req | SocketKind::Rep)) => 1,
             _ => BATCH,
         }
     }
 
     fn socket(&self, slot: Slot) -> &Socket {
-        self.sockets[slot].as_ref().expect("polled slots are open")
+        &self.sockets[slot]
+            .as_ref()
+            .expect("polled slots are open")
+            .0
     }
 
     fn try_recv(&self, slot: Slot, events: &mut Events) -> Result<Option<Message>> {
         match self.sockets.get(slot).and_then(Option::as_ref) {
-            Some(socket) => socket.try_recv(events),
+            Some((socket, _)) => socket.try_recv(events),
             // Closed by an output of an earlier message in this batch.
             None => Ok(None),
         }
     }
 
     /// Carries out the outputs in order; true when the machine asked to exit.
-    fn apply(&mut self, out: &mut Outbox<M::Job>, events: &mut Events) -> Result<bool> {
-        for output in out.take() {
+    fn apply(
+        &mut self,
+        machine: &mut M,
+        out: &mut Outbox<M::Job>,
+        events: &mut Events,
+    ) -> Result<bool> {
+        let mut todo: VecDeque<Output<M::Job>> = out.take().into();
+        while let Some(output) = todo.pop_front() {
             match output {
                 Output::Send { slot, msg } => match self.sockets.get(slot).and_then(Option::as_ref)
                 {
-                    Some(socket) => socket.send(msg, events)?,
+                    Some((socket, SocketKind::MandatoryRouter)) => {
+                        let routed = socket.send_routed(msg.clone(), events)?;
+                        let mut more = Outbox::default();
+                        machine.routed(slot, &msg, routed, Instant::now(), &mut more, events);
+                        for o in more.take().into_iter().rev() {
+                            todo.push_front(o);
+                        }
+                    }
+                    Some((socket, _)) => socket.send(msg, events)?,
                     None => events.warn(format!("dropped a message for closed socket {slot}")),
                 },
                 Output::Open(spec) => {
                     let socket = open(&self.ctx, &spec)?;
                     if self.sockets.len() <= spec.slot {
                         self.sockets.resize_with(spec.slot + 1, || None);
-                        self.kinds.resize(spec.slot + 1, SocketKind::Dealer);
                     }
-                    self.sockets[spec.slot] = Some(socket);
-                    self.kinds[spec.slot] = spec.kind;
+                    self.sockets[spec.slot] = Some((socket, spec.kind));
                 }
                 Output::Close(slot) => {
                     if let Some(s) = self.sockets.get_mut(slot) {
@@ -444,8 +475,10 @@ impl<M: Machine> Reactor<M> {
 /// Makes the socket `spec` describes: bound, connected, LINGER 0, identity set.
 fn open(ctx: &zmq::Context, spec: &SocketSpec) -> Result<Socket> {
     let socket = transport::socket(ctx, spec.kind.zmq(), spec.name, spec.identity.as_deref())?;
-    if spec.kind == SocketKind::Sub {
-        socket.subscribe_all()?;
+    match spec.kind {
+        SocketKind::Sub => socket.subscribe_all()?,
+        SocketKind::MandatoryRouter => socket.make_mandatory()?,
+        _ => {}
     }
     for endpoint in &spec.bind {
         socket.bind(endpoint)?;

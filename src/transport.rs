@@ -192,6 +192,32 @@ impl Socket {
         }
     }
 
+    /// Makes a ROUTER refuse to send to a peer that is not connected (ROUTER_MANDATORY), and
+    /// lets a peer that reconnects take its identity back at once (ROUTER_HANDOVER).
+    pub fn make_mandatory(&self) -> Result<()> {
+        self.inner
+            .set_router_mandatory(true)
+            .map_err(|e| Error::zmq("cannot set ROUTER_MANDATORY", e))?;
+        self.inner
+            .set_router_handover(true)
+            .map_err(|e| Error::zmq("cannot set ROUTER_HANDOVER", e))
+    }
+
+    /// Sends a whole message without blocking; false when its peer is not connected
+    /// (`EHOSTUNREACH` under ROUTER_MANDATORY) or not accepting (`EAGAIN`). Traced under `-v`
+    /// only once it went out.
+    pub fn send_routed(&self, msg: Message, events: &mut Events) -> Result<bool> {
+        let traced = msg.clone();
+        match self.inner.send_multipart(msg.into_frames(), zmq::DONTWAIT) {
+            Ok(()) => {
+                events.frame(self.name, Direction::Out, &traced);
+                Ok(true)
+            }
+            Err(zmq::Error::EHOSTUNREACH) | Err(zmq::Error::EAGAIN) => Ok(false),
+            Err(e) => Err(Error::zmq(&format!("cannot send on {}", self.name), e)),
+        }
+    }
+
     /// Sends a whole message, tracing it under `-v`.
     pub fn send(&self, msg: Message, events: &mut Events) -> Result<()> {
         events.frame(self.name, Direction::Out, &msg);

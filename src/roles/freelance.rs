@@ -41,19 +41,18 @@
 //!   request's arrival at the latest, so each request gets that long). The outcome is then
 //!   `Abandoned` (exit 69), as for the Lazy Pirate client.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::event::{ClientReport, Event, Events, Outcome, Report, ServiceReport, Serving};
 use crate::faults::{FaultPlan, Faults, OnCrash};
-use crate::feed::{Next, RequestFeed};
 use crate::handler::Handler;
 use crate::heartbeat::Liveness;
-use crate::msg::Message;
+use crate::msg::{Frame, Message};
 use crate::proto::flp::{self, ClientMsg, ServerMsg};
-use crate::shutdown;
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 use crate::stats::{millis, LatencyRecorder};
-use crate::transport::{self, Socket};
 
 /// Everything `pirate server --freelance` needs.
 #[derive(Clone, Debug)]
@@ -115,69 +114,199 @@ fn server_identity(config: &FreelanceServerConfig) -> Result<String> {
     Ok(endpoint)
 }
 
-/// Serves until stopped by a signal; returns the counters. Bind failures are errors.
-pub fn run_server(config: &FreelanceServerConfig, events: &mut Events) -> Result<Report> {
-    let endpoint = server_identity(config)?;
-    let ctx = zmq::Context::new();
-    let socket = transport::socket(&ctx, zmq::ROUTER, "server", Some(endpoint.as_bytes()))?;
-    socket.bind(&config.bind)?;
-    let mut faults = Faults::new(config.faults.clone(), config.seed);
-    let mut report = ServiceReport::start("freelance server", &endpoint, config.seed, events);
-    if endpoint != config.bind {
-        events.info(format!(
-            "bound {}, clients connect to {endpoint}",
-            config.bind
-        ));
-    }
-    let ended = serve(config, &socket, &mut faults, &mut report, events);
-    report.finish(ended)
+/// The Freelance server's one socket.
+const SERVER: Slot = 0;
+
+/// A request for the handler, with what its reply needs: `[client][control][body…]`.
+#[derive(Debug, PartialEq)]
+pub struct ServerJob {
+    pub client: Frame,
+    pub control: Frame,
+    pub body: Message,
 }
 
-/// Answers PINGs and requests until a stop request.
-fn serve(
-    config: &FreelanceServerConfig,
-    socket: &Socket,
-    faults: &mut Faults,
-    report: &mut ServiceReport,
-    events: &mut Events,
-) -> Result<()> {
-    while !shutdown::requested() {
-        if !socket.poll_in(shutdown::POLL_SLICE.as_millis() as i64)? {
-            continue;
-        }
-        let msg = socket.recv(events)?;
-        let (client, request) = match flp::split_peer(msg).and_then(|(client, rest)| {
-            flp::decode_client_msg(rest).map(|request| (client, request))
-        }) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                report.invalid += 1;
-                events.invalid(socket.name(), e.to_string());
-                continue;
-            }
-        };
-        let (control, body) = match request {
-            ClientMsg::Ping => {
-                socket.send(flp::route(client, ServerMsg::Pong.encode()), events)?;
-                continue;
-            }
-            ClientMsg::Request { control, body } => (control, body),
-        };
-        report.requests += 1;
-        let started = Instant::now();
-        let injected = faults.inject(report, OnCrash::Now, events)?;
-        // One thread: while it stalls, PINGs wait too (a stalled server looks dead to clients).
-        shutdown::sleep(config.faults.work + injected.extra_work)?;
-        let serving = Serving::new(injected.cycle, &body, started);
-        let reply = ServerMsg::Reply {
-            control,
-            body: config.handler.handle(body),
-        };
-        // A client that went away meanwhile is simply not there: ROUTER drops the reply.
-        socket.send(flp::route(client, reply.encode()), events)?;
-        serving.served(report, events);
+/// The request being served.
+struct Held {
+    /// What its `Served` event will say.
+    event: Serving,
+    /// When the stall ends and the handler may run; `None` once it runs.
+    due: Option<(Instant, ServerJob)>,
+}
+
+/// The Freelance server's logic: PING answered at once, one request at a time, each stalled
+/// by the fault plan before the handler runs on a work thread.
+pub struct FreelanceServer {
+    bind: String,
+    endpoint: String,
+    faults: Faults,
+    report: ServiceReport,
+    held: Option<Held>,
+    /// Set once a crash was asked for: nothing more is read.
+    crashed: bool,
+}
+
+impl FreelanceServer {
+    /// The machine for `config`; a usage error when its endpoint cannot be an identity.
+    pub fn new(config: &FreelanceServerConfig) -> Result<Self> {
+        let endpoint = server_identity(config)?;
+        Ok(FreelanceServer {
+            bind: config.bind.clone(),
+            faults: Faults::new(config.faults.clone(), config.seed),
+            report: ServiceReport {
+                endpoint: endpoint.clone(),
+                seed: config.seed,
+                ..Default::default()
+            },
+            endpoint,
+            held: None,
+            crashed: false,
+        })
     }
-    Ok(())
+
+    /// The counters so far.
+    pub fn report(&self) -> &ServiceReport {
+        &self.report
+    }
+
+    /// `[client][control][body…]` arrived: decide this cycle's fault and how long it stalls.
+    fn request(
+        &mut self,
+        job: ServerJob,
+        now: Instant,
+        out: &mut Outbox<ServerJob>,
+        events: &mut Events,
+    ) {
+        self.report.requests += 1;
+        let decision = self.faults.decide(&mut self.report, OnCrash::Now, events);
+        if decision.crash {
+            self.crashed = true;
+            out.crash();
+            return;
+        }
+        // One request at a time and nothing read meanwhile: while it stalls PINGs wait too,
+        // so a stalled (or frozen) server looks dead to its clients, as a real one would.
+        let stall =
+            self.faults.plan().work + decision.extra_work + decision.freeze.unwrap_or_default();
+        self.held = Some(Held {
+            event: Serving::new(decision.cycle, &job.body, now),
+            due: Some((now + stall, job)),
+        });
+        self.tick(now, out, events);
+    }
+}
+
+impl Machine for FreelanceServer {
+    type Job = ServerJob;
+    /// The job with the handler's reply as its body.
+    type Done = ServerJob;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        vec![SocketSpec {
+            slot: SERVER,
+            kind: SocketKind::Router,
+            name: "server",
+            bind: vec![self.bind.clone()],
+            connect: Vec::new(),
+            // Clients address the server by the endpoint they connected to.
+            identity: Some(self.endpoint.as_bytes().to_vec()),
+        }]
+    }
+
+    fn start(&mut self, _now: Instant, _out: &mut Outbox<ServerJob>, events: &mut Events) {
+        self.report =
+            ServiceReport::start("freelance server", &self.endpoint, self.report.seed, events);
+        if self.endpoint != self.bind {
+            events.info(format!(
+                "bound {}, clients connect to {}",
+                self.bind, self.endpoint
+            ));
+        }
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<ServerJob>,
+        now: Instant,
+        out: &mut Outbox<ServerJob>,
+        events: &mut Events,
+    ) {
+        match input {
+            Input::Message { slot, msg } => {
+                let decoded = flp::split_peer(msg).and_then(|(client, rest)| {
+                    flp::decode_client_msg(rest).map(|request| (client, request))
+                });
+                match decoded {
+                    Err(e) => {
+                        self.report.invalid += 1;
+                        events.invalid("server", e.to_string());
+                    }
+                    // Pings are not requests: no cycle, no fault.
+                    Ok((client, ClientMsg::Ping)) => {
+                        out.send(slot, flp::route(client, ServerMsg::Pong.encode()));
+                    }
+                    Ok((client, ClientMsg::Request { control, body })) => self.request(
+                        ServerJob {
+                            client,
+                            control,
+                            body,
+                        },
+                        now,
+                        out,
+                        events,
+                    ),
+                }
+            }
+            Input::Done(done) => {
+                let Some(held) = self.held.take() else {
+                    return;
+                };
+                let reply = ServerMsg::Reply {
+                    control: done.control,
+                    body: done.body,
+                };
+                // A client that went away meanwhile is simply not there: ROUTER drops it.
+                out.send(SERVER, flp::route(done.client, reply.encode()));
+                held.event.served_at(now, &mut self.report, events);
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<ServerJob>, _events: &mut Events) {
+        if let Some(held) = &mut self.held {
+            if held.due.as_ref().is_some_and(|(at, _)| now >= *at) {
+                let (_, job) = held.due.take().expect("due");
+                out.start(job);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.held.as_ref()?.due.as_ref().map(|(at, _)| *at)
+    }
+
+    fn wants(&self, _slot: Slot) -> bool {
+        self.held.is_none() && !self.crashed
+    }
+}
+
+/// Serves until `stop` is raised; returns the counters. Bind failures are errors.
+pub fn run_server(
+    config: &FreelanceServerConfig,
+    stop: &Stop,
+    events: &mut Events,
+) -> Result<Report> {
+    let mut server = FreelanceServer::new(config)?;
+    let handler = config.handler.clone();
+    reactor::run(
+        &mut server,
+        move |job: ServerJob| ServerJob {
+            body: handler.handle(job.body),
+            ..job
+        },
+        stop,
+        events,
+    )?;
+    Ok(Report::Service(server.report))
 }
 
 /// Everything `pirate client --freelance` needs.
@@ -369,6 +498,7 @@ impl ServerTable {
 }
 
 /// The request being worked on.
+#[derive(Debug)]
 struct Pending {
     seq: u64,
     request: String,
@@ -377,49 +507,80 @@ struct Pending {
     attempts: u32,
     /// Servers this request went to, for choosing a different one next.
     tried: Vec<usize>,
+    /// The server an attempt was just handed to, until the reactor says whether it went out
+    /// (an attempt that could not be handed over costs nothing).
+    handing: Option<usize>,
     /// While an attempt is outstanding: when it times out.
     deadline: Option<Instant>,
     /// Set when the outstanding attempt failed before its deadline (a mismatched reply).
     failed: Option<&'static str>,
 }
 
-/// What became of a send on the client socket.
-enum Sent {
-    Ok,
-    /// Not connected (`EHOSTUNREACH` under ROUTER_MANDATORY) or not accepting (`EAGAIN`).
-    Unroutable,
-}
+/// The client's one socket.
+const CLIENT: Slot = 0;
 
-/// The client: its socket, server table and counters.
-struct Client<'c> {
-    config: &'c FreelanceClientConfig,
-    socket: Socket,
+/// Read the next request (a work thread does, so a slow pipe never blocks the loop); it comes
+/// back as `Some(request)`, or `None` once there are no more.
+#[derive(Debug, PartialEq)]
+pub struct NextRequest;
+
+/// The Freelance client's logic: the server table, one request at a time, and its counters.
+pub struct FreelanceClient {
+    config: FreelanceClientConfig,
+    endpoints: Vec<String>,
+    repeats: Vec<String>,
     table: ServerTable,
     report: ClientReport,
     latency: LatencyRecorder,
     started: Instant,
     /// Last instant at which some server was alive (the start, before any was).
     last_alive: Instant,
+    pending: Option<Pending>,
+    /// How the run ended, once it did (`None`: still running, or stopped).
+    outcome: Option<Outcome>,
 }
 
-impl Client<'_> {
-    /// Sends `msg` to server `i` without blocking, tracing it under `-v` once it went out.
-    /// Unlike [`Socket::send`], an unroutable server is an answer, not an error.
-    fn send_to(&mut self, i: usize, msg: Message, events: &mut Events) -> Result<Sent> {
-        let msg = flp::route(self.table.endpoint(i).as_bytes().to_vec(), msg);
-        let traced = msg.clone();
-        match self
-            .socket
-            .raw()
-            .send_multipart(msg.into_frames(), zmq::DONTWAIT)
-        {
-            Ok(()) => {
-                events.frame(self.socket.name(), crate::event::Direction::Out, &traced);
-                Ok(Sent::Ok)
-            }
-            Err(zmq::Error::EHOSTUNREACH) | Err(zmq::Error::EAGAIN) => Ok(Sent::Unroutable),
-            Err(e) => Err(Error::zmq("cannot send on client", e)),
+impl FreelanceClient {
+    /// The machine for `config`, created at `now`; a usage error without any endpoint.
+    pub fn new(config: &FreelanceClientConfig, now: Instant) -> Result<Self> {
+        let (endpoints, repeats) = dedupe(&config.endpoints);
+        if endpoints.is_empty() {
+            return Err(Error::Usage(
+                "a Freelance client needs at least one server endpoint (--connect)".into(),
+            ));
         }
+        Ok(FreelanceClient {
+            config: config.clone(),
+            table: ServerTable::new(&endpoints, config.ping_interval, config.server_ttl, now),
+            report: ClientReport::new(endpoints.join(",")),
+            endpoints,
+            repeats,
+            latency: LatencyRecorder::default(),
+            started: now,
+            last_alive: now,
+            pending: None,
+            outcome: None,
+        })
+    }
+
+    /// The counters so far.
+    pub fn report(&self) -> &ClientReport {
+        &self.report
+    }
+
+    /// The summary at `now`: the outcome the run reached, else `Interrupted` (stopped).
+    pub fn finish(mut self, now: Instant) -> Report {
+        self.report.outcome = self.outcome.unwrap_or(Outcome::Interrupted);
+        self.report.elapsed_ms = millis(now - self.started);
+        self.report.latency_ms = self.latency.summary();
+        Report::Client(self.report)
+    }
+
+    fn send_to(&self, i: usize, msg: Message, out: &mut Outbox<NextRequest>) {
+        out.send(
+            CLIENT,
+            flp::route(self.table.endpoint(i).as_bytes().to_vec(), msg),
+        );
     }
 
     fn mark_unroutable(&mut self, i: usize, now: Instant, events: &mut Events) {
@@ -432,7 +593,7 @@ impl Client<'_> {
     }
 
     /// Pings every server that is due, and expires silent ones.
-    fn tend(&mut self, now: Instant, events: &mut Events) -> Result<()> {
+    fn tend(&mut self, now: Instant, out: &mut Outbox<NextRequest>, events: &mut Events) {
         for i in self.table.expire(now) {
             events.warn(format!(
                 "server {} has not answered for {} ms, marking it dead",
@@ -441,52 +602,134 @@ impl Client<'_> {
             ));
         }
         for i in self.table.pings_due(now) {
-            if let Sent::Unroutable = self.send_to(i, ClientMsg::Ping.encode(), events)? {
-                self.mark_unroutable(i, now, events);
-            }
+            self.send_to(i, ClientMsg::Ping.encode(), out);
         }
         if self.table.any_alive() {
             self.last_alive = now;
         }
-        Ok(())
     }
 
-    /// Reads one message. Returns the reply if it answers `pending` (between requests there
-    /// is none, and every reply is late).
-    fn receive(
+    /// How long a request waits for a live server before it is abandoned.
+    fn give_up_after(&self) -> Duration {
+        self.config.server_ttl + self.config.timeout
+    }
+
+    /// Moves the current request on: its attempt timed out or failed (retry or abandon), or
+    /// it waits for a server (dispatch, or give up once none has been alive for long).
+    fn step(&mut self, now: Instant, out: &mut Outbox<NextRequest>, events: &mut Events) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.tend(now, out, events);
+        let retries = self.config.retries.max(1);
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        if pending.handing.is_some() {
+            return;
+        }
+        // An attempt ends only by its timeout or a mismatched reply, never by a wake-up.
+        let timed_out = pending.deadline.is_some_and(|d| now >= d);
+        if let Some(reason) = pending.failed.take().or(timed_out.then_some("timeout")) {
+            pending.deadline = None;
+            if pending.attempts >= retries {
+                self.abandon(out, events);
+                return;
+            }
+            events.warn("no response from server, retrying…");
+            events.emit(Event::Retry {
+                seq: pending.seq,
+                attempt: pending.attempts,
+                reason: reason.into(),
+            });
+            self.report.retries += 1;
+        }
+        if pending.deadline.is_some() {
+            return;
+        }
+        if let Some(i) = self.table.choose(&pending.tried) {
+            pending.handing = Some(i);
+            let request = ClientMsg::Request {
+                control: flp::control_frame(pending.seq),
+                body: Message::from_frames([pending.request.as_bytes()]),
+            };
+            self.send_to(i, request.encode(), out);
+            return;
+        }
+        // Waiting for a live server: give up once none has been alive for long.
+        if now >= self.last_alive + self.give_up_after() {
+            events.error(format!(
+                "no server has answered for {} ms",
+                self.give_up_after().as_millis()
+            ));
+            self.abandon(out, events);
+        }
+    }
+
+    /// The attempt handed to server `i` went out (`routed`), or could not be handed over:
+    /// that server is dead now and the next one is tried at no cost.
+    fn handed(
         &mut self,
-        pending: Option<&mut Pending>,
+        i: usize,
+        routed: bool,
+        now: Instant,
+        out: &mut Outbox<NextRequest>,
         events: &mut Events,
-    ) -> Result<Option<String>> {
-        let msg = self.socket.recv(events)?;
-        let now = Instant::now();
+    ) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        pending.handing = None;
+        if !routed {
+            self.mark_unroutable(i, now, events);
+            self.step(now, out, events);
+            return;
+        }
+        pending.attempts += 1;
+        pending.tried.push(i);
+        pending.deadline = Some(now + self.config.timeout);
+        self.report.sent += 1;
+        if pending.attempts > 1 {
+            events.info(format!("resending to {}", self.table.endpoint(i)));
+        }
+        events.emit(Event::Sent {
+            seq: pending.seq,
+            request: pending.request.clone(),
+            attempt: pending.attempts,
+        });
+        self.table.used(i);
+    }
+
+    /// A message from the socket. Returns the reply if it answers the current request
+    /// (between requests there is none, and every reply is late).
+    fn receive(&mut self, msg: Message, now: Instant, events: &mut Events) -> Option<String> {
         let (server, reply) = match flp::split_peer(msg)
             .and_then(|(server, rest)| flp::decode_server_msg(rest).map(|r| (server, r)))
         {
             Ok(decoded) => decoded,
             Err(e) => {
-                events.invalid(self.socket.name(), e.to_string());
-                return Ok(None);
+                events.invalid("client", e.to_string());
+                return None;
             }
         };
         let Some(i) = self.table.find(&server) else {
             events.invalid(
-                self.socket.name(),
+                "client",
                 format!(
                     "message from unknown server {}",
                     String::from_utf8_lossy(&server)
                 ),
             );
-            return Ok(None);
+            return None;
         };
         if self.table.heard(i, now) {
             events.info(format!("server {} is alive", self.table.endpoint(i)));
         }
         let ServerMsg::Reply { control, body } = reply else {
-            return Ok(None); // PONG: proof of life, already recorded
+            return None; // PONG: proof of life, already recorded
         };
         let endpoint = self.table.endpoint(i).to_string();
-        let current = pending.as_ref().map(|p| p.seq);
+        let current = self.pending.as_ref().map(|p| p.seq);
         match flp::parse_control(&control) {
             Some(seq) if Some(seq) == current => {}
             // `requests` is the last sequence number handed out.
@@ -494,25 +737,23 @@ impl Client<'_> {
                 events.warn(format!(
                     "discarding a late reply to request #{seq} from {endpoint}"
                 ));
-                return Ok(None);
+                return None;
             }
             _ => {
                 events.invalid(
-                    self.socket.name(),
+                    "client",
                     format!(
                         "reply from {endpoint} with a control frame we never sent: {}",
                         crate::msg::frame_text(&control)
                     ),
                 );
-                return Ok(None);
+                return None;
             }
         }
-        let Some(pending) = pending else {
-            return Ok(None); // not reached: without a pending request every number is late
-        };
+        let pending = self.pending.as_mut()?;
         let text = body.text();
         if !self.config.check_echo || text == pending.request {
-            return Ok(Some(text));
+            return Some(text);
         }
         self.report.mismatched += 1;
         events.emit(Event::Mismatch {
@@ -524,149 +765,21 @@ impl Client<'_> {
         if pending.deadline.is_some() {
             pending.failed = Some("mismatched reply");
         }
-        Ok(None)
+        None
     }
 
-    /// Gives `pending` to a live server, if there is one. A server that turns out not to be
-    /// connected is marked dead and the next one is tried: that costs no attempt.
-    fn dispatch(&mut self, pending: &mut Pending, events: &mut Events) -> Result<()> {
-        while let Some(i) = self.table.choose(&pending.tried) {
-            let request = ClientMsg::Request {
-                control: flp::control_frame(pending.seq),
-                body: Message::from_frames([pending.request.as_bytes()]),
-            };
-            let now = Instant::now();
-            match self.send_to(i, request.encode(), events)? {
-                Sent::Unroutable => self.mark_unroutable(i, now, events),
-                Sent::Ok => {
-                    self.table.used(i);
-                    pending.attempts += 1;
-                    pending.tried.push(i);
-                    pending.deadline = Some(now + self.config.timeout);
-                    self.report.sent += 1;
-                    if pending.attempts > 1 {
-                        events.info(format!("resending to {}", self.table.endpoint(i)));
-                    }
-                    events.emit(Event::Sent {
-                        seq: pending.seq,
-                        request: pending.request.clone(),
-                        attempt: pending.attempts,
-                    });
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn abandon(&mut self, pending: Pending, events: &mut Events) {
-        events.error("server seems to be offline, abandoning");
-        self.report.abandoned += 1;
-        events.emit(Event::Abandoned {
-            seq: pending.seq,
-            request: pending.request,
-            attempts: pending.attempts,
-        });
-    }
-
-    /// Keeps the server table current (pings out, PONGs and late replies in) until the feed
-    /// has the next request or has ended; `None` if interrupted meanwhile.
-    fn wait_for_request(
+    /// The current request is answered: report it and read the next one.
+    fn accept(
         &mut self,
-        feed: &RequestFeed,
+        reply: String,
+        now: Instant,
+        out: &mut Outbox<NextRequest>,
         events: &mut Events,
-    ) -> Result<Option<Next>> {
-        loop {
-            if shutdown::requested() {
-                return Ok(None);
-            }
-            if let Some(next) = feed.try_next() {
-                return Ok(Some(next));
-            }
-            while self.socket.poll_in(0)? {
-                self.receive(None, events)?;
-            }
-            self.tend(Instant::now(), events)?;
-            if let Some(next) = feed.arm() {
-                return Ok(Some(next));
-            }
-            let wait = poll_timeout(self.table.next_due());
-            let mut items = [
-                self.socket.raw().as_poll_item(zmq::POLLIN),
-                feed.wakeup().raw().as_poll_item(zmq::POLLIN),
-            ];
-            match zmq::poll(&mut items, wait) {
-                Ok(_) | Err(zmq::Error::EINTR) => {}
-                Err(e) => return Err(Error::zmq("poll failed", e)),
-            }
-            feed.disarm();
-        }
-    }
-
-    /// Works on one request until it is answered (`Completed`), abandoned or interrupted.
-    fn serve(&mut self, mut pending: Pending, events: &mut Events) -> Result<Outcome> {
-        let give_up_after = self.config.server_ttl + self.config.timeout;
-        // A request waits for a live server for `give_up_after` from its arrival at least.
-        self.last_alive = self.last_alive.max(pending.started);
-        let retries = self.config.retries.max(1);
-        loop {
-            if shutdown::requested() {
-                return Ok(Outcome::Interrupted);
-            }
-            // Everything that arrived first: it may be the answer, or proof of life.
-            while self.socket.poll_in(0)? {
-                if let Some(reply) = self.receive(Some(&mut pending), events)? {
-                    self.accept(pending, reply, events);
-                    return Ok(Outcome::Completed);
-                }
-            }
-            let now = Instant::now();
-            self.tend(now, events)?;
-            // An attempt ends only by its timeout or a mismatched reply, never by a wake-up.
-            let timed_out = pending.deadline.is_some_and(|d| now >= d);
-            if let Some(reason) = pending.failed.take().or(timed_out.then_some("timeout")) {
-                pending.deadline = None;
-                if pending.attempts >= retries {
-                    self.abandon(pending, events);
-                    return Ok(Outcome::Abandoned);
-                }
-                events.warn("no response from server, retrying…");
-                events.emit(Event::Retry {
-                    seq: pending.seq,
-                    attempt: pending.attempts,
-                    reason: reason.into(),
-                });
-                self.report.retries += 1;
-            }
-            if pending.deadline.is_none() {
-                self.dispatch(&mut pending, events)?;
-                if self.table.any_alive() {
-                    self.last_alive = now;
-                }
-            }
-            let mut wake = self.table.next_due();
-            match pending.deadline {
-                Some(deadline) => wake = Some(wake.map_or(deadline, |w| w.min(deadline))),
-                None => {
-                    // Waiting for a live server: give up once none has been alive for long.
-                    let give_up = self.last_alive + give_up_after;
-                    if now >= give_up {
-                        events.error(format!(
-                            "no server has answered for {} ms",
-                            give_up_after.as_millis()
-                        ));
-                        self.abandon(pending, events);
-                        return Ok(Outcome::Abandoned);
-                    }
-                    wake = Some(wake.map_or(give_up, |w| w.min(give_up)));
-                }
-            }
-            self.socket.poll_in(poll_timeout(wake))?;
-        }
-    }
-
-    fn accept(&mut self, pending: Pending, reply: String, events: &mut Events) {
-        let latency = pending.started.elapsed();
+    ) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let latency = now - pending.started;
         self.latency.record(latency);
         self.report.replied += 1;
         if self.config.check_echo {
@@ -679,109 +792,755 @@ impl Client<'_> {
             attempts: pending.attempts,
             latency_ms: millis(latency),
         });
+        out.start(NextRequest);
     }
 
-    fn finish(mut self, outcome: Outcome) -> Report {
-        self.report.outcome = outcome;
-        self.report.elapsed_ms = millis(self.started.elapsed());
-        self.report.latency_ms = self.latency.summary();
-        Report::Client(self.report)
+    fn abandon(&mut self, out: &mut Outbox<NextRequest>, events: &mut Events) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        events.error("server seems to be offline, abandoning");
+        self.report.abandoned += 1;
+        events.emit(Event::Abandoned {
+            seq: pending.seq,
+            request: pending.request,
+            attempts: pending.attempts,
+        });
+        self.outcome = Some(Outcome::Abandoned);
+        out.exit();
     }
 }
 
-/// Milliseconds for `zmq::poll` until `due`, or one poll slice when nothing is due.
-fn poll_timeout(due: Option<Instant>) -> i64 {
-    due.map_or(
-        shutdown::POLL_SLICE.as_millis() as i64,
-        shutdown::slice_until,
-    )
+impl Machine for FreelanceClient {
+    type Job = NextRequest;
+    type Done = Option<String>;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        vec![SocketSpec {
+            slot: CLIENT,
+            // Unroutable is dead now: a send to a server that is not connected fails at once.
+            kind: SocketKind::MandatoryRouter,
+            name: "client",
+            bind: Vec::new(),
+            connect: self.endpoints.clone(),
+            identity: None,
+        }]
+    }
+
+    fn start(&mut self, now: Instant, out: &mut Outbox<NextRequest>, events: &mut Events) {
+        for endpoint in &self.repeats {
+            events.warn(format!(
+                "{endpoint} is listed more than once; using it once"
+            ));
+        }
+        events.emit(Event::Started {
+            role: "freelance client".into(),
+            endpoint: self.endpoints.join(","),
+            seed: None,
+        });
+        self.started = now;
+        self.last_alive = now;
+        self.tend(now, out, events);
+        out.start(NextRequest);
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<Option<String>>,
+        now: Instant,
+        out: &mut Outbox<NextRequest>,
+        events: &mut Events,
+    ) {
+        match input {
+            Input::Message { msg, .. } => {
+                if let Some(reply) = self.receive(msg, now, events) {
+                    self.accept(reply, now, out, events);
+                }
+            }
+            Input::Done(None) => {
+                self.outcome = Some(Outcome::Completed);
+                out.exit();
+            }
+            Input::Done(Some(request)) => {
+                self.report.requests += 1;
+                self.pending = Some(Pending {
+                    seq: self.report.requests,
+                    request,
+                    started: now,
+                    attempts: 0,
+                    tried: Vec::new(),
+                    handing: None,
+                    deadline: None,
+                    failed: None,
+                });
+                // A request waits for a live server for `give_up_after` from its arrival.
+                self.last_alive = self.last_alive.max(now);
+            }
+        }
+        self.step(now, out, events);
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<NextRequest>, events: &mut Events) {
+        self.step(now, out, events);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        let waiting = self.pending.as_ref().and_then(|p| match p.deadline {
+            Some(deadline) => Some(deadline),
+            None if p.handing.is_none() => Some(self.last_alive + self.give_up_after()),
+            None => None,
+        });
+        [self.table.next_due(), waiting].into_iter().flatten().min()
+    }
+
+    fn routed(
+        &mut self,
+        _slot: Slot,
+        msg: &Message,
+        routed: bool,
+        now: Instant,
+        out: &mut Outbox<NextRequest>,
+        events: &mut Events,
+    ) {
+        let Some(i) = msg.get(0).and_then(|identity| self.table.find(identity)) else {
+            return;
+        };
+        let handing = self.pending.as_ref().and_then(|p| p.handing);
+        // `[server][PING]` is a ping; `[server][control][body]` the attempt being handed.
+        if msg.len() > 2 && handing == Some(i) {
+            self.handed(i, routed, now, out, events);
+        } else if !routed {
+            self.mark_unroutable(i, now, events);
+        }
+    }
+
+    fn wants(&self, _slot: Slot) -> bool {
+        self.outcome.is_none()
+    }
 }
 
-/// Sends every request, one at a time, and reports each reply as an event, in request order.
-/// Returns the summary; its outcome says whether the run completed, abandoned or was
-/// interrupted.
+/// Sends every request, one at a time, and reports each reply as an event, in request order,
+/// until the requests end, one is abandoned or `stop` is raised. Returns the summary; its
+/// outcome says which.
 pub fn run_client<I>(
     config: &FreelanceClientConfig,
     requests: I,
+    stop: &Stop,
     events: &mut Events,
 ) -> Result<Report>
 where
     I: IntoIterator<Item = String>,
     I::IntoIter: Send + 'static,
 {
-    let (endpoints, repeats) = dedupe(&config.endpoints);
-    if endpoints.is_empty() {
-        return Err(Error::Usage(
-            "a Freelance client needs at least one server endpoint (--connect)".into(),
-        ));
-    }
-    let ctx = zmq::Context::new();
-    let socket = transport::socket(&ctx, zmq::ROUTER, "client", None)?;
-    socket
-        .raw()
-        .set_router_mandatory(true)
-        .map_err(|e| Error::zmq("cannot set ROUTER_MANDATORY", e))?;
-    socket
-        .raw()
-        .set_router_handover(true)
-        .map_err(|e| Error::zmq("cannot set ROUTER_HANDOVER", e))?;
-    for endpoint in &endpoints {
-        socket.connect(endpoint)?;
-    }
-    for endpoint in repeats {
-        events.warn(format!(
-            "{endpoint} is listed more than once; using it once"
-        ));
-    }
-    let now = Instant::now();
-    let mut client = Client {
-        config,
-        socket,
-        table: ServerTable::new(&endpoints, config.ping_interval, config.server_ttl, now),
-        report: ClientReport::new(endpoints.join(",")),
-        latency: LatencyRecorder::default(),
-        started: now,
-        last_alive: now,
-    };
-    events.emit(Event::Started {
-        role: "freelance client".into(),
-        endpoint: endpoints.join(","),
-        seed: None,
-    });
-    let feed = RequestFeed::spawn(requests.into_iter())?;
-    loop {
-        let request = match client.wait_for_request(&feed, events)? {
-            Some(Next::Request(request)) => request,
-            Some(Next::End) => break,
-            None => return Ok(client.finish(Outcome::Interrupted)),
-        };
-        client.report.requests += 1;
-        let pending = Pending {
-            seq: client.report.requests,
-            request,
-            started: Instant::now(),
-            attempts: 0,
-            tried: Vec::new(),
-            deadline: None,
-            failed: None,
-        };
-        match client.serve(pending, events)? {
-            Outcome::Completed => {}
-            other => return Ok(client.finish(other)),
-        }
-    }
-    Ok(client.finish(Outcome::Completed))
+    let mut client = FreelanceClient::new(config, Instant::now())?;
+    // The adapter from the request iterator to jobs: one `next()` per job, on a work thread.
+    let requests = Mutex::new(requests.into_iter());
+    reactor::run(
+        &mut client,
+        move |_: NextRequest| requests.lock().ok().and_then(|mut it| it.next()),
+        stop,
+        events,
+    )?;
+    Ok(client.finish(Instant::now()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reactor::Output;
+    use crate::transport;
+    use std::collections::VecDeque;
 
     const MS: Duration = Duration::from_millis(1);
 
     fn table(n: usize, now: Instant) -> ServerTable {
         let endpoints: Vec<String> = (0..n).map(|i| format!("tcp://h:{i}")).collect();
         ServerTable::new(&endpoints, 100 * MS, 300 * MS, now)
+    }
+
+    /// `[client][frames…]`, as the server's ROUTER hands it over.
+    fn from_client(frames: &[&[u8]]) -> Input<ServerJob> {
+        Input::Message {
+            slot: SERVER,
+            msg: Message::from_frames(frames.iter().copied()),
+        }
+    }
+
+    fn sent(frames: &[&[u8]]) -> Output<ServerJob> {
+        Output::Send {
+            slot: SERVER,
+            msg: Message::from_frames(frames.iter().copied()),
+        }
+    }
+
+    fn job(control: &[u8], body: &[u8]) -> ServerJob {
+        ServerJob {
+            client: b"C".to_vec(),
+            control: control.to_vec(),
+            body: Message::from_frames([body]),
+        }
+    }
+
+    fn flp_server(faults: FaultPlan) -> FreelanceServer {
+        FreelanceServer::new(&FreelanceServerConfig {
+            bind: "tcp://*:5555".into(),
+            faults,
+            seed: 7,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_server_socket_is_a_router_named_by_its_public_endpoint() {
+        let mut s = flp_server(FaultPlan::default());
+        match &s.sockets()[..] {
+            [spec] => {
+                assert_eq!(spec.kind, SocketKind::Router);
+                assert_eq!(spec.bind, ["tcp://*:5555"]);
+                assert_eq!(spec.identity.as_deref(), Some(&b"tcp://localhost:5555"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        let (mut out, mut seen) = (Outbox::default(), Vec::new());
+        s.start(
+            Instant::now(),
+            &mut out,
+            &mut Events::new(false, |e| seen.push(e)),
+        );
+        assert!(out.is_empty());
+        assert!(matches!(
+            &seen[..],
+            [Event::Started { role, endpoint, seed: Some(7) }, ..]
+                if role == "freelance server" && endpoint == "tcp://localhost:5555"
+        ));
+        let bad = FreelanceServer::new(&FreelanceServerConfig {
+            bind: "tcp://127.0.0.1:*".into(),
+            ..Default::default()
+        });
+        assert_eq!(bad.err().map(|e| e.exit_code()), Some(2));
+    }
+
+    #[test]
+    fn the_server_answers_ping_with_pong_at_once_even_while_not_a_cycle() {
+        let mut s = flp_server(FaultPlan {
+            crash_after: Some(0),
+            ..Default::default()
+        });
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        for _ in 0..3 {
+            s.handle(from_client(&[b"C", b"PING"]), t0, &mut out, &mut ev);
+            assert_eq!(out.take(), [sent(&[b"C", b"PONG"])]);
+        }
+        assert_eq!(
+            s.report().requests,
+            0,
+            "pings are no requests and draw no faults"
+        );
+        assert!(s.wants(SERVER));
+    }
+
+    #[test]
+    fn the_server_echoes_control_and_reply_and_counts_it() {
+        let mut s = flp_server(FaultPlan::default());
+        let (mut out, mut seen, t0) = (Outbox::default(), Vec::new(), Instant::now());
+        let mut ev = Events::new(false, |e| seen.push(e));
+        s.handle(from_client(&[b"C", b"7", b"hi"]), t0, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Start(job(b"7", b"hi"))]);
+        assert!(!s.wants(SERVER), "one request at a time, pings wait");
+        s.handle(
+            Input::Done(job(b"7", b"HI")),
+            t0 + 3 * MS,
+            &mut out,
+            &mut ev,
+        );
+        assert_eq!(out.take(), [sent(&[b"C", b"7", b"HI"])]);
+        assert!(s.wants(SERVER));
+        drop(ev);
+        assert_eq!((s.report().requests, s.report().replied), (1, 1));
+        assert!(matches!(
+            seen.last(),
+            Some(Event::Served { cycle: 1, request, bytes: 2, .. }) if request == "hi"
+        ));
+    }
+
+    #[test]
+    fn the_server_counts_and_drops_malformed_messages_and_keeps_serving() {
+        let mut s = flp_server(FaultPlan::default());
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        // No payload; a control frame without a body; an empty identity.
+        s.handle(from_client(&[b"C"]), t0, &mut out, &mut ev);
+        s.handle(from_client(&[b"C", b"7"]), t0, &mut out, &mut ev);
+        s.handle(from_client(&[b"", b"PING"]), t0, &mut out, &mut ev);
+        assert!(out.take().is_empty());
+        assert_eq!((s.report().invalid, s.report().requests), (3, 0));
+        s.handle(from_client(&[b"C", b"PING"]), t0, &mut out, &mut ev);
+        assert_eq!(out.take(), [sent(&[b"C", b"PONG"])]);
+    }
+
+    #[test]
+    fn the_server_stall_is_a_deadline_during_which_nothing_is_read() {
+        let mut s = flp_server(FaultPlan {
+            work: 100 * MS,
+            overload_rate: 1.0,
+            overload_for: 400 * MS,
+            faults_after: 0,
+            ..Default::default()
+        });
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        s.handle(from_client(&[b"C", b"1", b"x"]), t0, &mut out, &mut ev);
+        assert!(out.take().is_empty());
+        assert_eq!(s.report().overloads, 1);
+        assert_eq!(s.next_deadline(), Some(t0 + 500 * MS));
+        assert!(
+            !s.wants(SERVER),
+            "an overloaded server answers nothing, pings included"
+        );
+        s.tick(t0 + 499 * MS, &mut out, &mut ev);
+        assert!(out.take().is_empty());
+        s.tick(t0 + 500 * MS, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Start(job(b"1", b"x"))]);
+        assert_eq!(s.next_deadline(), None);
+        assert!(!s.wants(SERVER), "still busy until the handler answers");
+    }
+
+    #[test]
+    fn the_server_crash_is_an_output_and_nothing_more_is_read() {
+        let mut s = flp_server(FaultPlan {
+            crash_after: Some(1),
+            ..Default::default()
+        });
+        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        s.handle(from_client(&[b"C", b"1", b"x"]), t0, &mut out, &mut ev);
+        s.handle(Input::Done(job(b"1", b"x")), t0, &mut out, &mut ev);
+        out.take();
+        s.handle(from_client(&[b"C", b"2", b"y"]), t0, &mut out, &mut ev);
+        assert_eq!(out.take(), [Output::Crash]);
+        assert!(!s.wants(SERVER));
+    }
+
+    // The client, with a fake clock and a fake reactor.
+
+    fn ep(i: usize) -> String {
+        format!("tcp://h:{i}")
+    }
+
+    fn flp_client(n: usize, t0: Instant) -> FreelanceClient {
+        let mut endpoints: Vec<String> = (0..n).map(ep).collect();
+        endpoints.push(ep(0)); // listed twice: used once
+        FreelanceClient::new(
+            &FreelanceClientConfig {
+                endpoints,
+                timeout: 200 * MS,
+                ping_interval: 100 * MS,
+                server_ttl: 300 * MS,
+                retries: 3,
+                check_echo: true,
+            },
+            t0,
+        )
+        .unwrap()
+    }
+
+    /// What the reactor would do with `out`: each send on the client socket goes out when
+    /// its server is in `up` (else it is unroutable), and the machine hears of it at once.
+    /// Returns the frames that went out, and the other outputs (jobs, exit).
+    fn carry(
+        c: &mut FreelanceClient,
+        out: &mut Outbox<NextRequest>,
+        now: Instant,
+        up: &[usize],
+        ev: &mut Events,
+    ) -> (Vec<Vec<Vec<u8>>>, Vec<Output<NextRequest>>) {
+        let (mut wire, mut other) = (Vec::new(), Vec::new());
+        let mut todo: VecDeque<_> = out.take().into();
+        while let Some(o) = todo.pop_front() {
+            match o {
+                Output::Send { slot, msg } => {
+                    let ok = up.iter().any(|&i| msg.get(0) == Some(ep(i).as_bytes()));
+                    let mut more = Outbox::default();
+                    c.routed(slot, &msg, ok, now, &mut more, ev);
+                    if ok {
+                        wire.push(msg.iter().map(<[u8]>::to_vec).collect());
+                    }
+                    for o in more.take().into_iter().rev() {
+                        todo.push_front(o);
+                    }
+                }
+                o => other.push(o),
+            }
+        }
+        (wire, other)
+    }
+
+    fn frames(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+        parts.iter().map(|p| p.to_vec()).collect()
+    }
+
+    fn ping(i: usize) -> Vec<Vec<u8>> {
+        frames(&[ep(i).as_bytes(), b"PING"])
+    }
+
+    fn attempt(i: usize, seq: u64, body: &str) -> Vec<Vec<u8>> {
+        frames(&[ep(i).as_bytes(), &flp::control_frame(seq), body.as_bytes()])
+    }
+
+    fn from_server(parts: &[&[u8]]) -> Input<Option<String>> {
+        Input::Message {
+            slot: CLIENT,
+            msg: Message::from_frames(parts.iter().copied()),
+        }
+    }
+
+    fn pong(i: usize) -> Input<Option<String>> {
+        from_server(&[ep(i).as_bytes(), b"PONG"])
+    }
+
+    fn reply(i: usize, seq: u64, body: &str) -> Input<Option<String>> {
+        from_server(&[ep(i).as_bytes(), &flp::control_frame(seq), body.as_bytes()])
+    }
+
+    /// A client of `n` servers, started at `t0`, all of which answered their first ping.
+    fn live_client(n: usize, t0: Instant, ev: &mut Events) -> FreelanceClient {
+        let mut c = flp_client(n, t0);
+        let mut out = Outbox::default();
+        c.start(t0, &mut out, ev);
+        carry(&mut c, &mut out, t0, &(0..n).collect::<Vec<_>>(), ev);
+        for i in 0..n {
+            c.handle(pong(i), t0, &mut out, ev);
+        }
+        assert!(out.is_empty(), "a PONG asks for nothing");
+        c
+    }
+
+    #[test]
+    fn the_client_starts_by_pinging_every_distinct_server_and_reading_a_request() {
+        let t0 = Instant::now();
+        let mut c = flp_client(2, t0);
+        match &c.sockets()[..] {
+            [spec] => {
+                assert_eq!(spec.kind, SocketKind::MandatoryRouter);
+                assert_eq!(
+                    spec.connect,
+                    [ep(0), ep(1)],
+                    "a duplicate is connected once"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let (mut out, mut seen) = (Outbox::default(), Vec::new());
+        let mut ev = Events::new(false, |e| seen.push(e));
+        c.start(t0, &mut out, &mut ev);
+        let (wire, other) = carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
+        assert_eq!(wire, [ping(0), ping(1)]);
+        assert_eq!(other, [Output::Start(NextRequest)]);
+        drop(ev);
+        assert!(seen
+            .iter()
+            .any(|e| matches!(e, Event::Started { role, endpoint, .. }
+            if role == "freelance client" && endpoint == "tcp://h:0,tcp://h:1")));
+        assert!(FreelanceClient::new(
+            &FreelanceClientConfig {
+                endpoints: Vec::new(),
+                ..Default::default()
+            },
+            t0
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_client_pings_on_schedule_and_a_pong_postpones_the_next_ping() {
+        let t0 = Instant::now();
+        let mut ev = Events::discard();
+        let mut c = flp_client(2, t0);
+        let mut out = Outbox::default();
+        c.start(t0, &mut out, &mut ev);
+        carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
+        assert_eq!(c.next_deadline(), Some(t0 + 100 * MS));
+        c.handle(pong(0), t0 + 60 * MS, &mut out, &mut ev);
+        c.tick(t0 + 100 * MS, &mut out, &mut ev);
+        let (wire, _) = carry(&mut c, &mut out, t0 + 100 * MS, &[0, 1], &mut ev);
+        assert_eq!(
+            wire,
+            [ping(1)],
+            "server 0 spoke at 60 ms: its ping is due at 160 ms"
+        );
+        assert_eq!(c.next_deadline(), Some(t0 + 160 * MS));
+        c.tick(t0 + 160 * MS, &mut out, &mut ev);
+        let (wire, _) = carry(&mut c, &mut out, t0 + 160 * MS, &[0, 1], &mut ev);
+        assert_eq!(wire, [ping(0)]);
+    }
+
+    #[test]
+    fn the_client_sends_round_robin_over_live_servers_in_request_order() {
+        let t0 = Instant::now();
+        let (mut out, mut seen) = (Outbox::default(), Vec::new());
+        let mut ev = Events::new(false, |e| seen.push(e));
+        let mut c = live_client(3, t0, &mut ev);
+        let mut went = Vec::new();
+        for (k, word) in ["a", "b", "c", "d"].iter().enumerate() {
+            let seq = k as u64 + 1;
+            let now = t0 + (k as u32) * MS;
+            c.handle(Input::Done(Some(word.to_string())), now, &mut out, &mut ev);
+            let (wire, _) = carry(&mut c, &mut out, now, &[0, 1, 2], &mut ev);
+            let i = (0..3)
+                .find(|&i| wire == [attempt(i, seq, word)])
+                .expect("one attempt");
+            went.push(i);
+            c.handle(reply(i, seq, word), now, &mut out, &mut ev);
+            let (_, other) = carry(&mut c, &mut out, now, &[0, 1, 2], &mut ev);
+            assert_eq!(other, [Output::Start(NextRequest)], "then the next request");
+        }
+        assert_eq!(went, [0, 1, 2, 0]);
+        c.handle(Input::Done(None), t0 + 10 * MS, &mut out, &mut ev);
+        assert!(out.take().contains(&Output::Exit));
+        drop(ev);
+        let replies: Vec<u64> = seen
+            .iter()
+            .filter_map(|e| match e {
+                Event::Reply {
+                    seq, attempts: 1, ..
+                } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies, [1, 2, 3, 4]);
+        let (sent, replied) = (c.report().sent, c.report().replied);
+        assert_eq!((sent, replied), (4, 4));
+        match c.finish(t0 + 10 * MS) {
+            Report::Client(r) => assert_eq!(r.outcome, Outcome::Completed),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_attempt_that_times_out_is_retried_elsewhere_and_never_before() {
+        let t0 = Instant::now();
+        let (mut out, mut seen) = (Outbox::default(), Vec::new());
+        let mut ev = Events::new(false, |e| seen.push(e));
+        let mut c = live_client(2, t0, &mut ev);
+        c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
+        let (wire, _) = carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
+        assert_eq!(wire, [attempt(0, 1, "x")]);
+        // A wake-up before the timeout (a ping due) does not resend.
+        c.tick(t0 + 100 * MS, &mut out, &mut ev);
+        let (wire, _) = carry(&mut c, &mut out, t0 + 100 * MS, &[0, 1], &mut ev);
+        assert_eq!(wire, [ping(0), ping(1)]);
+        c.handle(pong(1), t0 + 150 * MS, &mut out, &mut ev);
+        c.tick(t0 + 200 * MS, &mut out, &mut ev);
+        let (wire, _) = carry(&mut c, &mut out, t0 + 200 * MS, &[0, 1], &mut ev);
+        // Server 0 did not answer its ping at 100 ms: pinged again; the retry goes to 1.
+        assert_eq!(wire, [ping(0), attempt(1, 1, "x")]);
+        c.handle(reply(1, 1, "x"), t0 + 210 * MS, &mut out, &mut ev);
+        drop(ev);
+        assert!(seen.iter().any(|e| matches!(e,
+            Event::Retry { seq: 1, attempt: 1, reason } if reason == "timeout")));
+        assert!(seen.iter().any(|e| matches!(
+            e,
+            Event::Reply {
+                seq: 1,
+                attempts: 2,
+                ..
+            }
+        )));
+        assert_eq!(c.report().retries, 1);
+    }
+
+    #[test]
+    fn a_late_reply_is_never_counted_for_a_later_request() {
+        let t0 = Instant::now();
+        let (mut out, mut seen) = (Outbox::default(), Vec::new());
+        let mut ev = Events::new(false, |e| seen.push(e));
+        let mut c = live_client(2, t0, &mut ev);
+        c.handle(Input::Done(Some("same".into())), t0, &mut out, &mut ev);
+        carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
+        c.tick(t0 + 200 * MS, &mut out, &mut ev); // times out on server 0, goes to 1
+        carry(&mut c, &mut out, t0 + 200 * MS, &[0, 1], &mut ev);
+        c.handle(reply(1, 1, "same"), t0 + 210 * MS, &mut out, &mut ev);
+        carry(&mut c, &mut out, t0 + 210 * MS, &[0, 1], &mut ev);
+        c.handle(
+            Input::Done(Some("same".into())),
+            t0 + 220 * MS,
+            &mut out,
+            &mut ev,
+        );
+        carry(&mut c, &mut out, t0 + 220 * MS, &[0, 1], &mut ev);
+        // Server 0's answer to request 1 arrives while request 2 waits: same body, wrong
+        // control frame: discarded.
+        c.handle(reply(0, 1, "same"), t0 + 230 * MS, &mut out, &mut ev);
+        assert!(carry(&mut c, &mut out, t0 + 230 * MS, &[0, 1], &mut ev)
+            .1
+            .is_empty());
+        // A control frame never sent is malformed, not late.
+        c.handle(reply(0, 9, "same"), t0 + 231 * MS, &mut out, &mut ev);
+        c.handle(
+            from_server(&[b"tcp://h:7", b"PONG"]),
+            t0 + 232 * MS,
+            &mut out,
+            &mut ev,
+        );
+        assert_eq!(c.report().replied, 1);
+        c.handle(reply(0, 2, "same"), t0 + 240 * MS, &mut out, &mut ev);
+        assert_eq!(c.report().replied, 2);
+        drop(ev);
+        let replies: Vec<(u64, u32)> = seen
+            .iter()
+            .filter_map(|e| match e {
+                Event::Reply { seq, attempts, .. } => Some((*seq, *attempts)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replies, [(1, 2), (2, 1)]);
+        let invalid = seen
+            .iter()
+            .filter(|e| matches!(e, Event::Invalid { .. }))
+            .count();
+        assert_eq!(
+            invalid, 2,
+            "the unknown control frame and the unknown server"
+        );
+    }
+
+    #[test]
+    fn an_unroutable_server_is_dead_at_once_and_costs_no_attempt() {
+        let t0 = Instant::now();
+        let (mut out, mut ev) = (Outbox::default(), Events::discard());
+        let mut c = live_client(2, t0, &mut ev);
+        c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
+        // Server 0 went away: the request is handed to server 1 in the same breath.
+        let (wire, _) = carry(&mut c, &mut out, t0, &[1], &mut ev);
+        assert_eq!(wire, [attempt(1, 1, "x")]);
+        assert_eq!(c.report().sent, 1);
+        c.handle(reply(1, 1, "x"), t0 + MS, &mut out, &mut ev);
+        assert_eq!(c.report().replied, 1);
+        // And its ping is tried again soon, not a whole interval later.
+        assert_eq!(c.next_deadline(), Some(t0 + UNROUTABLE_RETRY));
+    }
+
+    /// Runs `c` from deadline to deadline until it exits; servers in `answering` answer
+    /// every ping. Returns when it exited.
+    fn run_to_exit(
+        c: &mut FreelanceClient,
+        t0: Instant,
+        answering: &[usize],
+        ev: &mut Events,
+    ) -> Instant {
+        let mut out = Outbox::default();
+        let mut now = t0;
+        for _ in 0..100 {
+            now = c.next_deadline().expect("a deadline while running");
+            c.tick(now, &mut out, ev);
+            let (wire, other) = carry(c, &mut out, now, &[0, 1], ev);
+            if other.contains(&Output::Exit) {
+                assert_eq!(c.next_deadline(), None);
+                return now;
+            }
+            for &i in answering {
+                if wire.contains(&ping(i)) {
+                    c.handle(pong(i), now, &mut out, ev);
+                }
+            }
+        }
+        panic!("still running at {:?}", now - t0);
+    }
+
+    #[test]
+    fn a_request_is_abandoned_after_its_attempts() {
+        let t0 = Instant::now();
+        let (mut out, mut seen) = (Outbox::default(), Vec::new());
+        let mut ev = Events::new(false, |e| seen.push(e));
+        let mut c = live_client(1, t0, &mut ev);
+        c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
+        carry(&mut c, &mut out, t0, &[0], &mut ev);
+        // The server answers pings but never the request: three attempts of 200 ms.
+        let ended = run_to_exit(&mut c, t0, &[0], &mut ev);
+        assert_eq!(ended, t0 + 600 * MS);
+        assert_eq!((c.report().sent, c.report().retries), (3, 2));
+        drop(ev);
+        assert!(seen.iter().any(|e| matches!(
+            e,
+            Event::Abandoned {
+                seq: 1,
+                attempts: 3,
+                ..
+            }
+        )));
+        match c.finish(ended) {
+            // Abandoned is what the binary turns into exit 69.
+            Report::Client(r) => assert_eq!(r.outcome, Outcome::Abandoned),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_silent_server_expires_and_then_the_request_is_abandoned() {
+        let t0 = Instant::now();
+        let (mut out, mut seen) = (Outbox::default(), Vec::new());
+        let mut ev = Events::new(false, |e| seen.push(e));
+        let mut c = live_client(1, t0, &mut ev);
+        c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
+        carry(&mut c, &mut out, t0, &[0], &mut ev);
+        // Nothing answers: attempts at 0 and 200 ms; the server dies at 300 ms (ttl), so the
+        // third attempt waits for a live server, for ttl + timeout after the last one was.
+        let ended = run_to_exit(&mut c, t0, &[], &mut ev);
+        assert_eq!(ended, t0 + 700 * MS);
+        assert_eq!(c.report().sent, 2);
+        drop(ev);
+        assert!(
+            seen.iter().any(|e| matches!(e, Event::Log { message, .. }
+                if message.contains("has not answered for 300 ms"))),
+            "the expiry is said"
+        );
+        assert!(seen.iter().any(|e| matches!(
+            e,
+            Event::Abandoned {
+                seq: 1,
+                attempts: 2,
+                ..
+            }
+        )));
+        match c.finish(ended) {
+            Report::Client(r) => assert_eq!(r.outcome, Outcome::Abandoned),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn with_no_server_alive_a_request_gives_up_after_ttl_plus_timeout() {
+        let t0 = Instant::now();
+        let (mut out, mut ev) = (Outbox::default(), Events::discard());
+        let mut c = flp_client(2, t0);
+        c.start(t0, &mut out, &mut ev);
+        carry(&mut c, &mut out, t0, &[], &mut ev);
+        let arrived = t0 + 1000 * MS;
+        c.handle(Input::Done(Some("x".into())), arrived, &mut out, &mut ev);
+        assert!(carry(&mut c, &mut out, arrived, &[], &mut ev).0.is_empty());
+        // Counted from the request's arrival: it gets the whole ttl + timeout.
+        c.tick(arrived + 499 * MS, &mut out, &mut ev);
+        assert!(!carry(&mut c, &mut out, arrived, &[], &mut ev)
+            .1
+            .contains(&Output::Exit));
+        c.tick(arrived + 500 * MS, &mut out, &mut ev);
+        let (_, other) = carry(&mut c, &mut out, arrived + 500 * MS, &[], &mut ev);
+        assert!(other.contains(&Output::Exit));
+        assert_eq!((c.report().sent, c.report().abandoned), (0, 1));
+    }
+
+    #[test]
+    fn a_mismatched_reply_ends_the_attempt_at_once() {
+        let t0 = Instant::now();
+        let (mut out, mut ev) = (Outbox::default(), Events::discard());
+        let mut c = live_client(2, t0, &mut ev);
+        c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
+        carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
+        c.handle(reply(0, 1, "y"), t0 + MS, &mut out, &mut ev);
+        let (wire, _) = carry(&mut c, &mut out, t0 + MS, &[0, 1], &mut ev);
+        assert_eq!(wire, [attempt(1, 1, "x")]);
+        assert_eq!((c.report().mismatched, c.report().retries), (1, 1));
     }
 
     #[test]
@@ -943,7 +1702,7 @@ mod tests {
     fn one_client_two_servers_in_process() {
         // Wire-level check of the design against real sockets, without the binary: identities,
         // ping/pong, a request answered once.
-        let ctx = zmq::Context::new();
+        let ctx = transport::context();
         let mut ev = Events::discard();
         let server =
             transport::socket(&ctx, zmq::ROUTER, "server", Some(b"inproc://flp-a")).unwrap();

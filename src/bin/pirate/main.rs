@@ -79,7 +79,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
         Command::Server(a) => match a.mode() {
             ServerMode::Lazy(c) => Job::new(move |ev| server::run(&c, &stop, ev)),
             ServerMode::Bstar(c) => Job::new(move |ev| bstar_server::run(&c, &stop, ev)),
-            ServerMode::Freelance(c) => Job::new(move |ev| freelance::run_server(&c, ev)),
+            ServerMode::Freelance(c) => Job::new(move |ev| freelance::run_server(&c, &stop, ev)),
         },
         Command::Client(a) => {
             let requests = a.requests();
@@ -88,7 +88,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
                 ClientMode::Direct(c) => Job::new(move |ev| client::run(&c, requests, &stop, ev)),
                 ClientMode::Titanic(c) => Job::new(move |ev| titanic::run_client(&c, requests, ev)),
                 ClientMode::Freelance(c) => {
-                    Job::new(move |ev| freelance::run_client(&c, requests, ev))
+                    Job::new(move |ev| freelance::run_client(&c, requests, &stop, ev))
                 }
             }
             .with_view(view)
