@@ -1,16 +1,17 @@
 //! Seeded fault injection shared by every role that does work: crashes, overloads (stalls)
-//! and freezes, decided once per request cycle from one seeded generator, and acted on in one
-//! place ([`Faults::inject`]), the same way in every role:
+//! and freezes, decided once per request cycle from one seeded generator, and decided in one
+//! place ([`Faults::decide`]), the same way in every role; each role's machine acts on the
+//! [`Decision`]:
 //!
-//! - **crash**: `Fault` event, a log line, then the process dies on the spot (SIGKILL to
-//!   itself: the request is lost with it). A role that must die somewhere else (Titanic, in the
-//!   middle of its next store write) asks for [`OnCrash::Deferred`] and arranges it itself.
+//! - **crash**: `Fault` event, a log line, then the machine asks the reactor to die on the spot
+//!   (SIGKILL to itself: the request is lost with it). A role that must die somewhere else
+//!   (Titanic, in the middle of its next store write) asks for [`OnCrash::Deferred`] and
+//!   arranges it itself.
 //! - **overload**: `Fault` event, a log line, counted in `overloads`; the request's work takes
-//!   `overload_for` longer. The role stalls for work + overload *its* way, the way that keeps it
-//!   alive: a worker's work thread sleeps while its socket loop heartbeats, a Binary Star node
-//!   keeps publishing its state, a REP server (nothing else to do) just sleeps.
-//! - **freeze**: `Fault` event, a log line, counted in `freezes`; the calling thread stops for
-//!   `freeze_for` right here: no reads, no heartbeats, nothing published, as a hung process. The
+//!   `overload_for` longer: a deadline of the machine, which keeps heartbeating meanwhile (a
+//!   Binary Star node keeps publishing its state).
+//! - **freeze**: `Fault` event, a log line, counted in `freezes`; for `freeze_for` the machine
+//!   reads nothing and sends nothing (no heartbeats, nothing published), as a hung process. The
 //!   request is still answered afterwards. For a REP server, which neither heartbeats nor reads
 //!   while it holds a request, a freeze looks the same on the wire as an overload of that
 //!   length; it is still reported as the freeze it is (`kind: freeze`, `freezes`).
@@ -24,9 +25,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::Result;
 use crate::event::{Event, Events, FaultKind, ServiceReport};
-use crate::shutdown;
 
 /// What to inject and when. `Default` injects nothing.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,20 +174,9 @@ impl Faults {
 pub enum OnCrash {
     /// Right here, now ([`crash_now`]).
     Now,
-    /// Somewhere the role chooses: [`Faults::inject`] announces the crash and returns
-    /// [`Injection::crash`]; the role logs where it will die and arranges it.
+    /// Somewhere the role chooses: [`Faults::decide`] announces the crash and returns
+    /// [`Decision::crash`]; the role logs where it will die and arranges it.
     Deferred,
-}
-
-/// What is left for the role to do about one request's fault once [`Faults::inject`] acted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Injection {
-    /// The request's cycle, 1-based (the `cycle` of its `Fault` and `Served` events).
-    pub cycle: u64,
-    /// How much longer the work takes (overload): stall for the work time plus this.
-    pub extra_work: Duration,
-    /// A crash was drawn under [`OnCrash::Deferred`]: the role must still arrange it.
-    pub crash: bool,
 }
 
 impl Faults {
@@ -240,29 +228,6 @@ impl Faults {
             None => {}
         }
         decision
-    }
-
-    /// Draws the next request's fault and acts on it (see the module docs): [`decide`]
-    /// (Self::decide), then dies on a crash (unless deferred) and sleeps through a freeze
-    /// here. Fails only when a stop request cuts a freeze short ([`crate::Error::Interrupted`]).
-    pub fn inject(
-        &mut self,
-        report: &mut ServiceReport,
-        on_crash: OnCrash,
-        events: &mut Events,
-    ) -> Result<Injection> {
-        let decision = self.decide(report, on_crash, events);
-        if decision.crash && on_crash == OnCrash::Now {
-            crash_now();
-        }
-        if let Some(d) = decision.freeze {
-            shutdown::sleep(d)?;
-        }
-        Ok(Injection {
-            cycle: decision.cycle,
-            extra_work: decision.extra_work,
-            crash: decision.crash,
-        })
     }
 }
 
@@ -359,11 +324,11 @@ mod tests {
         assert!(!FaultPlan::default().is_active());
     }
 
-    /// Runs `inject` once per plan cycle, recording events; never with a crash `Now`.
-    fn inject_all(
+    /// Runs `decide` once per plan cycle, recording events.
+    fn decide_all(
         plan: FaultPlan,
         cycles: usize,
-    ) -> (Vec<Injection>, ServiceReport, Vec<crate::event::Event>) {
+    ) -> (Vec<Decision>, ServiceReport, Vec<crate::event::Event>) {
         let mut faults = Faults::new(plan, 3);
         let mut report = ServiceReport::default();
         let mut seen = Vec::new();
@@ -371,11 +336,7 @@ mod tests {
         {
             let mut events = Events::new(false, |e| seen.push(e));
             for _ in 0..cycles {
-                injected.push(
-                    faults
-                        .inject(&mut report, OnCrash::Deferred, &mut events)
-                        .unwrap(),
-                );
+                injected.push(faults.decide(&mut report, OnCrash::Deferred, &mut events));
             }
         }
         (injected, report, seen)
@@ -397,7 +358,7 @@ mod tests {
 
     #[test]
     fn no_fault_means_nothing_to_do_and_nothing_said() {
-        let (injected, report, events) = inject_all(FaultPlan::default(), 3);
+        let (injected, report, events) = decide_all(FaultPlan::default(), 3);
         let cycles: Vec<u64> = injected.iter().map(|i| i.cycle).collect();
         assert_eq!(cycles, vec![1, 2, 3]);
         assert!(injected.iter().all(|i| i.extra_work.is_zero() && !i.crash));
@@ -413,7 +374,7 @@ mod tests {
             faults_after: 1,
             ..FaultPlan::default()
         };
-        let (injected, report, events) = inject_all(plan, 2);
+        let (injected, report, events) = decide_all(plan, 2);
         assert_eq!(injected[0].extra_work, Duration::ZERO);
         assert_eq!(injected[1].extra_work, Duration::from_millis(700));
         assert_eq!((report.overloads, report.freezes), (1, 0));
@@ -428,17 +389,16 @@ mod tests {
     }
 
     #[test]
-    fn a_freeze_stops_the_caller_here_and_is_reported_as_a_freeze() {
+    fn a_freeze_is_decided_for_its_length_and_reported_as_a_freeze() {
         let plan = FaultPlan {
             freeze_rate: 1.0,
             freeze_for: Duration::from_millis(30),
             faults_after: 0,
             ..FaultPlan::default()
         };
-        let started = std::time::Instant::now();
-        let (injected, report, events) = inject_all(plan, 1);
-        assert!(started.elapsed() >= Duration::from_millis(30));
-        // Nothing left to do: the freeze already happened, the work is not made longer.
+        let (injected, report, events) = decide_all(plan, 1);
+        // The machine freezes for this long; the work itself is not made longer.
+        assert_eq!(injected[0].freeze, Some(Duration::from_millis(30)));
         assert_eq!(injected[0].extra_work, Duration::ZERO);
         assert_eq!((report.overloads, report.freezes), (0, 1));
         assert_eq!(fault_kinds(&events), vec![(FaultKind::Freeze, 1, Some(30))]);
@@ -450,7 +410,7 @@ mod tests {
             crash_after: Some(1),
             ..FaultPlan::default()
         };
-        let (injected, report, events) = inject_all(plan, 2);
+        let (injected, report, events) = decide_all(plan, 2);
         assert!(!injected[0].crash);
         assert!(injected[1].crash);
         assert_eq!((report.overloads, report.freezes), (0, 0));
@@ -469,7 +429,7 @@ mod tests {
             ..FaultPlan::default()
         };
         let drawn = faults_of(plan.clone(), 3, 40);
-        let (_, _, events) = inject_all(plan, 40);
+        let (_, _, events) = decide_all(plan, 40);
         let expected: Vec<(FaultKind, u64, Option<u64>)> = drawn
             .iter()
             .enumerate()

@@ -2,13 +2,19 @@
 //! library and one command-line tool.
 //!
 //! The library is the protocol core and the roles; it knows nothing of the command line or
-//! the terminal. Every role has the same shape: a `Config` in, `run(config, events)` emitting
-//! [`event::Event`]s while it works, a [`event::Report`] out.
+//! the terminal. Every role has the same shape: a `Config` in, its protocol logic as a pure
+//! [`reactor::Machine`] (`handle(input, now)`, `tick(now)`, `next_deadline()`), driven by the
+//! one event loop, [`reactor::run`], and `run(config, stop, events)` emitting
+//! [`event::Event`]s while it works, a [`event::Report`] out. A new role is one machine and
+//! one thin `run` (see `roles::server`), plus one line in the binary's `job()`.
 //!
 //! Layout:
 //! - [`error`]: one error enum and the exit code each kind maps to.
 //! - [`endpoint`]: endpoint syntax, checked before anything starts.
 //! - [`msg`]: owned multipart message, envelope helpers, the Guide's frame dump.
+//! - [`reactor`]: the one event loop: sockets by slot, polling (the only `zmq::poll` of the
+//!   roles), deadlines, work threads, the [`reactor::Stop`] value; drains up to 256 messages
+//!   per socket per wake-up before sending.
 //! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors).
 //! - [`auth`]: ZAP authentication for binds, PLAIN/CURVE credentials for connects.
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
@@ -22,9 +28,11 @@
 //! - [`handler`]: echo or `sh -c CMD` request handling.
 //! - [`event`]: events and reports (serde), rendered by the binary.
 //! - [`stats`]: latency percentiles (the `Latency` every report carries).
-//! - [`shutdown`]: the Ctrl-C/SIGTERM stop flag and interruptible sleeps.
-//! - [`feed`]: reading the next request (stdin may block) as a reactor job, or on a thread.
-//! - [`majordomo`]: the Majordomo client and worker API for Rust programs.
+//! - [`shutdown`]: the process-wide Ctrl-C flag, still read by the `--exec` watchdog, the ZAP
+//!   thread, the chaos proxy and the chaos runner (roles get a [`reactor::Stop`] instead).
+//! - [`feed`]: reading the next request (stdin may block) as a reactor job.
+//! - [`majordomo`]: the Majordomo client (`MdpClient`) and worker (`serve`) API for Rust
+//!   programs, running the same machines as the command line.
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.
 //! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
