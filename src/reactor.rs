@@ -269,6 +269,33 @@ pub trait Machine {
     }
 }
 
+/// Something a machine holds until an instant: a request stalled for its work time, then
+/// handed to a job. `next_deadline` reports [`Due::when`]; `tick` takes it with
+/// [`Due::take_if_due`].
+#[derive(Debug)]
+pub struct Due<T>(Option<(Instant, T)>);
+
+impl<T> Due<T> {
+    /// `item`, due at `when`.
+    pub fn at(when: Instant, item: T) -> Self {
+        Due(Some((when, item)))
+    }
+
+    /// When the item is due; `None` once it was taken.
+    pub fn when(&self) -> Option<Instant> {
+        self.0.as_ref().map(|(at, _)| *at)
+    }
+
+    /// The item, if it is due by `now` (and not taken yet).
+    pub fn take_if_due(&mut self, now: Instant) -> Option<T> {
+        if self.when()? <= now {
+            self.0.take().map(|(_, item)| item)
+        } else {
+            None
+        }
+    }
+}
+
 /// How the loop ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -715,6 +742,17 @@ mod tests {
     fn a_machine_that_exits_with_a_failure_ends_the_loop_with_that_error() {
         let err = run(&mut Failing, |()| (), &Stop::new(), &mut Events::discard()).unwrap_err();
         assert_eq!(err.exit_code(), 69, "{err}");
+    }
+
+    #[test]
+    fn a_due_item_comes_out_once_and_only_when_due() {
+        let t0 = Instant::now();
+        let mut due = Due::at(t0 + Duration::from_millis(10), "x");
+        assert_eq!(due.when(), Some(t0 + Duration::from_millis(10)));
+        assert_eq!(due.take_if_due(t0), None);
+        assert_eq!(due.take_if_due(t0 + Duration::from_millis(10)), Some("x"));
+        assert_eq!(due.when(), None);
+        assert_eq!(due.take_if_due(t0 + Duration::from_secs(1)), None);
     }
 
     #[test]

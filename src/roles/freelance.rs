@@ -51,7 +51,7 @@ use crate::handler::Handler;
 use crate::heartbeat::Liveness;
 use crate::msg::{Frame, Message};
 use crate::proto::flp::{self, ClientMsg, ServerMsg};
-use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
+use crate::reactor::{self, Due, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 use crate::stats::{millis, LatencyRecorder};
 
 /// Everything `pirate server --freelance` needs.
@@ -129,8 +129,8 @@ pub struct ServerJob {
 struct Held {
     /// What its `Served` event will say.
     event: Serving,
-    /// When the stall ends and the handler may run; `None` once it runs.
-    due: Option<(Instant, ServerJob)>,
+    /// When the stall ends and the handler may run; taken once it runs.
+    due: Due<ServerJob>,
 }
 
 /// The Freelance server's logic: PING answered at once, one request at a time, each stalled
@@ -189,7 +189,7 @@ impl FreelanceServer {
             self.faults.plan().work + decision.extra_work + decision.freeze.unwrap_or_default();
         self.held = Some(Held {
             event: Serving::new(decision.cycle, &job.body, now),
-            due: Some((now + stall, job)),
+            due: Due::at(now + stall, job),
         });
         self.tick(now, out, events);
     }
@@ -272,16 +272,13 @@ impl Machine for FreelanceServer {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Outbox<ServerJob>, _events: &mut Events) {
-        if let Some(held) = &mut self.held {
-            if held.due.as_ref().is_some_and(|(at, _)| now >= *at) {
-                let (_, job) = held.due.take().expect("due");
-                out.start(job);
-            }
+        if let Some(job) = self.held.as_mut().and_then(|h| h.due.take_if_due(now)) {
+            out.start(job);
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.held.as_ref()?.due.as_ref().map(|(at, _)| *at)
+        self.held.as_ref()?.due.when()
     }
 
     fn wants(&self, _slot: Slot) -> bool {

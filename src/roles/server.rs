@@ -20,7 +20,7 @@ use crate::event::{self, Event, Events, Report, ServiceReport};
 use crate::faults::{FaultPlan, Faults, OnCrash};
 use crate::handler::Handler;
 use crate::msg::Message;
-use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
+use crate::reactor::{self, Due, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 
 /// Everything `pirate server` needs.
 #[derive(Clone, Debug)]
@@ -52,8 +52,8 @@ struct Serving {
     event: event::Serving,
     /// The ROUTER envelope to put back in front of the reply (`None` behind REP).
     envelope: Option<Vec<Vec<u8>>>,
-    /// When the stall ends and the handler may run; `None` once it runs.
-    due: Option<(Instant, Message)>,
+    /// When the stall ends and the handler may run; taken once it runs.
+    due: Due<Message>,
 }
 
 /// The Lazy Pirate server's logic: one request at a time, faults decided per cycle.
@@ -149,7 +149,7 @@ impl Server {
         self.serving = Some(Serving {
             event: event::Serving::new(decision.cycle, &request, now),
             envelope,
-            due: Some((now + stall, request)),
+            due: Due::at(now + stall, request),
         });
         self.tick(now, out, events);
     }
@@ -204,16 +204,13 @@ impl Machine for Server {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Outbox<Message>, _events: &mut Events) {
-        if let Some(serving) = &mut self.serving {
-            if serving.due.as_ref().is_some_and(|(at, _)| now >= *at) {
-                let (_, request) = serving.due.take().expect("due");
-                out.start(request);
-            }
+        if let Some(request) = self.serving.as_mut().and_then(|h| h.due.take_if_due(now)) {
+            out.start(request);
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.serving.as_ref()?.due.as_ref().map(|(at, _)| *at)
+        self.serving.as_ref()?.due.when()
     }
 
     fn wants(&self, _slot: Slot) -> bool {
