@@ -11,38 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Fast 7/MDP timing for tests.
-const HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
-
-fn broker(extra: &[&str]) -> (Proc, u16) {
-    let mut args = vec!["--json"];
-    args.extend_from_slice(&HB);
-    args.extend_from_slice(extra);
-    start_broker(&args)
-}
-
-fn mdp_worker(name: &str, port: u16, protocol: &str, service: &str, extra: &[&str]) -> Proc {
-    let connect = endpoint(port);
-    let mut args = vec![
-        "worker",
-        "--protocol",
-        protocol,
-        "--service",
-        service,
-        "--connect",
-        &connect,
-        "--name",
-        name,
-        "--reconnect",
-        "50ms",
-        "--reconnect-max",
-        "200ms",
-    ];
-    args.extend_from_slice(&HB);
-    args.extend_from_slice(extra);
-    spawn(name, &args)
-}
-
 /// Asks the broker `mmi.service` until `service` has a worker.
 fn wait_service(port: u16, service: &str) {
     let start = Instant::now();
@@ -261,7 +229,7 @@ fn a_peer_claiming_a_workers_next_identities_cannot_lock_it_out() {
     let port = free_port();
     let bind = endpoint(port);
     let mut args = vec!["broker", "--json", "--bind", &bind];
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&MDP_HB);
     let mut first = spawn("broker", &args);
     first.wait_for("the broker to bind", |o, _| {
         o.contains(r#""event":"started""#)

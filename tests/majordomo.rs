@@ -7,39 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Fast 7/MDP timing for tests.
-const HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
-
-fn broker(extra: &[&str]) -> (Proc, u16) {
-    let mut args = vec!["--json"];
-    args.extend_from_slice(&HB);
-    args.extend_from_slice(extra);
-    start_broker(&args)
-}
-
-fn mdp_worker(name: &str, port: u16, protocol: &str, service: &str, extra: &[&str]) -> Proc {
-    let connect = endpoint(port);
-    let mut args = vec![
-        "worker",
-        "--json",
-        "--protocol",
-        protocol,
-        "--service",
-        service,
-        "--connect",
-        &connect,
-        "--name",
-        name,
-        "--reconnect",
-        "50ms",
-        "--reconnect-max",
-        "200ms",
-    ];
-    args.extend_from_slice(&HB);
-    args.extend_from_slice(extra);
-    spawn(name, &args)
-}
-
 /// Waits until the broker has `n` workers registered (it must run `--json`).
 fn wait_workers(broker: &Proc, n: usize) {
     broker.wait_for(&format!("{n} workers registered"), |o, _| {
@@ -199,7 +166,7 @@ fn workers_re_register_after_the_broker_is_killed_and_restarted() {
     b.wait();
     let bind = endpoint(port);
     let mut args = vec!["broker", "--json", "--bind", &bind];
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&MDP_HB);
     let mut restarted = spawn("broker2", &args);
     assert_eq!(c.code(), 0, "{}", c.stderr.text());
     assert_eq!(replies(&c.stdout.text()), sequence(40));
@@ -443,7 +410,7 @@ fn a_worker_with_two_brokers_moves_to_the_second_when_the_first_dies() {
         "--reconnect",
         "50ms",
     ];
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&MDP_HB);
     let _w = spawn("pair", &args);
     wait_workers(&first, 1);
     let (code, out, _) = client(p1, &["--service", "echo", "one"]);
@@ -487,7 +454,7 @@ fn a_binary_star_broker_pair_fails_over_with_workers_and_clients_following() {
             "--state-heartbeat",
             "100ms",
         ];
-        args.extend_from_slice(&HB);
+        args.extend_from_slice(&MDP_HB);
         spawn(name, &args)
     };
     let primary = node(true);
@@ -511,7 +478,7 @@ fn a_binary_star_broker_pair_fails_over_with_workers_and_clients_following() {
         "--reconnect",
         "50ms",
     ];
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&MDP_HB);
     let _w = spawn("worker", &args);
     primary.wait_stderr("ready for service echo");
     let mut c = spawn_with_stdin(

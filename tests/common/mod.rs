@@ -443,3 +443,38 @@ pub fn read_pid(path: &std::path::Path) -> i32 {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Fast 7/MDP timing for tests.
+pub const MDP_HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
+
+/// A `--json` broker with [`MDP_HB`] and `extra` flags.
+pub fn broker(extra: &[&str]) -> (Proc, u16) {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(&MDP_HB);
+    args.extend_from_slice(extra);
+    start_broker(&args)
+}
+
+/// A `--json` MDP worker named `name` for `service`, with [`MDP_HB`] and fast reconnects.
+pub fn mdp_worker(name: &str, port: u16, protocol: &str, service: &str, extra: &[&str]) -> Proc {
+    let connect = endpoint(port);
+    let mut args = vec![
+        "worker",
+        "--json",
+        "--protocol",
+        protocol,
+        "--service",
+        service,
+        "--connect",
+        &connect,
+        "--name",
+        name,
+        "--reconnect",
+        "50ms",
+        "--reconnect-max",
+        "200ms",
+    ];
+    args.extend_from_slice(&MDP_HB);
+    args.extend_from_slice(extra);
+    spawn(name, &args)
+}
