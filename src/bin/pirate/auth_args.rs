@@ -36,10 +36,11 @@ pub struct ServerAuthArgs {
 pub struct ClientAuthArgs {
     /// Log in with PLAIN (RFC 24) as USER:PASSWORD (visible to other local users in the
     /// process list)
-    #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_user_password, conflicts_with = "curve_server")]
+    // A password, like a Z85 key (1 in 85), may begin with `-`: it is still this flag's value.
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_user_password, conflicts_with = "curve_server", allow_hyphen_values = true)]
     pub plain: Option<(String, String)>,
     /// Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)
-    #[arg(long, value_name = "PUBLIC_KEY", value_parser = parse_public_key)]
+    #[arg(long, value_name = "PUBLIC_KEY", value_parser = parse_public_key, allow_hyphen_values = true)]
     pub curve_server: Option<Key>,
     /// With --curve-server: this role's key pair, from FILE as `pirate generate keys` prints
     /// it [default: a new pair each run]
