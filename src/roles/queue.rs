@@ -24,7 +24,9 @@
 //! client, which drops it if it already has its answer.
 //!
 //! Frames on the backend, after the worker identity:
-//! - PPP worker (DEALER): `0x01` READY · `0x02` HEARTBEAT · `[client]["" ][body…]` reply
+//! - PPP worker (DEALER): `0x01` READY · `0x02` HEARTBEAT · `[client]["" ][body…]` reply;
+//!   the Guide's C++ workers spell the commands `"READY"` and `"HEARTBEAT"`, and each worker
+//!   is heartbeated in the spelling it used ([`ppp::Dialect`])
 //! - Simple worker (REQ): the same, behind an empty delimiter frame that REQ adds.
 
 use std::collections::{HashMap, VecDeque};
@@ -34,7 +36,7 @@ use crate::error::Result;
 use crate::event::{BrokerReport, Event, Events, Report};
 use crate::heartbeat::{HeartbeatConfig, Liveness};
 use crate::msg::{frame_text, Frame, Message};
-use crate::proto::ppp::{self, Ppp};
+use crate::proto::ppp::{self, Dialect, Ppp};
 use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 
 /// Everything `pirate queue` needs.
@@ -112,6 +114,8 @@ struct Worker {
     busy_since: Instant,
     /// A REQ worker (Simple Pirate) needs an empty delimiter in front of everything we send.
     req_peer: bool,
+    /// How it spells READY and HEARTBEAT: it is answered in the same way.
+    dialect: Dialect,
 }
 
 /// The queue's state: known workers and the ready ones in LRU order. Pure: driven by the
@@ -161,17 +165,24 @@ impl Workers {
         true
     }
 
-    /// Any message from worker `id` proves it alive.
-    fn heard(&mut self, id: &[u8], now: Instant) {
-        if let Some(liveness) = self.known.get_mut(id).and_then(|w| w.liveness.as_mut()) {
+    /// Any message from worker `id` proves it alive; a READY or HEARTBEAT also says how it
+    /// spells them.
+    fn heard(&mut self, id: &[u8], dialect: Option<Dialect>, now: Instant) {
+        let Some(worker) = self.known.get_mut(id) else {
+            return;
+        };
+        if let Some(liveness) = worker.liveness.as_mut() {
             liveness.heard(now);
+        }
+        if let Some(dialect) = dialect {
+            worker.dialect = dialect;
         }
     }
 
     /// Worker `id` sent READY: a new worker joins the ready queue, one that lost its request
     /// (READY while busy: it restarted) is ready again, a duplicate READY changes nothing.
     /// True if the worker is new.
-    fn ready(&mut self, id: &[u8], req_peer: bool, now: Instant) -> bool {
+    fn ready(&mut self, id: &[u8], req_peer: bool, dialect: Dialect, now: Instant) -> bool {
         match self.known.get_mut(id) {
             Some(worker) if worker.job.is_none() => false,
             Some(worker) => {
@@ -188,6 +199,7 @@ impl Workers {
                         job: None,
                         busy_since: now,
                         req_peer,
+                        dialect,
                     },
                 );
                 self.ready.push_back(id.to_vec());
@@ -341,7 +353,8 @@ impl Queue {
             }
         }
         for (id, worker) in &self.workers.known {
-            send_to_worker(out, id, worker.req_peer, ppp::encode(Ppp::Heartbeat));
+            let heartbeat = ppp::encode_in(Ppp::Heartbeat, worker.dialect);
+            send_to_worker(out, id, worker.req_peer, heartbeat);
         }
     }
 
@@ -360,7 +373,7 @@ impl Queue {
         if req_peer {
             msg.pop_front();
         }
-        let decoded = match ppp::decode(msg) {
+        let (decoded, dialect) = match ppp::decode_spoken(msg) {
             Ok(d) => d,
             Err(e) => {
                 self.report.invalid += 1;
@@ -369,10 +382,10 @@ impl Queue {
             }
         };
         let workers = &mut self.workers;
-        workers.heard(&id, now);
+        workers.heard(&id, dialect, now);
         match decoded {
             Ppp::Ready => {
-                if workers.ready(&id, req_peer, now) {
+                if workers.ready(&id, req_peer, dialect.unwrap_or_default(), now) {
                     self.report.workers_seen += 1;
                 }
                 events.emit(Event::WorkerReady {
@@ -553,7 +566,7 @@ mod tests {
     fn simple_never_expires_a_worker_and_never_heartbeats() {
         let t0 = Instant::now();
         let mut w = Workers::new(QueuePolicy::Simple);
-        assert!(w.ready(b"a", true, t0));
+        assert!(w.ready(b"a", true, Dialect::Bytes, t0));
         assert_eq!(QueuePolicy::Simple.heartbeat(), None);
         // Silent for a day: still known, still ready.
         let later = t0 + Duration::from_secs(86_400);
@@ -572,9 +585,9 @@ mod tests {
     fn paranoid_expires_a_silent_worker_after_its_liveness() {
         let t0 = Instant::now();
         let mut w = Workers::new(PARANOID);
-        assert!(w.ready(b"a", false, t0));
-        assert!(w.ready(b"b", false, t0));
-        w.heard(b"b", t0 + 200 * MS);
+        assert!(w.ready(b"a", false, Dialect::Bytes, t0));
+        assert!(w.ready(b"b", false, Dialect::Bytes, t0));
+        w.heard(b"b", None, t0 + 200 * MS);
         assert!(w.expire(t0 + 299 * MS).is_empty());
         assert_eq!(ids(w.expire(t0 + 300 * MS)), vec![("a".into(), false)]);
         // The expired worker left the ready queue; the one heard from stays.
@@ -587,7 +600,7 @@ mod tests {
     fn paranoid_keeps_an_expired_busy_workers_claim_on_its_request() {
         let t0 = Instant::now();
         let mut w = Workers::new(PARANOID);
-        w.ready(b"a", false, t0);
+        w.ready(b"a", false, Dialect::Bytes, t0);
         let envelope = vec![b"client".to_vec(), Vec::new()];
         assert_eq!(w.dispatch(&envelope, t0), Some((b"a".to_vec(), false)));
         assert_eq!(ids(w.expire(t0 + 300 * MS)), vec![("a".into(), true)]);
@@ -600,8 +613,8 @@ mod tests {
     fn a_worker_busy_past_the_limit_is_forgotten_as_stuck() {
         let t0 = Instant::now();
         let mut w = Workers::new(PARANOID);
-        w.ready(b"a", false, t0);
-        w.ready(b"b", false, t0);
+        w.ready(b"a", false, Dialect::Bytes, t0);
+        w.ready(b"b", false, Dialect::Bytes, t0);
         w.dispatch(&[b"c".to_vec()], t0);
         let limit = Duration::from_millis(1000);
         assert!(w.forget_stuck(t0 + 999 * MS, limit).is_empty());
@@ -614,12 +627,15 @@ mod tests {
     fn ready_again_while_busy_requeues_and_a_duplicate_ready_does_not() {
         let t0 = Instant::now();
         let mut w = Workers::new(QueuePolicy::Simple);
-        assert!(w.ready(b"a", false, t0));
-        assert!(!w.ready(b"a", false, t0), "duplicate READY");
+        assert!(w.ready(b"a", false, Dialect::Bytes, t0));
+        assert!(!w.ready(b"a", false, Dialect::Bytes, t0), "duplicate READY");
         assert_eq!(w.ready.len(), 1);
         w.dispatch(&[b"c".to_vec()], t0);
         assert!(w.ready.is_empty());
-        assert!(!w.ready(b"a", false, t0), "READY while busy: it restarted");
+        assert!(
+            !w.ready(b"a", false, Dialect::Bytes, t0),
+            "READY while busy: it restarted"
+        );
         assert_eq!(w.ready, VecDeque::from([b"a".to_vec()]));
         assert!(
             w.take_claim(b"a", &[b"c".to_vec()]).is_err(),
@@ -766,6 +782,38 @@ mod tests {
         assert_eq!(outs, [sent(FRONTEND, &[b"c", b"", b"y"])]);
         let (outs, _) = tick(&mut q, t0 + 100 * MS);
         assert_eq!(outs, [sent(BACKEND, &[b"r", b"", b"\x02"])]);
+    }
+
+    #[test]
+    fn each_worker_is_heartbeated_in_the_spelling_it_used() {
+        let t0 = Instant::now();
+        let mut q = queue(PARANOID);
+        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        // The Guide's C++ ppworker spells READY as a word; a Simple C++ worker (REQ) too.
+        handle(&mut q, on(BACKEND, &[b"cpp", b"READY"]), t0);
+        handle(&mut q, on(BACKEND, &[b"req", b"", b"READY"]), t0);
+        handle(&mut q, on(BACKEND, &[b"rfc", b"\x01"]), t0);
+        assert_eq!(q.report().workers_seen, 3);
+        assert_eq!(q.report().invalid, 0);
+        // A C++ worker's "HEARTBEAT" is proof of life, like 0x02.
+        handle(&mut q, on(BACKEND, &[b"cpp", b"HEARTBEAT"]), t0 + 150 * MS);
+        tick(&mut q, t0 + 100 * MS);
+        let (mut outs, events) = tick(&mut q, t0 + 200 * MS);
+        let mut want = vec![
+            sent(BACKEND, &[b"cpp", b"HEARTBEAT"]),
+            sent(BACKEND, &[b"req", b"", b"HEARTBEAT"]),
+            sent(BACKEND, &[b"rfc", b"\x02"]),
+        ];
+        outs.sort_by_key(|o| format!("{o:?}"));
+        want.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(outs, want, "{events:?}");
+        // A worker that switches spelling is answered in the new one.
+        handle(&mut q, on(BACKEND, &[b"cpp", b"\x02"]), t0 + 250 * MS);
+        let (outs, _) = tick(&mut q, t0 + 300 * MS);
+        assert!(
+            outs.contains(&sent(BACKEND, &[b"cpp", b"\x02"])),
+            "{outs:?}"
+        );
     }
 
     #[test]
