@@ -197,6 +197,10 @@ pub struct BrokerReport {
     pub workers_expired: u64,
     /// Workers forgotten for holding a request past `--busy-timeout`.
     pub workers_stuck: u64,
+    /// Workers forgotten because a send found them no longer connected.
+    pub workers_gone: u64,
+    /// Workers forgotten, or READYs refused, because the table was full (`MAX_WORKERS`).
+    pub workers_evicted: u64,
     /// Malformed messages counted and dropped.
     pub invalid: u64,
     /// Replies dropped because the backend peer that sent them does not hold that request

@@ -67,7 +67,14 @@ fn a_cpp_worker_that_says_ready_in_words_is_served_and_heartbeated_in_words() {
         let worker = std::thread::spawn(move || cpp_worker(back, simple, 3, want));
         queue.wait_stdout(r#""event":"worker_ready""#);
         let (code, out, err) = run(
-            &["client", "--connect", &endpoint(front), "--json", "--count", "3"],
+            &[
+                "client",
+                "--connect",
+                &endpoint(front),
+                "--json",
+                "--count",
+                "3",
+            ],
             None,
         );
         assert_eq!(code, 0, "{err}");

@@ -309,3 +309,31 @@ fn simple_pirate_mode_works_with_simple_workers_and_never_heartbeats() {
     assert!(trace.contains("[001] 01"), "READY traced: {trace}");
     assert!(!trace.contains("[001] 02"), "no HEARTBEAT in Simple mode");
 }
+
+#[test]
+fn the_simple_queue_forgets_a_killed_worker_at_the_next_send_and_loses_no_request() {
+    // The Guide's Simple Pirate queue keeps a dead worker forever and hands it the next
+    // request, which only the client's retry recovers. Here the send finds it gone.
+    let (mut queue, front, back) = start_queue(&["--simple", "--json"]);
+    let mut dead = worker("dead", back, &["--protocol", "simple"]);
+    wait_ready(&queue, 1);
+    let _live = worker("live", back, &["--protocol", "simple"]);
+    wait_ready(&queue, 2);
+    dead.signal(libc::SIGKILL);
+    dead.wait();
+    // Let the queue's socket see the connection close (no heartbeat ever tells it).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut c = client(front, &["--count", "6", "--timeout", "2s"]);
+    assert_eq!(c.code(), 0, "{}", c.stderr.text());
+    let out = c.stdout.text();
+    assert_eq!(replies(&out), sequence(6));
+    let summary = json_lines(&out).pop().unwrap();
+    assert_eq!(
+        summary["retries"], 0,
+        "a request was lost to the dead worker: {summary}"
+    );
+    queue.wait_stdout(r#""event":"worker_disconnected""#);
+    let s = stop_and_summarise(&mut queue);
+    assert_eq!(s["workers_gone"], 1, "{s}");
+    assert_eq!(s["routed"], 6, "{s}");
+}

@@ -23,6 +23,15 @@
 //! [`MAX_ORPHANS`] such claims, oldest dropped first), so its late reply still reaches the
 //! client, which drops it if it already has its answer.
 //!
+//! **A worker that went away is found out at the next send.** The backend sets
+//! `ROUTER_MANDATORY` ([`SocketKind::MandatoryRouter`]): a request or heartbeat for a worker
+//! that is no longer connected fails at once instead of vanishing. The worker is forgotten
+//! (Simple has no heartbeats, so without this a dead worker stayed in the table forever and
+//! took the next request with it) and the request goes to the next ready worker, or waits,
+//! the one request the queue ever holds, for the next READY. The table holds at most
+//! [`MAX_WORKERS`] workers: a READY beyond that evicts the worker that has waited longest
+//! without work (under Simple it may be long gone), or is refused if every worker is busy.
+//!
 //! Frames on the backend, after the worker identity:
 //! - PPP worker (DEALER): `0x01` READY · `0x02` HEARTBEAT · `[client]["" ][body…]` reply;
 //!   the Guide's C++ workers spell the commands `"READY"` and `"HEARTBEAT"`, and each worker
@@ -103,6 +112,9 @@ impl Default for QueueConfig {
 /// Most forgotten busy workers whose late reply is still accepted (see the module docs).
 pub const MAX_ORPHANS: usize = 1024;
 
+/// Most workers the queue knows at once (see the module docs).
+pub const MAX_WORKERS: usize = 100_000;
+
 /// What the queue knows of one worker.
 struct Worker {
     /// When it counts as dead; `None` under the Simple policy, where nothing expires.
@@ -128,6 +140,21 @@ struct Workers {
     orphans: HashMap<Frame, Vec<Frame>>,
     /// `orphans` keys, oldest first, to bound it.
     orphan_order: VecDeque<Frame>,
+    /// Most entries in `known` ([`MAX_WORKERS`]; smaller in tests).
+    capacity: usize,
+}
+
+/// What a READY did to the table.
+#[derive(Debug, PartialEq, Eq)]
+enum Joined {
+    /// A worker the queue did not know.
+    New,
+    /// A worker it knew: ready again (it restarted while busy) or a duplicate READY.
+    Known,
+    /// A new worker, for whom the longest-idle worker was forgotten: the table was full.
+    Evicted(Frame),
+    /// Refused: the table is full of busy workers.
+    Full,
 }
 
 impl Workers {
@@ -138,6 +165,7 @@ impl Workers {
             ready: VecDeque::new(),
             orphans: HashMap::new(),
             orphan_order: VecDeque::new(),
+            capacity: MAX_WORKERS,
         }
     }
 
@@ -180,17 +208,25 @@ impl Workers {
     }
 
     /// Worker `id` sent READY: a new worker joins the ready queue, one that lost its request
-    /// (READY while busy: it restarted) is ready again, a duplicate READY changes nothing.
-    /// True if the worker is new.
-    fn ready(&mut self, id: &[u8], req_peer: bool, dialect: Dialect, now: Instant) -> bool {
+    /// (READY while busy: it restarted) is ready again, a duplicate READY changes nothing. A
+    /// new worker at [`MAX_WORKERS`] takes the place of the longest-idle one.
+    fn ready(&mut self, id: &[u8], req_peer: bool, dialect: Dialect, now: Instant) -> Joined {
         match self.known.get_mut(id) {
-            Some(worker) if worker.job.is_none() => false,
+            Some(worker) if worker.job.is_none() => Joined::Known,
             Some(worker) => {
                 worker.job = None;
                 self.ready.push_back(id.to_vec());
-                false
+                Joined::Known
             }
             None => {
+                let mut joined = Joined::New;
+                if self.known.len() >= self.capacity {
+                    let Some(oldest) = self.ready.pop_front() else {
+                        return Joined::Full;
+                    };
+                    self.known.remove(&oldest);
+                    joined = Joined::Evicted(oldest);
+                }
                 let liveness = self.policy.heartbeat().map(|hb| Liveness::new(hb, now));
                 self.known.insert(
                     id.to_vec(),
@@ -203,9 +239,20 @@ impl Workers {
                     },
                 );
                 self.ready.push_back(id.to_vec());
-                true
+                joined
             }
         }
+    }
+
+    /// Worker `id` is not connected (a send to it was unroutable): forgotten, with no claim
+    /// left on any request (the request it was sent comes back to the caller). Returns
+    /// whether it was known.
+    fn gone(&mut self, id: &[u8]) -> bool {
+        if self.known.remove(id).is_none() {
+            return false;
+        }
+        self.ready.retain(|r| r.as_slice() != id);
+        true
     }
 
     /// The least recently used ready worker takes the request with `envelope`: its identity
@@ -304,6 +351,8 @@ pub struct Queue {
     report: BrokerReport,
     /// The next heartbeat tick (Paranoid only): heartbeats out, expiry and stuck workers.
     next_tick: Option<Instant>,
+    /// A request whose worker turned out to be gone while no other was ready.
+    held: Option<(Vec<Frame>, Message)>,
 }
 
 impl Queue {
@@ -318,6 +367,7 @@ impl Queue {
                 ..Default::default()
             },
             next_tick: None,
+            held: None,
         }
     }
 
@@ -385,12 +435,35 @@ impl Queue {
         workers.heard(&id, dialect, now);
         match decoded {
             Ppp::Ready => {
-                if workers.ready(&id, req_peer, dialect.unwrap_or_default(), now) {
-                    self.report.workers_seen += 1;
+                match workers.ready(&id, req_peer, dialect.unwrap_or_default(), now) {
+                    Joined::Known => {}
+                    Joined::New => self.report.workers_seen += 1,
+                    Joined::Evicted(oldest) => {
+                        self.report.workers_seen += 1;
+                        self.report.workers_evicted += 1;
+                        events.emit(Event::WorkerDisconnected {
+                            worker: Workers::name(&oldest),
+                            reason: format!(
+                                "the longest idle of {MAX_WORKERS} workers: forgotten to make room"
+                            ),
+                        });
+                    }
+                    Joined::Full => {
+                        self.report.workers_evicted += 1;
+                        events.warn(format!(
+                            "READY from {} refused: {MAX_WORKERS} workers, all busy",
+                            Workers::name(&id)
+                        ));
+                        return;
+                    }
                 }
                 events.emit(Event::WorkerReady {
                     worker: Workers::name(&id),
                 });
+                // The request whose worker was gone goes first.
+                if let Some((envelope, body)) = self.held.take() {
+                    self.dispatch(envelope, body, now, out);
+                }
             }
             // Proof of life only, already recorded: never a reason to become ready (trap 7).
             Ppp::Heartbeat => {}
@@ -443,11 +516,27 @@ impl Queue {
                 return;
             }
         };
-        let Some((id, req_peer)) = self.workers.dispatch(&envelope, now) else {
+        if self.held.is_some() || self.workers.ready.is_empty() {
             // Not reached through the reactor: the frontend is read only while a worker is
-            // ready. Counted rather than lost silently if it ever is.
+            // ready and nothing is held. Counted rather than lost silently if it ever is.
             self.report.invalid += 1;
             events.invalid("frontend", "a request while no worker is ready");
+            return;
+        }
+        self.dispatch(envelope, body, now, out);
+    }
+
+    /// Gives the request to the least recently used ready worker, or holds it (the one
+    /// request the queue holds) until a worker is ready.
+    fn dispatch(
+        &mut self,
+        envelope: Vec<Frame>,
+        body: Message,
+        now: Instant,
+        out: &mut Outbox<()>,
+    ) {
+        let Some((id, req_peer)) = self.workers.dispatch(&envelope, now) else {
+            self.held = Some((envelope, body));
             return;
         };
         send_to_worker(
@@ -462,6 +551,39 @@ impl Queue {
             .per_worker
             .entry(Workers::name(&id))
             .or_default() += 1;
+    }
+
+    /// A send to a worker found it not connected: it is forgotten, and a request it was
+    /// sent goes to the next ready worker.
+    fn unroutable(
+        &mut self,
+        mut msg: Message,
+        now: Instant,
+        out: &mut Outbox<()>,
+        events: &mut Events,
+    ) {
+        let Some(id) = msg.pop_front() else {
+            return;
+        };
+        if !self.workers.gone(&id) {
+            return;
+        }
+        self.report.workers_gone += 1;
+        events.emit(Event::WorkerDisconnected {
+            worker: Workers::name(&id),
+            reason: "not connected (a send to it was unroutable): forgotten".into(),
+        });
+        if msg.get(0).is_some_and(<[u8]>::is_empty) && msg.len() > 1 {
+            msg.pop_front(); // a REQ worker's delimiter
+        }
+        if let Ok(Ppp::Data { envelope, body }) = ppp::decode(msg) {
+            // It was never delivered: not routed after all.
+            self.report.routed -= 1;
+            if let Some(count) = self.report.per_worker.get_mut(&Workers::name(&id)) {
+                *count -= 1;
+            }
+            self.dispatch(envelope, body, now, out);
+        }
     }
 }
 
@@ -482,7 +604,12 @@ impl Machine for Queue {
     fn sockets(&self) -> Vec<SocketSpec> {
         let router = |slot, name, bind: &String| SocketSpec {
             slot,
-            kind: SocketKind::Router,
+            // The backend learns at once that a worker is gone (see the module docs).
+            kind: if slot == BACKEND {
+                SocketKind::MandatoryRouter
+            } else {
+                SocketKind::Router
+            },
             name,
             bind: vec![bind.clone()],
             connect: Vec::new(),
@@ -530,9 +657,23 @@ impl Machine for Queue {
         self.next_tick
     }
 
+    fn routed(
+        &mut self,
+        _slot: Slot,
+        msg: &Message,
+        routed: bool,
+        now: Instant,
+        out: &mut Outbox<()>,
+        events: &mut Events,
+    ) {
+        if !routed {
+            self.unroutable(msg.clone(), now, out, events);
+        }
+    }
+
     fn wants(&self, slot: Slot) -> bool {
         // Requests wait in ZeroMQ's buffers (and the clients' retries) until a worker is ready.
-        slot == BACKEND || !self.workers.ready.is_empty()
+        slot == BACKEND || (!self.workers.ready.is_empty() && self.held.is_none())
     }
 }
 
@@ -566,7 +707,7 @@ mod tests {
     fn simple_never_expires_a_worker_and_never_heartbeats() {
         let t0 = Instant::now();
         let mut w = Workers::new(QueuePolicy::Simple);
-        assert!(w.ready(b"a", true, Dialect::Bytes, t0));
+        assert_eq!(w.ready(b"a", true, Dialect::Bytes, t0), Joined::New);
         assert_eq!(QueuePolicy::Simple.heartbeat(), None);
         // Silent for a day: still known, still ready.
         let later = t0 + Duration::from_secs(86_400);
@@ -585,8 +726,8 @@ mod tests {
     fn paranoid_expires_a_silent_worker_after_its_liveness() {
         let t0 = Instant::now();
         let mut w = Workers::new(PARANOID);
-        assert!(w.ready(b"a", false, Dialect::Bytes, t0));
-        assert!(w.ready(b"b", false, Dialect::Bytes, t0));
+        assert_eq!(w.ready(b"a", false, Dialect::Bytes, t0), Joined::New);
+        assert_eq!(w.ready(b"b", false, Dialect::Bytes, t0), Joined::New);
         w.heard(b"b", None, t0 + 200 * MS);
         assert!(w.expire(t0 + 299 * MS).is_empty());
         assert_eq!(ids(w.expire(t0 + 300 * MS)), vec![("a".into(), false)]);
@@ -627,13 +768,18 @@ mod tests {
     fn ready_again_while_busy_requeues_and_a_duplicate_ready_does_not() {
         let t0 = Instant::now();
         let mut w = Workers::new(QueuePolicy::Simple);
-        assert!(w.ready(b"a", false, Dialect::Bytes, t0));
-        assert!(!w.ready(b"a", false, Dialect::Bytes, t0), "duplicate READY");
+        assert_eq!(w.ready(b"a", false, Dialect::Bytes, t0), Joined::New);
+        assert_eq!(
+            w.ready(b"a", false, Dialect::Bytes, t0),
+            Joined::Known,
+            "duplicate READY"
+        );
         assert_eq!(w.ready.len(), 1);
         w.dispatch(&[b"c".to_vec()], t0);
         assert!(w.ready.is_empty());
-        assert!(
-            !w.ready(b"a", false, Dialect::Bytes, t0),
+        assert_eq!(
+            w.ready(b"a", false, Dialect::Bytes, t0),
+            Joined::Known,
             "READY while busy: it restarted"
         );
         assert_eq!(w.ready, VecDeque::from([b"a".to_vec()]));
@@ -646,6 +792,25 @@ mod tests {
             Some((b"a".to_vec(), false))
         );
         assert_eq!(w.dispatch(&[b"e".to_vec()], t0), None);
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_longest_idle_worker_or_refuses_when_all_are_busy() {
+        let t0 = Instant::now();
+        let mut w = Workers::new(QueuePolicy::Simple);
+        w.capacity = 2;
+        assert_eq!(w.ready(b"a", false, Dialect::Bytes, t0), Joined::New);
+        assert_eq!(w.ready(b"b", false, Dialect::Bytes, t0), Joined::New);
+        assert_eq!(
+            w.ready(b"c", false, Dialect::Bytes, t0),
+            Joined::Evicted(b"a".to_vec())
+        );
+        assert_eq!(w.known.len(), 2);
+        assert_eq!(w.ready, VecDeque::from([b"b".to_vec(), b"c".to_vec()]));
+        w.dispatch(&[b"x".to_vec()], t0);
+        w.dispatch(&[b"y".to_vec()], t0);
+        assert_eq!(w.ready(b"d", false, Dialect::Bytes, t0), Joined::Full);
+        assert!(!w.known.contains_key(&b"d"[..]));
     }
 
     // The machine, through its inputs and outputs, with a fake clock.
@@ -717,7 +882,7 @@ mod tests {
             (specs[1].slot, specs[1].kind, &specs[1].bind[..]),
             (
                 BACKEND,
-                SocketKind::Router,
+                SocketKind::MandatoryRouter,
                 &["tcp://127.0.0.1:5556".to_string()][..]
             )
         );
@@ -814,6 +979,48 @@ mod tests {
             outs.contains(&sent(BACKEND, &[b"cpp", b"\x02"])),
             "{outs:?}"
         );
+    }
+
+    fn routed(q: &mut Queue, frames: &[&[u8]], ok: bool, now: Instant) -> Vec<Output<()>> {
+        step(q, |q, out, ev| {
+            Machine::routed(q, BACKEND, &msg(frames), ok, now, out, ev)
+        })
+        .0
+    }
+
+    #[test]
+    fn a_request_for_a_worker_that_is_gone_goes_to_the_next_or_waits_for_one() {
+        for policy in [QueuePolicy::Simple, PARANOID] {
+            let t0 = Instant::now();
+            let mut q = queue(policy);
+            assert_eq!(q.sockets()[BACKEND].kind, SocketKind::MandatoryRouter);
+            q.start(t0, &mut Outbox::default(), &mut Events::discard());
+            handle(&mut q, on(BACKEND, &[b"dead", b"", b"\x01"]), t0);
+            handle(&mut q, on(BACKEND, &[b"live", b"\x01"]), t0);
+            let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+            assert_eq!(outs, [sent(BACKEND, &[b"dead", b"", b"c", b"", b"1"])]);
+            // The reactor reports the send unroutable: the request goes to `live`.
+            let outs = routed(&mut q, &[b"dead", b"", b"c", b"", b"1"], false, t0);
+            assert_eq!(outs, [sent(BACKEND, &[b"live", b"c", b"", b"1"])]);
+            assert_eq!(q.report().workers_gone, 1);
+            assert_eq!(q.report().routed, 1, "counted once, where it went");
+            assert!(!q.workers.known.contains_key(&b"dead"[..]));
+            // `live` is gone too: the request waits, and the frontend is not read.
+            let outs = routed(&mut q, &[b"live", b"c", b"", b"1"], false, t0);
+            assert!(outs.is_empty());
+            assert!(!q.wants(FRONTEND));
+            // The next READY takes it.
+            let (outs, _) = handle(&mut q, on(BACKEND, &[b"new", b"\x01"]), t0);
+            assert_eq!(outs, [sent(BACKEND, &[b"new", b"c", b"", b"1"])]);
+            assert!(!q.wants(FRONTEND), "the new worker is busy");
+            // An unroutable heartbeat forgets an idle worker; a routed send changes nothing.
+            handle(&mut q, on(BACKEND, &[b"idle", b"\x01"]), t0);
+            assert!(routed(&mut q, &[b"idle", b"\x02"], true, t0).is_empty());
+            assert!(q.wants(FRONTEND));
+            assert!(routed(&mut q, &[b"idle", b"\x02"], false, t0).is_empty());
+            assert!(!q.wants(FRONTEND));
+            assert_eq!(q.report().workers_gone, 3);
+        }
     }
 
     #[test]
