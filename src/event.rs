@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -16,7 +17,7 @@ use crate::chaos::report::{ChaosReport, ProcessStatus};
 use crate::stats::{millis, Latency};
 
 /// Severity of a human log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Info,
@@ -25,7 +26,7 @@ pub enum Level {
 }
 
 /// Which way a traced message went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     In,
@@ -33,7 +34,7 @@ pub enum Direction {
 }
 
 /// A kind of injected fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     Crash,
@@ -42,7 +43,7 @@ pub enum FaultKind {
 }
 
 /// How a client run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every request got its reply.
@@ -54,7 +55,7 @@ pub enum Outcome {
 }
 
 /// Final counters of a client run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ClientReport {
     pub endpoint: String,
     pub outcome: Outcome,
@@ -94,7 +95,7 @@ impl ClientReport {
 }
 
 /// Final counters of a server or worker.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct ServiceReport {
     pub endpoint: String,
     pub seed: u64,
@@ -185,7 +186,7 @@ impl Serving {
 }
 
 /// Final counters of a queue or broker.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct BrokerReport {
     pub frontend: String,
     pub backend: String,
@@ -211,7 +212,7 @@ pub struct BrokerReport {
 }
 
 /// Final counters of a Majordomo broker.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct MajordomoReport {
     pub endpoint: String,
     /// Client requests accepted (queued or dispatched).
@@ -242,7 +243,7 @@ pub struct MajordomoReport {
 }
 
 /// The proxy's final counters.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct ProxyReport {
     pub frontend: String,
     pub backend: String,
@@ -261,7 +262,7 @@ pub struct ProxyReport {
 }
 
 /// The final summary of any role.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Report {
     Client(ClientReport),
@@ -273,7 +274,7 @@ pub enum Report {
 }
 
 /// Everything a role reports while it runs. Serialised as `{"event": "<name>", ...fields}`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A role is up: what it bound or connected to, and its seed if it draws random numbers.

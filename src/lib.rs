@@ -54,6 +54,7 @@ pub mod faults;
 pub mod feed;
 pub mod handler;
 pub mod heartbeat;
+pub mod json_lines;
 pub mod majordomo;
 pub mod msg;
 pub mod proto;

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Latency percentiles in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,

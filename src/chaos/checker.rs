@@ -63,13 +63,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::stats::{Latency, LatencyRecorder};
 
 /// One line of a run's history: what a child (or the runner itself) printed, and when.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct Record {
     /// When the runner read the line, in milliseconds since the run started.
     pub t_ms: f64,
@@ -106,7 +107,7 @@ pub struct CheckOptions {
 }
 
 /// The three verdicts. Only `Valid` is a pass (exit 0).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Judgement {
     /// Nothing lost, duplicated, reordered or wrongly answered, and the run showed it.
@@ -129,7 +130,7 @@ impl Judgement {
 }
 
 /// What the run showed of one fault kind.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, JsonSchema)]
 pub struct Coverage {
     /// Faults of this kind in the history.
     pub injected: u64,
@@ -140,7 +141,7 @@ pub struct Coverage {
 }
 
 /// The time from one process fault to the first reply after it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct Recovery {
     /// What happened: `kill worker-2`, `restart broker`, `worker_crash worker-1`, …
     pub fault: String,
@@ -156,7 +157,7 @@ pub struct Recovery {
 
 /// The checker's judgement of a history. Lists name requests by their text, naturally sorted
 /// (`c1-2` before `c1-10`).
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 pub struct Verdict {
     /// Valid, invalid or indeterminate.
     pub verdict: Judgement,

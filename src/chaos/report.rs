@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::checker::{Judgement, Verdict};
 
 /// Which pattern's topology to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Pattern {
     /// Lazy Pirate: one `pirate server`, clients connect straight to it.
@@ -30,7 +31,7 @@ pub enum Pattern {
 }
 
 /// A fault the nemesis can inject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NemesisFault {
     /// SIGKILL a worker (or the Lazy Pirate server); it is restarted after the restart delay.
@@ -53,7 +54,7 @@ impl NemesisFault {
 }
 
 /// One scheduled nemesis action.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct ScheduledFault {
     pub at_ms: u64,
     pub fault: NemesisFault,
@@ -61,7 +62,7 @@ pub struct ScheduledFault {
 }
 
 /// The result of a chaos run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ChaosReport {
     pub seed: u64,
     pub pattern: Pattern,
@@ -87,7 +88,7 @@ pub struct ChaosReport {
 }
 
 /// What the live view shows of one process.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ProcessStatus {
     pub name: String,
     /// `up`, `down` or `frozen`.
