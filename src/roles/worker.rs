@@ -1333,6 +1333,46 @@ mod tests {
     }
 
     #[test]
+    fn two_sessions_stream_mdp_0_2_parts_side_by_side_each_to_its_own_client() {
+        let t0 = Instant::now();
+        let exec = Handler::Exec(Exec::new("printf 'a\\nb\\n'"));
+        let mut w = sessions(PirateProtocol::Majordomo(Version::V2), 2, exec, t0);
+        let mut jobs = Vec::new();
+        for (slot, client) in [(0, b"ca"), (1, b"cb")] {
+            let request: &[&[u8]] = &[b"MDPW02", b"\x02", client, b"", b"x"];
+            match handle(&mut w, on_slot(slot, request), t0).0.pop() {
+                Some(Output::Start(job)) => jobs.push(job),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Both commands run before either reply goes out: their parts interleave.
+        let done: Vec<Done> = jobs.into_iter().map(perform).collect();
+        let mut nexts = Vec::new();
+        for (d, (slot, client)) in done.into_iter().zip([(0, b"ca"), (1, b"cb")]) {
+            let (mut outs, _) = handle(&mut w, Input::Done(d), t0);
+            match outs.pop() {
+                Some(Output::Start(next @ Job::Next { ticket: t, .. })) => {
+                    assert_eq!(t.session, slot);
+                    nexts.push(next);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                outs,
+                [sent_on(slot, &[b"MDPW02", b"\x03", client, b"", b"a"])]
+            );
+        }
+        for (next, (slot, client)) in nexts.into_iter().zip([(0, b"ca"), (1, b"cb")]).rev() {
+            let (outs, _) = handle(&mut w, Input::Done(perform(next)), t0);
+            assert_eq!(
+                outs,
+                [sent_on(slot, &[b"MDPW02", b"\x04", client, b"", b"b"])]
+            );
+        }
+        assert_eq!((w.report().replied, w.report().in_flight_max), (2, Some(2)));
+    }
+
+    #[test]
     fn the_concurrency_is_bounded() {
         let mut cfg = config(MDP, FaultPlan::default());
         cfg.concurrency = 0;
