@@ -1373,6 +1373,38 @@ mod tests {
     }
 
     #[test]
+    fn work_time_runs_side_by_side_on_every_session() {
+        // --work 100ms: two requests 10 ms apart are answered 100 ms after each, not one
+        // after the other.
+        let t0 = Instant::now();
+        let mut cfg = config(
+            PirateProtocol::Paranoid,
+            FaultPlan {
+                work: Duration::from_millis(100),
+                ..Default::default()
+            },
+        );
+        cfg.concurrency = 2;
+        let mut w = Worker::new(&cfg);
+        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        assert!(handle(&mut w, on_slot(0, &[b"a", b"", b"1"]), t0)
+            .0
+            .is_empty());
+        let (outs, _) = handle(&mut w, on_slot(1, &[b"b", b"", b"2"]), t0 + 10 * MS);
+        assert!(outs.is_empty());
+        assert_eq!(w.next_deadline(), Some(t0 + 100 * MS));
+        let (outs, _) = tick(&mut w, t0 + 100 * MS);
+        assert_eq!(
+            outs,
+            [sent_on(0, &[b"a", b"", b"1"]), sent_on(1, &[b"\x02"])]
+        );
+        assert_eq!(w.next_deadline(), Some(t0 + 110 * MS));
+        let (outs, _) = tick(&mut w, t0 + 110 * MS);
+        assert_eq!(outs, [sent_on(1, &[b"b", b"", b"2"])]);
+        assert_eq!(w.report().in_flight_max, Some(2));
+    }
+
+    #[test]
     fn the_concurrency_is_bounded() {
         let mut cfg = config(MDP, FaultPlan::default());
         cfg.concurrency = 0;
