@@ -46,7 +46,8 @@ pub struct WorkerConfig {
     pub faults: FaultPlan,
     pub seed: u64,
     /// Sessions run side by side, each an ordinary worker with a socket of its own, so up to
-    /// this many requests are worked on at once (1..=[`MAX_CONCURRENCY`]).
+    /// this many requests are worked on at once: 1..=[`MAX_CONCURRENCY`] (the CLI refuses
+    /// anything else; the machine takes 0 as 1 and caps the rest).
     pub concurrency: usize,
 }
 
