@@ -121,6 +121,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand worker" -l liveness -d 'Si
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l reconnect -d 'First reconnect delay after losing the queue or broker; doubles each time [default: 1s, or 2500ms for mdp/mdp2]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l reconnect-max -d 'Longest reconnect delay' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l name -d 'Readable identity prefix; each new socket is NAME-1-<32 random hex digits>, NAME-2-<…>, …, so logs name the worker and nobody can guess its identity [default: w<pid>]' -r
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l concurrency -d 'Serve up to N requests at once: N sessions, each an ordinary worker to the queue or broker (its own socket and identity, READY, heartbeats, reconnect), their --exec commands running in parallel' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l exec -d 'Run `sh -c CMD` per request, body on stdin (frames one per line, bytes unchanged), and reply with its stdout' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l exec-timeout -d 'Kill a command still running after this long, with its whole process group; the request gets an `error:` reply [default: never]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'

@@ -107,6 +107,9 @@ pub struct ServiceReport {
     /// Messages that did not follow the protocol, dropped.
     pub invalid: u64,
     pub reconnects: u64,
+    /// Workers only: the most requests worked on at once (up to `--concurrency`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight_max: Option<u64>,
 }
 
 impl ServiceReport {

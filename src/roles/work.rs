@@ -45,7 +45,15 @@ pub struct WorkerConfig {
     pub handler: Handler,
     pub faults: FaultPlan,
     pub seed: u64,
+    /// Sessions run side by side, each an ordinary worker with a socket of its own, so up to
+    /// this many requests are worked on at once: 1..=[`MAX_CONCURRENCY`] (the CLI refuses
+    /// anything else; the machine takes 0 as 1 and caps the rest).
+    pub concurrency: usize,
 }
+
+/// The most sessions one worker process runs (`--concurrency`): each is a socket, and a
+/// request's `--exec` is a process, so the bound keeps file descriptors and processes sane.
+pub const MAX_CONCURRENCY: usize = 1024;
 
 impl Default for WorkerConfig {
     fn default() -> Self {
@@ -64,6 +72,7 @@ impl Default for WorkerConfig {
             handler: Handler::Echo,
             faults: FaultPlan::default(),
             seed: 0,
+            concurrency: 1,
         }
     }
 }
@@ -82,28 +91,37 @@ pub(crate) enum Incoming {
     Invalid(String),
 }
 
+/// Which request a job is for: the session that took it and the socket it came in on. A
+/// reply computed for a socket since closed is dropped (its client has long retried).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    /// The session's index (and slot).
+    pub session: usize,
+    /// The process-wide number of the socket the request came in on.
+    pub generation: u64,
+}
+
 /// Work a worker machine hands to a thread: one request for the handler, or the next piece
-/// of a streamed reply. `generation` names the socket the request came in on: a reply
-/// computed for a socket since closed is dropped (its client has long retried).
+/// of a streamed reply.
 pub enum Job {
     Handle {
-        generation: u64,
+        ticket: Ticket,
         handler: Handler,
         body: Message,
         /// Stream `--exec` output line by line (MDP 0.2): every line but the last is a part.
         stream: bool,
     },
     /// Wait for the next line of a streaming command.
-    Next { generation: u64, rest: Stream },
+    Next { ticket: Ticket, rest: Stream },
 }
 
 /// What a finished [`Job`] hands back.
 pub enum Done {
     /// The (final) reply.
-    Reply { generation: u64, reply: Message },
+    Reply { ticket: Ticket, reply: Message },
     /// One part of a streamed reply; more follows on `rest`.
     Partial {
-        generation: u64,
+        ticket: Ticket,
         part: Message,
         rest: Stream,
     },
@@ -116,20 +134,17 @@ impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Job::Handle {
-                generation,
+                ticket,
                 body,
                 stream,
                 ..
             } => f
                 .debug_struct("Handle")
-                .field("generation", generation)
+                .field("ticket", ticket)
                 .field("body", body)
                 .field("stream", stream)
                 .finish(),
-            Job::Next { generation, .. } => f
-                .debug_struct("Next")
-                .field("generation", generation)
-                .finish(),
+            Job::Next { ticket, .. } => f.debug_struct("Next").field("ticket", ticket).finish(),
         }
     }
 }
@@ -140,13 +155,13 @@ impl PartialEq for Job {
         match (self, other) {
             (
                 Job::Handle {
-                    generation: g1,
+                    ticket: g1,
                     handler: h1,
                     body: b1,
                     stream: s1,
                 },
                 Job::Handle {
-                    generation: g2,
+                    ticket: g2,
                     handler: h2,
                     body: b2,
                     stream: s2,
@@ -161,7 +176,7 @@ impl PartialEq for Job {
 pub fn perform(job: Job) -> Done {
     match job {
         Job::Handle {
-            generation,
+            ticket,
             handler: Handler::Exec(exec),
             body,
             stream: true,
@@ -173,37 +188,37 @@ pub fn perform(job: Job) -> Done {
                 });
                 let _ = tx.send(Err(last));
             });
-            next(generation, Stream(rx))
+            next(ticket, Stream(rx))
         }
         Job::Handle {
-            generation,
+            ticket,
             handler,
             body,
             ..
         } => Done::Reply {
-            generation,
+            ticket,
             reply: handler.handle(body),
         },
-        Job::Next { generation, rest } => next(generation, rest),
+        Job::Next { ticket, rest } => next(ticket, rest),
     }
 }
 
 /// Waits for the next line of a streaming command.
-fn next(generation: u64, rest: Stream) -> Done {
+fn next(ticket: Ticket, rest: Stream) -> Done {
     let line = |l: Vec<u8>| Message::from_frames(vec![l]);
     match rest.0.recv() {
         Ok(Ok(part)) => Done::Partial {
-            generation,
+            ticket,
             part: line(part),
             rest,
         },
         Ok(Err(last)) => Done::Reply {
-            generation,
+            ticket,
             reply: line(last),
         },
         // The command's thread died without a last line: an empty FINAL ends the reply.
         Err(_) => Done::Reply {
-            generation,
+            ticket,
             reply: line(Vec::new()),
         },
     }
@@ -219,17 +234,22 @@ mod tests {
     use super::*;
     use crate::handler::Exec;
 
+    const T3: Ticket = Ticket {
+        session: 2,
+        generation: 3,
+    };
+
     #[test]
     fn a_handle_job_runs_the_handler() {
         let body = Message::from_frames([b"hi".to_vec()]);
         let job = Job::Handle {
-            generation: 3,
+            ticket: T3,
             handler: Handler::Echo,
             body: body.clone(),
             stream: false,
         };
         match perform(job) {
-            Done::Reply { generation, reply } => assert_eq!((generation, reply), (3, body)),
+            Done::Reply { ticket, reply } => assert_eq!((ticket, reply), (T3, body)),
             Done::Partial { .. } => panic!("not streamed"),
         }
     }
@@ -238,7 +258,7 @@ mod tests {
     fn a_streamed_command_comes_back_line_by_line_then_the_last_as_the_reply() {
         let exec = Exec::new("printf 'a\\nb\\nc\\n'");
         let mut done = perform(Job::Handle {
-            generation: 1,
+            ticket: T3,
             handler: Handler::Exec(exec),
             body: Message::new(),
             stream: true,
@@ -248,10 +268,7 @@ mod tests {
             match done {
                 Done::Partial { part, rest, .. } => {
                     parts.push(part.text());
-                    done = perform(Job::Next {
-                        generation: 1,
-                        rest,
-                    });
+                    done = perform(Job::Next { ticket: T3, rest });
                 }
                 Done::Reply { reply, .. } => {
                     parts.push(format!("final {}", reply.text()));

@@ -1,19 +1,27 @@
 //! `pirate worker`: the Simple Pirate, Paranoid Pirate (6/PPP) and Majordomo (7/MDP 0.1,
 //! 18/MDP 0.2) worker as one pure [`Machine`], [`Worker`]; [`run`] hands it to the reactor.
 //!
+//! A worker process runs `--concurrency N` sessions (default 1). Each session is an ordinary
+//! worker as the Guide's queues and brokers know it: a socket of its own in slot `i`, its own
+//! identity, READY, heartbeats, liveness, back-off and reconnect, and at most one request at a
+//! time. The N sessions' handlers run in parallel on work threads, so any queue or broker
+//! sees N workers and hands out up to N requests at once; nothing in the wire changes.
+//!
 //! Paranoid and Majordomo (DEALER): READY on every new socket, a heartbeat every interval even
 //! while a request is being worked on (the work runs on a thread), and once the peer has been
-//! silent for `liveness` intervals (or, MDP, sent DISCONNECT) the socket is closed and, after a
-//! doubling back-off kept as a deadline, a new one opened with a fresh identity (Majordomo:
-//! on the next `--failover` endpoint), forever. A reply computed for a closed socket is
-//! dropped: its client has long retried.
+//! silent for `liveness` intervals (or, MDP, sent DISCONNECT) the session's socket is closed
+//! and, after a doubling back-off kept as a deadline, a new one opened with a fresh identity
+//! (Majordomo: on the next `--failover` endpoint), forever. The other sessions are not
+//! touched. A reply computed for a closed socket is dropped: its client has long retried.
 //!
 //! Simple (REQ): one READY, then receive a request, reply, repeat. No heartbeats.
 //!
-//! Faults are drawn per request: a crash kills the process on the spot (the request is lost
-//! with it), an overload makes the work slower (heartbeats go on: slow but alive), a freeze
-//! stops the whole worker, reads and heartbeats included, as a hung process would; the work
-//! starts once it thaws. Stalls are deadlines, never sleeps.
+//! Faults are drawn per request, from one plan for the whole process: a crash kills the
+//! process on the spot (every session's request is lost with it, as with a real crash), an
+//! overload makes that request's work slower (heartbeats go on: slow but alive), a freeze
+//! stops the whole process, every session's reads and heartbeats included, as a hung process
+//! would; the work starts once it thaws. Stalls are deadlines, never sleeps. The counters
+//! (requests, replies, faults, reconnects) are the process's, summed over its sessions.
 //!
 //! Frames, worker side (protocols.md): PPP `0x01` READY · `0x02` HEARTBEAT ·
 //! `[client]["" ][body…]` request and reply; MDP in [`mdp_worker`](super::mdp_worker).
@@ -32,11 +40,8 @@ use crate::proto::ppp::{self, Ppp};
 use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 
 use super::mdp_worker;
-use super::work::{identity, perform, Done, Incoming, Job};
-pub use super::work::{PirateProtocol, WorkerConfig};
-
-/// The worker's one socket (reopened in the same slot after each reconnect).
-const SOCKET: Slot = 0;
+use super::work::{identity, perform, Done, Incoming, Job, Ticket};
+pub use super::work::{PirateProtocol, WorkerConfig, MAX_CONCURRENCY};
 
 /// The PPP wire (Simple and Paranoid: REQ adds and strips the delimiter itself).
 fn ppp_decode(msg: Message) -> Incoming {
@@ -48,7 +53,7 @@ fn ppp_decode(msg: Message) -> Incoming {
     }
 }
 
-/// Where the socket stands.
+/// Where a session's socket stands.
 enum Link {
     /// Connected; `peer` is the queue's or broker's liveness (`None` for Simple: no heartbeats).
     Up { peer: Option<Liveness> },
@@ -56,51 +61,93 @@ enum Link {
     Down { until: Instant },
 }
 
-/// The request being worked on.
+/// The request a session is working on.
 struct Busy {
-    /// The socket it came in on (see [`Job`]).
-    generation: u64,
     envelope: Vec<Frame>,
     serving: Serving,
     /// When the work stall ends and the handler may run; `None` once it runs.
     due: Option<(Instant, Message)>,
 }
 
-/// The worker's logic: the link, the request in progress, faults, counters.
+/// One ordinary worker session: one socket (always in slot `index`), reopened after each loss.
+struct Session {
+    /// Sockets this session has opened: socket K talks to endpoint K-1 of
+    /// `[endpoint, failover…]`, round and round.
+    opened: u64,
+    /// The process-wide number of the current socket: its identity is `NAME-N-…`, and the
+    /// jobs of its request carry it (see [`Ticket`]).
+    generation: u64,
+    identity: Vec<u8>,
+    link: Link,
+    backoff: Backoff,
+    busy: Option<Busy>,
+    /// Simple (REQ): a READY owed since then, for a message that was no request.
+    owed_ready: Option<Instant>,
+}
+
+impl Session {
+    /// When this session must next be ticked: its link's next event or its work's start.
+    fn next_deadline(&self) -> Option<Instant> {
+        let link = match &self.link {
+            Link::Down { until } => Some(*until),
+            Link::Up { peer: Some(peer) } => Some(peer.next_send().min(peer.expires_at())),
+            Link::Up { peer: None } => None,
+        };
+        let work = self
+            .busy
+            .as_ref()
+            .and_then(|b| b.due.as_ref())
+            .map(|(at, _)| *at);
+        match (link, work) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The worker's logic: its sessions, faults, counters.
 pub struct Worker {
     config: WorkerConfig,
     faults: Faults,
     report: ServiceReport,
-    backoff: Backoff,
-    /// Sockets opened so far: the current one's number and generation.
+    /// Sockets opened so far, over every session: the last one's number.
     sockets: u64,
-    identity: Vec<u8>,
-    link: Link,
-    busy: Option<Busy>,
-    /// A freeze: nothing is read, nothing sent, until then.
+    /// Session `i` uses slot `i`.
+    sessions: Vec<Session>,
+    /// Requests being worked on now, over every session (the report keeps the peak).
+    in_flight: u64,
+    /// A freeze: nothing is read, nothing sent, by any session, until then.
     frozen_until: Option<Instant>,
-    /// Simple (REQ): a READY owed since then, for a message that was no request.
-    owed_ready: Option<Instant>,
     crashed: bool,
 }
 
 impl Worker {
     pub fn new(config: &WorkerConfig) -> Self {
+        let n = config.concurrency.clamp(1, MAX_CONCURRENCY) as u64;
+        let sessions = (1..=n)
+            .map(|generation| Session {
+                opened: 1,
+                generation,
+                identity: identity(&config.name, generation),
+                link: Link::Up { peer: None },
+                backoff: Backoff::new(config.reconnect, config.reconnect_max),
+                busy: None,
+                owed_ready: None,
+            })
+            .collect();
         Worker {
             config: config.clone(),
             faults: Faults::new(config.faults.clone(), config.seed),
             report: ServiceReport {
                 endpoint: config.endpoint.clone(),
                 seed: config.seed,
+                in_flight_max: Some(0),
                 ..Default::default()
             },
-            backoff: Backoff::new(config.reconnect, config.reconnect_max),
-            sockets: 1,
-            identity: identity(&config.name, 1),
-            link: Link::Up { peer: None },
-            busy: None,
+            sockets: n,
+            sessions,
+            in_flight: 0,
             frozen_until: None,
-            owed_ready: None,
             crashed: false,
         }
     }
@@ -110,9 +157,14 @@ impl Worker {
         &self.report
     }
 
-    /// The identity of the current socket.
+    /// The identity of the first session's current socket.
     pub fn identity(&self) -> &[u8] {
-        &self.identity
+        &self.sessions[0].identity
+    }
+
+    /// The identities of every session's current socket, by slot.
+    pub fn identities(&self) -> Vec<&[u8]> {
+        self.sessions.iter().map(|s| &s.identity[..]).collect()
     }
 
     fn role(&self) -> String {
@@ -128,10 +180,11 @@ impl Worker {
         }
     }
 
-    /// The socket for the current identity. Socket N talks to endpoint N-1 of
-    /// `[endpoint, failover…]`, round and round: after losing a broker the worker tries the
-    /// next one (Majordomo only, as `--failover` is).
-    fn spec(&self) -> SocketSpec {
+    /// The socket for session `slot`'s current identity. A session's socket K talks to
+    /// endpoint K-1 of `[endpoint, failover…]`, round and round: after losing a broker the
+    /// session tries the next one (Majordomo only, as `--failover` is).
+    fn spec(&self, slot: Slot) -> SocketSpec {
+        let session = &self.sessions[slot];
         let failover = match self.config.protocol {
             PirateProtocol::Majordomo(_) => &self.config.failover[..],
             _ => &[],
@@ -139,9 +192,9 @@ impl Worker {
         let endpoints: Vec<&String> = std::iter::once(&self.config.endpoint)
             .chain(failover)
             .collect();
-        let endpoint = endpoints[(self.sockets as usize - 1) % endpoints.len()];
+        let endpoint = endpoints[(session.opened as usize - 1) % endpoints.len()];
         SocketSpec {
-            slot: SOCKET,
+            slot,
             kind: match self.config.protocol {
                 PirateProtocol::Simple => SocketKind::Req,
                 _ => SocketKind::Dealer,
@@ -149,51 +202,69 @@ impl Worker {
             name: "worker",
             bind: Vec::new(),
             connect: vec![endpoint.clone()],
-            identity: Some(self.identity.clone()),
+            identity: Some(session.identity.clone()),
         }
     }
 
-    /// The socket is open: register (READY) and start watching the peer.
-    fn register(&mut self, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
-        let peer = match self.config.protocol {
-            PirateProtocol::Simple => None,
-            _ => Some(Liveness::new(self.config.heartbeat, now)),
+    /// Session `slot`'s socket is open: register (READY) and start watching the peer.
+    fn register(&mut self, slot: Slot, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
+        let session = &mut self.sessions[slot];
+        session.link = Link::Up {
+            peer: match self.config.protocol {
+                PirateProtocol::Simple => None,
+                _ => Some(Liveness::new(self.config.heartbeat, now)),
+            },
         };
-        self.link = Link::Up { peer };
-        let name = String::from_utf8_lossy(&self.identity).into_owned();
+        let name = String::from_utf8_lossy(&session.identity).into_owned();
         match self.config.protocol {
             PirateProtocol::Majordomo(version) => {
-                out.send(SOCKET, mdp_worker::ready(version, &self.config.service));
+                out.send(slot, mdp_worker::ready(version, &self.config.service));
                 events.info(format!(
                     "worker {name} ready for service {}",
                     self.config.service
                 ));
             }
             _ => {
-                out.send(SOCKET, ppp::encode(Ppp::Ready));
+                out.send(slot, ppp::encode(Ppp::Ready));
                 events.info(format!("worker {name} ready"));
             }
         }
     }
 
-    /// Sends `msg` to the peer: traffic is proof of life, no heartbeat for another interval.
-    fn send(&mut self, msg: Message, now: Instant, out: &mut Outbox<Job>) {
-        out.send(SOCKET, msg);
-        if let Link::Up { peer: Some(peer) } = &mut self.link {
+    /// Sends `msg` to session `slot`'s peer: traffic is proof of life, no heartbeat for
+    /// another interval.
+    fn send(&mut self, slot: Slot, msg: Message, now: Instant, out: &mut Outbox<Job>) {
+        out.send(slot, msg);
+        if let Link::Up { peer: Some(peer) } = &mut self.sessions[slot].link {
             peer.sent(now);
         }
     }
 
-    /// The peer is lost (silent, or DISCONNECT): close the socket, wait the back-off. The
-    /// request in progress belonged to that socket.
-    fn lose(&mut self, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
-        let delay = self.backoff.next_delay();
+    /// Session `slot` is done with its request (replied, or its socket is gone).
+    fn unbusy(&mut self, slot: Slot) -> Option<Busy> {
+        let busy = self.sessions[slot].busy.take();
+        if busy.is_some() {
+            self.in_flight -= 1;
+        }
+        busy
+    }
+
+    /// Session `slot`'s peer is lost (silent, or DISCONNECT): close its socket, wait its
+    /// back-off. The request in progress belonged to that socket; other sessions go on.
+    fn lose(&mut self, slot: Slot, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
+        let delay = self.sessions[slot].backoff.next_delay();
+        if self.sessions.len() > 1 {
+            events.info(format!(
+                "worker {} lost its peer",
+                String::from_utf8_lossy(&self.sessions[slot].identity)
+            ));
+        }
         events.emit(Event::PeerLost {
             delay_ms: delay.as_millis() as u64,
         });
-        out.close(SOCKET);
-        self.busy = None;
-        self.link = Link::Down { until: now + delay };
+        out.close(slot);
+        self.unbusy(slot);
+        self.sessions[slot].link = Link::Down { until: now + delay };
     }
 
     fn decode(&self, msg: Message) -> Incoming {
@@ -205,22 +276,27 @@ impl Worker {
 
     fn on_message(
         &mut self,
+        slot: Slot,
         msg: Message,
         now: Instant,
         out: &mut Outbox<Job>,
         events: &mut Events,
     ) {
-        let Link::Up { peer } = &mut self.link else {
+        let Some(session) = self.sessions.get_mut(slot) else {
+            return; // not reached: the machine opens only its sessions' slots
+        };
+        let Link::Up { peer } = &mut session.link else {
             return; // not reached: the reactor closed the socket
         };
         if let Some(peer) = peer {
             peer.heard(now);
         }
-        self.backoff.reset();
+        session.backoff.reset();
+        let idle = session.busy.is_none();
         let simple = self.config.protocol == PirateProtocol::Simple;
         match self.decode(msg) {
-            Incoming::Request { envelope, body } if self.busy.is_none() => {
-                self.take(envelope, body, now, out, events);
+            Incoming::Request { envelope, body } if idle => {
+                self.take(slot, envelope, body, now, out, events);
             }
             Incoming::Request { .. } => {
                 // The queue must never hand a busy worker a second request (trap 7).
@@ -230,7 +306,7 @@ impl Worker {
             Incoming::Heartbeat if !simple => {}
             Incoming::Disconnect => {
                 events.warn("broker sent DISCONNECT");
-                self.lose(now, out, events);
+                self.lose(slot, now, out, events);
             }
             other => {
                 self.report.invalid += 1;
@@ -243,16 +319,17 @@ impl Worker {
                     // REQ must send before it can receive again, and a reply would confuse a
                     // client: READY again keeps us in the queue (sent from the tick, so that
                     // nothing is read before it went out).
-                    self.owed_ready = Some(now);
+                    self.sessions[slot].owed_ready = Some(now);
                 }
             }
         }
     }
 
-    /// A request to work on: draw its fault; the work starts after any freeze and the work
-    /// time (plus an overload's), as deadlines.
+    /// A request for session `slot` to work on: draw its fault; the work starts after any
+    /// freeze and the work time (plus an overload's), as deadlines.
     fn take(
         &mut self,
+        slot: Slot,
         envelope: Vec<Frame>,
         body: Message,
         now: Instant,
@@ -262,6 +339,7 @@ impl Worker {
         self.report.requests += 1;
         let decision = self.faults.decide(&mut self.report, OnCrash::Now, events);
         if decision.crash {
+            // The whole process dies, with every session's request.
             self.crashed = true;
             out.crash();
             return;
@@ -271,32 +349,39 @@ impl Worker {
             self.frozen_until = Some(begins);
         }
         let due = begins + self.faults.plan().work + decision.extra_work;
-        self.busy = Some(Busy {
-            generation: self.sockets,
+        self.sessions[slot].busy = Some(Busy {
             envelope,
             serving: Serving::new(decision.cycle, &body, begins),
             due: Some((due, body)),
         });
+        self.in_flight += 1;
+        self.report.in_flight_max = self.report.in_flight_max.max(Some(self.in_flight));
         // A REQ socket reads again as soon as it is no longer busy, so a Simple worker's
         // reply waits for the tick (due now), after the reactor's reads.
-        if self.config.protocol != PirateProtocol::Simple {
-            self.tick(now, out, events);
+        if self.config.protocol != PirateProtocol::Simple && self.frozen_until.is_none() {
+            self.tick_session(slot, now, out, events);
         }
     }
 
-    /// The handler's work is due: on a thread, or inline when there is nothing to wait for.
-    fn work(&mut self, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
-        let Some(busy) = &mut self.busy else { return };
+    /// Session `slot`'s work is due: on a thread, or inline when there is nothing to wait for.
+    fn work(&mut self, slot: Slot, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
+        let session = &mut self.sessions[slot];
+        let Some(busy) = &mut session.busy else {
+            return;
+        };
         if busy.due.as_ref().is_none_or(|(at, _)| now < *at) {
             return;
         }
         let (_, body) = busy.due.take().expect("due");
-        let generation = busy.generation;
+        let ticket = Ticket {
+            session: slot,
+            generation: session.generation,
+        };
         if self.config.handler == Handler::Echo {
             // Nothing to wait for: no thread, no wake-up round trip.
             self.finished(
                 Done::Reply {
-                    generation,
+                    ticket,
                     reply: body,
                 },
                 now,
@@ -306,32 +391,44 @@ impl Worker {
             return;
         }
         out.start(Job::Handle {
-            generation,
+            ticket,
             handler: self.config.handler.clone(),
             body,
             stream: self.config.protocol == PirateProtocol::Majordomo(Version::V2),
         });
     }
 
-    /// A job came back: send its reply (or part) if its socket is still the current one.
+    /// A job came back: send its reply (or part) if its session's socket is still the one the
+    /// request came in on.
     fn finished(&mut self, done: Done, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
-        let generation = match &done {
-            Done::Reply { generation, .. } | Done::Partial { generation, .. } => *generation,
+        let ticket = match &done {
+            Done::Reply { ticket, .. } | Done::Partial { ticket, .. } => *ticket,
         };
-        let current = self
-            .busy
-            .as_ref()
-            .is_some_and(|b| b.generation == generation)
-            && matches!(self.link, Link::Up { .. });
+        let slot = ticket.session;
+        let current = self.sessions.get(slot).is_some_and(|s| {
+            s.generation == ticket.generation
+                && s.busy.is_some()
+                && matches!(s.link, Link::Up { .. })
+        });
         if !current {
             events.info("dropped a reply for a lost connection");
             return;
         }
-        let envelope = self.busy.as_ref().expect("current").envelope.clone();
+        let envelope = self.sessions[slot]
+            .busy
+            .as_ref()
+            .expect("current")
+            .envelope
+            .clone();
         match (done, self.config.protocol) {
             (Done::Partial { part, rest, .. }, PirateProtocol::Majordomo(version)) => {
-                self.send(mdp_worker::partial(version, &envelope, part), now, out);
-                out.start(Job::Next { generation, rest });
+                self.send(
+                    slot,
+                    mdp_worker::partial(version, &envelope, part),
+                    now,
+                    out,
+                );
+                out.start(Job::Next { ticket, rest });
             }
             (Done::Partial { .. }, _) => {} // not reached: only MDP 0.2 streams
             (Done::Reply { reply, .. }, protocol) => {
@@ -344,9 +441,52 @@ impl Worker {
                         body: reply,
                     }),
                 };
-                self.send(msg, now, out);
-                let busy = self.busy.take().expect("current");
+                self.send(slot, msg, now, out);
+                let busy = self.unbusy(slot).expect("current");
                 busy.serving.served_at(now, &mut self.report, events);
+            }
+        }
+    }
+
+    /// Time passed for session `slot` (the process is not frozen): reconnect, lose a silent
+    /// peer, start due work, heartbeat.
+    fn tick_session(
+        &mut self,
+        slot: Slot,
+        now: Instant,
+        out: &mut Outbox<Job>,
+        events: &mut Events,
+    ) {
+        if self.sessions[slot].owed_ready.take().is_some() {
+            out.send(slot, ppp::encode(Ppp::Ready));
+        }
+        let session = &mut self.sessions[slot];
+        match &mut session.link {
+            Link::Down { until } if now >= *until => {
+                self.sockets += 1;
+                self.report.reconnects += 1;
+                session.opened += 1;
+                session.generation = self.sockets;
+                session.identity = identity(&self.config.name, self.sockets);
+                out.open(self.spec(slot));
+                self.register(slot, now, out, events);
+            }
+            Link::Down { .. } => return,
+            Link::Up { peer: Some(peer) } if peer.is_dead(now) => {
+                self.lose(slot, now, out, events);
+                return;
+            }
+            Link::Up { .. } => {}
+        }
+        // Work first: a reply that goes out now is the proof of life a heartbeat would be.
+        self.work(slot, now, out, events);
+        if let Link::Up { peer: Some(peer) } = &mut self.sessions[slot].link {
+            if peer.heartbeat_due(now) {
+                let beat = match self.config.protocol {
+                    PirateProtocol::Majordomo(version) => mdp_worker::heartbeat(version),
+                    _ => ppp::encode(Ppp::Heartbeat),
+                };
+                out.send(slot, beat);
             }
         }
     }
@@ -357,7 +497,9 @@ impl Machine for Worker {
     type Done = Done;
 
     fn sockets(&self) -> Vec<SocketSpec> {
-        vec![self.spec()]
+        (0..self.sessions.len())
+            .map(|slot| self.spec(slot))
+            .collect()
     }
 
     fn start(&mut self, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
@@ -366,7 +508,16 @@ impl Machine for Worker {
             endpoint: self.config.endpoint.clone(),
             seed: Some(self.report.seed),
         });
-        self.register(now, out, events);
+        if self.sessions.len() > 1 {
+            events.info(format!(
+                "{} sessions: up to {} requests at once",
+                self.sessions.len(),
+                self.sessions.len()
+            ));
+        }
+        for slot in 0..self.sessions.len() {
+            self.register(slot, now, out, events);
+        }
     }
 
     fn handle(
@@ -377,7 +528,7 @@ impl Machine for Worker {
         events: &mut Events,
     ) {
         match input {
-            Input::Message { msg, .. } => self.on_message(msg, now, out, events),
+            Input::Message { slot, msg } => self.on_message(slot, msg, now, out, events),
             Input::Done(done) => self.finished(done, now, out, events),
         }
     }
@@ -389,34 +540,11 @@ impl Machine for Worker {
             }
             self.frozen_until = None;
         }
-        if self.owed_ready.take().is_some() {
-            out.send(SOCKET, ppp::encode(Ppp::Ready));
-        }
-        match &mut self.link {
-            Link::Down { until } if now >= *until => {
-                self.sockets += 1;
-                self.report.reconnects += 1;
-                self.identity = identity(&self.config.name, self.sockets);
-                out.open(self.spec());
-                self.register(now, out, events);
-            }
-            Link::Down { .. } => {}
-            Link::Up { peer: Some(peer) } if peer.is_dead(now) => {
-                self.lose(now, out, events);
+        for slot in 0..self.sessions.len() {
+            if self.crashed {
                 return;
             }
-            Link::Up { .. } => {}
-        }
-        // Work first: a reply that goes out now is the proof of life a heartbeat would be.
-        self.work(now, out, events);
-        if let Link::Up { peer: Some(peer) } = &mut self.link {
-            if peer.heartbeat_due(now) {
-                let beat = match self.config.protocol {
-                    PirateProtocol::Majordomo(version) => mdp_worker::heartbeat(version),
-                    _ => ppp::encode(Ppp::Heartbeat),
-                };
-                out.send(SOCKET, beat);
-            }
+            self.tick_session(slot, now, out, events);
         }
     }
 
@@ -427,29 +555,27 @@ impl Machine for Worker {
         if let Some(until) = self.frozen_until {
             return Some(until);
         }
-        let link = match &self.link {
-            Link::Down { until } => Some(*until),
-            Link::Up { peer: Some(peer) } => Some(peer.next_send().min(peer.expires_at())),
-            Link::Up { peer: None } => None,
-        };
-        let work = self
-            .busy
-            .as_ref()
-            .and_then(|b| b.due.as_ref())
-            .map(|(at, _)| *at);
-        [link, work].into_iter().flatten().min()
+        let owed = self.sessions.iter().filter_map(|s| s.owed_ready).min();
+        self.sessions
+            .iter()
+            .filter_map(Session::next_deadline)
+            .chain(owed)
+            .min()
     }
 
-    fn wants(&self, _slot: Slot) -> bool {
+    fn wants(&self, slot: Slot) -> bool {
+        let Some(session) = self.sessions.get(slot) else {
+            return false;
+        };
         if self.crashed
             || self.frozen_until.is_some()
-            || self.owed_ready.is_some()
-            || !matches!(self.link, Link::Up { .. })
+            || session.owed_ready.is_some()
+            || !matches!(session.link, Link::Up { .. })
         {
             return false;
         }
         // A REQ socket must answer before it may receive again.
-        self.config.protocol != PirateProtocol::Simple || self.busy.is_none()
+        self.config.protocol != PirateProtocol::Simple || session.busy.is_none()
     }
 }
 
@@ -471,6 +597,17 @@ mod tests {
     use std::time::Duration;
 
     const MS: Duration = Duration::from_millis(1);
+
+    /// The worker's one socket in the single-session tests.
+    const SOCKET: Slot = 0;
+
+    /// The request of the first session's first socket.
+    fn first() -> Ticket {
+        Ticket {
+            session: 0,
+            generation: 1,
+        }
+    }
 
     fn msg(frames: &[&[u8]]) -> Message {
         Message::from_frames(frames.iter().map(|f| f.to_vec()))
@@ -574,7 +711,7 @@ mod tests {
         assert_eq!(
             outs,
             [Output::Start(Job::Handle {
-                generation: 1,
+                ticket: first(),
                 handler: exec,
                 body: msg(&[b"x"]),
                 stream: false
@@ -587,7 +724,7 @@ mod tests {
         assert_eq!(tick(&mut w, t0 + 200 * MS).0, [sent(&[b"\x02"])]);
         assert!(tick(&mut w, t0 + 300 * MS).1.is_empty(), "not lost yet");
         let reply = Done::Reply {
-            generation: 1,
+            ticket: first(),
             reply: msg(&[b"X"]),
         };
         let (outs, _) = handle(&mut w, Input::Done(reply), t0 + 310 * MS);
@@ -646,7 +783,7 @@ mod tests {
         tick(&mut w, t0 + 300 * MS); // lost
         tick(&mut w, t0 + 350 * MS); // reopened
         let late = Done::Reply {
-            generation: 1,
+            ticket: first(),
             reply: msg(&[b"x"]),
         };
         let (outs, _) = handle(&mut w, Input::Done(late), t0 + 360 * MS);
@@ -788,6 +925,11 @@ mod tests {
         assert!(outs.is_empty());
         assert!(matches!(seen[..], [Event::Invalid { .. }]));
         assert!(!w.wants(SOCKET));
+        assert_eq!(
+            w.next_deadline(),
+            Some(t0),
+            "the owed READY is due: tick at once"
+        );
         assert_eq!(tick(&mut w, t0).0, [sent(&[b"\x01"])]);
         assert!(w.wants(SOCKET));
         assert_eq!(w.report().invalid, 1);
@@ -863,5 +1005,411 @@ mod tests {
         let (outs, _) = handle(&mut w, Input::Done(perform(next)), t0);
         assert_eq!(outs, [sent(&[b"MDPW02", b"\x04", b"c", b"", b"b"])]);
         assert_eq!(w.report().replied, 1);
+    }
+
+    // --concurrency N: N sessions from one process.
+
+    fn on_slot(slot: Slot, frames: &[&[u8]]) -> Input<Done> {
+        Input::Message {
+            slot,
+            msg: msg(frames),
+        }
+    }
+
+    fn sent_on(slot: Slot, frames: &[&[u8]]) -> Output<Job> {
+        Output::Send {
+            slot,
+            msg: msg(frames),
+        }
+    }
+
+    /// A started worker of `n` sessions running `handler`, its start outputs taken.
+    fn sessions(protocol: PirateProtocol, n: usize, handler: Handler, t0: Instant) -> Worker {
+        let mut cfg = config(protocol, FaultPlan::default());
+        cfg.concurrency = n;
+        cfg.handler = handler;
+        let mut w = Worker::new(&cfg);
+        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        w
+    }
+
+    const MDP: PirateProtocol = PirateProtocol::Majordomo(Version::V1);
+
+    fn mdp_request(client: &[u8], body: &[u8]) -> Vec<Vec<u8>> {
+        [b"" as &[u8], b"MDPW01", b"\x02", client, b"", body]
+            .iter()
+            .map(|f| f.to_vec())
+            .collect()
+    }
+
+    fn frames(v: &[Vec<u8>]) -> Vec<&[u8]> {
+        v.iter().map(Vec::as_slice).collect()
+    }
+
+    fn ticket(session: usize, generation: u64) -> Ticket {
+        Ticket {
+            session,
+            generation,
+        }
+    }
+
+    #[test]
+    fn n_sessions_each_open_their_own_socket_and_send_ready() {
+        let t0 = Instant::now();
+        let mut cfg = config(MDP, FaultPlan::default());
+        cfg.concurrency = 3;
+        let mut w = Worker::new(&cfg);
+        let specs = w.sockets();
+        assert_eq!(
+            specs.iter().map(|s| s.slot).collect::<Vec<_>>(),
+            [0, 1, 2],
+            "one slot per session"
+        );
+        for (i, spec) in specs.iter().enumerate() {
+            assert_eq!(spec.kind, SocketKind::Dealer);
+            assert_eq!(spec.connect, ["tcp://127.0.0.1:5556"]);
+            let id = spec.identity.as_ref().unwrap();
+            assert!(id.starts_with(format!("t-{}-", i + 1).as_bytes()), "{id:?}");
+        }
+        let ids = w.identities();
+        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+        let (outs, seen) = step(&mut w, |w, out, ev| w.start(t0, out, ev));
+        let ready: &[&[u8]] = &[b"", b"MDPW01", b"\x01", b"echo"];
+        assert_eq!(
+            outs,
+            [sent_on(0, ready), sent_on(1, ready), sent_on(2, ready)]
+        );
+        assert_eq!(
+            seen.iter()
+                .filter(|e| matches!(e, Event::Started { .. }))
+                .count(),
+            1,
+            "one process, one started event"
+        );
+        // Every session heartbeats its own socket.
+        let (outs, _) = tick(&mut w, t0 + 100 * MS);
+        let beat: &[u8] = b"\x04";
+        assert_eq!(
+            outs,
+            [0, 1, 2].map(|slot| sent_on(slot, &[b"", b"MDPW01", beat]))
+        );
+    }
+
+    #[test]
+    fn two_requests_run_in_parallel_on_two_sessions_and_each_reply_goes_home() {
+        let t0 = Instant::now();
+        let exec = Handler::Exec(Exec::new("cat"));
+        let mut w = sessions(MDP, 2, exec.clone(), t0);
+        let a = mdp_request(b"ca", b"1");
+        let b = mdp_request(b"cb", b"2");
+        let (outs, _) = handle(&mut w, on_slot(0, &frames(&a)), t0);
+        assert_eq!(
+            outs,
+            [Output::Start(Job::Handle {
+                ticket: ticket(0, 1),
+                handler: exec.clone(),
+                body: msg(&[b"1"]),
+                stream: false
+            })]
+        );
+        assert!(w.wants(1), "a busy session does not stop the other reading");
+        let (outs, _) = handle(&mut w, on_slot(1, &frames(&b)), t0 + MS);
+        assert_eq!(
+            outs,
+            [Output::Start(Job::Handle {
+                ticket: ticket(1, 2),
+                handler: exec,
+                body: msg(&[b"2"]),
+                stream: false
+            })]
+        );
+        assert_eq!(w.report().in_flight_max, Some(2), "both at once");
+        // The second finishes first: each reply goes out on its own session's socket.
+        let done = |session, generation, body: &[u8]| {
+            Input::Done(Done::Reply {
+                ticket: ticket(session, generation),
+                reply: msg(&[body]),
+            })
+        };
+        let (outs, _) = handle(&mut w, done(1, 2, b"2"), t0 + 2 * MS);
+        assert_eq!(
+            outs,
+            [sent_on(1, &[b"", b"MDPW01", b"\x03", b"cb", b"", b"2"])]
+        );
+        let (outs, _) = handle(&mut w, done(0, 1, b"1"), t0 + 3 * MS);
+        assert_eq!(
+            outs,
+            [sent_on(0, &[b"", b"MDPW01", b"\x03", b"ca", b"", b"1"])]
+        );
+        assert_eq!((w.report().requests, w.report().replied), (2, 2));
+        // A session takes its next request once its reply is out.
+        let (outs, _) = handle(&mut w, on_slot(1, &frames(&b)), t0 + 4 * MS);
+        assert!(matches!(outs[..], [Output::Start(_)]), "{outs:?}");
+        assert_eq!(w.report().in_flight_max, Some(2));
+    }
+
+    #[test]
+    fn a_second_request_on_a_busy_session_is_refused_even_while_others_are_idle() {
+        let t0 = Instant::now();
+        let mut w = sessions(MDP, 2, Handler::Exec(Exec::new("cat")), t0);
+        let a = mdp_request(b"ca", b"1");
+        handle(&mut w, on_slot(0, &frames(&a)), t0);
+        let (outs, seen) = handle(&mut w, on_slot(0, &frames(&a)), t0);
+        assert!(outs.is_empty(), "{outs:?}");
+        assert!(matches!(seen[..], [Event::Invalid { .. }]));
+        assert_eq!((w.report().requests, w.report().invalid), (1, 1));
+    }
+
+    #[test]
+    fn one_sessions_silent_broker_reconnects_only_that_session() {
+        let t0 = Instant::now();
+        let mut w = sessions(MDP, 2, Handler::Echo, t0);
+        let kept = w.identities()[1].to_vec();
+        let beat: &[&[u8]] = &[b"", b"MDPW01", b"\x04"];
+        // The broker keeps talking on session 1 only.
+        handle(&mut w, on_slot(1, beat), t0 + 150 * MS);
+        handle(&mut w, on_slot(1, beat), t0 + 250 * MS);
+        let (outs, seen) = tick(&mut w, t0 + 300 * MS);
+        assert!(outs.contains(&Output::Close(0)), "{outs:?}");
+        assert!(
+            !outs
+                .iter()
+                .any(|o| matches!(o, Output::Close(1) | Output::Open(_))),
+            "{outs:?}"
+        );
+        assert!(seen
+            .iter()
+            .any(|e| matches!(e, Event::PeerLost { delay_ms: 50 })));
+        assert!(!w.wants(0) && w.wants(1));
+        // Session 1 serves on while session 0 waits out its back-off.
+        let (outs, _) = handle(
+            &mut w,
+            on_slot(1, &frames(&mdp_request(b"c", b"x"))),
+            t0 + 320 * MS,
+        );
+        assert_eq!(
+            outs,
+            [sent_on(1, &[b"", b"MDPW01", b"\x03", b"c", b"", b"x"])]
+        );
+        let (outs, _) = tick(&mut w, t0 + 350 * MS);
+        match &outs[..] {
+            [Output::Open(spec), ready] => {
+                assert_eq!(spec.slot, 0);
+                assert!(
+                    spec.identity.as_ref().unwrap().starts_with(b"t-3-"),
+                    "the process's third socket"
+                );
+                assert_eq!(
+                    spec.connect,
+                    ["tcp://127.0.0.1:6556"],
+                    "that session's next failover endpoint"
+                );
+                assert_eq!(ready, &sent_on(0, &[b"", b"MDPW01", b"\x01", b"echo"]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(w.identities()[1], &kept[..], "session 1 kept its socket");
+        assert_eq!(w.report().reconnects, 1);
+    }
+
+    #[test]
+    fn a_busy_timeout_disconnect_loses_only_that_sessions_request() {
+        // The broker's --busy-timeout: it sends DISCONNECT to the worker that held one
+        // request too long. That session's request is lost (its client retries); the other
+        // session's request is still answered.
+        let t0 = Instant::now();
+        let mut w = sessions(MDP, 2, Handler::Exec(Exec::new("cat")), t0);
+        handle(&mut w, on_slot(0, &frames(&mdp_request(b"ca", b"1"))), t0);
+        handle(&mut w, on_slot(1, &frames(&mdp_request(b"cb", b"2"))), t0);
+        let (outs, _) = handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x05"]), t0 + 50 * MS);
+        assert_eq!(outs, [Output::Close(0)]);
+        let late = Done::Reply {
+            ticket: ticket(0, 1),
+            reply: msg(&[b"1"]),
+        };
+        assert!(handle(&mut w, Input::Done(late), t0 + 60 * MS).0.is_empty());
+        let on_time = Done::Reply {
+            ticket: ticket(1, 2),
+            reply: msg(&[b"2"]),
+        };
+        assert_eq!(
+            handle(&mut w, Input::Done(on_time), t0 + 70 * MS).0,
+            [sent_on(1, &[b"", b"MDPW01", b"\x03", b"cb", b"", b"2"])]
+        );
+        assert_eq!((w.report().requests, w.report().replied), (2, 1));
+        // Session 0 registers again with a fresh socket; a reply for its old one, even one
+        // arriving after the new socket took a request, is still dropped.
+        let (outs, _) = tick(&mut w, t0 + 100 * MS);
+        assert!(
+            matches!(&outs[..], [Output::Open(spec), _] if spec.slot == 0),
+            "{outs:?}"
+        );
+        handle(
+            &mut w,
+            on_slot(0, &frames(&mdp_request(b"cc", b"3"))),
+            t0 + 110 * MS,
+        );
+        let stale = Done::Reply {
+            ticket: ticket(0, 1),
+            reply: msg(&[b"1"]),
+        };
+        assert!(handle(&mut w, Input::Done(stale), t0 + 120 * MS)
+            .0
+            .is_empty());
+        let fresh = Done::Reply {
+            ticket: ticket(0, 3),
+            reply: msg(&[b"3"]),
+        };
+        assert_eq!(
+            handle(&mut w, Input::Done(fresh), t0 + 130 * MS).0,
+            [sent_on(0, &[b"", b"MDPW01", b"\x03", b"cc", b"", b"3"])]
+        );
+    }
+
+    #[test]
+    fn a_crash_on_one_sessions_request_kills_every_session() {
+        let t0 = Instant::now();
+        let mut cfg = config(
+            MDP,
+            FaultPlan {
+                crash_after: Some(1),
+                ..Default::default()
+            },
+        );
+        cfg.concurrency = 2;
+        cfg.handler = Handler::Exec(Exec::new("cat"));
+        let mut w = Worker::new(&cfg);
+        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        handle(&mut w, on_slot(0, &frames(&mdp_request(b"ca", b"1"))), t0);
+        let (outs, _) = handle(&mut w, on_slot(1, &frames(&mdp_request(b"cb", b"2"))), t0);
+        assert_eq!(outs, [Output::Crash]);
+        assert!(!w.wants(0) && !w.wants(1));
+        assert_eq!(w.next_deadline(), None);
+        assert!(tick(&mut w, t0 + 100 * MS).0.is_empty());
+    }
+
+    #[test]
+    fn a_freeze_on_one_sessions_request_stops_every_session() {
+        let t0 = Instant::now();
+        let mut cfg = config(
+            MDP,
+            FaultPlan {
+                freeze_rate: 1.0,
+                freeze_for: Duration::from_millis(150),
+                faults_after: 0,
+                ..Default::default()
+            },
+        );
+        cfg.concurrency = 2;
+        let mut w = Worker::new(&cfg);
+        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        let (outs, _) = handle(&mut w, on_slot(0, &frames(&mdp_request(b"ca", b"1"))), t0);
+        assert!(outs.is_empty(), "{outs:?}");
+        assert!(!w.wants(0) && !w.wants(1), "a hung process reads nothing");
+        assert!(tick(&mut w, t0 + 100 * MS).0.is_empty(), "nor heartbeats");
+        // Thawed: the request is answered and both sessions heartbeat and read again.
+        let (outs, _) = tick(&mut w, t0 + 150 * MS);
+        assert_eq!(
+            outs,
+            [
+                sent_on(0, &[b"", b"MDPW01", b"\x03", b"ca", b"", b"1"]),
+                sent_on(1, &[b"", b"MDPW01", b"\x04"]),
+            ]
+        );
+        assert!(w.wants(0) && w.wants(1));
+    }
+
+    #[test]
+    fn simple_sessions_are_req_sockets_that_each_alternate_on_their_own() {
+        let t0 = Instant::now();
+        let mut w = sessions(PirateProtocol::Simple, 2, Handler::Echo, t0);
+        assert!(w.sockets().iter().all(|s| s.kind == SocketKind::Req));
+        assert!(handle(&mut w, on_slot(1, &[b"c", b"", b"1"]), t0)
+            .0
+            .is_empty());
+        assert!(!w.wants(1) && w.wants(0), "only the busy REQ socket waits");
+        assert_eq!(tick(&mut w, t0).0, [sent_on(1, &[b"c", b"", b"1"])]);
+        assert!(w.wants(1));
+    }
+
+    #[test]
+    fn two_sessions_stream_mdp_0_2_parts_side_by_side_each_to_its_own_client() {
+        let t0 = Instant::now();
+        let exec = Handler::Exec(Exec::new("printf 'a\\nb\\n'"));
+        let mut w = sessions(PirateProtocol::Majordomo(Version::V2), 2, exec, t0);
+        let mut jobs = Vec::new();
+        for (slot, client) in [(0, b"ca"), (1, b"cb")] {
+            let request: &[&[u8]] = &[b"MDPW02", b"\x02", client, b"", b"x"];
+            match handle(&mut w, on_slot(slot, request), t0).0.pop() {
+                Some(Output::Start(job)) => jobs.push(job),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Both commands run before either reply goes out: their parts interleave.
+        let done: Vec<Done> = jobs.into_iter().map(perform).collect();
+        let mut nexts = Vec::new();
+        for (d, (slot, client)) in done.into_iter().zip([(0, b"ca"), (1, b"cb")]) {
+            let (mut outs, _) = handle(&mut w, Input::Done(d), t0);
+            match outs.pop() {
+                Some(Output::Start(next @ Job::Next { ticket: t, .. })) => {
+                    assert_eq!(t.session, slot);
+                    nexts.push(next);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                outs,
+                [sent_on(slot, &[b"MDPW02", b"\x03", client, b"", b"a"])]
+            );
+        }
+        for (next, (slot, client)) in nexts.into_iter().zip([(0, b"ca"), (1, b"cb")]).rev() {
+            let (outs, _) = handle(&mut w, Input::Done(perform(next)), t0);
+            assert_eq!(
+                outs,
+                [sent_on(slot, &[b"MDPW02", b"\x04", client, b"", b"b"])]
+            );
+        }
+        assert_eq!((w.report().replied, w.report().in_flight_max), (2, Some(2)));
+    }
+
+    #[test]
+    fn work_time_runs_side_by_side_on_every_session() {
+        // --work 100ms: two requests 10 ms apart are answered 100 ms after each, not one
+        // after the other.
+        let t0 = Instant::now();
+        let mut cfg = config(
+            PirateProtocol::Paranoid,
+            FaultPlan {
+                work: Duration::from_millis(100),
+                ..Default::default()
+            },
+        );
+        cfg.concurrency = 2;
+        let mut w = Worker::new(&cfg);
+        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        assert!(handle(&mut w, on_slot(0, &[b"a", b"", b"1"]), t0)
+            .0
+            .is_empty());
+        let (outs, _) = handle(&mut w, on_slot(1, &[b"b", b"", b"2"]), t0 + 10 * MS);
+        assert!(outs.is_empty());
+        assert_eq!(w.next_deadline(), Some(t0 + 100 * MS));
+        let (outs, _) = tick(&mut w, t0 + 100 * MS);
+        assert_eq!(
+            outs,
+            [sent_on(0, &[b"a", b"", b"1"]), sent_on(1, &[b"\x02"])]
+        );
+        assert_eq!(w.next_deadline(), Some(t0 + 110 * MS));
+        let (outs, _) = tick(&mut w, t0 + 110 * MS);
+        assert_eq!(outs, [sent_on(1, &[b"b", b"", b"2"])]);
+        assert_eq!(w.report().in_flight_max, Some(2));
+    }
+
+    #[test]
+    fn the_concurrency_is_bounded() {
+        let mut cfg = config(MDP, FaultPlan::default());
+        cfg.concurrency = 0;
+        assert_eq!(Worker::new(&cfg).sockets().len(), 1);
+        cfg.concurrency = MAX_CONCURRENCY + 1;
+        assert_eq!(Worker::new(&cfg).sockets().len(), MAX_CONCURRENCY);
     }
 }

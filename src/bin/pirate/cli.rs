@@ -17,7 +17,7 @@ use pirate::roles::freelance::{FreelanceClientConfig, FreelanceServerConfig};
 use pirate::roles::queue::{QueueConfig, QueuePolicy};
 use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
-use pirate::roles::worker::{PirateProtocol, WorkerConfig};
+use pirate::roles::worker::{PirateProtocol, WorkerConfig, MAX_CONCURRENCY};
 
 use crate::auth_args::{ClientAuthArgs, ServerAuthArgs};
 use crate::chaos_args::{ChaosArgs, ChaosCommand};
@@ -506,6 +506,12 @@ pub struct WorkerArgs {
     /// w<pid>]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Serve up to N requests at once: N sessions, each an ordinary worker to the queue or
+    /// broker (its own socket and identity, READY, heartbeats, reconnect), their --exec
+    /// commands running in parallel
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=MAX_CONCURRENCY as i64))]
+    pub concurrency: u16,
     #[command(flatten)]
     pub handler: HandlerArgs,
     #[command(flatten)]
@@ -562,6 +568,7 @@ impl WorkerArgs {
             handler: self.handler.handler(),
             faults,
             seed: self.faults.seed(),
+            concurrency: self.concurrency.into(),
         }
     }
 }

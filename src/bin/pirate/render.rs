@@ -339,8 +339,17 @@ pub fn summary_text(report: &Report) -> String {
         .to_lowercase(),
         Report::Service(s) => format!(
             "summary: requests {}, replied {}, overloads {}, freezes {}, invalid {}, \
-             reconnects {} (seed {})",
-            s.requests, s.replied, s.overloads, s.freezes, s.invalid, s.reconnects, s.seed
+             reconnects {}{} (seed {})",
+            s.requests,
+            s.replied,
+            s.overloads,
+            s.freezes,
+            s.invalid,
+            s.reconnects,
+            s.in_flight_max
+                .map(|n| format!(", most at once {n}"))
+                .unwrap_or_default(),
+            s.seed
         ),
         Report::Chaos(c) => {
             let injected: Vec<String> = c.injected.iter().map(|(k, n)| format!("{k} {n}")).collect();
