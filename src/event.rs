@@ -107,6 +107,10 @@ pub struct ServiceReport {
     /// Messages that did not follow the protocol, dropped.
     pub invalid: u64,
     pub reconnects: u64,
+    /// Workers only: requests a queue handed a session while it was busy (the Guide's ppqueue
+    /// does, trap 7), served after the current one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_while_busy: Option<u64>,
     /// Workers only: the most requests worked on at once (up to `--concurrency`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_flight_max: Option<u64>,
@@ -354,8 +358,10 @@ pub enum Event {
     RequestDropped { service: String, reason: String },
     /// A worker was declared dead after its heartbeats stopped.
     WorkerExpired { worker: String, busy: bool },
-    /// A peer (queue or broker) was declared dead; reconnecting after `delay_ms`.
-    PeerLost { delay_ms: u64 },
+    /// A worker lost its queue or broker: `reason` is `silent` (heartbeats stopped; it
+    /// reconnects after a back-off) or `disconnect` (the broker sent DISCONNECT; it reconnects
+    /// at once, `delay_ms` 0).
+    PeerLost { reason: String, delay_ms: u64 },
     /// A Binary Star node is in `state` (`PRIMARY`, `BACKUP`, `ACTIVE`, `PASSIVE`): its
     /// starting state (no `from`, reason `started`), then every change, with the Guide's reason.
     BstarState {

@@ -270,6 +270,7 @@ impl Worker {
     fn lose(&mut self, now: Instant, out: &mut Outbox<Never>, events: &mut Events) {
         let delay = self.backoff.next_delay();
         events.emit(Event::PeerLost {
+            reason: "silent".into(),
             delay_ms: delay.as_millis() as u64,
         });
         out.close(self.slot);
@@ -1868,7 +1869,7 @@ mod tests {
         assert!(rig
             .seen
             .iter()
-            .any(|e| matches!(e, Event::PeerLost { delay_ms: 50 })));
+            .any(|e| matches!(e, Event::PeerLost { delay_ms: 50, .. })));
         // Reopened after the 50 ms back-off, with a new identity and READY.
         assert_eq!(rig.m.next_deadline(), Some(rig.at(350)));
         let out = rig.tick(350);
@@ -1886,7 +1887,7 @@ mod tests {
         assert!(rig
             .seen
             .iter()
-            .any(|e| matches!(e, Event::PeerLost { delay_ms: 100 })));
+            .any(|e| matches!(e, Event::PeerLost { delay_ms: 100, .. })));
         rig.tick(750);
         rig.input(0, heartbeat(), 760);
         // DISCONNECT: reconnect at once, back-off reset to 50 ms.

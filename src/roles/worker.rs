@@ -26,7 +26,8 @@
 //! Frames, worker side (protocols.md): PPP `0x01` READY · `0x02` HEARTBEAT ·
 //! `[client]["" ][body…]` request and reply; MDP in [`mdp_worker`](super::mdp_worker).
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
 use crate::error::Result;
@@ -36,22 +37,26 @@ use crate::handler::Handler;
 use crate::heartbeat::Liveness;
 use crate::msg::{Frame, Message};
 use crate::proto::mdp::Version;
-use crate::proto::ppp::{self, Ppp};
+use crate::proto::ppp::{self, Dialect, Ppp};
 use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 
 use super::mdp_worker;
 use super::work::{identity, perform, Done, Incoming, Job, Ticket};
 pub use super::work::{PirateProtocol, WorkerConfig, MAX_CONCURRENCY};
 
-/// The PPP wire (Simple and Paranoid: REQ adds and strips the delimiter itself).
-fn ppp_decode(msg: Message) -> Incoming {
-    match ppp::decode(msg) {
-        Ok(Ppp::Heartbeat) => Incoming::Heartbeat,
-        Ok(Ppp::Data { envelope, body }) => Incoming::Request { envelope, body },
-        Ok(Ppp::Ready) => Incoming::Invalid("READY from the queue".into()),
-        Err(e) => Incoming::Invalid(e.to_string()),
+/// The PPP wire (Simple and Paranoid: REQ adds and strips the delimiter itself), and for a
+/// HEARTBEAT how the queue spelled it.
+fn ppp_decode(msg: Message) -> (Incoming, Option<Dialect>) {
+    match ppp::decode_spoken(msg) {
+        Ok((Ppp::Heartbeat, dialect)) => (Incoming::Heartbeat, dialect),
+        Ok((Ppp::Data { envelope, body }, _)) => (Incoming::Request { envelope, body }, None),
+        Ok((Ppp::Ready, _)) => (Incoming::Invalid("READY from the queue".into()), None),
+        Err(e) => (Incoming::Invalid(e.to_string()), None),
     }
 }
+
+/// Most requests a session holds behind the one it works on (see [`Session::held`]).
+pub const MAX_HELD: usize = 64;
 
 /// Where a session's socket stands.
 enum Link {
@@ -81,6 +86,14 @@ struct Session {
     link: Link,
     backoff: Backoff,
     busy: Option<Busy>,
+    /// Requests the peer handed this session while it was busy (a queue that marks a busy
+    /// worker ready on its heartbeats, as the Guide's ppqueue does: trap 7), served in turn
+    /// after the current one; at most [`MAX_HELD`], beyond which they are dropped and counted
+    /// invalid. They belong to this socket: lost with it.
+    held: VecDeque<(Vec<Frame>, Message)>,
+    /// How the queue spells HEARTBEAT (the Guide's C++ ppqueue: `"HEARTBEAT"`): ours go out the
+    /// same way. 6/PPP's bytes until it has said.
+    dialect: Dialect,
     /// Simple (REQ): a READY owed since then, for a message that was no request.
     owed_ready: Option<Instant>,
 }
@@ -132,6 +145,8 @@ impl Worker {
                 link: Link::Up { peer: None },
                 backoff: Backoff::new(config.reconnect, config.reconnect_max),
                 busy: None,
+                held: VecDeque::new(),
+                dialect: Dialect::Bytes,
                 owed_ready: None,
             })
             .collect();
@@ -249,10 +264,23 @@ impl Worker {
         busy
     }
 
-    /// Session `slot`'s peer is lost (silent, or DISCONNECT): close its socket, wait its
-    /// back-off. The request in progress belonged to that socket; other sessions go on.
-    fn lose(&mut self, slot: Slot, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
-        let delay = self.sessions[slot].backoff.next_delay();
+    /// Session `slot`'s peer is lost: close its socket and open a new one, at once after a
+    /// DISCONNECT (the broker is there and wants a fresh session, as the Guide's workers
+    /// do), after the back-off when the peer went silent. The request in progress and any
+    /// held behind it belonged to that socket; other sessions go on.
+    fn lose(
+        &mut self,
+        slot: Slot,
+        disconnected: bool,
+        now: Instant,
+        out: &mut Outbox<Job>,
+        events: &mut Events,
+    ) {
+        let delay = if disconnected {
+            Duration::ZERO
+        } else {
+            self.sessions[slot].backoff.next_delay()
+        };
         if self.sessions.len() > 1 {
             events.info(format!(
                 "worker {} lost its peer",
@@ -260,16 +288,21 @@ impl Worker {
             ));
         }
         events.emit(Event::PeerLost {
+            reason: if disconnected { "disconnect" } else { "silent" }.into(),
             delay_ms: delay.as_millis() as u64,
         });
         out.close(slot);
         self.unbusy(slot);
-        self.sessions[slot].link = Link::Down { until: now + delay };
+        let session = &mut self.sessions[slot];
+        session.held.clear();
+        session.dialect = Dialect::Bytes;
+        session.link = Link::Down { until: now + delay };
     }
 
-    fn decode(&self, msg: Message) -> Incoming {
+    /// What `msg` says, and for a PPP HEARTBEAT how it was spelled.
+    fn decode(&self, msg: Message) -> (Incoming, Option<Dialect>) {
         match self.config.protocol {
-            PirateProtocol::Majordomo(version) => mdp_worker::decode(version, msg),
+            PirateProtocol::Majordomo(version) => (mdp_worker::decode(version, msg), None),
             _ => ppp_decode(msg),
         }
     }
@@ -294,19 +327,34 @@ impl Worker {
         session.backoff.reset();
         let idle = session.busy.is_none();
         let simple = self.config.protocol == PirateProtocol::Simple;
-        match self.decode(msg) {
+        let (incoming, dialect) = self.decode(msg);
+        if let Some(dialect) = dialect {
+            self.sessions[slot].dialect = dialect;
+        }
+        match incoming {
             Incoming::Request { envelope, body } if idle => {
                 self.take(slot, envelope, body, now, out, events);
             }
-            Incoming::Request { .. } => {
-                // The queue must never hand a busy worker a second request (trap 7).
-                self.report.invalid += 1;
-                events.invalid("worker", "a second request while busy");
+            Incoming::Request { envelope, body } => {
+                // The queue should never hand a busy worker a second request (trap 7); one
+                // that does gets it served after the current one.
+                let held = &mut self.sessions[slot].held;
+                if held.len() < MAX_HELD {
+                    held.push_back((envelope, body));
+                    *self.report.held_while_busy.get_or_insert(0) += 1;
+                    events.warn("a second request while busy (trap 7): served after this one");
+                } else {
+                    self.report.invalid += 1;
+                    events.invalid(
+                        "worker",
+                        format!("a request while busy with {MAX_HELD} more held: dropped"),
+                    );
+                }
             }
             Incoming::Heartbeat if !simple => {}
             Incoming::Disconnect => {
-                events.warn("broker sent DISCONNECT");
-                self.lose(slot, now, out, events);
+                events.warn("broker sent DISCONNECT: reconnecting at once");
+                self.lose(slot, true, now, out, events);
             }
             other => {
                 self.report.invalid += 1;
@@ -444,6 +492,9 @@ impl Worker {
                 self.send(slot, msg, now, out);
                 let busy = self.unbusy(slot).expect("current");
                 busy.serving.served_at(now, &mut self.report, events);
+                if let Some((envelope, body)) = self.sessions[slot].held.pop_front() {
+                    self.take(slot, envelope, body, now, out, events);
+                }
             }
         }
     }
@@ -473,7 +524,7 @@ impl Worker {
             }
             Link::Down { .. } => return,
             Link::Up { peer: Some(peer) } if peer.is_dead(now) => {
-                self.lose(slot, now, out, events);
+                self.lose(slot, false, now, out, events);
                 return;
             }
             Link::Up { .. } => {}
@@ -484,7 +535,7 @@ impl Worker {
             if peer.heartbeat_due(now) {
                 let beat = match self.config.protocol {
                     PirateProtocol::Majordomo(version) => mdp_worker::heartbeat(version),
-                    _ => ppp::encode(Ppp::Heartbeat),
+                    _ => ppp::encode_in(Ppp::Heartbeat, self.sessions[slot].dialect),
                 };
                 out.send(slot, beat);
             }
@@ -589,12 +640,11 @@ pub fn run(config: &WorkerConfig, stop: &Stop, events: &mut Events) -> Result<Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::FaultKind;
+    use crate::event::{FaultKind, Level};
     use crate::faults::FaultPlan;
     use crate::handler::Exec;
     use crate::heartbeat::HeartbeatConfig;
     use crate::reactor::Output;
-    use std::time::Duration;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -740,7 +790,7 @@ mod tests {
         let first = w.identity().to_vec();
         let (outs, seen) = tick(&mut w, t0 + 300 * MS);
         assert_eq!(outs, [Output::Close(SOCKET)]);
-        assert!(matches!(seen[..], [Event::PeerLost { delay_ms: 50 }]));
+        assert!(matches!(seen[..], [Event::PeerLost { delay_ms: 50, .. }]));
         assert!(!w.wants(SOCKET));
         assert_eq!(w.next_deadline(), Some(t0 + 350 * MS));
         assert!(tick(&mut w, t0 + 349 * MS).0.is_empty());
@@ -761,13 +811,13 @@ mod tests {
         assert_eq!(w.report().reconnects, 1);
         // Lost again without hearing anything: the back-off doubles.
         let (_, seen) = tick(&mut w, t0 + 650 * MS);
-        assert!(matches!(seen[..], [Event::PeerLost { delay_ms: 100 }]));
+        assert!(matches!(seen[..], [Event::PeerLost { delay_ms: 100, .. }]));
         tick(&mut w, t0 + 750 * MS);
         // Any message resets it.
         handle(&mut w, on(&[b"\x02"]), t0 + 760 * MS);
         let (_, seen) = tick(&mut w, t0 + 1060 * MS);
         assert!(
-            matches!(seen[..], [Event::PeerLost { delay_ms: 50 }]),
+            matches!(seen[..], [Event::PeerLost { delay_ms: 50, .. }]),
             "{seen:?}"
         );
     }
@@ -792,7 +842,7 @@ mod tests {
     }
 
     #[test]
-    fn a_second_request_while_busy_and_garbage_are_counted_and_dropped() {
+    fn a_second_request_while_busy_is_served_after_the_current_and_garbage_is_dropped() {
         let t0 = Instant::now();
         let mut w = started(
             PirateProtocol::Paranoid,
@@ -803,7 +853,22 @@ mod tests {
             t0,
         );
         assert!(handle(&mut w, on(&[b"c", b"", b"1"]), t0).0.is_empty());
-        for bad in [&[b"c" as &[u8], b"", b"2"][..], &[b"\x01"], &[b"\x07"], &[]] {
+        // The Guide's ppqueue marks a busy worker ready on its heartbeat (trap 7) and hands
+        // it another request: held, counted, not dropped.
+        let (outs, seen) = handle(&mut w, on(&[b"d", b"", b"2"]), t0);
+        assert!(outs.is_empty());
+        assert!(
+            matches!(
+                seen[..],
+                [Event::Log {
+                    level: Level::Warn,
+                    ..
+                }]
+            ),
+            "{seen:?}"
+        );
+        assert_eq!(w.report().held_while_busy, Some(1));
+        for bad in [&[b"\x01" as &[u8]][..], &[b"\x07"], &[]] {
             let (outs, seen) = handle(&mut w, on(bad), t0);
             assert!(outs.is_empty(), "{bad:?}");
             assert!(
@@ -811,9 +876,55 @@ mod tests {
                 "{bad:?}: {seen:?}"
             );
         }
-        assert_eq!(w.report().invalid, 4);
-        // The work stall is a deadline; the first request is still answered.
+        assert_eq!(w.report().invalid, 3);
+        // The work stall is a deadline; the first request is answered, then the second
+        // starts its own work time.
         assert_eq!(tick(&mut w, t0 + 250 * MS).0, [sent(&[b"c", b"", b"1"])]);
+        let second = sent(&[b"d", b"", b"2"]);
+        handle(&mut w, on(&[b"\x02"]), t0 + 250 * MS); // the queue is alive
+        assert!(!tick(&mut w, t0 + 499 * MS).0.contains(&second));
+        assert!(tick(&mut w, t0 + 500 * MS).0.contains(&second));
+        assert_eq!(w.report().replied, 2);
+    }
+
+    #[test]
+    fn heartbeats_go_out_in_the_queues_spelling_until_the_socket_is_new() {
+        let t0 = Instant::now();
+        let mut w = started(PirateProtocol::Paranoid, FaultPlan::default(), t0);
+        // The Guide's C++ ppqueue says "HEARTBEAT": ours follow suit.
+        handle(&mut w, on(&[b"HEARTBEAT"]), t0 + 50 * MS);
+        assert_eq!(w.report().invalid, 0);
+        let (outs, _) = tick(&mut w, t0 + 100 * MS);
+        assert_eq!(outs, [sent(&[b"HEARTBEAT"])]);
+        // It goes silent; the new socket starts with 6/PPP's bytes again.
+        tick(&mut w, t0 + 350 * MS);
+        let (outs, _) = tick(&mut w, t0 + 400 * MS);
+        assert_eq!(outs.last(), Some(&sent(&[b"\x01"])), "{outs:?}");
+        let (outs, _) = tick(&mut w, t0 + 500 * MS);
+        assert_eq!(outs, [sent(&[b"\x02"])]);
+    }
+
+    #[test]
+    fn held_requests_are_bounded_and_lost_with_their_socket() {
+        let t0 = Instant::now();
+        let mut w = started(
+            PirateProtocol::Paranoid,
+            FaultPlan {
+                work: Duration::from_millis(250),
+                ..Default::default()
+            },
+            t0,
+        );
+        handle(&mut w, on(&[b"c", b"", b"0"]), t0);
+        for i in 1..=MAX_HELD + 1 {
+            handle(&mut w, on(&[b"c", b"", i.to_string().as_bytes()]), t0);
+        }
+        assert_eq!(w.report().held_while_busy, Some(MAX_HELD as u64));
+        assert_eq!(w.report().invalid, 1, "the one past the bound");
+        // The queue goes silent: the socket, its request and the held ones are gone.
+        let (outs, _) = tick(&mut w, t0 + 300 * MS);
+        assert!(outs.contains(&Output::Close(SOCKET)), "{outs:?}");
+        assert!(w.sessions[0].held.is_empty());
     }
 
     #[test]
@@ -966,10 +1077,14 @@ mod tests {
         );
         let (outs, seen) = handle(&mut w, on(&[b"MDPW02", b"\x06"]), t0);
         assert_eq!(outs, [Output::Close(SOCKET)]);
-        assert!(seen
-            .iter()
-            .any(|e| matches!(e, Event::PeerLost { delay_ms: 50 })));
-        let (outs, _) = tick(&mut w, t0 + 50 * MS);
+        // The broker is there and asked for a fresh session: no back-off, as the Guide's
+        // workers do.
+        assert!(seen.iter().any(|e| matches!(
+            e,
+            Event::PeerLost { reason, delay_ms: 0 } if reason == "disconnect"
+        )));
+        assert_eq!(w.next_deadline(), Some(t0));
+        let (outs, _) = tick(&mut w, t0);
         match &outs[..] {
             [Output::Open(spec), ready] => {
                 assert_eq!(spec.connect, ["tcp://127.0.0.1:6556"]);
@@ -1149,15 +1264,30 @@ mod tests {
     }
 
     #[test]
-    fn a_second_request_on_a_busy_session_is_refused_even_while_others_are_idle() {
+    fn a_second_request_on_a_busy_session_waits_for_it_even_while_others_are_idle() {
         let t0 = Instant::now();
         let mut w = sessions(MDP, 2, Handler::Exec(Exec::new("cat")), t0);
         let a = mdp_request(b"ca", b"1");
         handle(&mut w, on_slot(0, &frames(&a)), t0);
         let (outs, seen) = handle(&mut w, on_slot(0, &frames(&a)), t0);
         assert!(outs.is_empty(), "{outs:?}");
-        assert!(matches!(seen[..], [Event::Invalid { .. }]));
-        assert_eq!((w.report().requests, w.report().invalid), (1, 1));
+        assert!(matches!(
+            seen[..],
+            [Event::Log {
+                level: Level::Warn,
+                ..
+            }]
+        ));
+        assert_eq!(
+            (
+                w.report().requests,
+                w.report().held_while_busy,
+                w.report().invalid
+            ),
+            (1, Some(1), 0),
+            "held on its own session, not moved to the idle one"
+        );
+        assert!(w.sessions[1].busy.is_none());
     }
 
     #[test]
@@ -1179,7 +1309,7 @@ mod tests {
         );
         assert!(seen
             .iter()
-            .any(|e| matches!(e, Event::PeerLost { delay_ms: 50 })));
+            .any(|e| matches!(e, Event::PeerLost { delay_ms: 50, .. })));
         assert!(!w.wants(0) && w.wants(1));
         // Session 1 serves on while session 0 waits out its back-off.
         let (outs, _) = handle(

@@ -277,7 +277,10 @@ fn human_text(event: &Event) -> Option<String> {
             let state = if *busy { " while busy" } else { "" };
             format!("W: worker {worker} expired{state}")
         }
-        Event::PeerLost { delay_ms } => {
+        Event::PeerLost { reason, delay_ms } if reason == "disconnect" => {
+            format!("W: disconnected by the broker; reconnecting now (after {delay_ms} ms)")
+        }
+        Event::PeerLost { delay_ms, .. } => {
             format!("W: heartbeat failure, can't reach queue; reconnecting in {delay_ms} ms…")
         }
         Event::Invalid { socket, reason } => format!("E: invalid message on {socket}: {reason}"),
