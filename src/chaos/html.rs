@@ -25,7 +25,6 @@ use serde_json::Value;
 use super::checker::{
     natural_cmp, preview, Record, MEANING_NO_SERVED_LINE, MEANING_UNREADABLE, MEANING_WRONG_REFUSED,
 };
-use super::report::ChaosReport;
 
 /// Request spans drawn on the time line at most.
 pub const MAX_SPANS: usize = 3000;
@@ -99,15 +98,6 @@ impl RunResults {
         }
         Ok(results)
     }
-
-    /// What a run just reported, read the way `results.json` is read back, so a page made
-    /// now and one re-rendered later from the files are the same.
-    pub fn of(report: &ChaosReport) -> RunResults {
-        serde_json::to_value(report)
-            .ok()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default()
-    }
 }
 
 /// The page for a run: its history and results, and how many history lines could not be
@@ -127,9 +117,10 @@ pub fn render(records: &[Record], results: &RunResults, skipped_lines: u64) -> S
          <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
         esc(&title)
     );
-    verdict_section(&mut page, results, skipped_lines);
+    verdict_section(&mut page, results);
     timeline_section(&mut page, &run);
     plot_section(&mut page, &run);
+    counts_section(&mut page, results, skipped_lines);
     faults_section(&mut page, &run);
     sequences_section(&mut page, &run);
     page.push_str(
@@ -507,6 +498,24 @@ fn lane_mut<'m>(lanes: &'m mut BTreeMap<String, Lane>, name: &str) -> &'m mut La
     })
 }
 
+/// The send after attempt `attempt` (1-based), or the end of time.
+fn next_send(sends: &[f64], attempt: usize) -> f64 {
+    sends.get(attempt).copied().unwrap_or(f64::INFINITY)
+}
+
+impl Run<'_> {
+    /// The first fault on a process other than a client in `[from, to)`: what a request's
+    /// lost attempt probably met.
+    fn fault_between(&self, from: f64, to: f64) -> Option<(&str, &Mark)> {
+        self.lanes
+            .iter()
+            .filter(|l| lane_rank(&l.name) < 3)
+            .flat_map(|l| l.marks.iter().map(move |m| (l.name.as_str(), m)))
+            .filter(|(_, m)| m.kind.is_fault() && m.t >= from && m.t < to)
+            .min_by(|a, b| a.1.t.total_cmp(&b.1.t))
+    }
+}
+
 /// What the runner's own record (`source: nemesis`) does to its target's lane.
 fn nemesis_action(l: &mut Lane, t: f64, action: &str, strikes: &mut Vec<Mark>) {
     let name = l.name.clone();
@@ -643,7 +652,7 @@ fn pick<T>(items: &[T], max: usize, notable: impl Fn(&T) -> bool) -> Vec<usize> 
     chosen
 }
 
-fn verdict_section(page: &mut String, r: &RunResults, skipped_lines: u64) {
+fn verdict_section(page: &mut String, r: &RunResults) {
     let class = match r.verdict.as_str() {
         "valid" => "valid",
         "invalid" => "invalid",
@@ -688,6 +697,10 @@ fn verdict_section(page: &mut String, r: &RunResults, skipped_lines: u64) {
         }
         page.push_str("</ul>\n");
     }
+}
+
+fn counts_section(page: &mut String, r: &RunResults, skipped_lines: u64) {
+    let f = &r.findings;
     page.push_str(
         "<h2>Counts</h2>\n<table>\n<tr><th>what</th><th>count</th><th>meaning</th></tr>\n",
     );
@@ -848,9 +861,10 @@ fn timeline_section(page: &mut String, run: &Run) {
                 }
                 let n = ends.len().max(1);
                 rows_of.insert(lane.name.as_str(), rows);
-                22.0 + 7.0 * n as f64
+                24.0 + 7.0 * n as f64
             }
-            None => 22.0,
+            None if lane.restarts.is_empty() => 22.0,
+            None => 30.0,
         };
         heights.push(h);
     }
@@ -910,8 +924,15 @@ fn timeline_section(page: &mut String, run: &Run) {
             per_client.get(lane.name.as_str()),
             rows_of.get(lane.name.as_str()),
         ) {
-            for (r, row) in reqs.iter().zip(rows) {
-                span_svg(page, &axis, r, y + 20.0 + 7.0 * *row as f64, run.end);
+            for (k, (r, row)) in reqs.iter().zip(rows).enumerate() {
+                span_svg(
+                    page,
+                    &axis,
+                    r,
+                    y + 22.0 + 7.0 * *row as f64,
+                    run.end,
+                    k % 2 == 1,
+                );
             }
         }
         page.push_str("</g>");
@@ -1047,12 +1068,17 @@ fn mark_svg(page: &mut String, axis: &Axis, m: &Mark, y: f64) {
     };
 }
 
-fn span_svg(page: &mut String, axis: &Axis, r: &Req, y: f64, run_end: f64) {
+/// One request's span; `shade` alternates the blue so back-to-back requests stay apart.
+fn span_svg(page: &mut String, axis: &Axis, r: &Req, y: f64, run_end: f64, shade: bool) {
     let (s, e) = (r.start(), r.end(run_end));
     let (x1, x2) = (axis.x(s), axis.x(e));
     let outcome = r.outcome();
     let colour = if outcome == Outcome::Replied && r.replies.len() == 1 {
-        "#2e86c1"
+        if shade {
+            "#85c1e9"
+        } else {
+            "#2e86c1"
+        }
     } else {
         "#e74c3c"
     };
@@ -1188,17 +1214,19 @@ fn plot_section(page: &mut String, run: &Run) {
             worst[b] = *l;
         }
     }
-    let points: Vec<String> = worst
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_nan())
-        .map(|(i, v)| format!("{:.1},{:.1}", axis.x((i as f64 + 0.5) * width), ly(*v)))
-        .collect();
-    let _ = write!(
-        page,
-        "<polyline points=\"{}\" fill=\"none\" stroke=\"#c0392b\" stroke-width=\"1.2\"/>",
-        points.join(" ")
-    );
+    // A short dash per bucket: nothing is drawn across a bucket without replies.
+    for (i, v) in worst.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
+        let _ = write!(
+            page,
+            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#c0392b\" \
+             stroke-width=\"2\"><title>slowest reply {:.1}–{:.1}s: {v:.1} ms</title></line>",
+            axis.x(i as f64 * width),
+            axis.x((i + 1) as f64 * width),
+            i as f64 * width / 1000.0,
+            (i + 1) as f64 * width / 1000.0,
+            y = ly(*v)
+        );
+    }
     for s in &run.strikes {
         let x = axis.x(s.t);
         let _ = write!(
@@ -1215,7 +1243,7 @@ fn plot_section(page: &mut String, run: &Run) {
     let _ = writeln!(
         page,
         "<p class=\"note\">Bars: replies accepted per second ({BUCKETS} buckets, every reply). \
-         Dots: each reply's latency, first send to reply{}; red line: the slowest reply per \
+         Dots: each reply's latency, first send to reply{}; red dashes: the slowest reply per \
          bucket. Dashed lines: nemesis strikes. p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms.</p>",
         if lat.len() > MAX_POINTS {
             format!(" ({MAX_POINTS} of {} shown, evenly sampled)", lat.len())
@@ -1474,19 +1502,26 @@ fn sequence(page: &mut String, r: &Req, run: &Run, via: Option<&str>) {
                         &format!("attempt {attempt}"),
                         "#c0392b",
                     );
+                    let meanwhile = match run.fault_between(s.t(), next_send(&r.sends, *attempt)) {
+                        Some((lane, m)) => {
+                            format!("; meanwhile {lane}: {} at {:.3}s", m.label, m.t / 1000.0)
+                        }
+                        None => String::new(),
+                    };
                     let _ = write!(
                         page,
                         "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#c0392b\">✕ no worker logged serving it \
-                         before the next attempt</text>",
+                         before the next attempt{}</text>",
                         via_x + 6.0,
-                        y + 12.0
+                        y + 12.0,
+                        esc(&meanwhile)
                     );
                 }
             },
             Step::Retry { reason, .. } => {
                 let _ = write!(
                     page,
-                    "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#d68910\">⏱ {} — will resend</text>",
+                    "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#d68910\">{}: will resend</text>",
                     client_x + 6.0,
                     y + 4.0,
                     esc(reason)
@@ -1698,7 +1733,12 @@ mod tests {
         assert!(page.contains("c1-2 (client-1 seq 2): 2 attempt(s), replied after 1003.0 ms"));
         assert_eq!(count(&page, "<details class=\"seq\">"), 2);
         assert!(page.contains("attempt 2, served by worker-2"));
-        assert!(page.contains("⏱ timeout — will resend"));
+        assert!(page.contains("timeout: will resend"));
+        // The first attempt of c1-2 met the kill of worker-1.
+        assert!(
+            page.contains("meanwhile worker-1: nemesis kills worker-1 at 0.021s"),
+            "{page}"
+        );
     }
 
     #[test]

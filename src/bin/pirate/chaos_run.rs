@@ -1371,6 +1371,8 @@ fn supervise(
             None => {
                 // Died by itself: a crash the worker injected. Restart it like a supervisor.
                 *injected.entry("respawn".into()).or_default() += 1;
+                let name = topo.procs[i].name.clone();
+                topo.note("died", &name);
                 topo.procs[i].restart_at = Some(if now_if_down {
                     now
                 } else {
@@ -1393,6 +1395,8 @@ fn write_out(dir: &std::path::Path, records: &[Record], report: &ChaosReport) ->
     let results =
         serde_json::to_string_pretty(report).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(dir.join("results.json"), results + "\n")?;
+    // The page from the files just written, read back as `pirate chaos report` reads them.
+    crate::chaos_report::write(dir).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(())
 }
 
