@@ -18,38 +18,44 @@ fn out_dir(name: &str) -> PathBuf {
 fn a_run_writes_report_html_and_chaos_report_renders_the_same_page_again() {
     let dir = out_dir("chaos-report-run");
     let d = dir.to_str().unwrap();
-    let (code, out, err) = run(
-        &[
-            "chaos",
-            "run",
-            "--json",
-            "--seed",
-            "7",
-            "--workers",
-            "2",
-            "--clients",
-            "1",
-            "--requests",
-            "10",
-            "--duration",
-            "1500ms",
-            "--nemesis",
-            "kill",
-            "--nemesis-interval",
-            "1s",
-            "--restart-delay",
-            "200ms",
-            "--heartbeat",
-            "100ms",
-            "--timeout",
-            "500ms",
-            "--out",
-            d,
-        ],
-        None,
-    );
+    let args = [
+        "chaos",
+        "run",
+        "--seed",
+        "7",
+        "--workers",
+        "2",
+        "--clients",
+        "1",
+        "--requests",
+        "10",
+        "--duration",
+        "1500ms",
+        "--nemesis",
+        "kill",
+        "--nemesis-interval",
+        "1s",
+        "--restart-delay",
+        "200ms",
+        "--heartbeat",
+        "100ms",
+        "--timeout",
+        "500ms",
+        "--out",
+        d,
+    ];
+    // Not a terminal, and NO_COLOR: the live view's last table and the verdict, plain.
+    let output = common::pirate(&args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let code = output.status.code().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(code == 0 || code == 1, "exit {code}: {err}");
-    let summary = common::summary(&out);
+    live_view_is_plain_and_complete(&err);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     let page = std::fs::read_to_string(dir.join("report.html")).expect("report.html written");
     for process in ["broker", "worker-1", "worker-2", "client-1"] {
         assert!(
@@ -83,6 +89,51 @@ fn a_run_writes_report_html_and_chaos_report_renders_the_same_page_again() {
         line["report"],
         dir.join("report.html").display().to_string()
     );
+}
+
+/// The last table stays above the verdict: why each process restarted, each client's state,
+/// the broker's own counts (it prints no line per request, so "served" would always be 0),
+/// and no colour codes.
+fn live_view_is_plain_and_complete(err: &str) {
+    assert!(
+        !err.contains('\x1b'),
+        "colour codes without a terminal: {err}"
+    );
+    let table: Vec<&str> = err
+        .lines()
+        .skip_while(|l| !l.starts_with("chaos: end phase"))
+        .collect();
+    assert!(!table.is_empty(), "no last table: {err}");
+    let row = |name: &str| {
+        table
+            .iter()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}: {err}"))
+            .to_string()
+    };
+    let broker = row("broker");
+    assert!(
+        broker.contains("requests ") && broker.contains("since its last start"),
+        "{broker}"
+    );
+    assert!(!broker.contains("served"), "{broker}");
+    assert!(row("client-1").contains("done"), "{err}");
+    assert!(table[1].contains("restarts (after)"), "{err}");
+    // The nemesis kill: the worker it killed says so.
+    if err.contains("W: nemesis: kill") {
+        assert!(
+            table
+                .iter()
+                .any(|l| l.trim_start().starts_with("worker-") && l.contains(" nemesis")),
+            "restart cause: {err}"
+        );
+    }
+    let verdict = table.iter().find(|l| {
+        ["VALID", "INVALID", "INDETERMINATE"]
+            .iter()
+            .any(|v| l.starts_with(v))
+    });
+    assert!(verdict.is_some(), "verdict after the table: {err}");
 }
 
 #[test]

@@ -3,5 +3,6 @@
 
 pub mod checker;
 pub mod html;
+pub mod live;
 pub mod proxy;
 pub mod report;
