@@ -1820,6 +1820,22 @@ mod tests {
     }
 
     #[test]
+    fn fault_marks_beyond_the_bound_are_counted_not_drawn() {
+        let mut h = history();
+        for k in 0..(MAX_MARKS as u64 + 600) {
+            h.push(rec(
+                50.0 + k as f64,
+                "proxy",
+                json!({"event": "proxy_fault", "kind": "drop", "direction": "up"}),
+            ));
+        }
+        let page = render(&h, &results("valid"), 0);
+        // The proxy's bound, plus the two faults of the small history.
+        assert_eq!(count(&page, "class=\"fault\""), MAX_MARKS + 2);
+        assert!(page.contains("600 further fault marks not drawn"), "{page}");
+    }
+
+    #[test]
     fn the_same_records_give_the_same_page_and_results_read_back_alike() {
         let r = results("valid");
         assert_eq!(render(&history(), &r, 0), render(&history(), &r, 0));
