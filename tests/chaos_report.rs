@@ -119,14 +119,16 @@ fn live_view_is_plain_and_complete(err: &str) {
     assert!(!broker.contains("served"), "{broker}");
     assert!(row("client-1").contains("done"), "{err}");
     assert!(table[1].contains("restarts (after)"), "{err}");
-    // The nemesis kill: the worker it killed says so.
-    if err.contains("W: nemesis: kill") {
-        assert!(
-            table
-                .iter()
-                .any(|l| l.trim_start().starts_with("worker-") && l.contains(" nemesis")),
-            "restart cause: {err}"
-        );
+    // A worker restarted after the nemesis killed it: its row says so.
+    for line in err.lines() {
+        let Some(rest) = line.strip_prefix("I: restarted ") else {
+            continue;
+        };
+        let (name, cause) = rest
+            .split_once(" (after ")
+            .expect("restarted NAME (after CAUSE)");
+        let cause = cause.trim_end_matches(')');
+        assert!(row(name).contains(cause), "{name} after {cause}: {err}");
     }
     let verdict = table.iter().find(|l| {
         ["VALID", "INVALID", "INDETERMINATE"]

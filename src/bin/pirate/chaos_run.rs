@@ -639,7 +639,7 @@ impl Topology {
     }
 
     /// The live view's rows; `ended`: the run has stopped its processes, so one that is not
-    /// running is `stopped`, not `down`.
+    /// running is `stopped`, not `down` (unless it was down already, awaiting its restart).
     fn status(&mut self, ended: bool) -> Vec<ProcessStatus> {
         let alive: Vec<bool> = (0..self.procs.len()).map(|i| self.alive(i)).collect();
         let j = self.journal.lock().expect("journal lock");
@@ -652,7 +652,8 @@ impl Topology {
                     "frozen"
                 } else if alive {
                     "up"
-                } else if ended {
+                } else if ended && p.down_cause.is_none() {
+                    // Stopped with the rest; one still waiting for its restart stays down.
                     "stopped"
                 } else {
                     "down"
