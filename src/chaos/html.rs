@@ -300,9 +300,28 @@ impl Lane {
         let parts: Vec<String> = self
             .restarts
             .iter()
-            .map(|(why, n)| format!("{n} after {why}"))
+            .map(|(why, n)| format!("{n} after {}", cause_words(why)))
             .collect();
         parts.join(", ")
+    }
+
+    /// "2 own crash, 1 nemesis": the lane label's short form (the live view's words).
+    fn restarts_label(&self) -> String {
+        let parts: Vec<String> = self
+            .restarts
+            .iter()
+            .map(|(why, n)| format!("{n} {why}"))
+            .collect();
+        parts.join(", ")
+    }
+}
+
+/// A restart's cause (`own crash`, `nemesis`, `heal`, the live view's words) in a sentence.
+fn cause_words(cause: &str) -> &'static str {
+    match cause {
+        "nemesis" => "the nemesis",
+        "heal" => "the heal",
+        _ => "its own crash",
     }
 }
 
@@ -549,16 +568,16 @@ fn nemesis_action(l: &mut Lane, t: f64, action: &str, strikes: &mut Vec<Mark>) {
             // Why was it down? The record that took it down says; a history from before the
             // runner recorded own deaths only has the worker's crash line.
             let cause: &'static str = match &l.current {
-                Some((State::Down, _, why)) if why.contains("nemesis") => "the nemesis",
-                Some((State::Down, _, why)) if why.starts_with("stopped to heal") => "the heal",
-                Some((State::Down, _, _)) => "its own crash",
+                Some((State::Down, _, why)) if why.contains("nemesis") => "nemesis",
+                Some((State::Down, _, why)) if why.starts_with("stopped to heal") => "heal",
+                Some((State::Down, _, _)) => "own crash",
                 _ => {
                     let since = l.current.as_ref().map_or(0.0, |c| c.1);
                     match l.last_crash {
                         Some(c) if c >= since => l.set(c, State::Down, "died on its own"),
                         _ => l.set(t, State::Down, "died (cause not recorded)"),
                     }
-                    "its own crash"
+                    "own crash"
                 }
             };
             *l.restarts.entry(cause).or_default() += 1;
@@ -566,9 +585,13 @@ fn nemesis_action(l: &mut Lane, t: f64, action: &str, strikes: &mut Vec<Mark>) {
             l.mark(
                 t,
                 MarkKind::Start,
-                format!("{name} started again after {cause}"),
+                format!("{name} started again after {}", cause_words(cause)),
             );
-            l.set(t, State::Up, format!("running (restarted after {cause})"));
+            l.set(
+                t,
+                State::Up,
+                format!("running (restarted after {})", cause_words(cause)),
+            );
             return;
         }
         _ => return,
@@ -886,7 +909,7 @@ fn timeline_section(page: &mut String, run: &Run) {
     axis.ticks(page, top, top + total);
     let mut y = top;
     for (lane, h) in run.lanes.iter().zip(&heights) {
-        let restarts = lane.restarts_text();
+        let restarts = lane.restarts_label();
         let _ = write!(
             page,
             "<g class=\"lane\" data-process=\"{}\"><text x=\"6\" y=\"{:.1}\">{}</text>",

@@ -200,7 +200,7 @@ pub fn table(elapsed_ms: u64, phase: &str, processes: &[ProcessStatus]) -> Strin
     let mut out = format!("chaos: {phase} phase, {:.1}s", elapsed_ms as f64 / 1000.0);
     let _ = write!(
         out,
-        "\n  {:<10} {:<8} {:<28} doing",
+        "\n  {:<10} {:<8} {:<36} doing",
         "process", "state", "restarts (after)"
     );
     for p in processes {
@@ -217,7 +217,7 @@ pub fn table(elapsed_ms: u64, phase: &str, processes: &[ProcessStatus]) -> Strin
         };
         let _ = write!(
             out,
-            "\n  {:<10} {:<8} {:<28} {doing}",
+            "\n  {:<10} {:<8} {:<36} {doing}",
             p.name,
             p.state,
             restarts_text(p)
