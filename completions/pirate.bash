@@ -49,6 +49,9 @@ _pirate() {
             pirate__subcmd__chaos,proxy)
                 cmd="pirate__subcmd__chaos__subcmd__proxy"
                 ;;
+            pirate__subcmd__chaos,report)
+                cmd="pirate__subcmd__chaos__subcmd__report"
+                ;;
             pirate__subcmd__chaos,run)
                 cmd="pirate__subcmd__chaos__subcmd__run"
                 ;;
@@ -57,6 +60,9 @@ _pirate() {
                 ;;
             pirate__subcmd__chaos__subcmd__help,proxy)
                 cmd="pirate__subcmd__chaos__subcmd__help__subcmd__proxy"
+                ;;
+            pirate__subcmd__chaos__subcmd__help,report)
+                cmd="pirate__subcmd__chaos__subcmd__help__subcmd__report"
                 ;;
             pirate__subcmd__chaos__subcmd__help,run)
                 cmd="pirate__subcmd__chaos__subcmd__help__subcmd__run"
@@ -90,6 +96,9 @@ _pirate() {
                 ;;
             pirate__subcmd__help__subcmd__chaos,proxy)
                 cmd="pirate__subcmd__help__subcmd__chaos__subcmd__proxy"
+                ;;
+            pirate__subcmd__help__subcmd__chaos,report)
+                cmd="pirate__subcmd__help__subcmd__chaos__subcmd__report"
                 ;;
             pirate__subcmd__help__subcmd__chaos,run)
                 cmd="pirate__subcmd__help__subcmd__chaos__subcmd__run"
@@ -205,7 +214,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos)
-            opts="-v -q -h -V --seed --out --verbose --quiet --json --max-message --help --version run proxy help"
+            opts="-v -q -h -V --seed --out --verbose --quiet --json --max-message --help --version run proxy report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -231,7 +240,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__help)
-            opts="run proxy help"
+            opts="run proxy report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -259,6 +268,20 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__help__subcmd__proxy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pirate__subcmd__chaos__subcmd__help__subcmd__report)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -389,6 +412,24 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pirate__subcmd__chaos__subcmd__report)
+            opts="-v -q -h -V --verbose --quiet --json --max-message --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --max-message)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -671,7 +712,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__help__subcmd__chaos)
-            opts="run proxy"
+            opts="run proxy report"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -685,6 +726,20 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__help__subcmd__chaos__subcmd__proxy)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pirate__subcmd__help__subcmd__chaos__subcmd__report)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

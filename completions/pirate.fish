@@ -196,17 +196,18 @@ complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s q -l quiet -d 
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l seed -d 'Seed of the demonstration (printed at start; replays its schedule and faults)' -r
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l out -d 'Write results.json, history.jsonl and each process\'s log into DIR' -r -F
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s q -l quiet -d 'Print nothing but data and errors'
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s h -l help -d 'Print help'
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -s V -l version -d 'Print version'
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l seed -d 'Seed of the demonstration (printed at start; replays its schedule and faults)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l out -d 'Write results.json, history.jsonl, report.html and each process\'s log into DIR' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -s h -l help -d 'Print help'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -f -a "report" -d 'Render report.html again for a past run, from the files its --out DIR holds'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l pattern -d 'Pattern to run' -r -f -a "lazy\t'pirate server, clients straight to it'
 simple\t'pirate queue --simple and REQ workers'
 paranoid\t'pirate queue and 6/PPP workers'
@@ -250,7 +251,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l security -d 'Secure every socket of the topology with generated credentials (written into --out, or a directory under the system\'s temporary one)' -r -f -a "none\t'No authentication'
 plain\t'PLAIN: every binder requires one generated user and password, every connector logs in'
 curve\t'CURVE: every binder has one generated server key, every connector encrypts to it'"
-complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l out -d 'Write results.json, history.jsonl and each process\'s log into DIR' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l out -d 'Write results.json, history.jsonl, report.html and each process\'s log into DIR' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l strict -d 'Re-executions on workers make the verdict invalid (default: reported only)'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
@@ -290,8 +291,15 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s V -l version -d 'Print version'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -s h -l help -d 'Print help'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "report" -d 'Render report.html again for a past run, from the files its --out DIR holds'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l out -d 'Directory to write into [default: man/ or completions/]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
@@ -311,3 +319,4 @@ complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_
 complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "report" -d 'Render report.html again for a past run, from the files its --out DIR holds'

@@ -346,7 +346,7 @@ fn parse(role: Role, record: &Record) -> Result<Fact<'_>, Unreadable> {
 
 /// The same cut as `Message::preview`, which workers apply to the `request` of `served`: 200
 /// characters, then an ellipsis. A long request text only matches its served line cut alike.
-fn preview(text: &str) -> String {
+pub(crate) fn preview(text: &str) -> String {
     match text.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
@@ -373,7 +373,7 @@ fn name(key: &Key, state: &RequestState) -> String {
 }
 
 /// Orders names the way people count: digit runs compare as numbers (`c1-2` < `c1-10`).
-fn natural_cmp(a: &str, b: &str) -> Ordering {
+pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
     fn digits(s: &str) -> usize {
         s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len())
     }
@@ -785,6 +785,21 @@ fn judge(v: &Verdict, options: &CheckOptions) -> (Judgement, String) {
     }
 }
 
+/// What "wrong refused" means, in plain words (the summary and `report.html` say it).
+pub const MEANING_WRONG_REFUSED: &str = "replies that were not the answer to the request in \
+    flight (a stale reply to an earlier attempt, or one corrupted on the way): the client refused \
+    each and waited for the right one; the protocol doing its job, not a failure";
+
+/// What "replies with no served line" means, in plain words.
+pub const MEANING_NO_SERVED_LINE: &str = "a client got its reply, but no worker's log says it \
+    served that request: the worker was killed right after replying, before its line was \
+    written; the history is cut short there, nothing was lost";
+
+/// What "unreadable records" means, in plain words.
+pub const MEANING_UNREADABLE: &str = "lines of the history that name a known event but lack \
+    a field or carry the wrong type (a process killed in the middle of a line, or another \
+    pirate version): skipped, not judged";
+
 /// How many names a summary line lists before "… and N more".
 const LISTED: usize = 20;
 
@@ -837,6 +852,24 @@ impl Verdict {
             self.unexecuted_replies.len(),
             self.unreadable
         );
+        // The three counts whose names do not explain themselves, explained when not zero.
+        for (n, what, meaning) in [
+            (
+                self.refused_mismatches,
+                "wrong refused",
+                MEANING_WRONG_REFUSED,
+            ),
+            (
+                self.unexecuted_replies.len() as u64,
+                "replies with no served line",
+                MEANING_NO_SERVED_LINE,
+            ),
+            (self.unreadable, "unreadable records", MEANING_UNREADABLE),
+        ] {
+            if n > 0 {
+                let _ = write!(out, "\n  {what}: {meaning}");
+            }
+        }
         list_line(&mut out, "lost", &self.lost);
         list_line(&mut out, "duplicated", &self.duplicated);
         list_line(&mut out, "out of order", &self.out_of_order);
@@ -1564,6 +1597,29 @@ mod tests {
         assert!(text.contains("c1-20, … and 5 more"), "{text}");
         assert!(!text.contains("c1-21"), "{text}");
         assert!(text.contains("faults: none"), "{text}");
+    }
+
+    #[test]
+    fn the_summary_explains_its_odd_counts_in_plain_words_only_when_they_occur() {
+        let quiet = check(&clean(), &lax()).summary_text();
+        assert!(!quiet.contains(MEANING_NO_SERVED_LINE), "{quiet}");
+        // A reply with no served line (the worker's line cut off), a refused reply, and a
+        // record of a known event missing its fields.
+        let h = vec![
+            sent(1.0, "client-1", 1, 1),
+            Record::new(2.0, "client-1", json!({"event": "mismatch", "seq": 1})),
+            reply(3.0, "client-1", 1),
+            Record::new(4.0, "client-1", json!({"event": "reply"})),
+        ];
+        let text = check(&h, &lax()).summary_text();
+        for meaning in [
+            MEANING_WRONG_REFUSED,
+            MEANING_NO_SERVED_LINE,
+            MEANING_UNREADABLE,
+        ] {
+            assert!(text.contains(meaning), "{text}");
+        }
+        assert!(text.contains("\n  wrong refused: replies that were not the answer"));
     }
 
     #[test]

@@ -2,5 +2,7 @@
 //! recorded history for lost, duplicated, reordered or wrong replies.
 
 pub mod checker;
+pub mod html;
+pub mod live;
 pub mod proxy;
 pub mod report;

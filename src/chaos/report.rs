@@ -91,9 +91,17 @@ pub struct ChaosReport {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ProcessStatus {
     pub name: String,
-    /// `up`, `down` or `frozen`.
+    /// `up`, `down`, `frozen`, or `stopped` once the run stopped it at the end.
     pub state: String,
     pub restarts: u64,
     /// Requests served (workers, servers) or replies received (clients).
     pub count: u64,
+    /// Why it was restarted, by cause: `own crash` (its injected crash), `nemesis` (killed
+    /// or restarted on purpose), `heal` (started again without its fault flags).
+    pub restarted_after: BTreeMap<String, u64>,
+    /// What it is doing, in words (see [`Tracker::activity`](super::live::Tracker::activity)):
+    /// a client waiting, retrying, idle or done; a broker's or queue's own counts.
+    pub activity: String,
+    /// Requests a client gave up on so far.
+    pub abandoned: u64,
 }

@@ -20,7 +20,7 @@ pub struct ChaosArgs {
     /// Seed of the demonstration (printed at start; replays its schedule and faults)
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
-    /// Write results.json, history.jsonl and each process's log into DIR
+    /// Write results.json, history.jsonl, report.html and each process's log into DIR
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
 }
@@ -33,6 +33,18 @@ pub enum ChaosCommand {
     /// Message-level fault proxy between peers and a broker or queue
     #[command(after_help = EXIT_CODES)]
     Proxy(Box<crate::proxy_args::ProxyArgs>),
+    /// Render report.html again for a past run, from the files its --out DIR holds
+    #[command(after_help = EXIT_CODES)]
+    Report(ReportArgs),
+}
+
+/// `pirate chaos report DIR`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The directory a run wrote with --out (results.json, history.jsonl); the page is
+    /// written there as report.html and its path printed
+    #[arg(value_name = "DIR")]
+    pub dir: std::path::PathBuf,
 }
 
 /// Which pattern `pirate chaos run` exercises.
@@ -158,7 +170,7 @@ pub struct ChaosRunArgs {
     /// Re-executions on workers make the verdict invalid (default: reported only)
     #[arg(long)]
     pub strict: bool,
-    /// Write results.json, history.jsonl and each process's log into DIR
+    /// Write results.json, history.jsonl, report.html and each process's log into DIR
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
 }

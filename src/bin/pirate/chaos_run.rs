@@ -33,6 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use pirate::chaos::checker::{self, CheckOptions, Judgement, Record};
+use pirate::chaos::live::Tracker;
 use pirate::chaos::report::{ChaosReport, NemesisFault, Pattern, ProcessStatus, ScheduledFault};
 use pirate::error::{Error, Result};
 use pirate::event::{Event, Events};
@@ -328,6 +329,8 @@ struct Journal {
     counts: BTreeMap<String, u64>,
     /// When a client last accepted a reply (ms on the history's clock).
     last_reply_ms: Option<f64>,
+    /// What each process is doing, for the live view.
+    live: Tracker,
 }
 
 /// One child process of the topology.
@@ -347,6 +350,10 @@ struct Proc {
     frozen: bool,
     /// When a dead process is due to be started again.
     restart_at: Option<Instant>,
+    /// Why it is down (`nemesis`, `heal`, `own crash`), until it is started again.
+    down_cause: Option<&'static str>,
+    /// Its restarts by cause, for the live view.
+    restarted_after: BTreeMap<String, u64>,
 }
 
 /// Kills what is left of a run whose runner died without cleaning up (`kill -9`).
@@ -563,6 +570,7 @@ impl Topology {
                 if kind == "reply" && source.starts_with("client") {
                     j.last_reply_ms = Some(t_ms);
                 }
+                j.live.observe(&source, &event);
                 j.records.push(Record {
                     t_ms,
                     source: source.clone(),
@@ -630,25 +638,32 @@ impl Topology {
         false
     }
 
-    fn status(&mut self) -> Vec<ProcessStatus> {
-        let counts = self.journal.lock().expect("journal lock").counts.clone();
-        (0..self.procs.len())
-            .map(|i| {
-                let alive = self.alive(i);
-                let p = &self.procs[i];
-                ProcessStatus {
-                    name: p.name.clone(),
-                    state: if p.frozen {
-                        "frozen"
-                    } else if alive {
-                        "up"
-                    } else {
-                        "down"
-                    }
-                    .into(),
-                    restarts: p.restarts,
-                    count: counts.get(&p.name).copied().unwrap_or(0),
+    /// The live view's rows; `ended`: the run has stopped its processes, so one that is not
+    /// running is `stopped`, not `down` (unless it was down already, awaiting its restart).
+    fn status(&mut self, ended: bool) -> Vec<ProcessStatus> {
+        let alive: Vec<bool> = (0..self.procs.len()).map(|i| self.alive(i)).collect();
+        let j = self.journal.lock().expect("journal lock");
+        self.procs
+            .iter()
+            .zip(alive)
+            .map(|(p, alive)| ProcessStatus {
+                name: p.name.clone(),
+                state: if p.frozen {
+                    "frozen"
+                } else if alive {
+                    "up"
+                } else if ended && p.down_cause.is_none() {
+                    // Stopped with the rest; one still waiting for its restart stays down.
+                    "stopped"
+                } else {
+                    "down"
                 }
+                .into(),
+                restarts: p.restarts,
+                count: j.counts.get(&p.name).copied().unwrap_or(0),
+                restarted_after: p.restarted_after.clone(),
+                activity: j.live.activity(&p.name, alive),
+                abandoned: j.live.abandoned(&p.name),
             })
             .collect()
     }
@@ -704,6 +719,8 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
         restarts: 0,
         frozen: false,
         restart_at: None,
+        down_cause: None,
+        restarted_after: BTreeMap::new(),
     };
     let (front, back) = (free_port()?, free_port()?);
     let front = format!("tcp://127.0.0.1:{front}");
@@ -1039,6 +1056,7 @@ impl Nemesis {
             NemesisFault::Kill | NemesisFault::Restart => {
                 topo.kill(i);
                 topo.procs[i].restart_at = Some(now + config.restart_delay);
+                topo.procs[i].down_cause = Some("nemesis");
             }
             NemesisFault::Freeze => {
                 topo.signal(i, libc::SIGSTOP);
@@ -1212,7 +1230,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
             events.emit(Event::ChaosStatus {
                 elapsed_ms: elapsed,
                 phase: "fault".into(),
-                processes: topo.status(),
+                processes: topo.status(false),
             });
         }
         thread::sleep(Duration::from_millis(20));
@@ -1242,6 +1260,8 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
                 topo.kill(i);
                 topo.procs[i].args = args;
                 topo.procs[i].restart_at = Some(Instant::now());
+                // Down already (the nemesis, its own crash): that is why it comes back.
+                topo.procs[i].down_cause.get_or_insert("heal");
                 topo.note("heal", &name);
             }
         }
@@ -1274,7 +1294,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
             events.emit(Event::ChaosStatus {
                 elapsed_ms: phase_start.elapsed().as_millis() as u64,
                 phase: "drain".into(),
-                processes: topo.status(),
+                processes: topo.status(false),
             });
         }
         thread::sleep(Duration::from_millis(20));
@@ -1282,7 +1302,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
     events.emit(Event::ChaosStatus {
         elapsed_ms: phase_start.elapsed().as_millis() as u64,
         phase: "check".into(),
-        processes: topo.status(),
+        processes: topo.status(false),
     });
 
     // Stop the servers politely so their summaries land in the history, then kill.
@@ -1293,6 +1313,13 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
     while (0..topo.procs.len()).any(|i| topo.alive(i)) && Instant::now() < grace {
         thread::sleep(Duration::from_millis(20));
     }
+    thread::sleep(Duration::from_millis(50)); // their summaries reach the journal
+                                              // The last table, with the brokers' and queues' own summary counts: the view keeps it.
+    events.emit(Event::ChaosStatus {
+        elapsed_ms: phase_start.elapsed().as_millis() as u64,
+        phase: "end".into(),
+        processes: topo.status(true),
+    });
     for i in 0..topo.procs.len() {
         topo.kill(i);
     }
@@ -1363,14 +1390,22 @@ fn supervise(
             Some(at) if now >= at => {
                 topo.spawn(i)?;
                 topo.procs[i].restarts += 1;
+                let cause = topo.procs[i].down_cause.take().unwrap_or("own crash");
+                *topo.procs[i]
+                    .restarted_after
+                    .entry(cause.to_string())
+                    .or_default() += 1;
                 let name = topo.procs[i].name.clone();
                 topo.note("start", &name);
-                events.info(format!("restarted {name}"));
+                events.info(format!("restarted {name} (after {cause})"));
             }
             Some(_) => {}
             None => {
                 // Died by itself: a crash the worker injected. Restart it like a supervisor.
                 *injected.entry("respawn".into()).or_default() += 1;
+                let name = topo.procs[i].name.clone();
+                topo.note("died", &name);
+                topo.procs[i].down_cause = Some("own crash");
                 topo.procs[i].restart_at = Some(if now_if_down {
                     now
                 } else {
@@ -1393,6 +1428,8 @@ fn write_out(dir: &std::path::Path, records: &[Record], report: &ChaosReport) ->
     let results =
         serde_json::to_string_pretty(report).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(dir.join("results.json"), results + "\n")?;
+    // The page from the files just written, read back as `pirate chaos report` reads them.
+    crate::chaos_report::write(dir).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(())
 }
 

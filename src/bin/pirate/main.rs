@@ -4,6 +4,7 @@
 
 mod auth_args;
 mod chaos_args;
+mod chaos_report;
 mod chaos_run;
 mod cli;
 mod generate;
@@ -124,6 +125,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
                 .map_err(|e| Error::Internal(format!("cannot find the pirate binary: {e}")))?;
             let c = match args.command {
                 Some(ChaosCommand::Run(a)) => a.config(exe).map_err(Error::Usage)?,
+                Some(ChaosCommand::Report(_)) => unreachable!("pirate chaos report runs no role"),
                 _ => ChaosConfig {
                     out: args.out,
                     ..ChaosConfig::demo(exe, args.seed.unwrap_or_else(random_seed))
@@ -187,6 +189,14 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     install_security(&cli.command, output)?;
     if let Command::Generate(args) = cli.command {
         generate::run(args, &Renderer::new(output))?;
+        return Ok(error::EXIT_OK);
+    }
+    if let Command::Chaos(chaos_args::ChaosArgs {
+        command: Some(ChaosCommand::Report(args)),
+        ..
+    }) = &cli.command
+    {
+        chaos_report::run(args, &Renderer::new(output))?;
         return Ok(error::EXIT_OK);
     }
     let job = job(cli.command, &stop)?;

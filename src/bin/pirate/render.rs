@@ -50,6 +50,10 @@ pub struct Renderer {
     live: bool,
     live_bar: Option<ProgressBar>,
     last_line: Option<std::time::Instant>,
+    /// The live view's last table, printed again above the verdict so it stays on screen.
+    last_table: Option<String>,
+    /// Colour the chaos verdict (a terminal, and no NO_COLOR).
+    colour: bool,
 }
 
 impl Renderer {
@@ -60,6 +64,8 @@ impl Renderer {
             live: false,
             live_bar: None,
             last_line: None,
+            last_table: None,
+            colour: false,
         }
     }
 
@@ -67,6 +73,10 @@ impl Renderer {
     /// five seconds; nothing under `-q`.
     pub fn with_live_view(mut self) -> Self {
         self.live = !self.output.quiet;
+        self.colour = pirate::chaos::live::colour_wanted(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        );
         if self.live && std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -82,21 +92,14 @@ impl Renderer {
         if !self.live {
             return;
         }
+        let table = pirate::chaos::live::table(elapsed_ms, phase, processes);
+        self.last_table = Some(table.clone());
         if let Some(bar) = &self.live_bar {
-            let mut text = format!("chaos: {phase} phase, {:.1}s", elapsed_ms as f64 / 1000.0);
-            for p in processes {
-                let what = if p.name.starts_with("client") {
-                    "replies"
-                } else {
-                    "served"
-                };
-                text.push_str(&format!(
-                    "\n  {:<10} {:<6} restarts {:<3} {what} {}",
-                    p.name, p.state, p.restarts, p.count
-                ));
-            }
-            bar.set_message(text);
+            bar.set_message(table);
             return;
+        }
+        if phase == "end" {
+            return; // the summary prints this last table in full
         }
         let due = self
             .last_line
@@ -105,7 +108,11 @@ impl Renderer {
             self.last_line = Some(std::time::Instant::now());
             let parts: Vec<String> = processes
                 .iter()
-                .map(|p| format!("{} {} ({})", p.name, p.state, p.count))
+                .map(|p| match pirate::chaos::live::is_hub(&p.name) {
+                    // It counts nothing per request; its own counts come in the last table.
+                    true => format!("{} {}", p.name, p.state),
+                    false => format!("{} {} ({})", p.name, p.state, p.count),
+                })
                 .collect();
             self.human(&format!(
                 "chaos {:.1}s {phase}: {}",
@@ -227,8 +234,17 @@ impl Renderer {
                 if let Some(bar) = self.live_bar.take() {
                     bar.finish_and_clear();
                 }
+                if let (Some(table), false) = (self.last_table.take(), quiet) {
+                    self.human(&table);
+                }
                 if !quiet {
-                    self.human(&summary_text(report));
+                    let text = summary_text(report);
+                    match report {
+                        Report::Chaos(c) => {
+                            self.human(&pirate::chaos::live::paint(&text, c.verdict, self.colour))
+                        }
+                        _ => self.human(&text),
+                    }
                 }
                 if self.output.json {
                     self.json(&event);

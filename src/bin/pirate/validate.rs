@@ -32,7 +32,7 @@ pub fn check(command: &Command) -> Result<(), String> {
         Command::Chaos(ChaosArgs { command, .. }) => match command {
             Some(ChaosCommand::Run(a)) => chaos_run(a),
             Some(ChaosCommand::Proxy(p)) => traffic(&p.traffic),
-            None => Ok(()),
+            Some(ChaosCommand::Report(_)) | None => Ok(()),
         },
         Command::Generate(a) if a.what == crate::cli::Generated::Keys && a.out.is_some() => {
             Err("generate keys prints the pair: redirect it (> FILE) instead of --out".into())
