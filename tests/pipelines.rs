@@ -398,3 +398,21 @@ fn a_titanic_dir_that_cannot_be_made_is_a_usage_error() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--dir"), "{err}");
 }
+
+#[test]
+fn a_bad_or_busy_endpoint_is_one_error_line_and_exit_2() {
+    let (_server, port) = start_server(&[]);
+    let busy = endpoint(port);
+    for args in [
+        &["server", "--bind", busy.as_str()][..],
+        &["broker", "--bind", busy.as_str()],
+        &["server", "--bind", "tcp://127.0.0.1:99999"],
+        &["client", "--connect", "tcp://*:5555", "x"],
+        &["worker", "--connect", "bogus://host:1"],
+        &["queue", "--frontend", "tcp://10.254.254.254:5000"],
+    ] {
+        let (code, _, err) = run(args, None);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+    }
+}
