@@ -78,9 +78,9 @@ pub fn generate(what: Generated, shell: Option<Shell>, dir: &Path) -> std::io::R
     let mut written = Vec::new();
     match what {
         Generated::Man => {
-            let mut cli = Cli::command();
-            // Built, so that the global options (-v, -q, --json, --max-message) are on every
-            // subcommand's page too.
+            // Without clap's `help` subcommands, which have no page to list; built, so that
+            // the global options (-v, -q, --json, --max-message) are on every page.
+            let mut cli = without_help_subcommands(Cli::command());
             cli.build();
             let mut pages = Vec::new();
             man_pages("pirate", cli, &mut pages);
@@ -104,14 +104,16 @@ pub fn generate(what: Generated, shell: Option<Shell>, dir: &Path) -> std::io::R
     Ok(written)
 }
 
+/// `cmd` and its subcommands at any depth without the `help` subcommand clap adds.
+fn without_help_subcommands(cmd: clap::Command) -> clap::Command {
+    cmd.disable_help_subcommand(true)
+        .mut_subcommands(without_help_subcommands)
+}
+
 /// One page for `cmd`, named `name`, then one per subcommand at any depth (`pirate-chaos-run`),
-/// so every flag is in some page. `help` is clap's, not a page.
+/// so every flag is in some page.
 fn man_pages(name: &str, cmd: clap::Command, pages: &mut Vec<(String, clap::Command)>) {
-    let subcommands: Vec<clap::Command> = cmd
-        .get_subcommands()
-        .filter(|s| s.get_name() != "help")
-        .cloned()
-        .collect();
+    let subcommands: Vec<clap::Command> = cmd.get_subcommands().cloned().collect();
     pages.push((name.to_string(), cmd));
     for sub in subcommands {
         let sub_name = format!("{name}-{}", sub.get_name());
