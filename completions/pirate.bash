@@ -588,7 +588,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__client)
-            opts="-v -q -h -V --connect --settle --timeout --retries --count --expect-echo --service --protocol --titanic --poll-interval --window --freelance --ping --server-ttl --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-0 -v -q -h -V --null --whole --connect --settle --timeout --retries --count --expect-echo --service --protocol --titanic --poll-interval --window --freelance --ping --server-ttl --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -662,7 +662,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__generate)
-            opts="-v -q -h -V --out --verbose --quiet --json --max-message --help --version man completions keys"
+            opts="-v -q -h -V --out --shell --verbose --quiet --json --max-message --help --version man completions keys"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -670,6 +670,10 @@ _pirate() {
             case "${prev}" in
                 --out)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shell)
+                    COMPREPLY=($(compgen -W "bash elvish fish powershell zsh" -- "${cur}"))
                     return 0
                     ;;
                 --max-message)

@@ -37,7 +37,7 @@ complete -c pirate -n "__fish_pirate_needs_command" -f -a "worker" -d 'Worker fo
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "titanic" -d 'Titanic (9/TSP): stores requests on disk, forwards them to services through a broker, keeps replies until the client closes them'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "chaos" -d 'Run a whole topology, break it on purpose, and check that nothing was lost (with no subcommand: the built-in 30-second demonstration)'
-complete -c pirate -n "__fish_pirate_needs_command" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
+complete -c pirate -n "__fish_pirate_needs_command" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions, or print a CURVE key pair'
 complete -c pirate -n "__fish_pirate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l bind -d 'Endpoint to bind the REP socket to (a ROUTER with --primary/--backup)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l exec -d 'Run `sh -c CMD` per request, body on stdin (frames one per line, bytes unchanged), and reply with its stdout' -r
@@ -87,6 +87,8 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l plain -d 'Log i
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -s 0 -l null -d 'Read stdin as NUL-terminated requests (as `find -print0` writes them), newlines included, and end each reply on stdout with a NUL instead of a newline (for `xargs -0`)'
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l whole -d 'Send the whole of stdin, up to its end, as one request (jq\'s --slurp), and print its reply as it is, with no newline added'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l expect-echo -d 'Check that every reply equals its request (an echo service); a reply that does not is reported and retried, never accepted (implied by --count)'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l titanic -d 'Send each request through Titanic (9/TSP) to --service: store it, poll for the reply, close it'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l freelance -d 'Freelance (10/FLP): spread requests over every --connect server, pinging them, and retry on another live one after --timeout'
@@ -301,7 +303,12 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "report" -d 'Render report.html again for a past run, from the files its --out DIR holds'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c pirate -n "__fish_pirate_using_subcommand generate" -l out -d 'Directory to write into [default: man/ or completions/]' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -l out -d 'Directory to write into [default: man/ or completions/]; `-` writes one --shell\'s completions to stdout' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -l shell -d 'Completions for this shell only [default: bash, zsh and fish]' -r -f -a "bash\t''
+elvish\t''
+fish\t''
+powershell\t''
+zsh\t''"
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s q -l quiet -d 'Print nothing but data and errors'
@@ -315,7 +322,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_
 complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "broker" -d 'Majordomo broker (7/MDP 0.1 and 18/MDP 0.2, 8/MMI): routes requests to workers by service'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "titanic" -d 'Titanic (9/TSP): stores requests on disk, forwards them to services through a broker, keeps replies until the client closes them'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "chaos" -d 'Run a whole topology, break it on purpose, and check that nothing was lost (with no subcommand: the built-in 30-second demonstration)'
-complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions'
+complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "generate" -d 'Write the man pages or shell completions generated from these definitions, or print a CURVE key pair'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and not __fish_seen_subcommand_from server client queue worker broker titanic chaos generate help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "run" -d 'Run a configurable topology under a seeded nemesis, then check the history'
 complete -c pirate -n "__fish_pirate_using_subcommand help; and __fish_seen_subcommand_from chaos" -f -a "proxy" -d 'Message-level fault proxy between peers and a broker or queue'

@@ -16,6 +16,57 @@ use crate::msg::Message;
 use crate::chaos::report::{ChaosReport, ProcessStatus};
 use crate::stats::{millis, Latency};
 
+/// A body as it went over the wire: bytes, not necessarily UTF-8. stdout gets the bytes
+/// unchanged; JSON (and a human line) shows them as text, with each invalid UTF-8 sequence
+/// as U+FFFD.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Body(pub Vec<u8>);
+
+impl Body {
+    /// The body as text (lossy UTF-8).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Body(bytes)
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Self {
+        Body(text.into_bytes())
+    }
+}
+
+impl PartialEq<str> for Body {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+impl Serialize for Body {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text())
+    }
+}
+
+/// In JSON a body is a string (see [`Body`]).
+impl JsonSchema for Body {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Body".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "The body's bytes as text, each invalid UTF-8 sequence as U+FFFD."
+        })
+    }
+}
+
 /// Severity of a human log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -304,7 +355,8 @@ pub enum Event {
         /// 1-based position of the request in this run.
         seq: u64,
         request: String,
-        reply: String,
+        /// The reply's bytes as received (frames joined by `\n`); JSON shows them as text.
+        reply: Body,
         attempts: u32,
         latency_ms: f64,
     },
@@ -543,12 +595,16 @@ mod tests {
         let e = Event::Reply {
             seq: 1,
             request: "1".into(),
-            reply: "1".into(),
+            reply: b"\xff1".to_vec().into(),
             attempts: 1,
             latency_ms: 0.5,
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "reply");
+        assert_eq!(
+            v["reply"], "\u{fffd}1",
+            "bytes that are not UTF-8 show as U+FFFD"
+        );
         assert_eq!(v["attempts"], 1);
     }
 

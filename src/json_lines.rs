@@ -132,7 +132,7 @@ mod tests {
         let reply = Event::Reply {
             seq: 1,
             request: "1".into(),
-            reply: "1".into(),
+            reply: b"1".to_vec().into(),
             attempts: 1,
             latency_ms: 0.5,
         };

@@ -127,12 +127,19 @@ impl Message {
     /// The body joined as text, frames separated by newlines (lossy UTF-8). Used to print a
     /// reply on one line of stdout and to feed `--exec` commands.
     pub fn text(&self) -> String {
-        let parts: Vec<String> = self
-            .frames
-            .iter()
-            .map(|f| String::from_utf8_lossy(f).into_owned())
-            .collect();
-        parts.join("\n")
+        String::from_utf8_lossy(&self.joined()).into_owned()
+    }
+
+    /// The frames' bytes joined by newlines, unchanged: a reply as stdout gets it.
+    pub fn joined(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.frames.iter().map(|f| f.len() + 1).sum());
+        for (i, frame) in self.frames.iter().enumerate() {
+            if i > 0 {
+                bytes.push(b'\n');
+            }
+            bytes.extend_from_slice(frame);
+        }
+        bytes
     }
 
     /// The body as text, cut to 200 characters: enough to identify a request in a history.
@@ -340,5 +347,8 @@ mod tests {
     fn text_joins_frames_with_newlines() {
         let m = Message::from_frames(vec![b"a".to_vec(), b"b".to_vec()]);
         assert_eq!(m.text(), "a\nb");
+        let m = Message::from_frames(vec![b"\xff".to_vec(), b"b".to_vec()]);
+        assert_eq!(m.joined(), b"\xff\nb", "bytes pass unchanged");
+        assert_eq!(m.text(), "\u{fffd}\nb");
     }
 }

@@ -197,7 +197,13 @@ impl Store {
         let ctx = |what: &str, e: std::io::Error| {
             Error::Internal(format!("store {}: {what}: {e}", dir.display()))
         };
-        fs::create_dir_all(dir).map_err(|e| ctx("cannot create the directory", e))?;
+        // A directory that cannot be made or written is the user's --dir: a usage error.
+        fs::create_dir_all(dir).map_err(|e| {
+            Error::Usage(format!(
+                "store {}: cannot create the directory: {e} (pick another --dir)",
+                dir.display()
+            ))
+        })?;
         let lock = lock_dir(dir)?;
         let log = dir.join(LOG_FILE);
         let new = dir.join(NEW_FILE);
@@ -542,7 +548,12 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Error::Internal(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| {
+            Error::Usage(format!(
+                "cannot open {}: {e} (pick a --dir this user can write)",
+                path.display()
+            ))
+        })?;
     // SAFETY: flock(2) on a descriptor we own has no memory-safety preconditions.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {

@@ -48,3 +48,58 @@ fn man_pages_are_current() {
 fn completions_are_current() {
     assert_current("completions", "completions");
 }
+
+/// Every committed man page has the sections a reader looks for: the global options, the
+/// exit status (not clap's "EXTRA"), examples that run that very command, and SEE ALSO.
+#[test]
+fn every_man_page_has_examples_see_also_global_options_and_exit_status() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let mut pages = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let page = fs::read_to_string(&path).unwrap();
+        pages += 1;
+        let sections: Vec<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix(".SH "))
+            .map(|h| h.trim_matches('"'))
+            .collect();
+        for wanted in ["GLOBAL OPTIONS", "EXIT STATUS", "EXAMPLES", "SEE ALSO"] {
+            assert!(
+                sections.contains(&wanted),
+                "{name}: no {wanted} in {sections:?}"
+            );
+        }
+        assert!(!sections.contains(&"EXTRA"), "{name}: {sections:?}");
+        let section = |heading: &str| -> String {
+            let start = page
+                .find(&format!(".SH {heading}"))
+                .or_else(|| page.find(&format!(".SH \"{heading}\"")))
+                .unwrap();
+            let rest = &page[start + 4..];
+            rest[..rest.find("\n.SH ").unwrap_or(rest.len())].to_string()
+        };
+        let global = section("\"GLOBAL OPTIONS\"");
+        for flag in [r"\-\-verbose", r"\-\-quiet", r"\-\-json"] {
+            assert!(global.contains(flag), "{name}: no {flag} in {global}");
+        }
+        let exit = section("\"EXIT STATUS\"");
+        for code in ["0 ", "2 ", "130 "] {
+            assert!(exit.contains(&format!("\n  {code}")), "{name}: {exit}");
+        }
+        // Examples run this page's command: `pirate chaos run` on pirate-chaos-run.
+        let command = name.replace('-', " ");
+        let examples = section("EXAMPLES");
+        assert!(
+            name == "pirate" || examples.contains(&command),
+            "{name}: no example runs `{command}`: {examples}"
+        );
+        assert!(
+            examples.matches("pirate ").count() >= 1,
+            "{name}: {examples}"
+        );
+        assert!(section("\"SEE ALSO\"").contains("(1)"), "{name}");
+    }
+    assert!(pages >= 10, "only {pages} pages");
+}

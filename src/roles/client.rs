@@ -206,11 +206,12 @@ pub struct Request {
 }
 
 impl Request {
-    /// A one-frame request, as the command line sends them.
-    pub fn line(text: String) -> Self {
+    /// A one-frame request, as the command line sends them: its bytes unchanged.
+    pub fn line(bytes: impl Into<Vec<u8>>) -> Self {
+        let bytes = bytes.into();
         Request {
-            body: Message::from_frames([text.as_bytes().to_vec()]),
-            text,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            body: Message::from_frames([bytes]),
         }
     }
 }
@@ -702,6 +703,7 @@ impl Client {
         if self.config.check_echo {
             events.info(format!("server replied OK ({text})"));
         }
+        let body = reply.joined().into();
         if let Some(kept) = &mut self.replies {
             kept.push(reply);
         }
@@ -716,7 +718,7 @@ impl Client {
             Event::Reply {
                 seq: flight.seq,
                 request: flight.request.text,
-                reply: text,
+                reply: body,
                 attempts: flight.attempt,
                 latency_ms: millis(latency),
             },
@@ -926,12 +928,12 @@ impl Machine for Client {
 /// abandoned or `stop` is raised. Returns the summary; its outcome says which.
 pub fn run(
     config: &ClientConfig,
-    requests: impl Iterator<Item = String> + Send + 'static,
+    requests: impl Iterator<Item = impl Into<Vec<u8>> + 'static> + Send + 'static,
     stop: &Stop,
     events: &mut Events,
 ) -> Result<Report> {
     let mut client = Client::new(config);
-    let source = Source::new(requests);
+    let source = Source::new(requests.map(Into::into));
     let ended = reactor::run(
         &mut client,
         move |ReadNext| source.next().map(Request::line),
@@ -1095,7 +1097,7 @@ mod tests {
 
         fn read(&mut self, ms: u64, request: Option<&str>) -> Vec<Output<ReadNext>> {
             let now = self.at(ms);
-            let done = request.map(|r| Request::line(r.into()));
+            let done = request.map(Request::line);
             self.with_events(|c, out, ev| c.handle(Input::Done(done), now, out, ev));
             self.out.take()
         }

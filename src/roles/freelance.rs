@@ -498,7 +498,10 @@ impl ServerTable {
 #[derive(Debug)]
 struct Pending {
     seq: u64,
+    /// The request as text, for events and the echo check.
     request: String,
+    /// The request as sent: its bytes unchanged.
+    body: Vec<u8>,
     started: Instant,
     /// Attempts sent so far.
     attempts: u32,
@@ -648,7 +651,7 @@ impl FreelanceClient {
             pending.handing = Some(i);
             let request = ClientMsg::Request {
                 control: flp::control_frame(pending.seq),
-                body: Message::from_frames([pending.request.as_bytes()]),
+                body: Message::from_frames([pending.body.clone()]),
             };
             self.send_to(i, request.encode(), out);
             return;
@@ -699,7 +702,7 @@ impl FreelanceClient {
 
     /// A message from the socket. Returns the reply if it answers the current request
     /// (between requests there is none, and every reply is late).
-    fn receive(&mut self, msg: Message, now: Instant, events: &mut Events) -> Option<String> {
+    fn receive(&mut self, msg: Message, now: Instant, events: &mut Events) -> Option<Vec<u8>> {
         let (server, reply) = match flp::split_peer(msg)
             .and_then(|(server, rest)| flp::decode_server_msg(rest).map(|r| (server, r)))
         {
@@ -750,7 +753,7 @@ impl FreelanceClient {
         let pending = self.pending.as_mut()?;
         let text = body.text();
         if !self.config.check_echo || text == pending.request {
-            return Some(text);
+            return Some(body.joined());
         }
         self.report.mismatched += 1;
         events.emit(Event::Mismatch {
@@ -768,7 +771,7 @@ impl FreelanceClient {
     /// The current request is answered: report it and read the next one.
     fn accept(
         &mut self,
-        reply: String,
+        reply: Vec<u8>,
         now: Instant,
         out: &mut Outbox<NextRequest>,
         events: &mut Events,
@@ -780,12 +783,15 @@ impl FreelanceClient {
         self.latency.record(latency);
         self.report.replied += 1;
         if self.config.check_echo {
-            events.info(format!("server replied OK ({reply})"));
+            events.info(format!(
+                "server replied OK ({})",
+                String::from_utf8_lossy(&reply)
+            ));
         }
         events.emit(Event::Reply {
             seq: pending.seq,
             request: pending.request,
-            reply,
+            reply: reply.into(),
             attempts: pending.attempts,
             latency_ms: millis(latency),
         });
@@ -810,7 +816,7 @@ impl FreelanceClient {
 
 impl Machine for FreelanceClient {
     type Job = NextRequest;
-    type Done = Option<String>;
+    type Done = Option<Vec<u8>>;
 
     fn sockets(&self) -> Vec<SocketSpec> {
         vec![SocketSpec {
@@ -843,7 +849,7 @@ impl Machine for FreelanceClient {
 
     fn handle(
         &mut self,
-        input: Input<Option<String>>,
+        input: Input<Option<Vec<u8>>>,
         now: Instant,
         out: &mut Outbox<NextRequest>,
         events: &mut Events,
@@ -858,11 +864,12 @@ impl Machine for FreelanceClient {
                 self.outcome = Some(Outcome::Completed);
                 out.exit();
             }
-            Input::Done(Some(request)) => {
+            Input::Done(Some(body)) => {
                 self.report.requests += 1;
                 self.pending = Some(Pending {
                     seq: self.report.requests,
-                    request,
+                    request: String::from_utf8_lossy(&body).into_owned(),
+                    body,
                     started: now,
                     attempts: 0,
                     tried: Vec::new(),
@@ -929,7 +936,8 @@ pub fn run_client<I>(
     events: &mut Events,
 ) -> Result<Report>
 where
-    I: IntoIterator<Item = String>,
+    I: IntoIterator,
+    I::Item: Into<Vec<u8>>,
     I::IntoIter: Send + 'static,
 {
     let mut client = FreelanceClient::new(config, Instant::now())?;
@@ -937,7 +945,10 @@ where
     let requests = Mutex::new(requests.into_iter());
     reactor::run(
         &mut client,
-        move |_: NextRequest| requests.lock().ok().and_then(|mut it| it.next()),
+        move |_: NextRequest| {
+            let mut requests = requests.lock().ok()?;
+            requests.next().map(Into::into)
+        },
         stop,
         events,
     )?;
@@ -1185,18 +1196,18 @@ mod tests {
         frames(&[ep(i).as_bytes(), &flp::control_frame(seq), body.as_bytes()])
     }
 
-    fn from_server(parts: &[&[u8]]) -> Input<Option<String>> {
+    fn from_server(parts: &[&[u8]]) -> Input<Option<Vec<u8>>> {
         Input::Message {
             slot: CLIENT,
             msg: Message::from_frames(parts.iter().copied()),
         }
     }
 
-    fn pong(i: usize) -> Input<Option<String>> {
+    fn pong(i: usize) -> Input<Option<Vec<u8>>> {
         from_server(&[ep(i).as_bytes(), b"PONG"])
     }
 
-    fn reply(i: usize, seq: u64, body: &str) -> Input<Option<String>> {
+    fn reply(i: usize, seq: u64, body: &str) -> Input<Option<Vec<u8>>> {
         from_server(&[ep(i).as_bytes(), &flp::control_frame(seq), body.as_bytes()])
     }
 
@@ -1282,7 +1293,12 @@ mod tests {
         for (k, word) in ["a", "b", "c", "d"].iter().enumerate() {
             let seq = k as u64 + 1;
             let now = t0 + (k as u32) * MS;
-            c.handle(Input::Done(Some(word.to_string())), now, &mut out, &mut ev);
+            c.handle(
+                Input::Done(Some(word.as_bytes().to_vec())),
+                now,
+                &mut out,
+                &mut ev,
+            );
             let (wire, _) = carry(&mut c, &mut out, now, &[0, 1, 2], &mut ev);
             let i = (0..3)
                 .find(|&i| wire == [attempt(i, seq, word)])

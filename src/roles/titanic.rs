@@ -1137,7 +1137,7 @@ pub struct TitanicClientConfig {
 /// (`attempts` = polls of `titanic.reply`), and a client report.
 pub fn run_client(
     config: &TitanicClientConfig,
-    requests: impl Iterator<Item = String>,
+    requests: impl Iterator<Item = impl Into<Vec<u8>>>,
     events: &mut Events,
 ) -> Result<Report> {
     let started = Instant::now();
@@ -1149,7 +1149,9 @@ pub fn run_client(
         endpoint: config.broker.clone(),
         seed: None,
     });
-    for request in requests {
+    for bytes in requests {
+        let bytes = bytes.into();
+        let request = String::from_utf8_lossy(&bytes).into_owned();
         report.requests += 1;
         report.sent += 1;
         let seq = report.requests;
@@ -1159,7 +1161,7 @@ pub fn run_client(
             attempt: 1,
         });
         let t0 = Instant::now();
-        let body = Message::from_frames(vec![request.clone().into_bytes()]);
+        let body = Message::from_frames(vec![bytes]);
         match round_trip(
             &mut client,
             &config.service,
@@ -1191,7 +1193,7 @@ pub fn run_client(
                 events.emit(Event::Reply {
                     seq,
                     request,
-                    reply: text,
+                    reply: reply.joined().into(),
                     attempts: polls,
                     latency_ms: millis(t0.elapsed()),
                 });

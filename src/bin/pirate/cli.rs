@@ -3,12 +3,12 @@
 //! `auth_args`, `pirate chaos` in `chaos_args` and `proxy_args`, the rules between flags in
 //! `validate`.
 
-use std::io::BufRead;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pirate::faults::FaultPlan;
+use pirate::feed::{Records, Split};
 use pirate::proto::mdp::Version;
 use pirate::roles::broker::BrokerConfig;
 use pirate::roles::bstar_server::BstarServerConfig;
@@ -37,13 +37,14 @@ macro_rules! exit_codes {
 EXIT STATUS:
   0    success
   1    the run finished but something was lost, wrong or abandoned (a chaos verdict
-       INVALID or INDETERMINATE)
+       INVALID or INDETERMINATE; a client whose stdin held a request over --max-message)
   2    usage error, before anything starts (bad flag or value: a zero timeout or heartbeat,
        an endpoint with a wrong transport, a bad host or a port outside 1..65535), or an
        endpoint cannot be bound
   69   a peer stayed unreachable after every retry
   70   internal error
-  130  interrupted by Ctrl-C or SIGTERM"
+  130  interrupted by Ctrl-C or SIGTERM
+  141  stdout was closed (`pirate client … | head -1`): the run stopped, quietly"
     };
 }
 
@@ -106,7 +107,9 @@ pub enum Command {
     /// subcommand: the built-in 30-second demonstration)
     #[command(after_help = CHAOS_AFTER_HELP)]
     Chaos(ChaosArgs),
-    /// Write the man pages or shell completions generated from these definitions
+    /// Write the man pages or shell completions generated from these definitions, or print a
+    /// CURVE key pair
+    #[command(after_help = EXIT_CODES)]
     Generate(GenerateArgs),
 }
 
@@ -210,9 +213,18 @@ impl ServerArgs {
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// Requests to send; without any, one request per line of stdin
+    /// Requests to send; without any, one request per line of stdin (bytes sent unchanged,
+    /// whatever their encoding)
     #[arg(value_name = "REQUEST", conflicts_with = "count")]
     pub requests: Vec<String>,
+    /// Read stdin as NUL-terminated requests (as `find -print0` writes them), newlines
+    /// included, and end each reply on stdout with a NUL instead of a newline (for `xargs -0`)
+    #[arg(short = '0', long, conflicts_with_all = ["requests", "count", "whole"], help_heading = "Input")]
+    pub null: bool,
+    /// Send the whole of stdin, up to its end, as one request (jq's --slurp), and print its
+    /// reply as it is, with no newline added
+    #[arg(long, conflicts_with_all = ["requests", "count"], help_heading = "Input")]
+    pub whole: bool,
     /// Endpoint to connect to; repeat it to fail over between servers (Binary Star: after a
     /// failed attempt the client moves to the next one) or, with --freelance, to spread
     /// requests over them (each spelled exactly as that server's public endpoint)
@@ -285,9 +297,19 @@ pub enum ClientMode {
     Freelance(FreelanceClientConfig),
 }
 
-/// The requests a client sends (`Send`: the Freelance client reads them on a thread of
-/// their own).
-pub type Requests = Box<dyn Iterator<Item = String> + Send>;
+/// The requests a client sends, as bytes (`Send`: they are read on a work thread).
+pub type Requests = Box<dyn Iterator<Item = Vec<u8>> + Send>;
+
+/// What went wrong reading stdin, if anything: set by the reader, which then ends the
+/// requests, and read once the run is over (the run's exit status says so).
+#[derive(Clone, Default)]
+pub struct InputError(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl InputError {
+    pub fn get(&self) -> Option<&String> {
+        self.0.get()
+    }
+}
 
 impl ClientArgs {
     /// The protocol spoken: --protocol, else lazy, or mdp with --service.
@@ -361,19 +383,37 @@ impl ClientArgs {
         }
     }
 
-    /// The requests: 1..=--count, the arguments, or one per line of stdin.
-    pub fn requests(&self) -> Requests {
+    /// How stdin is cut into requests (-0, --whole, else lines).
+    pub fn split(&self) -> Split {
+        if self.null {
+            Split::Nul
+        } else if self.whole {
+            Split::Whole
+        } else {
+            Split::Lines
+        }
+    }
+
+    /// The requests: 1..=--count, the arguments, or stdin cut by [`Self::split`], each at
+    /// most `max` bytes. A read error or a request too long ends them, noted in `error`.
+    pub fn requests(&self, max: u64, error: &InputError) -> Requests {
         if let Some(n) = self.count {
-            Box::new((1..=n).map(|i| i.to_string()))
+            Box::new((1..=n).map(|i| i.to_string().into_bytes()))
         } else if !self.requests.is_empty() {
-            Box::new(self.requests.clone().into_iter())
+            Box::new(self.requests.clone().into_iter().map(String::into_bytes))
         } else {
             // Lazily, so a pipeline can feed requests as they come. `Stdin` rather than
             // its lock, which may not leave the thread that took it.
+            let stdin = std::io::BufReader::new(std::io::stdin());
+            let error = error.clone();
             Box::new(
-                std::io::BufReader::new(std::io::stdin())
-                    .lines()
-                    .map_while(Result::ok),
+                Records::new(stdin, self.split(), max).map_while(move |r| match r {
+                    Ok(request) => Some(request),
+                    Err(e) => {
+                        let _ = error.0.set(format!("stdin: {e}"));
+                        None
+                    }
+                }),
             )
         }
     }
@@ -630,9 +670,20 @@ impl TitanicArgs {
 pub struct GenerateArgs {
     #[arg(value_enum)]
     pub what: Generated,
-    /// Directory to write into [default: man/ or completions/]
+    /// Directory to write into [default: man/ or completions/]; `-` writes one --shell's
+    /// completions to stdout
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
+    /// Completions for this shell only [default: bash, zsh and fish]
+    #[arg(long, value_enum, value_name = "SHELL")]
+    pub shell: Option<clap_complete::Shell>,
+}
+
+impl GenerateArgs {
+    /// `--out -`: stdout, not a directory named `-`.
+    pub fn to_stdout(&self) -> bool {
+        self.out.as_deref() == Some(std::path::Path::new("-"))
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,23 +1,39 @@
 //! `pirate generate man|completions|keys`: writes the man pages and shell completions that
 //! are committed under `man/` and `completions/`, from the clap definitions, or prints a
-//! new CURVE key pair.
+//! new CURVE key pair. Completions for one `--shell` can go to stdout (`--out -`). Each man
+//! page gets, besides clap's sections, the after-help blocks as sections of their own (EXIT
+//! STATUS, VERDICT), EXAMPLES taken from the README's `sh` blocks, and SEE ALSO.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use clap_complete::Shell;
+use clap_mangen::roff::{roman, Roff};
 
 use pirate::error::{Error, Result};
 
-use crate::cli::{Cli, GenerateArgs, Generated};
+use crate::cli::{Cli, GenerateArgs, Generated, EXIT_CODES};
 use crate::render::Renderer;
 
-/// `pirate generate`: prints a key pair, or writes the files and notes each one written.
+/// The README, whose `sh` examples are the man pages' EXAMPLES.
+const README: &str = include_str!("../../../README.md");
+
+/// The shells written when no `--shell` is given, and their file names.
+const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
+
+/// `pirate generate`: prints a key pair or one shell's completions, or writes the files and
+/// notes each one written (under --json, one object listing them).
 pub fn run(args: GenerateArgs, renderer: &Renderer) -> Result<()> {
     if let Generated::Keys = args.what {
         let pair = pirate::auth::credentials::KeyPair::generate()?;
         renderer.document(&pair.to_text(), &pair.to_json().to_string());
+        return Ok(());
+    }
+    if args.to_stdout() {
+        // validate: only completions, for one shell.
+        let shell = args.shell.expect("--out - has --shell");
+        renderer.bytes(&completions(shell));
         return Ok(());
     }
     let dir = args.out.unwrap_or_else(|| {
@@ -26,46 +42,72 @@ pub fn run(args: GenerateArgs, renderer: &Renderer) -> Result<()> {
             _ => "completions",
         })
     });
-    let written = generate(args.what, &dir)
+    let written = generate(args.what, args.shell, &dir)
         .map_err(|e| Error::Internal(format!("cannot write {}: {e}", dir.display())))?;
-    for path in written {
+    let json = serde_json::json!({ "event": "generated", "written": written });
+    for path in &written {
         renderer.note(&format!("wrote {path}"));
     }
+    renderer.document("", &json.to_string());
     Ok(())
 }
 
-/// Writes the requested files into `dir` and returns their paths.
-pub fn generate(what: Generated, dir: &Path) -> std::io::Result<Vec<String>> {
+/// One shell's completion script.
+fn completions(shell: Shell) -> Vec<u8> {
+    let mut buffer = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "pirate", &mut buffer);
+    buffer
+}
+
+/// The file a shell's completions are written to.
+fn completion_file(shell: Shell) -> String {
+    match shell {
+        Shell::Bash => "pirate.bash".into(),
+        Shell::Zsh => "_pirate".into(),
+        Shell::Fish => "pirate.fish".into(),
+        Shell::Elvish => "pirate.elv".into(),
+        Shell::PowerShell => "_pirate.ps1".into(),
+        other => format!("pirate.{other}"),
+    }
+}
+
+/// Writes the requested files into `dir` (completions: every shell, or `shell`) and returns
+/// their paths.
+pub fn generate(what: Generated, shell: Option<Shell>, dir: &Path) -> std::io::Result<Vec<String>> {
     fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     match what {
         Generated::Man => {
+            // Without clap's `help` subcommands, which have no page to list; built, so that
+            // the global options (-v, -q, --json, --max-message) are on every page.
+            let mut cli = without_help_subcommands(Cli::command());
+            cli.build();
             let mut pages = Vec::new();
-            man_pages("pirate", Cli::command(), &mut pages);
+            man_pages("pirate", cli, &mut pages);
+            let names: Vec<String> = pages.iter().map(|(name, _)| name.clone()).collect();
             for (name, page) in pages {
-                let mut buffer = Vec::new();
-                clap_mangen::Man::new(page).render(&mut buffer)?;
                 let path = dir.join(format!("{name}.1"));
-                fs::write(&path, buffer)?;
+                fs::write(&path, man_page(&name, page, &names)?)?;
                 written.push(path.display().to_string());
             }
         }
-        Generated::Keys => unreachable!("keys are printed, not written: see keys()"),
+        Generated::Keys => unreachable!("keys are printed, not written: see run()"),
         Generated::Completions => {
-            for (shell, file) in [
-                (Shell::Bash, "pirate.bash"),
-                (Shell::Zsh, "_pirate"),
-                (Shell::Fish, "pirate.fish"),
-            ] {
-                let mut buffer = Vec::new();
-                clap_complete::generate(shell, &mut Cli::command(), "pirate", &mut buffer);
-                let path = dir.join(file);
-                fs::write(&path, buffer)?;
+            let shells = shell.map_or(SHELLS.to_vec(), |s| vec![s]);
+            for shell in shells {
+                let path = dir.join(completion_file(shell));
+                fs::write(&path, completions(shell))?;
                 written.push(path.display().to_string());
             }
         }
     }
     Ok(written)
+}
+
+/// `cmd` and its subcommands at any depth without the `help` subcommand clap adds.
+fn without_help_subcommands(cmd: clap::Command) -> clap::Command {
+    cmd.disable_help_subcommand(true)
+        .mut_subcommands(without_help_subcommands)
 }
 
 /// One page for `cmd`, named `name`, then one per subcommand at any depth (`pirate-chaos-run`),
@@ -76,5 +118,217 @@ fn man_pages(name: &str, cmd: clap::Command, pages: &mut Vec<(String, clap::Comm
     for sub in subcommands {
         let sub_name = format!("{name}-{}", sub.get_name());
         man_pages(&sub_name, sub.name(sub_name.clone()), pages);
+    }
+}
+
+/// Page `name`: clap's sections (its after-help as sections of their own instead of clap's
+/// "EXTRA"), EXIT STATUS on every page, EXAMPLES and SEE ALSO. `pages` names every page.
+fn man_page(name: &str, cmd: clap::Command, pages: &[String]) -> std::io::Result<Vec<u8>> {
+    let after = cmd
+        .get_after_help()
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    let has_subcommands = cmd.get_subcommands().next().is_some();
+    let man = clap_mangen::Man::new(cmd);
+    let mut buffer = Vec::new();
+    man.render_title(&mut buffer)?;
+    man.render_name_section(&mut buffer)?;
+    man.render_synopsis_section(&mut buffer)?;
+    man.render_description_section(&mut buffer)?;
+    man.render_options_section(&mut buffer)?;
+    if has_subcommands {
+        man.render_subcommands_section(&mut buffer)?;
+    }
+    let mut roff = Roff::default();
+    let mut blocks = after_help_sections(&after);
+    if !blocks.iter().any(|(heading, _)| heading == "EXIT STATUS") {
+        blocks.extend(after_help_sections(EXIT_CODES));
+    }
+    for (heading, body) in blocks {
+        roff.control("SH", [heading.as_str()]);
+        preformatted(&mut roff, &body);
+    }
+    roff.control("SH", ["EXAMPLES"]);
+    let examples = examples(name, pages);
+    if examples.is_empty() {
+        roff.text([roman("See the README for walk-throughs of every pattern.")]);
+    } else {
+        preformatted(&mut roff, &examples.join("\n"));
+    }
+    roff.control("SH", ["SEE ALSO"]);
+    let others: Vec<String> = pages
+        .iter()
+        .filter(|p| p.as_str() != name)
+        .map(|p| format!("{p}(1)"))
+        .collect();
+    roff.text([roman(others.join(", "))]);
+    roff.control("PP", []);
+    roff.text([roman(
+        "The ZeroMQ Guide, chapter 4, Reliable Request-Reply Patterns: \
+         https://zguide.zeromq.org/docs/chapter4/; the RFCs 6/PPP, 7/MDP, 8/MMI, 9/TSP, \
+         10/FLP and 18/MDP at https://rfc.zeromq.org; the README of pirate.",
+    )]);
+    roff.to_writer(&mut buffer)?;
+    man.render_version_section(&mut buffer)?;
+    Ok(buffer)
+}
+
+/// Lines as they are (no filling), for command lines and tables.
+fn preformatted(roff: &mut Roff, text: &str) {
+    roff.control("nf", []);
+    for line in text.lines() {
+        roff.text([roman(line)]);
+    }
+    roff.control("fi", []);
+}
+
+/// An after-help text cut at its `HEADING:` lines (a line of capitals ending in `:`): each
+/// heading with the lines under it, blank lines around trimmed.
+fn after_help_sections(text: &str) -> Vec<(String, String)> {
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let heading = line
+            .strip_suffix(':')
+            .filter(|h| !h.is_empty() && !h.starts_with(' ') && *h == h.to_uppercase());
+        match (heading, sections.last_mut()) {
+            (Some(h), _) => sections.push((h.to_string(), String::new())),
+            (None, Some((_, body))) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            // Text before any heading: the section clap would have called EXTRA.
+            (None, None) if line.trim().is_empty() => {}
+            (None, None) => sections.push(("NOTES".into(), format!("{line}\n"))),
+        }
+    }
+    for (_, body) in &mut sections {
+        *body = body.trim_matches('\n').to_string();
+    }
+    sections
+}
+
+/// The README's examples for page `name`: every line of its `sh` blocks that runs that
+/// exact subcommand (`pirate client …`, `printf … | pirate client`, `for …; do pirate worker
+/// …`), with its continuation lines. `pirate(1)` gets the first example of every page.
+fn examples(name: &str, pages: &[String]) -> Vec<String> {
+    let all = readme_examples(pages);
+    if name == "pirate" {
+        let mut firsts: Vec<String> = Vec::new();
+        for page in pages {
+            if let Some((_, example)) = all.iter().find(|(p, _)| p == page) {
+                firsts.push(example.clone());
+            }
+        }
+        return firsts;
+    }
+    all.into_iter()
+        .filter(|(page, _)| page == name)
+        .map(|(_, example)| example)
+        .collect()
+}
+
+/// Every example in the README's `sh` blocks, with the page of the subcommand it runs.
+fn readme_examples(pages: &[String]) -> Vec<(String, String)> {
+    let mut examples = Vec::new();
+    let mut in_sh = false;
+    let mut lines = README.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with("```") {
+            in_sh = !in_sh && line.trim() == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let mut example = line.to_string();
+        let mut last = line;
+        while last.trim_end().ends_with('\\') {
+            match lines.next() {
+                Some(next) => {
+                    example.push('\n');
+                    example.push_str(next);
+                    last = next;
+                }
+                None => break,
+            }
+        }
+        if let Some(page) = page_of(line, pages) {
+            examples.push((page, example));
+        }
+    }
+    examples
+}
+
+/// The page of the subcommand a shell line runs: the longest `pirate-<word>-<word>` that is
+/// a page, after `pirate` at the start of a command (line start, `| `, `do `).
+fn page_of(line: &str, pages: &[String]) -> Option<String> {
+    let start = if line.starts_with("pirate ") {
+        0
+    } else {
+        ["| pirate ", "do pirate "]
+            .iter()
+            .filter_map(|p| line.find(p).map(|i| i + p.len() - "pirate ".len()))
+            .min()?
+    };
+    let mut words = line[start..].split_whitespace();
+    let mut name = words.next()?.to_string();
+    let mut page = None;
+    for word in words {
+        name = format!("{name}-{word}");
+        if pages.contains(&name) {
+            page = Some(name.clone());
+        } else {
+            break;
+        }
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages() -> Vec<String> {
+        [
+            "pirate",
+            "pirate-client",
+            "pirate-chaos",
+            "pirate-chaos-run",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    #[test]
+    fn a_line_belongs_to_the_longest_subcommand_it_runs() {
+        let p = pages();
+        let page = |l: &str| page_of(l, &p);
+        assert_eq!(
+            page("pirate client hello").as_deref(),
+            Some("pirate-client")
+        );
+        assert_eq!(
+            page("printf 'a\\n' | pirate client").as_deref(),
+            Some("pirate-client")
+        );
+        assert_eq!(
+            page("pirate chaos run --seed 3").as_deref(),
+            Some("pirate-chaos-run")
+        );
+        assert_eq!(page("pirate chaos").as_deref(), Some("pirate-chaos"));
+        assert_eq!(page("cargo run -- chaos"), None);
+        assert_eq!(page("# pirate client in a comment"), None);
+    }
+
+    #[test]
+    fn after_help_blocks_become_sections_named_by_their_headings() {
+        let sections = after_help_sections("VERDICT:\n  VALID  ok\n\nEXIT STATUS:\n  0 success\n");
+        assert_eq!(
+            sections,
+            [
+                ("VERDICT".to_string(), "  VALID  ok".to_string()),
+                ("EXIT STATUS".to_string(), "  0 success".to_string())
+            ]
+        );
     }
 }

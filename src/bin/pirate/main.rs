@@ -27,10 +27,17 @@ use pirate::shutdown;
 
 use chaos_args::{ChaosArgs, ChaosCommand};
 use chaos_run::ChaosConfig;
+use cli::InputError;
 use cli::{Cli, ClientMode, Command, ServerMode};
 use pirate::chaos::proxy;
 use pirate::faults::random_seed;
-use render::{Renderer, View};
+use pirate::feed::{self, Split};
+use render::{Renderer, ReplyEnd, View};
+
+/// Exit status when stdout was closed under us (`pirate client … | head -1`): the one a
+/// program killed by SIGPIPE has (128 + 13), which is what `set -o pipefail` scripts already
+/// expect of `seq`, `yes` or `cat` in that place. No message is printed.
+const EXIT_STDOUT_CLOSED: i32 = 141;
 
 /// First Ctrl-C/SIGTERM: ask every loop to stop (partial summary, exit 130; running `--exec`
 /// commands are killed by their loops). Second: kill the commands and exit now.
@@ -53,9 +60,12 @@ fn install_signal_handler(stop: Stop) {
 /// The library call that runs a role, its config captured.
 type Run = Box<dyn FnOnce(&mut Events) -> error::Result<Report>>;
 
-/// A role ready to run: how its progress shows, and the call that runs it.
+/// A role ready to run: how its progress shows, how its replies end on stdout, what went
+/// wrong reading its requests, and the call that runs it.
 struct Job {
     view: View,
+    end: ReplyEnd,
+    input: InputError,
     run: Run,
 }
 
@@ -63,12 +73,42 @@ impl Job {
     fn new(run: impl FnOnce(&mut Events) -> error::Result<Report> + 'static) -> Self {
         Job {
             view: View::Plain,
+            end: ReplyEnd::Newline,
+            input: InputError::default(),
             run: Box::new(run),
         }
     }
 
     fn with_view(self, view: View) -> Self {
         Job { view, ..self }
+    }
+
+    /// A client's: its view, how its replies end (-0, --whole), and its stdin's error.
+    fn client(self, a: &cli::ClientArgs, input: InputError) -> Self {
+        let end = match a.split() {
+            Split::Lines => ReplyEnd::Newline,
+            Split::Nul => ReplyEnd::Nul,
+            Split::Whole => ReplyEnd::Nothing,
+        };
+        let view = a.count.map_or(View::Plain, View::Progress);
+        Job {
+            view,
+            end,
+            input,
+            ..self
+        }
+    }
+}
+
+/// A report that says `completed` though a stop was raised (a loop that does not watch the
+/// stop, whose requests ended for it) says `interrupted`.
+fn interrupted_if(stop: &Stop, report: Report) -> Report {
+    match report {
+        Report::Client(mut c) if stop.requested() && c.outcome == Outcome::Completed => {
+            c.outcome = Outcome::Interrupted;
+            Report::Client(c)
+        }
+        other => other,
     }
 }
 
@@ -83,16 +123,21 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
             ServerMode::Freelance(c) => Job::new(move |ev| freelance::run_server(&c, &stop, ev)),
         },
         Command::Client(a) => {
-            let requests = a.requests();
-            let view = a.count.map_or(View::Plain, View::Progress);
+            let input = InputError::default();
+            let requests = a.requests(pirate::transport::max_message(), &input);
             match a.mode() {
                 ClientMode::Direct(c) => Job::new(move |ev| client::run(&c, requests, &stop, ev)),
-                ClientMode::Titanic(c) => Job::new(move |ev| titanic::run_client(&c, requests, ev)),
+                ClientMode::Titanic(c) => Job::new(move |ev| {
+                    // Its loop reads requests itself: Ctrl-C must not wait for the next line.
+                    let requests = feed::until_stopped(requests, stop.clone());
+                    let report = titanic::run_client(&c, requests, ev)?;
+                    Ok(interrupted_if(&stop, report))
+                }),
                 ClientMode::Freelance(c) => {
                     Job::new(move |ev| freelance::run_client(&c, requests, &stop, ev))
                 }
             }
-            .with_view(view)
+            .client(&a, input)
         }
         Command::Queue(a) => {
             let c = a.config();
@@ -200,8 +245,23 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
         return Ok(error::EXIT_OK);
     }
     let job = job(cli.command, &stop)?;
-    let report = render::run(output, job.view, job.run)?;
-    Ok(exit_code_of(&report))
+    let report = render::run(output, job.view, job.end, &stop, job.run)?;
+    if render::stdout_closed() {
+        return Ok(EXIT_STDOUT_CLOSED);
+    }
+    let code = exit_code_of(&report);
+    match job.input.get() {
+        // Requests before the bad one were sent and answered; the rest never went out.
+        Some(why) => {
+            eprintln!("error: {why}");
+            Ok(if code == error::EXIT_OK {
+                error::EXIT_FAILED
+            } else {
+                code
+            })
+        }
+        None => Ok(code),
+    }
 }
 
 /// Parses the command line. A usage error is one line on stderr and exit 2, before anything

@@ -5,12 +5,14 @@
 //! event.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use pirate::chaos::report::ProcessStatus;
 use pirate::error::Result;
 use pirate::event::{Direction, Event, Events, Level, Report};
+use pirate::reactor::Stop;
 
 use crate::shared_args::OutputArgs;
 
@@ -25,10 +27,42 @@ pub enum View {
     Live,
 }
 
-/// Runs `role` with its events rendered as `output` asks, and renders its summary.
+/// How each reply ends on stdout (without `--json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyEnd {
+    /// One reply per line.
+    Newline,
+    /// NUL-terminated (`-0`), for `xargs -0`.
+    Nul,
+    /// The reply as it is (`--whole`: one request, one reply, byte for byte).
+    Nothing,
+}
+
+impl ReplyEnd {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            ReplyEnd::Newline => b"\n",
+            ReplyEnd::Nul => b"\0",
+            ReplyEnd::Nothing => b"",
+        }
+    }
+}
+
+/// Set once a write to stdout found it closed (`| head -1` has what it wanted).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// True once stdout was found closed: the run was stopped for it, and ends quietly.
+pub fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::SeqCst)
+}
+
+/// Runs `role` with its events rendered as `output` asks, and renders its summary. Replies
+/// end as `end` says; a closed stdout raises `stop`.
 pub fn run(
     output: OutputArgs,
     view: View,
+    end: ReplyEnd,
+    stop: &Stop,
     role: impl FnOnce(&mut Events) -> Result<Report>,
 ) -> Result<Report> {
     let mut renderer = match view {
@@ -36,6 +70,8 @@ pub fn run(
         View::Progress(total) => Renderer::new(output).with_progress(Some(total)),
         View::Live => Renderer::new(output).with_live_view(),
     };
+    renderer.reply_end = end;
+    renderer.on_closed = Some(stop.clone());
     let mut events = Events::new(output.verbose, |e| renderer.render(e));
     let report = role(&mut events)?;
     events.emit(Event::Summary(report.clone()));
@@ -54,6 +90,21 @@ pub struct Renderer {
     last_table: Option<String>,
     /// Colour the chaos verdict (a terminal, and no NO_COLOR).
     colour: bool,
+    reply_end: ReplyEnd,
+    /// Raised when stdout turns out closed: nobody reads the replies any more.
+    on_closed: Option<Stop>,
+}
+
+impl Drop for Renderer {
+    /// A role that failed leaves no bar behind on the terminal.
+    fn drop(&mut self) {
+        for bar in [self.progress.take(), self.live_bar.take()]
+            .into_iter()
+            .flatten()
+        {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl Renderer {
@@ -66,6 +117,8 @@ impl Renderer {
             last_line: None,
             last_table: None,
             colour: false,
+            reply_end: ReplyEnd::Newline,
+            on_closed: None,
         }
     }
 
@@ -149,14 +202,29 @@ impl Renderer {
 
     fn json(&self, event: &Event) {
         let line = serde_json::to_string(event).expect("events always serialise");
-        let mut out = std::io::stdout().lock();
-        // A closed pipe (`| head`) is not an error worth a panic: the data was not wanted.
-        let _ = writeln!(out, "{line}");
+        self.stdout(&[line.as_bytes(), b"\n"]);
     }
 
-    fn data(&self, line: &str) {
+    /// Writes `parts` to stdout, flushed (a reply that ends in NUL must not wait in a buffer
+    /// for a newline). A closed pipe (`| head -1`) is no error worth a message: the rest was
+    /// not wanted, so the run is asked to stop, and nothing more is written.
+    fn stdout(&self, parts: &[&[u8]]) {
+        if stdout_closed() {
+            return;
+        }
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        let written = parts
+            .iter()
+            .try_for_each(|p| out.write_all(p))
+            .and_then(|()| out.flush());
+        if let Err(e) = written {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                STDOUT_CLOSED.store(true, Ordering::SeqCst);
+                if let Some(stop) = &self.on_closed {
+                    stop.request();
+                }
+            }
+        }
     }
 
     /// A note for humans on stderr that is not an event (`wrote man/pirate.1`); none under -q.
@@ -169,13 +237,17 @@ impl Renderer {
     /// A document on stdout that is the command's result, not an event: `text` as it is, or
     /// `json` on one line under --json.
     pub fn document(&self, text: &str, json: &str) {
-        let mut out = std::io::stdout().lock();
-        // As for data: a closed pipe is not worth a panic.
-        let _ = if self.output.json {
-            writeln!(out, "{json}")
+        if self.output.json {
+            self.stdout(&[json.as_bytes(), b"\n"]);
         } else {
-            write!(out, "{text}")
-        };
+            self.stdout(&[text.as_bytes()]);
+        }
+    }
+
+    /// Bytes on stdout that are the command's result (`generate completions --out -`); under
+    /// --json too, as they are no event.
+    pub fn bytes(&self, bytes: &[u8]) {
+        self.stdout(&[bytes]);
     }
 
     /// Renders one event.
@@ -188,7 +260,11 @@ impl Renderer {
                     Level::Warn => "W",
                     Level::Error => "E",
                 };
-                if !quiet || *level == Level::Error {
+                // Under a progress bar, a line per reply (`server replied OK`) would bury it:
+                // the bar counts them, and -v shows them.
+                let hidden =
+                    *level == Level::Info && self.progress.is_some() && !self.output.verbose;
+                if (!quiet || *level == Level::Error) && !hidden {
                     self.human(&format!("{tag}: {message}"));
                 }
             }
@@ -215,7 +291,7 @@ impl Renderer {
                 if self.output.json {
                     self.json(&event);
                 } else {
-                    self.data(reply);
+                    self.stdout(&[&reply.0, self.reply_end.bytes()]);
                 }
             }
             Event::ChaosStatus {
@@ -237,7 +313,8 @@ impl Renderer {
                 if let (Some(table), false) = (self.last_table.take(), quiet) {
                     self.human(&table);
                 }
-                if !quiet {
+                // Stopped because stdout closed: quiet, as `head`'s other writers are.
+                if !quiet && !stdout_closed() {
                     let text = summary_text(report);
                     match report {
                         Report::Chaos(c) => {

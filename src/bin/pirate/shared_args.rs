@@ -19,17 +19,20 @@ use crate::values::{
     parse_positive_duration, parse_probability,
 };
 
+/// The help heading of the options every subcommand takes.
+const GLOBAL: &str = "Global options";
+
 /// Output conventions shared by every subcommand.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct OutputArgs {
     /// Trace every frame in and out on stderr, in the Guide's dump style
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub verbose: bool,
     /// Print nothing but data and errors
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, help_heading = GLOBAL, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Write JSON Lines on stdout: one object per event or reply, then a summary object
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 }
 
@@ -39,7 +42,7 @@ pub struct LimitArgs {
     /// Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is
     /// disconnected before it is buffered. Also bounds an --exec command's output. Sizes take
     /// KiB/MiB/GiB (1024) or k/M/G (1000)
-    #[arg(long, global = true, default_value = "16MiB", value_name = "SIZE", value_parser = parse_message_size)]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = "16MiB", value_name = "SIZE", value_parser = parse_message_size)]
     pub max_message: u64,
 }
 

@@ -34,10 +34,31 @@ pub fn check(command: &Command) -> Result<(), String> {
             Some(ChaosCommand::Proxy(p)) => traffic(&p.traffic),
             Some(ChaosCommand::Report(_)) | None => Ok(()),
         },
-        Command::Generate(a) if a.what == crate::cli::Generated::Keys && a.out.is_some() => {
+        Command::Generate(a) => generate(a),
+        Command::Queue(_) | Command::Titanic(_) => Ok(()),
+    }
+}
+
+fn generate(a: &crate::cli::GenerateArgs) -> Result<(), String> {
+    use crate::cli::Generated;
+    match a.what {
+        Generated::Keys if a.out.is_some() => {
             Err("generate keys prints the pair: redirect it (> FILE) instead of --out".into())
         }
-        Command::Queue(_) | Command::Titanic(_) | Command::Generate(_) => Ok(()),
+        Generated::Keys | Generated::Man if a.shell.is_some() => {
+            Err("--shell is for generate completions".into())
+        }
+        Generated::Man if a.to_stdout() => Err(
+            "man pages are several files: --out takes a directory (--out - is for \
+             completions with --shell)"
+                .into(),
+        ),
+        Generated::Completions if a.to_stdout() && a.shell.is_none() => Err(
+            "--out - writes one shell's completions: add --shell (bash, zsh, fish, elvish, \
+             powershell)"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }
 
