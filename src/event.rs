@@ -335,8 +335,12 @@ pub enum Report {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// A role is up: what it bound or connected to, and its seed if it draws random numbers.
+    /// A role is up: what it is, what it bound or connected to, and its seed if it draws
+    /// random numbers.
     Started {
+        /// For humans: `queue (paranoid)`, `worker (mdp echo)`. In JSON `description`, as
+        /// every line's `role` is the subcommand's machine-readable name.
+        #[serde(rename = "description")]
         role: String,
         endpoint: String,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -455,6 +459,12 @@ pub enum Event {
         phase: String,
         processes: Vec<ProcessStatus>,
     },
+    /// `pirate generate keys`: a new CURVE key pair (Z85).
+    Keys { public: String, secret: String },
+    /// `pirate generate man|completions`: the files written.
+    Generated { written: Vec<String> },
+    /// `pirate chaos report`: the page written.
+    ReportWritten { report: String },
     /// The final summary.
     Summary(Report),
 }

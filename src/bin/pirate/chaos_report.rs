@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use pirate::chaos::checker::{read_history, Record};
 use pirate::chaos::html::{self, RunResults};
 use pirate::error::{Error, Result};
+use pirate::event::Event;
 
 use crate::chaos_args::ReportArgs;
 use crate::render::Renderer;
@@ -51,9 +52,6 @@ pub fn write(dir: &Path) -> Result<PathBuf> {
 pub fn run(args: &ReportArgs, renderer: &Renderer) -> Result<()> {
     let path = write(&args.dir)?;
     let shown = path.display().to_string();
-    renderer.document(
-        &format!("{shown}\n"),
-        &serde_json::json!({ "report": shown }).to_string(),
-    );
+    renderer.document(&format!("{shown}\n"), &Event::ReportWritten { report: shown.clone() });
     Ok(())
 }

@@ -114,6 +114,24 @@ pub enum Command {
 }
 
 impl Command {
+    /// The role its JSON lines name (one of `pirate::json_lines::ROLES`).
+    pub fn role(&self) -> &'static str {
+        match self {
+            Command::Server(_) => "server",
+            Command::Client(_) => "client",
+            Command::Queue(_) => "queue",
+            Command::Worker(_) => "worker",
+            Command::Broker(_) => "broker",
+            Command::Titanic(_) => "titanic",
+            Command::Chaos(ChaosArgs {
+                command: Some(ChaosCommand::Proxy(_)),
+                ..
+            }) => "proxy",
+            Command::Chaos(_) => "chaos",
+            Command::Generate(_) => "generate",
+        }
+    }
+
     /// The security this command's flags ask for, files read and keys checked.
     pub fn security(&self) -> pirate::error::Result<pirate::auth::Security> {
         let (server, client) = match self {

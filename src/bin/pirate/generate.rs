@@ -11,7 +11,9 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use clap_mangen::roff::{roman, Roff};
 
+use pirate::auth::credentials::z85;
 use pirate::error::{Error, Result};
+use pirate::event::Event;
 
 use crate::cli::{Cli, GenerateArgs, Generated, EXIT_CODES};
 use crate::render::Renderer;
@@ -27,7 +29,11 @@ const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 pub fn run(args: GenerateArgs, renderer: &Renderer) -> Result<()> {
     if let Generated::Keys = args.what {
         let pair = pirate::auth::credentials::KeyPair::generate()?;
-        renderer.document(&pair.to_text(), &pair.to_json().to_string());
+        let keys = Event::Keys {
+            public: z85(&pair.public),
+            secret: z85(&pair.secret),
+        };
+        renderer.document(&pair.to_text(), &keys);
         return Ok(());
     }
     if args.to_stdout() {
@@ -44,11 +50,10 @@ pub fn run(args: GenerateArgs, renderer: &Renderer) -> Result<()> {
     });
     let written = generate(args.what, args.shell, &dir)
         .map_err(|e| Error::Internal(format!("cannot write {}: {e}", dir.display())))?;
-    let json = serde_json::json!({ "event": "generated", "written": written });
     for path in &written {
         renderer.note(&format!("wrote {path}"));
     }
-    renderer.document("", &json.to_string());
+    renderer.document("", &Event::Generated { written });
     Ok(())
 }
 

@@ -228,7 +228,10 @@ fn install_security(command: &Command, output: shared_args::OutputArgs) -> error
 }
 
 fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
-    let output = cli.output;
+    let output = shared_args::OutputArgs {
+        role: cli.command.role(),
+        ..cli.output
+    };
     validate::check(&cli.command).map_err(Error::Usage)?;
     pirate::transport::set_max_message(cli.limits.max_message);
     install_security(&cli.command, output)?;

@@ -200,8 +200,9 @@ impl Renderer {
         }
     }
 
+    /// One `--json` line: the event with `ts` and `role` ([`pirate::json_lines`]).
     fn json(&self, event: &Event) {
-        let line = serde_json::to_string(event).expect("events always serialise");
+        let line = pirate::json_lines::line(event, self.output.role);
         self.stdout(&[line.as_bytes(), b"\n"]);
     }
 
@@ -234,11 +235,10 @@ impl Renderer {
         }
     }
 
-    /// A document on stdout that is the command's result, not an event: `text` as it is, or
-    /// `json` on one line under --json.
-    pub fn document(&self, text: &str, json: &str) {
+    /// The command's result on stdout: `text` as it is, or under --json `event` as a line.
+    pub fn document(&self, text: &str, event: &Event) {
         if self.output.json {
-            self.stdout(&[json.as_bytes(), b"\n"]);
+            self.json(event);
         } else {
             self.stdout(&[text.as_bytes()]);
         }

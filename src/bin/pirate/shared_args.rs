@@ -34,6 +34,9 @@ pub struct OutputArgs {
     /// Write JSON Lines on stdout: one object per event or reply, then a summary object
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
+    /// The subcommand, as each JSON line's `role` (set after parsing, from the command).
+    #[arg(skip)]
+    pub role: &'static str,
 }
 
 /// Bounds shared by every role (process-wide: every socket of the process).
