@@ -3,6 +3,7 @@
 //! to an exit code. [`job`] is the one place a role is registered.
 
 mod auth_args;
+mod bench;
 mod chaos_args;
 mod chaos_run;
 mod cli;
@@ -133,6 +134,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
                 .with_view(View::Live)
         }
         Command::Generate(_) => unreachable!("pirate generate runs no role"),
+        Command::Bench(_) => unreachable!("pirate bench runs clients of its own"),
     })
 }
 
@@ -188,6 +190,9 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     if let Command::Generate(args) = cli.command {
         generate::run(args, &Renderer::new(output))?;
         return Ok(error::EXIT_OK);
+    }
+    if let Command::Bench(args) = cli.command {
+        return bench::run(args, output, &stop);
     }
     let job = job(cli.command, &stop)?;
     let report = render::run(output, job.view, job.run)?;
