@@ -120,8 +120,12 @@ pub fn run(args: BenchArgs, output: OutputArgs, stop: &Stop) -> Result<i32> {
     let report = std::thread::scope(|scope| {
         if let Some(bar) = &bar {
             scope.spawn(|| {
+                let started = std::time::Instant::now();
                 while !done.load(Ordering::Relaxed) {
-                    bar.set_position(answered.load(Ordering::Relaxed));
+                    let n = answered.load(Ordering::Relaxed);
+                    bar.set_position(n);
+                    let rate = n as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    bar.set_message(format!("{rate:.0} req/s"));
                     std::thread::sleep(Duration::from_millis(100));
                 }
             });
@@ -155,7 +159,7 @@ fn progress_bar(config: &BenchConfig, output: OutputArgs) -> Option<ProgressBar>
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} replies, {per_sec}",
+                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} replies, {msg}",
                 )
                 .expect("static template is valid"),
             );
@@ -164,10 +168,8 @@ fn progress_bar(config: &BenchConfig, output: OutputArgs) -> Option<ProgressBar>
         Limit::Duration(_) => {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {pos} replies, {per_sec}",
-                )
-                .expect("static template is valid"),
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} replies, {msg}")
+                    .expect("static template is valid"),
             );
             bar
         }
