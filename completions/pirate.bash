@@ -16,6 +16,9 @@ _pirate() {
             ",$1")
                 cmd="pirate"
                 ;;
+            pirate,bench)
+                cmd="pirate__subcmd__bench"
+                ;;
             pirate,broker)
                 cmd="pirate__subcmd__broker"
                 ;;
@@ -67,6 +70,9 @@ _pirate() {
             pirate__subcmd__chaos__subcmd__help,run)
                 cmd="pirate__subcmd__chaos__subcmd__help__subcmd__run"
                 ;;
+            pirate__subcmd__help,bench)
+                cmd="pirate__subcmd__help__subcmd__bench"
+                ;;
             pirate__subcmd__help,broker)
                 cmd="pirate__subcmd__help__subcmd__broker"
                 ;;
@@ -110,12 +116,70 @@ _pirate() {
 
     case "${cmd}" in
         pirate)
-            opts="-v -q -h -V --verbose --quiet --json --max-message --help --version server client queue worker broker titanic chaos generate help"
+            opts="-v -q -h -V --verbose --quiet --json --max-message --help --version server client queue worker broker titanic chaos generate bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pirate__subcmd__bench)
+            opts="-v -q -h -V --connect --service --protocol --clients --window --requests --duration --size --expect-echo --timeout --retries --verbose --quiet --json --max-message --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --service)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protocol)
+                    COMPREPLY=($(compgen -W "lazy mdp mdp2" -- "${cur}"))
+                    return 0
+                    ;;
+                --clients)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --requests)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --max-message)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -688,8 +752,22 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__help)
-            opts="server client queue worker broker titanic chaos generate help"
+            opts="server client queue worker broker titanic chaos generate bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pirate__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

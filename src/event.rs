@@ -329,6 +329,8 @@ pub enum Report {
     Majordomo(MajordomoReport),
     Chaos(Box<ChaosReport>),
     Proxy(ProxyReport),
+    /// `pirate bench`: its one record.
+    Bench(crate::bench::BenchReport),
 }
 
 /// Everything a role reports while it runs. Serialised as `{"event": "<name>", ...fields}`.

@@ -33,6 +33,8 @@
 //! - [`feed`]: reading the next request (stdin may block) as a reactor job.
 //! - [`majordomo`]: the Majordomo client (`MdpClient`) and worker (`serve`) API for Rust
 //!   programs, running the same machines as the command line.
+//! - [`bench`]: `pirate bench`, the load generator: N clients on reactors of their own, one
+//!   merged latency histogram.
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.
 //! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
@@ -45,6 +47,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod bench;
 pub mod bstar;
 pub mod chaos;
 pub mod endpoint;

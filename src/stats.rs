@@ -37,6 +37,12 @@ impl LatencyRecorder {
         self.histogram.saturating_record(micros);
     }
 
+    /// Adds every latency `other` recorded (a benchmark's clients, one recorder each).
+    pub fn merge(&mut self, other: &LatencyRecorder) {
+        // Same bounds on both sides, so nothing is out of range.
+        let _ = self.histogram.add(&other.histogram);
+    }
+
     /// Number of latencies recorded.
     pub fn count(&self) -> u64 {
         self.histogram.len()
@@ -77,6 +83,18 @@ mod tests {
         assert!((s.p50 - 50.0).abs() < 0.1, "{s:?}");
         assert!((s.p90 - 90.0).abs() < 0.1, "{s:?}");
         assert!((s.p99 - 99.0).abs() < 0.1, "{s:?}");
+        assert!((s.max - 100.0).abs() < 0.1, "{s:?}");
+    }
+
+    #[test]
+    fn merged_recorders_give_the_percentiles_of_every_value() {
+        let (mut low, mut high) = (LatencyRecorder::default(), LatencyRecorder::default());
+        (1..=50u64).for_each(|ms| low.record(Duration::from_millis(ms)));
+        (51..=100u64).for_each(|ms| high.record(Duration::from_millis(ms)));
+        low.merge(&high);
+        assert_eq!(low.count(), 100);
+        let s = low.summary();
+        assert!((s.p50 - 50.0).abs() < 0.1, "{s:?}");
         assert!((s.max - 100.0).abs() < 0.1, "{s:?}");
     }
 

@@ -52,6 +52,11 @@ pub fn write(dir: &Path) -> Result<PathBuf> {
 pub fn run(args: &ReportArgs, renderer: &Renderer) -> Result<()> {
     let path = write(&args.dir)?;
     let shown = path.display().to_string();
-    renderer.document(&format!("{shown}\n"), &Event::ReportWritten { report: shown.clone() });
+    renderer.document(
+        &format!("{shown}\n"),
+        &Event::ReportWritten {
+            report: shown.clone(),
+        },
+    );
     Ok(())
 }

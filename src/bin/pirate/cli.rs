@@ -111,6 +111,10 @@ pub enum Command {
     /// CURVE key pair
     #[command(after_help = EXIT_CODES)]
     Generate(GenerateArgs),
+    /// Load generator: N clients x W requests in flight against a Majordomo broker
+    /// (--service) or a Lazy Pirate server; prints req/s and latency percentiles
+    #[command(after_help = EXIT_CODES)]
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Command {
@@ -129,6 +133,7 @@ impl Command {
             }) => "proxy",
             Command::Chaos(_) => "chaos",
             Command::Generate(_) => "generate",
+            Command::Bench(_) => "bench",
         }
     }
 
@@ -307,6 +312,32 @@ pub enum ClientProtocol {
     Mdp2,
 }
 
+impl ClientProtocol {
+    /// `protocol` if given, else lazy, or mdp with a service.
+    pub fn or_default(protocol: Option<ClientProtocol>, service: &Option<String>) -> Self {
+        protocol.unwrap_or(if service.is_some() {
+            ClientProtocol::Mdp
+        } else {
+            ClientProtocol::Lazy
+        })
+    }
+}
+
+/// What goes around a request for `protocol` (`service` is unused when bare).
+pub fn framing(protocol: ClientProtocol, service: String) -> Framing {
+    match protocol {
+        ClientProtocol::Lazy => Framing::Bare,
+        ClientProtocol::Mdp => Framing::Majordomo {
+            version: Version::V1,
+            service,
+        },
+        ClientProtocol::Mdp2 => Framing::Majordomo {
+            version: Version::V2,
+            service,
+        },
+    }
+}
+
 /// What `pirate client` runs, after its flags.
 pub enum ClientMode {
     /// Lazy Pirate or Majordomo, to one server or failing over between several.
@@ -332,11 +363,7 @@ impl InputError {
 impl ClientArgs {
     /// The protocol spoken: --protocol, else lazy, or mdp with --service.
     pub fn protocol(&self) -> ClientProtocol {
-        self.protocol.unwrap_or(if self.service.is_some() {
-            ClientProtocol::Mdp
-        } else {
-            ClientProtocol::Lazy
-        })
+        ClientProtocol::or_default(self.protocol, &self.service)
     }
 
     fn check_echo(&self) -> bool {
@@ -369,18 +396,7 @@ impl ClientArgs {
 
     /// The Lazy Pirate or Majordomo client config.
     pub fn config(&self) -> ClientConfig {
-        let service = self.service.clone().unwrap_or_default();
-        let framing = match self.protocol() {
-            ClientProtocol::Lazy => Framing::Bare,
-            ClientProtocol::Mdp => Framing::Majordomo {
-                version: Version::V1,
-                service,
-            },
-            ClientProtocol::Mdp2 => Framing::Majordomo {
-                version: Version::V2,
-                service,
-            },
-        };
+        let framing = framing(self.protocol(), self.service.clone().unwrap_or_default());
         let mut endpoints = Vec::new();
         for endpoint in &self.connect {
             // An endpoint listed twice is one server, not two chances.

@@ -3,6 +3,7 @@
 //! to an exit code. [`job`] is the one place a role is registered.
 
 mod auth_args;
+mod bench;
 mod chaos_args;
 mod chaos_report;
 mod chaos_run;
@@ -180,6 +181,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
                 .with_view(View::Live)
         }
         Command::Generate(_) => unreachable!("pirate generate runs no role"),
+        Command::Bench(_) => unreachable!("pirate bench runs clients of its own"),
     })
 }
 
@@ -246,6 +248,9 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     {
         chaos_report::run(args, &Renderer::new(output))?;
         return Ok(error::EXIT_OK);
+    }
+    if let Command::Bench(args) = cli.command {
+        return bench::run(args, output, &stop);
     }
     let job = job(cli.command, &stop)?;
     let report = render::run(output, job.view, job.end, &stop, job.run)?;

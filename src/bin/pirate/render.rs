@@ -414,6 +414,10 @@ fn human_text(event: &Event) -> Option<String> {
 /// The end-of-run summary for humans.
 pub fn summary_text(report: &Report) -> String {
     match report {
+        Report::Bench(b) => format!(
+            "bench: {} answered of {}, {} lost, {} wrong, {:.0} req/s",
+            b.answered, b.requests, b.lost, b.wrong, b.req_per_s
+        ),
         Report::Client(c) => format!(
             "summary: {:?}: requests {}, sent {}, replied {}, retries {}, reconnects {}, \
              abandoned {}, mismatched {}; latency p50 {:.1}ms p90 {:.1}ms p99 {:.1}ms max {:.1}ms; \

@@ -28,6 +28,7 @@ pub fn check(command: &Command) -> Result<(), String> {
             bstar(&a.bstar)
         }
         Command::Client(a) => client(a),
+        Command::Bench(a) => majordomo_service(a.protocol(), &a.service),
         Command::Worker(a) => worker(a),
         Command::Chaos(ChaosArgs { command, .. }) => match command {
             Some(ChaosCommand::Run(a)) => chaos_run(a),
@@ -82,7 +83,12 @@ fn bstar(b: &BstarArgs) -> Result<(), String> {
 }
 
 fn client(a: &ClientArgs) -> Result<(), String> {
-    match (a.protocol(), &a.service) {
+    majordomo_service(a.protocol(), &a.service)
+}
+
+/// A service is named exactly when the protocol is Majordomo.
+fn majordomo_service(protocol: ClientProtocol, service: &Option<String>) -> Result<(), String> {
+    match (protocol, service) {
         (ClientProtocol::Lazy, Some(_)) => {
             Err("--service needs a Majordomo protocol (--protocol mdp or mdp2)".into())
         }
