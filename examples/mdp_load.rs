@@ -6,7 +6,12 @@
 //! cargo run --release --example mdp_load -- tcp://127.0.0.1:5555 WORKERS WINDOW COUNT [CLIENTS]
 //! ```
 //!
-//! Prints one line: `workers=N window=W clients=C count=K secs=S rps=R`. Workers answer at
+//! Prints one line: `workers=N window=W clients=C count=K secs=S rps=R`.
+//!
+//! `mdp_load floor ENDPOINT` is instead the least a broker on libzmq can do: one ROUTER that
+//! hands each 0.1 request to the next idle worker and each reply back, moving ZeroMQ frames
+//! without a copy, with no heartbeats, bounds, services or checks. Measured in place of a
+//! broker, it is the floor that libzmq, the loopback and this machine put under any broker. Workers answer at
 //! once, so the figure is what the broker (and the loopback) can route; a worker and the
 //! clients each run on one thread, so on a small machine they share its cores with the broker.
 //!
@@ -157,8 +162,81 @@ fn clients(endpoint: &str, clients: usize, window: usize, count: u64) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// The floor broker (see the module docs), until killed.
+fn floor(endpoint: &str) {
+    let ctx = zmq::Context::new();
+    let router = ctx.socket(zmq::ROUTER).expect("socket");
+    router.set_sndhwm(0).expect("sndhwm");
+    router.set_rcvhwm(0).expect("rcvhwm");
+    router.bind(endpoint).expect("bind");
+    let mut idle: std::collections::VecDeque<zmq::Message> = Default::default();
+    let mut waiting: std::collections::VecDeque<Vec<zmq::Message>> = Default::default();
+    let mut frames = Vec::new();
+    let dispatch =
+        |idle: &mut std::collections::VecDeque<zmq::Message>,
+         waiting: &mut std::collections::VecDeque<Vec<zmq::Message>>| {
+            while !idle.is_empty() && !waiting.is_empty() {
+                // [client, "", MDPC01, service, body…] -> [worker, "", MDPW01, 0x02, client, "", body…]
+                let mut request = waiting.pop_front().unwrap();
+                let body = request.split_off(4);
+                let client = request.swap_remove(0);
+                let mut out = vec![
+                    idle.pop_front().unwrap(),
+                    zmq::Message::new(),
+                    zmq::Message::from(&b"MDPW01"[..]),
+                    zmq::Message::from(&[0x02u8][..]),
+                    client,
+                    zmq::Message::new(),
+                ];
+                out.extend(body);
+                send(&router, &mut out);
+            }
+        };
+    loop {
+        frames.clear();
+        loop {
+            let mut part = zmq::Message::new();
+            router.recv(&mut part, 0).expect("recv");
+            let more = part.get_more();
+            frames.push(part);
+            if !more {
+                break;
+            }
+        }
+        if frames.len() < 4 {
+            continue;
+        }
+        if &frames[2][..] == b"MDPC01" {
+            waiting.push_back(std::mem::take(&mut frames));
+        } else if &frames[2][..] == b"MDPW01" {
+            match frames[3][..] {
+                [0x01] => idle.push_back(frames.swap_remove(0)),
+                [0x03] if frames.len() >= 7 => {
+                    // [worker, "", MDPW01, 0x03, client, "", body…] -> [client, "", MDPC01, echo, body…]
+                    let body = frames.split_off(6);
+                    let client = frames.swap_remove(4);
+                    idle.push_back(frames.swap_remove(0));
+                    let mut out = vec![
+                        client,
+                        zmq::Message::new(),
+                        zmq::Message::from(&b"MDPC01"[..]),
+                        zmq::Message::from(SERVICE),
+                    ];
+                    out.extend(body);
+                    send(&router, &mut out);
+                }
+                _ => {}
+            }
+        }
+        dispatch(&mut idle, &mut waiting);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("floor") {
+        return floor(args.get(1).expect("usage: mdp_load floor ENDPOINT"));
+    }
     let usage = "usage: mdp_load ENDPOINT WORKERS WINDOW COUNT [CLIENTS]";
     let endpoint = args.first().expect(usage).clone();
     let num = |i: usize, default: u64| {
