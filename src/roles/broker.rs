@@ -536,9 +536,14 @@ impl Broker {
             );
             return;
         }
-        // Service names are short; cloning one per request is not copying a body.
         let bytes = body_bytes(&body);
-        let svc = self.services.entry(service.clone()).or_default();
+        // The name is copied only the first time the service is seen, not per request.
+        if !self.services.contains_key(&service) {
+            self.services.insert(service.clone(), Service::default());
+        }
+        let Some(svc) = self.services.get_mut(&service) else {
+            return;
+        };
         svc.requests.push_back(Queued {
             client,
             version,
