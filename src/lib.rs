@@ -12,9 +12,9 @@
 //! - [`error`]: one error enum and the exit code each kind maps to.
 //! - [`endpoint`]: endpoint syntax, checked before anything starts.
 //! - [`msg`]: owned multipart message, envelope helpers, the Guide's frame dump.
-//! - [`reactor`]: the one event loop: sockets by slot, polling (the only `zmq::poll` of the
-//!   roles), deadlines, work threads, the [`reactor::Stop`] value; drains up to 256 messages
-//!   per socket per wake-up before sending.
+//! - [`reactor`]: the one event loop: sockets by slot, polling (the only poll of the roles),
+//!   deadlines, work threads, the [`reactor::Stop`] value; drains every ready message (up to
+//!   256 per socket per pass) before it sends, and blocks only once nothing is left.
 //! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors).
 //! - [`auth`]: ZAP authentication for binds, PLAIN/CURVE credentials for connects.
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.

@@ -6,11 +6,32 @@
 //! socket, start this job). It never touches a socket, a clock or a thread, so it is tested
 //! with a fake clock and plain values. The reactor is the only place that calls `zmq::poll`.
 //!
-//! Each wake-up drains every readable socket (up to [`BATCH`] messages per socket) before it
-//! sends what the machine answered, so a busy broker handles many messages per poll and
-//! writes its replies in one burst, without the machine knowing.
+//! # The hot path
+//!
+//! The loop blocks only when there is nothing left to do: every socket the machine wants
+//! read was read until ZeroMQ said `EAGAIN`, and nothing was sent on it since. Until then it
+//! keeps draining (up to [`BATCH`] messages per socket per pass, so no socket starves the
+//! others), handing each message to the machine and sending what the machine answered in one
+//! burst after the pass. So a busy broker handles many messages per wake-up and never polls
+//! between them, without the machine knowing.
+//!
+//! It blocks in one `poll(2)` on the sockets' `ZMQ_FD`s and a wake-up pipe, not in
+//! `zmq_poll`, which polls twice (once without waiting) and asks every socket for
+//! `ZMQ_EVENTS` before and after (each one more system call). A `ZMQ_FD` is edge-triggered:
+//! it stays readable while the socket has unprocessed commands (a message arrived), but any
+//! call on the socket may process them, a send included. Hence the rule above: a socket is
+//! *settled* once read until `EAGAIN`; a send on it, or its `ZMQ_FD` firing, unsettles it;
+//! and only when every wanted socket is settled does the loop block. A socket the machine
+//! does not want is neither read nor polled, and stays settled or not until it is wanted
+//! again: its `ZMQ_FD` still fires for what arrived meanwhile.
+//!
+//! Nothing is allocated per wake-up: the poll set, the outputs carried out, and the
+//! outputs a [`Machine::routed`] answer adds are buffers the loop keeps.
 
 use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -19,7 +40,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::event::Events;
 use crate::msg::Message;
-use crate::transport::{self, Socket, Wakeup};
+use crate::transport::{self, Socket};
 
 /// A machine's name for one of its sockets: a small number it picks itself.
 pub type Slot = usize;
@@ -313,13 +334,16 @@ where
     M: Machine,
     W: Fn(M::Job) -> M::Done + Send + Sync + 'static,
 {
-    let ctx = transport::context();
     let mut reactor: Reactor<M> = Reactor {
-        ctx: ctx.clone(),
+        ctx: transport::context(),
         sockets: Vec::new(),
-        wakeup: Wakeup::new(&ctx)?,
+        waker: Arc::new(Waker::new()?),
         done: mpsc::channel(),
         work: Arc::new(work),
+        todo: VecDeque::new(),
+        more: Outbox::default(),
+        pollfds: Vec::new(),
+        polled: Vec::new(),
     };
     let mut out = Outbox::default();
     for spec in machine.sockets() {
@@ -331,37 +355,15 @@ where
         return exited(machine);
     }
     while !stop.requested() {
-        let slots: Vec<Slot> = reactor
-            .open_slots()
-            .filter(|&slot| machine.wants(slot))
-            .collect();
-        let now = Instant::now();
-        let timeout = machine
-            .next_deadline()
-            .map_or(POLL_SLICE, |d| d.saturating_duration_since(now))
-            .min(POLL_SLICE);
-        let readable = reactor.poll(&slots, timeout)?;
-        for slot in readable {
-            // REQ and REP sockets alternate strictly: after one message the machine must
-            // answer (or send) before the socket can be read again.
-            for _ in 0..reactor.batch(slot) {
-                let Some(msg) = reactor.try_recv(slot, events)? else {
-                    break;
-                };
-                machine.handle(
-                    Input::Message { slot, msg },
-                    Instant::now(),
-                    &mut out,
-                    events,
-                );
-                // A machine may stop wanting a slot mid-batch (the last ready worker left, a
-                // REP socket got its one request) or be about to end.
-                if !machine.wants(slot) || out.ends() {
-                    break;
-                }
-            }
+        if reactor.settled(machine) {
+            let now = Instant::now();
+            let timeout = machine
+                .next_deadline()
+                .map_or(POLL_SLICE, |d| d.saturating_duration_since(now))
+                .min(POLL_SLICE);
+            reactor.wait(machine, timeout)?;
         }
-        reactor.wakeup.drain();
+        reactor.drain(machine, &mut out, events)?;
         while let Ok(done) = reactor.done.1.try_recv() {
             machine.handle(Input::Done(done), Instant::now(), &mut out, events);
         }
@@ -384,65 +386,166 @@ fn exited<M: Machine>(machine: &mut M) -> Result<Ended> {
     }
 }
 
-/// The reactor's own state: the sockets by slot and the work threads' way back.
-struct Reactor<M: Machine> {
-    ctx: zmq::Context,
-    sockets: Vec<Option<(Socket, SocketKind)>>,
-    wakeup: Wakeup,
-    done: (mpsc::Sender<M::Done>, mpsc::Receiver<M::Done>),
-    work: Arc<dyn Fn(M::Job) -> M::Done + Send + Sync>,
+/// Wakes the loop blocked in `poll(2)` when a work thread finishes: a non-blocking socket
+/// pair whose reading end the loop polls beside its sockets. Both ends live as long as the
+/// last holder (the loop or a work thread), so a late wake-up never writes into a closed
+/// pipe.
+struct Waker {
+    read: UnixStream,
+    write: UnixStream,
 }
 
-impl<M: Machine> Reactor<M> {
-    fn open_slots(&self) -> impl Iterator<Item = Slot> + '_ {
-        self.sockets
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, s)| s.as_ref().map(|_| slot))
+impl Waker {
+    fn new() -> Result<Self> {
+        let made = UnixStream::pair().and_then(|(read, write)| {
+            read.set_nonblocking(true)?;
+            write.set_nonblocking(true)?;
+            Ok(Waker { read, write })
+        });
+        made.map_err(|e| Error::Internal(format!("cannot make the wake-up pipe: {e}")))
     }
 
-    /// Waits at most `timeout` for any of `slots` (or the wake-up) to be readable.
-    fn poll(&self, slots: &[Slot], timeout: Duration) -> Result<Vec<Slot>> {
-        let mut items: Vec<zmq::PollItem> = slots
-            .iter()
-            .map(|&slot| self.socket(slot).raw().as_poll_item(zmq::POLLIN))
-            .collect();
-        items.push(self.wakeup.socket().raw().as_poll_item(zmq::POLLIN));
-        match zmq::poll(&mut items, timeout.as_millis() as i64) {
-            Ok(_) => {}
-            // A signal interrupted the poll: the loop looks at the stop signal.
-            Err(zmq::Error::EINTR) => return Ok(Vec::new()),
-            Err(e) => return Err(Error::zmq("poll failed", e)),
-        }
-        Ok(slots
-            .iter()
-            .zip(&items)
-            .filter(|(_, item)| item.is_readable())
-            .map(|(&slot, _)| slot)
-            .collect())
+    /// Makes the reading end readable. A full pipe is readable already: nothing is lost.
+    fn wake(&self) {
+        let _ = (&self.write).write(b"!");
     }
 
-    /// How many messages to read from `slot` in one wake-up.
-    fn batch(&self, slot: Slot) -> usize {
-        match self.sockets.get(slot).and_then(Option::as_ref) {
-            Some((_, SocketKind::Req | SocketKind::Rep)) => 1,
+    /// Reads every pending wake-up, so the next poll blocks again.
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.read).read(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+}
+
+/// An open socket in its slot.
+struct Open {
+    socket: Socket,
+    kind: SocketKind,
+    /// Its `ZMQ_FD`, polled while the loop waits.
+    fd: RawFd,
+    /// Read until `EAGAIN`, and nothing sent on it nor signalled since (see the module docs).
+    settled: bool,
+}
+
+impl Open {
+    /// How many messages to read from it in one pass.
+    fn batch(&self) -> usize {
+        match self.kind {
+            // REQ and REP sockets alternate strictly: after one message the machine must
+            // answer (or send) before the socket can be read again.
+            SocketKind::Req | SocketKind::Rep => 1,
             _ => BATCH,
         }
     }
+}
 
-    fn socket(&self, slot: Slot) -> &Socket {
-        &self.sockets[slot]
-            .as_ref()
-            .expect("polled slots are open")
-            .0
+/// The reactor's own state: the sockets by slot, the work threads' way back, and the buffers
+/// it reuses on every wake-up.
+struct Reactor<M: Machine> {
+    ctx: zmq::Context,
+    sockets: Vec<Option<Open>>,
+    waker: Arc<Waker>,
+    done: (mpsc::Sender<M::Done>, mpsc::Receiver<M::Done>),
+    work: Arc<dyn Fn(M::Job) -> M::Done + Send + Sync>,
+    /// Outputs being carried out.
+    todo: VecDeque<Output<M::Job>>,
+    /// What a [`Machine::routed`] answer asks for.
+    more: Outbox<M::Job>,
+    /// The poll set, and the slot of each of its entries but the last (the waker).
+    pollfds: Vec<libc::pollfd>,
+    polled: Vec<Slot>,
+}
+
+impl<M: Machine> Reactor<M> {
+    /// True when there is nothing to read until something is signalled: every open socket
+    /// the machine wants is settled.
+    fn settled(&self, machine: &M) -> bool {
+        self.sockets.iter().enumerate().all(|(slot, open)| {
+            open.as_ref()
+                .is_none_or(|open| open.settled || !machine.wants(slot))
+        })
     }
 
-    fn try_recv(&self, slot: Slot, events: &mut Events) -> Result<Option<Message>> {
-        match self.sockets.get(slot).and_then(Option::as_ref) {
-            Some((socket, _)) => socket.try_recv(events),
-            // Closed by an output of an earlier message in this batch.
-            None => Ok(None),
+    /// Waits at most `timeout` for a wanted socket's `ZMQ_FD` or the waker to be readable;
+    /// unsettles the sockets that were.
+    fn wait(&mut self, machine: &M, timeout: Duration) -> Result<()> {
+        self.pollfds.clear();
+        self.polled.clear();
+        for (slot, open) in self.sockets.iter().enumerate() {
+            if let Some(open) = open.as_ref().filter(|_| machine.wants(slot)) {
+                self.pollfds.push(pollin(open.fd));
+                self.polled.push(slot);
+            }
         }
+        self.pollfds.push(pollin(self.waker.fd()));
+        // Rounded up, so that a deadline less than a millisecond away is waited for, not spun.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: `pollfds` is a live, initialised array of `pollfds.len()` entries.
+        let rc = unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                ms,
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            // A signal interrupted the poll: the loop looks at the stop signal.
+            if err.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(Error::Internal(format!("poll failed: {err}")));
+        }
+        for (entry, &slot) in self.pollfds.iter().zip(&self.polled) {
+            if entry.revents != 0 {
+                if let Some(open) = self.sockets[slot].as_mut() {
+                    open.settled = false;
+                }
+            }
+        }
+        if self.pollfds.last().is_some_and(|waker| waker.revents != 0) {
+            self.waker.drain();
+        }
+        Ok(())
+    }
+
+    /// One pass over the wanted sockets that are not settled: reads each until `EAGAIN`,
+    /// [`Open::batch`] messages, the machine no longer wanting it, or the machine ending,
+    /// handing every message to the machine.
+    fn drain(
+        &mut self,
+        machine: &mut M,
+        out: &mut Outbox<M::Job>,
+        events: &mut Events,
+    ) -> Result<()> {
+        for slot in 0..self.sockets.len() {
+            let Some(open) = self.sockets[slot].as_mut() else {
+                continue;
+            };
+            if open.settled || !machine.wants(slot) {
+                continue;
+            }
+            for _ in 0..open.batch() {
+                let Some(msg) = open.socket.try_recv(events)? else {
+                    open.settled = true;
+                    break;
+                };
+                machine.handle(Input::Message { slot, msg }, Instant::now(), out, events);
+                // A machine may stop wanting a slot mid-batch (the last ready worker left, a
+                // REP socket got its one request) or be about to end.
+                if !machine.wants(slot) || out.ends() {
+                    break;
+                }
+            }
+            if out.ends() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Carries out the outputs in order; true when the machine asked to exit.
@@ -452,28 +555,46 @@ impl<M: Machine> Reactor<M> {
         out: &mut Outbox<M::Job>,
         events: &mut Events,
     ) -> Result<bool> {
-        let mut todo: VecDeque<Output<M::Job>> = out.take().into();
-        while let Some(output) = todo.pop_front() {
+        self.todo.extend(out.outputs.drain(..));
+        while let Some(output) = self.todo.pop_front() {
             match output {
-                Output::Send { slot, msg } => match self.sockets.get(slot).and_then(Option::as_ref)
-                {
-                    Some((socket, SocketKind::MandatoryRouter)) => {
-                        let routed = socket.send_routed(msg.clone(), events)?;
-                        let mut more = Outbox::default();
-                        machine.routed(slot, &msg, routed, Instant::now(), &mut more, events);
-                        for o in more.take().into_iter().rev() {
-                            todo.push_front(o);
+                Output::Send { slot, msg } => {
+                    match self.sockets.get_mut(slot).and_then(Option::as_mut) {
+                        Some(open) => {
+                            // A send may process the command that announced a message.
+                            open.settled = false;
+                            if open.kind == SocketKind::MandatoryRouter {
+                                let routed = open.socket.send_routed(msg.clone(), events)?;
+                                machine.routed(
+                                    slot,
+                                    &msg,
+                                    routed,
+                                    Instant::now(),
+                                    &mut self.more,
+                                    events,
+                                );
+                                for o in self.more.outputs.drain(..).rev() {
+                                    self.todo.push_front(o);
+                                }
+                            } else {
+                                open.socket.send(msg, events)?;
+                            }
                         }
+                        None => events.warn(format!("dropped a message for closed socket {slot}")),
                     }
-                    Some((socket, _)) => socket.send(msg, events)?,
-                    None => events.warn(format!("dropped a message for closed socket {slot}")),
-                },
+                }
                 Output::Open(spec) => {
                     let socket = open(&self.ctx, &spec)?;
+                    let fd = socket.fd()?;
                     if self.sockets.len() <= spec.slot {
                         self.sockets.resize_with(spec.slot + 1, || None);
                     }
-                    self.sockets[spec.slot] = Some((socket, spec.kind));
+                    self.sockets[spec.slot] = Some(Open {
+                        socket,
+                        kind: spec.kind,
+                        fd,
+                        settled: false,
+                    });
                 }
                 Output::Close(slot) => {
                     if let Some(s) = self.sockets.get_mut(slot) {
@@ -483,19 +604,31 @@ impl<M: Machine> Reactor<M> {
                 Output::Start(job) => {
                     let work = Arc::clone(&self.work);
                     let back = self.done.0.clone();
-                    let wake = self.wakeup.notifier();
+                    let waker = Arc::clone(&self.waker);
                     thread::spawn(move || {
                         // The loop may have ended: nobody left to tell.
                         if back.send(work(job)).is_ok() {
-                            wake.notify();
+                            waker.wake();
                         }
                     });
                 }
                 Output::Crash => crate::faults::crash_now(),
-                Output::Exit => return Ok(true),
+                Output::Exit => {
+                    self.todo.clear();
+                    return Ok(true);
+                }
             }
         }
         Ok(false)
+    }
+}
+
+/// A poll entry waiting for `fd` to be readable.
+fn pollin(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
     }
 }
 
@@ -753,6 +886,129 @@ mod tests {
         assert_eq!(due.take_if_due(t0 + Duration::from_millis(10)), Some("x"));
         assert_eq!(due.when(), None);
         assert_eq!(due.take_if_due(t0 + Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn a_wake_from_another_thread_makes_the_waker_readable_until_drained() {
+        let waker = Arc::new(Waker::new().unwrap());
+        let readable = |ms: i32| {
+            let mut fds = [pollin(waker.fd())];
+            // SAFETY: one live, initialised entry.
+            unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) == 1 }
+        };
+        assert!(!readable(0));
+        let remote = Arc::clone(&waker);
+        thread::spawn(move || {
+            // More wake-ups than a pipe holds are harmless.
+            for _ in 0..100_000 {
+                remote.wake();
+            }
+        })
+        .join()
+        .unwrap();
+        assert!(readable(1000));
+        waker.drain();
+        assert!(!readable(0));
+    }
+
+    /// Sends a request on a DEALER each time the last one was answered, `limit` times: a
+    /// send on the very socket that is read next, the case where a send may swallow the
+    /// signal of the message that arrives.
+    struct PingPong {
+        endpoint: String,
+        limit: u64,
+        answered: u64,
+    }
+
+    const DEALER: Slot = 3;
+
+    impl Machine for PingPong {
+        type Job = ();
+        type Done = ();
+
+        fn sockets(&self) -> Vec<SocketSpec> {
+            vec![SocketSpec {
+                slot: DEALER,
+                kind: SocketKind::Dealer,
+                name: "ping",
+                bind: vec![],
+                connect: vec![self.endpoint.clone()],
+                identity: None,
+            }]
+        }
+
+        fn start(&mut self, _now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
+            out.send(DEALER, Message::from_frames([b"0".to_vec()]));
+        }
+
+        fn handle(&mut self, input: Input<()>, _: Instant, out: &mut Outbox<()>, _: &mut Events) {
+            if let Input::Message { msg, .. } = input {
+                assert_eq!(msg.get(0), Some(self.answered.to_string().as_bytes()));
+                self.answered += 1;
+                if self.answered == self.limit {
+                    out.exit();
+                } else {
+                    out.send(DEALER, Message::from_frames([self.answered.to_string()]));
+                }
+            }
+        }
+
+        fn tick(&mut self, _now: Instant, _out: &mut Outbox<()>, _events: &mut Events) {}
+
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_reply_to_a_send_on_the_same_socket_is_never_missed() {
+        let endpoint = format!("inproc://reactor-pingpong-{}", rand::random::<u64>());
+        let echo = transport::context().socket(zmq::ROUTER).unwrap();
+        echo.set_linger(0).unwrap();
+        echo.bind(&endpoint).unwrap();
+        let stop = Stop::new();
+        let limit = 3000;
+        let peer = thread::spawn({
+            let stop = stop.clone();
+            move || {
+                echo.set_rcvtimeo(100).unwrap();
+                let mut n = 0u64;
+                while !stop.requested() {
+                    if let Ok(frames) = echo.recv_multipart(0) {
+                        // Now and then answer late, after the loop went back to waiting.
+                        if n.is_multiple_of(100) {
+                            thread::sleep(Duration::from_millis(2));
+                        }
+                        n += 1;
+                        echo.send_multipart(frames, 0).unwrap();
+                    }
+                }
+            }
+        });
+        let watchdog = thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !stop.requested() && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                stop.request();
+            }
+        });
+        let mut machine = PingPong {
+            endpoint,
+            limit,
+            answered: 0,
+        };
+        let ended = run(&mut machine, |()| (), &stop, &mut Events::discard()).unwrap();
+        stop.request();
+        peer.join().unwrap();
+        watchdog.join().unwrap();
+        assert_eq!(
+            (ended, machine.answered),
+            (Ended::Exited, limit),
+            "a reply was never read"
+        );
     }
 
     #[test]

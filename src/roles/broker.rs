@@ -536,9 +536,14 @@ impl Broker {
             );
             return;
         }
-        // Service names are short; cloning one per request is not copying a body.
         let bytes = body_bytes(&body);
-        let svc = self.services.entry(service.clone()).or_default();
+        // The name is copied only the first time the service is seen, not per request.
+        if !self.services.contains_key(&service) {
+            self.services.insert(service.clone(), Service::default());
+        }
+        let Some(svc) = self.services.get_mut(&service) else {
+            return;
+        };
         svc.requests.push_back(Queued {
             client,
             version,
@@ -2266,12 +2271,23 @@ mod tests {
         assert_eq!(h.b.report().workers_seen, 0);
     }
 
-    /// A DEALER on the process's context (the reactor's), so inproc endpoints meet.
-    fn dealer(endpoint: &str, identity: &[u8]) -> crate::transport::Socket {
-        let ctx = crate::transport::context();
-        let socket = crate::transport::socket(&ctx, zmq::DEALER, "peer", Some(identity)).unwrap();
+    /// A DEALER peer on the process's context (the reactor's), so inproc endpoints meet.
+    fn dealer(endpoint: &str, identity: &[u8]) -> zmq::Socket {
+        let socket = crate::transport::context().socket(zmq::DEALER).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.set_identity(identity).unwrap();
         socket.connect(endpoint).unwrap();
         socket
+    }
+
+    fn send_to(peer: &zmq::Socket, msg: Message) {
+        peer.send_multipart(msg.into_frames(), 0).unwrap();
+    }
+
+    /// The next message `peer` receives within `ms` milliseconds, if one comes.
+    fn recv_within(peer: &zmq::Socket, ms: i32) -> Option<Message> {
+        peer.set_rcvtimeo(ms).unwrap();
+        peer.recv_multipart(0).ok().map(Message::from)
     }
 
     fn fast(bind: &str) -> BrokerConfig {
@@ -2310,21 +2326,19 @@ mod tests {
             }
         });
 
-        let mut ev = Events::discard();
         let worker = dealer(&endpoint, b"w1");
-        worker.send(ready(V2, "echo"), &mut ev).unwrap();
-        assert!(
-            worker.poll_in(2000).unwrap(),
+        send_to(&worker, ready(V2, "echo"));
+        assert_eq!(
+            recv_within(&worker, 2000),
+            Some(heartbeat(V2)),
             "a passive broker heartbeats workers"
         );
-        assert_eq!(worker.recv(&mut ev).unwrap(), heartbeat(V2));
         let client = dealer(&endpoint, b"c1");
-        client.send(request(V1, "echo", &["hi"]), &mut ev).unwrap();
-        client
-            .send(request(V1, "mmi.service", &["echo"]), &mut ev)
-            .unwrap();
-        assert!(
-            !client.poll_in(300).unwrap(),
+        send_to(&client, request(V1, "echo", &["hi"]));
+        send_to(&client, request(V1, "mmi.service", &["echo"]));
+        assert_eq!(
+            recv_within(&client, 300),
+            None,
             "a backup alone never answers"
         );
 
@@ -2349,19 +2363,14 @@ mod tests {
             move || run(&cfg, &stop, &mut Events::discard())
         });
 
-        let mut ev = Events::discard();
         let worker = dealer(&endpoint, b"w1");
-        worker.send(ready(V2, "echo"), &mut ev).unwrap();
+        send_to(&worker, ready(V2, "echo"));
         let client = dealer(&endpoint, b"c1");
         // Wait until the worker is registered (heartbeats prove it), then ask.
-        assert!(worker.poll_in(2000).unwrap());
-        assert_eq!(worker.recv(&mut ev).unwrap(), heartbeat(V2));
-        client
-            .send(request(V1, "echo", &["hello"]), &mut ev)
-            .unwrap();
+        assert_eq!(recv_within(&worker, 2000), Some(heartbeat(V2)));
+        send_to(&client, request(V1, "echo", &["hello"]));
         let got = loop {
-            assert!(worker.poll_in(2000).unwrap(), "no request");
-            let msg = worker.recv(&mut ev).unwrap();
+            let msg = recv_within(&worker, 2000).expect("no request");
             if msg != heartbeat(V2) {
                 break msg;
             }
@@ -2370,13 +2379,11 @@ mod tests {
         let (_, addr, body) = worker_request(got);
         assert_ne!(addr, "c1");
         assert_eq!(body, "hello");
-        worker
-            .send(reply(V2, &addr, &["HELLO"], true), &mut ev)
-            .unwrap();
-        assert!(client.poll_in(2000).unwrap(), "no reply");
+        send_to(&worker, reply(V2, &addr, &["HELLO"], true));
         assert_eq!(
-            client.recv(&mut ev).unwrap(),
-            m(&[b"", b"MDPC01", b"echo", b"HELLO"])
+            recv_within(&client, 2000),
+            Some(m(&[b"", b"MDPC01", b"echo", b"HELLO"])),
+            "no reply"
         );
 
         stop.request();

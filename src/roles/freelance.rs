@@ -1715,29 +1715,35 @@ mod tests {
     fn one_client_two_servers_in_process() {
         // Wire-level check of the design against real sockets, without the binary: identities,
         // ping/pong, a request answered once.
+        // Plain ZeroMQ sockets on the process's context, set up as the reactor sets up a
+        // Freelance server's ROUTER (its endpoint as identity) and a MandatoryRouter client.
         let ctx = transport::context();
-        let mut ev = Events::discard();
-        let server =
-            transport::socket(&ctx, zmq::ROUTER, "server", Some(b"inproc://flp-a")).unwrap();
+        let router = |identity: Option<&[u8]>| {
+            let socket = ctx.socket(zmq::ROUTER).unwrap();
+            socket.set_linger(0).unwrap();
+            socket.set_rcvtimeo(1000).unwrap();
+            if let Some(identity) = identity {
+                socket.set_identity(identity).unwrap();
+            }
+            socket
+        };
+        let recv = |socket: &zmq::Socket| Message::from(socket.recv_multipart(0).unwrap());
+        let server = router(Some(b"inproc://flp-a"));
         server.bind("inproc://flp-a").unwrap();
-        let client = transport::socket(&ctx, zmq::ROUTER, "client", None).unwrap();
-        client.raw().set_router_mandatory(true).unwrap();
+        let client = router(None);
+        client.set_router_mandatory(true).unwrap();
         client.connect("inproc://flp-a").unwrap();
         let ping = flp::route(b"inproc://flp-a".to_vec(), ClientMsg::Ping.encode());
-        client.send(ping, &mut ev).unwrap();
-        assert!(server.poll_in(1000).unwrap());
-        let (peer, rest) = flp::split_peer(server.recv(&mut ev).unwrap()).unwrap();
+        client.send_multipart(ping.into_frames(), 0).unwrap();
+        let (peer, rest) = flp::split_peer(recv(&server)).unwrap();
         assert_eq!(flp::decode_client_msg(rest), Ok(ClientMsg::Ping));
-        server
-            .send(flp::route(peer, ServerMsg::Pong.encode()), &mut ev)
-            .unwrap();
-        assert!(client.poll_in(1000).unwrap());
-        let (from, rest) = flp::split_peer(client.recv(&mut ev).unwrap()).unwrap();
+        let pong = flp::route(peer, ServerMsg::Pong.encode());
+        server.send_multipart(pong.into_frames(), 0).unwrap();
+        let (from, rest) = flp::split_peer(recv(&client)).unwrap();
         assert_eq!(from, b"inproc://flp-a");
         assert_eq!(flp::decode_server_msg(rest), Ok(ServerMsg::Pong));
         // A server nobody connected to is unroutable, not a silent drop.
         let err = client
-            .raw()
             .send_multipart(
                 [b"inproc://nobody".to_vec(), b"PING".to_vec()],
                 zmq::DONTWAIT,
