@@ -243,7 +243,9 @@ pub trait Machine {
 
     /// A message sent on a [`SocketKind::MandatoryRouter`] went out (`routed`) or found its
     /// peer not connected or not accepting (it was dropped). Called at once, before anything
-    /// else happens; what it asks for is carried out before the outputs that followed `msg`.
+    /// else happens; what it asks for is carried out before the outputs that followed `msg`
+    /// (after [`BATCH`] unroutable sends in one go, at the next wake-up: a machine resending
+    /// every unroutable message must not keep the loop from its stop signal).
     fn routed(
         &mut self,
         _slot: Slot,
@@ -453,6 +455,7 @@ impl<M: Machine> Reactor<M> {
         events: &mut Events,
     ) -> Result<bool> {
         let mut todo: VecDeque<Output<M::Job>> = out.take().into();
+        let mut unroutable = 0;
         while let Some(output) = todo.pop_front() {
             match output {
                 Output::Send { slot, msg } => match self.sockets.get(slot).and_then(Option::as_ref)
@@ -463,6 +466,14 @@ impl<M: Machine> Reactor<M> {
                         machine.routed(slot, &msg, routed, Instant::now(), &mut more, events);
                         for o in more.take().into_iter().rev() {
                             todo.push_front(o);
+                        }
+                        unroutable += usize::from(!routed);
+                        if unroutable == BATCH {
+                            // A machine that answers every unroutable send with another one
+                            // would keep us here forever, deaf to the stop: the rest waits
+                            // for the next wake-up.
+                            out.outputs = todo.into();
+                            return Ok(false);
                         }
                     }
                     Some((socket, _)) => socket.send(msg, events)?,
