@@ -98,6 +98,12 @@ pub enum SocketKind {
     /// with ROUTER_HANDOVER): each send's fate comes back through [`Machine::routed`], so a
     /// machine learns at once that a peer is gone (the Freelance client).
     MandatoryRouter,
+    /// A DEALER whose sends never block: a message its queue cannot take now (its peer's
+    /// queue is full) is dropped, and each send's fate comes back through [`Machine::routed`]
+    /// (the fault proxy, which must not stall every peer for one upstream that is down).
+    NonBlockingDealer,
+    /// A PAIR socket (a socket monitor's other end).
+    Pair,
 }
 
 impl SocketKind {
@@ -105,7 +111,8 @@ impl SocketKind {
         match self {
             SocketKind::Req => zmq::REQ,
             SocketKind::Rep => zmq::REP,
-            SocketKind::Dealer => zmq::DEALER,
+            SocketKind::Dealer | SocketKind::NonBlockingDealer => zmq::DEALER,
+            SocketKind::Pair => zmq::PAIR,
             SocketKind::Router | SocketKind::MandatoryRouter => zmq::ROUTER,
             SocketKind::Pub => zmq::PUB,
             SocketKind::Sub => zmq::SUB,
@@ -241,8 +248,9 @@ pub trait Machine {
     /// When [`tick`](Self::tick) must next be called, if ever.
     fn next_deadline(&self) -> Option<Instant>;
 
-    /// A message sent on a [`SocketKind::MandatoryRouter`] went out (`routed`) or found its
-    /// peer not connected or not accepting (it was dropped). Called at once, before anything
+    /// A message sent on a [`SocketKind::MandatoryRouter`] or a
+    /// [`SocketKind::NonBlockingDealer`] went out (`routed`) or found its peer not connected
+    /// or not accepting (it was dropped). Called at once, before anything
     /// else happens; what it asks for is carried out before the outputs that followed `msg`
     /// (after [`BATCH`] unroutable sends in one go, at the next wake-up: a machine resending
     /// every unroutable message must not keep the loop from its stop signal).
@@ -460,7 +468,7 @@ impl<M: Machine> Reactor<M> {
             match output {
                 Output::Send { slot, msg } => match self.sockets.get(slot).and_then(Option::as_ref)
                 {
-                    Some((socket, SocketKind::MandatoryRouter)) => {
+                    Some((socket, SocketKind::MandatoryRouter | SocketKind::NonBlockingDealer)) => {
                         let routed = socket.send_routed(msg.clone(), events)?;
                         let mut more = Outbox::default();
                         machine.routed(slot, &msg, routed, Instant::now(), &mut more, events);

@@ -117,7 +117,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
             ..
         }) => {
             let c = a.config();
-            Job::new(move |ev| proxy::run_role(&c, ev))
+            Job::new(move |ev| proxy::run_role(&c, &stop, ev))
         }
         Command::Chaos(args) => {
             let exe = std::env::current_exe()
