@@ -155,7 +155,11 @@ fn exit_code_of(report: &Report) -> i32 {
 }
 
 /// Installs the command's security policy, tracing each refused peer as an event.
-fn install_security(command: &Command, output: shared_args::OutputArgs) -> error::Result<()> {
+fn install_security(
+    command: &Command,
+    output: shared_args::OutputArgs,
+    stop: &Stop,
+) -> error::Result<()> {
     let security = command.security()?;
     let mut renderer = Renderer::new(output);
     for line in security.describe() {
@@ -177,14 +181,14 @@ fn install_security(command: &Command, output: shared_args::OutputArgs) -> error
             }
         });
     }
-    pirate::auth::install(security)
+    pirate::auth::install(security, stop)
 }
 
 fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     let output = cli.output;
     validate::check(&cli.command).map_err(Error::Usage)?;
     pirate::transport::set_max_message(cli.limits.max_message);
-    install_security(&cli.command, output)?;
+    install_security(&cli.command, output, &stop)?;
     if let Command::Generate(args) = cli.command {
         generate::run(args, &Renderer::new(output))?;
         return Ok(error::EXIT_OK);
