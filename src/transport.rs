@@ -255,7 +255,8 @@ impl Socket {
                     events.frame(self.name, Direction::In, &msg);
                     return Ok(msg);
                 }
-                Err(zmq::Error::EINTR) => crate::shutdown::check()?,
+                // A signal: the message the poll saw is still there (the loop looks at its stop).
+                Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(Error::zmq(&format!("cannot receive on {}", self.name), e)),
             }
         }

@@ -22,7 +22,6 @@ use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
 use pirate::reactor::Stop;
 use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
-use pirate::shutdown;
 
 use chaos_args::{ChaosArgs, ChaosCommand};
 use chaos_run::ChaosConfig;
@@ -31,14 +30,14 @@ use pirate::chaos::proxy;
 use pirate::faults::random_seed;
 use render::{Renderer, View};
 
-/// First Ctrl-C/SIGTERM: ask every loop to stop (partial summary, exit 130; running `--exec`
-/// commands are killed by their loops). Second: kill the commands and exit now.
+/// First Ctrl-C/SIGTERM: raise `stop`, the one stop signal every loop of the run holds
+/// (partial summary, exit 130; running `--exec` commands are killed on the way out, in
+/// `main`). Second: kill the commands and exit now.
 fn install_signal_handler(stop: Stop) {
     static SIGNALS: AtomicUsize = AtomicUsize::new(0);
     let result = ctrlc::set_handler(move || {
         if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
             stop.request();
-            shutdown::request();
         } else {
             pirate::handler::kill_running();
             std::process::exit(error::EXIT_INTERRUPTED);
@@ -86,7 +85,9 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
             let view = a.count.map_or(View::Plain, View::Progress);
             match a.mode() {
                 ClientMode::Direct(c) => Job::new(move |ev| client::run(&c, requests, &stop, ev)),
-                ClientMode::Titanic(c) => Job::new(move |ev| titanic::run_client(&c, requests, ev)),
+                ClientMode::Titanic(c) => {
+                    Job::new(move |ev| titanic::run_client(&c, requests, &stop, ev))
+                }
                 ClientMode::Freelance(c) => {
                     Job::new(move |ev| freelance::run_client(&c, requests, &stop, ev))
                 }
@@ -129,7 +130,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
                     ..ChaosConfig::demo(exe, args.seed.unwrap_or_else(random_seed))
                 },
             };
-            Job::new(move |ev| chaos_run::run(&c, ev).map(|r| Report::Chaos(Box::new(r))))
+            Job::new(move |ev| chaos_run::run(&c, &stop, ev).map(|r| Report::Chaos(Box::new(r))))
                 .with_view(View::Live)
         }
         Command::Generate(_) => unreachable!("pirate generate runs no role"),
@@ -253,8 +254,8 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     };
-    // A command still running on a work thread (its loop had no time to see the stop flag)
-    // dies with us, its process group too.
+    // A command still running on a work thread (its loop has stopped, nobody waits for its
+    // reply) dies with us, its process group too.
     pirate::handler::kill_running();
     ExitCode::from(code as u8)
 }
