@@ -1,6 +1,8 @@
 //! The reactor through the library crate: a [`SocketKind::MandatoryRouter`] reports every
 //! send's fate to the machine through `Machine::routed`, an unroutable one included, instead
-//! of dropping it silently as a plain ROUTER does.
+//! of dropping it silently as a plain ROUTER does; a machine resending every unroutable
+//! message cannot keep the loop from its stop; a [`SocketKind::NonBlockingDealer`] never
+//! blocks and reports what its full queue refused.
 
 use std::sync::mpsc;
 use std::thread;
@@ -207,4 +209,81 @@ fn a_machine_that_resends_every_unroutable_message_still_stops() {
     let (machine, ended) = run_bounded(machine, stop);
     assert_eq!(ended, Ended::Stopped);
     assert!(machine.unroutable > 1, "{}", machine.unroutable);
+}
+
+/// Sends [`FLOOD`] messages at start on a NonBlockingDealer whose peer never answers the
+/// connection, and exits once it has heard every fate.
+struct Flooder {
+    sent: u64,
+    refused: u64,
+}
+
+const FLOOD: u64 = 1500;
+
+impl Machine for Flooder {
+    type Job = ();
+    type Done = ();
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        vec![SocketSpec {
+            slot: 0,
+            kind: SocketKind::NonBlockingDealer,
+            name: "dealer",
+            bind: vec![],
+            // Nobody listens on port 1: the messages queue until the queue is full.
+            connect: vec!["tcp://127.0.0.1:1".into()],
+            identity: None,
+        }]
+    }
+
+    fn start(&mut self, _now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
+        for i in 0..FLOOD {
+            out.send(0, Message::from_frames([i.to_string().into_bytes()]));
+        }
+    }
+
+    fn handle(&mut self, _: Input<()>, _: Instant, _: &mut Outbox<()>, _: &mut Events) {}
+
+    fn tick(&mut self, _now: Instant, _out: &mut Outbox<()>, _events: &mut Events) {}
+
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn routed(
+        &mut self,
+        _slot: Slot,
+        _msg: &Message,
+        routed: bool,
+        _now: Instant,
+        out: &mut Outbox<()>,
+        _events: &mut Events,
+    ) {
+        if routed {
+            self.sent += 1;
+        } else {
+            self.refused += 1;
+        }
+        if self.sent + self.refused == FLOOD {
+            out.exit();
+        }
+    }
+}
+
+#[test]
+fn a_non_blocking_dealer_never_blocks_on_a_full_queue_and_reports_what_it_dropped() {
+    let machine = Flooder {
+        sent: 0,
+        refused: 0,
+    };
+    let (machine, ended) = run_bounded(machine, Stop::new());
+    assert_eq!(ended, Ended::Exited);
+    // ZeroMQ queues up to the send high-water mark (1000 by default), then refuses.
+    assert!(
+        machine.sent > 0 && machine.refused > 0,
+        "{}/{}",
+        machine.sent,
+        machine.refused
+    );
+    assert_eq!(machine.sent + machine.refused, FLOOD);
 }
