@@ -14,44 +14,72 @@ use pirate::{Events, Message};
 /// No test here may take longer than this, a loop that never ends included.
 const HARD_TIMEOUT: Duration = Duration::from_secs(10);
 
-const ROUTER: Slot = 0;
+const SOCKET: Slot = 0;
 
-/// Binds a MandatoryRouter, sends to a peer nobody is (unroutable), then answers the one real
-/// peer that says hello, then sends to nobody again, and exits once it has heard three fates.
-struct Prober {
-    endpoint: String,
-    /// (peer identity, routed) for every send, in order.
+/// A machine with one socket that records the fate of every send: it sends `first` at start,
+/// what `answer` makes of each message it receives, the same message again after each
+/// unroutable send when `resend`, and exits once it has heard `exit_after` fates.
+struct Fates {
+    kind: SocketKind,
+    bind: Vec<String>,
+    connect: Vec<String>,
+    first: Vec<Message>,
+    answer: fn(&[u8]) -> Vec<Message>,
+    resend: bool,
+    exit_after: Option<usize>,
+    /// (first frame, routed) for every send, in order.
     fates: Vec<(Vec<u8>, bool)>,
+}
+
+impl Fates {
+    fn new(kind: SocketKind, first: Vec<Message>) -> Self {
+        Fates {
+            kind,
+            bind: vec![],
+            connect: vec![],
+            first,
+            answer: |_| Vec::new(),
+            resend: false,
+            exit_after: None,
+            fates: Vec::new(),
+        }
+    }
+
+    fn routed_count(&self, routed: bool) -> usize {
+        self.fates.iter().filter(|(_, r)| *r == routed).count()
+    }
 }
 
 fn to(peer: &[u8], body: &[u8]) -> Message {
     Message::from_frames([peer.to_vec(), body.to_vec()])
 }
 
-impl Machine for Prober {
+impl Machine for Fates {
     type Job = ();
     type Done = ();
 
     fn sockets(&self) -> Vec<SocketSpec> {
         vec![SocketSpec {
-            slot: ROUTER,
-            kind: SocketKind::MandatoryRouter,
-            name: "router",
-            bind: vec![self.endpoint.clone()],
-            connect: vec![],
+            slot: SOCKET,
+            kind: self.kind,
+            name: "probe",
+            bind: self.bind.clone(),
+            connect: self.connect.clone(),
             identity: None,
         }]
     }
 
     fn start(&mut self, _now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
-        out.send(ROUTER, to(b"nobody", b"lost"));
+        for msg in self.first.drain(..) {
+            out.send(SOCKET, msg);
+        }
     }
 
     fn handle(&mut self, input: Input<()>, _: Instant, out: &mut Outbox<()>, _: &mut Events) {
         if let Input::Message { msg, .. } = input {
-            let peer = msg.get(0).expect("a ROUTER message has its peer").to_vec();
-            out.send(ROUTER, to(&peer, b"welcome"));
-            out.send(ROUTER, to(b"nobody", b"lost again"));
+            for reply in (self.answer)(msg.get(0).unwrap_or_default()) {
+                out.send(SOCKET, reply);
+            }
         }
     }
 
@@ -70,10 +98,13 @@ impl Machine for Prober {
         out: &mut Outbox<()>,
         _events: &mut Events,
     ) {
-        assert_eq!(slot, ROUTER);
+        assert_eq!(slot, SOCKET);
         self.fates
             .push((msg.get(0).unwrap_or_default().to_vec(), routed));
-        if self.fates.len() == 3 {
+        if self.resend && !routed {
+            out.send(SOCKET, msg.clone());
+        }
+        if Some(self.fates.len()) == self.exit_after {
             out.exit();
         }
     }
@@ -81,10 +112,7 @@ impl Machine for Prober {
 
 /// Runs `machine` on a thread and waits for it at most [`HARD_TIMEOUT`]; on timeout the
 /// stop is raised and the test fails (a loop that ignores the stop is left behind, failed).
-fn run_bounded<M>(mut machine: M, stop: Stop) -> (M, Ended)
-where
-    M: Machine<Job = (), Done = ()> + Send + 'static,
-{
+fn run_bounded(mut machine: Fates, stop: Stop) -> (Fates, Ended) {
     let (tx, rx) = mpsc::channel();
     let stopper = stop.clone();
     thread::spawn(move || {
@@ -114,11 +142,13 @@ fn a_mandatory_router_reports_both_fates_over_tcp_too() {
     probe(format!("tcp://127.0.0.1:{port}"));
 }
 
+/// Sends to a peer nobody is (unroutable), answers the one real peer that says hello, sends to
+/// nobody again, and expects to have heard all three fates.
 fn probe(endpoint: String) {
-    let machine = Prober {
-        endpoint: endpoint.clone(),
-        fates: Vec::new(),
-    };
+    let mut machine = Fates::new(SocketKind::MandatoryRouter, vec![to(b"nobody", b"lost")]);
+    machine.bind = vec![endpoint.clone()];
+    machine.answer = |peer| vec![to(peer, b"welcome"), to(b"nobody", b"lost again")];
+    machine.exit_after = Some(3);
     let peer = thread::spawn(move || {
         let dealer = pirate::transport::context().socket(zmq::DEALER).unwrap();
         dealer.set_linger(0).unwrap();
@@ -144,62 +174,11 @@ fn probe(endpoint: String) {
     assert_eq!(peer.join().unwrap().unwrap(), [b"welcome".to_vec()]);
 }
 
-/// Sends to a peer nobody is, and again each time it hears that the send found nobody: the
-/// stop must still end the loop.
-struct Retrier {
-    endpoint: String,
-    unroutable: u64,
-}
-
-impl Machine for Retrier {
-    type Job = ();
-    type Done = ();
-
-    fn sockets(&self) -> Vec<SocketSpec> {
-        vec![SocketSpec {
-            slot: ROUTER,
-            kind: SocketKind::MandatoryRouter,
-            name: "router",
-            bind: vec![self.endpoint.clone()],
-            connect: vec![],
-            identity: None,
-        }]
-    }
-
-    fn start(&mut self, _now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
-        out.send(ROUTER, to(b"nobody", b"lost"));
-    }
-
-    fn handle(&mut self, _: Input<()>, _: Instant, _: &mut Outbox<()>, _: &mut Events) {}
-
-    fn tick(&mut self, _now: Instant, _out: &mut Outbox<()>, _events: &mut Events) {}
-
-    fn next_deadline(&self) -> Option<Instant> {
-        None
-    }
-
-    fn routed(
-        &mut self,
-        _slot: Slot,
-        msg: &Message,
-        routed: bool,
-        _now: Instant,
-        out: &mut Outbox<()>,
-        _events: &mut Events,
-    ) {
-        if !routed {
-            self.unroutable += 1;
-            out.send(ROUTER, msg.clone());
-        }
-    }
-}
-
 #[test]
 fn a_machine_that_resends_every_unroutable_message_still_stops() {
-    let machine = Retrier {
-        endpoint: format!("inproc://reactor-retrier-{}", std::process::id()),
-        unroutable: 0,
-    };
+    let mut machine = Fates::new(SocketKind::MandatoryRouter, vec![to(b"nobody", b"lost")]);
+    machine.bind = vec![format!("inproc://reactor-retrier-{}", std::process::id())];
+    machine.resend = true;
     let stop = Stop::new();
     let raiser = stop.clone();
     thread::spawn(move || {
@@ -208,82 +187,21 @@ fn a_machine_that_resends_every_unroutable_message_still_stops() {
     });
     let (machine, ended) = run_bounded(machine, stop);
     assert_eq!(ended, Ended::Stopped);
-    assert!(machine.unroutable > 1, "{}", machine.unroutable);
-}
-
-/// Sends [`FLOOD`] messages at start on a NonBlockingDealer whose peer never answers the
-/// connection, and exits once it has heard every fate.
-struct Flooder {
-    sent: u64,
-    refused: u64,
-}
-
-const FLOOD: u64 = 1500;
-
-impl Machine for Flooder {
-    type Job = ();
-    type Done = ();
-
-    fn sockets(&self) -> Vec<SocketSpec> {
-        vec![SocketSpec {
-            slot: 0,
-            kind: SocketKind::NonBlockingDealer,
-            name: "dealer",
-            bind: vec![],
-            // Nobody listens on port 1: the messages queue until the queue is full.
-            connect: vec!["tcp://127.0.0.1:1".into()],
-            identity: None,
-        }]
-    }
-
-    fn start(&mut self, _now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
-        for i in 0..FLOOD {
-            out.send(0, Message::from_frames([i.to_string().into_bytes()]));
-        }
-    }
-
-    fn handle(&mut self, _: Input<()>, _: Instant, _: &mut Outbox<()>, _: &mut Events) {}
-
-    fn tick(&mut self, _now: Instant, _out: &mut Outbox<()>, _events: &mut Events) {}
-
-    fn next_deadline(&self) -> Option<Instant> {
-        None
-    }
-
-    fn routed(
-        &mut self,
-        _slot: Slot,
-        _msg: &Message,
-        routed: bool,
-        _now: Instant,
-        out: &mut Outbox<()>,
-        _events: &mut Events,
-    ) {
-        if routed {
-            self.sent += 1;
-        } else {
-            self.refused += 1;
-        }
-        if self.sent + self.refused == FLOOD {
-            out.exit();
-        }
-    }
+    assert!(machine.routed_count(false) > 1, "{}", machine.fates.len());
 }
 
 #[test]
 fn a_non_blocking_dealer_never_blocks_on_a_full_queue_and_reports_what_it_dropped() {
-    let machine = Flooder {
-        sent: 0,
-        refused: 0,
-    };
+    const FLOOD: usize = 1500;
+    let flood = (0..FLOOD).map(|i| Message::from_frames([i.to_string().into_bytes()]));
+    let mut machine = Fates::new(SocketKind::NonBlockingDealer, flood.collect());
+    // Nobody listens on port 1: the messages queue until the queue is full.
+    machine.connect = vec!["tcp://127.0.0.1:1".into()];
+    machine.exit_after = Some(FLOOD);
     let (machine, ended) = run_bounded(machine, Stop::new());
     assert_eq!(ended, Ended::Exited);
     // ZeroMQ queues up to the send high-water mark (1000 by default), then refuses.
-    assert!(
-        machine.sent > 0 && machine.refused > 0,
-        "{}/{}",
-        machine.sent,
-        machine.refused
-    );
-    assert_eq!(machine.sent + machine.refused, FLOOD);
+    let (sent, refused) = (machine.routed_count(true), machine.routed_count(false));
+    assert!(sent > 0 && refused > 0, "{sent}/{refused}");
+    assert_eq!(sent + refused, FLOOD);
 }
