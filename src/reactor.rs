@@ -84,6 +84,20 @@ pub struct SocketSpec {
     pub identity: Option<Vec<u8>>,
 }
 
+impl SocketSpec {
+    /// A socket in `slot` bound to `endpoint` alone, its identity left to the transport.
+    pub fn bound(slot: Slot, kind: SocketKind, name: &'static str, endpoint: &str) -> Self {
+        SocketSpec {
+            slot,
+            kind,
+            name,
+            bind: vec![endpoint.to_string()],
+            connect: Vec::new(),
+            identity: None,
+        }
+    }
+}
+
 /// The socket types roles use (a copy of libzmq's, so machines compare and print them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketKind {

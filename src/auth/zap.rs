@@ -278,14 +278,7 @@ impl Machine for ZapHandler {
     type Done = ZapDone;
 
     fn sockets(&self) -> Vec<SocketSpec> {
-        vec![SocketSpec {
-            slot: ZAP,
-            kind: SocketKind::Rep,
-            name: "zap",
-            bind: vec![ZAP_ENDPOINT.into()],
-            connect: vec![],
-            identity: None,
-        }]
+        vec![SocketSpec::bound(ZAP, SocketKind::Rep, "zap", ZAP_ENDPOINT)]
     }
 
     fn start(&mut self, _now: Instant, out: &mut Outbox<ZapJob>, _events: &mut Events) {
@@ -549,6 +542,11 @@ mod tests {
             out.take()
         }
 
+        /// Feeds `msg` on monitor `slot`.
+        fn on(h: &mut ZapHandler, slot: Slot, msg: Message) -> Vec<Output<ZapJob>> {
+            feed(h, Input::Message { slot, msg })
+        }
+
         fn zap(frames: &[&[u8]]) -> Input<ZapDone> {
             Input::Message {
                 slot: ZAP,
@@ -672,14 +670,7 @@ mod tests {
             let (mut h, refused, _) = handler();
             watch(&mut h, "inproc://m-1");
             let failed = event(zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL, 0x1100_0002);
-            assert!(feed(
-                &mut h,
-                Input::Message {
-                    slot: 1,
-                    msg: failed
-                }
-            )
-            .is_empty());
+            assert!(on(&mut h, 1, failed).is_empty());
             assert_eq!(
                 refused.borrow()[0],
                 (
@@ -690,32 +681,12 @@ mod tests {
             );
             // Too short to be an event, or from a slot nobody watches: passed over.
             let short = Message::from_frames([vec![1u8, 2]]);
-            assert!(feed(
-                &mut h,
-                Input::Message {
-                    slot: 1,
-                    msg: short
-                }
-            )
-            .is_empty());
+            assert!(on(&mut h, 1, short).is_empty());
             let stray = event(zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL, 1);
-            assert!(feed(
-                &mut h,
-                Input::Message {
-                    slot: 7,
-                    msg: stray
-                }
-            )
-            .is_empty());
+            assert!(on(&mut h, 7, stray).is_empty());
             assert_eq!(refused.borrow().len(), 1);
             let stopped = event(zmq::SocketEvent::MONITOR_STOPPED, 0);
-            let closed = feed(
-                &mut h,
-                Input::Message {
-                    slot: 1,
-                    msg: stopped,
-                },
-            );
+            let closed = on(&mut h, 1, stopped);
             assert!(matches!(closed[..], [Output::Close(1)]), "{closed:?}");
             let (out, _) = watch(&mut h, "inproc://m-2");
             assert!(

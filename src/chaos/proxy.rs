@@ -849,14 +849,13 @@ impl Machine for Proxy<'_> {
     type Done = ();
 
     fn sockets(&self) -> Vec<SocketSpec> {
-        vec![SocketSpec {
-            slot: FRONTEND,
-            kind: SocketKind::Router,
-            name: "frontend",
-            bind: vec![self.config.frontend.clone()],
-            connect: vec![],
-            identity: None,
-        }]
+        let frontend = &self.config.frontend;
+        vec![SocketSpec::bound(
+            FRONTEND,
+            SocketKind::Router,
+            "frontend",
+            frontend,
+        )]
     }
 
     fn start(&mut self, _now: Instant, _out: &mut Outbox<()>, events: &mut Events) {
