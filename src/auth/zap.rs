@@ -185,7 +185,7 @@ const ZAP: Slot = 0;
 type Refuse = Box<dyn FnMut(&str, &str, String)>;
 
 /// The ZAP handler and the handshake watcher as one pure [`Machine`], run on a reactor of its
-/// own (see [`start`]): it answers each ZAP request on [`ZAP`] by [`decide`], and reads one
+/// own (see [`start`]): it answers each ZAP request on its REP socket by [`decide`], and reads one
 /// socket monitor per secured bind, counting handshakes that failed before ZAP was asked.
 pub struct ZapHandler {
     policy: ServerPolicy,

@@ -686,7 +686,7 @@ pub const MAX_LINKS: usize = 1000;
 /// Called with each fault as it is injected: (events, kind, direction).
 type OnFault<'f> = dyn FnMut(&mut Events, &str, &str) + 'f;
 
-/// The fault proxy as a pure [`Machine`]: the frontend ROUTER in slot [`FRONTEND`], one
+/// The fault proxy as a pure [`Machine`]: the frontend ROUTER in slot 0, one
 /// DEALER per peer above it, opened on first sight and closed after `peer_timeout` of silence.
 /// Its deadlines are the delayed packets ([`TimerHeap`]), the reorder windows
 /// ([`FaultDecider::next_deadline`]) and the idle sweep.
