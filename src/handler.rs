@@ -19,9 +19,9 @@
 //!   first [`STDERR_KEPT`] bytes of stderr are kept (the rest is read and dropped).
 //! - `--exec-timeout`: a command still running after it is killed, with its whole process
 //!   group (`SIGKILL`), and the reply is an `error: … timed out` line.
-//! - Stopping: when `pirate` is asked to stop (Ctrl-C, SIGTERM) every running command's group
-//!   is killed within one poll slice; on a second Ctrl-C [`kill_running`] kills them before
-//!   the process exits. The shell also gets `PR_SET_PDEATHSIG` = `SIGKILL`, so a `pirate`
+//! - Stopping: when `pirate` is asked to stop (Ctrl-C, SIGTERM) its loop ends and the binary
+//!   kills every running command's group ([`kill_running`]) before it exits; a second Ctrl-C
+//!   kills them at once. The shell also gets `PR_SET_PDEATHSIG` = `SIGKILL`, so a `pirate`
 //!   killed with `kill -9` takes its shell with it (only the shell: a grandchild that outlives
 //!   it is reparented, which is what process groups and the paths above are for).
 
@@ -37,7 +37,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::msg::Message;
-use crate::shutdown;
 use crate::transport;
 
 /// The request handler of a server or worker.
@@ -234,7 +233,6 @@ fn has_exited(pid: u32) -> bool {
 /// Why a command did not give a reply.
 enum Stopped {
     TimedOut(Duration),
-    Interrupted,
     TooBig(u64),
 }
 
@@ -306,17 +304,17 @@ fn run(exec: &Exec, input: Message, mut output: impl FnMut(&[u8]) -> usize) -> R
 
     let limit = transport::max_message();
     let ended = loop {
-        if shutdown::requested() {
-            break Err(Stopped::Interrupted);
-        }
         let now = Instant::now();
         if let Some(deadline) = deadline.filter(|d| now >= *d) {
             break Err(Stopped::TimedOut(deadline - started));
         }
-        let wait = deadline
-            .map_or(shutdown::POLL_SLICE, |d| d - now)
-            .min(shutdown::POLL_SLICE);
-        match stdout.recv_timeout(wait) {
+        let chunk = match deadline {
+            Some(deadline) => stdout.recv_timeout(deadline - now),
+            None => stdout
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match chunk {
             Ok(chunk) => {
                 if output(&chunk) as u64 > limit {
                     break Err(Stopped::TooBig(limit));
@@ -349,7 +347,6 @@ fn run(exec: &Exec, input: Message, mut output: impl FnMut(&[u8]) -> usize) -> R
             "error: `{cmd}` timed out after {} (--exec-timeout) and was killed",
             humantime::format_duration(after)
         ),
-        Stopped::Interrupted => format!("error: `{cmd}` was killed: pirate is stopping"),
         Stopped::TooBig(limit) => {
             format!("error: `{cmd}` wrote more than {limit} bytes (--max-message) and was killed")
         }
@@ -358,15 +355,12 @@ fn run(exec: &Exec, input: Message, mut output: impl FnMut(&[u8]) -> usize) -> R
 }
 
 /// After stdout closed: waits for the shell to exit (without reaping it), still honouring the
-/// deadline and the stop flag (a command may close stdout and keep running).
+/// deadline (a command may close stdout and keep running).
 fn wait_exit(pid: u32, deadline: Option<Instant>, started: Instant) -> Result<(), Stopped> {
     let mut pause = Duration::from_micros(50);
     loop {
         if has_exited(pid) {
             return Ok(());
-        }
-        if shutdown::requested() {
-            return Err(Stopped::Interrupted);
         }
         if let Some(deadline) = deadline.filter(|d| Instant::now() >= *d) {
             return Err(Stopped::TimedOut(deadline - started));

@@ -13,10 +13,12 @@
 //! - [`endpoint`]: endpoint syntax, checked before anything starts.
 //! - [`msg`]: owned multipart message, envelope helpers, the Guide's frame dump.
 //! - [`reactor`]: the one event loop: sockets by slot, polling (the only poll of the roles),
-//!   deadlines, work threads, the [`reactor::Stop`] value; drains every ready message (up to
-//!   256 per socket per pass) before it sends, and blocks only once nothing is left.
+//!   deadlines, work threads, the [`reactor::Stop`] value (the one stop signal: made by the
+//!   binary, raised by Ctrl-C, no process-wide flag); drains every ready message (up to 256
+//!   per socket per pass) before it sends, and blocks only once nothing is left.
 //! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors).
-//! - [`auth`]: ZAP authentication for binds, PLAIN/CURVE credentials for connects.
+//! - [`auth`]: ZAP authentication for binds (the ZAP handler is a machine on a reactor thread
+//!   of its own, `auth::zap`), PLAIN/CURVE credentials for connects.
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
 //! - [`proto`]: pure codecs, one per RFC (6/PPP, 7/MDP and 18/MDP, 8/MMI, 10/FLP), and
 //!   request ids in reply envelopes (`correlate`).
@@ -28,8 +30,6 @@
 //! - [`handler`]: echo or `sh -c CMD` request handling.
 //! - [`event`]: events and reports (serde), rendered by the binary.
 //! - [`stats`]: latency percentiles (the `Latency` every report carries).
-//! - [`shutdown`]: the process-wide Ctrl-C flag, still read by the `--exec` watchdog, the ZAP
-//!   thread, the chaos proxy and the chaos runner (roles get a [`reactor::Stop`] instead).
 //! - [`feed`]: reading the next request (stdin may block) as a reactor job.
 //! - [`majordomo`]: the Majordomo client (`MdpClient`) and worker (`serve`) API for Rust
 //!   programs, running the same machines as the command line.
@@ -38,7 +38,7 @@
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.
 //! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
-//!   its report (`chaos::report`), and the message-fault proxy. The orchestrator that spawns
+//!   its report (`chaos::report`), and the message-fault proxy (a machine, `chaos::proxy`). The orchestrator that spawns
 //!   the topology is the binary's (`src/bin/pirate/chaos_run.rs`): no library file runs `pirate`.
 //!
 //! Imports go one way (no module imports one that imports it back): codecs and `msg` at the
@@ -63,7 +63,6 @@ pub mod msg;
 pub mod proto;
 pub mod reactor;
 pub mod roles;
-pub mod shutdown;
 pub mod stats;
 pub mod store;
 pub mod transport;

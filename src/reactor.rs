@@ -105,6 +105,20 @@ pub struct SocketSpec {
     pub identity: Option<Vec<u8>>,
 }
 
+impl SocketSpec {
+    /// A socket in `slot` bound to `endpoint` alone, its identity left to the transport.
+    pub fn bound(slot: Slot, kind: SocketKind, name: &'static str, endpoint: &str) -> Self {
+        SocketSpec {
+            slot,
+            kind,
+            name,
+            bind: vec![endpoint.to_string()],
+            connect: Vec::new(),
+            identity: None,
+        }
+    }
+}
+
 /// The socket types roles use (a copy of libzmq's, so machines compare and print them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SocketKind {
@@ -119,6 +133,12 @@ pub enum SocketKind {
     /// with ROUTER_HANDOVER): each send's fate comes back through [`Machine::routed`], so a
     /// machine learns at once that a peer is gone (the Freelance client).
     MandatoryRouter,
+    /// A DEALER whose sends never block: a message its queue cannot take now (its peer's
+    /// queue is full) is dropped, and each send's fate comes back through [`Machine::routed`]
+    /// (the fault proxy, which must not stall every peer for one upstream that is down).
+    NonBlockingDealer,
+    /// A PAIR socket (a socket monitor's other end).
+    Pair,
 }
 
 impl SocketKind {
@@ -126,7 +146,8 @@ impl SocketKind {
         match self {
             SocketKind::Req => zmq::REQ,
             SocketKind::Rep => zmq::REP,
-            SocketKind::Dealer => zmq::DEALER,
+            SocketKind::Dealer | SocketKind::NonBlockingDealer => zmq::DEALER,
+            SocketKind::Pair => zmq::PAIR,
             SocketKind::Router | SocketKind::MandatoryRouter => zmq::ROUTER,
             SocketKind::Pub => zmq::PUB,
             SocketKind::Sub => zmq::SUB,
@@ -262,9 +283,12 @@ pub trait Machine {
     /// When [`tick`](Self::tick) must next be called, if ever.
     fn next_deadline(&self) -> Option<Instant>;
 
-    /// A message sent on a [`SocketKind::MandatoryRouter`] went out (`routed`) or found its
-    /// peer not connected or not accepting (it was dropped). Called at once, before anything
-    /// else happens; what it asks for is carried out before the outputs that followed `msg`.
+    /// A message sent on a [`SocketKind::MandatoryRouter`] or a
+    /// [`SocketKind::NonBlockingDealer`] went out (`routed`) or found its peer not connected
+    /// or not accepting (it was dropped). Called at once, before anything
+    /// else happens; what it asks for is carried out before the outputs that followed `msg`
+    /// (after [`BATCH`] unroutable sends in one go, at the next wake-up: a machine resending
+    /// every unroutable message must not keep the loop from its stop signal).
     fn routed(
         &mut self,
         _slot: Slot,
@@ -556,6 +580,7 @@ impl<M: Machine> Reactor<M> {
         events: &mut Events,
     ) -> Result<bool> {
         self.todo.extend(out.outputs.drain(..));
+        let mut unroutable = 0;
         while let Some(output) = self.todo.pop_front() {
             match output {
                 Output::Send { slot, msg } => {
@@ -563,7 +588,10 @@ impl<M: Machine> Reactor<M> {
                         Some(open) => {
                             // A send may process the command that announced a message.
                             open.settled = false;
-                            if open.kind == SocketKind::MandatoryRouter {
+                            if matches!(
+                                open.kind,
+                                SocketKind::MandatoryRouter | SocketKind::NonBlockingDealer
+                            ) {
                                 let routed = open.socket.send_routed(msg.clone(), events)?;
                                 machine.routed(
                                     slot,
@@ -575,6 +603,14 @@ impl<M: Machine> Reactor<M> {
                                 );
                                 for o in self.more.outputs.drain(..).rev() {
                                     self.todo.push_front(o);
+                                }
+                                unroutable += usize::from(!routed);
+                                if unroutable == BATCH {
+                                    // A machine that answers every unroutable send with
+                                    // another one would keep us here forever, deaf to the
+                                    // stop: the rest waits for the next wake-up.
+                                    out.outputs.extend(self.todo.drain(..));
+                                    return Ok(false);
                                 }
                             } else {
                                 open.socket.send(msg, events)?;

@@ -180,12 +180,6 @@ impl Socket {
         self.name
     }
 
-    /// The underlying ZeroMQ socket. Only the chaos proxy's own poll loop uses it, until
-    /// that proxy is a machine on the reactor like every other role; delete it then.
-    pub(crate) fn raw(&self) -> &zmq::Socket {
-        &self.inner
-    }
-
     /// The socket's `ZMQ_FD`: readable when the socket may have work (a message, a command)
     /// since it was last read until `EAGAIN`. Edge-triggered, so the reactor polls it only
     /// after it drained the socket, and drains it again after every send on it (a send may
@@ -297,7 +291,8 @@ impl Socket {
                     events.frame(self.name, Direction::In, &msg);
                     return Ok(msg);
                 }
-                Err(zmq::Error::EINTR) => crate::shutdown::check()?,
+                // A signal: the message the poll saw is still there (the loop looks at its stop).
+                Err(zmq::Error::EINTR) => {}
                 Err(e) => return Err(Error::zmq(&format!("cannot receive on {}", self.name), e)),
             }
         }

@@ -54,6 +54,21 @@ fn assert_served(args: &[&str]) {
     assert_eq!(replies(&out), sequence(3));
 }
 
+/// A peer without credentials that sends its whole ZMTP 3.0 greeting (mechanism `NULL`) and
+/// keeps the connection open until dropped, so the server reads the greeting and refuses the
+/// handshake for the mechanism. A ZeroMQ client may close first when it sees the mismatch,
+/// and the server then only sees a broken pipe (libzmq's `HANDSHAKE_FAILED_NO_DETAIL`),
+/// which it does not count: this peer makes the counted refusal certain.
+fn null_greeting(port: u16) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut greeting = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 0];
+    greeting.extend_from_slice(b"NULL");
+    greeting.resize(64, 0);
+    let mut peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    peer.write_all(&greeting).unwrap();
+    peer
+}
+
 /// The `refused` events a `--json` role printed so far.
 fn refusals(role: &Proc) -> Vec<serde_json::Value> {
     json_lines(&role.stdout.text())
@@ -78,6 +93,7 @@ fn plain_lets_in_the_right_password_only_and_counts_the_rest() {
     // No credentials: refused in the handshake itself, which the server sees only if the
     // client's socket lives until the greetings were exchanged.
     assert_refused_within(&["client", "--connect", &at], "1s");
+    let _peer = null_greeting(port);
     server.wait_for("the refusals", |o, _| o.contains("unknown user"));
     let refused = refusals(&server);
     let reasons: Vec<&str> = refused

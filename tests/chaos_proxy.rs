@@ -399,6 +399,7 @@ fn bad_fault_flags_are_usage_errors() {
 #[test]
 fn the_library_proxy_keeps_peer_identities_upstream() {
     use pirate::chaos::proxy::{run as run_proxy, ProxyConfig};
+    use pirate::reactor::Stop;
     use pirate::Events;
 
     let ctx = zmq::Context::new();
@@ -412,9 +413,13 @@ fn the_library_proxy_keeps_peer_identities_upstream() {
         backend,
         ..Default::default()
     };
-    let proxy = std::thread::spawn(move || {
-        let mut events = Events::discard();
-        run_proxy(&config, &mut events, &mut |_, _| {})
+    let stop = Stop::new();
+    let proxy = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut events = Events::discard();
+            run_proxy(&config, &stop, &mut events, &mut |_, _| {})
+        }
     });
     let mut workers = Vec::new();
     for name in ["wa-1", "wb-1"] {
@@ -447,8 +452,7 @@ fn the_library_proxy_keeps_peer_identities_upstream() {
         .unwrap();
     let got = workers[1].recv_multipart(0).unwrap();
     assert_eq!(got, vec![b"client".to_vec(), vec![], b"hi".to_vec()]);
-    // This test binary runs no other loop in-process, so the process-wide stop flag is ours.
-    pirate::shutdown::request();
+    stop.request();
     let report = proxy.join().unwrap().unwrap();
     assert_eq!(report.forwarded_down, 1);
     assert_eq!(report.peers, 2);

@@ -1,7 +1,7 @@
 //! Authentication and encryption: ZAP (RFC 27) for the sockets a role binds, PLAIN
 //! (RFC 24) or CURVE (RFC 26, encrypted) credentials for the sockets it connects.
 //!
-//! The policy is process-wide, like the stop flag: one `pirate` process runs one role, and
+//! The policy is process-wide: one `pirate` process runs one role, and
 //! the same flags secure every socket it binds or connects, so no role has to carry it.
 //! [`transport`](crate::transport) calls [`on_bind`] and [`on_connect`] before each bind and
 //! connect; with no policy installed (library use, in-process tests) they do nothing.
@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use credentials::{Allow, Key, KeyPair};
 
 use crate::error::{Error, Result};
+use crate::reactor::Stop;
 
 pub use zap::{on_refusal, refused, Refusal};
 
@@ -107,8 +108,9 @@ impl Security {
 
 static POLICY: OnceLock<Security> = OnceLock::new();
 
-/// Installs the process's policy (once, before any socket is bound or connected).
-pub fn install(security: Security) -> Result<()> {
+/// Installs the process's policy (once, before any socket is bound or connected) and, when
+/// it secures binds, starts the ZAP handler, which stops when `stop` is raised.
+pub fn install(security: Security, stop: &Stop) -> Result<()> {
     let curve = matches!(
         &security.server,
         Some(ServerPolicy {
@@ -120,6 +122,9 @@ pub fn install(security: Security) -> Result<()> {
         return Err(Error::Internal(
             "this build of libzmq has no CURVE support".into(),
         ));
+    }
+    if let Some(server) = &security.server {
+        zap::start(server.clone(), stop)?;
     }
     POLICY
         .set(security)
@@ -147,7 +152,6 @@ pub fn on_bind(ctx: &zmq::Context, socket: &zmq::Socket, endpoint: &str) -> Resu
     if !secured(endpoint) {
         return Ok(());
     }
-    zap::ensure_handler(ctx, server)?;
     option("the ZAP domain", socket.set_zap_domain(ZAP_DOMAIN))?;
     match &server.mechanism {
         ServerMechanism::Null => {}

@@ -1,6 +1,7 @@
-//! The ZAP handler (RFC 27/ZAP): the thread libzmq asks, over `inproc://zeromq.zap.01` in the
-//! socket's context, whether a peer that finished its handshake may in. Plus the watcher
-//! that counts peers refused before ZAP is asked (wrong mechanism, wrong server key).
+//! The ZAP handler (RFC 27/ZAP): the machine libzmq asks, over `inproc://zeromq.zap.01` in the
+//! process context, whether a peer that finished its handshake may in, and that watches each
+//! secured socket's monitor to count peers refused before ZAP is asked (wrong mechanism, wrong
+//! server key). It runs on a reactor thread of its own and stops with the process's `Stop`.
 //!
 //! Request, one frame each: `1.0`, request id, domain, address, routing id, mechanism
 //! (`NULL`, `PLAIN`, `CURVE`), then credentials (PLAIN: user, password; CURVE: the client's
@@ -8,17 +9,19 @@
 //! `500` malformed request), status text, user id, metadata (empty).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread;
+use std::time::Instant;
 
 use super::credentials::{z85, Key};
 use super::{ServerMechanism, ServerPolicy};
 use crate::error::{Error, Result};
+use crate::event::Events;
+use crate::msg::Message;
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 
 /// Where libzmq sends ZAP requests (fixed by RFC 27), one handler per context.
 const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
-/// How often the threads look at the process stop flag.
-const POLL_MS: i64 = 100;
 
 /// A peer refused, as traced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,58 +149,223 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-/// Starts a ZAP handler for `ctx` unless one is running. The first to bind the ZAP endpoint
-/// in a context serves it, so a second call finds the address in use and returns.
-pub fn ensure_handler(ctx: &zmq::Context, policy: &'static ServerPolicy) -> Result<()> {
-    let socket = ctx
-        .socket(zmq::REP)
-        .map_err(|e| Error::zmq("cannot create the ZAP socket", e))?;
-    match socket.bind(ZAP_ENDPOINT) {
-        Ok(()) => {}
-        Err(zmq::Error::EADDRINUSE) => return Ok(()),
-        Err(e) => return Err(Error::zmq("cannot bind the ZAP handler", e)),
-    }
-    socket
-        .set_linger(0)
-        .map_err(|e| Error::zmq("cannot set LINGER", e))?;
-    thread::Builder::new()
-        .name("zap".into())
-        .spawn(move || serve(socket, policy))
-        .map_err(|e| Error::Internal(format!("cannot start the ZAP handler: {e}")))?;
-    Ok(())
+/// Asks the running ZAP handler to watch one more bound socket's monitor.
+#[derive(Debug)]
+pub struct Watch {
+    /// The `inproc://` endpoint the watched socket's monitor publishes on.
+    monitor: String,
+    /// The bound endpoint, named in refusals.
+    endpoint: String,
+    /// Told once the monitor's PAIR is connected, so no event is sent before anyone listens.
+    ack: mpsc::Sender<()>,
 }
 
-/// Answers ZAP requests until the process is asked to stop.
-fn serve(socket: zmq::Socket, policy: &ServerPolicy) {
-    while !crate::shutdown::requested() {
-        match socket.poll(zmq::POLLIN, POLL_MS) {
-            Ok(0) | Err(zmq::Error::EINTR) => continue,
-            Ok(_) => {}
-            Err(_) => return, // the context is going away
+/// What the ZAP machine hands to a work thread.
+#[derive(Debug)]
+pub enum ZapJob {
+    /// Wait for the next [`Watch`] (blocks: watches come whenever a secured socket binds).
+    NextWatch,
+    /// Tell whoever waits that what was asked before is done.
+    Ack(mpsc::Sender<()>),
+}
+
+/// What comes back from a [`ZapJob`].
+#[derive(Debug)]
+pub enum ZapDone {
+    Watch(Watch),
+    Acked,
+    /// Nobody can ask for a watch any more.
+    NoMore,
+}
+
+/// The REP socket libzmq asks; each watched monitor's PAIR has a slot above it.
+const ZAP: Slot = 0;
+
+/// Tells of a refused peer: (address, mechanism, reason).
+type Refuse = Box<dyn FnMut(&str, &str, String)>;
+
+/// The ZAP handler and the handshake watcher as one pure [`Machine`], run on a reactor of its
+/// own (see [`start`]): it answers each ZAP request on its REP socket by [`decide`], and reads one
+/// socket monitor per secured bind, counting handshakes that failed before ZAP was asked.
+pub struct ZapHandler {
+    policy: ServerPolicy,
+    /// The endpoint each monitor slot watches (`None`: the ZAP socket, or a free slot).
+    monitors: Vec<Option<String>>,
+    /// Ready to be told once the ZAP socket is bound (taken at start).
+    ready: Option<mpsc::Sender<()>>,
+    refuse: Refuse,
+}
+
+impl ZapHandler {
+    /// A handler enforcing `policy`, telling `ready` once it serves, and each refusal to
+    /// `refuse`.
+    pub fn new(
+        policy: ServerPolicy,
+        ready: mpsc::Sender<()>,
+        refuse: impl FnMut(&str, &str, String) + 'static,
+    ) -> Self {
+        ZapHandler {
+            policy,
+            monitors: vec![None],
+            ready: Some(ready),
+            refuse: Box::new(refuse),
         }
-        let Ok(frames) = socket.recv_multipart(0) else {
-            continue;
-        };
-        let answer = match Request::parse(&frames) {
-            Ok(request) => match decide(policy, &request) {
+    }
+
+    /// The reply to one ZAP request's frames.
+    fn answer(&mut self, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        match Request::parse(frames) {
+            Ok(request) => match decide(&self.policy, &request) {
                 Ok(user) => reply(&request.request_id, "200", "OK", &user),
                 Err(reason) => {
-                    refuse(&request.address, &request.mechanism, reason.clone());
+                    (self.refuse)(&request.address, &request.mechanism, reason.clone());
                     reply(&request.request_id, "400", &reason, "")
                 }
             },
             Err((id, reason)) => reply(&id, "500", &reason, ""),
-        };
-        // REP must answer before it can read again; a failed send only loses this peer.
-        let _ = socket.send_multipart(answer, 0);
+        }
     }
+
+    /// One monitor event on `slot`. Frame 1: event (u16) and value (u32), in host byte order;
+    /// frame 2: the endpoint. Anything shorter is not an event and is passed over.
+    fn monitor_event(&mut self, slot: Slot, frames: &[Vec<u8>], out: &mut Outbox<ZapJob>) {
+        let Some(endpoint) = self.monitors.get(slot).cloned().flatten() else {
+            return;
+        };
+        let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
+            return;
+        };
+        let event = u16::from_ne_bytes([head[0], head[1]]);
+        let value = u32::from_ne_bytes([head[2], head[3], head[4], head[5]]);
+        match zmq::SocketEvent::from_raw(event) {
+            zmq::SocketEvent::MONITOR_STOPPED => {
+                // The watched socket closed: its slot is free for the next bind.
+                self.monitors[slot] = None;
+                out.close(slot);
+            }
+            zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL => {
+                (self.refuse)(&endpoint, "handshake", protocol_error(value))
+            }
+            _ => {}
+        }
+    }
+
+    fn watch(&mut self, watch: Watch, out: &mut Outbox<ZapJob>) {
+        let slot = match self.monitors.iter().skip(1).position(Option::is_none) {
+            Some(free) => free + 1,
+            None => {
+                self.monitors.push(None);
+                self.monitors.len() - 1
+            }
+        };
+        self.monitors[slot] = Some(watch.endpoint);
+        out.open(SocketSpec {
+            slot,
+            kind: SocketKind::Pair,
+            name: "auth-monitor",
+            bind: vec![],
+            connect: vec![watch.monitor],
+            identity: None,
+        });
+        // Carried out after the open: the PAIR is connected when the binder hears back.
+        out.start(ZapJob::Ack(watch.ack));
+        out.start(ZapJob::NextWatch);
+    }
+}
+
+impl Machine for ZapHandler {
+    type Job = ZapJob;
+    type Done = ZapDone;
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        vec![SocketSpec::bound(ZAP, SocketKind::Rep, "zap", ZAP_ENDPOINT)]
+    }
+
+    fn start(&mut self, _now: Instant, out: &mut Outbox<ZapJob>, _events: &mut Events) {
+        if let Some(ready) = self.ready.take() {
+            out.start(ZapJob::Ack(ready));
+        }
+        out.start(ZapJob::NextWatch);
+    }
+
+    fn handle(
+        &mut self,
+        input: Input<ZapDone>,
+        _now: Instant,
+        out: &mut Outbox<ZapJob>,
+        _events: &mut Events,
+    ) {
+        match input {
+            Input::Message { slot: ZAP, msg } => {
+                // REP must answer before it can read again; libzmq waits for this answer.
+                let answer = self.answer(&msg.into_frames());
+                out.send(ZAP, Message::from(answer));
+            }
+            Input::Message { slot, msg } => self.monitor_event(slot, &msg.into_frames(), out),
+            Input::Done(ZapDone::Watch(watch)) => self.watch(watch, out),
+            Input::Done(ZapDone::Acked | ZapDone::NoMore) => {}
+        }
+    }
+
+    fn tick(&mut self, _now: Instant, _out: &mut Outbox<ZapJob>, _events: &mut Events) {}
+
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// Where watches go, once [`start`] has the handler running.
+static WATCHES: OnceLock<mpsc::Sender<Watch>> = OnceLock::new();
+
+/// Starts the ZAP handler on a reactor thread of its own, in the process context
+/// ([`crate::transport::context`], the one every role's sockets live in), and returns once it
+/// serves (or with why it cannot: another ZAP handler holds the endpoint). It stops when
+/// `stop` is raised; a socket bound after that cannot be secured and is refused.
+pub fn start(policy: ServerPolicy, stop: &Stop) -> Result<()> {
+    let (watches, next) = mpsc::channel::<Watch>();
+    let next = Arc::new(Mutex::new(next));
+    let (ready, started) = mpsc::channel();
+    let stop = stop.clone();
+    let thread = thread::Builder::new()
+        .name("zap".into())
+        .spawn(move || {
+            let mut handler = ZapHandler::new(policy, ready, refuse);
+            let work = move |job| match job {
+                ZapJob::NextWatch => match next.lock().map(|rx| rx.recv()) {
+                    Ok(Ok(watch)) => ZapDone::Watch(watch),
+                    _ => ZapDone::NoMore,
+                },
+                ZapJob::Ack(to) => {
+                    let _ = to.send(());
+                    ZapDone::Acked
+                }
+            };
+            // No frame tracing: ZAP requests carry passwords.
+            reactor::run(&mut handler, work, &stop, &mut Events::discard()).map(|_| ())
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the ZAP handler: {e}")))?;
+    if started.recv().is_err() {
+        // The handler ended before it served: its bind failed.
+        return Err(match thread.join() {
+            Ok(Err(e)) => e,
+            _ => Error::Internal("the ZAP handler did not start".into()),
+        });
+    }
+    WATCHES
+        .set(watches)
+        .map_err(|_| Error::Internal("the ZAP handler was started twice".into()))
 }
 
 /// Watches bound `socket` for handshakes that fail before ZAP is asked (a peer with no or the
 /// wrong mechanism, or a CURVE peer with the wrong server key) and counts them as refused.
+/// Returns once the handler listens to the socket's monitor.
 pub fn watch(ctx: &zmq::Context, socket: &zmq::Socket, endpoint: &str) -> Result<()> {
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    served(ctx)?;
+    let stopped = || Error::Interrupted;
+    let watches = WATCHES
+        .get()
+        .ok_or_else(|| Error::Internal("a secured bind with no ZAP handler running".into()))?;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let at = format!(
         "inproc://pirate-auth-monitor-{}",
         NEXT.fetch_add(1, Ordering::Relaxed)
@@ -207,44 +375,30 @@ pub fn watch(ctx: &zmq::Context, socket: &zmq::Socket, endpoint: &str) -> Result
     socket
         .monitor(&at, events)
         .map_err(|e| Error::zmq("cannot monitor the socket", e))?;
-    // Connected here, before the bind, so no event is sent before anyone listens.
-    let monitor = ctx
-        .socket(zmq::PAIR)
-        .map_err(|e| Error::zmq("cannot create a monitor socket", e))?;
-    monitor
-        .connect(&at)
-        .map_err(|e| Error::zmq("cannot connect the monitor socket", e))?;
-    let endpoint = endpoint.to_string();
-    thread::Builder::new()
-        .name("auth-monitor".into())
-        .spawn(move || watch_events(monitor, &endpoint))
-        .map_err(|e| Error::Internal(format!("cannot start the monitor: {e}")))?;
-    Ok(())
+    let (ack, acked) = mpsc::channel();
+    watches
+        .send(Watch {
+            monitor: at,
+            endpoint: endpoint.to_string(),
+            ack,
+        })
+        .map_err(|_| stopped())?;
+    // No answer: the handler stopped (with the process), and this bind cannot be secured.
+    acked.recv().map_err(|_| stopped())
 }
 
-fn watch_events(monitor: zmq::Socket, endpoint: &str) {
-    while !crate::shutdown::requested() {
-        match monitor.poll(zmq::POLLIN, POLL_MS) {
-            Ok(0) | Err(zmq::Error::EINTR) => continue,
-            Ok(_) => {}
-            Err(_) => return,
-        }
-        let Ok(frames) = monitor.recv_multipart(0) else {
-            continue;
-        };
-        // Frame 1: event (u16) and value (u32), little-endian as the host; frame 2: endpoint.
-        let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
-            continue;
-        };
-        let event = u16::from_ne_bytes([head[0], head[1]]);
-        let value = u32::from_ne_bytes([head[2], head[3], head[4], head[5]]);
-        match zmq::SocketEvent::from_raw(event) {
-            zmq::SocketEvent::MONITOR_STOPPED => return,
-            zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL => {
-                refuse(endpoint, "handshake", protocol_error(value))
-            }
-            _ => {}
-        }
+/// Fails closed when `ctx` has no ZAP handler (a socket made outside the process context):
+/// without one libzmq would let every peer in.
+fn served(ctx: &zmq::Context) -> Result<()> {
+    let probe = ctx
+        .socket(zmq::REP)
+        .map_err(|e| Error::zmq("cannot create a socket", e))?;
+    let _ = probe.set_linger(0);
+    match probe.bind(ZAP_ENDPOINT) {
+        Err(zmq::Error::EADDRINUSE) => Ok(()),
+        _ => Err(Error::Internal(
+            "a secured bind in a context with no ZAP handler (use transport::context())".into(),
+        )),
     }
 }
 
@@ -361,5 +515,184 @@ mod tests {
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd"));
         assert!(!same(b"abc", b"ab"));
+    }
+
+    /// The machine with plain values: ZAP requests in, replies and refusals out.
+    mod machine {
+        use super::*;
+        use crate::reactor::Output;
+        use std::cell::RefCell;
+        use std::rc::Rc;
+
+        type Refused = Rc<RefCell<Vec<(String, String, String)>>>;
+
+        fn handler() -> (ZapHandler, Refused, mpsc::Receiver<()>) {
+            let refused = Refused::default();
+            let sink = Rc::clone(&refused);
+            let (ready, told) = mpsc::channel();
+            let h = ZapHandler::new(plain(), ready, move |a: &str, m: &str, r: String| {
+                sink.borrow_mut().push((a.into(), m.into(), r))
+            });
+            (h, refused, told)
+        }
+
+        fn feed(h: &mut ZapHandler, input: Input<ZapDone>) -> Vec<Output<ZapJob>> {
+            let mut out = Outbox::default();
+            h.handle(input, Instant::now(), &mut out, &mut Events::discard());
+            out.take()
+        }
+
+        /// Feeds `msg` on monitor `slot`.
+        fn on(h: &mut ZapHandler, slot: Slot, msg: Message) -> Vec<Output<ZapJob>> {
+            feed(h, Input::Message { slot, msg })
+        }
+
+        fn zap(frames: &[&[u8]]) -> Input<ZapDone> {
+            Input::Message {
+                slot: ZAP,
+                msg: Message::from_frames(frames.iter().map(|f| f.to_vec())),
+            }
+        }
+
+        fn answer(outputs: &[Output<ZapJob>]) -> Vec<Vec<u8>> {
+            match outputs {
+                [Output::Send { slot: ZAP, msg }] => msg.clone().into_frames(),
+                other => panic!("one answer on the ZAP socket, got {other:?}"),
+            }
+        }
+
+        fn event(kind: zmq::SocketEvent, value: u32) -> Message {
+            let mut head = (kind as u16).to_ne_bytes().to_vec();
+            head.extend_from_slice(&value.to_ne_bytes());
+            Message::from_frames([head, b"tcp://127.0.0.1:9".to_vec()])
+        }
+
+        /// A watch for `monitor`; its ack comes through the receiver.
+        fn watch(h: &mut ZapHandler, monitor: &str) -> (Vec<Output<ZapJob>>, mpsc::Receiver<()>) {
+            let (ack, acked) = mpsc::channel();
+            let w = Watch {
+                monitor: monitor.into(),
+                endpoint: format!("{monitor}-bound"),
+                ack,
+            };
+            (feed(h, Input::Done(ZapDone::Watch(w))), acked)
+        }
+
+        #[test]
+        fn binds_the_zap_endpoint_then_says_it_is_ready_and_waits_for_watches() {
+            let (mut h, _, told) = handler();
+            let specs = h.sockets();
+            assert_eq!(
+                (specs[0].kind, specs[0].bind.clone()),
+                (SocketKind::Rep, vec![ZAP_ENDPOINT.to_string()])
+            );
+            let mut out = Outbox::default();
+            h.start(Instant::now(), &mut out, &mut Events::discard());
+            match &out.take()[..] {
+                [Output::Start(ZapJob::Ack(ready)), Output::Start(ZapJob::NextWatch)] => {
+                    ready.send(()).unwrap()
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(told.try_recv().is_ok());
+        }
+
+        #[test]
+        fn answers_every_request_200_400_or_500_and_counts_only_refusals() {
+            let (mut h, refused, _) = handler();
+            let ok = answer(&feed(
+                &mut h,
+                zap(&[
+                    b"1.0",
+                    b"1",
+                    b"pirate",
+                    b"10.0.0.1",
+                    b"",
+                    b"PLAIN",
+                    b"alice",
+                    b"pw",
+                ]),
+            ));
+            assert_eq!(ok, reply(b"1", "200", "OK", "alice"));
+            let no = answer(&feed(
+                &mut h,
+                zap(&[
+                    b"1.0",
+                    b"2",
+                    b"pirate",
+                    b"10.0.0.2",
+                    b"",
+                    b"PLAIN",
+                    b"alice",
+                    b"x",
+                ]),
+            ));
+            assert_eq!(
+                (no[1].as_slice(), no[2].as_slice()),
+                (&b"2"[..], &b"400"[..])
+            );
+            let bad = answer(&feed(&mut h, zap(&[b"1.0", b"3"])));
+            assert_eq!(
+                (bad[1].as_slice(), bad[2].as_slice()),
+                (&b"3"[..], &b"500"[..])
+            );
+            // Even no frames at all is answered: libzmq waits for every answer.
+            assert_eq!(answer(&feed(&mut h, zap(&[])))[2], b"500");
+            let refused = refused.borrow();
+            assert_eq!(refused.len(), 1);
+            assert_eq!(
+                (refused[0].0.as_str(), refused[0].1.as_str()),
+                ("10.0.0.2", "PLAIN")
+            );
+            assert!(refused[0].2.contains("wrong password"));
+        }
+
+        #[test]
+        fn a_watch_opens_a_pair_on_the_monitor_then_acks_then_waits_for_the_next() {
+            let (mut h, _, _) = handler();
+            let (out, acked) = watch(&mut h, "inproc://m-1");
+            match &out[..] {
+                [Output::Open(spec), Output::Start(ZapJob::Ack(ack)), Output::Start(ZapJob::NextWatch)] =>
+                {
+                    assert_eq!((spec.slot, spec.kind), (1, SocketKind::Pair));
+                    assert_eq!(spec.connect, ["inproc://m-1"]);
+                    ack.send(()).unwrap();
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(acked.try_recv().is_ok(), "the binder hears back");
+            let (out, _) = watch(&mut h, "inproc://m-2");
+            assert!(matches!(&out[0], Output::Open(spec) if spec.slot == 2));
+        }
+
+        #[test]
+        fn a_failed_handshake_is_a_refusal_and_a_stopped_monitor_frees_its_slot() {
+            let (mut h, refused, _) = handler();
+            watch(&mut h, "inproc://m-1");
+            let failed = event(zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL, 0x1100_0002);
+            assert!(on(&mut h, 1, failed).is_empty());
+            assert_eq!(
+                refused.borrow()[0],
+                (
+                    "inproc://m-1-bound".to_string(),
+                    "handshake".to_string(),
+                    "the peer uses another security mechanism (or none)".to_string()
+                )
+            );
+            // Too short to be an event, or from a slot nobody watches: passed over.
+            let short = Message::from_frames([vec![1u8, 2]]);
+            assert!(on(&mut h, 1, short).is_empty());
+            let stray = event(zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL, 1);
+            assert!(on(&mut h, 7, stray).is_empty());
+            assert_eq!(refused.borrow().len(), 1);
+            let stopped = event(zmq::SocketEvent::MONITOR_STOPPED, 0);
+            let closed = on(&mut h, 1, stopped);
+            assert!(matches!(closed[..], [Output::Close(1)]), "{closed:?}");
+            let (out, _) = watch(&mut h, "inproc://m-2");
+            assert!(
+                matches!(&out[0], Output::Open(spec) if spec.slot == 1),
+                "reused"
+            );
+        }
     }
 }

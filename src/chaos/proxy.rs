@@ -36,9 +36,12 @@
 //! The decision for each message is pure ([`FaultDecider`]): given the direction, the message
 //! and the time, it returns what to send now, what to send later and which faults it injected.
 //! Selectors (`direction`, `command`, `after`, `count`) choose which messages may be faulted.
-//! Delayed messages go into a [`TimerHeap`] ordered by due time; the proxy polls its sockets
-//! until the next due time (in [`shutdown::POLL_SLICE`] slices), so a delayed message never
-//! blocks the rest of the traffic the way a sleep would, and jitter naturally reorders messages.
+//! Delayed messages go into a bounded [`TimerHeap`] ordered by due time; the proxy is a pure
+//! [`Machine`] ([`Proxy`]) whose next deadline is the earliest of the next due message, the next
+//! reorder window to release and the idle sweep, and [`reactor::run`] polls its sockets until
+//! then, so a delayed message never blocks the rest of the traffic the way a sleep would, and
+//! jitter naturally reorders messages. A DEALER's send never blocks either
+//! ([`SocketKind::NonBlockingDealer`]): a message its queue cannot take is counted `unsent`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -52,11 +55,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::event::{Direction, Event, Events, ProxyReport, Report};
+use crate::event::{Event, Events, ProxyReport, Report};
 use crate::heartbeat::Liveness;
 use crate::msg::{Frame, Message};
-use crate::shutdown;
-use crate::transport::{self, Socket};
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 
 /// Which way a message travels through the proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -263,6 +265,12 @@ impl ProxyFaults {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("--{name} {p} is not a probability between 0 and 1"));
             }
+        }
+        if self.reorder > MAX_DELAYED {
+            return Err(format!(
+                "--reorder {} would hold too many messages (at most {MAX_DELAYED})",
+                self.reorder
+            ));
         }
         if let Some(b) = self.blackhole {
             if b.every.is_zero() || b.for_ > b.every {
@@ -565,7 +573,12 @@ impl Ord for Timed {
     }
 }
 
-/// Delayed packets, earliest first: O(log n) to add, the loop sleeps in `poll` until the next.
+/// Delayed packets held at once, at most: a `--delay` longer than the traffic's gaps must not
+/// grow the heap without end.
+pub const MAX_DELAYED: usize = 10_000;
+
+/// Delayed packets, earliest first, at most [`MAX_DELAYED`]: O(log n) to add; the earliest
+/// due time is the proxy's deadline.
 #[derive(Debug, Default)]
 pub struct TimerHeap {
     heap: BinaryHeap<Reverse<Timed>>,
@@ -573,14 +586,18 @@ pub struct TimerHeap {
 }
 
 impl TimerHeap {
-    /// Schedules `packet` for `at`.
-    pub fn push(&mut self, at: Instant, packet: Packet) {
+    /// Schedules `packet` for `at`; false (and the packet dropped) when the heap is full.
+    pub fn push(&mut self, at: Instant, packet: Packet) -> bool {
+        if self.heap.len() >= MAX_DELAYED {
+            return false;
+        }
         self.seq += 1;
         self.heap.push(Reverse(Timed {
             at,
             seq: self.seq,
             packet,
         }));
+        true
     }
 
     /// Removes and returns every packet due at `now`, earliest first.
@@ -644,275 +661,336 @@ pub enum ProxyEvent {
     ProxyFault { kind: String, direction: String },
 }
 
-/// One peer: its upstream DEALER, and how long it may stay idle (heard of either way) before
-/// the DEALER is closed.
-struct Link {
-    dealer: Socket,
-    idle: Liveness,
-}
-
-/// The sockets and the per-peer links.
-struct Proxy<'c> {
-    config: &'c ProxyConfig,
-    ctx: zmq::Context,
-    frontend: Socket,
-    links: HashMap<Frame, Link>,
-    report: ProxyReport,
-}
-
 /// An identity the DEALER can take: the peer's own when the peer chose it (ZeroMQ reserves
 /// identities starting with a zero byte for the ones it generates, and refuses to set them).
 fn upstream_identity(peer: &[u8]) -> Option<&[u8]> {
     (!peer.is_empty() && peer[0] != 0 && peer.len() <= 255).then_some(peer)
 }
 
-/// Sends without ever blocking: a full queue (an upstream that is down) drops the message and
-/// reports it rather than stalling every other peer.
-fn send_nowait(socket: &Socket, msg: Message, events: &mut Events) -> Result<bool> {
-    events.frame(socket.name(), Direction::Out, &msg);
-    match socket
-        .raw()
-        .send_multipart(msg.into_frames(), zmq::DONTWAIT)
-    {
-        Ok(()) => Ok(true),
-        Err(zmq::Error::EAGAIN) | Err(zmq::Error::EHOSTUNREACH) => Ok(false),
-        Err(zmq::Error::EINTR) => Ok(false),
-        Err(e) => Err(Error::zmq(&format!("cannot send on {}", socket.name()), e)),
-    }
+/// One peer: the slot of its upstream DEALER, and how long it may stay idle (heard of either
+/// way) before the DEALER is closed.
+#[derive(Debug)]
+struct Link {
+    slot: Slot,
+    idle: Liveness,
 }
 
-impl Proxy<'_> {
-    /// The link for `peer`, opened (and connected upstream) on first sight.
-    fn link(&mut self, peer: &[u8], now: Instant) -> Result<&mut Link> {
-        if !self.links.contains_key(peer) {
-            let timeout = self.config.peer_timeout;
-            let dealer =
-                transport::socket(&self.ctx, zmq::DEALER, "backend", upstream_identity(peer))?;
-            dealer.connect(&self.config.backend)?;
-            self.links.insert(
-                peer.to_vec(),
-                Link {
-                    dealer,
-                    // Nothing is ever sent on this clock: only its expiry is used.
-                    idle: Liveness::with_timing(timeout, timeout, now),
-                },
-            );
-            self.report.peers += 1;
-        }
-        let link = self.links.get_mut(peer).expect("inserted above");
-        link.idle.heard(now);
-        Ok(link)
-    }
+/// The proxy's frontend ROUTER; every peer's upstream DEALER has a slot of its own above it.
+const FRONTEND: Slot = 0;
 
-    fn deliver(&mut self, packet: Packet, events: &mut Events) -> Result<()> {
-        if packet.msg.is_empty() {
-            return Ok(());
-        }
-        let sent = match packet.flow {
-            Flow::Up => {
-                let link = self.link(&packet.peer, Instant::now())?;
-                let ok = send_nowait(&link.dealer, packet.msg, events)?;
-                if ok {
-                    self.report.forwarded_up += 1;
-                }
-                ok
-            }
-            Flow::Down => {
-                let mut msg = packet.msg;
-                msg.push_front(packet.peer);
-                let ok = send_nowait(&self.frontend, msg, events)?;
-                if ok {
-                    self.report.forwarded_down += 1;
-                }
-                ok
-            }
-        };
-        if !sent {
-            self.report.unsent += 1;
-        }
-        Ok(())
-    }
-
-    /// Closes the DEALERs of peers silent for `peer_timeout`.
-    fn forget_idle(&mut self, now: Instant) {
-        self.links.retain(|_, link| !link.idle.is_dead(now));
-    }
-}
-
-/// Runs the proxy until stopped by a signal, reporting each injected fault as an
-/// [`Event::ProxyFault`] (`{"event":"proxy_fault","kind":"drop","direction":"down"}`) and
-/// returning the counters as [`Report::Proxy`]: the shape of every other role.
-pub fn run_role(config: &ProxyConfig, events: &mut Events) -> Result<Report> {
-    serve(config, events, &mut |events, kind, direction| {
-        events.emit(Event::ProxyFault {
-            kind: kind.to_string(),
-            direction: direction.to_string(),
-        })
-    })
-    .map(Report::Proxy)
-}
-
-/// Runs the proxy until stopped by a signal. Each injected fault is passed to `on_fault`
-/// (kind, direction) as it happens; the counters come back in the report.
-pub fn run(
-    config: &ProxyConfig,
-    events: &mut Events,
-    on_fault: &mut dyn FnMut(&str, &str),
-) -> Result<ProxyReport> {
-    serve(config, events, &mut |_, kind, direction| {
-        on_fault(kind, direction)
-    })
-}
+/// Upstream DEALERs open at once, at most: past this, the one heard of longest ago is closed
+/// to make room (as the idle sweep would close it later), so a flood of fresh identities
+/// (every Lazy Pirate retry is one) cannot exhaust the process's sockets and files.
+pub const MAX_LINKS: usize = 1000;
 
 /// Called with each fault as it is injected: (events, kind, direction).
 type OnFault<'f> = dyn FnMut(&mut Events, &str, &str) + 'f;
 
-fn serve(config: &ProxyConfig, events: &mut Events, on_fault: &mut OnFault) -> Result<ProxyReport> {
-    config.faults.validate().map_err(Error::Usage)?;
-    let ctx = zmq::Context::new();
-    let frontend = transport::socket(&ctx, zmq::ROUTER, "frontend", None)?;
-    frontend.bind(&config.frontend)?;
-    let mut proxy = Proxy {
-        config,
-        ctx,
-        frontend,
-        links: HashMap::new(),
-        report: ProxyReport {
-            frontend: config.frontend.clone(),
-            backend: config.backend.clone(),
-            seed: config.seed,
-            ..Default::default()
-        },
-    };
-    events.emit(Event::Started {
-        role: "chaos proxy".into(),
-        endpoint: format!("{} -> {}", config.frontend, config.backend),
-        seed: Some(config.seed),
-    });
-    let start = Instant::now();
-    let mut decider = FaultDecider::new(config.faults.clone(), config.seed, start);
-    let mut timers = TimerHeap::default();
-    let sweep_every = (config.peer_timeout / 4).max(Duration::from_millis(100));
-    let mut next_sweep = start + sweep_every;
-    let mut peers: Vec<Frame> = Vec::new();
-    while !shutdown::requested() {
-        let now = Instant::now();
-        for packet in timers.pop_due(now) {
-            proxy.deliver(packet, events)?;
+/// The fault proxy as a pure [`Machine`]: the frontend ROUTER in slot 0, one
+/// DEALER per peer above it, opened on first sight and closed after `peer_timeout` of silence.
+/// Its deadlines are the delayed packets ([`TimerHeap`]), the reorder windows
+/// ([`FaultDecider::next_deadline`]) and the idle sweep.
+pub struct Proxy<'f> {
+    config: ProxyConfig,
+    decider: FaultDecider,
+    delayed: TimerHeap,
+    links: HashMap<Frame, Link>,
+    /// The peer each slot serves (`None`: the frontend, or a closed slot kept for reuse).
+    peers: Vec<Option<Frame>>,
+    free: Vec<Slot>,
+    sweep_every: Duration,
+    next_sweep: Instant,
+    report: ProxyReport,
+    on_fault: Box<OnFault<'f>>,
+}
+
+impl<'f> Proxy<'f> {
+    /// A proxy for `config` whose clock (blackhole windows, the idle sweep) starts at `now`;
+    /// each injected fault is passed to `on_fault` as it happens.
+    pub fn new(
+        config: &ProxyConfig,
+        now: Instant,
+        on_fault: impl FnMut(&mut Events, &str, &str) + 'f,
+    ) -> Self {
+        let sweep_every = (config.peer_timeout / 4).max(Duration::from_millis(100));
+        Proxy {
+            decider: FaultDecider::new(config.faults.clone(), config.seed, now),
+            delayed: TimerHeap::default(),
+            links: HashMap::new(),
+            peers: vec![None],
+            free: Vec::new(),
+            sweep_every,
+            next_sweep: now + sweep_every,
+            report: ProxyReport {
+                frontend: config.frontend.clone(),
+                backend: config.backend.clone(),
+                seed: config.seed,
+                ..Default::default()
+            },
+            on_fault: Box::new(on_fault),
+            config: config.clone(),
         }
-        let released = decider.release_due(now);
-        apply(released, &mut proxy, &mut timers, events)?;
-        if now >= next_sweep {
-            proxy.forget_idle(now);
-            next_sweep = now + sweep_every;
+    }
+
+    /// The counters so far.
+    pub fn report(&self) -> &ProxyReport {
+        &self.report
+    }
+
+    /// The slot of `peer`'s DEALER, opened (and connected upstream) on first sight.
+    fn link(&mut self, peer: &[u8], now: Instant, out: &mut Outbox<()>) -> Slot {
+        if let Some(link) = self.links.get_mut(peer) {
+            link.idle.heard(now);
+            return link.slot;
         }
-        let wake = [
-            timers.next_deadline(),
-            decider.next_deadline(),
-            Some(next_sweep),
+        if self.links.len() >= MAX_LINKS {
+            let oldest = self
+                .links
+                .iter()
+                .min_by_key(|(_, link)| link.idle.expires_at())
+                .map(|(peer, _)| peer.clone());
+            if let Some(oldest) = oldest {
+                self.close(&oldest, out);
+            }
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.peers.push(None);
+            self.peers.len() - 1
+        });
+        self.peers[slot] = Some(peer.to_vec());
+        out.open(SocketSpec {
+            slot,
+            kind: SocketKind::NonBlockingDealer,
+            name: "backend",
+            bind: vec![],
+            connect: vec![self.config.backend.clone()],
+            identity: upstream_identity(peer).map(<[u8]>::to_vec),
+        });
+        let timeout = self.config.peer_timeout;
+        self.links.insert(
+            peer.to_vec(),
+            Link {
+                slot,
+                // Nothing is ever sent on this clock: only its expiry is used.
+                idle: Liveness::with_timing(timeout, timeout, now),
+            },
+        );
+        self.report.peers += 1;
+        slot
+    }
+
+    /// Closes `peer`'s DEALER and frees its slot.
+    fn close(&mut self, peer: &[u8], out: &mut Outbox<()>) {
+        if let Some(link) = self.links.remove(peer) {
+            self.peers[link.slot] = None;
+            self.free.push(link.slot);
+            out.close(link.slot);
+        }
+    }
+
+    /// Decides on one packet, counts and reports its faults, and carries out its actions.
+    fn decide(&mut self, packet: Packet, now: Instant, out: &mut Outbox<()>, events: &mut Events) {
+        let flow = packet.flow;
+        let decision = self.decider.decide(packet, now);
+        for fault in &decision.faults {
+            *self
+                .report
+                .faults
+                .entry(fault.as_str().to_string())
+                .or_default() += 1;
+            (self.on_fault)(events, fault.as_str(), flow.as_str());
+        }
+        self.apply(decision.actions, now, out, events);
+    }
+
+    fn apply(&mut self, actions: Vec<Action>, now: Instant, out: &mut Outbox<()>, ev: &mut Events) {
+        for action in actions {
+            match action {
+                Action::Send(packet) => self.deliver(packet, now, out),
+                Action::SendAt(at, packet) => {
+                    if !self.delayed.push(at, packet) {
+                        self.report.unsent += 1;
+                        if self.report.unsent == 1 {
+                            ev.warn(format!(
+                                "{MAX_DELAYED} messages are delayed already: dropping more \
+                                 (counted as unsent)"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `packet` its way: up on its peer's DEALER (counted once the reactor says it went,
+    /// in [`Machine::routed`]), down on the ROUTER with the peer's identity in front.
+    fn deliver(&mut self, packet: Packet, now: Instant, out: &mut Outbox<()>) {
+        if packet.msg.is_empty() {
+            return;
+        }
+        match packet.flow {
+            Flow::Up => {
+                let slot = self.link(&packet.peer, now, out);
+                out.send(slot, packet.msg);
+            }
+            Flow::Down => {
+                let mut msg = packet.msg;
+                msg.push_front(packet.peer);
+                // A plain ROUTER never blocks: a peer that is gone loses the message silently.
+                out.send(FRONTEND, msg);
+                self.report.forwarded_down += 1;
+            }
+        }
+    }
+}
+
+impl Machine for Proxy<'_> {
+    type Job = ();
+    type Done = ();
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        let frontend = &self.config.frontend;
+        vec![SocketSpec::bound(
+            FRONTEND,
+            SocketKind::Router,
+            "frontend",
+            frontend,
+        )]
+    }
+
+    fn start(&mut self, _now: Instant, _out: &mut Outbox<()>, events: &mut Events) {
+        events.emit(Event::Started {
+            role: "chaos proxy".into(),
+            endpoint: format!("{} -> {}", self.config.frontend, self.config.backend),
+            seed: Some(self.config.seed),
+        });
+    }
+
+    fn handle(&mut self, input: Input<()>, now: Instant, out: &mut Outbox<()>, ev: &mut Events) {
+        let Input::Message { slot, mut msg } = input else {
+            return;
+        };
+        let packet = if slot == FRONTEND {
+            let Some(peer) = msg.pop_front() else {
+                return;
+            };
+            self.link(&peer, now, out);
+            Packet {
+                flow: Flow::Up,
+                peer,
+                msg,
+            }
+        } else {
+            // A slot closed since (its socket is gone, so this cannot happen) has no peer.
+            let Some(peer) = self.peers.get(slot).cloned().flatten() else {
+                return;
+            };
+            if let Some(link) = self.links.get_mut(&peer) {
+                link.idle.heard(now);
+            }
+            Packet {
+                flow: Flow::Down,
+                peer,
+                msg,
+            }
+        };
+        self.decide(packet, now, out, ev);
+    }
+
+    fn tick(&mut self, now: Instant, out: &mut Outbox<()>, events: &mut Events) {
+        for packet in self.delayed.pop_due(now) {
+            self.deliver(packet, now, out);
+        }
+        let released = self.decider.release_due(now);
+        self.apply(released, now, out, events);
+        if now >= self.next_sweep {
+            let idle: Vec<Frame> = self
+                .links
+                .iter()
+                .filter(|(_, link)| link.idle.is_dead(now))
+                .map(|(peer, _)| peer.clone())
+                .collect();
+            for peer in idle {
+                self.close(&peer, out);
+            }
+            self.next_sweep = now + self.sweep_every;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.delayed.next_deadline(),
+            self.decider.next_deadline(),
+            Some(self.next_sweep),
         ]
         .into_iter()
         .flatten()
         .min()
-        .unwrap_or(now + shutdown::POLL_SLICE);
-        peers.clear();
-        peers.extend(proxy.links.keys().cloned());
-        let readable: Vec<bool> = {
-            let mut items = Vec::with_capacity(peers.len() + 1);
-            items.push(proxy.frontend.raw().as_poll_item(zmq::POLLIN));
-            for peer in &peers {
-                items.push(proxy.links[peer].dealer.raw().as_poll_item(zmq::POLLIN));
-            }
-            match zmq::poll(&mut items, shutdown::slice_until(wake)) {
-                Ok(_) => {}
-                Err(zmq::Error::EINTR) => continue,
-                Err(e) => return Err(Error::zmq("poll failed", e)),
-            }
-            items.iter().map(|i| i.is_readable()).collect()
-        };
-        if readable[0] {
-            let mut msg = proxy.frontend.recv(events)?;
-            if let Some(peer) = msg.pop_front() {
-                let now = Instant::now();
-                proxy.link(&peer, now)?;
-                let packet = Packet {
-                    flow: Flow::Up,
-                    peer,
-                    msg,
-                };
-                handle(
-                    packet,
-                    now,
-                    &mut decider,
-                    &mut proxy,
-                    &mut timers,
-                    events,
-                    on_fault,
-                )?;
-            }
-        }
-        for (peer, _) in peers.iter().zip(&readable[1..]).filter(|(_, r)| **r) {
-            let Some(link) = proxy.links.get_mut(peer) else {
-                continue;
-            };
-            let now = Instant::now();
-            link.idle.heard(now);
-            let msg = link.dealer.recv(events)?;
-            let packet = Packet {
-                flow: Flow::Down,
-                peer: peer.clone(),
-                msg,
-            };
-            handle(
-                packet,
-                now,
-                &mut decider,
-                &mut proxy,
-                &mut timers,
-                events,
-                on_fault,
-            )?;
+    }
+
+    fn routed(
+        &mut self,
+        _slot: Slot,
+        _msg: &Message,
+        routed: bool,
+        _now: Instant,
+        _out: &mut Outbox<()>,
+        _events: &mut Events,
+    ) {
+        // Only the DEALERs report: a full queue (an upstream that is down) drops the message
+        // rather than stalling every other peer.
+        if routed {
+            self.report.forwarded_up += 1;
+        } else {
+            self.report.unsent += 1;
         }
     }
+}
+
+/// Runs the proxy until `stop` is raised, reporting each injected fault as an
+/// [`Event::ProxyFault`] (`{"event":"proxy_fault","kind":"drop","direction":"down"}`) and
+/// returning the counters as [`Report::Proxy`]: the shape of every other role.
+pub fn run_role(config: &ProxyConfig, stop: &Stop, events: &mut Events) -> Result<Report> {
+    serve(
+        config,
+        stop,
+        events,
+        |events: &mut Events, kind: &str, direction: &str| {
+            events.emit(Event::ProxyFault {
+                kind: kind.to_string(),
+                direction: direction.to_string(),
+            })
+        },
+    )
+    .map(Report::Proxy)
+}
+
+/// Runs the proxy until `stop` is raised. Each injected fault is passed to `on_fault`
+/// (kind, direction) as it happens; the counters come back in the report.
+pub fn run(
+    config: &ProxyConfig,
+    stop: &Stop,
+    events: &mut Events,
+    on_fault: &mut dyn FnMut(&str, &str),
+) -> Result<ProxyReport> {
+    serve(
+        config,
+        stop,
+        events,
+        |_: &mut Events, kind: &str, direction: &str| on_fault(kind, direction),
+    )
+}
+
+fn serve<'f>(
+    config: &ProxyConfig,
+    stop: &Stop,
+    events: &mut Events,
+    on_fault: impl FnMut(&mut Events, &str, &str) + 'f,
+) -> Result<ProxyReport> {
+    config.faults.validate().map_err(Error::Usage)?;
+    let mut proxy = Proxy::new(config, Instant::now(), on_fault);
+    reactor::run(&mut proxy, |()| (), stop, events)?;
     Ok(proxy.report)
-}
-
-/// Decides on one packet, counts and reports its faults, and carries out its actions.
-fn handle(
-    packet: Packet,
-    now: Instant,
-    decider: &mut FaultDecider,
-    proxy: &mut Proxy,
-    timers: &mut TimerHeap,
-    events: &mut Events,
-    on_fault: &mut OnFault,
-) -> Result<()> {
-    let flow = packet.flow;
-    let decision = decider.decide(packet, now);
-    for fault in &decision.faults {
-        *proxy
-            .report
-            .faults
-            .entry(fault.as_str().to_string())
-            .or_default() += 1;
-        on_fault(events, fault.as_str(), flow.as_str());
-    }
-    apply(decision.actions, proxy, timers, events)
-}
-
-fn apply(
-    actions: Vec<Action>,
-    proxy: &mut Proxy,
-    timers: &mut TimerHeap,
-    events: &mut Events,
-) -> Result<()> {
-    for action in actions {
-        match action {
-            Action::Send(packet) => proxy.deliver(packet, events)?,
-            Action::SendAt(at, packet) => timers.push(at, packet),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1414,5 +1492,391 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"event":"proxy_fault","kind":"drop","direction":"down"}"#
         );
+    }
+
+    /// The machine, with a fake clock: outputs and fault reports are plain values.
+    mod machine {
+        use super::*;
+        use crate::reactor::Output;
+        use std::cell::RefCell;
+        use std::rc::Rc;
+
+        type Seen = Rc<RefCell<Vec<(String, String)>>>;
+
+        fn config(faults: ProxyFaults) -> ProxyConfig {
+            ProxyConfig {
+                frontend: "tcp://*:7000".into(),
+                backend: "tcp://upstream:7001".into(),
+                faults,
+                seed: 7,
+                peer_timeout: Duration::from_secs(4),
+            }
+        }
+
+        fn proxy(faults: ProxyFaults) -> (Proxy<'static>, Instant, Seen) {
+            let seen = Seen::default();
+            let sink = Rc::clone(&seen);
+            let t0 = Instant::now();
+            let p = Proxy::new(
+                &config(faults),
+                t0,
+                move |_: &mut Events, k: &str, d: &str| {
+                    sink.borrow_mut().push((k.into(), d.into()))
+                },
+            );
+            (p, t0, seen)
+        }
+
+        fn frames(parts: &[&[u8]]) -> Message {
+            Message::from_frames(parts.iter().map(|p| p.to_vec()))
+        }
+
+        /// Feeds `msg` on `slot` at `now`; returns what the proxy asked for.
+        fn feed(p: &mut Proxy, slot: Slot, msg: Message, now: Instant) -> Vec<Output<()>> {
+            let mut out = Outbox::default();
+            p.handle(
+                Input::Message { slot, msg },
+                now,
+                &mut out,
+                &mut Events::discard(),
+            );
+            out.take()
+        }
+
+        fn tick(p: &mut Proxy, now: Instant) -> Vec<Output<()>> {
+            let mut out = Outbox::default();
+            p.tick(now, &mut out, &mut Events::discard());
+            out.take()
+        }
+
+        fn sends(outputs: &[Output<()>]) -> Vec<(Slot, Message)> {
+            outputs
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Send { slot, msg } => Some((*slot, msg.clone())),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn dealer(slot: Slot, identity: Option<&[u8]>) -> Output<()> {
+            Output::Open(SocketSpec {
+                slot,
+                kind: SocketKind::NonBlockingDealer,
+                name: "backend",
+                bind: vec![],
+                connect: vec!["tcp://upstream:7001".into()],
+                identity: identity.map(<[u8]>::to_vec),
+            })
+        }
+
+        fn routed(p: &mut Proxy, slot: Slot, ok: bool) {
+            let mut out = Outbox::default();
+            let msg = Message::new();
+            p.routed(
+                slot,
+                &msg,
+                ok,
+                Instant::now(),
+                &mut out,
+                &mut Events::discard(),
+            );
+            assert!(out.is_empty());
+        }
+
+        #[test]
+        fn binds_the_frontend_router_and_says_it_started() {
+            let (mut p, t0, _) = proxy(ProxyFaults::default());
+            let specs = p.sockets();
+            assert_eq!(specs.len(), 1);
+            assert_eq!(
+                (specs[0].slot, specs[0].kind, specs[0].bind.clone()),
+                (
+                    FRONTEND,
+                    SocketKind::Router,
+                    vec!["tcp://*:7000".to_string()]
+                )
+            );
+            let mut said = Vec::new();
+            let mut events = Events::new(false, |e| said.push(e));
+            p.start(t0, &mut Outbox::default(), &mut events);
+            drop(events);
+            assert!(matches!(
+                &said[..],
+                [Event::Started { role, seed: Some(7), .. }] if role == "chaos proxy"
+            ));
+        }
+
+        #[test]
+        fn a_new_peer_gets_a_dealer_with_its_identity_and_frames_pass_both_ways_untouched() {
+            let (mut p, t0, seen) = proxy(ProxyFaults::default());
+            let request = frames(&[b"w1", b"", b"MDPW01", &[1], b"echo"]);
+            let out = feed(&mut p, FRONTEND, request, t0);
+            assert_eq!(out[0], dealer(1, Some(b"w1")));
+            assert_eq!(sends(&out), [(1, frames(&[b"", b"MDPW01", &[1], b"echo"]))]);
+            routed(&mut p, 1, true);
+            // The same peer again: the same DEALER, nothing opened.
+            let out = feed(&mut p, FRONTEND, frames(&[b"w1", b"again"]), t0);
+            assert_eq!(
+                out,
+                [Output::Send {
+                    slot: 1,
+                    msg: frames(&[b"again"])
+                }]
+            );
+            routed(&mut p, 1, true);
+            // Down: the peer's identity goes back in front, on the ROUTER.
+            let out = feed(&mut p, 1, frames(&[b"", b"reply"]), t0);
+            assert_eq!(sends(&out), [(FRONTEND, frames(&[b"w1", b"", b"reply"]))]);
+            let r = p.report();
+            assert_eq!((r.forwarded_up, r.forwarded_down, r.peers), (2, 1, 1));
+            assert!(r.faults.is_empty() && seen.borrow().is_empty());
+        }
+
+        #[test]
+        fn a_zeromq_made_identity_is_not_copied_upstream_and_peers_get_slots_of_their_own() {
+            let (mut p, t0, _) = proxy(ProxyFaults::default());
+            let out = feed(&mut p, FRONTEND, frames(&[&[0, 1, 2, 3, 4], b"x"]), t0);
+            assert_eq!(out[0], dealer(1, None));
+            let out = feed(&mut p, FRONTEND, frames(&[b"w2", b"y"]), t0);
+            assert_eq!(out[0], dealer(2, Some(b"w2")));
+            let out = feed(&mut p, 2, frames(&[b"to w2"]), t0);
+            assert_eq!(sends(&out), [(FRONTEND, frames(&[b"w2", b"to w2"]))]);
+        }
+
+        #[test]
+        fn a_send_the_dealer_could_not_queue_is_counted_unsent() {
+            let (mut p, t0, _) = proxy(ProxyFaults::default());
+            feed(&mut p, FRONTEND, frames(&[b"w1", b"x"]), t0);
+            routed(&mut p, 1, false);
+            assert_eq!((p.report().forwarded_up, p.report().unsent), (0, 1));
+        }
+
+        #[test]
+        fn drop_and_blackhole_send_nothing_and_are_reported_with_their_direction() {
+            let (mut p, t0, seen) = proxy(ProxyFaults {
+                drop: 1.0,
+                direction: Directions::Down,
+                ..Default::default()
+            });
+            let up = feed(&mut p, FRONTEND, frames(&[b"w1", b"x"]), t0);
+            assert_eq!(sends(&up).len(), 1, "only down is faulted");
+            assert!(sends(&feed(&mut p, 1, frames(&[b"y"]), t0)).is_empty());
+            assert_eq!(*seen.borrow(), [("drop".to_string(), "down".to_string())]);
+            assert_eq!(p.report().faults.get("drop"), Some(&1));
+
+            let (mut p, t0, seen) = proxy(ProxyFaults {
+                blackhole: Some("1s/200ms".parse().unwrap()),
+                ..Default::default()
+            });
+            let ms = Duration::from_millis;
+            assert_eq!(
+                sends(&feed(&mut p, FRONTEND, frames(&[b"w", b"a"]), t0)).len(),
+                1
+            );
+            let hole = feed(&mut p, FRONTEND, frames(&[b"w", b"b"]), t0 + ms(1100));
+            assert!(sends(&hole).is_empty());
+            assert_eq!(
+                *seen.borrow(),
+                [("blackhole".to_string(), "up".to_string())]
+            );
+            let after = feed(&mut p, FRONTEND, frames(&[b"w", b"c"]), t0 + ms(1300));
+            assert_eq!(sends(&after).len(), 1);
+        }
+
+        #[test]
+        fn duplicate_corrupt_and_truncate_change_what_is_sent() {
+            let body = frames(&[b"w1", b"", b"hello world"]);
+            let (mut p, t0, _) = proxy(ProxyFaults {
+                duplicate: 1.0,
+                ..Default::default()
+            });
+            let out = sends(&feed(&mut p, FRONTEND, body.clone(), t0));
+            assert_eq!(out.len(), 2);
+            assert_eq!(out[0], out[1]);
+            let (mut p, t0, _) = proxy(ProxyFaults {
+                corrupt: 1.0,
+                ..Default::default()
+            });
+            let out = sends(&feed(&mut p, FRONTEND, body.clone(), t0));
+            assert_ne!(out[0].1, frames(&[b"", b"hello world"]));
+            assert_eq!(out[0].1.len(), 2);
+            let (mut p, t0, seen) = proxy(ProxyFaults {
+                truncate: 1.0,
+                ..Default::default()
+            });
+            let out = sends(&feed(&mut p, FRONTEND, body, t0));
+            assert!(out[0].1.get(1).unwrap().len() < b"hello world".len());
+            assert_eq!(seen.borrow()[0].0, "truncate");
+        }
+
+        #[test]
+        fn a_delayed_message_is_a_deadline_and_goes_out_when_it_is_due() {
+            let ms = Duration::from_millis;
+            let (mut p, t0, _) = proxy(ProxyFaults {
+                delay: ms(100),
+                delay_rate: 1.0,
+                ..Default::default()
+            });
+            let out = feed(&mut p, FRONTEND, frames(&[b"w1", b"late"]), t0);
+            assert_eq!(out, [dealer(1, Some(b"w1"))], "opened, nothing sent yet");
+            assert_eq!(p.next_deadline(), Some(t0 + ms(100)));
+            assert!(tick(&mut p, t0 + ms(99)).is_empty());
+            let out = tick(&mut p, t0 + ms(100));
+            assert_eq!(
+                out,
+                [Output::Send {
+                    slot: 1,
+                    msg: frames(&[b"late"])
+                }]
+            );
+            // Only the idle sweep is left to wait for.
+            assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        }
+
+        #[test]
+        fn the_delay_heap_is_bounded_and_what_it_cannot_hold_is_unsent_with_one_warning() {
+            let (mut p, t0, _) = proxy(ProxyFaults {
+                delay: Duration::from_secs(3600),
+                delay_rate: 1.0,
+                ..Default::default()
+            });
+            let mut said = Vec::new();
+            let mut events = Events::new(false, |e| said.push(e));
+            let mut out = Outbox::default();
+            for i in 0..MAX_DELAYED + 5 {
+                let msg = frames(&[b"w1", i.to_string().as_bytes()]);
+                p.handle(
+                    Input::Message {
+                        slot: FRONTEND,
+                        msg,
+                    },
+                    t0,
+                    &mut out,
+                    &mut events,
+                );
+            }
+            drop(events);
+            assert!(sends(&out.take()).is_empty());
+            assert_eq!(p.delayed.len(), MAX_DELAYED);
+            assert_eq!(p.report().unsent, 5);
+            let warnings = said
+                .iter()
+                .filter(|e| matches!(e, Event::Log { .. }))
+                .count();
+            assert_eq!(warnings, 1);
+        }
+
+        #[test]
+        fn a_reorder_window_is_released_full_or_at_its_deadline() {
+            let ms = Duration::from_millis;
+            let (mut p, t0, _) = proxy(ProxyFaults {
+                reorder: 3,
+                reorder_wait: ms(50),
+                ..Default::default()
+            });
+            feed(&mut p, FRONTEND, frames(&[b"w", b"1"]), t0);
+            assert!(sends(&feed(&mut p, FRONTEND, frames(&[b"w", b"2"]), t0)).is_empty());
+            let out = sends(&feed(&mut p, FRONTEND, frames(&[b"w", b"3"]), t0));
+            let mut bodies: Vec<String> = out.iter().map(|(_, m)| m.text()).collect();
+            bodies.sort();
+            assert_eq!(bodies, ["1", "2", "3"], "the full window, nothing lost");
+            feed(&mut p, 1, frames(&[b"down"]), t0 + ms(10));
+            assert_eq!(p.next_deadline(), Some(t0 + ms(60)));
+            assert!(tick(&mut p, t0 + ms(59)).is_empty());
+            let out = tick(&mut p, t0 + ms(60));
+            assert_eq!(sends(&out), [(FRONTEND, frames(&[b"w", b"down"]))]);
+        }
+
+        #[test]
+        fn an_idle_peer_loses_its_dealer_at_the_sweep_and_gets_a_fresh_one_on_return() {
+            let (mut p, t0, _) = proxy(ProxyFaults::default());
+            feed(&mut p, FRONTEND, frames(&[b"w1", b"x"]), t0);
+            let sweep = Duration::from_secs(1);
+            // Heard at t0: alive at the first sweeps, dead after peer_timeout (4 s).
+            assert!(tick(&mut p, t0 + sweep).is_empty());
+            assert_eq!(p.next_deadline(), Some(t0 + 2 * sweep));
+            assert_eq!(tick(&mut p, t0 + 5 * sweep), [Output::Close(1)]);
+            // A late message from the closed DEALER's slot has nobody to go to.
+            assert!(feed(&mut p, 1, frames(&[b"stale"]), t0 + 5 * sweep).is_empty());
+            let out = feed(&mut p, FRONTEND, frames(&[b"w1", b"y"]), t0 + 6 * sweep);
+            assert_eq!(out[0], dealer(1, Some(b"w1")), "the freed slot is reused");
+            assert_eq!(p.report().peers, 2);
+        }
+
+        #[test]
+        fn past_max_links_the_peer_heard_of_longest_ago_is_closed_to_make_room() {
+            let (mut p, t0, _) = proxy(ProxyFaults::default());
+            for i in 0..MAX_LINKS {
+                let at = t0 + Duration::from_micros(i as u64);
+                feed(
+                    &mut p,
+                    FRONTEND,
+                    frames(&[format!("p{i}").as_bytes(), b"x"]),
+                    at,
+                );
+            }
+            // p0 speaks again: p1 is now the one heard of longest ago.
+            feed(
+                &mut p,
+                FRONTEND,
+                frames(&[b"p0", b"x"]),
+                t0 + Duration::from_millis(5),
+            );
+            let out = feed(
+                &mut p,
+                FRONTEND,
+                frames(&[b"new", b"x"]),
+                t0 + Duration::from_millis(6),
+            );
+            assert_eq!(out[0], Output::Close(2), "p1's DEALER (slot 2) closed");
+            assert_eq!(out[1], dealer(2, Some(b"new")));
+            assert_eq!(p.links.len(), MAX_LINKS);
+        }
+
+        #[test]
+        fn malformed_input_is_dropped_without_a_panic() {
+            let (mut p, t0, _) = proxy(ProxyFaults {
+                corrupt: 1.0,
+                truncate: 1.0,
+                duplicate: 1.0,
+                ..Default::default()
+            });
+            // No frames at all, and a message on a slot that was never opened.
+            assert!(feed(&mut p, FRONTEND, Message::new(), t0).is_empty());
+            assert!(feed(&mut p, 9, frames(&[b"x"]), t0).is_empty());
+            // An identity and nothing else: the peer is known, nothing is sent.
+            let out = feed(&mut p, FRONTEND, frames(&[b"w1"]), t0);
+            assert_eq!(out, [dealer(1, Some(b"w1"))]);
+            assert!(tick(&mut p, t0 + Duration::from_secs(60)).len() <= 1);
+        }
+
+        #[test]
+        fn the_same_seed_and_traffic_give_the_same_outputs() {
+            let plan = ProxyFaults {
+                drop: 0.2,
+                duplicate: 0.2,
+                corrupt: 0.2,
+                truncate: 0.2,
+                reorder: 3,
+                ..Default::default()
+            };
+            let outputs = || {
+                let (mut p, t0, _) = proxy(plan.clone());
+                (0..200)
+                    .flat_map(|i| feed(&mut p, FRONTEND, frames(&[b"w", &[i as u8]]), t0))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(outputs(), outputs());
+        }
+
+        #[test]
+        fn a_reorder_window_larger_than_the_delay_bound_is_refused() {
+            let plan = ProxyFaults {
+                reorder: MAX_DELAYED + 1,
+                ..Default::default()
+            };
+            assert!(plan.validate().unwrap_err().contains("--reorder"));
+        }
     }
 }

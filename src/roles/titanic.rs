@@ -96,7 +96,6 @@ use crate::proto::mdp::{
     self, ClientCommand, ClientMsg, Direction, Version, WorkerCommand, WorkerMsg,
 };
 use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
-use crate::shutdown;
 use crate::stats::{millis, LatencyRecorder};
 use crate::store::{CrashPoint, Store, StoreOptions, Uuid};
 use crate::transport;
@@ -978,6 +977,7 @@ pub enum ReplyStatus {
 /// Lazy Pirate timeout and retries.
 pub struct TitanicClient {
     client: MdpClient,
+    stop: Stop,
 }
 
 impl TitanicClient {
@@ -987,7 +987,19 @@ impl TitanicClient {
         let mut client = MdpClient::connect(broker, Version::V1)?;
         client.set_timeout(timeout);
         client.set_retries(retries);
-        Ok(TitanicClient { client })
+        Ok(TitanicClient {
+            client,
+            stop: Stop::new(),
+        })
+    }
+
+    /// Raising `stop` ends a call that is waiting, or the wait between polls, with
+    /// `Error::Interrupted`.
+    pub fn with_stop(self, stop: Stop) -> Self {
+        TitanicClient {
+            client: self.client.with_stop(stop.clone()),
+            stop,
+        }
     }
 
     /// `titanic.request`: stores `body` for `service`; returns its UUID.
@@ -1037,7 +1049,7 @@ impl TitanicClient {
             polls += 1;
             match self.reply(uuid)? {
                 ReplyStatus::Ready(reply) => return Ok((reply, polls)),
-                ReplyStatus::Pending => shutdown::sleep(poll_interval)?,
+                ReplyStatus::Pending => self.stop.sleep(poll_interval)?,
                 ReplyStatus::Unknown => {
                     return Err(Error::Internal(format!(
                         "titanic does not know request {uuid} (closed by someone else?)"
@@ -1138,10 +1150,12 @@ pub struct TitanicClientConfig {
 pub fn run_client(
     config: &TitanicClientConfig,
     requests: impl Iterator<Item = impl Into<Vec<u8>>>,
+    stop: &Stop,
     events: &mut Events,
 ) -> Result<Report> {
     let started = Instant::now();
-    let mut client = TitanicClient::connect(&config.broker, config.timeout, config.retries)?;
+    let mut client = TitanicClient::connect(&config.broker, config.timeout, config.retries)?
+        .with_stop(stop.clone());
     let mut latency = LatencyRecorder::default();
     let mut report = ClientReport::new(config.broker.clone());
     events.emit(Event::Started {

@@ -37,7 +37,7 @@ use pirate::chaos::live::Tracker;
 use pirate::chaos::report::{ChaosReport, NemesisFault, Pattern, ProcessStatus, ScheduledFault};
 use pirate::error::{Error, Result};
 use pirate::event::{Event, Events};
-use pirate::shutdown;
+use pirate::reactor::Stop;
 
 /// Where `pirate chaos proxy` sits in the topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -1108,9 +1108,9 @@ impl Nemesis {
 
 /// Runs the whole experiment and returns its report. Live status goes out as events.
 ///
-/// Ctrl-C or SIGTERM stops it early: the report then judges what was observed so far and
-/// says `interrupted` (the binary exits 130).
-pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
+/// Ctrl-C or SIGTERM (raising `stop`) stops it early: the report then judges what was
+/// observed so far and says `interrupted` (the binary exits 130).
+pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<ChaosReport> {
     let schedule = config.schedule();
     let kinds = config.nemesis_kinds();
     let logs = match &config.out {
@@ -1195,7 +1195,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         .collect();
     loop {
         let in_phase = phase_start.elapsed();
-        if shutdown::requested() {
+        if stop.requested() {
             interrupted = true;
             break;
         }
@@ -1275,7 +1275,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
         if running == 0 {
             break;
         }
-        if shutdown::requested() || Instant::now() >= drain_deadline {
+        if stop.requested() || Instant::now() >= drain_deadline {
             // Interrupt stragglers: what they still hold shows up as lost (or, when the run
             // itself was interrupted, as unfinished).
             for &i in &clients {
@@ -1285,7 +1285,7 @@ pub fn run(config: &ChaosConfig, events: &mut Events) -> Result<ChaosReport> {
             while clients.iter().any(|&i| topo.alive(i)) && Instant::now() < grace {
                 thread::sleep(Duration::from_millis(20));
             }
-            interrupted |= shutdown::requested();
+            interrupted |= stop.requested();
             break;
         }
         supervise(&mut topo, config, &mut nemesis.injected, events, true)?;

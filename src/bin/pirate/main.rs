@@ -24,7 +24,6 @@ use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
 use pirate::reactor::Stop;
 use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
-use pirate::shutdown;
 
 use chaos_args::{ChaosArgs, ChaosCommand};
 use chaos_run::ChaosConfig;
@@ -40,14 +39,14 @@ use render::{Renderer, ReplyEnd, View};
 /// expect of `seq`, `yes` or `cat` in that place. No message is printed.
 const EXIT_STDOUT_CLOSED: i32 = 141;
 
-/// First Ctrl-C/SIGTERM: ask every loop to stop (partial summary, exit 130; running `--exec`
-/// commands are killed by their loops). Second: kill the commands and exit now.
+/// First Ctrl-C/SIGTERM: raise `stop`, the one stop signal every loop of the run holds
+/// (partial summary, exit 130; running `--exec` commands are killed on the way out, in
+/// `main`). Second: kill the commands and exit now.
 fn install_signal_handler(stop: Stop) {
     static SIGNALS: AtomicUsize = AtomicUsize::new(0);
     let result = ctrlc::set_handler(move || {
         if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
             stop.request();
-            shutdown::request();
         } else {
             pirate::handler::kill_running();
             std::process::exit(error::EXIT_INTERRUPTED);
@@ -131,7 +130,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
                 ClientMode::Titanic(c) => Job::new(move |ev| {
                     // Its loop reads requests itself: Ctrl-C must not wait for the next line.
                     let requests = feed::until_stopped(requests, stop.clone());
-                    let report = titanic::run_client(&c, requests, ev)?;
+                    let report = titanic::run_client(&c, requests, &stop, ev)?;
                     Ok(interrupted_if(&stop, report))
                 }),
                 ClientMode::Freelance(c) => {
@@ -164,7 +163,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
             ..
         }) => {
             let c = a.config();
-            Job::new(move |ev| proxy::run_role(&c, ev))
+            Job::new(move |ev| proxy::run_role(&c, &stop, ev))
         }
         Command::Chaos(args) => {
             let exe = std::env::current_exe()
@@ -177,7 +176,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
                     ..ChaosConfig::demo(exe, args.seed.unwrap_or_else(random_seed))
                 },
             };
-            Job::new(move |ev| chaos_run::run(&c, ev).map(|r| Report::Chaos(Box::new(r))))
+            Job::new(move |ev| chaos_run::run(&c, &stop, ev).map(|r| Report::Chaos(Box::new(r))))
                 .with_view(View::Live)
         }
         Command::Generate(_) => unreachable!("pirate generate runs no role"),
@@ -204,7 +203,11 @@ fn exit_code_of(report: &Report) -> i32 {
 }
 
 /// Installs the command's security policy, tracing each refused peer as an event.
-fn install_security(command: &Command, output: shared_args::OutputArgs) -> error::Result<()> {
+fn install_security(
+    command: &Command,
+    output: shared_args::OutputArgs,
+    stop: &Stop,
+) -> error::Result<()> {
     let security = command.security()?;
     let mut renderer = Renderer::new(output);
     for line in security.describe() {
@@ -226,7 +229,7 @@ fn install_security(command: &Command, output: shared_args::OutputArgs) -> error
             }
         });
     }
-    pirate::auth::install(security)
+    pirate::auth::install(security, stop)
 }
 
 fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
@@ -236,7 +239,7 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     };
     validate::check(&cli.command).map_err(Error::Usage)?;
     pirate::transport::set_max_message(cli.limits.max_message);
-    install_security(&cli.command, output)?;
+    install_security(&cli.command, output, &stop)?;
     if let Command::Generate(args) = cli.command {
         generate::run(args, &Renderer::new(output))?;
         return Ok(error::EXIT_OK);
@@ -327,8 +330,8 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     };
-    // A command still running on a work thread (its loop had no time to see the stop flag)
-    // dies with us, its process group too.
+    // A command still running on a work thread (its loop has stopped, nobody waits for its
+    // reply) dies with us, its process group too.
     pirate::handler::kill_running();
     ExitCode::from(code as u8)
 }

@@ -1,0 +1,207 @@
+//! The reactor through the library crate: a [`SocketKind::MandatoryRouter`] reports every
+//! send's fate to the machine through `Machine::routed`, an unroutable one included, instead
+//! of dropping it silently as a plain ROUTER does; a machine resending every unroutable
+//! message cannot keep the loop from its stop; a [`SocketKind::NonBlockingDealer`] never
+//! blocks and reports what its full queue refused.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pirate::reactor::{self, Ended, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
+use pirate::{Events, Message};
+
+/// No test here may take longer than this, a loop that never ends included.
+const HARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SOCKET: Slot = 0;
+
+/// A machine with one socket that records the fate of every send: it sends `first` at start,
+/// what `answer` makes of each message it receives, the same message again after each
+/// unroutable send when `resend`, and exits once it has heard `exit_after` fates.
+struct Fates {
+    kind: SocketKind,
+    bind: Vec<String>,
+    connect: Vec<String>,
+    first: Vec<Message>,
+    answer: fn(&[u8]) -> Vec<Message>,
+    resend: bool,
+    exit_after: Option<usize>,
+    /// (first frame, routed) for every send, in order.
+    fates: Vec<(Vec<u8>, bool)>,
+}
+
+impl Fates {
+    fn new(kind: SocketKind, first: Vec<Message>) -> Self {
+        Fates {
+            kind,
+            bind: vec![],
+            connect: vec![],
+            first,
+            answer: |_| Vec::new(),
+            resend: false,
+            exit_after: None,
+            fates: Vec::new(),
+        }
+    }
+
+    fn routed_count(&self, routed: bool) -> usize {
+        self.fates.iter().filter(|(_, r)| *r == routed).count()
+    }
+}
+
+fn to(peer: &[u8], body: &[u8]) -> Message {
+    Message::from_frames([peer.to_vec(), body.to_vec()])
+}
+
+impl Machine for Fates {
+    type Job = ();
+    type Done = ();
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        vec![SocketSpec {
+            slot: SOCKET,
+            kind: self.kind,
+            name: "probe",
+            bind: self.bind.clone(),
+            connect: self.connect.clone(),
+            identity: None,
+        }]
+    }
+
+    fn start(&mut self, _now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
+        for msg in self.first.drain(..) {
+            out.send(SOCKET, msg);
+        }
+    }
+
+    fn handle(&mut self, input: Input<()>, _: Instant, out: &mut Outbox<()>, _: &mut Events) {
+        if let Input::Message { msg, .. } = input {
+            for reply in (self.answer)(msg.get(0).unwrap_or_default()) {
+                out.send(SOCKET, reply);
+            }
+        }
+    }
+
+    fn tick(&mut self, _now: Instant, _out: &mut Outbox<()>, _events: &mut Events) {}
+
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    fn routed(
+        &mut self,
+        slot: Slot,
+        msg: &Message,
+        routed: bool,
+        _now: Instant,
+        out: &mut Outbox<()>,
+        _events: &mut Events,
+    ) {
+        assert_eq!(slot, SOCKET);
+        self.fates
+            .push((msg.get(0).unwrap_or_default().to_vec(), routed));
+        if self.resend && !routed {
+            out.send(SOCKET, msg.clone());
+        }
+        if Some(self.fates.len()) == self.exit_after {
+            out.exit();
+        }
+    }
+}
+
+/// Runs `machine` on a thread and waits for it at most [`HARD_TIMEOUT`]; on timeout the
+/// stop is raised and the test fails (a loop that ignores the stop is left behind, failed).
+fn run_bounded(mut machine: Fates, stop: Stop) -> (Fates, Ended) {
+    let (tx, rx) = mpsc::channel();
+    let stopper = stop.clone();
+    thread::spawn(move || {
+        let ended = reactor::run(&mut machine, |()| (), &stop, &mut Events::discard());
+        let _ = tx.send((machine, ended));
+    });
+    match rx.recv_timeout(HARD_TIMEOUT) {
+        Ok((machine, ended)) => (machine, ended.expect("the reactor ends without an error")),
+        Err(_) => {
+            stopper.request();
+            panic!("the reactor did not end within {HARD_TIMEOUT:?}");
+        }
+    }
+}
+
+#[test]
+fn a_mandatory_router_reports_unroutable_and_routed_sends_to_the_machine() {
+    probe(format!("inproc://reactor-mandatory-{}", std::process::id()));
+}
+
+#[test]
+fn a_mandatory_router_reports_both_fates_over_tcp_too() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    probe(format!("tcp://127.0.0.1:{port}"));
+}
+
+/// Sends to a peer nobody is (unroutable), answers the one real peer that says hello, sends to
+/// nobody again, and expects to have heard all three fates.
+fn probe(endpoint: String) {
+    let mut machine = Fates::new(SocketKind::MandatoryRouter, vec![to(b"nobody", b"lost")]);
+    machine.bind = vec![endpoint.clone()];
+    machine.answer = |peer| vec![to(peer, b"welcome"), to(b"nobody", b"lost again")];
+    machine.exit_after = Some(3);
+    let peer = thread::spawn(move || {
+        let dealer = pirate::transport::context().socket(zmq::DEALER).unwrap();
+        dealer.set_linger(0).unwrap();
+        dealer.set_identity(b"peer").unwrap();
+        dealer
+            .set_rcvtimeo(HARD_TIMEOUT.as_millis() as i32)
+            .unwrap();
+        // inproc allows connecting before the machine binds.
+        dealer.connect(&endpoint).unwrap();
+        dealer.send("hello", 0).unwrap();
+        dealer.recv_multipart(0)
+    });
+    let (machine, ended) = run_bounded(machine, Stop::new());
+    assert_eq!(ended, Ended::Exited);
+    assert_eq!(
+        machine.fates,
+        [
+            (b"nobody".to_vec(), false),
+            (b"peer".to_vec(), true),
+            (b"nobody".to_vec(), false),
+        ]
+    );
+    assert_eq!(peer.join().unwrap().unwrap(), [b"welcome".to_vec()]);
+}
+
+#[test]
+fn a_machine_that_resends_every_unroutable_message_still_stops() {
+    let mut machine = Fates::new(SocketKind::MandatoryRouter, vec![to(b"nobody", b"lost")]);
+    machine.bind = vec![format!("inproc://reactor-retrier-{}", std::process::id())];
+    machine.resend = true;
+    let stop = Stop::new();
+    let raiser = stop.clone();
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(200));
+        raiser.request();
+    });
+    let (machine, ended) = run_bounded(machine, stop);
+    assert_eq!(ended, Ended::Stopped);
+    assert!(machine.routed_count(false) > 1, "{}", machine.fates.len());
+}
+
+#[test]
+fn a_non_blocking_dealer_never_blocks_on_a_full_queue_and_reports_what_it_dropped() {
+    const FLOOD: usize = 1500;
+    let flood = (0..FLOOD).map(|i| Message::from_frames([i.to_string().into_bytes()]));
+    let mut machine = Fates::new(SocketKind::NonBlockingDealer, flood.collect());
+    // Nobody listens on port 1: the messages queue until the queue is full.
+    machine.connect = vec!["tcp://127.0.0.1:1".into()];
+    machine.exit_after = Some(FLOOD);
+    let (machine, ended) = run_bounded(machine, Stop::new());
+    assert_eq!(ended, Ended::Exited);
+    // ZeroMQ queues up to the send high-water mark (1000 by default), then refuses.
+    let (sent, refused) = (machine.routed_count(true), machine.routed_count(false));
+    assert!(sent > 0 && refused > 0, "{sent}/{refused}");
+    assert_eq!(sent + refused, FLOOD);
+}
