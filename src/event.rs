@@ -5,7 +5,7 @@
 //! rename them.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -71,10 +71,24 @@ pub struct ClientReport {
     /// or (`--count`) not equal to their request.
     pub mismatched: u64,
     pub elapsed_ms: f64,
+    /// Replies accepted per second over the run (`replied` / elapsed): the throughput.
+    pub req_per_s: f64,
     pub latency_ms: Latency,
 }
 
 impl ClientReport {
+    /// Fills in the run's timing: elapsed time, throughput and latency percentiles.
+    pub fn timed(&mut self, elapsed: Duration, latency: Latency) {
+        self.elapsed_ms = millis(elapsed);
+        let secs = elapsed.as_secs_f64();
+        self.req_per_s = if secs > 0.0 {
+            self.replied as f64 / secs
+        } else {
+            0.0
+        };
+        self.latency_ms = latency;
+    }
+
     /// A client run against `endpoint` that has not sent anything yet.
     pub fn new(endpoint: impl Into<String>) -> Self {
         ClientReport {
@@ -88,6 +102,7 @@ impl ClientReport {
             abandoned: 0,
             mismatched: 0,
             elapsed_ms: 0.0,
+            req_per_s: 0.0,
             latency_ms: Latency::default(),
         }
     }
