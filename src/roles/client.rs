@@ -54,7 +54,9 @@
 //! a retry is `Close` of the attempt's socket then `Open` of a fresh one; reading the next
 //! request (stdin may block) is a job run on a work thread. [`run`] hands it to the reactor.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{mpsc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -240,9 +242,57 @@ impl Request {
     }
 }
 
-/// The client's one kind of job: read the next request from the source (stdin may block).
+/// The client's one kind of job: read the next requests from the source (stdin may block).
+/// It hands back every request it has ready, in order, at least one; none at the end of the
+/// source ([`Client`]'s `Done`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct ReadNext;
+
+/// Reads requests on a thread of its own into a queue of at most `max`, so that one
+/// [`ReadNext`] job hands the client every request already read (up to `max`, a window's
+/// worth): one job, and one wake-up of the loop, per burst of requests rather than per
+/// request. A job waits only for the first request, never for more, so a slow stdin is sent
+/// line by line as it comes.
+pub struct ReadAhead {
+    queue: Mutex<mpsc::Receiver<Request>>,
+    max: usize,
+}
+
+impl ReadAhead {
+    /// Starts reading `next` until it returns `None` (or the reader is dropped).
+    pub fn new(mut next: impl FnMut() -> Option<Request> + Send + 'static, max: usize) -> Self {
+        let max = max.max(1);
+        let (tx, queue) = mpsc::sync_channel(max);
+        thread::spawn(move || {
+            while let Some(request) = next() {
+                if tx.send(request).is_err() {
+                    break; // the run is over
+                }
+            }
+        });
+        ReadAhead {
+            queue: Mutex::new(queue),
+            max,
+        }
+    }
+
+    /// The next requests: waits for one, then takes what is ready, up to `max`. Empty at
+    /// the end of the source.
+    pub fn next_batch(&self) -> Vec<Request> {
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(first) = queue.recv() else {
+            return Vec::new();
+        };
+        let mut batch = vec![first];
+        while batch.len() < self.max {
+            match queue.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+}
 
 /// The sockets of an endpoint check, one per endpoint, opened before the start and closed at
 /// once: a bad endpoint is reported before the run starts.
@@ -339,8 +389,9 @@ pub struct Client {
     /// No attempt goes out before this (failover: the backup is taking over).
     settle_until: Option<Instant>,
     reading: bool,
-    /// A request read while the window was full, sent when there is room.
-    ahead: Option<Request>,
+    /// Requests read while the window was full (at most a read job's batch), sent as room
+    /// frees up.
+    ahead: VecDeque<Request>,
     exhausted: bool,
     /// Accepted replies' frames, kept for a library caller ([`Client::keep_replies`]).
     replies: Option<Vec<Message>>,
@@ -373,7 +424,7 @@ impl Client {
             probe: None,
             settle_until: None,
             reading: false,
-            ahead: None,
+            ahead: VecDeque::new(),
             exhausted: false,
             replies: None,
             outcome: None,
@@ -492,26 +543,25 @@ impl Client {
         }
         self.settle_until = None;
         let window = self.config.window.max(1);
-        if self.in_flight.len() < window {
-            if let Some(request) = self.ahead.take() {
-                self.report.requests += 1;
-                let seq = self.report.requests;
-                self.in_flight.insert(
-                    seq,
-                    InFlight {
-                        seq,
-                        request,
-                        attempt: 0,
-                        first_sent: now,
-                        sent_at: now,
-                        deadline: None,
-                        reply: Message::new(),
-                        at: self.current,
-                        via: Via::Waiting,
-                    },
-                );
-                self.waiting.insert(seq);
-            }
+        while self.in_flight.len() < window {
+            let Some(request) = self.ahead.pop_front() else {
+                break;
+            };
+            self.report.requests += 1;
+            let seq = self.report.requests;
+            let flight = InFlight {
+                seq,
+                request,
+                attempt: 0,
+                first_sent: now,
+                sent_at: now,
+                deadline: None,
+                reply: Message::new(),
+                at: self.current,
+                via: Via::Waiting,
+            };
+            self.in_flight.insert(seq, flight);
+            self.waiting.insert(seq);
         }
         if !self.waiting.is_empty() {
             let at = self.current;
@@ -525,10 +575,10 @@ impl Client {
         }
         // One request is read ahead while the window is full, so that a fast source never
         // waits for a work thread between a reply and the next request.
-        if !self.exhausted && !self.reading && self.ahead.is_none() {
+        if !self.exhausted && !self.reading && self.ahead.is_empty() {
             self.reading = true;
             out.start(ReadNext);
-        } else if self.exhausted && self.in_flight.is_empty() && self.ahead.is_none() {
+        } else if self.exhausted && self.in_flight.is_empty() && self.ahead.is_empty() {
             self.finish(Outcome::Completed, now, events);
             out.exit();
         }
@@ -1039,8 +1089,8 @@ enum Verdict {
 
 impl Machine for Client {
     type Job = ReadNext;
-    /// The next request, or `None` at the end of the source.
-    type Done = Option<Request>;
+    /// The next requests read, in order; none at the end of the source.
+    type Done = Vec<Request>;
 
     fn sockets(&self) -> Vec<SocketSpec> {
         // Every endpoint is checked now, so a bad one is reported before the run starts.
@@ -1064,7 +1114,7 @@ impl Machine for Client {
 
     fn handle(
         &mut self,
-        input: Input<Option<Request>>,
+        input: Input<Vec<Request>>,
         now: Instant,
         out: &mut Outbox<ReadNext>,
         events: &mut Events,
@@ -1075,10 +1125,10 @@ impl Machine for Client {
         match input {
             Input::Done(next) => {
                 self.reading = false;
-                match next {
-                    Some(request) => self.ahead = Some(request),
-                    None => self.exhausted = true,
+                if next.is_empty() {
+                    self.exhausted = true;
                 }
+                self.ahead.extend(next);
                 self.pump(now, out, events);
             }
             Input::Message { slot, msg } => {
@@ -1158,9 +1208,10 @@ pub fn run(
 ) -> Result<Report> {
     let mut client = Client::new(config);
     let source = Source::new(requests);
+    let reader = ReadAhead::new(move || source.next().map(Request::line), config.window);
     let ended = reactor::run(
         &mut client,
-        move |ReadNext| source.next().map(Request::line),
+        move |ReadNext| reader.next_batch(),
         stop,
         events,
     )?;
@@ -1321,7 +1372,10 @@ mod tests {
 
         fn read(&mut self, ms: u64, request: Option<&str>) -> Vec<Output<ReadNext>> {
             let now = self.at(ms);
-            let done = request.map(|r| Request::line(r.into()));
+            let done = request
+                .map(|r| Request::line(r.into()))
+                .into_iter()
+                .collect();
             self.with_events(|c, out, ev| c.handle(Input::Done(done), now, out, ev));
             self.out.take()
         }
@@ -1900,6 +1954,71 @@ mod tests {
             "silent since it went out: reopened"
         );
         assert_eq!(rig.c.report().reconnects, 1);
+    }
+
+    #[test]
+    fn a_batch_read_fills_the_window_and_the_rest_waits_without_another_read() {
+        let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(2));
+        rig.out.take();
+        let batch = ["1", "2", "3"].map(|r| Request::line(r.into())).to_vec();
+        let now = rig.at(0);
+        rig.with_events(|c, out, ev| c.handle(Input::Done(batch), now, out, ev));
+        let outputs = rig.out.take();
+        let flights = sends(&outputs);
+        assert_eq!(flights.len(), 2, "the window's worth: {outputs:?}");
+        assert!(
+            !outputs.contains(&Output::Start(ReadNext)),
+            "one request is still ahead: no read"
+        );
+        let answered = rig.recv(5, flights[0].0, m(&[&flights[0].1, b"", b"1"]));
+        assert_eq!(sends(&answered).len(), 1, "the third goes out");
+        assert!(answered.contains(&Output::Start(ReadNext)), "now read more");
+        assert_eq!(rig.c.report().requests, 3);
+    }
+
+    #[test]
+    fn read_ahead_hands_over_what_is_ready_and_waits_only_for_the_first() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let produced = Arc::new(AtomicUsize::new(0));
+        let counter = produced.clone();
+        let mut ready = (1..=5).map(|i| Request::line(i.to_string()));
+        let reader = ReadAhead::new(
+            move || {
+                let next = ready.next();
+                counter.fetch_add(next.is_some() as usize, Ordering::SeqCst);
+                next
+            },
+            3,
+        );
+        // Once the reader holds a 4th request, the queue holds 3: one job takes all 3.
+        let waited = Instant::now();
+        while produced.load(Ordering::SeqCst) < 4 {
+            assert!(waited.elapsed() < Duration::from_secs(10), "reader stuck");
+            thread::sleep(MS);
+        }
+        let first = reader.next_batch();
+        assert_eq!(first.len(), 3, "{first:?}");
+        let mut all = first;
+        loop {
+            let batch = reader.next_batch();
+            if batch.is_empty() {
+                break;
+            }
+            all.extend(batch);
+        }
+        let texts: Vec<&str> = all.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(texts, ["1", "2", "3", "4", "5"], "in order, each once");
+        assert!(reader.next_batch().is_empty(), "the end, for good");
+
+        // A slow source (stdin): the first line comes out alone, as soon as it is there.
+        let (tx, rx) = mpsc::channel::<String>();
+        let reader = ReadAhead::new(move || rx.recv().ok().map(Request::line), 10);
+        tx.send("first".into()).unwrap();
+        let batch = reader.next_batch();
+        assert_eq!(batch, [Request::line("first".into())]);
+        drop(tx);
+        assert!(reader.next_batch().is_empty());
     }
 
     fn mdp_config(version: Version) -> ClientConfig {
