@@ -527,9 +527,14 @@ impl Client {
     ) {
         let spec = self.spec(slot, kind, at);
         if events.tracing() {
+            let kind = if spec.kind == SocketKind::Dealer {
+                "DEALER"
+            } else {
+                "REQ"
+            };
             events.info(format!(
-                "connecting to {} (socket {slot}, {:?} {purpose})",
-                self.endpoints[at], spec.kind
+                "connecting to {} (socket {slot}: a {kind} {purpose})",
+                self.endpoints[at]
             ));
         }
         out.open(spec);
