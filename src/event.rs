@@ -486,6 +486,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_client_report_times_its_run_as_replies_per_second() {
+        let mut r = ClientReport::new("tcp://a:1");
+        r.replied = 50;
+        let latency = Latency {
+            p50: 1.0,
+            ..Latency::default()
+        };
+        r.timed(Duration::from_millis(2000), latency.clone());
+        assert_eq!((r.elapsed_ms, r.req_per_s), (2000.0, 25.0));
+        assert_eq!(r.latency_ms, latency);
+        r.timed(Duration::ZERO, Latency::default());
+        assert_eq!(r.req_per_s, 0.0, "no division by zero");
+    }
+
+    #[test]
     fn a_service_starts_with_an_event_and_a_stop_request_ends_it_normally() {
         let mut seen = Vec::new();
         let report = ServiceReport::start(
