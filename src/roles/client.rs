@@ -47,7 +47,9 @@
 //! attempt and closes once the attempts still on it are done (coming back opens a fresh one).
 //!
 //! Up to `window` requests are in flight at once. Replies are reported in request order,
-//! whatever order they complete in.
+//! whatever order they complete in: those completed behind a request still being retried are
+//! held back, at most [`HELD_WINDOWS`] windows' worth; past that no new request starts until
+//! the old one is answered (or abandons the run).
 //!
 //! [`Client`] is the logic as a pure [`Machine`] on the reactor: each attempt's timeout, the
 //! settle delay after a failover and the `mmi.correlate` probe's wait are deadlines it keeps;
@@ -353,6 +355,11 @@ struct Probe {
 /// Why an attempt failed when its deadline passed.
 const TIMEOUT: &str = "timeout";
 
+/// How many windows' worth of requests may be started past the oldest one not yet reported:
+/// the replies completed behind a request that is still being retried are held back (stdout
+/// stays in request order), and this bounds how many.
+pub const HELD_WINDOWS: usize = 64;
+
 /// The Lazy Pirate client as a pure [`Machine`]: attempts with a deadline each, request ids
 /// on one shared socket per endpoint (or a socket per request), the reopen of a connection
 /// that looks dead, failover with a settle delay.
@@ -548,7 +555,7 @@ impl Client {
         }
         self.settle_until = None;
         let window = self.config.window.max(1);
-        while self.in_flight.len() < window {
+        while self.in_flight.len() < window && self.held.len() < window * HELD_WINDOWS {
             let Some(request) = self.ahead.pop_front() else {
                 break;
             };
@@ -2024,6 +2031,44 @@ mod tests {
         assert_eq!(batch, [Request::line("first".into())]);
         drop(tx);
         assert!(reader.next_batch().is_empty());
+    }
+
+    #[test]
+    fn replies_held_behind_a_request_still_in_flight_are_bounded() {
+        let window = 2;
+        let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(window));
+        rig.out.take();
+        let (slot, _) = sent(&rig.read(0, Some("stuck")));
+        // Request 1 is never answered; every later one is, at once, and held behind it.
+        let limit = window * HELD_WINDOWS;
+        for i in 2..=limit + 1 {
+            let outputs = rig.read(1, Some(&i.to_string()));
+            let (_, msg) = sent(&outputs);
+            rig.recv(1, slot, m(&[&id_of(&msg), b"", i.to_string().as_bytes()]));
+        }
+        assert_eq!(rig.c.held.len(), limit);
+        assert_eq!(
+            reply_seqs(&rig.seen),
+            Vec::<u64>::new(),
+            "all behind request 1"
+        );
+        let full = rig.read(2, Some("one too many"));
+        assert!(sends(&full).is_empty(), "not started: {full:?}");
+        assert!(
+            !full.contains(&Output::Start(ReadNext)),
+            "and nothing more read"
+        );
+        // Request 1's answer releases them all, in order, and the next request goes out.
+        let id1 = match &rig.c.in_flight[&1].via {
+            Via::Shared { id, .. } => id.clone(),
+            other => panic!("{other:?}"),
+        };
+        let released = rig.recv(3, slot, m(&[&id1, b"", b"stuck"]));
+        assert_eq!(sends(&released).len(), 1);
+        assert_eq!(
+            reply_seqs(&rig.seen),
+            (1..=limit as u64 + 1).collect::<Vec<_>>()
+        );
     }
 
     fn mdp_config(version: Version) -> ClientConfig {
