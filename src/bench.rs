@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Events, Outcome, Report};
 use crate::feed::Source;
 use crate::reactor::{self, Ended, Stop};
-use crate::roles::client::{Client, ClientConfig, ReadNext, Request};
+use crate::roles::client::{Client, ClientConfig, ReadAhead, ReadNext, Request};
 use crate::stats::{millis, Latency, LatencyRecorder};
 
 /// How long the run lasts.
@@ -222,9 +222,13 @@ fn one_client(
     let source = Source::new(std::iter::from_fn(move || {
         requests.next().map(String::into_bytes)
     }));
+    let reader = ReadAhead::new(
+        move || source.next().map(Request::line),
+        config.client.window,
+    );
     let ended = reactor::run(
         &mut client,
-        move |ReadNext| source.next().map(Request::line),
+        move |ReadNext| reader.next_batch(),
         stop,
         &mut events,
     )?;

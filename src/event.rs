@@ -5,7 +5,7 @@
 //! rename them.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -123,10 +123,24 @@ pub struct ClientReport {
     /// or (`--count`) not equal to their request.
     pub mismatched: u64,
     pub elapsed_ms: f64,
+    /// Replies accepted per second over the run (`replied` / elapsed): the throughput.
+    pub req_per_s: f64,
     pub latency_ms: Latency,
 }
 
 impl ClientReport {
+    /// Fills in the run's timing: elapsed time, throughput and latency percentiles.
+    pub fn timed(&mut self, elapsed: Duration, latency: Latency) {
+        self.elapsed_ms = millis(elapsed);
+        let secs = elapsed.as_secs_f64();
+        self.req_per_s = if secs > 0.0 {
+            self.replied as f64 / secs
+        } else {
+            0.0
+        };
+        self.latency_ms = latency;
+    }
+
     /// A client run against `endpoint` that has not sent anything yet.
     pub fn new(endpoint: impl Into<String>) -> Self {
         ClientReport {
@@ -140,6 +154,7 @@ impl ClientReport {
             abandoned: 0,
             mismatched: 0,
             elapsed_ms: 0.0,
+            req_per_s: 0.0,
             latency_ms: Latency::default(),
         }
     }
@@ -547,6 +562,21 @@ impl<'a> Events<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_report_times_its_run_as_replies_per_second() {
+        let mut r = ClientReport::new("tcp://a:1");
+        r.replied = 50;
+        let latency = Latency {
+            p50: 1.0,
+            ..Latency::default()
+        };
+        r.timed(Duration::from_millis(2000), latency.clone());
+        assert_eq!((r.elapsed_ms, r.req_per_s), (2000.0, 25.0));
+        assert_eq!(r.latency_ms, latency);
+        r.timed(Duration::ZERO, Latency::default());
+        assert_eq!(r.req_per_s, 0.0, "no division by zero");
+    }
 
     #[test]
     fn a_service_starts_with_an_event_and_a_stop_request_ends_it_normally() {

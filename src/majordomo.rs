@@ -116,7 +116,10 @@ impl MdpClient {
         }));
         let ended = reactor::run(
             &mut machine,
-            move |ReadNext| request.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            move |ReadNext| {
+                let mut request = request.lock().unwrap_or_else(|e| e.into_inner());
+                request.take().into_iter().collect()
+            },
             &self.stop,
             &mut Events::discard(),
         )?;

@@ -4,59 +4,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 /// Fast heartbeats for queues, brokers and workers.
 const HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
-
-type Frames = Vec<Vec<u8>>;
-
-/// A peer run on a thread of the test, stopped and joined on drop.
-struct Peer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Peer {
-    /// Binds a ROUTER on a free port and calls `serve(router, stop)` on a thread.
-    fn router(serve: impl FnOnce(zmq::Socket, Arc<AtomicBool>) + Send + 'static) -> (Peer, u16) {
-        let ctx = zmq::Context::new();
-        let router = ctx.socket(zmq::ROUTER).unwrap();
-        router.set_linger(0).unwrap();
-        router.set_rcvtimeo(50).unwrap();
-        let port = free_port();
-        router.bind(&endpoint(port)).unwrap();
-        (Peer::spawn(move |stop| serve(router, stop)), port)
-    }
-
-    fn spawn(f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Peer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        Peer {
-            stop,
-            thread: Some(thread::spawn(move || f(flag))),
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Receives one message, or `None` after the socket's receive timeout.
-fn recv(socket: &zmq::Socket) -> Option<Frames> {
-    socket.recv_multipart(0).ok()
-}
 
 /// How a fake REP server misbehaves.
 #[derive(Clone, Copy, Debug)]

@@ -8,28 +8,57 @@
 //! duplicates or delays, a late reply to an earlier attempt. Two mechanisms, chosen per
 //! endpoint ([`Correlation`]):
 //! - **Request ids** (bare, always; Majordomo when the broker answers `mmi.correlate` with
-//!   `200`, i.e. `pirate broker`): each attempt goes out on a DEALER as
-//!   `[id]["" ][request…]` ([`crate::proto::correlate`]) with an id never used before; REP
-//!   sockets, queues and the pirate broker echo the envelope. A reply whose id is not the one
-//!   in flight on that socket is dropped, counted in `mismatched`, reported as a `mismatch`
-//!   event and traced under `-v`, and the client keeps waiting for its own.
+//!   `200`, i.e. `pirate broker`): every request in flight to the endpoint goes out on ONE
+//!   DEALER, each attempt as `[id]["" ][request…]` ([`crate::proto::correlate`]) with an id
+//!   never used before; REP sockets, queues and the pirate broker echo the envelope, and the
+//!   id says which request a reply answers. A reply whose id is not in flight (a stale copy,
+//!   a duplicate, a late reply to an attempt already resent) or that has no envelope at all is
+//!   dropped, counted in `mismatched`, reported as a `mismatch` event (against the oldest
+//!   request waiting on that socket) and traced under `-v`; every request keeps waiting for
+//!   its own.
 //! - **A socket per request** (Majordomo to a broker that does not carry request ids): the
 //!   standard frames on a fresh REQ (0.1) or DEALER (0.2) for every request and every retry,
 //!   so the only reply that can reach a socket is one routed for the one request it carried.
+//!   The `-v` trace of the probe says the window falls back to this.
 //!
-//! Either way every retry closes the socket and opens a fresh one (the Guide's Lazy Pirate),
-//! and with `check_echo` (the Guide's `--count` sequence) a reply that is not equal to its
+//! With `check_echo` (the Guide's `--count` sequence) a reply that is not equal to its
 //! request is reported as a mismatch, never accepted, and the request retried.
 //!
-//! Up to `window` requests are in flight at once, each on a socket of its own. Replies are
-//! reported in request order, whatever order they complete in.
+//! # Timeouts, retries and the reopen
+//! Each attempt has its own deadline (`timeout`, restarted by a 0.2 PARTIAL), and each
+//! request its own `retries` attempts; the run is abandoned when one request has used them
+//! all. With a socket per request, every retry closes the socket and opens a fresh one (the
+//! Guide's Lazy Pirate). With request ids, a retry goes out on the same shared socket with a
+//! fresh id, unless the connection looks dead:
+//!
+//! **The reopen rule**: when an attempt times out and *nothing at all* (no reply, no stale
+//! copy, nothing malformed) has arrived on its shared socket since that attempt was sent,
+//! the peer has been silent for a whole timeout while a request waited: the socket is closed
+//! (LINGER 0) and the resend opens a fresh one, with a fresh identity, counted in
+//! `reconnects`. The other attempts that were waiting on the closed socket cannot be answered
+//! any more; each is resent on the fresh socket when its own deadline passes (no second
+//! reopen for them), so every request still gets exactly its `retries` attempts. A peer that
+//! answers anything is alive: a request lost in it (a worker killed mid-request) is resent on
+//! the same socket while the other requests flow. With a window of 1 this is exactly the
+//! Guide's rule: a timeout with no reply reopens the socket.
+//!
+//! With several endpoints (Binary Star) a failed attempt on the current endpoint fails over
+//! to the next one instead, after `settle`; the old endpoint's shared socket takes no new
+//! attempt and closes once the attempts still on it are done (coming back opens a fresh one).
+//!
+//! Up to `window` requests are in flight at once. Replies are reported in request order,
+//! whatever order they complete in: those completed behind a request still being retried are
+//! held back, at most [`HELD_WINDOWS`] windows' worth; past that no new request starts until
+//! the old one is answered (or abandons the run).
 //!
 //! [`Client`] is the logic as a pure [`Machine`] on the reactor: each attempt's timeout, the
 //! settle delay after a failover and the `mmi.correlate` probe's wait are deadlines it keeps;
 //! a retry is `Close` of the attempt's socket then `Open` of a fresh one; reading the next
 //! request (stdin may block) is a job run on a work thread. [`run`] hands it to the reactor.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{mpsc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -61,10 +90,10 @@ pub enum Received {
 }
 
 impl Framing {
-    /// The socket type for one in-flight slot: REQ where the protocol allows (what the Guide
-    /// and 7/MDP recommend), DEALER for 0.2, which has no empty delimiter. A window of N
-    /// requests uses N such sockets, so each reply is matched to its request by the socket it
-    /// arrives on.
+    /// The socket type for a request on a socket of its own ([`Correlation::Socket`]): REQ
+    /// where the protocol allows (what the Guide and 7/MDP recommend), DEALER for 0.2, which
+    /// has no empty delimiter. A window of N requests uses N such sockets, so each reply is
+    /// matched to its request by the socket it arrives on.
     pub fn socket_type(&self) -> zmq::SocketType {
         match self {
             Framing::Majordomo {
@@ -216,13 +245,75 @@ impl Request {
     }
 }
 
-/// The client's one kind of job: read the next request from the source (stdin may block).
+/// The client's one kind of job: read the next requests from the source (stdin may block).
+/// It hands back every request it has ready, in order, at least one; none at the end of the
+/// source ([`Client`]'s `Done`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct ReadNext;
+
+/// Reads requests on a thread of its own into a queue of at most `max`, so that one
+/// [`ReadNext`] job hands the client every request already read (up to `max`, a window's
+/// worth): one job, and one wake-up of the loop, per burst of requests rather than per
+/// request. A job waits only for the first request, never for more, so a slow stdin is sent
+/// line by line as it comes.
+pub struct ReadAhead {
+    queue: Mutex<mpsc::Receiver<Request>>,
+    max: usize,
+}
+
+impl ReadAhead {
+    /// Starts reading `next` until it returns `None` (or the reader is dropped).
+    pub fn new(mut next: impl FnMut() -> Option<Request> + Send + 'static, max: usize) -> Self {
+        let max = max.max(1);
+        let (tx, queue) = mpsc::sync_channel(max);
+        thread::spawn(move || {
+            while let Some(request) = next() {
+                if tx.send(request).is_err() {
+                    break; // the run is over
+                }
+            }
+        });
+        ReadAhead {
+            queue: Mutex::new(queue),
+            max,
+        }
+    }
+
+    /// The next requests: waits for one, then takes what is ready, up to `max`. Empty at
+    /// the end of the source.
+    pub fn next_batch(&self) -> Vec<Request> {
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(first) = queue.recv() else {
+            return Vec::new();
+        };
+        let mut batch = vec![first];
+        while batch.len() < self.max {
+            match queue.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+}
 
 /// The sockets of an endpoint check, one per endpoint, opened before the start and closed at
 /// once: a bad endpoint is reported before the run starts.
 const CHECK: Slot = 0;
+
+/// Where the attempt in flight of a request went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Via {
+    /// Not sent yet: it waits for room in the window, the settle delay or the probe.
+    Waiting,
+    /// On a socket of its own ([`Correlation::Socket`]).
+    Own(Slot),
+    /// On its endpoint's shared DEALER, under request id `id` ([`Correlation::RequestId`]).
+    Shared { slot: Slot, id: Frame },
+    /// Sent on a shared socket that was reopened since (the connection looked dead): nothing
+    /// can answer this attempt any more; its own deadline resends it.
+    Orphaned,
+}
 
 /// One request and its attempt in flight.
 struct InFlight {
@@ -230,19 +321,29 @@ struct InFlight {
     request: Request,
     attempt: u32,
     first_sent: Instant,
-    /// When the attempt in flight times out; `None` while the attempt waits to be sent (for
-    /// the settle delay or a correlation probe).
+    /// When the attempt in flight went out (the reopen rule compares it with the last message
+    /// heard on its socket).
+    sent_at: Instant,
+    /// When the attempt in flight times out; `None` while it waits to be sent.
     deadline: Option<Instant>,
     /// The reply so far (0.2 PARTIALs, then the FINAL).
     reply: Message,
-    /// Its socket; `None` while waiting to be sent.
-    slot: Option<Slot>,
-    /// Which endpoint the socket is connected to.
+    /// Which endpoint the attempt went to.
     at: usize,
-    /// How this socket ties replies to the request.
-    correlation: Correlation,
-    /// The request id of the attempt in flight ([`Correlation::RequestId`] only).
-    id: Option<Frame>,
+    via: Via,
+}
+
+/// The one DEALER that carries every request in flight to an endpoint with request ids.
+struct Conn {
+    slot: Slot,
+    at: usize,
+    /// Requests whose attempt in flight went out on it.
+    load: usize,
+    /// When a message last arrived on it (`None`: never).
+    heard: Option<Instant>,
+    /// False once the client failed over away from its endpoint: it carries no new attempt
+    /// and closes when its last request is done (coming back opens a fresh one).
+    takes_new: bool,
 }
 
 /// An `mmi.correlate` question in flight to endpoint `at`.
@@ -252,9 +353,17 @@ struct Probe {
     deadline: Instant,
 }
 
-/// The Lazy Pirate client as a pure [`Machine`]: attempts with a deadline each, a fresh
-/// socket for every retry (`Close` then `Open` with a fresh identity), failover with a settle
-/// delay, and request ids checked on every reply.
+/// Why an attempt failed when its deadline passed.
+const TIMEOUT: &str = "timeout";
+
+/// How many windows' worth of requests may be started past the oldest one not yet reported:
+/// the replies completed behind a request that is still being retried are held back (stdout
+/// stays in request order), and this bounds how many.
+pub const HELD_WINDOWS: usize = 64;
+
+/// The Lazy Pirate client as a pure [`Machine`]: attempts with a deadline each, request ids
+/// on one shared socket per endpoint (or a socket per request), the reopen of a connection
+/// that looks dead, failover with a settle delay.
 pub struct Client {
     config: ClientConfig,
     endpoints: Vec<String>,
@@ -269,10 +378,16 @@ pub struct Client {
     held: BTreeMap<u64, Event>,
     next_to_emit: u64,
     ids: RequestIds,
-    /// In request order.
-    in_flight: Vec<InFlight>,
-    /// Answered DEALERs with request ids, kept for the next request, with their endpoint.
-    spare: Vec<(Slot, usize)>,
+    /// By sequence number, so in request order.
+    in_flight: BTreeMap<u64, InFlight>,
+    /// Requests whose next attempt waits to be sent, in request order.
+    waiting: BTreeSet<u64>,
+    /// The request each request id in flight belongs to (shared sockets).
+    by_id: HashMap<Frame, u64>,
+    /// The request each socket of its own carries.
+    own: HashMap<Slot, u64>,
+    /// Shared sockets: at most one per endpoint takes new attempts.
+    conns: Vec<Conn>,
     /// Socket slots free for reuse (a closed socket's number).
     free: Vec<Slot>,
     next_slot: Slot,
@@ -282,8 +397,9 @@ pub struct Client {
     /// No attempt goes out before this (failover: the backup is taking over).
     settle_until: Option<Instant>,
     reading: bool,
-    /// A request read while the window was full, sent when there is room.
-    ahead: Option<Request>,
+    /// Requests read while the window was full (at most a read job's batch), sent as room
+    /// frees up.
+    ahead: VecDeque<Request>,
     exhausted: bool,
     /// Accepted replies' frames, kept for a library caller ([`Client::keep_replies`]).
     replies: Option<Vec<Message>>,
@@ -298,6 +414,7 @@ impl Client {
             report: ClientReport::new(endpoints.join(",")),
             // Bare framing needs no question: REP servers and queues always echo the envelope.
             correlation: vec![framing_is_bare.then_some(Correlation::RequestId); endpoints.len()],
+            next_slot: CHECK + endpoints.len(),
             endpoints,
             current: 0,
             latency: LatencyRecorder::default(),
@@ -305,15 +422,17 @@ impl Client {
             held: BTreeMap::new(),
             next_to_emit: 1,
             ids: RequestIds::random(),
-            in_flight: Vec::new(),
-            spare: Vec::new(),
+            in_flight: BTreeMap::new(),
+            waiting: BTreeSet::new(),
+            by_id: HashMap::new(),
+            own: HashMap::new(),
+            conns: Vec::new(),
             free: Vec::new(),
             reading_slot: None,
-            next_slot: CHECK + config.endpoints().len(),
             probe: None,
             settle_until: None,
             reading: false,
-            ahead: None,
+            ahead: VecDeque::new(),
             exhausted: false,
             replies: None,
             outcome: None,
@@ -362,8 +481,10 @@ impl Client {
             self.outcome = Some(outcome);
             self.report.outcome = outcome;
             let started = self.started.unwrap_or(now);
-            self.report.elapsed_ms = millis(now.saturating_duration_since(started));
-            self.report.latency_ms = self.latency.summary();
+            self.report.timed(
+                now.saturating_duration_since(started),
+                self.latency.summary(),
+            );
         }
         Report::Client(self.report.clone())
     }
@@ -401,128 +522,236 @@ impl Client {
         }
     }
 
+    /// Opens a fresh socket in `slot` to endpoint `at`, traced under `-v` with what it is for
+    /// (so a run shows how many connections its window used).
+    fn open(
+        &self,
+        slot: Slot,
+        kind: zmq::SocketType,
+        at: usize,
+        purpose: &str,
+        out: &mut Outbox<ReadNext>,
+        events: &mut Events,
+    ) {
+        let spec = self.spec(slot, kind, at);
+        if events.tracing() {
+            let kind = if spec.kind == SocketKind::Dealer {
+                "DEALER"
+            } else {
+                "REQ"
+            };
+            events.info(format!(
+                "connecting to {} (socket {slot}: a {kind} {purpose})",
+                self.endpoints[at]
+            ));
+        }
+        out.open(spec);
+    }
+
     /// Moves the run on: sends what waits to be sent, reads the next request when the window
     /// has room, asks a broker how it correlates, ends the run when everything is answered.
     fn pump(&mut self, now: Instant, out: &mut Outbox<ReadNext>, events: &mut Events) {
-        if self.outcome.is_some() || self.settle_until.is_some_and(|s| now < s) {
+        if self.outcome.is_some() || self.settling(now) {
             return;
         }
         self.settle_until = None;
         let window = self.config.window.max(1);
-        if self.in_flight.len() < window {
-            if let Some(request) = self.ahead.take() {
-                self.report.requests += 1;
-                self.in_flight.push(InFlight {
-                    seq: self.report.requests,
-                    request,
-                    attempt: 0,
-                    first_sent: now,
-                    deadline: None,
-                    reply: Message::new(),
-                    slot: None,
-                    at: self.current,
-                    correlation: Correlation::Socket,
-                    id: None,
-                });
-            }
+        while self.in_flight.len() < window && self.held.len() < window * HELD_WINDOWS {
+            let Some(request) = self.ahead.pop_front() else {
+                break;
+            };
+            self.report.requests += 1;
+            let seq = self.report.requests;
+            let flight = InFlight {
+                seq,
+                request,
+                attempt: 0,
+                first_sent: now,
+                sent_at: now,
+                deadline: None,
+                reply: Message::new(),
+                at: self.current,
+                via: Via::Waiting,
+            };
+            self.in_flight.insert(seq, flight);
+            self.waiting.insert(seq);
         }
-        let at = self.current;
-        let waiting = self.in_flight.iter().any(|f| f.slot.is_none());
-        if waiting {
+        if !self.waiting.is_empty() {
+            let at = self.current;
             let Some(correlation) = self.correlation[at] else {
-                self.ask(at, now, out);
+                self.ask(at, now, out, events);
                 return;
             };
-            for i in 0..self.in_flight.len() {
-                if self.in_flight[i].slot.is_none() {
-                    self.send(i, at, correlation, now, out, events);
-                }
+            for seq in std::mem::take(&mut self.waiting) {
+                self.send(seq, at, correlation, now, out, events);
             }
         }
         // One request is read ahead while the window is full, so that a fast source never
         // waits for a work thread between a reply and the next request.
-        if !self.exhausted && !self.reading && self.ahead.is_none() {
+        if !self.exhausted && !self.reading && self.ahead.is_empty() {
             self.reading = true;
             out.start(ReadNext);
-        } else if self.exhausted && self.in_flight.is_empty() && self.ahead.is_none() {
+        } else if self.exhausted && self.in_flight.is_empty() && self.ahead.is_empty() {
             self.finish(Outcome::Completed, now, events);
             out.exit();
         }
     }
 
-    /// Sends in-flight request `i`'s next attempt to endpoint `at`, on a spare socket there
-    /// or a fresh one.
+    /// The shared socket to endpoint `at` that takes new attempts, opened if there is none
+    /// (`retry`: for a resend, which makes it a reconnect): its index in `conns`.
+    fn conn(
+        &mut self,
+        at: usize,
+        retry: bool,
+        out: &mut Outbox<ReadNext>,
+        events: &mut Events,
+    ) -> usize {
+        if let Some(c) = self.conns.iter().position(|c| c.at == at && c.takes_new) {
+            return c;
+        }
+        if retry {
+            events.info("reconnecting to server…");
+            self.report.reconnects += 1;
+        }
+        let slot = self.slot();
+        self.open(
+            slot,
+            zmq::DEALER,
+            at,
+            "shared by every request in flight",
+            out,
+            events,
+        );
+        self.conns.push(Conn {
+            slot,
+            at,
+            load: 0,
+            heard: None,
+            takes_new: true,
+        });
+        self.conns.len() - 1
+    }
+
+    /// Sends request `seq`'s next attempt to endpoint `at`: on the endpoint's shared socket
+    /// with a fresh request id, or on a fresh socket of its own.
     fn send(
         &mut self,
-        i: usize,
+        seq: u64,
         at: usize,
         correlation: Correlation,
         now: Instant,
         out: &mut Outbox<ReadNext>,
         events: &mut Events,
     ) {
-        let retry = self.in_flight[i].attempt > 0;
-        let reuse = if retry || correlation != Correlation::RequestId {
-            None
-        } else {
-            self.spare
-                .iter()
-                .position(|&(_, a)| a == at)
-                .map(|p| self.spare.remove(p).0)
+        let Some(flight) = self.in_flight.get(&seq) else {
+            return;
         };
-        let slot = match reuse {
-            Some(slot) => slot,
-            None => {
+        let retry = flight.attempt > 0;
+        let body = flight.request.body.clone();
+        let (slot, via, msg) = match correlation {
+            Correlation::RequestId => {
+                let c = self.conn(at, retry, out, events);
+                self.conns[c].load += 1;
+                let slot = self.conns[c].slot;
+                let id = self.ids.next_id();
+                self.by_id.insert(id.clone(), seq);
+                let msg = self.config.framing.encode_with_id(id.clone(), body);
+                (slot, Via::Shared { slot, id }, msg)
+            }
+            Correlation::Socket => {
                 if retry {
                     events.info("reconnecting to server…");
                     self.report.reconnects += 1;
                 }
                 let slot = self.slot();
-                let kind = self.config.framing.socket_type_for(correlation);
-                out.open(self.spec(slot, kind, at));
-                slot
+                let kind = self.config.framing.socket_type();
+                self.open(slot, kind, at, &format!("for request {seq}"), out, events);
+                self.own.insert(slot, seq);
+                (slot, Via::Own(slot), self.config.framing.encode(body))
             }
         };
-        let body = self.in_flight[i].request.body.clone();
-        let flight = &mut self.in_flight[i];
-        let msg = match correlation {
-            Correlation::RequestId => {
-                let id = self.ids.next_id();
-                flight.id = Some(id.clone());
-                self.config.framing.encode_with_id(id, body)
-            }
-            Correlation::Socket => {
-                flight.id = None;
-                self.config.framing.encode(body)
-            }
+        let Some(flight) = self.in_flight.get_mut(&seq) else {
+            return;
         };
         flight.attempt += 1;
         if flight.attempt == 1 {
             flight.first_sent = now;
         }
-        flight.slot = Some(slot);
+        flight.sent_at = now;
         flight.at = at;
-        flight.correlation = correlation;
+        flight.via = via;
         flight.deadline = Some(now + self.config.timeout);
         flight.reply = Message::new();
         out.send(slot, msg);
         events.emit(Event::Sent {
-            seq: flight.seq,
+            seq,
             request: flight.request.text.clone(),
             attempt: flight.attempt,
         });
         self.report.sent += 1;
     }
 
+    /// Ends request `seq`'s attempt in flight: its id is forgotten (a late reply to it is
+    /// stale from now on) and its own socket closed; a shared socket it leaves is closed if
+    /// it takes no new attempts and this was its last.
+    fn detach(&mut self, seq: u64, out: &mut Outbox<ReadNext>) {
+        let Some(flight) = self.in_flight.get_mut(&seq) else {
+            return;
+        };
+        flight.deadline = None;
+        match std::mem::replace(&mut flight.via, Via::Waiting) {
+            Via::Shared { slot, id } => {
+                self.by_id.remove(&id);
+                if let Some(c) = self.conns.iter().position(|c| c.slot == slot) {
+                    let conn = &mut self.conns[c];
+                    conn.load = conn.load.saturating_sub(1);
+                    if conn.load == 0 && !conn.takes_new {
+                        self.conns.swap_remove(c);
+                        self.release(slot, out);
+                    }
+                }
+            }
+            Via::Own(slot) => {
+                self.own.remove(&slot);
+                self.release(slot, out);
+            }
+            Via::Waiting | Via::Orphaned => {}
+        }
+    }
+
+    /// The Lazy Pirate reopen of shared socket `c`: closed (LINGER 0 drops what it still
+    /// holds, and nothing late from it can ever be read); the attempts it carried are
+    /// orphaned, each resent when its own deadline passes. The next attempt opens a fresh
+    /// socket, with a fresh identity.
+    fn reopen(&mut self, c: usize, out: &mut Outbox<ReadNext>) {
+        let conn = self.conns.swap_remove(c);
+        self.release(conn.slot, out);
+        for flight in self.in_flight.values_mut() {
+            if let Via::Shared { slot, id } = &flight.via {
+                if *slot == conn.slot {
+                    self.by_id.remove(id);
+                    flight.via = Via::Orphaned;
+                }
+            }
+        }
+    }
+
     /// Asks the broker at endpoint `at` whether it carries request ids (`mmi.correlate`, see
     /// [`crate::proto::mmi`]), unless a question is already out.
-    fn ask(&mut self, at: usize, now: Instant, out: &mut Outbox<ReadNext>) {
+    fn ask(&mut self, at: usize, now: Instant, out: &mut Outbox<ReadNext>, events: &mut Events) {
         if self.probe.is_some() {
             return;
         }
         let ask = self.probe_framing();
         let slot = self.slot();
-        out.open(self.spec(slot, ask.socket_type(), at));
+        self.open(
+            slot,
+            ask.socket_type(),
+            at,
+            "asking mmi.correlate",
+            out,
+            events,
+        );
         // One body frame: the Guide's brokers write their 501 over the last body frame and
         // crash on a request without one.
         out.send(slot, ask.encode(Message::from_frames([b"1".to_vec()])));
@@ -564,15 +793,17 @@ impl Client {
         self.correlation[probe.at] = Some(correlation);
         if events.tracing() {
             let endpoint = &self.endpoints[probe.at];
+            const FALLBACK: &str = "the window falls back to one socket per request";
             events.info(match (&answer, correlation) {
                 (_, Correlation::RequestId) => format!(
-                    "{endpoint} carries request ids (mmi.correlate: 200): replies are matched by id"
+                    "{endpoint} carries request ids (mmi.correlate: 200): replies are matched \
+                     by id, every request in flight shares one socket"
                 ),
                 (Some(other), _) => format!(
-                    "{endpoint} does not carry request ids (mmi.correlate: {other}): one socket per request"
+                    "{endpoint} does not carry request ids (mmi.correlate: {other}): {FALLBACK}"
                 ),
                 (None, _) => format!(
-                    "no answer to mmi.correlate from {endpoint} within {} ms: one socket per request",
+                    "no answer to mmi.correlate from {endpoint} within {} ms: {FALLBACK}",
                     self.config.timeout.as_millis()
                 ),
             });
@@ -595,68 +826,105 @@ impl Client {
         }
     }
 
-    /// A message on in-flight request `i`'s socket.
-    fn reply(
+    /// A message on shared socket `c`: its request id says which request it answers. One
+    /// without our envelope cannot be tied to any request: counted and dropped, like a reply
+    /// whose id is not in flight (a stale copy, a duplicate, a late reply to an earlier
+    /// attempt).
+    fn shared_reply(
         &mut self,
-        i: usize,
+        c: usize,
         msg: Message,
         now: Instant,
         out: &mut Outbox<ReadNext>,
         events: &mut Events,
     ) {
-        match self.judge(i, msg, events) {
-            Verdict::Partial(part) => {
-                let flight = &mut self.in_flight[i];
-                part.into_frames()
-                    .into_iter()
-                    .for_each(|f| flight.reply.push_back(f));
-                // A PARTIAL restarts the attempt's timeout.
-                flight.deadline = Some(now + self.config.timeout);
+        self.conns[c].heard = Some(now);
+        let slot = self.conns[c].slot;
+        let (id, rest) = match correlate::unwrap(msg) {
+            Ok(unwrapped) => unwrapped,
+            Err(e) => {
+                self.report.mismatched += 1;
+                events.error(format!("malformed reply from server: {e}"));
+                return;
             }
-            Verdict::Answer(reply) => self.accept(i, reply, now, out, events),
-            Verdict::Stale => {}
-            Verdict::Failed(reason) => self.failed(i, reason, now, out, events),
+        };
+        let owner = self.by_id.get(&id).copied().filter(|seq| {
+            self.in_flight
+                .get(seq)
+                .is_some_and(|f| matches!(&f.via, Via::Shared { slot: s, .. } if *s == slot))
+        });
+        let decoded = self.config.framing.decode(rest);
+        match owner {
+            Some(seq) => self.reply(seq, decoded, now, out, events),
+            None => {
+                let got = match decoded {
+                    Ok(Received::Partial(b) | Received::Final(b)) => b.text(),
+                    Err(reason) => reason,
+                };
+                let why = format!(
+                    "request id {} is not one in flight",
+                    String::from_utf8_lossy(&id)
+                );
+                // Reported against the oldest request waiting on this socket: the one a
+                // socket per request would have read it on.
+                let oldest = self
+                    .in_flight
+                    .values()
+                    .find(|f| matches!(&f.via, Via::Shared { slot: s, .. } if *s == slot))
+                    .map(|f| f.seq);
+                self.refuse(oldest, got, &why, events);
+            }
         }
     }
 
-    /// Reads one message received on request `i`'s socket.
-    fn judge(&mut self, i: usize, msg: Message, events: &mut Events) -> Verdict {
-        let framing = &self.config.framing;
-        let flight = &self.in_flight[i];
-        let decoded = match flight.correlation {
-            Correlation::RequestId => match framing.decode_with_id(msg) {
-                Ok((id, received)) if Some(&id) == flight.id.as_ref() => Ok(received),
-                Ok((id, received)) => {
-                    let body = match received {
-                        Received::Partial(b) | Received::Final(b) => b.text(),
-                    };
-                    let why = format!(
-                        "request id {} is not {}, the one in flight",
-                        String::from_utf8_lossy(&id),
-                        String::from_utf8_lossy(flight.id.as_deref().unwrap_or_default())
-                    );
-                    self.refuse(i, body, &why, events);
-                    return Verdict::Stale;
+    /// A message (`decoded`) for request `seq`'s attempt in flight.
+    fn reply(
+        &mut self,
+        seq: u64,
+        decoded: std::result::Result<Received, String>,
+        now: Instant,
+        out: &mut Outbox<ReadNext>,
+        events: &mut Events,
+    ) {
+        match self.judge(seq, decoded, events) {
+            Verdict::Partial(part) => {
+                if let Some(flight) = self.in_flight.get_mut(&seq) {
+                    part.into_frames()
+                        .into_iter()
+                        .for_each(|f| flight.reply.push_back(f));
+                    // A PARTIAL restarts the attempt's timeout.
+                    flight.deadline = Some(now + self.config.timeout);
                 }
-                Err(e) => Err(e),
-            },
-            Correlation::Socket => framing.decode(msg),
-        };
+            }
+            Verdict::Answer(reply) => self.accept(seq, reply, now, out, events),
+            Verdict::Failed(reason) => self.failed(seq, reason, now, out, events),
+        }
+    }
+
+    /// What a message for request `seq` means.
+    fn judge(
+        &mut self,
+        seq: u64,
+        decoded: std::result::Result<Received, String>,
+        events: &mut Events,
+    ) -> Verdict {
         match decoded {
             Ok(Received::Partial(body)) => Verdict::Partial(body),
             Ok(Received::Final(body)) => {
-                let mut reply = std::mem::take(&mut self.in_flight[i].reply);
+                let Some(flight) = self.in_flight.get_mut(&seq) else {
+                    return Verdict::Failed("malformed reply");
+                };
+                let mut reply = std::mem::take(&mut flight.reply);
                 body.into_frames()
                     .into_iter()
                     .for_each(|f| reply.push_back(f));
-                let flight = &self.in_flight[i];
                 if !self.config.check_echo || reply.text() == flight.request.text {
                     return Verdict::Answer(reply);
                 }
                 let text = reply.text();
                 self.report.mismatched += 1;
                 events.emit(Event::Mismatch {
-                    seq: flight.seq,
+                    seq,
                     expected: flight.request.text.clone(),
                     got: text.clone(),
                 });
@@ -671,31 +939,35 @@ impl Client {
         }
     }
 
-    /// A reply that is not the answer to the request in flight: counted, reported as a
-    /// `mismatch` event, and (`-v`) traced with why.
-    fn refuse(&mut self, i: usize, got: String, why: &str, events: &mut Events) {
+    /// A reply that is not the answer to any request in flight: counted, reported as a
+    /// `mismatch` event against request `seq` (if any waits there), and (`-v`) traced with why.
+    fn refuse(&mut self, seq: Option<u64>, got: String, why: &str, events: &mut Events) {
         self.report.mismatched += 1;
         if events.tracing() {
             events.warn(format!("dropped a reply ({why}): {}", preview(&got)));
         }
-        let flight = &self.in_flight[i];
-        events.emit(Event::Mismatch {
-            seq: flight.seq,
-            expected: flight.request.text.clone(),
-            got,
-        });
+        if let Some(flight) = seq.and_then(|seq| self.in_flight.get(&seq)) {
+            events.emit(Event::Mismatch {
+                seq: flight.seq,
+                expected: flight.request.text.clone(),
+                got,
+            });
+        }
     }
 
-    /// Records an accepted reply; its socket carries the next request (request ids) or closes.
+    /// Records an accepted reply; a socket of its own closes, a shared one stays.
     fn accept(
         &mut self,
-        i: usize,
+        seq: u64,
         reply: Message,
         now: Instant,
         out: &mut Outbox<ReadNext>,
         events: &mut Events,
     ) {
-        let flight = self.in_flight.remove(i);
+        self.detach(seq, out);
+        let Some(flight) = self.in_flight.remove(&seq) else {
+            return;
+        };
         let latency = now.saturating_duration_since(flight.first_sent);
         self.latency.record(latency);
         self.report.replied += 1;
@@ -707,16 +979,10 @@ impl Client {
         if let Some(kept) = &mut self.replies {
             kept.push(reply);
         }
-        let slot = flight.slot.expect("answered on its socket");
-        if flight.correlation == Correlation::RequestId {
-            self.spare.push((slot, flight.at));
-        } else {
-            self.release(slot, out);
-        }
         self.held.insert(
-            flight.seq,
+            seq,
             Event::Reply {
-                seq: flight.seq,
+                seq,
                 request: flight.request.text,
                 reply: body,
                 attempts: flight.attempt,
@@ -730,43 +996,66 @@ impl Client {
         self.pump(now, out, events);
     }
 
-    /// Attempt `i` failed (`reason`): retry on a fresh socket, failing over first if its
-    /// endpoint is the current one; after the last attempt, abandon everything.
+    /// Attempt `seq` failed (`reason`): resend it with a fresh id (on the same shared socket
+    /// unless the connection looks dead, see the module docs) or on a fresh socket of its
+    /// own, failing over first if its endpoint is the current one; after the last attempt,
+    /// abandon everything.
     fn failed(
         &mut self,
-        i: usize,
+        seq: u64,
         reason: &str,
         now: Instant,
         out: &mut Outbox<ReadNext>,
         events: &mut Events,
     ) {
-        if self.in_flight[i].attempt >= self.config.retries.max(1) {
+        let Some(flight) = self.in_flight.get(&seq) else {
+            return;
+        };
+        if flight.attempt >= self.config.retries.max(1) {
             self.abandon(now, out, events);
             return;
         }
-        let flight = &mut self.in_flight[i];
         events.warn("no response from server, retrying…");
         events.emit(Event::Retry {
-            seq: flight.seq,
+            seq,
             attempt: flight.attempt,
             reason: reason.into(),
         });
         self.report.retries += 1;
-        // The old socket may still hold the unanswered request: close it (LINGER 0 drops it)
-        // and open a fresh one, so nothing late from it can ever be read.
-        let slot = flight.slot.take().expect("a failed attempt was sent");
-        flight.deadline = None;
-        let at = flight.at;
-        self.release(slot, out);
+        let (at, sent_at, via) = (flight.at, flight.sent_at, flight.via.clone());
         let count = self.endpoints.len();
-        if count > 1 && at == self.current {
+        let failover = count > 1 && at == self.current;
+        if let Via::Shared { slot, .. } = via {
+            // The reopen rule: nothing at all heard on the socket for a whole timeout while
+            // this attempt waited. A peer that answers anything is alive, and its socket kept.
+            let c = self.conns.iter().position(|c| c.slot == slot);
+            if let Some(c) =
+                c.filter(|&c| !failover && self.conns[c].heard.is_none_or(|h| h <= sent_at))
+            {
+                self.reopen(c, out);
+            }
+        }
+        self.detach(seq, out);
+        self.waiting.insert(seq);
+        if failover {
             // Binary Star: the server we were talking to seems gone; try the next one, after
             // giving it time to take over.
             self.current = (self.current + 1) % count;
             events.warn(format!("failing over to {}", self.endpoints[self.current]));
-            // Spare sockets point at the server that seems gone.
-            for (slot, _) in std::mem::take(&mut self.spare) {
-                self.release(slot, out);
+            // Its shared socket takes no new attempts: it closes once its last one is done.
+            let mut i = 0;
+            while i < self.conns.len() {
+                let conn = &mut self.conns[i];
+                if conn.at == at {
+                    conn.takes_new = false;
+                    if conn.load == 0 {
+                        let slot = conn.slot;
+                        self.conns.swap_remove(i);
+                        self.release(slot, out);
+                        continue;
+                    }
+                }
+                i += 1;
             }
             self.settle_until = Some(now + self.config.settle);
         }
@@ -777,7 +1066,7 @@ impl Client {
     /// so that none of them is silently lost.
     fn abandon(&mut self, now: Instant, out: &mut Outbox<ReadNext>, events: &mut Events) {
         events.error("server seems to be offline, abandoning");
-        for flight in std::mem::take(&mut self.in_flight) {
+        for (_, flight) in std::mem::take(&mut self.in_flight) {
             self.report.abandoned += 1;
             events.emit(Event::Abandoned {
                 seq: flight.seq,
@@ -808,16 +1097,14 @@ enum Verdict {
     Answer(Message),
     /// A 0.2 PARTIAL of the answer.
     Partial(Message),
-    /// Not an answer to this request: dropped, keep waiting.
-    Stale,
     /// Wrong or malformed: the attempt failed.
     Failed(&'static str),
 }
 
 impl Machine for Client {
     type Job = ReadNext;
-    /// The next request, or `None` at the end of the source.
-    type Done = Option<Request>;
+    /// The next requests read, in order; none at the end of the source.
+    type Done = Vec<Request>;
 
     fn sockets(&self) -> Vec<SocketSpec> {
         // Every endpoint is checked now, so a bad one is reported before the run starts.
@@ -841,7 +1128,7 @@ impl Machine for Client {
 
     fn handle(
         &mut self,
-        input: Input<Option<Request>>,
+        input: Input<Vec<Request>>,
         now: Instant,
         out: &mut Outbox<ReadNext>,
         events: &mut Events,
@@ -852,21 +1139,23 @@ impl Machine for Client {
         match input {
             Input::Done(next) => {
                 self.reading = false;
-                match next {
-                    Some(request) => self.ahead = Some(request),
-                    None => self.exhausted = true,
+                if next.is_empty() {
+                    self.exhausted = true;
                 }
+                self.ahead.extend(next);
                 self.pump(now, out, events);
             }
             Input::Message { slot, msg } => {
                 self.reading_slot = Some(slot);
                 if self.probe.as_ref().is_some_and(|p| p.slot == slot) {
                     self.probe_reply(msg, now, out, events);
-                } else if let Some(i) = self.in_flight.iter().position(|f| f.slot == Some(slot)) {
-                    self.reply(i, msg, now, out, events);
+                } else if let Some(c) = self.conns.iter().position(|c| c.slot == slot) {
+                    self.shared_reply(c, msg, now, out, events);
+                } else if let Some(&seq) = self.own.get(&slot) {
+                    let decoded = self.config.framing.decode(msg);
+                    self.reply(seq, decoded, now, out, events);
                 } else {
-                    // A spare socket's late message is read when the socket is reused; any
-                    // other slot is closed: nothing to do.
+                    // A closed slot: nothing to do.
                     events.warn(format!("dropped a message on idle client socket {slot}"));
                 }
                 self.reading_slot = None;
@@ -886,14 +1175,15 @@ impl Machine for Client {
         }
         // One failure at a time: a failure may abandon the run or start a settle delay.
         while self.outcome.is_none() && !self.settling(now) {
-            let Some(i) = self
+            let Some(seq) = self
                 .in_flight
-                .iter()
-                .position(|f| f.deadline.is_some_and(|d| now >= d))
+                .values()
+                .find(|f| f.deadline.is_some_and(|d| now >= d))
+                .map(|f| f.seq)
             else {
                 break;
             };
-            self.failed(i, "timeout", now, out, events);
+            self.failed(seq, TIMEOUT, now, out, events);
         }
     }
 
@@ -905,22 +1195,20 @@ impl Machine for Client {
             return Some(settle);
         }
         self.in_flight
-            .iter()
+            .values()
             .filter_map(|f| f.deadline)
             .chain(self.probe.as_ref().map(|p| p.deadline))
             .min()
     }
 
     fn wants(&self, slot: Slot) -> bool {
-        // While settling nothing is read (the Guide sleeps); a spare socket is read when it
-        // carries a request again.
+        // While settling nothing is read (the Guide sleeps); a shared socket is read while it
+        // carries a request.
         self.outcome.is_none()
             && self.settle_until.is_none()
             && (self.probe.as_ref().is_some_and(|p| p.slot == slot)
-                || self
-                    .in_flight
-                    .iter()
-                    .any(|f| f.slot == Some(slot) && f.deadline.is_some()))
+                || self.own.contains_key(&slot)
+                || self.conns.iter().any(|c| c.slot == slot && c.load > 0))
     }
 }
 
@@ -934,9 +1222,10 @@ pub fn run(
 ) -> Result<Report> {
     let mut client = Client::new(config);
     let source = Source::new(requests.map(Into::into));
+    let reader = ReadAhead::new(move || source.next().map(Request::line), config.window);
     let ended = reactor::run(
         &mut client,
-        move |ReadNext| source.next().map(Request::line),
+        move |ReadNext| reader.next_batch(),
         stop,
         events,
     )?;
@@ -1097,7 +1386,7 @@ mod tests {
 
         fn read(&mut self, ms: u64, request: Option<&str>) -> Vec<Output<ReadNext>> {
             let now = self.at(ms);
-            let done = request.map(Request::line);
+            let done = request.map(Request::line).into_iter().collect();
             self.with_events(|c, out, ev| c.handle(Input::Done(done), now, out, ev));
             self.out.take()
         }
@@ -1296,16 +1585,38 @@ mod tests {
     }
 
     #[test]
-    fn a_reply_without_an_envelope_fails_the_attempt() {
+    fn a_reply_without_an_envelope_answers_nobody_it_is_counted_and_dropped() {
         let mut rig = Rig::new(config(&["tcp://a:1"]));
         rig.out.take();
-        let (slot, _) = sent(&rig.read(0, Some("1")));
+        let (slot, msg) = sent(&rig.read(0, Some("1")));
         let outputs = rig.recv(10, slot, m(&[b"1"]));
-        assert_eq!(closed(&outputs), [slot]);
-        // The reactor may still read the old socket in this batch: its number is not reused.
-        let (fresh, _) = sent(&outputs);
-        assert_ne!(fresh, slot);
-        assert!(!rig.c.wants(slot));
+        assert!(outputs.is_empty(), "no request to retry: {outputs:?}");
+        assert!(rig.c.wants(slot), "still waiting for its own");
+        assert_eq!(rig.c.report().mismatched, 1);
+        assert_eq!(rig.c.next_deadline(), Some(rig.at(100)));
+        assert!(!rig.seen.iter().any(|e| matches!(e, Event::Retry { .. })));
+        rig.recv(20, slot, m(&[&id_of(&msg), b"", b"1"]));
+        assert_eq!(rig.c.report().replied, 1);
+    }
+
+    #[test]
+    fn a_malformed_reply_with_its_id_fails_that_attempt_which_is_resent_with_a_new_id() {
+        let mut rig = Rig::new(mdp_config(Version::V1).with_window(2));
+        rig.c = Client::new(&mdp_config(Version::V1).with_window(2))
+            .with_correlation(Correlation::RequestId);
+        let t0 = rig.t0;
+        rig.with_events(|c, out, ev| c.start(t0, out, ev));
+        rig.out.take();
+        let (slot, msg) = sent(&rig.read(0, Some("hi")));
+        let outputs = rig.recv(
+            10,
+            slot,
+            m(&[&id_of(&msg), b"", b"MDPC01", b"other", b"hi"]),
+        );
+        assert!(closed(&outputs).is_empty(), "the peer answers: kept");
+        let (again, resent) = sent(&outputs);
+        assert_eq!(again, slot);
+        assert_ne!(id_of(&resent), id_of(&msg));
         assert_eq!(rig.c.report().mismatched, 1);
         assert!(rig
             .seen
@@ -1322,7 +1633,11 @@ mod tests {
         rig.out.take();
         let (slot, msg) = sent(&rig.read(0, Some("1")));
         let outputs = rig.recv(10, slot, m(&[&id_of(&msg), b"", b"2"]));
-        assert_eq!(closed(&outputs), [slot]);
+        // The peer answered, so its socket is alive: the resend goes out on it, with a new id.
+        assert!(closed(&outputs).is_empty(), "{outputs:?}");
+        let (again, resent) = sent(&outputs);
+        assert_eq!(again, slot);
+        assert_ne!(id_of(&resent), id_of(&msg));
         assert!(rig.seen.iter().any(
             |e| matches!(e, Event::Mismatch { expected, got, .. } if expected == "1" && got == "2")
         ));
@@ -1348,7 +1663,8 @@ mod tests {
             "the window is full, one more is read ahead"
         );
         let (s2, m2) = sent(&two);
-        assert_ne!(s1, s2);
+        assert_eq!(s1, s2, "one shared socket");
+        assert!(opened(&two).is_empty());
         rig.recv(5, s2, m(&[&id_of(&m2), b"", b"2"]));
         assert!(
             !rig.seen.iter().any(|e| matches!(e, Event::Reply { .. })),
@@ -1364,10 +1680,17 @@ mod tests {
             })
             .collect();
         assert_eq!(order, [1, 2]);
-        // A reply on the wrong socket carries the other request's id: refused.
-        let (s3, _) = sent(&rig.read(7, Some("3")));
+        // A second copy of an answered request's reply: its id is no longer in flight.
+        let (s3, m3) = sent(&rig.read(7, Some("3")));
+        assert_eq!(s3, s1);
         rig.recv(8, s3, m(&[&id_of(&m1), b"", b"1"]));
         assert_eq!(rig.c.report().mismatched, 1);
+        assert!(
+            matches!(rig.seen.last(), Some(Event::Mismatch { seq: 3, got, .. }) if got == "1"),
+            "reported against the request waiting there"
+        );
+        rig.recv(9, s3, m(&[&id_of(&m3), b"", b"3"]));
+        assert_eq!(rig.c.report().replied, 3);
     }
 
     #[test]
@@ -1414,8 +1737,337 @@ mod tests {
         );
         let both = rig.tick(600);
         let specs = opened(&both);
-        assert_eq!(specs.len(), 2);
-        assert!(specs.iter().all(|s| s.connect == ["tcp://b:2"]));
+        assert_eq!(specs.len(), 1, "one shared socket to the backup");
+        assert_eq!(specs[0].connect, ["tcp://b:2"]);
+        let sends: Vec<Slot> = both
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { slot, .. } => Some(*slot),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sends, [specs[0].slot, specs[0].slot]);
+    }
+
+    impl ClientConfig {
+        fn with_window(self, window: usize) -> Self {
+            ClientConfig { window, ..self }
+        }
+    }
+
+    /// The slots of every message sent in `outputs`, with the request ids they carry.
+    fn sends(outputs: &[Output<ReadNext>]) -> Vec<(Slot, Frame)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { slot, msg } => Some((*slot, id_of(msg))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Sends `n` requests ("1".."n") at ms 0..n-1 through a window of `n`: their slot and ids.
+    fn fill(rig: &mut Rig, n: u64) -> Vec<(Slot, Frame)> {
+        (1..=n)
+            .flat_map(|i| sends(&rig.read(i - 1, Some(&i.to_string()))))
+            .collect()
+    }
+
+    fn reply_seqs(seen: &[Event]) -> Vec<u64> {
+        seen.iter()
+            .filter_map(|e| match e {
+                Event::Reply { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_of_requests_shares_one_socket_and_is_answered_in_request_order() {
+        let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(4));
+        rig.out.take();
+        let mut outputs = Vec::new();
+        for i in 1..=4 {
+            outputs.extend(rig.read(i, Some(&i.to_string())));
+        }
+        let specs = opened(&outputs);
+        assert_eq!(specs.len(), 1, "{outputs:?}");
+        assert_eq!(specs[0].kind, SocketKind::Dealer);
+        let slot = specs[0].slot;
+        let flights = sends(&outputs);
+        assert_eq!(flights.len(), 4);
+        assert!(flights.iter().all(|(s, _)| *s == slot));
+        let ids: BTreeSet<&Frame> = flights.iter().map(|(_, id)| id).collect();
+        assert_eq!(ids.len(), 4, "an id of its own each");
+        assert!(rig.c.wants(slot));
+        // Answers in the order 3, 1, 4, 2: reported 1, 2, 3, 4, each with its own reply.
+        for (ms, i) in [(10, 3), (11, 1), (12, 4), (13, 2)] {
+            let id = &flights[i - 1].1;
+            let body = i.to_string();
+            assert!(closed(&rig.recv(ms, slot, m(&[id, b"", body.as_bytes()]))).is_empty());
+            if i == 1 {
+                assert_eq!(reply_seqs(&rig.seen), [1], "3 is held back until 2 is in");
+            }
+        }
+        assert_eq!(reply_seqs(&rig.seen), [1, 2, 3, 4]);
+        for e in &rig.seen {
+            if let Event::Reply { seq, reply, .. } = e {
+                assert_eq!(reply.text(), seq.to_string());
+            }
+        }
+        assert!(!rig.c.wants(slot), "nothing in flight: not read");
+        assert_eq!(rig.read(20, None), [Output::Exit]);
+        let r = rig.c.report();
+        assert_eq!(
+            (r.replied, r.sent, r.mismatched, r.reconnects),
+            (4, 4, 0, 0)
+        );
+    }
+
+    #[test]
+    fn a_reply_whose_id_is_not_in_flight_is_dropped_and_the_others_still_answered() {
+        let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(3));
+        rig.out.take();
+        let flights = fill(&mut rig, 3);
+        let slot = flights[0].0;
+        rig.recv(10, slot, m(&[&flights[1].1, b"", b"2"]));
+        // The same reply again (a duplicate), and one for an id never sent.
+        for id in [&flights[1].1, &b"ffffffffffffffff".to_vec()] {
+            let dropped = rig.recv(11, slot, m(&[id, b"", b"2"]));
+            assert!(dropped.is_empty(), "{dropped:?}");
+        }
+        assert_eq!(rig.c.report().mismatched, 2);
+        assert_eq!(rig.c.report().retries, 0);
+        rig.recv(12, slot, m(&[&flights[0].1, b"", b"1"]));
+        rig.recv(13, slot, m(&[&flights[2].1, b"", b"3"]));
+        assert_eq!(reply_seqs(&rig.seen), [1, 2, 3]);
+        assert_eq!(rig.c.report().replied, 3);
+    }
+
+    #[test]
+    fn a_timeout_on_a_socket_that_answers_others_resends_there_with_a_new_id() {
+        let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(2));
+        rig.out.take();
+        let flights = fill(&mut rig, 2);
+        let (slot, id1) = flights[0].clone();
+        // Request 2's reply after request 1 went out: the connection is alive.
+        rig.recv(50, slot, m(&[&flights[1].1, b"", b"2"]));
+        let resent = rig.tick(100);
+        assert!(closed(&resent).is_empty(), "no reopen: {resent:?}");
+        assert!(opened(&resent).is_empty());
+        let again = sends(&resent);
+        assert_eq!(again.len(), 1, "{resent:?}");
+        assert_eq!(again[0].0, slot, "the same socket");
+        assert_ne!(again[0].1, id1, "a fresh id");
+        let r = rig.c.report();
+        assert_eq!((r.retries, r.reconnects), (1, 0));
+        // The first attempt's late reply is stale now; the second attempt's is the answer.
+        rig.recv(120, slot, m(&[&id1, b"", b"1"]));
+        assert_eq!(rig.c.report().mismatched, 1);
+        assert_eq!(
+            reply_seqs(&rig.seen),
+            Vec::<u64>::new(),
+            "1 still unanswered"
+        );
+        rig.recv(130, slot, m(&[&again[0].1, b"", b"1"]));
+        assert_eq!(reply_seqs(&rig.seen), [1, 2]);
+        assert!(matches!(
+            rig.seen
+                .iter()
+                .find(|e| matches!(e, Event::Reply { seq: 1, .. })),
+            Some(Event::Reply { attempts: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_socket_silent_for_a_whole_timeout_is_reopened_and_its_other_requests_follow() {
+        let mut rig = Rig::new(ClientConfig {
+            retries: 4,
+            ..config(&["tcp://a:1"]).with_window(3)
+        });
+        rig.out.take();
+        let flights = fill(&mut rig, 3); // sent at 0, 1, 2
+        let old = flights[0].0;
+        // Nothing heard since request 1 went out: the connection looks dead.
+        let first = rig.tick(100);
+        assert_eq!(first[0], Output::Close(old), "{first:?}");
+        let fresh = opened(&first);
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(
+            (fresh[0].kind, fresh[0].identity.clone()),
+            (SocketKind::Dealer, None)
+        );
+        let new = fresh[0].slot;
+        assert_eq!(sends(&first).len(), 1);
+        assert_eq!(sends(&first)[0].0, new);
+        assert_eq!(rig.c.report().reconnects, 1);
+        assert!(rig.c.wants(new));
+        // Requests 2 and 3 went out on the closed socket: nothing can answer them there, and
+        // each is resent on the fresh one when its own deadline passes, with no second reopen.
+        assert!(rig.tick(100).is_empty(), "not their deadline yet");
+        for ms in [101, 102] {
+            let resent = rig.tick(ms);
+            assert!(
+                closed(&resent).is_empty() && opened(&resent).is_empty(),
+                "{resent:?}"
+            );
+            assert_eq!(
+                sends(&resent).iter().map(|s| s.0).collect::<Vec<_>>(),
+                [new]
+            );
+        }
+        let r = rig.c.report();
+        assert_eq!((r.retries, r.reconnects, r.sent), (3, 1, 6));
+        // The fresh socket answers request 2 and 3 but not 1: alive, so 1 is resent on it.
+        let latest = |rig: &Rig, seq: u64| match &rig.c.in_flight[&seq].via {
+            Via::Shared { id, .. } => id.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (id2, id3) = (latest(&rig, 2), latest(&rig, 3));
+        rig.recv(150, new, m(&[&id2, b"", b"2"]));
+        rig.recv(151, new, m(&[&id3, b"", b"3"]));
+        let third = rig.tick(200);
+        assert!(closed(&third).is_empty(), "{third:?}");
+        assert_eq!(sends(&third)[0].0, new);
+        // Silence again, for a whole timeout: reopened a second time.
+        let fourth = rig.tick(300);
+        assert_eq!(closed(&fourth), [new]);
+        assert_eq!(opened(&fourth).len(), 1);
+        assert_eq!(rig.c.report().reconnects, 2);
+        // The fourth attempt was the last: abandoned.
+        assert_eq!(rig.tick(400), [Output::Exit]);
+        assert_eq!(rig.c.outcome(), Some(Outcome::Abandoned));
+        // What was answered is still reported, in order, at the end; 1 never was.
+        assert_eq!(reply_seqs(&rig.seen), [2, 3]);
+        assert!(rig.seen.iter().any(|e| matches!(
+            e,
+            Event::Abandoned {
+                seq: 1,
+                attempts: 4,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn the_reply_that_let_a_request_out_is_no_sign_of_life_for_it() {
+        // Window 1: request 2 goes out in the same instant request 1's reply came in.
+        let mut rig = Rig::new(config(&["tcp://a:1"]));
+        rig.out.take();
+        let (slot, msg) = sent(&rig.read(0, Some("1")));
+        rig.read(1, Some("2"));
+        let next = rig.recv(5, slot, m(&[&id_of(&msg), b"", b"1"]));
+        assert_eq!(sends(&next)[0].0, slot);
+        let timed_out = rig.tick(105);
+        assert_eq!(
+            closed(&timed_out),
+            [slot],
+            "silent since it went out: reopened"
+        );
+        assert_eq!(rig.c.report().reconnects, 1);
+    }
+
+    #[test]
+    fn a_batch_read_fills_the_window_and_the_rest_waits_without_another_read() {
+        let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(2));
+        rig.out.take();
+        let batch = ["1", "2", "3"].map(Request::line).to_vec();
+        let now = rig.at(0);
+        rig.with_events(|c, out, ev| c.handle(Input::Done(batch), now, out, ev));
+        let outputs = rig.out.take();
+        let flights = sends(&outputs);
+        assert_eq!(flights.len(), 2, "the window's worth: {outputs:?}");
+        assert!(
+            !outputs.contains(&Output::Start(ReadNext)),
+            "one request is still ahead: no read"
+        );
+        let answered = rig.recv(5, flights[0].0, m(&[&flights[0].1, b"", b"1"]));
+        assert_eq!(sends(&answered).len(), 1, "the third goes out");
+        assert!(answered.contains(&Output::Start(ReadNext)), "now read more");
+        assert_eq!(rig.c.report().requests, 3);
+    }
+
+    #[test]
+    fn read_ahead_hands_over_what_is_ready_and_waits_only_for_the_first() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let produced = Arc::new(AtomicUsize::new(0));
+        let counter = produced.clone();
+        let mut ready = (1..=5).map(|i| Request::line(i.to_string()));
+        let reader = ReadAhead::new(
+            move || {
+                let next = ready.next();
+                counter.fetch_add(next.is_some() as usize, Ordering::SeqCst);
+                next
+            },
+            3,
+        );
+        // Once the reader holds a 4th request, the queue holds 3: one job takes all 3.
+        let waited = Instant::now();
+        while produced.load(Ordering::SeqCst) < 4 {
+            assert!(waited.elapsed() < Duration::from_secs(10), "reader stuck");
+            thread::sleep(MS);
+        }
+        let first = reader.next_batch();
+        assert_eq!(first.len(), 3, "{first:?}");
+        let mut all = first;
+        loop {
+            let batch = reader.next_batch();
+            if batch.is_empty() {
+                break;
+            }
+            all.extend(batch);
+        }
+        let texts: Vec<&str> = all.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(texts, ["1", "2", "3", "4", "5"], "in order, each once");
+        assert!(reader.next_batch().is_empty(), "the end, for good");
+
+        // A slow source (stdin): the first line comes out alone, as soon as it is there.
+        let (tx, rx) = mpsc::channel::<String>();
+        let reader = ReadAhead::new(move || rx.recv().ok().map(Request::line), 10);
+        tx.send("first".into()).unwrap();
+        let batch = reader.next_batch();
+        assert_eq!(batch, [Request::line("first")]);
+        drop(tx);
+        assert!(reader.next_batch().is_empty());
+    }
+
+    #[test]
+    fn replies_held_behind_a_request_still_in_flight_are_bounded() {
+        let window = 2;
+        let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(window));
+        rig.out.take();
+        let (slot, _) = sent(&rig.read(0, Some("stuck")));
+        // Request 1 is never answered; every later one is, at once, and held behind it.
+        let limit = window * HELD_WINDOWS;
+        for i in 2..=limit + 1 {
+            let outputs = rig.read(1, Some(&i.to_string()));
+            let (_, msg) = sent(&outputs);
+            rig.recv(1, slot, m(&[&id_of(&msg), b"", i.to_string().as_bytes()]));
+        }
+        assert_eq!(rig.c.held.len(), limit);
+        assert_eq!(
+            reply_seqs(&rig.seen),
+            Vec::<u64>::new(),
+            "all behind request 1"
+        );
+        let full = rig.read(2, Some("one too many"));
+        assert!(sends(&full).is_empty(), "not started: {full:?}");
+        assert!(
+            !full.contains(&Output::Start(ReadNext)),
+            "and nothing more read"
+        );
+        // Request 1's answer releases them all, in order, and the next request goes out.
+        let id1 = match &rig.c.in_flight[&1].via {
+            Via::Shared { id, .. } => id.clone(),
+            other => panic!("{other:?}"),
+        };
+        let released = rig.recv(3, slot, m(&[&id1, b"", b"stuck"]));
+        assert_eq!(sends(&released).len(), 1);
+        assert_eq!(
+            reply_seqs(&rig.seen),
+            (1..=limit as u64 + 1).collect::<Vec<_>>()
+        );
     }
 
     fn mdp_config(version: Version) -> ClientConfig {

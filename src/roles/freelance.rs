@@ -571,8 +571,8 @@ impl FreelanceClient {
     /// The summary at `now`: the outcome the run reached, else `Interrupted` (stopped).
     pub fn finish(mut self, now: Instant) -> Report {
         self.report.outcome = self.outcome.unwrap_or(Outcome::Interrupted);
-        self.report.elapsed_ms = millis(now - self.started);
-        self.report.latency_ms = self.latency.summary();
+        self.report
+            .timed(now - self.started, self.latency.summary());
         Report::Client(self.report)
     }
 

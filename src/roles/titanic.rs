@@ -1230,8 +1230,7 @@ pub fn run_client(
             Err(e) => return Err(e),
         }
     }
-    report.elapsed_ms = millis(started.elapsed());
-    report.latency_ms = latency.summary();
+    report.timed(started.elapsed(), latency.summary());
     Ok(Report::Client(report))
 }
 

@@ -5,8 +5,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// The longest any single wait in a test may take before the test fails.
@@ -477,4 +478,51 @@ pub fn mdp_worker(name: &str, port: u16, protocol: &str, service: &str, extra: &
     args.extend_from_slice(&MDP_HB);
     args.extend_from_slice(extra);
     spawn(name, &args)
+}
+
+/// A message as the `zmq` crate sends and receives it.
+pub type Frames = Vec<Vec<u8>>;
+
+/// A hostile or fake peer run on a thread of the test (written with the `zmq` crate), stopped and joined on drop.
+pub struct Peer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Peer {
+    /// Binds a ROUTER on a free port and calls `serve(router, stop)` on a thread.
+    pub fn router(
+        serve: impl FnOnce(zmq::Socket, Arc<AtomicBool>) + Send + 'static,
+    ) -> (Peer, u16) {
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        router.set_linger(0).unwrap();
+        router.set_rcvtimeo(50).unwrap();
+        let port = free_port();
+        router.bind(&endpoint(port)).unwrap();
+        (Peer::spawn(move |stop| serve(router, stop)), port)
+    }
+
+    pub fn spawn(f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) -> Peer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        Peer {
+            stop,
+            thread: Some(thread::spawn(move || f(flag))),
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Receives one message, or `None` after the socket's receive timeout.
+pub fn recv(socket: &zmq::Socket) -> Option<Frames> {
+    socket.recv_multipart(0).ok()
 }

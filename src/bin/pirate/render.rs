@@ -420,8 +420,8 @@ pub fn summary_text(report: &Report) -> String {
         ),
         Report::Client(c) => format!(
             "summary: {:?}: requests {}, sent {}, replied {}, retries {}, reconnects {}, \
-             abandoned {}, mismatched {}; latency p50 {:.1}ms p90 {:.1}ms p99 {:.1}ms max {:.1}ms; \
-             {:.1}s",
+             abandoned {}, mismatched {}; {:.0} req/s, latency p50 {:.1}ms p90 {:.1}ms p99 {:.1}ms \
+             max {:.1}ms; {:.1}s",
             c.outcome,
             c.requests,
             c.sent,
@@ -430,6 +430,7 @@ pub fn summary_text(report: &Report) -> String {
             c.reconnects,
             c.abandoned,
             c.mismatched,
+            c.req_per_s,
             c.latency_ms.p50,
             c.latency_ms.p90,
             c.latency_ms.p99,
