@@ -726,7 +726,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__generate)
-            opts="-v -q -h -V --out --shell --verbose --quiet --json --max-message --help --version man completions keys"
+            opts="-v -q -h -V --out --shell --verbose --quiet --json --max-message --help --version man completions keys schema"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -151,9 +151,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -l bind -d 'Endpoi
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l heartbeat -d 'Heartbeat interval (7/MDP)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l liveness -d 'Silent heartbeat intervals after which a worker, idle or busy, is expired' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l request-ttl -d 'How long a request may wait for a worker of its service before it is dropped' -r
-complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-queue -d 'Requests queued per service at most; a request beyond it is refused (the client retries)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-queue -d 'Requests queued per service at most; a request beyond it is refused (the client retries). A backstop: --max-queue-bytes is what bounds memory' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l busy-timeout -d 'Disconnect a worker that holds one request this long without a reply (its request or reply was lost on the way, or it hangs while heartbeating); off unless given. Set it above your slowest request' -r
-complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-queue-bytes -d 'Bytes of requests queued per service at most (a request beyond it is refused); also the most one reply assembled from 0.2 PARTIALs for a 0.1 client may hold' -r
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-queue-bytes -d 'Bytes of requests queued per service at most, each counted as its body, its client\'s address and 128 bytes (a request beyond it is refused); also the most one reply assembled from 0.2 PARTIALs for a 0.1 client may hold' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-broker-bytes -d 'Bytes the broker holds in all, queued requests and held PARTIALs of every service' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-bind -d 'Endpoint to bind the PUB socket this node\'s state is published on [default: tcp://*:5003 for the primary, tcp://*:5004 for the backup]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r

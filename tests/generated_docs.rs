@@ -103,3 +103,19 @@ fn every_man_page_has_examples_see_also_global_options_and_exit_status() {
     }
     assert!(pages >= 10, "only {pages} pages");
 }
+
+#[test]
+fn the_committed_json_schema_is_the_one_the_code_prints() {
+    let (code, printed, err) = common::run(&["generate", "schema"], None);
+    assert_eq!(code, 0, "{err}");
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/events.schema.json"),
+    )
+    .expect("docs/events.schema.json");
+    assert!(
+        printed == committed,
+        "docs/events.schema.json is stale: run `cargo run -- generate schema > docs/events.schema.json`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(schema["title"], "pirate --json line");
+}

@@ -52,7 +52,8 @@
 //!   broker never drops a request a client may still be waiting for, and requests for a
 //!   service nobody serves no longer pile up forever (trap 3). A service with no workers and
 //!   no queued requests is forgotten on the next tick.
-//! - **Queue bound (default 1000 per service).** When a service's queue already holds
+//! - **Queue bound (default 1,000,000 per service, a backstop: memory is bounded by the bytes
+//!   bounds below).** When a service's queue already holds
 //!   `max_queue` requests, the *new* request is refused (`requests_rejected`, reason
 //!   `queue_full`) and the client is sent nothing: MDP has no error reply a client would
 //!   understand, and the client's timeout and retry is exactly the back-pressure we want.
@@ -63,8 +64,12 @@
 //!   16 MiB each). A request that would take its service's queued bytes past
 //!   `max_queue_bytes`, or everything the broker holds (queued requests and PARTIALs held for
 //!   0.1 clients) past `max_bytes`, is refused like a request over `max_queue` (reasons
-//!   `queue_bytes`, `broker_bytes`). Bodies are counted by their frames' lengths; a frame is
-//!   at most `--max-message` (the socket drops bigger ones before they are buffered).
+//!   `queue_bytes`, `broker_bytes`). A queued request counts its body's and its client
+//!   address's frame lengths plus [`QUEUED_OVERHEAD`], so that a flood of empty requests is
+//!   bounded too; a frame is at most `--max-message` (the socket drops bigger ones before
+//!   they are buffered). With the defaults, 64 MiB per service holds half a million
+//!   Guide-sized requests: the Guide's `mdclient2` (100,000 in flight, no retries) is served
+//!   whole, where a count of 1000 lost most of them.
 //! - **Service names are at most 255 bytes** ([`MAX_SERVICE_NAME`], like a ZeroMQ identity):
 //!   a longer one is counted as invalid and refused, so no megabyte name is stored and echoed
 //!   in every `mmi.status`; a worker that tries to register one gets DISCONNECT too.
@@ -163,7 +168,7 @@ pub struct BrokerConfig {
     /// than the Guide client's whole retry budget (see the module docs).
     pub request_ttl: Duration,
     /// Most requests one service may hold waiting for a worker; newer ones are refused.
-    /// Default 1000.
+    /// Default 1,000,000: a backstop, as the bytes bounds are what limit memory.
     pub max_queue: usize,
     /// A worker holding one request this long without a reply is disconnected (see the
     /// module docs). `None` (the default, as in 7/MDP): never.
@@ -185,7 +190,7 @@ impl Default for BrokerConfig {
                 liveness: 3,
             },
             request_ttl: Duration::from_secs(10),
-            max_queue: 1000,
+            max_queue: 1_000_000,
             busy_timeout: None,
             max_queue_bytes: 64 << 20,
             max_bytes: 256 << 20,
@@ -240,7 +245,8 @@ struct Queued {
     client: Client,
     version: Version,
     body: Message,
-    /// Bytes of `body`.
+    /// What it costs while it waits: its body, its client's address and
+    /// [`QUEUED_OVERHEAD`].
     bytes: u64,
     since: Instant,
 }
@@ -536,7 +542,9 @@ impl Broker {
             );
             return;
         }
-        let bytes = body_bytes(&body);
+        // What waiting costs the broker, not just the body: a flood of empty requests is bounded
+        // by bytes too.
+        let bytes = body_bytes(&body) + client_bytes(&client) + QUEUED_OVERHEAD;
         // The name is copied only the first time the service is seen, not per request.
         if !self.services.contains_key(&service) {
             self.services.insert(service.clone(), Service::default());
@@ -929,6 +937,16 @@ fn body_bytes(body: &Message) -> u64 {
     body.iter().map(|f| f.len() as u64).sum()
 }
 
+/// What a queued request costs besides its body and its client's address: the queue entry
+/// and the frames' own bookkeeping, rounded up.
+pub const QUEUED_OVERHEAD: u64 = 128;
+
+/// Bytes of a client's address: its identity and envelope frames.
+fn client_bytes(client: &Client) -> u64 {
+    let envelope: u64 = client.envelope.frames.iter().map(|f| f.len() as u64).sum();
+    client.identity.len() as u64 + envelope
+}
+
 /// The `Invalid` reason for a service name over [`MAX_SERVICE_NAME`] (its start only).
 fn long_name(from: &[u8], service: &[u8]) -> String {
     format!(
@@ -1305,7 +1323,7 @@ mod tests {
         assert_eq!(c.heartbeat.interval, Duration::from_millis(2500));
         assert_eq!(c.heartbeat.liveness, 3);
         assert_eq!(c.request_ttl, Duration::from_secs(10));
-        assert_eq!(c.max_queue, 1000);
+        assert_eq!(c.max_queue, 1_000_000);
     }
 
     #[test]
@@ -2504,16 +2522,22 @@ mod tests {
         h.count(|e| matches!(e, Event::RequestDropped { reason, .. } if reason == why))
     }
 
+    /// What a queued request from a two-letter client (`c1`) costs: its body, its identity
+    /// and the per-request overhead.
+    fn cost(body: &str) -> u64 {
+        body.len() as u64 + 2 + QUEUED_OVERHEAD
+    }
+
     #[test]
     fn a_service_queue_is_bounded_in_bytes() {
-        let mut h = with_bytes(10, 1000);
+        let mut h = with_bytes(cost("123456") + cost("wxyz"), 10_000);
         assert!(h.request("c1", V1, "echo", "123456", 0).is_empty());
-        // 6 + 6 > 10: refused; 6 + 4 fits.
+        // Two six-byte requests do not fit; a six- and a four-byte one do.
         assert!(h.request("c2", V1, "echo", "abcdef", 1).is_empty());
         assert!(h.request("c3", V1, "echo", "wxyz", 2).is_empty());
         assert_eq!(dropped(&h, "queue_bytes"), 1);
         assert_eq!(h.b.report().requests_rejected, 1);
-        assert_eq!(h.b.held_bytes, 10);
+        assert_eq!(h.b.held_bytes, cost("123456") + cost("wxyz"));
         // The queue drains in order, and its bytes with it.
         h.ready("w1", V1, "echo", 3);
         h.recv("w1", reply(V1, "c1", &["x"], true), 4);
@@ -2521,8 +2545,19 @@ mod tests {
     }
 
     #[test]
+    fn empty_requests_are_bounded_in_bytes_too() {
+        // A flood of empty bodies still costs each its address and bookkeeping.
+        let mut h = with_bytes(3 * cost(""), 10_000);
+        for (i, client) in ["c1", "c2", "c3", "c4"].into_iter().enumerate() {
+            assert!(h.request(client, V1, "echo", "", i as u64).is_empty());
+        }
+        assert_eq!(dropped(&h, "queue_bytes"), 1);
+        assert_eq!(h.b.held_bytes, 3 * cost(""));
+    }
+
+    #[test]
     fn the_broker_total_is_bounded_across_services() {
-        let mut h = with_bytes(100, 10);
+        let mut h = with_bytes(10_000, cost("123456") + 10);
         assert!(h.request("c1", V1, "a", "123456", 0).is_empty());
         assert!(h.request("c2", V1, "b", "123456", 1).is_empty());
         assert_eq!(dropped(&h, "broker_bytes"), 1);

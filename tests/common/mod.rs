@@ -70,6 +70,9 @@ pub struct Proc {
     stdin: Option<ChildStdin>,
     pub stdout: Captured,
     pub stderr: Captured,
+    /// Started with `--json`: every line it printed is checked against the schema when it
+    /// is dropped.
+    json: bool,
 }
 
 /// Starts `pirate ARGS` with captured stdout and stderr, stdin closed.
@@ -97,6 +100,7 @@ pub fn spawn_with_stdin(name: &str, args: &[&str], piped_stdin: bool) -> Proc {
         child,
         stdout,
         stderr,
+        json: args.contains(&"--json"),
     }
 }
 
@@ -200,6 +204,36 @@ impl Drop for Proc {
         self.signal(libc::SIGCONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.json && !thread::panicking() {
+            check_json_lines(&self.name, &self.stdout.text());
+        }
+    }
+}
+
+/// Fails the test unless every complete line of a `--json` process's stdout is one object
+/// that matches the documented schema (`pirate generate schema`, `docs/events.schema.json`).
+/// A last line cut off by the kill that ended the process is not judged.
+pub fn check_json_lines(name: &str, stdout: &str) {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&pirate::json_lines::schema())
+            .expect("the documented schema is a valid JSON Schema")
+    });
+    let complete = stdout.rsplit_once('\n').map_or("", |(whole, _)| whole);
+    for line in complete.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{name}: a --json line is not JSON ({e}): {line}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{name}: a --json line does not match the schema: {}\n{line}",
+            errors.join("; ")
+        );
     }
 }
 

@@ -502,16 +502,18 @@ pub struct BrokerArgs {
     /// How long a request may wait for a worker of its service before it is dropped
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_ttl: Duration,
-    /// Requests queued per service at most; a request beyond it is refused (the client retries)
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    /// Requests queued per service at most; a request beyond it is refused (the client
+    /// retries). A backstop: --max-queue-bytes is what bounds memory
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
     pub max_queue: usize,
     /// Disconnect a worker that holds one request this long without a reply (its request or
     /// reply was lost on the way, or it hangs while heartbeating); off unless given. Set it
     /// above your slowest request
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub busy_timeout: Option<Duration>,
-    /// Bytes of requests queued per service at most (a request beyond it is refused); also
-    /// the most one reply assembled from 0.2 PARTIALs for a 0.1 client may hold
+    /// Bytes of requests queued per service at most, each counted as its body, its client's
+    /// address and 128 bytes (a request beyond it is refused); also the most one reply
+    /// assembled from 0.2 PARTIALs for a 0.1 client may hold
     #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = parse_size)]
     pub max_queue_bytes: u64,
     /// Bytes the broker holds in all, queued requests and held PARTIALs of every service
@@ -729,6 +731,8 @@ pub enum Generated {
     /// A new CURVE key pair in Z85, printed (`public: …`, `secret: …`; JSON with --json), for
     /// --auth-curve and --curve-keys
     Keys,
+    /// The JSON Schema (2020-12) of every --json line, printed (docs/events.schema.json)
+    Schema,
 }
 
 #[cfg(test)]

@@ -27,6 +27,11 @@ const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 /// `pirate generate`: prints a key pair or one shell's completions, or writes the files and
 /// notes each one written (under --json, one object listing them).
 pub fn run(args: GenerateArgs, renderer: &Renderer) -> Result<()> {
+    if let Generated::Schema = args.what {
+        // A JSON document already, with or without --json.
+        renderer.bytes(pirate::json_lines::schema_text().as_bytes());
+        return Ok(());
+    }
     if let Generated::Keys = args.what {
         let pair = pirate::auth::credentials::KeyPair::generate()?;
         let keys = Event::Keys {
@@ -96,7 +101,9 @@ pub fn generate(what: Generated, shell: Option<Shell>, dir: &Path) -> std::io::R
                 written.push(path.display().to_string());
             }
         }
-        Generated::Keys => unreachable!("keys are printed, not written: see run()"),
+        Generated::Keys | Generated::Schema => {
+            unreachable!("keys and the schema are printed, not written: see run()")
+        }
         Generated::Completions => {
             let shells = shell.map_or(SHELLS.to_vec(), |s| vec![s]);
             for shell in shells {

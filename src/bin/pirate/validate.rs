@@ -46,7 +46,10 @@ fn generate(a: &crate::cli::GenerateArgs) -> Result<(), String> {
         Generated::Keys if a.out.is_some() => {
             Err("generate keys prints the pair: redirect it (> FILE) instead of --out".into())
         }
-        Generated::Keys | Generated::Man if a.shell.is_some() => {
+        Generated::Schema if a.out.is_some() => {
+            Err("generate schema prints the schema: redirect it (> FILE) instead of --out".into())
+        }
+        Generated::Keys | Generated::Man | Generated::Schema if a.shell.is_some() => {
             Err("--shell is for generate completions".into())
         }
         Generated::Man if a.to_stdout() => Err(
