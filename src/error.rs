@@ -15,6 +15,9 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code: a peer was unreachable for good (sysexits EX_UNAVAILABLE).
 pub const EXIT_UNAVAILABLE: i32 = 69;
+/// A client gave up, and the broker had said (`mmi.service` 404) that no worker serves the
+/// service: the broker is up, the service is not (sysexits' EX_NOHOST).
+pub const EXIT_NO_SERVICE: i32 = 68;
 /// Exit code: a bug or an unexpected failure inside `pirate` (sysexits EX_SOFTWARE).
 pub const EXIT_INTERNAL: i32 = 70;
 /// Exit code: stopped by Ctrl-C or SIGTERM (128 + SIGINT).

@@ -101,6 +101,9 @@ pub enum Outcome {
     Completed,
     /// A request got no reply after every retry; the run stopped there.
     Abandoned,
+    /// As `Abandoned`, and the broker answered `mmi.service` 404: it is up, but no worker
+    /// serves the service.
+    NoService,
     /// Ctrl-C or SIGTERM stopped the run.
     Interrupted,
 }

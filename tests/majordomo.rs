@@ -230,7 +230,8 @@ fn requests_for_a_service_without_workers_expire_after_the_ttl() {
             "hello",
         ],
     );
-    assert_eq!(code, 69);
+    // Gave up, and the broker said nobody serves it: 68, not the offline 69.
+    assert_eq!(code, 68);
     let s = stop_and_summarise(&mut b);
     assert_eq!(s["requests_expired"], 1, "{s}");
     assert!(b
@@ -512,4 +513,48 @@ fn a_binary_star_broker_pair_fails_over_with_workers_and_clients_following() {
     c.close_stdin();
     assert_eq!(c.code(), 0, "{}", c.stderr.text());
     assert_eq!(replies(&c.stdout.text()), sequence(6));
+}
+
+#[test]
+fn a_service_nobody_serves_is_named_as_such_with_its_own_exit_status() {
+    // The broker is up; nobody serves "nobody", and the empty name is no service either.
+    let (_b, port) = broker(&[]);
+    for service in ["nobody", ""] {
+        let (code, _, err) = client(
+            port,
+            &[
+                "--service",
+                service,
+                "--timeout",
+                "200ms",
+                "--retries",
+                "2",
+                "x",
+            ],
+        );
+        assert_eq!(code, 68, "{service:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "has no worker for service {service:?} (mmi.service: 404)"
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("offline"), "{err}");
+    }
+    // No broker at all: still the offline abandon, exit 69.
+    let nobody = free_port();
+    let (code, _, err) = client(
+        nobody,
+        &[
+            "--service",
+            "echo",
+            "--timeout",
+            "100ms",
+            "--retries",
+            "1",
+            "x",
+        ],
+    );
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("offline"), "{err}");
 }

@@ -346,11 +346,22 @@ struct Conn {
     takes_new: bool,
 }
 
-/// An `mmi.correlate` question in flight to endpoint `at`.
+/// What a probe asks a Majordomo broker (8/MMI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Question {
+    /// `mmi.correlate`: does it carry request ids (see [`crate::proto::mmi`])?
+    Correlate,
+    /// `mmi.service NAME`: has it a worker for our service? Asked when a request times out,
+    /// so that a run that gives up can say what is true.
+    Service,
+}
+
+/// A question in flight to endpoint `at`.
 struct Probe {
     slot: Slot,
     at: usize,
     deadline: Instant,
+    question: Question,
 }
 
 /// Why an attempt failed when its deadline passed.
@@ -394,6 +405,11 @@ pub struct Client {
     /// The slot whose message is being handled.
     reading_slot: Option<Slot>,
     probe: Option<Probe>,
+    /// The broker's last answer to `mmi.service` for our service: `Some(None)` when asked and
+    /// not answered in time.
+    service_answer: Option<Option<String>>,
+    /// The run gave up and waits for the `mmi.service` answer to say why.
+    abandoning: bool,
     /// No attempt goes out before this (failover: the backup is taking over).
     settle_until: Option<Instant>,
     reading: bool,
@@ -430,6 +446,8 @@ impl Client {
             free: Vec::new(),
             reading_slot: None,
             probe: None,
+            service_answer: None,
+            abandoning: false,
             settle_until: None,
             reading: false,
             ahead: VecDeque::new(),
@@ -579,7 +597,7 @@ impl Client {
         if !self.waiting.is_empty() {
             let at = self.current;
             let Some(correlation) = self.correlation[at] else {
-                self.ask(at, now, out, events);
+                self.ask(at, Question::Correlate, now, out, events);
                 return;
             };
             for seq in std::mem::take(&mut self.waiting) {
@@ -736,45 +754,62 @@ impl Client {
         }
     }
 
-    /// Asks the broker at endpoint `at` whether it carries request ids (`mmi.correlate`, see
-    /// [`crate::proto::mmi`]), unless a question is already out.
-    fn ask(&mut self, at: usize, now: Instant, out: &mut Outbox<ReadNext>, events: &mut Events) {
+    /// Asks the broker at endpoint `at` `question` (8/MMI), unless a question is already out.
+    fn ask(
+        &mut self,
+        at: usize,
+        question: Question,
+        now: Instant,
+        out: &mut Outbox<ReadNext>,
+        events: &mut Events,
+    ) {
         if self.probe.is_some() {
             return;
         }
-        let ask = self.probe_framing();
+        let ask = self.probe_framing(question);
         let slot = self.slot();
-        self.open(
-            slot,
-            ask.socket_type(),
-            at,
-            "asking mmi.correlate",
-            out,
-            events,
-        );
+        let why = match question {
+            Question::Correlate => "asking mmi.correlate",
+            Question::Service => "asking mmi.service",
+        };
+        self.open(slot, ask.socket_type(), at, why, out, events);
         // One body frame: the Guide's brokers write their 501 over the last body frame and
         // crash on a request without one.
-        out.send(slot, ask.encode(Message::from_frames([b"1".to_vec()])));
+        let body = match (question, &self.config.framing) {
+            (Question::Service, Framing::Majordomo { service, .. }) => service.as_bytes().to_vec(),
+            _ => b"1".to_vec(),
+        };
+        out.send(slot, ask.encode(Message::from_frames([body])));
         self.probe = Some(Probe {
             slot,
             at,
             deadline: now + self.config.timeout,
+            question,
         });
     }
 
-    fn probe_framing(&self) -> Framing {
+    fn probe_framing(&self, question: Question) -> Framing {
         let version = match &self.config.framing {
             Framing::Majordomo { version, .. } => *version,
             Framing::Bare => Version::V1,
         };
+        let service = match question {
+            Question::Correlate => mmi::CORRELATE,
+            Question::Service => mmi::SERVICE,
+        };
         Framing::Majordomo {
             version,
-            service: String::from_utf8_lossy(mmi::CORRELATE).into_owned(),
+            service: String::from_utf8_lossy(service).into_owned(),
         }
     }
 
-    /// The probe's answer (`None`: no answer in time, or a malformed one): `200` means request
-    /// ids, anything else one socket per request (then the run is correct, only slower).
+    /// The service this client asks a broker for, unless it is an `mmi.*` question itself.
+    fn asks_a_service(&self) -> bool {
+        matches!(&self.config.framing, Framing::Majordomo { service, .. }
+            if !mmi::is_mmi(service.as_bytes()))
+    }
+
+    /// The probe's answer (`None`: no answer in time, or a malformed one).
     fn answered(
         &mut self,
         answer: Option<String>,
@@ -786,13 +821,44 @@ impl Client {
             return;
         };
         self.release(probe.slot, out);
+        match probe.question {
+            Question::Correlate => self.correlation_answered(probe.at, answer, events),
+            Question::Service => {
+                if answer.as_deref() == Some("404") && self.service_answer.is_none() {
+                    events.warn(self.no_service(probe.at));
+                }
+                self.service_answer = Some(answer);
+            }
+        }
+        if self.abandoning {
+            self.abandon(now, out, events);
+            return;
+        }
+        self.pump(now, out, events);
+    }
+
+    /// What a `404` to `mmi.service` from endpoint `at` means.
+    fn no_service(&self, at: usize) -> String {
+        let service = match &self.config.framing {
+            Framing::Majordomo { service, .. } => service.as_str(),
+            Framing::Bare => "",
+        };
+        format!(
+            "the broker at {} is up but has no worker for service {service:?} (mmi.service: 404)",
+            self.endpoints[at]
+        )
+    }
+
+    /// The `mmi.correlate` answer: `200` means request ids, anything else one socket per
+    /// request (then the run is correct, only slower).
+    fn correlation_answered(&mut self, at: usize, answer: Option<String>, events: &mut Events) {
         let correlation = match answer.as_deref() {
             Some("200") => Correlation::RequestId,
             _ => Correlation::Socket,
         };
-        self.correlation[probe.at] = Some(correlation);
+        self.correlation[at] = Some(correlation);
         if events.tracing() {
-            let endpoint = &self.endpoints[probe.at];
+            let endpoint = &self.endpoints[at];
             const FALLBACK: &str = "the window falls back to one socket per request";
             events.info(match (&answer, correlation) {
                 (_, Correlation::RequestId) => format!(
@@ -808,7 +874,6 @@ impl Client {
                 ),
             });
         }
-        self.pump(now, out, events);
     }
 
     /// A message on the probe's socket.
@@ -819,7 +884,11 @@ impl Client {
         out: &mut Outbox<ReadNext>,
         events: &mut Events,
     ) {
-        match self.probe_framing().decode(msg) {
+        let question = self
+            .probe
+            .as_ref()
+            .map_or(Question::Correlate, |p| p.question);
+        match self.probe_framing(question).decode(msg) {
             Ok(Received::Partial(_)) => {}
             Ok(Received::Final(body)) => self.answered(Some(body.text()), now, out, events),
             Err(_) => self.answered(None, now, out, events),
@@ -1016,6 +1085,14 @@ impl Client {
             return;
         }
         events.warn("no response from server, retrying…");
+        if reason == TIMEOUT && self.asks_a_service() {
+            // Is anyone serving it? The answer says what is true if the run gives up.
+            let at = flight.at;
+            self.ask(at, Question::Service, now, out, events);
+        }
+        let Some(flight) = self.in_flight.get(&seq) else {
+            return;
+        };
         events.emit(Event::Retry {
             seq,
             attempt: flight.attempt,
@@ -1063,9 +1140,31 @@ impl Client {
     }
 
     /// The server seems gone: give up on everything in flight, and say so for each request,
-    /// so that none of them is silently lost.
+    /// so that none of them is silently lost. To a broker, first ask `mmi.service` (unless
+    /// it answered already) so that the error says whether the broker is down or merely
+    /// has no worker for the service.
     fn abandon(&mut self, now: Instant, out: &mut Outbox<ReadNext>, events: &mut Events) {
-        events.error("server seems to be offline, abandoning");
+        if self.asks_a_service() && self.service_answer.is_none() {
+            self.abandoning = true;
+            // Nothing more is retried while the answer is awaited.
+            for flight in self.in_flight.values_mut() {
+                flight.deadline = None;
+            }
+            let at = self.current;
+            self.ask(at, Question::Service, now, out, events);
+            return;
+        }
+        let outcome = match self.service_answer.as_ref() {
+            Some(Some(code)) if code == "404" => {
+                let at = self.current;
+                events.error(format!("{}, abandoning", self.no_service(at)));
+                Outcome::NoService
+            }
+            _ => {
+                events.error("server seems to be offline, abandoning");
+                Outcome::Abandoned
+            }
+        };
         for (_, flight) in std::mem::take(&mut self.in_flight) {
             self.report.abandoned += 1;
             events.emit(Event::Abandoned {
@@ -1074,7 +1173,7 @@ impl Client {
                 attempts: flight.attempt,
             });
         }
-        self.finish(Outcome::Abandoned, now, events);
+        self.finish(outcome, now, events);
         out.exit();
     }
 
@@ -2123,6 +2222,104 @@ mod tests {
         assert_eq!(sent(&timed_out).1, m(&[b"MDPC02", &[1], b"echo", b"hi"]));
         assert_eq!(rig.c.correlation[0], Some(Correlation::Socket));
         assert_eq!(rig.c.report().retries, 0, "a probe is not an attempt");
+    }
+
+    /// A 0.1 client of service `echo` with one attempt per request, ids not asked about.
+    fn one_attempt_rig() -> Rig {
+        let config = ClientConfig {
+            retries: 1,
+            ..mdp_config(Version::V1)
+        };
+        let mut rig = Rig::new(config.clone());
+        rig.c = Client::new(&config).with_correlation(Correlation::Socket);
+        let t0 = rig.t0;
+        rig.with_events(|c, out, ev| c.start(t0, out, ev));
+        rig.out.take();
+        rig
+    }
+
+    fn error_lines(seen: &[Event]) -> Vec<String> {
+        seen.iter()
+            .filter_map(|e| match e {
+                Event::Log {
+                    level: crate::event::Level::Error,
+                    message,
+                } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn giving_up_on_a_broker_that_has_no_worker_says_so_with_its_own_outcome() {
+        let mut rig = one_attempt_rig();
+        sent(&rig.read(0, Some("hi")));
+        // The one attempt times out: before giving up, the client asks mmi.service.
+        let asked = rig.tick(100);
+        let (ps, question) = sent(&asked);
+        assert_eq!(question, m(&[b"MDPC01", b"mmi.service", b"echo"]));
+        assert_eq!(rig.c.outcome(), None, "it waits for the answer");
+        assert_eq!(
+            rig.c.next_deadline(),
+            Some(rig.at(200)),
+            "nothing else is due"
+        );
+        let answered = rig.recv(110, ps, m(&[b"MDPC01", b"mmi.service", b"404"]));
+        assert!(answered.contains(&Output::Exit), "{answered:?}");
+        assert_eq!(rig.c.outcome(), Some(Outcome::NoService));
+        assert_eq!(rig.c.report().abandoned, 1);
+        let errors = error_lines(&rig.seen);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(r#"no worker for service "echo""#)),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn giving_up_on_a_broker_that_answers_nothing_is_the_offline_abandon() {
+        let mut rig = one_attempt_rig();
+        sent(&rig.read(0, Some("hi")));
+        sent(&rig.tick(100));
+        // No answer to mmi.service either: the broker itself seems gone.
+        let gave_up = rig.tick(200);
+        assert!(gave_up.contains(&Output::Exit), "{gave_up:?}");
+        assert_eq!(rig.c.outcome(), Some(Outcome::Abandoned));
+        assert!(error_lines(&rig.seen)
+            .iter()
+            .any(|e| e.contains("server seems to be offline")));
+    }
+
+    #[test]
+    fn a_timeout_with_retries_left_asks_mmi_service_once_and_warns_of_a_404() {
+        let mut rig = Rig::new(mdp_config(Version::V1));
+        rig.c = Client::new(&mdp_config(Version::V1)).with_correlation(Correlation::Socket);
+        let t0 = rig.t0;
+        rig.with_events(|c, out, ev| c.start(t0, out, ev));
+        rig.out.take();
+        sent(&rig.read(0, Some("hi")));
+        let retried = rig.tick(100);
+        let questions: Vec<Message> = retried
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { msg, .. } if msg.get(1) == Some(&b"mmi.service"[..]) => {
+                    Some(msg.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(questions, [m(&[b"MDPC01", b"mmi.service", b"echo"])]);
+        let probe = rig.c.probe.as_ref().map(|p| p.slot).unwrap();
+        rig.recv(120, probe, m(&[b"MDPC01", b"mmi.service", b"404"]));
+        assert!(rig.seen.iter().any(|e| matches!(e,
+            Event::Log { level: crate::event::Level::Warn, message }
+                if message.contains("(mmi.service: 404)"))));
+        assert_eq!(
+            rig.c.outcome(),
+            None,
+            "retries go on: a worker may still come"
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ EXIT STATUS:
   2    usage error, before anything starts (bad flag or value: a zero timeout or heartbeat,
        an endpoint with a wrong transport, a bad host or a port outside 1..65535), or an
        endpoint cannot be bound
+  68   a client gave up, and the broker had answered mmi.service 404: it is up, but no
+       worker serves that service
   69   a peer stayed unreachable after every retry
   70   internal error
   130  interrupted by Ctrl-C or SIGTERM

@@ -190,6 +190,7 @@ fn exit_code_of(report: &Report) -> i32 {
         Report::Client(c) => match c.outcome {
             Outcome::Completed => error::EXIT_OK,
             Outcome::Abandoned => error::EXIT_UNAVAILABLE,
+            Outcome::NoService => error::EXIT_NO_SERVICE,
             Outcome::Interrupted => error::EXIT_INTERRUPTED,
         },
         // Interrupted: the verdict of what was seen is printed, but the run did not finish.
