@@ -189,11 +189,11 @@ impl ServiceReport {
     /// A server or worker at `endpoint` drawing its faults from `seed` starts: emits `Started`
     /// (as `role`) and returns its empty report.
     pub fn start(role: impl Into<String>, endpoint: &str, seed: u64, events: &mut Events) -> Self {
-        events.emit(Event::Started {
-            role: role.into(),
-            endpoint: endpoint.to_string(),
-            seed: Some(seed),
-        });
+        events.emit(Event::started(
+            role.into(),
+            endpoint.to_string(),
+            Some(seed),
+        ));
         ServiceReport {
             endpoint: endpoint.to_string(),
             seed,
@@ -365,6 +365,12 @@ pub enum Event {
         endpoint: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         seed: Option<u64>,
+        /// Roles with two sides (the queue, the chaos proxy): the clients' side, bound.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        frontend: Option<String>,
+        /// … and the workers' (queue) or the real server's (proxy) side.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        backend: Option<String>,
     },
     /// A line for humans (stderr only, never JSON).
     Log { level: Level, message: String },
@@ -489,6 +495,40 @@ pub enum Event {
     Summary(Report),
 }
 
+impl Event {
+    /// `Started` for a role with one endpoint (a list, for a client that knows several).
+    pub fn started(
+        role: impl Into<String>,
+        endpoint: impl Into<String>,
+        seed: Option<u64>,
+    ) -> Self {
+        Event::Started {
+            role: role.into(),
+            endpoint: endpoint.into(),
+            seed,
+            frontend: None,
+            backend: None,
+        }
+    }
+
+    /// `Started` for a role with two sides: `endpoint` says both, for humans, and
+    /// `frontend`/`backend` each, for programs.
+    pub fn started_between(
+        role: impl Into<String>,
+        (frontend, backend): (&str, &str),
+        arrow: &str,
+        seed: Option<u64>,
+    ) -> Self {
+        Event::Started {
+            role: role.into(),
+            endpoint: format!("{frontend} {arrow} {backend}"),
+            seed,
+            frontend: Some(frontend.to_string()),
+            backend: Some(backend.to_string()),
+        }
+    }
+}
+
 /// Where roles send their events, plus whether frames are traced (`-v`).
 pub struct Events<'a> {
     sink: Box<dyn FnMut(Event) + 'a>,
@@ -593,7 +633,7 @@ mod tests {
         assert_eq!((report.endpoint.as_str(), report.seed), ("tcp://*:1", 9));
         assert!(matches!(
             &seen[..],
-            [Event::Started { role, endpoint, seed: Some(9) }]
+            [Event::Started { role, endpoint, seed: Some(9), .. }]
                 if role == "server" && endpoint == "tcp://*:1"
         ));
         assert!(matches!(

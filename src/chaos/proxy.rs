@@ -859,11 +859,12 @@ impl Machine for Proxy<'_> {
     }
 
     fn start(&mut self, _now: Instant, _out: &mut Outbox<()>, events: &mut Events) {
-        events.emit(Event::Started {
-            role: "chaos proxy".into(),
-            endpoint: format!("{} -> {}", self.config.frontend, self.config.backend),
-            seed: Some(self.config.seed),
-        });
+        events.emit(Event::started_between(
+            "chaos proxy",
+            (&self.config.frontend, &self.config.backend),
+            "->",
+            Some(self.config.seed),
+        ));
     }
 
     fn handle(&mut self, input: Input<()>, now: Instant, out: &mut Outbox<()>, ev: &mut Events) {

@@ -982,11 +982,7 @@ impl Machine for Broker {
     }
 
     fn start(&mut self, now: Instant, _out: &mut Outbox<Infallible>, events: &mut Events) {
-        events.emit(Event::Started {
-            role: "broker".into(),
-            endpoint: self.report.endpoint.clone(),
-            seed: None,
-        });
+        events.emit(Event::started("broker", self.report.endpoint.clone(), None));
         self.next_tick = Some(now + self.interval);
     }
 

@@ -1217,11 +1217,7 @@ impl Machine for Client {
             self.release(CHECK + at, out);
         }
         self.started = Some(now);
-        events.emit(Event::Started {
-            role: "client".into(),
-            endpoint: self.endpoints.join(","),
-            seed: None,
-        });
+        events.emit(Event::started("client", self.endpoints.join(","), None));
         self.pump(now, out, events);
     }
 

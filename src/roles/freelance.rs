@@ -836,11 +836,11 @@ impl Machine for FreelanceClient {
                 "{endpoint} is listed more than once; using it once"
             ));
         }
-        events.emit(Event::Started {
-            role: "freelance client".into(),
-            endpoint: self.endpoints.join(","),
-            seed: None,
-        });
+        events.emit(Event::started(
+            "freelance client",
+            self.endpoints.join(","),
+            None,
+        ));
         self.started = now;
         self.last_alive = now;
         self.tend(now, out, events);
@@ -1022,7 +1022,7 @@ mod tests {
         assert!(out.is_empty());
         assert!(matches!(
             &seen[..],
-            [Event::Started { role, endpoint, seed: Some(7) }, ..]
+            [Event::Started { role, endpoint, seed: Some(7), .. }, ..]
                 if role == "freelance server" && endpoint == "tcp://localhost:5555"
         ));
         let bad = FreelanceServer::new(&FreelanceServerConfig {

@@ -622,11 +622,12 @@ impl Machine for Queue {
     }
 
     fn start(&mut self, now: Instant, _out: &mut Outbox<()>, events: &mut Events) {
-        events.emit(Event::Started {
-            role: format!("queue ({})", self.workers.policy.name()),
-            endpoint: format!("{} / {}", self.frontend, self.backend),
-            seed: None,
-        });
+        events.emit(Event::started_between(
+            format!("queue ({})", self.workers.policy.name()),
+            (&self.frontend, &self.backend),
+            "/",
+            None,
+        ));
         self.next_tick = self.workers.policy.heartbeat().map(|hb| now + hb.interval);
     }
 
@@ -890,6 +891,11 @@ mod tests {
         let (outs, seen) = step(&mut q, |q, out, ev| q.start(t0, out, ev));
         assert!(outs.is_empty());
         assert!(matches!(&seen[..], [Event::Started { role, .. }] if role == "queue (paranoid)"));
+        // Programs get each side on its own, not just "A / B".
+        assert!(
+            matches!(&seen[..], [Event::Started { frontend: Some(f), backend: Some(b), .. }]
+            if f == "tcp://127.0.0.1:5555" && b == "tcp://127.0.0.1:5556")
+        );
         assert_eq!(q.next_deadline(), Some(t0 + 100 * MS));
         let mut simple = queue(QueuePolicy::Simple);
         let (_, seen) = step(&mut simple, |q, out, ev| q.start(t0, out, ev));

@@ -173,11 +173,11 @@ impl Machine for Server {
     }
 
     fn start(&mut self, _now: Instant, _out: &mut Outbox<Message>, events: &mut Events) {
-        events.emit(Event::Started {
-            role: "server".into(),
-            endpoint: self.bind.clone(),
-            seed: Some(self.report.seed),
-        });
+        events.emit(Event::started(
+            "server",
+            self.bind.clone(),
+            Some(self.report.seed),
+        ));
     }
 
     fn handle(

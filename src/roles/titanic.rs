@@ -773,11 +773,11 @@ impl Machine for Titanic {
     }
 
     fn start(&mut self, now: Instant, out: &mut Outbox<Never>, events: &mut Events) {
-        events.emit(Event::Started {
-            role: "titanic".into(),
-            endpoint: self.config.broker.clone(),
-            seed: Some(self.config.seed),
-        });
+        events.emit(Event::started(
+            "titanic",
+            self.config.broker.clone(),
+            Some(self.config.seed),
+        ));
         let recovery = self.store.recovery();
         events.info(format!(
             "store {}: {} stored, {} pending ({} records read, {} torn bytes cut off)",
@@ -1158,11 +1158,11 @@ pub fn run_client(
         .with_stop(stop.clone());
     let mut latency = LatencyRecorder::default();
     let mut report = ClientReport::new(config.broker.clone());
-    events.emit(Event::Started {
-        role: format!("client (titanic {})", config.service),
-        endpoint: config.broker.clone(),
-        seed: None,
-    });
+    events.emit(Event::started(
+        format!("client (titanic {})", config.service),
+        config.broker.clone(),
+        None,
+    ));
     for bytes in requests {
         let bytes = bytes.into();
         let request = String::from_utf8_lossy(&bytes).into_owned();

@@ -554,11 +554,11 @@ impl Machine for Worker {
     }
 
     fn start(&mut self, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
-        events.emit(Event::Started {
-            role: self.role(),
-            endpoint: self.config.endpoint.clone(),
-            seed: Some(self.report.seed),
-        });
+        events.emit(Event::started(
+            self.role(),
+            self.config.endpoint.clone(),
+            Some(self.report.seed),
+        ));
         if self.sessions.len() > 1 {
             events.info(format!(
                 "{} sessions: up to {} requests at once",

@@ -1125,11 +1125,11 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
         _ => Vec::new(),
     };
     let (procs, endpoint) = plan(config)?;
-    events.emit(Event::Started {
-        role: format!("chaos ({:?})", config.pattern).to_lowercase(),
+    events.emit(Event::started(
+        format!("chaos ({:?})", config.pattern).to_lowercase(),
         endpoint,
-        seed: Some(config.seed),
-    });
+        Some(config.seed),
+    ));
     for s in &schedule {
         events.emit(Event::NemesisPlanned {
             at_ms: s.at_ms,

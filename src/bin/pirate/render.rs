@@ -347,6 +347,7 @@ fn human_text(event: &Event) -> Option<String> {
             role,
             endpoint,
             seed,
+            ..
         } => {
             let seed = seed.map(|s| format!(" (seed {s})")).unwrap_or_default();
             format!("I: {role} on {endpoint}{seed}")
