@@ -76,6 +76,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l settle -d 'With
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l timeout -d 'How long each attempt waits for its reply [default: 2500ms; 3s with --freelance]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l retries -d 'Attempts per request, the first included, before abandoning (the Guide\'s REQUEST_RETRIES)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l count -d 'Send the Guide\'s test sequence 1..N and check that every reply equals its request' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l interval -d 'Wait this long before reading each request after the first: paces a run (a walk-through slow enough to kill a server by hand, a steady trickle of load)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l service -d 'Speak Majordomo to a broker and ask for this service (mmi.service, mmi.status: the broker\'s own)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l protocol -d 'Client protocol: bare Lazy Pirate, or Majordomo 0.1 / 0.2 [default: lazy, or mdp with --service]' -r -f -a "lazy\t'Bare requests to a Lazy Pirate server or a Pirate queue'
 mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'

@@ -256,3 +256,40 @@ mod tests {
         drop(tx);
     }
 }
+
+/// `requests`, each after the first read only once `interval` has passed since the one before
+/// (`pirate client --interval`); ends early, at the next wait, when `stop` is raised.
+pub fn paced<I: Iterator>(
+    requests: I,
+    interval: std::time::Duration,
+    stop: crate::reactor::Stop,
+) -> impl Iterator<Item = I::Item> {
+    let mut first = true;
+    requests.map_while(move |request| {
+        if !std::mem::take(&mut first) && stop.sleep(interval).is_err() {
+            return None;
+        }
+        Some(request)
+    })
+}
+
+#[cfg(test)]
+mod paced_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn each_request_after_the_first_waits_its_interval_and_a_stop_ends_the_run() {
+        let stop = crate::reactor::Stop::new();
+        let started = Instant::now();
+        let got: Vec<u32> = paced(1..=3, Duration::from_millis(30), stop.clone()).collect();
+        assert_eq!(got, [1, 2, 3]);
+        assert!(
+            started.elapsed() >= Duration::from_millis(60),
+            "two waits, not three"
+        );
+        stop.request();
+        let got: Vec<u32> = paced(1..=3, Duration::from_secs(60), stop).collect();
+        assert_eq!(got, [1], "the first needs no wait; the stop ends the rest");
+    }
+}

@@ -416,3 +416,44 @@ fn a_bad_or_busy_endpoint_is_one_error_line_and_exit_2() {
         assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
     }
 }
+
+#[test]
+fn interval_paces_the_requests_and_a_zero_interval_is_a_usage_error() {
+    let (_server, port) = start_server(&["--json"]);
+    let at = endpoint(port);
+    let (code, out, err) = run(
+        &[
+            "client",
+            "--connect",
+            &at,
+            "--json",
+            "--count",
+            "3",
+            "--interval",
+            "150ms",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    // Each request after the first was sent at least an interval after the one before it
+    // (less a millisecond of timestamp rounding): the lines' own timestamps say so.
+    let lines = json_lines(&out);
+    let ts = |event: &str| -> Vec<std::time::SystemTime> {
+        lines
+            .iter()
+            .filter(|l| l["event"] == event)
+            .map(|l| humantime::parse_rfc3339(l["ts"].as_str().unwrap()).unwrap())
+            .collect()
+    };
+    let (sent, replied) = (ts("sent"), ts("reply"));
+    assert_eq!((sent.len(), replied.len()), (3, 3), "{out}");
+    for i in 1..3 {
+        let gap = sent[i].duration_since(sent[i - 1]).unwrap_or_default();
+        assert!(
+            gap >= std::time::Duration::from_millis(149),
+            "request {i}: {gap:?}"
+        );
+    }
+    let (code, _, err) = run(&["client", "--connect", &at, "--interval", "0s", "x"], None);
+    assert_eq!(code, 2, "{err}");
+}

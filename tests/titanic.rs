@@ -381,6 +381,12 @@ fn the_cli_client_goes_through_titanic() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(replies(&out), sequence(10));
     assert_eq!(summary(&out)["replied"], 10);
+    // Each request's UUID is said once stored: a client that dies can fetch its reply by it.
+    let stored = err
+        .lines()
+        .filter(|l| l.starts_with("I: titanic stored the request as "))
+        .count();
+    assert_eq!(stored, 10, "{err}");
     // Closed after use: nothing left in the store but dead records.
     let (code, out, _) = run(
         &[

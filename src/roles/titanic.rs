@@ -1113,6 +1113,10 @@ fn round_trip(
     events: &mut Events,
 ) -> Result<(Message, u32)> {
     let uuid = client.submit(service, body)?;
+    // The request's name from now on: a client that dies can fetch its reply by it.
+    events.info(format!(
+        "titanic stored the request as {uuid}; waiting for the reply"
+    ));
     let (reply, polls) = client.wait_reply(&uuid, poll_interval).inspect_err(|e| {
         if matches!(e, Error::Unreachable(_)) {
             events.warn(format!(

@@ -267,6 +267,10 @@ pub struct ClientArgs {
     /// Send the Guide's test sequence 1..N and check that every reply equals its request
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Wait this long before reading each request after the first: paces a run (a
+    /// walk-through slow enough to kill a server by hand, a steady trickle of load)
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub interval: Option<Duration>,
     /// Check that every reply equals its request (an echo service); a reply that does not is
     /// reported and retried, never accepted (implied by --count)
     #[arg(long)]

@@ -124,7 +124,10 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
         },
         Command::Client(a) => {
             let input = InputError::default();
-            let requests = a.requests(pirate::transport::max_message(), &input);
+            let mut requests = a.requests(pirate::transport::max_message(), &input);
+            if let Some(interval) = a.interval {
+                requests = Box::new(feed::paced(requests, interval, stop.clone()));
+            }
             match a.mode() {
                 ClientMode::Direct(c) => Job::new(move |ev| client::run(&c, requests, &stop, ev)),
                 ClientMode::Titanic(c) => Job::new(move |ev| {
