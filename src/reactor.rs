@@ -4,7 +4,7 @@
 //! A role's protocol logic is a [`Machine`]: a pure state machine that is told what happened
 //! ([`Machine::handle`], [`Machine::tick`]) and answers with [`Output`]s (send this, open that
 //! socket, start this job). It never touches a socket, a clock or a thread, so it is tested
-//! with a fake clock and plain values. The reactor is the only place that calls `zmq::poll`.
+//! with a fake clock and plain values. The reactor is the only place that polls (`poll(2)` on the sockets' `ZMQ_FD`s).
 //!
 //! # The hot path
 //!

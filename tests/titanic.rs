@@ -576,3 +576,28 @@ fn titanic_refuses_requests_over_its_byte_limits() {
     let reply = call(&mut client, "titanic.request", &msg(&["nobody", &fits]));
     assert_eq!(reply[0], "200", "room again after a close: {reply:?}");
 }
+
+#[test]
+fn a_titanic_client_for_a_service_nobody_serves_says_so_and_gets_its_reply_once_one_does() {
+    let (_broker, port) = broker();
+    let dir = TempDir::new("noservice");
+    let _t = titanic(port, dir.path(), &[]);
+    let connect = endpoint(port);
+    let args = [
+        "client",
+        "--titanic",
+        "--connect",
+        &connect,
+        "--service",
+        "late",
+        "--poll-interval",
+        "20ms",
+        "hello",
+    ];
+    let mut client = spawn("client", &args);
+    client.wait_stderr(r#"no worker serves "late" now (mmi.service: 404)"#);
+    // The request waits in Titanic's store; a worker for it comes, and the reply with it.
+    let _late = echo_worker(port, "late");
+    client.wait_stdout("hello");
+    assert_eq!(client.code(), 0, "{}", client.stderr.text());
+}

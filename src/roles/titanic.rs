@@ -1028,6 +1028,13 @@ impl TitanicClient {
         }
     }
 
+    /// Asks the broker (8/MMI `mmi.service`) whether any worker serves `service` now.
+    pub fn has_workers(&mut self, service: &str) -> Result<bool> {
+        let question = Message::from_frames(vec![service.as_bytes().to_vec()]);
+        let mut reply = self.client.request("mmi.service", question)?;
+        Ok(reply.pop_front().as_deref() != Some(b"404"))
+    }
+
     /// `titanic.reply`: one look at the reply of `uuid`.
     pub fn reply(&mut self, uuid: &str) -> Result<ReplyStatus> {
         let question = Message::from_frames(vec![uuid.as_bytes().to_vec()]);
@@ -1117,6 +1124,14 @@ fn round_trip(
     events.info(format!(
         "titanic stored the request as {uuid}; waiting for the reply"
     ));
+    // Titanic keeps a request for a service nobody serves until someone does: say so, rather
+    // than poll in silence.
+    if !client.has_workers(service)? {
+        events.warn(format!(
+            "no worker serves {service:?} now (mmi.service: 404): request {uuid} stays stored \
+             in titanic and is sent when one registers; waiting (Ctrl-C leaves it stored)"
+        ));
+    }
     let (reply, polls) = client.wait_reply(&uuid, poll_interval).inspect_err(|e| {
         if matches!(e, Error::Unreachable(_)) {
             events.warn(format!(
