@@ -13,9 +13,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use schemars::JsonSchema;
-use serde::Serialize;
-
 use crate::error::{Error, Result};
 use crate::event::{Event, Events, Outcome, Report};
 use crate::feed::Source;
@@ -45,42 +42,7 @@ pub struct BenchConfig {
     pub size: usize,
 }
 
-/// How a run ended, which decides the exit code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Every request was answered, correctly.
-    Completed,
-    /// Some requests were abandoned (lost) or a wrong reply was seen.
-    Failed,
-    /// Requests were abandoned and nothing ever answered, not even wrongly: nothing
-    /// reachable.
-    Unreachable,
-    /// Stopped by Ctrl-C before the end.
-    Interrupted,
-}
-
-/// What a run measured: the `--json` record of `pirate bench`.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct BenchReport {
-    pub endpoint: String,
-    pub clients: usize,
-    pub window: usize,
-    pub size: usize,
-    /// Requests handed to clients (the run's total, unless a client gave up first).
-    pub requests: u64,
-    pub answered: u64,
-    /// Requests abandoned after every retry.
-    pub lost: u64,
-    /// Replies that were not the answer to their request (dropped, never accepted).
-    pub wrong: u64,
-    pub retries: u64,
-    pub elapsed_ms: f64,
-    /// Answered requests per second of `elapsed_ms`.
-    pub req_per_s: f64,
-    pub latency_ms: Latency,
-    pub verdict: Verdict,
-}
+pub use crate::event::{BenchReport, BenchVerdict as Verdict};
 
 /// The body of request `seq`: its number then dots, `size` bytes in all (the number cut
 /// short when it does not fit), so that an echo shows which request it answers.

@@ -337,6 +337,43 @@ pub struct ProxyReport {
     pub unsent: u64,
 }
 
+/// How a `pirate bench` run ended, which decides the exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchVerdict {
+    /// Every request was answered, correctly.
+    Completed,
+    /// Some requests were abandoned (lost) or a wrong reply was seen.
+    Failed,
+    /// Requests were abandoned and nothing ever answered, not even wrongly: nothing
+    /// reachable.
+    Unreachable,
+    /// Stopped by Ctrl-C before the end.
+    Interrupted,
+}
+
+/// What a run measured: the `--json` record of `pirate bench`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct BenchReport {
+    pub endpoint: String,
+    pub clients: usize,
+    pub window: usize,
+    pub size: usize,
+    /// Requests handed to clients (the run's total, unless a client gave up first).
+    pub requests: u64,
+    pub answered: u64,
+    /// Requests abandoned after every retry.
+    pub lost: u64,
+    /// Replies that were not the answer to their request (dropped, never accepted).
+    pub wrong: u64,
+    pub retries: u64,
+    pub elapsed_ms: f64,
+    /// Answered requests per second of `elapsed_ms`.
+    pub req_per_s: f64,
+    pub latency_ms: Latency,
+    pub verdict: BenchVerdict,
+}
+
 /// The final summary of any role.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
@@ -348,7 +385,7 @@ pub enum Report {
     Chaos(Box<ChaosReport>),
     Proxy(ProxyReport),
     /// `pirate bench`: its one record.
-    Bench(crate::bench::BenchReport),
+    Bench(BenchReport),
 }
 
 /// Everything a role reports while it runs. Serialised as `{"event": "<name>", ...fields}`.

@@ -1,6 +1,6 @@
 //! The only place sockets are made: one ZeroMQ context, sockets with LINGER 0, unguessable
 //! identities, a maximum message size, bind/connect with errors a user can act on (and the
-//! security of [`crate::auth`], applied before each), and traced send/receive of whole
+//! security installed by [`crate::auth`] through [`set_security`], applied before each), and traced send/receive of whole
 //! messages.
 //!
 //! # Identities
@@ -150,10 +150,32 @@ fn bind_reason(err: zmq::Error) -> String {
     }
 }
 
+/// What the process's security does to a socket before it binds or connects: set by
+/// [`crate::auth::install`], once; without it sockets are plain ZeroMQ. A hook rather than a
+/// call into `auth`, so that the socket layer stays below the ZAP handler, which is itself a
+/// machine on a reactor and so built on these sockets.
+pub trait Security: Send + Sync {
+    /// Before `socket` (made in `ctx`) binds `endpoint`.
+    fn before_bind(&self, ctx: &zmq::Context, socket: &zmq::Socket, endpoint: &str) -> Result<()>;
+    /// Before `socket` connects to `endpoint`.
+    fn before_connect(&self, socket: &zmq::Socket, endpoint: &str) -> Result<()>;
+}
+
+static SECURITY: std::sync::OnceLock<Box<dyn Security>> = std::sync::OnceLock::new();
+
+/// Installs the process's [`Security`]; an error if one was installed already.
+pub fn set_security(security: Box<dyn Security>) -> Result<()> {
+    SECURITY
+        .set(security)
+        .map_err(|_| Error::Internal("the security policy was installed twice".into()))
+}
+
 impl Socket {
     /// Binds to `endpoint`.
     pub fn bind(&self, endpoint: &str) -> Result<()> {
-        crate::auth::on_bind(&self.ctx, &self.inner, endpoint)?;
+        if let Some(security) = SECURITY.get() {
+            security.before_bind(&self.ctx, &self.inner, endpoint)?;
+        }
         self.inner.bind(endpoint).map_err(|e| Error::Bind {
             endpoint: endpoint.to_string(),
             reason: bind_reason(e),
@@ -162,7 +184,9 @@ impl Socket {
 
     /// Connects to `endpoint` (ZeroMQ connects in the background; this only checks syntax).
     pub fn connect(&self, endpoint: &str) -> Result<()> {
-        crate::auth::on_connect(&self.inner, endpoint)?;
+        if let Some(security) = SECURITY.get() {
+            security.before_connect(&self.inner, endpoint)?;
+        }
         self.inner.connect(endpoint).map_err(|e| {
             Error::Usage(format!(
                 "cannot connect to {endpoint}: {} (expected e.g. tcp://localhost:5555)",

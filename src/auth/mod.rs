@@ -128,7 +128,21 @@ pub fn install(security: Security, stop: &Stop) -> Result<()> {
     }
     POLICY
         .set(security)
-        .map_err(|_| Error::Internal("the security policy was installed twice".into()))
+        .map_err(|_| Error::Internal("the security policy was installed twice".into()))?;
+    crate::transport::set_security(Box::new(Applied))
+}
+
+/// The installed policy, as the socket layer calls it before each bind and connect.
+struct Applied;
+
+impl crate::transport::Security for Applied {
+    fn before_bind(&self, ctx: &zmq::Context, socket: &zmq::Socket, endpoint: &str) -> Result<()> {
+        on_bind(ctx, socket, endpoint)
+    }
+
+    fn before_connect(&self, socket: &zmq::Socket, endpoint: &str) -> Result<()> {
+        on_connect(socket, endpoint)
+    }
 }
 
 fn policy() -> Option<&'static Security> {

@@ -16,9 +16,9 @@ use pirate::event::{Event, Report};
 use pirate::reactor::Stop;
 use pirate::roles::client::ClientConfig;
 
-use crate::cli::{framing, ClientProtocol};
 use crate::render::Renderer;
 use crate::shared_args::OutputArgs;
+use crate::shared_args::{framing, ClientProtocol};
 use crate::values::{parse_connect_endpoint, parse_positive_duration, parse_size};
 
 /// The largest request body: every buffer has a bound.

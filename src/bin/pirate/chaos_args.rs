@@ -7,8 +7,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use pirate::chaos::report::{NemesisFault, Pattern};
 
 use crate::auth_args::SecurityArg;
+use crate::chaos_report::ReportArgs;
 use crate::chaos_run::{ChaosConfig, ChaosSecurity, ProxyPlacement};
-use crate::cli::{CHAOS_AFTER_HELP, EXIT_CODES};
+use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
 use crate::shared_args::{millis, FaultArgs, FreezeArgs};
 use crate::values::{parse_connect_endpoint, parse_duration, parse_positive_duration};
 
@@ -36,15 +37,6 @@ pub enum ChaosCommand {
     /// Render report.html again for a past run, from the files its --out DIR holds
     #[command(after_help = EXIT_CODES)]
     Report(ReportArgs),
-}
-
-/// `pirate chaos report DIR`.
-#[derive(Args, Debug)]
-pub struct ReportArgs {
-    /// The directory a run wrote with --out (results.json, history.jsonl); the page is
-    /// written there as report.html and its path printed
-    #[arg(value_name = "DIR")]
-    pub dir: std::path::PathBuf,
 }
 
 /// Which pattern `pirate chaos run` exercises.

@@ -5,13 +5,23 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::Args;
+
 use pirate::chaos::checker::{read_history, Record};
 use pirate::chaos::html::{self, RunResults};
 use pirate::error::{Error, Result};
 use pirate::event::Event;
 
-use crate::chaos_args::ReportArgs;
 use crate::render::Renderer;
+
+/// `pirate chaos report DIR`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The directory a run wrote with --out (results.json, history.jsonl); the page is
+    /// written there as report.html and its path printed
+    #[arg(value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+}
 
 /// The page's file name inside a run's directory.
 pub const FILE: &str = "report.html";

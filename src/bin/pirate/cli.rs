@@ -12,7 +12,7 @@ use pirate::feed::{Records, Split};
 use pirate::proto::mdp::Version;
 use pirate::roles::broker::BrokerConfig;
 use pirate::roles::bstar_server::BstarServerConfig;
-use pirate::roles::client::{ClientConfig, Framing};
+use pirate::roles::client::ClientConfig;
 use pirate::roles::freelance::{FreelanceClientConfig, FreelanceServerConfig};
 use pirate::roles::queue::{QueueConfig, QueuePolicy};
 use pirate::roles::server::ServerConfig;
@@ -21,54 +21,15 @@ use pirate::roles::worker::{PirateProtocol, WorkerConfig, MAX_CONCURRENCY};
 
 use crate::auth_args::{ClientAuthArgs, ServerAuthArgs};
 use crate::chaos_args::{ChaosArgs, ChaosCommand};
+use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
 use crate::shared_args::{
-    BrokerHeartbeat, BstarArgs, FaultArgs, FreezeArgs, HandlerArgs, HeartbeatArgs, LimitArgs,
-    OutputArgs, QueueHeartbeat, TitanicHeartbeat, WorkerHeartbeat,
+    framing, BrokerHeartbeat, BstarArgs, ClientProtocol, FaultArgs, FreezeArgs, HandlerArgs,
+    HeartbeatArgs, LimitArgs, OutputArgs, QueueHeartbeat, TitanicHeartbeat, WorkerHeartbeat,
 };
 use crate::values::{
     parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_positive_duration,
     parse_size,
 };
-
-/// The exit codes, as a literal so the chaos help can append to it.
-macro_rules! exit_codes {
-    () => {
-        "\
-EXIT STATUS:
-  0    success
-  1    the run finished but something was lost, wrong or abandoned (a chaos verdict
-       INVALID or INDETERMINATE; a client whose stdin held a request over --max-message)
-  2    usage error, before anything starts (bad flag or value: a zero timeout or heartbeat,
-       an endpoint with a wrong transport, a bad host or a port outside 1..65535), or an
-       endpoint cannot be bound
-  68   a client gave up, and the broker had answered mmi.service 404: it is up, but no
-       worker serves that service
-  69   a peer stayed unreachable after every retry
-  70   internal error
-  130  interrupted by Ctrl-C or SIGTERM
-  141  stdout was closed (`pirate client … | head -1`): the run stopped, quietly"
-    };
-}
-
-pub const EXIT_CODES: &str = exit_codes!();
-
-/// `pirate chaos` and `chaos run`: the verdicts, then the exit codes.
-pub const CHAOS_AFTER_HELP: &str = concat!(
-    "\
-VERDICT:
-  VALID          nothing lost, duplicated, reordered or wrongly answered, and the run showed
-                 it (exit 0)
-  INVALID        a request lost, duplicated, out of order or wrongly answered, or re-executed
-                 with --strict (exit 1)
-  INDETERMINATE  nothing fatal, but nothing shown: no request answered, requests abandoned,
-                 a --nemesis kind that never struck or was never followed by a reply (exit 1)
-  The fault phase goes on past --duration, for at most --max-extension (30s), until every
-  --nemesis kind has struck and been recovered from. Ctrl-C prints the verdict of what was
-  seen, marked (interrupted), and exits 130.
-
-",
-    exit_codes!()
-);
 
 /// Reliable request-reply over ZeroMQ: the Guide's Pirate patterns, one subcommand per role.
 #[derive(Parser, Debug)]
@@ -305,43 +266,6 @@ pub struct ClientArgs {
     pub server_ttl: Duration,
     #[command(flatten)]
     pub credentials: ClientAuthArgs,
-}
-
-/// The protocol a client speaks.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientProtocol {
-    /// Bare requests to a Lazy Pirate server or a Pirate queue
-    Lazy,
-    /// 7/MDP, Majordomo 0.1 (MDPC01)
-    Mdp,
-    /// 18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)
-    Mdp2,
-}
-
-impl ClientProtocol {
-    /// `protocol` if given, else lazy, or mdp with a service.
-    pub fn or_default(protocol: Option<ClientProtocol>, service: &Option<String>) -> Self {
-        protocol.unwrap_or(if service.is_some() {
-            ClientProtocol::Mdp
-        } else {
-            ClientProtocol::Lazy
-        })
-    }
-}
-
-/// What goes around a request for `protocol` (`service` is unused when bare).
-pub fn framing(protocol: ClientProtocol, service: String) -> Framing {
-    match protocol {
-        ClientProtocol::Lazy => Framing::Bare,
-        ClientProtocol::Mdp => Framing::Majordomo {
-            version: Version::V1,
-            service,
-        },
-        ClientProtocol::Mdp2 => Framing::Majordomo {
-            version: Version::V2,
-            service,
-        },
-    }
 }
 
 /// What `pirate client` runs, after its flags.

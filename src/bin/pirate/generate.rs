@@ -15,7 +15,8 @@ use pirate::auth::credentials::z85;
 use pirate::error::{Error, Result};
 use pirate::event::Event;
 
-use crate::cli::{Cli, GenerateArgs, Generated, EXIT_CODES};
+use crate::cli::{Cli, GenerateArgs, Generated};
+use crate::help::EXIT_CODES;
 use crate::render::Renderer;
 
 /// The README, whose `sh` examples are the man pages' EXAMPLES.

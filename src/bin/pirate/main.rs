@@ -9,6 +9,7 @@ mod chaos_report;
 mod chaos_run;
 mod cli;
 mod generate;
+mod help;
 mod proxy_args;
 mod render;
 mod shared_args;

@@ -12,7 +12,9 @@ use pirate::bstar::Role;
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
+use pirate::proto::mdp::Version;
 use pirate::roles::bstar_server::BstarOptions;
+use pirate::roles::client::Framing;
 
 use crate::values::{
     parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_message_size,
@@ -323,4 +325,41 @@ impl HeartbeatRole for TitanicHeartbeat {
     const INTERVAL: &'static str = "2500ms";
     const LIVENESS_HELP: &'static str =
         "Silent heartbeat intervals after which the broker is taken for dead";
+}
+
+/// The protocol a client speaks.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientProtocol {
+    /// Bare requests to a Lazy Pirate server or a Pirate queue
+    Lazy,
+    /// 7/MDP, Majordomo 0.1 (MDPC01)
+    Mdp,
+    /// 18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)
+    Mdp2,
+}
+
+impl ClientProtocol {
+    /// `protocol` if given, else lazy, or mdp with a service.
+    pub fn or_default(protocol: Option<ClientProtocol>, service: &Option<String>) -> Self {
+        protocol.unwrap_or(if service.is_some() {
+            ClientProtocol::Mdp
+        } else {
+            ClientProtocol::Lazy
+        })
+    }
+}
+
+/// What goes around a request for `protocol` (`service` is unused when bare).
+pub fn framing(protocol: ClientProtocol, service: String) -> Framing {
+    match protocol {
+        ClientProtocol::Lazy => Framing::Bare,
+        ClientProtocol::Mdp => Framing::Majordomo {
+            version: Version::V1,
+            service,
+        },
+        ClientProtocol::Mdp2 => Framing::Majordomo {
+            version: Version::V2,
+            service,
+        },
+    }
 }

@@ -4,9 +4,10 @@
 //! conversions into library configs (`config()`, `mode()`) then assume these rules hold.
 
 use crate::chaos_args::{ChaosArgs, ChaosCommand, ChaosRunArgs, ProxyPlacementArg};
-use crate::cli::{ClientArgs, ClientProtocol, Command, WorkerArgs};
+use crate::cli::{ClientArgs, Command, WorkerArgs};
 use crate::proxy_args::TrafficArgs;
 use crate::shared_args::BstarArgs;
+use crate::shared_args::ClientProtocol;
 
 use pirate::chaos::report::Pattern;
 

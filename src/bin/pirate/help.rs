@@ -1,0 +1,42 @@
+//! The help texts every subcommand shares: its exit status and, for chaos, the verdicts
+//! (clap's after-help; the man pages' EXIT STATUS is made from them).
+
+/// The exit codes, as a literal so the chaos help can append to it.
+macro_rules! exit_codes {
+    () => {
+        "\
+EXIT STATUS:
+  0    success
+  1    the run finished but something was lost, wrong or abandoned (a chaos verdict
+       INVALID or INDETERMINATE; a client whose stdin held a request over --max-message)
+  2    usage error, before anything starts (bad flag or value: a zero timeout or heartbeat,
+       an endpoint with a wrong transport, a bad host or a port outside 1..65535), or an
+       endpoint cannot be bound
+  68   a client gave up, and the broker had answered mmi.service 404: it is up, but no
+       worker serves that service
+  69   a peer stayed unreachable after every retry
+  70   internal error
+  130  interrupted by Ctrl-C or SIGTERM
+  141  stdout was closed (`pirate client … | head -1`): the run stopped, quietly"
+    };
+}
+
+pub const EXIT_CODES: &str = exit_codes!();
+
+/// `pirate chaos` and `chaos run`: the verdicts, then the exit codes.
+pub const CHAOS_AFTER_HELP: &str = concat!(
+    "\
+VERDICT:
+  VALID          nothing lost, duplicated, reordered or wrongly answered, and the run showed
+                 it (exit 0)
+  INVALID        a request lost, duplicated, out of order or wrongly answered, or re-executed
+                 with --strict (exit 1)
+  INDETERMINATE  nothing fatal, but nothing shown: no request answered, requests abandoned,
+                 a --nemesis kind that never struck or was never followed by a reply (exit 1)
+  The fault phase goes on past --duration, for at most --max-extension (30s), until every
+  --nemesis kind has struck and been recovered from. Ctrl-C prints the verdict of what was
+  seen, marked (interrupted), and exits 130.
+
+",
+    exit_codes!()
+);
