@@ -16,7 +16,8 @@
 //!   deadlines, work threads, the [`reactor::Stop`] value (the one stop signal: made by the
 //!   binary, raised by Ctrl-C, no process-wide flag); drains every ready message (up to 256
 //!   per socket per pass) before it sends, and blocks only once nothing is left.
-//! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors).
+//! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors);
+//!   security reaches it through its `Security` hook, which [`auth::install`] sets.
 //! - [`auth`]: ZAP authentication for binds (the ZAP handler is a machine on a reactor thread
 //!   of its own, `auth::zap`), PLAIN/CURVE credentials for connects.
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
@@ -29,6 +30,8 @@
 //!   any role's machine by `roles::bstar_server::Bstar`.
 //! - [`handler`]: echo or `sh -c CMD` request handling.
 //! - [`event`]: events and reports (serde), rendered by the binary.
+//! - [`json_lines`]: a `--json` line (`ts`, `role`, then the event) and its JSON Schema,
+//!   derived from the event types.
 //! - [`stats`]: latency percentiles (the `Latency` every report carries).
 //! - [`feed`]: reading the next request (stdin may block) as a reactor job.
 //! - [`majordomo`]: the Majordomo client (`MdpClient`) and worker (`serve`) API for Rust
