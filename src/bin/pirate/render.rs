@@ -505,12 +505,14 @@ pub fn summary_text(report: &Report) -> String {
                 .collect();
             format!(
                 "summary: routed {}, replied {}, workers seen {}, expired {}, stuck {}, \
-                 invalid {}, refused replies {}; per worker: {}",
+                 gone {}, evicted {}, invalid {}, refused replies {}; per worker: {}",
                 b.routed,
                 b.replied,
                 b.workers_seen,
                 b.workers_expired,
                 b.workers_stuck,
+                b.workers_gone,
+                b.workers_evicted,
                 b.invalid,
                 b.refused_replies,
                 spread.join(" ")
