@@ -99,6 +99,36 @@ fn check_tcp(text: &str, address: &str, side: Side) -> Result<(), String> {
     Ok(())
 }
 
+/// A port on 127.0.0.1 that was free a moment ago, never the same twice in this process, and
+/// below the kernel's ephemeral range. A port from `bind(0)` comes from that range, where any
+/// connection's own source port may take it before the role binds it, or while a restarted
+/// role is down (a reconnecting peer can even connect to itself there); `chaos run` binds its
+/// topology, and tests their roles, on ports from here.
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .min(65535);
+    let low = ephemeral.saturating_sub(12_000).max(1024);
+    let span = ephemeral.saturating_sub(low).max(1);
+    // Spread processes that start at once (test binaries, chaos runs side by side).
+    let start = std::process::id().wrapping_mul(97) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (start + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free loopback port below the ephemeral range",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +184,18 @@ mod tests {
         assert!(check(&long, Side::Bind)
             .unwrap_err()
             .contains("longer than"));
+    }
+
+    #[test]
+    fn free_ports_are_distinct_and_below_the_ephemeral_range() {
+        let a = free_loopback_port().unwrap();
+        let b = free_loopback_port().unwrap();
+        assert_ne!(a, b);
+        let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        assert!(a < ephemeral && b < ephemeral, "{a} {b} {ephemeral}");
+        std::net::TcpListener::bind(("127.0.0.1", a)).expect("it is free");
     }
 }

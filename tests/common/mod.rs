@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,12 +12,11 @@ use std::time::{Duration, Instant};
 /// The longest any single wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago (see `pirate::endpoint::free_loopback_port`:
+/// never the same twice in one test binary, and below the ephemeral range, where a CI run lost
+/// a test to "address already in use").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot find a free loopback port")
+    pirate::endpoint::free_loopback_port().expect("cannot find a free loopback port")
 }
 
 /// `tcp://127.0.0.1:PORT`.

@@ -19,7 +19,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -678,9 +677,10 @@ impl Drop for Topology {
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, below the ephemeral range (see
+/// [`pirate::endpoint::free_loopback_port`]: a restarted broker must get its port back).
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(pirate::endpoint::free_loopback_port()?)
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
