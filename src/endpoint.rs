@@ -99,6 +99,15 @@ fn check_tcp(text: &str, address: &str, side: Side) -> Result<(), String> {
     Ok(())
 }
 
+/// The first port of the kernel's ephemeral range (Linux's default 32768 where it cannot
+/// be read).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+}
+
 /// A port on 127.0.0.1 that was free a moment ago, never the same twice in this process, and
 /// below the kernel's ephemeral range. A port from `bind(0)` comes from that range, where any
 /// connection's own source port may take it before the role binds it, or while a restarted
@@ -107,11 +116,7 @@ fn check_tcp(text: &str, address: &str, side: Side) -> Result<(), String> {
 pub fn free_loopback_port() -> std::io::Result<u16> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768)
-        .min(65535);
+    let ephemeral = u32::from(ephemeral_low());
     let low = ephemeral.saturating_sub(12_000).max(1024);
     let span = ephemeral.saturating_sub(low).max(1);
     // Spread processes that start at once (test binaries, chaos runs side by side).
@@ -191,10 +196,7 @@ mod tests {
         let a = free_loopback_port().unwrap();
         let b = free_loopback_port().unwrap();
         assert_ne!(a, b);
-        let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-            .unwrap_or(32768);
+        let ephemeral = ephemeral_low();
         assert!(a < ephemeral && b < ephemeral, "{a} {b} {ephemeral}");
         std::net::TcpListener::bind(("127.0.0.1", a)).expect("it is free");
     }

@@ -775,8 +775,8 @@ impl Client {
         self.open(slot, ask.socket_type(), at, why, out, events);
         // One body frame: the Guide's brokers write their 501 over the last body frame and
         // crash on a request without one.
-        let body = match (question, &self.config.framing) {
-            (Question::Service, Framing::Majordomo { service, .. }) => service.as_bytes().to_vec(),
+        let body = match (question, self.service()) {
+            (Question::Service, Some(service)) => service.as_bytes().to_vec(),
             _ => b"1".to_vec(),
         };
         out.send(slot, ask.encode(Message::from_frames([body])));
@@ -803,10 +803,17 @@ impl Client {
         }
     }
 
-    /// The service this client asks a broker for, unless it is an `mmi.*` question itself.
+    /// The Majordomo service this client asks for (`None`: bare).
+    fn service(&self) -> Option<&str> {
+        match &self.config.framing {
+            Framing::Majordomo { service, .. } => Some(service),
+            Framing::Bare => None,
+        }
+    }
+
+    /// Whether it asks a broker for a service, rather than an `mmi.*` question itself.
     fn asks_a_service(&self) -> bool {
-        matches!(&self.config.framing, Framing::Majordomo { service, .. }
-            if !mmi::is_mmi(service.as_bytes()))
+        self.service().is_some_and(|s| !mmi::is_mmi(s.as_bytes()))
     }
 
     /// The probe's answer (`None`: no answer in time, or a malformed one).
@@ -839,10 +846,7 @@ impl Client {
 
     /// What a `404` to `mmi.service` from endpoint `at` means.
     fn no_service(&self, at: usize) -> String {
-        let service = match &self.config.framing {
-            Framing::Majordomo { service, .. } => service.as_str(),
-            Framing::Bare => "",
-        };
+        let service = self.service().unwrap_or_default();
         format!(
             "the broker at {} is up but has no worker for service {service:?} (mmi.service: 404)",
             self.endpoints[at]

@@ -245,14 +245,12 @@ impl Workers {
     }
 
     /// Worker `id` is not connected (a send to it was unroutable): forgotten, with no claim
-    /// left on any request (the request it was sent comes back to the caller). Returns
-    /// whether it was known.
-    fn gone(&mut self, id: &[u8]) -> bool {
-        if self.known.remove(id).is_none() {
-            return false;
-        }
+    /// left on any request (the request it was sent comes back to the caller). Returns what
+    /// the queue knew of it, if anything.
+    fn gone(&mut self, id: &[u8]) -> Option<Worker> {
+        let worker = self.known.remove(id)?;
         self.ready.retain(|r| r.as_slice() != id);
-        true
+        Some(worker)
     }
 
     /// The least recently used ready worker takes the request with `envelope`: its identity
@@ -565,16 +563,16 @@ impl Queue {
         let Some(id) = msg.pop_front() else {
             return;
         };
-        if !self.workers.gone(&id) {
+        let Some(worker) = self.workers.gone(&id) else {
             return;
-        }
+        };
         self.report.workers_gone += 1;
         events.emit(Event::WorkerDisconnected {
             worker: Workers::name(&id),
             reason: "not connected (a send to it was unroutable): forgotten".into(),
         });
-        if msg.get(0).is_some_and(<[u8]>::is_empty) && msg.len() > 1 {
-            msg.pop_front(); // a REQ worker's delimiter
+        if worker.req_peer {
+            msg.pop_front(); // the delimiter `send_to_worker` put in front for REQ
         }
         if let Ok(Ppp::Data { envelope, body }) = ppp::decode(msg) {
             // It was never delivered: not routed after all.

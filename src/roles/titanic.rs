@@ -1109,14 +1109,18 @@ pub fn titanic_client(
     events: &mut Events,
 ) -> Result<Message> {
     let mut client = TitanicClient::connect(broker, timeout, retries)?;
-    round_trip(&mut client, service, body, poll_interval, events).map(|(reply, _)| reply)
+    round_trip(&mut client, service, body, poll_interval, &mut true, events).map(|(reply, _)| reply)
 }
 
+/// One request through Titanic: submit, poll, close. While `check_service` is set, asks the
+/// broker first whether anyone serves `service` and clears it once someone does, so a run
+/// asks until it has seen a worker, not once per request.
 fn round_trip(
     client: &mut TitanicClient,
     service: &str,
     body: Message,
     poll_interval: Duration,
+    check_service: &mut bool,
     events: &mut Events,
 ) -> Result<(Message, u32)> {
     let uuid = client.submit(service, body)?;
@@ -1126,11 +1130,15 @@ fn round_trip(
     ));
     // Titanic keeps a request for a service nobody serves until someone does: say so, rather
     // than poll in silence.
-    if !client.has_workers(service)? {
-        events.warn(format!(
-            "no worker serves {service:?} now (mmi.service: 404): request {uuid} stays stored \
-             in titanic and is sent when one registers; waiting (Ctrl-C leaves it stored)"
-        ));
+    if *check_service {
+        if client.has_workers(service)? {
+            *check_service = false;
+        } else {
+            events.warn(format!(
+                "no worker serves {service:?} now (mmi.service: 404): request {uuid} stays stored \
+                 in titanic and is sent when one registers; waiting (Ctrl-C leaves it stored)"
+            ));
+        }
     }
     let (reply, polls) = client.wait_reply(&uuid, poll_interval).inspect_err(|e| {
         if matches!(e, Error::Unreachable(_)) {
@@ -1177,6 +1185,7 @@ pub fn run_client(
         .with_stop(stop.clone());
     let mut latency = LatencyRecorder::default();
     let mut report = ClientReport::new(config.broker.clone());
+    let mut check_service = true;
     events.emit(Event::started(
         format!("client (titanic {})", config.service),
         config.broker.clone(),
@@ -1200,6 +1209,7 @@ pub fn run_client(
             &config.service,
             body,
             config.poll_interval,
+            &mut check_service,
             events,
         ) {
             Ok((reply, polls)) => {
