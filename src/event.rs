@@ -468,8 +468,14 @@ pub enum Event {
     },
     /// A worker registered with a queue or broker (or re-registered).
     WorkerReady { worker: String },
-    /// A Majordomo worker registered for a service.
-    ServiceWorkerReady { worker: String, service: String },
+    /// A Majordomo worker registered for a service. `credit` is how many requests it may
+    /// hold at once: 1 for a standard worker, more for one that asked for credit in its
+    /// READY (our extension) and was granted it.
+    ServiceWorkerReady {
+        worker: String,
+        service: String,
+        credit: u32,
+    },
     /// A Majordomo worker was disconnected (sent or received DISCONNECT), with why.
     WorkerDisconnected { worker: String, reason: String },
     /// A request was dropped: `reason` is `ttl` (no worker in time), `queue_full`

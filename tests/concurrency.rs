@@ -1,7 +1,9 @@
-//! `pirate worker --concurrency N` end to end: one worker process registers N ordinary
-//! sessions with `pirate broker` (MDP) or `pirate queue` (PPP), serves N requests at once
-//! with its `--exec` commands running side by side, and a process killed with N requests in
-//! hand loses each of them to the broker, whose clients retry them on another worker.
+//! `pirate worker --concurrency N` end to end: one worker process holds N requests on one
+//! connection to `pirate broker` (MDP, credit N granted at READY), or registers N ordinary
+//! sessions with `pirate queue` (PPP) and with a broker that ignores the credit frame (as
+//! the Guide's do); it serves N requests at once with its `--exec` commands running side by
+//! side, and a process killed with N requests in hand loses each of them to the broker,
+//! whose clients retry them on another worker.
 //!
 //! Parallelism is proved without a clock: the command waits at a barrier (a file that each
 //! started command appends a line to) until 4 commands have started, so the requests can be
@@ -56,8 +58,28 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
+/// The `service_worker_ready` events of a `--json` broker for workers named `name-…`, as
+/// (identity, credit).
+fn credits(stdout: &str, name: &str) -> Vec<(String, u64)> {
+    json_lines(stdout)
+        .iter()
+        .filter(|l| l["event"] == "service_worker_ready")
+        .filter(|l| {
+            l["worker"]
+                .as_str()
+                .is_some_and(|w| w.starts_with(&format!("{name}-")))
+        })
+        .map(|l| {
+            (
+                l["worker"].as_str().unwrap_or_default().to_string(),
+                l["credit"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn an_mdp_worker_with_concurrency_4_registers_4_sessions_and_runs_4_commands_at_once() {
+fn an_mdp_worker_with_concurrency_4_holds_4_requests_on_one_connection_and_runs_4_commands() {
     let file = scratch("mdp");
     let (mut broker, port) = broker(&[]);
     let cmd = barrier(&file, 4);
@@ -75,8 +97,8 @@ fn an_mdp_worker_with_concurrency_4_registers_4_sessions_and_runs_4_commands_at_
             "20s",
         ],
     );
-    broker.wait_for("4 sessions to register", |o, _| {
-        registered(o, "service_worker_ready", "conc").len() == 4
+    broker.wait_for("the worker to register", |o, _| {
+        !credits(o, "conc").is_empty()
     });
     let connect = endpoint(port);
     let mut client = spawn(
@@ -107,10 +129,99 @@ fn an_mdp_worker_with_concurrency_4_registers_4_sessions_and_runs_4_commands_at_
         s["in_flight_max"], 4,
         "4 requests were worked on at once: {s}"
     );
-    // 4 sessions, not one worker reconnecting: all 4 registered before the first request,
-    // each under its own identity (a spurious reconnect under load would only add one).
+    assert_eq!(s["reconnects"], 0, "{s}");
+    // One connection, granted credit 4: the broker saw one worker.
     let b = stop_and_summarise(&mut broker);
-    assert!(b["workers_seen"].as_u64() >= Some(4), "{b}");
+    let seen = credits(&broker.stdout.text(), "conc");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].1, 4, "{seen:?}");
+    assert_eq!(
+        (b["workers_seen"].as_u64(), b["replies"].as_u64()),
+        (Some(1), Some(8)),
+        "{b}"
+    );
+}
+
+/// Receives one message on `socket` within the test deadline.
+fn recv(socket: &zmq::Socket) -> Vec<Vec<u8>> {
+    socket
+        .recv_multipart(0)
+        .unwrap_or_else(|e| panic!("nothing from the worker within the deadline: {e}"))
+}
+
+#[test]
+fn against_a_broker_that_ignores_the_credit_frame_the_worker_opens_n_standard_sessions() {
+    // The Guide's brokers read a READY's service frame and ignore the rest, and their first
+    // word to a new worker is a HEARTBEAT: this ROUTER does exactly that, byte for byte.
+    let port = free_port();
+    let ctx = zmq::Context::new();
+    let router = ctx.socket(zmq::ROUTER).unwrap();
+    router.set_linger(0).unwrap();
+    router.set_rcvtimeo(DEADLINE.as_millis() as i32).unwrap();
+    router.bind(&endpoint(port)).unwrap();
+    let _worker = mdp_worker("plain", port, "mdp", "echo", &["--concurrency", "3"]);
+    let first = recv(&router);
+    let header: [&[u8]; 2] = [b"", b"MDPW01"];
+    assert_eq!(
+        first[1..],
+        [&header[..], &[b"\x01", b"echo", b"credit=3"]].concat()
+    );
+    let beat = |id: &[u8]| {
+        router
+            .send_multipart([id, b"", b"MDPW01", b"\x04"], 0)
+            .unwrap()
+    };
+    beat(&first[0]);
+    // Two more sessions register, each with a standard READY; the first one heartbeats.
+    let mut ids = vec![first[0].clone()];
+    while ids.len() < 3 {
+        let msg = recv(&router);
+        if msg[1..] == [&header[..], &[b"\x04"]].concat() {
+            continue;
+        }
+        assert_eq!(
+            msg[1..],
+            [&header[..], &[b"\x01", b"echo"]].concat(),
+            "{msg:?}"
+        );
+        assert!(!ids.contains(&msg[0]), "a new identity per session");
+        ids.push(msg[0].clone());
+    }
+    // Each session is an ordinary worker: one request each, answered with its address.
+    for (i, id) in ids.iter().enumerate() {
+        let client = format!("client-{i}");
+        router
+            .send_multipart(
+                [
+                    &id[..],
+                    b"",
+                    b"MDPW01",
+                    b"\x02",
+                    client.as_bytes(),
+                    b"",
+                    b"hi",
+                ],
+                0,
+            )
+            .unwrap();
+    }
+    let mut answered = BTreeSet::new();
+    while answered.len() < 3 {
+        let msg = recv(&router);
+        if msg[1..] == [&header[..], &[b"\x04"]].concat() {
+            continue;
+        }
+        assert_eq!(msg.len(), 7, "{msg:?}");
+        assert_eq!(msg[1..4], [&header[..], &[b"\x03"]].concat(), "{msg:?}");
+        assert_eq!(msg[5..], [b"".to_vec(), b"hi".to_vec()]);
+        let client = String::from_utf8(msg[4].clone()).unwrap();
+        let i: usize = client["client-".len()..].parse().unwrap();
+        assert_eq!(
+            msg[0], ids[i],
+            "each reply on the session that got the request"
+        );
+        answered.insert(i);
+    }
 }
 
 #[test]
@@ -179,7 +290,7 @@ fn a_paranoid_worker_with_concurrency_4_is_4_workers_to_the_queue_and_its_summar
 }
 
 #[test]
-fn a_killed_worker_loses_every_sessions_request_and_the_clients_retry_them_elsewhere() {
+fn a_killed_worker_loses_every_request_it_held_and_the_clients_retry_them_elsewhere() {
     let file = scratch("kill");
     let (mut broker, port) = broker(&[]);
     // Each command says it started, then hangs (exec: the shell is the sleep, so the
@@ -192,8 +303,8 @@ fn a_killed_worker_loses_every_sessions_request_and_the_clients_retry_them_elsew
         "echo",
         &["--concurrency", "4", "--exec", &cmd],
     );
-    broker.wait_for("4 sessions to register", |o, _| {
-        registered(o, "service_worker_ready", "doomed").len() == 4
+    broker.wait_for("the worker to register", |o, _| {
+        !credits(o, "doomed").is_empty()
     });
     let connect = endpoint(port);
     let mut client = spawn(
@@ -240,10 +351,10 @@ fn a_killed_worker_loses_every_sessions_request_and_the_clients_retry_them_elsew
         .collect();
     assert_eq!(
         expired_busy.len(),
-        4,
-        "every session died holding a request: {b}"
+        1,
+        "its one connection died holding requests: {b}"
     );
-    assert_eq!(b["requests_lost"], 4, "{b}");
+    assert_eq!(b["requests_lost"], 4, "each of its 4 requests is lost: {b}");
 }
 
 #[test]

@@ -48,6 +48,16 @@
 //! is read as that. [`split_client_envelope`] takes the envelope off a received message and
 //! [`wrap_client_envelope`] puts it back on the reply, the way it came, so every frame in
 //! front of the header returns unchanged, as REP sockets do.
+//!
+//! **Credit** (our extension, see [`WorkerCommand::Ready`] and [`WorkerCommand::Granted`]): a
+//! worker that can serve N requests at once on one connection says so with one more frame
+//! after the service name of its READY, `"credit=N"` (ASCII decimal, N ≥ 1):
+//! `[""]["MDPW01"][0x01][service]["credit=10"]`. The Guide's brokers read the service frame
+//! and ignore the rest, so to them it is an ordinary worker. A broker that honours it
+//! answers at once, before any REQUEST, with a HEARTBEAT carrying the credit it grants:
+//! `[""]["MDPW01"][0x04]["credit=10"]` (0.2: `["MDPW02"][0x05]["credit=10"]`), and may then
+//! hand that worker up to that many requests before it replies. A worker whose first message
+//! from the broker is anything else knows the broker gave it no credit.
 
 use std::fmt;
 
@@ -143,8 +153,16 @@ pub struct ClientMsg {
 /// A worker sub-protocol command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WorkerCommand {
-    /// READY, worker to broker: registers the worker for a service.
-    Ready { service: Vec<u8> },
+    /// READY, worker to broker: registers the worker for a service. `credit` (our extension,
+    /// see the module docs) is how many requests it can hold at once on this connection;
+    /// `None` is a standard READY (one at a time).
+    Ready {
+        service: Vec<u8>,
+        credit: Option<u32>,
+    },
+    /// Broker to worker, our extension: a HEARTBEAT with a `"credit=N"` frame, the answer to
+    /// a READY that asked for credit. The worker may now hold up to `credit` requests.
+    Granted { credit: u32 },
     /// REQUEST, broker to worker, for the client at `client`.
     Request { client: Vec<u8>, body: Message },
     /// REPLY, worker to broker. 0.1 only (0.2 has PARTIAL and FINAL instead).
@@ -200,6 +218,8 @@ pub enum MdpError {
     MissingBody,
     /// Frames after a command that takes no more (HEARTBEAT, DISCONNECT, READY).
     TrailingFrames,
+    /// A `"credit=…"` frame whose value is not a decimal number from 1 to 2^32-1.
+    BadCredit(Vec<u8>),
 }
 
 impl fmt::Display for MdpError {
@@ -226,6 +246,9 @@ impl fmt::Display for MdpError {
             }
             MdpError::MissingBody => write!(f, "no body"),
             MdpError::TrailingFrames => write!(f, "unexpected frames after the command"),
+            MdpError::BadCredit(frame) => {
+                write!(f, "bad credit frame {}", crate::msg::frame_text(frame))
+            }
         }
     }
 }
@@ -398,9 +421,16 @@ pub fn encode_worker(msg: WorkerMsg) -> Message {
     let WorkerMsg { version, command } = msg;
     let v1 = version == Version::V1;
     let (byte, mut out) = match command {
-        WorkerCommand::Ready { service } => (
+        WorkerCommand::Ready { service, credit } => (
             if v1 { W01_READY } else { W02_READY },
-            Message::from_frames([service]),
+            match credit {
+                None => Message::from_frames([service]),
+                Some(n) => Message::from_frames([service, credit_frame(n)]),
+            },
+        ),
+        WorkerCommand::Granted { credit } => (
+            if v1 { W01_HEARTBEAT } else { W02_HEARTBEAT },
+            Message::from_frames([credit_frame(credit)]),
         ),
         WorkerCommand::Request { client, body } => (
             if v1 { W01_REQUEST } else { W02_REQUEST },
@@ -445,8 +475,9 @@ pub fn decode_worker(mut msg: Message) -> Result<WorkerMsg, MdpError> {
     let command = match (version, byte) {
         (Version::V1, W01_READY) | (Version::V2, W02_READY) => {
             let service = service(&mut msg)?;
+            let credit = credit(&mut msg)?;
             no_trailing(&msg)?;
-            WorkerCommand::Ready { service }
+            WorkerCommand::Ready { service, credit }
         }
         (Version::V1, W01_REQUEST) | (Version::V2, W02_REQUEST) => {
             let (client, body) = open_envelope(msg)?;
@@ -465,8 +496,12 @@ pub fn decode_worker(mut msg: Message) -> Result<WorkerMsg, MdpError> {
             WorkerCommand::Final { client, body }
         }
         (Version::V1, W01_HEARTBEAT) | (Version::V2, W02_HEARTBEAT) => {
+            let credit = credit(&mut msg)?;
             no_trailing(&msg)?;
-            WorkerCommand::Heartbeat
+            match credit {
+                Some(credit) => WorkerCommand::Granted { credit },
+                None => WorkerCommand::Heartbeat,
+            }
         }
         (Version::V1, W01_DISCONNECT) | (Version::V2, W02_DISCONNECT) => {
             no_trailing(&msg)?;
@@ -513,6 +548,36 @@ fn service(msg: &mut Message) -> Result<Vec<u8>, MdpError> {
         return Err(MdpError::EmptyService);
     }
     Ok(service)
+}
+
+/// What a credit frame starts with (see the module docs).
+pub const CREDIT_PREFIX: &[u8] = b"credit=";
+
+/// `"credit=N"`.
+pub fn credit_frame(credit: u32) -> Frame {
+    let mut frame = CREDIT_PREFIX.to_vec();
+    frame.extend_from_slice(credit.to_string().as_bytes());
+    frame
+}
+
+/// Takes a `"credit=N"` frame off the front of `msg` if one is there. Any other frame is
+/// left for [`no_trailing`] to refuse.
+fn credit(msg: &mut Message) -> Result<Option<u32>, MdpError> {
+    match msg.get(0) {
+        Some(frame) if frame.starts_with(CREDIT_PREFIX) => {}
+        _ => return Ok(None),
+    }
+    let frame = msg.pop_front().unwrap_or_default();
+    let digits = &frame[CREDIT_PREFIX.len()..];
+    let value = std::str::from_utf8(digits)
+        .ok()
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<u32>().ok())
+        .filter(|n| *n >= 1);
+    match value {
+        Some(n) => Ok(Some(n)),
+        None => Err(MdpError::BadCredit(frame)),
+    }
 }
 
 fn no_trailing(msg: &Message) -> Result<(), MdpError> {
@@ -885,10 +950,84 @@ mod tests {
                 Version::V1,
                 WorkerCommand::Ready {
                     service: b"echo".to_vec(),
+                    credit: None,
                 },
             ),
             &[b"", b"MDPW01", &[0x01], b"echo"],
         );
+    }
+
+    #[test]
+    fn ready_with_credit_and_its_grant_in_both_versions() {
+        check_worker(
+            worker(
+                Version::V1,
+                WorkerCommand::Ready {
+                    service: b"echo".to_vec(),
+                    credit: Some(10),
+                },
+            ),
+            &[b"", b"MDPW01", &[0x01], b"echo", b"credit=10"],
+        );
+        check_worker(
+            worker(
+                Version::V2,
+                WorkerCommand::Ready {
+                    service: b"echo".to_vec(),
+                    credit: Some(1024),
+                },
+            ),
+            &[b"MDPW02", &[0x01], b"echo", b"credit=1024"],
+        );
+        check_worker(
+            worker(Version::V1, WorkerCommand::Granted { credit: 10 }),
+            &[b"", b"MDPW01", &[0x04], b"credit=10"],
+        );
+        check_worker(
+            worker(Version::V2, WorkerCommand::Granted { credit: 1 }),
+            &[b"MDPW02", &[0x05], b"credit=1"],
+        );
+        check_worker(
+            worker(Version::V1, WorkerCommand::Granted { credit: u32::MAX }),
+            &[b"", b"MDPW01", &[0x04], b"credit=4294967295"],
+        );
+    }
+
+    #[test]
+    fn malformed_credit_frames_are_refused() {
+        let bad = |frame: &[u8]| MdpError::BadCredit(frame.to_vec());
+        let cases: Vec<(&[&[u8]], MdpError)> = vec![
+            (&[b"", b"MDPW01", &[1], b"s", b"credit="], bad(b"credit=")),
+            (&[b"", b"MDPW01", &[1], b"s", b"credit=0"], bad(b"credit=0")),
+            (&[b"MDPW02", &[1], b"s", b"credit=-1"], bad(b"credit=-1")),
+            (&[b"MDPW02", &[1], b"s", b"credit=+1"], bad(b"credit=+1")),
+            (&[b"MDPW02", &[1], b"s", b"credit= 1"], bad(b"credit= 1")),
+            (
+                &[b"", b"MDPW01", &[1], b"s", b"credit=4294967296"],
+                bad(b"credit=4294967296"),
+            ),
+            (&[b"", b"MDPW01", &[4], b"credit=x"], bad(b"credit=x")),
+            (&[b"MDPW02", &[5], b"credit=\xff"], bad(b"credit=\xff")),
+            // one credit frame, and nothing after it
+            (
+                &[b"", b"MDPW01", &[1], b"s", b"credit=1", b""],
+                MdpError::TrailingFrames,
+            ),
+            (
+                &[b"MDPW02", &[5], b"credit=1", b"credit=1"],
+                MdpError::TrailingFrames,
+            ),
+            // a credit frame where the service belongs is a service name
+            (
+                &[b"MDPW02", &[1], b"credit=1", b"x"],
+                MdpError::TrailingFrames,
+            ),
+            // DISCONNECT takes none
+            (&[b"MDPW02", &[6], b"credit=1"], MdpError::TrailingFrames),
+        ];
+        for (wire, err) in cases {
+            assert_eq!(decode_worker(m(wire)), Err(err.clone()), "{wire:?}");
+        }
     }
 
     #[test]
@@ -965,6 +1104,7 @@ mod tests {
                 Version::V2,
                 WorkerCommand::Ready {
                     service: b"echo".to_vec(),
+                    credit: None,
                 },
             ),
             &[b"MDPW02", &[0x01], b"echo"],

@@ -157,6 +157,10 @@ pub const MAX_SERVICE_NAME: usize = 255;
 /// With a busy timeout, PARTIALs keep a request at a worker for at most this many timeouts.
 pub const PARTIAL_GRACE: u32 = 10;
 
+/// The most credit granted to one worker connection (what `pirate worker --concurrency`
+/// allows): a READY asking for more is granted this.
+pub const MAX_CREDIT: u32 = 1024;
+
 /// Everything `pirate broker` needs.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -236,8 +240,24 @@ struct Worker {
     /// of the same identity is recognised as stale.
     generation: u64,
     liveness: Liveness,
-    /// `None`: idle, and then exactly one live entry for it is in its service's idle queue.
-    job: Option<Job>,
+    /// How many requests it may hold at once: 1, or the credit granted at READY (see the
+    /// module docs, "Credit").
+    credit: usize,
+    /// The requests it holds, at most `credit`; for each free credit exactly one live entry
+    /// for it is in its service's idle queue.
+    jobs: Vec<Job>,
+}
+
+impl Worker {
+    /// Credits not in use: its live entries in the idle queue.
+    fn free(&self) -> usize {
+        self.credit - self.jobs.len()
+    }
+
+    /// Which of its jobs was given `handle`.
+    fn job_for(&self, handle: &[u8]) -> Option<usize> {
+        self.jobs.iter().position(|job| job.handle == handle)
+    }
 }
 
 /// A client request waiting for a worker.
@@ -257,9 +277,10 @@ struct Service {
     requests: VecDeque<Queued>,
     /// Bytes of the bodies in `requests`.
     queued_bytes: u64,
-    /// `(worker identity, generation)`, least recently used first; may hold stale entries.
+    /// `(worker identity, generation)`, one per free credit, least recently used first; may
+    /// hold stale entries.
     idle: VecDeque<(Frame, u64)>,
-    /// Live entries in `idle`.
+    /// Live entries in `idle`: free credits (idle workers, for standard ones).
     idle_count: usize,
     /// Stale entries in `idle`, removed lazily.
     stale: usize,
@@ -424,7 +445,7 @@ impl Broker {
             let stuck: Vec<(Frame, Version)> = self
                 .workers
                 .iter()
-                .filter(|(_, w)| w.job.as_ref().is_some_and(|j| j.stuck(now, limit)))
+                .filter(|(_, w)| w.jobs.iter().any(|j| j.stuck(now, limit)))
                 .map(|(id, w)| (id.clone(), w.version))
                 .collect();
             for (id, version) in stuck {
@@ -610,15 +631,17 @@ impl Broker {
                 "READY from an already registered worker",
                 events,
             ),
-            WorkerCommand::Ready { service } if service.len() > MAX_SERVICE_NAME => {
+            WorkerCommand::Ready { service, .. } if service.len() > MAX_SERVICE_NAME => {
                 self.invalid(events, long_name(&id, &service));
                 self.disconnect(id, version, "a service name over 255 bytes", events)
             }
-            WorkerCommand::Ready { service } if mmi::is_mmi(&service) => {
+            WorkerCommand::Ready { service, .. } if mmi::is_mmi(&service) => {
                 let reason = format!("cannot register for {}", frame_text(&service));
                 self.disconnect(id, version, &reason, events)
             }
-            WorkerCommand::Ready { service } => self.register(id, version, service, now, events),
+            WorkerCommand::Ready { service, credit } => {
+                self.register(id, version, service, credit, now, events)
+            }
             WorkerCommand::Disconnect => {
                 self.report.disconnects += 1;
                 if registered {
@@ -641,20 +664,27 @@ impl Broker {
             WorkerCommand::Request { .. } => {
                 self.disconnect(id, version, "REQUEST sent to the broker", events)
             }
+            WorkerCommand::Granted { .. } => {
+                self.disconnect(id, version, "a credit grant sent to the broker", events)
+            }
             _ => self.disconnect(id, version, "a command from an unregistered worker", events),
         }
     }
 
+    /// A READY: the worker joins its service with one credit, or with the credit it asked
+    /// for (at most [`MAX_CREDIT`]), which it is told at once, before any REQUEST.
     fn register(
         &mut self,
         id: Frame,
         version: Version,
         service: Frame,
+        asked: Option<u32>,
         now: Instant,
         events: &mut Events,
     ) {
         let generation = self.next_generation;
         self.next_generation += 1;
+        let credit = asked.map_or(1, |n| n.min(MAX_CREDIT));
         self.workers.insert(
             id.clone(),
             Worker {
@@ -662,18 +692,29 @@ impl Broker {
                 version,
                 generation,
                 liveness: Liveness::new(self.heartbeat, now),
-                job: None,
+                credit: credit as usize,
+                jobs: Vec::new(),
             },
         );
+        if asked.is_some() {
+            let grant = mdp::encode_worker(WorkerMsg {
+                version,
+                command: WorkerCommand::Granted { credit },
+            });
+            self.out.push((id.clone(), grant));
+        }
         let svc = self.services.entry(service.clone()).or_default();
         svc.members.insert(id.clone());
         self.report.workers_seen += 1;
         events.emit(Event::ServiceWorkerReady {
             worker: frame_text(&id),
             service: frame_text(&service),
+            credit,
         });
-        svc.idle.push_back((id, generation));
-        svc.idle_count += 1;
+        for _ in 0..credit {
+            svc.idle.push_back((id.clone(), generation));
+        }
+        svc.idle_count += credit as usize;
         self.dispatch(&service, now, events);
     }
 
@@ -691,20 +732,20 @@ impl Broker {
             return;
         };
         let version = worker.version;
-        let problem = match &worker.job {
-            None => Some("a reply from an idle worker"),
-            Some(job) if job.handle != client => Some("a reply for a client it is not serving"),
-            Some(_) => None,
+        let index = match worker.job_for(&client) {
+            Some(index) => index,
+            None if worker.jobs.is_empty() => {
+                return self.disconnect(id, version, "a reply from an idle worker", events)
+            }
+            None => {
+                let reason = "a reply for a client it is not serving";
+                return self.disconnect(id, version, reason, events);
+            }
         };
-        if let Some(reason) = problem {
-            return self.disconnect(id, version, reason, events);
-        }
         let service = worker.service.clone();
         if !last {
             self.report.partials += 1;
-            let Some(job) = worker.job.as_mut() else {
-                return;
-            };
+            let job = &mut worker.jobs[index];
             job.progress = now;
             match job.client_version {
                 Version::V2 => {
@@ -738,17 +779,14 @@ impl Broker {
             }
             return;
         }
-        let Some(Job {
+        let Job {
             client,
             client_version,
             mut held,
             held_bytes,
             overflow,
             ..
-        }) = worker.job.take()
-        else {
-            return;
-        };
+        } = worker.jobs.swap_remove(index);
         let generation = worker.generation;
         self.held_bytes -= held_bytes;
         if !overflow {
@@ -762,7 +800,8 @@ impl Broker {
                 held,
             );
         }
-        // Idle again, at the back of the LRU queue, and first in line for queued work.
+        // A credit free again, at the back of the LRU queue, and first in line for queued
+        // work.
         if let Some(svc) = self.services.get_mut(&service) {
             svc.idle.push_back((id, generation));
             svc.idle_count += 1;
@@ -820,7 +859,7 @@ impl Broker {
                         ..
                     } = request;
                     let handle = self.handles.next_id();
-                    worker.job = Some(Job {
+                    worker.jobs.push(Job {
                         client,
                         handle: handle.clone(),
                         client_version: version,
@@ -844,21 +883,19 @@ impl Broker {
         }
     }
 
-    /// Removes a registered worker; a request it held is dropped (at most once per attempt:
-    /// the client retries). Returns false if it was not registered.
+    /// Removes a registered worker; every request it held is dropped (at most once per
+    /// attempt: the clients retry). Returns false if it was not registered.
     fn forget(&mut self, id: &[u8], events: &mut Events) -> bool {
         let Some(worker) = self.workers.remove(id) else {
             return false;
         };
         if let Some(svc) = self.services.get_mut(&worker.service) {
             svc.members.remove(id);
-            if worker.job.is_none() {
-                // Its idle-queue entry stays behind, stale, and is removed lazily.
-                svc.idle_count = svc.idle_count.saturating_sub(1);
-                svc.stale += 1;
-            }
+            // Its idle-queue entries stay behind, stale, and are removed lazily.
+            svc.idle_count = svc.idle_count.saturating_sub(worker.free());
+            svc.stale += worker.free();
         }
-        if let Some(job) = &worker.job {
+        for job in &worker.jobs {
             self.held_bytes -= job.held_bytes;
             self.report.requests_lost += 1;
             events.emit(Event::RequestDropped {
@@ -870,7 +907,7 @@ impl Broker {
     }
 
     fn expire(&mut self, id: &[u8], events: &mut Events) {
-        let busy = self.workers.get(id).is_some_and(|w| w.job.is_some());
+        let busy = self.workers.get(id).is_some_and(|w| !w.jobs.is_empty());
         if self.forget(id, events) {
             self.report.workers_expired += 1;
             events.emit(Event::WorkerExpired {
@@ -916,11 +953,13 @@ impl Broker {
     }
 }
 
-/// True if `(id, generation)` is a live idle-queue entry: that registration, and idle.
+/// True if `(id, generation)` is a live idle-queue entry: that registration, with a free
+/// credit. (A registration has exactly as many live entries as free credits, so any of its
+/// entries may stand for any of them.)
 fn is_idle(workers: &HashMap<Frame, Worker>, id: &[u8], generation: u64) -> bool {
     workers
         .get(id)
-        .is_some_and(|w| w.generation == generation && w.job.is_none())
+        .is_some_and(|w| w.generation == generation && w.free() > 0)
 }
 
 impl Job {
@@ -1149,9 +1188,9 @@ mod tests {
             self.b.receive(msg, now, &mut self.ev)
         }
 
-        /// The job worker `id` holds, if any.
+        /// The job worker `id` holds, if any (its oldest, if it holds several).
         fn job(&self, id: &[u8]) -> Option<&Job> {
-            self.b.workers.get(id).and_then(|w| w.job.as_ref())
+            self.b.workers.get(id).and_then(|w| w.jobs.first())
         }
 
         fn to_handle(&self, from: &str, msg: Message) -> Message {
@@ -1245,6 +1284,7 @@ mod tests {
             version,
             command: WorkerCommand::Ready {
                 service: service.as_bytes().to_vec(),
+                credit: None,
             },
         })
     }
@@ -1337,7 +1377,7 @@ mod tests {
         assert_eq!(h.b.report().workers_seen, 1);
         assert!(matches!(
             &h.events()[0],
-            Event::ServiceWorkerReady { worker, service } if worker == "w1" && service == "echo"
+            Event::ServiceWorkerReady { worker, service, credit: 1 } if worker == "w1" && service == "echo"
         ));
     }
 
@@ -2642,5 +2682,169 @@ mod tests {
         let longest = "s".repeat(MAX_SERVICE_NAME);
         h.ready("w2", V1, &longest, 2);
         only(h.request("c2", V1, &longest, "x", 3), "w2");
+    }
+
+    // ---- credit: one worker connection holding many requests (our extension) ----
+
+    fn ready_with_credit(version: Version, service: &str, credit: u32) -> Message {
+        worker_cmd(
+            version,
+            WorkerCommand::Ready {
+                service: service.as_bytes().to_vec(),
+                credit: Some(credit),
+            },
+        )
+    }
+
+    /// `w1` registers for `echo` asking for `credit`; the grant it is sent.
+    fn credited(h: &mut H, version: Version, credit: u32) -> WorkerCommand {
+        let out = h.raw("w1", ready_with_credit(version, "echo", credit), 0);
+        decode_worker(only(out, "w1")).unwrap().command
+    }
+
+    #[test]
+    fn a_ready_with_credit_is_granted_at_once_in_the_workers_version_and_capped() {
+        for version in [V1, V2] {
+            let mut h = H::new();
+            assert_eq!(
+                credited(&mut h, version, 3),
+                WorkerCommand::Granted { credit: 3 }
+            );
+            let mut h = H::new();
+            assert_eq!(
+                credited(&mut h, version, MAX_CREDIT + 1),
+                WorkerCommand::Granted { credit: MAX_CREDIT }
+            );
+        }
+        // The grant goes out before any queued request is dispatched to the worker.
+        let mut h = H::new();
+        h.request("c1", V1, "echo", "x", 0);
+        let out = h.raw("w1", ready_with_credit(V1, "echo", 2), 1);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(matches!(
+            decode_worker(out[0].1.clone()).unwrap().command,
+            WorkerCommand::Granted { credit: 2 }
+        ));
+        handle_of(out[1].1.clone());
+    }
+
+    #[test]
+    fn a_credited_worker_holds_that_many_requests_and_replies_in_any_order() {
+        let mut h = H::with(BrokerConfig {
+            max_queue: 10,
+            ..config()
+        });
+        credited(&mut h, V1, 3);
+        let mut handles = Vec::new();
+        for (i, client) in ["c0", "c1", "c2"].into_iter().enumerate() {
+            let out = h.raw(client, request(V1, "echo", &[&format!("r{i}")]), 1);
+            handles.push(handle_of(only(out, "w1")));
+        }
+        assert_eq!(h.b.status()["services"]["echo"]["idle"], 0);
+        // A fourth waits: the credit is used up.
+        assert!(h.raw("c3", request(V1, "echo", &["r3"]), 2).is_empty());
+        assert_eq!(h.b.status()["services"]["echo"]["queued"], 1);
+        // The second answers first: its client gets it, and the queued request takes the
+        // freed credit on the same worker.
+        let out = h.raw("w1", raw_reply(V1, &handles[1], "a1"), 3);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].0, b"c1");
+        assert_eq!(client_reply(out[0].1.clone()).body, m(&[b"a1"]));
+        assert_eq!(out[1].0, b"w1");
+        handles.push(handle_of(out[1].1.clone()));
+        for (i, client) in [(0, "c0"), (2, "c2"), (3, "c3")] {
+            let out = h.raw("w1", raw_reply(V1, &handles[i], "a"), 4);
+            assert_eq!(only(out, client), m(&[b"", b"MDPC01", b"echo", b"a"]));
+        }
+        assert_eq!(
+            h.b.status()["services"]["echo"]["idle"],
+            3,
+            "all credit free"
+        );
+        assert_eq!((h.b.report().dispatched, h.b.report().replies), (4, 4));
+        // A handle answered already is not held any more: DISCONNECT.
+        let out = h.raw("w1", raw_reply(V1, &handles[0], "again"), 5);
+        assert!(is_disconnect(&only(out, "w1")));
+    }
+
+    #[test]
+    fn a_credited_worker_that_dies_loses_every_request_it_held_and_gets_none_after() {
+        let mut h = H::with(BrokerConfig {
+            max_queue: 10,
+            ..config()
+        });
+        credited(&mut h, V2, 4);
+        for client in ["c0", "c1"] {
+            only(h.raw(client, request(V2, "echo", &["x"]), 1), "w1");
+        }
+        // Silent past liveness × interval: expired, both requests lost, its two free
+        // credits stale.
+        h.tick(400);
+        assert_eq!(h.b.report().workers_expired, 1);
+        assert_eq!(h.b.report().requests_lost, 2);
+        let lost = h.count(
+            |e| matches!(e, Event::RequestDropped { reason, .. } if reason == "worker_lost"),
+        );
+        assert_eq!(lost, 2, "one event per request");
+        assert!(h.raw("c2", request(V2, "echo", &["x"]), 401).is_empty());
+        assert_eq!(h.b.status()["services"]["echo"]["idle"], 0);
+        // A plain worker registering now gets the queued request.
+        h.ready("w2", V2, "echo", 402);
+        assert_eq!(h.b.report().dispatched, 3);
+    }
+
+    #[test]
+    fn a_busy_timeout_on_one_of_its_requests_disconnects_the_credited_worker() {
+        let mut h = H::with(BrokerConfig {
+            busy_timeout: Some(Duration::from_millis(500)),
+            max_queue: 10,
+            ..config()
+        });
+        credited(&mut h, V1, 2);
+        let first = handle_of(only(h.raw("c0", request(V1, "echo", &["x"]), 0), "w1"));
+        only(h.raw("c1", request(V1, "echo", &["y"]), 50), "w1");
+        // The first is answered, the second never is; heartbeats keep flowing.
+        only(h.raw("w1", raw_reply(V1, &first, "a"), 100), "c0");
+        for ms in [100, 200, 300, 400, 500] {
+            h.raw("w1", heartbeat(V1), ms);
+            assert!(h.tick(ms).iter().all(|(_, m)| !is_disconnect(m)), "{ms}");
+        }
+        h.raw("w1", heartbeat(V1), 600);
+        let out = h.tick(600);
+        assert!(out.iter().any(|(id, m)| id == b"w1" && is_disconnect(m)));
+        assert_eq!(h.b.report().workers_stuck, 1);
+        assert_eq!(h.b.report().requests_lost, 1, "only the one it held");
+    }
+
+    #[test]
+    fn a_credit_grant_from_a_worker_is_a_protocol_error() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        let out = h.raw(
+            "w1",
+            worker_cmd(V1, WorkerCommand::Granted { credit: 5 }),
+            1,
+        );
+        assert!(is_disconnect(&only(out, "w1")));
+        assert!(h.b.workers.is_empty());
+    }
+
+    #[test]
+    fn credited_and_standard_workers_share_a_service_least_recently_used_first() {
+        let mut h = H::with(BrokerConfig {
+            max_queue: 10,
+            ..config()
+        });
+        credited(&mut h, V1, 2);
+        h.ready("w2", V1, "echo", 0);
+        let to: Vec<Frame> = (0..3)
+            .map(|i| {
+                let out = h.raw(&format!("c{i}"), request(V1, "echo", &["x"]), 1);
+                assert_eq!(out.len(), 1, "{out:?}");
+                out[0].0.clone()
+            })
+            .collect();
+        assert_eq!(to, [b"w1".to_vec(), b"w1".to_vec(), b"w2".to_vec()]);
+        assert!(h.raw("c3", request(V1, "echo", &["x"]), 2).is_empty());
     }
 }

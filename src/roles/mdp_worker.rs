@@ -15,12 +15,14 @@ fn encode(version: Version, command: WorkerCommand) -> Message {
     mdp::encode_worker(WorkerMsg { version, command })
 }
 
-/// READY for `service`.
-pub(crate) fn ready(version: Version, service: &str) -> Message {
+/// READY for `service`, asking for `credit` requests at once on this connection (our
+/// extension; `None` is the standard READY).
+pub(crate) fn ready(version: Version, service: &str, credit: Option<u32>) -> Message {
     encode(
         version,
         WorkerCommand::Ready {
             service: service.as_bytes().to_vec(),
+            credit,
         },
     )
 }
@@ -55,8 +57,8 @@ pub(crate) fn partial(version: Version, envelope: &[Frame], body: Message) -> Me
     )
 }
 
-/// Reads one message from the broker. A REQUEST must speak our version; a HEARTBEAT or
-/// DISCONNECT of either is accepted (liberal where nothing is at stake).
+/// Reads one message from the broker. A REQUEST must speak our version; a HEARTBEAT, credit
+/// grant or DISCONNECT of either is accepted (liberal where nothing is at stake).
 pub(crate) fn decode(version: Version, msg: Message) -> Incoming {
     match mdp::decode_worker(msg) {
         Ok(WorkerMsg {
@@ -74,6 +76,10 @@ pub(crate) fn decode(version: Version, msg: Message) -> Incoming {
             command: WorkerCommand::Disconnect,
             ..
         }) => Incoming::Disconnect,
+        Ok(WorkerMsg {
+            command: WorkerCommand::Granted { credit },
+            ..
+        }) => Incoming::Granted(credit),
         Ok(other) => Incoming::Invalid(format!("unexpected {:?}", other.command)),
         Err(e) => Incoming::Invalid(e.to_string()),
     }
@@ -100,7 +106,14 @@ mod tests {
                 .map(|x| x.to_vec())
                 .collect()
         };
-        assert_eq!(frames(&ready(Version::V1, "echo")), v1(&[b"\x01", b"echo"]));
+        assert_eq!(
+            frames(&ready(Version::V1, "echo", None)),
+            v1(&[b"\x01", b"echo"])
+        );
+        assert_eq!(
+            frames(&ready(Version::V1, "echo", Some(8))),
+            v1(&[b"\x01", b"echo", b"credit=8"])
+        );
         assert_eq!(frames(&heartbeat(Version::V1)), v1(&[b"\x04"]));
         assert_eq!(
             frames(&reply(Version::V1, &[b"c".to_vec()], body("hi"))),
@@ -112,7 +125,14 @@ mod tests {
                 .map(|x| x.to_vec())
                 .collect()
         };
-        assert_eq!(frames(&ready(Version::V2, "echo")), v2(&[b"\x01", b"echo"]));
+        assert_eq!(
+            frames(&ready(Version::V2, "echo", None)),
+            v2(&[b"\x01", b"echo"])
+        );
+        assert_eq!(
+            frames(&ready(Version::V2, "echo", Some(8))),
+            v2(&[b"\x01", b"echo", b"credit=8"])
+        );
         assert_eq!(
             frames(&partial(Version::V2, &[b"c".to_vec()], body("1"))),
             v2(&[b"\x03", b"c", b"", b"1"])
@@ -151,8 +171,15 @@ mod tests {
             decode(Version::V2, encode(Version::V2, WorkerCommand::Disconnect)),
             Incoming::Disconnect
         );
+        assert_eq!(
+            decode(
+                Version::V1,
+                encode(Version::V2, WorkerCommand::Granted { credit: 5 })
+            ),
+            Incoming::Granted(5)
+        );
         assert!(matches!(
-            decode(Version::V1, ready(Version::V1, "echo")),
+            decode(Version::V1, ready(Version::V1, "echo", None)),
             Incoming::Invalid(_)
         ));
         assert!(matches!(

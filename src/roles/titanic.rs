@@ -257,7 +257,14 @@ impl Worker {
     ) {
         self.broker = Liveness::new(config.heartbeat, now);
         let service = self.service.as_bytes().to_vec();
-        self.send(WorkerCommand::Ready { service }, now, out);
+        self.send(
+            WorkerCommand::Ready {
+                service,
+                credit: None,
+            },
+            now,
+            out,
+        );
         events.info(format!(
             "worker {} ready for service {}",
             String::from_utf8_lossy(&self.identity),
@@ -1744,6 +1751,7 @@ mod tests {
         assert!(rig.input(1, msg(&["junk"]), 3).is_empty());
         let ready = from_broker(WorkerCommand::Ready {
             service: b"x".to_vec(),
+            credit: None,
         });
         assert!(rig.input(1, ready, 4).is_empty());
         let v2 = mdp::encode_worker(WorkerMsg {

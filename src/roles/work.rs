@@ -87,6 +87,8 @@ pub(crate) enum Incoming {
     },
     /// MDP only: the broker asks us to go (we reconnect).
     Disconnect,
+    /// MDP only, our extension: the broker lets this connection hold `credit` requests.
+    Granted(u32),
     /// Malformed or unexpected: counted and dropped.
     Invalid(String),
 }
@@ -99,6 +101,8 @@ pub struct Ticket {
     pub session: usize,
     /// The process-wide number of the socket the request came in on.
     pub generation: u64,
+    /// Which of the session's lanes holds it: 0, or up to the credit a broker granted.
+    pub lane: usize,
 }
 
 /// Work a worker machine hands to a thread: one request for the handler, or the next piece
@@ -237,6 +241,7 @@ mod tests {
     const T3: Ticket = Ticket {
         session: 2,
         generation: 3,
+        lane: 0,
     };
 
     #[test]

@@ -1,11 +1,25 @@
 //! `pirate worker`: the Simple Pirate, Paranoid Pirate (6/PPP) and Majordomo (7/MDP 0.1,
 //! 18/MDP 0.2) worker as one pure [`Machine`], [`Worker`]; [`run`] hands it to the reactor.
 //!
-//! A worker process runs `--concurrency N` sessions (default 1). Each session is an ordinary
-//! worker as the Guide's queues and brokers know it: a socket of its own in slot `i`, its own
-//! identity, READY, heartbeats, liveness, back-off and reconnect, and at most one request at a
-//! time. The N sessions' handlers run in parallel on work threads, so any queue or broker
-//! sees N workers and hands out up to N requests at once; nothing in the wire changes.
+//! A worker process serves up to `--concurrency N` requests at once (default 1), in one of
+//! two ways:
+//!
+//! - **One connection with credit N** (Majordomo, N > 1): one session whose READY asks the
+//!   broker for N credits with one more frame, `"credit=N"` (our extension; the Guide's
+//!   brokers ignore the frame, see [`crate::proto::mdp`]). A broker that honours it (`pirate
+//!   broker`) answers at once with a HEARTBEAT carrying the credit it grants, and then keeps
+//!   up to that many requests at this one socket, whose *lanes* hold them; replies go back
+//!   as they finish, in any order, each with its own handle. Requests and replies of many
+//!   lanes share the connection's batches, which is what makes it fast.
+//! - **N sessions**: when the first thing the broker sends after that READY is anything else
+//!   (a standard HEARTBEAT or REQUEST: it ignored the frame), and always for Paranoid and
+//!   Simple, the worker runs N ordinary sessions. Each is a worker as the Guide's queues and
+//!   brokers know it: a socket of its own in slot `i`, its own identity, READY, heartbeats,
+//!   liveness, back-off and reconnect, and one request at a time. Any queue or broker sees N
+//!   workers and hands out up to N requests at once.
+//!
+//! Either way the handlers run in parallel on work threads, and a connection lost loses
+//! exactly the requests it held.
 //!
 //! Paranoid and Majordomo (DEALER): READY on every new socket, a heartbeat every interval even
 //! while a request is being worked on (the work runs on a thread), and once the peer has been
@@ -66,7 +80,7 @@ enum Link {
     Down { until: Instant },
 }
 
-/// The request a session is working on.
+/// A request a session is working on, in one of its lanes.
 struct Busy {
     envelope: Vec<Frame>,
     serving: Serving,
@@ -85,10 +99,18 @@ struct Session {
     identity: Vec<u8>,
     link: Link,
     backoff: Backoff,
-    busy: Option<Busy>,
-    /// Requests the peer handed this session while it was busy (a queue that marks a busy
-    /// worker ready on its heartbeats, as the Guide's ppqueue does: trap 7), served in turn
-    /// after the current one; at most [`MAX_HELD`], beyond which they are dropped and counted
+    /// The requests being worked on, one per lane: one lane, or as many as the broker granted
+    /// this socket.
+    lanes: Vec<Option<Busy>>,
+    /// The credit this session's READY asks for (Majordomo with `--concurrency` > 1, until a
+    /// broker has shown it ignores the frame); `None`: a standard READY.
+    offer: Option<u32>,
+    /// A READY with credit went out on this socket and nothing has come back yet: the first
+    /// message says whether the broker granted it.
+    awaiting_grant: bool,
+    /// Requests the peer handed this session while every lane was busy (a queue that marks a
+    /// busy worker ready on its heartbeats, as the Guide's ppqueue does: trap 7), served in
+    /// turn as lanes free up; at most [`MAX_HELD`], beyond which they are dropped and counted
     /// invalid. They belong to this socket: lost with it.
     held: VecDeque<(Vec<Frame>, Message)>,
     /// How the queue spells HEARTBEAT (the Guide's C++ ppqueue: `"HEARTBEAT"`): ours go out the
@@ -99,6 +121,23 @@ struct Session {
 }
 
 impl Session {
+    /// A session whose first socket is number `generation`, asking for `offer` credit.
+    fn new(config: &WorkerConfig, generation: u64, offer: Option<u32>) -> Session {
+        Session {
+            opened: 1,
+            generation,
+            identity: identity(&config.name, generation),
+            link: Link::Up { peer: None },
+            backoff: Backoff::new(config.reconnect, config.reconnect_max),
+            lanes: vec![None],
+            offer,
+            awaiting_grant: false,
+            held: VecDeque::new(),
+            dialect: Dialect::Bytes,
+            owed_ready: None,
+        }
+    }
+
     /// When this session must next be ticked: its link's next event or its work's start.
     fn next_deadline(&self) -> Option<Instant> {
         let link = match &self.link {
@@ -107,14 +146,26 @@ impl Session {
             Link::Up { peer: None } => None,
         };
         let work = self
-            .busy
-            .as_ref()
-            .and_then(|b| b.due.as_ref())
-            .map(|(at, _)| *at);
+            .lanes
+            .iter()
+            .flatten()
+            .filter_map(|b| b.due.as_ref())
+            .map(|(at, _)| *at)
+            .min();
         match (link, work) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// A lane with no request in it.
+    fn free_lane(&self) -> Option<usize> {
+        self.lanes.iter().position(Option::is_none)
+    }
+
+    /// Requests its lanes hold.
+    fn busy(&self) -> usize {
+        self.lanes.iter().flatten().count()
     }
 }
 
@@ -125,7 +176,8 @@ pub struct Worker {
     report: ServiceReport,
     /// Sockets opened so far, over every session: the last one's number.
     sockets: u64,
-    /// Session `i` uses slot `i`.
+    /// Session `i` uses slot `i`. One session at first when it asks for credit; the others
+    /// open when the broker shows it grants none.
     sessions: Vec<Session>,
     /// Requests being worked on now, over every session (the report keeps the peak).
     in_flight: u64,
@@ -137,19 +189,11 @@ pub struct Worker {
 impl Worker {
     pub fn new(config: &WorkerConfig) -> Self {
         let n = config.concurrency.clamp(1, MAX_CONCURRENCY) as u64;
-        let sessions = (1..=n)
-            .map(|generation| Session {
-                opened: 1,
-                generation,
-                identity: identity(&config.name, generation),
-                link: Link::Up { peer: None },
-                backoff: Backoff::new(config.reconnect, config.reconnect_max),
-                busy: None,
-                held: VecDeque::new(),
-                dialect: Dialect::Bytes,
-                owed_ready: None,
-            })
-            .collect();
+        let sessions: Vec<Session> = match (config.protocol, n) {
+            (PirateProtocol::Majordomo(_), 2..) => vec![Session::new(config, 1, Some(n as u32))],
+            _ => (1..=n).map(|g| Session::new(config, g, None)).collect(),
+        };
+        let opened = sessions.len() as u64;
         Worker {
             config: config.clone(),
             faults: Faults::new(config.faults.clone(), config.seed),
@@ -159,7 +203,7 @@ impl Worker {
                 in_flight_max: Some(0),
                 ..Default::default()
             },
-            sockets: n,
+            sockets: opened,
             sessions,
             in_flight: 0,
             frozen_until: None,
@@ -231,11 +275,19 @@ impl Worker {
             },
         };
         let name = String::from_utf8_lossy(&session.identity).into_owned();
+        session.awaiting_grant = session.offer.is_some();
         match self.config.protocol {
             PirateProtocol::Majordomo(version) => {
-                out.send(slot, mdp_worker::ready(version, &self.config.service));
+                out.send(
+                    slot,
+                    mdp_worker::ready(version, &self.config.service, session.offer),
+                );
+                let asks = match session.offer {
+                    Some(n) => format!(", asking for credit {n}"),
+                    None => String::new(),
+                };
                 events.info(format!(
-                    "worker {name} ready for service {}",
+                    "worker {name} ready for service {}{asks}",
                     self.config.service
                 ));
             }
@@ -255,13 +307,59 @@ impl Worker {
         }
     }
 
-    /// Session `slot` is done with its request (replied, or its socket is gone).
-    fn unbusy(&mut self, slot: Slot) -> Option<Busy> {
-        let busy = self.sessions[slot].busy.take();
+    /// Session `slot` is done with the request in `lane` (replied, or its socket is gone).
+    fn unbusy(&mut self, slot: Slot, lane: usize) -> Option<Busy> {
+        let busy = self.sessions[slot].lanes.get_mut(lane)?.take();
         if busy.is_some() {
             self.in_flight -= 1;
         }
         busy
+    }
+
+    /// The broker's answer to session `slot`'s READY with credit: `Some(credit)` granted, or
+    /// `None`, it ignored the frame (its first message was something else). Without credit
+    /// the process serves through N ordinary sessions: the others open now.
+    fn on_grant(
+        &mut self,
+        slot: Slot,
+        granted: Option<u32>,
+        now: Instant,
+        out: &mut Outbox<Job>,
+        events: &mut Events,
+    ) {
+        let session = &mut self.sessions[slot];
+        session.awaiting_grant = false;
+        let Some(asked) = session.offer else {
+            return;
+        };
+        match granted {
+            Some(credit) => {
+                // Never more than asked for: that is what the handlers are sized to.
+                let lanes = credit.min(asked) as usize;
+                session.lanes.resize_with(lanes, || None);
+                events.info(format!(
+                    "worker {}: the broker granted credit {lanes}, one connection serves \
+                     {lanes} requests at once",
+                    String::from_utf8_lossy(&session.identity)
+                ));
+                self.start_held(slot, now, out, events);
+            }
+            None => {
+                session.offer = None;
+                events.info(format!(
+                    "the broker ignored the credit frame (not a pirate broker): {asked} \
+                     ordinary sessions"
+                ));
+                for _ in self.sessions.len()..asked as usize {
+                    self.sockets += 1;
+                    let session = Session::new(&self.config, self.sockets, None);
+                    self.sessions.push(session);
+                    let slot = self.sessions.len() - 1;
+                    out.open(self.spec(slot));
+                    self.register(slot, now, out, events);
+                }
+            }
+        }
     }
 
     /// Session `slot`'s peer is lost: close its socket and open a new one, at once after a
@@ -292,8 +390,13 @@ impl Worker {
             delay_ms: delay.as_millis() as u64,
         });
         out.close(slot);
-        self.unbusy(slot);
+        for lane in 0..self.sessions[slot].lanes.len() {
+            self.unbusy(slot, lane);
+        }
         let session = &mut self.sessions[slot];
+        // One lane until the next socket is granted credit again.
+        session.lanes = vec![None];
+        session.awaiting_grant = false;
         session.held.clear();
         session.dialect = Dialect::Bytes;
         session.link = Link::Down { until: now + delay };
@@ -325,14 +428,24 @@ impl Worker {
             peer.heard(now);
         }
         session.backoff.reset();
-        let idle = session.busy.is_none();
+        let awaiting_grant = session.awaiting_grant;
         let simple = self.config.protocol == PirateProtocol::Simple;
         let (incoming, dialect) = self.decode(msg);
         if let Some(dialect) = dialect {
             self.sessions[slot].dialect = dialect;
         }
+        if awaiting_grant {
+            let granted = match incoming {
+                Incoming::Granted(credit) => Some(credit),
+                _ => None,
+            };
+            self.on_grant(slot, granted, now, out, events);
+            if granted.is_some() {
+                return;
+            }
+        }
         match incoming {
-            Incoming::Request { envelope, body } if idle => {
+            Incoming::Request { envelope, body } if self.sessions[slot].free_lane().is_some() => {
                 self.take(slot, envelope, body, now, out, events);
             }
             Incoming::Request { envelope, body } => {
@@ -373,8 +486,18 @@ impl Worker {
         }
     }
 
-    /// A request for session `slot` to work on: draw its fault; the work starts after any
-    /// freeze and the work time (plus an overload's), as deadlines.
+    /// Held requests of session `slot` go into its free lanes.
+    fn start_held(&mut self, slot: Slot, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
+        while self.sessions[slot].free_lane().is_some() && !self.crashed {
+            let Some((envelope, body)) = self.sessions[slot].held.pop_front() else {
+                return;
+            };
+            self.take(slot, envelope, body, now, out, events);
+        }
+    }
+
+    /// A request for a free lane of session `slot` to work on: draw its fault; the work
+    /// starts after any freeze and the work time (plus an overload's), as deadlines.
     fn take(
         &mut self,
         slot: Slot,
@@ -397,7 +520,11 @@ impl Worker {
             self.frozen_until = Some(begins);
         }
         let due = begins + self.faults.plan().work + decision.extra_work;
-        self.sessions[slot].busy = Some(Busy {
+        let session = &mut self.sessions[slot];
+        let Some(lane) = session.free_lane() else {
+            return; // not reached: callers take only into a free lane
+        };
+        session.lanes[lane] = Some(Busy {
             envelope,
             serving: Serving::new(decision.cycle, &body, begins),
             due: Some((due, body)),
@@ -407,14 +534,23 @@ impl Worker {
         // A REQ socket reads again as soon as it is no longer busy, so a Simple worker's
         // reply waits for the tick (due now), after the reactor's reads.
         if self.config.protocol != PirateProtocol::Simple && self.frozen_until.is_none() {
-            self.tick_session(slot, now, out, events);
+            self.work(slot, lane, now, out, events);
         }
     }
 
-    /// Session `slot`'s work is due: on a thread, or inline when there is nothing to wait for.
-    fn work(&mut self, slot: Slot, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
+    /// The work in session `slot`'s `lane`, if due: on a thread, or inline when there is
+    /// nothing to wait for.
+    fn work(
+        &mut self,
+        slot: Slot,
+        lane: usize,
+        now: Instant,
+        out: &mut Outbox<Job>,
+        events: &mut Events,
+    ) {
         let session = &mut self.sessions[slot];
-        let Some(busy) = &mut session.busy else {
+        let generation = session.generation;
+        let Some(Some(busy)) = session.lanes.get_mut(lane) else {
             return;
         };
         if busy.due.as_ref().is_none_or(|(at, _)| now < *at) {
@@ -423,7 +559,8 @@ impl Worker {
         let (_, body) = busy.due.take().expect("due");
         let ticket = Ticket {
             session: slot,
-            generation: session.generation,
+            generation,
+            lane,
         };
         if self.config.handler == Handler::Echo {
             // Nothing to wait for: no thread, no wake-up round trip.
@@ -452,22 +589,20 @@ impl Worker {
         let ticket = match &done {
             Done::Reply { ticket, .. } | Done::Partial { ticket, .. } => *ticket,
         };
-        let slot = ticket.session;
+        let (slot, lane) = (ticket.session, ticket.lane);
         let current = self.sessions.get(slot).is_some_and(|s| {
             s.generation == ticket.generation
-                && s.busy.is_some()
+                && s.lanes.get(lane).is_some_and(Option::is_some)
                 && matches!(s.link, Link::Up { .. })
         });
         if !current {
             events.info("dropped a reply for a lost connection");
             return;
         }
-        let envelope = self.sessions[slot]
-            .busy
-            .as_ref()
-            .expect("current")
-            .envelope
-            .clone();
+        let envelope = match &self.sessions[slot].lanes[lane] {
+            Some(busy) => busy.envelope.clone(),
+            None => return, // not reached: checked above
+        };
         match (done, self.config.protocol) {
             (Done::Partial { part, rest, .. }, PirateProtocol::Majordomo(version)) => {
                 self.send(
@@ -490,11 +625,10 @@ impl Worker {
                     }),
                 };
                 self.send(slot, msg, now, out);
-                let busy = self.unbusy(slot).expect("current");
-                busy.serving.served_at(now, &mut self.report, events);
-                if let Some((envelope, body)) = self.sessions[slot].held.pop_front() {
-                    self.take(slot, envelope, body, now, out, events);
+                if let Some(busy) = self.unbusy(slot, lane) {
+                    busy.serving.served_at(now, &mut self.report, events);
                 }
+                self.start_held(slot, now, out, events);
             }
         }
     }
@@ -530,7 +664,9 @@ impl Worker {
             Link::Up { .. } => {}
         }
         // Work first: a reply that goes out now is the proof of life a heartbeat would be.
-        self.work(slot, now, out, events);
+        for lane in 0..self.sessions[slot].lanes.len() {
+            self.work(slot, lane, now, out, events);
+        }
         if let Link::Up { peer: Some(peer) } = &mut self.sessions[slot].link {
             if peer.heartbeat_due(now) {
                 let beat = match self.config.protocol {
@@ -564,6 +700,12 @@ impl Machine for Worker {
                 "{} sessions: up to {} requests at once",
                 self.sessions.len(),
                 self.sessions.len()
+            ));
+        }
+        if let Some(n) = self.sessions[0].offer {
+            events.info(format!(
+                "one connection asking the broker for credit {n}; {n} ordinary sessions if it \
+                 grants none"
             ));
         }
         for slot in 0..self.sessions.len() {
@@ -626,7 +768,7 @@ impl Machine for Worker {
             return false;
         }
         // A REQ socket must answer before it may receive again.
-        self.config.protocol != PirateProtocol::Simple || session.busy.is_none()
+        self.config.protocol != PirateProtocol::Simple || session.busy() == 0
     }
 }
 
@@ -656,6 +798,7 @@ mod tests {
         Ticket {
             session: 0,
             generation: 1,
+            lane: 0,
         }
     }
 
@@ -1138,14 +1281,25 @@ mod tests {
         }
     }
 
-    /// A started worker of `n` sessions running `handler`, its start outputs taken.
+    /// A started worker of `n` sessions running `handler`, its start outputs taken. A
+    /// Majordomo one has been told by its broker that no credit is granted (a standard
+    /// HEARTBEAT first), so it opened the other sessions.
     fn sessions(protocol: PirateProtocol, n: usize, handler: Handler, t0: Instant) -> Worker {
         let mut cfg = config(protocol, FaultPlan::default());
         cfg.concurrency = n;
         cfg.handler = handler;
         let mut w = Worker::new(&cfg);
         w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        no_credit(&mut w, t0);
         w
+    }
+
+    /// A Majordomo worker asking for credit hears a standard HEARTBEAT first: the broker
+    /// ignored the credit frame.
+    fn no_credit(w: &mut Worker, t0: Instant) {
+        if matches!(w.config.protocol, PirateProtocol::Majordomo(_)) && w.config.concurrency > 1 {
+            handle(w, on_slot(0, &[b"", b"MDPW01", b"\x04"]), t0);
+        }
     }
 
     const MDP: PirateProtocol = PirateProtocol::Majordomo(Version::V1);
@@ -1165,15 +1319,16 @@ mod tests {
         Ticket {
             session,
             generation,
+            lane: 0,
         }
     }
 
     #[test]
     fn n_sessions_each_open_their_own_socket_and_send_ready() {
         let t0 = Instant::now();
-        let mut cfg = config(MDP, FaultPlan::default());
+        let mut cfg = config(PirateProtocol::Paranoid, FaultPlan::default());
         cfg.concurrency = 3;
-        let mut w = Worker::new(&cfg);
+        let w = Worker::new(&cfg);
         let specs = w.sockets();
         assert_eq!(
             specs.iter().map(|s| s.slot).collect::<Vec<_>>(),
@@ -1182,18 +1337,36 @@ mod tests {
         );
         for (i, spec) in specs.iter().enumerate() {
             assert_eq!(spec.kind, SocketKind::Dealer);
-            assert_eq!(spec.connect, ["tcp://127.0.0.1:5556"]);
             let id = spec.identity.as_ref().unwrap();
             assert!(id.starts_with(format!("t-{}-", i + 1).as_bytes()), "{id:?}");
         }
-        let ids = w.identities();
-        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
+        // Majordomo: one connection asking for credit 3, and when the broker's first word
+        // is a standard HEARTBEAT (it ignored the frame), the other two sessions open.
+        let mut cfg = config(MDP, FaultPlan::default());
+        cfg.concurrency = 3;
+        let mut w = Worker::new(&cfg);
+        assert_eq!(w.sockets().len(), 1, "one connection first");
         let (outs, seen) = step(&mut w, |w, out, ev| w.start(t0, out, ev));
         let ready: &[&[u8]] = &[b"", b"MDPW01", b"\x01", b"echo"];
-        assert_eq!(
-            outs,
-            [sent_on(0, ready), sent_on(1, ready), sent_on(2, ready)]
-        );
+        let asking: &[&[u8]] = &[b"", b"MDPW01", b"\x01", b"echo", b"credit=3"];
+        assert_eq!(outs, [sent_on(0, asking)]);
+        let (outs, _) = handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x04"]), t0);
+        assert_eq!(outs.len(), 4, "{outs:?}");
+        for (i, slot) in [1, 2].into_iter().enumerate() {
+            let Output::Open(spec) = &outs[2 * i] else {
+                panic!("{outs:?}");
+            };
+            assert_eq!((spec.slot, spec.kind), (slot, SocketKind::Dealer));
+            assert_eq!(spec.connect, ["tcp://127.0.0.1:5556"]);
+            let id = spec.identity.as_ref().unwrap();
+            assert!(
+                id.starts_with(format!("t-{}-", slot + 1).as_bytes()),
+                "{id:?}"
+            );
+            assert_eq!(outs[2 * i + 1], sent_on(slot, ready), "a standard READY");
+        }
+        let ids = w.identities();
+        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
         assert_eq!(
             seen.iter()
                 .filter(|e| matches!(e, Event::Started { .. }))
@@ -1287,7 +1460,7 @@ mod tests {
             (1, Some(1), 0),
             "held on its own session, not moved to the idle one"
         );
-        assert!(w.sessions[1].busy.is_none());
+        assert_eq!(w.sessions[1].busy(), 0);
     }
 
     #[test]
@@ -1410,6 +1583,7 @@ mod tests {
         cfg.handler = Handler::Exec(Exec::new("cat"));
         let mut w = Worker::new(&cfg);
         w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        no_credit(&mut w, t0);
         handle(&mut w, on_slot(0, &frames(&mdp_request(b"ca", b"1"))), t0);
         let (outs, _) = handle(&mut w, on_slot(1, &frames(&mdp_request(b"cb", b"2"))), t0);
         assert_eq!(outs, [Output::Crash]);
@@ -1433,6 +1607,7 @@ mod tests {
         cfg.concurrency = 2;
         let mut w = Worker::new(&cfg);
         w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        no_credit(&mut w, t0);
         let (outs, _) = handle(&mut w, on_slot(0, &frames(&mdp_request(b"ca", b"1"))), t0);
         assert!(outs.is_empty(), "{outs:?}");
         assert!(!w.wants(0) && !w.wants(1), "a hung process reads nothing");
@@ -1536,10 +1711,195 @@ mod tests {
 
     #[test]
     fn the_concurrency_is_bounded() {
-        let mut cfg = config(MDP, FaultPlan::default());
+        let mut cfg = config(PirateProtocol::Paranoid, FaultPlan::default());
         cfg.concurrency = 0;
         assert_eq!(Worker::new(&cfg).sockets().len(), 1);
         cfg.concurrency = MAX_CONCURRENCY + 1;
         assert_eq!(Worker::new(&cfg).sockets().len(), MAX_CONCURRENCY);
+        let mut cfg = config(MDP, FaultPlan::default());
+        cfg.concurrency = MAX_CONCURRENCY + 1;
+        let w = Worker::new(&cfg);
+        assert_eq!(w.sessions[0].offer, Some(MAX_CONCURRENCY as u32));
+        cfg.concurrency = 1;
+        assert_eq!(Worker::new(&cfg).sessions[0].offer, None, "one: standard");
+    }
+
+    // --concurrency N against a broker that grants credit: one connection, N lanes.
+
+    /// A started Majordomo worker asking for `asked` credit, granted `granted`.
+    fn granted(asked: usize, granted: u32, handler: Handler, t0: Instant) -> Worker {
+        let mut cfg = config(MDP, FaultPlan::default());
+        cfg.concurrency = asked;
+        cfg.handler = handler;
+        let mut w = Worker::new(&cfg);
+        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        let grant = format!("credit={granted}");
+        let (outs, _) = handle(
+            &mut w,
+            on_slot(0, &[b"", b"MDPW01", b"\x04", grant.as_bytes()]),
+            t0,
+        );
+        assert!(
+            outs.is_empty(),
+            "a grant is answered with nothing: {outs:?}"
+        );
+        w
+    }
+
+    fn lane_ticket(lane: usize) -> Ticket {
+        Ticket {
+            session: 0,
+            generation: 1,
+            lane,
+        }
+    }
+
+    #[test]
+    fn a_granted_connection_serves_n_at_once_and_each_reply_carries_its_own_handle() {
+        let t0 = Instant::now();
+        let exec = Handler::Exec(Exec::new("cat"));
+        let mut w = granted(3, 3, exec.clone(), t0);
+        assert_eq!(w.sockets().len(), 1, "no more sessions");
+        for (lane, client) in [b"h0", b"h1", b"h2"].into_iter().enumerate() {
+            let (outs, _) = handle(&mut w, on_slot(0, &frames(&mdp_request(client, b"x"))), t0);
+            assert_eq!(
+                outs,
+                [Output::Start(Job::Handle {
+                    ticket: lane_ticket(lane),
+                    handler: exec.clone(),
+                    body: msg(&[b"x"]),
+                    stream: false
+                })]
+            );
+        }
+        assert_eq!(w.report().in_flight_max, Some(3));
+        assert!(
+            w.wants(0),
+            "a full connection still reads (heartbeats, DISCONNECT)"
+        );
+        // A fourth is more than the credit: held, served when a lane frees.
+        let (outs, _) = handle(&mut w, on_slot(0, &frames(&mdp_request(b"h3", b"y"))), t0);
+        assert!(outs.is_empty(), "{outs:?}");
+        assert_eq!(w.report().held_while_busy, Some(1));
+        // Lane 1 finishes first: its reply goes back with its handle, and the held request
+        // takes lane 1.
+        let (outs, _) = handle(
+            &mut w,
+            Input::Done(Done::Reply {
+                ticket: lane_ticket(1),
+                reply: msg(&[b"one"]),
+            }),
+            t0 + MS,
+        );
+        assert_eq!(
+            outs,
+            [
+                sent_on(0, &[b"", b"MDPW01", b"\x03", b"h1", b"", b"one"]),
+                Output::Start(Job::Handle {
+                    ticket: lane_ticket(1),
+                    handler: exec,
+                    body: msg(&[b"y"]),
+                    stream: false
+                })
+            ]
+        );
+        // A reply for a lane whose request is gone (answered already) goes nowhere.
+        let (outs, _) = handle(
+            &mut w,
+            Input::Done(Done::Reply {
+                ticket: Ticket {
+                    generation: 9,
+                    ..lane_ticket(0)
+                },
+                reply: msg(&[b"stale"]),
+            }),
+            t0 + MS,
+        );
+        assert!(outs.is_empty(), "{outs:?}");
+        assert_eq!((w.report().requests, w.report().replied), (4, 1));
+    }
+
+    #[test]
+    fn an_echo_worker_with_credit_answers_every_request_at_once() {
+        let t0 = Instant::now();
+        let mut w = granted(4, 4, Handler::Echo, t0);
+        for client in [b"a", b"b", b"c", b"d", b"e"] {
+            let (outs, _) = handle(&mut w, on_slot(0, &frames(&mdp_request(client, b"hi"))), t0);
+            assert_eq!(
+                outs,
+                [sent_on(0, &[b"", b"MDPW01", b"\x03", client, b"", b"hi"])]
+            );
+        }
+        assert_eq!(w.report().replied, 5);
+    }
+
+    #[test]
+    fn a_smaller_grant_is_the_number_of_lanes_and_a_bigger_one_is_cut_to_the_ask() {
+        let t0 = Instant::now();
+        let cat = || Handler::Exec(Exec::new("cat"));
+        let w = granted(4, 2, cat(), t0);
+        assert_eq!(w.sessions[0].lanes.len(), 2);
+        assert_eq!(w.sessions.len(), 1, "no sessions for the rest");
+        let w = granted(4, 1000, cat(), t0);
+        assert_eq!(w.sessions[0].lanes.len(), 4);
+    }
+
+    #[test]
+    fn a_lost_granted_connection_loses_all_its_requests_and_asks_for_credit_again() {
+        let t0 = Instant::now();
+        let mut w = granted(3, 3, Handler::Exec(Exec::new("cat")), t0);
+        handle(&mut w, on_slot(0, &frames(&mdp_request(b"h0", b"x"))), t0);
+        handle(&mut w, on_slot(0, &frames(&mdp_request(b"h1", b"x"))), t0);
+        let (outs, _) = handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x05"]), t0 + MS);
+        assert_eq!(outs, [Output::Close(0)]);
+        assert_eq!(w.in_flight, 0, "both requests went with the connection");
+        // Their replies, computed after, go nowhere.
+        for lane in [0, 1] {
+            let (outs, _) = handle(
+                &mut w,
+                Input::Done(Done::Reply {
+                    ticket: lane_ticket(lane),
+                    reply: msg(&[b"late"]),
+                }),
+                t0 + 2 * MS,
+            );
+            assert!(outs.is_empty(), "{outs:?}");
+        }
+        // The new socket asks again, and holds one request until it is granted.
+        let (outs, _) = tick(&mut w, t0 + 2 * MS);
+        assert!(
+            matches!(&outs[0], Output::Open(spec) if spec.slot == 0),
+            "{outs:?}"
+        );
+        assert_eq!(
+            outs[1],
+            sent_on(0, &[b"", b"MDPW01", b"\x01", b"echo", b"credit=3"])
+        );
+        assert_eq!(w.sessions[0].lanes.len(), 1);
+        assert!(w.sessions[0].awaiting_grant);
+    }
+
+    #[test]
+    fn a_grant_nobody_asked_for_is_invalid() {
+        let t0 = Instant::now();
+        let mut w = granted(2, 2, Handler::Echo, t0);
+        let (outs, seen) = handle(
+            &mut w,
+            on_slot(0, &[b"", b"MDPW01", b"\x04", b"credit=9"]),
+            t0,
+        );
+        assert!(outs.is_empty(), "{outs:?}");
+        assert_eq!(w.report().invalid, 1);
+        assert!(seen.iter().any(|e| matches!(e, Event::Invalid { .. })));
+        assert_eq!(w.sessions[0].lanes.len(), 2, "unchanged");
+        // And a worker that never asked (one at a time) counts it invalid too.
+        let mut w = started(MDP, FaultPlan::default(), t0);
+        handle(
+            &mut w,
+            on_slot(0, &[b"", b"MDPW01", b"\x04", b"credit=9"]),
+            t0,
+        );
+        assert_eq!(w.report().invalid, 1);
+        assert_eq!(w.sessions[0].lanes.len(), 1);
     }
 }

@@ -358,9 +358,16 @@ fn human_text(event: &Event) -> Option<String> {
         // Already logged as the reason and `state: X` lines.
         Event::BstarState { .. } => return None,
         Event::WorkerReady { worker } => format!("I: worker {worker} ready"),
-        Event::ServiceWorkerReady { worker, service } => {
-            format!("I: worker {worker} ready for service {service}")
-        }
+        Event::ServiceWorkerReady {
+            worker,
+            service,
+            credit: 1,
+        } => format!("I: worker {worker} ready for service {service}"),
+        Event::ServiceWorkerReady {
+            worker,
+            service,
+            credit,
+        } => format!("I: worker {worker} ready for service {service}, {credit} requests at once"),
         Event::WorkerDisconnected { worker, reason } => {
             format!("W: worker {worker} disconnected: {reason}")
         }
