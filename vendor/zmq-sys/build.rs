@@ -157,6 +157,30 @@ fn compile(source: &Path, out: &Path) {
     if target.contains("linux") {
         build.define("ZMQ_HAVE_LINUX", "1");
         build.define("ZMQ_IOTHREAD_POLLER_USE_EPOLL", "1");
+        // What libzmq's CMake finds on every Linux since 2.6.27 and zeromq-src leaves out
+        // (its platform.hpp is empty). eventfd: a thread wakes another by bumping a counter,
+        // not by sending a byte through a socket pair, on every hand-off between a socket's
+        // application thread and its I/O thread. CLOEXEC and accept4: libzmq's descriptors
+        // are closed in `--exec` children atomically, with no window after fork. Keepalive
+        // options: ZMQ_TCP_KEEPALIVE_* take effect instead of being ignored. SO_PEERCRED:
+        // IPC peer credentials. getifaddrs and if_nametoindex: interface names in endpoints.
+        for define in [
+            "ZMQ_HAVE_EVENTFD",
+            "ZMQ_HAVE_EVENTFD_CLOEXEC",
+            "ZMQ_HAVE_SOCK_CLOEXEC",
+            "ZMQ_HAVE_O_CLOEXEC",
+            "HAVE_ACCEPT4",
+            "HAVE_CLOCK_GETTIME",
+            "ZMQ_HAVE_SO_KEEPALIVE",
+            "ZMQ_HAVE_TCP_KEEPCNT",
+            "ZMQ_HAVE_TCP_KEEPIDLE",
+            "ZMQ_HAVE_TCP_KEEPINTVL",
+            "ZMQ_HAVE_SO_PEERCRED",
+            "ZMQ_HAVE_IFADDRS",
+            "HAVE_IF_NAMETOINDEX",
+        ] {
+            build.define(define, "1");
+        }
         has_strlcpy = target.contains("android") || target.contains("musl");
     } else if target.contains("apple") || target.contains("freebsd") {
         build.define("ZMQ_IOTHREAD_POLLER_USE_KQUEUE", "1");
