@@ -63,6 +63,7 @@ pub mod heartbeat;
 pub mod json_lines;
 pub mod majordomo;
 pub mod msg;
+pub mod pool;
 pub mod proto;
 pub mod reactor;
 pub mod roles;

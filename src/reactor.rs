@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::event::Events;
 use crate::msg::Message;
+use crate::pool::Pool;
 use crate::transport::{self, Socket};
 
 /// A machine's name for one of its sockets: a small number it picks itself.
@@ -351,7 +352,7 @@ pub enum Ended {
 }
 
 /// Runs `machine` until it exits or `stop` is raised. `work` runs each started job on a
-/// thread of its own. Socket errors (a bind that fails, a bad endpoint) end the loop with
+/// thread ([`crate::pool`]: an idle one, or a new one). Socket errors (a bind that fails, a bad endpoint) end the loop with
 /// that error, and so does a machine that exits with a [`Machine::failure`].
 pub fn run<M, W>(machine: &mut M, work: W, stop: &Stop, events: &mut Events) -> Result<Ended>
 where
@@ -365,6 +366,7 @@ where
         done: mpsc::channel(),
         work: Arc::new(work),
         todo: VecDeque::new(),
+        pool: Pool::new(),
         more: Outbox::default(),
         pollfds: Vec::new(),
         polled: Vec::new(),
@@ -477,6 +479,8 @@ struct Reactor<M: Machine> {
     work: Arc<dyn Fn(M::Job) -> M::Done + Send + Sync>,
     /// Outputs being carried out.
     todo: VecDeque<Output<M::Job>>,
+    /// Where jobs run: an idle work thread, or a new one.
+    pool: Pool,
     /// What a [`Machine::routed`] answer asks for.
     more: Outbox<M::Job>,
     /// The poll set, and the slot of each of its entries but the last (the waker).
@@ -641,7 +645,7 @@ impl<M: Machine> Reactor<M> {
                     let work = Arc::clone(&self.work);
                     let back = self.done.0.clone();
                     let waker = Arc::clone(&self.waker);
-                    thread::spawn(move || {
+                    self.pool.run(move || {
                         // The loop may have ended: nobody left to tell.
                         if back.send(work(job)).is_ok() {
                             waker.wake();
