@@ -116,6 +116,14 @@
 //!   independent, so a client may have many in flight, told apart by their ids, answered in
 //!   any order. `mmi.correlate` answers `200` so a client can tell this broker from one that
 //!   does not carry envelopes (the Guide's brokers misread them or assert).
+//! - **Credit (our extension).** A worker whose READY carries one more frame, `"credit=N"`,
+//!   can hold N requests at once on its one connection ([`mdp`]'s module docs). It is
+//!   granted `min(N, `[`MAX_CREDIT`]`)` with a HEARTBEAT carrying `"credit=G"`, sent before
+//!   anything else, and joins its service's idle FIFO once per free credit: dispatch stays
+//!   O(1) and least-recently-used by credit, and a reply frees one credit. Each request it
+//!   holds is a job of its own, found by its handle, timed by `--busy-timeout` on its own and
+//!   counted lost on its own when the worker dies or is disconnected. A standard worker is a
+//!   worker with credit 1, and is never sent a grant.
 //! - **8/MMI.** `mmi.*` is decided on the *service* frame of a request or READY, never on an
 //!   identity (trap 1). `mmi.service` answers `"200"` only if a worker for the service is
 //!   registered and has not gone silent past its expiry, so a service whose last worker died

@@ -168,6 +168,10 @@ impl Gen {
                     }
                     _ => {}
                 }
+                // pirate's credit: READY asking for it, HEARTBEAT granting it
+                if matches!(command, 1 | 4) && self.chance(0.3) {
+                    m.push(self.credit());
+                }
                 m
             }
             Family::Mdp2Client => {
@@ -190,6 +194,9 @@ impl Gen {
                         m.extend(self.body());
                     }
                     _ => {}
+                }
+                if matches!(command, 1 | 5) && self.chance(0.3) {
+                    m.push(self.credit());
                 }
                 if self.chance(0.2) {
                     m.insert(0, e());
@@ -375,6 +382,18 @@ impl Gen {
         (0..self.rng.gen_range(1..=2))
             .map(|_| self.address())
             .collect()
+    }
+
+    /// A `credit=N` frame (pirate's extension to READY and HEARTBEAT): mostly valid, from 1 to
+    /// past the broker's cap, sometimes a value the codec refuses.
+    fn credit(&mut self) -> Vec<u8> {
+        let value = match self.below(6) {
+            0 => "0".to_string(),
+            1 => "x".to_string(),
+            2 => "99999999999".to_string(),
+            _ => self.rng.gen_range(1u32..=2000).to_string(),
+        };
+        format!("credit={value}").into_bytes()
     }
 
     fn request_id(&mut self) -> Vec<u8> {
