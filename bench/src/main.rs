@@ -3,12 +3,14 @@
 //! pays for its processes and sockets alike:
 //! - `table`: the orchestrator: starts every shape in turn, takes medians, prints the table;
 //! - `raw-echo-server` / `raw-echo-client`: the floor, a bare ZeroMQ DEALER/ROUTER echo;
-//! - `nats-responder` / `nats-requester`: the same shapes through nats-server (async-nats).
+//! - `nats-responder` / `nats-requester`: the same shapes through nats-server (async-nats);
+//! - `idle-peers`: idle workers and client connections beside a run, for the flatness rows.
 //!
 //! `pirate` itself is driven by `pirate bench` against `pirate broker` and
 //! `pirate worker --protocol mdp` processes: the load generator users get.
 
 mod args;
+mod idle;
 mod latency;
 mod nats;
 mod raw;
@@ -19,7 +21,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let Some(part) = argv.next() else {
-        eprintln!("usage: pirate-bench table|raw-echo-server|raw-echo-client|nats-responder|nats-requester [--flag value]...");
+        eprintln!("usage: pirate-bench table|raw-echo-server|raw-echo-client|nats-responder|nats-requester|idle-peers [--flag value]...");
         return ExitCode::from(2);
     };
     let flags = match args::Flags::parse(argv) {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         "raw-echo-client" => raw::client(&flags),
         "nats-responder" => nats::responder(&flags),
         "nats-requester" => nats::requester(&flags),
+        "idle-peers" => idle::run(&flags),
         other => Err(format!("unknown part {other:?}")),
     };
     match result {
