@@ -512,9 +512,10 @@ pub struct WorkerArgs {
     /// w<pid>]
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Serve up to N requests at once: N sessions, each an ordinary worker to the queue or
-    /// broker (its own socket and identity, READY, heartbeats, reconnect), their --exec
-    /// commands running in parallel
+    /// Serve up to N requests at once, their --exec commands running in parallel: with
+    /// pirate broker on one connection granted credit N (a "credit=N" READY frame the
+    /// Guide's brokers ignore); otherwise N sessions, each an ordinary worker to the queue or
+    /// broker (its own socket and identity, READY, heartbeats, reconnect)
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=MAX_CONCURRENCY as i64))]
     pub concurrency: u16,
