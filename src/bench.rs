@@ -180,14 +180,14 @@ fn one_client(
         log @ (Event::Log { .. } | Event::Frame { .. }) => sink(log),
         _ => {}
     });
-    let mut client = Client::new(&config.client);
     let source = Source::new(std::iter::from_fn(move || {
         requests.next().map(String::into_bytes)
     }));
-    let reader = ReadAhead::new(
+    let reader = std::sync::Arc::new(ReadAhead::new(
         move || source.next().map(Request::line),
         config.client.window,
-    );
+    ));
+    let mut client = Client::new(&config.client).reading_from(std::sync::Arc::clone(&reader));
     let ended = reactor::run(
         &mut client,
         move |ReadNext| reader.next_batch(),

@@ -57,7 +57,7 @@
 //! request (stdin may block) is a job run on a work thread. [`run`] hands it to the reactor.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -279,6 +279,26 @@ impl ReadAhead {
         }
     }
 
+    /// The requests ready now, up to `max`, without waiting: `None` if none is ready yet,
+    /// empty at the end of the source. `None` too while a [`ReadAhead::next_batch`] waits
+    /// (it holds the queue): that job brings the next requests.
+    pub fn try_batch(&self) -> Option<Vec<Request>> {
+        let queue = self.queue.try_lock().ok()?;
+        let first = match queue.try_recv() {
+            Ok(first) => first,
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => return Some(Vec::new()),
+        };
+        let mut batch = vec![first];
+        while batch.len() < self.max {
+            match queue.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
     /// The next requests: waits for one, then takes what is ready, up to `max`. Empty at
     /// the end of the source.
     pub fn next_batch(&self) -> Vec<Request> {
@@ -417,6 +437,9 @@ pub struct Client {
     /// frees up.
     ahead: VecDeque<Request>,
     exhausted: bool,
+    /// The reader behind the [`ReadNext`] jobs, if the caller shared it
+    /// ([`Client::reading_from`]): what it has ready is taken without a job.
+    source: Option<Arc<ReadAhead>>,
     /// Accepted replies' frames, kept for a library caller ([`Client::keep_replies`]).
     replies: Option<Vec<Message>>,
     outcome: Option<Outcome>,
@@ -452,10 +475,18 @@ impl Client {
             reading: false,
             ahead: VecDeque::new(),
             exhausted: false,
+            source: None,
             replies: None,
             outcome: None,
             config: config.clone(),
         }
+    }
+
+    /// Takes requests that `source` (the reader its [`ReadNext`] jobs read from) already has
+    /// ready without starting a job: no work thread and no wake-up per request.
+    pub fn reading_from(mut self, source: Arc<ReadAhead>) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// Every endpoint ties replies to requests this way: no `mmi.correlate` probe.
@@ -573,26 +604,23 @@ impl Client {
             return;
         }
         self.settle_until = None;
-        let window = self.config.window.max(1);
-        while self.in_flight.len() < window && self.held.len() < window * HELD_WINDOWS {
-            let Some(request) = self.ahead.pop_front() else {
+        // Requests the reader has ready are taken here and now: a work thread (and the
+        // wake-up of this loop when it is done) only for a source that has nothing ready.
+        loop {
+            let room = self.fill_window(now);
+            if self.exhausted || self.reading || !self.ahead.is_empty() {
                 break;
-            };
-            self.report.requests += 1;
-            let seq = self.report.requests;
-            let flight = InFlight {
-                seq,
-                request,
-                attempt: 0,
-                first_sent: now,
-                sent_at: now,
-                deadline: None,
-                reply: Message::new(),
-                at: self.current,
-                via: Via::Waiting,
-            };
-            self.in_flight.insert(seq, flight);
-            self.waiting.insert(seq);
+            }
+            match self.source.as_ref().and_then(|source| source.try_batch()) {
+                Some(batch) => {
+                    self.exhausted = batch.is_empty();
+                    self.ahead.extend(batch);
+                }
+                None => break,
+            }
+            if !room {
+                break; // read ahead, as below, and sent when room frees up
+            }
         }
         if !self.waiting.is_empty() {
             let at = self.current;
@@ -613,6 +641,33 @@ impl Client {
             self.finish(Outcome::Completed, now, events);
             out.exit();
         }
+    }
+
+    /// Moves requests read ahead into the window while it has room; true if it still has.
+    fn fill_window(&mut self, now: Instant) -> bool {
+        let window = self.config.window.max(1);
+        let room = |c: &Client| c.in_flight.len() < window && c.held.len() < window * HELD_WINDOWS;
+        while room(self) {
+            let Some(request) = self.ahead.pop_front() else {
+                break;
+            };
+            self.report.requests += 1;
+            let seq = self.report.requests;
+            let flight = InFlight {
+                seq,
+                request,
+                attempt: 0,
+                first_sent: now,
+                sent_at: now,
+                deadline: None,
+                reply: Message::new(),
+                at: self.current,
+                via: Via::Waiting,
+            };
+            self.in_flight.insert(seq, flight);
+            self.waiting.insert(seq);
+        }
+        room(self)
     }
 
     /// The shared socket to endpoint `at` that takes new attempts, opened if there is none
@@ -1319,9 +1374,12 @@ pub fn run(
     stop: &Stop,
     events: &mut Events,
 ) -> Result<Report> {
-    let mut client = Client::new(config);
     let source = Source::new(requests.map(Into::into));
-    let reader = ReadAhead::new(move || source.next().map(Request::line), config.window);
+    let reader = Arc::new(ReadAhead::new(
+        move || source.next().map(Request::line),
+        config.window,
+    ));
+    let mut client = Client::new(config).reading_from(Arc::clone(&reader));
     let ended = reactor::run(
         &mut client,
         move |ReadNext| reader.next_batch(),
