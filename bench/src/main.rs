@@ -4,7 +4,8 @@
 //! - `table`: the orchestrator: starts every shape in turn, takes medians, prints the table;
 //! - `raw-echo-server` / `raw-echo-client`: the floor, a bare ZeroMQ DEALER/ROUTER echo;
 //! - `nats-responder` / `nats-requester`: the same shapes through nats-server (async-nats);
-//! - `idle-peers`: idle workers and client connections beside a run, for the flatness rows.
+//! - `idle-peers`: idle workers and client connections beside a run, for the flatness rows;
+//! - `nats-load`: nats-server's counterpart of `mdp_load`, for the broker-alone table.
 //!
 //! `pirate` itself is driven by `pirate bench` against `pirate broker` and
 //! `pirate worker --protocol mdp` processes: the load generator users get.
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let Some(part) = argv.next() else {
-        eprintln!("usage: pirate-bench table|raw-echo-server|raw-echo-client|nats-responder|nats-requester|idle-peers [--flag value]...");
+        eprintln!("usage: pirate-bench table|raw-echo-server|raw-echo-client|nats-responder|nats-requester|nats-load|idle-peers [--flag value]...");
         return ExitCode::from(2);
     };
     let flags = match args::Flags::parse(argv) {
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         "raw-echo-client" => raw::client(&flags),
         "nats-responder" => nats::responder(&flags),
         "nats-requester" => nats::requester(&flags),
+        "nats-load" => nats::load(&flags),
         "idle-peers" => idle::run(&flags),
         other => Err(format!("unknown part {other:?}")),
     };

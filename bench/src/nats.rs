@@ -91,3 +91,69 @@ pub fn requester(flags: &Flags) -> Result<(), String> {
         Ok(())
     })
 }
+
+/// `nats-load --url URL --workers N --in-flight W --count K`: nats-server's side of the
+/// "broker alone" table, the counterpart of pirate's `examples/mdp_load.rs`: N responders
+/// (a connection each, in a queue group) and W requests in flight on one requester
+/// connection, all in this one process (two runtime threads), until K requests are
+/// answered. Prints `workers=N window=W count=K secs=S rps=R`, as `mdp_load` does.
+pub fn load(flags: &Flags) -> Result<(), String> {
+    let url = flags.text("url")?.to_string();
+    let workers = flags.number("workers", 10)?.max(1);
+    let in_flight = flags.number("in-flight", 100)?.max(1);
+    let count = flags.number("count", 100_000)?.max(1);
+    let body = bytes::Bytes::from_static(b"hello world");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        for _ in 0..workers {
+            let client = async_nats::connect(url.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut requests = client
+                .queue_subscribe("echo", "bench".into())
+                .await
+                .map_err(|e| e.to_string())?;
+            client.flush().await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                while let Some(request) = requests.next().await {
+                    if let Some(reply) = request.reply {
+                        let _ = client.publish(reply, request.payload).await;
+                    }
+                }
+            });
+        }
+        let client = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+        let left = Arc::new(std::sync::atomic::AtomicUsize::new(count));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..in_flight)
+            .map(|_| {
+                let (client, body, left) = (client.clone(), body.clone(), left.clone());
+                tokio::spawn(async move {
+                    while left
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        client
+                            .request("echo", body.clone())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok::<_, String>(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.map_err(|e| e.to_string())??;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "workers={workers} window={in_flight} clients=1 count={count} secs={secs:.3} rps={:.0}",
+            count as f64 / secs
+        );
+        Ok(())
+    })
+}

@@ -10,7 +10,8 @@
 //!   client connections (`idle-peers`), as a ratio to the run without;
 //! - the broker alone: `mdp_load` (examples/mdp_load.rs, a foreign MDP load of plain DEALER
 //!   workers and clients in one process) against `pirate broker` and against `mdp_load
-//!   floor`, the least a broker on libzmq can do, at 10 × 100 and 100 × 100.
+//!   floor`, the least a broker on libzmq can do, and `nats-load` (the same shape of load,
+//!   async-nats in one process) against nats-server, at 10 × 100 and 100 × 100.
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -207,8 +208,9 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     let mut alone = Vec::new();
     if let Some(load) = &setup.mdp_load {
         for (workers, in_flight) in ALONE {
-            let [pirate, floor] = broker_alone(&setup, load, workers, in_flight)?;
-            alone.push((workers, in_flight, pirate, floor));
+            let nats = nats_version.as_ref().map(|_| nats_server);
+            let [pirate, floor, nats] = broker_alone(&setup, load, nats, workers, in_flight)?;
+            alone.push((workers, in_flight, pirate, floor, nats));
         }
     }
 
@@ -277,11 +279,16 @@ pub fn run(flags: &Flags) -> Result<(), String> {
     }
     if !alone.is_empty() {
         println!();
-        println!("| broker alone under mdp_load, workers × in flight | pirate broker req/s | floor broker req/s | pirate / floor |");
-        println!("|---|---|---|---|");
-        for (workers, in_flight, pirate, floor) in &alone {
+        println!("| broker alone, workers × in flight | pirate broker (mdp_load) req/s | floor broker (mdp_load) req/s | nats-server (nats-load) req/s | pirate / floor | pirate / nats |");
+        println!("|---|---|---|---|---|---|");
+        for (workers, in_flight, pirate, floor, nats) in &alone {
+            let (n, ratio) = if nats.is_nan() {
+                ("—".to_string(), "—".to_string())
+            } else {
+                (format!("{nats:.0}"), format!("**{:.2}×**", pirate / nats))
+            };
             println!(
-                "| {workers} × {in_flight} | {pirate:.0} | {floor:.0} | **{:.2}×** |",
+                "| {workers} × {in_flight} | {pirate:.0} | {floor:.0} | {n} | **{:.2}×** | {ratio} |",
                 pirate / floor
             );
         }
@@ -453,38 +460,68 @@ fn raw(setup: &Setup, in_flight: usize) -> Result<Figures, String> {
     Ok(side_by_side(setup, &[topology])?[0])
 }
 
-/// `mdp_load` against `pirate broker` and against `mdp_load floor`, a fresh broker for
-/// each run, the two taking turns: the medians of `runs` runs of 100,000 requests each,
-/// after a warm-up, in req/s, `[pirate, floor]`.
+/// The brokers of the broker-alone table.
+#[derive(Clone, Copy, PartialEq)]
+enum Alone {
+    Pirate,
+    Floor,
+    Nats,
+}
+
+/// `mdp_load` against `pirate broker` and against `mdp_load floor`, and (when installed)
+/// `nats-load` against nats-server, a fresh broker for each run, taking turns: the medians
+/// of `runs` runs of 100,000 requests each, after a warm-up, in req/s, `[pirate, floor,
+/// nats]` (nats NaN when not installed).
 fn broker_alone(
     setup: &Setup,
     load: &PathBuf,
+    nats_server: Option<&str>,
     workers: usize,
     in_flight: usize,
-) -> Result<[f64; 2], String> {
+) -> Result<[f64; 3], String> {
     // A fresh broker each run: the floor never forgets a worker, so the last run's would
     // swallow requests.
-    let once = |floor: bool| -> Result<f64, String> {
+    let once = |kind: Alone| -> Result<f64, String> {
         let port = free_port()?;
-        let endpoint = format!("tcp://127.0.0.1:{port}");
         let mut children = Children::default();
-        let mut broker = if floor {
-            let mut cmd = Command::new(load);
-            cmd.args(["floor", &endpoint]);
-            cmd
-        } else {
-            let mut cmd = Command::new(&setup.pirate);
-            cmd.args(["broker", "-q", "--bind", &endpoint]);
-            cmd
+        let (mut broker, mut driver) = match kind {
+            Alone::Nats => {
+                let url = format!("nats://127.0.0.1:{port}");
+                let mut server = Command::new(nats_server.unwrap_or("nats-server"));
+                server
+                    .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+                    .stderr(Stdio::null());
+                let mut driver = Command::new(&setup.me);
+                driver
+                    .args(["nats-load", "--url", &url])
+                    .args(["--workers", &workers.to_string()])
+                    .args(["--in-flight", &in_flight.to_string(), "--count", "100000"]);
+                (server, driver)
+            }
+            _ => {
+                let endpoint = format!("tcp://127.0.0.1:{port}");
+                let mut broker = if kind == Alone::Floor {
+                    let mut cmd = Command::new(load);
+                    cmd.args(["floor", &endpoint]);
+                    cmd
+                } else {
+                    let mut cmd = Command::new(&setup.pirate);
+                    cmd.args(["broker", "-q", "--bind", &endpoint]);
+                    cmd
+                };
+                broker.stderr(Stdio::null());
+                let mut driver = Command::new(load);
+                driver.args([&endpoint, &workers.to_string(), &in_flight.to_string(), "100000"]);
+                (broker, driver)
+            }
         };
         broker.stdout(Stdio::null());
         children.spawn(broker)?;
         wait_listening(port, "the broker")?;
-        let output = Command::new(load)
-            .args([&endpoint, &workers.to_string(), &in_flight.to_string(), "100000"])
+        let output = driver
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run mdp_load: {e}"))?;
+            .map_err(|e| format!("cannot run the load: {e}"))?;
         drop(children);
         let text = String::from_utf8_lossy(&output.stdout);
         text.split_whitespace()
@@ -492,30 +529,38 @@ fn broker_alone(
             .and_then(|r| r.parse().ok())
             .filter(|_| output.status.success())
             .ok_or(format!(
-                "mdp_load failed ({}): {text}{}",
+                "the load failed ({}): {text}{}",
                 output.status,
                 String::from_utf8_lossy(&output.stderr)
             ))
     };
-    let what = |floor: bool| {
-        let broker = if floor { "floor" } else { "pirate" };
+    let what = |kind: Alone| {
+        let broker = match kind {
+            Alone::Pirate => "pirate",
+            Alone::Floor => "floor",
+            Alone::Nats => "nats-server",
+        };
         format!("broker alone ({broker}), {workers} × {in_flight}")
     };
-    let mut runs = [Vec::new(), Vec::new()];
-    for floor in [false, true] {
-        eprintln!("{}: warm-up", what(floor));
-        once(floor)?;
+    let mut kinds = vec![Alone::Pirate, Alone::Floor];
+    if nats_server.is_some() {
+        kinds.push(Alone::Nats);
+    }
+    let mut runs = [Vec::new(), Vec::new(), Vec::new()];
+    for &kind in &kinds {
+        eprintln!("{}: warm-up", what(kind));
+        once(kind)?;
     }
     for run in 1..=setup.runs {
-        for (i, floor) in [false, true].into_iter().enumerate() {
-            let rps = once(floor)?;
-            eprintln!("{}: run {run}/{}: {rps:.0} req/s", what(floor), setup.runs);
+        for (i, &kind) in kinds.iter().enumerate() {
+            let rps = once(kind)?;
+            eprintln!("{}: run {run}/{}: {rps:.0} req/s", what(kind), setup.runs);
             runs[i].push(rps);
         }
     }
     Ok(runs.map(|mut r| {
         r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
+        r.get(r.len() / 2).copied().unwrap_or(f64::NAN)
     }))
 }
 
