@@ -172,6 +172,7 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         );
     }
 
+    let cpu_before = cpu_times();
     let raw_sync = raw(&setup, 1)?;
     let raw_window = raw(&setup, 100)?;
     // Each shape's pirate and nats-server topologies are up at once, and their runs take
@@ -214,8 +215,9 @@ pub fn run(flags: &Flags) -> Result<(), String> {
         }
     }
 
+    let steal = steal_share(cpu_before, cpu_times());
     println!(
-        "{} — {}; medians of {} run(s) of {} per shape, {}-byte bodies; {}{}{}",
+        "{} — {}; medians of {} run(s) of {} per shape, {}-byte bodies; {}{}{}; CPU time stolen by the host during the run: {steal}",
         text_of(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
         machine(),
         setup.runs,
@@ -713,6 +715,32 @@ fn rss_mb(pid: u32) -> (f64, f64) {
             .unwrap_or(f64::NAN)
     };
     (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+/// The machine's CPU time so far, as the `cpu` line of /proc/stat: (steal, total) ticks.
+fn cpu_times() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total: f64 = fields.iter().take(8).sum();
+    Some((*fields.get(7)?, total))
+}
+
+/// The share of CPU time a hypervisor took for others between two [`cpu_times`]: how much
+/// the host disturbed the run.
+fn steal_share(before: Option<(f64, f64)>, after: Option<(f64, f64)>) -> String {
+    match (before, after) {
+        (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+            format!("{:.1}%", 100.0 * (s1 - s0) / (t1 - t0))
+        }
+        _ => "unknown".into(),
+    }
 }
 
 /// The trimmed stdout of a command, or `?`.
