@@ -34,6 +34,7 @@
 //!   derived from the event types.
 //! - [`stats`]: latency percentiles (the `Latency` every report carries).
 //! - [`feed`]: reading the next request (stdin may block) as a reactor job.
+//! - [`pool`]: the reactor's work threads, reused once idle (a job never waits for one).
 //! - [`majordomo`]: the Majordomo client (`MdpClient`) and worker (`serve`) API for Rust
 //!   programs, running the same machines as the command line.
 //! - [`bench`]: `pirate bench`, the load generator: N clients on reactors of their own, one
