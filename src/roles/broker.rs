@@ -119,8 +119,11 @@
 //! - **Credit (our extension).** A worker whose READY carries one more frame, `"credit=N"`,
 //!   can hold N requests at once on its one connection ([`mdp`]'s module docs). It is
 //!   granted `min(N, `[`MAX_CREDIT`]`)` with a HEARTBEAT carrying `"credit=G"`, sent before
-//!   anything else, and joins its service's idle FIFO once per free credit: dispatch stays
-//!   O(1) and least-recently-used by credit, and a reply frees one credit. Each request it
+//!   anything else, and is in its service's idle FIFO while it has a free credit, once
+//!   whatever its credit (a READY asking for 1024 costs no more memory than a standard one):
+//!   a dispatch takes the front worker and puts it back at the end if it has credit left, so
+//!   requests go round the workers with credit, and dispatch stays O(1); a reply frees one
+//!   credit. Each request it
 //!   holds is a job of its own, found by its handle, timed by `--busy-timeout` on its own and
 //!   counted lost on its own when the worker dies or is disconnected. A standard worker is a
 //!   worker with credit 1, and is never sent a grant.
@@ -251,8 +254,9 @@ struct Worker {
     /// How many requests it may hold at once: 1, or the credit granted at READY (see the
     /// module docs, "Credit").
     credit: usize,
-    /// The requests it holds, at most `credit`; for each free credit exactly one live entry
-    /// for it is in its service's idle queue.
+    /// The requests it holds, at most `credit`. While it has a free credit, exactly one live
+    /// entry for it is in its service's idle queue (one, whatever its credit: a READY asking
+    /// for 1024 costs the broker no more than a standard one).
     jobs: Vec<Job>,
 }
 
@@ -285,10 +289,10 @@ struct Service {
     requests: VecDeque<Queued>,
     /// Bytes of the bodies in `requests`.
     queued_bytes: u64,
-    /// `(worker identity, generation)`, one per free credit, least recently used first; may
-    /// hold stale entries.
+    /// `(worker identity, generation)` of the workers with a free credit, least recently
+    /// used first; may hold stale entries.
     idle: VecDeque<(Frame, u64)>,
-    /// Live entries in `idle`: free credits (idle workers, for standard ones).
+    /// Free credits of the workers in `idle` (idle workers, for standard ones).
     idle_count: usize,
     /// Stale entries in `idle`, removed lazily.
     stale: usize,
@@ -719,9 +723,7 @@ impl Broker {
             service: frame_text(&service),
             credit,
         });
-        for _ in 0..credit {
-            svc.idle.push_back((id.clone(), generation));
-        }
+        svc.idle.push_back((id, generation));
         svc.idle_count += credit as usize;
         self.dispatch(&service, now, events);
     }
@@ -787,6 +789,7 @@ impl Broker {
             }
             return;
         }
+        let was_full = worker.free() == 0;
         let Job {
             client,
             client_version,
@@ -808,10 +811,12 @@ impl Broker {
                 held,
             );
         }
-        // A credit free again, at the back of the LRU queue, and first in line for queued
-        // work.
+        // A credit free again: a worker that had none goes to the back of the LRU queue
+        // (one that had some is in it already), first in line for queued work.
         if let Some(svc) = self.services.get_mut(&service) {
-            svc.idle.push_back((id, generation));
+            if was_full {
+                svc.idle.push_back((id, generation));
+            }
             svc.idle_count += 1;
         }
         self.dispatch(&service, now, events);
@@ -849,7 +854,7 @@ impl Broker {
                 // Its entry becomes stale and is skipped on the next turn.
                 Front::Dead(id) => self.expire(&id, events),
                 Front::Ready => {
-                    let (Some((id, _)), Some(request)) =
+                    let (Some((id, generation)), Some(request)) =
                         (svc.idle.pop_front(), svc.requests.pop_front())
                     else {
                         return;
@@ -884,6 +889,11 @@ impl Broker {
                             body,
                         },
                     });
+                    // Credit left: back in line, behind the others (round robin over the
+                    // workers with credit).
+                    if worker.free() > 0 {
+                        svc.idle.push_back((id.clone(), generation));
+                    }
                     self.out.push((id, msg));
                     self.report.dispatched += 1;
                 }
@@ -899,9 +909,11 @@ impl Broker {
         };
         if let Some(svc) = self.services.get_mut(&worker.service) {
             svc.members.remove(id);
-            // Its idle-queue entries stay behind, stale, and are removed lazily.
+            // Its idle-queue entry, if it has one, stays behind, stale, removed lazily.
             svc.idle_count = svc.idle_count.saturating_sub(worker.free());
-            svc.stale += worker.free();
+            if worker.free() > 0 {
+                svc.stale += 1;
+            }
         }
         for job in &worker.jobs {
             self.held_bytes -= job.held_bytes;
@@ -962,8 +974,7 @@ impl Broker {
 }
 
 /// True if `(id, generation)` is a live idle-queue entry: that registration, with a free
-/// credit. (A registration has exactly as many live entries as free credits, so any of its
-/// entries may stand for any of them.)
+/// credit (a registration with a free credit has exactly one entry).
 fn is_idle(workers: &HashMap<Frame, Worker>, id: &[u8], generation: u64) -> bool {
     workers
         .get(id)
@@ -2852,7 +2863,26 @@ mod tests {
                 out[0].0.clone()
             })
             .collect();
-        assert_eq!(to, [b"w1".to_vec(), b"w1".to_vec(), b"w2".to_vec()]);
+        // Round the workers with credit: w1, w2, then w1's second credit.
+        assert_eq!(to, [b"w1".to_vec(), b"w2".to_vec(), b"w1".to_vec()]);
         assert!(h.raw("c3", request(V1, "echo", &["x"]), 2).is_empty());
+    }
+
+    #[test]
+    fn a_worker_asking_for_the_most_credit_takes_one_idle_entry_not_one_per_credit() {
+        // 1000 READYs of credit 1024 from 1000 identities: a few bytes each, not a queue
+        // entry per credit (that would be a million entries from 60 KB of READYs).
+        let mut h = H::new();
+        for i in 0..1000 {
+            h.raw(
+                &format!("w{i}"),
+                ready_with_credit(V1, "echo", MAX_CREDIT),
+                0,
+            );
+        }
+        let svc = &h.b.services[b"echo".as_slice()];
+        assert_eq!(svc.idle.len(), 1000);
+        assert_eq!(svc.idle_count, 1000 * MAX_CREDIT as usize);
+        assert_eq!(h.b.status()["services"]["echo"]["idle"], 1000 * MAX_CREDIT);
     }
 }
