@@ -121,9 +121,11 @@
 //!   granted `min(N, `[`MAX_CREDIT`]`)` with a HEARTBEAT carrying `"credit=G"`, sent before
 //!   anything else, and is in its service's idle FIFO while it has a free credit, once
 //!   whatever its credit (a READY asking for 1024 costs no more memory than a standard one):
-//!   a dispatch takes the front worker and puts it back at the end if it has credit left, so
-//!   requests go round the workers with credit, and dispatch stays O(1); a reply frees one
-//!   credit. Each request it
+//!   a dispatch gives the front worker a request and leaves it in front while it has credit
+//!   left, so a burst fills one worker's credit (sharing its connection's batches) before
+//!   the next gets one, workers take turns least recently freed first (for standard workers,
+//!   exactly the Guide's LRU), and dispatch stays O(1); a reply frees one credit. Each
+//!   request it
 //!   holds is a job of its own, found by its handle, timed by `--busy-timeout` on its own and
 //!   counted lost on its own when the worker dies or is disconnected. A standard worker is a
 //!   worker with credit 1, and is never sent a grant.
@@ -889,10 +891,11 @@ impl Broker {
                             body,
                         },
                     });
-                    // Credit left: back in line, behind the others (round robin over the
-                    // workers with credit).
+                    // Credit left: it stays first in line, so a burst of requests fills one
+                    // worker's credit (and shares its connection's batches) before the next
+                    // worker gets one; workers take turns in the order their credit freed up.
                     if worker.free() > 0 {
-                        svc.idle.push_back((id.clone(), generation));
+                        svc.idle.push_front((id.clone(), generation));
                     }
                     self.out.push((id, msg));
                     self.report.dispatched += 1;
@@ -2863,8 +2866,8 @@ mod tests {
                 out[0].0.clone()
             })
             .collect();
-        // Round the workers with credit: w1, w2, then w1's second credit.
-        assert_eq!(to, [b"w1".to_vec(), b"w2".to_vec(), b"w1".to_vec()]);
+        // w1 first (it registered first), filled to its credit, then w2.
+        assert_eq!(to, [b"w1".to_vec(), b"w1".to_vec(), b"w2".to_vec()]);
         assert!(h.raw("c3", request(V1, "echo", &["x"]), 2).is_empty());
     }
 
