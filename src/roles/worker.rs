@@ -350,9 +350,13 @@ impl Worker {
                     "the broker ignored the credit frame (not a pirate broker): {asked} \
                      ordinary sessions"
                 ));
+                // The new sessions start on the broker this one found (it may have failed
+                // over to it).
+                let opened = session.opened;
                 for _ in self.sessions.len()..asked as usize {
                     self.sockets += 1;
-                    let session = Session::new(&self.config, self.sockets, None);
+                    let mut session = Session::new(&self.config, self.sockets, None);
+                    session.opened = opened;
                     self.sessions.push(session);
                     let slot = self.sessions.len() - 1;
                     out.open(self.spec(slot));
@@ -434,7 +438,10 @@ impl Worker {
         if let Some(dialect) = dialect {
             self.sessions[slot].dialect = dialect;
         }
-        if awaiting_grant {
+        // The first word after a READY with credit says whether the broker honours it; a
+        // DISCONNECT says nothing about that (the broker refused this READY), and the next
+        // socket asks again.
+        if awaiting_grant && incoming != Incoming::Disconnect {
             let granted = match incoming {
                 Incoming::Granted(credit) => Some(credit),
                 _ => None,
@@ -1877,6 +1884,66 @@ mod tests {
         );
         assert_eq!(w.sessions[0].lanes.len(), 1);
         assert!(w.sessions[0].awaiting_grant);
+    }
+
+    #[test]
+    fn after_failing_over_to_a_broker_that_grants_no_credit_the_new_sessions_go_there_too() {
+        let t0 = Instant::now();
+        let mut cfg = config(MDP, FaultPlan::default());
+        cfg.concurrency = 3;
+        let mut w = Worker::new(&cfg);
+        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        // The primary grants credit, then sends DISCONNECT: the session reopens on the
+        // failover endpoint and asks again.
+        handle(
+            &mut w,
+            on_slot(0, &[b"", b"MDPW01", b"\x04", b"credit=3"]),
+            t0,
+        );
+        assert_eq!(w.sessions[0].lanes.len(), 3);
+        handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x05"]), t0);
+        let (outs, _) = tick(&mut w, t0);
+        assert!(
+            matches!(&outs[0], Output::Open(s) if s.connect == ["tcp://127.0.0.1:6556"]),
+            "{outs:?}"
+        );
+        assert_eq!(
+            outs[1],
+            sent_on(0, &[b"", b"MDPW01", b"\x01", b"echo", b"credit=3"])
+        );
+        // That broker's first word is a standard HEARTBEAT: two more sessions, on it.
+        let (outs, _) = handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x04"]), t0);
+        let opened: Vec<&SocketSpec> = outs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Open(spec) => Some(spec),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(opened.len(), 2, "{outs:?}");
+        for spec in opened {
+            assert_eq!(spec.connect, ["tcp://127.0.0.1:6556"]);
+        }
+        assert_eq!(w.sessions[0].lanes.len(), 1, "an ordinary session now");
+    }
+
+    #[test]
+    fn a_disconnect_in_answer_to_a_ready_with_credit_is_no_answer_to_the_credit() {
+        // A broker that refuses the READY (DISCONNECT) has not said it ignores credit: the
+        // next socket asks again, and no sessions open.
+        let t0 = Instant::now();
+        let mut cfg = config(MDP, FaultPlan::default());
+        cfg.concurrency = 3;
+        let mut w = Worker::new(&cfg);
+        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        let (outs, _) = handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x05"]), t0);
+        assert_eq!(outs, [Output::Close(0)]);
+        assert_eq!(w.sessions.len(), 1);
+        let (outs, _) = tick(&mut w, t0);
+        assert_eq!(
+            outs[1],
+            sent_on(0, &[b"", b"MDPW01", b"\x01", b"echo", b"credit=3"])
+        );
     }
 
     #[test]
