@@ -284,28 +284,25 @@ impl ReadAhead {
     /// (it holds the queue): that job brings the next requests.
     pub fn try_batch(&self) -> Option<Vec<Request>> {
         let queue = self.queue.try_lock().ok()?;
-        let first = match queue.try_recv() {
-            Ok(first) => first,
-            Err(mpsc::TryRecvError::Empty) => return None,
-            Err(mpsc::TryRecvError::Disconnected) => return Some(Vec::new()),
-        };
-        let mut batch = vec![first];
-        while batch.len() < self.max {
-            match queue.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
+        match queue.try_recv() {
+            Ok(first) => Some(self.batch_from(first, &queue)),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Vec::new()),
         }
-        Some(batch)
     }
 
     /// The next requests: waits for one, then takes what is ready, up to `max`. Empty at
     /// the end of the source.
     pub fn next_batch(&self) -> Vec<Request> {
         let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        let Ok(first) = queue.recv() else {
-            return Vec::new();
-        };
+        match queue.recv() {
+            Ok(first) => self.batch_from(first, &queue),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `first`, then what else is ready, up to `max`.
+    fn batch_from(&self, first: Request, queue: &mpsc::Receiver<Request>) -> Vec<Request> {
         let mut batch = vec![first];
         while batch.len() < self.max {
             match queue.try_recv() {
@@ -2142,6 +2139,45 @@ mod tests {
         assert_eq!(sends(&answered).len(), 1, "the third goes out");
         assert!(answered.contains(&Output::Start(ReadNext)), "now read more");
         assert_eq!(rig.c.report().requests, 3);
+    }
+
+    #[test]
+    fn requests_the_reader_has_ready_are_sent_without_a_read_job() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let produced = Arc::new(AtomicUsize::new(0));
+        let counter = produced.clone();
+        let mut ready = (1..=4).map(|i| Request::line(i.to_string()));
+        let reader = Arc::new(ReadAhead::new(
+            move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                ready.next()
+            },
+            3,
+        ));
+        // Once the reader is making its 4th request, the queue holds the first 3.
+        let waited = Instant::now();
+        while produced.load(Ordering::SeqCst) < 4 {
+            assert!(waited.elapsed() < Duration::from_secs(10), "reader stuck");
+            thread::sleep(MS);
+        }
+        let config = ClientConfig {
+            window: 2,
+            ..config(&["tcp://a:1"])
+        };
+        let mut c = Client::new(&config).reading_from(Arc::clone(&reader));
+        let mut out = Outbox::default();
+        c.start(Instant::now(), &mut out, &mut Events::discard());
+        let outputs = out.take();
+        assert_eq!(
+            sends(&outputs).len(),
+            2,
+            "the window's worth at once: {outputs:?}"
+        );
+        assert!(
+            !outputs.contains(&Output::Start(ReadNext)),
+            "the third is read ahead already: no job"
+        );
+        assert_eq!(c.ahead.len(), 1);
     }
 
     #[test]
