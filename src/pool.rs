@@ -36,23 +36,29 @@ struct Shared {
 
 /// The pool. Dropping it ends nothing: threads end on their own once idle, and a job still
 /// running finishes.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Pool {
     shared: Arc<Mutex<Shared>>,
-    idle_exit: Option<Duration>,
+    idle_exit: Duration,
+}
+
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool::new()
+    }
 }
 
 impl Pool {
     /// A pool whose idle threads end after [`IDLE_EXIT`].
     pub fn new() -> Pool {
-        Pool::default()
+        Pool::with_idle_exit(IDLE_EXIT)
     }
 
     /// A pool whose idle threads end after `idle_exit` (tests).
     pub fn with_idle_exit(idle_exit: Duration) -> Pool {
         Pool {
-            idle_exit: Some(idle_exit),
-            ..Pool::default()
+            shared: Arc::default(),
+            idle_exit,
         }
     }
 
@@ -83,7 +89,7 @@ impl Pool {
 
     fn spawn(&self, first: Task) {
         let pool = self.clone();
-        let idle_exit = self.idle_exit.unwrap_or(IDLE_EXIT);
+        let idle_exit = self.idle_exit;
         thread::spawn(move || {
             let (jobs, mine) = mpsc::channel::<Task>();
             let mut task = first;
