@@ -1733,13 +1733,20 @@ mod tests {
 
     // --concurrency N against a broker that grants credit: one connection, N lanes.
 
-    /// A started Majordomo worker asking for `asked` credit, granted `granted`.
-    fn granted(asked: usize, granted: u32, handler: Handler, t0: Instant) -> Worker {
+    /// A started Majordomo worker with `--concurrency asked`: its READY asked for that much
+    /// credit, and nothing has answered yet.
+    fn asking(asked: usize, handler: Handler, t0: Instant) -> Worker {
         let mut cfg = config(MDP, FaultPlan::default());
         cfg.concurrency = asked;
         cfg.handler = handler;
         let mut w = Worker::new(&cfg);
         w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        w
+    }
+
+    /// A started Majordomo worker asking for `asked` credit, granted `granted`.
+    fn granted(asked: usize, granted: u32, handler: Handler, t0: Instant) -> Worker {
+        let mut w = asking(asked, handler, t0);
         let grant = format!("credit={granted}");
         let (outs, _) = handle(
             &mut w,
@@ -1889,10 +1896,7 @@ mod tests {
     #[test]
     fn after_failing_over_to_a_broker_that_grants_no_credit_the_new_sessions_go_there_too() {
         let t0 = Instant::now();
-        let mut cfg = config(MDP, FaultPlan::default());
-        cfg.concurrency = 3;
-        let mut w = Worker::new(&cfg);
-        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        let mut w = asking(3, Handler::Echo, t0);
         // The primary grants credit, then sends DISCONNECT: the session reopens on the
         // failover endpoint and asks again.
         handle(
@@ -1932,10 +1936,7 @@ mod tests {
         // A broker that refuses the READY (DISCONNECT) has not said it ignores credit: the
         // next socket asks again, and no sessions open.
         let t0 = Instant::now();
-        let mut cfg = config(MDP, FaultPlan::default());
-        cfg.concurrency = 3;
-        let mut w = Worker::new(&cfg);
-        w.start(t0, &mut Outbox::default(), &mut Events::discard());
+        let mut w = asking(3, Handler::Echo, t0);
         let (outs, _) = handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x05"]), t0);
         assert_eq!(outs, [Output::Close(0)]);
         assert_eq!(w.sessions.len(), 1);
