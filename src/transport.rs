@@ -263,7 +263,16 @@ impl Socket {
                 flags
             };
             if frame.len() <= COPY_BELOW {
-                self.inner.send(frame.as_slice(), flags)?;
+                // A signal (Ctrl-C) arriving while libzmq checks its commands fails the send
+                // with EINTR before the frame is taken: send it again, as `recv` does, so the
+                // loop sees its stop and ends with 130 rather than a send error. (A moved
+                // frame is gone with a failed send: that rarer case still fails.)
+                loop {
+                    match self.inner.send(frame.as_slice(), flags) {
+                        Err(zmq::Error::EINTR) => continue,
+                        sent => break sent?,
+                    }
+                }
             } else {
                 self.inner.send(zmq::Message::from(frame), flags)?;
             }
