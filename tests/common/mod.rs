@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub mod guide;
+
 /// The longest any single wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -80,7 +82,15 @@ pub fn spawn(name: &str, args: &[&str]) -> Proc {
 
 /// Starts `pirate ARGS`, optionally with a stdin pipe the test writes to.
 pub fn spawn_with_stdin(name: &str, args: &[&str], piped_stdin: bool) -> Proc {
-    let mut child = pirate(args)
+    let mut proc = spawn_command(name, pirate(args), piped_stdin);
+    proc.json = args.contains(&"--json");
+    proc
+}
+
+/// Starts any command (a `pirate` one, or one of the Guide's programs) with captured stdout
+/// and stderr, killed and reaped when the handle drops.
+pub fn spawn_command(name: &str, mut command: Command, piped_stdin: bool) -> Proc {
+    let mut child = command
         .stdin(if piped_stdin {
             Stdio::piped()
         } else {
@@ -89,7 +99,7 @@ pub fn spawn_with_stdin(name: &str, args: &[&str], piped_stdin: bool) -> Proc {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cannot start the pirate binary");
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
     let stdout = Captured::follow(child.stdout.take().unwrap());
     let stderr = Captured::follow(child.stderr.take().unwrap());
     Proc {
@@ -98,7 +108,7 @@ pub fn spawn_with_stdin(name: &str, args: &[&str], piped_stdin: bool) -> Proc {
         child,
         stdout,
         stderr,
-        json: args.contains(&"--json"),
+        json: false,
     }
 }
 
