@@ -146,6 +146,13 @@ fn bind_reason(err: zmq::Error) -> String {
             "not a valid endpoint (expected e.g. tcp://*:5555 or ipc:///tmp/pirate)".to_string()
         }
         zmq::Error::EACCES => "permission denied (ports below 1024 need privileges)".to_string(),
+        // libzmq reads a bind host that is not an address as an interface name (`tcp://eth0:5555`)
+        // and says ENODEV, "No such device", when there is none by that name: host names are
+        // for connecting, not binding.
+        zmq::Error::ENODEV => "no interface or local address of that name (bind takes *, an IP \
+                               address of this machine, or an interface name such as eth0; host \
+                               names are for --connect)"
+            .to_string(),
         other => other.to_string(),
     }
 }

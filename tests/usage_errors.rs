@@ -220,4 +220,36 @@ fn clap_errors_are_one_line_with_their_tip() {
         "tip: a similar argument exists",
     );
     refused(&["queue", "--liveness", "0"], "'--liveness <N>'");
+    // A negative number is the flag's value, refused by its own check, not an unknown flag.
+    refused(
+        &["client", "--retries", "-1", "x"],
+        "invalid value '-1' for '--retries <N>'",
+    );
+    // Bare `pirate chaos` is the demonstration: its run flags belong to `chaos run`.
+    refused(
+        &["chaos", "--pattern", "lazy"],
+        "--pattern is a flag of `pirate chaos run`",
+    );
+    refused(&["chaos", "--bogus"], "unexpected argument '--bogus'");
+}
+
+#[test]
+fn a_bind_host_that_is_no_interface_says_so() {
+    refused(
+        &["server", "--bind", "tcp://no-such-host.invalid:5555"],
+        "no interface or local address of that name",
+    );
+}
+
+#[test]
+fn chaos_out_naming_a_file_is_a_usage_error_naming_the_flag() {
+    let file = std::env::temp_dir().join(format!("pirate-out-file-{}", std::process::id()));
+    std::fs::write(&file, "not a directory").unwrap();
+    let path = file.to_str().unwrap();
+    refused(&["chaos", "--out", path], "--out");
+    refused(
+        &["chaos", "run", "--out", path],
+        "exists and is not a directory",
+    );
+    std::fs::remove_file(&file).unwrap();
 }

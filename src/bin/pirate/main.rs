@@ -19,8 +19,6 @@ mod values;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use clap::Parser;
-
 use pirate::error::{self, Error};
 use pirate::event::{Event, Events, Outcome, Report};
 use pirate::reactor::Stop;
@@ -283,7 +281,10 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
 /// Parses the command line. A usage error is one line on stderr and exit 2, before anything
 /// starts (clap's tip, when it has one, joins that line); help and version print as usual.
 fn parse_cli() -> Cli {
-    match Cli::try_parse() {
+    let parsed = parser()
+        .try_get_matches()
+        .and_then(|mut matches| <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut matches));
+    match parsed {
         Ok(cli) => cli,
         // Help, version, and `pirate` alone (help on stderr, exit 2): as clap prints them.
         Err(e)
@@ -293,10 +294,59 @@ fn parse_cli() -> Cli {
             e.exit()
         }
         Err(e) => {
-            eprintln!("{}", one_line(&e.to_string()));
+            let mut line = one_line(&e.to_string());
+            if let Some(hint) = chaos_run_hint(&e) {
+                line.push_str(&hint);
+            }
+            eprintln!("{line}");
             std::process::exit(error::EXIT_USAGE);
         }
     }
+}
+
+/// The command line's parser: `Cli`, with every (sub)command taking a value that looks like a
+/// negative number as a value, so that `--retries -1` is refused by the flag's own check
+/// ("invalid value '-1' for '--retries <N>'") rather than read as an unknown flag `-1`.
+fn parser() -> clap::Command {
+    fn negatives_are_values(command: clap::Command) -> clap::Command {
+        command
+            .allow_negative_numbers(true)
+            .mut_subcommands(negatives_are_values)
+    }
+    negatives_are_values(<Cli as clap::CommandFactory>::command())
+}
+
+/// `pirate chaos --pattern lazy`: the flag is one of `pirate chaos run`'s (bare `pirate chaos`
+/// is the fixed demonstration), so the error says where it belongs.
+fn chaos_run_hint(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let chaos_alone = args
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|a| a == "chaos")
+        && !args
+            .iter()
+            .any(|a| a == "run" || a == "proxy" || a == "report");
+    let Some(ContextValue::String(flag)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let name = flag
+        .split('=')
+        .next()
+        .unwrap_or(flag)
+        .trim_start_matches('-');
+    let run = parser()
+        .find_subcommand("chaos")?
+        .find_subcommand("run")?
+        .clone();
+    let known = run.get_arguments().any(|a| a.get_long() == Some(name));
+    (chaos_alone && known).then(|| {
+        format!(" ({flag} is a flag of `pirate chaos run`: try `pirate chaos run {flag} …`)")
+    })
 }
 
 /// clap's multi-line error as one line: the `error:` line (with the list that follows it

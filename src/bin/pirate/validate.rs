@@ -31,10 +31,14 @@ pub fn check(command: &Command) -> Result<(), String> {
         Command::Client(a) => client(a),
         Command::Bench(a) => majordomo_service(a.protocol(), &a.service),
         Command::Worker(a) => worker(a),
-        Command::Chaos(ChaosArgs { command, .. }) => match command {
-            Some(ChaosCommand::Run(a)) => chaos_run(a),
+        Command::Chaos(ChaosArgs { command, out, .. }) => match command {
+            Some(ChaosCommand::Run(a)) => {
+                out_dir(a.out.as_deref())?;
+                chaos_run(a)
+            }
             Some(ChaosCommand::Proxy(p)) => traffic(&p.traffic),
-            Some(ChaosCommand::Report(_)) | None => Ok(()),
+            Some(ChaosCommand::Report(_)) => Ok(()),
+            None => out_dir(out.as_deref()),
         },
         Command::Generate(a) => generate(a),
         Command::Queue(_) | Command::Titanic(_) => Ok(()),
@@ -125,6 +129,19 @@ pub fn traffic(t: &TrafficArgs) -> Result<(), String> {
         return Err("--delay-rate needs --delay or --jitter".into());
     }
     t.faults().validate()
+}
+
+/// A run's `--out` is a directory it creates or fills: a path that names anything else is
+/// refused before the run starts, not found out after it (as an i/o error with no path).
+fn out_dir(out: Option<&std::path::Path>) -> Result<(), String> {
+    match out {
+        Some(dir) if dir.exists() && !dir.is_dir() => Err(format!(
+            "--out {}: exists and is not a directory (--out takes a directory for the run's \
+             files; it is created if missing)",
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn chaos_run(a: &ChaosRunArgs) -> Result<(), String> {
