@@ -119,3 +119,42 @@ fn the_committed_json_schema_is_the_one_the_code_prints() {
     let schema: serde_json::Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(schema["title"], "pirate --json line");
 }
+
+/// What bash offers for `words` (the last one being completed) with the committed script.
+fn bash_offers(words: &[&str], cwd: &std::path::Path) -> Vec<String> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/pirate.bash");
+    let line = words.join(" ");
+    let program = format!(
+        "source '{}'; COMP_WORDS=({line}); COMP_CWORD={}; COMP_LINE='{line}'; \
+         COMP_POINT=${{#COMP_LINE}}; _pirate pirate \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        words.len() - 1
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &program])
+        .current_dir(cwd)
+        .output()
+        .expect("bash runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completes_endpoints_with_no_file_and_chaos_report_with_directories() {
+    let dir = std::env::temp_dir().join(format!("pirate-complete-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("run1")).unwrap();
+    std::fs::write(dir.join("notes.txt"), "").unwrap();
+    let connect = bash_offers(&["pirate", "client", "--connect", "''"], &dir);
+    assert!(
+        !connect.iter().any(|c| c == "notes.txt" || c == "run1"),
+        "--connect offered files: {connect:?}"
+    );
+    let report = bash_offers(&["pirate", "chaos", "report", "''"], &dir);
+    assert!(report.iter().any(|c| c == "run1"), "{report:?}");
+    assert!(!report.iter().any(|c| c == "notes.txt"), "{report:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

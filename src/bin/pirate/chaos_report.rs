@@ -19,7 +19,7 @@ use crate::render::Renderer;
 pub struct ReportArgs {
     /// The directory a run wrote with --out (results.json, history.jsonl); the page is
     /// written there as report.html and its path printed
-    #[arg(value_name = "DIR")]
+    #[arg(value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub dir: std::path::PathBuf,
 }
 

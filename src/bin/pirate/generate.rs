@@ -66,8 +66,53 @@ pub fn run(args: GenerateArgs, renderer: &Renderer) -> Result<()> {
 /// One shell's completion script.
 fn completions(shell: Shell) -> Vec<u8> {
     let mut buffer = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "pirate", &mut buffer);
+    clap_complete::generate(
+        shell,
+        &mut typed_values(Cli::command()),
+        "pirate",
+        &mut buffer,
+    );
+    if shell == Shell::Bash {
+        let script = String::from_utf8(buffer).expect("clap_complete writes UTF-8");
+        return bash_report_directories(&script).into_bytes();
+    }
     buffer
+}
+
+/// A value that is not a path (an endpoint, a duration, a size, a number) is typed, not
+/// picked from files: without this every such flag completed file names, `--connect <TAB>`
+/// among them. clap infers a path hint only for path-typed flags; the rest say "other".
+fn typed_values(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|arg| {
+        let takes_value = arg.get_action().takes_values();
+        if takes_value && arg.get_value_hint() == clap::ValueHint::Unknown {
+            arg.value_hint(clap::ValueHint::Other)
+        } else {
+            arg
+        }
+    })
+    .mut_subcommands(typed_values)
+}
+
+/// clap_complete's bash script completes no positional value, so `pirate chaos report <TAB>`
+/// offered only flags; its case adds the directories (the DIR a run wrote with --out).
+fn bash_report_directories(script: &str) -> String {
+    const CASE: &str = "        pirate__subcmd__chaos__subcmd__report)\n";
+    const FLAGS: &str = r#"COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )"#;
+    const FLAGS_AND_DIRS: &str =
+        r#"COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") $(compgen -d -- "${cur}") )"#;
+    let Some(start) = script.find(CASE) else {
+        return script.to_string();
+    };
+    let end = script[start..]
+        .find("\n            ;;\n")
+        .map_or(script.len(), |i| start + i);
+    format!(
+        "{}{}{}",
+        &script[..start],
+        script[start..end].replace(FLAGS, FLAGS_AND_DIRS),
+        &script[end..]
+    )
 }
 
 /// The file a shell's completions are written to.
