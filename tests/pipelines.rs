@@ -461,3 +461,32 @@ fn interval_paces_the_requests_and_a_zero_interval_is_a_usage_error() {
     let (code, _, err) = run(&["client", "--connect", &at, "--interval", "0s", "x"], None);
     assert_eq!(code, 2, "{err}");
 }
+
+/// Ctrl-C during a paced run ends the request feed, so the client has answered every request
+/// it sent when it stops; the run was still interrupted, not completed: exit 130 and a
+/// summary that says so (it once said `completed` and exited 0, one run in two).
+#[test]
+fn a_paced_run_stopped_by_ctrl_c_is_interrupted_not_completed() {
+    let (_server, port) = start_server(&[]);
+    let at = endpoint(port);
+    for _ in 0..3 {
+        let mut client = spawn(
+            "client",
+            &[
+                "client",
+                "--connect",
+                &at,
+                "--json",
+                "--count",
+                "100",
+                "--interval",
+                "50ms",
+            ],
+        );
+        client.wait_stdout(r#""event":"reply""#);
+        client.signal(libc::SIGINT);
+        assert_eq!(client.code(), 130, "{}", client.stderr.text());
+        let summary = summary(&client.stdout.text());
+        assert_eq!(summary["outcome"], "interrupted", "{summary}");
+    }
+}

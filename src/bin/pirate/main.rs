@@ -3,6 +3,7 @@
 //! to an exit code. [`job`] is the one place a role is registered.
 
 mod auth_args;
+mod bar;
 mod bench;
 mod chaos_args;
 mod chaos_report;
@@ -128,16 +129,22 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
                 requests = Box::new(feed::paced(requests, interval, stop.clone()));
             }
             match a.mode() {
-                ClientMode::Direct(c) => Job::new(move |ev| client::run(&c, requests, &stop, ev)),
+                // A run whose requests ended because a signal stopped their reader (a paced
+                // or Titanic feed, stdin) finished them all, yet was interrupted: 130.
+                ClientMode::Direct(c) => Job::new(move |ev| {
+                    let report = client::run(&c, requests, &stop, ev)?;
+                    Ok(interrupted_if(&stop, report))
+                }),
                 ClientMode::Titanic(c) => Job::new(move |ev| {
                     // Its loop reads requests itself: Ctrl-C must not wait for the next line.
                     let requests = feed::until_stopped(requests, stop.clone());
                     let report = titanic::run_client(&c, requests, &stop, ev)?;
                     Ok(interrupted_if(&stop, report))
                 }),
-                ClientMode::Freelance(c) => {
-                    Job::new(move |ev| freelance::run_client(&c, requests, &stop, ev))
-                }
+                ClientMode::Freelance(c) => Job::new(move |ev| {
+                    let report = freelance::run_client(&c, requests, &stop, ev)?;
+                    Ok(interrupted_if(&stop, report))
+                }),
             }
             .client(&a, input)
         }

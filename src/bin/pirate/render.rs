@@ -131,7 +131,7 @@ impl Renderer {
             std::env::var_os("NO_COLOR").as_deref(),
         );
         if self.live && std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new_spinner();
+            let bar = crate::bar::on_stderr(None);
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {msg}").expect("static template is valid"),
             );
@@ -179,7 +179,7 @@ impl Renderer {
     pub fn with_progress(mut self, total: Option<u64>) -> Self {
         if let Some(total) = total {
             if std::io::stderr().is_terminal() && !self.output.quiet {
-                let bar = ProgressBar::new(total);
+                let bar = crate::bar::on_stderr(Some(total));
                 bar.set_style(
                     ProgressStyle::with_template(
                         "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} replies {msg}",
