@@ -41,6 +41,7 @@
 //!   merged latency histogram.
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.
+//! - [`words`]: counted nouns ("1 fault", "2 faults") for the lines people read.
 //! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
 //!   its report (`chaos::report`), and the message-fault proxy (a machine, `chaos::proxy`). The orchestrator that spawns
 //!   the topology is the binary's (`src/bin/pirate/chaos_run.rs`): no library file runs `pirate`.
@@ -71,6 +72,7 @@ pub mod roles;
 pub mod stats;
 pub mod store;
 pub mod transport;
+pub mod words;
 
 pub use error::{Error, Result};
 pub use event::Events;

@@ -892,7 +892,8 @@ impl Verdict {
                 .iter()
                 .filter_map(|r| r.recovered_after_ms)
                 .collect();
-            let _ = write!(out, "\nrecovery: {} faults", self.recoveries.len());
+            let faults = crate::words::count(self.recoveries.len() as u64, "fault");
+            let _ = write!(out, "\nrecovery: {faults}");
             if !times.is_empty() {
                 let max = times.iter().copied().fold(0.0, f64::max);
                 let avg = times.iter().sum::<f64>() / times.len() as f64;

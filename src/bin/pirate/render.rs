@@ -522,7 +522,11 @@ pub fn summary_text(report: &Report) -> String {
                 b.workers_evicted,
                 b.invalid,
                 b.refused_replies,
-                spread.join(" ")
+                if spread.is_empty() {
+                    "none".to_string()
+                } else {
+                    spread.join(" ")
+                }
             )
         }
     }
