@@ -158,3 +158,31 @@ fn bash_completes_endpoints_with_no_file_and_chaos_report_with_directories() {
     assert!(!report.iter().any(|c| c == "notes.txt"), "{report:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn man_pages_name_each_flags_value_in_the_synopsis_and_document_no_color() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let client = std::fs::read_to_string(dir.join("pirate-client.1")).unwrap();
+    let synopsis = client
+        .split(".SH SYNOPSIS")
+        .nth(1)
+        .and_then(|rest| rest.split(".SH").next())
+        .expect("a SYNOPSIS section");
+    for word in [
+        "--connect <ENDPOINT>",
+        "--timeout <DURATION>",
+        "[REQUEST]...",
+    ] {
+        assert!(
+            synopsis.replace("\\-", "-").contains(word),
+            "{word} not in {synopsis}"
+        );
+    }
+    for page in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(page.unwrap().path()).unwrap();
+        assert!(
+            text.contains(".SH ENVIRONMENT") && text.contains("NO_COLOR"),
+            "a page without NO_COLOR"
+        );
+    }
+}

@@ -187,11 +187,15 @@ fn man_page(name: &str, cmd: clap::Command, pages: &[String]) -> std::io::Result
         .map(|h| h.to_string())
         .unwrap_or_default();
     let has_subcommands = cmd.get_subcommands().next().is_some();
+    let synopsis_of = cmd.clone();
     let man = clap_mangen::Man::new(cmd);
     let mut buffer = Vec::new();
     man.render_title(&mut buffer)?;
     man.render_name_section(&mut buffer)?;
-    man.render_synopsis_section(&mut buffer)?;
+    Roff::default()
+        .control("SH", ["SYNOPSIS"])
+        .text([roman(synopsis(name, &synopsis_of))])
+        .to_writer(&mut buffer)?;
     man.render_description_section(&mut buffer)?;
     man.render_options_section(&mut buffer)?;
     if has_subcommands {
@@ -206,6 +210,8 @@ fn man_page(name: &str, cmd: clap::Command, pages: &[String]) -> std::io::Result
         roff.control("SH", [heading.as_str()]);
         preformatted(&mut roff, &body);
     }
+    roff.control("SH", ["ENVIRONMENT"]);
+    roff.text([roman(ENVIRONMENT)]);
     roff.control("SH", ["EXAMPLES"]);
     let examples = examples(name, pages);
     if examples.is_empty() {
@@ -229,6 +235,65 @@ fn man_page(name: &str, cmd: clap::Command, pages: &[String]) -> std::io::Result
     roff.to_writer(&mut buffer)?;
     man.render_version_section(&mut buffer)?;
     Ok(buffer)
+}
+
+/// The variables pirate reads, on every page.
+const ENVIRONMENT: &str = "NO_COLOR: when set to anything but an empty string, the chaos \
+     verdict and live view are not coloured (see https://no-color.org). Colour is used only \
+     when stderr is a terminal. No other variable changes what pirate does.";
+
+/// The page's SYNOPSIS: the command, then every flag with its value's name (clap_mangen's
+/// own synopsis lists `[--connect]` with no hint of the value it takes), then positionals.
+fn synopsis(name: &str, cmd: &clap::Command) -> String {
+    let mut words = vec![name.replace('-', " ")];
+    let mut positionals = Vec::new();
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let value = || {
+            arg.get_value_names()
+                .map(|names| {
+                    names
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_else(|| arg.get_id().as_str().to_uppercase())
+        };
+        if arg.is_positional() {
+            let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1);
+            let dots = if many { "..." } else { "" };
+            positionals.push(if arg.is_required_set() {
+                format!("<{}>{dots}", value())
+            } else {
+                format!("[{}]{dots}", value())
+            });
+            continue;
+        }
+        let flag = match (arg.get_short(), arg.get_long()) {
+            (Some(short), Some(long)) => format!("-{short}|--{long}"),
+            (Some(short), None) => format!("-{short}"),
+            (None, Some(long)) => format!("--{long}"),
+            (None, None) => continue,
+        };
+        let takes_value = arg.get_action().takes_values();
+        let word = if takes_value {
+            format!("{flag} <{}>", value())
+        } else {
+            flag
+        };
+        words.push(if arg.is_required_set() {
+            word
+        } else {
+            format!("[{word}]")
+        });
+    }
+    words.extend(positionals);
+    match cmd.get_subcommands().next() {
+        Some(_) if cmd.is_subcommand_required_set() => words.push("<COMMAND>".into()),
+        Some(_) => words.push("[COMMAND]".into()),
+        None => {}
+    }
+    words.join(" ")
 }
 
 /// Lines as they are (no filling), for command lines and tables.
