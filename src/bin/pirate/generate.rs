@@ -2,7 +2,7 @@
 //! are committed under `man/` and `completions/`, from the clap definitions, or prints a
 //! new CURVE key pair. Completions for one `--shell` can go to stdout (`--out -`). Each man
 //! page gets, besides clap's sections, the after-help blocks as sections of their own (EXIT
-//! STATUS, VERDICT), EXAMPLES taken from the README's `sh` blocks, and SEE ALSO.
+//! STATUS, VERDICT), EXAMPLES taken from the `sh` blocks of the README and docs/, and SEE ALSO.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,48 @@ use crate::cli::{Cli, GenerateArgs, Generated};
 use crate::help::EXIT_CODES;
 use crate::render::Renderer;
 
-/// The README, whose `sh` examples are the man pages' EXAMPLES.
-const README: &str = include_str!("../../../README.md");
+/// The documentation whose `sh` blocks are the man pages' EXAMPLES, the README first. A new
+/// page under docs/ with examples joins this list.
+const DOCS: [(&str, &str); 14] = [
+    ("README.md", include_str!("../../../README.md")),
+    (
+        "docs/lazy-pirate.md",
+        include_str!("../../../docs/lazy-pirate.md"),
+    ),
+    (
+        "docs/paranoid-pirate.md",
+        include_str!("../../../docs/paranoid-pirate.md"),
+    ),
+    (
+        "docs/majordomo.md",
+        include_str!("../../../docs/majordomo.md"),
+    ),
+    ("docs/titanic.md", include_str!("../../../docs/titanic.md")),
+    (
+        "docs/binary-star.md",
+        include_str!("../../../docs/binary-star.md"),
+    ),
+    (
+        "docs/freelance.md",
+        include_str!("../../../docs/freelance.md"),
+    ),
+    ("docs/chaos.md", include_str!("../../../docs/chaos.md")),
+    ("docs/bench.md", include_str!("../../../docs/bench.md")),
+    ("docs/output.md", include_str!("../../../docs/output.md")),
+    (
+        "docs/security.md",
+        include_str!("../../../docs/security.md"),
+    ),
+    (
+        "docs/benchmarks.md",
+        include_str!("../../../docs/benchmarks.md"),
+    ),
+    ("docs/fuzzing.md", include_str!("../../../docs/fuzzing.md")),
+    (
+        "docs/contributing.md",
+        include_str!("../../../docs/contributing.md"),
+    ),
+];
 
 /// The shells written when no `--shell` is given, and their file names.
 const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
@@ -215,7 +255,7 @@ fn man_page(name: &str, cmd: clap::Command, pages: &[String]) -> std::io::Result
     roff.control("SH", ["EXAMPLES"]);
     let examples = examples(name, pages);
     if examples.is_empty() {
-        roff.text([roman("See the README for walk-throughs of every pattern.")]);
+        roff.text([roman("See docs/ for walk-throughs of every pattern.")]);
     } else {
         preformatted(&mut roff, &examples.join("\n"));
     }
@@ -230,7 +270,7 @@ fn man_page(name: &str, cmd: clap::Command, pages: &[String]) -> std::io::Result
     roff.text([roman(
         "The ZeroMQ Guide, chapter 4, Reliable Request-Reply Patterns: \
          https://zguide.zeromq.org/docs/chapter4/; the RFCs 6/PPP, 7/MDP, 8/MMI, 9/TSP, \
-         10/FLP and 18/MDP at https://rfc.zeromq.org; the README of pirate.",
+         10/FLP and 18/MDP at https://rfc.zeromq.org; the README and docs/ of pirate.",
     )]);
     roff.to_writer(&mut buffer)?;
     man.render_version_section(&mut buffer)?;
@@ -330,56 +370,69 @@ fn after_help_sections(text: &str) -> Vec<(String, String)> {
     sections
 }
 
-/// The README's examples for page `name`: every line of its `sh` blocks that runs that
-/// exact subcommand (`pirate client …`, `printf … | pirate client`, `for …; do pirate worker
-/// …`), with its continuation lines. `pirate(1)` gets the first example of every page.
+/// The EXAMPLES of page `name`: every documentation `sh` block with a command that runs that
+/// exact subcommand (`pirate client …`, `printf … | pirate client`), whole, under a comment
+/// naming the page and section it comes from, so that a step of a walk-through keeps the
+/// steps around it. `pirate(1)` gets the README's blocks.
 fn examples(name: &str, pages: &[String]) -> Vec<String> {
-    let all = readme_examples(pages);
-    if name == "pirate" {
-        let mut firsts: Vec<String> = Vec::new();
-        for page in pages {
-            if let Some((_, example)) = all.iter().find(|(p, _)| p == page) {
-                firsts.push(example.clone());
-            }
-        }
-        return firsts;
-    }
-    all.into_iter()
-        .filter(|(page, _)| page == name)
-        .map(|(_, example)| example)
-        .collect()
-}
-
-/// Every example in the README's `sh` blocks, with the page of the subcommand it runs.
-fn readme_examples(pages: &[String]) -> Vec<(String, String)> {
     let mut examples = Vec::new();
-    let mut in_sh = false;
-    let mut lines = README.lines();
-    while let Some(line) = lines.next() {
-        if line.starts_with("```") {
-            in_sh = !in_sh && line.trim() == "```sh";
-            continue;
-        }
-        if !in_sh {
-            continue;
-        }
-        let mut example = line.to_string();
-        let mut last = line;
-        while last.trim_end().ends_with('\\') {
-            match lines.next() {
-                Some(next) => {
-                    example.push('\n');
-                    example.push_str(next);
-                    last = next;
-                }
-                None => break,
+    for block in doc_blocks() {
+        let wanted = if name == "pirate" {
+            block.source == "README.md" && block.lines.iter().any(|l| page_of(l, pages).is_some())
+        } else {
+            block
+                .lines
+                .iter()
+                .any(|l| page_of(l, pages).as_deref() == Some(name))
+        };
+        if wanted {
+            if !examples.is_empty() {
+                examples.push(String::new());
             }
-        }
-        if let Some(page) = page_of(line, pages) {
-            examples.push((page, example));
+            examples.push(format!("# {}: {}", block.source, block.heading));
+            examples.extend(block.lines);
         }
     }
     examples
+}
+
+/// One `sh` block of the documentation: the file, the heading it stands under, its lines.
+struct DocBlock {
+    source: &'static str,
+    heading: String,
+    lines: Vec<String>,
+}
+
+/// Every `sh` block of the README and the docs, in order.
+fn doc_blocks() -> Vec<DocBlock> {
+    let mut blocks = Vec::new();
+    for (source, text) in DOCS {
+        let mut heading = String::new();
+        // The block being read, and whether it is an `sh` one (other fences are skipped).
+        let mut open: Option<(bool, Vec<String>)> = None;
+        for line in text.lines() {
+            match (&mut open, line.strip_prefix("```")) {
+                (None, Some(info)) => {
+                    open = Some((info == "sh" || info.starts_with("sh "), Vec::new()))
+                }
+                (Some(_), Some("")) => {
+                    if let Some((true, lines)) = open.take() {
+                        blocks.push(DocBlock {
+                            source,
+                            heading: heading.clone(),
+                            lines,
+                        });
+                    }
+                }
+                (Some((_, lines)), _) => lines.push(line.to_string()),
+                (None, None) if line.starts_with('#') => {
+                    heading = line.trim_start_matches('#').trim().to_string()
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    blocks
 }
 
 /// The page of the subcommand a shell line runs: the longest `pirate-<word>-<word>` that is
