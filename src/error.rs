@@ -1,9 +1,7 @@
 //! One error type for the whole crate, and the process exit code each kind maps to.
 //!
-//! Exit codes (also in the man page and the README):
-//! 0 success · 1 finished but something was lost, wrong or abandoned · 2 usage error ·
-//! 69 a peer was unreachable for good (EX_UNAVAILABLE) · 70 internal error (EX_SOFTWARE) ·
-//! 130 interrupted by Ctrl-C or SIGTERM.
+//! [`EXIT_STATUSES`] is the one table of exit codes: the help's EXIT STATUS (and so the man
+//! pages), `docs/output.md` and the README are tested against it.
 
 use std::fmt;
 
@@ -13,15 +11,43 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 /// Exit code: the command line was wrong.
 pub const EXIT_USAGE: i32 = 2;
-/// Exit code: a peer was unreachable for good (sysexits EX_UNAVAILABLE).
-pub const EXIT_UNAVAILABLE: i32 = 69;
 /// A client gave up, and the broker had said (`mmi.service` 404) that no worker serves the
 /// service: the broker is up, the service is not (sysexits' EX_NOHOST).
 pub const EXIT_NO_SERVICE: i32 = 68;
+/// Exit code: a peer was unreachable for good (sysexits EX_UNAVAILABLE).
+pub const EXIT_UNAVAILABLE: i32 = 69;
 /// Exit code: a bug or an unexpected failure inside `pirate` (sysexits EX_SOFTWARE).
 pub const EXIT_INTERNAL: i32 = 70;
 /// Exit code: stopped by Ctrl-C or SIGTERM (128 + SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
+/// Exit code: stdout was closed under us (`pirate client … | head -1`): the status of a
+/// program killed by SIGPIPE (128 + 13), which `set -o pipefail` scripts already expect of
+/// `seq`, `yes` or `cat` in that place. Nothing is printed.
+pub const EXIT_STDOUT_CLOSED: i32 = 141;
+
+/// Every exit status, with what it means in a few words.
+pub const EXIT_STATUSES: [(i32, &str); 8] = [
+    (EXIT_OK, "success"),
+    (
+        EXIT_FAILED,
+        "the run finished but something was lost, wrong or abandoned",
+    ),
+    (EXIT_USAGE, "usage error, before anything starts"),
+    (
+        EXIT_NO_SERVICE,
+        "a broker is up but no worker serves the service",
+    ),
+    (
+        EXIT_UNAVAILABLE,
+        "a peer stayed unreachable after every retry",
+    ),
+    (EXIT_INTERNAL, "internal error"),
+    (EXIT_INTERRUPTED, "interrupted by Ctrl-C or SIGTERM"),
+    (
+        EXIT_STDOUT_CLOSED,
+        "stdout was closed: the run stopped, quietly",
+    ),
+];
 
 /// Everything that can stop a role. Each variant's message is one line that says what went
 /// wrong and, where we can tell, what to do about it.

@@ -184,3 +184,42 @@ fn the_readme_quick_start_works_as_written() {
     let (code, out, err) = run(&refs(&client), None);
     assert_eq!((code, out.as_str()), (0, "hello\n"), "{err}");
 }
+
+/// The exit status table of docs/output.md and the README's line list exactly the codes of the
+/// one table in code, `pirate::error::EXIT_STATUSES`, in its order.
+#[test]
+fn the_documented_exit_statuses_are_the_ones_in_the_code() {
+    let codes: Vec<String> = pirate::error::EXIT_STATUSES
+        .iter()
+        .map(|(code, _)| code.to_string())
+        .collect();
+    let output = std::fs::read_to_string(root().join("docs/output.md")).unwrap();
+    let section = &output[output
+        .find("## Exit status")
+        .expect("an Exit status section")..];
+    let table: Vec<String> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("| code"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_start_matches('|')
+                .split('|')
+                .next()
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(table, codes, "docs/output.md");
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Exit status")
+        .expect("an Exit status section")..];
+    let paragraph = section.split("\n\n").nth(1).unwrap();
+    let listed: Vec<String> = paragraph
+        .split('·')
+        .map(|item| item.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, codes, "README.md");
+}

@@ -40,3 +40,25 @@ VERDICT:
 ",
     exit_codes!()
 );
+
+#[cfg(test)]
+mod tests {
+    use pirate::error::EXIT_STATUSES;
+
+    /// The codes the help lists: the first word of each line that starts with two spaces
+    /// and a number.
+    fn listed(text: &str) -> Vec<i32> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("  "))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn the_help_lists_exactly_the_exit_statuses_of_the_one_table() {
+        let table: Vec<i32> = EXIT_STATUSES.iter().map(|(code, _)| *code).collect();
+        assert_eq!(listed(super::EXIT_CODES), table);
+        let chaos = super::CHAOS_AFTER_HELP;
+        assert_eq!(listed(&chaos[chaos.find("EXIT STATUS:").unwrap()..]), table);
+    }
+}

@@ -34,11 +34,6 @@ use pirate::faults::random_seed;
 use pirate::feed::{self, Split};
 use render::{Renderer, ReplyEnd, View};
 
-/// Exit status when stdout was closed under us (`pirate client … | head -1`): the one a
-/// program killed by SIGPIPE has (128 + 13), which is what `set -o pipefail` scripts already
-/// expect of `seq`, `yes` or `cat` in that place. No message is printed.
-const EXIT_STDOUT_CLOSED: i32 = 141;
-
 /// First Ctrl-C/SIGTERM: raise `stop`, the one stop signal every loop of the run holds
 /// (partial summary, exit 130; running `--exec` commands are killed on the way out, in
 /// `main`). Second: kill the commands and exit now.
@@ -268,7 +263,7 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     let job = job(cli.command, &stop)?;
     let report = render::run(output, job.view, job.end, &stop, job.run)?;
     if render::stdout_closed() {
-        return Ok(EXIT_STDOUT_CLOSED);
+        return Ok(error::EXIT_STDOUT_CLOSED);
     }
     let code = exit_code_of(&report);
     match job.input.get() {
