@@ -46,6 +46,9 @@
 //!   its report (`chaos::report`), and the message-fault proxy (a machine, `chaos::proxy`). The orchestrator that spawns
 //!   the topology is the binary's (`src/bin/pirate/chaos_run.rs`): no library file runs `pirate`.
 //!
+//! The wire formats the comments quote, and the Guide's "traps" they cite by number, are in
+//! `docs/protocols.md`.
+//!
 //! Imports go one way (no module imports one that imports it back): codecs and `msg` at the
 //! bottom; `stats`, `chaos::checker`, `chaos::report` below `event`; `event` below
 //! `transport`; the roles above all of them.

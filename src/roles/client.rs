@@ -4,7 +4,7 @@
 //!
 //! # Which reply answers which request
 //! A client must never take a reply for the answer to a request it does not answer (trap 9 in
-//! `protocols.md`): a server that sends a stale copy of its previous reply, a proxy that
+//! `docs/protocols.md`): a server that sends a stale copy of its previous reply, a proxy that
 //! duplicates or delays, a late reply to an earlier attempt. Two mechanisms, chosen per
 //! endpoint ([`Correlation`]):
 //! - **Request ids** (bare, always; Majordomo when the broker answers `mmi.correlate` with

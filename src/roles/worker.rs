@@ -37,7 +37,7 @@
 //! would; the work starts once it thaws. Stalls are deadlines, never sleeps. The counters
 //! (requests, replies, faults, reconnects) are the process's, summed over its sessions.
 //!
-//! Frames, worker side (protocols.md): PPP `0x01` READY · `0x02` HEARTBEAT ·
+//! Frames, worker side (docs/protocols.md): PPP `0x01` READY · `0x02` HEARTBEAT ·
 //! `[client]["" ][body…]` request and reply; MDP in [`mdp_worker`](super::mdp_worker).
 
 use std::collections::VecDeque;

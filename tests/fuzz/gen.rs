@@ -1,5 +1,5 @@
 //! The seeded wire-message generator of the fuzz tests: valid messages of every protocol in
-//! `protocols.md` (6/PPP, 7/MDP, 18/MDP, 8/MMI, 9/TSP, 10/FLP, Binary Star states, correlated
+//! `docs/protocols.md` (6/PPP, 7/MDP, 18/MDP, 8/MMI, 9/TSP, 10/FLP, Binary Star states, correlated
 //! REQ envelopes), mutations of them, and random multipart messages. Everything it draws comes
 //! from one ChaCha generator, so a seed replays the same sequence of messages.
 
