@@ -256,6 +256,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 plain\t'PLAIN: every binder requires one generated user and password, every connector logs in'
 curve\t'CURVE: every binder has one generated server key, every connector encrypts to it'"
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l out -d 'Write results.json, history.jsonl, report.html and each process\'s log into DIR' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l replay -d 'Run again the configuration a past run recorded in DIR/results.json (its seed included); only --out, -v, -q and --json go beside it' -r -f -a "(__fish_complete_directories)"
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l strict -d 'Re-executions on workers make the verdict invalid (default: reported only)'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'

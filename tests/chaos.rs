@@ -945,3 +945,95 @@ fn freelance_refuses_what_it_cannot_do() {
         assert!(err.contains(expected), "{extra:?}: {err}");
     }
 }
+
+/// A run with --out says where its report is and the whole command that replays it; its
+/// results.json and report.html record every flag, the build, the date and the host; and
+/// `--replay DIR` runs the same configuration again: the same schedule, from the same seed.
+#[test]
+fn a_run_records_its_configuration_and_replay_runs_it_again() {
+    let first = out_dir("replay-first");
+    let args = [
+        "chaos",
+        "run",
+        "--pattern",
+        "lazy",
+        "--duration",
+        "2s",
+        "--nemesis-interval",
+        "400ms",
+        "--requests",
+        "20",
+        "--out",
+        first.to_str().unwrap(),
+    ];
+    let (code, _, err) = chaos("replay-first", &args);
+    assert_eq!(code, 0, "{err}");
+    let page = first.join("report.html");
+    assert!(
+        err.contains(&format!("report: {}", page.display())),
+        "{err}"
+    );
+    let results = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
+    };
+    let recorded = results(&first);
+    let seed = recorded["seed"].as_u64().unwrap().to_string();
+    let replay_line = format!(
+        "replay: pirate chaos run --pattern lazy --duration 2s --nemesis-interval 400ms \
+         --requests 20 --seed {seed}"
+    );
+    assert!(err.contains(&replay_line), "{err}");
+    let record = &recorded["run"];
+    assert_eq!(
+        record["flags"]["workers"], "3",
+        "a default is recorded: {record}"
+    );
+    assert_eq!(record["flags"]["pattern"], "lazy", "{record}");
+    assert_eq!(record["flags"]["seed"], seed.as_str(), "{record}");
+    for field in ["version", "commit", "started", "host"] {
+        assert!(
+            !record[field].as_str().unwrap().is_empty(),
+            "{field}: {record}"
+        );
+    }
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<h2>Configuration</h2>") && html.contains("--nemesis-interval"));
+
+    let again = out_dir("replay-again");
+    let (code, _, err) = chaos(
+        "replay-again",
+        &[
+            "chaos",
+            "run",
+            "--replay",
+            first.to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let replayed = results(&again);
+    assert_eq!(replayed["seed"], recorded["seed"]);
+    assert_eq!(replayed["schedule"], recorded["schedule"]);
+    assert_eq!(replayed["run"]["flags"]["requests"], "20");
+
+    let (code, _, err) = run(
+        &[
+            "chaos",
+            "run",
+            "--replay",
+            first.to_str().unwrap(),
+            "--workers",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--workers cannot change it"), "{err}");
+    let (code, _, err) = run(&["chaos", "run", "--replay", "/nonexistent-run"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot read /nonexistent-run/results.json"),
+        "{err}"
+    );
+}

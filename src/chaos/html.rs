@@ -51,6 +51,8 @@ pub struct RunResults {
     pub fault_phase_ms: u64,
     pub injected: BTreeMap<String, u64>,
     pub findings: Findings,
+    /// How the run was started (absent from runs older than the record).
+    pub run: super::report::RunRecord,
 }
 
 /// The checker's findings as `results.json` carries them.
@@ -123,6 +125,7 @@ pub fn render(records: &[Record], results: &RunResults, skipped_lines: u64) -> S
     counts_section(&mut page, results, skipped_lines);
     faults_section(&mut page, &run);
     sequences_section(&mut page, &run);
+    configuration_section(&mut page, &results.run);
     page.push_str(
         "<footer>Made by <code>pirate chaos</code>; re-render from the run's directory with \
          <code>pirate chaos report DIR</code>.</footer>\n</body>\n</html>\n",
@@ -144,6 +147,34 @@ svg text{font:11px system-ui,sans-serif}\
 details{margin:.15em 0}summary{cursor:pointer}summary.bad{color:#b22}\
 code{background:#f3f3f3;padding:0 3px}footer{margin-top:2em;color:#777;font-size:.9em}\
 .legend span{display:inline-block;margin-right:1.2em}.sw{display:inline-block;width:12px;height:10px;margin-right:4px;vertical-align:middle}";
+
+/// The run's configuration: the command that replays it, every flag, the build, the date and
+/// the host. Nothing for results written before runs kept a record.
+fn configuration_section(page: &mut String, run: &super::report::RunRecord) {
+    if run.replay.is_empty() {
+        return;
+    }
+    let _ = write!(
+        page,
+        "<h2>Configuration</h2>\n<p>Run again with <code>{}</code> (or <code>pirate chaos run \
+         --replay DIR</code> on this run's directory). pirate {} ({}), started {} on {}.</p>\n\
+         <table>\n<tr><th>flag</th><th>value</th></tr>\n",
+        esc(&run.replay_line()),
+        esc(&run.version),
+        esc(&run.commit),
+        esc(&run.started),
+        esc(&run.host)
+    );
+    for (flag, value) in &run.flags {
+        let _ = writeln!(
+            page,
+            "<tr><td><code>--{}</code></td><td>{}</td></tr>",
+            esc(flag),
+            esc(value)
+        );
+    }
+    page.push_str("</table>\n");
+}
 
 /// Escapes text for HTML (and SVG): metacharacters as entities, control characters as
 /// `\xNN`, so a request body of any bytes shows as text and cannot become markup.

@@ -85,6 +85,46 @@ pub struct ChaosReport {
     pub findings: Verdict,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<String>,
+    /// How the run was started: enough to run it again (`pirate chaos run --replay DIR`).
+    pub run: RunRecord,
+}
+
+/// How a chaos run was started, as its `results.json` and report keep it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct RunRecord {
+    /// The command that runs the same configuration again: the command line as given, its
+    /// `--seed` set to the run's seed, without `--out` (a replay writes elsewhere).
+    pub replay: Vec<String>,
+    /// Every flag of the run, defaults included, by name (values as typed; lists joined by
+    /// commas).
+    pub flags: BTreeMap<String, String>,
+    /// pirate's version and the commit it was built from (`unknown` outside a git checkout).
+    pub version: String,
+    pub commit: String,
+    /// When the run started (RFC 3339, UTC) and on which host.
+    pub started: String,
+    pub host: String,
+}
+
+impl RunRecord {
+    /// The replay command as one line a shell reads back as the same words.
+    pub fn replay_line(&self) -> String {
+        self.replay
+            .iter()
+            .map(|w| {
+                let plain = !w.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_./:=,%@+".contains(c));
+                if plain {
+                    w.clone()
+                } else {
+                    format!("'{}'", w.replace('\'', r"'\''"))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 /// What the live view shows of one process.
@@ -104,4 +144,30 @@ pub struct ProcessStatus {
     pub activity: String,
     /// Requests a client gave up on so far.
     pub abandoned: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunRecord;
+
+    #[test]
+    fn a_replay_line_quotes_what_a_shell_would_split_or_expand() {
+        let record = RunRecord {
+            replay: [
+                "pirate",
+                "--worker-cmd",
+                "./w --broker {endpoint}",
+                "--proxy-faults",
+            ]
+            .into_iter()
+            .chain(["--drop 10%", "it's"])
+            .map(String::from)
+            .collect(),
+            ..RunRecord::default()
+        };
+        assert_eq!(
+            record.replay_line(),
+            r#"pirate --worker-cmd './w --broker {endpoint}' --proxy-faults '--drop 10%' 'it'\''s'"#
+        );
+    }
 }

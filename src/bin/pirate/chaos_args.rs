@@ -165,6 +165,10 @@ pub struct ChaosRunArgs {
     /// Write results.json, history.jsonl, report.html and each process's log into DIR
     #[arg(long, value_name = "DIR")]
     pub out: Option<std::path::PathBuf>,
+    /// Run again the configuration a past run recorded in DIR/results.json (its seed
+    /// included); only --out, -v, -q and --json go beside it
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub replay: Option<std::path::PathBuf>,
 }
 
 impl ChaosRunArgs {
@@ -255,6 +259,7 @@ impl ChaosRunArgs {
             strict: self.strict,
             out: self.out.clone(),
             security: ChaosSecurity { binder, connector },
+            record: Default::default(),
         })
     }
 }

@@ -95,6 +95,8 @@ pub struct ChaosConfig {
     pub out: Option<PathBuf>,
     /// Flags that secure the topology (`--security`); empty: none.
     pub security: ChaosSecurity,
+    /// How the run was started (its command, every flag, the build), for its results.
+    pub record: pirate::chaos::report::RunRecord,
 }
 
 /// Security flags for a topology: given to every `pirate` child that binds, and to every one
@@ -174,6 +176,7 @@ impl ChaosConfig {
             strict: false,
             out: None,
             security: ChaosSecurity::default(),
+            record: Default::default(),
         }
     }
 
@@ -1346,6 +1349,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
         injected: nemesis.injected,
         findings,
         out: config.out.as_ref().map(|p| p.display().to_string()),
+        run: config.record.clone(),
     };
     for dir in &temporary {
         let _ = std::fs::remove_dir_all(dir);

@@ -6,6 +6,7 @@ mod auth_args;
 mod bar;
 mod bench;
 mod chaos_args;
+mod chaos_record;
 mod chaos_report;
 mod chaos_run;
 mod cli;
@@ -109,7 +110,7 @@ fn interrupted_if(stop: &Stop, report: Report) -> Report {
 
 /// The one place a role is registered: each subcommand (and mode) to the config its flags
 /// make and the library call that runs it, one arm each. Its flags' rules are in `validate`.
-fn job(command: Command, stop: &Stop) -> error::Result<Job> {
+fn job(command: Command, invocation: &Invocation, stop: &Stop) -> error::Result<Job> {
     let stop = stop.clone();
     Ok(match command {
         Command::Server(a) => match a.mode() {
@@ -172,7 +173,7 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
         Command::Chaos(args) => {
             let exe = std::env::current_exe()
                 .map_err(|e| Error::Internal(format!("cannot find the pirate binary: {e}")))?;
-            let c = match args.command {
+            let mut c = match args.command {
                 Some(ChaosCommand::Run(a)) => a.config(exe).map_err(Error::Usage)?,
                 Some(ChaosCommand::Report(_)) => unreachable!("pirate chaos report runs no role"),
                 _ => ChaosConfig {
@@ -180,6 +181,11 @@ fn job(command: Command, stop: &Stop) -> error::Result<Job> {
                     ..ChaosConfig::demo(exe, args.seed.unwrap_or_else(random_seed))
                 },
             };
+            // The matches of `chaos run`, or of `chaos` itself for the demonstration.
+            let chaos = invocation.matches.subcommand_matches("chaos");
+            if let Some(matches) = chaos.map(|m| m.subcommand_matches("run").unwrap_or(m)) {
+                c.record = chaos_record::record(&invocation.argv, matches, c.seed);
+            }
             Job::new(move |ev| chaos_run::run(&c, &stop, ev).map(|r| Report::Chaos(Box::new(r))))
                 .with_view(View::Live)
         }
@@ -237,7 +243,7 @@ fn install_security(
     pirate::auth::install(security, stop)
 }
 
-fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
+fn run(cli: Cli, invocation: &Invocation, stop: Stop) -> error::Result<i32> {
     let output = shared_args::OutputArgs {
         role: cli.command.role(),
         ..cli.output
@@ -260,7 +266,7 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     if let Command::Bench(args) = cli.command {
         return bench::run(args, output, &stop);
     }
-    let job = job(cli.command, &stop)?;
+    let job = job(cli.command, invocation, &stop)?;
     let report = render::run(output, job.view, job.end, &stop, job.run)?;
     if render::stdout_closed() {
         return Ok(error::EXIT_STDOUT_CLOSED);
@@ -280,14 +286,62 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     }
 }
 
+/// The command line as given (lossy where not UTF-8) and clap's matches of it: what a chaos
+/// run records of how it was started.
+struct Invocation {
+    argv: Vec<String>,
+    matches: clap::ArgMatches,
+}
+
+/// `argv` parsed into the flags' structs and the matches they came from.
+fn parse(argv: &[String]) -> Result<(Cli, clap::ArgMatches), clap::Error> {
+    let matches = parser().try_get_matches_from(argv)?;
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+    Ok((cli, matches))
+}
+
+/// `pirate chaos run --replay DIR`: the command line recorded in DIR, to parse instead.
+fn replayed(
+    cli: &Cli,
+    argv: &[String],
+    matches: &clap::ArgMatches,
+) -> Option<Result<Vec<String>, String>> {
+    let Command::Chaos(ChaosArgs {
+        command: Some(ChaosCommand::Run(run)),
+        ..
+    }) = &cli.command
+    else {
+        return None;
+    };
+    let dir = run.replay.as_ref()?;
+    let run_matches = matches
+        .subcommand_matches("chaos")?
+        .subcommand_matches("run")?;
+    Some(chaos_record::replay_argv(dir, argv, run_matches))
+}
+
 /// Parses the command line. A usage error is one line on stderr and exit 2, before anything
 /// starts (clap's tip, when it has one, joins that line); help and version print as usual.
-fn parse_cli() -> Cli {
-    let parsed = parser()
-        .try_get_matches()
-        .and_then(|mut matches| <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut matches));
+fn parse_cli() -> (Cli, Invocation) {
+    let mut argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut parsed = parse(&argv);
+    if let Ok((cli, matches)) = &parsed {
+        match replayed(cli, &argv, matches) {
+            Some(Ok(recorded)) => {
+                argv = recorded;
+                parsed = parse(&argv);
+            }
+            Some(Err(why)) => {
+                eprintln!("error: {why}");
+                std::process::exit(error::EXIT_USAGE);
+            }
+            None => {}
+        }
+    }
     match parsed {
-        Ok(cli) => cli,
+        Ok((cli, matches)) => (cli, Invocation { argv, matches }),
         // Help, version, and `pirate` alone (help on stderr, exit 2): as clap prints them.
         Err(e)
             if !e.use_stderr()
@@ -376,10 +430,10 @@ fn one_line(text: &str) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = parse_cli();
+    let (cli, invocation) = parse_cli();
     let stop = Stop::new();
     install_signal_handler(stop.clone());
-    let code = match run(cli, stop) {
+    let code = match run(cli, &invocation, stop) {
         Ok(code) => code,
         Err(Error::Interrupted) => error::EXIT_INTERRUPTED,
         Err(e) => {

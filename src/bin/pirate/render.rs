@@ -462,8 +462,23 @@ pub fn summary_text(report: &Report) -> String {
         ),
         Report::Chaos(c) => {
             let injected: Vec<String> = c.injected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            // Where the evidence is, and the whole command that runs the same again (a
+            // seed alone does not replay a run that had other flags).
+            let report = c
+                .out
+                .as_ref()
+                .map(|dir| {
+                    let page = std::path::Path::new(dir).join(crate::chaos_report::FILE);
+                    format!("\nreport: {}", page.display())
+                })
+                .unwrap_or_default();
+            let replay = if c.run.replay.is_empty() {
+                format!("pirate chaos --seed {}", c.seed)
+            } else {
+                c.run.replay_line()
+            };
             format!(
-                "{}\nnemesis: {} (fault phase {:.1}s)\nseed {} (replay with --seed {})",
+                "{}\nnemesis: {} (fault phase {:.1}s)\nseed {}{report}\nreplay: {replay}",
                 c.findings.summary_text().trim_end(),
                 if injected.is_empty() {
                     "nothing injected".to_string()
@@ -472,7 +487,6 @@ pub fn summary_text(report: &Report) -> String {
                 },
                 c.fault_phase_ms as f64 / 1000.0,
                 c.seed,
-                c.seed
             )
         }
         Report::Proxy(p) => {
