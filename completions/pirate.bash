@@ -1202,7 +1202,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__worker)
-            opts="-v -q -h -V --connect --protocol --service --heartbeat --liveness --reconnect --reconnect-max --name --concurrency --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --protocol --dialect --service --heartbeat --liveness --reconnect --reconnect-max --name --concurrency --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1214,6 +1214,10 @@ _pirate() {
                     ;;
                 --protocol)
                     COMPREPLY=($(compgen -W "paranoid simple mdp mdp2" -- "${cur}"))
+                    return 0
+                    ;;
+                --dialect)
+                    COMPREPLY=($(compgen -W "auto rfc guide-cpp" -- "${cur}"))
                     return 0
                     ;;
                 --service)

@@ -125,6 +125,19 @@ fn worker_refuses_zero_durations_and_bad_endpoints() {
         &["worker", "--connect", "tcp://[::g]:5556"],
         "not an IPv6 address",
     );
+    refused(&["worker", "--dialect", "words"], "'--dialect <DIALECT>'");
+    refused(
+        &[
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--dialect",
+            "rfc",
+        ],
+        "--dialect is for Simple and Paranoid workers",
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use pirate::roles::freelance::{FreelanceClientConfig, FreelanceServerConfig};
 use pirate::roles::queue::{QueueConfig, QueuePolicy};
 use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
-use pirate::roles::worker::{PirateProtocol, WorkerConfig, MAX_CONCURRENCY};
+use pirate::roles::worker::{PirateProtocol, ReadyDialect, WorkerConfig, MAX_CONCURRENCY};
 
 use crate::auth_args::{ClientAuthArgs, ServerAuthArgs};
 use crate::chaos_args::{ChaosArgs, ChaosCommand};
@@ -485,6 +485,18 @@ pub enum WorkerProtocol {
     Mdp2,
 }
 
+/// How a Simple or Paranoid worker spells READY (and, until the queue has said, HEARTBEAT).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerDialect {
+    /// 6/PPP's byte 0x01 first; a socket whose READY gets no answer within the liveness
+    /// window is followed by one that says the word "READY", and the spelling answered is kept
+    Auto,
+    /// Always 6/PPP's bytes 0x01 and 0x02
+    Rfc,
+    /// Always the words "READY" and "HEARTBEAT" of the Guide's C++ ppqueue and spqueue
+    GuideCpp,
+}
+
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// Endpoint of the queue's backend or the broker [default: tcp://localhost:5556, or
@@ -495,6 +507,10 @@ pub struct WorkerArgs {
     /// Protocol to speak
     #[arg(long, value_enum, default_value = "paranoid")]
     pub protocol: WorkerProtocol,
+    /// How READY is spelled (paranoid, simple): the Guide's C++ queues take only the word
+    /// "READY"; simple workers send the byte unless pinned to guide-cpp
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dialect: WorkerDialect,
     /// Majordomo service to register for (mdp, mdp2)
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
@@ -576,6 +592,11 @@ impl WorkerArgs {
             faults,
             seed: self.faults.seed(),
             concurrency: self.concurrency.into(),
+            dialect: match self.dialect {
+                WorkerDialect::Auto => ReadyDialect::Auto,
+                WorkerDialect::Rfc => ReadyDialect::Rfc,
+                WorkerDialect::GuideCpp => ReadyDialect::GuideCpp,
+            },
         }
     }
 }
