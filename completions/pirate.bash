@@ -652,7 +652,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__client)
-            opts="-0 -v -q -h -V --null --whole --connect --settle --timeout --retries --count --interval --expect-echo --service --protocol --titanic --poll-interval --window --freelance --ping --server-ttl --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-0 -v -q -h -V --null --whole --connect --settle --timeout --retries --count --interval --expect-echo --service --protocol --titanic --poll-interval --correlate --window --freelance --ping --server-ttl --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -692,6 +692,10 @@ _pirate() {
                     ;;
                 --poll-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --correlate)
+                    COMPREPLY=($(compgen -W "id socket" -- "${cur}"))
                     return 0
                     ;;
                 --window)

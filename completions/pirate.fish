@@ -82,6 +82,8 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l protocol -d 'Cl
 mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'
 mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l poll-interval -d 'With --titanic: wait between polls of titanic.reply while the reply is pending' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l correlate -d 'How a reply is tied to its request: id puts a request id in the envelope of each request on one DEALER; socket sends each request on a fresh REQ socket with nothing but the body, for a queue and worker that take only a REQ client\'s envelope (the Guide\'s ppqueue and ppworker) [default: id; mdp/mdp2: what the broker\'s mmi.correlate says]' -r -f -a "id\t'A request id in each request\'s envelope, echoed back with its reply'
+socket\t'A fresh REQ socket per request (and per retry): the body alone on the wire'"
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l ping -d 'With --freelance: how often each server is pinged' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l server-ttl -d 'With --freelance: a server silent this long is dead (until it answers again)' -r

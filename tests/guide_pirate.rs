@@ -146,9 +146,9 @@ struct Client {
 }
 
 impl Client {
-    fn start(front: u16) -> Client {
+    fn start(front: u16, extra: &[&str]) -> Client {
         let connect = local(front);
-        let args = [
+        let mut args = vec![
             "client",
             "--json",
             "--connect",
@@ -158,6 +158,7 @@ impl Client {
             "--retries",
             "30",
         ];
+        args.extend_from_slice(extra);
         Client {
             proc: spawn_with_stdin("client", &args, true),
             sent: 0,
@@ -190,7 +191,12 @@ impl Client {
 /// `pirate client` → `queue` → two `workers`: five requests; `kill -9` of one worker, five
 /// more; for Paranoid a restart of the queue, five more. Every request answered, in order.
 fn survives(pattern: Pattern, queue: Side, workers: Side) {
-    let what = format!("{pattern:?}: queue {queue:?}, workers {workers:?}");
+    survives_with(pattern, queue, workers, &[]);
+}
+
+/// [`survives`], the client started with `client_args` too.
+fn survives_with(pattern: Pattern, queue: Side, workers: Side, client_args: &[&str]) {
+    let what = format!("{pattern:?}: queue {queue:?}, workers {workers:?}, {client_args:?}");
     let Some(mut q) = Queue::start(queue, pattern) else {
         return;
     };
@@ -206,7 +212,7 @@ fn survives(pattern: Pattern, queue: Side, workers: Side) {
             o.matches(r#""event":"worker_ready""#).count() >= 2
         });
     }
-    let mut client = Client::start(q.front);
+    let mut client = Client::start(q.front, client_args);
     client.ask(5);
     doomed.signal(libc::SIGKILL);
     client.ask(5);
@@ -280,6 +286,37 @@ fn pirate_simple_worker_serves_behind_the_python_spqueue_across_a_kill() {
 #[test]
 fn pirate_simple_worker_serves_behind_the_cpp_spqueue_across_a_kill() {
     survives(Pattern::Simple, Side::Guide(Lang::Cpp), Side::Pirate);
+}
+
+// pirate as the client only. The Guide's queues pass the client's envelope through as it is,
+// and its ppworker takes only `[address][""][body]`: the client's request id would make four
+// frames, so it sends each request on a REQ socket of its own instead (`--correlate socket`).
+// The Guide's Simple workers are REQ sockets, which take any envelope: no flag. Each
+// language's queue and worker only (the Guide's Python and C++ Paranoid programs do not
+// understand each other: 0x01 against the word READY).
+
+#[test]
+fn pirate_client_is_served_by_the_python_ppqueue_and_ppworker_across_a_kill_and_a_restart() {
+    let (py, socket) = (Side::Guide(Lang::Python), &["--correlate", "socket"]);
+    survives_with(Pattern::Paranoid, py, py, socket);
+}
+
+#[test]
+fn pirate_client_is_served_by_the_cpp_ppqueue_and_ppworker_across_a_kill_and_a_restart() {
+    let (cpp, socket) = (Side::Guide(Lang::Cpp), &["--correlate", "socket"]);
+    survives_with(Pattern::Paranoid, cpp, cpp, socket);
+}
+
+#[test]
+fn pirate_client_is_served_by_the_python_spqueue_and_spworker_across_a_kill() {
+    let py = Side::Guide(Lang::Python);
+    survives(Pattern::Simple, py, py);
+}
+
+#[test]
+fn pirate_client_is_served_by_the_cpp_spqueue_and_spworker_across_a_kill() {
+    let cpp = Side::Guide(Lang::Cpp);
+    survives(Pattern::Simple, cpp, cpp);
 }
 
 /// The Guide's lpclient (`client` language) in front of `queue` with one worker: it prints

@@ -59,6 +59,10 @@ fn client_refuses_zero_durations_and_bad_endpoints() {
         "'--ping <DURATION>'",
     );
     refused(
+        &["client", "--freelance", "--correlate", "socket", "x"],
+        "--correlate is for Lazy Pirate and Majordomo clients",
+    );
+    refused(
         &["client", "--freelance", "--server-ttl", "0ms", "x"],
         "'--server-ttl <DURATION>'",
     );

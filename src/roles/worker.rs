@@ -289,13 +289,19 @@ impl Worker {
         }
     }
 
+    /// How session `slot`'s next READY is spelled: as pinned by `--dialect`, else its own
+    /// choice (see the module docs).
+    fn ready_form(&self, slot: Slot) -> Dialect {
+        match self.config.dialect {
+            ReadyDialect::Auto => self.sessions[slot].ready_form,
+            ReadyDialect::Rfc => Dialect::Bytes,
+            ReadyDialect::GuideCpp => Dialect::Words,
+        }
+    }
+
     /// Session `slot`'s socket is open: register (READY) and start watching the peer.
     fn register(&mut self, slot: Slot, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
-        let pinned = match self.config.dialect {
-            ReadyDialect::Auto => None,
-            ReadyDialect::Rfc => Some(Dialect::Bytes),
-            ReadyDialect::GuideCpp => Some(Dialect::Words),
-        };
+        let form = self.ready_form(slot);
         let session = &mut self.sessions[slot];
         session.answered = false;
         session.link = Link::Up {
@@ -322,7 +328,6 @@ impl Worker {
                 ));
             }
             _ => {
-                let form = pinned.unwrap_or(session.ready_form);
                 session.ready_form = form;
                 // Our heartbeats follow our READY until the queue's say how it spells them.
                 session.dialect = form;
@@ -707,7 +712,7 @@ impl Worker {
         events: &mut Events,
     ) {
         if self.sessions[slot].owed_ready.take().is_some() {
-            let form = self.sessions[slot].ready_form;
+            let form = self.ready_form(slot);
             out.send(slot, ppp::encode_in(Ppp::Ready, form));
         }
         let session = &mut self.sessions[slot];
@@ -1195,6 +1200,10 @@ mod tests {
         let mut w = Worker::new(&conf);
         let (outs, _) = step(&mut w, |w, out, ev| w.start(t0, out, ev));
         assert_eq!(outs.last(), Some(&sent(&[b"READY"])), "{outs:?}");
+        // A 6/PPP heartbeat is no request: the READY owed for it is the pinned word too.
+        handle(&mut w, on(&[b"\x02"]), t0);
+        let (outs, _) = tick(&mut w, t0);
+        assert_eq!(outs, [sent(&[b"READY"])]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use pirate::feed::{Records, Split};
 use pirate::proto::mdp::Version;
 use pirate::roles::broker::BrokerConfig;
 use pirate::roles::bstar_server::BstarServerConfig;
-use pirate::roles::client::ClientConfig;
+use pirate::roles::client::{ClientConfig, Correlation};
 use pirate::roles::freelance::{FreelanceClientConfig, FreelanceServerConfig};
 use pirate::roles::queue::{QueueConfig, QueuePolicy};
 use pirate::roles::server::ServerConfig;
@@ -251,6 +251,12 @@ pub struct ClientArgs {
     /// With --titanic: wait between polls of titanic.reply while the reply is pending
     #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub poll_interval: Duration,
+    /// How a reply is tied to its request: id puts a request id in the envelope of each
+    /// request on one DEALER; socket sends each request on a fresh REQ socket with nothing but
+    /// the body, for a queue and worker that take only a REQ client's envelope (the Guide's
+    /// ppqueue and ppworker) [default: id; mdp/mdp2: what the broker's mmi.correlate says]
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub correlate: Option<CorrelateArg>,
     /// Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
@@ -266,6 +272,15 @@ pub struct ClientArgs {
     pub server_ttl: Duration,
     #[command(flatten)]
     pub credentials: ClientAuthArgs,
+}
+
+/// `pirate client --correlate`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CorrelateArg {
+    /// A request id in each request's envelope, echoed back with its reply
+    Id,
+    /// A fresh REQ socket per request (and per retry): the body alone on the wire
+    Socket,
 }
 
 /// What `pirate client` runs, after its flags.
@@ -344,6 +359,10 @@ impl ClientArgs {
             check_echo: self.check_echo(),
             framing,
             window: self.window as usize,
+            correlation: self.correlate.map(|c| match c {
+                CorrelateArg::Id => Correlation::RequestId,
+                CorrelateArg::Socket => Correlation::Socket,
+            }),
         }
     }
 

@@ -87,6 +87,12 @@ fn bstar(b: &BstarArgs) -> Result<(), String> {
 }
 
 fn client(a: &ClientArgs) -> Result<(), String> {
+    if a.correlate.is_some() && (a.freelance || a.titanic) {
+        return Err(
+            "--correlate is for Lazy Pirate and Majordomo clients, not --freelance or --titanic"
+                .into(),
+        );
+    }
     majordomo_service(a.protocol(), &a.service)
 }
 
