@@ -1,6 +1,6 @@
 //! Cases the Guide's real programs cannot show on demand, played by a raw socket in the test.
 //! (The Guide's C++ and Python Simple and Paranoid Pirate programs themselves run against
-//! pirate in `tests/guide_pirate.rs`; this file used to fake them.)
+//! pirate in `tests/guide_pirate.rs`, which replaced this file's fakes of them.)
 
 mod common;
 
@@ -31,51 +31,6 @@ fn next(socket: &zmq::Socket, want: impl Fn(&[Vec<u8>]) -> bool) -> Vec<Vec<u8>>
         }
     }
     panic!("the peer never sent what was expected");
-}
-
-/// A queue that spells the commands as words (ppqueue.cpp: `zmsg msg ("HEARTBEAT")`) and hands
-/// a busy worker a second request, as ppqueue.py does when it re-queues a worker on any
-/// message from it (`workers.ready(Worker(address))` before looking at the frames; trap 7).
-/// The real ppqueue.py does this only when a heartbeat happens to arrive while the worker is
-/// busy, which a test cannot schedule, so the test sends the second request itself.
-#[test]
-fn a_pirate_worker_answers_the_cpp_queue_in_words_and_serves_a_second_request_in_turn() {
-    let ctx = zmq::Context::new();
-    let (queue, port) = fake_peer(&ctx);
-    let connect = endpoint(port);
-    let mut args = vec!["worker", "--json", "--connect", &connect, "--work", "100ms"];
-    args.extend_from_slice(&HB);
-    let worker = spawn("worker", &args);
-    let ready = next(&queue, |m| m == [vec![0x01]]);
-    let id = ready[0].clone();
-    // The C++ ppqueue heartbeats in words, and (trap 7) hands a busy worker a second request.
-    queue
-        .send_multipart([id.clone(), b"HEARTBEAT".to_vec()], 0)
-        .unwrap();
-    for body in [b"first", b"secnd"] {
-        let request = [id.clone(), b"c".to_vec(), Vec::new(), body.to_vec()];
-        queue.send_multipart(request, 0).unwrap();
-    }
-    let mut replies = Vec::new();
-    let mut words = false;
-    let start = Instant::now();
-    while (replies.len() < 2 || !words) && start.elapsed() < DEADLINE {
-        let Ok(msg) = queue.recv_multipart(0) else {
-            continue;
-        };
-        match &msg[1..] {
-            [beat] if beat == b"HEARTBEAT" => words = true,
-            [beat] => panic!("a heartbeat not in the queue's words: {beat:?}"),
-            [_client, _, body] => replies.push(body.clone()),
-            other => panic!("unexpected {other:?}"),
-        }
-        let _ = queue.send_multipart([id.clone(), b"HEARTBEAT".to_vec()], 0);
-    }
-    assert_eq!(replies, [b"first".to_vec(), b"secnd".to_vec()], "in turn");
-    assert!(words);
-    drop(queue);
-    worker.signal(libc::SIGTERM);
-    worker.wait_for("the summary", |o, _| o.contains(r#""held_while_busy":1"#));
 }
 
 #[test]

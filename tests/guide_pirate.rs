@@ -226,6 +226,16 @@ fn survives_with(pattern: Pattern, queue: Side, workers: Side, client_args: &[&s
         let out = q.proc.stdout.text();
         assert!(!out.contains(r#""event":"invalid""#), "{what}: {out}");
     }
+    if let (Side::Guide(_), Pattern::Paranoid, Side::Pirate) = (queue, pattern, workers) {
+        // The restarted queue heard only its own spelling from the surviving worker: the one
+        // its predecessor answered, READY and heartbeats alike (ppqueue.py: `E: Invalid
+        // message from worker`; ppqueue.cpp: `E: invalid message from …`).
+        let said = q.proc.stdout.text();
+        assert!(
+            !said.to_lowercase().contains("invalid message"),
+            "{what}: {said}"
+        );
+    }
     if let (Side::Guide(Lang::Cpp), Pattern::Paranoid, Side::Pirate) = (queue, pattern, workers) {
         // 0x01 went unanswered by ppqueue.cpp: the word, said once.
         let said = survivor.stderr.text();
@@ -286,6 +296,49 @@ fn pirate_simple_worker_serves_behind_the_python_spqueue_across_a_kill() {
 #[test]
 fn pirate_simple_worker_serves_behind_the_cpp_spqueue_across_a_kill() {
     survives(Pattern::Simple, Side::Guide(Lang::Cpp), Side::Pirate);
+}
+
+/// The Guide's ppqueue.py makes a busy worker ready again on any message from it
+/// (`workers.ready(Worker(address))` before it looks at the frames: trap 7), so a worker
+/// still working when its heartbeat goes out is handed the next request. `pirate worker`
+/// holds it and serves it after the current one: both replies, in order.
+#[test]
+fn pirate_worker_serves_in_turn_the_second_request_ppqueue_py_hands_it_while_busy() {
+    let Some(q) = Queue::start(Side::Guide(Lang::Python), Pattern::Paranoid) else {
+        return;
+    };
+    let connect = local(q.back);
+    // Work well past a heartbeat interval (1 s), so that one goes out mid-request; a liveness
+    // that outlasts two requests, as ppqueue.py heartbeats only workers it thinks idle.
+    let args = [
+        "worker",
+        "--json",
+        "--connect",
+        &connect,
+        "--work",
+        "2500ms",
+        "--liveness",
+        "10",
+    ];
+    let mut worker = spawn("worker", &args);
+    let front = local(q.front);
+    let client = [
+        "client",
+        "--json",
+        "--connect",
+        &front,
+        "--window",
+        "2",
+        "--timeout",
+        "20s",
+        "first",
+        "second",
+    ];
+    let (code, out, err) = run(&client, None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(replies(&out), ["first", "second"], "{err}");
+    let summary = stop_and_summarise(&mut worker);
+    assert_eq!(summary["held_while_busy"], 1, "{summary}");
 }
 
 // pirate as the client only. The Guide's queues pass the client's envelope through as it is,
