@@ -453,3 +453,69 @@ fn the_cpp_lpclient_is_served_by_pirate_simple_worker_behind_the_python_spqueue(
         Side::Pirate,
     );
 }
+
+/// `--dialect guide-cpp`: the first socket's READY is the word, so ppqueue.cpp registers the
+/// worker at once. A 60 s back-off rules out a second socket within the test's deadline, and
+/// ppqueue.cpp never logs `E: invalid message from …`.
+#[test]
+fn a_worker_pinned_to_the_cpp_dialect_registers_with_ppqueue_cpp_on_its_first_socket() {
+    let Some(q) = Queue::start(Side::Guide(Lang::Cpp), Pattern::Paranoid) else {
+        return;
+    };
+    let connect = local(q.back);
+    let args = [
+        "worker",
+        "--connect",
+        &connect,
+        "--dialect",
+        "guide-cpp",
+        "--reconnect",
+        "60s",
+        "--reconnect-max",
+        "60s",
+    ];
+    let worker = spawn("worker", &args);
+    let mut client = Client::start(q.front, &[]);
+    client.ask(3);
+    client.finish("guide-cpp");
+    let said = q.proc.stdout.text();
+    assert!(!said.contains("invalid message"), "{said}");
+    assert!(!worker.stderr.text().contains("C++ ppqueue needs"));
+}
+
+/// `--dialect rfc`: 0x01 on every socket, however long ppqueue.cpp ignores it (`E: invalid
+/// message from …` each time), and no switch.
+#[test]
+fn a_worker_pinned_to_the_rfc_dialect_keeps_0x01_on_every_socket() {
+    let Some(q) = Queue::start(Side::Guide(Lang::Cpp), Pattern::Paranoid) else {
+        return;
+    };
+    let connect = local(q.back);
+    let args = [
+        "worker",
+        "--connect",
+        &connect,
+        "--name",
+        "pinned",
+        "--dialect",
+        "rfc",
+        "--heartbeat",
+        "200ms",
+        "--reconnect",
+        "100ms",
+        "--reconnect-max",
+        "100ms",
+    ];
+    let worker = spawn("worker", &args);
+    // The third socket: two went unanswered.
+    worker.wait_stderr("worker pinned-3-");
+    let said = worker.stderr.text();
+    assert!(!said.contains("C++ ppqueue needs"), "{said}");
+    // ppqueue.cpp: `std::cout << "E: invalid message from " << identity`, per READY 0x01
+    // and heartbeat 0x02 of each socket.
+    let queue_said = q.proc.stdout.text();
+    for n in 1..=2 {
+        let socket = format!("invalid message from pinned-{n}-");
+        assert!(queue_said.contains(&socket), "{socket}: {queue_said}");
+    }
+}
