@@ -121,7 +121,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand worker" -l protocol -d 'Pr
 simple\t'Simple Pirate: REQ, READY once, no heartbeats'
 mdp\t'7/MDP Majordomo 0.1 worker (MDPW01) for --service'
 mdp2\t'18/MDP Majordomo 0.2 worker (MDPW02): --exec streams each output line as a PARTIAL'"
-complete -c pirate -n "__fish_pirate_using_subcommand worker" -l dialect -d 'How READY is spelled (paranoid, simple): the Guide\'s C++ queues take only the word "READY"; simple workers send the byte unless pinned to guide-cpp' -r -f -a "auto\t'6/PPP\'s byte 0x01 first; a socket whose READY gets no answer within the liveness window is followed by one that says the word "READY", and the spelling answered is kept'
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l dialect -d 'How READY is spelled (paranoid, simple): the Guide\'s C++ ppqueue registers a worker only on the word "READY"; simple workers send the byte unless pinned to guide-cpp' -r -f -a "auto\t'6/PPP\'s byte 0x01 first; a socket whose READY gets no answer within the liveness window is followed by one that says the word "READY", and the spelling answered is kept'
 rfc\t'Always 6/PPP\'s bytes 0x01 and 0x02'
 guide-cpp\t'Always the words "READY" and "HEARTBEAT" of the Guide\'s C++ ppqueue and spqueue'"
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l service -d 'Majordomo service to register for (mdp, mdp2)' -r

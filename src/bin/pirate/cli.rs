@@ -526,8 +526,8 @@ pub struct WorkerArgs {
     /// Protocol to speak
     #[arg(long, value_enum, default_value = "paranoid")]
     pub protocol: WorkerProtocol,
-    /// How READY is spelled (paranoid, simple): the Guide's C++ queues take only the word
-    /// "READY"; simple workers send the byte unless pinned to guide-cpp
+    /// How READY is spelled (paranoid, simple): the Guide's C++ ppqueue registers a worker
+    /// only on the word "READY"; simple workers send the byte unless pinned to guide-cpp
     #[arg(long, value_enum, default_value = "auto")]
     pub dialect: WorkerDialect,
     /// Majordomo service to register for (mdp, mdp2)
