@@ -519,3 +519,38 @@ fn a_worker_pinned_to_the_rfc_dialect_keeps_0x01_on_every_socket() {
         assert!(queue_said.contains(&socket), "{socket}: {queue_said}");
     }
 }
+
+/// A ROUTER/DEALER proxy (`zmq::proxy`) on a thread, as in `tests/correlation.rs`: clients
+/// connect to the returned port, it connects to `upstream`, and every message through it
+/// gains one envelope frame. The thread runs for the rest of the test process.
+fn proxy_hop(upstream: u16) -> u16 {
+    let ctx = zmq::Context::new();
+    let frontend = ctx.socket(zmq::ROUTER).unwrap();
+    let backend = ctx.socket(zmq::DEALER).unwrap();
+    let port = free_port();
+    frontend.bind(&local(port)).unwrap();
+    backend.connect(&local(upstream)).unwrap();
+    std::thread::spawn(move || {
+        let _ = zmq::proxy(&frontend, &backend);
+    });
+    port
+}
+
+/// A client two proxy hops away from `pirate queue` reaches `[identity][hop][hop][request
+/// id]["" ][body]` there; the Guide's ppworker behind it still gets its three frames.
+#[test]
+fn the_python_ppworker_serves_a_client_two_proxy_hops_from_pirate_queue() {
+    let Some(q) = Queue::start(Side::Pirate, Pattern::Paranoid) else {
+        return;
+    };
+    let Some(_worker) = worker(Side::Guide(Lang::Python), Pattern::Paranoid, q.back, "w") else {
+        return;
+    };
+    q.proc.wait_stdout(r#""event":"worker_ready""#);
+    let outer = proxy_hop(proxy_hop(q.front));
+    let connect = local(outer);
+    let args = ["client", "--json", "--connect", &connect, "--count", "5"];
+    let (code, out, err) = run(&args, None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(replies(&out), sequence(5), "{err}");
+}
