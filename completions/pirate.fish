@@ -82,6 +82,8 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l protocol -d 'Cl
 mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'
 mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l poll-interval -d 'With --titanic: wait between polls of titanic.reply while the reply is pending' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l correlate -d 'How a reply is tied to its request: id puts a request id in the envelope of each request on one DEALER; socket sends each request on a fresh REQ socket with nothing but the body, for a queue and worker that take only a REQ client\'s envelope (the Guide\'s ppqueue and ppworker) [default: id; mdp/mdp2: what the broker\'s mmi.correlate says]' -r -f -a "id\t'A request id in each request\'s envelope, echoed back with its reply'
+socket\t'A fresh REQ socket per request (and per retry): the body alone on the wire'"
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l ping -d 'With --freelance: how often each server is pinged' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l server-ttl -d 'With --freelance: a server silent this long is dead (until it answers again)' -r -f
@@ -119,6 +121,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand worker" -l protocol -d 'Pr
 simple\t'Simple Pirate: REQ, READY once, no heartbeats'
 mdp\t'7/MDP Majordomo 0.1 worker (MDPW01) for --service'
 mdp2\t'18/MDP Majordomo 0.2 worker (MDPW02): --exec streams each output line as a PARTIAL'"
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l dialect -d 'How READY is spelled (paranoid, simple): the Guide\'s C++ ppqueue registers a worker only on the word "READY"; simple workers send the byte unless pinned to guide-cpp' -r -f -a "auto\t'6/PPP\'s byte 0x01 first; a socket whose READY gets no answer within the liveness window is followed by one that says the word "READY", and the spelling answered is kept'
+rfc\t'Always 6/PPP\'s bytes 0x01 and 0x02'
+guide-cpp\t'Always the words "READY" and "HEARTBEAT" of the Guide\'s C++ ppqueue and spqueue'"
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l service -d 'Majordomo service to register for (mdp, mdp2)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l heartbeat -d 'Heartbeat interval [default: 1s, or 2500ms for mdp/mdp2]' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l liveness -d 'Silent heartbeat intervals after which the queue or broker is taken for dead' -r -f

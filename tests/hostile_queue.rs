@@ -23,8 +23,8 @@ fn backend_peer(ctx: &zmq::Context, port: u16, identity: &[u8]) -> zmq::Socket {
     s
 }
 
-/// The next request the queue sends `peer`, heartbeats skipped, as its envelope (client
-/// identity, request id) and body. `simple`: the peer plays a REQ worker, whose messages
+/// The next request the queue sends `peer`, heartbeats skipped, as its envelope (the
+/// queue's ticket for the request, which stands for the client's envelope) and body. `simple`: the peer plays a REQ worker, whose messages
 /// start with an empty frame.
 fn next_request(peer: &zmq::Socket, simple: bool) -> (Frames, Frames) {
     let start = Instant::now();
@@ -91,12 +91,12 @@ fn a_reply_from_a_peer_that_does_not_hold_the_request_is_refused_and_never_print
                 "r3",
             ],
         );
-        // The envelope: the client's identity and its request id.
+        // The envelope: the queue's ticket for this request.
         let (envelope, _) = next_request(&holder, simple);
-        assert!(!envelope.is_empty(), "{mode}");
-        // A peer that never sent READY forges the reply with the exact envelope (request id
-        // included, so the client would take it), and then the holder sends one for an
-        // envelope it does not hold (another request id).
+        assert_eq!(envelope.len(), 1, "{mode}: {envelope:?}");
+        // A peer that never sent READY forges the reply with the exact envelope (so the
+        // client would take it), and then the holder sends one for an envelope it does not
+        // hold (another ticket).
         forger
             .send_multipart(reply(&envelope, b"FORGED"), 0)
             .unwrap();

@@ -59,6 +59,10 @@ fn client_refuses_zero_durations_and_bad_endpoints() {
         "'--ping <DURATION>'",
     );
     refused(
+        &["client", "--freelance", "--correlate", "socket", "x"],
+        "--correlate is for Lazy Pirate and Majordomo clients",
+    );
+    refused(
         &["client", "--freelance", "--server-ttl", "0ms", "x"],
         "'--server-ttl <DURATION>'",
     );
@@ -124,6 +128,19 @@ fn worker_refuses_zero_durations_and_bad_endpoints() {
     refused(
         &["worker", "--connect", "tcp://[::g]:5556"],
         "not an IPv6 address",
+    );
+    refused(&["worker", "--dialect", "words"], "'--dialect <DIALECT>'");
+    refused(
+        &[
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--dialect",
+            "rfc",
+        ],
+        "--dialect is for Simple and Paranoid workers",
     );
 }
 

@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use crate::msg::{Frame, Message};
+use crate::msg::{Frame, Message, MAX_ENVELOPE};
 
 /// The READY command byte.
 pub const READY: u8 = 0x01;
@@ -75,7 +75,11 @@ impl fmt::Display for PppError {
             PppError::UnknownCommand(c) => {
                 write!(f, "unknown one-frame command {}", crate::msg::frame_text(c))
             }
-            PppError::NoDelimiter => write!(f, "no empty delimiter after the envelope"),
+            PppError::NoDelimiter => write!(
+                f,
+                "no empty delimiter within the first {} frames",
+                MAX_ENVELOPE + 1
+            ),
             PppError::NoAddress => write!(f, "no address before the delimiter"),
             PppError::NoBody => write!(f, "no body after the delimiter"),
         }
@@ -102,8 +106,11 @@ pub fn decode_spoken(msg: Message) -> Result<(Ppp, Option<Dialect>), PppError> {
         },
         _ => {
             let mut frames = msg.into_frames();
+            // At most MAX_ENVELOPE frames before the delimiter (a client's identity, its
+            // request id, proxy hops): a hostile peer cannot make us hold a deeper one.
             let delimiter = frames
                 .iter()
+                .take(MAX_ENVELOPE + 1)
                 .position(Vec::is_empty)
                 .ok_or(PppError::NoDelimiter)?;
             if delimiter == 0 {

@@ -201,6 +201,11 @@ pub struct ClientConfig {
     pub failover: Vec<String>,
     /// Wait after switching endpoints, for the backup to take over (Guide: 2000 ms).
     pub settle: Duration,
+    /// How replies are tied to requests on every endpoint; `None`: request ids for bare
+    /// framing, and for Majordomo what the broker's `mmi.correlate` says. A socket per request
+    /// puts nothing but the body on the wire (a REQ socket's envelope), for peers that take
+    /// only that: the Guide's ppworker behind the Guide's queues.
+    pub correlation: Option<Correlation>,
 }
 
 impl ClientConfig {
@@ -223,6 +228,7 @@ impl Default for ClientConfig {
             window: 1,
             failover: Vec::new(),
             settle: Duration::from_millis(2000),
+            correlation: None,
         }
     }
 }
@@ -449,7 +455,12 @@ impl Client {
         Client {
             report: ClientReport::new(endpoints.join(",")),
             // Bare framing needs no question: REP servers and queues always echo the envelope.
-            correlation: vec![framing_is_bare.then_some(Correlation::RequestId); endpoints.len()],
+            correlation: vec![
+                config
+                    .correlation
+                    .or(framing_is_bare.then_some(Correlation::RequestId));
+                endpoints.len()
+            ],
             next_slot: CHECK + endpoints.len(),
             endpoints,
             current: 0,

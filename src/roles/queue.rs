@@ -13,15 +13,23 @@
 //! declares the queue dead after its liveness and reconnects with a fresh READY. Its request
 //! is the client's to retry; a late reply from it is still delivered.
 //!
-//! **Replies only from whoever holds the request.** The queue remembers, for each worker,
-//! the whole envelope of the request it gave it (`[client identity][client envelope…]`:
-//! a request id, proxy hops). A reply is forwarded only if it comes from that worker with
-//! that envelope, once; a reply from a backend peer that never sent READY, from an idle
-//! worker, or with another client's envelope (forged, or a stale copy of an earlier reply)
-//! is dropped, counted in `refused_replies` and traced as an invalid message. A worker that
-//! expired or was forgotten while busy keeps its claim on that one request (at most
-//! [`MAX_ORPHANS`] such claims, oldest dropped first), so its late reply still reaches the
-//! client, which drops it if it already has its answer.
+//! **Every worker sees the classic envelope.** Whatever envelope a request arrives with
+//! (`[client identity]` from a REQ client, `[identity][request id]` from `pirate client`,
+//! several hops of a ROUTER/DEALER proxy), the worker is handed `[ticket]["" ][body…]`: the
+//! three frames a REQ client behind the Guide's queue would produce, which is all the Guide's
+//! workers accept (`if len(frames) == 3` in ppworker.py, `msg.parts () == 3` in ppworker.cpp).
+//! The ticket is an address the queue makes up per request, 16 hex digits, never used twice
+//! ([`RequestIds`]: a random start, one more per request); the queue keeps the client's
+//! whole envelope with the worker that holds the ticket and puts it back on the reply.
+//!
+//! **Replies only from whoever holds the request.** A reply is forwarded only if it comes
+//! from the worker that holds the request, with that request's ticket as its envelope, once;
+//! a reply from a backend peer that never sent READY, from an idle worker, or with another
+//! ticket (forged, or a stale copy of an earlier reply) is dropped, counted in
+//! `refused_replies` and traced as an invalid message. A worker that expired or was
+//! forgotten while busy keeps its claim on that one request (at most [`MAX_ORPHANS`] such
+//! claims, oldest dropped first), so its late reply still reaches the client, which drops it
+//! if it already has its answer.
 //!
 //! **A worker that went away is found out at the next send.** The backend sets
 //! `ROUTER_MANDATORY` ([`SocketKind::MandatoryRouter`]): a request or heartbeat for a worker
@@ -33,7 +41,8 @@
 //! without work (under Simple it may be long gone), or is refused if every worker is busy.
 //!
 //! Frames on the backend, after the worker identity:
-//! - PPP worker (DEALER): `0x01` READY · `0x02` HEARTBEAT · `[client]["" ][body…]` reply;
+//! - PPP worker (DEALER): `0x01` READY · `0x02` HEARTBEAT · `[ticket]["" ][body…]` request
+//!   and reply;
 //!   the Guide's C++ workers spell the commands `"READY"` and `"HEARTBEAT"`, and each worker
 //!   is heartbeated in the spelling it used ([`ppp::Dialect`])
 //! - Simple worker (REQ): the same, behind an empty delimiter frame that REQ adds.
@@ -45,6 +54,7 @@ use crate::error::Result;
 use crate::event::{BrokerReport, Event, Events, Report};
 use crate::heartbeat::{HeartbeatConfig, Liveness};
 use crate::msg::{frame_text, Frame, Message};
+use crate::proto::correlate::RequestIds;
 use crate::proto::ppp::{self, Dialect, Ppp};
 use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 
@@ -115,13 +125,23 @@ pub const MAX_ORPHANS: usize = 1024;
 /// Most workers the queue knows at once (see the module docs).
 pub const MAX_WORKERS: usize = 100_000;
 
+/// A request a worker holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Job {
+    /// The address the worker was given instead of the client's envelope: its reply must
+    /// carry exactly `[ticket]`.
+    ticket: Frame,
+    /// The client's whole envelope (identity, request id, proxy hops), put back on the reply.
+    envelope: Vec<Frame>,
+}
+
 /// What the queue knows of one worker.
 struct Worker {
     /// When it counts as dead; `None` under the Simple policy, where nothing expires.
     liveness: Option<Liveness>,
-    /// The envelope of the request it holds (`None`: ready). Only a reply with exactly this
-    /// envelope, from this worker, is forwarded.
-    job: Option<Vec<Frame>>,
+    /// The request it holds (`None`: ready). Only a reply with its ticket, from this worker,
+    /// is forwarded.
+    job: Option<Job>,
     /// When it was last given a request (meaningful while it holds one).
     busy_since: Instant,
     /// A REQ worker (Simple Pirate) needs an empty delimiter in front of everything we send.
@@ -136,12 +156,14 @@ struct Workers {
     policy: QueuePolicy,
     known: HashMap<Frame, Worker>,
     ready: VecDeque<Frame>,
-    /// Workers forgotten while busy → the envelope of the request they held.
-    orphans: HashMap<Frame, Vec<Frame>>,
+    /// Workers forgotten while busy → the request they held.
+    orphans: HashMap<Frame, Job>,
     /// `orphans` keys, oldest first, to bound it.
     orphan_order: VecDeque<Frame>,
     /// Most entries in `known` ([`MAX_WORKERS`]; smaller in tests).
     capacity: usize,
+    /// Where tickets come from: never the same twice.
+    tickets: RequestIds,
 }
 
 /// What a READY did to the table.
@@ -166,6 +188,7 @@ impl Workers {
             orphans: HashMap::new(),
             orphan_order: VecDeque::new(),
             capacity: MAX_WORKERS,
+            tickets: RequestIds::random(),
         }
     }
 
@@ -179,10 +202,10 @@ impl Workers {
         let Some(worker) = self.known.remove(id) else {
             return false;
         };
-        let Some(envelope) = worker.job else {
+        let Some(job) = worker.job else {
             return false;
         };
-        if self.orphans.insert(id.to_vec(), envelope).is_none() {
+        if self.orphans.insert(id.to_vec(), job).is_none() {
             self.orphan_order.push_back(id.to_vec());
         }
         while self.orphan_order.len() > MAX_ORPHANS {
@@ -253,18 +276,23 @@ impl Workers {
         Some(worker)
     }
 
-    /// The least recently used ready worker takes the request with `envelope`: its identity
-    /// and whether it is a REQ peer. `None` if no worker is ready.
-    fn dispatch(&mut self, envelope: &[Frame], now: Instant) -> Option<(Frame, bool)> {
+    /// The least recently used ready worker takes the request with the client's `envelope`
+    /// under a fresh ticket: its identity, whether it is a REQ peer, and the ticket. `None`
+    /// if no worker is ready.
+    fn dispatch(&mut self, envelope: &[Frame], now: Instant) -> Option<(Frame, bool, Frame)> {
         let id = self.ready.pop_front()?;
+        let ticket = self.tickets.next_id();
         let worker = self
             .known
             .get_mut(&id)
             .expect("ready workers are known workers");
-        worker.job = Some(envelope.to_vec());
+        worker.job = Some(Job {
+            ticket: ticket.clone(),
+            envelope: envelope.to_vec(),
+        });
         worker.busy_since = now;
         let req_peer = worker.req_peer;
-        Some((id, req_peer))
+        Some((id, req_peer, ticket))
     }
 
     /// Forgets every worker silent past its liveness (none under Simple); returns each with
@@ -307,27 +335,29 @@ impl Workers {
         stuck
     }
 
-    /// Takes the claim of `id` on the request with `envelope`, if it holds exactly that:
-    /// the check every reply must pass. `Err` says why not.
+    /// Takes the claim of `id` on the request whose reply came back with `envelope`, if that
+    /// is exactly `[ticket]` of the request it holds: the check every reply must pass.
+    /// Returns the client's envelope to put back; `Err` says why not.
     fn take_claim(
         &mut self,
         id: &[u8],
         envelope: &[Frame],
-    ) -> std::result::Result<(), &'static str> {
+    ) -> std::result::Result<Vec<Frame>, &'static str> {
+        let holds = |job: &Job| envelope.len() == 1 && envelope[0] == job.ticket;
         match self.known.get_mut(id) {
-            Some(worker) => match &worker.job {
-                Some(held) if held.as_slice() == envelope => {
-                    worker.job = None;
-                    Ok(())
+            Some(worker) => match worker.job.take() {
+                Some(held) if holds(&held) => Ok(held.envelope),
+                Some(held) => {
+                    worker.job = Some(held);
+                    Err("it holds another request")
                 }
-                Some(_) => Err("it holds another request"),
                 None => Err("it holds no request"),
             },
             None => match self.orphans.get(id) {
-                Some(held) if held.as_slice() == envelope => {
-                    self.orphans.remove(id);
+                Some(held) if holds(held) => {
+                    let held = self.orphans.remove(id).map(|j| j.envelope);
                     self.orphan_order.retain(|o| o.as_slice() != id);
-                    Ok(())
+                    Ok(held.unwrap_or_default())
                 }
                 Some(_) => Err("it held another request"),
                 None => Err("it is not a worker of this queue (no READY)"),
@@ -466,17 +496,21 @@ impl Queue {
             // Proof of life only, already recorded: never a reason to become ready (trap 7).
             Ppp::Heartbeat => {}
             Ppp::Data { envelope, body } => {
-                if let Err(why) = workers.take_claim(&id, &envelope) {
-                    self.report.refused_replies += 1;
-                    events.invalid(
-                        "backend",
-                        format!(
-                            "reply from {} refused: {why} (forged or stale)",
-                            Workers::name(&id)
-                        ),
-                    );
-                    return;
-                }
+                let envelope = match workers.take_claim(&id, &envelope) {
+                    Ok(client) => client,
+                    Err(why) => {
+                        self.report.refused_replies += 1;
+                        events.invalid(
+                            "backend",
+                            format!(
+                                "reply from {} refused: {why} (forged or stale)",
+                                Workers::name(&id)
+                            ),
+                        );
+                        return;
+                    }
+                };
+                // The client's own envelope goes back in place of the ticket.
                 out.send(FRONTEND, ppp::encode(Ppp::Data { envelope, body }));
                 self.report.replied += 1;
                 if workers.known.contains_key(&id) {
@@ -500,7 +534,8 @@ impl Queue {
         out: &mut Outbox<()>,
         events: &mut Events,
     ) {
-        // A client request is [client identity]["" ][body…]; anything else is dropped.
+        // A client request is [client identity][client envelope…]["" ][body…]; anything else
+        // is dropped.
         let (envelope, body) = match ppp::decode(msg) {
             Ok(Ppp::Data { envelope, body }) => (envelope, body),
             Ok(_) => {
@@ -533,16 +568,16 @@ impl Queue {
         now: Instant,
         out: &mut Outbox<()>,
     ) {
-        let Some((id, req_peer)) = self.workers.dispatch(&envelope, now) else {
+        let Some((id, req_peer, ticket)) = self.workers.dispatch(&envelope, now) else {
             self.held = Some((envelope, body));
             return;
         };
-        send_to_worker(
-            out,
-            &id,
-            req_peer,
-            ppp::encode(Ppp::Data { envelope, body }),
-        );
+        // [ticket]["" ][body…]: the worker never sees the client's envelope.
+        let request = Ppp::Data {
+            envelope: vec![ticket],
+            body,
+        };
+        send_to_worker(out, &id, req_peer, ppp::encode(request));
         self.report.routed += 1;
         *self
             .report
@@ -574,7 +609,12 @@ impl Queue {
         if worker.req_peer {
             msg.pop_front(); // the delimiter `send_to_worker` put in front for REQ
         }
-        if let Ok(Ppp::Data { envelope, body }) = ppp::decode(msg) {
+        let job = worker.job;
+        if let (Ok(Ppp::Data { envelope, body }), Some(job)) = (ppp::decode(msg), job) {
+            if envelope != [job.ticket] {
+                return; // not reached: a worker's one request is the one just sent to it
+            }
+            let envelope = job.envelope;
             // It was never delivered: not routed after all.
             self.report.routed -= 1;
             if let Some(count) = self.report.per_worker.get_mut(&Workers::name(&id)) {
@@ -696,6 +736,16 @@ mod tests {
         busy_timeout: Some(Duration::from_millis(1000)),
     };
 
+    /// The tickets a queue whose ticket source starts at 0 hands out, in order.
+    const T0: &[u8] = b"0000000000000000";
+    const T1: &[u8] = b"0000000000000001";
+
+    fn workers(policy: QueuePolicy) -> Workers {
+        let mut w = Workers::new(policy);
+        w.tickets = RequestIds::starting_at(0);
+        w
+    }
+
     fn ids(list: Vec<(Frame, bool)>) -> Vec<(String, bool)> {
         list.into_iter()
             .map(|(id, busy)| (frame_text(&id), busy))
@@ -705,7 +755,7 @@ mod tests {
     #[test]
     fn simple_never_expires_a_worker_and_never_heartbeats() {
         let t0 = Instant::now();
-        let mut w = Workers::new(QueuePolicy::Simple);
+        let mut w = workers(QueuePolicy::Simple);
         assert_eq!(w.ready(b"a", true, Dialect::Bytes, t0), Joined::New);
         assert_eq!(QueuePolicy::Simple.heartbeat(), None);
         // Silent for a day: still known, still ready.
@@ -715,7 +765,7 @@ mod tests {
         // Busy for a day: Simple has no busy timeout to apply (the tick never runs).
         assert_eq!(
             w.dispatch(&[b"c".to_vec()], t0),
-            Some((b"a".to_vec(), true))
+            Some((b"a".to_vec(), true, T0.to_vec()))
         );
         assert!(w.expire(later).is_empty());
         assert!(w.known.contains_key(&b"a"[..]));
@@ -724,7 +774,7 @@ mod tests {
     #[test]
     fn paranoid_expires_a_silent_worker_after_its_liveness() {
         let t0 = Instant::now();
-        let mut w = Workers::new(PARANOID);
+        let mut w = workers(PARANOID);
         assert_eq!(w.ready(b"a", false, Dialect::Bytes, t0), Joined::New);
         assert_eq!(w.ready(b"b", false, Dialect::Bytes, t0), Joined::New);
         w.heard(b"b", None, t0 + 200 * MS);
@@ -739,20 +789,21 @@ mod tests {
     #[test]
     fn paranoid_keeps_an_expired_busy_workers_claim_on_its_request() {
         let t0 = Instant::now();
-        let mut w = Workers::new(PARANOID);
+        let mut w = workers(PARANOID);
         w.ready(b"a", false, Dialect::Bytes, t0);
-        let envelope = vec![b"client".to_vec(), Vec::new()];
-        assert_eq!(w.dispatch(&envelope, t0), Some((b"a".to_vec(), false)));
+        let envelope = vec![b"client".to_vec(), b"request-id".to_vec()];
+        let held = Some((b"a".to_vec(), false, T0.to_vec()));
+        assert_eq!(w.dispatch(&envelope, t0), held);
         assert_eq!(ids(w.expire(t0 + 300 * MS)), vec![("a".into(), true)]);
-        // Its late reply still passes the claim check, once.
-        assert_eq!(w.take_claim(b"a", &envelope), Ok(()));
-        assert!(w.take_claim(b"a", &envelope).is_err());
+        // Its late reply still passes the claim check, once, and gets the client's envelope.
+        assert_eq!(w.take_claim(b"a", &[T0.to_vec()]), Ok(envelope));
+        assert!(w.take_claim(b"a", &[T0.to_vec()]).is_err());
     }
 
     #[test]
     fn a_worker_busy_past_the_limit_is_forgotten_as_stuck() {
         let t0 = Instant::now();
-        let mut w = Workers::new(PARANOID);
+        let mut w = workers(PARANOID);
         w.ready(b"a", false, Dialect::Bytes, t0);
         w.ready(b"b", false, Dialect::Bytes, t0);
         w.dispatch(&[b"c".to_vec()], t0);
@@ -766,7 +817,7 @@ mod tests {
     #[test]
     fn ready_again_while_busy_requeues_and_a_duplicate_ready_does_not() {
         let t0 = Instant::now();
-        let mut w = Workers::new(QueuePolicy::Simple);
+        let mut w = workers(QueuePolicy::Simple);
         assert_eq!(w.ready(b"a", false, Dialect::Bytes, t0), Joined::New);
         assert_eq!(
             w.ready(b"a", false, Dialect::Bytes, t0),
@@ -783,12 +834,13 @@ mod tests {
         );
         assert_eq!(w.ready, VecDeque::from([b"a".to_vec()]));
         assert!(
-            w.take_claim(b"a", &[b"c".to_vec()]).is_err(),
+            w.take_claim(b"a", &[T0.to_vec()]).is_err(),
             "the lost request is gone"
         );
         assert_eq!(
             w.dispatch(&[b"d".to_vec()], t0),
-            Some((b"a".to_vec(), false))
+            Some((b"a".to_vec(), false, T1.to_vec())),
+            "a ticket is never used twice"
         );
         assert_eq!(w.dispatch(&[b"e".to_vec()], t0), None);
     }
@@ -796,7 +848,7 @@ mod tests {
     #[test]
     fn a_full_table_evicts_the_longest_idle_worker_or_refuses_when_all_are_busy() {
         let t0 = Instant::now();
-        let mut w = Workers::new(QueuePolicy::Simple);
+        let mut w = workers(QueuePolicy::Simple);
         w.capacity = 2;
         assert_eq!(w.ready(b"a", false, Dialect::Bytes, t0), Joined::New);
         assert_eq!(w.ready(b"b", false, Dialect::Bytes, t0), Joined::New);
@@ -835,11 +887,13 @@ mod tests {
     }
 
     fn queue(policy: QueuePolicy) -> Queue {
-        Queue::new(&QueueConfig {
+        let mut q = Queue::new(&QueueConfig {
             frontend: "tcp://127.0.0.1:5555".into(),
             backend: "tcp://127.0.0.1:5556".into(),
             policy,
-        })
+        });
+        q.workers.tickets = RequestIds::starting_at(0);
+        q
     }
 
     /// Runs `f` with an outbox and an event sink; returns the outputs and the events.
@@ -912,9 +966,9 @@ mod tests {
         assert!(matches!(&seen[..], [Event::WorkerReady { worker }] if worker == "w1"));
         assert!(q.wants(FRONTEND));
         let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c1", b"", b"hello"]), t0);
-        assert_eq!(outs, [sent(BACKEND, &[b"w1", b"c1", b"", b"hello"])]);
+        assert_eq!(outs, [sent(BACKEND, &[b"w1", T0, b"", b"hello"])]);
         assert!(!q.wants(FRONTEND), "the one worker is busy");
-        let (outs, _) = handle(&mut q, on(BACKEND, &[b"w1", b"c1", b"", b"world"]), t0);
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"w1", T0, b"", b"world"]), t0);
         assert_eq!(outs, [sent(FRONTEND, &[b"c1", b"", b"world"])]);
         assert!(
             q.wants(FRONTEND),
@@ -932,10 +986,10 @@ mod tests {
         handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
         handle(&mut q, on(BACKEND, &[b"b", b"\x01"]), t0);
         let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
-        assert_eq!(outs, [sent(BACKEND, &[b"a", b"c", b"", b"1"])]);
-        handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"1"]), t0);
+        assert_eq!(outs, [sent(BACKEND, &[b"a", T0, b"", b"1"])]);
+        handle(&mut q, on(BACKEND, &[b"a", T0, b"", b"1"]), t0);
         let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"2"]), t0);
-        assert_eq!(outs, [sent(BACKEND, &[b"b", b"c", b"", b"2"])]);
+        assert_eq!(outs, [sent(BACKEND, &[b"b", T1, b"", b"2"])]);
     }
 
     #[test]
@@ -946,8 +1000,8 @@ mod tests {
         // Simple Pirate worker (REQ): [id][""][READY].
         handle(&mut q, on(BACKEND, &[b"r", b"", b"\x01"]), t0);
         let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"x"]), t0);
-        assert_eq!(outs, [sent(BACKEND, &[b"r", b"", b"c", b"", b"x"])]);
-        let (outs, _) = handle(&mut q, on(BACKEND, &[b"r", b"", b"c", b"", b"y"]), t0);
+        assert_eq!(outs, [sent(BACKEND, &[b"r", b"", T0, b"", b"x"])]);
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"r", b"", T0, b"", b"y"]), t0);
         assert_eq!(outs, [sent(FRONTEND, &[b"c", b"", b"y"])]);
         let (outs, _) = tick(&mut q, t0 + 100 * MS);
         assert_eq!(outs, [sent(BACKEND, &[b"r", b"", b"\x02"])]);
@@ -1002,20 +1056,21 @@ mod tests {
             handle(&mut q, on(BACKEND, &[b"dead", b"", b"\x01"]), t0);
             handle(&mut q, on(BACKEND, &[b"live", b"\x01"]), t0);
             let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
-            assert_eq!(outs, [sent(BACKEND, &[b"dead", b"", b"c", b"", b"1"])]);
+            assert_eq!(outs, [sent(BACKEND, &[b"dead", b"", T0, b"", b"1"])]);
             // The reactor reports the send unroutable: the request goes to `live`.
-            let outs = routed(&mut q, &[b"dead", b"", b"c", b"", b"1"], false, t0);
-            assert_eq!(outs, [sent(BACKEND, &[b"live", b"c", b"", b"1"])]);
+            let outs = routed(&mut q, &[b"dead", b"", T0, b"", b"1"], false, t0);
+            assert_eq!(outs, [sent(BACKEND, &[b"live", T1, b"", b"1"])]);
             assert_eq!(q.report().workers_gone, 1);
             assert_eq!(q.report().routed, 1, "counted once, where it went");
             assert!(!q.workers.known.contains_key(&b"dead"[..]));
             // `live` is gone too: the request waits, and the frontend is not read.
-            let outs = routed(&mut q, &[b"live", b"c", b"", b"1"], false, t0);
+            let outs = routed(&mut q, &[b"live", T1, b"", b"1"], false, t0);
             assert!(outs.is_empty());
             assert!(!q.wants(FRONTEND));
-            // The next READY takes it.
+            // The next READY takes it, under a ticket of its own.
             let (outs, _) = handle(&mut q, on(BACKEND, &[b"new", b"\x01"]), t0);
-            assert_eq!(outs, [sent(BACKEND, &[b"new", b"c", b"", b"1"])]);
+            let t2 = b"0000000000000002";
+            assert_eq!(outs, [sent(BACKEND, &[b"new", t2, b"", b"1"])]);
             assert!(!q.wants(FRONTEND), "the new worker is busy");
             // An unroutable heartbeat forgets an idle worker; a routed send changes nothing.
             handle(&mut q, on(BACKEND, &[b"idle", b"\x01"]), t0);
@@ -1124,7 +1179,7 @@ mod tests {
         );
         assert!(outs.is_empty(), "no more heartbeats to a forgotten worker");
         assert_eq!(q.report().workers_stuck, 1);
-        let (outs, seen) = handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"late"]), at);
+        let (outs, seen) = handle(&mut q, on(BACKEND, &[b"a", T0, b"", b"late"]), at);
         assert_eq!(outs, [sent(FRONTEND, &[b"c", b"", b"late"])]);
         assert!(matches!(&seen[..], [Event::Log { .. }]), "{seen:?}");
         assert!(
@@ -1141,20 +1196,22 @@ mod tests {
         handle(&mut q, on(BACKEND, &[b"b", b"\x01"]), t0);
         handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
         for forged in [
-            &[b"stranger" as &[u8], b"c", b"", b"x"][..], // never sent READY
-            &[b"b", b"c", b"", b"x"],                     // idle worker
-            &[b"a", b"other", b"", b"x"],                 // another client's envelope
+            &[b"stranger" as &[u8], T0, b"", b"x"][..], // never sent READY
+            &[b"b", T0, b"", b"x"],                     // idle worker
+            &[b"a", T1, b"", b"x"],                     // another ticket
+            &[b"a", b"c", b"", b"x"],                   // the client's envelope, not the ticket
+            &[b"a", T0, T0, b"", b"x"],                 // more than the ticket
         ] {
             let (outs, seen) = handle(&mut q, on(BACKEND, forged), t0);
             assert!(outs.is_empty(), "{forged:?} was forwarded");
             assert!(matches!(&seen[..], [Event::Invalid { .. }]));
         }
-        assert_eq!(q.report().refused_replies, 3);
-        let (outs, _) = handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"ok"]), t0);
+        assert_eq!(q.report().refused_replies, 5);
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"a", T0, b"", b"ok"]), t0);
         assert_eq!(outs, [sent(FRONTEND, &[b"c", b"", b"ok"])]);
-        let (outs, _) = handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"ok"]), t0);
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"a", T0, b"", b"ok"]), t0);
         assert!(outs.is_empty(), "a stale copy of the reply is refused");
-        assert_eq!(q.report().refused_replies, 4);
+        assert_eq!(q.report().refused_replies, 6);
     }
 
     #[test]
@@ -1202,7 +1259,51 @@ mod tests {
         assert!(matches!(&seen[..], [Event::WorkerReady { .. }]));
         assert!(q.wants(FRONTEND));
         assert_eq!(q.report().workers_seen, 1, "the same worker, not a new one");
-        let (outs, _) = handle(&mut q, on(BACKEND, &[b"a", b"c", b"", b"old"]), t0);
+        let (outs, _) = handle(&mut q, on(BACKEND, &[b"a", T0, b"", b"old"]), t0);
         assert!(outs.is_empty(), "the lost request's reply is refused");
+    }
+
+    #[test]
+    fn every_client_envelope_reaches_the_worker_as_one_ticket_and_comes_back_whole() {
+        let t0 = Instant::now();
+        let mut q = queue(QueuePolicy::Simple);
+        handle(&mut q, on(BACKEND, &[b"w", b"READY"]), t0);
+        // A REQ client, `pirate client`'s request id, two proxy hops, a body of two frames,
+        // and the deepest envelope taken (16 frames): the worker gets `[ticket]["" ][body…]`.
+        let hops: Vec<&[u8]> = vec![b"hop"; crate::msg::MAX_ENVELOPE - 1];
+        let mut longest: Vec<&[u8]> = vec![b"c"];
+        longest.extend(&hops);
+        longest.extend([b"" as &[u8], b"x"]);
+        let cases: Vec<Vec<&[u8]>> = vec![
+            vec![b"c", b"", b"x"],
+            vec![b"c", b"0123456789abcdef", b"", b"x"],
+            vec![b"c", b"proxy-1", b"proxy-2", b"", b"x"],
+            vec![b"c", b"", b"x", b"y"],
+            longest,
+        ];
+        for (n, request) in cases.iter().enumerate() {
+            let ticket = format!("{n:016x}").into_bytes();
+            let (outs, _) = handle(&mut q, on(FRONTEND, request), t0);
+            let mut want: Vec<&[u8]> = vec![b"w", &ticket, b""];
+            let body_at = request.iter().position(|f| f.is_empty()).unwrap() + 1;
+            want.extend(&request[body_at..]);
+            assert_eq!(outs, [sent(BACKEND, &want)], "{request:?}");
+            let mut reply: Vec<&[u8]> = vec![b"w", &ticket, b"", b"reply"];
+            let (outs, _) = handle(&mut q, on(BACKEND, &reply), t0);
+            let mut back: Vec<&[u8]> = request[..body_at].to_vec();
+            back.push(b"reply");
+            assert_eq!(outs, [sent(FRONTEND, &back)], "{request:?}");
+            // The same ticket again is a stale copy.
+            reply[3] = b"again";
+            assert!(handle(&mut q, on(BACKEND, &reply), t0).0.is_empty());
+        }
+        assert_eq!(q.report().refused_replies, cases.len() as u64);
+        // One hop more than the bound: refused, and the worker is still ready.
+        let mut deeper: Vec<&[u8]> = vec![b"hop"; crate::msg::MAX_ENVELOPE + 1];
+        deeper.extend([b"" as &[u8], b"x"]);
+        let (outs, seen) = handle(&mut q, on(FRONTEND, &deeper), t0);
+        assert!(outs.is_empty());
+        assert!(matches!(&seen[..], [Event::Invalid { .. }]), "{seen:?}");
+        assert!(q.wants(FRONTEND));
     }
 }

@@ -24,6 +24,22 @@ pub enum PirateProtocol {
     Majordomo(Version),
 }
 
+/// How a Simple or Paranoid Pirate worker spells READY (`--dialect`): 6/PPP's byte `0x01`, or
+/// the word `"READY"` of the Guide's C++ queues (ppqueue.cpp registers a worker only on
+/// `strcmp (msg.address (), "READY") == 0` and logs `E: invalid message` for `0x01`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadyDialect {
+    /// 6/PPP's byte first; a Paranoid socket whose READY got no answer at all within the
+    /// liveness window is followed by one in the other spelling, and a spelling the queue
+    /// answered is kept (see [`worker`](super::worker)). Simple has no way to tell: bytes.
+    #[default]
+    Auto,
+    /// Always 6/PPP's bytes (`--dialect rfc`).
+    Rfc,
+    /// Always the Guide's C++ words, `"READY"` and `"HEARTBEAT"` (`--dialect guide-cpp`).
+    GuideCpp,
+}
+
 /// Everything a Simple or Paranoid Pirate worker needs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -49,6 +65,8 @@ pub struct WorkerConfig {
     /// this many requests are worked on at once: 1..=[`MAX_CONCURRENCY`] (the CLI refuses
     /// anything else; the machine takes 0 as 1 and caps the rest).
     pub concurrency: usize,
+    /// How READY is spelled (Simple and Paranoid only).
+    pub dialect: ReadyDialect,
 }
 
 /// The most sessions one worker process runs (`--concurrency`): each is a socket, and a
@@ -73,6 +91,7 @@ impl Default for WorkerConfig {
             faults: FaultPlan::default(),
             seed: 0,
             concurrency: 1,
+            dialect: ReadyDialect::Auto,
         }
     }
 }

@@ -30,6 +30,20 @@
 //!
 //! Simple (REQ): one READY, then receive a request, reply, repeat. No heartbeats.
 //!
+//! **How READY is spelled** ([`ReadyDialect`], `--dialect`). 6/PPP says `0x01`; the Guide's
+//! C++ ppqueue registers a worker only on the word `"READY"` (and heartbeats in the word
+//! `"HEARTBEAT"`), and never answers a worker it has not registered. By default (`auto`) a
+//! Paranoid session's first READY is 6/PPP's byte; a socket that hears nothing at all from
+//! the queue within the liveness window is followed, after the usual back-off, by one whose
+//! READY is the other spelling, and a spelling the queue answered is kept for the next
+//! socket (a queue that answers in 6/PPP's bytes is spoken to in bytes). The first switch
+//! to the word is logged once. Each spelling is what some queue takes, so this stays
+//! conforming: a 6/PPP queue is sent `0x01` first, and `pirate queue` and the Guide's
+//! ppqueue.py take either. Heartbeats go out in the spelling of the socket's READY until
+//! the queue's own heartbeats say otherwise. `rfc` and `guide-cpp` pin the spelling; Simple
+//! (no heartbeats, so no way to tell) sends the byte unless pinned (the Guide's spqueue.cpp
+//! also takes the byte as a sign of life: it queues the worker on any message).
+//!
 //! Faults are drawn per request, from one plan for the whole process: a crash kills the
 //! process on the spot (every session's request is lost with it, as with a real crash), an
 //! overload makes that request's work slower (heartbeats go on: slow but alive), a freeze
@@ -56,7 +70,7 @@ use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec,
 
 use super::mdp_worker;
 use super::work::{identity, perform, Done, Incoming, Job, Ticket};
-pub use super::work::{PirateProtocol, WorkerConfig, MAX_CONCURRENCY};
+pub use super::work::{PirateProtocol, ReadyDialect, WorkerConfig, MAX_CONCURRENCY};
 
 /// The PPP wire (Simple and Paranoid: REQ adds and strips the delimiter itself), and for a
 /// HEARTBEAT how the queue spelled it.
@@ -116,6 +130,11 @@ struct Session {
     /// How the queue spells HEARTBEAT (the Guide's C++ ppqueue: `"HEARTBEAT"`): ours go out the
     /// same way. 6/PPP's bytes until it has said.
     dialect: Dialect,
+    /// How this socket's READY was spelled, and (unless pinned) the next socket's: kept when
+    /// the queue answered, the other one after a socket that heard nothing.
+    ready_form: Dialect,
+    /// Something arrived on the current socket.
+    answered: bool,
     /// Simple (REQ): a READY owed since then, for a message that was no request.
     owed_ready: Option<Instant>,
 }
@@ -134,6 +153,8 @@ impl Session {
             awaiting_grant: false,
             held: VecDeque::new(),
             dialect: Dialect::Bytes,
+            ready_form: Dialect::Bytes,
+            answered: false,
             owed_ready: None,
         }
     }
@@ -184,6 +205,8 @@ pub struct Worker {
     /// A freeze: nothing is read, nothing sent, by any session, until then.
     frozen_until: Option<Instant>,
     crashed: bool,
+    /// The switch to the word READY has been logged (once per process).
+    told_words: bool,
 }
 
 impl Worker {
@@ -208,6 +231,7 @@ impl Worker {
             in_flight: 0,
             frozen_until: None,
             crashed: false,
+            told_words: false,
         }
     }
 
@@ -265,9 +289,21 @@ impl Worker {
         }
     }
 
+    /// How session `slot`'s next READY is spelled: as pinned by `--dialect`, else its own
+    /// choice (see the module docs).
+    fn ready_form(&self, slot: Slot) -> Dialect {
+        match self.config.dialect {
+            ReadyDialect::Auto => self.sessions[slot].ready_form,
+            ReadyDialect::Rfc => Dialect::Bytes,
+            ReadyDialect::GuideCpp => Dialect::Words,
+        }
+    }
+
     /// Session `slot`'s socket is open: register (READY) and start watching the peer.
     fn register(&mut self, slot: Slot, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
+        let form = self.ready_form(slot);
         let session = &mut self.sessions[slot];
+        session.answered = false;
         session.link = Link::Up {
             peer: match self.config.protocol {
                 PirateProtocol::Simple => None,
@@ -292,7 +328,10 @@ impl Worker {
                 ));
             }
             _ => {
-                out.send(slot, ppp::encode(Ppp::Ready));
+                session.ready_form = form;
+                // Our heartbeats follow our READY until the queue's say how it spells them.
+                session.dialect = form;
+                out.send(slot, ppp::encode_in(Ppp::Ready, form));
                 events.info(format!("worker {name} ready"));
             }
         }
@@ -393,6 +432,25 @@ impl Worker {
             reason: if disconnected { "disconnect" } else { "silent" }.into(),
             delay_ms: delay.as_millis() as u64,
         });
+        let session = &mut self.sessions[slot];
+        let paranoid = self.config.protocol == PirateProtocol::Paranoid;
+        if paranoid && self.config.dialect == ReadyDialect::Auto && !session.answered {
+            // Not a word back to this READY: maybe a queue that does not take this spelling
+            // (the Guide's ppqueue.cpp ignores 0x01), maybe no queue at all. The next socket
+            // says READY the other way; the two alternate until one is answered.
+            session.ready_form = match session.ready_form {
+                Dialect::Bytes => Dialect::Words,
+                Dialect::Words => Dialect::Bytes,
+            };
+            if session.ready_form == Dialect::Words && !self.told_words {
+                self.told_words = true;
+                events.info(
+                    "no answer to READY 0x01 from the queue: the next socket says READY as the \
+                     word \"READY\", as the Guide's C++ ppqueue needs, and keeps whichever \
+                     spelling is answered (--dialect rfc|guide-cpp pins one)",
+                );
+            }
+        }
         out.close(slot);
         for lane in 0..self.sessions[slot].lanes.len() {
             self.unbusy(slot, lane);
@@ -431,12 +489,16 @@ impl Worker {
         if let Some(peer) = peer {
             peer.heard(now);
         }
+        session.answered = true;
         session.backoff.reset();
         let awaiting_grant = session.awaiting_grant;
         let simple = self.config.protocol == PirateProtocol::Simple;
         let (incoming, dialect) = self.decode(msg);
         if let Some(dialect) = dialect {
+            // The queue's heartbeat says how it spells the commands: ours follow, and so
+            // does the next socket's READY (unless pinned).
             self.sessions[slot].dialect = dialect;
+            self.sessions[slot].ready_form = dialect;
         }
         // The first word after a READY with credit says whether the broker honours it; a
         // DISCONNECT says nothing about that (the broker refused this READY), and the next
@@ -650,7 +712,8 @@ impl Worker {
         events: &mut Events,
     ) {
         if self.sessions[slot].owed_ready.take().is_some() {
-            out.send(slot, ppp::encode(Ppp::Ready));
+            let form = self.ready_form(slot);
+            out.send(slot, ppp::encode_in(Ppp::Ready, form));
         }
         let session = &mut self.sessions[slot];
         match &mut session.link {
@@ -940,7 +1003,11 @@ mod tests {
         let first = w.identity().to_vec();
         let (outs, seen) = tick(&mut w, t0 + 300 * MS);
         assert_eq!(outs, [Output::Close(SOCKET)]);
-        assert!(matches!(seen[..], [Event::PeerLost { delay_ms: 50, .. }]));
+        // Lost, and (once) the switch to the word READY for the next socket.
+        assert!(matches!(
+            seen[..],
+            [Event::PeerLost { delay_ms: 50, .. }, Event::Log { .. }]
+        ));
         assert!(!w.wants(SOCKET));
         assert_eq!(w.next_deadline(), Some(t0 + 350 * MS));
         assert!(tick(&mut w, t0 + 349 * MS).0.is_empty());
@@ -954,7 +1021,8 @@ mod tests {
                     ["tcp://127.0.0.1:5556"],
                     "PPP has no failover"
                 );
-                assert_eq!(ready, &sent(&[b"\x01"]));
+                // Nothing answered 0x01: the Guide's C++ spelling is tried.
+                assert_eq!(ready, &sent(&[b"READY"]));
             }
             other => panic!("{other:?}"),
         }
@@ -1038,7 +1106,7 @@ mod tests {
     }
 
     #[test]
-    fn heartbeats_go_out_in_the_queues_spelling_until_the_socket_is_new() {
+    fn heartbeats_and_the_next_ready_go_out_in_the_queues_spelling() {
         let t0 = Instant::now();
         let mut w = started(PirateProtocol::Paranoid, FaultPlan::default(), t0);
         // The Guide's C++ ppqueue says "HEARTBEAT": ours follow suit.
@@ -1046,12 +1114,96 @@ mod tests {
         assert_eq!(w.report().invalid, 0);
         let (outs, _) = tick(&mut w, t0 + 100 * MS);
         assert_eq!(outs, [sent(&[b"HEARTBEAT"])]);
-        // It goes silent; the new socket starts with 6/PPP's bytes again.
+        // It goes silent (restarted, say): the new socket keeps the spelling it answered.
         tick(&mut w, t0 + 350 * MS);
         let (outs, _) = tick(&mut w, t0 + 400 * MS);
-        assert_eq!(outs.last(), Some(&sent(&[b"\x01"])), "{outs:?}");
+        assert_eq!(outs.last(), Some(&sent(&[b"READY"])), "{outs:?}");
         let (outs, _) = tick(&mut w, t0 + 500 * MS);
+        assert_eq!(outs, [sent(&[b"HEARTBEAT"])]);
+        // A queue that answers in 6/PPP's bytes (ppqueue.py takes any READY) is followed.
+        handle(&mut w, on(&[b"\x02"]), t0 + 550 * MS);
+        let (outs, _) = tick(&mut w, t0 + 600 * MS);
         assert_eq!(outs, [sent(&[b"\x02"])]);
+        tick(&mut w, t0 + 850 * MS);
+        let (outs, _) = tick(&mut w, t0 + 900 * MS);
+        assert_eq!(outs.last(), Some(&sent(&[b"\x01"])), "{outs:?}");
+    }
+
+    /// The READY of each socket a silent queue makes the worker open, in turn.
+    fn readies(dialect: ReadyDialect, sockets: usize) -> (Vec<Vec<u8>>, Vec<Event>) {
+        let t0 = Instant::now();
+        let mut conf = config(PirateProtocol::Paranoid, FaultPlan::default());
+        conf.dialect = dialect;
+        let mut w = Worker::new(&conf);
+        let (mut all, mut events) = step(&mut w, |w, out, ev| w.start(t0, out, ev));
+        let mut now = t0;
+        // The first socket is the reactor's; the others are opened by the machine.
+        while all.iter().filter(|o| matches!(o, Output::Open(_))).count() + 1 < sockets {
+            now += 10 * MS;
+            let (outs, seen) = tick(&mut w, now);
+            all.extend(outs);
+            events.extend(seen);
+        }
+        let readies = all
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send { msg, .. } if msg.len() == 1 => Some(msg.get(0).unwrap().to_vec()),
+                _ => None,
+            })
+            .filter(|f| f == b"\x01" || f == b"READY")
+            .collect();
+        (readies, events)
+    }
+
+    #[test]
+    fn auto_alternates_the_ready_spelling_on_silent_sockets_and_says_so_once() {
+        let (readies, events) = readies(ReadyDialect::Auto, 4);
+        assert_eq!(
+            readies,
+            [
+                b"\x01".to_vec(),
+                b"READY".to_vec(),
+                b"\x01".to_vec(),
+                b"READY".to_vec()
+            ]
+        );
+        let told = events
+            .iter()
+            .filter(|e| format!("{e:?}").contains("as the Guide's C++ ppqueue needs"))
+            .count();
+        assert_eq!(told, 1, "{events:?}");
+    }
+
+    #[test]
+    fn a_pinned_dialect_never_changes_and_says_nothing() {
+        for (dialect, word) in [
+            (ReadyDialect::Rfc, b"\x01".to_vec()),
+            (ReadyDialect::GuideCpp, b"READY".to_vec()),
+        ] {
+            let (readies, events) = readies(dialect, 3);
+            assert_eq!(readies, vec![word; 3], "{dialect:?}");
+            assert!(
+                !format!("{events:?}").contains("C++ ppqueue"),
+                "{dialect:?}"
+            );
+        }
+        // Pinned to the Guide's C++ words, heartbeats are words from the start.
+        let t0 = Instant::now();
+        let mut conf = config(PirateProtocol::Paranoid, FaultPlan::default());
+        conf.dialect = ReadyDialect::GuideCpp;
+        let mut w = Worker::new(&conf);
+        step(&mut w, |w, out, ev| w.start(t0, out, ev));
+        let (outs, _) = tick(&mut w, t0 + 100 * MS);
+        assert_eq!(outs, [sent(&[b"HEARTBEAT"])]);
+        // A Simple worker pinned to the words says READY as one.
+        conf.protocol = PirateProtocol::Simple;
+        let mut w = Worker::new(&conf);
+        let (outs, _) = step(&mut w, |w, out, ev| w.start(t0, out, ev));
+        assert_eq!(outs.last(), Some(&sent(&[b"READY"])), "{outs:?}");
+        // A 6/PPP heartbeat is no request: the READY owed for it is the pinned word too.
+        handle(&mut w, on(&[b"\x02"]), t0);
+        let (outs, _) = tick(&mut w, t0);
+        assert_eq!(outs, [sent(&[b"READY"])]);
     }
 
     #[test]

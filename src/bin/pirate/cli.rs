@@ -12,12 +12,12 @@ use pirate::feed::{Records, Split};
 use pirate::proto::mdp::Version;
 use pirate::roles::broker::BrokerConfig;
 use pirate::roles::bstar_server::BstarServerConfig;
-use pirate::roles::client::ClientConfig;
+use pirate::roles::client::{ClientConfig, Correlation};
 use pirate::roles::freelance::{FreelanceClientConfig, FreelanceServerConfig};
 use pirate::roles::queue::{QueueConfig, QueuePolicy};
 use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
-use pirate::roles::worker::{PirateProtocol, WorkerConfig, MAX_CONCURRENCY};
+use pirate::roles::worker::{PirateProtocol, ReadyDialect, WorkerConfig, MAX_CONCURRENCY};
 
 use crate::auth_args::{ClientAuthArgs, ServerAuthArgs};
 use crate::chaos_args::{ChaosArgs, ChaosCommand};
@@ -251,6 +251,12 @@ pub struct ClientArgs {
     /// With --titanic: wait between polls of titanic.reply while the reply is pending
     #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub poll_interval: Duration,
+    /// How a reply is tied to its request: id puts a request id in the envelope of each
+    /// request on one DEALER; socket sends each request on a fresh REQ socket with nothing but
+    /// the body, for a queue and worker that take only a REQ client's envelope (the Guide's
+    /// ppqueue and ppworker) [default: id; mdp/mdp2: what the broker's mmi.correlate says]
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub correlate: Option<CorrelateArg>,
     /// Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
@@ -266,6 +272,15 @@ pub struct ClientArgs {
     pub server_ttl: Duration,
     #[command(flatten)]
     pub credentials: ClientAuthArgs,
+}
+
+/// `pirate client --correlate`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CorrelateArg {
+    /// A request id in each request's envelope, echoed back with its reply
+    Id,
+    /// A fresh REQ socket per request (and per retry): the body alone on the wire
+    Socket,
 }
 
 /// What `pirate client` runs, after its flags.
@@ -344,6 +359,10 @@ impl ClientArgs {
             check_echo: self.check_echo(),
             framing,
             window: self.window as usize,
+            correlation: self.correlate.map(|c| match c {
+                CorrelateArg::Id => Correlation::RequestId,
+                CorrelateArg::Socket => Correlation::Socket,
+            }),
         }
     }
 
@@ -485,6 +504,18 @@ pub enum WorkerProtocol {
     Mdp2,
 }
 
+/// How a Simple or Paranoid worker spells READY (and, until the queue has said, HEARTBEAT).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerDialect {
+    /// 6/PPP's byte 0x01 first; a socket whose READY gets no answer within the liveness
+    /// window is followed by one that says the word "READY", and the spelling answered is kept
+    Auto,
+    /// Always 6/PPP's bytes 0x01 and 0x02
+    Rfc,
+    /// Always the words "READY" and "HEARTBEAT" of the Guide's C++ ppqueue and spqueue
+    GuideCpp,
+}
+
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// Endpoint of the queue's backend or the broker [default: tcp://localhost:5556, or
@@ -495,6 +526,10 @@ pub struct WorkerArgs {
     /// Protocol to speak
     #[arg(long, value_enum, default_value = "paranoid")]
     pub protocol: WorkerProtocol,
+    /// How READY is spelled (paranoid, simple): the Guide's C++ ppqueue registers a worker
+    /// only on the word "READY"; simple workers send the byte unless pinned to guide-cpp
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dialect: WorkerDialect,
     /// Majordomo service to register for (mdp, mdp2)
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
@@ -576,6 +611,11 @@ impl WorkerArgs {
             faults,
             seed: self.faults.seed(),
             concurrency: self.concurrency.into(),
+            dialect: match self.dialect {
+                WorkerDialect::Auto => ReadyDialect::Auto,
+                WorkerDialect::Rfc => ReadyDialect::Rfc,
+                WorkerDialect::GuideCpp => ReadyDialect::GuideCpp,
+            },
         }
     }
 }

@@ -4,7 +4,7 @@
 //! conversions into library configs (`config()`, `mode()`) then assume these rules hold.
 
 use crate::chaos_args::{ChaosArgs, ChaosCommand, ChaosRunArgs, ProxyPlacementArg};
-use crate::cli::{ClientArgs, Command, WorkerArgs};
+use crate::cli::{ClientArgs, Command, WorkerArgs, WorkerDialect};
 use crate::proxy_args::TrafficArgs;
 use crate::shared_args::BstarArgs;
 use crate::shared_args::ClientProtocol;
@@ -91,6 +91,12 @@ fn bstar(b: &BstarArgs) -> Result<(), String> {
 }
 
 fn client(a: &ClientArgs) -> Result<(), String> {
+    if a.correlate.is_some() && (a.freelance || a.titanic) {
+        return Err(
+            "--correlate is for Lazy Pirate and Majordomo clients, not --freelance or --titanic"
+                .into(),
+        );
+    }
     majordomo_service(a.protocol(), &a.service)
 }
 
@@ -116,6 +122,9 @@ fn worker(a: &WorkerArgs) -> Result<(), String> {
             return Err("--service is for Majordomo workers (--protocol mdp or mdp2)".into())
         }
         _ => {}
+    }
+    if majordomo && a.dialect != WorkerDialect::Auto {
+        return Err("--dialect is for Simple and Paranoid workers, not mdp or mdp2".into());
     }
     if a.connect.len() > 1 && !majordomo {
         return Err("several --connect endpoints need --protocol mdp or mdp2".into());
