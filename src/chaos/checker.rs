@@ -191,6 +191,10 @@ pub struct Verdict {
     pub reexecutions: u64,
     /// Replied but never reported served (the worker's line was cut off). Informational.
     pub unexecuted_replies: Vec<String>,
+    /// Served lines the workers wrote in all (0: workers that write none, such as a
+    /// `--worker-cmd` program, and then `unexecuted_replies` says nothing of kills).
+    #[serde(default)]
+    pub served_lines: u64,
     /// One per process fault, in time order.
     pub recoveries: Vec<Recovery>,
     /// Percentiles of the clients' reply latencies (first send to reply).
@@ -664,6 +668,7 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
         refused_mismatches,
         reexecutions,
         unexecuted_replies,
+        served_lines: served.values().sum(),
         recoveries,
         latency_ms: latency.summary(),
         faults,
@@ -790,10 +795,26 @@ pub const MEANING_WRONG_REFUSED: &str = "replies that were not the answer to the
     flight (a stale reply to an earlier attempt, or one corrupted on the way): the client refused \
     each and waited for the right one; the protocol doing its job, not a failure";
 
-/// What "replies with no served line" means, in plain words.
+/// What "replies with no served line" means, in plain words, when workers do write them.
 pub const MEANING_NO_SERVED_LINE: &str = "a client got its reply, but no worker's log says it \
     served that request: the worker was killed right after replying, before its line was \
     written; the history is cut short there, nothing was lost";
+
+/// The same count when no worker wrote a single served line: workers that print no JSON lines
+/// (`--worker-cmd`, someone else's), so executions cannot be checked at all.
+pub const MEANING_NO_SERVED_LINES_AT_ALL: &str = "no worker wrote a single served line (workers \
+    that print no pirate JSON lines, such as a --worker-cmd program): replies are checked, but \
+    which worker executed each request, and how often, cannot be";
+
+/// Which of the two meanings the "replies with no served line" count has, given how many
+/// served lines the workers wrote in all.
+pub fn meaning_no_served_line(served_lines: u64) -> &'static str {
+    if served_lines == 0 {
+        MEANING_NO_SERVED_LINES_AT_ALL
+    } else {
+        MEANING_NO_SERVED_LINE
+    }
+}
 
 /// What "unreadable records" means, in plain words.
 pub const MEANING_UNREADABLE: &str = "lines of the history that name a known event but lack \
@@ -862,7 +883,7 @@ impl Verdict {
             (
                 self.unexecuted_replies.len() as u64,
                 "replies with no served line",
-                MEANING_NO_SERVED_LINE,
+                meaning_no_served_line(self.served_lines),
             ),
             (self.unreadable, "unreadable records", MEANING_UNREADABLE),
         ] {
@@ -1608,6 +1629,9 @@ mod tests {
         // record of a known event missing its fields.
         let h = vec![
             sent(1.0, "client-1", 1, 1),
+            sent(1.0, "client-1", 2, 1),
+            served(1.5, "worker-1", "c1-2"),
+            reply(1.6, "client-1", 2),
             Record::new(2.0, "client-1", json!({"event": "mismatch", "seq": 1})),
             reply(3.0, "client-1", 1),
             Record::new(4.0, "client-1", json!({"event": "reply"})),
@@ -1621,6 +1645,17 @@ mod tests {
             assert!(text.contains(meaning), "{text}");
         }
         assert!(text.contains("\n  wrong refused: replies that were not the answer"));
+    }
+
+    #[test]
+    fn replies_with_no_served_line_at_all_are_blamed_on_workers_that_write_none_not_on_kills() {
+        // A --worker-cmd program prints no served lines: every reply lacks one.
+        let h = vec![sent(1.0, "client-1", 1, 1), reply(2.0, "client-1", 1)];
+        let v = check(&h, &lax());
+        assert_eq!((v.unexecuted_replies.len(), v.served_lines), (1, 0));
+        let text = v.summary_text();
+        assert!(text.contains(MEANING_NO_SERVED_LINES_AT_ALL), "{text}");
+        assert!(!text.contains(MEANING_NO_SERVED_LINE), "{text}");
     }
 
     #[test]

@@ -23,7 +23,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::checker::{
-    natural_cmp, preview, Record, MEANING_NO_SERVED_LINE, MEANING_UNREADABLE, MEANING_WRONG_REFUSED,
+    meaning_no_served_line, natural_cmp, preview, Record, MEANING_NO_SERVED_LINE,
+    MEANING_UNREADABLE, MEANING_WRONG_REFUSED,
 };
 
 /// Request spans drawn on the time line at most.
@@ -71,6 +72,7 @@ pub struct Findings {
     pub refused_mismatches: u64,
     pub reexecutions: u64,
     pub unexecuted_replies: Vec<String>,
+    pub served_lines: u64,
     pub unreadable: u64,
     pub violations: Vec<String>,
     pub latency_ms: LatencyView,
@@ -768,7 +770,7 @@ fn counts_section(page: &mut String, r: &RunResults, skipped_lines: u64) {
         ("out of order", f.out_of_order.len() as u64, "a reply delivered after the reply to a later request: fatal"),
         ("wrong accepted", f.mismatched.len() as u64, "a reply that differs from its request, accepted: fatal"),
         ("wrong refused", f.refused_mismatches, MEANING_WRONG_REFUSED),
-        ("replies with no served line", f.unexecuted_replies.len() as u64, MEANING_NO_SERVED_LINE),
+        ("replies with no served line", f.unexecuted_replies.len() as u64, meaning_no_served_line(f.served_lines)),
         ("unreadable records", f.unreadable, MEANING_UNREADABLE),
     ];
     for (what, n, meaning) in rows {
@@ -1810,12 +1812,18 @@ mod tests {
         r.findings.lost = vec!["c1-9".into()];
         r.findings.violations =
             vec!["lost: c1-9 (client-1 seq 9: sent 1 time, never answered or abandoned)".into()];
+        r.findings.served_lines = 12;
         let page = render(&history(), &r, 3);
         assert!(page.contains("class=\"verdict invalid\""));
         assert!(page.contains("<li>lost: c1-9 (client-1 seq 9"));
         assert!(page.contains("3 lines of history.jsonl were not records"));
         assert!(page.contains(&esc(MEANING_WRONG_REFUSED)));
         assert!(page.contains(&esc(MEANING_NO_SERVED_LINE)));
+        // Workers that write no served line at all (a --worker-cmd program): not blamed on kills.
+        r.findings.served_lines = 0;
+        let page = render(&history(), &r, 3);
+        assert!(page.contains(&esc(crate::chaos::checker::MEANING_NO_SERVED_LINES_AT_ALL)));
+        assert!(!page.contains(&esc(MEANING_NO_SERVED_LINE)));
     }
 
     #[test]
