@@ -23,8 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::checker::{
-    meaning_no_served_line, natural_cmp, preview, Record, MEANING_NO_SERVED_LINE,
-    MEANING_UNREADABLE, MEANING_WRONG_REFUSED,
+    meaning_no_served_line, natural_cmp, preview, Record, MEANING_UNREADABLE, MEANING_WRONG_REFUSED,
 };
 
 /// Request spans drawn on the time line at most.
@@ -1636,6 +1635,7 @@ fn sequence(page: &mut String, r: &Req, run: &Run, via: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chaos::checker::MEANING_NO_SERVED_LINE;
     use serde_json::json;
 
     fn rec(t: f64, source: &str, event: Value) -> Record {
