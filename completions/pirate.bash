@@ -134,7 +134,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__bench)
-            opts="-v -q -h -V --connect --service --protocol --clients --window --requests --duration --size --expect-echo --timeout --retries --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --service --protocol --clients --window --rate --warmup --requests --duration --size --expect-echo --timeout --retries --histogram --fail-if --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -160,6 +160,14 @@ _pirate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --warmup)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --requests)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -177,6 +185,14 @@ _pirate() {
                     return 0
                     ;;
                 --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --histogram)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fail-if)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

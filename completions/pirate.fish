@@ -323,12 +323,16 @@ complete -c pirate -n "__fish_pirate_using_subcommand bench" -l protocol -d 'Cli
 mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'
 mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l clients -d 'Clients at once, each a thread with a connection (or, to a foreign broker, a socket per request) of its own' -r
-complete -c pirate -n "__fish_pirate_using_subcommand bench" -l window -d 'Requests in flight per client' -r
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l window -d 'Requests in flight per client (with --rate, requests due while the window is full wait, and that wait counts in their latency)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l rate -d 'Open model: R requests per second over every client, each with an intended start time, its latency measured from then (a stall shows, as in wrk2); without it each client sends as soon as its window has room (closed model)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l warmup -d 'Send requests for this long first without measuring them (counts, latencies and --requests/--duration start after it)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l requests -d 'Requests in all, shared by every client [default: 10000 unless --duration]' -r
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l duration -d 'Run this long instead of a number of requests (the requests in flight then finish)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l size -d 'Bytes in each request body (its number, then dots); sizes take k/M or KiB/MiB' -r
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l timeout -d 'How long each attempt waits for its reply' -r
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l retries -d 'Attempts per request, the first included, before the client abandons it' -r
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l histogram -d 'Write the latency distribution to FILE as CSV (percentile,latency_ms,count), for plotting' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l fail-if -d 'Fail the run (exit 1) if EXPR holds: METRIC<VALUE, <=, > or >=, e.g. p99>5ms, lost>0, rate<1000; metrics p50 p90 p99 p99.9 max mean stddev (with us/ms/s), lost wrong late retries answered rate; repeatable' -r
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l expect-echo -d 'Check that every reply equals its request (an echo service); one that does not is counted wrong and retried'
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
