@@ -82,7 +82,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l protocol -d 'Cl
 mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'
 mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l poll-interval -d 'With --titanic: wait between polls of titanic.reply while the reply is pending' -r
-complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once (1 = synchronous, as in the Guide): on one shared socket, told apart by request ids, or one socket each to a broker that does not carry them' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l ping -d 'With --freelance: how often each server is pinged' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l server-ttl -d 'With --freelance: a server silent this long is dead (until it answers again)' -r
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l plain -d 'Log in with PLAIN (RFC 24) as USER:PASSWORD (visible to other local users in the process list)' -r

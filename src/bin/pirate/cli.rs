@@ -251,7 +251,8 @@ pub struct ClientArgs {
     /// With --titanic: wait between polls of titanic.reply while the reply is pending
     #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub poll_interval: Duration,
-    /// Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)
+    /// Requests in flight at once (1 = synchronous, as in the Guide): on one shared socket,
+    /// told apart by request ids, or one socket each to a broker that does not carry them
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
     /// Freelance (10/FLP): spread requests over every --connect server, pinging them, and
