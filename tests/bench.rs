@@ -202,6 +202,7 @@ fn bad_values_are_usage_errors_on_one_line() {
         &["--fail-if", "p99>5"],
         &["--fail-if", "lost"],
         &["--fail-if", "lost>some"],
+        &["--histogram", "/nonexistent/dir/latency.csv"],
     ] {
         let mut args = vec!["bench"];
         args.extend_from_slice(bad);

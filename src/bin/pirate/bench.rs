@@ -148,6 +148,16 @@ impl BenchArgs {
 /// Runs the benchmark and prints its result; returns the exit code.
 pub fn run(args: BenchArgs, output: OutputArgs, stop: &Stop) -> Result<i32> {
     let config = args.config();
+    // A --histogram that cannot be written is a usage error before the run, not after it.
+    let histogram = match &args.histogram {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).map_err(|e| {
+                error::Error::Usage(format!("cannot write --histogram {}: {e}", path.display()))
+            })?,
+        )),
+        None => None,
+    };
     let answered = AtomicU64::new(0);
     let done = AtomicBool::new(false);
     let renderer = Mutex::new(Renderer::new(output));
@@ -196,9 +206,11 @@ pub fn run(args: BenchArgs, output: OutputArgs, stop: &Stop) -> Result<i32> {
         bar.finish_and_clear();
     }
     let finished = finished?;
-    if let Some(path) = &args.histogram {
-        std::fs::write(path, finished.latency.percentiles_csv()).map_err(|e| {
-            error::Error::Usage(format!("cannot write --histogram {}: {e}", path.display()))
+    if let Some((path, mut file)) = histogram {
+        use std::io::Write;
+        let csv = finished.latency.percentiles_csv();
+        file.write_all(csv.as_bytes()).map_err(|e| {
+            error::Error::Internal(format!("cannot write --histogram {}: {e}", path.display()))
         })?;
     }
     let report = finished.report;
