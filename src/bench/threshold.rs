@@ -30,6 +30,9 @@ pub enum Metric {
     Rate,
 }
 
+/// The metrics, for an error message.
+const NAMES: &str = "p50 p90 p99 p99.9 max mean stddev lost wrong late retries answered rate";
+
 /// Every metric by the names an expression uses (`p99.9` also as `p999`).
 const METRICS: [(&str, Metric); 14] = [
     ("p50", Metric::P50),
@@ -132,16 +135,9 @@ impl Threshold {
     /// Parses `METRIC OP VALUE` (spaces allowed around the parts).
     pub fn parse(text: &str) -> Result<Threshold, String> {
         let expr: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let names = || {
-            METRICS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         let Some(at) = expr.find(['<', '>']) else {
             return Err(format!(
-                "--fail-if {text:?}: want METRIC<VALUE or METRIC>VALUE (e.g. p99>5ms, lost>0)"
+                "want METRIC<VALUE or METRIC>VALUE (e.g. p99>5ms, lost>0)"
             ));
         };
         let (name, rest) = expr.split_at(at);
@@ -149,12 +145,7 @@ impl Threshold {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, m)| *m)
-            .ok_or_else(|| {
-                format!(
-                    "--fail-if {text:?}: unknown metric {name:?} (one of: {})",
-                    names()
-                )
-            })?;
+            .ok_or_else(|| format!("unknown metric {name:?} (one of: {NAMES})"))?;
         let (op, value) = match rest.as_bytes() {
             [b'>', b'=', ..] => (Op::AtLeast, &rest[2..]),
             [b'<', b'=', ..] => (Op::AtMost, &rest[2..]),
@@ -162,14 +153,15 @@ impl Threshold {
             _ => (Op::Below, &rest[1..]),
         };
         let value = if metric.is_latency() {
-            parse_millis(value)
-                .ok_or_else(|| format!("--fail-if {text:?}: {value:?} is no latency (want a number and a unit: 500us, 5ms, 1.5s)"))?
+            parse_millis(value).ok_or_else(|| {
+                format!("{value:?} is no latency (want a number and a unit: 500us, 5ms, 1.5s)")
+            })?
         } else {
             value
                 .parse::<f64>()
                 .ok()
                 .filter(|v| v.is_finite() && *v >= 0.0)
-                .ok_or_else(|| format!("--fail-if {text:?}: {value:?} is not a number"))?
+                .ok_or_else(|| format!("{value:?} is not a number"))?
         };
         Ok(Threshold {
             text: text.trim().to_string(),

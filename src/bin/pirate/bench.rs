@@ -91,11 +91,9 @@ fn parse_rate(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
         Ok(r) if r > 0.0 && r <= MAX_RATE => Ok(r),
         Ok(_) => Err(format!(
-            "--rate {text}: want requests per second, over 0 and at most 1000000"
+            "want requests per second, over 0 and at most 1000000"
         )),
-        Err(_) => Err(format!(
-            "--rate {text:?} is not a number of requests per second"
-        )),
+        Err(_) => Err(format!("not a number of requests per second")),
     }
 }
 
