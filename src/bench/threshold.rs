@@ -136,9 +136,7 @@ impl Threshold {
     pub fn parse(text: &str) -> Result<Threshold, String> {
         let expr: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let Some(at) = expr.find(['<', '>']) else {
-            return Err(format!(
-                "want METRIC<VALUE or METRIC>VALUE (e.g. p99>5ms, lost>0)"
-            ));
+            return Err("want METRIC<VALUE or METRIC>VALUE (e.g. p99>5ms, lost>0)".to_string());
         };
         let (name, rest) = expr.split_at(at);
         let metric = METRICS
