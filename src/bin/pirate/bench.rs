@@ -90,10 +90,8 @@ const MAX_RATE: f64 = 1e6;
 fn parse_rate(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
         Ok(r) if r > 0.0 && r <= MAX_RATE => Ok(r),
-        Ok(_) => Err(format!(
-            "want requests per second, over 0 and at most 1000000"
-        )),
-        Err(_) => Err(format!("not a number of requests per second")),
+        Ok(_) => Err("want requests per second, over 0 and at most 1000000".to_string()),
+        Err(_) => Err("not a number of requests per second".to_string()),
     }
 }
 
