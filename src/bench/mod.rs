@@ -53,7 +53,7 @@ pub struct BenchConfig {
     pub size: usize,
     /// Requests per second over every client (the open model); `None`: closed.
     pub rate: Option<f64>,
-    /// Requests started this long after the start are sent but not measured.
+    /// Requests started within this long of the start are sent but not measured.
     pub warmup: Duration,
     /// The service and protocol, for the record (the framing in `client` is what is spoken).
     pub service: Option<String>,
