@@ -137,7 +137,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__bench)
-            opts="-v -q -h -V --connect --service --protocol --clients --window --requests --duration --size --expect-echo --timeout --retries --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --service --protocol --clients --window --rate --warmup --requests --duration --size --expect-echo --timeout --retries --histogram --fail-if --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -178,6 +178,20 @@ _pirate() {
                     fi
                     return 0
                     ;;
+                --rate)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --warmup)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 --requests)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
@@ -207,6 +221,17 @@ _pirate() {
                     return 0
                     ;;
                 --retries)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --histogram)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fail-if)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

@@ -84,7 +84,7 @@ mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l poll-interval -d 'With --titanic: wait between polls of titanic.reply while the reply is pending' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l correlate -d 'How a reply is tied to its request: id puts a request id in the envelope of each request on one DEALER; socket sends each request on a fresh REQ socket with nothing but the body, for a queue and worker that take only a REQ client\'s envelope (the Guide\'s ppqueue and ppworker) [default: id; mdp/mdp2: what the broker\'s mmi.correlate says]' -r -f -a "id\t'A request id in each request\'s envelope, echoed back with its reply'
 socket\t'A fresh REQ socket per request (and per retry): the body alone on the wire'"
-complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l window -d 'Requests in flight at once (1 = synchronous, as in the Guide): on one shared socket, told apart by request ids, or one socket each (--correlate socket, or a broker that does not carry request ids)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l ping -d 'With --freelance: how often each server is pinged' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l server-ttl -d 'With --freelance: a server silent this long is dead (until it answers again)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l plain -d 'Log in with PLAIN (RFC 24) as USER:PASSWORD (visible to other local users in the process list)' -r -f
@@ -329,12 +329,16 @@ complete -c pirate -n "__fish_pirate_using_subcommand bench" -l protocol -d 'Cli
 mdp\t'7/MDP, Majordomo 0.1 (MDPC01)'
 mdp2\t'18/MDP, Majordomo 0.2 (MDPC02, streamed PARTIAL/FINAL replies)'"
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l clients -d 'Clients at once, each a thread with a connection (or, to a foreign broker, a socket per request) of its own' -r -f
-complete -c pirate -n "__fish_pirate_using_subcommand bench" -l window -d 'Requests in flight per client' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l window -d 'Requests in flight per client (with --rate, requests due while the window is full wait, and that wait counts in their latency)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l rate -d 'Open model: R requests per second over every client, each with an intended start time, its latency measured from then (a stall shows, as in wrk2); without it each client sends as soon as its window has room (closed model)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l warmup -d 'Send requests for this long first without measuring them (counts, latencies and --requests/--duration start after it)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l requests -d 'Requests in all, shared by every client [default: 10000 unless --duration]' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l duration -d 'Run this long instead of a number of requests (the requests in flight then finish)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l size -d 'Bytes in each request body (its number, then dots); sizes take k/M or KiB/MiB' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l timeout -d 'How long each attempt waits for its reply' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l retries -d 'Attempts per request, the first included, before the client abandons it' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l histogram -d 'Write the latency distribution to FILE as CSV (percentile,latency_ms,count), for plotting' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l fail-if -d 'Fail the run (exit 1) if EXPR holds: METRIC<VALUE, <=, > or >=, e.g. p99>5ms, lost>0, rate<1000; metrics p50 p90 p99 p99.9 max mean stddev (with us/ms/s), lost wrong late retries answered rate; repeatable' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l expect-echo -d 'Check that every reply equals its request (an echo service); one that does not is counted wrong and retried'
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'

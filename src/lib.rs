@@ -38,7 +38,8 @@
 //! - [`majordomo`]: the Majordomo client (`MdpClient`) and worker (`serve`) API for Rust
 //!   programs, running the same machines as the command line.
 //! - [`bench`]: `pirate bench`, the load generator: N clients on reactors of their own, one
-//!   merged latency histogram.
+//!   merged latency histogram; the closed and open (`--rate`) models' timetable and warm-up
+//!   (`bench::schedule`), the per-second series, the `--fail-if` thresholds.
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
 //! - [`roles`]: `server`, `client`, … one module per role.
 //! - [`words`]: counted nouns ("1 fault", "2 faults") for the lines people read.

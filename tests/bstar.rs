@@ -13,7 +13,7 @@ const HB: &str = "100ms";
 /// A primary and a backup, waited for until they have settled as ACTIVE and PASSIVE.
 fn start_pair(ports: &BstarPorts) -> (Proc, Proc) {
     let primary = start_bstar_node(ports, true, HB, &[]);
-    let backup = start_bstar_node(ports, false, HB, &[]);
+    let backup = start_bstar_node(ports, false, HB, &["-v"]);
     primary.wait_stderr("state: ACTIVE");
     backup.wait_stderr("state: PASSIVE");
     (primary, backup)
@@ -139,7 +139,7 @@ fn a_restarted_primary_comes_back_passive_and_never_serves_beside_the_active_bac
 
     // Restart the primary and at once send it a request: the start guard refuses it, then
     // the primary hears the active backup and goes passive, still refusing.
-    let restarted = start_bstar_node(&ports, true, HB, &[]);
+    let restarted = start_bstar_node(&ports, true, HB, &["-v"]);
     let primary_only = [
         "client",
         "--json",

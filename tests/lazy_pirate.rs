@@ -424,7 +424,7 @@ fn sigterm_stops_a_server_with_its_counters() {
 #[test]
 fn with_several_endpoints_the_client_fails_over_and_keeps_its_order() {
     let (mut first, p1) = start_server(&["--work", "10ms"]);
-    let (second, p2) = start_server(&["--work", "10ms"]);
+    let (second, p2) = start_server(&["-v", "--work", "10ms"]);
     let mut client = spawn(
         "client",
         &[

@@ -1,15 +1,16 @@
 //! `pirate bench`: its flags, the progress bar (a terminal only), and the result printed on
-//! stdout (a table for people, one JSON record with `--json`). The run itself is
-//! [`pirate::bench::run`].
+//! stdout (a table for people; with `--json` a `started` line then one record), and the
+//! `--histogram` file. The run itself is [`pirate::bench::run`].
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use pirate::bench::threshold::Threshold;
 use pirate::bench::{BenchConfig, BenchReport, Limit, Verdict};
 use pirate::error::{self, Result};
 use pirate::event::{Event, Report};
@@ -40,9 +41,19 @@ pub struct BenchArgs {
     /// per request) of its own
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub clients: u32,
-    /// Requests in flight per client
+    /// Requests in flight per client (with --rate, requests due while the window is full
+    /// wait, and that wait counts in their latency)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
+    /// Open model: R requests per second over every client, each with an intended start
+    /// time, its latency measured from then (a stall shows, as in wrk2); without it each
+    /// client sends as soon as its window has room (closed model)
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Send requests for this long first without measuring them (counts, latencies and
+    /// --requests/--duration start after it)
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub warmup: Option<Duration>,
     /// Requests in all, shared by every client [default: 10000 unless --duration]
     #[arg(long, value_name = "N", conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
@@ -62,6 +73,26 @@ pub struct BenchArgs {
     /// Attempts per request, the first included, before the client abandons it
     #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub retries: u32,
+    /// Write the latency distribution to FILE as CSV (percentile,latency_ms,count), for
+    /// plotting
+    #[arg(long, value_name = "FILE")]
+    pub histogram: Option<std::path::PathBuf>,
+    /// Fail the run (exit 1) if EXPR holds: METRIC<VALUE, <=, > or >=, e.g. p99>5ms,
+    /// lost>0, rate<1000; metrics p50 p90 p99 p99.9 max mean stddev (with us/ms/s), lost
+    /// wrong late retries answered rate; repeatable
+    #[arg(long, value_name = "EXPR", value_parser = Threshold::parse)]
+    pub fail_if: Vec<Threshold>,
+}
+
+/// The highest --rate: a request every microsecond.
+const MAX_RATE: f64 = 1e6;
+
+fn parse_rate(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= MAX_RATE => Ok(r),
+        Ok(_) => Err("want requests per second, over 0 and at most 1000000".to_string()),
+        Err(_) => Err("not a number of requests per second".to_string()),
+    }
 }
 
 fn parse_body_size(text: &str) -> std::result::Result<u64, String> {
@@ -94,16 +125,49 @@ impl BenchArgs {
                 (n, None) => Limit::Requests(n.unwrap_or(10_000)),
             },
             size: self.size as usize,
+            rate: self.rate,
+            warmup: self.warmup.unwrap_or_default(),
+            service: self.service.clone(),
+            protocol: self.protocol_name().to_string(),
+            thresholds: self.fail_if.clone(),
         }
+    }
+
+    fn protocol_name(&self) -> String {
+        self.protocol()
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default()
     }
 }
 
 /// Runs the benchmark and prints its result; returns the exit code.
 pub fn run(args: BenchArgs, output: OutputArgs, stop: &Stop) -> Result<i32> {
     let config = args.config();
+    // A --histogram that cannot be written is a usage error before the run, not after it.
+    let histogram = match &args.histogram {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).map_err(|e| {
+                error::Error::Usage(format!("cannot write --histogram {}: {e}", path.display()))
+            })?,
+        )),
+        None => None,
+    };
     let answered = AtomicU64::new(0);
     let done = AtomicBool::new(false);
     let renderer = Mutex::new(Renderer::new(output));
+    if let Ok(mut renderer) = renderer.lock() {
+        let model = match config.rate {
+            Some(rate) => format!("open model, {} req/s", number(rate)),
+            None => "closed model".to_string(),
+        };
+        let role = match &config.service {
+            Some(service) => format!("bench ({} service {service}, {model})", config.protocol),
+            None => format!("bench ({}, {model})", config.protocol),
+        };
+        renderer.render(Event::started(role, config.client.endpoint.clone(), None));
+    }
     let bar = progress_bar(&config, output);
     let sink = |event: Event| {
         // Every client says so when it retries or gives up: lines for -v, not for a table.
@@ -117,7 +181,7 @@ pub fn run(args: BenchArgs, output: OutputArgs, stop: &Stop) -> Result<i32> {
             }
         }
     };
-    let report = std::thread::scope(|scope| {
+    let finished = std::thread::scope(|scope| {
         if let Some(bar) = &bar {
             scope.spawn(|| {
                 let started = std::time::Instant::now();
@@ -130,21 +194,30 @@ pub fn run(args: BenchArgs, output: OutputArgs, stop: &Stop) -> Result<i32> {
                 }
             });
         }
-        let report = pirate::bench::run(&config, stop, &answered, output.verbose, &sink);
+        let finished = pirate::bench::run(&config, stop, &answered, output.verbose, &sink);
         done.store(true, Ordering::Relaxed);
-        report
+        finished
     });
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let report = report?;
-    let text = table(&report, &args);
+    let finished = finished?;
+    if let Some((path, mut file)) = histogram {
+        use std::io::Write;
+        let csv = finished.latency.percentiles_csv();
+        file.write_all(csv.as_bytes()).map_err(|e| {
+            error::Error::Internal(format!("cannot write --histogram {}: {e}", path.display()))
+        })?;
+    }
+    let report = finished.report;
+    let text = table(&report);
     let verdict = report.verdict;
-    Renderer::new(output).document(&text, &Event::Summary(Report::Bench(report)));
+    Renderer::new(output).document(&text, &Event::Summary(Report::Bench(Box::new(report))));
     Ok(match verdict {
         Verdict::Completed => error::EXIT_OK,
-        Verdict::Failed => error::EXIT_FAILED,
+        Verdict::Failed | Verdict::ThresholdFailed => error::EXIT_FAILED,
         Verdict::Unreachable => error::EXIT_UNAVAILABLE,
+        Verdict::NoService => error::EXIT_NO_SERVICE,
         Verdict::Interrupted => error::EXIT_INTERRUPTED,
     })
 }
@@ -178,38 +251,87 @@ fn progress_bar(config: &BenchConfig, output: OutputArgs) -> Option<ProgressBar>
     Some(bar)
 }
 
+/// `n thing` or `n things`.
+fn count(n: u64, thing: &str) -> String {
+    match n {
+        1 => format!("1 {thing}"),
+        _ if thing.ends_with('y') => format!("{n} {}ies", &thing[..thing.len() - 1]),
+        _ => format!("{n} {thing}s"),
+    }
+}
+
+/// A rate as given: `1000`, `0.5`.
+fn number(x: f64) -> String {
+    format!("{x}")
+}
+
 /// The result for people.
-fn table(r: &BenchReport, args: &BenchArgs) -> String {
-    let what = match &args.service {
+fn table(r: &BenchReport) -> String {
+    let what = match &r.service {
         Some(service) => format!("service {service} at {}", r.endpoint),
         None => r.endpoint.clone(),
     };
-    let l = &r.latency_ms;
-    format!(
-        "pirate bench: {} client(s) x {} in flight, {}-byte requests to {what}\n\
-         answered    {} of {} ({} lost, {} wrong, {} retries) in {:.3} s\n\
-         throughput  {:.0} req/s\n\
-         latency     p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms\n\
-         verdict     {}\n",
-        r.clients,
+    let model = match r.rate {
+        Some(rate) => format!("open model at {} req/s", number(rate)),
+        None => "closed model".to_string(),
+    };
+    let mut t = format!(
+        "pirate bench: {} x {} in flight, {}-byte {} requests to {what}, {model}\n",
+        count(r.clients as u64, "client"),
         r.window,
         r.size,
+        r.protocol,
+    );
+    if r.warmup_ms > 0.0 {
+        t += &format!("warm-up     {:.3} s, not measured\n", r.warmup_ms / 1000.0);
+    }
+    t += &format!(
+        "answered    {} of {} ({} lost, {} wrong, {}) in {:.3} s\n",
         r.answered,
-        r.requests,
+        count(r.requests, "request"),
         r.lost,
         r.wrong,
-        r.retries,
+        count(r.retries, "retry"),
         r.elapsed_ms / 1000.0,
-        r.req_per_s,
-        l.p50,
-        l.p90,
-        l.p99,
-        l.max,
-        match r.verdict {
-            Verdict::Completed => "completed",
-            Verdict::Failed => "FAILED: requests lost or wrongly answered",
-            Verdict::Unreachable => "UNREACHABLE: no request was answered",
-            Verdict::Interrupted => "interrupted",
+    );
+    if r.rate.is_some() {
+        t += &format!(
+            "late        {} could not start on time (latency counts from the intended start)\n",
+            count(r.late, "request"),
+        );
+    }
+    match &r.latency_ms {
+        Some(l) => {
+            t += &format!("throughput  {:.0} req/s\n", r.req_per_s);
+            t += &format!(
+                "latency     p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms\n\
+                 \x20           mean {:.3} ms  stddev {:.3} ms\n",
+                l.p50, l.p90, l.p99, l.p99_9, l.max, l.mean, l.stddev
+            );
         }
-    )
+        None => {
+            t += "throughput  no replies\n";
+            t += "latency     no replies\n";
+        }
+    }
+    for c in &r.thresholds {
+        let status = if c.failed { "FAILED" } else { "passed" };
+        t += &format!("threshold   {status}: {c}\n");
+    }
+    let why = |default: &str| r.error.clone().unwrap_or_else(|| default.to_string());
+    t += &format!(
+        "verdict     {}\n",
+        match r.verdict {
+            Verdict::Completed => "completed".to_string(),
+            Verdict::Failed => "FAILED: requests lost or wrongly answered".to_string(),
+            Verdict::ThresholdFailed => "FAILED: a --fail-if threshold was crossed".to_string(),
+            Verdict::Unreachable => format!(
+                "UNREACHABLE: no request was answered ({})",
+                why("nothing answered")
+            ),
+            Verdict::NoService => format!("NO SERVICE: {}", why("no worker for the service")),
+            Verdict::Interrupted => "interrupted".to_string(),
+        }
+    );
+    t
 }

@@ -257,7 +257,9 @@ pub struct ClientArgs {
     /// ppqueue and ppworker) [default: id; mdp/mdp2: what the broker's mmi.correlate says]
     #[arg(long, value_enum, value_name = "HOW")]
     pub correlate: Option<CorrelateArg>,
-    /// Requests in flight at once, each on its own socket (1 = synchronous, as in the Guide)
+    /// Requests in flight at once (1 = synchronous, as in the Guide): on one shared socket,
+    /// told apart by request ids, or one socket each (--correlate socket, or a broker that
+    /// does not carry request ids)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub window: u32,
     /// Freelance (10/FLP): spread requests over every --connect server, pinging them, and

@@ -8,12 +8,13 @@ macro_rules! exit_codes {
 EXIT STATUS:
   0    success
   1    the run finished but something was lost, wrong or abandoned (a chaos verdict
-       INVALID or INDETERMINATE; a client whose stdin held a request over --max-message)
+       INVALID or INDETERMINATE; a client whose stdin held a request over --max-message;
+       a bench --fail-if threshold crossed)
   2    usage error, before anything starts (bad flag or value: a zero timeout or heartbeat,
        an endpoint with a wrong transport, a bad host or a port outside 1..65535), or an
        endpoint cannot be bound
-  68   a client gave up, and the broker had answered mmi.service 404: it is up, but no
-       worker serves that service
+  68   a client (or bench) gave up, and the broker had answered mmi.service 404: it is
+       up, but no worker serves that service
   69   a peer stayed unreachable after every retry
   70   internal error
   130  interrupted by Ctrl-C or SIGTERM

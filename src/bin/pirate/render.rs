@@ -327,6 +327,10 @@ impl Renderer {
                     self.json(&event);
                 }
             }
+            // A server's line per request (20,001 lines for a bench run) is for -v; its
+            // summary counts them. Other roles keep theirs.
+            Event::Served { .. }
+                if !self.output.json && self.output.role == "server" && !self.output.verbose => {}
             _ => {
                 if self.output.json {
                     self.json(&event);
@@ -352,7 +356,10 @@ fn human_text(event: &Event) -> Option<String> {
             let seed = seed.map(|s| format!(" (seed {s})")).unwrap_or_default();
             format!("I: {role} on {endpoint}{seed}")
         }
-        Event::Served { cycle, bytes, .. } => format!("I: normal request #{cycle} ({bytes} bytes)"),
+        Event::Served { cycle, bytes, .. } => {
+            let s = if *bytes == 1 { "" } else { "s" };
+            format!("I: normal request #{cycle} ({bytes} byte{s})")
+        }
         // Every send is already visible as a reply or a retry line.
         Event::Sent { .. } => return None,
         // Already logged as the reason and `state: X` lines.
@@ -426,26 +433,34 @@ pub fn summary_text(report: &Report) -> String {
             "bench: {} answered of {}, {} lost, {} wrong, {:.0} req/s",
             b.answered, b.requests, b.lost, b.wrong, b.req_per_s
         ),
-        Report::Client(c) => format!(
-            "summary: {:?}: requests {}, sent {}, replied {}, retries {}, reconnects {}, \
-             abandoned {}, mismatched {}; {:.0} req/s, latency p50 {:.1}ms p90 {:.1}ms p99 {:.1}ms \
-             max {:.1}ms; {:.1}s",
-            c.outcome,
-            c.requests,
-            c.sent,
-            c.replied,
-            c.retries,
-            c.reconnects,
-            c.abandoned,
-            c.mismatched,
-            c.req_per_s,
-            c.latency_ms.p50,
-            c.latency_ms.p90,
-            c.latency_ms.p99,
-            c.latency_ms.max,
-            c.elapsed_ms / 1000.0
-        )
-        .to_lowercase(),
+        Report::Client(c) => {
+            // A run without replies has no rate or latency to show, not zeros.
+            let measured = match c.replied {
+                0 => "no replies".to_string(),
+                _ => format!(
+                    "{:.0} req/s, latency p50 {:.1}ms p90 {:.1}ms p99 {:.1}ms max {:.1}ms",
+                    c.req_per_s,
+                    c.latency_ms.p50,
+                    c.latency_ms.p90,
+                    c.latency_ms.p99,
+                    c.latency_ms.max,
+                ),
+            };
+            format!(
+                "summary: {:?}: requests {}, sent {}, replied {}, retries {}, reconnects {}, \
+                 abandoned {}, mismatched {}; {measured}; {:.1}s",
+                c.outcome,
+                c.requests,
+                c.sent,
+                c.replied,
+                c.retries,
+                c.reconnects,
+                c.abandoned,
+                c.mismatched,
+                c.elapsed_ms / 1000.0
+            )
+            .to_lowercase()
+        }
         Report::Service(s) => format!(
             "summary: requests {}, replied {}, overloads {}, freezes {}, invalid {}, \
              reconnects {}{} (seed {})",
