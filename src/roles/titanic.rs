@@ -787,19 +787,46 @@ impl Machine for Titanic {
         ));
         let recovery = self.store.recovery();
         events.info(format!(
-            "store {}: {} stored, {} pending ({} records read, {} torn bytes cut off)",
+            "store {}: {} stored, {} pending ({} records read, {} torn bytes cut off, {} damaged \
+             stretches set aside)",
             self.config.dir.display(),
             self.store.len(),
             self.store.pending().len(),
             recovery.records,
-            recovery.torn_bytes
+            recovery.torn_bytes,
+            recovery.damage.len()
         ));
         if recovery.torn_bytes > 0 {
+            // Only an incomplete last record counts as torn (see store::scan): our writer
+            // appends after the previous record was synced, so it was never acknowledged.
             events.warn(format!(
-                "cut off a torn record of {} bytes at the end of the log (a write interrupted \
-                 by a crash; it was never acknowledged)",
+                "cut off an incomplete record of {} bytes at the end of the log (a write \
+                 interrupted by a crash; it was never acknowledged)",
                 recovery.torn_bytes
             ));
+        }
+        if recovery.damaged() {
+            let aside = recovery
+                .set_aside
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            events.error(format!(
+                "the store's log was damaged: {} damaged stretch(es), {}{} record(s) lost, \
+                 every valid record kept; the damaged log is set aside as {aside} with a \
+                 report in {aside}.txt",
+                recovery.damage.len(),
+                if recovery.damage.iter().all(|d| d.exact) {
+                    ""
+                } else {
+                    "at least "
+                },
+                recovery.lost_records()
+            ));
+            // Bounded: a log damaged all over says the rest in the report file.
+            for line in recovery.describe(20) {
+                events.warn(line);
+            }
         }
         for worker in &mut self.workers {
             worker.ready(&self.config, now, out, events);
