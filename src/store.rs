@@ -77,6 +77,8 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::msg::Message;
 
@@ -124,6 +126,13 @@ impl Uuid {
     }
 }
 
+/// As on the wire: 32 lowercase hex digits.
+impl Serialize for Uuid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
@@ -168,7 +177,7 @@ impl Default for StoreOptions {
 }
 
 /// What opening the store found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Recovery {
     /// Valid records read (duplicates included).
     pub records: u64,
@@ -187,7 +196,7 @@ pub struct Recovery {
 }
 
 /// One damaged stretch of the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Damage {
     /// Offset in the log (in the set-aside copy, once set aside).
     pub offset: u64,
@@ -200,7 +209,7 @@ pub struct Damage {
 }
 
 /// A valid reply or close whose request was lost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Orphan {
     pub offset: u64,
     pub kind: &'static str,
@@ -305,7 +314,7 @@ pub struct Store {
 }
 
 /// What [`Store::check`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// Entries a start would serve, and how many of them still wait for a reply.
     pub entries: u64,
@@ -316,6 +325,77 @@ pub struct Check {
     /// Damaged logs set aside by earlier starts.
     pub set_aside_before: Vec<PathBuf>,
     pub recovery: Recovery,
+}
+
+impl Check {
+    /// True when a start would set something aside (a torn tail alone is not damage).
+    pub fn damaged(&self) -> bool {
+        self.recovery.damaged()
+    }
+
+    /// The report for people, one fact a line: what a start would keep, cut off and set
+    /// aside, then the verdict.
+    pub fn lines(&self, dir: &Path) -> Vec<String> {
+        let r = &self.recovery;
+        let mut lines = vec![
+            format!(
+                "store {}: {} bytes of log, {} valid records",
+                dir.display(),
+                self.log_bytes,
+                r.records
+            ),
+            format!(
+                "keep: {} entries ({} pending, {} answered)",
+                self.entries,
+                self.pending,
+                self.entries - self.pending
+            ),
+        ];
+        if r.duplicates > 0 {
+            lines.push(format!(
+                "ignore: {} duplicated records (they change nothing)",
+                r.duplicates
+            ));
+        }
+        if r.torn_bytes > 0 {
+            lines.push(format!(
+                "cut off: an incomplete record of {} bytes at the end (a write interrupted by \
+                 a crash, never acknowledged)",
+                r.torn_bytes
+            ));
+        }
+        if r.damaged() {
+            lines.push(format!(
+                "set aside: {} damaged stretches, {}{} records lost; a start keeps every valid \
+                 record and sets the damaged log aside as {DAMAGED_PREFIX}N",
+                r.damage.len(),
+                if r.damage.iter().all(|d| d.exact) {
+                    ""
+                } else {
+                    "at least "
+                },
+                r.lost_records()
+            ));
+            lines.extend(r.describe(usize::MAX));
+        }
+        if self.stale_new {
+            lines.push(format!(
+                "delete: {NEW_FILE}, left by a compaction that crashed before its rename"
+            ));
+        }
+        for path in &self.set_aside_before {
+            lines.push(format!(
+                "note: {} is a damaged log set aside by an earlier start",
+                path.display()
+            ));
+        }
+        lines.push(if r.damaged() {
+            "verdict: damaged".to_string()
+        } else {
+            "verdict: clean".to_string()
+        });
+        lines
+    }
 }
 
 /// How a record read back from the log changed the index.

@@ -260,6 +260,12 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     if let Command::Bench(args) = cli.command {
         return bench::run(args, output, &stop);
     }
+    if let Command::Titanic(cli::TitanicArgs {
+        check: Some(dir), ..
+    }) = &cli.command
+    {
+        return Ok(check_store(dir, output.json));
+    }
     let job = job(cli.command, &stop)?;
     let report = render::run(output, job.view, job.end, &stop, job.run)?;
     if render::stdout_closed() {
@@ -277,6 +283,33 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
             })
         }
         None => Ok(code),
+    }
+}
+
+/// `pirate titanic --check DIR`: the store's verdict on stdout (text, or one JSON object
+/// with --json); exit 0 clean, 1 damaged, 2 when there is no readable store or it is in use.
+fn check_store(dir: &std::path::Path, json: bool) -> i32 {
+    match pirate::store::Store::check(dir) {
+        Ok(check) => {
+            if json {
+                let mut value = serde_json::to_value(&check).unwrap_or_default();
+                value["clean"] = serde_json::Value::Bool(!check.damaged());
+                println!("{value}");
+            } else {
+                for line in check.lines(dir) {
+                    println!("{line}");
+                }
+            }
+            if check.damaged() {
+                error::EXIT_FAILED
+            } else {
+                error::EXIT_OK
+            }
+        }
+        Err(e) => {
+            eprintln!("error: cannot check the store: {e}");
+            error::EXIT_USAGE
+        }
     }
 }
 
