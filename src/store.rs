@@ -77,6 +77,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -133,6 +134,21 @@ impl Serialize for Uuid {
     }
 }
 
+/// In JSON a UUID is a string of 32 lowercase hex digits.
+impl JsonSchema for Uuid {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Uuid".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{32}$",
+            "description": "A TSP request's UUID: 32 lowercase hex digits."
+        })
+    }
+}
+
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
@@ -177,7 +193,7 @@ impl Default for StoreOptions {
 }
 
 /// What opening the store found.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Recovery {
     /// Valid records read (duplicates included).
     pub records: u64,
@@ -196,7 +212,7 @@ pub struct Recovery {
 }
 
 /// One damaged stretch of the log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Damage {
     /// Offset in the log (in the set-aside copy, once set aside).
     pub offset: u64,
@@ -209,7 +225,7 @@ pub struct Damage {
 }
 
 /// A valid reply or close whose request was lost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Orphan {
     pub offset: u64,
     pub kind: &'static str,
@@ -314,8 +330,10 @@ pub struct Store {
 }
 
 /// What [`Store::check`] found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Check {
+    /// Nothing would be set aside (a torn tail alone is clean): `--check` exits 0.
+    pub clean: bool,
     /// Entries a start would serve, and how many of them still wait for a reply.
     pub entries: u64,
     pub pending: u64,
@@ -507,6 +525,7 @@ impl Store {
             .collect();
         set_aside_before.sort();
         Ok(Check {
+            clean: !store.recovery.damaged(),
             entries: store.len() as u64,
             pending: store.pending.len() as u64,
             log_bytes: bytes.len() as u64,

@@ -144,7 +144,7 @@ fn is_torn(rest: &[u8]) -> bool {
 
 /// One record as a damaged stretch's headers read: unverified (the CRC failed), but the
 /// best a reader can say about what was lost.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Suspect {
     /// Offset of its header in the log.
     pub offset: u64,

@@ -264,7 +264,7 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
         check: Some(dir), ..
     }) = &cli.command
     {
-        return Ok(check_store(dir, output.json));
+        return Ok(check_store(dir, output));
     }
     let job = job(cli.command, &stop)?;
     let report = render::run(output, job.view, job.end, &stop, job.run)?;
@@ -286,25 +286,21 @@ fn run(cli: Cli, stop: Stop) -> error::Result<i32> {
     }
 }
 
-/// `pirate titanic --check DIR`: the store's verdict on stdout (text, or one JSON object
+/// `pirate titanic --check DIR`: the store's verdict on stdout (text, or one summary line
 /// with --json); exit 0 clean, 1 damaged, 2 when there is no readable store or it is in use.
-fn check_store(dir: &std::path::Path, json: bool) -> i32 {
+fn check_store(dir: &std::path::Path, output: shared_args::OutputArgs) -> i32 {
     match pirate::store::Store::check(dir) {
         Ok(check) => {
-            if json {
-                let mut value = serde_json::to_value(&check).unwrap_or_default();
-                value["clean"] = serde_json::Value::Bool(!check.damaged());
-                println!("{value}");
-            } else {
-                for line in check.lines(dir) {
-                    println!("{line}");
-                }
-            }
-            if check.damaged() {
-                error::EXIT_FAILED
-            } else {
+            let mut text = check.lines(dir).join("\n");
+            text.push('\n');
+            let code = if check.clean {
                 error::EXIT_OK
-            }
+            } else {
+                error::EXIT_FAILED
+            };
+            Renderer::new(output)
+                .document(&text, &Event::Summary(Report::StoreCheck(Box::new(check))));
+            code
         }
         Err(e) => {
             eprintln!("error: cannot check the store: {e}");

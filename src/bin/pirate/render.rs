@@ -426,6 +426,12 @@ pub fn summary_text(report: &Report) -> String {
             "bench: {} answered of {}, {} lost, {} wrong, {:.0} req/s",
             b.answered, b.requests, b.lost, b.wrong, b.req_per_s
         ),
+        Report::StoreCheck(c) => format!(
+            "store check: {} entries kept, {} damaged stretches, {} torn bytes",
+            c.entries,
+            c.recovery.damage.len(),
+            c.recovery.torn_bytes
+        ),
         Report::Client(c) => format!(
             "summary: {:?}: requests {}, sent {}, replied {}, retries {}, reconnects {}, \
              abandoned {}, mismatched {}; {:.0} req/s, latency p50 {:.1}ms p90 {:.1}ms p99 {:.1}ms \
