@@ -10,7 +10,7 @@
 //!
 //! | service | request body | reply body |
 //! |---|---|---|
-//! | `titanic.request` | service name, request frames (1+) | `"200"`, UUID · `"400"` (no service or no request frames) · `"500 …"` (too big, store full, store failed) |
+//! | `titanic.request` | service name, request frames (1+) | `"200"`, UUID · `"400"` (no service or no request frames) · `"500 …"` (too big, store full, disk full, store failed) |
 //! | `titanic.reply` | UUID | `"200"`, reply frames · `"300"` (pending) · `"400"` (unknown) · `"500"` |
 //! | `titanic.close` | UUID | `"200"` (also for an unknown UUID) · `"500"` |
 //!
@@ -54,6 +54,14 @@
 //!   …"` (clients free room with `titanic.close`). Replies of requests already accepted are
 //!   always stored, so the store may pass the bound by their size; the frames of each are at
 //!   most `--max-message`.
+//! - A full disk (see the `disk` submodule): while the store's file system has less free
+//!   space than `min_free`, new requests are refused with `"500 disk full ..."`, so that the
+//!   replies of requests already accepted still fit. A reply that cannot be written anyway is kept in
+//!   memory and written again every retry interval until it is, never dropped; its request
+//!   stays pending (`titanic.reply` says 300), and nothing new is dispatched meanwhile. The
+//!   log says once that the disk is full and once that it has room again.
+//! - On start, what the store's recovery found is logged: a torn tail cut off (never
+//!   acknowledged), and damage set aside with exactly what was lost (see [`crate::store`]).
 //! - Delivery to the target service is at least once: a reply lost on the way, or a crash
 //!   between receiving a reply and storing it, means the request is sent again. Each UUID
 //!   gets exactly one stored reply, the first, which is what every `titanic.reply` returns.
