@@ -58,11 +58,13 @@ impl Disk {
     }
 
     /// What the latest look at the disk showed: `free` bytes (if known) and whether a write
-    /// just failed for lack of space. Full while either says so or a reply is held; a line
-    /// to log only when that changes, so once each way.
+    /// just failed for lack of space. Full while either says so, and then until the replies
+    /// it held are written; a line to log only when that changes, so once each way. (A reply
+    /// held for another reason, a store that refuses writes after a failed fsync, is not
+    /// called a full disk.)
     pub fn note(&mut self, free: Option<u64>, write_failed: bool) -> Option<Change> {
         let under = free.is_some_and(|f| f < self.reserve);
-        let full = write_failed || under || !self.held.is_empty();
+        let full = write_failed || under || (self.full && !self.held.is_empty());
         if full == self.full {
             return None;
         }
@@ -212,5 +214,9 @@ mod tests {
         ));
         disk.schedule(later);
         assert_eq!(disk.retry_at(), None, "nothing to look at any more");
+        // A reply held because the store refuses writes (a failed fsync) is no full disk.
+        disk.hold(b, reply("B"), "fsync failed".into(), later);
+        assert_eq!(disk.note(Some(1 << 30), false), None);
+        assert!(disk.holding());
     }
 }
