@@ -39,14 +39,15 @@
 //!   programs, running the same machines as the command line.
 //! - [`bench`]: `pirate bench`, the load generator: N clients on reactors of their own, one
 //!   merged latency histogram.
-//! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
+//! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd);
+//!   `store::scan` reads a log back, telling a torn tail from damage to set aside.
 //! - [`roles`]: `server`, `client`, … one module per role.
 //! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
 //!   its report (`chaos::report`), and the message-fault proxy (a machine, `chaos::proxy`). The orchestrator that spawns
 //!   the topology is the binary's (`src/bin/pirate/chaos_run.rs`): no library file runs `pirate`.
 //!
 //! Imports go one way (no module imports one that imports it back): codecs and `msg` at the
-//! bottom; `stats`, `chaos::checker`, `chaos::report` below `event`; `event` below
+//! bottom; `stats`, `store`, `chaos::checker`, `chaos::report` below `event`; `event` below
 //! `transport`; the roles above all of them.
 
 pub mod auth;

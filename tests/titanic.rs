@@ -853,3 +853,23 @@ fn a_full_disk_keeps_every_acknowledged_request() {
     t.signal(libc::SIGKILL);
     t.wait();
 }
+
+/// `--check` takes a directory and nothing to run, `--min-free` a size: anything else is a
+/// usage error (exit 2, one line); a directory without a store is exit 2 too.
+#[test]
+fn check_and_min_free_refuse_bad_input() {
+    let dir = TempDir::new("check-usage");
+    for args in [
+        vec!["titanic", "--check", dir.path(), "--dir", "/tmp"],
+        vec!["titanic", "--min-free", "lots"],
+        vec!["titanic", "--check"],
+    ] {
+        let (code, out, err) = run(&args, None);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    let (code, _, err) = run(&["titanic", "--check", dir.path()], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("error: cannot check the store: "), "{err}");
+    assert!(!dir.0.exists(), "--check creates nothing");
+}
