@@ -384,15 +384,23 @@ impl Check {
         }
         if r.damaged() {
             lines.push(format!(
-                "set aside: {} damaged stretches, {}{} records lost; a start keeps every valid \
-                 record and sets the damaged log aside as {DAMAGED_PREFIX}N",
+                "set aside: {} damaged {}, {}{} lost; a start keeps every valid record and sets \
+                 the damaged log aside as {DAMAGED_PREFIX}N",
                 r.damage.len(),
+                if r.damage.len() == 1 {
+                    "stretch"
+                } else {
+                    "stretches"
+                },
                 if r.damage.iter().all(|d| d.exact) {
                     ""
                 } else {
                     "at least "
                 },
-                r.lost_records()
+                match r.lost_records() {
+                    1 => "1 record".to_string(),
+                    n => format!("{n} records"),
+                }
             ));
             lines.extend(r.describe(usize::MAX));
         }
