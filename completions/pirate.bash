@@ -1524,7 +1524,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__titanic)
-            opts="-v -q -h -V --connect --dir --heartbeat --liveness --reconnect --retry-interval --request-timeout --max-request-bytes --max-store-bytes --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --dir --check --heartbeat --liveness --reconnect --retry-interval --request-timeout --max-request-bytes --max-store-bytes --min-free --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1538,6 +1538,10 @@ _pirate() {
                     return 0
                     ;;
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --check)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1584,6 +1588,13 @@ _pirate() {
                     return 0
                     ;;
                 --max-store-bytes)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --min-free)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

@@ -180,6 +180,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -s h -l help -d 'P
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l connect -d 'Endpoint of the Majordomo broker' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l dir -d 'Directory of the durable store (created if missing; one titanic per directory)' -r -F
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l check -d 'Verify the store in DIR offline and print what a start would keep, cut off and set aside, changing nothing; exit 0 clean, 1 damaged, 2 unreadable or in use' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l heartbeat -d 'Heartbeat interval of the titanic.* workers (7/MDP)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l liveness -d 'Silent heartbeat intervals after which the broker is taken for dead' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l reconnect -d 'First reconnect delay after losing the broker; doubles up to 32s' -r -f
@@ -187,6 +188,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l retry-interval
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l request-timeout -d 'How long one attempt to a service waits for its reply' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l max-request-bytes -d 'Largest request accepted (service name and frames); a bigger one is answered "500 request too big"' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l max-store-bytes -d 'New requests are answered "500 store full" while the live data in the store (requests and replies not yet closed) is past this' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l min-free -d 'New requests are answered "500 disk full" while the file system of --dir has less free space than this, kept for the replies of requests already accepted' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l faults -d 'Start from a preset; the other fault flags override its values' -r -f -a "none\t'No faults unless other flags ask for them'
 guide\t'The Guide\'s own test program for this role: lpserver (after 3 cycles crash 1/3, stall 2s 1/3, 1s work) or spworker/ppworker (after 3 cycles crash 1/5, stall 3s 1/5, 1s work)'"
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l crash-rate -d 'Probability of crashing (SIGKILL to itself) per request, e.g. 0.2 or 20%' -r -f

@@ -420,6 +420,8 @@ pub enum Report {
     Proxy(ProxyReport),
     /// `pirate bench`: its one record.
     Bench(Box<BenchReport>),
+    /// `pirate titanic --check DIR`: what a start would keep, cut off and set aside.
+    StoreCheck(Box<crate::store::Check>),
 }
 
 /// Everything a role reports while it runs. Serialised as `{"event": "<name>", ...fields}`.

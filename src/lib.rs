@@ -40,7 +40,8 @@
 //! - [`bench`]: `pirate bench`, the load generator: N clients on reactors of their own, one
 //!   merged latency histogram; the closed and open (`--rate`) models' timetable and warm-up
 //!   (`bench::schedule`), the per-second series, the `--fail-if` thresholds.
-//! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd).
+//! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd);
+//!   `store::scan` reads a log back, telling a torn tail from damage to set aside.
 //! - [`roles`]: `server`, `client`, … one module per role.
 //! - [`words`]: counted nouns ("1 fault", "2 faults") for the lines people read.
 //! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
@@ -51,7 +52,7 @@
 //! `docs/protocols.md`.
 //!
 //! Imports go one way (no module imports one that imports it back): codecs and `msg` at the
-//! bottom; `stats`, `chaos::checker`, `chaos::report` below `event`; `event` below
+//! bottom; `stats`, `store`, `chaos::checker`, `chaos::report` below `event`; `event` below
 //! `transport`; the roles above all of them.
 
 pub mod auth;

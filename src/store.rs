@@ -25,20 +25,32 @@
 //! ```
 //!
 //! `DIR/lock` is held with `flock` while a store is open, so two Titanics cannot share a
-//! directory. `DIR/titanic.log.new` exists only while compacting.
+//! directory. `DIR/titanic.log.new` exists only while compacting. `DIR/titanic.log.damaged-N`
+//! (and its report, `….txt`) is a log that was found damaged, set aside as it was (see below).
+//! That is every file: the index lives in memory and replies are records in the same log, so
+//! "the index and the replies" of a store are read, checked and repaired with the log.
 //!
 //! # Durability argument
 //!
 //! - **Put is durable when it returns.** Every put appends one record with a single positioned
 //!   write at the end of the last good record, then `fdatasync`s the file. Titanic replies
 //!   `200` + UUID only after that, so an acknowledged request is on disk.
-//! - **A torn record is ignored.** `kill -9` (or power loss) can stop a write part way. A
-//!   record is accepted on recovery only if its whole length is there and its CRC matches, and
-//!   recovery stops at the first record that fails; the file is truncated back to the last
-//!   good record (and synced) before anything else is appended, so a torn tail can never hide
-//!   records written after it. Only the tail can be torn: a record is appended only after the
-//!   one before it was synced. Nothing that was acknowledged is lost: an acknowledged record
-//!   was synced, so it lies wholly before any torn tail.
+//! - **A torn record is cut off.** `kill -9` (or power loss) can stop a write part way. A
+//!   record is accepted on recovery only if its whole length is there, its CRC matches and it
+//!   decodes. Only the tail can be torn: a record is appended only after the one before it
+//!   was synced. So an incomplete record with nothing valid after it (see [`scan`]) is a torn
+//!   write, never acknowledged, and the file is truncated back to the last good record (and
+//!   synced) before anything else is appended, so it can never hide records written after it.
+//! - **Damage is set aside, not cut off.** Bytes that hold no valid record but have valid
+//!   records after them (a flipped bit, a bad sector, a stray write) were once whole and
+//!   synced, so possibly acknowledged. Recovery reads past them (resynchronising on the next
+//!   valid record), keeps every valid record before and after, and reports precisely what was
+//!   lost in [`Recovery`]: each damaged stretch's offset and size, the records its headers
+//!   still show (kind and UUID, unverified), and the UUIDs whose later replies or closes
+//!   survived their lost request. The damaged log is then hard-linked (copied where links do
+//!   not work) to `titanic.log.damaged-N`, a report written next to it, and the live entries
+//!   rewritten to a new log atomically, as compaction does: the offsets in the report are
+//!   offsets in the set-aside file, and nothing on disk is destroyed.
 //! - **A failed write or sync is not retried blindly.** A write error truncates the file back
 //!   to the last good record; if that fails too, or if `fdatasync` fails (after which Linux may
 //!   have dropped the dirty pages: "fsyncgate"), the store refuses every later write until it
@@ -57,7 +69,7 @@
 //! Everything live is also held in memory (entries are only as big as the requests and
 //! replies that clients have not closed yet).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -65,14 +77,22 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::msg::Message;
+
+mod scan;
+pub use scan::Suspect;
 
 /// The first bytes of every log file.
 pub const MAGIC: &[u8; 16] = b"PIRATE TSP LOG 1";
 /// The log's file name inside the store's directory.
 pub const LOG_FILE: &str = "titanic.log";
 const NEW_FILE: &str = "titanic.log.new";
+/// A damaged log set aside is `titanic.log.damaged-N`, its report `titanic.log.damaged-N.txt`.
+const DAMAGED_PREFIX: &str = "titanic.log.damaged-";
 const LOCK_FILE: &str = "lock";
 /// Record header: length and CRC, 4 bytes each.
 const RECORD_HEADER: usize = 8;
@@ -104,6 +124,28 @@ impl Uuid {
             bytes[i] = hex(pair[0])? << 4 | hex(pair[1])?;
         }
         Some(Uuid(bytes))
+    }
+}
+
+/// As on the wire: 32 lowercase hex digits.
+impl Serialize for Uuid {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// In JSON a UUID is a string of 32 lowercase hex digits.
+impl JsonSchema for Uuid {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Uuid".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{32}$",
+            "description": "A TSP request's UUID: 32 lowercase hex digits."
+        })
     }
 }
 
@@ -151,12 +193,110 @@ impl Default for StoreOptions {
 }
 
 /// What opening the store found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Recovery {
-    /// Valid records read.
+    /// Valid records read (duplicates included).
     pub records: u64,
-    /// Bytes after the last valid record, cut off (a torn write).
+    /// Bytes of an incomplete last record, cut off (a torn write, never acknowledged).
     pub torn_bytes: u64,
+    /// Stretches that hold no valid record, in file order: set aside.
+    pub damage: Vec<Damage>,
+    /// Valid records that changed nothing: a request already stored or closed, a second
+    /// reply, a close of a closed entry (a duplicated record is harmless).
+    pub duplicates: u64,
+    /// Valid replies and closes whose request is not in the log: its record was damaged.
+    /// Their UUIDs are certain (their CRC held). Dropped with the damage (and set aside).
+    pub orphans: Vec<Orphan>,
+    /// Where the damaged log was set aside, when it was.
+    pub set_aside: Option<PathBuf>,
+}
+
+/// One damaged stretch of the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Damage {
+    /// Offset in the log (in the set-aside copy, once set aside).
+    pub offset: u64,
+    pub bytes: u64,
+    /// The records it held as their headers read (unverified: the CRC failed). Exactly
+    /// these when `exact` (the declared lengths tile the stretch), else the first of at
+    /// least one.
+    pub records: Vec<Suspect>,
+    pub exact: bool,
+}
+
+/// A valid reply or close whose request was lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Orphan {
+    pub offset: u64,
+    pub kind: &'static str,
+    pub uuid: Uuid,
+}
+
+impl Recovery {
+    /// True when something that may have been acknowledged was lost (damage or orphans);
+    /// a torn tail alone is not damage.
+    pub fn damaged(&self) -> bool {
+        !self.damage.is_empty() || !self.orphans.is_empty()
+    }
+
+    /// Records lost to damage: exact, or a lower bound when a stretch's lengths were damaged.
+    pub fn lost_records(&self) -> u64 {
+        self.damage.iter().map(|d| d.records.len() as u64).sum()
+    }
+
+    /// The report, one line per damaged stretch or orphan, at most `max` lines (then one
+    /// line saying how many more): what was lost, where, and what it means for clients.
+    pub fn describe(&self, max: usize) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .damage
+            .iter()
+            .map(|d| {
+                let records: Vec<String> = d
+                    .records
+                    .iter()
+                    .take(8)
+                    .map(|r| match (r.kind, r.uuid) {
+                        (Some(kind), Some(uuid)) => format!("{kind} {uuid} at {}", r.offset),
+                        _ => format!("an unreadable header at {}", r.offset),
+                    })
+                    .collect();
+                let more = d.records.len().saturating_sub(records.len());
+                format!(
+                    "damaged: {} bytes at offset {} hold no valid record; {}{} record{} lost, \
+                     as the damaged headers read (unverified): {}{}",
+                    d.bytes,
+                    d.offset,
+                    if d.exact { "" } else { "at least " },
+                    d.records.len(),
+                    if d.records.len() == 1 { "" } else { "s" },
+                    records.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                )
+            })
+            .chain(self.orphans.iter().map(|o| match o.kind {
+                "close" => format!(
+                    "request {} was in a damaged record, but it had been closed (its close at \
+                     offset {} survived): nothing lost",
+                    o.uuid, o.offset
+                ),
+                kind => format!(
+                    "lost request {}: its record was damaged (a valid {kind} for it at offset {} \
+                     survived and is set aside); titanic.reply answers 400 for it",
+                    o.uuid, o.offset
+                ),
+            }))
+            .collect();
+        if lines.len() > max {
+            let more = lines.len() - max;
+            lines.truncate(max);
+            lines.push(format!("… and {more} more (see the report file)"));
+        }
+        lines
+    }
 }
 
 struct Slot {
@@ -170,7 +310,8 @@ struct Slot {
 pub struct Store {
     dir: PathBuf,
     file: File,
-    _lock: File,
+    /// `None` only for [`Store::check`], which reads and never writes.
+    _lock: Option<File>,
     /// End of the last good record: where the next one goes.
     len: u64,
     entries: HashMap<Uuid, Slot>,
@@ -184,6 +325,110 @@ pub struct Store {
     recovery: Recovery,
     compactions: u64,
     warning: Option<String>,
+    /// The last append failed for lack of space (ENOSPC or EDQUOT).
+    no_space: bool,
+}
+
+/// What [`Store::check`] found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Check {
+    /// Nothing would be set aside (a torn tail alone is clean): `--check` exits 0.
+    pub clean: bool,
+    /// Entries a start would serve, and how many of them still wait for a reply.
+    pub entries: u64,
+    pub pending: u64,
+    pub log_bytes: u64,
+    /// A `titanic.log.new` left by a crashed compaction (a start deletes it).
+    pub stale_new: bool,
+    /// Damaged logs set aside by earlier starts.
+    pub set_aside_before: Vec<PathBuf>,
+    pub recovery: Recovery,
+}
+
+impl Check {
+    /// True when a start would set something aside (a torn tail alone is not damage).
+    pub fn damaged(&self) -> bool {
+        self.recovery.damaged()
+    }
+
+    /// The report for people, one fact a line: what a start would keep, cut off and set
+    /// aside, then the verdict.
+    pub fn lines(&self, dir: &Path) -> Vec<String> {
+        let r = &self.recovery;
+        let mut lines = vec![
+            format!(
+                "store {}: {} bytes of log, {} valid records",
+                dir.display(),
+                self.log_bytes,
+                r.records
+            ),
+            format!(
+                "keep: {} entries ({} pending, {} answered)",
+                self.entries,
+                self.pending,
+                self.entries - self.pending
+            ),
+        ];
+        if r.duplicates > 0 {
+            lines.push(format!(
+                "ignore: {} duplicated records (they change nothing)",
+                r.duplicates
+            ));
+        }
+        if r.torn_bytes > 0 {
+            lines.push(format!(
+                "cut off: an incomplete record of {} bytes at the end (a write interrupted by \
+                 a crash, never acknowledged)",
+                r.torn_bytes
+            ));
+        }
+        if r.damaged() {
+            lines.push(format!(
+                "set aside: {} damaged {}, {}{} lost; a start keeps every valid record and sets \
+                 the damaged log aside as {DAMAGED_PREFIX}N",
+                r.damage.len(),
+                if r.damage.len() == 1 {
+                    "stretch"
+                } else {
+                    "stretches"
+                },
+                if r.damage.iter().all(|d| d.exact) {
+                    ""
+                } else {
+                    "at least "
+                },
+                match r.lost_records() {
+                    1 => "1 record".to_string(),
+                    n => format!("{n} records"),
+                }
+            ));
+            lines.extend(r.describe(usize::MAX));
+        }
+        if self.stale_new {
+            lines.push(format!(
+                "delete: {NEW_FILE}, left by a compaction that crashed before its rename"
+            ));
+        }
+        for path in &self.set_aside_before {
+            lines.push(format!(
+                "note: {} is a damaged log set aside by an earlier start",
+                path.display()
+            ));
+        }
+        lines.push(if r.damaged() {
+            "verdict: damaged".to_string()
+        } else {
+            "verdict: clean".to_string()
+        });
+        lines
+    }
+}
+
+/// How a record read back from the log changed the index.
+enum Replayed {
+    Applied,
+    Duplicate,
+    Orphan(&'static str, Uuid),
 }
 
 impl Store {
@@ -192,7 +437,9 @@ impl Store {
         Store::open_with(dir, StoreOptions::default())
     }
 
-    /// Opens (or creates) the store in `dir`, recovering from whatever a crash left.
+    /// Opens (or creates) the store in `dir`, recovering from whatever a crash or damage left
+    /// (see the module docs): a torn tail is cut off, damage set aside and reported in
+    /// [`Store::recovery`].
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store> {
         let ctx = |what: &str, e: std::io::Error| {
             Error::Internal(format!("store {}: {what}: {e}", dir.display()))
@@ -219,43 +466,17 @@ impl Store {
             .write(true)
             .open(&log)
             .map_err(|e| ctx("cannot open the log", e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| ctx("cannot read the log", e))?;
-        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(Error::Usage(format!(
-                "{} is not a pirate titanic log (pick an empty --dir)",
-                log.display()
-            )));
-        }
-        let mut store = Store {
-            dir: dir.to_path_buf(),
-            file,
-            _lock: lock,
-            len: MAGIC.len() as u64,
-            entries: HashMap::new(),
-            pending: BTreeMap::new(),
-            next_seq: 0,
-            live_bytes: 0,
-            options,
-            poisoned: None,
-            crash: None,
-            recovery: Recovery::default(),
-            compactions: 0,
-            warning: None,
-        };
-        let mut at = MAGIC.len();
-        while let Some((payload, size)) = next_record(&bytes[at..]) {
-            match decode(payload) {
-                Some(record) => store.apply(record, size as u64),
-                None => break, // checksummed but not ours: treat as the torn tail
-            }
-            store.recovery.records += 1;
-            at += size;
-        }
-        store.len = at as u64;
-        store.recovery.torn_bytes = (bytes.len() - at) as u64;
-        if store.recovery.torn_bytes > 0 {
+        let bytes = read_log(&mut file, &log)?;
+        let mut store = Store::empty(dir, file, Some(lock), options);
+        store.load(&bytes);
+        if store.recovery.damaged() {
+            // Set the damaged log aside as it is, then rewrite the live entries to a new one.
+            let aside = store
+                .set_aside()
+                .map_err(|e| ctx("cannot set the damaged log aside", e))?;
+            store.recovery.set_aside = Some(aside);
+            store.compact()?;
+        } else if store.recovery.torn_bytes > 0 {
             store
                 .file
                 .set_len(store.len)
@@ -270,9 +491,191 @@ impl Store {
         Ok(store)
     }
 
+    /// Reads the store in `dir` as [`Store::open`] would, changing nothing on disk: what a
+    /// start would keep, cut off and set aside. Fails when there is no readable store there,
+    /// or when a Titanic has it open.
+    pub fn check(dir: &Path) -> Result<Check> {
+        let log = dir.join(LOG_FILE);
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "{} is not a directory with a titanic store",
+                dir.display()
+            )));
+        }
+        // Shared, so that a running Titanic (exclusive) is detected and nothing is created.
+        let lock = match File::open(dir.join(LOCK_FILE)) {
+            Ok(file) => {
+                // SAFETY: flock(2) on a descriptor we own has no memory-safety preconditions.
+                let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+                if rc != 0 {
+                    return Err(Error::Usage(format!(
+                        "store {} is in use by a running titanic (stop it to check the store)",
+                        dir.display()
+                    )));
+                }
+                Some(file)
+            }
+            Err(_) => None,
+        };
+        let mut file = File::open(&log)
+            .map_err(|e| Error::Usage(format!("cannot open {}: {e}", log.display())))?;
+        let bytes = read_log(&mut file, &log)?;
+        let mut store = Store::empty(dir, file, lock, StoreOptions::default());
+        store.load(&bytes);
+        let mut set_aside_before: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(|e| Error::Usage(format!("cannot list {}: {e}", dir.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(DAMAGED_PREFIX) && !n.ends_with(".txt"))
+            })
+            .collect();
+        set_aside_before.sort();
+        Ok(Check {
+            clean: !store.recovery.damaged(),
+            entries: store.len() as u64,
+            pending: store.pending.len() as u64,
+            log_bytes: bytes.len() as u64,
+            stale_new: dir.join(NEW_FILE).exists(),
+            set_aside_before,
+            recovery: store.recovery,
+        })
+    }
+
+    fn empty(dir: &Path, file: File, lock: Option<File>, options: StoreOptions) -> Store {
+        Store {
+            dir: dir.to_path_buf(),
+            file,
+            _lock: lock,
+            len: MAGIC.len() as u64,
+            entries: HashMap::new(),
+            pending: BTreeMap::new(),
+            next_seq: 0,
+            live_bytes: 0,
+            options,
+            poisoned: None,
+            crash: None,
+            recovery: Recovery::default(),
+            compactions: 0,
+            warning: None,
+            no_space: false,
+        }
+    }
+
+    /// Builds the index from every valid record of `bytes` (a whole log, magic checked), and
+    /// `recovery` from the rest; `len` ends up after the last valid record or damage.
+    fn load(&mut self, bytes: &[u8]) {
+        let found = scan::scan(bytes, MAGIC.len());
+        let mut closed = HashSet::new();
+        let mut end = MAGIC.len();
+        for piece in found.pieces {
+            match piece {
+                scan::Piece::Record {
+                    offset,
+                    size,
+                    record,
+                } => {
+                    self.recovery.records += 1;
+                    match self.replay(record, size as u64, &mut closed) {
+                        Replayed::Applied => {}
+                        Replayed::Duplicate => self.recovery.duplicates += 1,
+                        Replayed::Orphan(kind, uuid) => self.recovery.orphans.push(Orphan {
+                            offset: offset as u64,
+                            kind,
+                            uuid,
+                        }),
+                    }
+                    end = offset + size;
+                }
+                scan::Piece::Damage { offset, size } => {
+                    let (records, exact) = scan::suspects(bytes, offset, size);
+                    self.recovery.damage.push(Damage {
+                        offset: offset as u64,
+                        bytes: size as u64,
+                        records,
+                        exact,
+                    });
+                    end = offset + size;
+                }
+            }
+        }
+        self.len = end as u64;
+        self.recovery.torn_bytes = found.torn as u64;
+    }
+
+    /// Applies a record read back from the log, telling a duplicate (harmless) from an
+    /// orphan (its request was lost). `closed`: UUIDs closed earlier in this log.
+    fn replay(&mut self, record: Record, size: u64, closed: &mut HashSet<Uuid>) -> Replayed {
+        let (uuid, kind) = match &record {
+            Record::Request { uuid, .. } => (*uuid, "request"),
+            Record::Reply { uuid, .. } => (*uuid, "reply"),
+            Record::Close { uuid } => (*uuid, "close"),
+        };
+        let stored = self.entries.get(&uuid);
+        let applies = match (&record, stored) {
+            (Record::Request { .. }, None) => !closed.contains(&uuid),
+            (Record::Reply { .. }, Some(slot)) => slot.entry.reply.is_none(),
+            (Record::Close { .. }, Some(_)) => true,
+            (Record::Request { .. }, Some(_)) => false,
+            (_, None) if closed.contains(&uuid) => false,
+            (_, None) => {
+                if kind == "close" {
+                    // Its request was damaged, but the client had closed it: nothing lost.
+                    closed.insert(uuid);
+                }
+                return Replayed::Orphan(kind, uuid);
+            }
+        };
+        if !applies {
+            return Replayed::Duplicate;
+        }
+        if kind == "close" {
+            closed.insert(uuid);
+        }
+        self.apply(record, size);
+        Replayed::Applied
+    }
+
+    /// Keeps the damaged log as `titanic.log.damaged-N` (a hard link, so no copy and no
+    /// extra space; a copy where links fail), with a report of what was lost next to it.
+    fn set_aside(&self) -> std::io::Result<PathBuf> {
+        let (aside, report) = (1u32..)
+            .map(|n| {
+                let name = format!("{DAMAGED_PREFIX}{n}");
+                (self.dir.join(&name), self.dir.join(format!("{name}.txt")))
+            })
+            .find(|(a, r)| !a.exists() && !r.exists())
+            .expect("a free name");
+        let log = self.dir.join(LOG_FILE);
+        if fs::hard_link(&log, &aside).is_err() {
+            fs::copy(&log, &aside)?;
+            File::open(&aside)?.sync_all()?;
+        }
+        let mut text = format!(
+            "{} was found damaged when titanic opened it; it is kept here as it was, and the \
+             offsets below are offsets in this file. Every valid record was kept in the new log.\n",
+            log.display()
+        );
+        for line in self.recovery.describe(usize::MAX) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        if self.recovery.torn_bytes > 0 {
+            text.push_str(&format!(
+                "an incomplete record of {} bytes at the end (a torn write) was not kept\n",
+                self.recovery.torn_bytes
+            ));
+        }
+        let mut file = File::create(&report)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        Ok(aside)
+    }
+
     /// What opening the store found.
-    pub fn recovery(&self) -> Recovery {
-        self.recovery
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
     }
 
     /// Arms a crash for the next append (fault injection).
@@ -374,6 +777,23 @@ impl Store {
         self.compactions
     }
 
+    /// True when the last write failed for lack of space on the file system (ENOSPC, or
+    /// EDQUOT: a quota), so retrying once there is room can succeed.
+    pub fn out_of_space(&self) -> bool {
+        self.no_space
+    }
+
+    /// Whether writes are refused until the store is reopened (after a failed fsync, or a
+    /// failed write that could not be cut off), and why.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    /// The directory of the store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A warning to report, if something went wrong that did not fail an operation.
     pub fn take_warning(&mut self) -> Option<String> {
         self.warning.take()
@@ -446,7 +866,9 @@ impl Store {
             let _ = self.file.write_all_at(&record[..cut], self.len);
             crate::faults::crash_now();
         }
+        self.no_space = false;
         if let Err(e) = self.file.write_all_at(&record, self.len) {
+            self.no_space = is_no_space(&e);
             // Cut off whatever part of the record made it, so the next append is not hidden
             // behind a torn record.
             if let Err(e2) = self.file.set_len(self.len) {
@@ -461,6 +883,7 @@ impl Store {
             crate::faults::crash_now();
         }
         if let Err(e) = self.file.sync_data() {
+            self.no_space = is_no_space(&e);
             // After a failed fsync the kernel may have dropped the dirty pages: what is on disk
             // is unknown until the log is read again.
             self.poisoned = Some(format!("fsync failed: {e}"));
@@ -539,6 +962,20 @@ enum Record {
     },
 }
 
+/// The whole log, after checking its magic.
+fn read_log(file: &mut File, path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::Internal(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(Error::Usage(format!(
+            "{} is not a pirate titanic log (pick an empty --dir)",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Takes an exclusive `flock` on `DIR/lock`, so two Titanics never share a store. The kernel
 /// drops it when the process dies, however it dies.
 fn lock_dir(dir: &Path) -> Result<File> {
@@ -580,6 +1017,25 @@ fn write_atomically(dir: &Path, bytes: &[u8]) -> std::io::Result<File> {
     fs::rename(&new, dir.join(LOG_FILE))?;
     File::open(dir)?.sync_all()?;
     Ok(file)
+}
+
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Bytes available to this user on the file system of `dir` (statvfs: `f_bavail` blocks of
+/// `f_frsize` bytes), or why that could not be read.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs(3) fills the zeroed struct we own from a NUL-terminated path.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
 }
 
 /// `len:u32le crc:u32le payload`.
@@ -849,21 +1305,313 @@ mod tests {
         );
     }
 
+    /// A complete last record whose CRC fails is damage, not a torn write (which would be
+    /// incomplete): it may have been acknowledged, so it is reported and set aside.
     #[test]
-    fn a_corrupted_last_record_is_ignored() {
+    fn a_corrupted_last_record_is_damage_not_a_torn_tail() {
         let dir = TempDir::new("corrupt");
-        {
+        let start = {
             let mut store = Store::open(&dir.0).unwrap();
             store.put_request(uuid(1), "echo", &msg(&["one"])).unwrap();
+            let start = store.log_bytes();
             store.put_request(uuid(2), "echo", &msg(&["two"])).unwrap();
-        }
+            start
+        };
         let mut bytes = fs::read(dir.0.join(LOG_FILE)).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(dir.0.join(LOG_FILE), &bytes).unwrap();
         let store = Store::open(&dir.0).unwrap();
         assert_eq!(store.pending(), vec![uuid(1)]);
-        assert!(store.recovery().torn_bytes > 0);
+        let r = store.recovery();
+        assert_eq!(r.torn_bytes, 0);
+        assert_eq!(r.damage.len(), 1);
+        assert_eq!(r.damage[0].offset, start);
+        assert_eq!(r.damage[0].bytes, bytes.len() as u64 - start);
+        assert_eq!(r.damage[0].records[0].uuid, Some(uuid(2)));
+        assert_eq!(r.damage[0].records[0].kind, Some("request"));
+    }
+
+    /// The log the damage tests start from: seven records of every kind, with a reply and a
+    /// close after their requests (so losing a request orphans them). Returns the bytes and
+    /// each record's range.
+    fn sample_log(dir: &Path) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
+        let mut store = Store::open(dir).unwrap();
+        let mut ranges = Vec::new();
+        for op in 0..SAMPLE_OPS {
+            let start = store.log_bytes() as usize;
+            sample_op(&mut store, op);
+            ranges.push(start..store.log_bytes() as usize);
+        }
+        drop(store);
+        (fs::read(dir.join(LOG_FILE)).unwrap(), ranges)
+    }
+
+    const SAMPLE_OPS: usize = 7;
+
+    fn sample_op(store: &mut Store, op: usize) {
+        match op {
+            0 => store.put_request(uuid(1), "echo", &msg(&["one"])).unwrap(),
+            1 => store
+                .put_request(uuid(2), "echo", &msg(&["two", "2"]))
+                .unwrap(),
+            2 => assert!(store.put_reply(uuid(1), &msg(&["ONE"])).unwrap()),
+            3 => store
+                .put_request(uuid(3), "upper", &msg(&["three"]))
+                .unwrap(),
+            4 => assert!(store.close(uuid(2)).unwrap()),
+            5 => assert!(store.put_reply(uuid(3), &msg(&["THREE", ""])).unwrap()),
+            _ => store.put_request(uuid(4), "echo", &msg(&["four"])).unwrap(),
+        }
+    }
+
+    /// What a store serves: every entry by UUID, and the pending ones in order.
+    fn state(store: &Store) -> (Vec<Option<Entry>>, Vec<Uuid>) {
+        let entries = (1..=4).map(|n| store.get(&uuid(n)).cloned()).collect();
+        (entries, store.pending())
+    }
+
+    /// The state of the sample with only the records for which `keep(op)` holds, built
+    /// through the API (a reply or close of an unknown request writes nothing, as replay
+    /// ignores an orphan).
+    fn expected(keep: impl Fn(usize) -> bool) -> (Vec<Option<Entry>>, Vec<Uuid>) {
+        let dir = TempDir::new("expected");
+        let mut store = Store::open(&dir.0).unwrap();
+        for op in (0..SAMPLE_OPS).filter(|op| keep(*op)) {
+            match op {
+                2 => drop(store.put_reply(uuid(1), &msg(&["ONE"]))),
+                4 => drop(store.close(uuid(2))),
+                5 => drop(store.put_reply(uuid(3), &msg(&["THREE", ""]))),
+                _ => sample_op(&mut store, op),
+            }
+        }
+        state(&store)
+    }
+
+    /// Loads `bytes` as a log the way `open` does, without the repair (no fsync: fast enough
+    /// to try every byte).
+    fn load(dir: &Path, bytes: &[u8]) -> Store {
+        fs::write(dir.join(LOG_FILE), bytes).unwrap();
+        let file = File::open(dir.join(LOG_FILE)).unwrap();
+        let mut store = Store::empty(dir, file, None, StoreOptions::default());
+        store.load(bytes);
+        store
+    }
+
+    /// The orphans the loss of record `k` of the sample leaves: the reply and the close
+    /// written after a lost request.
+    fn orphans_of(k: usize, ranges: &[std::ops::Range<usize>]) -> Vec<Orphan> {
+        let orphan = |op: usize, kind, n| Orphan {
+            offset: ranges[op].start as u64,
+            kind,
+            uuid: uuid(n),
+        };
+        match k {
+            0 => vec![orphan(2, "reply", 1)],
+            1 => vec![orphan(4, "close", 2)],
+            3 => vec![orphan(5, "reply", 3)],
+            _ => vec![],
+        }
+    }
+
+    /// Checks a load of the sample in which exactly the bytes of record `k` were damaged:
+    /// every other record kept, the damage reported at exactly that record's range (or, for
+    /// the last record when its length field now points past the end, as a torn tail of the
+    /// same bytes), and the orphans its loss left.
+    fn assert_lost_exactly(store: &Store, k: usize, ranges: &[std::ops::Range<usize>], what: &str) {
+        thread_local! {
+            // The state without record k, built once per k (each build writes and syncs).
+            static WITHOUT: Vec<(Vec<Option<Entry>>, Vec<Uuid>)> =
+                (0..SAMPLE_OPS).map(|k| expected(|op| op != k)).collect();
+        }
+        let r = store.recovery();
+        let range = &ranges[k];
+        WITHOUT.with(|without| assert_eq!(state(store), without[k], "{what}"));
+        assert_eq!(r.orphans, orphans_of(k, ranges), "{what}");
+        assert_eq!(r.duplicates, 0, "{what}");
+        assert_eq!(r.records, SAMPLE_OPS as u64 - 1, "{what}");
+        if r.damage.is_empty() {
+            assert_eq!(
+                k,
+                SAMPLE_OPS - 1,
+                "only the last record can look torn: {what}"
+            );
+            assert_eq!(r.torn_bytes, range.len() as u64, "{what}");
+        } else {
+            assert_eq!(r.torn_bytes, 0, "{what}");
+            assert_eq!(r.damage.len(), 1, "{what}");
+            let d = &r.damage[0];
+            assert_eq!(
+                (d.offset, d.bytes),
+                (range.start as u64, range.len() as u64),
+                "{what}"
+            );
+            assert_eq!(d.records[0].offset, range.start as u64, "{what}");
+            assert!(r.damaged());
+        }
+    }
+
+    /// Every byte of every record flipped in turn (two ways): the damaged record, and only
+    /// it, is lost; the report says where, and its kind and UUID when those bytes survived.
+    #[test]
+    fn a_flipped_byte_anywhere_loses_only_its_record_and_says_which() {
+        let dir = TempDir::new("flip");
+        let (full, ranges) = sample_log(&dir.0);
+        let kinds = [
+            "request", "request", "reply", "request", "close", "reply", "request",
+        ];
+        let uuids = [1, 2, 1, 3, 2, 3, 4];
+        for (k, range) in ranges.iter().enumerate() {
+            for at in range.clone() {
+                for mask in [0xffu8, 0x01] {
+                    let mut bytes = full.clone();
+                    bytes[at] ^= mask;
+                    let store = load(&dir.0, &bytes);
+                    let what = format!("record {k}, byte {at} ^ {mask:#x}");
+                    assert_lost_exactly(&store, k, &ranges, &what);
+                    let in_record = at - range.start;
+                    if let Some(d) = store.recovery().damage.first() {
+                        if in_record >= 4 {
+                            // The length survived: the report is exact.
+                            assert!(d.exact, "{what}");
+                            assert_eq!(d.records.len(), 1, "{what}");
+                        }
+                        if !(0..4).contains(&in_record) && !(8..25).contains(&in_record) {
+                            assert_eq!(d.records[0].kind, Some(kinds[k]), "{what}");
+                            assert_eq!(d.records[0].uuid, Some(uuid(uuids[k])), "{what}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A record's length field set to values around and far from the truth.
+    #[test]
+    fn a_changed_length_field_loses_only_its_record() {
+        let dir = TempDir::new("length");
+        let (full, ranges) = sample_log(&dir.0);
+        for (k, range) in ranges.iter().enumerate() {
+            let len = (range.len() - RECORD_HEADER) as u32;
+            let bad = [
+                0,
+                1,
+                17,
+                len - 1,
+                len + 1,
+                len + 8,
+                2 * len,
+                len << 8,
+                u32::MAX,
+            ];
+            for bad in bad.into_iter().filter(|b| *b != len) {
+                let mut bytes = full.clone();
+                bytes[range.start..range.start + 4].copy_from_slice(&bad.to_le_bytes());
+                let store = load(&dir.0, &bytes);
+                assert_lost_exactly(&store, k, &ranges, &format!("record {k}, length {bad}"));
+            }
+        }
+    }
+
+    /// A record written twice (in place, or again at the end of the log) changes nothing
+    /// and is counted as a duplicate, not damage.
+    #[test]
+    fn a_duplicated_record_is_harmless() {
+        let dir = TempDir::new("dup");
+        let (full, ranges) = sample_log(&dir.0);
+        let all = expected(|_| true);
+        for (k, range) in ranges.iter().enumerate() {
+            let record = &full[range.clone()];
+            let in_place = [&full[..range.end], record, &full[range.end..]].concat();
+            let at_end = [&full[..], record].concat();
+            for (bytes, where_) in [(in_place, "in place"), (at_end, "at the end")] {
+                let store = load(&dir.0, &bytes);
+                let r = store.recovery();
+                let what = format!("record {k} duplicated {where_}");
+                assert_eq!(state(&store), all, "{what}");
+                assert_eq!(r.duplicates, 1, "{what}");
+                assert_eq!(r.records, SAMPLE_OPS as u64 + 1, "{what}");
+                assert!(!r.damaged() && r.torn_bytes == 0, "{what}: {r:?}");
+            }
+        }
+    }
+
+    /// Cut at every offset of the whole log: every whole record before the cut is kept,
+    /// the partial one is a torn tail of exactly its bytes, and nothing is called damage.
+    #[test]
+    fn a_log_truncated_at_every_offset_keeps_every_whole_record() {
+        let dir = TempDir::new("truncate");
+        let (full, ranges) = sample_log(&dir.0);
+        let prefixes: Vec<_> = (0..=SAMPLE_OPS).map(|n| expected(|op| op < n)).collect();
+        for cut in MAGIC.len()..=full.len() {
+            let store = load(&dir.0, &full[..cut]);
+            let whole = ranges.iter().filter(|r| r.end <= cut).count();
+            let r = store.recovery();
+            let torn = cut - ranges.get(whole).map_or(cut, |r| r.start.min(cut));
+            assert_eq!(r.records, whole as u64, "cut at {cut}");
+            assert_eq!(r.torn_bytes, torn as u64, "cut at {cut}");
+            assert!(!r.damaged(), "cut at {cut}: {r:?}");
+            assert_eq!(state(&store), prefixes[whole], "cut at {cut}");
+        }
+    }
+
+    /// Opening a damaged store repairs it: the damaged log is set aside unchanged (its
+    /// report beside it), the new log holds every valid record and nothing else, and it
+    /// takes writes and reopens clean.
+    #[test]
+    fn opening_a_damaged_store_sets_the_damage_aside_and_rewrites_the_log() {
+        let dir = TempDir::new("repair");
+        let (full, ranges) = sample_log(&dir.0);
+        for (k, range) in ranges.iter().enumerate() {
+            let mut bytes = full.clone();
+            bytes[range.start + range.len() / 2] ^= 0x55;
+            fs::write(dir.0.join(LOG_FILE), &bytes).unwrap();
+            let mut store = Store::open(&dir.0).unwrap();
+            assert_lost_exactly(&store, k, &ranges, &format!("record {k}"));
+            let aside = store.recovery().set_aside.clone().expect("set aside");
+            assert_eq!(fs::read(&aside).unwrap(), bytes, "record {k}");
+            let report = fs::read_to_string(format!("{}.txt", aside.display())).unwrap();
+            assert!(
+                report.contains(&format!("at offset {} hold no valid", range.start)),
+                "{report}"
+            );
+            let check = Store::check(&dir.0);
+            assert!(check.is_err(), "in use while open");
+            store.put_request(uuid(9), "echo", &msg(&["new"])).unwrap();
+            let before = state(&store);
+            drop(store);
+            let check = Store::check(&dir.0).unwrap();
+            assert!(!check.recovery.damaged(), "{check:?}");
+            assert_eq!(check.recovery.torn_bytes, 0);
+            assert_eq!(check.set_aside_before.len(), k + 1);
+            let store = Store::open(&dir.0).unwrap();
+            assert!(!store.recovery().damaged());
+            assert_eq!(state(&store), before);
+            assert!(store.get(&uuid(9)).is_some());
+            drop(store);
+            fs::remove_file(dir.0.join(LOG_FILE)).unwrap();
+        }
+    }
+
+    /// `check` reads without changing anything: a damaged log stays as it was.
+    #[test]
+    fn check_reports_without_repairing() {
+        let dir = TempDir::new("check");
+        let (full, ranges) = sample_log(&dir.0);
+        let mut bytes = full.clone();
+        bytes[ranges[1].start + 12] ^= 1;
+        bytes.extend_from_slice(&full[ranges[6].clone()][..5]);
+        fs::write(dir.0.join(LOG_FILE), &bytes).unwrap();
+        let check = Store::check(&dir.0).unwrap();
+        assert_eq!(check.recovery.damage.len(), 1);
+        assert_eq!(check.recovery.torn_bytes, 5);
+        assert_eq!(check.entries, 3);
+        assert_eq!(fs::read(dir.0.join(LOG_FILE)).unwrap(), bytes);
+        assert!(check.set_aside_before.is_empty());
+        let lines = check.recovery.describe(10);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[1].contains("had been closed"), "{lines:?}");
+        assert!(Store::check(&dir.0.join("nothing-here")).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!
 //! | service | request body | reply body |
 //! |---|---|---|
-//! | `titanic.request` | service name, request frames (1+) | `"200"`, UUID · `"400"` (no service or no request frames) · `"500 …"` (too big, store full, store failed) |
+//! | `titanic.request` | service name, request frames (1+) | `"200"`, UUID · `"400"` (no service or no request frames) · `"500 …"` (too big, store full, disk full, store failed) |
 //! | `titanic.reply` | UUID | `"200"`, reply frames · `"300"` (pending) · `"400"` (unknown) · `"500"` |
 //! | `titanic.close` | UUID | `"200"` (also for an unknown UUID) · `"500"` |
 //!
@@ -54,6 +54,14 @@
 //!   …"` (clients free room with `titanic.close`). Replies of requests already accepted are
 //!   always stored, so the store may pass the bound by their size; the frames of each are at
 //!   most `--max-message`.
+//! - A full disk (see the `disk` submodule): while the store's file system has less free
+//!   space than `min_free`, new requests are refused with `"500 disk full ..."`, so that the
+//!   replies of requests already accepted still fit. A reply that cannot be written anyway is kept in
+//!   memory and written again every retry interval until it is, never dropped; its request
+//!   stays pending (`titanic.reply` says 300), and nothing new is dispatched meanwhile. The
+//!   log says once that the disk is full and once that it has room again.
+//! - On start, what the store's recovery found is logged: a torn tail cut off (never
+//!   acknowledged), and damage set aside with exactly what was lost (see [`crate::store`]).
 //! - Delivery to the target service is at least once: a reply lost on the way, or a crash
 //!   between receiving a reply and storing it, means the request is sent again. Each UUID
 //!   gets exactly one stored reply, the first, which is what every `titanic.reply` returns.
@@ -97,8 +105,11 @@ use crate::proto::mdp::{
 };
 use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 use crate::stats::{millis, LatencyRecorder};
-use crate::store::{CrashPoint, Store, StoreOptions, Uuid};
+use crate::store::{self, CrashPoint, Store, StoreOptions, Uuid};
 use crate::transport;
+
+mod disk;
+use disk::{Change, Disk};
 
 /// The three services Titanic registers for.
 pub const REQUEST: &str = "titanic.request";
@@ -145,6 +156,10 @@ pub struct Limits {
     pub max_request_bytes: u64,
     /// New requests are refused while the store's live data is past this. Default 1 GiB.
     pub max_store_bytes: u64,
+    /// New requests are refused while the file system of the store has less free space
+    /// than this, so that the replies of requests already accepted can still be written.
+    /// Default 64 MiB.
+    pub min_free: u64,
 }
 
 impl Default for Limits {
@@ -152,6 +167,7 @@ impl Default for Limits {
         Limits {
             max_request_bytes: 16 << 20,
             max_store_bytes: 1 << 30,
+            min_free: 64 << 20,
         }
     }
 }
@@ -391,6 +407,8 @@ pub struct Titanic {
     /// after every message of this wake-up was read, so a reused lane slot never sees a
     /// message of the socket it replaces.
     dispatch_at: Option<Instant>,
+    /// The free-space reserve, and replies that could not be written yet.
+    disk: Disk,
     report: ServiceReport,
 }
 
@@ -411,6 +429,7 @@ impl Titanic {
             next_try: HashMap::new(),
             service_rest: HashMap::new(),
             dispatch_at: None,
+            disk: Disk::new(config.limits.min_free),
             report: ServiceReport {
                 endpoint: config.broker.clone(),
                 seed: config.seed,
@@ -533,7 +552,12 @@ impl Titanic {
         let Some(held) = &mut self.held else { return };
         let body = held.body.take().unwrap_or_default();
         let serving = Serving::new(held.cycle, &body, now);
-        let (reply, stored) = handle_request(&mut self.store, body, &self.config.limits);
+        let free = store::free_bytes(self.store.dir()).ok();
+        let (reply, stored) = match self.disk.refusal(free) {
+            Some(why) => (status(why.as_bytes()), None),
+            None => handle_request(&mut self.store, body, &self.config.limits),
+        };
+        let write_failed = stored.is_none() && self.store.out_of_space();
         match stored {
             Some(uuid) => {
                 self.report.requests += 1;
@@ -545,6 +569,7 @@ impl Titanic {
             None => note_failure(&reply, REQUEST, &mut self.report, events),
         }
         held.reply = Some((now + stall, reply));
+        self.note_disk(free, write_failed, now, events);
         self.release(now, out);
     }
 
@@ -667,14 +692,13 @@ impl Titanic {
         self.dispatch_at = Some(now);
         let retry = now + self.config.retry_interval;
         match ended {
-            Ended::Replied(reply) => match self.store.put_reply(lane.uuid, &reply) {
-                Ok(true) => self.report.replied += 1,
-                Ok(false) => {} // closed while we waited: nobody wants it
-                Err(e) => {
-                    events.error(format!("cannot store the reply for {}: {e}", lane.uuid));
-                    self.next_try.insert(lane.uuid, retry);
+            Ended::Replied(reply) => {
+                if !self.save_reply(lane.uuid, reply, now, events) {
+                    let free = store::free_bytes(self.store.dir()).ok();
+                    let no_space = self.store.out_of_space();
+                    self.note_disk(free, no_space, now, events);
                 }
-            },
+            }
             Ended::Retry => {
                 self.next_try.insert(lane.uuid, retry);
             }
@@ -693,6 +717,76 @@ impl Titanic {
                 self.next_try.insert(lane.uuid, retry);
             }
         }
+    }
+
+    /// Writes a service's reply to the store; one that cannot be written (a full disk, a
+    /// failed write) is kept in memory and written again later, never dropped: the request
+    /// stays pending (`titanic.reply` says 300) meanwhile. False when it was kept.
+    fn save_reply(
+        &mut self,
+        uuid: Uuid,
+        reply: Message,
+        now: Instant,
+        events: &mut Events,
+    ) -> bool {
+        match self.store.put_reply(uuid, &reply) {
+            Ok(true) => self.report.replied += 1,
+            Ok(false) => {} // closed while we waited: nobody wants it
+            Err(e) => {
+                let retry = now + self.config.retry_interval;
+                if let Some(why) = self.disk.hold(uuid, reply, e.to_string(), retry) {
+                    events.error(format!(
+                        "cannot store the reply for {uuid}: {why}; it is kept in memory and \
+                         written again every {} ms until it can be",
+                        self.config.retry_interval.as_millis()
+                    ));
+                }
+                return false;
+            }
+        }
+        self.disk.written();
+        true
+    }
+
+    /// Says once that the disk is full and once that it has room again, and keeps looking
+    /// every retry interval while it is full.
+    fn note_disk(
+        &mut self,
+        free: Option<u64>,
+        write_failed: bool,
+        now: Instant,
+        events: &mut Events,
+    ) {
+        match self.disk.note(free, write_failed) {
+            Some(Change::Full(line)) => events.warn(line),
+            Some(Change::Room(line)) => {
+                events.info(line);
+                self.dispatch_at = Some(now);
+            }
+            None => {}
+        }
+        self.disk
+            .schedule(now + self.config.retry_interval.min(Duration::from_secs(1)));
+    }
+
+    /// While the disk is full: writes the held replies again, oldest first (stopping at the
+    /// first that still fails), and looks at the free space.
+    fn tick_disk(&mut self, now: Instant, events: &mut Events) {
+        let Some(held) = self.disk.due(now) else {
+            return;
+        };
+        let mut failed = false;
+        for (uuid, reply) in held {
+            if failed {
+                let retry = now + self.config.retry_interval;
+                self.disk.give_back(uuid, reply, retry);
+                continue;
+            }
+            failed = !self.save_reply(uuid, reply, now, events);
+        }
+        let free = store::free_bytes(self.store.dir()).ok();
+        let no_space = failed && self.store.out_of_space();
+        self.note_disk(free, no_space, now, events);
     }
 
     /// Times out lanes, then opens one for each pending request that is due, in arrival
@@ -719,6 +813,11 @@ impl Titanic {
         // lane that ends sets `dispatch_at` (keeping them would make the deadline spin).
         self.next_try.retain(|_, t| *t > now);
         self.service_rest.retain(|_, t| *t > now);
+        if self.disk.holding() {
+            // Its reply could not be stored either: nothing new goes out until the held
+            // ones are written (which also bounds them, see `disk`).
+            return;
+        }
         let pending = self.store.pending();
         let live: HashSet<Uuid> = pending.iter().copied().collect();
         self.next_try.retain(|u, _| live.contains(u));
@@ -787,19 +886,46 @@ impl Machine for Titanic {
         ));
         let recovery = self.store.recovery();
         events.info(format!(
-            "store {}: {} stored, {} pending ({} records read, {} torn bytes cut off)",
+            "store {}: {} stored, {} pending ({} records read, {} torn bytes cut off, {} damaged \
+             stretches set aside)",
             self.config.dir.display(),
             self.store.len(),
             self.store.pending().len(),
             recovery.records,
-            recovery.torn_bytes
+            recovery.torn_bytes,
+            recovery.damage.len()
         ));
         if recovery.torn_bytes > 0 {
+            // Only an incomplete last record counts as torn (see store::scan): our writer
+            // appends after the previous record was synced, so it was never acknowledged.
             events.warn(format!(
-                "cut off a torn record of {} bytes at the end of the log (a write interrupted \
-                 by a crash; it was never acknowledged)",
+                "cut off an incomplete record of {} bytes at the end of the log (a write \
+                 interrupted by a crash; it was never acknowledged)",
                 recovery.torn_bytes
             ));
+        }
+        if recovery.damaged() {
+            let aside = recovery
+                .set_aside
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            events.error(format!(
+                "the store's log was damaged: {} damaged stretch(es), {}{} record(s) lost, \
+                 every valid record kept; the damaged log is set aside as {aside} with a \
+                 report in {aside}.txt",
+                recovery.damage.len(),
+                if recovery.damage.iter().all(|d| d.exact) {
+                    ""
+                } else {
+                    "at least "
+                },
+                recovery.lost_records()
+            ));
+            // Bounded: a log damaged all over says the rest in the report file.
+            for line in recovery.describe(20) {
+                events.warn(line);
+            }
         }
         for worker in &mut self.workers {
             worker.ready(&self.config, now, out, events);
@@ -827,6 +953,7 @@ impl Machine for Titanic {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Outbox<Never>, events: &mut Events) {
+        self.tick_disk(now, events);
         self.tick_workers(now, out, events);
         self.tick_dispatch(now, out, events);
     }
@@ -852,6 +979,7 @@ impl Machine for Titanic {
             .chain(self.next_try.values().copied())
             .chain(self.service_rest.values().copied())
             .chain(self.dispatch_at)
+            .chain(self.disk.retry_at())
             .min()
     }
 
@@ -933,6 +1061,12 @@ pub fn handle_request(
         Ok(()) => (
             Message::from_frames(vec![OK.to_vec(), uuid.to_string().into_bytes()]),
             Some(uuid),
+        ),
+        Err(_) if store.out_of_space() => (
+            status(
+                b"500 disk full: the request could not be written to the store; try again later",
+            ),
+            None,
         ),
         Err(_) => (status(ERROR), None),
     }
@@ -1338,6 +1472,7 @@ mod tests {
         let limits = Limits {
             max_request_bytes: 100,
             max_store_bytes: 250,
+            ..Limits::default()
         };
         let big = "x".repeat(100);
         let (reply, uuid) = handle_request(&mut store, msg(&["echo", &big]), &limits);
@@ -1772,6 +1907,7 @@ mod tests {
             c.limits = Limits {
                 max_request_bytes: 10,
                 max_store_bytes: 1 << 20,
+                ..Limits::default()
             }
         });
         rig.out.take();
@@ -1784,6 +1920,42 @@ mod tests {
         assert!(rig.m.store.is_empty());
         assert_eq!(rig.m.report().requests, 0);
         assert!(opened(&rig.tick(1)).is_empty());
+    }
+
+    /// Under the free-space reserve every new request is refused with the reason, the log
+    /// says so once, and once when there is room again (here: the reserve lowered).
+    #[test]
+    fn requests_are_refused_while_the_disk_is_under_its_reserve() {
+        let mut rig = Rig::new("reserve", |c| {
+            c.limits.min_free = u64::MAX;
+            c.retry_interval = ms(100);
+        });
+        rig.out.take();
+        for at in [1, 2] {
+            let reply = rig.tsp(0, &["echo", "x"], at).unwrap();
+            assert!(reply[0].starts_with("500 disk full: "), "{reply:?}");
+            assert!(reply[0].contains("--min-free"), "{reply:?}");
+        }
+        assert!(rig.m.store.is_empty());
+        let said = |rig: &Rig, what: &str| {
+            rig.seen
+                .iter()
+                .filter(|e| format!("{e:?}").contains(what))
+                .count()
+        };
+        assert_eq!(said(&rig, "disk full: "), 3, "said once, plus two refusals");
+        assert_eq!(said(&rig, "has room again"), 0);
+        // The machine keeps looking while the disk is full.
+        assert!(rig.m.next_deadline().is_some_and(|d| d <= rig.at(102)));
+        rig.m.disk = Disk::new(0);
+        rig.m.disk.note(None, true);
+        rig.m.disk.schedule(rig.at(102));
+        rig.tick(102);
+        assert_eq!(said(&rig, "has room again"), 1);
+        let reply = rig.tsp(0, &["echo", "x"], 103).unwrap();
+        assert_eq!(reply[0], "200", "{reply:?}");
+        rig.tick(203);
+        assert_eq!(said(&rig, "has room again"), 1);
     }
 
     #[test]

@@ -630,6 +630,10 @@ pub struct TitanicArgs {
     /// Directory of the durable store (created if missing; one titanic per directory)
     #[arg(long, default_value = ".titanic", value_name = "DIR")]
     pub dir: std::path::PathBuf,
+    /// Verify the store in DIR offline and print what a start would keep, cut off and set
+    /// aside, changing nothing; exit 0 clean, 1 damaged, 2 unreadable or in use
+    #[arg(long, value_name = "DIR", conflicts_with = "dir")]
+    pub check: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub heartbeat: HeartbeatArgs<TitanicHeartbeat>,
     /// First reconnect delay after losing the broker; doubles up to 32s
@@ -649,6 +653,10 @@ pub struct TitanicArgs {
     /// and replies not yet closed) is past this
     #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size)]
     pub max_store_bytes: u64,
+    /// New requests are answered "500 disk full" while the file system of --dir has less
+    /// free space than this, kept for the replies of requests already accepted
+    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub min_free: u64,
     #[command(flatten)]
     pub faults: FaultArgs,
     #[command(flatten)]
@@ -669,6 +677,7 @@ impl TitanicArgs {
             limits: Limits {
                 max_request_bytes: self.max_request_bytes,
                 max_store_bytes: self.max_store_bytes,
+                min_free: self.min_free,
             },
             ..TitanicConfig::default()
         }

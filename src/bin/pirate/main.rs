@@ -266,6 +266,12 @@ fn run(cli: Cli, invocation: &Invocation, stop: Stop) -> error::Result<i32> {
     if let Command::Bench(args) = cli.command {
         return bench::run(args, output, &stop);
     }
+    if let Command::Titanic(cli::TitanicArgs {
+        check: Some(dir), ..
+    }) = &cli.command
+    {
+        return Ok(check_store(dir, output));
+    }
     let job = job(cli.command, invocation, &stop)?;
     let report = render::run(output, job.view, job.end, &stop, job.run)?;
     if render::stdout_closed() {
@@ -318,6 +324,29 @@ fn replayed(
         .subcommand_matches("chaos")?
         .subcommand_matches("run")?;
     Some(chaos_record::replay_argv(dir, argv, run_matches))
+}
+
+/// `pirate titanic --check DIR`: the store's verdict on stdout (text, or one summary line
+/// with --json); exit 0 clean, 1 damaged, 2 when there is no readable store or it is in use.
+fn check_store(dir: &std::path::Path, output: shared_args::OutputArgs) -> i32 {
+    match pirate::store::Store::check(dir) {
+        Ok(check) => {
+            let mut text = check.lines(dir).join("\n");
+            text.push('\n');
+            let code = if check.clean {
+                error::EXIT_OK
+            } else {
+                error::EXIT_FAILED
+            };
+            Renderer::new(output)
+                .document(&text, &Event::Summary(Report::StoreCheck(Box::new(check))));
+            code
+        }
+        Err(e) => {
+            eprintln!("error: cannot check the store: {e}");
+            error::EXIT_USAGE
+        }
+    }
 }
 
 /// Parses the command line. A usage error is one line on stderr and exit 2, before anything

@@ -433,6 +433,12 @@ pub fn summary_text(report: &Report) -> String {
             "bench: {} answered of {}, {} lost, {} wrong, {:.0} req/s",
             b.answered, b.requests, b.lost, b.wrong, b.req_per_s
         ),
+        Report::StoreCheck(c) => format!(
+            "store check: {} entries kept, {} damaged stretches, {} torn bytes",
+            c.entries,
+            c.recovery.damage.len(),
+            c.recovery.torn_bytes
+        ),
         Report::Client(c) => {
             // A run without replies has no rate or latency to show, not zeros.
             let measured = match c.replied {
