@@ -25,6 +25,21 @@
 //! does not want is neither read nor polled, and stays settled or not until it is wanted
 //! again: its `ZMQ_FD` still fires for what arrived meanwhile.
 //!
+//! # Sends never block
+//!
+//! Every send is `ZMQ_DONTWAIT`. A DEALER or REQ send blocks while the socket has no pipe
+//! to a peer, and libzmq removes a connecting socket's pipe for good when the handshake
+//! fails with a protocol error (a ZAP denial answered with an `ERROR` command, a wrong
+//! CURVE key: `session_base.cpp`, `engine_error`, terminates the session instead of
+//! reconnecting). A blocking send on such a socket never returned: the loop stopped, and
+//! with it every deadline (a refused client printed its first `sent` and then nothing,
+//! whatever its `--timeout`). So a message the socket cannot take now is dropped (traced
+//! under `-v`), as the network would lose it; the machine's own deadline (a client's
+//! attempt timeout, a worker's heartbeat liveness) then says what happens next, and a
+//! reopened socket starts with a fresh pipe. ROUTER, REP and PUB sockets drop such
+//! messages themselves; [`SocketKind::MandatoryRouter`] and
+//! [`SocketKind::NonBlockingDealer`] also tell the machine ([`Machine::routed`]).
+//!
 //! Nothing is allocated per wake-up: the poll set, the outputs carried out, and the
 //! outputs a [`Machine::routed`] answer adds are buffers the loop keeps.
 
@@ -616,8 +631,15 @@ impl<M: Machine> Reactor<M> {
                                     out.outputs.extend(self.todo.drain(..));
                                     return Ok(false);
                                 }
-                            } else {
-                                open.socket.send(msg, events)?;
+                            } else if !open.socket.send_routed(msg, events)? {
+                                // Never a blocking send: see "Sends never block" above.
+                                if events.tracing() {
+                                    events.info(format!(
+                                        "dropped a message for {} (socket {slot}): no peer \
+                                         connection takes it now",
+                                        open.socket.name()
+                                    ));
+                                }
                             }
                         }
                         None => events.warn(format!("dropped a message for closed socket {slot}")),

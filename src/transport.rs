@@ -225,9 +225,10 @@ impl Socket {
             .map_err(|e| Error::zmq("cannot set ROUTER_HANDOVER", e))
     }
 
-    /// Sends a whole message without blocking; false when its peer is not connected
-    /// (`EHOSTUNREACH` under ROUTER_MANDATORY) or not accepting (`EAGAIN`). Traced under `-v`
-    /// only once it went out.
+    /// Sends a whole message without blocking (the reactor's only send); false when its
+    /// peer is not connected (`EHOSTUNREACH` under ROUTER_MANDATORY) or no peer takes it now
+    /// (`EAGAIN`: a DEALER or REQ with no pipe, or a full one). Traced under `-v` only once
+    /// it went out.
     pub fn send_routed(&self, msg: Message, events: &mut Events) -> Result<bool> {
         // Kept for the trace only when there is one: the frames move into ZeroMQ.
         let traced = events.tracing().then(|| msg.clone());
@@ -238,12 +239,17 @@ impl Socket {
                 }
                 Ok(true)
             }
-            Err(zmq::Error::EHOSTUNREACH) | Err(zmq::Error::EAGAIN) => Ok(false),
+            // EFAULT: the peer's pipe went away between two frames of the message, which
+            // libzmq then drops whole (`lb.cpp`, `sendpipe`: "rollback other parts").
+            Err(zmq::Error::EHOSTUNREACH) | Err(zmq::Error::EAGAIN) | Err(zmq::Error::EFAULT) => {
+                Ok(false)
+            }
             Err(e) => Err(Error::zmq(&format!("cannot send on {}", self.name), e)),
         }
     }
 
-    /// Sends a whole message, tracing it under `-v`.
+    /// Sends a whole message, tracing it under `-v`, blocking while no peer takes it (never
+    /// on a reactor: see `reactor`'s "Sends never block").
     pub fn send(&self, msg: Message, events: &mut Events) -> Result<()> {
         events.frame(self.name, Direction::Out, &msg);
         self.send_frames(msg, 0)
