@@ -2,7 +2,8 @@
 //! send's fate to the machine through `Machine::routed`, an unroutable one included, instead
 //! of dropping it silently as a plain ROUTER does; a machine resending every unroutable
 //! message cannot keep the loop from its stop; a [`SocketKind::NonBlockingDealer`] never
-//! blocks and reports what its full queue refused.
+//! blocks and reports what its full queue refused; nor does a send on a plain DEALER or REQ
+//! that has no peer.
 
 use std::sync::mpsc;
 use std::thread;
@@ -204,4 +205,19 @@ fn a_non_blocking_dealer_never_blocks_on_a_full_queue_and_reports_what_it_droppe
     let (sent, refused) = (machine.routed_count(true), machine.routed_count(false));
     assert!(sent > 0 && refused > 0, "{sent}/{refused}");
     assert_eq!(sent + refused, FLOOD);
+}
+
+#[test]
+fn a_send_on_a_dealer_or_req_with_no_peer_never_blocks_the_loop() {
+    // A DEALER or REQ with no pipe (never connected here; in real life, refused for good in
+    // the handshake) blocks a send until a peer comes. The stop is raised before the loop
+    // starts, so the loop ends right after the send at start, unless that send blocks:
+    // then it never returns, and the bound fails the test.
+    for kind in [SocketKind::Dealer, SocketKind::Req] {
+        let machine = Fates::new(kind, vec![Message::from_frames([b"lost".to_vec()])]);
+        let stop = Stop::new();
+        stop.request();
+        let (_, ended) = run_bounded(machine, stop);
+        assert_eq!(ended, Ended::Stopped, "{kind:?}");
+    }
 }
