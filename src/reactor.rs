@@ -25,6 +25,24 @@
 //! does not want is neither read nor polled, and stays settled or not until it is wanted
 //! again: its `ZMQ_FD` still fires for what arrived meanwhile.
 //!
+//! # Sends never block
+//!
+//! A DEALER or REQ send blocks while no pipe to a peer takes the message: all of them are
+//! full (back-pressure), or there is none, and libzmq removes a connecting socket's pipe for
+//! good when the handshake fails with a protocol error (a ZAP denial answered with an
+//! `ERROR` command, a wrong CURVE key: `session_base.cpp`, `engine_error`, terminates the
+//! session instead of reconnecting). The loop used to send blocking, and such a send never
+//! returned: the loop stopped, and with it every deadline (a refused client printed its
+//! first `sent` and then nothing, whatever its `--timeout`). So every send is `ZMQ_DONTWAIT`,
+//! and a message the socket does not take now is kept, in order, with those after it on the
+//! same socket ([`Open::unsent`], at most [`UNSENT`]), and sent as soon as the socket takes
+//! it (the loop polls the socket meanwhile, wanted or not, and tries again on every pass).
+//! Nothing is lost to mere back-pressure, and nothing waits on a socket that will never take
+//! it: the machine's own deadline (a client's attempt timeout, a worker's heartbeat
+//! liveness) closes it, and what it kept goes with it, as LINGER 0 drops what ZeroMQ holds.
+//! ROUTER, REP and PUB sockets never block (they drop); [`SocketKind::MandatoryRouter`] and
+//! [`SocketKind::NonBlockingDealer`] drop too, and tell the machine ([`Machine::routed`]).
+//!
 //! Nothing is allocated per wake-up: the poll set, the outputs carried out, and the
 //! outputs a [`Machine::routed`] answer adds are buffers the loop keeps.
 
@@ -51,6 +69,11 @@ pub const POLL_SLICE: Duration = Duration::from_millis(100);
 
 /// The most messages read from one socket in one wake-up, so that no socket starves others.
 pub const BATCH: usize = 256;
+
+/// The most messages kept for one socket that does not take them now (see "Sends never
+/// block"): libzmq's own default high-water mark, so at most twice what ZeroMQ alone would
+/// hold. Past it, a new message is dropped (traced under `-v`).
+pub const UNSENT: usize = 1000;
 
 /// The stop signal, as a value: whoever holds a clone can ask the loop to stop (the binary's
 /// Ctrl-C handler, a test, a library user), and the loop ends within one [`POLL_SLICE`].
@@ -381,6 +404,7 @@ where
         return exited(machine);
     }
     while !stop.requested() {
+        reactor.flush(events)?;
         if reactor.settled(machine) {
             let now = Instant::now();
             let timeout = machine
@@ -455,9 +479,45 @@ struct Open {
     fd: RawFd,
     /// Read until `EAGAIN`, and nothing sent on it nor signalled since (see the module docs).
     settled: bool,
+    /// Messages it did not take when they were sent, oldest first (see "Sends never block").
+    unsent: VecDeque<Message>,
 }
 
 impl Open {
+    /// Sends `msg` after those kept before it, keeping it if the socket does not take it now.
+    fn send_in_order(&mut self, slot: Slot, msg: Message, events: &mut Events) -> Result<()> {
+        let msg = if self.unsent.is_empty() {
+            match self.socket.try_send(msg, events)? {
+                None => return Ok(()),
+                Some(refused) => refused,
+            }
+        } else {
+            msg
+        };
+        if self.unsent.len() < UNSENT {
+            self.unsent.push_back(msg);
+        } else if events.tracing() {
+            events.info(format!(
+                "dropped a message for {} (socket {slot}): {UNSENT} wait for it already",
+                self.socket.name()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends what was kept, oldest first, until the socket takes no more.
+    fn flush(&mut self, events: &mut Events) -> Result<()> {
+        while let Some(msg) = self.unsent.pop_front() {
+            if let Some(refused) = self.socket.try_send(msg, events)? {
+                self.unsent.push_front(refused);
+                break;
+            }
+            // A send may process the command that announced a message.
+            self.settled = false;
+        }
+        Ok(())
+    }
+
     /// How many messages to read from it in one pass.
     fn batch(&self) -> usize {
         match self.kind {
@@ -498,13 +558,27 @@ impl<M: Machine> Reactor<M> {
         })
     }
 
-    /// Waits at most `timeout` for a wanted socket's `ZMQ_FD` or the waker to be readable;
+    /// Sends what each socket kept (see "Sends never block") as far as it takes it.
+    fn flush(&mut self, events: &mut Events) -> Result<()> {
+        for open in self.sockets.iter_mut().flatten() {
+            if !open.unsent.is_empty() {
+                open.flush(events)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits at most `timeout` for the `ZMQ_FD` of a wanted socket, or of one that kept
+    /// messages (it fires when the socket may take them), or the waker to be readable;
     /// unsettles the sockets that were.
     fn wait(&mut self, machine: &M, timeout: Duration) -> Result<()> {
         self.pollfds.clear();
         self.polled.clear();
         for (slot, open) in self.sockets.iter().enumerate() {
-            if let Some(open) = open.as_ref().filter(|_| machine.wants(slot)) {
+            if let Some(open) = open
+                .as_ref()
+                .filter(|open| machine.wants(slot) || !open.unsent.is_empty())
+            {
                 self.pollfds.push(pollin(open.fd));
                 self.polled.push(slot);
             }
@@ -617,7 +691,7 @@ impl<M: Machine> Reactor<M> {
                                     return Ok(false);
                                 }
                             } else {
-                                open.socket.send(msg, events)?;
+                                open.send_in_order(slot, msg, events)?;
                             }
                         }
                         None => events.warn(format!("dropped a message for closed socket {slot}")),
@@ -634,6 +708,7 @@ impl<M: Machine> Reactor<M> {
                         kind: spec.kind,
                         fd,
                         settled: false,
+                        unsent: VecDeque::new(),
                     });
                 }
                 Output::Close(slot) => {

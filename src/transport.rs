@@ -233,8 +233,8 @@ impl Socket {
     }
 
     /// Sends a whole message without blocking; false when its peer is not connected
-    /// (`EHOSTUNREACH` under ROUTER_MANDATORY) or not accepting (`EAGAIN`). Traced under `-v`
-    /// only once it went out.
+    /// (`EHOSTUNREACH` under ROUTER_MANDATORY) or not accepting (`EAGAIN`): then it is
+    /// dropped. Traced under `-v` only once it went out.
     pub fn send_routed(&self, msg: Message, events: &mut Events) -> Result<bool> {
         // Kept for the trace only when there is one: the frames move into ZeroMQ.
         let traced = events.tracing().then(|| msg.clone());
@@ -250,7 +250,50 @@ impl Socket {
         }
     }
 
-    /// Sends a whole message, tracing it under `-v`.
+    /// Sends a whole message without blocking, or gives it back untouched when the socket
+    /// takes nothing now (`EAGAIN`: a DEALER or REQ whose peers' queues are full, or that has
+    /// no peer), for the caller to send later. The first frame is always copied, never moved,
+    /// so that a refused message comes back whole; once it is taken libzmq takes the rest
+    /// (its high-water mark counts whole messages). A message cut off by its peer's pipe
+    /// closing between two frames (`EFAULT`: libzmq drops it whole, `lb.cpp`, `sendpipe`) is
+    /// gone, like one the network lost. Traced under `-v` once it went out.
+    pub fn try_send(&self, msg: Message, events: &mut Events) -> Result<Option<Message>> {
+        let traced = events.tracing().then(|| msg.clone());
+        let mut frames = msg.into_frames();
+        if frames.is_empty() {
+            return Ok(None);
+        }
+        let rest = frames.split_off(1);
+        let flags = if rest.is_empty() {
+            zmq::DONTWAIT
+        } else {
+            zmq::DONTWAIT | zmq::SNDMORE
+        };
+        loop {
+            match self.inner.send(frames[0].as_slice(), flags) {
+                Ok(()) => break,
+                Err(zmq::Error::EINTR) => continue,
+                Err(zmq::Error::EAGAIN) => {
+                    frames.extend(rest);
+                    return Ok(Some(Message::from(frames)));
+                }
+                Err(e) => return Err(Error::zmq(&format!("cannot send on {}", self.name), e)),
+            }
+        }
+        match self.send_frames(Message::from(rest), zmq::DONTWAIT) {
+            Ok(()) => {
+                if let Some(traced) = traced {
+                    events.frame(self.name, Direction::Out, &traced);
+                }
+                Ok(None)
+            }
+            Err(zmq::Error::EFAULT) | Err(zmq::Error::EAGAIN) => Ok(None),
+            Err(e) => Err(Error::zmq(&format!("cannot send on {}", self.name), e)),
+        }
+    }
+
+    /// Sends a whole message, tracing it under `-v`, blocking while no peer takes it (never
+    /// on a reactor: see `reactor`'s "Sends never block").
     pub fn send(&self, msg: Message, events: &mut Events) -> Result<()> {
         events.frame(self.name, Direction::Out, &msg);
         self.send_frames(msg, 0)

@@ -166,14 +166,15 @@ fn nothing_behind_the_endpoint_exits_69_after_the_short_timeout() {
 
 #[test]
 fn ctrl_c_ends_a_long_run_with_a_partial_record_and_exit_130() {
-    let (_server, port) = start_server(&[]);
+    let (server, port) = start_server(&["--json"]);
     let connect = endpoint(port);
     let mut bench = spawn(
         "bench",
         &["bench", "--json", "--connect", &connect, "--duration", "1m"],
     );
-    // Let it answer something first.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Let it answer something first: then it is running, its Ctrl-C handler installed (a
+    // fixed 300 ms pause sometimes sent the signal before, on a loaded machine).
+    server.wait_stdout(r#""event":"served""#);
     bench.signal(libc::SIGINT);
     assert_eq!(bench.code(), 130);
     let records = json_lines(&bench.stdout.text());

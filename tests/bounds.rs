@@ -36,7 +36,10 @@ fn wait_service(port: u16, service: &str) {
     }
 }
 
-/// One `pirate client --service SERVICE BODY` with a short budget: (exit code, stdout).
+/// One `pirate client --service SERVICE BODY`: (exit code, stdout). Every call expects an
+/// answer, so each attempt may take long: an attempt that timed out on a loaded machine
+/// (500 ms did, for a reply run through `sh -c`) is resent, the broker hands the worker the
+/// request twice, and the counts a test checks (`requests_lost`) change.
 fn ask(port: u16, service: &str, body: &str) -> (i32, String) {
     let (code, out, _) = run(
         &[
@@ -46,14 +49,21 @@ fn ask(port: u16, service: &str, body: &str) -> (i32, String) {
             "--service",
             service,
             "--timeout",
-            "500ms",
+            "10s",
             "--retries",
-            "4",
+            "2",
             body,
         ],
         None,
     );
     (code, out)
+}
+
+/// The last 20 lines of a role's output, for a failure message.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(20);
+    lines[from..].iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// A raw 7/MDP 0.1 client on a DEALER: sends REQUEST frames, and waits `wait` for a reply.
@@ -175,7 +185,10 @@ fn partials_to_a_v1_client_are_bounded_and_the_worker_serves_on() {
     assert_eq!(client.reply(Duration::from_millis(500)), None);
     assert_eq!(
         ask(port, "lines", "3"),
-        (0, "line\nline\nline\n".to_string())
+        (0, "line\nline\nline\n".to_string()),
+        "the worker serves on\n--- broker\n{}--- worker\n{}",
+        tail(&b.stdout.text()),
+        tail(&_w.stderr.text())
     );
     let s = stop_and_summarise(&mut b);
     assert_eq!(s["requests_lost"], 1, "{s}");

@@ -294,22 +294,24 @@ fn the_server_speaks_flp_on_the_wire() {
 #[test]
 fn a_pipeline_that_pauses_keeps_pinging_and_is_served_at_once_after_the_pause() {
     // Between requests the client keeps pinging, so a pause on stdin longer than
-    // `--server-ttl` + `--timeout` (here 1.15 s) neither marks the server dead nor makes the
-    // next request give up. The pause is measured in PONGs, not in wall-clock time.
+    // `--server-ttl` + `--timeout` (here 2 s) neither marks the server dead nor makes the
+    // next request give up. The pause is measured in PONGs, not in wall-clock time. The
+    // time to live is 20 pings: a loaded machine that delays a few PONGs (a 150 ms time to
+    // live failed so) must not pass for a dead server.
     let (_server, port) = start_freelance_server("server", &[]);
     let endpoints = [endpoint(port)];
     let mut args = vec!["-v"];
     args.extend(client_args(
         &endpoints,
-        &["--ping", "50ms", "--server-ttl", "150ms", "--timeout", "1s"],
+        &["--ping", "50ms", "--server-ttl", "1s", "--timeout", "1s"],
     ));
     let mut client = spawn_with_stdin("client", &args, true);
     client.write_stdin("1\n");
     client.wait_stdout(r#""seq":1,"#);
     let pongs_before = client.stderr.text().matches("PONG").count();
-    // 30 more PONGs at one per 50 ms: at least 1.5 s of pause.
-    client.wait_for("30 PONGs while idle", |_, e| {
-        e.matches("PONG").count() >= pongs_before + 30
+    // 50 more PONGs at one per 50 ms at most: at least 2.5 s of pause.
+    client.wait_for("50 PONGs while idle", |_, e| {
+        e.matches("PONG").count() >= pongs_before + 50
     });
     client.write_stdin("2\n");
     client.close_stdin();

@@ -4,33 +4,84 @@
 
 mod common;
 
-use std::thread;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
 
-type Frames = Vec<Vec<u8>>;
-
-/// A DEALER on the queue's backend with `identity`.
+/// A DEALER on the queue's backend with `identity`, returned once its ZMTP handshake with
+/// the queue succeeded (an event from its socket monitor, not a guessed wait), so that what
+/// it sends next is not held up by its own connect.
 fn backend_peer(ctx: &zmq::Context, port: u16, identity: &[u8]) -> zmq::Socket {
     let s = ctx.socket(zmq::DEALER).unwrap();
     s.set_linger(0).unwrap();
     s.set_identity(identity).unwrap();
-    s.set_rcvtimeo(50).unwrap();
+    s.set_rcvtimeo(20).unwrap();
+    let monitor_at = format!(
+        "inproc://hostile-queue-{}",
+        String::from_utf8_lossy(identity)
+    );
+    s.monitor(&monitor_at, zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32)
+        .unwrap();
+    let monitor = ctx.socket(zmq::PAIR).unwrap();
+    monitor.connect(&monitor_at).unwrap();
+    monitor.set_rcvtimeo(DEADLINE.as_millis() as i32).unwrap();
     s.connect(&endpoint(port)).unwrap();
+    monitor
+        .recv_multipart(0)
+        .expect("timed out waiting for the peer's handshake with the queue backend");
     s
 }
 
-/// The next request the queue sends `peer`, heartbeats skipped, as its envelope (the
-/// queue's ticket for the request, which stands for the client's envelope) and body. `simple`: the peer plays a REQ worker, whose messages
-/// start with an empty frame.
-fn next_request(peer: &zmq::Socket, simple: bool) -> (Frames, Frames) {
+/// The worker that holds a request, on a thread of its own: it sends what the test gives
+/// it and hands over what it receives and, in Paranoid mode, sends a HEARTBEAT (`0x02`)
+/// every 50 ms whatever the test is doing. The test's steps take an unknown time on a
+/// loaded machine; a holder that fell silent for 3 heartbeats would be expired, and the
+/// request it should hold would go nowhere.
+struct Holder {
+    send: mpsc::Sender<Frames>,
+    received: mpsc::Receiver<Frames>,
+    _peer: Peer,
+}
+
+impl Holder {
+    fn start(peer: zmq::Socket, simple: bool) -> Holder {
+        let (send, outgoing) = mpsc::channel::<Frames>();
+        let (incoming, received) = mpsc::channel();
+        let thread = Peer::spawn(move |stop| {
+            let mut beat = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                while let Ok(msg) = outgoing.try_recv() {
+                    peer.send_multipart(&msg, 0).unwrap();
+                }
+                if !simple && beat.elapsed() >= Duration::from_millis(50) {
+                    peer.send(&[0x02][..], 0).unwrap();
+                    beat = Instant::now();
+                }
+                if let Ok(msg) = peer.recv_multipart(0) {
+                    let _ = incoming.send(msg);
+                }
+            }
+        });
+        Holder {
+            send,
+            received,
+            _peer: thread,
+        }
+    }
+}
+
+/// The next request the queue sends the holder, heartbeats skipped, as its envelope (the
+/// queue's ticket for the request, which stands for the client's envelope) and body. `simple`: the peer plays a REQ worker, whose
+/// messages start with an empty frame.
+fn next_request(holder: &Holder, simple: bool) -> (Frames, Frames) {
     let start = Instant::now();
-    while start.elapsed() < DEADLINE {
-        let Ok(mut msg) = peer.recv_multipart(0) else {
-            continue;
+    while let Some(left) = DEADLINE.checked_sub(start.elapsed()) {
+        let Ok(mut msg) = holder.received.recv_timeout(left) else {
+            break;
         };
         if simple && msg.first().is_some_and(Vec::is_empty) {
             msg.remove(0);
@@ -41,7 +92,7 @@ fn next_request(peer: &zmq::Socket, simple: bool) -> (Frames, Frames) {
             return (msg, body);
         }
     }
-    panic!("the hostile worker got no request");
+    panic!("timed out waiting for the queue to send the holder a request");
 }
 
 fn reply(envelope: &[Vec<u8>], body: &[u8]) -> Frames {
@@ -63,17 +114,16 @@ fn a_reply_from_a_peer_that_does_not_hold_the_request_is_refused_and_never_print
         let (mut queue, front, back) = start_queue(&args);
         let ctx = zmq::Context::new();
         // The holder registers as a worker, takes the first request, and never answers it.
-        let holder = backend_peer(&ctx, back, b"holder");
+        let holder = Holder::start(backend_peer(&ctx, back, b"holder"), simple);
         let ready: Frames = if simple {
             vec![vec![], vec![0x01]]
         } else {
             vec![vec![0x01]]
         };
-        holder.send_multipart(&ready, 0).unwrap();
+        holder.send.send(ready).unwrap();
         queue.wait_for("the holder", |o, _| o.contains(r#""event":"worker_ready""#));
         // The forger connects now, so its reply is not held up by its own connect later.
         let forger = backend_peer(&ctx, back, b"forger");
-        thread::sleep(Duration::from_millis(100));
         let connect = endpoint(front);
         let mut client = spawn(
             "client",
@@ -100,14 +150,16 @@ fn a_reply_from_a_peer_that_does_not_hold_the_request_is_refused_and_never_print
         forger
             .send_multipart(reply(&envelope, b"FORGED"), 0)
             .unwrap();
-        thread::sleep(Duration::from_millis(100));
+        queue.wait_for("the forged reply refused", |o, _| {
+            o.contains("forged or stale")
+        });
         let mut other = envelope.clone();
         *other.last_mut().unwrap() = b"0000000000000000".to_vec();
         let mut stale = reply(&other, b"STALE");
         if simple {
             stale.insert(0, Vec::new());
         }
-        holder.send_multipart(&stale, 0).unwrap();
+        holder.send.send(stale).unwrap();
         // An honest worker takes the client's retry and the rest.
         let mut worker = vec!["worker", "--json", "--protocol", mode, "--connect"];
         let back_ep = endpoint(back);

@@ -94,7 +94,7 @@ fn mmi_answers_200_404_501_and_404_once_the_last_worker_died() {
         serde_json::from_str(ask(&["--service", "mmi.status", ""]).trim()).unwrap();
     assert_eq!(status["services"]["solo"]["workers"], 1, "{status}");
     solo.signal(libc::SIGKILL);
-    // Dead after 3 x 50ms of silence (the unit tests check the instant before the tick).
+    // Dead after 10 x 50ms of silence (the unit tests check the instant before the tick).
     _b.wait_stdout(r#""event":"worker_expired","worker":"solo-1-"#);
     assert_eq!(ask(&["--service", "mmi.service", "solo"]), "404\n");
 }

@@ -241,6 +241,26 @@ fn a_worker_started_before_its_queue_serves_once_the_queue_is_up() {
     assert_eq!(replies(&c.stdout.text()), sequence(3));
 }
 
+/// How many TCP connections on local port `port` wait in CLOSE_WAIT (the peer closed, this
+/// end not yet), from `/proc/net/tcp` and `/proc/net/tcp6`.
+fn tcp_close_waits(port: u16) -> usize {
+    const CLOSE_WAIT: &str = "08";
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .map(|text| {
+            text.lines()
+                .skip(1)
+                .filter(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    fields.len() > 3 && fields[1].ends_with(&local) && fields[3] == CLOSE_WAIT
+                })
+                .count()
+        })
+        .sum()
+}
+
 /// A tiny deterministic generator so the garbage is the same on every run.
 struct XorShift(u64);
 impl XorShift {
@@ -321,8 +341,18 @@ fn the_simple_queue_forgets_a_killed_worker_at_the_next_send_and_loses_no_reques
     wait_ready(&queue, 2);
     dead.signal(libc::SIGKILL);
     dead.wait();
-    // Let the queue's socket see the connection close (no heartbeat ever tells it).
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The queue's socket must have seen the connection close (no heartbeat ever tells it):
+    // once libzmq closed its end, the pipe's end is queued for the socket, which its next
+    // send reads. Until then the queue's end waits in CLOSE_WAIT. (A fixed 300 ms pause was
+    // not always enough on a loaded machine: the request went to the dead worker.)
+    let start = std::time::Instant::now();
+    while tcp_close_waits(back) > 0 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for the queue to close its end of the dead worker's connection"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let mut c = client(front, &["--count", "6", "--timeout", "2s"]);
     assert_eq!(c.code(), 0, "{}", c.stderr.text());
     let out = c.stdout.text();

@@ -2,7 +2,8 @@
 //! send's fate to the machine through `Machine::routed`, an unroutable one included, instead
 //! of dropping it silently as a plain ROUTER does; a machine resending every unroutable
 //! message cannot keep the loop from its stop; a [`SocketKind::NonBlockingDealer`] never
-//! blocks and reports what its full queue refused.
+//! blocks and reports what its full queue refused; nor does a send on a plain DEALER or REQ
+//! that has no peer.
 
 use std::sync::mpsc;
 use std::thread;
@@ -204,4 +205,107 @@ fn a_non_blocking_dealer_never_blocks_on_a_full_queue_and_reports_what_it_droppe
     let (sent, refused) = (machine.routed_count(true), machine.routed_count(false));
     assert!(sent > 0 && refused > 0, "{sent}/{refused}");
     assert_eq!(sent + refused, FLOOD);
+}
+
+#[test]
+fn a_send_on_a_dealer_or_req_with_no_peer_never_blocks_the_loop() {
+    // A DEALER or REQ with no pipe (never connected here; in real life, refused for good in
+    // the handshake) blocks a send until a peer comes. The stop is raised before the loop
+    // starts, so the loop ends right after the send at start, unless that send blocks:
+    // then it never returns, and the bound fails the test.
+    for kind in [SocketKind::Dealer, SocketKind::Req] {
+        let machine = Fates::new(kind, vec![Message::from_frames([b"lost".to_vec()])]);
+        let stop = Stop::new();
+        stop.request();
+        let (_, ended) = run_bounded(machine, stop);
+        assert_eq!(ended, Ended::Stopped, "{kind:?}");
+    }
+}
+
+/// A machine with a DEALER connected to `endpoint` that sends `n` messages ("0", "1", …) at
+/// start and says, at its first tick (the loop's next pass), that the loop ran on.
+struct Flood {
+    endpoint: String,
+    n: usize,
+    due: Option<Instant>,
+    ran_on: Option<mpsc::Sender<()>>,
+}
+
+impl Machine for Flood {
+    type Job = ();
+    type Done = ();
+
+    fn sockets(&self) -> Vec<SocketSpec> {
+        vec![SocketSpec {
+            slot: SOCKET,
+            kind: SocketKind::Dealer,
+            name: "flood",
+            bind: vec![],
+            connect: vec![self.endpoint.clone()],
+            identity: None,
+        }]
+    }
+
+    fn start(&mut self, now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
+        for i in 0..self.n {
+            out.send(SOCKET, Message::from_frames([i.to_string().into_bytes()]));
+        }
+        self.due = Some(now);
+    }
+
+    fn handle(&mut self, _: Input<()>, _: Instant, _: &mut Outbox<()>, _: &mut Events) {}
+
+    fn tick(&mut self, _now: Instant, _out: &mut Outbox<()>, _events: &mut Events) {
+        self.due = None;
+        if let Some(ran_on) = self.ran_on.take() {
+            let _ = ran_on.send(());
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.due
+    }
+}
+
+#[test]
+fn a_dealer_whose_peer_is_full_keeps_what_it_cannot_send_and_sends_it_in_order() {
+    // An inproc pipe holds 2000 messages (the DEALER's send and the ROUTER's receive
+    // high-water marks, 1000 each); nobody reads until the loop has run on after sending
+    // 2500, so 500 of them waited in the reactor, not in a blocking send, and none is lost.
+    const N: usize = 2500;
+    let endpoint = format!("inproc://reactor-flood-{}", std::process::id());
+    let router = pirate::transport::context().socket(zmq::ROUTER).unwrap();
+    router.set_linger(0).unwrap();
+    router
+        .set_rcvtimeo(HARD_TIMEOUT.as_millis() as i32)
+        .unwrap();
+    router.bind(&endpoint).unwrap();
+    let (ran_on, loop_ran_on) = mpsc::channel();
+    let mut machine = Flood {
+        endpoint,
+        n: N,
+        due: None,
+        ran_on: Some(ran_on),
+    };
+    let stop = Stop::new();
+    let stopper = stop.clone();
+    let looping = thread::spawn(move || {
+        reactor::run(&mut machine, |()| (), &stop, &mut Events::discard()).map(|_| ())
+    });
+    let ran = loop_ran_on.recv_timeout(HARD_TIMEOUT);
+    if ran.is_err() {
+        stopper.request();
+        panic!("the loop did not run on after sending more than the pipe holds");
+    }
+    for i in 0..N {
+        let frames = router
+            .recv_multipart(0)
+            .unwrap_or_else(|e| panic!("timed out waiting for message {i} of {N}: {e}"));
+        assert_eq!(frames[1], i.to_string().into_bytes(), "in order, none lost");
+    }
+    stopper.request();
+    looping
+        .join()
+        .unwrap()
+        .expect("the loop ends without an error");
 }

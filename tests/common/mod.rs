@@ -35,7 +35,7 @@ pub fn pirate(args: &[&str]) -> Command {
 
 /// Output captured from a child as it runs.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<String>>);
+pub struct Captured(Arc<Mutex<String>>, Arc<AtomicBool>);
 
 impl Captured {
     fn follow(stream: impl Read + Send + 'static) -> Self {
@@ -48,8 +48,17 @@ impl Captured {
                 sink.0.lock().unwrap().push_str(&line);
                 line.clear();
             }
+            // A last line without a newline is output too.
+            sink.0.lock().unwrap().push_str(&line);
+            sink.1.store(true, Ordering::SeqCst);
         });
         captured
+    }
+
+    /// True once the stream reached its end (the process and its children closed it): the
+    /// text is complete.
+    pub fn ended(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
     }
 
     /// Everything captured so far.
@@ -176,8 +185,20 @@ impl Proc {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Give the reader threads a moment to drain the pipes.
-                thread::sleep(Duration::from_millis(50));
+                // Its output is complete once the reader threads read both pipes to their
+                // end (a fixed pause here lost a client's whole stdout on a loaded machine).
+                // Whatever the process started dies with it (process groups, parent-death
+                // signal), so the ends come.
+                let exited = Instant::now();
+                while !(self.stdout.ended() && self.stderr.ended()) {
+                    assert!(
+                        exited.elapsed() < DEADLINE,
+                        "{}: exited ({status}) but timed out waiting for the end of its \
+                         stdout and stderr (does a child of it hold them open?)",
+                        self.name
+                    );
+                    thread::sleep(Duration::from_millis(5));
+                }
                 return status;
             }
             if start.elapsed() > DEADLINE {
@@ -487,8 +508,11 @@ pub fn read_pid(path: &std::path::Path) -> i32 {
     }
 }
 
-/// Fast 7/MDP timing for tests.
-pub const MDP_HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
+/// Fast 7/MDP timing for tests: a heartbeat every 50 ms, a peer dead after 10 silent
+/// intervals (500 ms). Not 3: on a loaded machine a process is sometimes not scheduled for
+/// 150 ms, and a worker expired for that (or one that gave its broker up, mid-stream) changed
+/// the counts tests check (`requests_lost` 2 for 1 in `bounds::partials…`).
+pub const MDP_HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "10"];
 
 /// A `--json` broker with [`MDP_HB`] and `extra` flags.
 pub fn broker(extra: &[&str]) -> (Proc, u16) {
