@@ -370,3 +370,46 @@ fn per_address_limit_and_handshake_timeout_free_what_a_half_open_flood_holds() {
     assert_eq!(refused["total"], 5, "{summary}");
     check_json_lines("server", &server.stdout.text());
 }
+
+#[test]
+fn a_flood_on_both_sides_of_a_queue_leaves_it_serving() {
+    // Each bound socket has a budget of its own: 2 per address here, on the frontend and on
+    // the backend. The worker and the client come from 127.0.0.1, the flood from 127.0.0.4.
+    let (mut queue, front, back) = start_queue(&[
+        "--json",
+        "-v",
+        "--heartbeat",
+        "50ms",
+        "--max-connections-per-address",
+        "2",
+    ]);
+    let held: Vec<TcpStream> = [front, back]
+        .iter()
+        .flat_map(|&port| flood(Ipv4Addr::new(127, 0, 0, 4), port, 6))
+        .collect();
+    queue.wait_for("4 refused on each side", |o, _| {
+        traced(o, "max_connections_per_address") == 8
+    });
+    let connect = endpoint(back);
+    let _worker = spawn(
+        "worker",
+        &[
+            "worker",
+            "--json",
+            "--connect",
+            &connect,
+            "--heartbeat",
+            "50ms",
+        ],
+    );
+    queue.wait_for("the worker", |o, _| o.contains(r#""event":"worker_ready""#));
+    let (code, out, err) = run(&["client", "--connect", &endpoint(front), "1", "2"], None);
+    assert_eq!((code, out.as_str()), (0, "1\n2\n"), "{err}");
+    let summary = stop_and_summarise(&mut queue);
+    assert_eq!(
+        summary["connections_refused"]["max_connections_per_address"], 8,
+        "{summary}"
+    );
+    assert_eq!(summary["routed"], 2, "{summary}");
+    drop(held);
+}
