@@ -116,13 +116,34 @@ _pirate() {
 
     case "${cmd}" in
         pirate)
-            opts="-v -q -h -V --verbose --quiet --json --max-message --help --version server client queue worker broker titanic chaos generate bench help"
+            opts="-v -q -h -V --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version server client queue worker broker titanic chaos generate bench help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --max-message)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
@@ -137,7 +158,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__bench)
-            opts="-v -q -h -V --connect --service --protocol --clients --window --rate --warmup --requests --duration --size --expect-echo --timeout --retries --histogram --fail-if --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --service --protocol --clients --window --rate --warmup --requests --duration --size --expect-echo --timeout --retries --histogram --fail-if --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -245,6 +266,27 @@ _pirate() {
                     fi
                     return 0
                     ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -253,7 +295,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__broker)
-            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --busy-timeout --max-queue-bytes --max-broker-bytes --primary --backup --state-bind --peer-state --state-heartbeat --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --busy-timeout --max-queue-bytes --max-broker-bytes --primary --backup --state-bind --peer-state --state-heartbeat --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -376,6 +418,27 @@ _pirate() {
                     fi
                     return 0
                     ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -384,7 +447,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos)
-            opts="-v -q -h -V --seed --out --verbose --quiet --json --max-message --help --version run proxy report help"
+            opts="-v -q -h -V --seed --out --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version run proxy report help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -402,6 +465,27 @@ _pirate() {
                     return 0
                     ;;
                 --max-message)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
@@ -486,7 +570,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__proxy)
-            opts="-v -q -h -V --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --frontend --backend --direction --command --after --count --drop --delay --jitter --delay-rate --duplicate --reorder --reorder-wait --corrupt --truncate --blackhole --peer-timeout --seed --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --frontend --backend --direction --command --after --count --drop --delay --jitter --delay-rate --duplicate --reorder --reorder-wait --corrupt --truncate --blackhole --peer-timeout --seed --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -658,6 +742,27 @@ _pirate() {
                     fi
                     return 0
                     ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -666,13 +771,34 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__report)
-            opts="-v -q -h -V --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") $(compgen -d -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --max-message)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
@@ -687,7 +813,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__chaos__subcmd__run)
-            opts="-v -q -h -V --pattern --workers --clients --requests --duration --max-extension --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --busy-timeout --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --security --strict --out --replay --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --pattern --workers --clients --requests --duration --max-extension --drain-timeout --nemesis --nemesis-interval --restart-delay --nemesis-freeze --heartbeat --timeout --retries --busy-timeout --window --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --worker-cmd --connect --proxy --proxy-faults --security --strict --out --replay --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -928,6 +1054,27 @@ _pirate() {
                     fi
                     return 0
                     ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -936,7 +1083,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__client)
-            opts="-0 -v -q -h -V --null --whole --connect --settle --timeout --retries --count --interval --expect-echo --service --protocol --titanic --poll-interval --correlate --window --freelance --ping --server-ttl --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-0 -v -q -h -V --null --whole --connect --settle --timeout --retries --count --interval --expect-echo --service --protocol --titanic --poll-interval --correlate --window --freelance --ping --server-ttl --plain --curve-server --curve-keys --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1058,6 +1205,27 @@ _pirate() {
                     fi
                     return 0
                     ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1066,7 +1234,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__generate)
-            opts="-v -q -h -V --out --shell --verbose --quiet --json --max-message --help --version man completions keys schema"
+            opts="-v -q -h -V --out --shell --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version man completions keys schema"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1084,6 +1252,27 @@ _pirate() {
                     return 0
                     ;;
                 --max-message)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace
@@ -1294,7 +1483,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__queue)
-            opts="-v -q -h -V --frontend --backend --heartbeat --liveness --simple --busy-timeout --auth-plain --auth-curve --allow --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --frontend --backend --heartbeat --liveness --simple --busy-timeout --auth-plain --auth-curve --allow --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1357,6 +1546,27 @@ _pirate() {
                     fi
                     return 0
                     ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1365,7 +1575,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__server)
-            opts="-v -q -h -V --bind --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --freelance --endpoint --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --bind --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --freelance --endpoint --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1516,6 +1726,27 @@ _pirate() {
                     fi
                     return 0
                     ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1524,7 +1755,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__titanic)
-            opts="-v -q -h -V --connect --dir --check --heartbeat --liveness --reconnect --retry-interval --request-timeout --max-request-bytes --max-store-bytes --min-free --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --dir --check --heartbeat --liveness --reconnect --retry-interval --request-timeout --max-request-bytes --max-store-bytes --min-free --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --plain --curve-server --curve-keys --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1682,6 +1913,27 @@ _pirate() {
                     fi
                     return 0
                     ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1690,7 +1942,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__worker)
-            opts="-v -q -h -V --connect --protocol --dialect --service --heartbeat --liveness --reconnect --reconnect-max --name --concurrency --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --connect --protocol --dialect --service --heartbeat --liveness --reconnect --reconnect-max --name --concurrency --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --freeze-rate --freeze-for --plain --curve-server --curve-keys --verbose --quiet --json --max-message --max-connections --max-connections-per-address --handshake-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1869,6 +2121,27 @@ _pirate() {
                     return 0
                     ;;
                 --max-message)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --max-connections-per-address)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --handshake-timeout)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pirate_global_optspecs
-    string join \n v/verbose q/quiet json max-message= h/help V/version
+    string join \n v/verbose q/quiet json max-message= max-connections= max-connections-per-address= handshake-timeout= h/help V/version
 end
 
 function __fish_pirate_needs_command
@@ -25,6 +25,9 @@ function __fish_pirate_using_subcommand
 end
 
 complete -c pirate -n "__fish_pirate_needs_command" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_needs_command" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_needs_command" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_needs_command" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_needs_command" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_needs_command" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_needs_command" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -63,6 +66,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand server" -l plain -d 'Log i
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l primary -d 'Run as the primary of a Binary Star pair (serves first; the backup takes over when it dies and a client asks it)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l backup -d 'Run as the backup of a Binary Star pair (serves only once the primary, seen active, has gone silent and a client asks)'
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l freelance -d 'Serve Freelance (10/FLP): a ROUTER whose identity is the public endpoint, answering PING with PONG; clients spread requests over several such servers'
@@ -91,6 +97,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand client" -l plain -d 'Log i
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand client" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand client" -s 0 -l null -d 'Read stdin as NUL-terminated requests (as `find -print0` writes them), newlines included, and end each reply on stdout with a NUL instead of a newline (for `xargs -0`)'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l whole -d 'Send the whole of stdin, up to its end, as one request (jq\'s --slurp), and print its reply as it is, with no newline added'
 complete -c pirate -n "__fish_pirate_using_subcommand client" -l expect-echo -d 'Check that every reply equals its request (an echo service); a reply that does not is reported and retried, never accepted (implied by --count)'
@@ -110,6 +119,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand queue" -l auth-plain -d 'R
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l auth-curve -d 'Require CURVE (RFC 26: encrypted, this server authenticated) with FILE\'s key pair, as `pirate generate keys` prints it; `client: KEY` lines in FILE let only those clients in' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l allow -d 'Let peers in only from this IP address or CIDR block (repeatable); others are refused' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand queue" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -l simple -d 'Run the Simple Pirate queue: no heartbeats, no expiry'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand queue" -s q -l quiet -d 'Print nothing but data and errors'
@@ -148,6 +160,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand worker" -l plain -d 'Log i
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand worker" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand worker" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -171,6 +186,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -l plain -d 'Log i
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l primary -d 'Run as the primary of a Binary Star pair (serves first; the backup takes over when it dies and a client asks it)'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l backup -d 'Run as the backup of a Binary Star pair (serves only once the primary, seen active, has gone silent and a client asks)'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
@@ -202,6 +220,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l plain -d 'Log 
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l curve-server -d 'Speak CURVE (RFC 26, encrypted) to servers with this public key (Z85, 40 characters)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l curve-keys -d 'With --curve-server: this role\'s key pair, from FILE as `pirate generate keys` prints it [default: a new pair each run]' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -210,6 +231,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand titanic" -s V -l version -
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l seed -d 'Seed of the demonstration (printed at start; replays its schedule and faults)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l out -d 'Write results.json, history.jsonl, report.html and each process\'s log into DIR' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and not __fish_seen_subcommand_from run proxy report help" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -265,6 +289,9 @@ curve\t'CURVE: every binder has one generated server key, every connector encryp
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l out -d 'Write results.json, history.jsonl, report.html and each process\'s log into DIR' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l replay -d 'Run again the configuration a past run recorded in DIR/results.json (its seed included); only --out, -v, -q and --json go beside it' -r -f -a "(__fish_complete_directories)"
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l strict -d 'Re-executions on workers make the verdict invalid (default: reported only)'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -s q -l quiet -d 'Print nothing but data and errors'
@@ -298,12 +325,18 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l peer-timeout -d 'Close a peer\'s upstream connection after this long without traffic' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l seed -d 'Seed of the fault generator (printed at start); replays a run' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from proxy" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from report" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -320,6 +353,9 @@ fish\t''
 powershell\t''
 zsh\t''"
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand generate" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand generate" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
@@ -342,6 +378,9 @@ complete -c pirate -n "__fish_pirate_using_subcommand bench" -l retries -d 'Atte
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l histogram -d 'Write the latency distribution to FILE as CSV (percentile,latency_ms,count), for plotting' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l fail-if -d 'Fail the run (exit 1) if EXPR holds: METRIC<VALUE, <=, > or >=, e.g. p99>5ms, lost>0, rate<1000; metrics p50 p90 p99 p99.9 max mean stddev (with us/ms/s), lost wrong late retries answered rate; repeatable' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l max-message -d 'Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is disconnected before it is buffered. Also bounds an --exec command\'s output. Sizes take KiB/MiB/GiB (1024) or k/M/G (1000)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l max-connections -d 'Connections each bound TCP socket keeps open at once; one more is closed right after it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at most 10000]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l max-connections-per-address -d 'Of those, connections from one IP address. 0: no limit [default: a quarter of --max-connections]' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand bench" -l handshake-timeout -d 'Close a connection whose peer has not finished its ZMTP handshake (greeting, security, READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their descriptors back' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -l expect-echo -d 'Check that every reply equals its request (an echo service); one that does not is counted wrong and retried'
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand bench" -s q -l quiet -d 'Print nothing but data and errors'

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::msg::Message;
 
 use crate::chaos::report::{ChaosReport, ProcessStatus};
+use crate::connections::RefusedConnections;
 use crate::stats::{millis, Distribution, Latency};
 
 /// A body as it went over the wire: bytes, not necessarily UTF-8. stdout gets the bytes
@@ -183,6 +184,10 @@ pub struct ServiceReport {
     /// Workers only: the most requests worked on at once (up to `--concurrency`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_flight_max: Option<u64>,
+    /// Connections its bound sockets refused, by reason (`--max-connections`…): present on
+    /// roles that bound a TCP socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections_refused: Option<RefusedConnections>,
 }
 
 impl ServiceReport {
@@ -285,6 +290,10 @@ pub struct BrokerReport {
     pub refused_replies: u64,
     /// Requests dispatched per worker identity (hex), to show how work was spread.
     pub per_worker: BTreeMap<String, u64>,
+    /// Connections its bound sockets refused, by reason (`--max-connections`…): present on
+    /// roles that bound a TCP socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections_refused: Option<RefusedConnections>,
 }
 
 /// Final counters of a Majordomo broker.
@@ -316,6 +325,10 @@ pub struct MajordomoReport {
     pub workers_stuck: u64,
     /// Malformed messages counted and dropped.
     pub invalid: u64,
+    /// Connections its bound sockets refused, by reason (`--max-connections`…): present on
+    /// roles that bound a TCP socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections_refused: Option<RefusedConnections>,
 }
 
 /// The proxy's final counters.
@@ -422,6 +435,33 @@ pub enum Report {
     Bench(Box<BenchReport>),
     /// `pirate titanic --check DIR`: what a start would keep, cut off and set aside.
     StoreCheck(Box<crate::store::Check>),
+}
+
+impl Report {
+    /// Adds the connections refused to the summary of a role that serves (server, worker,
+    /// queue, broker); the others have nothing bound to refuse with.
+    pub fn set_connections_refused(&mut self, refused: RefusedConnections) {
+        match self {
+            Report::Service(r) => r.connections_refused = Some(refused),
+            Report::Broker(r) => r.connections_refused = Some(refused),
+            Report::Majordomo(r) => r.connections_refused = Some(refused),
+            Report::Client(_)
+            | Report::Chaos(_)
+            | Report::Proxy(_)
+            | Report::Bench(_)
+            | Report::StoreCheck(_) => {}
+        }
+    }
+
+    /// The connections refused, if this summary has them.
+    pub fn connections_refused(&self) -> Option<&RefusedConnections> {
+        match self {
+            Report::Service(r) => r.connections_refused.as_ref(),
+            Report::Broker(r) => r.connections_refused.as_ref(),
+            Report::Majordomo(r) => r.connections_refused.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// Everything a role reports while it runs. Serialised as `{"event": "<name>", ...fields}`.
@@ -540,6 +580,18 @@ pub enum Event {
     Refused {
         address: String,
         mechanism: String,
+        reason: String,
+        total: u64,
+    },
+    /// A connection to a bound socket was closed by its budget (traced under `-v`): `reason`
+    /// is `max_connections`, `max_connections_per_address`, `no_descriptors` (accept failed
+    /// for lack of descriptors; the newcomer was shed) or `handshake_timeout` (it did not
+    /// finish its handshake within `--handshake-timeout`). `endpoint`: the bound endpoint;
+    /// `peer`: the peer's IP. `total`: refused so far. The first 100 are traced, then one in
+    /// every 1000.
+    ConnectionRefused {
+        endpoint: String,
+        peer: String,
         reason: String,
         total: u64,
     },

@@ -18,6 +18,8 @@
 //!   per socket per pass) before it sends, and blocks only once nothing is left.
 //! - [`transport`]: the only place sockets are made (LINGER 0, identities, clear bind errors);
 //!   security reaches it through its `Security` hook, which [`auth::install`] sets.
+//! - [`connections`]: the connection budget of bound TCP sockets (limits, handshake timeout,
+//!   descriptor limit) and the count of connections refused, through libzmq patch 0002.
 //! - [`auth`]: ZAP authentication for binds (the ZAP handler is a machine on a reactor thread
 //!   of its own, `auth::zap`), PLAIN/CURVE credentials for connects.
 //! - [`faults`]: seeded crash / overload / freeze injection shared by every working role.
@@ -60,6 +62,7 @@ pub mod backoff;
 pub mod bench;
 pub mod bstar;
 pub mod chaos;
+pub mod connections;
 pub mod endpoint;
 pub mod error;
 pub mod event;

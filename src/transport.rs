@@ -22,6 +22,11 @@
 //! [`DEFAULT_MAX_MESSAGE`]). libzmq checks it per frame as the frame arrives and drops the
 //! connection of a peer that sends a bigger one, before the frame is buffered, so one
 //! connection cannot make a role allocate more than that per frame.
+//!
+//! # Connection budget
+//!
+//! Every socket also gets the process's [`crate::connections`] budget (`--max-connections`,
+//! `--max-connections-per-address`, `--handshake-timeout`), which bound TCP sockets enforce.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -84,7 +89,13 @@ pub fn random_identity(prefix: &str) -> Vec<u8> {
 /// endpoints (wake-ups, the ZAP handler) reach every socket of the process.
 pub fn context() -> zmq::Context {
     static CONTEXT: std::sync::OnceLock<zmq::Context> = std::sync::OnceLock::new();
-    CONTEXT.get_or_init(zmq::Context::new).clone()
+    CONTEXT
+        .get_or_init(|| {
+            // Before the context's I/O threads exist, as libzmq's patch 0002 requires.
+            crate::connections::install_handler();
+            zmq::Context::new()
+        })
+        .clone()
 }
 
 /// True for socket types that peers route to by identity.
@@ -102,9 +113,11 @@ pub fn socket(
     name: &'static str,
     identity: Option<&[u8]>,
 ) -> Result<Socket> {
-    let inner = ctx
+    let mut inner = ctx
         .socket(kind)
         .map_err(|e| Error::zmq("cannot create a socket", e))?;
+    crate::connections::apply(&mut inner)
+        .map_err(|e| Error::zmq("cannot set the connection budget", e))?;
     inner
         .set_linger(0)
         .map_err(|e| Error::zmq("cannot set LINGER", e))?;
@@ -183,6 +196,7 @@ impl Socket {
         if let Some(security) = SECURITY.get() {
             security.before_bind(&self.ctx, &self.inner, endpoint)?;
         }
+        crate::connections::note_bind(endpoint);
         self.inner.bind(endpoint).map_err(|e| Error::Bind {
             endpoint: endpoint.to_string(),
             reason: bind_reason(e),

@@ -213,6 +213,48 @@ fn exit_code_of(report: &Report) -> i32 {
     }
 }
 
+/// Raises the descriptor limit, sets the connection budget that fits it (or the flags'), and
+/// under `-v` says both and traces each refused connection.
+fn install_budget(limits: &shared_args::LimitArgs, output: shared_args::OutputArgs) {
+    let descriptors = pirate::connections::raise_descriptor_limit();
+    let now = descriptors.as_ref().map_or(1024, |&(_, now)| now);
+    let budget = limits.budget(now);
+    pirate::connections::set_budget(budget);
+    if !output.verbose {
+        return;
+    }
+    let limit = match descriptors {
+        Ok((before, now)) if now > before => format!("{now} (raised from {before})"),
+        Ok((_, now)) => format!("{now}"),
+        Err(e) => format!("unknown ({e}), budget as for 1024"),
+    };
+    let no_limit = |n: u32| match n {
+        0 => "no limit".to_string(),
+        n => n.to_string(),
+    };
+    Renderer::new(output).render(Event::Log {
+        level: pirate::event::Level::Info,
+        message: format!(
+            "descriptor limit {limit}; each bound TCP socket: --max-connections {}, \
+             --max-connections-per-address {}, --handshake-timeout {}",
+            no_limit(budget.max),
+            no_limit(budget.per_address),
+            humantime::format_duration(budget.handshake)
+        ),
+    });
+    let renderer = std::sync::Mutex::new(Renderer::new(output));
+    pirate::connections::on_refusal(move |r| {
+        if let Ok(mut renderer) = renderer.lock() {
+            renderer.render(Event::ConnectionRefused {
+                endpoint: r.endpoint.clone(),
+                peer: r.peer.clone(),
+                reason: r.reason.name().to_string(),
+                total: r.total,
+            });
+        }
+    });
+}
+
 /// Installs the command's security policy, tracing each refused peer as an event.
 fn install_security(
     command: &Command,
@@ -250,6 +292,7 @@ fn run(cli: Cli, invocation: &Invocation, stop: Stop) -> error::Result<i32> {
     };
     validate::check(&cli.command).map_err(Error::Usage)?;
     pirate::transport::set_max_message(cli.limits.max_message);
+    install_budget(&cli.limits, output);
     install_security(&cli.command, output, &stop)?;
     if let Command::Generate(args) = cli.command {
         generate::run(args, &Renderer::new(output))?;

@@ -73,7 +73,10 @@ pub fn run(
     renderer.reply_end = end;
     renderer.on_closed = Some(stop.clone());
     let mut events = Events::new(output.verbose, |e| renderer.render(e));
-    let report = role(&mut events)?;
+    let mut report = role(&mut events)?;
+    if let Some(refused) = pirate::connections::summary() {
+        report.set_connections_refused(refused);
+    }
     events.emit(Event::Summary(report.clone()));
     Ok(report)
 }
@@ -406,6 +409,14 @@ fn human_text(event: &Event) -> Option<String> {
             reason,
             total,
         } => format!("W: refused {mechanism} peer {address}: {reason} ({total} refused)"),
+        Event::ConnectionRefused {
+            endpoint,
+            peer,
+            reason,
+            total,
+        } => {
+            format!("W: closed a connection from {peer} to {endpoint}: {reason} ({total} refused)")
+        }
         Event::NemesisPlanned {
             at_ms,
             fault,
@@ -428,6 +439,23 @@ fn human_text(event: &Event) -> Option<String> {
 
 /// The end-of-run summary for humans.
 pub fn summary_text(report: &Report) -> String {
+    let mut text = role_summary_text(report);
+    if let Some(c) = report.connections_refused().filter(|c| c.total > 0) {
+        text.push_str(&format!(
+            "\nconnections refused: {} (max connections {}, per address {}, no descriptors {}, \
+             handshake timeout {})",
+            c.total,
+            c.max_connections,
+            c.max_connections_per_address,
+            c.no_descriptors,
+            c.handshake_timeout
+        ));
+    }
+    text
+}
+
+/// The role's own counters, as [`summary_text`] begins.
+fn role_summary_text(report: &Report) -> String {
     match report {
         Report::Bench(b) => format!(
             "bench: {} answered of {}, {} lost, {} wrong, {:.0} req/s",

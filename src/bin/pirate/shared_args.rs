@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use pirate::bstar::Role;
+use pirate::connections::Budget;
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
@@ -49,6 +50,36 @@ pub struct LimitArgs {
     /// KiB/MiB/GiB (1024) or k/M/G (1000)
     #[arg(long, global = true, help_heading = GLOBAL, default_value = "16MiB", value_name = "SIZE", value_parser = parse_message_size)]
     pub max_message: u64,
+    /// Connections each bound TCP socket keeps open at once; one more is closed right after
+    /// it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at
+    /// most 10000]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "N")]
+    pub max_connections: Option<u32>,
+    /// Of those, connections from one IP address. 0: no limit [default: a quarter of
+    /// --max-connections]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "N")]
+    pub max_connections_per_address: Option<u32>,
+    /// Close a connection whose peer has not finished its ZMTP handshake (greeting, security,
+    /// READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their
+    /// descriptors back
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = "5s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub handshake_timeout: Duration,
+}
+
+impl LimitArgs {
+    /// The connection budget for a process that may hold `descriptors` open: the flags given,
+    /// the defaults for that limit otherwise.
+    pub fn budget(&self, descriptors: u64) -> Budget {
+        let defaults = Budget::for_descriptors(descriptors);
+        let max = self.max_connections.unwrap_or(defaults.max);
+        Budget {
+            max,
+            per_address: self
+                .max_connections_per_address
+                .unwrap_or_else(|| Budget::default_per_address(max)),
+            handshake: self.handshake_timeout,
+        }
+    }
 }
 
 /// A fault preset that reproduces one of the Guide's test programs.

@@ -650,3 +650,21 @@ extern "C" {
 extern "C" {
     pub fn zmq_threadclose(thread_: *mut ::std::os::raw::c_void);
 }
+// pirate: the connection budget of patches/0002 (see zmq.h there for what each means).
+pub const ZMQ_MAX_CONNECTIONS: u32 = 1000;
+pub const ZMQ_MAX_CONNECTIONS_PER_ADDRESS: u32 = 1001;
+pub const ZMQ_ECONNLIMIT: u32 = ZMQ_HAUSNUMERO + 1000;
+pub const ZMQ_EADDRLIMIT: u32 = ZMQ_HAUSNUMERO + 1001;
+pub const ZMQ_ENOFDS: u32 = ZMQ_HAUSNUMERO + 1002;
+pub const ZMQ_EHANDSHAKE_TIMEOUT: u32 = ZMQ_HAUSNUMERO + 1003;
+/// Called on a libzmq I/O thread with the bound endpoint, the peer's IP and the reason
+/// (`ZMQ_ECONNLIMIT`…) of each refused connection; it must not call libzmq.
+pub type zmq_refusal_fn = unsafe extern "C" fn(
+    bound_: *const ::std::os::raw::c_char,
+    peer_: *const ::std::os::raw::c_char,
+    reason_: ::std::os::raw::c_int,
+);
+extern "C" {
+    /// Sets the process's refusal handler; call once, before the first context.
+    pub fn zmq_set_refusal_handler(handler_: Option<zmq_refusal_fn>);
+}

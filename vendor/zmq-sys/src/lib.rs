@@ -235,6 +235,15 @@ pub use crate::ffi::{
     zmq_z85_encode,
     zmq_z85_decode,
     zmq_curve_keypair,
+    // pirate: patches/0002, the connection budget.
+    ZMQ_MAX_CONNECTIONS,
+    ZMQ_MAX_CONNECTIONS_PER_ADDRESS,
+    ZMQ_ECONNLIMIT,
+    ZMQ_EADDRLIMIT,
+    ZMQ_ENOFDS,
+    ZMQ_EHANDSHAKE_TIMEOUT,
+    zmq_refusal_fn,
+    zmq_set_refusal_handler,
 };
 
 #[allow(non_camel_case_types)]
