@@ -192,7 +192,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__broker)
-            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --busy-timeout --max-queue-bytes --max-broker-bytes --primary --backup --state-bind --peer-state --state-heartbeat --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --bind --heartbeat --liveness --request-ttl --max-queue --busy-timeout --max-queue-bytes --max-broker-bytes --primary --backup --state-bind --peer-state --state-heartbeat --on-split --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -240,6 +240,10 @@ _pirate() {
                     ;;
                 --state-heartbeat)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-split)
+                    COMPREPLY=($(compgen -W "resolve stop" -- "${cur}"))
                     return 0
                     ;;
                 --auth-plain)
@@ -1002,7 +1006,7 @@ _pirate() {
             return 0
             ;;
         pirate__subcmd__server)
-            opts="-v -q -h -V --bind --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --freelance --endpoint --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
+            opts="-v -q -h -V --bind --exec --exec-timeout --faults --crash-rate --overload-rate --overload-for --faults-after --crash-after --work --seed --primary --backup --state-bind --peer-state --state-heartbeat --on-split --freelance --endpoint --auth-plain --auth-curve --allow --plain --curve-server --curve-keys --verbose --quiet --json --max-message --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1062,6 +1066,10 @@ _pirate() {
                     ;;
                 --state-heartbeat)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-split)
+                    COMPREPLY=($(compgen -W "resolve stop" -- "${cur}"))
                     return 0
                     ;;
                 --endpoint)
