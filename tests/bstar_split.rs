@@ -1,0 +1,251 @@
+//! Binary Star heals after a split (`--on-split resolve`, the default; see `src/bstar.rs`,
+//! "The split rule"): real `pirate server` and `pirate broker` pairs whose active node is
+//! frozen (SIGSTOP) until the backup takes over on a client vote, then thawed (SIGCONT); and,
+//! as root, a real partition between network namespaces (nftables drops), then healed. In
+//! every case the pair must end with exactly one ACTIVE node, nobody restarted, and a client
+//! that knows both endpoints answered to the end, every request in order.
+//!
+//! State heartbeat 100 ms (a silent peer is dead after 200 ms); client attempts of 300 ms
+//! and a 200 ms settle, so a client's first attempt at the backup after the primary went
+//! silent is a successful vote.
+
+mod common;
+#[path = "common/netns.rs"]
+mod netns;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const HB: &str = "100ms";
+
+/// Which kind of pair: `pirate server` nodes or `pirate broker` nodes (with a worker).
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Server,
+    Broker,
+}
+
+/// Starts one node of a `kind` pair on `ports` (`--json`: states are also events on
+/// stdout; the human lines stay on stderr).
+fn node(kind: Kind, ports: &BstarPorts, primary: bool) -> Proc {
+    match kind {
+        Kind::Server => start_bstar_node(ports, primary, HB, &["--json"]),
+        Kind::Broker => {
+            let (name, bind, state, peer) = if primary {
+                (
+                    "primary",
+                    &ports.primary,
+                    &ports.primary_state,
+                    &ports.backup_state,
+                )
+            } else {
+                (
+                    "backup",
+                    &ports.backup,
+                    &ports.backup_state,
+                    &ports.primary_state,
+                )
+            };
+            let mut args = vec![
+                "broker",
+                "--json",
+                "--bind",
+                bind,
+                if primary { "--primary" } else { "--backup" },
+                "--state-bind",
+                state,
+                "--peer-state",
+                peer,
+                "--state-heartbeat",
+                HB,
+            ];
+            args.extend_from_slice(&MDP_HB);
+            spawn(name, &args)
+        }
+    }
+}
+
+/// A worker for `echo` that knows both brokers (it moves to the other on DISCONNECT or when
+/// its broker goes silent).
+fn pair_worker(ports: &BstarPorts) -> Proc {
+    let mut args = vec![
+        "worker",
+        "--protocol",
+        "mdp",
+        "--service",
+        "echo",
+        "--connect",
+        &ports.primary,
+        "--connect",
+        &ports.backup,
+        "--name",
+        "pair",
+        "--reconnect",
+        "50ms",
+    ];
+    args.extend_from_slice(&MDP_HB);
+    spawn("worker", &args)
+}
+
+/// A client reading requests from stdin, failing over between the pair.
+fn pair_client(kind: Kind, primary: &str, backup: &str) -> Proc {
+    let mut args = vec![
+        "client",
+        "--json",
+        "--connect",
+        primary,
+        "--connect",
+        backup,
+        "--settle",
+        "200ms",
+        "--timeout",
+        "300ms",
+        // Enough for a freeze, a takeover and a step-down on either side.
+        "--retries",
+        "12",
+    ];
+    if kind == Kind::Broker {
+        args.extend_from_slice(&["--service", "echo"]);
+    }
+    spawn_with_stdin("client", &args, true)
+}
+
+/// The last state a node logged (`state: X` or `state: X (stepped down …)`).
+fn last_state(node: &Proc) -> String {
+    bstar_states(node)
+        .last()
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// Waits until the pair has resolved a split: one node logged `… after a split …`, and one
+/// is ACTIVE and the other PASSIVE. Returns which one is active (true: the primary).
+fn wait_resolved(primary: &Proc, backup: &Proc) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let split = [primary, backup]
+            .iter()
+            .any(|n| n.stderr.text().contains("after a split"));
+        let states = (last_state(primary), last_state(backup));
+        match (split, states.0.as_str(), states.1.as_str()) {
+            (true, "ACTIVE", "PASSIVE") => return true,
+            (true, "PASSIVE", "ACTIVE") => return false,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no resolution: {states:?}\n--- primary\n{}--- backup\n{}",
+            primary.stderr.text(),
+            backup.stderr.text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The replies the client has printed so far.
+fn reply_count(client: &Proc) -> usize {
+    client.stdout.text().matches(r#""event":"reply""#).count()
+}
+
+/// Sends `from..=to` and waits for all their replies.
+fn ask(client: &mut Proc, from: u64, to: u64) {
+    for i in from..=to {
+        client.write_stdin(&format!("{i}\n"));
+    }
+    let want = to as usize;
+    client.wait_for(&format!("{want} replies"), |o, _| {
+        o.matches(r#""event":"reply""#).count() == want
+    });
+}
+
+/// The `bstar_state` events with `served_apart` that a node emitted on stdout.
+fn resolutions(node: &Proc) -> Vec<serde_json::Value> {
+    json_lines(&node.stdout.text())
+        .into_iter()
+        .filter(|l| l["event"] == "bstar_state" && l.get("served_apart").is_some())
+        .collect()
+}
+
+/// After a resolution: both nodes still run, exactly one is active, and the one that moved
+/// said so once, in the log and as an event.
+fn assert_healed(primary: &mut Proc, backup: &mut Proc, primary_active: bool) {
+    for node in [&mut *primary, &mut *backup] {
+        assert!(!node.has_exited(), "{}", node.stderr.text());
+    }
+    let (active, other) = if primary_active {
+        (&*primary, &*backup)
+    } else {
+        (&*backup, &*primary)
+    };
+    assert_eq!(last_state(active), "ACTIVE");
+    assert_eq!(last_state(other), "PASSIVE");
+    let logged: usize = [&*primary, &*backup]
+        .iter()
+        .map(|n| {
+            n.stderr
+                .lines()
+                .iter()
+                .filter(|l| l.contains("state: ") && l.contains("after a split"))
+                .count()
+        })
+        .sum();
+    let events: Vec<serde_json::Value> = [&*primary, &*backup]
+        .iter()
+        .flat_map(|n| resolutions(n))
+        .collect();
+    assert!(logged >= 1, "logged once per change");
+    assert_eq!(events.len(), logged, "one event per logged resolution");
+    for e in &events {
+        assert!(e["ts"].is_string() && e["from"].is_string(), "{e}");
+        assert!(e["served_apart"].is_u64(), "{e}");
+    }
+}
+
+/// (a) and (b): freeze the active primary until the backup takes over on a client vote,
+/// thaw it, and check that the pair heals and the client is served to the end in order.
+fn frozen_active_node_thaws_and_the_pair_heals(kind: Kind) {
+    let ports = BstarPorts::new();
+    let mut primary = node(kind, &ports, true);
+    let mut backup = node(kind, &ports, false);
+    primary.wait_stderr("state: ACTIVE");
+    backup.wait_stderr("state: PASSIVE");
+    let _worker = (kind == Kind::Broker).then(|| {
+        let w = pair_worker(&ports);
+        primary.wait_for("the worker's READY", |o, e| {
+            o.contains("worker_ready") || e.contains("ready for service echo")
+        });
+        w
+    });
+    let mut client = pair_client(kind, &ports.primary, &ports.backup);
+    ask(&mut client, 1, 3);
+
+    primary.signal(libc::SIGSTOP);
+    ask(&mut client, 4, 6);
+    backup.wait_stderr("failover successful, ready as active");
+    primary.signal(libc::SIGCONT);
+    let primary_active = wait_resolved(&primary, &backup);
+    eprintln!(
+        "healed: the {} is active",
+        if primary_active { "primary" } else { "backup" }
+    );
+
+    ask(&mut client, 7, 10);
+    client.close_stdin();
+    assert_eq!(client.code(), 0, "{}", client.stderr.text());
+    let out = client.stdout.text();
+    assert_eq!(replies(&out), sequence(10), "every reply, in order");
+    assert_eq!(reply_count(&client), 10);
+    assert_healed(&mut primary, &mut backup, primary_active);
+}
+
+#[test]
+fn a_frozen_active_server_that_thaws_after_a_takeover_heals_to_one_active() {
+    frozen_active_node_thaws_and_the_pair_heals(Kind::Server);
+}
+
+#[test]
+fn a_frozen_active_broker_that_thaws_after_a_takeover_heals_to_one_active_with_its_worker() {
+    frozen_active_node_thaws_and_the_pair_heals(Kind::Broker);
+}
