@@ -249,3 +249,95 @@ fn a_frozen_active_server_that_thaws_after_a_takeover_heals_to_one_active() {
 fn a_frozen_active_broker_that_thaws_after_a_takeover_heals_to_one_active_with_its_worker() {
     frozen_active_node_thaws_and_the_pair_heals(Kind::Broker);
 }
+
+/// `pirate ARGS` inside host `host` of `net`, captured like any other child.
+fn spawn_in(net: &netns::Net, host: &str, args: &[&str], stdin: bool) -> Proc {
+    let cmd = net.command(host, env!("CARGO_BIN_EXE_pirate"), args);
+    spawn_command(host, cmd, stdin)
+}
+
+/// A server node of a pair inside `net`: clients on port 5001, states on 5003, on the
+/// host's own address (each host is a namespace, so the ports never clash).
+fn server_in(net: &netns::Net, host: &str, primary: bool) -> Proc {
+    let peer = if primary { "backup" } else { "primary" };
+    let (bind, state, peer_state) = (
+        net.endpoint(host, 5001),
+        net.endpoint(host, 5003),
+        net.endpoint(peer, 5003),
+    );
+    let args = [
+        "server",
+        "--json",
+        if primary { "--primary" } else { "--backup" },
+        "--bind",
+        &bind,
+        "--state-bind",
+        &state,
+        "--peer-state",
+        &peer_state,
+        "--state-heartbeat",
+        HB,
+    ];
+    let node = spawn_in(net, host, &args, false);
+    node.wait_for("the node to bind", |o, e| {
+        e.contains("server on") || o.contains(r#""event":"started""#)
+    });
+    node
+}
+
+#[test]
+fn a_primary_cut_off_from_backup_and_client_steps_down_when_the_network_heals() {
+    // Issue 20's scenario on a real network: the primary is cut off from both the backup
+    // and the client (every packet on its link dropped), the backup rightly takes over on
+    // the client's vote, and when the link heals the pair must come back to one active node
+    // by itself: the primary served nobody while apart, so it steps down.
+    let test = "a_primary_cut_off_from_backup_and_client_steps_down_when_the_network_heals";
+    if !netns::available(test) {
+        return;
+    }
+    let net = netns::Net::new(&["primary", "backup", "client"]);
+    let mut primary = server_in(&net, "primary", true);
+    let mut backup = server_in(&net, "backup", false);
+    primary.wait_stderr("state: ACTIVE");
+    backup.wait_stderr("state: PASSIVE");
+    let (p, b) = (net.endpoint("primary", 5001), net.endpoint("backup", 5001));
+    let client_args = [
+        "client",
+        "--json",
+        "--connect",
+        &p,
+        "--connect",
+        &b,
+        "--settle",
+        "200ms",
+        "--timeout",
+        "300ms",
+        "--retries",
+        "12",
+    ];
+    let mut client = spawn_in(&net, "client", &client_args, true);
+    ask(&mut client, 1, 3);
+
+    net.cut("primary");
+    ask(&mut client, 4, 6);
+    backup.wait_stderr("failover successful, ready as active");
+    // The primary, alone, stays active (nothing tells it otherwise) and serves nobody.
+    primary.wait_stderr("peer silent for 200 ms (last state PASSIVE)");
+    net.heal("primary");
+    let primary_active = wait_resolved(&primary, &backup);
+    assert!(!primary_active, "the primary served nobody while cut off");
+    assert!(primary
+        .stderr
+        .text()
+        .contains("state: PASSIVE (stepped down after a split: the peer is active too, and this node served no client while they were apart)"));
+
+    ask(&mut client, 7, 10);
+    client.close_stdin();
+    assert_eq!(client.code(), 0, "{}", client.stderr.text());
+    assert_eq!(replies(&client.stdout.text()), sequence(10), "in order");
+    assert_healed(&mut primary, &mut backup, primary_active);
+    let stepped = resolutions(&primary);
+    assert_eq!(stepped.len(), 1);
+    assert_eq!(stepped[0]["served_apart"], 0);
+    assert_eq!(stepped[0]["state"], "PASSIVE");
+}
