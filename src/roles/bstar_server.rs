@@ -23,9 +23,18 @@
 //! (passive), ready as active`) and once in a stable machine-readable form, `state: ACTIVE`,
 //! for scripts and tests. A `--freeze` fault of the inner machine ([`Pair::frozen_until`])
 //! stops publishing and reading peer states, on purpose: it is the way to watch the passive
-//! node take over, and then the dual-active stop when the frozen node thaws.
+//! node take over, and then the split being healed when the frozen node thaws.
 //!
-//! A fatal state pair stops the node (see [`crate::bstar::BstarError`] for the exit codes:
+//! A split (dual active, or dual passive) is healed by the rule in [`crate::bstar`] under
+//! `--on-split resolve` (the default): the change is logged once, as one warning
+//! `state: PASSIVE (stepped down after a split: …)`, and emitted as a `bstar_state` event
+//! with `served_apart`. A node that steps down calls [`Pair::step_down`] on the inner
+//! machine (a broker drops its queue and disconnects its workers) and then refuses clients
+//! like any passive node. A node that served clients apart and waits for its peer to step
+//! down says so once (`split: the peer is active too, …`).
+//!
+//! A fatal state pair (two primaries, two backups; dual active or passive only under
+//! `--on-split stop`) stops the node (see [`crate::bstar::BstarError`] for the exit codes:
 //! the machine exits with it as its [`Machine::failure`]), but only after it has published
 //! its state for one more peer-expiry interval (at 0, 1 and 2 heartbeats), serving nobody, so
 //! that the peer hears the conflict too and stops as well.
