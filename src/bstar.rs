@@ -80,8 +80,11 @@
 //! # The split rule (`--on-split resolve`)
 //!
 //! Each node counts the client requests it served while its peer was out of sight (dead:
-//! no state for `2 × heartbeat`); a peer state that agrees with ours (anything but the same
-//! state) resets the count. On hearing the peer ACTIVE while ACTIVE:
+//! no state for `2 × heartbeat`); peer states that agree with ours (anything but the same
+//! state) for `2 × heartbeat` reset the count. (Not one agreeing state: when a partition
+//! heals, TCP delivers the states the peer published during it in a burst, and a stale
+//! PASSIVE from before the peer took over must not erase what this node served.) On hearing
+//! the peer ACTIVE while ACTIVE:
 //!
 //! 1. a node that served nobody apart steps down to PASSIVE at once (the partitioned or
 //!    frozen node whose clients had all gone to the other);
@@ -89,8 +92,8 @@
 //!    to step down (rule 1 on the other side); if the peer is still ACTIVE after that, both
 //!    served, and the **backup** steps down; the primary never does.
 //!
-//! Both passive (both stepped down, when a node's PASSIVE reached the other only after its
-//! wait): the primary goes ACTIVE, the backup waits for it. So every healed pair ends with
+//! Both passive for `2 × heartbeat` (both stepped down, when a node's PASSIVE reached the
+//! other only after its wait): the primary goes ACTIVE, the backup waits for it. So every healed pair ends with
 //! exactly one active node, whatever the order in which the messages cross, and nobody
 //! restarts anything. The decision uses only the Guide's one-digit states, so the wire is
 //! unchanged. A step-down is a [`Transition`] with `split` set (what this node served apart);
@@ -333,12 +336,17 @@ pub struct BinaryStar {
     link: Liveness,
     /// Set once the peer's silence has been reported by [`BinaryStar::tick`].
     silence_reported: bool,
-    /// Client requests served while the peer was out of sight (dead), since the last peer
-    /// state that agreed with ours: what the split rule weighs.
+    /// Client requests served while the peer was out of sight (dead), until the peer's
+    /// states have agreed with ours for `2 × heartbeat`: what the split rule weighs.
     served_apart: u64,
     /// Dual active, and this node served clients apart: since when it has waited for the
     /// peer to step down (see the split rule).
     contest: Option<Instant>,
+    /// Dual passive: since when.
+    dual_passive: Option<Instant>,
+    /// Since when the peer's states have agreed with ours (none of the above), without a
+    /// silence in between.
+    agreed_since: Option<Instant>,
 }
 
 impl BinaryStar {
@@ -357,6 +365,8 @@ impl BinaryStar {
             silence_reported: false,
             served_apart: 0,
             contest: None,
+            dual_passive: None,
+            agreed_since: None,
         }
     }
 
@@ -406,8 +416,14 @@ impl BinaryStar {
     ) -> Result<Option<Transition>, BstarError> {
         use State::*;
         if self.link.is_dead(now) {
-            // Heard again after its expiry: a contest with its earlier life is over.
+            // Heard again after its expiry: a conflict with its earlier life is over, and an
+            // agreement with it says nothing of now.
             self.contest = None;
+            self.dual_passive = None;
+            self.agreed_since = None;
+        }
+        if (self.state, peer) != (Passive, Passive) {
+            self.dual_passive = None;
         }
         self.peer = Some(peer);
         self.link.heard(now);
@@ -418,26 +434,44 @@ impl BinaryStar {
             (Backup, Backup) => return Err(BstarError::DualBackup),
             (Active, Active) if !resolve => return Err(BstarError::DualActive),
             (Passive, Passive) if !resolve => return Err(BstarError::DualPassive),
-            (Active, Active) => return Ok(self.dual_active(now)),
-            (Passive, Passive) => return Ok(self.dual_passive(now)),
+            (Active, Active) => {
+                self.agreed_since = None;
+                return Ok(self.dual_active(now));
+            }
+            (Passive, Passive) => {
+                self.agreed_since = None;
+                return Ok(self.dual_passive(now));
+            }
             (Primary, Backup) => (Active, "connected to backup (passive), ready as active"),
             (Primary, Active) => (Passive, "connected to backup (active), ready as passive"),
             (Backup, Active) => (Passive, "connected to primary (active), ready as passive"),
             (Passive, Primary) => (Active, "primary (passive) is restarting, ready as active"),
             (Passive, Backup) => (Active, "backup (passive) is restarting, ready as active"),
             _ => {
-                self.agreed();
+                self.agreeing(now);
                 return Ok(None);
             }
         };
-        self.agreed();
+        self.agreeing(now);
         Ok(Some(self.enter(to, reason.to_string(), now)))
     }
 
-    /// The peer's state agrees with ours: whatever was served apart is reconciled.
-    fn agreed(&mut self) {
+    /// The peer's state agrees with ours. Once it has for `2 × heartbeat`, the split (if
+    /// any) is over and what was served apart no longer counts. Not at once: when a
+    /// partition heals, the states the peer published during it arrive in a burst, and a
+    /// stale PASSIVE from before the peer took over must not erase what this node served.
+    fn agreeing(&mut self, now: Instant) {
+        let since = *self.agreed_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.config.expiry() {
+            self.settled();
+        }
+    }
+
+    /// The pair agrees: forget the split.
+    fn settled(&mut self) {
         self.served_apart = 0;
         self.contest = None;
+        self.dual_passive = None;
     }
 
     /// Both active (the split rule, `--on-split resolve`): a node that served no client
@@ -462,22 +496,24 @@ impl BinaryStar {
         None
     }
 
-    /// Both passive (`--on-split resolve`; after a split both may have stepped down): the
-    /// primary takes over, the backup waits for it.
+    /// Both passive (`--on-split resolve`; after a split both may have stepped down): once
+    /// the peer is still passive `2 × heartbeat` later (not a stale state in a burst), the
+    /// primary takes over; the backup waits for it.
     fn dual_passive(&mut self, now: Instant) -> Option<Transition> {
-        match self.role {
-            Role::Primary => {
-                let reason = "both nodes passive after a split: the primary takes over";
-                Some(self.resolve(State::Active, reason.into(), now))
-            }
-            Role::Backup => None,
+        let since = *self.dual_passive.get_or_insert(now);
+        let waited = now.saturating_duration_since(since);
+        if self.role == Role::Primary && waited >= self.config.expiry() {
+            let reason = "both nodes passive after a split: the primary takes over";
+            return Some(self.resolve(State::Active, reason.into(), now));
         }
+        None
     }
 
     /// A change that resolves a split, carrying what was served apart.
     fn resolve(&mut self, to: State, reason: String, now: Instant) -> Transition {
         let served = self.served_apart;
-        self.agreed();
+        self.settled();
+        self.agreed_since = None;
         Transition {
             split: Some(served),
             ..self.enter(to, reason, now)
@@ -1034,11 +1070,35 @@ mod tests {
         assert!(t.client(300).accepted());
         assert!(t.client(301).accepted());
         assert_eq!(t.node.served_apart(), 2);
-        // A peer state that agrees (it is passive) reconciles them.
+        // Peer states that agree (it is passive) for two heartbeats reconcile them; one
+        // agreeing state (maybe a stale one, in a burst after a partition) does not.
         assert_eq!(t.peer(Passive, 400), Ok(None));
+        assert_eq!(t.peer(Passive, 401), Ok(None));
+        assert_eq!(t.node.served_apart(), 2, "a burst is not an agreement");
+        assert_eq!(t.peer(Passive, 500), Ok(None));
+        assert_eq!(t.node.served_apart(), 2);
+        assert_eq!(t.peer(Passive, 600), Ok(None));
         assert_eq!(t.node.served_apart(), 0);
         // So a later dual active finds nothing served apart: step down.
-        assert_eq!(t.peer(Active, 450), Ok(Some(Passive)));
+        assert_eq!(t.peer(Active, 650), Ok(Some(Passive)));
+    }
+
+    #[test]
+    fn a_stale_passive_in_the_burst_after_a_partition_does_not_erase_what_was_served() {
+        // The backup published PASSIVE until a client voted at it, then ACTIVE; TCP delivers
+        // them all at once when the partition heals. This primary served clients apart.
+        let mut p = apart(Role::Primary, 3);
+        for ms in 2000..2005 {
+            assert_eq!(p.peer(Passive, ms), Ok(None));
+        }
+        assert_eq!(p.peer(Active, 2005), Ok(None), "it served: it waits");
+        assert!(p.node.contested());
+        assert_eq!(p.node.served_apart(), 3);
+        assert_eq!(p.state(), Active);
+        // The mirror image: a primary that served nobody steps down on the first ACTIVE.
+        let mut p = apart(Role::Primary, 0);
+        p.peer(Passive, 2000).unwrap();
+        assert_eq!(p.peer(Active, 2001), Ok(Some(Passive)));
     }
 
     #[test]
@@ -1049,8 +1109,11 @@ mod tests {
             assert!(t.node.contested());
             assert_eq!(t.client(1010), Vote::Accept, "keeps serving meanwhile");
             assert_eq!(t.peer(Active, 1100), Ok(None), "{role:?}");
-            // The peer stepped down.
+            // The peer stepped down, and stays down.
             assert_eq!(t.peer(Passive, 1150), Ok(None));
+            assert_eq!(t.peer(Passive, 1250), Ok(None));
+            assert!(t.node.contested(), "not yet two heartbeats of agreement");
+            assert_eq!(t.peer(Passive, 1350), Ok(None));
             assert!(!t.node.contested());
             assert_eq!(t.node.served_apart(), 0);
             assert_eq!(t.state(), Active);
@@ -1076,7 +1139,9 @@ mod tests {
             assert_eq!(p.peer(Active, ms), Ok(None), "at {ms}");
         }
         assert_eq!(p.state(), Active);
-        assert_eq!(p.peer(Passive, 5000), Ok(None));
+        for ms in [5000, 5100, 5200] {
+            assert_eq!(p.peer(Passive, ms), Ok(None));
+        }
         assert!(!p.node.contested());
     }
 
@@ -1094,13 +1159,22 @@ mod tests {
     #[test]
     fn dual_passive_makes_the_primary_active_and_the_backup_wait_for_it() {
         let mut p = T::in_state(Role::Primary, Passive);
-        let tr = p.node.on_peer_state(Passive, p.at(50)).unwrap().unwrap();
+        // One PASSIVE may be stale (a burst after a partition): it must persist.
+        assert_eq!(p.peer(Passive, 50), Ok(None));
+        assert_eq!(p.peer(Passive, 150), Ok(None));
+        let tr = p.node.on_peer_state(Passive, p.at(250)).unwrap().unwrap();
         assert_eq!((tr.from, tr.to, tr.split), (Passive, Active, Some(0)));
         assert!(tr.reason.contains("the primary takes over"), "{tr}");
         let mut b = T::in_state(Role::Backup, Passive);
         assert_eq!(b.peer(Passive, 50), Ok(None));
         assert_eq!(b.state(), Passive);
         assert_eq!(b.peer(Active, 60), Ok(None), "then the normal pair");
+        // A PASSIVE that is followed by ACTIVE was stale: no takeover.
+        let mut p = T::in_state(Role::Primary, Passive);
+        assert_eq!(p.peer(Passive, 50), Ok(None));
+        assert_eq!(p.peer(Active, 51), Ok(None));
+        assert_eq!(p.peer(Passive, 250), Ok(None));
+        assert_eq!(p.state(), Passive);
     }
 
     #[test]

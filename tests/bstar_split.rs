@@ -341,3 +341,78 @@ fn a_primary_cut_off_from_backup_and_client_steps_down_when_the_network_heals() 
     assert_eq!(stepped[0]["served_apart"], 0);
     assert_eq!(stepped[0]["state"], "PASSIVE");
 }
+
+#[test]
+fn when_both_nodes_served_clients_during_a_split_the_backup_yields_when_it_heals() {
+    // Only the link between the two nodes is cut; each keeps clients of its own: one that
+    // knows only the primary, one that knows only the backup (whose request is the vote
+    // that makes it active). Both serve, so when the link heals the backup steps down.
+    let test = "when_both_nodes_served_clients_during_a_split_the_backup_yields_when_it_heals";
+    if !netns::available(test) {
+        return;
+    }
+    let net = netns::Net::new(&["primary", "backup", "client"]);
+    let mut primary = server_in(&net, "primary", true);
+    let mut backup = server_in(&net, "backup", false);
+    primary.wait_stderr("state: ACTIVE");
+    backup.wait_stderr("state: PASSIVE");
+    let (p, b) = (net.endpoint("primary", 5001), net.endpoint("backup", 5001));
+    let only = |endpoint: &str| {
+        let args = [
+            "client",
+            "--json",
+            "--connect",
+            endpoint,
+            "--timeout",
+            "300ms",
+            "--retries",
+            "5",
+            "--count",
+            "3",
+        ];
+        let mut client = spawn_in(&net, "client", &args, false);
+        let code = client.code();
+        (code, client.stdout.text(), client.stderr.text())
+    };
+
+    net.cut_between("primary", "backup");
+    primary.wait_stderr("peer silent for 200 ms (last state PASSIVE)");
+    backup.wait_stderr("peer silent for 200 ms (last state ACTIVE)");
+    let (code, out, err) = only(&b);
+    assert_eq!((code, replies(&out)), (0, sequence(3)), "{err}");
+    backup.wait_stderr("failover successful, ready as active");
+    let (code, out, err) = only(&p);
+    assert_eq!((code, replies(&out)), (0, sequence(3)), "{err}");
+    net.heal("primary");
+
+    let primary_active = wait_resolved(&primary, &backup);
+    assert!(primary_active, "both served: the backup yields");
+    backup.wait_stderr("the backup yields");
+    primary.wait_stderr("split: the peer is active too, and this node served 3 client request(s)");
+    let yielded = resolutions(&backup);
+    assert_eq!(yielded.len(), 1, "{yielded:?}");
+    assert_eq!(yielded[0]["served_apart"], 3);
+    assert!(resolutions(&primary).is_empty(), "the primary never moved");
+
+    // A client with both endpoints is served by the primary, in order.
+    let args = [
+        "client",
+        "--json",
+        "--connect",
+        &p,
+        "--connect",
+        &b,
+        "--settle",
+        "200ms",
+        "--timeout",
+        "300ms",
+        "--retries",
+        "5",
+        "--count",
+        "5",
+    ];
+    let mut client = spawn_in(&net, "client", &args, false);
+    assert_eq!(client.code(), 0, "{}", client.stderr.text());
+    assert_eq!(replies(&client.stdout.text()), sequence(5));
+    assert_healed(&mut primary, &mut backup, primary_active);
+}

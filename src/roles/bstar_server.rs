@@ -1110,7 +1110,9 @@ mod tests {
         let mut n = N::new(Role::Primary);
         n.peer(b"3", 0);
         assert_eq!(n.node.state(), State::Passive);
-        let out = n.peer(b"4", 50);
+        n.peer(b"4", 50);
+        n.peer(b"4", 150);
+        let out = n.peer(b"4", 250);
         assert_eq!(published(&out), ["3"]);
         assert_eq!(n.node.inner().stepped_down, 0);
         assert!(n.lines().contains(

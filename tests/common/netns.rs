@@ -150,7 +150,21 @@ impl Net {
         run("ip", &["netns", "exec", self.host(name).0, "nft", &script]);
     }
 
-    /// Heals host `name`: removes what [`Net::cut`] added.
+    /// Cuts the link between hosts `name` and `other` only: nftables in `name` drops every
+    /// packet from or to `other`'s address (both still reach everyone else).
+    pub fn cut_between(&self, name: &str, other: &str) {
+        let peer = self.addr(other);
+        let script = format!(
+            "add table inet {CUT_TABLE}; \
+             add chain inet {CUT_TABLE} input {{ type filter hook input priority 0 ; }} ; \
+             add rule inet {CUT_TABLE} input ip saddr {peer} drop ; \
+             add chain inet {CUT_TABLE} output {{ type filter hook output priority 0 ; }} ; \
+             add rule inet {CUT_TABLE} output ip daddr {peer} drop"
+        );
+        run("ip", &["netns", "exec", self.host(name).0, "nft", &script]);
+    }
+
+    /// Heals host `name`: removes what [`Net::cut`] or [`Net::cut_between`] added.
     pub fn heal(&self, name: &str) {
         let script = format!("delete table inet {CUT_TABLE}");
         run("ip", &["netns", "exec", self.host(name).0, "nft", &script]);
