@@ -15,6 +15,7 @@ mod netns;
 
 use std::time::{Duration, Instant};
 
+use common::guide;
 use common::*;
 
 const HB: &str = "100ms";
@@ -415,4 +416,99 @@ fn when_both_nodes_served_clients_during_a_split_the_backup_yields_when_it_heals
     assert_eq!(client.code(), 0, "{}", client.stderr.text());
     assert_eq!(replies(&client.stdout.text()), sequence(5));
     assert_healed(&mut primary, &mut backup, primary_active);
+}
+
+/// A `pirate server --primary` (heartbeat 1 s, the Guide's, which its programs cannot change)
+/// paired with the Guide's real `bstarsrv -b`, which keeps the Guide's rule (dual active:
+/// stop). Freeze ours until the Guide's backup takes over on a client vote, then thaw it.
+/// Whichever hears the other's ACTIVE first decides: ours steps down (it served nobody
+/// apart) and the Guide's node serves on, or the Guide's node stops and ours serves alone.
+/// Either way exactly one node serves afterwards, ours never stops, and the client is
+/// answered to the end, in order.
+fn pirate_primary_heals_beside_the_guides_backup(lang: guide::Lang) {
+    let ports = BstarPorts::new();
+    let mut primary = start_bstar_node(&ports, true, "1s", &["--json"]);
+    let Some(mut backup) = guide::start(
+        lang,
+        "bstarsrv",
+        &["-b"],
+        &[
+            ("ZG_FRONTEND", &ports.backup),
+            ("ZG_STATEPUB", &ports.backup_state),
+            ("ZG_STATESUB", &ports.primary_state),
+        ],
+    ) else {
+        return;
+    };
+    primary.wait_stderr("state: ACTIVE");
+    backup.wait_stdout("connected to primary");
+    let args = [
+        "client",
+        "--json",
+        "--connect",
+        &ports.primary,
+        "--connect",
+        &ports.backup,
+        // One timeout plus the settle delay outlast the Guide's 2 s peer expiry.
+        "--timeout",
+        "1s",
+        "--settle",
+        "2500ms",
+        "--retries",
+        "6",
+    ];
+    let mut client = spawn_with_stdin("client", &args, true);
+    ask(&mut client, 1, 3);
+
+    primary.signal(libc::SIGSTOP);
+    ask(&mut client, 4, 6);
+    primary.signal(libc::SIGCONT);
+    ask(&mut client, 7, 10);
+    client.close_stdin();
+    assert_eq!(client.code(), 0, "{}", client.stderr.text());
+    assert_eq!(replies(&client.stdout.text()), sequence(10), "in order");
+
+    assert!(!primary.has_exited(), "{}", primary.stderr.text());
+    let ours = primary.stderr.text();
+    let why = format!(
+        "--- ours\n{ours}--- the Guide's\n{}--- client\n{}",
+        backup.stdout.text(),
+        client.stderr.text()
+    );
+    let guide_stopped = backup.has_exited();
+    eprintln!(
+        "the Guide's bstarsrv {}",
+        if guide_stopped { "stopped" } else { "serves" }
+    );
+    if guide_stopped {
+        // The Guide's node heard our ACTIVE first (it publishes its new state only at its
+        // next 1 s beat, bstarsrv.py's `send_state_at`, while ours publishes at once) and
+        // stopped by its own rule (`BStarException` → `break`). Ours serves alone: it
+        // never heard an ACTIVE peer, or it stepped down and took over on a client vote.
+        assert_eq!(last_state(&primary), "ACTIVE", "{why}");
+        if ours.contains("stepped down after a split") {
+            assert!(ours.contains("failover successful"), "{why}");
+        }
+    } else {
+        // Ours heard the Guide's ACTIVE first: it served nobody apart and stepped down.
+        assert!(
+            ours.contains("state: PASSIVE (stepped down after a split: the peer is active too"),
+            "{why}"
+        );
+        assert_eq!(
+            last_state(&primary),
+            "PASSIVE",
+            "the Guide's node serves: {why}"
+        );
+    }
+}
+
+#[test]
+fn a_pirate_primary_heals_beside_the_guides_python_bstarsrv() {
+    pirate_primary_heals_beside_the_guides_backup(guide::Lang::Python);
+}
+
+#[test]
+fn a_pirate_primary_heals_beside_the_guides_cpp_bstarsrv() {
+    pirate_primary_heals_beside_the_guides_backup(guide::Lang::Cpp);
 }
