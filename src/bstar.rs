@@ -288,12 +288,12 @@ impl fmt::Display for BstarError {
         f.write_str(match self {
             BstarError::DualActive => {
                 "binary star: the peer is active too (split brain: both nodes were serving); \
-                 stopping (restart the nodes; a restarted node joins as passive if its peer is \
-                 active)"
+                 stopping as --on-split stop asks (restart the nodes; a restarted node joins as \
+                 passive if its peer is active; --on-split resolve heals a split instead)"
             }
             BstarError::DualPassive => {
-                "binary star: the peer is passive too, so nobody would serve; stopping \
-                 (restart the primary)"
+                "binary star: the peer is passive too, so nobody would serve; stopping as \
+                 --on-split stop asks (restart the primary)"
             }
             BstarError::DualPrimary => {
                 "binary star: the peer is a primary too (both started with --primary, or \
