@@ -512,3 +512,143 @@ fn a_pirate_primary_heals_beside_the_guides_python_bstarsrv() {
 fn a_pirate_primary_heals_beside_the_guides_cpp_bstarsrv() {
     pirate_primary_heals_beside_the_guides_backup(guide::Lang::Cpp);
 }
+
+/// A broker node of a pair inside `net` (clients and workers on 5001, states on 5003).
+fn broker_in(net: &netns::Net, host: &str, primary: bool) -> Proc {
+    let peer = if primary { "backup" } else { "primary" };
+    let (bind, state, peer_state) = (
+        net.endpoint(host, 5001),
+        net.endpoint(host, 5003),
+        net.endpoint(peer, 5003),
+    );
+    let mut args = vec![
+        "broker",
+        "--json",
+        if primary { "--primary" } else { "--backup" },
+        "--bind",
+        &bind,
+        "--state-bind",
+        &state,
+        "--peer-state",
+        &peer_state,
+        "--state-heartbeat",
+        HB,
+    ];
+    args.extend_from_slice(&MDP_HB);
+    spawn_in(net, host, &args, false)
+}
+
+/// `service_worker_ready` events a broker emitted.
+fn readies(broker: &Proc) -> usize {
+    broker
+        .stdout
+        .text()
+        .matches(r#""event":"service_worker_ready""#)
+        .count()
+}
+
+#[test]
+fn a_broker_that_yields_after_a_split_sends_its_workers_to_the_active_broker() {
+    // Both brokers serve clients of their own while the link between them is cut, each with
+    // a worker of its own (each worker knows both, its own broker first). When the link
+    // heals the backup yields: it disconnects its worker, which moves to the primary.
+    let test = "a_broker_that_yields_after_a_split_sends_its_workers_to_the_active_broker";
+    if !netns::available(test) {
+        return;
+    }
+    let net = netns::Net::new(&["primary", "backup", "client"]);
+    let mut primary = broker_in(&net, "primary", true);
+    let mut backup = broker_in(&net, "backup", false);
+    primary.wait_stderr("state: ACTIVE");
+    backup.wait_stderr("state: PASSIVE");
+    let (p, b) = (net.endpoint("primary", 5001), net.endpoint("backup", 5001));
+    let worker = |name: &str, first: &str, second: &str| {
+        let mut args = vec![
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--connect",
+            first,
+            "--connect",
+            second,
+            "--name",
+            name,
+            "--reconnect",
+            "50ms",
+        ];
+        args.extend_from_slice(&MDP_HB);
+        spawn_in(&net, "client", &args, false)
+    };
+    let _w1 = worker("w1", &p, &b);
+    let _w2 = worker("w2", &b, &p);
+    primary.wait_for("w1's READY", |o, _| o.contains("service_worker_ready"));
+    backup.wait_for("w2's READY", |o, _| o.contains("service_worker_ready"));
+    let only = |endpoint: &str| {
+        let args = [
+            "client",
+            "--json",
+            "--service",
+            "echo",
+            "--connect",
+            endpoint,
+            "--timeout",
+            "300ms",
+            "--retries",
+            "5",
+            "--count",
+            "3",
+        ];
+        let mut client = spawn_in(&net, "client", &args, false);
+        let code = client.code();
+        (code, client.stdout.text(), client.stderr.text())
+    };
+
+    net.cut_between("primary", "backup");
+    primary.wait_stderr("peer silent for 200 ms (last state PASSIVE)");
+    backup.wait_stderr("peer silent for 200 ms (last state ACTIVE)");
+    let (code, out, err) = only(&b);
+    assert_eq!((code, replies(&out)), (0, sequence(3)), "{err}");
+    let (code, out, err) = only(&p);
+    assert_eq!((code, replies(&out)), (0, sequence(3)), "{err}");
+    let before = readies(&primary);
+    net.heal("primary");
+
+    assert!(
+        wait_resolved(&primary, &backup),
+        "both served: the backup yields"
+    );
+    backup.wait_stdout(r#""event":"worker_disconnected""#);
+    let out = backup.stdout.text();
+    assert!(
+        out.contains(r#""reason":"stepped_down""#),
+        "the yielding broker disconnects its worker: {out}"
+    );
+    primary.wait_for("w2's READY at the primary", |o, _| {
+        o.matches(r#""event":"service_worker_ready""#).count() > before
+    });
+
+    let args = [
+        "client",
+        "--json",
+        "--service",
+        "echo",
+        "--connect",
+        &p,
+        "--connect",
+        &b,
+        "--settle",
+        "200ms",
+        "--timeout",
+        "300ms",
+        "--retries",
+        "5",
+        "--count",
+        "5",
+    ];
+    let mut client = spawn_in(&net, "client", &args, false);
+    assert_eq!(client.code(), 0, "{}", client.stderr.text());
+    assert_eq!(replies(&client.stdout.text()), sequence(5));
+    assert_healed(&mut primary, &mut backup, true);
+}
