@@ -58,6 +58,8 @@ complete -c pirate -n "__fish_pirate_using_subcommand server" -l seed -d 'Seed o
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-bind -d 'Endpoint to bind the PUB socket this node\'s state is published on [default: tcp://*:5003 for the primary, tcp://*:5004 for the backup]' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand server" -l on-split -d 'What a node does when, after it lost sight of its peer, it finds the peer active too (or passive too)' -r -f -a "resolve\t'Heal: the node that served no client while apart steps down to passive; if both served, the backup does; if both end passive, the primary takes over'
+stop\t'The Guide\'s rule: both nodes stop with exit 69 (split brain)'"
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l endpoint -d 'With --freelance: the endpoint clients --connect to, exactly as they spell it (it is the server\'s identity) [default: --bind, with * read as localhost]' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l auth-plain -d 'Require PLAIN log-ins (RFC 24) checked against FILE\'s `user:password` lines; PLAIN sends the password in clear, so use it on trusted networks only' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand server" -l auth-curve -d 'Require CURVE (RFC 26: encrypted, this server authenticated) with FILE\'s key pair, as `pirate generate keys` prints it; `client: KEY` lines in FILE let only those clients in' -r -F
@@ -179,6 +181,8 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -l max-broker-byte
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-bind -d 'Endpoint to bind the PUB socket this node\'s state is published on [default: tcp://*:5003 for the primary, tcp://*:5004 for the backup]' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l peer-state -d 'The peer\'s state endpoint to subscribe to [default: tcp://localhost:5004 for the primary, tcp://localhost:5003 for the backup]' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l state-heartbeat -d 'How often each node publishes its state; the peer is dead after two' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -l on-split -d 'What a node does when, after it lost sight of its peer, it finds the peer active too (or passive too)' -r -f -a "resolve\t'Heal: the node that served no client while apart steps down to passive; if both served, the backup does; if both end passive, the primary takes over'
+stop\t'The Guide\'s rule: both nodes stop with exit 69 (split brain)'"
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l auth-plain -d 'Require PLAIN log-ins (RFC 24) checked against FILE\'s `user:password` lines; PLAIN sends the password in clear, so use it on trusted networks only' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l auth-curve -d 'Require CURVE (RFC 26: encrypted, this server authenticated) with FILE\'s key pair, as `pirate generate keys` prints it; `client: KEY` lines in FILE let only those clients in' -r -F
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l allow -d 'Let peers in only from this IP address or CIDR block (repeatable); others are refused' -r -f
@@ -194,7 +198,7 @@ complete -c pirate -n "__fish_pirate_using_subcommand broker" -l backup -d 'Run 
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s v -l verbose -d 'Trace every frame in and out on stderr, in the Guide\'s dump style'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -l json -d 'Write JSON Lines on stdout: one object per event or reply, then a summary object'
-complete -c pirate -n "__fish_pirate_using_subcommand broker" -s h -l help -d 'Print help'
+complete -c pirate -n "__fish_pirate_using_subcommand broker" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pirate -n "__fish_pirate_using_subcommand broker" -s V -l version -d 'Print version'
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l connect -d 'Endpoint of the Majordomo broker' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand titanic" -l dir -d 'Directory of the durable store (created if missing; one titanic per directory)' -r -F

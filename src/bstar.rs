@@ -39,11 +39,11 @@
 //! | BACKUP | peer ACTIVE | PASSIVE | connected to primary (active), ready as passive |
 //! | BACKUP | peer BACKUP | **fatal** | both nodes are backups (ours) |
 //! | BACKUP | client | refuse | (the Guide: a backup never serves before it has been passive) |
-//! | ACTIVE | peer ACTIVE | **fatal** | dual active (split brain) |
+//! | ACTIVE | peer ACTIVE | the split rule, below (`--on-split stop`: **fatal**) | dual active (split brain) |
 //! | ACTIVE | client | serve | |
 //! | PASSIVE | peer PRIMARY | ACTIVE | primary (passive) is restarting, ready as active |
 //! | PASSIVE | peer BACKUP | ACTIVE | backup (passive) is restarting, ready as active |
-//! | PASSIVE | peer PASSIVE | **fatal** | dual passive (nobody would serve) |
+//! | PASSIVE | peer PASSIVE | primary: ACTIVE; backup: waits (`--on-split stop`: **fatal**) | dual passive (nobody would serve) |
 //! | PASSIVE | client, peer dead | ACTIVE, serve | failover successful, ready as active |
 //! | PASSIVE | client, peer alive | refuse | |
 //!
@@ -71,10 +71,34 @@
 //! 3. **Misconfiguration.** Two primaries (or two backups, or a node subscribed to its own
 //!    PUB) hear PRIMARY/PRIMARY forever in the Guide and both serve. Here that is fatal.
 //!
-//! What remains is inherent to the design: an active node that freezes for longer than
-//! `2 × heartbeat` while a client votes at the passive one ends with both active when it
-//! thaws; both then see ACTIVE/ACTIVE and stop (fatal), which is loud rather than silent
-//! split brain.
+//! What remains is inherent to the design: an active node that freezes (or is cut off from
+//! its peer and the clients) for longer than `2 × heartbeat` while a client votes at the
+//! passive one ends with both active when it thaws or the network heals. The Guide stops
+//! both nodes then (exit 69), which turns a ten-second blip into an outage until someone
+//! restarts them; that is `--on-split stop`. The default, `--on-split resolve`, heals:
+//!
+//! # The split rule (`--on-split resolve`)
+//!
+//! Each node counts the client requests it served while its peer was out of sight (dead:
+//! no state for `2 × heartbeat`); peer states that agree with ours (anything but the same
+//! state) for `2 × heartbeat` reset the count. (Not one agreeing state: when a partition
+//! heals, TCP delivers the states the peer published during it in a burst, and a stale
+//! PASSIVE from before the peer took over must not erase what this node served.) On hearing
+//! the peer ACTIVE while ACTIVE:
+//!
+//! 1. a node that served nobody apart steps down to PASSIVE at once (the partitioned or
+//!    frozen node whose clients had all gone to the other);
+//! 2. a node that served clients apart stays active and waits `2 × heartbeat` for the peer
+//!    to step down (rule 1 on the other side); if the peer is still ACTIVE after that, both
+//!    served, and the **backup** steps down; the primary never does.
+//!
+//! Both passive for `2 × heartbeat` (both stepped down, when a node's PASSIVE reached the
+//! other only after its wait): the primary goes ACTIVE, the backup waits for it. So every healed pair ends with
+//! exactly one active node, whatever the order in which the messages cross, and nobody
+//! restarts anything. The decision uses only the Guide's one-digit states, so the wire is
+//! unchanged. A step-down is a [`Transition`] with `split` set (what this node served apart);
+//! the node's clients time out and fail over as for any failover. During a split both nodes
+//! may serve: Binary Star cannot prevent that, only end it.
 //!
 //! State changes are published at once, not at the next heartbeat, so the peer converges in
 //! one message time rather than up to one heartbeat.
@@ -149,17 +173,31 @@ impl fmt::Display for State {
     }
 }
 
-/// Timing shared by both nodes.
+/// What a node does when it finds its peer active too (or passive too) after the two lost
+/// sight of each other: `--on-split`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SplitPolicy {
+    /// Heal: decide which node stays active by the split rule (see the module docs).
+    #[default]
+    Resolve,
+    /// The Guide's: both nodes stop (exit 69).
+    Stop,
+}
+
+/// Timing shared by both nodes, and the split policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BstarConfig {
     /// How often each node publishes its state (Guide: 1000 ms).
     pub heartbeat: Duration,
+    /// What to do on dual active or dual passive.
+    pub on_split: SplitPolicy,
 }
 
 impl Default for BstarConfig {
     fn default() -> Self {
         BstarConfig {
             heartbeat: Duration::from_millis(1000),
+            on_split: SplitPolicy::Resolve,
         }
     }
 }
@@ -178,6 +216,9 @@ pub struct Transition {
     pub from: State,
     pub to: State,
     pub reason: String,
+    /// Set when the change resolves a split (dual active or dual passive): the client
+    /// requests this node served while its peer was out of sight.
+    pub split: Option<u64>,
 }
 
 impl fmt::Display for Transition {
@@ -247,12 +288,12 @@ impl fmt::Display for BstarError {
         f.write_str(match self {
             BstarError::DualActive => {
                 "binary star: the peer is active too (split brain: both nodes were serving); \
-                 stopping (restart the nodes; a restarted node joins as passive if its peer is \
-                 active)"
+                 stopping as --on-split stop asks (restart the nodes; a restarted node joins as \
+                 passive if its peer is active; --on-split resolve heals a split instead)"
             }
             BstarError::DualPassive => {
-                "binary star: the peer is passive too, so nobody would serve; stopping \
-                 (restart the primary)"
+                "binary star: the peer is passive too, so nobody would serve; stopping as \
+                 --on-split stop asks (restart the primary)"
             }
             BstarError::DualPrimary => {
                 "binary star: the peer is a primary too (both started with --primary, or \
@@ -295,6 +336,17 @@ pub struct BinaryStar {
     link: Liveness,
     /// Set once the peer's silence has been reported by [`BinaryStar::tick`].
     silence_reported: bool,
+    /// Client requests served while the peer was out of sight (dead), until the peer's
+    /// states have agreed with ours for `2 × heartbeat`: what the split rule weighs.
+    served_apart: u64,
+    /// Dual active, and this node served clients apart: since when it has waited for the
+    /// peer to step down (see the split rule).
+    contest: Option<Instant>,
+    /// Dual passive: since when.
+    dual_passive: Option<Instant>,
+    /// Since when the peer's states have agreed with ours (none of the above), without a
+    /// silence in between.
+    agreed_since: Option<Instant>,
 }
 
 impl BinaryStar {
@@ -311,6 +363,10 @@ impl BinaryStar {
             peer: None,
             link: Liveness::unheard(config.heartbeat, config.expiry(), now),
             silence_reported: false,
+            served_apart: 0,
+            contest: None,
+            dual_passive: None,
+            agreed_since: None,
         }
     }
 
@@ -339,6 +395,18 @@ impl BinaryStar {
         !self.link.is_dead(now)
     }
 
+    /// Client requests served while the peer was out of sight, since the last peer state
+    /// that agreed with ours.
+    pub fn served_apart(&self) -> u64 {
+        self.served_apart
+    }
+
+    /// True while this node, active and having served clients apart, waits for its active
+    /// peer to step down (the split rule).
+    pub fn contested(&self) -> bool {
+        self.contest.is_some()
+    }
+
     /// The peer published `peer` at `now`. Returns the transition it caused, if any, or the
     /// fatal error (the node must stop).
     pub fn on_peer_state(
@@ -347,26 +415,122 @@ impl BinaryStar {
         now: Instant,
     ) -> Result<Option<Transition>, BstarError> {
         use State::*;
+        if self.link.is_dead(now) {
+            // Heard again after its expiry: a conflict with its earlier life is over, and an
+            // agreement with it says nothing of now.
+            self.contest = None;
+            self.dual_passive = None;
+            self.agreed_since = None;
+        }
+        if (self.state, peer) != (Passive, Passive) {
+            self.dual_passive = None;
+        }
         self.peer = Some(peer);
         self.link.heard(now);
         self.silence_reported = false;
+        let resolve = self.config.on_split == SplitPolicy::Resolve;
         let (to, reason) = match (self.state, peer) {
             (Primary, Primary) => return Err(BstarError::DualPrimary),
             (Backup, Backup) => return Err(BstarError::DualBackup),
-            (Active, Active) => return Err(BstarError::DualActive),
-            (Passive, Passive) => return Err(BstarError::DualPassive),
+            (Active, Active) if !resolve => return Err(BstarError::DualActive),
+            (Passive, Passive) if !resolve => return Err(BstarError::DualPassive),
+            (Active, Active) => {
+                self.agreed_since = None;
+                return Ok(self.dual_active(now));
+            }
+            (Passive, Passive) => {
+                self.agreed_since = None;
+                return Ok(self.dual_passive(now));
+            }
             (Primary, Backup) => (Active, "connected to backup (passive), ready as active"),
             (Primary, Active) => (Passive, "connected to backup (active), ready as passive"),
             (Backup, Active) => (Passive, "connected to primary (active), ready as passive"),
             (Passive, Primary) => (Active, "primary (passive) is restarting, ready as active"),
             (Passive, Backup) => (Active, "backup (passive) is restarting, ready as active"),
-            _ => return Ok(None),
+            _ => {
+                self.agreeing(now);
+                return Ok(None);
+            }
         };
+        self.agreeing(now);
         Ok(Some(self.enter(to, reason.to_string(), now)))
     }
 
-    /// A client request arrived at `now`: serve it or drop it. Never fatal.
+    /// The peer's state agrees with ours. Once it has for `2 × heartbeat`, the split (if
+    /// any) is over and what was served apart no longer counts. Not at once: when a
+    /// partition heals, the states the peer published during it arrive in a burst, and a
+    /// stale PASSIVE from before the peer took over must not erase what this node served.
+    fn agreeing(&mut self, now: Instant) {
+        let since = *self.agreed_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.config.expiry() {
+            self.settled();
+        }
+    }
+
+    /// The pair agrees: forget the split.
+    fn settled(&mut self) {
+        self.served_apart = 0;
+        self.contest = None;
+        self.dual_passive = None;
+    }
+
+    /// Both active (the split rule, `--on-split resolve`): a node that served no client
+    /// while apart steps down at once; one that did waits `2 × heartbeat` for the peer to
+    /// step down, and then, if the peer is still active (it served too), the backup yields.
+    fn dual_active(&mut self, now: Instant) -> Option<Transition> {
+        let served = self.served_apart;
+        if served == 0 {
+            let reason = "stepped down after a split: the peer is active too, and this node \
+                          served no client while they were apart";
+            return Some(self.resolve(State::Passive, reason.into(), now));
+        }
+        let since = *self.contest.get_or_insert(now);
+        let waited = now.saturating_duration_since(since);
+        if self.role == Role::Backup && waited >= self.config.expiry() {
+            let reason = format!(
+                "stepped down after a split: both nodes served clients while apart (this one \
+                 {served}), and the backup yields"
+            );
+            return Some(self.resolve(State::Passive, reason, now));
+        }
+        None
+    }
+
+    /// Both passive (`--on-split resolve`; after a split both may have stepped down): once
+    /// the peer is still passive `2 × heartbeat` later (not a stale state in a burst), the
+    /// primary takes over; the backup waits for it.
+    fn dual_passive(&mut self, now: Instant) -> Option<Transition> {
+        let since = *self.dual_passive.get_or_insert(now);
+        let waited = now.saturating_duration_since(since);
+        if self.role == Role::Primary && waited >= self.config.expiry() {
+            let reason = "both nodes passive after a split: the primary takes over";
+            return Some(self.resolve(State::Active, reason.into(), now));
+        }
+        None
+    }
+
+    /// A change that resolves a split, carrying what was served apart.
+    fn resolve(&mut self, to: State, reason: String, now: Instant) -> Transition {
+        let served = self.served_apart;
+        self.settled();
+        self.agreed_since = None;
+        Transition {
+            split: Some(served),
+            ..self.enter(to, reason, now)
+        }
+    }
+
+    /// A client request arrived at `now`: serve it or drop it. Never fatal. A request served
+    /// while the peer is out of sight is counted for the split rule.
     pub fn on_client_request(&mut self, now: Instant) -> Vote {
+        let vote = self.vote(now);
+        if vote.accepted() && !self.peer_alive(now) {
+            self.served_apart += 1;
+        }
+        vote
+    }
+
+    fn vote(&mut self, now: Instant) -> Vote {
         match self.state {
             State::Active => Vote::Accept,
             State::Backup => Vote::Refuse(Refusal::BackupWaiting),
@@ -421,7 +585,12 @@ impl BinaryStar {
         let from = self.state;
         self.state = to;
         self.link.send_at(now);
-        Transition { from, to, reason }
+        Transition {
+            from,
+            to,
+            reason,
+            split: None,
+        }
     }
 }
 
@@ -431,6 +600,13 @@ mod tests {
 
     const HB: Duration = Duration::from_millis(100);
 
+    fn cfg(on_split: SplitPolicy) -> BstarConfig {
+        BstarConfig {
+            heartbeat: HB,
+            on_split,
+        }
+    }
+
     struct T {
         t0: Instant,
         node: BinaryStar,
@@ -438,10 +614,13 @@ mod tests {
 
     impl T {
         fn new(role: Role) -> T {
+            T::with(role, SplitPolicy::Resolve)
+        }
+        fn with(role: Role, on_split: SplitPolicy) -> T {
             let t0 = Instant::now();
             T {
                 t0,
-                node: BinaryStar::new(role, BstarConfig { heartbeat: HB }, t0),
+                node: BinaryStar::new(role, cfg(on_split), t0),
             }
         }
         fn at(&self, ms: u64) -> Instant {
@@ -460,7 +639,10 @@ mod tests {
         }
         /// A node brought to `state` by the normal start-up exchange at 10 ms.
         fn in_state(role: Role, state: State) -> T {
-            let mut t = T::new(role);
+            T::in_state_with(role, state, SplitPolicy::Resolve)
+        }
+        fn in_state_with(role: Role, state: State, on_split: SplitPolicy) -> T {
+            let mut t = T::with(role, on_split);
             match (role, state) {
                 (Role::Primary, State::Active) => t.peer(State::Backup, 10).unwrap(),
                 (Role::Primary, State::Passive) => t.peer(State::Active, 10).unwrap(),
@@ -571,7 +753,7 @@ mod tests {
                 assert_eq!(t.peer(quiet, 50), Ok(None), "{role:?} {quiet}");
                 assert_eq!(t.state(), Active);
             }
-            let mut t = T::in_state(role, Active);
+            let mut t = T::in_state_with(role, Active, SplitPolicy::Stop);
             assert_eq!(t.peer(Active, 50), Err(BstarError::DualActive));
         }
     }
@@ -586,7 +768,7 @@ mod tests {
             let mut t = T::in_state(role, Passive);
             assert_eq!(t.peer(Active, 50), Ok(None));
             assert_eq!(t.state(), Passive);
-            let mut t = T::in_state(role, Passive);
+            let mut t = T::in_state_with(role, Passive, SplitPolicy::Stop);
             assert_eq!(t.peer(Passive, 50), Err(BstarError::DualPassive));
         }
     }
@@ -688,7 +870,8 @@ mod tests {
             Vote::TakeOver(Transition {
                 from: Passive,
                 to: Active,
-                reason: "failover successful, ready as active".into()
+                reason: "failover successful, ready as active".into(),
+                split: None,
             })
         );
         assert_eq!(t.state(), Active);
@@ -725,7 +908,7 @@ mod tests {
         // Two machines exchanging states by hand: start, fail over, restart the primary.
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let cfg = BstarConfig { heartbeat: HB };
+        let cfg = cfg(SplitPolicy::Stop);
         let mut p = BinaryStar::new(Role::Primary, cfg, at(0));
         let mut b = BinaryStar::new(Role::Backup, cfg, at(0));
         b.on_peer_state(p.state(), at(1)).unwrap();
@@ -772,7 +955,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         for _ in 0..200 {
             let t0 = Instant::now();
-            let cfg = BstarConfig { heartbeat: HB };
+            let cfg = cfg(SplitPolicy::Stop);
             let mut nodes = [
                 BinaryStar::new(Role::Primary, cfg, t0),
                 BinaryStar::new(Role::Backup, cfg, t0),
@@ -803,5 +986,274 @@ mod tests {
                 }
             }
         }
+    }
+
+    // ---- the split rule (`--on-split resolve`, the default) ----
+
+    /// A node of `role` that settled at 10 ms, then lost sight of its peer (last heard at
+    /// 10), and took over or kept serving: ACTIVE, having served `served` clients apart.
+    fn apart(role: Role, served: u64) -> T {
+        let mut t = match role {
+            Role::Primary => T::in_state(role, Active),
+            // A backup is active apart only by the client vote, which is a request served.
+            Role::Backup => T::in_state(role, Passive),
+        };
+        for i in 0..served {
+            assert!(t.client(500 + i).accepted());
+        }
+        assert_eq!(t.state(), Active);
+        assert_eq!(t.node.served_apart(), served);
+        t
+    }
+
+    #[test]
+    fn with_on_split_resolve_only_a_misconfigured_pair_is_fatal() {
+        // Every (our state, peer state) pair, reached by the ordinary exchanges.
+        let reachable = [
+            (Role::Primary, Primary),
+            (Role::Backup, Backup),
+            (Role::Primary, Active),
+            (Role::Backup, Active),
+            (Role::Primary, Passive),
+            (Role::Backup, Passive),
+        ];
+        for (role, ours) in reachable {
+            for peer in [Primary, Backup, Active, Passive] {
+                let mut t = T::in_state(role, ours);
+                let heard = t.peer(peer, 50);
+                let fatal = matches!((ours, peer), (Primary, Primary) | (Backup, Backup));
+                assert_eq!(
+                    heard.is_err(),
+                    fatal,
+                    "{role:?} {ours} hears {peer}: {heard:?}"
+                );
+                let mut t = T::in_state_with(role, ours, SplitPolicy::Stop);
+                let stops = fatal || matches!((ours, peer), (Active, Active) | (Passive, Passive));
+                assert_eq!(
+                    t.peer(peer, 50).is_err(),
+                    stops,
+                    "stop: {role:?} {ours} {peer}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_that_served_nobody_apart_steps_down_at_once() {
+        // The primary cut off from the backup and the clients: it served nobody.
+        let mut t = apart(Role::Primary, 0);
+        let tr = t.node.on_peer_state(Active, t.at(1000)).unwrap().unwrap();
+        assert_eq!((tr.from, tr.to, tr.split), (Active, Passive, Some(0)));
+        assert!(
+            tr.reason.starts_with("stepped down after a split: "),
+            "{tr}"
+        );
+        assert!(tr.reason.contains("served no client"), "{tr}");
+        assert_eq!(
+            t.node.publish_due(t.at(1000)),
+            Some(Passive),
+            "said at once"
+        );
+        assert_eq!(t.client(1001), Vote::Refuse(Refusal::PeerAlive));
+        // Settled: the peer's ACTIVE is the normal pair now.
+        assert_eq!(t.peer(Active, 1100), Ok(None));
+        assert_eq!(t.state(), Passive);
+    }
+
+    #[test]
+    fn requests_served_while_the_peer_is_alive_are_not_served_apart() {
+        let mut t = T::in_state(Role::Primary, Active);
+        t.peer(Passive, 100).unwrap();
+        assert!(t.client(150).accepted());
+        assert!(t.client(299).accepted());
+        assert_eq!(t.node.served_apart(), 0, "peer alive until 300");
+        assert!(t.client(300).accepted());
+        assert!(t.client(301).accepted());
+        assert_eq!(t.node.served_apart(), 2);
+        // Peer states that agree (it is passive) for two heartbeats reconcile them; one
+        // agreeing state (maybe a stale one, in a burst after a partition) does not.
+        assert_eq!(t.peer(Passive, 400), Ok(None));
+        assert_eq!(t.peer(Passive, 401), Ok(None));
+        assert_eq!(t.node.served_apart(), 2, "a burst is not an agreement");
+        assert_eq!(t.peer(Passive, 500), Ok(None));
+        assert_eq!(t.node.served_apart(), 2);
+        assert_eq!(t.peer(Passive, 600), Ok(None));
+        assert_eq!(t.node.served_apart(), 0);
+        // So a later dual active finds nothing served apart: step down.
+        assert_eq!(t.peer(Active, 650), Ok(Some(Passive)));
+    }
+
+    #[test]
+    fn a_stale_passive_in_the_burst_after_a_partition_does_not_erase_what_was_served() {
+        // The backup published PASSIVE until a client voted at it, then ACTIVE; TCP delivers
+        // them all at once when the partition heals. This primary served clients apart.
+        let mut p = apart(Role::Primary, 3);
+        for ms in 2000..2005 {
+            assert_eq!(p.peer(Passive, ms), Ok(None));
+        }
+        assert_eq!(p.peer(Active, 2005), Ok(None), "it served: it waits");
+        assert!(p.node.contested());
+        assert_eq!(p.node.served_apart(), 3);
+        assert_eq!(p.state(), Active);
+        // The mirror image: a primary that served nobody steps down on the first ACTIVE.
+        let mut p = apart(Role::Primary, 0);
+        p.peer(Passive, 2000).unwrap();
+        assert_eq!(p.peer(Active, 2001), Ok(Some(Passive)));
+    }
+
+    #[test]
+    fn a_node_that_served_apart_waits_for_the_peer_to_step_down_and_stays_active() {
+        for role in [Role::Primary, Role::Backup] {
+            let mut t = apart(role, 3);
+            assert_eq!(t.peer(Active, 1000), Ok(None), "{role:?}");
+            assert!(t.node.contested());
+            assert_eq!(t.client(1010), Vote::Accept, "keeps serving meanwhile");
+            assert_eq!(t.peer(Active, 1100), Ok(None), "{role:?}");
+            // The peer stepped down, and stays down.
+            assert_eq!(t.peer(Passive, 1150), Ok(None));
+            assert_eq!(t.peer(Passive, 1250), Ok(None));
+            assert!(t.node.contested(), "not yet two heartbeats of agreement");
+            assert_eq!(t.peer(Passive, 1350), Ok(None));
+            assert!(!t.node.contested());
+            assert_eq!(t.node.served_apart(), 0);
+            assert_eq!(t.state(), Active);
+            // Much later a new dual active is a new split, not the old contest.
+            assert_eq!(t.peer(Active, 5000), Ok(Some(Passive)), "{role:?}");
+        }
+    }
+
+    #[test]
+    fn if_both_served_apart_the_backup_yields_after_two_heartbeats_and_the_primary_never() {
+        let mut b = apart(Role::Backup, 2);
+        assert_eq!(b.peer(Active, 1000), Ok(None));
+        assert_eq!(b.peer(Active, 1100), Ok(None));
+        assert_eq!(b.peer(Active, 1199), Ok(None));
+        let tr = b.node.on_peer_state(Active, b.at(1200)).unwrap().unwrap();
+        assert_eq!((tr.from, tr.to, tr.split), (Active, Passive, Some(2)));
+        assert!(tr.reason.contains("both nodes served"), "{tr}");
+        assert!(tr.reason.contains("backup yields"), "{tr}");
+        assert!(!b.node.contested());
+
+        let mut p = apart(Role::Primary, 2);
+        for ms in (1000..5000).step_by(100) {
+            assert_eq!(p.peer(Active, ms), Ok(None), "at {ms}");
+        }
+        assert_eq!(p.state(), Active);
+        for ms in [5000, 5100, 5200] {
+            assert_eq!(p.peer(Passive, ms), Ok(None));
+        }
+        assert!(!p.node.contested());
+    }
+
+    #[test]
+    fn a_contest_ends_when_the_peer_expires() {
+        let mut b = apart(Role::Backup, 1);
+        assert_eq!(b.peer(Active, 1000), Ok(None));
+        assert!(b.node.contested());
+        // The peer goes silent past its expiry, then is heard again: a new contest.
+        assert_eq!(b.peer(Active, 1500), Ok(None));
+        assert_eq!(b.peer(Active, 1600), Ok(None));
+        assert_eq!(b.peer(Active, 1700), Ok(Some(Passive)));
+    }
+
+    #[test]
+    fn dual_passive_makes_the_primary_active_and_the_backup_wait_for_it() {
+        let mut p = T::in_state(Role::Primary, Passive);
+        // One PASSIVE may be stale (a burst after a partition): it must persist.
+        assert_eq!(p.peer(Passive, 50), Ok(None));
+        assert_eq!(p.peer(Passive, 150), Ok(None));
+        let tr = p.node.on_peer_state(Passive, p.at(250)).unwrap().unwrap();
+        assert_eq!((tr.from, tr.to, tr.split), (Passive, Active, Some(0)));
+        assert!(tr.reason.contains("the primary takes over"), "{tr}");
+        let mut b = T::in_state(Role::Backup, Passive);
+        assert_eq!(b.peer(Passive, 50), Ok(None));
+        assert_eq!(b.state(), Passive);
+        assert_eq!(b.peer(Active, 60), Ok(None), "then the normal pair");
+        // A PASSIVE that is followed by ACTIVE was stale: no takeover.
+        let mut p = T::in_state(Role::Primary, Passive);
+        assert_eq!(p.peer(Passive, 50), Ok(None));
+        assert_eq!(p.peer(Active, 51), Ok(None));
+        assert_eq!(p.peer(Passive, 250), Ok(None));
+        assert_eq!(p.state(), Passive);
+    }
+
+    #[test]
+    fn stop_policy_keeps_the_guides_fatal_dual_active() {
+        let mut t = T::in_state_with(Role::Backup, Passive, SplitPolicy::Stop);
+        assert!(t.client(500).accepted());
+        assert_eq!(t.peer(Active, 1000), Err(BstarError::DualActive));
+    }
+
+    /// Two nodes whose link delivers, in rounds `hb` apart, each node's current state to
+    /// the other in a random order, until both are settled or `rounds` pass.
+    fn heal(nodes: &mut [BinaryStar; 2], mut ms: u64, t0: Instant, rng: &mut impl rand::Rng) {
+        for _ in 0..20 {
+            ms += 100;
+            let now = t0 + Duration::from_millis(ms);
+            let first = rng.gen_range(0..2);
+            for i in [first, 1 - first] {
+                let other = nodes[1 - i].state();
+                nodes[i]
+                    .on_peer_state(other, now)
+                    .expect("resolve never stops");
+            }
+        }
+    }
+
+    #[test]
+    fn two_machines_partitioned_then_healed_end_with_exactly_one_active() {
+        use rand::{Rng, SeedableRng};
+        let seed = 20;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        for _ in 0..300 {
+            let t0 = Instant::now();
+            let c = cfg(SplitPolicy::Resolve);
+            let mut nodes = [
+                BinaryStar::new(Role::Primary, c, t0),
+                BinaryStar::new(Role::Backup, c, t0),
+            ];
+            let mut ms = 0;
+            // Random deliveries (a lossy link, frozen nodes) and client requests at either.
+            for _ in 0..rng.gen_range(0..60) {
+                ms += rng.gen_range(0..250);
+                let now = t0 + Duration::from_millis(ms);
+                let i = rng.gen_range(0..2);
+                if rng.gen_bool(0.4) {
+                    let other = nodes[1 - i].state();
+                    nodes[i]
+                        .on_peer_state(other, now)
+                        .expect("resolve never stops");
+                } else {
+                    nodes[i].on_client_request(now);
+                }
+            }
+            heal(&mut nodes, ms, t0, &mut rng);
+            let states = [nodes[0].state(), nodes[1].state()];
+            let active = states.iter().filter(|s| **s == Active).count();
+            assert_eq!(active, 1, "seed {seed}: {states:?}");
+            assert!(states.contains(&Passive), "seed {seed}: {states:?}");
+        }
+    }
+
+    #[test]
+    fn the_issue_20_scenario_the_cut_off_primary_steps_down_and_the_backup_serves_on() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let c = cfg(SplitPolicy::Resolve);
+        let mut p = BinaryStar::new(Role::Primary, c, at(0));
+        let mut b = BinaryStar::new(Role::Backup, c, at(0));
+        p.on_peer_state(Backup, at(1)).unwrap();
+        b.on_peer_state(Active, at(2)).unwrap();
+        assert!(p.on_client_request(at(50)).accepted());
+        // The primary is cut off from both at 100; the client votes at the backup at 400.
+        assert!(b.on_client_request(at(400)).accepted());
+        for ms in (500..10_000).step_by(100) {
+            assert!(b.on_client_request(at(ms)).accepted());
+        }
+        // Healed: the backup's ACTIVE reaches the primary first.
+        let tr = p.on_peer_state(b.state(), at(10_000)).unwrap().unwrap();
+        assert_eq!((tr.to, tr.split), (Passive, Some(0)));
+        assert_eq!(b.on_peer_state(p.state(), at(10_001)), Ok(None));
+        assert_eq!((p.state(), b.state()), (Passive, Active));
     }
 }

@@ -318,7 +318,8 @@ pub struct MajordomoReport {
     /// Requests refused because their service queue was full (`--max-queue`).
     pub requests_rejected: u64,
     /// Requests dropped because the worker holding them died, disconnected or broke the
-    /// protocol (the client's retry is the recovery: MDP is at-most-once per attempt).
+    /// protocol, or because they were queued at a Binary Star broker that stepped down (the
+    /// client's retry is the recovery: MDP is at-most-once per attempt).
     pub requests_lost: u64,
     /// Workers disconnected for holding a request past `--busy-timeout` (their requests are
     /// in `requests_lost`).
@@ -555,7 +556,8 @@ pub enum Event {
     /// A Majordomo worker was disconnected (sent or received DISCONNECT), with why.
     WorkerDisconnected { worker: String, reason: String },
     /// A request was dropped: `reason` is `ttl` (no worker in time), `queue_full`
-    /// (`--max-queue`) or `worker_lost` (its worker died or broke the protocol).
+    /// (`--max-queue`), `worker_lost` (its worker died or broke the protocol) or
+    /// `stepped_down` (queued at a Binary Star broker that stepped down after a split).
     RequestDropped { service: String, reason: String },
     /// A worker was declared dead after its heartbeats stopped.
     WorkerExpired { worker: String, busy: bool },
@@ -565,11 +567,17 @@ pub enum Event {
     PeerLost { reason: String, delay_ms: u64 },
     /// A Binary Star node is in `state` (`PRIMARY`, `BACKUP`, `ACTIVE`, `PASSIVE`): its
     /// starting state (no `from`, reason `started`), then every change, with the Guide's reason.
+    /// A change that resolves a split (`--on-split resolve`: dual active or dual passive) has
+    /// `served_apart`, the client requests this node served while its peer was out of sight,
+    /// and a reason starting `stepped down after a split` or `both nodes passive`. The `ts`
+    /// of these events tells how long both nodes were active.
     BstarState {
         state: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         from: Option<String>,
         reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        served_apart: Option<u64>,
     },
     /// A malformed message was counted and dropped.
     Invalid { socket: String, reason: String },

@@ -234,11 +234,16 @@ fn two_primaries_configured_against_each_other_stop_with_a_usage_error() {
 }
 
 #[test]
-fn a_frozen_active_node_that_thaws_after_a_takeover_stops_both_nodes_loudly() {
-    // The split brain Binary Star cannot prevent (the active node froze past the expiry and a
-    // client voted at the backup) must be detected, not served through.
+fn with_on_split_stop_a_frozen_active_node_that_thaws_after_a_takeover_stops_both_nodes() {
+    // The Guide's rule, kept behind --on-split stop: the split brain Binary Star cannot
+    // prevent (the active node froze past the expiry and a client voted at the backup) is
+    // detected and both nodes stop. (The default heals it: tests/bstar_split.rs.)
     let ports = BstarPorts::new();
-    let (mut primary, mut backup) = start_pair(&ports);
+    let stop = ["--on-split", "stop"];
+    let mut primary = start_bstar_node(&ports, true, HB, &stop);
+    let mut backup = start_bstar_node(&ports, false, HB, &stop);
+    primary.wait_stderr("state: ACTIVE");
+    backup.wait_stderr("state: PASSIVE");
     primary.signal(libc::SIGSTOP);
     let (code, out, err) = run(&client_args(&ports, &["--count", "1"]), None);
     assert_eq!(code, 0, "{err}");

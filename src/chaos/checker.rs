@@ -39,6 +39,10 @@
 //!   own `crash` or `freeze`), the time from the fault to the next reply any client accepted;
 //!   `None` when no reply came after it.
 //!
+//! - **both active** (informational, Binary Star): how long both nodes of the pair said they
+//!   were ACTIVE at once (their `bstar_state` events, timed by when the runner read them): a
+//!   split, which `--on-split resolve` heals.
+//!
 //! - **coverage**: per fault kind, how many were injected, how many were followed by a reply,
 //!   and how many replies came after each (up to the next process fault).
 //!
@@ -206,6 +210,10 @@ pub struct Verdict {
     pub coverage: BTreeMap<String, Coverage>,
     /// Records of known events that could not be read (missing or wrongly typed fields).
     pub unreadable: u64,
+    /// Binary Star: ms during which both nodes were ACTIVE at once (a split), by their
+    /// `bstar_state` events; absent when no node reported a state. Informational.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub both_active_ms: Option<u64>,
     /// One line per fatal finding.
     pub violations: Vec<String>,
 }
@@ -281,6 +289,10 @@ enum Fact<'a> {
     ProxyFault {
         kind: &'a str,
     },
+    /// A Binary Star node's state (`bstar_state`): active or not.
+    BstarState {
+        active: bool,
+    },
     Ignored,
 }
 
@@ -333,6 +345,9 @@ fn parse(role: Role, record: &Record) -> Result<Fact<'_>, Unreadable> {
         },
         (Role::Service, "served") => Fact::Served {
             request: req_str(obj, "request")?,
+        },
+        (Role::Service, "bstar_state") => Fact::BstarState {
+            active: req_str(obj, "state")? == "ACTIVE",
         },
         (Role::Service, "fault") => Fact::WorkerFault {
             kind: req_str(obj, "kind")?,
@@ -442,8 +457,14 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
     let mut highest: HashMap<&str, u64> = HashMap::new();
     let mut out_of_order: BTreeMap<Key, u64> = BTreeMap::new();
     let mut mismatched: BTreeMap<Key, String> = BTreeMap::new();
+    // Binary Star: which nodes are active, since when both are, and for how long in all.
+    let mut bstar_active: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut both_since: Option<f64> = None;
+    let mut both_active_ms = 0.0;
+    let mut last_t: f64 = 0.0;
 
     for record in history {
+        last_t = last_t.max(record.t_ms);
         let Some(role) = role(&record.source) else {
             continue;
         };
@@ -524,8 +545,24 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
                 }
             }
             Fact::ProxyFault { kind } => *faults.entry(format!("proxy_{kind}")).or_default() += 1,
+            Fact::BstarState { active } => {
+                bstar_active.insert(source, active);
+                let both = bstar_active.values().filter(|a| **a).count() >= 2;
+                match (both, both_since) {
+                    (true, None) => both_since = Some(record.t_ms),
+                    (false, Some(since)) => {
+                        both_active_ms += (record.t_ms - since).max(0.0);
+                        both_since = None;
+                    }
+                    _ => {}
+                }
+            }
             Fact::Ignored => {}
         }
+    }
+    if let Some(since) = both_since {
+        // Still both active when the history ends.
+        both_active_ms += (last_t - since).max(0.0);
     }
 
     let mut lost = Vec::new();
@@ -674,6 +711,7 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
         faults,
         coverage,
         unreadable,
+        both_active_ms: (!bstar_active.is_empty()).then(|| both_active_ms.round() as u64),
         violations,
     };
     let (judgement, reason) = judge(&verdict, options);
@@ -890,6 +928,9 @@ impl Verdict {
             if n > 0 {
                 let _ = write!(out, "\n  {what}: {meaning}");
             }
+        }
+        if let Some(ms) = self.both_active_ms {
+            let _ = write!(out, "\nbinary star: both nodes active for {ms} ms in all");
         }
         list_line(&mut out, "lost", &self.lost);
         list_line(&mut out, "duplicated", &self.duplicated);
@@ -1870,5 +1911,37 @@ mod tests {
             serde_json::to_value(check(&h, &lax())).unwrap()["verdict"],
             "invalid"
         );
+    }
+
+    fn bstar(t: f64, node: &str, state: &str) -> Record {
+        rec(t, node, json!({"event": "bstar_state", "state": state}))
+    }
+
+    #[test]
+    fn both_active_is_the_time_both_binary_star_nodes_said_active_at_once() {
+        let history = [
+            bstar(0.0, "primary", "PRIMARY"),
+            bstar(1.0, "backup", "BACKUP"),
+            bstar(2.0, "primary", "ACTIVE"),
+            bstar(3.0, "backup", "PASSIVE"),
+            // A split: the backup takes over at 100, the primary steps down at 350.
+            bstar(100.0, "backup", "ACTIVE"),
+            bstar(350.0, "primary", "PASSIVE"),
+            // Another, still open when the history ends at 1000.
+            bstar(900.0, "primary", "ACTIVE"),
+            sent(1000.0, "client-1", 1, 1),
+        ];
+        let v = check(&history, &CheckOptions::default());
+        assert_eq!(v.both_active_ms, Some(350));
+        assert!(v
+            .summary_text()
+            .contains("binary star: both nodes active for 350 ms in all"));
+        // Not a Binary Star run: no such finding at all.
+        let v = check(&[sent(0.0, "client-1", 1, 1)], &CheckOptions::default());
+        assert_eq!(v.both_active_ms, None);
+        assert!(!v.summary_text().contains("binary star"));
+        // A state with no `state` field is unreadable, not a panic.
+        let bad = rec(5.0, "primary", json!({"event": "bstar_state"}));
+        assert_eq!(check(&[bad], &CheckOptions::default()).unreadable, 1);
     }
 }

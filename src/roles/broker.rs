@@ -940,6 +940,33 @@ impl Broker {
         }
     }
 
+    /// Lets go of every client and worker, as a Binary Star node stepping down after a split:
+    /// queued requests are dropped (`requests_lost`, reason `stepped_down`: the clients'
+    /// retries reach the active broker) and every worker is sent DISCONNECT, so that workers
+    /// with `--failover` move to the active broker (the others register here again, and are
+    /// ready should this node take over).
+    pub fn step_down(&mut self, events: &mut Events) {
+        for (name, svc) in &mut self.services {
+            for q in svc.requests.drain(..) {
+                self.held_bytes -= q.bytes;
+                self.report.requests_lost += 1;
+                events.emit(Event::RequestDropped {
+                    service: frame_text(name),
+                    reason: "stepped_down".into(),
+                });
+            }
+            svc.queued_bytes = 0;
+        }
+        let workers: Vec<(Frame, Version)> = self
+            .workers
+            .iter()
+            .map(|(id, w)| (id.clone(), w.version))
+            .collect();
+        for (id, version) in workers {
+            self.disconnect(id, version, "stepped_down", events);
+        }
+    }
+
     /// Sends DISCONNECT to `id` and forgets it if it was registered. `version` is used only
     /// for a worker we do not know; a registered one gets its own dialect.
     fn disconnect(&mut self, id: Frame, version: Version, reason: &str, events: &mut Events) {
@@ -1080,6 +1107,11 @@ impl Machine for Broker {
 impl Pair for Broker {
     fn is_vote(&self, _slot: Slot, msg: &Message) -> bool {
         is_client_message(msg)
+    }
+
+    fn step_down(&mut self, _now: Instant, out: &mut Outbox<Infallible>, events: &mut Events) {
+        Broker::step_down(self, events);
+        self.flush(out);
     }
 }
 
@@ -1401,6 +1433,39 @@ mod tests {
             &h.events()[0],
             Event::ServiceWorkerReady { worker, service, credit: 1 } if worker == "w1" && service == "echo"
         ));
+    }
+
+    #[test]
+    fn a_broker_stepping_down_drops_its_queue_and_disconnects_every_worker() {
+        let mut h = H::new();
+        h.ready("w1", V1, "echo", 0);
+        h.ready("w2", V2, "echo", 0);
+        // w1 busy with c1's request, c2's queued for a service nobody serves.
+        let out = h.request("c1", V1, "echo", "held", 10);
+        assert_eq!(out.len(), 1);
+        assert!(h.request("c2", V1, "nobody", "queued", 20).is_empty());
+        h.b.step_down(&mut h.ev);
+        let out = std::mem::take(&mut h.b.out);
+        let mut told: Vec<&str> = out
+            .iter()
+            .filter(|(_, msg)| is_disconnect(msg))
+            .map(|(id, _)| std::str::from_utf8(id).unwrap())
+            .collect();
+        told.sort();
+        assert_eq!(told, ["w1", "w2"], "each in its own dialect: {out:?}");
+        assert_eq!(out.len(), 2, "and nothing else: {out:?}");
+        let r = h.b.report();
+        assert_eq!((r.requests_lost, r.disconnects), (2, 2));
+        assert_eq!(
+            h.count(
+                |e| matches!(e, Event::RequestDropped { reason, .. } if reason == "stepped_down")
+            ),
+            1
+        );
+        assert_eq!(h.b.held_bytes, 0);
+        // Nothing is left to dispatch: a worker registering again gets no old request.
+        let out = h.recv("w3", ready(V1, "nobody"), 30);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]
@@ -2390,6 +2455,7 @@ mod tests {
             state_pub: format!("inproc://bstar-broker-states-{id}"),
             peer_state: format!("inproc://bstar-broker-nobody-{id}"),
             heartbeat: Duration::from_millis(10),
+            on_split: crate::bstar::SplitPolicy::Resolve,
         };
         let broker = std::thread::spawn({
             let stop = stop.clone();

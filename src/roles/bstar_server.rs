@@ -23,16 +23,27 @@
 //! (passive), ready as active`) and once in a stable machine-readable form, `state: ACTIVE`,
 //! for scripts and tests. A `--freeze` fault of the inner machine ([`Pair::frozen_until`])
 //! stops publishing and reading peer states, on purpose: it is the way to watch the passive
-//! node take over, and then the dual-active stop when the frozen node thaws.
+//! node take over, and then the split being healed when the frozen node thaws.
 //!
-//! A fatal state pair stops the node (see [`crate::bstar::BstarError`] for the exit codes:
+//! A split (dual active, or dual passive) is healed by the rule in [`crate::bstar`] under
+//! `--on-split resolve` (the default): the change is logged once, as one warning
+//! `state: PASSIVE (stepped down after a split: …)`, and emitted as a `bstar_state` event
+//! with `served_apart`. A node that steps down calls [`Pair::step_down`] on the inner
+//! machine (a broker drops its queue and disconnects its workers) and then refuses clients
+//! like any passive node. A node that served clients apart and waits for its peer to step
+//! down says so once (`split: the peer is active too, …`).
+//!
+//! A fatal state pair (two primaries, two backups; dual active or passive only under
+//! `--on-split stop`) stops the node (see [`crate::bstar::BstarError`] for the exit codes:
 //! the machine exits with it as its [`Machine::failure`]), but only after it has published
 //! its state for one more peer-expiry interval (at 0, 1 and 2 heartbeats), serving nobody, so
 //! that the peer hears the conflict too and stops as well.
 
 use std::time::{Duration, Instant};
 
-use crate::bstar::{BinaryStar, BstarConfig, BstarError, Refusal, Role, State, Vote};
+use crate::bstar::{
+    BinaryStar, BstarConfig, BstarError, Refusal, Role, SplitPolicy, State, Transition, Vote,
+};
 use crate::error::{Error, Result};
 use crate::event::{Event, Events, Report};
 use crate::faults::FaultPlan;
@@ -53,6 +64,8 @@ pub struct BstarOptions {
     pub peer_state: String,
     /// State publishing interval; the peer is dead after two (Guide: 1000 ms).
     pub heartbeat: Duration,
+    /// Dual active or passive: heal by the split rule, or stop as the Guide does.
+    pub on_split: SplitPolicy,
 }
 
 impl BstarOptions {
@@ -67,6 +80,7 @@ impl BstarOptions {
             state_pub: state_pub.into(),
             peer_state: peer_state.into(),
             heartbeat: Duration::from_millis(1000),
+            on_split: SplitPolicy::default(),
         }
     }
 }
@@ -83,6 +97,8 @@ pub struct BstarServerConfig {
     pub role: Role,
     /// State publishing interval (Guide: 1000 ms).
     pub heartbeat: Duration,
+    /// Dual active or passive: heal by the split rule, or stop as the Guide does.
+    pub on_split: SplitPolicy,
     pub handler: Handler,
     pub faults: FaultPlan,
     pub seed: u64,
@@ -101,6 +117,7 @@ impl BstarServerConfig {
             peer_state: o.peer_state,
             role,
             heartbeat: o.heartbeat,
+            on_split: o.on_split,
             handler: Handler::Echo,
             faults: FaultPlan::default(),
             seed: 0,
@@ -114,6 +131,7 @@ impl BstarServerConfig {
             state_pub: self.state_pub.clone(),
             peer_state: self.peer_state.clone(),
             heartbeat: self.heartbeat,
+            on_split: self.on_split,
         }
     }
 }
@@ -129,6 +147,22 @@ fn announce_state(events: &mut Events, from: Option<State>, to: State, reason: &
         state: to.name().into(),
         from: from.map(|s| s.name().into()),
         reason: reason.into(),
+        served_apart: None,
+    });
+}
+
+/// Logs a change: a split resolved is one warning, `state: PASSIVE (stepped down after a
+/// split: …)`, so that it stands out and is logged once; the others as [`announce_state`].
+fn announce(events: &mut Events, t: &Transition) {
+    let Some(served) = t.split else {
+        return announce_state(events, Some(t.from), t.to, &t.reason);
+    };
+    events.warn(format!("state: {} ({})", t.to, t.reason));
+    events.emit(Event::BstarState {
+        state: t.to.name().into(),
+        from: Some(t.from.name().into()),
+        reason: t.reason.clone(),
+        served_apart: Some(served),
     });
 }
 
@@ -142,6 +176,10 @@ pub trait Pair: Machine {
     fn frozen_until(&self) -> Option<Instant> {
         None
     }
+
+    /// This node stepped down from ACTIVE to PASSIVE after a split (see [`crate::bstar`]):
+    /// let go of whatever it held for clients, so that they go to the active node.
+    fn step_down(&mut self, _now: Instant, _out: &mut Outbox<Self::Job>, _events: &mut Events) {}
 }
 
 /// Our PUB socket, where this node's state goes.
@@ -191,6 +229,7 @@ impl<M: Pair> Bstar<M> {
         }
         let config = BstarConfig {
             heartbeat: options.heartbeat,
+            on_split: options.on_split,
         };
         Ok(Bstar {
             fsm: BinaryStar::new(options.role, config, now),
@@ -262,10 +301,26 @@ impl<M: Pair> Bstar<M> {
                 return;
             }
         };
+        let contested = self.fsm.contested();
         match self.fsm.on_peer_state(peer, now) {
             Ok(Some(t)) => {
                 self.last_refusal = None;
-                announce_state(events, Some(t.from), t.to, &t.reason);
+                announce(events, &t);
+                if t.split.is_some() && t.to == State::Passive {
+                    self.inner.step_down(now, &mut self.inner_out, events);
+                }
+            }
+            Ok(None) if !contested && self.fsm.contested() => {
+                let wait = self.fsm.config().expiry().as_millis();
+                let then = match self.options.role {
+                    Role::Primary => "it is the backup's to yield if it served too",
+                    Role::Backup => "if it stays active, it served too and this backup yields",
+                };
+                events.warn(format!(
+                    "split: the peer is active too, and this node served {} client request(s) \
+                     while they were apart; waiting {wait} ms for the peer to step down ({then})",
+                    self.fsm.served_apart()
+                ));
             }
             Ok(None) => {}
             Err(error) => {
@@ -309,7 +364,7 @@ impl<M: Pair> Bstar<M> {
             Vote::Accept => true,
             Vote::TakeOver(t) => {
                 self.last_refusal = None;
-                announce_state(events, Some(t.from), t.to, &t.reason);
+                announce(events, &t);
                 true
             }
             Vote::Refuse(why) => {
@@ -529,6 +584,7 @@ mod tests {
         ticks: u32,
         deadline: Option<Instant>,
         frozen: Option<Instant>,
+        stepped_down: u32,
     }
 
     impl Machine for Inner {
@@ -569,6 +625,10 @@ mod tests {
         fn frozen_until(&self) -> Option<Instant> {
             self.frozen
         }
+        fn step_down(&mut self, _now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
+            self.stepped_down += 1;
+            out.send(0, Message::from_frames([b"bye".to_vec()]));
+        }
     }
 
     fn options(role: Role) -> BstarOptions {
@@ -577,6 +637,7 @@ mod tests {
             state_pub: "tcp://*:5003".into(),
             peer_state: "tcp://localhost:5004".into(),
             heartbeat: HB,
+            on_split: SplitPolicy::Resolve,
         }
     }
 
@@ -598,9 +659,17 @@ mod tests {
 
     impl N {
         fn new(role: Role) -> Self {
+            N::with(role, SplitPolicy::Resolve)
+        }
+
+        fn with(role: Role, on_split: SplitPolicy) -> Self {
             let t0 = Instant::now();
+            let o = BstarOptions {
+                on_split,
+                ..options(role)
+            };
             let mut n = N {
-                node: Bstar::new(options(role), Inner::default(), t0).unwrap(),
+                node: Bstar::new(o, Inner::default(), t0).unwrap(),
                 out: Outbox::default(),
                 log: Arc::default(),
                 t0,
@@ -878,7 +947,7 @@ mod tests {
         } else {
             Role::Backup
         };
-        let mut n = N::new(role);
+        let mut n = N::with(role, SplitPolicy::Stop);
         for (i, state) in setup.iter().enumerate() {
             n.peer(state, i as u64);
         }
@@ -949,6 +1018,106 @@ mod tests {
         assert_eq!(published(&out), ["3"]);
         assert!(n.node.wants(STATE_SUB));
         assert_eq!(n.node.inner().ticks, 1);
+    }
+
+    /// The `bstar_state` events a node emitted: (state, reason, served_apart).
+    fn state_events(n: &N) -> Vec<(String, String, Option<u64>)> {
+        n.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::BstarState {
+                    state,
+                    reason,
+                    served_apart,
+                    ..
+                } => Some((state.clone(), reason.clone(), *served_apart)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_node_that_served_nobody_apart_steps_down_says_so_once_and_lets_go() {
+        let mut n = N::new(Role::Primary);
+        n.peer(b"2", 0);
+        assert_eq!(n.node.state(), State::Active);
+        // The backup is silent from 0 on, then heard ACTIVE at 1000: nobody was served.
+        let out = n.peer(b"3", 1000);
+        assert_eq!(published(&out), ["4"], "the step-down is published at once");
+        assert_eq!(
+            forwarded(&out),
+            1,
+            "what the inner machine let go of goes out"
+        );
+        assert_eq!(n.node.inner().stepped_down, 1);
+        assert_eq!(n.node.state(), State::Passive);
+        let lines = n.lines();
+        let resolved: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("stepped down after a split"))
+            .collect();
+        assert_eq!(resolved.len(), 1, "{lines:?}");
+        assert!(
+            resolved[0].starts_with("state: PASSIVE (stepped down after a split: "),
+            "{lines:?}"
+        );
+        let (state, reason, served) = state_events(&n).pop().unwrap();
+        assert_eq!((state.as_str(), served), ("PASSIVE", Some(0)));
+        assert!(reason.starts_with("stepped down after a split"), "{reason}");
+        // Settled: refuses clients, keeps its link, does not stop.
+        assert_eq!(forwarded(&n.client(1010)), 0);
+        assert!(n.node.wants(STATE_SUB));
+        assert!(n.node.failure().is_none());
+    }
+
+    #[test]
+    fn a_node_that_served_apart_logs_the_contest_once_and_the_backup_yields_if_both_served() {
+        let mut n = N::new(Role::Backup);
+        n.peer(b"3", 0);
+        assert_eq!(forwarded(&n.client(300)), 1, "the client vote");
+        assert_eq!(forwarded(&n.client(310)), 1);
+        for at in [1000, 1100] {
+            let out = n.peer(b"3", at);
+            assert!(
+                published(&out).iter().all(|s| s == "3"),
+                "still active: {out:?}"
+            );
+            assert_eq!(n.node.state(), State::Active);
+        }
+        let contest: Vec<String> = n
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("split: the peer is active too"))
+            .collect();
+        assert_eq!(contest.len(), 1, "{contest:?}");
+        assert!(
+            contest[0].contains("served 2 client request(s)"),
+            "{contest:?}"
+        );
+        assert_eq!(forwarded(&n.client(1150)), 1, "serves while it waits");
+        let out = n.peer(b"3", 1200);
+        assert_eq!(published(&out), ["4"]);
+        assert_eq!(n.node.inner().stepped_down, 1);
+        let (state, reason, served) = state_events(&n).pop().unwrap();
+        assert_eq!((state.as_str(), served), ("PASSIVE", Some(2)));
+        assert!(reason.contains("the backup yields"), "{reason}");
+    }
+
+    #[test]
+    fn dual_passive_makes_the_primary_take_over_without_letting_go_of_anything() {
+        let mut n = N::new(Role::Primary);
+        n.peer(b"3", 0);
+        assert_eq!(n.node.state(), State::Passive);
+        n.peer(b"4", 50);
+        n.peer(b"4", 150);
+        let out = n.peer(b"4", 250);
+        assert_eq!(published(&out), ["3"]);
+        assert_eq!(n.node.inner().stepped_down, 0);
+        assert!(n.lines().contains(
+            &"state: ACTIVE (both nodes passive after a split: the primary takes over)".into()
+        ));
     }
 
     // ---- the Lazy server as a node ----
@@ -1121,6 +1290,7 @@ mod tests {
             peer_state: options.peer_state,
             role: options.role,
             heartbeat: options.heartbeat,
+            on_split: options.on_split,
             handler: Handler::Echo,
             faults: FaultPlan::default(),
             seed: 0,
@@ -1155,6 +1325,7 @@ mod tests {
                 state_pub: p_pub.clone(),
                 peer_state: b_pub.clone(),
                 heartbeat: hb,
+                on_split: SplitPolicy::Resolve,
             },
             stop.clone(),
             Arc::clone(&plog),
@@ -1166,6 +1337,7 @@ mod tests {
                 state_pub: b_pub,
                 peer_state: p_pub,
                 heartbeat: hb,
+                on_split: SplitPolicy::Resolve,
             },
             stop.clone(),
             Arc::clone(&blog),
@@ -1192,6 +1364,7 @@ mod tests {
                 state_pub: own.clone(),
                 peer_state: own,
                 heartbeat: Duration::from_millis(10),
+                on_split: SplitPolicy::Resolve,
             },
             Stop::new(),
             Arc::default(),

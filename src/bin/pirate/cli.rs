@@ -178,6 +178,7 @@ impl ServerArgs {
                 peer_state: o.peer_state,
                 role: o.role,
                 heartbeat: o.heartbeat,
+                on_split: o.on_split,
                 handler: self.handler.handler(),
                 faults: self.faults.plan(FaultPlan::guide_server()),
                 seed: self.faults.seed(),

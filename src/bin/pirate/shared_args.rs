@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use pirate::bstar::Role;
+use pirate::bstar::{Role, SplitPolicy};
 use pirate::connections::Budget;
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
@@ -223,6 +223,26 @@ pub struct BstarArgs {
     /// How often each node publishes its state; the peer is dead after two
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration, help_heading = "Binary Star")]
     pub state_heartbeat: Duration,
+    /// What a node does when, after it lost sight of its peer, it finds the peer active too
+    /// (or passive too)
+    #[arg(
+        long,
+        value_enum,
+        default_value = "resolve",
+        value_name = "RULE",
+        help_heading = "Binary Star"
+    )]
+    pub on_split: OnSplit,
+}
+
+/// `--on-split`: heal a split pair, or stop it as the Guide does.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnSplit {
+    /// Heal: the node that served no client while apart steps down to passive; if both
+    /// served, the backup does; if both end passive, the primary takes over
+    Resolve,
+    /// The Guide's rule: both nodes stop with exit 69 (split brain)
+    Stop,
 }
 
 impl BstarArgs {
@@ -244,6 +264,10 @@ impl BstarArgs {
             state_pub: self.state_bind.clone().unwrap_or(guide.state_pub),
             peer_state: self.peer_state.clone().unwrap_or(guide.peer_state),
             heartbeat: self.state_heartbeat,
+            on_split: match self.on_split {
+                OnSplit::Resolve => SplitPolicy::Resolve,
+                OnSplit::Stop => SplitPolicy::Stop,
+            },
         })
     }
 }

@@ -6,8 +6,8 @@
 use crate::chaos_args::{ChaosArgs, ChaosCommand, ChaosRunArgs, ProxyPlacementArg};
 use crate::cli::{ClientArgs, Command, WorkerArgs, WorkerDialect};
 use crate::proxy_args::TrafficArgs;
-use crate::shared_args::BstarArgs;
 use crate::shared_args::ClientProtocol;
+use crate::shared_args::{BstarArgs, OnSplit};
 
 use pirate::chaos::report::Pattern;
 
@@ -86,6 +86,9 @@ fn connects_somewhere(bstar: &BstarArgs, credentials: bool) -> Result<(), String
 fn bstar(b: &BstarArgs) -> Result<(), String> {
     if !b.paired() && (b.state_bind.is_some() || b.peer_state.is_some()) {
         return Err("--state-bind and --peer-state need --primary or --backup".into());
+    }
+    if !b.paired() && b.on_split != OnSplit::Resolve {
+        return Err("--on-split needs --primary or --backup".into());
     }
     Ok(())
 }
@@ -224,6 +227,10 @@ mod tests {
         };
         refused(&["server", "--plain", "u:p"], "connects nowhere");
         refused(&["broker", "--state-bind", "tcp://*:7"], "need --primary");
+        refused(
+            &["server", "--on-split", "stop"],
+            "--on-split needs --primary",
+        );
         refused(
             &["client", "--service", "s", "--protocol", "lazy"],
             "Majordomo",
