@@ -1,0 +1,250 @@
+//! Majordomo (7/MDP 0.1, 8/MMI) against the Guide's real programs (`../shared/guide`):
+//! `pirate broker` with the Guide's mdworker, mdclient, mdclient2 and mmiecho, and `pirate
+//! worker` and `pirate client` with the Guide's mdbroker, in Python and C++.
+//!
+//! The Guide's clients count replies and assert on the header (`mdcliapi.py`: `assert
+//! MDP.C_CLIENT == header`, `assert service == reply_service`) but never look at the body, so
+//! they run with `-v` and the test reads the messages they dumped: every request and every
+//! reply must be exactly `["MDPC01"]["echo"]["Hello world"]` (with `mdcliapi2`, a DEALER, an
+//! empty frame first). `pirate client --count N` checks each body itself.
+
+mod common;
+
+use common::guide::{self, Lang};
+use common::*;
+
+const COUNT: usize = 5;
+
+/// The Guide's mdworker (echo) on `port`, its heartbeats and reconnects left at the Guide's
+/// 2500 ms: nothing here lasts that long, so none is due.
+fn guide_mdworker(lang: Lang, port: u16) -> Option<Proc> {
+    let connect = endpoint(port);
+    guide::start(lang, "mdworker", &[], &[("ZG_CONNECT", &connect)])
+}
+
+/// A pirate broker at the Guide's timing (heartbeat 2500 ms, liveness 3), as the Guide's
+/// workers expect: a shorter one would expire them between their heartbeats.
+fn guide_timed_broker() -> (Proc, u16) {
+    start_broker(&[])
+}
+
+/// Waits until `broker` has registered `n` workers for `service` (its `ready for service` line).
+fn wait_workers(broker: &Proc, service: &str, n: usize) {
+    let needle = format!("ready for service {service}");
+    broker.wait_for(&format!("{n} worker(s) for {service}"), |_, e| {
+        e.matches(&needle).count() >= n
+    });
+}
+
+/// `pirate client --service echo --count N` through a broker on `port`: every reply is the
+/// request, in order.
+fn pirate_client_gets_the_sequence(port: u16, what: &str) {
+    let count = COUNT.to_string();
+    let (code, out, err) = run(
+        &[
+            "client",
+            "--json",
+            "--service",
+            "echo",
+            "--connect",
+            &endpoint(port),
+            "--count",
+            &count,
+            "--timeout",
+            "5s",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{what}: {err}");
+    assert_eq!(replies(&out), sequence(COUNT as u64), "{what}: {err}");
+}
+
+/// Runs the Guide's `client` (mdclient or mdclient2) with `-v` against a broker on `port`
+/// until it exits, and checks what it says and every message it dumped.
+fn guide_client_is_answered(lang: Lang, client: &str, port: u16) {
+    let connect = endpoint(port);
+    let count = COUNT.to_string();
+    let Some(mut proc) = guide::start(
+        lang,
+        client,
+        &["-v"],
+        &[("ZG_CONNECT", &connect), ("ZG_COUNT", &count)],
+    ) else {
+        return;
+    };
+    let status = proc.wait();
+    let (out, err) = (proc.stdout.text(), proc.stderr.text());
+    let said = format!("{out}{err}");
+    assert!(status.success(), "{lang:?} {client}: {said}");
+    // mdclient.py/.cpp and mdclient2.py: "%i requests/replies processed"; mdclient2.cpp:
+    // "N replies received".
+    let done = [
+        format!("{COUNT} requests/replies processed"),
+        format!("{COUNT} replies received"),
+    ];
+    assert!(
+        done.iter().any(|d| out.contains(d.as_str())),
+        "{lang:?} {client}: {said}"
+    );
+    let mut expected = vec![
+        "MDPC01".to_string(),
+        "echo".to_string(),
+        "Hello world".to_string(),
+    ];
+    if client == "mdclient2" {
+        expected.insert(0, String::new());
+    }
+    let mut messages = guide::dumped_messages(&out);
+    messages.extend(guide::dumped_messages(&err));
+    // Each request is dumped once when sent, and each reply once when received.
+    assert_eq!(messages.len(), 2 * COUNT, "{lang:?} {client}: {said}");
+    for message in &messages {
+        assert_eq!(message, &expected, "{lang:?} {client}: {said}");
+    }
+}
+
+fn pirate_broker_routes_pirate_client_to_guide_mdworker(lang: Lang) {
+    let (broker, port) = guide_timed_broker();
+    let Some(_worker) = guide_mdworker(lang, port) else {
+        return;
+    };
+    wait_workers(&broker, "echo", 1);
+    pirate_client_gets_the_sequence(port, &format!("{lang:?} mdworker behind pirate broker"));
+}
+
+#[test]
+fn pirate_broker_routes_pirate_client_to_the_python_mdworker() {
+    pirate_broker_routes_pirate_client_to_guide_mdworker(Lang::Python);
+}
+
+#[test]
+fn pirate_broker_routes_pirate_client_to_the_cpp_mdworker() {
+    pirate_broker_routes_pirate_client_to_guide_mdworker(Lang::Cpp);
+}
+
+/// The Guide's mdclient and mdclient2 through `pirate broker`, answered by the Guide's own
+/// mdworker of the same language (the whole chain but the broker is the Guide's) and then by
+/// `pirate worker`.
+fn guide_clients_through_pirate_broker(lang: Lang) {
+    let (broker, port) = guide_timed_broker();
+    {
+        let Some(_worker) = guide_mdworker(lang, port) else {
+            return;
+        };
+        wait_workers(&broker, "echo", 1);
+        guide_client_is_answered(lang, "mdclient", port);
+        guide_client_is_answered(lang, "mdclient2", port);
+    }
+    // The Guide's worker was killed without a DISCONNECT: the broker holds it until it
+    // expires, and would give it the next request. A second broker serves pirate's worker.
+    let (broker, port) = guide_timed_broker();
+    let connect = endpoint(port);
+    let _worker = spawn(
+        "worker",
+        &[
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--connect",
+            &connect,
+        ],
+    );
+    wait_workers(&broker, "echo", 1);
+    guide_client_is_answered(lang, "mdclient", port);
+    guide_client_is_answered(lang, "mdclient2", port);
+}
+
+#[test]
+fn the_python_mdclient_and_mdclient2_are_answered_through_pirate_broker() {
+    guide_clients_through_pirate_broker(Lang::Python);
+}
+
+#[test]
+fn the_cpp_mdclient_and_mdclient2_are_answered_through_pirate_broker() {
+    guide_clients_through_pirate_broker(Lang::Cpp);
+}
+
+/// The Guide's mmiecho (C++ only: the Guide has no Python one) asks `pirate broker`
+/// `mmi.service` and prints "Lookup echo service: STATUS" (`mmiecho.cpp`).
+#[test]
+fn the_cpp_mmiecho_gets_200_for_a_served_service_and_404_otherwise_from_pirate_broker() {
+    let (broker, port) = guide_timed_broker();
+    let Some(_worker) = guide_mdworker(Lang::Cpp, port) else {
+        return;
+    };
+    wait_workers(&broker, "echo", 1);
+    let connect = endpoint(port);
+    for (service, status) in [("echo", "200"), ("nobody", "404")] {
+        let Some(mut mmi) = guide::cpp(
+            "mmiecho",
+            &[],
+            &[("ZG_CONNECT", &connect), ("ZG_SERVICE", service)],
+        ) else {
+            return;
+        };
+        assert!(mmi.wait().success(), "mmiecho: {}", mmi.stderr.text());
+        assert_eq!(
+            mmi.stdout.text().trim(),
+            format!("Lookup echo service: {status}"),
+            "mmiecho for {service}: {}",
+            mmi.stderr.text()
+        );
+    }
+}
+
+/// `pirate worker` and `pirate client` with the Guide's mdbroker: the client's sequence is
+/// answered in order; `mmi.service` answers 200 for echo and 404 for a service never seen;
+/// and the Guide's own mdclient, through the Guide's broker, is answered by pirate's worker.
+fn pirate_worker_and_client_with_guide_mdbroker(lang: Lang) {
+    let port = free_port();
+    let bind = endpoint(port);
+    let Some(_broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+        return;
+    };
+    guide::wait_bound(port);
+    let worker = spawn(
+        "worker",
+        &[
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--connect",
+            &bind,
+        ],
+    );
+    // The worker's READY is on its way; the Guide's broker queues the client's first request
+    // until it is handled, and mmi.service is asked only after the sequence was answered.
+    worker.wait_stderr("ready for service echo");
+    let what = format!("pirate worker behind the {lang:?} mdbroker");
+    pirate_client_gets_the_sequence(port, &what);
+    let (code, out, err) = run(
+        &[
+            "client",
+            "--service",
+            "mmi.service",
+            "--connect",
+            &bind,
+            "echo",
+            "nobody",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{what}: {err}");
+    assert_eq!(out, "200\n404\n", "{what}: {err}");
+    guide_client_is_answered(lang, "mdclient", port);
+    guide_client_is_answered(lang, "mdclient2", port);
+}
+
+#[test]
+fn pirate_worker_and_client_work_with_the_python_mdbroker() {
+    pirate_worker_and_client_with_guide_mdbroker(Lang::Python);
+}
+
+#[test]
+fn pirate_worker_and_client_work_with_the_cpp_mdbroker() {
+    pirate_worker_and_client_with_guide_mdbroker(Lang::Cpp);
+}
