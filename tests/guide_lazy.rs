@@ -93,3 +93,74 @@ fn the_python_lpclient_is_served_by_pirate_server() {
 fn the_cpp_lpclient_is_served_by_pirate_server() {
     lpclient_with_pirate_server(Lang::Cpp);
 }
+
+/// The Guide's Lazy Pirate experiment with the Guide's lpserver as it ships, faults on
+/// (`lpserver.py`: after 3 cycles, "Simulating a crash" (it exits) one time in four, else
+/// "Simulating CPU overload" (2 s asleep) one time in four; unseeded, so every run differs),
+/// restarted on the same port whenever it crashes, as the Guide has one do by hand. `pirate
+/// client` times out (300 ms), reopens its socket and resends: every request of the sequence
+/// is answered, checked, and printed once, in order, whatever the server did.
+fn pirate_client_outlasts_lpserver_faults(lang: Lang) {
+    const COUNT: u64 = 10;
+    let port = free_port();
+    let bind = format!("tcp://*:{port}");
+    let env = [
+        ("ZG_BIND", bind.as_str()),
+        ("ZG_WORK", "0.01"),
+        ("ZG_WORK_MS", "10"),
+    ];
+    let Some(mut server) = guide::start(lang, "lpserver", &[], &env) else {
+        return;
+    };
+    guide::wait_bound(port);
+    let count = COUNT.to_string();
+    let mut client = spawn(
+        "client",
+        &[
+            "client",
+            "--json",
+            "--connect",
+            &endpoint(port),
+            "--count",
+            &count,
+            "--timeout",
+            "300ms",
+            "--retries",
+            "50",
+        ],
+    );
+    let (start, mut crashes) = (std::time::Instant::now(), 0);
+    let mut said = String::new();
+    while !client.has_exited() {
+        assert!(start.elapsed() < DEADLINE, "the client never finished");
+        if server.has_exited() {
+            crashes += 1;
+            said += &server.stderr.text();
+            said += &server.stdout.text();
+            server = guide::start(lang, "lpserver", &[], &env).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    said += &server.stderr.text();
+    said += &server.stdout.text();
+    let code = client.code();
+    let out = client.stdout.text();
+    let faults = said.matches("Simulating").count() + said.matches("simulating").count();
+    eprintln!("{lang:?} lpserver: {crashes} crash(es) restarted, {faults} fault(s) logged");
+    let context = format!(
+        "{lang:?} lpserver, {crashes} crash(es):\n{said}\n--- client\n{}",
+        client.stderr.text()
+    );
+    assert_eq!(code, 0, "{context}");
+    assert_eq!(replies(&out), sequence(COUNT), "{context}");
+}
+
+#[test]
+fn pirate_client_outlasts_the_python_lpserver_with_its_faults_on() {
+    pirate_client_outlasts_lpserver_faults(Lang::Python);
+}
+
+#[test]
+fn pirate_client_outlasts_the_cpp_lpserver_with_its_faults_on() {
+    pirate_client_outlasts_lpserver_faults(Lang::Cpp);
+}
