@@ -248,3 +248,19 @@ fn pirate_worker_and_client_work_with_the_python_mdbroker() {
 fn pirate_worker_and_client_work_with_the_cpp_mdbroker() {
     pirate_worker_and_client_with_guide_mdbroker(Lang::Cpp);
 }
+
+/// Across languages: the Python mdclient's REQ socket has libzmq's binary identity (`0x00` and
+/// four bytes), which the C++ side reads as a C string: behind the Guide's own C++ broker the
+/// address is empty, the mdworker aborts (`assert (m_reply_to.size()!=0)` in `mdwrkapi.hpp`)
+/// and the client gets 0 replies (seen by hand with both programs). `pirate broker` hands workers a printable address of its own for each request
+/// instead of the client's identity, so the reply finds its client.
+#[test]
+fn the_python_mdclient_is_answered_by_the_cpp_mdworker_through_pirate_broker() {
+    let (broker, port) = guide_timed_broker();
+    let Some(_worker) = guide_mdworker(Lang::Cpp, port) else {
+        return;
+    };
+    wait_workers(&broker, "echo", 1);
+    guide_client_is_answered(Lang::Python, "mdclient", port);
+    guide_client_is_answered(Lang::Python, "mdclient2", port);
+}
