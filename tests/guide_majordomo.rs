@@ -264,3 +264,107 @@ fn the_python_mdclient_is_answered_by_the_cpp_mdworker_through_pirate_broker() {
     guide_client_is_answered(Lang::Python, "mdclient", port);
     guide_client_is_answered(Lang::Python, "mdclient2", port);
 }
+
+/// The messages a `pirate` role traced under `-v` as received (its `---- ROLE in` rules; the
+/// frames in the Guide's dump style, which [`guide::dumped_messages`] reads).
+fn traced_in(stderr: &str) -> Vec<Vec<String>> {
+    let only_in: Vec<&str> = stderr
+        .lines()
+        .map(|l| {
+            if l.starts_with("-----") && !l.trim_end().ends_with(" in") {
+                "(sent)" // not a frame line: ends the message before it, opens none
+            } else {
+                l
+            }
+        })
+        .collect();
+    guide::dumped_messages(&only_in.join("\n"))
+}
+
+/// How many 7/MDP HEARTBEATs (`[""]["MDPW01"][0x04]`, after the sender's identity when
+/// `routed`) a pirate role traced as received.
+fn heartbeats_in(proc: &Proc, routed: bool) -> usize {
+    let skip = usize::from(routed);
+    traced_in(&proc.stderr.text())
+        .iter()
+        .filter(|m| m.len() == 3 + skip && m[skip..] == ["", "MDPW01", "04"])
+        .count()
+}
+
+/// Past the Guide's expiry: `pirate worker` idles beside the Guide's mdbroker until it has
+/// had 4 of the broker's HEARTBEATs (10 s at the Guide's fixed 2500 ms), longer than the
+/// broker keeps a silent worker (`HEARTBEAT_EXPIRY = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS`,
+/// 7.5 s; mdbroker.py then forgets it without a word). Its own heartbeats kept it: it never
+/// reconnected, and it still answers.
+fn pirate_worker_stays_registered_with_guide_mdbroker(lang: Lang) {
+    let port = free_port();
+    let bind = endpoint(port);
+    let Some(_broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+        return;
+    };
+    guide::wait_bound(port);
+    let mut worker = spawn(
+        "worker",
+        &[
+            "worker",
+            "-v",
+            "--json",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--connect",
+            &bind,
+        ],
+    );
+    worker.wait_for("4 heartbeats from the Guide's broker", |_, _| {
+        heartbeats_in(&worker, false) >= 4
+    });
+    pirate_client_gets_the_sequence(port, &format!("{lang:?} mdbroker after 10 s idle"));
+    let summary = stop_and_summarise(&mut worker);
+    assert_eq!(summary["reconnects"], 0, "{summary}");
+}
+
+#[test]
+fn pirate_worker_stays_registered_with_the_python_mdbroker() {
+    pirate_worker_stays_registered_with_guide_mdbroker(Lang::Python);
+}
+
+#[test]
+fn pirate_worker_stays_registered_with_the_cpp_mdbroker() {
+    pirate_worker_stays_registered_with_guide_mdbroker(Lang::Cpp);
+}
+
+/// The other way: the Guide's mdworker idles behind `pirate broker` (the Guide's timing)
+/// until the broker has had 4 of its HEARTBEATs, past the 7.5 s after which either side
+/// would drop a silent peer; the broker expired no worker, registered it once (a worker that
+/// thought the broker dead would reconnect and send READY again), and it still answers.
+fn guide_mdworker_stays_registered_with_pirate_broker(lang: Lang) {
+    let (mut broker, port) = start_broker(&["-v", "--json"]);
+    let Some(_worker) = guide_mdworker(lang, port) else {
+        return;
+    };
+    broker.wait_for("4 heartbeats from the Guide's worker", |_, _| {
+        heartbeats_in(&broker, true) >= 4
+    });
+    pirate_client_gets_the_sequence(port, &format!("{lang:?} mdworker after 10 s idle"));
+    let summary = stop_and_summarise(&mut broker);
+    assert_eq!(summary["workers_expired"], 0, "{summary}");
+    assert_eq!(summary["workers_seen"], 1, "{summary}");
+    let out = broker.stdout.text();
+    assert_eq!(
+        out.matches(r#""event":"service_worker_ready""#).count(),
+        1,
+        "{out}"
+    );
+}
+
+#[test]
+fn the_python_mdworker_stays_registered_with_pirate_broker() {
+    guide_mdworker_stays_registered_with_pirate_broker(Lang::Python);
+}
+
+#[test]
+fn the_cpp_mdworker_stays_registered_with_pirate_broker() {
+    guide_mdworker_stays_registered_with_pirate_broker(Lang::Cpp);
+}
