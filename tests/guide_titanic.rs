@@ -76,6 +76,22 @@ fn sequence_answered(mut client: Proc, what: &str) {
     );
 }
 
+/// The Guide's `titanic.py` on a broker at `port`, its store in `scratch/store`. The store
+/// must not exist yet: titanic.py creates its `queue` file only with the directory, and its
+/// dispatcher dies on opening a missing one (`open(queue_filename, 'rb+')`).
+fn python_titanic(port: u16, scratch: &std::path::Path) -> Option<Proc> {
+    let connect = endpoint(port);
+    let store = scratch.join("store");
+    guide::python(
+        "titanic",
+        &[],
+        &[
+            ("ZG_CONNECT", &connect),
+            ("ZG_DIR", store.to_str().unwrap()),
+        ],
+    )
+}
+
 /// The Guide's `titanic.py` between pirate's client and pirate's worker, through pirate's
 /// broker: once with the worker already there, once with the requests stored before any
 /// worker exists (titanic.py's dispatcher asks `mmi.service` every second and sends them when
@@ -84,12 +100,7 @@ fn sequence_answered(mut client: Proc, what: &str) {
 fn python_titanic_serves_pirate_client_through_pirate_broker_and_worker() {
     let (broker, port) = start_broker(&[]);
     let dir = guide::scratch_dir("titanic-py");
-    let connect = endpoint(port);
-    let Some(_titanic) = guide::python(
-        "titanic",
-        &[],
-        &[("ZG_CONNECT", &connect), ("ZG_DIR", dir.to_str().unwrap())],
-    ) else {
+    let Some(_titanic) = python_titanic(port, &dir) else {
         return;
     };
     wait_titanic_services(&broker);
@@ -189,4 +200,70 @@ fn pirate_titanic_works_with_the_python_mdbroker_and_mdworker() {
 #[test]
 fn pirate_titanic_works_with_the_cpp_mdbroker_and_mdworker() {
     pirate_titanic_with_guide_broker(Lang::Cpp);
+}
+
+/// What Titanic is for, with the Guide's: a request stored by titanic.py, which is then
+/// killed (-9) before any worker exists, is sent once titanic.py is started again on the same
+/// store and a worker appears; `pirate client --titanic`, polling `titanic.reply` all along
+/// (its polls wait in the broker or time out and are retried while no Titanic is there),
+/// gets the reply.
+#[test]
+fn a_request_stored_by_python_titanic_survives_its_kill_and_restart() {
+    let (broker, port) = start_broker(&[]);
+    let dir = guide::scratch_dir("titanic-py-restart");
+    let Some(titanic) = python_titanic(port, &dir) else {
+        return;
+    };
+    wait_titanic_services(&broker);
+    let connect = endpoint(port);
+    let client = spawn(
+        "client",
+        &[
+            "client",
+            "--json",
+            "--titanic",
+            "--service",
+            "echo",
+            "--connect",
+            &connect,
+            "--poll-interval",
+            "100ms",
+            "--timeout",
+            "1s",
+            "--retries",
+            "30",
+            "kept on disk",
+        ],
+    );
+    client.wait_stderr("titanic stored the request");
+    // titanic.py answers 200 from its request thread, and its dispatcher appends the UUID to
+    // `queue` just after (the Guide's own window: a kill in between loses the request). Wait
+    // for that line, then kill.
+    let said = client.stderr.text();
+    let uuid = said
+        .split("stored the request as ")
+        .nth(1)
+        .and_then(|rest| rest.get(..32))
+        .expect("the client names the stored request's UUID")
+        .to_string();
+    let queue = dir.join("store").join("queue");
+    client.wait_for("titanic.py to queue the request", |_, _| {
+        std::fs::read_to_string(&queue).is_ok_and(|q| q.contains(&format!("-{uuid}")))
+    });
+    titanic.signal(libc::SIGKILL);
+    assert!(process_gone(titanic.pid()), "titanic.py survived SIGKILL");
+    drop(titanic);
+    let Some(_titanic) = python_titanic(port, &dir) else {
+        return;
+    };
+    let _worker = echo_worker(port);
+    let mut client = client;
+    assert_eq!(client.code(), 0, "{}", client.stderr.text());
+    assert_eq!(
+        replies(&client.stdout.text()),
+        ["kept on disk"],
+        "{}",
+        client.stderr.text()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
