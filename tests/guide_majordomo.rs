@@ -368,3 +368,73 @@ fn the_python_mdworker_stays_registered_with_pirate_broker() {
 fn the_cpp_mdworker_stays_registered_with_pirate_broker() {
     guide_mdworker_stays_registered_with_pirate_broker(Lang::Cpp);
 }
+
+/// Many requests in flight through the Guide's mdbroker: `pirate client --window 8` (the
+/// broker answers `mmi.correlate` with 501, so each request goes on a socket of its own, in
+/// standard MDP) and a `pirate worker --concurrency 4` (the broker grants no credit: its first
+/// word is a plain HEARTBEAT or REQUEST, so the worker opens 4 ordinary sessions) beside a
+/// plain one. Every request of the sequence is answered once (in any order: that is what a
+/// window is), and all 5 sessions registered.
+fn windowed_client_and_concurrent_worker_with_guide_mdbroker(lang: Lang) {
+    const COUNT: u64 = 100;
+    let port = free_port();
+    let bind = endpoint(port);
+    let Some(_broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+        return;
+    };
+    guide::wait_bound(port);
+    let worker_args = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--connect",
+            bind.as_str(),
+            "--work",
+            "5ms",
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let plain = spawn("worker", &worker_args(&[]));
+    let lanes = spawn("worker4", &worker_args(&["--concurrency", "4"]));
+    plain.wait_stderr("ready for service echo");
+    lanes.wait_for("4 sessions", |_, e| {
+        e.matches("ready for service echo").count() >= 4
+    });
+    let count = COUNT.to_string();
+    let (code, out, err) = run(
+        &[
+            "client",
+            "--json",
+            "--service",
+            "echo",
+            "--connect",
+            &bind,
+            "--count",
+            &count,
+            "--window",
+            "8",
+            "--timeout",
+            "5s",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{lang:?} mdbroker: {err}");
+    let mut got = replies(&out);
+    got.sort_by_key(|r| r.parse::<u64>().unwrap_or(0));
+    assert_eq!(got, sequence(COUNT), "{lang:?} mdbroker: {err}");
+    assert_eq!(summary(&out)["mismatched"], 0, "{lang:?} mdbroker: {err}");
+}
+
+#[test]
+fn a_windowed_client_and_a_concurrent_worker_work_with_the_python_mdbroker() {
+    windowed_client_and_concurrent_worker_with_guide_mdbroker(Lang::Python);
+}
+
+#[test]
+fn a_windowed_client_and_a_concurrent_worker_work_with_the_cpp_mdbroker() {
+    windowed_client_and_concurrent_worker_with_guide_mdbroker(Lang::Cpp);
+}
