@@ -240,3 +240,44 @@ fn pirate_primary_pairs_with_the_python_bstarsrv_backup() {
 fn pirate_primary_pairs_with_the_cpp_bstarsrv_backup() {
     pirate_primary_with_guide_backup(Lang::Cpp);
 }
+
+/// The other mixed pair: the Guide's bstarsrv `-p` as primary, `pirate server --backup`
+/// (state heartbeat 1 s) as its backup. The Guide's primary says "connected to backup" on
+/// pirate's BACKUP state, pirate's backup goes PASSIVE on the Guide's ACTIVE; the Guide's
+/// primary is killed (-9), and pirate's backup takes over on pirate client's vote.
+fn guide_primary_with_pirate_backup(lang: Lang) {
+    let ports = BstarPorts::new();
+    let Some(primary) = guide_node(
+        lang,
+        true,
+        &ports.primary,
+        &ports.primary_state,
+        &ports.backup_state,
+    ) else {
+        return;
+    };
+    let backup = start_bstar_node(&ports, false, "1s", &[]);
+    primary.wait_stdout("connected to backup");
+    backup.wait_for("the backup to go passive", |_, _| {
+        bstar_states(&backup).contains(&"PASSIVE".to_string())
+    });
+    let client = paced_client(&ports.primary, &ports.backup);
+    primary.signal(libc::SIGKILL);
+    answered_across_a_failover(client, &format!("{lang:?} primary, pirate backup"));
+    assert_eq!(
+        bstar_states(&backup).last().map(String::as_str),
+        Some("ACTIVE"),
+        "{}",
+        backup.stderr.text()
+    );
+}
+
+#[test]
+fn the_python_bstarsrv_primary_pairs_with_a_pirate_backup() {
+    guide_primary_with_pirate_backup(Lang::Python);
+}
+
+#[test]
+fn the_cpp_bstarsrv_primary_pairs_with_a_pirate_backup() {
+    guide_primary_with_pirate_backup(Lang::Cpp);
+}
