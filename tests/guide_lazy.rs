@@ -164,3 +164,78 @@ fn pirate_client_outlasts_the_python_lpserver_with_its_faults_on() {
 fn pirate_client_outlasts_the_cpp_lpserver_with_its_faults_on() {
     pirate_client_outlasts_lpserver_faults(Lang::Cpp);
 }
+
+/// The same experiment the other way round: the Guide's lpclient against `pirate server
+/// --faults guide` (the Guide's lpserver faults: after 3 cycles, crash one time in three, a
+/// 2 s stall one time in three), seeded, and started again with the next seed whenever it
+/// crashes. lpclient waits 2.5 s, reopens its socket and resends, up to 3 times; it must get
+/// every reply of its sequence right ("Server replied OK"), never see a malformed one, and
+/// never abandon.
+fn guide_lpclient_outlasts_pirate_server_faults(lang: Lang) {
+    const COUNT: usize = 10;
+    let port = free_port();
+    let bind = endpoint(port);
+    let server_with_seed = |seed: u64| {
+        let seed = seed.to_string();
+        spawn(
+            "server",
+            &[
+                "server", "--bind", &bind, "--faults", "guide", "--work", "10ms", "--seed", &seed,
+            ],
+        )
+    };
+    let mut seed = 1;
+    let mut server = server_with_seed(seed);
+    server.wait_stderr("server on");
+    let count = COUNT.to_string();
+    let Some(mut client) = guide::start(
+        lang,
+        "lpclient",
+        &[],
+        &[
+            ("ZG_CONNECT", &bind),
+            ("ZG_COUNT", &count),
+            ("ZG_SLEEP_MS", "0"),
+        ],
+    ) else {
+        return;
+    };
+    let start = std::time::Instant::now();
+    let mut log = String::new();
+    while !client.has_exited() {
+        assert!(start.elapsed() < DEADLINE * 2, "lpclient never finished");
+        if server.has_exited() {
+            log += &server.stderr.text();
+            seed += 1;
+            server = server_with_seed(seed);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    log += &server.stderr.text();
+    let status = client.wait();
+    let said = format!("{}{}", client.stdout.text(), client.stderr.text());
+    let context = format!("{lang:?} lpclient, seeds 1..={seed}:\n{said}\n--- servers\n{log}");
+    eprintln!(
+        "{lang:?} lpclient: pirate server crashed {} time(s)",
+        seed - 1
+    );
+    assert!(status.success(), "{context}");
+    let lower = said.to_lowercase();
+    assert_eq!(
+        lower.matches("server replied ok").count(),
+        COUNT,
+        "{context}"
+    );
+    assert!(!lower.contains("malformed"), "{context}");
+    assert!(!lower.contains("abandoning"), "{context}");
+}
+
+#[test]
+fn the_python_lpclient_outlasts_pirate_server_with_the_guides_faults() {
+    guide_lpclient_outlasts_pirate_server_faults(Lang::Python);
+}
+
+#[test]
+fn the_cpp_lpclient_outlasts_pirate_server_with_the_guides_faults() {
+    guide_lpclient_outlasts_pirate_server_faults(Lang::Cpp);
+}
