@@ -438,3 +438,82 @@ fn a_windowed_client_and_a_concurrent_worker_work_with_the_python_mdbroker() {
 fn a_windowed_client_and_a_concurrent_worker_work_with_the_cpp_mdbroker() {
     windowed_client_and_concurrent_worker_with_guide_mdbroker(Lang::Cpp);
 }
+
+/// `pirate broker` restarted (killed -9, started again on the same port) under the Guide's
+/// mdworker: the worker's socket reconnects by itself and goes on heartbeating; the new
+/// broker, which never saw its READY, answers that with DISCONNECT (7/MDP: a command from a
+/// worker that is not registered), and the Guide's worker opens a new session and sends READY
+/// again (`mdwrkapi.py`: `elif command == MDP.W_DISCONNECT: self.reconnect_to_broker()`).
+/// The new broker then serves pirate client's sequence.
+fn guide_mdworker_rejoins_a_restarted_pirate_broker(lang: Lang) {
+    let (broker, port) = guide_timed_broker();
+    let Some(_worker) = guide_mdworker(lang, port) else {
+        return;
+    };
+    wait_workers(&broker, "echo", 1);
+    broker.signal(libc::SIGKILL);
+    assert!(process_gone(broker.pid()), "the broker survived SIGKILL");
+    drop(broker);
+    let bind = endpoint(port);
+    let broker = spawn("broker", &["broker", "--bind", &bind]);
+    broker.wait_stderr("disconnected: a command from an unregistered worker");
+    wait_workers(&broker, "echo", 1);
+    pirate_client_gets_the_sequence(port, &format!("{lang:?} mdworker, restarted broker"));
+}
+
+#[test]
+fn the_python_mdworker_rejoins_a_restarted_pirate_broker() {
+    guide_mdworker_rejoins_a_restarted_pirate_broker(Lang::Python);
+}
+
+#[test]
+fn the_cpp_mdworker_rejoins_a_restarted_pirate_broker() {
+    guide_mdworker_rejoins_a_restarted_pirate_broker(Lang::Cpp);
+}
+
+/// The other way: the Guide's mdbroker killed (-9) and started again on the same port under
+/// `pirate worker`. The new broker answers the worker's next HEARTBEAT with DISCONNECT
+/// (`mdbroker.py` `process_worker`: a HEARTBEAT from a worker it does not know), or the
+/// worker misses its heartbeats; either way it opens a new session, READY again, and the new
+/// broker serves pirate client's sequence.
+fn pirate_worker_rejoins_a_restarted_guide_mdbroker(lang: Lang) {
+    let port = free_port();
+    let bind = endpoint(port);
+    let Some(broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+        return;
+    };
+    guide::wait_bound(port);
+    let worker = spawn(
+        "worker",
+        &[
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--connect",
+            &bind,
+        ],
+    );
+    worker.wait_stderr("ready for service echo");
+    broker.signal(libc::SIGKILL);
+    assert!(process_gone(broker.pid()), "the broker survived SIGKILL");
+    drop(broker);
+    let Some(_broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+        return;
+    };
+    worker.wait_for("a second READY", |_, e| {
+        e.matches("ready for service echo").count() >= 2
+    });
+    pirate_client_gets_the_sequence(port, &format!("pirate worker, restarted {lang:?} mdbroker"));
+}
+
+#[test]
+fn pirate_worker_rejoins_a_restarted_python_mdbroker() {
+    pirate_worker_rejoins_a_restarted_guide_mdbroker(Lang::Python);
+}
+
+#[test]
+fn pirate_worker_rejoins_a_restarted_cpp_mdbroker() {
+    pirate_worker_rejoins_a_restarted_guide_mdbroker(Lang::Cpp);
+}
