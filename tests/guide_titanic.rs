@@ -3,10 +3,11 @@
 //! `ticlient` with `pirate titanic`, behind pirate's broker and behind the Guide's mdbroker
 //! (Python and C++) with the Guide's mdworker.
 //!
-//! Not here: the Guide's `titanic.cpp` cannot deliver a request through any broker, the
-//! Guide's own included: `s_service_success` keeps `pop_front().c_str()` of a temporary as the
-//! service name, so `mmi.service` is asked about freed memory ("service not available: ") and
-//! the request stays pending forever. The Guide has no Python ticlient.
+//! The Guide's `titanic.cpp` is tested only for what it can do (store, `titanic.reply`,
+//! `titanic.close`): it cannot deliver a request through any broker, the Guide's own included,
+//! because `s_service_success` keeps `pop_front().c_str()` of a temporary as the service name,
+//! so `mmi.service` is asked about freed memory ("service not available: ") and the request
+//! stays pending forever. The Guide has no Python ticlient.
 
 mod common;
 
@@ -266,4 +267,60 @@ fn a_request_stored_by_python_titanic_survives_its_kill_and_restart() {
         client.stderr.text()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the Guide's `titanic.cpp` can do (its dispatcher cannot deliver, see the top of this
+/// file): its `titanic.request` stores `pirate client --titanic`'s request and answers 200 and
+/// a UUID (the request file appears in `ZG_DIR`), its `titanic.reply` answers 300 (pending)
+/// for it, and its `titanic.close` answers 200 and deletes the file.
+#[test]
+fn cpp_titanic_stores_pirate_clients_request_and_answers_reply_and_close() {
+    let (broker, port) = start_broker(&[]);
+    let scratch = guide::scratch_dir("titanic-cpp");
+    let store = scratch.join("store");
+    let connect = endpoint(port);
+    let Some(_titanic) = guide::cpp(
+        "titanic",
+        &[],
+        &[
+            ("ZG_CONNECT", &connect),
+            ("ZG_DIR", store.to_str().unwrap()),
+        ],
+    ) else {
+        return;
+    };
+    wait_titanic_services(&broker);
+    let client = spawn(
+        "client",
+        &[
+            "client",
+            "--titanic",
+            "--service",
+            "echo",
+            "--connect",
+            &connect,
+            "kept",
+        ],
+    );
+    client.wait_stderr("titanic stored the request");
+    let said = client.stderr.text();
+    let uuid = said
+        .split("stored the request as ")
+        .nth(1)
+        .and_then(|rest| rest.get(..32))
+        .expect("the client names the stored request's UUID")
+        .to_string();
+    drop(client);
+    let request_file = store.join(format!("{uuid}.req"));
+    assert!(request_file.is_file(), "no {}", request_file.display());
+    for (service, status) in [("titanic.reply", "300"), ("titanic.close", "200")] {
+        let (code, out, err) = run(
+            &["client", "--service", service, "--connect", &connect, &uuid],
+            None,
+        );
+        assert_eq!(code, 0, "{service}: {err}");
+        assert_eq!(out, format!("{status}\n"), "{service}: {err}");
+    }
+    assert!(!request_file.exists(), "titanic.close left the request");
+    let _ = std::fs::remove_dir_all(&scratch);
 }
