@@ -13,8 +13,9 @@ mod common;
 use common::guide::{self, Lang};
 use common::*;
 
-/// Requests in each run; the active node is killed after `KILL_AFTER` replies.
-const COUNT: u64 = 20;
+/// Requests in each run; the active node is killed after `KILL_AFTER` replies, which leaves
+/// 3.5 s of paced requests for the test to notice and kill on a loaded machine.
+const COUNT: u64 = 40;
 const KILL_AFTER: u64 = 5;
 
 /// The numbers of the Guide's bstarcli "I: server replied OK (N)" lines, in order.

@@ -170,7 +170,7 @@ fn the_cpp_flclient1_fails_over_to_a_pirate_freelance_server() {
 /// with two `--connect` sends the Guide's sequence to the first, and when it is killed (-9)
 /// fails over to the second; every reply is checked and in order.
 fn pirate_client_fails_over_between_flserver1(lang: Lang) {
-    const COUNT: u64 = 20;
+    const COUNT: u64 = 30;
     let (a, b) = (free_port(), free_port());
     let Some(first) = guide::start(lang, "flserver1", &[&endpoint(a)], &[]) else {
         return;
