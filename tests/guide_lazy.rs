@@ -1,5 +1,7 @@
 //! Lazy Pirate against the Guide's real programs (`../shared/guide`): `pirate client` with the
-//! Guide's `lpserver` and the Guide's `lpclient` with `pirate server`, in Python and C++.
+//! Guide's `lpserver` and the Guide's `lpclient` with `pirate server`, in Python and C++, with
+//! faults off, then with the faults on (the Guide's lpserver as it ships, and `pirate server
+//! --faults guide`), the crashed server started again each time.
 
 mod common;
 

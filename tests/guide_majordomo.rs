@@ -1,6 +1,7 @@
 //! Majordomo (7/MDP 0.1, 8/MMI) against the Guide's real programs (`../shared/guide`):
 //! `pirate broker` with the Guide's mdworker, mdclient, mdclient2 and mmiecho, and `pirate
-//! worker` and `pirate client` with the Guide's mdbroker, in Python and C++.
+//! worker` and `pirate client` with the Guide's mdbroker, in Python and C++: requests and MMI,
+//! many in flight, heartbeats past the 7.5 s expiry, and a restart of the broker either way.
 //!
 //! The Guide's clients count replies and assert on the header (`mdcliapi.py`: `assert
 //! MDP.C_CLIENT == header`, `assert service == reply_service`) but never look at the body, so
@@ -15,8 +16,8 @@ use common::*;
 
 const COUNT: usize = 5;
 
-/// The Guide's mdworker (echo) on `port`, its heartbeats and reconnects left at the Guide's
-/// 2500 ms: nothing here lasts that long, so none is due.
+/// The Guide's mdworker (echo) on `port`; it heartbeats every 2500 ms and gives the broker up
+/// after 3 silent intervals (fixed in `mdwrkapi`), so a broker beside it keeps that timing.
 fn guide_mdworker(lang: Lang, port: u16) -> Option<Proc> {
     let connect = endpoint(port);
     guide::start(lang, "mdworker", &[], &[("ZG_CONNECT", &connect)])
@@ -487,6 +488,7 @@ fn pirate_worker_rejoins_a_restarted_guide_mdbroker(lang: Lang) {
         "worker",
         &[
             "worker",
+            "-v",
             "--protocol",
             "mdp",
             "--service",
@@ -495,7 +497,12 @@ fn pirate_worker_rejoins_a_restarted_guide_mdbroker(lang: Lang) {
             &bind,
         ],
     );
-    worker.wait_stderr("ready for service echo");
+    // The worker's "ready" line says its READY was sent, not that this broker got it: killed
+    // before that, the READY would go to the new broker and nothing would need repairing.
+    // The broker's first HEARTBEAT (2.5 s on) says it registered the worker.
+    worker.wait_for("a HEARTBEAT from the first broker", |_, _| {
+        heartbeats_in(&worker, false) >= 1
+    });
     broker.signal(libc::SIGKILL);
     assert!(process_gone(broker.pid()), "the broker survived SIGKILL");
     drop(broker);

@@ -188,8 +188,9 @@ pub fn lines_with(proc: &Proc, needle: &str) -> usize {
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port` (one of the Guide's
-/// programs has bound it), failing the test after `DEADLINE`. The C++ programs' stdout is a
-/// pipe here, so fully buffered: their "ready" lines cannot be waited for.
+/// programs has bound it), failing the test after `DEADLINE`. Some C++ programs print with
+/// `printf` (`s_console`) into a pipe, flushed only at exit: their "ready" lines cannot be
+/// waited for.
 pub fn wait_bound(port: u16) {
     let start = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
