@@ -524,3 +524,59 @@ fn pirate_worker_rejoins_a_restarted_python_mdbroker() {
 fn pirate_worker_rejoins_a_restarted_cpp_mdbroker() {
     pirate_worker_rejoins_a_restarted_guide_mdbroker(Lang::Cpp);
 }
+
+/// The Guide's C++ mdbroker refuses every worker whose identity starts with `m`, `i` or `.`
+/// (`worker_process`: `sender.find_first_of("mmi.") == 0`, meant as a check for the `mmi.`
+/// prefix; it answers the READY with DISCONNECT). A `pirate worker --name mine` is refused
+/// each time; it must wait out its doubling back-off between refusals (`peer_lost` with
+/// `delay_ms` 50, 100, 200, 200), not ask again at once in a loop, as it once did.
+#[test]
+fn a_refused_pirate_worker_backs_off_against_the_cpp_mdbroker() {
+    let port = free_port();
+    let bind = endpoint(port);
+    let Some(_broker) = guide::cpp("mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+        return;
+    };
+    guide::wait_bound(port);
+    let worker = spawn(
+        "worker",
+        &[
+            "worker",
+            "--json",
+            "--name",
+            "mine",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--connect",
+            &bind,
+            "--reconnect",
+            "50ms",
+            "--reconnect-max",
+            "200ms",
+        ],
+    );
+    let delays = || -> Vec<u64> {
+        json_lines(&worker.stdout.text())
+            .iter()
+            .filter(|l| l["event"] == "peer_lost")
+            .map(|l| l["delay_ms"].as_u64().unwrap())
+            .collect()
+    };
+    worker.wait_for("4 refusals", |_, _| delays().len() >= 4);
+    assert_eq!(
+        delays()[..4],
+        [50, 100, 200, 200],
+        "{}",
+        worker.stderr.text()
+    );
+    assert!(
+        worker
+            .stderr
+            .text()
+            .contains("broker answered READY with DISCONNECT"),
+        "{}",
+        worker.stderr.text()
+    );
+}
