@@ -146,15 +146,23 @@ fn paced_client(primary: &str, backup: &str) -> Proc {
     client
 }
 
-/// Ends `client` and checks that the whole sequence was answered in order, with a failover.
-fn answered_across_a_failover(mut client: Proc, what: &str) {
-    assert_eq!(client.code(), 0, "{what}: {}", client.stderr.text());
+/// Ends `client` and checks that the whole sequence was answered in order, with a failover
+/// to `backup` (whose output a failure shows too).
+fn answered_across_a_failover(mut client: Proc, what: &str, backup: &Proc) {
+    let code = client.code();
     let out = client.stdout.text();
-    assert_eq!(replies(&out), sequence(COUNT), "{what}");
+    let context = format!(
+        "{what}\n--- client\n{}--- backup\n{}{}",
+        client.stderr.text(),
+        backup.stdout.text(),
+        backup.stderr.text()
+    );
+    assert_eq!(code, 0, "{context}");
+    assert_eq!(replies(&out), sequence(COUNT), "{context}");
     let last = summary(&out);
     assert!(
         last["reconnects"].as_u64().unwrap_or(0) >= 1,
-        "{what}: no failover: {last}"
+        "no failover: {last}\n{context}"
     );
 }
 
@@ -186,7 +194,7 @@ fn pirate_client_against_guide_pair(lang: Lang) {
     backup.wait_stdout("connected to primary");
     let client = paced_client(&ports.primary, &ports.backup);
     primary.signal(libc::SIGKILL);
-    answered_across_a_failover(client, &format!("{lang:?} bstarsrv pair"));
+    answered_across_a_failover(client, &format!("{lang:?} bstarsrv pair"), &backup);
     if lang == Lang::Cpp {
         assert!(
             backup.stdout.text().contains("failover successful"),
@@ -229,7 +237,7 @@ fn pirate_primary_with_guide_backup(lang: Lang) {
     });
     let client = paced_client(&ports.primary, &ports.backup);
     primary.signal(libc::SIGKILL);
-    answered_across_a_failover(client, &format!("pirate primary, {lang:?} backup"));
+    answered_across_a_failover(client, &format!("pirate primary, {lang:?} backup"), &backup);
 }
 
 #[test]
@@ -264,7 +272,7 @@ fn guide_primary_with_pirate_backup(lang: Lang) {
     });
     let client = paced_client(&ports.primary, &ports.backup);
     primary.signal(libc::SIGKILL);
-    answered_across_a_failover(client, &format!("{lang:?} primary, pirate backup"));
+    answered_across_a_failover(client, &format!("{lang:?} primary, pirate backup"), &backup);
     assert_eq!(
         bstar_states(&backup).last().map(String::as_str),
         Some("ACTIVE"),
