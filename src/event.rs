@@ -563,7 +563,8 @@ pub enum Event {
     WorkerExpired { worker: String, busy: bool },
     /// A worker lost its queue or broker: `reason` is `silent` (heartbeats stopped; it
     /// reconnects after a back-off) or `disconnect` (the broker sent DISCONNECT; it reconnects
-    /// at once, `delay_ms` 0).
+    /// at once, `delay_ms` 0, unless DISCONNECT was the broker's first word after READY, a
+    /// refusal: then after the back-off).
     PeerLost { reason: String, delay_ms: u64 },
     /// A Binary Star node is in `state` (`PRIMARY`, `BACKUP`, `ACTIVE`, `PASSIVE`): its
     /// starting state (no `from`, reason `started`), then every change, with the Guide's reason.

@@ -122,6 +122,13 @@ struct Session {
     /// A READY with credit went out on this socket and nothing has come back yet: the first
     /// message says whether the broker granted it.
     awaiting_grant: bool,
+    /// The peer has said something other than DISCONNECT on this socket, so it took the
+    /// READY. A DISCONNECT before that refused the READY itself (a name it will not have,
+    /// e.g. the Guide's C++ mdbroker refuses every identity that starts with `m`, `i` or `.`:
+    /// `sender.find_first_of("mmi.") == 0`), and asking again at once would only loop. A
+    /// 6/PPP socket that heard nothing at all tells the worker to try the other spelling of
+    /// READY on the next one.
+    answered: bool,
     /// Requests the peer handed this session while every lane was busy (a queue that marks a
     /// busy worker ready on its heartbeats, as the Guide's ppqueue does: trap 7), served in
     /// turn as lanes free up; at most [`MAX_HELD`], beyond which they are dropped and counted
@@ -133,8 +140,6 @@ struct Session {
     /// How this socket's READY was spelled, and (unless pinned) the next socket's: kept when
     /// the queue answered, the other one after a socket that heard nothing.
     ready_form: Dialect,
-    /// Something arrived on the current socket.
-    answered: bool,
     /// Simple (REQ): a READY owed since then, for a message that was no request.
     owed_ready: Option<Instant>,
 }
@@ -151,10 +156,10 @@ impl Session {
             lanes: vec![None],
             offer,
             awaiting_grant: false,
+            answered: false,
             held: VecDeque::new(),
             dialect: Dialect::Bytes,
             ready_form: Dialect::Bytes,
-            answered: false,
             owed_ready: None,
         }
     }
@@ -312,6 +317,7 @@ impl Worker {
         };
         let name = String::from_utf8_lossy(&session.identity).into_owned();
         session.awaiting_grant = session.offer.is_some();
+        session.answered = false;
         match self.config.protocol {
             PirateProtocol::Majordomo(version) => {
                 out.send(
@@ -406,9 +412,10 @@ impl Worker {
     }
 
     /// Session `slot`'s peer is lost: close its socket and open a new one, at once after a
-    /// DISCONNECT (the broker is there and wants a fresh session, as the Guide's workers
-    /// do), after the back-off when the peer went silent. The request in progress and any
-    /// held behind it belonged to that socket; other sessions go on.
+    /// DISCONNECT on a session the broker had taken (it is there and wants a fresh session,
+    /// as the Guide's workers do), after the back-off when the peer went silent or refused
+    /// the READY itself (DISCONNECT as its first word). The request in progress and any held
+    /// behind it belonged to that socket; other sessions go on.
     fn lose(
         &mut self,
         slot: Slot,
@@ -417,7 +424,7 @@ impl Worker {
         out: &mut Outbox<Job>,
         events: &mut Events,
     ) {
-        let delay = if disconnected {
+        let delay = if disconnected && self.sessions[slot].answered {
             Duration::ZERO
         } else {
             self.sessions[slot].backoff.next_delay()
@@ -489,11 +496,15 @@ impl Worker {
         if let Some(peer) = peer {
             peer.heard(now);
         }
-        session.answered = true;
-        session.backoff.reset();
         let awaiting_grant = session.awaiting_grant;
         let simple = self.config.protocol == PirateProtocol::Simple;
         let (incoming, dialect) = self.decode(msg);
+        if incoming != Incoming::Disconnect {
+            // The peer took this socket's READY: a later loss starts the back-off afresh.
+            let session = &mut self.sessions[slot];
+            session.answered = true;
+            session.backoff.reset();
+        }
         if let Some(dialect) = dialect {
             // The queue's heartbeat says how it spells the commands: ours follow, and so
             // does the next socket's READY (unless pinned).
@@ -534,8 +545,17 @@ impl Worker {
                 }
             }
             Incoming::Heartbeat if !simple => {}
-            Incoming::Disconnect => {
+            Incoming::Disconnect if self.sessions[slot].answered => {
                 events.warn("broker sent DISCONNECT: reconnecting at once");
+                self.lose(slot, true, now, out, events);
+            }
+            Incoming::Disconnect => {
+                events.warn(format!(
+                    "broker answered READY with DISCONNECT (it refuses this worker: service \
+                     {:?}, identity {:?}?): reconnecting after the back-off",
+                    self.config.service,
+                    String::from_utf8_lossy(&self.sessions[slot].identity)
+                ));
                 self.lose(slot, true, now, out, events);
             }
             other => {
@@ -1377,6 +1397,8 @@ mod tests {
             FaultPlan::default(),
             t0,
         );
+        // The broker took the READY (a HEARTBEAT), then says DISCONNECT.
+        handle(&mut w, on(&[b"MDPW02", b"\x05"]), t0);
         let (outs, seen) = handle(&mut w, on(&[b"MDPW02", b"\x06"]), t0);
         assert_eq!(outs, [Output::Close(SOCKET)]);
         // The broker is there and asked for a fresh session: no back-off, as the Guide's
@@ -2092,7 +2114,8 @@ mod tests {
         let (outs, _) = handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x05"]), t0);
         assert_eq!(outs, [Output::Close(0)]);
         assert_eq!(w.sessions.len(), 1);
-        let (outs, _) = tick(&mut w, t0);
+        // A refused READY: the next socket after the back-off (50 ms here).
+        let (outs, _) = tick(&mut w, t0 + 50 * MS);
         assert_eq!(
             outs[1],
             sent_on(0, &[b"", b"MDPW01", b"\x01", b"echo", b"credit=3"])
@@ -2121,5 +2144,38 @@ mod tests {
         );
         assert_eq!(w.report().invalid, 1);
         assert_eq!(w.sessions[0].lanes.len(), 1);
+    }
+
+    #[test]
+    fn a_disconnect_in_answer_to_ready_waits_out_the_back_off_instead_of_looping() {
+        // A broker that refuses every READY (the Guide's C++ mdbroker refuses identities that
+        // start with m, i or '.'): asking again at once spun ~400 sockets a second. Each
+        // refusal waits the doubling back-off; a broker that took the READY (any other word
+        // first) and then says DISCONNECT gets a new session at once, back-off reset.
+        let t0 = Instant::now();
+        let mut w = started(MDP, FaultPlan::default(), t0);
+        let refuse = || on_slot(0, &[b"", b"MDPW01", b"\x05"]);
+        let mut now = t0;
+        for delay in [50, 100, 200, 200] {
+            let (outs, seen) = handle(&mut w, refuse(), now);
+            assert_eq!(outs, [Output::Close(0)]);
+            assert!(seen.iter().any(|e| matches!(
+                e,
+                Event::PeerLost { reason, delay_ms } if reason == "disconnect" && *delay_ms == delay
+            )), "{seen:?}");
+            assert_eq!(w.next_deadline(), Some(now + delay as u32 * MS));
+            assert!(tick(&mut w, now + (delay as u32 - 1) * MS).0.is_empty());
+            now += delay as u32 * MS;
+            let (outs, _) = tick(&mut w, now);
+            assert!(matches!(&outs[..], [Output::Open(_), _]), "{outs:?}");
+        }
+        // Taken this time (a HEARTBEAT first), then DISCONNECT: at once.
+        handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x04"]), now);
+        let (_, seen) = handle(&mut w, refuse(), now);
+        assert!(seen.iter().any(|e| matches!(
+            e,
+            Event::PeerLost { reason, delay_ms: 0 } if reason == "disconnect"
+        )));
+        assert_eq!(w.next_deadline(), Some(now));
     }
 }

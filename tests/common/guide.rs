@@ -140,3 +140,64 @@ pub fn start(lang: Lang, name: &str, args: &[&str], env: &[(&str, &str)]) -> Opt
         Lang::Cpp => cpp(name, args, env),
     }
 }
+
+/// Every message the Guide's programs dumped with `-v`, as the text of its frames, in order.
+/// `zhelpers.py`'s `dump` prints a rule of dashes, then `[NNN] text` per frame (on stdout);
+/// `zmsg.hpp`'s `dump` prints the same without the space (on stderr). Lines between messages
+/// (log lines) are not frames and end nothing; a frame line is `[`, three digits, `]`.
+pub fn dumped_messages(text: &str) -> Vec<Vec<String>> {
+    let mut messages: Vec<Vec<String>> = Vec::new();
+    let mut open = false;
+    for line in text.lines() {
+        if line.starts_with("-----") {
+            messages.push(Vec::new());
+            open = true;
+            continue;
+        }
+        let b = line.as_bytes();
+        let is_frame =
+            b.len() >= 5 && b[0] == b'[' && b[1..4].iter().all(u8::is_ascii_digit) && b[4] == b']';
+        match (is_frame, open) {
+            (true, true) => {
+                let rest = &line[5..];
+                let frame = rest.strip_prefix(' ').unwrap_or(rest);
+                messages.last_mut().unwrap().push(frame.to_string());
+            }
+            _ => open = false,
+        }
+    }
+    messages
+}
+
+/// A fresh, empty directory under the system's temporary one for test `name` (e.g. a Titanic
+/// store), removed first if a killed run left it behind.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pirate-guide-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("cannot create a scratch directory");
+    dir
+}
+
+/// How many lines of `proc`'s stdout and stderr contain `needle`.
+pub fn lines_with(proc: &Proc, needle: &str) -> usize {
+    let (out, err) = (proc.stdout.text(), proc.stderr.text());
+    out.lines()
+        .chain(err.lines())
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port` (one of the Guide's
+/// programs has bound it), failing the test after `DEADLINE`. Some C++ programs print with
+/// `printf` (`s_console`) into a pipe, flushed only at exit: their "ready" lines cannot be
+/// waited for.
+pub fn wait_bound(port: u16) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < super::DEADLINE,
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
