@@ -510,7 +510,11 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
             }
             Fact::Nemesis { action, target } => {
                 // `thaw` and `start` end a fault; anything else is not ours to judge.
-                if matches!(action, "kill" | "freeze" | "restart") {
+                // Network faults (`--net namespaces`) are judged like process faults: each
+                // must strike and be followed by a reply.
+                if matches!(action, "kill" | "freeze" | "restart")
+                    || super::report::NETWORK_FAULTS.contains(&action)
+                {
                     *faults.entry(action.to_string()).or_default() += 1;
                     let fault = match target {
                         Some(target) => format!("{action} {target}"),

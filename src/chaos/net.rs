@@ -39,6 +39,9 @@ use std::net::Ipv4Addr;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use super::checker::Record;
+use super::report::{Detection, NetworkFault, NETWORK_FAULTS};
+
 /// The hosts' subnet: 10.77.0.0/24, only ever inside the run's own namespaces.
 pub const SUBNET: [u8; 3] = [10, 77, 0];
 /// The most hosts one run can have (10.77.0.1 ..= 10.77.0.250).
@@ -505,6 +508,100 @@ pub fn choose(
     }
 }
 
+/// The runner's action that ends a network fault in the history (`source: nemesis`).
+pub const HEAL_ACTION: &str = "net_heal";
+
+/// Events by which a role shows it noticed a peer gone: a worker or Titanic losing its broker
+/// (`peer_lost`), a broker or queue expiring a worker (`worker_expired`), a Majordomo
+/// disconnect, a client's retry after a timeout, a Binary Star node changing state.
+const NOTICED: [&str; 5] = [
+    "peer_lost",
+    "worker_expired",
+    "worker_disconnected",
+    "retry",
+    "bstar_state",
+];
+
+/// Each network fault of a history: from the runner's `nemesis` records (the strike, with
+/// the `hosts` it cut, and its `net_heal`), the first event by which each role noticed it
+/// while it was in force, and the clients' replies during and after it. `liveness_ms` is the
+/// window the roles were configured with, reported beside the detections.
+pub fn network_faults(records: &[Record], liveness_ms: f64) -> Vec<NetworkFault> {
+    let mut faults: Vec<NetworkFault> = Vec::new();
+    // The fault in force (one at a time), as an index into `faults`.
+    let mut open: Option<usize> = None;
+    for r in records {
+        let event = r.event.get("event").and_then(|v| v.as_str()).unwrap_or("");
+        if r.source == "nemesis" && event == "nemesis" {
+            let action = r.event.get("action").and_then(|v| v.as_str()).unwrap_or("");
+            if NETWORK_FAULTS.contains(&action) {
+                let hosts = r
+                    .event
+                    .get("hosts")
+                    .and_then(|v| v.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|h| h.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                faults.push(NetworkFault {
+                    kind: action.to_string(),
+                    target: r
+                        .event
+                        .get("target")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                        .to_string(),
+                    hosts,
+                    struck_ms: r.t_ms,
+                    healed_ms: None,
+                    liveness_ms,
+                    detections: Vec::new(),
+                    recovery_ms: None,
+                    reply_during_ms: None,
+                    replies_during: 0,
+                });
+                open = Some(faults.len() - 1);
+            } else if action == HEAL_ACTION {
+                if let Some(i) = open.take() {
+                    faults[i].healed_ms = Some(r.t_ms);
+                }
+            }
+            continue;
+        }
+        let is_client_reply = event == "reply" && r.source.starts_with("client");
+        if let Some(i) = open {
+            let f = &mut faults[i];
+            let after_ms = r.t_ms - f.struck_ms;
+            // A Binary Star node's first line (`reason: started`) is no detection.
+            let change = event != "bstar_state" || r.event.get("from").is_some();
+            if NOTICED.contains(&event)
+                && change
+                && !f.detections.iter().any(|d| d.source == r.source)
+            {
+                f.detections.push(Detection {
+                    source: r.source.clone(),
+                    event: event.to_string(),
+                    after_ms,
+                });
+            }
+            if is_client_reply {
+                f.replies_during += 1;
+                f.reply_during_ms.get_or_insert(after_ms);
+            }
+        } else if is_client_reply {
+            // The first reply after the heal ends every healed fault still waiting for one.
+            for f in faults.iter_mut().filter(|f| f.recovery_ms.is_none()) {
+                if f.healed_ms.is_some() {
+                    f.recovery_ms = Some(r.t_ms - f.struck_ms);
+                }
+            }
+        }
+    }
+    faults
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -779,5 +876,83 @@ mod tests {
         }
         let c = NetCommand::new(&["nft", "it's", "a b"]);
         assert_eq!(c.to_string(), r"nft 'it'\''s' 'a b'");
+    }
+
+    #[test]
+    fn network_faults_report_who_noticed_when_and_the_first_reply_after_the_heal() {
+        use serde_json::json;
+        let rec = |t: f64, source: &str, event: serde_json::Value| Record::new(t, source, event);
+        let history = vec![
+            rec(10.0, "client-1", json!({"event": "reply", "seq": 1})),
+            rec(
+                100.0,
+                "nemesis",
+                json!({"event": "nemesis", "action": "partition",
+                "target": "worker-1", "hosts": ["worker-1"]}),
+            ),
+            rec(150.0, "client-1", json!({"event": "reply", "seq": 2})),
+            rec(
+                800.0,
+                "worker-1",
+                json!({"event": "peer_lost", "reason": "silent"}),
+            ),
+            rec(
+                850.0,
+                "broker",
+                json!({"event": "worker_expired", "worker": "w1"}),
+            ),
+            rec(
+                900.0,
+                "broker",
+                json!({"event": "worker_expired", "worker": "w1"}),
+            ),
+            rec(
+                950.0,
+                "primary",
+                json!({"event": "bstar_state", "state": "PRIMARY", "reason": "started"}),
+            ),
+            rec(
+                1600.0,
+                "nemesis",
+                json!({"event": "nemesis", "action": "net_heal", "target": "worker-1"}),
+            ),
+            rec(1700.0, "client-1", json!({"event": "reply", "seq": 3})),
+            rec(1800.0, "client-1", json!({"event": "reply", "seq": 4})),
+            rec(
+                2000.0,
+                "nemesis",
+                json!({"event": "nemesis", "action": "loss", "target": "all",
+                "hosts": ["broker", "worker-1"]}),
+            ),
+        ];
+        let f = network_faults(&history, 750.0);
+        assert_eq!(f.len(), 2);
+        let p = &f[0];
+        assert_eq!(
+            (p.kind.as_str(), p.target.as_str()),
+            ("partition", "worker-1")
+        );
+        assert_eq!(p.hosts, ["worker-1"]);
+        assert_eq!(
+            (p.struck_ms, p.healed_ms, p.liveness_ms),
+            (100.0, Some(1600.0), 750.0)
+        );
+        let seen: Vec<(&str, &str, f64)> = p
+            .detections
+            .iter()
+            .map(|d| (d.source.as_str(), d.event.as_str(), d.after_ms))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("worker-1", "peer_lost", 700.0),
+                ("broker", "worker_expired", 750.0)
+            ]
+        );
+        assert_eq!((p.replies_during, p.reply_during_ms), (1, Some(50.0)));
+        assert_eq!(p.recovery_ms, Some(1600.0));
+        // Never healed (the run ended): no recovery.
+        assert_eq!((f[1].healed_ms, f[1].recovery_ms), (None, None));
+        assert_eq!(f[1].hosts, ["broker", "worker-1"]);
     }
 }

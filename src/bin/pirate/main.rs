@@ -5,6 +5,7 @@
 mod auth_args;
 mod bench;
 mod chaos_args;
+mod chaos_net;
 mod chaos_report;
 mod chaos_run;
 mod cli;
