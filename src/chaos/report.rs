@@ -141,7 +141,8 @@ pub struct ChaosReport {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ProcessStatus {
     pub name: String,
-    /// `up`, `down`, `frozen`, or `stopped` once the run stopped it at the end.
+    /// `up`, `down`, `frozen`, or `stopped` once the run stopped it at the end; with `--net
+    /// namespaces`, the network fault (`partition`, `split`, …) that cuts its host now.
     pub state: String,
     pub restarts: u64,
     /// Requests served (workers, servers) or replies received (clients).
@@ -191,4 +192,40 @@ pub struct Detection {
     pub source: String,
     pub event: String,
     pub after_ms: f64,
+}
+
+impl NetworkFault {
+    /// One line: "partition broker at 0.86s for 0.33s: noticed by worker-2 in 0.15s, broker
+    /// in 0.18s (liveness 0.15s); first reply after the heal 0.46s after it struck".
+    pub fn describe(&self) -> String {
+        let lasted = match self.healed_ms {
+            Some(h) => format!("for {:.2}s", (h - self.struck_ms) / 1000.0),
+            None => "until the end".into(),
+        };
+        let noticed = if self.detections.is_empty() {
+            "nobody noticed".to_string()
+        } else {
+            let who: Vec<String> = self
+                .detections
+                .iter()
+                .map(|d| format!("{} ({}) in {:.2}s", d.source, d.event, d.after_ms / 1000.0))
+                .collect();
+            format!("noticed by {}", who.join(", "))
+        };
+        let recovered = match self.recovery_ms {
+            Some(r) => format!(
+                "first reply after the heal {:.2}s after it struck",
+                r / 1000.0
+            ),
+            None => "no reply after the heal".into(),
+        };
+        format!(
+            "{} {} at {:.2}s {lasted}: {noticed} (liveness {:.2}s); {} replies meanwhile; {recovered}",
+            self.kind,
+            self.target,
+            self.struck_ms / 1000.0,
+            self.liveness_ms / 1000.0,
+            self.replies_during
+        )
+    }
 }

@@ -595,6 +595,8 @@ struct Topology {
     net: Option<Network>,
     /// Command lines started since the run loop last printed them (`-v`).
     started: Vec<String>,
+    /// The network fault in force and the hosts it cuts, for the live view.
+    cut: Option<(&'static str, Vec<String>)>,
     watchdog: Watchdog,
 }
 
@@ -781,7 +783,11 @@ impl Topology {
                 state: if p.frozen {
                     "frozen"
                 } else if alive {
-                    "up"
+                    // Up, but its host cut by the network fault in force: the fault's name.
+                    match &self.cut {
+                        Some((kind, hosts)) if hosts.contains(&p.name) => kind,
+                        _ => "up",
+                    }
                 } else if ended && p.down_cause.is_none() {
                     // Stopped with the rest; one still waiting for its restart stays down.
                     "stopped"
@@ -1264,6 +1270,7 @@ impl Nemesis {
         }
         let action = s.fault.name();
         let hosts = cut.hosts(&network.plan.names());
+        topo.cut = Some((action, hosts.clone()));
         let t_ms = topo.note_with(serde_json::json!({
             "event": "nemesis", "action": action, "target": s.target, "hosts": hosts,
         }));
@@ -1303,6 +1310,7 @@ impl Nemesis {
             crate::chaos_net::run(&c, events)?;
         }
         topo.note(net::HEAL_ACTION, &f.target);
+        topo.cut = None;
         events.emit(Event::Nemesis {
             at_ms: elapsed_ms,
             action: net::HEAL_ACTION.to_string(),
@@ -1402,6 +1410,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
         logs,
         net: None,
         started: Vec::new(),
+        cut: None,
         watchdog: Watchdog::start(&temporary)?,
     };
     if let Some(p) = net_plan {

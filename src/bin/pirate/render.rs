@@ -462,8 +462,14 @@ pub fn summary_text(report: &Report) -> String {
         ),
         Report::Chaos(c) => {
             let injected: Vec<String> = c.injected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            // One line per network fault: when, what it cut, who noticed, when replies came.
+            let network: String = c
+                .network
+                .iter()
+                .map(|f| format!("\nnetwork: {}", f.describe()))
+                .collect();
             format!(
-                "{}\nnemesis: {} (fault phase {:.1}s)\nseed {} (replay with --seed {})",
+                "{}{network}\nnemesis: {} (fault phase {:.1}s)\nseed {} (replay with --seed {})",
                 c.findings.summary_text().trim_end(),
                 if injected.is_empty() {
                     "nothing injected".to_string()
