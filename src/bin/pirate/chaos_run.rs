@@ -1766,6 +1766,57 @@ mod tests {
     }
 
     #[test]
+    fn every_process_is_a_host_and_links_follow_who_connects_to_whom() {
+        let mut c = demo(1);
+        c.workers = 2;
+        c.proxy = Some((ProxyPlacement::Workers, Vec::new()));
+        assert_eq!(
+            c.host_names(),
+            strings(&["broker", "worker-1", "worker-2", "proxy", "client-1", "client-2"])
+        );
+        let links = c.links();
+        let has = |a: &str, b: &str| links.contains(&(a.to_string(), b.to_string()));
+        assert!(has("worker-1", "proxy") && has("proxy", "broker") && has("client-2", "broker"));
+        assert!(!has("worker-1", "broker"), "{links:?}");
+        let mut b = demo(1);
+        b.pattern = Pattern::Bstar;
+        assert_eq!(
+            b.host_names(),
+            strings(&["primary", "backup", "client-1", "client-2"])
+        );
+        assert!(b.links().contains(&("client-1".into(), "backup".into())));
+    }
+
+    #[test]
+    fn network_kinds_are_scheduled_only_on_hosts_of_their_own_and_replay() {
+        let mut c = demo(4);
+        c.nemesis = vec![
+            NemesisFault::Partition,
+            NemesisFault::Split,
+            NemesisFault::Oneway,
+            NemesisFault::Loss,
+        ];
+        // On loopback there is nothing to cut.
+        assert!(c.schedule().is_empty());
+        c.net = Some(NetConfig {
+            partition_for: Duration::from_millis(1500),
+            shaping: net::Shaping::default(),
+        });
+        let s = c.schedule();
+        assert_eq!(s, c.schedule());
+        let hosts = c.host_names();
+        for f in &s {
+            let kind = f.fault.network().expect("network kind");
+            let cut = Cut::parse(kind, &f.target).unwrap_or_else(|| panic!("{f:?}"));
+            for h in cut.hosts(&hosts) {
+                assert!(hosts.contains(&h), "{h} in {f:?}");
+            }
+        }
+        assert_eq!(s[1].fault, NemesisFault::Split);
+        assert_eq!(s[3].target, "all");
+    }
+
+    #[test]
     fn healing_removes_exactly_the_fault_flags() {
         let faults = strings(&["--crash-rate", "2%"]);
         let args = strings(&["worker", "--crash-rate", "2%", "--seed", "3"]);
