@@ -270,15 +270,43 @@ fn sigkill_of_the_runner_leaves_no_namespace_and_no_process() {
 }
 
 #[test]
-fn ctrl_c_removes_the_namespaces() {
+fn two_runs_at_once_have_networks_of_their_own_and_ctrl_c_removes_only_its_own() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Some((mut proc, prefix)) = long_run() else {
+    let Some((mut first, a)) = long_run() else {
         return;
     };
-    proc.signal(libc::SIGINT);
-    assert_eq!(proc.code(), 130, "{}", proc.stderr.text());
-    assert_eq!(namespaces(&prefix), Vec::<String>::new());
-    assert!(processes_in(&prefix).is_empty());
+    let (mut second, b) = long_run().expect("namespaces available");
+    assert_ne!(a, b);
+    first.signal(libc::SIGINT);
+    assert_eq!(first.code(), 130, "{}", first.stderr.text());
+    assert_eq!(namespaces(&a), Vec::<String>::new());
+    assert!(processes_in(&a).is_empty());
+    // The other run's network is untouched.
+    assert_eq!(namespaces(&b).len(), 6, "{:?}", namespaces(&b));
+    second.signal(libc::SIGINT);
+    assert_eq!(second.code(), 130, "{}", second.stderr.text());
+    assert_eq!(namespaces(&b), Vec::<String>::new());
+}
+
+#[test]
+fn a_users_own_worker_runs_in_its_host_and_survives_a_partition() {
+    let worker = format!(
+        "{} worker --json --protocol mdp --service {{service}} --connect {{endpoint}} \
+         --heartbeat 50ms --reconnect 50ms",
+        env!("CARGO_BIN_EXE_pirate")
+    );
+    let Some((_, stderr)) = valid_run(
+        "majordomo",
+        "partition",
+        &["--workers", "2", "--worker-cmd", &worker],
+    ) else {
+        return;
+    };
+    // The shell runs inside the worker's host, with the broker's address on the bridge.
+    assert!(
+        stderr.contains("-worker-1 sh -c ") && stderr.contains("--connect tcp://10.77.0.1:"),
+        "{stderr}"
+    );
 }
 
 /// Pids of processes whose network namespace is one of the run's (`ip netns pids`).
