@@ -1645,6 +1645,27 @@ fn network_words(f: &NetworkFault) -> String {
     words
 }
 
+/// The short form written beside the shading: "partition: noticed 0.74 s (liveness 0.75 s),
+/// reply 1.55 s" (the table below the time line lists every role).
+fn network_label(f: &NetworkFault) -> String {
+    let noticed = f
+        .detections
+        .iter()
+        .map(|d| d.after_ms)
+        .min_by(f64::total_cmp)
+        .map_or("not noticed".to_string(), |t| {
+            format!("noticed {:.2} s", t / 1000.0)
+        });
+    let reply = f.recovery_ms.map_or("no reply after".to_string(), |r| {
+        format!("reply {:.2} s", r / 1000.0)
+    });
+    format!(
+        "{}: {noticed} (liveness {:.2} s), {reply}",
+        f.kind,
+        f.liveness_ms / 1000.0
+    )
+}
+
 /// Shades each network fault across the lanes of the hosts it cut, from its strike to its
 /// heal (or the end of the run), with its detection and recovery written beside it.
 fn network_shading(
@@ -1694,7 +1715,7 @@ fn network_shading(
                  fill=\"{colour}\">{}</text>",
                 x1 + 2.0,
                 ly + 21.0,
-                esc(&cut(&network_words(f), 140))
+                esc(&network_label(f))
             );
         }
     }
@@ -1851,6 +1872,44 @@ mod tests {
 
     fn count(page: &str, needle: &str) -> usize {
         page.matches(needle).count()
+    }
+
+    #[test]
+    fn a_network_fault_is_shaded_across_the_lanes_it_cut_with_its_times_written_beside() {
+        let mut h = history();
+        h.push(rec(
+            12.0,
+            "nemesis",
+            json!({"event": "nemesis", "action": "split",
+                   "target": "broker+worker-1 | worker-2+client-1",
+                   "hosts": ["broker", "worker-1", "worker-2", "client-1"]}),
+        ));
+        let mut r = results("valid");
+        r.network = vec![NetworkFault {
+            kind: "partition".into(),
+            target: "worker-1".into(),
+            hosts: vec!["worker-1".into()],
+            struck_ms: 5.0,
+            healed_ms: Some(9.0),
+            liveness_ms: 750.0,
+            detections: vec![crate::chaos::report::Detection {
+                source: "broker".into(),
+                event: "worker_expired".into(),
+                after_ms: 760.0,
+            }],
+            recovery_ms: Some(1600.0),
+            reply_during_ms: None,
+            replies_during: 0,
+        }];
+        let page = render(&h, &r, 0);
+        // One shaded band, on worker-1's lane only; no lane for the split's target text.
+        assert_eq!(count(&page, "class=\"netfault\""), 1);
+        assert_eq!(count(&page, "data-process=\"broker+worker-1"), 0);
+        assert!(page.contains("partition: noticed 0.76 s (liveness 0.75 s), reply 1.60 s"));
+        assert!(page.contains("<table id=\"network\">"));
+        assert!(page.contains("broker (worker_expired) 0.76 s"));
+        // A run on loopback has no such section.
+        assert!(!render(&history(), &results("valid"), 0).contains("Network faults"));
     }
 
     #[test]
