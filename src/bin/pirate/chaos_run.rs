@@ -1567,6 +1567,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
             break;
         }
         supervise(&mut topo, config, &mut nemesis.injected, events, true)?;
+        topo.print_started(events);
         if last_status.elapsed() >= Duration::from_millis(250) {
             last_status = Instant::now();
             events.emit(Event::ChaosStatus {
