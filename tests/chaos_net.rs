@@ -352,6 +352,22 @@ fn network_kinds_need_namespaces_and_delay_needs_netem() {
     if !netns_available() {
         return;
     }
+    // As an unprivileged user (nobody, through util-linux's setpriv): refused up front.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_pirate"))
+        .args(["chaos", "run", "--net", "namespaces"])
+        .output();
+    match out {
+        Ok(out) if out.status.code() != Some(126) && out.status.code() != Some(127) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert!(stderr.contains("needs root"), "{stderr}");
+            assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        }
+        // No setpriv, or the binary is not reachable by nobody: nothing to show here.
+        _ => eprintln!("setpriv could not run pirate as nobody: the root check is not shown"),
+    }
     let netem = std::process::Command::new("unshare")
         .args([
             "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
