@@ -262,10 +262,24 @@ complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_sub
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l drain-timeout -d 'Longest wait for clients to finish after healing' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l nemesis -d 'Nemesis faults to inject (comma-separated)' -r -f -a "kill\t'SIGKILL a worker (or the Lazy Pirate server), restart it after --restart-delay'
 freeze\t'SIGSTOP a worker for --nemesis-freeze, then SIGCONT'
-restart\t'SIGKILL the broker or queue and start it again on the same endpoints'"
+restart\t'SIGKILL the broker or queue and start it again on the same endpoints'
+partition\t'--net namespaces: cut one host off from every other, silently, both ways (nft drop)'
+split\t'--net namespaces: divide the hosts into two groups that only talk among themselves'
+oneway\t'--net namespaces: drop one direction between two hosts that talk'
+reset\t'--net namespaces: refuse one host\'s TCP at once, both ways (RST), a fast failure'
+loss\t'--net namespaces: drop --loss of every packet between hosts (the kernel draws which)'
+slow\t'--net namespaces: limit one host\'s bandwidth to --rate both ways (tc tbf)'
+delay\t'--net namespaces: add --delay and --jitter on one host\'s link (tc netem: refused before the run where the kernel has no netem)'"
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l nemesis-interval -d 'Time between nemesis actions (0s: no nemesis)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l restart-delay -d 'How long a killed process stays down' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l nemesis-freeze -d 'How long the nemesis freezes a worker' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l net -d 'Where the processes live: loopback, or a host of their own each (network namespaces; root only), which the network kinds of --nemesis need' -r -f -a "loopback\t'Every process on 127.0.0.1 of this machine'
+namespaces\t'Every process a host of its own: a network namespace with one address on a bridge in a namespace of the run\'s own (root only; needs ip, nft and tc)'"
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l partition-for -d 'How long a network fault lasts before it heals (default: twice the liveness window, 6 × --heartbeat, so heartbeats must notice)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l loss -d 'Share of packets a `loss` fault drops, e.g. 5% (which packets: the kernel\'s draw, not the seed\'s; the schedule still replays with --seed)' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l rate -d 'Bandwidth a `slow` fault leaves a host, as tc spells it: 1mbit, 512kbit, …' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l delay -d 'Latency a `delay` fault adds to a host\'s link, each way' -r -f
+complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l jitter -d 'Jitter of a `delay` fault' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l heartbeat -d 'Heartbeat interval of every role (liveness 3)' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l timeout -d 'Clients\' timeout per attempt' -r -f
 complete -c pirate -n "__fish_pirate_using_subcommand chaos; and __fish_seen_subcommand_from run" -l retries -d 'Clients\' attempts per request' -r -f

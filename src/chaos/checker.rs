@@ -535,7 +535,11 @@ pub fn check(history: &[Record], options: &CheckOptions) -> Verdict {
             }
             Fact::Nemesis { action, target } => {
                 // `thaw` and `start` end a fault; anything else is not ours to judge.
-                if matches!(action, "kill" | "freeze" | "restart") {
+                // Network faults (`--net namespaces`) are judged like process faults: each
+                // must strike and be followed by a reply.
+                if matches!(action, "kill" | "freeze" | "restart")
+                    || super::report::NETWORK_FAULTS.contains(&action)
+                {
                     *faults.entry(action.to_string()).or_default() += 1;
                     let fault = match target {
                         Some(target) => format!("{action} {target}"),
@@ -1497,7 +1501,8 @@ mod tests {
         h.push(rec(
             1.0,
             "nemesis",
-            json!({"event": "nemesis", "action": "partition"}),
+            // An action no runner takes (`partition` is a network fault now).
+            json!({"event": "nemesis", "action": "unplug"}),
         ));
         // Events are only believed from the sources that emit them.
         h.push(sent(1.0, "observer", 99, 1));
@@ -1788,6 +1793,32 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_network_fault_is_covered_like_a_process_fault_and_its_heal_is_no_fault() {
+        // Replies at 12, 15, …, 55 (see `clean`). A partition at 60: nothing after it.
+        let mut h = clean();
+        h.push(nemesis(60.0, "partition", "worker-1"));
+        h.push(nemesis(61.0, "net_heal", "worker-1"));
+        let v = check(&h, &requiring(&["partition", "split"]));
+        assert_eq!(v.verdict, Judgement::Indeterminate, "{v:#?}");
+        assert_eq!(v.faults.get("net_heal"), None);
+        assert_eq!(
+            v.coverage["partition"],
+            Coverage {
+                injected: 1,
+                recovered: 0,
+                replies_after: 0
+            }
+        );
+        // Struck before replies came: covered; a split never struck still is not.
+        let mut h = clean();
+        h.push(nemesis(12.5, "partition", "worker-1"));
+        let v = check(&h, &requiring(&["partition"]));
+        assert_eq!(v.verdict, Judgement::Valid, "{v:#?}");
+        let v = check(&h, &requiring(&["partition", "split"]));
+        assert_eq!(v.verdict, Judgement::Indeterminate, "{v:#?}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use serde_json::Value;
 use super::checker::{
     meaning_no_served_line, natural_cmp, preview, Record, MEANING_UNREADABLE, MEANING_WRONG_REFUSED,
 };
+use super::report::NetworkFault;
 
 /// Request spans drawn on the time line at most.
 pub const MAX_SPANS: usize = 3000;
@@ -53,6 +54,8 @@ pub struct RunResults {
     pub findings: Findings,
     /// How the run was started (absent from runs older than the record).
     pub run: super::report::RunRecord,
+    /// `--net namespaces`: each network fault, what it cut, who noticed, when it recovered.
+    pub network: Vec<NetworkFault>,
 }
 
 /// The checker's findings as `results.json` carries them.
@@ -121,7 +124,8 @@ pub fn render(records: &[Record], results: &RunResults, skipped_lines: u64) -> S
         esc(&title)
     );
     verdict_section(&mut page, results);
-    timeline_section(&mut page, &run);
+    timeline_section(&mut page, &run, &results.network);
+    network_section(&mut page, &results.network);
     plot_section(&mut page, &run);
     counts_section(&mut page, results, skipped_lines);
     faults_section(&mut page, &run);
@@ -471,6 +475,13 @@ impl<'a> Run<'a> {
                 else {
                     continue;
                 };
+                // A network fault cuts hosts, not a process: it is shaded across their lanes
+                // (its target may name several, or `all`), not drawn as a state.
+                if super::report::NETWORK_FAULTS.contains(&action)
+                    || action == super::net::HEAL_ACTION
+                {
+                    continue;
+                }
                 let l = lane_mut(&mut lanes, target);
                 nemesis_action(l, t, action, &mut strikes);
                 continue;
@@ -883,7 +894,7 @@ fn fmt_secs(ms: f64) -> String {
 /// Rows of request spans in a client lane: greedy, at most this many.
 const SPAN_ROWS: usize = 6;
 
-fn timeline_section(page: &mut String, run: &Run) {
+fn timeline_section(page: &mut String, run: &Run, network: &[NetworkFault]) {
     let axis = Axis::new(run.end);
     let chosen = pick(&run.requests, MAX_SPANS, Req::notable);
     let mut per_client: HashMap<&str, Vec<&Req>> = HashMap::new();
@@ -998,6 +1009,7 @@ fn timeline_section(page: &mut String, run: &Run) {
             axis.left + axis.width
         );
     }
+    network_shading(page, &axis, run, &heights, top, network);
     for s in &run.strikes {
         let x = axis.x(s.t);
         let _ = write!(
@@ -1632,6 +1644,155 @@ fn sequence(page: &mut String, r: &Req, run: &Run, via: Option<&str>) {
     page.push_str("</svg></details>\n");
 }
 
+/// "noticed by worker-1 in 0.76 s, broker 0.80 s (liveness 0.75 s); first reply 1.9 s after
+/// it struck": what a network fault's shading says beside it, readable without hovering.
+fn network_words(f: &NetworkFault) -> String {
+    let mut words = format!("{} {}", f.kind, f.target);
+    if f.detections.is_empty() {
+        words.push_str(": nobody noticed");
+    } else {
+        let first: Vec<String> = f
+            .detections
+            .iter()
+            .take(3)
+            .map(|d| format!("{} {:.2} s", d.source, d.after_ms / 1000.0))
+            .collect();
+        let more = f.detections.len().saturating_sub(3);
+        let _ = write!(words, ": noticed by {}", first.join(", "));
+        if more > 0 {
+            let _ = write!(words, " and {more} more");
+        }
+    }
+    let _ = write!(words, " (liveness {:.2} s)", f.liveness_ms / 1000.0);
+    match f.recovery_ms {
+        Some(r) => {
+            let _ = write!(
+                words,
+                "; first reply after the heal {:.2} s after it struck",
+                r / 1000.0
+            );
+        }
+        None => words.push_str("; no reply after the heal"),
+    }
+    words
+}
+
+/// The short form written beside the shading: "partition: noticed 0.74 s (liveness 0.75 s),
+/// reply 1.55 s" (the table below the time line lists every role).
+fn network_label(f: &NetworkFault) -> String {
+    let noticed = f
+        .detections
+        .iter()
+        .map(|d| d.after_ms)
+        .min_by(f64::total_cmp)
+        .map_or("not noticed".to_string(), |t| {
+            format!("noticed {:.2} s", t / 1000.0)
+        });
+    let reply = f.recovery_ms.map_or("no reply after".to_string(), |r| {
+        format!("reply {:.2} s", r / 1000.0)
+    });
+    format!(
+        "{}: {noticed} (liveness {:.2} s), {reply}",
+        f.kind,
+        f.liveness_ms / 1000.0
+    )
+}
+
+/// Shades each network fault across the lanes of the hosts it cut, from its strike to its
+/// heal (or the end of the run), with its detection and recovery written beside it.
+fn network_shading(
+    page: &mut String,
+    axis: &Axis,
+    run: &Run,
+    heights: &[f64],
+    top: f64,
+    network: &[NetworkFault],
+) {
+    let mut ys = Vec::with_capacity(heights.len());
+    let mut y = top;
+    for h in heights {
+        ys.push(y);
+        y += h;
+    }
+    for f in network {
+        let (x1, x2) = (
+            axis.x(f.struck_ms),
+            axis.x(f.healed_ms.unwrap_or(run.end).max(f.struck_ms)),
+        );
+        let colour = match f.kind.as_str() {
+            "partition" | "split" | "reset" => "#c0392b",
+            "oneway" => "#d35400",
+            _ => "#8e44ad",
+        };
+        let mut first_y: Option<f64> = None;
+        for ((lane, &ly), &h) in run.lanes.iter().zip(&ys).zip(heights) {
+            if !f.hosts.contains(&lane.name) {
+                continue;
+            }
+            first_y.get_or_insert(ly);
+            let _ = write!(
+                page,
+                "<rect class=\"netfault\" data-kind=\"{}\" x=\"{x1:.1}\" y=\"{ly:.1}\" \
+                 width=\"{:.1}\" height=\"{h:.1}\" fill=\"{colour}\" opacity=\"0.15\">\
+                 <title>{}</title></rect>",
+                esc(&f.kind),
+                (x2 - x1).max(1.0),
+                esc(&network_words(f))
+            );
+        }
+        if let Some(ly) = first_y {
+            let _ = write!(
+                page,
+                "<text class=\"netfault-words\" x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" \
+                 fill=\"{colour}\">{}</text>",
+                x1 + 2.0,
+                ly + 21.0,
+                esc(&network_label(f))
+            );
+        }
+    }
+}
+
+/// The network faults of a `--net namespaces` run as a table: what each cut, when, who
+/// noticed it how soon against the liveness window, and when replies came back.
+fn network_section(page: &mut String, network: &[NetworkFault]) {
+    if network.is_empty() {
+        return;
+    }
+    page.push_str(
+        "<h2>Network faults</h2>\n<table id=\"network\"><tr><th>fault</th><th>cut</th>\
+         <th>struck</th><th>healed</th><th>noticed by (after the strike)</th>\
+         <th>liveness</th><th>replies during</th><th>first reply after the heal</th></tr>\n",
+    );
+    for f in network {
+        let noticed: Vec<String> = f
+            .detections
+            .iter()
+            .map(|d| format!("{} ({}) {:.2} s", d.source, d.event, d.after_ms / 1000.0))
+            .collect();
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{:.2} s</td><td class=\"n\">{}</td>\
+             <td>{}</td><td class=\"n\">{:.2} s</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(&f.kind),
+            esc(&f.target),
+            f.struck_ms / 1000.0,
+            f.healed_ms
+                .map_or("never (run ended)".into(), |h| format!("{:.2} s", h / 1000.0)),
+            if noticed.is_empty() {
+                "nobody".to_string()
+            } else {
+                esc(&noticed.join(", "))
+            },
+            f.liveness_ms / 1000.0,
+            f.replies_during,
+            f.recovery_ms
+                .map_or("none".into(), |r| format!("{:.2} s after it struck", r / 1000.0)),
+        );
+    }
+    page.push_str("</table>\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1744,6 +1905,44 @@ mod tests {
 
     fn count(page: &str, needle: &str) -> usize {
         page.matches(needle).count()
+    }
+
+    #[test]
+    fn a_network_fault_is_shaded_across_the_lanes_it_cut_with_its_times_written_beside() {
+        let mut h = history();
+        h.push(rec(
+            12.0,
+            "nemesis",
+            json!({"event": "nemesis", "action": "split",
+                   "target": "broker+worker-1 | worker-2+client-1",
+                   "hosts": ["broker", "worker-1", "worker-2", "client-1"]}),
+        ));
+        let mut r = results("valid");
+        r.network = vec![NetworkFault {
+            kind: "partition".into(),
+            target: "worker-1".into(),
+            hosts: vec!["worker-1".into()],
+            struck_ms: 5.0,
+            healed_ms: Some(9.0),
+            liveness_ms: 750.0,
+            detections: vec![crate::chaos::report::Detection {
+                source: "broker".into(),
+                event: "worker_expired".into(),
+                after_ms: 760.0,
+            }],
+            recovery_ms: Some(1600.0),
+            reply_during_ms: None,
+            replies_during: 0,
+        }];
+        let page = render(&h, &r, 0);
+        // One shaded band, on worker-1's lane only; no lane for the split's target text.
+        assert_eq!(count(&page, "class=\"netfault\""), 1);
+        assert_eq!(count(&page, "data-process=\"broker+worker-1"), 0);
+        assert!(page.contains("partition: noticed 0.76 s (liveness 0.75 s), reply 1.60 s"));
+        assert!(page.contains("<table id=\"network\">"));
+        assert!(page.contains("broker (worker_expired) 0.76 s"));
+        // A run on loopback has no such section.
+        assert!(!render(&history(), &results("valid"), 0).contains("Network faults"));
     }
 
     #[test]

@@ -4,5 +4,6 @@
 pub mod checker;
 pub mod html;
 pub mod live;
+pub mod net;
 pub mod proxy;
 pub mod report;

@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::checker::{Judgement, Verdict};
+use super::net::NetKind;
 
 /// Which pattern's topology to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
@@ -40,6 +41,20 @@ pub enum NemesisFault {
     Freeze,
     /// SIGKILL the broker or queue and start it again on the same endpoints.
     Restart,
+    /// `--net namespaces`: one host cut off from every other, silently, both ways.
+    Partition,
+    /// `--net namespaces`: the hosts divided into two groups that only talk among themselves.
+    Split,
+    /// `--net namespaces`: one direction between two hosts dropped.
+    Oneway,
+    /// `--net namespaces`: one host's TCP refused at once (RST), both ways.
+    Reset,
+    /// `--net namespaces`: a share of every packet between hosts dropped (`--loss`).
+    Loss,
+    /// `--net namespaces`: one host's bandwidth limited (`--rate`).
+    Slow,
+    /// `--net namespaces`: latency and jitter on one host's link (`--delay`, `--jitter`).
+    Delay,
 }
 
 impl NemesisFault {
@@ -49,9 +64,41 @@ impl NemesisFault {
             NemesisFault::Kill => "kill",
             NemesisFault::Freeze => "freeze",
             NemesisFault::Restart => "restart",
+            NemesisFault::Partition => "partition",
+            NemesisFault::Split => "split",
+            NemesisFault::Oneway => "oneway",
+            NemesisFault::Reset => "reset",
+            NemesisFault::Loss => "loss",
+            NemesisFault::Slow => "slow",
+            NemesisFault::Delay => "delay",
         }
     }
+
+    /// The network kind, for a fault of the network (`--net namespaces` only).
+    pub fn network(self) -> Option<NetKind> {
+        Some(match self {
+            NemesisFault::Kill | NemesisFault::Freeze | NemesisFault::Restart => return None,
+            NemesisFault::Partition => NetKind::Partition,
+            NemesisFault::Split => NetKind::Split,
+            NemesisFault::Oneway => NetKind::Oneway,
+            NemesisFault::Reset => NetKind::Reset,
+            NemesisFault::Loss => NetKind::Loss,
+            NemesisFault::Slow => NetKind::Slow,
+            NemesisFault::Delay => NetKind::Delay,
+        })
+    }
 }
+
+/// Every network fault name (what the checker and the report treat as one).
+pub const NETWORK_FAULTS: [&str; 7] = [
+    "partition",
+    "split",
+    "oneway",
+    "reset",
+    "loss",
+    "slow",
+    "delay",
+];
 
 /// One scheduled nemesis action.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
@@ -83,6 +130,9 @@ pub struct ChaosReport {
     pub injected: BTreeMap<String, u64>,
     /// What the checker found: counts, lists, recoveries and coverage per fault kind.
     pub findings: Verdict,
+    /// `--net namespaces`: each network fault, what it cut, who noticed and when.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub network: Vec<NetworkFault>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub out: Option<String>,
     /// How the run was started: enough to run it again (`pirate chaos run --replay DIR`).
@@ -131,7 +181,8 @@ impl RunRecord {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ProcessStatus {
     pub name: String,
-    /// `up`, `down`, `frozen`, or `stopped` once the run stopped it at the end.
+    /// `up`, `down`, `frozen`, or `stopped` once the run stopped it at the end; with `--net
+    /// namespaces`, the network fault (`partition`, `split`, …) that cuts its host now.
     pub state: String,
     pub restarts: u64,
     /// Requests served (workers, servers) or replies received (clients).
@@ -144,6 +195,79 @@ pub struct ProcessStatus {
     pub activity: String,
     /// Requests a client gave up on so far.
     pub abandoned: u64,
+}
+
+/// One network fault of a `--net namespaces` run, as the history shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+pub struct NetworkFault {
+    /// `partition`, `split`, `oneway`, `reset`, `loss`, `slow`, `delay`.
+    pub kind: String,
+    /// What it cut, as the schedule writes it (`worker-1`, `broker+worker-1 | client-1`,
+    /// `worker-1 -> broker`, `all`).
+    pub target: String,
+    /// The hosts it cut off from someone.
+    pub hosts: Vec<String>,
+    /// When it struck and healed, ms on the history's clock (`healed_ms` absent: the run
+    /// ended first).
+    pub struck_ms: f64,
+    pub healed_ms: Option<f64>,
+    /// The liveness window the roles were given (heartbeat × 3), ms: what detection is
+    /// measured against.
+    pub liveness_ms: f64,
+    /// Each role that noticed, first time only: who, how (`peer_lost`, `worker_expired`,
+    /// `retry`, `bstar_state`, …), and how long after the strike.
+    pub detections: Vec<Detection>,
+    /// From the strike to the first reply a client accepted after the heal (or, for a fault
+    /// that never stopped every reply, after the strike: see `reply_during_ms`).
+    pub recovery_ms: Option<f64>,
+    /// From the strike to the first reply accepted while it was still in force.
+    pub reply_during_ms: Option<f64>,
+    /// Replies accepted while it was in force.
+    pub replies_during: u64,
+}
+
+/// A role noticing a network fault.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, JsonSchema)]
+pub struct Detection {
+    pub source: String,
+    pub event: String,
+    pub after_ms: f64,
+}
+
+impl NetworkFault {
+    /// One line: "partition broker at 0.86s for 0.33s: noticed by worker-2 in 0.15s, broker
+    /// in 0.18s (liveness 0.15s); first reply after the heal 0.46s after it struck".
+    pub fn describe(&self) -> String {
+        let lasted = match self.healed_ms {
+            Some(h) => format!("for {:.2}s", (h - self.struck_ms) / 1000.0),
+            None => "until the end".into(),
+        };
+        let noticed = if self.detections.is_empty() {
+            "nobody noticed".to_string()
+        } else {
+            let who: Vec<String> = self
+                .detections
+                .iter()
+                .map(|d| format!("{} ({}) in {:.2}s", d.source, d.event, d.after_ms / 1000.0))
+                .collect();
+            format!("noticed by {}", who.join(", "))
+        };
+        let recovered = match self.recovery_ms {
+            Some(r) => format!(
+                "first reply after the heal {:.2}s after it struck",
+                r / 1000.0
+            ),
+            None => "no reply after the heal".into(),
+        };
+        format!(
+            "{} {} at {:.2}s {lasted}: {noticed} (liveness {:.2}s); {} replies meanwhile; {recovered}",
+            self.kind,
+            self.target,
+            self.struck_ms / 1000.0,
+            self.liveness_ms / 1000.0,
+            self.replies_during
+        )
+    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,15 @@ use clap::{Args, Subcommand, ValueEnum};
 use pirate::chaos::report::{NemesisFault, Pattern};
 
 use crate::auth_args::SecurityArg;
+use crate::chaos_net::NetConfig;
 use crate::chaos_report::ReportArgs;
 use crate::chaos_run::{ChaosConfig, ChaosSecurity, ProxyPlacement};
 use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
 use crate::shared_args::{millis, FaultArgs, FreezeArgs};
-use crate::values::{parse_connect_endpoint, parse_duration, parse_positive_duration};
+use crate::values::{
+    parse_connect_endpoint, parse_duration, parse_positive_duration, parse_probability,
+};
+use pirate::chaos::net::Shaping;
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -76,6 +80,31 @@ pub enum NemesisArg {
     Freeze,
     /// SIGKILL the broker or queue and start it again on the same endpoints
     Restart,
+    /// --net namespaces: cut one host off from every other, silently, both ways (nft drop)
+    Partition,
+    /// --net namespaces: divide the hosts into two groups that only talk among themselves
+    Split,
+    /// --net namespaces: drop one direction between two hosts that talk
+    Oneway,
+    /// --net namespaces: refuse one host's TCP at once, both ways (RST), a fast failure
+    Reset,
+    /// --net namespaces: drop --loss of every packet between hosts (the kernel draws which)
+    Loss,
+    /// --net namespaces: limit one host's bandwidth to --rate both ways (tc tbf)
+    Slow,
+    /// --net namespaces: add --delay and --jitter on one host's link (tc netem: refused
+    /// before the run where the kernel has no netem)
+    Delay,
+}
+
+/// Where the processes of `pirate chaos run` live.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetArg {
+    /// Every process on 127.0.0.1 of this machine
+    Loopback,
+    /// Every process a host of its own: a network namespace with one address on a bridge in
+    /// a namespace of the run's own (root only; needs ip, nft and tc)
+    Namespaces,
 }
 
 #[derive(Args, Debug)]
@@ -121,6 +150,27 @@ pub struct ChaosRunArgs {
     /// How long the nemesis freezes a worker
     #[arg(long, default_value = "1500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub nemesis_freeze: Duration,
+    /// Where the processes live: loopback, or a host of their own each (network namespaces;
+    /// root only), which the network kinds of --nemesis need
+    #[arg(long, value_enum, default_value = "loopback", value_name = "NET")]
+    pub net: NetArg,
+    /// How long a network fault lasts before it heals (default: twice the liveness window,
+    /// 6 × --heartbeat, so heartbeats must notice)
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub partition_for: Option<Duration>,
+    /// Share of packets a `loss` fault drops, e.g. 5% (which packets: the kernel's draw, not
+    /// the seed's; the schedule still replays with --seed)
+    #[arg(long, default_value = "5%", value_name = "P", value_parser = parse_probability)]
+    pub loss: f64,
+    /// Bandwidth a `slow` fault leaves a host, as tc spells it: 1mbit, 512kbit, …
+    #[arg(long, default_value = "1mbit", value_name = "RATE", value_parser = pirate::chaos::net::parse_rate)]
+    pub rate: String,
+    /// Latency a `delay` fault adds to a host's link, each way
+    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub delay: Duration,
+    /// Jitter of a `delay` fault
+    #[arg(long, default_value = "20ms", value_name = "DURATION", value_parser = parse_duration)]
+    pub jitter: Duration,
     /// Heartbeat interval of every role (liveness 3)
     #[arg(long, default_value = "250ms", value_name = "DURATION", value_parser = parse_positive_duration)]
     pub heartbeat: Duration,
@@ -219,21 +269,45 @@ impl ChaosRunArgs {
         let dir = self.out.clone().unwrap_or_else(|| {
             std::env::temp_dir().join(format!("pirate-chaos-{}", std::process::id()))
         });
-        let (binder, connector) = crate::auth_args::topology_flags(self.security, &dir)
-            .map_err(|e| format!("--security: {e}"))?;
         let mut nemesis: Vec<NemesisFault> = Vec::new();
         for n in &self.nemesis {
             let fault = match n {
                 NemesisArg::Kill => NemesisFault::Kill,
                 NemesisArg::Freeze => NemesisFault::Freeze,
                 NemesisArg::Restart => NemesisFault::Restart,
+                NemesisArg::Partition => NemesisFault::Partition,
+                NemesisArg::Split => NemesisFault::Split,
+                NemesisArg::Oneway => NemesisFault::Oneway,
+                NemesisArg::Reset => NemesisFault::Reset,
+                NemesisArg::Loss => NemesisFault::Loss,
+                NemesisArg::Slow => NemesisFault::Slow,
+                NemesisArg::Delay => NemesisFault::Delay,
             };
             if !nemesis.contains(&fault) {
                 nemesis.push(fault);
             }
         }
+        let net = match self.net {
+            NetArg::Loopback => None,
+            NetArg::Namespaces => Some(NetConfig {
+                partition_for: self.partition_for.unwrap_or(self.heartbeat * 6),
+                shaping: Shaping {
+                    loss_percent: (self.loss * 100.0).round().clamp(1.0, 100.0) as u8,
+                    rate: self.rate.clone(),
+                    delay_ms: self.delay.as_millis() as u64,
+                    jitter_ms: self.jitter.as_millis() as u64,
+                },
+            }),
+        };
+        if net.is_some() {
+            // Before anything is written or started: root, the tools, netem for `delay`.
+            crate::chaos_net::preflight(nemesis.contains(&NemesisFault::Delay))?;
+        }
+        let (binder, connector) = crate::auth_args::topology_flags(self.security, &dir)
+            .map_err(|e| format!("--security: {e}"))?;
         Ok(ChaosConfig {
             exe,
+            net,
             pattern: self.pattern(),
             workers: self.workers as usize,
             clients: self.clients as usize,

@@ -33,10 +33,13 @@ use serde::Serialize;
 
 use pirate::chaos::checker::{self, CheckOptions, Judgement, Record};
 use pirate::chaos::live::Tracker;
+use pirate::chaos::net::{self, Cut, NetKind, NetPlan};
 use pirate::chaos::report::{ChaosReport, NemesisFault, Pattern, ProcessStatus, ScheduledFault};
 use pirate::error::{Error, Result};
 use pirate::event::{Event, Events};
 use pirate::reactor::Stop;
+
+use crate::chaos_net::{NetConfig, Network};
 
 /// Where `pirate chaos proxy` sits in the topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -53,6 +56,8 @@ pub enum ProxyPlacement {
 pub struct ChaosConfig {
     /// The `pirate` executable to run the roles with.
     pub exe: PathBuf,
+    /// `--net namespaces`: every process a host of its own; `None`: all on loopback.
+    pub net: Option<NetConfig>,
     pub pattern: Pattern,
     pub workers: usize,
     pub clients: usize,
@@ -136,6 +141,7 @@ impl ChaosConfig {
     pub fn demo(exe: PathBuf, seed: u64) -> Self {
         ChaosConfig {
             exe,
+            net: None,
             pattern: Pattern::Majordomo,
             workers: 3,
             clients: 2,
@@ -193,15 +199,90 @@ impl ChaosConfig {
         if !broker_ours {
             kinds.retain(|k| *k != NemesisFault::Restart);
         }
-        if self.pattern == Pattern::Bstar {
-            // A frozen active node that thaws after the backup took over is the split brain
-            // Binary Star stops on purpose (both nodes exit): not a fault it survives.
-            kinds.retain(|k| *k != NemesisFault::Freeze);
+        if self.net.is_none() {
+            // Network faults need hosts of their own (`validate` refuses them on loopback).
+            kinds.retain(|k| k.network().is_none());
         }
         if self.nemesis_interval.is_zero() {
             kinds.clear();
         }
         kinds
+    }
+
+    /// Every process of the topology, in the order `plan` lists them (and `--net
+    /// namespaces` addresses them: the first is 10.77.0.1).
+    pub fn host_names(&self) -> Vec<String> {
+        let numbered = |family: &str, n: usize| -> Vec<String> {
+            (1..=n.max(1)).map(|i| format!("{family}-{i}")).collect()
+        };
+        let mut names: Vec<String> = match self.pattern {
+            Pattern::Bstar => vec!["primary".into(), "backup".into()],
+            Pattern::Freelance => numbered("server", self.workers),
+            Pattern::Lazy => vec!["server".into()],
+            Pattern::Majordomo | Pattern::Titanic => {
+                let mut n = Vec::new();
+                if self.external.is_none() {
+                    n.push("broker".to_string());
+                }
+                n.extend(numbered("worker", self.workers));
+                if self.pattern == Pattern::Titanic {
+                    n.push("titanic".into());
+                }
+                n
+            }
+            Pattern::Simple | Pattern::Paranoid => {
+                let mut n = vec!["queue".to_string()];
+                n.extend(numbered("worker", self.workers));
+                n
+            }
+        };
+        if self.proxy.is_some() {
+            names.push("proxy".into());
+        }
+        names.extend(numbered("client", self.clients));
+        names
+    }
+
+    /// The host that binds the clients' endpoint (broker, queue, server, primary).
+    fn front_host(&self) -> &'static str {
+        match self.pattern {
+            Pattern::Majordomo | Pattern::Titanic => "broker",
+            Pattern::Freelance => "server-1",
+            _ => self.broker_name(),
+        }
+    }
+
+    /// Pairs of hosts that talk (a connector, what it connects to): where a `oneway` fault
+    /// can cut something.
+    pub fn links(&self) -> Vec<(String, String)> {
+        let names = self.host_names();
+        let front = self.front_host().to_string();
+        let by = |p: ProxyPlacement| match &self.proxy {
+            Some((placed, _)) if *placed == p => "proxy".to_string(),
+            _ => front.clone(),
+        };
+        let mut links = Vec::new();
+        for n in &names {
+            let family = n.split_once('-').map_or(n.as_str(), |(f, _)| f);
+            match (self.pattern, family) {
+                (Pattern::Freelance, "client") => {
+                    for s in names.iter().filter(|s| s.starts_with("server-")) {
+                        links.push((n.clone(), s.clone()));
+                    }
+                }
+                (Pattern::Bstar, "client") => {
+                    links.push((n.clone(), by(ProxyPlacement::Clients)));
+                    links.push((n.clone(), "backup".into()));
+                }
+                (Pattern::Bstar, "backup") => links.push((n.clone(), "primary".into())),
+                (_, "client") => links.push((n.clone(), by(ProxyPlacement::Clients))),
+                (_, "worker") => links.push((n.clone(), by(ProxyPlacement::Workers))),
+                (_, "titanic") | (_, "proxy") => links.push((n.clone(), front.clone())),
+                _ => {}
+            }
+        }
+        links.retain(|(a, b)| a != b && names.contains(b));
+        links
     }
 
     /// The fault kinds the checker must see injected (and, for process faults, followed by a
@@ -263,6 +344,9 @@ impl ChaosConfig {
     }
 
     fn target_of(&self, fault: NemesisFault, rng: &mut ChaCha8Rng) -> String {
+        if let Some(kind) = fault.network() {
+            return net::choose(kind, &self.host_names(), &self.links(), rng).target();
+        }
         match fault {
             NemesisFault::Restart => self.broker_name().to_string(),
             _ => self
@@ -373,14 +457,19 @@ struct Watchdog {
 }
 
 const WATCHDOG: &str = r#"trap '' INT TERM HUP QUIT
+PATH=$PATH:/usr/sbin:/sbin
 live=
+netns=
 while IFS= read -r line; do
   case $line in
     +*) live="$live ${line#+}" ;;
     -*) keep=; for g in $live; do [ "$g" = "${line#-}" ] || keep="$keep $g"; done; live=$keep ;;
+    =*) netns="$netns ${line#=}" ;;
+    /*) netns= ;;
   esac
 done
 for g in $live; do kill -s KILL -- "-$g" 2>/dev/null; done
+for n in $netns; do ip netns del "$n" 2>/dev/null; done
 if [ $# -gt 0 ]; then sleep 0.2; rm -rf -- "$@"; fi
 "#;
 
@@ -416,6 +505,16 @@ impl Watchdog {
 
     fn forget(&mut self, pgid: i32) {
         self.tell(format!("-{pgid}"));
+    }
+
+    /// A network namespace to delete at the end (`--net namespaces`), told before it exists.
+    fn namespace(&mut self, name: &str) {
+        self.tell(format!("={name}"));
+    }
+
+    /// The runner removed the namespaces itself: nothing left to delete.
+    fn namespaces_removed(&mut self) {
+        self.tell("/".into());
     }
 }
 
@@ -490,6 +589,12 @@ struct Topology {
     origin: Instant,
     run_seed: u64,
     logs: Option<PathBuf>,
+    /// `--net namespaces`: the run's network (each process runs in its host).
+    net: Option<Network>,
+    /// Command lines started since the run loop last printed them (`-v`).
+    started: Vec<String>,
+    /// The network fault in force and the hosts it cuts, for the live view.
+    cut: Option<(&'static str, Vec<String>)>,
     watchdog: Watchdog,
 }
 
@@ -501,22 +606,31 @@ impl Topology {
 
     fn spawn(&mut self, index: usize) -> Result<()> {
         let proc = &mut self.procs[index];
-        let mut cmd = match &proc.shell {
-            Some(shell) => {
-                let mut c = Command::new("sh");
-                c.arg("-c").arg(shell);
-                c
-            }
+        let mut argv: Vec<String> = match &proc.shell {
+            Some(shell) => vec!["sh".into(), "-c".into(), shell.clone()],
             None => {
-                let mut c = Command::new(&self.exe);
-                c.args(&proc.args);
+                let mut a = vec![self.exe.display().to_string()];
+                a.extend(proc.args.iter().cloned());
                 if let Some(slot) = proc.seed_slot {
                     let seed = incarnation_seed(self.run_seed, slot, proc.incarnation);
-                    c.arg("--seed").arg(seed.to_string());
+                    a.extend(["--seed".to_string(), seed.to_string()]);
                 }
-                c
+                a
             }
         };
+        if let Some(net) = &self.net {
+            // `ip netns exec` enters the host's namespace and execs the role: same pid, same
+            // process group, same parent-death signal.
+            argv = net.plan.exec(&proc.name, &argv).ok_or_else(|| {
+                Error::Internal(format!("{} has no host in the network plan", proc.name))
+            })?;
+            self.started.push(net::NetCommand(argv.clone()).to_string());
+            if let Some(ip) = crate::chaos_net::tool("ip") {
+                argv[0] = ip.display().to_string();
+            }
+        }
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         let stderr = match &self.logs {
             Some(dir) => {
                 let file = std::fs::OpenOptions::new()
@@ -583,17 +697,31 @@ impl Topology {
         Ok(())
     }
 
+    /// Prints (`-v`) the command lines of the processes started since the last call.
+    fn print_started(&mut self, events: &mut Events) {
+        for line in self.started.drain(..) {
+            if events.tracing() {
+                events.info(format!("net: {line}"));
+            }
+        }
+    }
+
     fn index(&self, name: &str) -> Option<usize> {
         self.procs.iter().position(|p| p.name == name)
     }
 
     /// Records a runner action in the history; returns its time on the history's clock.
     fn note(&self, action: &str, target: &str) -> f64 {
+        self.note_with(serde_json::json!({"event": "nemesis", "action": action, "target": target}))
+    }
+
+    /// Records a runner action given as its whole event.
+    fn note_with(&self, event: serde_json::Value) -> f64 {
         let t_ms = self.now_ms();
         let record = Record {
             t_ms,
             source: "nemesis".into(),
-            event: serde_json::json!({"event": "nemesis", "action": action, "target": target}),
+            event,
         };
         self.journal
             .lock()
@@ -653,7 +781,11 @@ impl Topology {
                 state: if p.frozen {
                     "frozen"
                 } else if alive {
-                    "up"
+                    // Up, but its host cut by the network fault in force: the fault's name.
+                    match &self.cut {
+                        Some((kind, hosts)) if hosts.contains(&p.name) => kind,
+                        _ => "up",
+                    }
                 } else if ended && p.down_cause.is_none() {
                     // Stopped with the rest; one still waiting for its restart stays down.
                     "stopped"
@@ -703,8 +835,23 @@ fn titanic_dir(config: &ChaosConfig) -> PathBuf {
     }
 }
 
-/// Builds the process list for the pattern.
-fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
+/// Builds the process list for the pattern. With a network plan, each endpoint is on the
+/// address of the host that binds it (a port of its own, though every host has all of them);
+/// otherwise on a free port of 127.0.0.1.
+fn plan(config: &ChaosConfig, net: Option<&NetPlan>) -> Result<(Vec<Proc>, String)> {
+    let mut next_port = 5550u16;
+    let mut ep = |host: &str| -> Result<String> {
+        match net {
+            None => Ok(format!("tcp://127.0.0.1:{}", free_port()?)),
+            Some(plan) => {
+                let addr = plan.host(host).map(|h| h.addr).ok_or_else(|| {
+                    Error::Internal(format!("{host} has no host in the network plan"))
+                })?;
+                next_port += 1;
+                Ok(format!("tcp://{addr}:{}", next_port - 1))
+            }
+        }
+    };
     let hb = format!("{}ms", config.heartbeat.as_millis());
     let reconnect_max = format!("{}ms", config.heartbeat.as_millis() * 8);
     let mut procs = Vec::new();
@@ -725,9 +872,12 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
         down_cause: None,
         restarted_after: BTreeMap::new(),
     };
-    let (front, back) = (free_port()?, free_port()?);
-    let front = format!("tcp://127.0.0.1:{front}");
-    let back = format!("tcp://127.0.0.1:{back}");
+    let front = ep(config.front_host())?;
+    let back = ep(if config.pattern == Pattern::Bstar {
+        "backup"
+    } else {
+        config.front_host()
+    })?;
     let worker_flags = || {
         let mut a = config.worker_args.clone();
         a.extend(config.worker_faults.iter().cloned());
@@ -735,7 +885,10 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
     };
     // With a proxy, one side connects to the proxy's frontend instead, and the proxy's
     // backend connects where that side would have.
-    let proxy_front = format!("tcp://127.0.0.1:{}", free_port()?);
+    let proxy_front = match &config.proxy {
+        Some(_) => ep("proxy")?,
+        None => String::new(),
+    };
     let placed = |placement: ProxyPlacement, endpoint: &str| -> String {
         match &config.proxy {
             Some((p, _)) if *p == placement => proxy_front.clone(),
@@ -750,11 +903,7 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
     let mut client_extra: Vec<String> = Vec::new();
     let client_endpoint = match config.pattern {
         Pattern::Bstar => {
-            let (s1, s2) = (free_port()?, free_port()?);
-            let (s1, s2) = (
-                format!("tcp://127.0.0.1:{s1}"),
-                format!("tcp://127.0.0.1:{s2}"),
-            );
+            let (s1, s2) = (ep("primary")?, ep("backup")?);
             for (name, role, bind, state, peer) in [
                 ("primary", "--primary", &front, &s1, &s2),
                 ("backup", "--backup", &back, &s2, &s1),
@@ -791,7 +940,7 @@ fn plan(config: &ChaosConfig) -> Result<(Vec<Proc>, String)> {
             }
             let mut servers = Vec::new();
             for i in 1..=config.workers.max(1) {
-                let endpoint = format!("tcp://127.0.0.1:{}", free_port()?);
+                let endpoint = ep(&format!("server-{i}"))?;
                 let mut args = strings(&["server", "--json", "--freelance", "--bind", &endpoint]);
                 args.extend(worker_flags());
                 procs.push(new(format!("server-{i}"), args, None, Some(i as u64 + 1)));
@@ -1035,6 +1184,16 @@ struct Nemesis {
     injected: BTreeMap<String, u64>,
     /// When each kind first struck, on the history's clock.
     first: BTreeMap<&'static str, f64>,
+    /// The network fault in force (one at a time) and when it heals.
+    network: Option<InForce>,
+}
+
+/// A network fault struck and not yet healed.
+struct InForce {
+    heal_at: Instant,
+    kind: NetKind,
+    cut: Cut,
+    target: String,
 }
 
 impl Nemesis {
@@ -1045,12 +1204,15 @@ impl Nemesis {
         config: &ChaosConfig,
         s: &ScheduledFault,
         events: &mut Events,
-    ) {
+    ) -> Result<()> {
+        if let Some(kind) = s.fault.network() {
+            return self.strike_network(topo, config, s, kind, events);
+        }
         let Some(i) = topo.index(&s.target) else {
-            return;
+            return Ok(());
         };
         if !topo.alive(i) || topo.procs[i].frozen {
-            return; // already down or frozen: nothing to break
+            return Ok(()); // already down or frozen: nothing to break
         }
         let now = Instant::now();
         let action = s.fault.name();
@@ -1066,6 +1228,7 @@ impl Nemesis {
                 topo.procs[i].frozen = true;
                 self.thaw_at.push((now + config.freeze_for, i));
             }
+            _ => unreachable!("network faults are struck by strike_network"),
         }
         self.first.entry(action).or_insert(t_ms);
         *self.injected.entry(action.to_string()).or_default() += 1;
@@ -1074,6 +1237,84 @@ impl Nemesis {
             action: action.to_string(),
             target: s.target.clone(),
         });
+        Ok(())
+    }
+
+    /// Applies a network fault's rules (unless one is in force already: one at a time, so
+    /// each has its own detection and recovery), and records it with the hosts it cuts.
+    fn strike_network(
+        &mut self,
+        topo: &mut Topology,
+        config: &ChaosConfig,
+        s: &ScheduledFault,
+        kind: NetKind,
+        events: &mut Events,
+    ) -> Result<()> {
+        let (Some(network), Some(net_config)) = (&topo.net, &config.net) else {
+            return Ok(());
+        };
+        if self.network.is_some() {
+            return Ok(());
+        }
+        let Some(cut) = Cut::parse(kind, &s.target) else {
+            return Ok(());
+        };
+        let commands = network
+            .plan
+            .strike(kind, &cut, &net_config.shaping)
+            .map_err(Error::Internal)?;
+        for c in &commands {
+            crate::chaos_net::run(c, events)?;
+        }
+        let action = s.fault.name();
+        let hosts = cut.hosts(&network.plan.names());
+        topo.cut = Some((action, hosts.clone()));
+        let t_ms = topo.note_with(serde_json::json!({
+            "event": "nemesis", "action": action, "target": s.target, "hosts": hosts,
+        }));
+        self.network = Some(InForce {
+            heal_at: Instant::now() + net_config.partition_for,
+            kind,
+            cut,
+            target: s.target.clone(),
+        });
+        self.first.entry(action).or_insert(t_ms);
+        *self.injected.entry(action.to_string()).or_default() += 1;
+        events.emit(Event::Nemesis {
+            at_ms: s.at_ms,
+            action: action.to_string(),
+            target: s.target.clone(),
+        });
+        Ok(())
+    }
+
+    /// Heals the network fault in force once `--partition-for` is over (now, with `all`).
+    fn heal_network(
+        &mut self,
+        topo: &mut Topology,
+        elapsed_ms: u64,
+        events: &mut Events,
+        all: bool,
+    ) -> Result<()> {
+        let due = self
+            .network
+            .as_ref()
+            .is_some_and(|f| all || Instant::now() >= f.heal_at);
+        let (true, Some(network)) = (due, &topo.net) else {
+            return Ok(());
+        };
+        let f = self.network.take().expect("due");
+        for c in network.plan.heal(f.kind, &f.cut).map_err(Error::Internal)? {
+            crate::chaos_net::run(&c, events)?;
+        }
+        topo.note(net::HEAL_ACTION, &f.target);
+        topo.cut = None;
+        events.emit(Event::Nemesis {
+            at_ms: elapsed_ms,
+            action: net::HEAL_ACTION.to_string(),
+            target: f.target,
+        });
+        Ok(())
     }
 
     /// Continues the processes whose freeze is over (all of them with `all`).
@@ -1127,7 +1368,25 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
         (Pattern::Titanic, None) => vec![titanic_dir(config)],
         _ => Vec::new(),
     };
-    let (procs, endpoint) = plan(config)?;
+    let net_plan = match &config.net {
+        Some(_) => Some(
+            NetPlan::new(&crate::chaos_net::run_id(), &config.host_names())
+                .map_err(Error::Usage)?,
+        ),
+        None => None,
+    };
+    let (procs, endpoint) = plan(config, net_plan.as_ref())?;
+    if let Some(p) = &net_plan {
+        let mut listed: Vec<&String> = procs.iter().map(|p| &p.name).collect();
+        let mut hosts: Vec<&String> = p.hosts.iter().map(|h| &h.name).collect();
+        listed.sort();
+        hosts.sort();
+        if listed != hosts {
+            return Err(Error::Internal(format!(
+                "the network plan's hosts {hosts:?} are not the processes {listed:?}"
+            )));
+        }
+    }
     events.emit(Event::started(
         format!("chaos ({:?})", config.pattern).to_lowercase(),
         endpoint,
@@ -1147,12 +1406,23 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
         origin: Instant::now(),
         run_seed: config.seed,
         logs,
+        net: None,
+        started: Vec::new(),
+        cut: None,
         watchdog: Watchdog::start(&temporary)?,
     };
+    if let Some(p) = net_plan {
+        // Told to the watchdog before they exist: a SIGKILL from here on leaves nothing.
+        for ns in p.namespaces() {
+            topo.watchdog.namespace(&ns);
+        }
+        topo.net = Some(Network::start(p, events)?);
+    }
     let mut nemesis = Nemesis {
         thaw_at: Vec::new(),
         injected: BTreeMap::new(),
         first: BTreeMap::new(),
+        network: None,
     };
     // Servers first, then workers, then clients, each given a moment to bind.
     for i in 0..topo.procs.len() {
@@ -1207,7 +1477,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
         }
         let elapsed = in_phase.as_millis() as u64;
         while next < schedule.len() && schedule[next].at_ms <= elapsed {
-            nemesis.strike(&mut topo, config, &schedule[next], events);
+            nemesis.strike(&mut topo, config, &schedule[next], events)?;
             next += 1;
         }
         let cap = config.fault_phase + config.max_extension;
@@ -1216,7 +1486,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
             if let Some(kind) = nemesis.missing(&kinds) {
                 let s = config.coverage_fault(coverage_strikes, kind, elapsed);
                 coverage_strikes += 1;
-                nemesis.strike(&mut topo, config, &s, events);
+                nemesis.strike(&mut topo, config, &s, events)?;
             }
             next_coverage_strike += interval.max(Duration::from_millis(100));
         }
@@ -1227,6 +1497,8 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
             break;
         }
         nemesis.thaw(&mut topo, false);
+        nemesis.heal_network(&mut topo, elapsed, events, false)?;
+        topo.print_started(events);
         supervise(&mut topo, config, &mut nemesis.injected, events, false)?;
         if last_status.elapsed() >= Duration::from_millis(250) {
             last_status = Instant::now();
@@ -1247,6 +1519,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
         feed.stop.store(true, Ordering::SeqCst);
     }
     nemesis.thaw(&mut topo, true);
+    nemesis.heal_network(&mut topo, fault_phase_ms, events, true)?;
     if !interrupted {
         for i in 0..topo.procs.len() {
             let name = topo.procs[i].name.clone();
@@ -1292,6 +1565,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
             break;
         }
         supervise(&mut topo, config, &mut nemesis.injected, events, true)?;
+        topo.print_started(events);
         if last_status.elapsed() >= Duration::from_millis(250) {
             last_status = Instant::now();
             events.emit(Event::ChaosStatus {
@@ -1326,6 +1600,10 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
     for i in 0..topo.procs.len() {
         topo.kill(i);
     }
+    if let Some(network) = &mut topo.net {
+        network.teardown(events);
+        topo.watchdog.namespaces_removed();
+    }
     thread::sleep(Duration::from_millis(50)); // let reader threads reach end of file
 
     let records = std::mem::take(&mut topo.journal.lock().expect("journal lock").records);
@@ -1348,6 +1626,10 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
         schedule,
         injected: nemesis.injected,
         findings,
+        network: match &config.net {
+            Some(_) => net::network_faults(&records, config.heartbeat.as_secs_f64() * 3000.0),
+            None => Vec::new(),
+        },
         out: config.out.as_ref().map(|p| p.display().to_string()),
         run: config.record.clone(),
     };
@@ -1481,6 +1763,57 @@ mod tests {
         let mut l = demo(3);
         l.pattern = Pattern::Lazy;
         assert!(l.schedule().iter().all(|f| f.target == "server"));
+    }
+
+    #[test]
+    fn every_process_is_a_host_and_links_follow_who_connects_to_whom() {
+        let mut c = demo(1);
+        c.workers = 2;
+        c.proxy = Some((ProxyPlacement::Workers, Vec::new()));
+        assert_eq!(
+            c.host_names(),
+            strings(&["broker", "worker-1", "worker-2", "proxy", "client-1", "client-2"])
+        );
+        let links = c.links();
+        let has = |a: &str, b: &str| links.contains(&(a.to_string(), b.to_string()));
+        assert!(has("worker-1", "proxy") && has("proxy", "broker") && has("client-2", "broker"));
+        assert!(!has("worker-1", "broker"), "{links:?}");
+        let mut b = demo(1);
+        b.pattern = Pattern::Bstar;
+        assert_eq!(
+            b.host_names(),
+            strings(&["primary", "backup", "client-1", "client-2"])
+        );
+        assert!(b.links().contains(&("client-1".into(), "backup".into())));
+    }
+
+    #[test]
+    fn network_kinds_are_scheduled_only_on_hosts_of_their_own_and_replay() {
+        let mut c = demo(4);
+        c.nemesis = vec![
+            NemesisFault::Partition,
+            NemesisFault::Split,
+            NemesisFault::Oneway,
+            NemesisFault::Loss,
+        ];
+        // On loopback there is nothing to cut.
+        assert!(c.schedule().is_empty());
+        c.net = Some(NetConfig {
+            partition_for: Duration::from_millis(1500),
+            shaping: net::Shaping::default(),
+        });
+        let s = c.schedule();
+        assert_eq!(s, c.schedule());
+        let hosts = c.host_names();
+        for f in &s {
+            let kind = f.fault.network().expect("network kind");
+            let cut = Cut::parse(kind, &f.target).unwrap_or_else(|| panic!("{f:?}"));
+            for h in cut.hosts(&hosts) {
+                assert!(hosts.contains(&h), "{h} in {f:?}");
+            }
+        }
+        assert_eq!(s[1].fault, NemesisFault::Split);
+        assert_eq!(s[3].target, "all");
     }
 
     #[test]

@@ -38,6 +38,15 @@ VERDICT:
   --nemesis kind has struck and been recovered from. Ctrl-C prints the verdict of what was
   seen, marked (interrupted), and exits 130.
 
+REAL NETWORKS (--net namespaces, root only):
+  Every process runs as a host of its own: a network namespace with one address (10.77.0.N)
+  on a bridge inside a namespace the run made, so no packet reaches the machine's network.
+  partition, split, oneway, reset and loss are nft rules, slow and delay tc qdiscs; each is
+  healed after --partition-for, and -v prints every ip/nft/tc command. The schedule (which
+  kind, which hosts, when) replays with --seed; which packets a loss window drops is the
+  kernel's draw. Needs ip and tc (iproute2) and nft (nftables); delay needs the kernel's
+  netem. Namespaces are removed however the run ends, SIGKILL of the runner included.
+
 ",
     exit_codes!()
 );

@@ -6,6 +6,7 @@ mod auth_args;
 mod bar;
 mod bench;
 mod chaos_args;
+mod chaos_net;
 mod chaos_record;
 mod chaos_report;
 mod chaos_run;

@@ -514,6 +514,12 @@ fn role_summary_text(report: &Report) -> String {
         ),
         Report::Chaos(c) => {
             let injected: Vec<String> = c.injected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            // One line per network fault: when, what it cut, who noticed, when replies came.
+            let network: String = c
+                .network
+                .iter()
+                .map(|f| format!("\nnetwork: {}", f.describe()))
+                .collect();
             // Where the evidence is, and the whole command that runs the same again (a
             // seed alone does not replay a run that had other flags).
             let report = c
@@ -530,7 +536,7 @@ fn role_summary_text(report: &Report) -> String {
                 c.run.replay_line()
             };
             format!(
-                "{}\nnemesis: {} (fault phase {:.1}s)\nseed {}{report}\nreplay: {replay}",
+                "{}{network}\nnemesis: {} (fault phase {:.1}s)\nseed {}{report}\nreplay: {replay}",
                 c.findings.summary_text().trim_end(),
                 if injected.is_empty() {
                     "nothing injected".to_string()

@@ -3,11 +3,14 @@
 //! parsing and before anything starts. An error is one line, a usage error (exit 2). The
 //! conversions into library configs (`config()`, `mode()`) then assume these rules hold.
 
-use crate::chaos_args::{ChaosArgs, ChaosCommand, ChaosRunArgs, ProxyPlacementArg};
+use crate::chaos_args::{
+    ChaosArgs, ChaosCommand, ChaosRunArgs, NemesisArg, NetArg, ProxyPlacementArg,
+};
 use crate::cli::{ClientArgs, Command, WorkerArgs, WorkerDialect};
 use crate::proxy_args::TrafficArgs;
 use crate::shared_args::ClientProtocol;
 use crate::shared_args::{BstarArgs, OnSplit};
+use clap::ValueEnum;
 
 use pirate::chaos::report::Pattern;
 
@@ -158,6 +161,28 @@ fn out_dir(out: Option<&std::path::Path>) -> Result<(), String> {
 
 fn chaos_run(a: &ChaosRunArgs) -> Result<(), String> {
     let pattern = a.pattern();
+    let namespaces = a.net == NetArg::Namespaces;
+    if let Some(kind) = a.nemesis.iter().find(|n| {
+        !matches!(
+            n,
+            NemesisArg::Kill | NemesisArg::Freeze | NemesisArg::Restart
+        )
+    }) {
+        if !namespaces {
+            let name = kind.to_possible_value().map(|v| v.get_name().to_string());
+            return Err(format!(
+                "--nemesis {} is a network fault: it needs --net namespaces",
+                name.unwrap_or_default()
+            ));
+        }
+    }
+    if namespaces && a.connect.is_some() {
+        return Err(
+            "--connect does not fit --net namespaces: the run's hosts reach nothing outside \
+             their own network; let the run start the broker"
+                .into(),
+        );
+    }
     if a.worker_cmd.is_some() && pattern != Pattern::Majordomo {
         return Err("--worker-cmd needs --pattern majordomo".into());
     }
