@@ -604,13 +604,15 @@ pub enum Event {
         reason: String,
         total: u64,
     },
-    /// `pirate chaos`: a nemesis action planned (printed before the run, for replay by seed).
+    /// `pirate chaos`: a nemesis action planned (printed before the run, for replay by seed);
+    /// `at_ms` counts from the start of the fault phase (the schedule's clock).
     NemesisPlanned {
         at_ms: u64,
         fault: String,
         target: String,
     },
-    /// `pirate chaos`: a nemesis action carried out.
+    /// `pirate chaos`: a nemesis action carried out; `at_ms` is on the run's clock, from its
+    /// start, the clock of the history, the `network` faults and `report.html`.
     Nemesis {
         at_ms: u64,
         action: String,

@@ -155,6 +155,27 @@ fn the_demonstration_is_valid_with_a_worker_kill_and_a_broker_restart() {
     assert!(history.lines().count() > 100);
     assert!(history.contains(r#""action":"kill""#));
     assert!(dir.join("logs/broker.log").exists());
+    // One time base: every strike the run printed is at the time the history (and so the
+    // page) has it.
+    let strikes: Vec<serde_json::Value> = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["source"] == "nemesis")
+        .collect();
+    let printed: Vec<serde_json::Value> = json_lines(&out)
+        .into_iter()
+        .filter(|l| l["event"] == "nemesis")
+        .collect();
+    assert!(!printed.is_empty(), "{out}");
+    for p in &printed {
+        let at = p["at_ms"].as_f64().unwrap();
+        assert!(
+            strikes.iter().any(|r| r["event"]["action"] == p["action"]
+                && r["event"]["target"] == p["target"]
+                && (r["t_ms"].as_f64().unwrap() - at).abs() <= 1.0),
+            "printed {p}, but the history has {strikes:?}"
+        );
+    }
 }
 
 #[test]

@@ -1233,7 +1233,7 @@ impl Nemesis {
         self.first.entry(action).or_insert(t_ms);
         *self.injected.entry(action.to_string()).or_default() += 1;
         events.emit(Event::Nemesis {
-            at_ms: s.at_ms,
+            at_ms: t_ms.round() as u64,
             action: action.to_string(),
             target: s.target.clone(),
         });
@@ -1281,7 +1281,7 @@ impl Nemesis {
         self.first.entry(action).or_insert(t_ms);
         *self.injected.entry(action.to_string()).or_default() += 1;
         events.emit(Event::Nemesis {
-            at_ms: s.at_ms,
+            at_ms: t_ms.round() as u64,
             action: action.to_string(),
             target: s.target.clone(),
         });
@@ -1289,13 +1289,7 @@ impl Nemesis {
     }
 
     /// Heals the network fault in force once `--partition-for` is over (now, with `all`).
-    fn heal_network(
-        &mut self,
-        topo: &mut Topology,
-        elapsed_ms: u64,
-        events: &mut Events,
-        all: bool,
-    ) -> Result<()> {
+    fn heal_network(&mut self, topo: &mut Topology, events: &mut Events, all: bool) -> Result<()> {
         let due = self
             .network
             .as_ref()
@@ -1307,10 +1301,10 @@ impl Nemesis {
         for c in network.plan.heal(f.kind, &f.cut).map_err(Error::Internal)? {
             crate::chaos_net::run(&c, events)?;
         }
-        topo.note(net::HEAL_ACTION, &f.target);
+        let t_ms = topo.note(net::HEAL_ACTION, &f.target);
         topo.cut = None;
         events.emit(Event::Nemesis {
-            at_ms: elapsed_ms,
+            at_ms: t_ms.round() as u64,
             action: net::HEAL_ACTION.to_string(),
             target: f.target,
         });
@@ -1454,6 +1448,16 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
     // The nemesis's clock (the schedule's `at_ms`) starts now; the history's started before
     // the first child, and both run on.
     let phase_start = Instant::now();
+    // Everything the run prints as it goes, the history and the page share the run's clock;
+    // the plan counts from here.
+    events.emit(Event::Log {
+        level: pirate::event::Level::Info,
+        message: format!(
+            "fault phase starts at {:.1}s (the nemesis plan counts from here; every other time is \
+             from the run's start, as in report.html)",
+            topo.now_ms() / 1000.0
+        ),
+    });
     let mut next = 0usize;
     let mut last_status = Instant::now() - Duration::from_secs(1);
     let mut interrupted = false;
@@ -1497,7 +1501,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
             break;
         }
         nemesis.thaw(&mut topo, false);
-        nemesis.heal_network(&mut topo, elapsed, events, false)?;
+        nemesis.heal_network(&mut topo, events, false)?;
         topo.print_started(events);
         supervise(&mut topo, config, &mut nemesis.injected, events, false)?;
         if last_status.elapsed() >= Duration::from_millis(250) {
@@ -1519,7 +1523,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
         feed.stop.store(true, Ordering::SeqCst);
     }
     nemesis.thaw(&mut topo, true);
-    nemesis.heal_network(&mut topo, fault_phase_ms, events, true)?;
+    nemesis.heal_network(&mut topo, events, true)?;
     if !interrupted {
         for i in 0..topo.procs.len() {
             let name = topo.procs[i].name.clone();

@@ -425,7 +425,7 @@ fn human_text(event: &Event) -> Option<String> {
             fault,
             target,
         } => format!(
-            "I: nemesis plans {fault} {target} at {:.1}s",
+            "I: nemesis plans {fault} {target} at {:.1}s into the fault phase",
             *at_ms as f64 / 1000.0
         ),
         Event::Nemesis {
