@@ -503,13 +503,31 @@ fn pirate_primary_heals_beside_the_guides_backup(lang: guide::Lang) {
     assert_eq!(replies(&client.stdout.text()), sequence(10), "in order");
 
     assert!(!primary.has_exited(), "{}", primary.stderr.text());
+    // Replies 4 to 6 came from the Guide's backup, so both nodes were active: wait until the
+    // pair has resolved it, one way or the other (each publishes its state once a second, so
+    // either may hear the other first).
+    let started = std::time::Instant::now();
+    let guide_stopped = loop {
+        if backup.has_exited() {
+            break true;
+        }
+        if primary.stderr.text().contains("stepped down after a split") {
+            break false;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "timed out waiting for the pair to resolve the split\n--- ours\n{}--- the Guide's\n{}",
+            primary.stderr.text(),
+            backup.stdout.text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let ours = primary.stderr.text();
     let why = format!(
         "--- ours\n{ours}--- the Guide's\n{}--- client\n{}",
         backup.stdout.text(),
         client.stderr.text()
     );
-    let guide_stopped = backup.has_exited();
     eprintln!(
         "the Guide's bstarsrv {}",
         if guide_stopped { "stopped" } else { "serves" }

@@ -1859,9 +1859,10 @@ mod tests {
         c.nemesis_interval = Duration::ZERO;
         assert_eq!(c.required_faults(), ["proxy"]);
         assert!(c.schedule().is_empty());
+        // A Binary Star pair heals after a frozen node thaws: freezes apply to it too.
         let mut b = demo(1);
         b.pattern = Pattern::Bstar;
-        assert_eq!(b.required_faults(), ["kill"]);
+        assert_eq!(b.required_faults(), ["kill", "freeze"]);
     }
 
     #[test]

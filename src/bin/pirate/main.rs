@@ -433,13 +433,20 @@ fn parse_cli() -> (Cli, Invocation) {
     }
 }
 
-/// The command line's parser: `Cli`, with every (sub)command taking a value that looks like a
-/// negative number as a value, so that `--retries -1` is refused by the flag's own check
-/// ("invalid value '-1' for '--retries <N>'") rather than read as an unknown flag `-1`.
+/// The command line's parser: `Cli`, with every flag that takes a value taking one that looks
+/// like a negative number, so that `--retries -1` is refused by the flag's own check
+/// ("invalid value '-1' for '--retries <N>'") rather than read as an unknown flag `-1`. Only
+/// flags' values: a word that stands alone (`-0`, the client's NUL flag) stays a flag.
 fn parser() -> clap::Command {
     fn negatives_are_values(command: clap::Command) -> clap::Command {
         command
-            .allow_negative_numbers(true)
+            .mut_args(|arg| {
+                if arg.get_action().takes_values() && !arg.is_positional() {
+                    arg.allow_negative_numbers(true)
+                } else {
+                    arg
+                }
+            })
             .mut_subcommands(negatives_are_values)
     }
     negatives_are_values(<Cli as clap::CommandFactory>::command())
