@@ -104,6 +104,9 @@ pub enum Outcome {
     /// As `Abandoned`, and the broker answered `mmi.service` 404: it is up, but no worker
     /// serves the service.
     NoService,
+    /// The peer answered in another protocol: a Majordomo broker answered a bare request, or
+    /// something echoed a Majordomo client's `mmi.*` question back. Nothing was retried.
+    WrongProtocol,
     /// Ctrl-C or SIGTERM stopped the run.
     Interrupted,
 }
@@ -485,8 +488,13 @@ pub enum Event {
     WorkerExpired { worker: String, busy: bool },
     /// A worker lost its queue or broker: `reason` is `silent` (heartbeats stopped; it
     /// reconnects after a back-off) or `disconnect` (the broker sent DISCONNECT; it reconnects
-    /// at once, `delay_ms` 0).
-    PeerLost { reason: String, delay_ms: u64 },
+    /// at once, `delay_ms` 0). `peer` says which it was: `broker` (Majordomo) or `queue`
+    /// (Simple and Paranoid Pirate).
+    PeerLost {
+        reason: String,
+        delay_ms: u64,
+        peer: String,
+    },
     /// A Binary Star node is in `state` (`PRIMARY`, `BACKUP`, `ACTIVE`, `PASSIVE`): its
     /// starting state (no `from`, reason `started`), then every change, with the Guide's reason.
     BstarState {

@@ -385,6 +385,8 @@ struct Probe {
     at: usize,
     deadline: Instant,
     question: Question,
+    /// The question as sent: an answer equal to it is an echo (see [`Client::probe_reply`]).
+    sent: Message,
 }
 
 /// Why an attempt failed when its deadline passed.
@@ -842,12 +844,14 @@ impl Client {
             (Question::Service, Some(service)) => service.as_bytes().to_vec(),
             _ => b"1".to_vec(),
         };
-        out.send(slot, ask.encode(Message::from_frames([body])));
+        let sent = ask.encode(Message::from_frames([body]));
+        out.send(slot, sent.clone());
         self.probe = Some(Probe {
             slot,
             at,
             deadline: now + self.config.timeout,
             question,
+            sent,
         });
     }
 
@@ -955,6 +959,13 @@ impl Client {
             .probe
             .as_ref()
             .map_or(Question::Correlate, |p| p.question);
+        if let Some(why) = self
+            .probe
+            .as_ref()
+            .and_then(|p| echoed(p, &msg, &self.endpoints))
+        {
+            return self.wrong_protocol(why, now, out, events);
+        }
         match self.probe_framing(question).decode(msg) {
             Ok(Received::Partial(_)) => {}
             Ok(Received::Final(body)) => self.answered(Some(body.text()), now, out, events),
@@ -1034,6 +1045,7 @@ impl Client {
             }
             Verdict::Answer(reply) => self.accept(seq, reply, now, out, events),
             Verdict::Failed(reason) => self.failed(seq, reason, now, out, events),
+            Verdict::WrongProtocol(why) => self.wrong_protocol(why, now, out, events),
         }
     }
 
@@ -1047,6 +1059,7 @@ impl Client {
         match decoded {
             Ok(Received::Partial(body)) => Verdict::Partial(body),
             Ok(Received::Final(body)) => {
+                let bare = self.service().is_none();
                 let Some(flight) = self.in_flight.get_mut(&seq) else {
                     return Verdict::Failed("malformed reply");
                 };
@@ -1054,6 +1067,15 @@ impl Client {
                 body.into_frames()
                     .into_iter()
                     .for_each(|f| reply.push_back(f));
+                if bare {
+                    if let Some(header) = majordomo_header(&reply, &flight.request.body) {
+                        return Verdict::WrongProtocol(format!(
+                            "{} answered in Majordomo ({header}): it is a Majordomo broker; \
+                             ask it for a service with --service NAME",
+                            self.endpoints[flight.at]
+                        ));
+                    }
+                }
                 if !self.config.check_echo || reply.text() == flight.request.text {
                     return Verdict::Answer(reply);
                 }
@@ -1228,7 +1250,10 @@ impl Client {
                 Outcome::NoService
             }
             _ => {
-                events.error("server seems to be offline, abandoning");
+                events.error(format!(
+                    "server seems to be offline, abandoning{}",
+                    self.hint()
+                ));
                 Outcome::Abandoned
             }
         };
@@ -1244,9 +1269,77 @@ impl Client {
         out.exit();
     }
 
+    /// What a bare client that heard nothing cannot rule out: a Majordomo broker that drops a
+    /// request without a Majordomo header and says nothing back (the Guide's mdbroker logs
+    /// "invalid message" and stays silent; `pirate broker` answers, see [`majordomo_header`]).
+    fn hint(&self) -> &'static str {
+        match self.service() {
+            None => " (nothing answered: if the port is a Majordomo broker, use --service NAME)",
+            Some(_) => "",
+        }
+    }
+
+    /// The peer speaks another protocol (`why`, one line): every request still waiting is
+    /// abandoned at once, as retrying the same bytes on the same port cannot help.
+    fn wrong_protocol(
+        &mut self,
+        why: String,
+        now: Instant,
+        out: &mut Outbox<ReadNext>,
+        events: &mut Events,
+    ) {
+        if let Some(probe) = self.probe.take() {
+            self.release(probe.slot, out);
+        }
+        events.error(why);
+        for (_, flight) in std::mem::take(&mut self.in_flight) {
+            self.report.abandoned += 1;
+            events.emit(Event::Abandoned {
+                seq: flight.seq,
+                request: flight.request.text,
+                attempts: flight.attempt,
+            });
+        }
+        self.finish(Outcome::WrongProtocol, now, events);
+        out.exit();
+    }
+
     fn settling(&self, now: Instant) -> bool {
         self.settle_until.is_some_and(|s| now < s)
     }
+}
+
+/// A bare client's reply that is a Majordomo client message: its first frame `MDPC01` or
+/// `MDPC02` (7/MDP, 18/MDP: `["MDPC01"][service][body…]`, as a REQ socket receives it) when
+/// the request did not start with that frame itself (an echo server sends a request that
+/// happens to start so back unchanged). `pirate broker` answers a request without a Majordomo
+/// header so (see `broker::NOT_MDP`); a broker that says nothing back cannot be told from a
+/// server that is down.
+fn majordomo_header(reply: &Message, request: &Message) -> Option<&'static str> {
+    let first = reply.iter().next()?;
+    let header = [("MDPC01", mdp::MDPC01), ("MDPC02", mdp::MDPC02)]
+        .into_iter()
+        .find(|(_, h)| first == *h)?;
+    (request.iter().next() != Some(first)).then_some(header.0)
+}
+
+/// Why `msg`, the answer to `probe`, is an echo: the question itself, frame for frame. A
+/// Majordomo broker answers `mmi.correlate` with a status (`200`, `501`) and `mmi.service`
+/// with `200`/`404`; a plain echo server sends the question back, and in 7/MDP 0.1 a
+/// client REQUEST and its REPLY have the same frames (`["MDPC01"][service][body]`), so an
+/// echoed request would pass for an answer: the probe is what tells them apart.
+fn echoed(probe: &Probe, msg: &Message, endpoints: &[String]) -> Option<String> {
+    (*msg == probe.sent).then(|| {
+        let question = match probe.question {
+            Question::Correlate => "mmi.correlate",
+            Question::Service => "mmi.service",
+        };
+        format!(
+            "{} echoed the question {question} back: it is not a Majordomo broker \
+             (a plain echo server on the wrong port?)",
+            endpoints[probe.at]
+        )
+    })
 }
 
 /// A reply cut short for a log line.
@@ -1265,6 +1358,8 @@ enum Verdict {
     Partial(Message),
     /// Wrong or malformed: the attempt failed.
     Failed(&'static str),
+    /// The peer speaks another protocol (why): retrying cannot help, the run stops.
+    WrongProtocol(String),
 }
 
 impl Machine for Client {

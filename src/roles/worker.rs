@@ -263,19 +263,33 @@ impl Worker {
         }
     }
 
+    /// What the worker talks to, in log lines: a Majordomo `broker`, a Pirate `queue`.
+    fn peer(&self) -> &'static str {
+        match self.config.protocol {
+            PirateProtocol::Majordomo(_) => "broker",
+            _ => "queue",
+        }
+    }
+
+    /// The endpoint session `slot`'s current socket talks to (see [`Self::spec`]).
+    fn endpoint_of(&self, slot: Slot) -> &str {
+        let failover = match self.config.protocol {
+            PirateProtocol::Majordomo(_) => &self.config.failover[..],
+            _ => &[],
+        };
+        let k = (self.sessions[slot].opened as usize).saturating_sub(1) % (failover.len() + 1);
+        match k {
+            0 => &self.config.endpoint,
+            k => &failover[k - 1],
+        }
+    }
+
     /// The socket for session `slot`'s current identity. A session's socket K talks to
     /// endpoint K-1 of `[endpoint, failover…]`, round and round: after losing a broker the
     /// session tries the next one (Majordomo only, as `--failover` is).
     fn spec(&self, slot: Slot) -> SocketSpec {
         let session = &self.sessions[slot];
-        let failover = match self.config.protocol {
-            PirateProtocol::Majordomo(_) => &self.config.failover[..],
-            _ => &[],
-        };
-        let endpoints: Vec<&String> = std::iter::once(&self.config.endpoint)
-            .chain(failover)
-            .collect();
-        let endpoint = endpoints[(session.opened as usize - 1) % endpoints.len()];
+        let endpoint = self.endpoint_of(slot).to_string();
         SocketSpec {
             slot,
             kind: match self.config.protocol {
@@ -322,8 +336,11 @@ impl Worker {
                     Some(n) => format!(", asking for credit {n}"),
                     None => String::new(),
                 };
+                // Nothing has answered yet: the broker says nothing back to a READY, its
+                // first heartbeat is the first sign that it took it ("registered" below).
                 events.info(format!(
-                    "worker {name} ready for service {}{asks}",
+                    "worker {name}: READY sent to {} for service {}{asks}; waiting for the broker",
+                    self.endpoint_of(slot),
                     self.config.service
                 ));
             }
@@ -332,7 +349,10 @@ impl Worker {
                 // Our heartbeats follow our READY until the queue's say how it spells them.
                 session.dialect = form;
                 out.send(slot, ppp::encode_in(Ppp::Ready, form));
-                events.info(format!("worker {name} ready"));
+                events.info(format!(
+                    "worker {name}: READY sent to {}; waiting for the queue",
+                    self.endpoint_of(slot)
+                ));
             }
         }
     }
@@ -431,6 +451,7 @@ impl Worker {
         events.emit(Event::PeerLost {
             reason: if disconnected { "disconnect" } else { "silent" }.into(),
             delay_ms: delay.as_millis() as u64,
+            peer: self.peer().into(),
         });
         let session = &mut self.sessions[slot];
         let paranoid = self.config.protocol == PirateProtocol::Paranoid;
@@ -489,8 +510,19 @@ impl Worker {
         if let Some(peer) = peer {
             peer.heard(now);
         }
+        let first = !session.answered;
         session.answered = true;
         session.backoff.reset();
+        if first {
+            // The first word back after READY: the peer is there and took it.
+            let name = String::from_utf8_lossy(&self.sessions[slot].identity).into_owned();
+            events.info(format!(
+                "worker {name} registered with the {} at {}",
+                self.peer(),
+                self.endpoint_of(slot)
+            ));
+        }
+        let session = &mut self.sessions[slot];
         let awaiting_grant = session.awaiting_grant;
         let simple = self.config.protocol == PirateProtocol::Simple;
         let (incoming, dialect) = self.decode(msg);
@@ -1383,7 +1415,7 @@ mod tests {
         // workers do.
         assert!(seen.iter().any(|e| matches!(
             e,
-            Event::PeerLost { reason, delay_ms: 0 } if reason == "disconnect"
+            Event::PeerLost { reason, delay_ms: 0, peer } if peer == "broker" && reason == "disconnect"
         )));
         assert_eq!(w.next_deadline(), Some(t0));
         let (outs, _) = tick(&mut w, t0);

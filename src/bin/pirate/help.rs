@@ -16,6 +16,8 @@ EXIT STATUS:
        worker serves that service
   69   a peer stayed unreachable after every retry
   70   internal error
+  76   the peer answered in another protocol: a Majordomo broker answered a client
+       without --service, or a client with --service had its question echoed back
   130  interrupted by Ctrl-C or SIGTERM
   141  stdout was closed (`pirate client … | head -1`): the run stopped, quietly"
     };

@@ -378,11 +378,13 @@ fn human_text(event: &Event) -> Option<String> {
             let state = if *busy { " while busy" } else { "" };
             format!("W: worker {worker} expired{state}")
         }
-        Event::PeerLost { reason, delay_ms } if reason == "disconnect" => {
+        Event::PeerLost {
+            reason, delay_ms, ..
+        } if reason == "disconnect" => {
             format!("W: disconnected by the broker; reconnecting now (after {delay_ms} ms)")
         }
-        Event::PeerLost { delay_ms, .. } => {
-            format!("W: heartbeat failure, can't reach queue; reconnecting in {delay_ms} ms…")
+        Event::PeerLost { delay_ms, peer, .. } => {
+            format!("W: heartbeat failure, can't reach the {peer}; reconnecting in {delay_ms} ms…")
         }
         Event::Invalid { socket, reason } => format!("E: invalid message on {socket}: {reason}"),
         Event::Refused {
