@@ -107,6 +107,9 @@ pub enum Outcome {
     /// The peer answered in another protocol: a Majordomo broker answered a bare request, or
     /// something echoed a Majordomo client's `mmi.*` question back. Nothing was retried.
     WrongProtocol,
+    /// The server refused our PLAIN or CURVE login (its socket monitor said so): the run
+    /// stopped at the first timeout after the refusal.
+    AuthRefused,
     /// Ctrl-C or SIGTERM stopped the run.
     Interrupted,
 }

@@ -448,6 +448,9 @@ pub struct Client {
     /// Accepted replies' frames, kept for a library caller ([`Client::keep_replies`]).
     replies: Option<Vec<Message>>,
     outcome: Option<Outcome>,
+    /// Why an endpoint refused our login, if it did (the socket monitor's word, see
+    /// [`crate::handshake`]); a function so that tests can say it.
+    refusals: fn(&str) -> Option<String>,
 }
 
 impl Client {
@@ -488,6 +491,7 @@ impl Client {
             source: None,
             replies: None,
             outcome: None,
+            refusals: crate::handshake::refused_by,
             config: config.clone(),
         }
     }
@@ -1169,6 +1173,10 @@ impl Client {
         let Some(flight) = self.in_flight.get(&seq) else {
             return;
         };
+        if let Some(why) = (self.refusals)(&self.endpoints[flight.at]) {
+            let line = crate::handshake::refusal_line(&self.endpoints[flight.at], &why);
+            return self.stop_early(Outcome::AuthRefused, line, now, out, events);
+        }
         if flight.attempt >= self.config.retries.max(1) {
             self.abandon(now, out, events);
             return;
@@ -1288,6 +1296,19 @@ impl Client {
         out: &mut Outbox<ReadNext>,
         events: &mut Events,
     ) {
+        self.stop_early(Outcome::WrongProtocol, why, now, out, events);
+    }
+
+    /// Stops the run with `outcome`, saying `why` (one line), abandoning every request still
+    /// waiting: for what retrying cannot fix (another protocol, a refused login).
+    fn stop_early(
+        &mut self,
+        outcome: Outcome,
+        why: String,
+        now: Instant,
+        out: &mut Outbox<ReadNext>,
+        events: &mut Events,
+    ) {
         if let Some(probe) = self.probe.take() {
             self.release(probe.slot, out);
         }
@@ -1300,7 +1321,7 @@ impl Client {
                 attempts: flight.attempt,
             });
         }
-        self.finish(Outcome::WrongProtocol, now, events);
+        self.finish(outcome, now, events);
         out.exit();
     }
 

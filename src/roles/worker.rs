@@ -292,9 +292,13 @@ impl Worker {
         let endpoint = self.endpoint_of(slot).to_string();
         SocketSpec {
             slot,
+            // Sends never block: once a handshake fails (a refused login) libzmq drops the
+            // connection's pipe and a blocking DEALER send (the next heartbeat) would wait
+            // forever, deaf to Ctrl-C. A message that cannot go out now is dropped; the
+            // heartbeat liveness then says the peer is gone, as for any silent peer.
             kind: match self.config.protocol {
                 PirateProtocol::Simple => SocketKind::Req,
-                _ => SocketKind::Dealer,
+                _ => SocketKind::NonBlockingDealer,
             },
             name: "worker",
             bind: Vec::new(),
@@ -447,6 +451,17 @@ impl Worker {
                 "worker {} lost its peer",
                 String::from_utf8_lossy(&self.sessions[slot].identity)
             ));
+        }
+        if !disconnected {
+            // Silent because it refused our login? Only the socket monitor knows.
+            let endpoint = self.endpoint_of(slot);
+            if let Some(why) = crate::handshake::refused_by(endpoint) {
+                events.warn(format!(
+                    "{}; retrying in {} ms",
+                    crate::handshake::refusal_line(endpoint, &why),
+                    delay.as_millis()
+                ));
+            }
         }
         events.emit(Event::PeerLost {
             reason: if disconnected { "disconnect" } else { "silent" }.into(),
@@ -973,7 +988,7 @@ mod tests {
         let t0 = Instant::now();
         let mut w = Worker::new(&config(PirateProtocol::Paranoid, FaultPlan::default()));
         let spec = &w.sockets()[0];
-        assert_eq!(spec.kind, SocketKind::Dealer);
+        assert_eq!(spec.kind, SocketKind::NonBlockingDealer);
         assert_eq!(spec.connect, ["tcp://127.0.0.1:5556"]);
         assert!(spec.identity.as_ref().unwrap().starts_with(b"t-1-"));
         let (outs, seen) = step(&mut w, |w, out, ev| w.start(t0, out, ev));
@@ -1527,7 +1542,7 @@ mod tests {
             "one slot per session"
         );
         for (i, spec) in specs.iter().enumerate() {
-            assert_eq!(spec.kind, SocketKind::Dealer);
+            assert_eq!(spec.kind, SocketKind::NonBlockingDealer);
             let id = spec.identity.as_ref().unwrap();
             assert!(id.starts_with(format!("t-{}-", i + 1).as_bytes()), "{id:?}");
         }
@@ -1547,7 +1562,10 @@ mod tests {
             let Output::Open(spec) = &outs[2 * i] else {
                 panic!("{outs:?}");
             };
-            assert_eq!((spec.slot, spec.kind), (slot, SocketKind::Dealer));
+            assert_eq!(
+                (spec.slot, spec.kind),
+                (slot, SocketKind::NonBlockingDealer)
+            );
             assert_eq!(spec.connect, ["tcp://127.0.0.1:5556"]);
             let id = spec.identity.as_ref().unwrap();
             assert!(

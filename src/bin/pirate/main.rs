@@ -202,6 +202,7 @@ fn exit_code_of(report: &Report) -> i32 {
             Outcome::Abandoned => error::EXIT_UNAVAILABLE,
             Outcome::NoService => error::EXIT_NO_SERVICE,
             Outcome::WrongProtocol => error::EXIT_PROTOCOL,
+            Outcome::AuthRefused => error::EXIT_AUTH,
             Outcome::Interrupted => error::EXIT_INTERRUPTED,
         },
         // Interrupted: the verdict of what was seen is printed, but the run did not finish.
