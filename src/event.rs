@@ -182,6 +182,9 @@ pub struct ServiceReport {
     /// Messages that did not follow the protocol, dropped.
     pub invalid: u64,
     pub reconnects: u64,
+    /// `--exec` commands that failed (exited non-zero, were killed, timed out, could not
+    /// start): each logged as a `W:` line, and answered with an `error:` line.
+    pub exec_failed: u64,
     /// Workers only: requests a queue handed a session while it was busy (the Guide's ppqueue
     /// does, trap 7), served after the current one.
     #[serde(skip_serializing_if = "Option::is_none")]

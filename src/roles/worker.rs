@@ -702,6 +702,7 @@ impl Worker {
     /// A job came back: send its reply (or part) if its session's socket is still the one the
     /// request came in on.
     fn finished(&mut self, done: Done, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
+        crate::handler::report_failures(&mut self.report, events);
         let ticket = match &done {
             Done::Reply { ticket, .. } | Done::Partial { ticket, .. } => *ticket,
         };

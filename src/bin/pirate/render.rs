@@ -450,13 +450,17 @@ pub fn summary_text(report: &Report) -> String {
         .to_lowercase(),
         Report::Service(s) => format!(
             "summary: requests {}, replied {}, overloads {}, freezes {}, invalid {}, \
-             reconnects {}{} (seed {})",
+             reconnects {}{}{} (seed {})",
             s.requests,
             s.replied,
             s.overloads,
             s.freezes,
             s.invalid,
             s.reconnects,
+            match s.exec_failed {
+                0 => String::new(),
+                n => format!(", exec failed {n}"),
+            },
             s.in_flight_max
                 .map(|n| format!(", most at once {n}"))
                 .unwrap_or_default(),
