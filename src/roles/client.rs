@@ -2499,6 +2499,46 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_login_stops_the_run_at_the_first_timeout_with_its_own_outcome() {
+        let mut rig = one_attempt_rig();
+        rig.c.refusals = |_| Some("its authenticator answered 400".into());
+        sent(&rig.read(0, Some("hi")));
+        let stopped = rig.tick(100);
+        assert!(stopped.contains(&Output::Exit), "{stopped:?}");
+        assert_eq!(rig.c.outcome(), Some(Outcome::AuthRefused));
+        assert_eq!(rig.c.report().abandoned, 1);
+        assert!(error_lines(&rig.seen)
+            .iter()
+            .any(|e| e.starts_with("authentication refused by tcp://")));
+    }
+
+    #[test]
+    fn an_echoed_mmi_question_stops_the_run_as_another_protocol() {
+        let mut rig = Rig::new(mdp_config(Version::V1));
+        let t0 = rig.t0;
+        rig.with_events(|c, out, ev| c.start(t0, out, ev));
+        rig.out.take();
+        let (ps, question) = sent(&rig.read(0, Some("hi")));
+        let echoed = rig.recv(5, ps, question);
+        assert!(echoed.contains(&Output::Exit), "{echoed:?}");
+        assert_eq!(rig.c.outcome(), Some(Outcome::WrongProtocol));
+        assert!(rig.seen.iter().all(|e| !matches!(e, Event::Reply { .. })));
+    }
+
+    #[test]
+    fn a_majordomo_reply_to_a_bare_request_stops_the_run_unless_the_request_was_one() {
+        assert_eq!(
+            majordomo_header(&m(&[b"MDPC01", b"", b"x"]), &m(&[b"hi"])),
+            Some("MDPC01")
+        );
+        assert_eq!(
+            majordomo_header(&m(&[b"MDPC02", b"x"]), &m(&[b"MDPC02"])),
+            None
+        );
+        assert_eq!(majordomo_header(&m(&[b"hi"]), &m(&[b"hi"])), None);
+    }
+
+    #[test]
     fn giving_up_on_a_broker_that_answers_nothing_is_the_offline_abandon() {
         let mut rig = one_attempt_rig();
         sent(&rig.read(0, Some("hi")));
