@@ -16,6 +16,12 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NO_SERVICE: i32 = 68;
 /// Exit code: a peer was unreachable for good (sysexits EX_UNAVAILABLE).
 pub const EXIT_UNAVAILABLE: i32 = 69;
+/// Exit code: the peer speaks another protocol (sysexits EX_PROTOCOL): a Majordomo broker
+/// answered a bare client, or a Majordomo client's question came back echoed.
+pub const EXIT_PROTOCOL: i32 = 76;
+/// Exit code: a server refused our PLAIN or CURVE login (sysexits EX_NOPERM), told by the
+/// socket monitor (see [`crate::handshake`]).
+pub const EXIT_AUTH: i32 = 77;
 /// Exit code: a bug or an unexpected failure inside `pirate` (sysexits EX_SOFTWARE).
 pub const EXIT_INTERNAL: i32 = 70;
 /// Exit code: stopped by Ctrl-C or SIGTERM (128 + SIGINT).
@@ -26,7 +32,7 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 pub const EXIT_STDOUT_CLOSED: i32 = 141;
 
 /// Every exit status, with what it means in a few words.
-pub const EXIT_STATUSES: [(i32, &str); 8] = [
+pub const EXIT_STATUSES: [(i32, &str); 10] = [
     (EXIT_OK, "success"),
     (
         EXIT_FAILED,
@@ -42,6 +48,8 @@ pub const EXIT_STATUSES: [(i32, &str); 8] = [
         "a peer stayed unreachable after every retry",
     ),
     (EXIT_INTERNAL, "internal error"),
+    (EXIT_PROTOCOL, "the peer answered in another protocol"),
+    (EXIT_AUTH, "authentication refused by the peer"),
     (EXIT_INTERRUPTED, "interrupted by Ctrl-C or SIGTERM"),
     (
         EXIT_STDOUT_CLOSED,

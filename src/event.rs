@@ -105,8 +105,24 @@ pub enum Outcome {
     /// As `Abandoned`, and the broker answered `mmi.service` 404: it is up, but no worker
     /// serves the service.
     NoService,
+    /// The peer answered in another protocol: a Majordomo broker answered a bare request, or
+    /// something echoed a Majordomo client's `mmi.*` question back. Nothing was retried.
+    WrongProtocol,
+    /// The server refused our PLAIN or CURVE login (its socket monitor said so): the run
+    /// stopped at the first timeout after the refusal.
+    AuthRefused,
     /// Ctrl-C or SIGTERM stopped the run.
     Interrupted,
+}
+
+impl Outcome {
+    /// Its name as the JSON says it (`no_service`), with spaces for people (`no service`).
+    pub fn words(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+            .unwrap_or_default()
+    }
 }
 
 /// Final counters of a client run.
@@ -177,6 +193,9 @@ pub struct ServiceReport {
     /// Messages that did not follow the protocol, dropped.
     pub invalid: u64,
     pub reconnects: u64,
+    /// `--exec` commands that failed (exited non-zero, were killed, timed out, could not
+    /// start): each logged as a `W:` line, and answered with an `error:` line.
+    pub exec_failed: u64,
     /// Workers only: requests a queue handed a session while it was busy (the Guide's ppqueue
     /// does, trap 7), served after the current one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -564,8 +583,13 @@ pub enum Event {
     /// A worker lost its queue or broker: `reason` is `silent` (heartbeats stopped; it
     /// reconnects after a back-off) or `disconnect` (the broker sent DISCONNECT; it reconnects
     /// at once, `delay_ms` 0, unless DISCONNECT was the broker's first word after READY, a
-    /// refusal: then after the back-off).
-    PeerLost { reason: String, delay_ms: u64 },
+    /// refusal: then after the back-off). `peer` says which it was: `broker` (Majordomo) or
+    /// `queue` (Simple and Paranoid Pirate).
+    PeerLost {
+        reason: String,
+        delay_ms: u64,
+        peer: String,
+    },
     /// A Binary Star node is in `state` (`PRIMARY`, `BACKUP`, `ACTIVE`, `PASSIVE`): its
     /// starting state (no `from`, reason `started`), then every change, with the Guide's reason.
     /// A change that resolves a split (`--on-split resolve`: dual active or dual passive) has

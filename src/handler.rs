@@ -12,7 +12,10 @@
 //!   ([`stream_command`]) every line of stdout but the last is a PARTIAL as soon as it is
 //!   written, and the last line is the FINAL.
 //! - A command that fails (cannot start, exits non-zero, killed) produces a one-line reply
-//!   `error: …` with the first line of its stderr, and the caller keeps serving.
+//!   `error: …` with the first line of its stderr, and the caller keeps serving. The same
+//!   line (at most [`FAILURE_LINE_MAX`] bytes) is noted for the role, which logs it as a `W:`
+//!   line and counts it (`exec_failed`) when the reply comes back to its loop
+//!   ([`report_failures`]); at most [`FAILURES_KEPT`] wait at once, the rest are only counted.
 //! - Bounds: stdout is cut off at the process-wide maximum message size
 //!   ([`transport::max_message`], `--max-message`), since a bigger reply would be refused by
 //!   the peer anyway; the command is then killed and the reply is an `error:` line. Only the
@@ -106,6 +109,54 @@ impl Handler {
     }
 }
 
+/// Longest failure line noted for the log (the command and its stderr's first line can be
+/// long); the reply itself is not cut.
+pub const FAILURE_LINE_MAX: usize = 300;
+/// Most failure lines waiting for the role to log them.
+pub const FAILURES_KEPT: usize = 64;
+
+/// Failures noted by work threads, not yet logged: (lines, failures whose line was not kept).
+static FAILURES: Mutex<(Vec<String>, u64)> = Mutex::new((Vec::new(), 0));
+
+/// Notes a failed command's reply line `line` (`error: …`) for [`report_failures`].
+fn note_failure(line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let text = match text.char_indices().nth(FAILURE_LINE_MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    };
+    if let Ok(mut failures) = FAILURES.lock() {
+        if failures.0.len() < FAILURES_KEPT {
+            failures.0.push(text);
+        } else {
+            failures.1 += 1;
+        }
+    }
+}
+
+/// Logs (`W: --exec failed: …`) and counts in `report` the commands that failed since the
+/// last call. Called by each role that runs `--exec` when a reply comes back to its loop.
+pub fn report_failures(
+    report: &mut crate::event::ServiceReport,
+    events: &mut crate::event::Events,
+) {
+    let (lines, unkept) = match FAILURES.lock() {
+        Ok(mut failures) => (
+            std::mem::take(&mut failures.0),
+            std::mem::take(&mut failures.1),
+        ),
+        Err(_) => return,
+    };
+    report.exec_failed += lines.len() as u64 + unkept;
+    for line in lines {
+        events.warn(format!("--exec failed: {line}"));
+    }
+    if unkept > 0 {
+        events.warn(format!("--exec failed {unkept} more times (not shown)"));
+    }
+}
+
 /// Bytes of a command's stderr kept for its `error:` line.
 pub const STDERR_KEPT: usize = 4096;
 
@@ -123,7 +174,10 @@ pub fn run_command(exec: &Exec, input: Message) -> Vec<u8> {
             }
             out
         }
-        Err(line) => line,
+        Err(line) => {
+            note_failure(&line);
+            line
+        }
     }
 }
 
@@ -159,7 +213,10 @@ pub fn stream_command(exec: &Exec, input: Message, mut partial: impl FnMut(Vec<u
             line
         }
         Ok(()) => last.unwrap_or_default(),
-        Err(failure) => failure,
+        Err(failure) => {
+            note_failure(&failure);
+            failure
+        }
     }
 }
 

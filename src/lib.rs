@@ -69,6 +69,7 @@ pub mod event;
 pub mod faults;
 pub mod feed;
 pub mod handler;
+pub mod handshake;
 pub mod heartbeat;
 pub mod json_lines;
 pub mod majordomo;

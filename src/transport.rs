@@ -207,6 +207,16 @@ impl Socket {
     pub fn connect(&self, endpoint: &str) -> Result<()> {
         if let Some(security) = SECURITY.get() {
             security.before_connect(&self.inner, endpoint)?;
+            // A socket that logs in (PLAIN, CURVE) learns of a refusal only through its
+            // monitor: watched, so the role can say so (see crate::handshake).
+            let logs_in = self
+                .inner
+                .get_mechanism()
+                .is_ok_and(|m| m != zmq::Mechanism::ZMQ_NULL);
+            if logs_in {
+                crate::handshake::watch(&self.ctx, &self.inner, endpoint)
+                    .map_err(|e| Error::zmq("cannot monitor the socket's handshake", e))?;
+            }
         }
         self.inner.connect(endpoint).map_err(|e| {
             Error::Usage(format!(

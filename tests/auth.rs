@@ -46,6 +46,24 @@ fn assert_refused_within(args: &[&str], timeout: &str) {
     assert!(replies(&out).is_empty(), "a refused client got {out}");
 }
 
+/// Runs a client whose login (`--plain`, `--curve-keys`) must be refused: the server's
+/// refusal reaches it through its socket monitor, and it stops with "authentication refused
+/// by …" and exit status 77 at its first timeout after the refusal (1 s each, so that on a
+/// loaded machine the handshake has failed by then).
+fn assert_login_refused(args: &[&str]) {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--json", "--timeout", "1s", "--retries", "2", "x"]);
+    let (code, out, err) = run(&all, None);
+    assert_eq!(code, 77, "{err}");
+    assert!(replies(&out).is_empty(), "a refused client got {out}");
+    let at = args[args.iter().position(|a| *a == "--connect").unwrap() + 1];
+    assert!(
+        err.contains(&format!("authentication refused by {at}: ")),
+        "{err}"
+    );
+    assert_eq!(summary(&out)["outcome"], "auth_refused", "{out}");
+}
+
 fn assert_served(args: &[&str]) {
     let mut all = args.to_vec();
     all.extend_from_slice(&["--json", "--count", "3"]);
@@ -88,8 +106,8 @@ fn plain_lets_in_the_right_password_only_and_counts_the_rest() {
     let at = endpoint(port);
     assert_served(&["client", "--connect", &at, "--plain", "alice:open sesame"]);
     assert_served(&["client", "--connect", &at, "--plain", "bob:x:y"]);
-    assert_refused(&["client", "--connect", &at, "--plain", "alice:wrong"]);
-    assert_refused(&["client", "--connect", &at, "--plain", "mallory:open sesame"]);
+    assert_login_refused(&["client", "--connect", &at, "--plain", "alice:wrong"]);
+    assert_login_refused(&["client", "--connect", &at, "--plain", "mallory:open sesame"]);
     // No credentials: refused in the handshake itself, which the server sees only if the
     // client's socket lives until the greetings were exchanged.
     assert_refused_within(&["client", "--connect", &at], "1s");
@@ -146,9 +164,9 @@ fn curve_serves_workers_and_clients_through_a_broker_and_an_allow_list_narrows_i
     let client = ["client", "--connect", &at, "--service", "echo"];
     assert_served(&[&client[..], &curve, &["--curve-keys", &client_file]].concat());
     // A fresh key is not on the list; a wrong server key never completes the handshake.
-    assert_refused(&[&client[..], &curve].concat());
+    assert_login_refused(&[&client[..], &curve].concat());
     let (_, other_public) = keys();
-    assert_refused(&[&client[..], &["--curve-server", &other_public]].concat());
+    assert_login_refused(&[&client[..], &["--curve-server", &other_public]].concat());
     // Without CURVE at all: refused too.
     assert_refused(&client);
     broker.wait_for("three kinds of refusal", |o, _| {
@@ -448,4 +466,35 @@ fn pyzmq_peers_interoperate_with_plain_and_curve() {
     let _ = py.wait();
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "python saw hi\n");
+}
+
+/// A worker whose login the broker refuses says so each time its broker goes silent, and
+/// keeps retrying with its back-off (the refusal reaches it through its socket monitor).
+#[test]
+fn a_refused_worker_says_so_and_keeps_retrying() {
+    let users = scratch("worker", "passwords", "alice:open sesame\n");
+    let (_broker, port) = start_broker(&["--auth-plain", &users]);
+    let at = endpoint(port);
+    let mut worker = spawn(
+        "worker",
+        &[
+            "worker",
+            "--protocol",
+            "mdp",
+            "--service",
+            "echo",
+            "--connect",
+            &at,
+            "--plain",
+            "alice:wrong",
+            "--heartbeat",
+            "100ms",
+        ],
+    );
+    let line = format!("authentication refused by {at}: ");
+    worker.wait_for("two refusals", |_, e| e.matches(&line).count() >= 2);
+    assert!(worker.stderr.text().contains("; retrying in "));
+    assert!(!worker.stderr.text().contains("registered"));
+    worker.signal(libc::SIGINT);
+    assert_eq!(worker.code(), 130);
 }

@@ -139,3 +139,60 @@ fn one_ctrl_c_stops_a_majordomo_worker_whose_command_runs_on_a_thread_and_kills_
         "the command's sleep {sleeper} outlived the worker"
     );
 }
+
+/// A failed command is logged by the server (`W: --exec failed: …` with its exit status and
+/// the first line of its stderr) and counted in the summary (`exec_failed`): non-zero exit,
+/// a command that does not exist (the shell's 127), and one killed by a signal.
+#[test]
+fn a_failed_command_is_logged_and_counted_by_the_server() {
+    let cmd = "read x; case $x in die) kill -9 $$;; nope) nosuch-pirate-command;; \
+               fail) echo oops >&2; exit 3;; *) echo \"$x\";; esac";
+    let (mut server, port) = start_server(&["--json", "--exec", cmd]);
+    assert_eq!(ask(port, &[b"fine"]), [b"fine".to_vec()]);
+    let failed = ask(port, &[b"fail"]);
+    assert!(failed[0].starts_with(b"error: "), "{failed:?}");
+    server.wait_stderr("exited with status 3: oops");
+    ask(port, &[b"nope"]);
+    server.wait_stderr("exited with status 127: ");
+    ask(port, &[b"die"]);
+    server.wait_stderr("was killed by a signal");
+    let warned = server.stderr.text();
+    assert_eq!(
+        warned.matches("W: --exec failed: `read x;").count(),
+        3,
+        "{warned}"
+    );
+    let summary = stop_and_summarise(&mut server);
+    assert_eq!(summary["exec_failed"], 3, "{summary}");
+    assert_eq!(summary["replied"], 4, "{summary}");
+}
+
+/// The same for a Majordomo worker: logged, counted, and it keeps serving.
+#[test]
+fn a_failed_command_is_logged_and_counted_by_a_worker() {
+    let (_broker, port) = start_broker(&[]);
+    let connect = endpoint(port);
+    let cmd = "read x; [ \"$x\" = fail ] && { echo bad input >&2; exit 5; }; echo \"$x\"";
+    let mut args = vec!["worker", "--json", "--protocol", "mdp", "--service", "sh"];
+    args.extend_from_slice(&["--connect", &connect, "--exec", cmd]);
+    args.extend_from_slice(&MDP_HB);
+    let mut worker = spawn("worker", &args);
+    let client = [
+        "client",
+        "--connect",
+        &connect,
+        "--service",
+        "sh",
+        "--timeout",
+        "5s",
+    ];
+    let (code, out, err) = run(&[&client[..], &["fail", "ok"]].concat(), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("error: ") && out.ends_with("\nok\n"),
+        "{out}"
+    );
+    worker.wait_stderr("exited with status 5: bad input");
+    let summary = stop_and_summarise(&mut worker);
+    assert_eq!(summary["exec_failed"], 1, "{summary}");
+}

@@ -164,6 +164,11 @@ const SOCKET: &str = "broker";
 /// The ROUTER socket's slot.
 const ROUTER: Slot = 0;
 
+/// The body of the answer to a request without a Majordomo header (see `Broker::not_mdp`):
+/// the client it reaches learns what it talked to.
+pub const NOT_MDP: &[u8] = b"this is a Majordomo broker: send [\"MDPC01\"][service][body] \
+(pirate client --service NAME)";
+
 /// The longest service name accepted, in bytes (a longer one is invalid).
 pub const MAX_SERVICE_NAME: usize = 255;
 
@@ -431,13 +436,16 @@ impl Broker {
                     }
                     Err(e) => self.invalid(events, format!("from {}: {e}", frame_text(&sender))),
                 },
-                None => self.invalid(
-                    events,
-                    format!(
-                        "from {}: not MDP (no MDPC01, MDPW01, MDPC02 or MDPW02 header)",
-                        frame_text(&sender)
-                    ),
-                ),
+                None => {
+                    self.invalid(
+                        events,
+                        format!(
+                            "from {}: not MDP (no MDPC01, MDPW01, MDPC02 or MDPW02 header)",
+                            frame_text(&sender)
+                        ),
+                    );
+                    self.not_mdp(sender, msg);
+                }
             },
         }
     }
@@ -542,6 +550,36 @@ impl Broker {
             map.insert("workers".into(), json!(self.workers.len()));
         }
         status
+    }
+
+    /// Answers a request that has no Majordomo header but a REQ envelope (`[envelope…][""]
+    /// [body…]`: a Lazy Pirate client, or anything else behind a REQ socket) with a 7/MDP
+    /// client REPLY, `[envelope…][""]["MDPC01"][""][NOT_MDP]`, so that the client learns at
+    /// once that it reached a Majordomo broker instead of retrying into silence. One answer
+    /// per message (it is counted as invalid too); nothing is answered to a message without a
+    /// delimiter (a DEALER peer, a Pirate worker's READY: a REQ-less peer reads no reply).
+    fn not_mdp(&mut self, sender: Frame, mut msg: Message) {
+        let Some(envelope) = msg.take_envelope() else {
+            return;
+        };
+        // A body that starts with a Majordomo header is Majordomo sent the wrong way (a
+        // worker behind a proxy, say): invalid, but no sign of a client in another protocol.
+        let headers = [mdp::MDPC01, mdp::MDPC02, mdp::MDPW01, mdp::MDPW02];
+        match msg.iter().next() {
+            None => return,
+            Some(first) if headers.contains(&first) => return,
+            Some(_) => {}
+        }
+        let mut reply = Message::from_frames(envelope);
+        for frame in [
+            Vec::new(),
+            mdp::MDPC01.to_vec(),
+            Vec::new(),
+            NOT_MDP.to_vec(),
+        ] {
+            reply.push_back(frame);
+        }
+        self.out.push((sender, reply));
     }
 
     fn invalid(&mut self, events: &mut Events, reason: String) {
@@ -2152,7 +2190,6 @@ mod tests {
             &[],
             &[b""],
             &[b"hello"],
-            &[b"", b"MDPX01", b"echo", b"x"],
             &[b"MDPC01", b"echo", b"x"],          // 0.1 without delimiter
             &[b"", b"MDPC01", b"echo"],           // no body
             &[b"", b"MDPC01", b"", b"x"],         // empty service
@@ -2170,10 +2207,13 @@ mod tests {
         }
         // With no identity frame at all.
         assert!(h.b.receive(Message::new(), h.at(1), &mut h.ev).is_empty());
-        assert_eq!(h.b.report().invalid, bad.len() as u64 + 1);
+        // An unknown header after a REQ delimiter: counted too, and answered (not_mdp).
+        let out = h.recv("peer", m(&[b"", b"MDPX01", b"echo", b"x"]), 1);
+        assert_eq!(only(out, "peer"), m(&[b"", b"MDPC01", b"", NOT_MDP]));
+        assert_eq!(h.b.report().invalid, bad.len() as u64 + 2);
         assert_eq!(
             h.count(|e| matches!(e, Event::Invalid { socket, .. } if socket == "broker")),
-            bad.len() + 1
+            bad.len() + 2
         );
         // The broker carries on.
         assert_eq!(only(h.request("c1", V1, "echo", "x", 2), "w1").len(), 6);
@@ -2401,6 +2441,17 @@ mod tests {
             only(out, "c1"),
             m(&[b"rid", b"", b"MDPC02", &[3], b"mmi.correlate", b"200"])
         );
+    }
+
+    #[test]
+    fn a_request_without_a_majordomo_header_is_answered_so_and_counted() {
+        let mut h = H::new();
+        // A Lazy Pirate client's REQ: [""]["hello"]; and one behind a proxy hop.
+        let out = h.raw("c1", m(&[b"", b"hello"]), 0);
+        assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"", NOT_MDP]));
+        let out = h.raw("c1", m(&[b"hop", b"", b"a", b"b"]), 0);
+        assert_eq!(only(out, "c1"), m(&[b"hop", b"", b"MDPC01", b"", NOT_MDP]));
+        assert_eq!(h.b.report().invalid, 2);
     }
 
     #[test]

@@ -385,6 +385,8 @@ struct Probe {
     at: usize,
     deadline: Instant,
     question: Question,
+    /// The question as sent: an answer equal to it is an echo (see [`Client::probe_reply`]).
+    sent: Message,
 }
 
 /// Why an attempt failed when its deadline passed.
@@ -446,6 +448,9 @@ pub struct Client {
     /// Accepted replies' frames, kept for a library caller ([`Client::keep_replies`]).
     replies: Option<Vec<Message>>,
     outcome: Option<Outcome>,
+    /// Why an endpoint refused our login, if it did (the socket monitor's word, see
+    /// [`crate::handshake`]); a function so that tests can say it.
+    refusals: fn(&str) -> Option<String>,
 }
 
 impl Client {
@@ -486,6 +491,7 @@ impl Client {
             source: None,
             replies: None,
             outcome: None,
+            refusals: crate::handshake::refused_by,
             config: config.clone(),
         }
     }
@@ -842,12 +848,14 @@ impl Client {
             (Question::Service, Some(service)) => service.as_bytes().to_vec(),
             _ => b"1".to_vec(),
         };
-        out.send(slot, ask.encode(Message::from_frames([body])));
+        let sent = ask.encode(Message::from_frames([body]));
+        out.send(slot, sent.clone());
         self.probe = Some(Probe {
             slot,
             at,
             deadline: now + self.config.timeout,
             question,
+            sent,
         });
     }
 
@@ -955,6 +963,13 @@ impl Client {
             .probe
             .as_ref()
             .map_or(Question::Correlate, |p| p.question);
+        if let Some(why) = self
+            .probe
+            .as_ref()
+            .and_then(|p| echoed(p, &msg, &self.endpoints))
+        {
+            return self.wrong_protocol(why, now, out, events);
+        }
         match self.probe_framing(question).decode(msg) {
             Ok(Received::Partial(_)) => {}
             Ok(Received::Final(body)) => self.answered(Some(body.text()), now, out, events),
@@ -1034,6 +1049,7 @@ impl Client {
             }
             Verdict::Answer(reply) => self.accept(seq, reply, now, out, events),
             Verdict::Failed(reason) => self.failed(seq, reason, now, out, events),
+            Verdict::WrongProtocol(why) => self.wrong_protocol(why, now, out, events),
         }
     }
 
@@ -1047,6 +1063,7 @@ impl Client {
         match decoded {
             Ok(Received::Partial(body)) => Verdict::Partial(body),
             Ok(Received::Final(body)) => {
+                let bare = self.service().is_none();
                 let Some(flight) = self.in_flight.get_mut(&seq) else {
                     return Verdict::Failed("malformed reply");
                 };
@@ -1054,6 +1071,15 @@ impl Client {
                 body.into_frames()
                     .into_iter()
                     .for_each(|f| reply.push_back(f));
+                if bare {
+                    if let Some(header) = majordomo_header(&reply, &flight.request.body) {
+                        return Verdict::WrongProtocol(format!(
+                            "{} answered in Majordomo ({header}): it is a Majordomo broker; \
+                             ask it for a service with --service NAME",
+                            self.endpoints[flight.at]
+                        ));
+                    }
+                }
                 if !self.config.check_echo || reply.text() == flight.request.text {
                     return Verdict::Answer(reply);
                 }
@@ -1147,6 +1173,10 @@ impl Client {
         let Some(flight) = self.in_flight.get(&seq) else {
             return;
         };
+        if let Some(why) = (self.refusals)(&self.endpoints[flight.at]) {
+            let line = crate::handshake::refusal_line(&self.endpoints[flight.at], &why);
+            return self.stop_early(Outcome::AuthRefused, line, now, out, events);
+        }
         if flight.attempt >= self.config.retries.max(1) {
             self.abandon(now, out, events);
             return;
@@ -1228,7 +1258,10 @@ impl Client {
                 Outcome::NoService
             }
             _ => {
-                events.error("server seems to be offline, abandoning");
+                events.error(format!(
+                    "server seems to be offline, abandoning{}",
+                    self.hint()
+                ));
                 Outcome::Abandoned
             }
         };
@@ -1244,9 +1277,90 @@ impl Client {
         out.exit();
     }
 
+    /// What a bare client that heard nothing cannot rule out: a Majordomo broker that drops a
+    /// request without a Majordomo header and says nothing back (the Guide's mdbroker logs
+    /// "invalid message" and stays silent; `pirate broker` answers, see [`majordomo_header`]).
+    fn hint(&self) -> &'static str {
+        match self.service() {
+            None => " (nothing answered: if the port is a Majordomo broker, use --service NAME)",
+            Some(_) => "",
+        }
+    }
+
+    /// The peer speaks another protocol (`why`, one line): every request still waiting is
+    /// abandoned at once, as retrying the same bytes on the same port cannot help.
+    fn wrong_protocol(
+        &mut self,
+        why: String,
+        now: Instant,
+        out: &mut Outbox<ReadNext>,
+        events: &mut Events,
+    ) {
+        self.stop_early(Outcome::WrongProtocol, why, now, out, events);
+    }
+
+    /// Stops the run with `outcome`, saying `why` (one line), abandoning every request still
+    /// waiting: for what retrying cannot fix (another protocol, a refused login).
+    fn stop_early(
+        &mut self,
+        outcome: Outcome,
+        why: String,
+        now: Instant,
+        out: &mut Outbox<ReadNext>,
+        events: &mut Events,
+    ) {
+        if let Some(probe) = self.probe.take() {
+            self.release(probe.slot, out);
+        }
+        events.error(why);
+        for (_, flight) in std::mem::take(&mut self.in_flight) {
+            self.report.abandoned += 1;
+            events.emit(Event::Abandoned {
+                seq: flight.seq,
+                request: flight.request.text,
+                attempts: flight.attempt,
+            });
+        }
+        self.finish(outcome, now, events);
+        out.exit();
+    }
+
     fn settling(&self, now: Instant) -> bool {
         self.settle_until.is_some_and(|s| now < s)
     }
+}
+
+/// A bare client's reply that is a Majordomo client message: its first frame `MDPC01` or
+/// `MDPC02` (7/MDP, 18/MDP: `["MDPC01"][service][body…]`, as a REQ socket receives it) when
+/// the request did not start with that frame itself (an echo server sends a request that
+/// happens to start so back unchanged). `pirate broker` answers a request without a Majordomo
+/// header so (see `broker::NOT_MDP`); a broker that says nothing back cannot be told from a
+/// server that is down.
+fn majordomo_header(reply: &Message, request: &Message) -> Option<&'static str> {
+    let first = reply.iter().next()?;
+    let header = [("MDPC01", mdp::MDPC01), ("MDPC02", mdp::MDPC02)]
+        .into_iter()
+        .find(|(_, h)| first == *h)?;
+    (request.iter().next() != Some(first)).then_some(header.0)
+}
+
+/// Why `msg`, the answer to `probe`, is an echo: the question itself, frame for frame. A
+/// Majordomo broker answers `mmi.correlate` with a status (`200`, `501`) and `mmi.service`
+/// with `200`/`404`; a plain echo server sends the question back, and in 7/MDP 0.1 a
+/// client REQUEST and its REPLY have the same frames (`["MDPC01"][service][body]`), so an
+/// echoed request would pass for an answer: the probe is what tells them apart.
+fn echoed(probe: &Probe, msg: &Message, endpoints: &[String]) -> Option<String> {
+    (*msg == probe.sent).then(|| {
+        let question = match probe.question {
+            Question::Correlate => "mmi.correlate",
+            Question::Service => "mmi.service",
+        };
+        format!(
+            "{} echoed the question {question} back: it is not a Majordomo broker \
+             (a plain echo server on the wrong port?)",
+            endpoints[probe.at]
+        )
+    })
 }
 
 /// A reply cut short for a log line.
@@ -1265,6 +1379,8 @@ enum Verdict {
     Partial(Message),
     /// Wrong or malformed: the attempt failed.
     Failed(&'static str),
+    /// The peer speaks another protocol (why): retrying cannot help, the run stops.
+    WrongProtocol(String),
 }
 
 impl Machine for Client {
@@ -2380,6 +2496,46 @@ mod tests {
                 .any(|e| e.contains(r#"no worker for service "echo""#)),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_refused_login_stops_the_run_at_the_first_timeout_with_its_own_outcome() {
+        let mut rig = one_attempt_rig();
+        rig.c.refusals = |_| Some("its authenticator answered 400".into());
+        sent(&rig.read(0, Some("hi")));
+        let stopped = rig.tick(100);
+        assert!(stopped.contains(&Output::Exit), "{stopped:?}");
+        assert_eq!(rig.c.outcome(), Some(Outcome::AuthRefused));
+        assert_eq!(rig.c.report().abandoned, 1);
+        assert!(error_lines(&rig.seen)
+            .iter()
+            .any(|e| e.starts_with("authentication refused by tcp://")));
+    }
+
+    #[test]
+    fn an_echoed_mmi_question_stops_the_run_as_another_protocol() {
+        let mut rig = Rig::new(mdp_config(Version::V1));
+        let t0 = rig.t0;
+        rig.with_events(|c, out, ev| c.start(t0, out, ev));
+        rig.out.take();
+        let (ps, question) = sent(&rig.read(0, Some("hi")));
+        let echoed = rig.recv(5, ps, question);
+        assert!(echoed.contains(&Output::Exit), "{echoed:?}");
+        assert_eq!(rig.c.outcome(), Some(Outcome::WrongProtocol));
+        assert!(rig.seen.iter().all(|e| !matches!(e, Event::Reply { .. })));
+    }
+
+    #[test]
+    fn a_majordomo_reply_to_a_bare_request_stops_the_run_unless_the_request_was_one() {
+        assert_eq!(
+            majordomo_header(&m(&[b"MDPC01", b"", b"x"]), &m(&[b"hi"])),
+            Some("MDPC01")
+        );
+        assert_eq!(
+            majordomo_header(&m(&[b"MDPC02", b"x"]), &m(&[b"MDPC02"])),
+            None
+        );
+        assert_eq!(majordomo_header(&m(&[b"hi"]), &m(&[b"hi"])), None);
     }
 
     #[test]

@@ -257,6 +257,7 @@ impl Machine for FreelanceServer {
                 }
             }
             Input::Done(done) => {
+                crate::handler::report_failures(&mut self.report, events);
                 let Some(held) = self.held.take() else {
                     return;
                 };

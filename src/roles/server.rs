@@ -190,6 +190,7 @@ impl Machine for Server {
         match input {
             Input::Message { msg, .. } => self.request(msg, now, out, events),
             Input::Done(reply) => {
+                crate::handler::report_failures(&mut self.report, events);
                 let Some(serving) = self.serving.take() else {
                     return;
                 };

@@ -294,6 +294,7 @@ impl Worker {
         events.emit(Event::PeerLost {
             reason: "silent".into(),
             delay_ms: delay.as_millis() as u64,
+            peer: "broker".into(),
         });
         out.close(self.slot);
         self.reopen_at = Some(now + delay);

@@ -268,21 +268,39 @@ impl Worker {
         }
     }
 
+    /// What the worker talks to, in log lines: a Majordomo `broker`, a Pirate `queue`.
+    fn peer(&self) -> &'static str {
+        match self.config.protocol {
+            PirateProtocol::Majordomo(_) => "broker",
+            _ => "queue",
+        }
+    }
+
+    /// The endpoint session `slot`'s current socket talks to (see [`Self::spec`]).
+    fn endpoint_of(&self, slot: Slot) -> &str {
+        let failover = match self.config.protocol {
+            PirateProtocol::Majordomo(_) => &self.config.failover[..],
+            _ => &[],
+        };
+        let k = (self.sessions[slot].opened as usize).saturating_sub(1) % (failover.len() + 1);
+        match k {
+            0 => &self.config.endpoint,
+            k => &failover[k - 1],
+        }
+    }
+
     /// The socket for session `slot`'s current identity. A session's socket K talks to
     /// endpoint K-1 of `[endpoint, failover…]`, round and round: after losing a broker the
     /// session tries the next one (Majordomo only, as `--failover` is).
     fn spec(&self, slot: Slot) -> SocketSpec {
         let session = &self.sessions[slot];
-        let failover = match self.config.protocol {
-            PirateProtocol::Majordomo(_) => &self.config.failover[..],
-            _ => &[],
-        };
-        let endpoints: Vec<&String> = std::iter::once(&self.config.endpoint)
-            .chain(failover)
-            .collect();
-        let endpoint = endpoints[(session.opened as usize - 1) % endpoints.len()];
+        let endpoint = self.endpoint_of(slot).to_string();
         SocketSpec {
             slot,
+            // The reactor never waits in a send (a refused login leaves a DEALER no pipe, and
+            // a blocking send would wait for ever, deaf to Ctrl-C): what the socket cannot
+            // take now waits beside it, in order, so no reply is dropped to back-pressure,
+            // and the heartbeat liveness closes a socket that never takes it.
             kind: match self.config.protocol {
                 PirateProtocol::Simple => SocketKind::Req,
                 _ => SocketKind::Dealer,
@@ -328,8 +346,11 @@ impl Worker {
                     Some(n) => format!(", asking for credit {n}"),
                     None => String::new(),
                 };
+                // Nothing has answered yet: the broker says nothing back to a READY, its
+                // first heartbeat is the first sign that it took it ("registered" below).
                 events.info(format!(
-                    "worker {name} ready for service {}{asks}",
+                    "worker {name}: READY sent to {} for service {}{asks}; waiting for the broker",
+                    self.endpoint_of(slot),
                     self.config.service
                 ));
             }
@@ -338,7 +359,10 @@ impl Worker {
                 // Our heartbeats follow our READY until the queue's say how it spells them.
                 session.dialect = form;
                 out.send(slot, ppp::encode_in(Ppp::Ready, form));
-                events.info(format!("worker {name} ready"));
+                events.info(format!(
+                    "worker {name}: READY sent to {}; waiting for the queue",
+                    self.endpoint_of(slot)
+                ));
             }
         }
     }
@@ -435,9 +459,21 @@ impl Worker {
                 String::from_utf8_lossy(&self.sessions[slot].identity)
             ));
         }
+        if !disconnected {
+            // Silent because it refused our login? Only the socket monitor knows.
+            let endpoint = self.endpoint_of(slot);
+            if let Some(why) = crate::handshake::refused_by(endpoint) {
+                events.warn(format!(
+                    "{}; retrying in {} ms",
+                    crate::handshake::refusal_line(endpoint, &why),
+                    delay.as_millis()
+                ));
+            }
+        }
         events.emit(Event::PeerLost {
             reason: if disconnected { "disconnect" } else { "silent" }.into(),
             delay_ms: delay.as_millis() as u64,
+            peer: self.peer().into(),
         });
         let session = &mut self.sessions[slot];
         let paranoid = self.config.protocol == PirateProtocol::Paranoid;
@@ -502,8 +538,18 @@ impl Worker {
         if incoming != Incoming::Disconnect {
             // The peer took this socket's READY: a later loss starts the back-off afresh.
             let session = &mut self.sessions[slot];
+            let first = !session.answered;
             session.answered = true;
             session.backoff.reset();
+            if first {
+                // The first word back after READY: the peer is there and took it.
+                let name = String::from_utf8_lossy(&self.sessions[slot].identity).into_owned();
+                events.info(format!(
+                    "worker {name} registered with the {} at {}",
+                    self.peer(),
+                    self.endpoint_of(slot)
+                ));
+            }
         }
         if let Some(dialect) = dialect {
             // The queue's heartbeat says how it spells the commands: ours follow, and so
@@ -675,6 +721,7 @@ impl Worker {
     /// A job came back: send its reply (or part) if its session's socket is still the one the
     /// request came in on.
     fn finished(&mut self, done: Done, now: Instant, out: &mut Outbox<Job>, events: &mut Events) {
+        crate::handler::report_failures(&mut self.report, events);
         let ticket = match &done {
             Done::Reply { ticket, .. } | Done::Partial { ticket, .. } => *ticket,
         };
@@ -1405,7 +1452,7 @@ mod tests {
         // workers do.
         assert!(seen.iter().any(|e| matches!(
             e,
-            Event::PeerLost { reason, delay_ms: 0 } if reason == "disconnect"
+            Event::PeerLost { reason, delay_ms: 0, peer } if peer == "broker" && reason == "disconnect"
         )));
         assert_eq!(w.next_deadline(), Some(t0));
         let (outs, _) = tick(&mut w, t0);
@@ -2161,7 +2208,7 @@ mod tests {
             assert_eq!(outs, [Output::Close(0)]);
             assert!(seen.iter().any(|e| matches!(
                 e,
-                Event::PeerLost { reason, delay_ms } if reason == "disconnect" && *delay_ms == delay
+                Event::PeerLost { reason, delay_ms, .. } if reason == "disconnect" && *delay_ms == delay
             )), "{seen:?}");
             assert_eq!(w.next_deadline(), Some(now + delay as u32 * MS));
             assert!(tick(&mut w, now + (delay as u32 - 1) * MS).0.is_empty());
@@ -2174,7 +2221,7 @@ mod tests {
         let (_, seen) = handle(&mut w, refuse(), now);
         assert!(seen.iter().any(|e| matches!(
             e,
-            Event::PeerLost { reason, delay_ms: 0 } if reason == "disconnect"
+            Event::PeerLost { reason, delay_ms: 0, .. } if reason == "disconnect"
         )));
         assert_eq!(w.next_deadline(), Some(now));
     }

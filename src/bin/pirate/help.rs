@@ -17,6 +17,9 @@ EXIT STATUS:
        up, but no worker serves that service
   69   a peer stayed unreachable after every retry
   70   internal error
+  76   the peer answered in another protocol: a Majordomo broker answered a client
+       without --service, or a client with --service had its question echoed back
+  77   authentication refused: the server turned down the --plain login or --curve key
   130  interrupted by Ctrl-C or SIGTERM
   141  stdout was closed (`pirate client … | head -1`): the run stopped, quietly"
     };

@@ -202,6 +202,8 @@ fn exit_code_of(report: &Report) -> i32 {
             Outcome::Completed => error::EXIT_OK,
             Outcome::Abandoned => error::EXIT_UNAVAILABLE,
             Outcome::NoService => error::EXIT_NO_SERVICE,
+            Outcome::WrongProtocol => error::EXIT_PROTOCOL,
+            Outcome::AuthRefused => error::EXIT_AUTH,
             Outcome::Interrupted => error::EXIT_INTERRUPTED,
         },
         // Interrupted: the verdict of what was seen is printed, but the run did not finish.

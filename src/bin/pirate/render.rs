@@ -388,14 +388,18 @@ fn human_text(event: &Event) -> Option<String> {
             let state = if *busy { " while busy" } else { "" };
             format!("W: worker {worker} expired{state}")
         }
-        Event::PeerLost { reason, delay_ms } if reason == "disconnect" && *delay_ms == 0 => {
+        Event::PeerLost {
+            reason, delay_ms, ..
+        } if reason == "disconnect" && *delay_ms == 0 => {
             format!("W: disconnected by the broker; reconnecting now (after {delay_ms} ms)")
         }
-        Event::PeerLost { reason, delay_ms } if reason == "disconnect" => {
+        Event::PeerLost {
+            reason, delay_ms, ..
+        } if reason == "disconnect" => {
             format!("W: disconnected by the broker; reconnecting in {delay_ms} ms…")
         }
-        Event::PeerLost { delay_ms, .. } => {
-            format!("W: heartbeat failure, can't reach queue; reconnecting in {delay_ms} ms…")
+        Event::PeerLost { delay_ms, peer, .. } => {
+            format!("W: heartbeat failure, can't reach the {peer}; reconnecting in {delay_ms} ms…")
         }
         Event::Invalid { socket, reason } => format!("E: invalid message on {socket}: {reason}"),
         Event::Refused {
@@ -484,9 +488,9 @@ fn role_summary_text(report: &Report) -> String {
                 ),
             };
             format!(
-                "summary: {:?}: requests {}, sent {}, replied {}, retries {}, reconnects {}, \
+                "summary: {}: requests {}, sent {}, replied {}, retries {}, reconnects {}, \
                  abandoned {}, mismatched {}; {measured}; {:.1}s",
-                c.outcome,
+                c.outcome.words(),
                 c.requests,
                 c.sent,
                 c.replied,
@@ -500,13 +504,17 @@ fn role_summary_text(report: &Report) -> String {
         }
         Report::Service(s) => format!(
             "summary: requests {}, replied {}, overloads {}, freezes {}, invalid {}, \
-             reconnects {}{} (seed {})",
+             reconnects {}{}{} (seed {})",
             s.requests,
             s.replied,
             s.overloads,
             s.freezes,
             s.invalid,
             s.reconnects,
+            match s.exec_failed {
+                0 => String::new(),
+                n => format!(", exec failed {n}"),
+            },
             s.in_flight_max
                 .map(|n| format!(", most at once {n}"))
                 .unwrap_or_default(),
