@@ -219,7 +219,7 @@ fn pirate_worker_and_client_with_guide_mdbroker(lang: Lang) {
     );
     // The worker's READY is on its way; the Guide's broker queues the client's first request
     // until it is handled, and mmi.service is asked only after the sequence was answered.
-    worker.wait_stderr("ready for service echo");
+    worker.wait_stderr("registered with the broker");
     let what = format!("pirate worker behind the {lang:?} mdbroker");
     pirate_client_gets_the_sequence(port, &what);
     let (code, out, err) = run(
@@ -401,9 +401,11 @@ fn windowed_client_and_concurrent_worker_with_guide_mdbroker(lang: Lang) {
     };
     let plain = spawn("worker", &worker_args(&[]));
     let lanes = spawn("worker4", &worker_args(&["--concurrency", "4"]));
-    plain.wait_stderr("ready for service echo");
+    plain.wait_stderr("registered with the broker");
+    // The first session asks for credit, the Guide's broker ignores the frame, and three more
+    // ordinary sessions follow: four registered.
     lanes.wait_for("4 sessions", |_, e| {
-        e.matches("ready for service echo").count() >= 4
+        e.matches("registered with the broker").count() >= 4
     });
     let count = COUNT.to_string();
     let (code, out, err) = run(
@@ -497,7 +499,7 @@ fn pirate_worker_rejoins_a_restarted_guide_mdbroker(lang: Lang) {
             &bind,
         ],
     );
-    // The worker's "ready" line says its READY was sent, not that this broker got it: killed
+    // The worker's "READY sent" line says its READY was sent, not that this broker got it: killed
     // before that, the READY would go to the new broker and nothing would need repairing.
     // The broker's first HEARTBEAT (2.5 s on) says it registered the worker.
     worker.wait_for("a HEARTBEAT from the first broker", |_, _| {
@@ -510,7 +512,7 @@ fn pirate_worker_rejoins_a_restarted_guide_mdbroker(lang: Lang) {
         return;
     };
     worker.wait_for("a second READY", |_, e| {
-        e.matches("ready for service echo").count() >= 2
+        e.matches("READY sent to").count() >= 2
     });
     pirate_client_gets_the_sequence(port, &format!("pirate worker, restarted {lang:?} mdbroker"));
 }
