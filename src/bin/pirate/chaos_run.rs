@@ -58,6 +58,8 @@ pub struct ChaosConfig {
     pub exe: PathBuf,
     /// `--net namespaces`: every process a host of its own; `None`: all on loopback.
     pub net: Option<NetConfig>,
+    /// `--ports LOW-HIGH`: every endpoint of the topology on a port from there.
+    pub ports: Option<pirate::endpoint::PortRange>,
     pub pattern: Pattern,
     pub workers: usize,
     pub clients: usize,
@@ -181,6 +183,7 @@ impl ChaosConfig {
             seed,
             strict: false,
             out: None,
+            ports: None,
             security: ChaosSecurity::default(),
             record: Default::default(),
         }
@@ -835,15 +838,46 @@ fn titanic_dir(config: &ChaosConfig) -> PathBuf {
     }
 }
 
+/// How many ports the topology binds: the plan made with made-up endpoints, counted. Checked
+/// against `--ports` before anything is written or started.
+fn ports_needed(config: &ChaosConfig) -> Result<usize> {
+    let mut n = 0usize;
+    plan_with(config, &mut |_| {
+        n += 1;
+        Ok(format!("tcp://127.0.0.1:{n}"))
+    })?;
+    Ok(n)
+}
+
+/// Refuses a `--ports` range smaller than the topology (a usage error, exit 2).
+fn check_port_range(config: &ChaosConfig) -> Result<()> {
+    if let Some(range) = config.ports {
+        let needed = ports_needed(config)?;
+        if needed > range.len() {
+            return Err(Error::Usage(format!(
+                "--ports {range} has {} port(s); this topology binds {needed}",
+                range.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the process list for the pattern. With a network plan, each endpoint is on the
-/// address of the host that binds it (a port of its own, though every host has all of them);
-/// otherwise on a free port of 127.0.0.1.
+/// address of the host that binds it (a port of its own, though every host has all of them:
+/// from 5550 up, or from the low end of `--ports`); otherwise on a free port of 127.0.0.1
+/// (from `--ports` when given).
 fn plan(config: &ChaosConfig, net: Option<&NetPlan>) -> Result<(Vec<Proc>, String)> {
-    let mut next_port = 5550u16;
-    let mut ep = |host: &str| -> Result<String> {
-        match net {
-            None => Ok(format!("tcp://127.0.0.1:{}", free_port()?)),
-            Some(plan) => {
+    let mut next_port = config.ports.map_or(5550u16, |r| r.low);
+    plan_with(config, &mut |host: &str| -> Result<String> {
+        match (net, config.ports) {
+            (None, None) => Ok(format!("tcp://127.0.0.1:{}", free_port()?)),
+            (None, Some(range)) => Ok(format!(
+                "tcp://127.0.0.1:{}",
+                pirate::endpoint::free_loopback_port_in(range)
+                    .map_err(|e| Error::Usage(e.to_string()))?
+            )),
+            (Some(plan), _) => {
                 let addr = plan.host(host).map(|h| h.addr).ok_or_else(|| {
                     Error::Internal(format!("{host} has no host in the network plan"))
                 })?;
@@ -851,7 +885,14 @@ fn plan(config: &ChaosConfig, net: Option<&NetPlan>) -> Result<(Vec<Proc>, Strin
                 Ok(format!("tcp://{addr}:{}", next_port - 1))
             }
         }
-    };
+    })
+}
+
+/// [`plan`] with `ep` giving the endpoint each host binds (its name in, `tcp://…` out).
+fn plan_with(
+    config: &ChaosConfig,
+    ep: &mut dyn FnMut(&str) -> Result<String>,
+) -> Result<(Vec<Proc>, String)> {
     let hb = format!("{}ms", config.heartbeat.as_millis());
     let reconnect_max = format!("{}ms", config.heartbeat.as_millis() * 8);
     let mut procs = Vec::new();
@@ -1351,6 +1392,7 @@ impl Nemesis {
 pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<ChaosReport> {
     let schedule = config.schedule();
     let kinds = config.nemesis_kinds();
+    check_port_range(config)?;
     let logs = match &config.out {
         Some(dir) => {
             std::fs::create_dir_all(dir.join("logs"))?;
