@@ -79,6 +79,33 @@ pub struct Findings {
     pub violations: Vec<String>,
     pub latency_ms: LatencyView,
     pub faults: BTreeMap<String, u64>,
+    /// Each fault the clients recovered from (or did not): `results.json`'s
+    /// `findings.recoveries`.
+    pub recoveries: Vec<RecoveryView>,
+    /// Per fault kind: injected, recovered, replies after (`findings.coverage`).
+    pub coverage: BTreeMap<String, CoverageView>,
+}
+
+/// One fault and how long the clients took to get a reply again after it:
+/// `{"fault": "kill worker-1", "kind": "kill", "at_ms": 814.4, "recovered_after_ms": 653.8,
+/// "replies_after": 54}`; `recovered_after_ms` is null when no reply came after it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RecoveryView {
+    pub fault: String,
+    pub kind: String,
+    pub at_ms: f64,
+    pub recovered_after_ms: Option<f64>,
+    pub replies_after: u64,
+}
+
+/// A fault kind's coverage: `{"injected": 3, "recovered": 3, "replies_after": 590}`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CoverageView {
+    pub injected: u64,
+    pub recovered: u64,
+    pub replies_after: u64,
 }
 
 /// Latency percentiles in ms.
@@ -129,7 +156,9 @@ pub fn render(records: &[Record], results: &RunResults, skipped_lines: u64) -> S
     plot_section(&mut page, &run);
     counts_section(&mut page, results, skipped_lines);
     faults_section(&mut page, &run);
+    recovery_section(&mut page, &results.findings);
     sequences_section(&mut page, &run);
+    logs_section(&mut page, &run);
     configuration_section(&mut page, &results.run);
     page.push_str(
         "<footer>Made by <code>pirate chaos</code>; re-render from the run's directory with \
@@ -146,7 +175,7 @@ h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.15em;margin:1.4em 0 .4em}\
 .verdict b{font-size:1.3em;letter-spacing:.05em}\
 table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
-.note{color:#555;font-size:.92em}.meaning{color:#555}\
+.note{color:#555;font-size:.92em}tr.bad td{background:#f9d6d6}.meaning{color:#555}\
 svg{background:#fff;border:1px solid #ddd;display:block;margin:.3em 0}\
 svg text{font:11px system-ui,sans-serif}\
 details{margin:.15em 0}summary{cursor:pointer}summary.bad{color:#b22}\
@@ -259,9 +288,9 @@ impl MarkKind {
             MarkKind::Kill => "#c0392b",
             MarkKind::Freeze => "#2471a3",
             MarkKind::Restart => "#d68910",
-            MarkKind::Heal => "#7d3c98",
+            MarkKind::Heal => "#00a5b5",
             MarkKind::Crash => "#111111",
-            MarkKind::Stall => "#8e44ad",
+            MarkKind::Stall => "#d81b60",
             MarkKind::Start => "#1e8449",
             MarkKind::Proxy => "#7f8c8d",
         }
@@ -1359,6 +1388,86 @@ fn faults_section(page: &mut String, run: &Run) {
     page.push_str("</table></details>\n");
 }
 
+/// Per fault kind, how many struck and were recovered from; then each fault with the time the
+/// clients took to get a reply again (from `findings.coverage` and `findings.recoveries`, the
+/// terminal's `coverage:` and `recovery:` lines).
+fn recovery_section(page: &mut String, f: &Findings) {
+    if f.coverage.is_empty() && f.recoveries.is_empty() {
+        return;
+    }
+    page.push_str("<h2>Recovery</h2>\n");
+    if !f.coverage.is_empty() {
+        page.push_str(
+            "<table class=\"coverage\"><tr><th>fault kind</th><th>injected</th>\
+             <th>recovered</th><th>replies before the next fault</th></tr>\n",
+        );
+        for (kind, c) in &f.coverage {
+            let bad = if c.recovered < c.injected {
+                " class=\"bad\""
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                page,
+                "<tr{bad}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td></tr>",
+                esc(kind),
+                c.injected,
+                c.recovered,
+                c.replies_after
+            );
+        }
+        page.push_str("</table>\n");
+    }
+    if !f.recoveries.is_empty() {
+        page.push_str(
+            "<table class=\"recoveries\"><tr><th>time</th><th>fault</th>\
+             <th>recovered after</th><th>replies before the next fault</th></tr>\n",
+        );
+        for r in &f.recoveries {
+            let after = match r.recovered_after_ms {
+                Some(ms) => format!("{ms:.1} ms"),
+                None => "not recovered".to_string(),
+            };
+            let _ = writeln!(
+                page,
+                "<tr><td class=\"n\">{:.3}s</td><td>{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td></tr>",
+                r.at_ms / 1000.0,
+                esc(&r.fault),
+                after,
+                r.replies_after
+            );
+        }
+        page.push_str("</table>\n");
+    }
+}
+
+/// A link to each process's log, `logs/NAME.log` beside report.html (its stderr, each line
+/// stamped with the run-clock time the page uses).
+fn logs_section(page: &mut String, run: &Run) {
+    if run.lanes.is_empty() {
+        return;
+    }
+    page.push_str("<h2>Logs</h2>\n<p class=\"logs\">");
+    let links: Vec<String> = run
+        .lanes
+        .iter()
+        .filter(|l| l.name != "nemesis")
+        .map(|l| {
+            format!(
+                "<a href=\"logs/{0}.log\">{0}</a>",
+                esc(&l.name.replace(['/', '\\'], "_"))
+            )
+        })
+        .collect();
+    page.push_str(&links.join(" · "));
+    page.push_str(
+        "</p>\n<p class=\"note\">Each process's stderr, every line stamped with the \
+         run-clock time used above (<code>[  3.142s]</code>).</p>\n",
+    );
+}
+
 fn sequences_section(page: &mut String, run: &Run) {
     page.push_str("<h2>Requests, one sequence diagram each</h2>\n");
     if run.requests.is_empty() {
@@ -1908,6 +2017,67 @@ mod tests {
     }
 
     #[test]
+    fn recovery_per_fault_and_coverage_per_kind_are_tables_and_unrecovered_is_said() {
+        let mut r = results("valid");
+        r.findings = RunResults::from_json(
+            &json!({"verdict": "valid", "findings": {
+                "recoveries": [
+                    {"fault": "kill worker-1", "kind": "kill", "at_ms": 814.4,
+                     "recovered_after_ms": 653.77, "replies_after": 54},
+                    {"fault": "freeze worker-2", "kind": "freeze", "at_ms": 2927.3,
+                     "recovered_after_ms": null, "replies_after": 0}],
+                "coverage": {"kill": {"injected": 1, "recovered": 1, "replies_after": 54},
+                             "freeze": {"injected": 1, "recovered": 0, "replies_after": 0}}}})
+            .to_string(),
+        )
+        .unwrap()
+        .findings;
+        let page = render(&history(), &r, 0);
+        assert!(page.contains("<h2>Recovery</h2>"), "{page}");
+        assert!(page.contains(
+            "<tr><td class=\"n\">0.814s</td><td>kill worker-1</td><td class=\"n\">653.8 ms</td>"
+        ));
+        assert!(page.contains("<td>freeze worker-2</td><td class=\"n\">not recovered</td>"));
+        // Coverage: one row per kind, the unrecovered kind marked.
+        assert!(page.contains(
+            "<tr class=\"bad\"><td>freeze</td><td class=\"n\">1</td><td class=\"n\">0</td>"
+        ));
+        assert!(page.contains(
+            "<tr><td>kill</td><td class=\"n\">1</td><td class=\"n\">1</td><td class=\"n\">54</td>"
+        ));
+        // No recovery data (an older results.json): no section.
+        assert!(!render(&history(), &results("valid"), 0).contains("<h2>Recovery</h2>"));
+    }
+
+    #[test]
+    fn each_process_links_to_its_log_and_fault_colours_differ() {
+        let page = render(&history(), &results("valid"), 0);
+        for name in ["broker", "worker-1", "worker-2", "client-1"] {
+            assert!(
+                page.contains(&format!("<a href=\"logs/{name}.log\">{name}</a>")),
+                "{name}"
+            );
+        }
+        let kinds = [
+            MarkKind::Kill,
+            MarkKind::Freeze,
+            MarkKind::Restart,
+            MarkKind::Heal,
+            MarkKind::Crash,
+            MarkKind::Stall,
+            MarkKind::Start,
+            MarkKind::Proxy,
+        ];
+        for a in kinds {
+            for b in kinds {
+                if a != b {
+                    assert_ne!(a.colour(), b.colour(), "{a:?} and {b:?} look alike");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_network_fault_is_shaded_across_the_lanes_it_cut_with_its_times_written_beside() {
         let mut h = history();
         h.push(rec(
@@ -1964,10 +2134,16 @@ mod tests {
         assert!(page.contains("<b>VALID</b>"));
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(!page.contains("<script"), "no script needed");
-        // Nothing fetched: no src or href, no import, and every url() is a local #id.
-        for fetch in ["src=", "href=", "@import"] {
+        // Nothing fetched: no src, no import, every url() a local #id, and the only links
+        // are to the logs beside the page (followed by the reader, never fetched).
+        for fetch in ["src=", "@import"] {
             assert!(!page.contains(fetch), "{fetch}");
         }
+        assert!(page.matches("href=").count() > 0);
+        assert_eq!(
+            page.matches("href=").count(),
+            page.matches("href=\"logs/").count()
+        );
         assert!(page.matches("url(").count() > 0);
         assert_eq!(page.matches("url(").count(), page.matches("url(#").count());
     }

@@ -634,15 +634,21 @@ impl Topology {
         }
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]);
-        let stderr = match &self.logs {
-            Some(dir) => {
-                let file = std::fs::OpenOptions::new()
+        // The log file (appended to by every incarnation); its lines are copied by a thread
+        // that prefixes each with the run-clock time, as report.html counts it.
+        let log = match &self.logs {
+            Some(dir) => Some(
+                std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(dir.join(format!("{}.log", proc.name)))?;
-                Stdio::from(file)
-            }
-            None => Stdio::null(),
+                    .open(dir.join(format!("{}.log", proc.name)))?,
+            ),
+            None => None,
+        };
+        let stderr = if log.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
         };
         {
             use std::os::unix::process::CommandExt;
@@ -665,6 +671,10 @@ impl Topology {
         let pgid = child.id() as i32;
         self.watchdog.watch(pgid);
         let stdout = child.stdout.take().expect("piped");
+        if let (Some(log), Some(stderr)) = (log, child.stderr.take()) {
+            let origin = self.origin;
+            thread::spawn(move || copy_stamped(stderr, log, origin));
+        }
         proc.stdin = child.stdin.take();
         proc.child = Some(child);
         proc.pgid = Some(pgid);
@@ -812,6 +822,29 @@ impl Drop for Topology {
             self.kill(i);
         }
         // Then the watchdog field drops: end of file, it finds nothing left and exits.
+    }
+}
+
+/// Copies a child's stderr to its log, each line prefixed with the run-clock time:
+/// `[  3.142s] W: heartbeat lost`. A line is cut every 64 KiB (the rest gets a stamp of
+/// its own), so one endless line cannot fill the runner's memory.
+fn copy_stamped(stderr: impl std::io::Read, mut log: std::fs::File, origin: Instant) {
+    use std::io::{BufRead, Read, Write};
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        match (&mut reader).take(64 * 1024).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        let stamp = format!("[{:7.3}s] ", origin.elapsed().as_secs_f64());
+        if log.write_all(stamp.as_bytes()).is_err() || log.write_all(&line).is_err() {
+            return;
+        }
     }
 }
 
