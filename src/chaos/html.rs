@@ -1247,6 +1247,24 @@ fn plot_section(page: &mut String, run: &Run) {
         top + 12.0,
         top + 26.0
     );
+    // Down and frozen periods of every process, shaded behind both plots: where throughput
+    // dips and latency climbs, the reader sees who was out.
+    down_shading(page, run, &axis, top, ltop + lh);
+    // Axes with values: seconds below each plot, replies/s and ms beside them.
+    axis.ticks(page, top, top + h);
+    for frac in [0.0, 0.5, 1.0] {
+        let y = top + h - frac * h;
+        let _ = write!(
+            page,
+            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{:.0}/s</text>",
+            axis.left,
+            axis.left + axis.width,
+            axis.left - 4.0,
+            y + 4.0,
+            peak * frac
+        );
+    }
     for (i, v) in per_sec.iter().enumerate() {
         let x = axis.x(i as f64 * width);
         let bh = v / peak * h;
@@ -1285,9 +1303,9 @@ fn plot_section(page: &mut String, run: &Run) {
             axis.left - 4.0,
             y + 4.0,
             if decade < 1.0 {
-                "0.1".to_string()
+                "0.1 ms".to_string()
             } else {
-                format!("{decade:.0}")
+                format!("{decade:.0} ms")
             }
         );
         decade *= 10.0;
@@ -1340,7 +1358,7 @@ fn plot_section(page: &mut String, run: &Run) {
         page,
         "<p class=\"note\">Bars: replies accepted per second ({BUCKETS} buckets, every reply). \
          Dots: each reply's latency, first send to reply{}; red dashes: the slowest reply per \
-         bucket. Dashed lines: nemesis strikes. p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms.</p>",
+         bucket. Dashed lines: nemesis strikes. Shaded: a process down (red) or frozen (blue). p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms.</p>",
         if lat.len() > MAX_POINTS {
             format!(" ({MAX_POINTS} of {} shown, evenly sampled)", lat.len())
         } else {
@@ -1351,6 +1369,32 @@ fn plot_section(page: &mut String, run: &Run) {
         l.p99,
         l.max
     );
+}
+
+/// Each process's down and frozen periods as bands from `top` to `bottom` (in the state's
+/// colour, translucent, the process and times in a tooltip and on the band's top edge).
+fn down_shading(page: &mut String, run: &Run, axis: &Axis, top: f64, bottom: f64) {
+    for lane in &run.lanes {
+        for seg in lane
+            .segments
+            .iter()
+            .filter(|s| matches!(s.state, State::Down | State::Frozen))
+        {
+            let (fill, word) = seg.state.class();
+            let (x1, x2) = (axis.x(seg.from), axis.x(seg.to));
+            let _ = write!(
+                page,
+                "<rect class=\"outage\" x=\"{x1:.1}\" y=\"{top:.1}\" width=\"{:.1}\" \
+                 height=\"{:.1}\" fill=\"{fill}\" opacity=\"0.45\"><title>{} {word} \
+                 {:.3}–{:.3}s</title></rect>",
+                (x2 - x1).max(1.0),
+                bottom - top,
+                esc(&lane.name),
+                seg.from / 1000.0,
+                seg.to / 1000.0
+            );
+        }
+    }
 }
 
 fn faults_section(page: &mut String, run: &Run) {
@@ -2047,6 +2091,20 @@ mod tests {
         ));
         // No recovery data (an older results.json): no section.
         assert!(!render(&history(), &results("valid"), 0).contains("<h2>Recovery</h2>"));
+    }
+
+    #[test]
+    fn the_plots_have_values_on_their_axes_and_outages_shaded() {
+        let page = render(&history(), &results("valid"), 0);
+        let plot = &page[page.find("<svg id=\"plot\"").unwrap()..];
+        let plot = &plot[..plot.find("</svg>").unwrap()];
+        // Throughput: replies/s at 0, half and the peak; latency in ms; seconds under both.
+        assert!(plot.contains(">0/s</text>"), "{plot}");
+        assert!(plot.contains(" ms</text>"), "{plot}");
+        assert!(count(plot, "s</text>") >= 6, "{plot}");
+        // worker-1 was killed by the nemesis: its down period is a band behind the plots.
+        assert!(plot.contains("class=\"outage\""), "{plot}");
+        assert!(plot.contains("<title>worker-1 down "), "{plot}");
     }
 
     #[test]
