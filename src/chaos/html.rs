@@ -177,7 +177,7 @@ table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #ccc;padding
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .note{color:#555;font-size:.92em}tr.bad td{background:#f9d6d6}.meaning{color:#555}\
 svg{background:#fff;border:1px solid #ddd;display:block;margin:.3em 0}\
-svg text{font:11px system-ui,sans-serif}\
+svg text{font:12px system-ui,sans-serif}\
 details{margin:.15em 0}summary{cursor:pointer}summary.bad{color:#b22}\
 code{background:#f3f3f3;padding:0 3px}footer{margin-top:2em;color:#777;font-size:.9em}\
 .legend span{display:inline-block;margin-right:1.2em}.sw{display:inline-block;width:12px;height:10px;margin-right:4px;vertical-align:middle}";
@@ -963,7 +963,9 @@ fn timeline_section(page: &mut String, run: &Run, network: &[NetworkFault]) {
         };
         heights.push(h);
     }
-    let top = 24.0;
+    // Room above the lanes for each strike's name and time, written slanted (readable without
+    // hovering, on a projector too).
+    let top = if run.strikes.is_empty() { 24.0 } else { 110.0 };
     let total: f64 = heights.iter().sum();
     let height = top + total + 24.0;
     let _ = write!(
@@ -979,6 +981,7 @@ fn timeline_section(page: &mut String, run: &Run, network: &[NetworkFault]) {
         axis.left + axis.width + 20.0
     );
     axis.ticks(page, top, top + total);
+    down_shading(page, run, &axis, top, top + total, 0.22);
     let mut y = top;
     for (lane, h) in run.lanes.iter().zip(&heights) {
         let restarts = lane.restarts_label();
@@ -1050,6 +1053,23 @@ fn timeline_section(page: &mut String, run: &Run, network: &[NetworkFault]) {
             s.kind.colour(),
             s.t / 1000.0,
             esc(&s.label)
+        );
+        // Slanted up and to the right; near the right edge, up and to the left instead (the
+        // text ends at the strike), so no label runs off the picture.
+        let (anchor, angle) = if x > axis.left + axis.width * 0.8 {
+            ("end", 30)
+        } else {
+            ("start", -30)
+        };
+        let _ = write!(
+            page,
+            "<text class=\"strike-label\" x=\"{x:.1}\" y=\"{:.1}\" fill=\"{}\" \
+             text-anchor=\"{anchor}\" transform=\"rotate({angle} {x:.1} {:.1})\">{:.2}s {}</text>",
+            top - 8.0,
+            s.kind.colour(),
+            top - 8.0,
+            s.t / 1000.0,
+            esc(&cut(&s.label, 30))
         );
     }
     page.push_str("</svg>\n");
@@ -1249,7 +1269,7 @@ fn plot_section(page: &mut String, run: &Run) {
     );
     // Down and frozen periods of every process, shaded behind both plots: where throughput
     // dips and latency climbs, the reader sees who was out.
-    down_shading(page, run, &axis, top, ltop + lh);
+    down_shading(page, run, &axis, top, ltop + lh, 0.45);
     // Axes with values: seconds below each plot, replies/s and ms beside them.
     axis.ticks(page, top, top + h);
     for frac in [0.0, 0.5, 1.0] {
@@ -1372,8 +1392,8 @@ fn plot_section(page: &mut String, run: &Run) {
 }
 
 /// Each process's down and frozen periods as bands from `top` to `bottom` (in the state's
-/// colour, translucent, the process and times in a tooltip and on the band's top edge).
-fn down_shading(page: &mut String, run: &Run, axis: &Axis, top: f64, bottom: f64) {
+/// colour, translucent, the process and times in a tooltip).
+fn down_shading(page: &mut String, run: &Run, axis: &Axis, top: f64, bottom: f64, opacity: f64) {
     for lane in &run.lanes {
         for seg in lane
             .segments
@@ -1385,7 +1405,7 @@ fn down_shading(page: &mut String, run: &Run, axis: &Axis, top: f64, bottom: f64
             let _ = write!(
                 page,
                 "<rect class=\"outage\" x=\"{x1:.1}\" y=\"{top:.1}\" width=\"{:.1}\" \
-                 height=\"{:.1}\" fill=\"{fill}\" opacity=\"0.45\"><title>{} {word} \
+                 height=\"{:.1}\" fill=\"{fill}\" opacity=\"{opacity}\"><title>{} {word} \
                  {:.3}–{:.3}s</title></rect>",
                 (x2 - x1).max(1.0),
                 bottom - top,
@@ -2105,6 +2125,33 @@ mod tests {
         // worker-1 was killed by the nemesis: its down period is a band behind the plots.
         assert!(plot.contains("class=\"outage\""), "{plot}");
         assert!(plot.contains("<title>worker-1 down "), "{plot}");
+    }
+
+    #[test]
+    fn the_time_line_names_each_strike_with_its_time_and_shades_outages_across_the_lanes() {
+        let page = render(&history(), &results("valid"), 0);
+        let line = &page[page.find("<svg id=\"timeline\"").unwrap()..];
+        let line = &line[..line.find("</svg>").unwrap()];
+        // Written, not only in a tooltip: `<text class="strike-label" …>0.01s nemesis kills …`.
+        let labels: Vec<&str> = line
+            .split("class=\"strike-label\"")
+            .skip(1)
+            .map(|t| &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()])
+            .collect();
+        assert!(!labels.is_empty(), "{line}");
+        assert!(
+            labels
+                .iter()
+                .any(|l| l.ends_with("s nemesis kills worker-1")),
+            "{labels:?}"
+        );
+        assert!(labels.iter().all(|l| l
+            .split_once("s ")
+            .is_some_and(|(t, _)| t.parse::<f64>().is_ok())));
+        assert!(
+            line.contains("class=\"outage\""),
+            "down shaded across the lanes"
+        );
     }
 
     #[test]
