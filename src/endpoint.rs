@@ -134,6 +134,70 @@ pub fn free_loopback_port() -> std::io::Result<u16> {
     ))
 }
 
+/// A range of ports `LOW-HIGH` (both included) that `chaos run --ports` confines its
+/// topology to, for a CI host whose firewall opens only those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl PortRange {
+    /// Parses `LOW-HIGH`: two ports from 1 to 65535, LOW not above HIGH.
+    pub fn parse(text: &str) -> Result<PortRange, String> {
+        let bad = |why: &str| format!("invalid port range '{text}': {why}");
+        let (low, high) = text
+            .split_once('-')
+            .ok_or_else(|| bad("expected LOW-HIGH, e.g. 40000-40099"))?;
+        let port = |p: &str| match p.trim().parse::<u16>() {
+            Ok(0) | Err(_) => Err(bad(&format!("'{p}' is not a port from 1 to 65535"))),
+            Ok(n) => Ok(n),
+        };
+        let (low, high) = (port(low)?, port(high)?);
+        if low > high {
+            return Err(bad("LOW is above HIGH"));
+        }
+        Ok(PortRange { low, high })
+    }
+
+    /// How many ports the range holds.
+    pub fn len(&self) -> usize {
+        usize::from(self.high - self.low) + 1
+    }
+
+    /// Never empty (LOW <= HIGH); for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+/// Like [`free_loopback_port`], but from `range`: a port of 127.0.0.1 free a moment ago and
+/// never the same twice in this process, tried in order from LOW; an error when every port of
+/// the range is taken (by this process or another).
+pub fn free_loopback_port_in(range: PortRange) -> std::io::Result<u16> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        if n >= range.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("no free port left in --ports {range}"),
+            ));
+        }
+        let port = range.low + n as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +253,44 @@ mod tests {
         assert!(check(&long, Side::Bind)
             .unwrap_err()
             .contains("longer than"));
+    }
+
+    #[test]
+    fn port_ranges_parse_and_bad_ones_say_why() {
+        let r = PortRange::parse("40000-40003").unwrap();
+        assert_eq!((r.low, r.high, r.len()), (40000, 40003, 4));
+        assert_eq!(r.to_string(), "40000-40003");
+        assert_eq!(PortRange::parse("7-7").unwrap().len(), 1);
+        for (bad, why) in [
+            ("40000", "expected LOW-HIGH"),
+            ("5-4", "LOW is above HIGH"),
+            ("0-10", "'0' is not a port"),
+            ("1-70000", "'70000' is not a port"),
+            ("a-b", "'a' is not a port"),
+        ] {
+            let e = PortRange::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn free_ports_in_a_range_stay_in_it_and_run_out() {
+        // Take a port the kernel chose, then ask for a range of it and the next one: only
+        // ports of the range come back, distinct, then an error.
+        let held = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let p = held.local_addr().unwrap().port().min(65534);
+        drop(held);
+        let range = PortRange {
+            low: p,
+            high: p + 1,
+        };
+        let mut got = Vec::new();
+        while let Ok(port) = free_loopback_port_in(range) {
+            assert!(range.low <= port && port <= range.high, "{port}");
+            assert!(!got.contains(&port));
+            got.push(port);
+        }
+        assert!(got.len() <= 2);
     }
 
     #[test]

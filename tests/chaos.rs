@@ -1067,3 +1067,71 @@ fn a_run_records_its_configuration_and_replay_runs_it_again() {
         "{err}"
     );
 }
+
+#[test]
+fn ports_confines_the_topology_to_the_range_and_a_bad_range_is_refused() {
+    // A Freelance topology binds 5 ports (3 servers, counted by the runner); give it 8 from
+    // a base the helpers say is free (below the kernel's ephemeral range).
+    let low = free_port().min(65_000);
+    let range = format!("{low}-{}", low + 7);
+    let dir = out_dir("chaos-ports");
+    let (code, out, err) = chaos(
+        "ports",
+        &[
+            "chaos",
+            "run",
+            "--json",
+            "--pattern",
+            "freelance",
+            "--ports",
+            &range,
+            "--duration",
+            "1s",
+            "--nemesis-interval",
+            "0s",
+            "--requests",
+            "10",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    // Every endpoint the run and its children name (`started`, the servers' and clients'
+    // lines): `tcp://127.0.0.1:PORT` wherever it appears in stdout and the history.
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let text = format!("{out}{history}");
+    let ports: Vec<u16> = text
+        .split("tcp://127.0.0.1:")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    let mut distinct = ports.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() >= 3, "three servers, a port each: {ports:?}");
+    assert!(
+        ports.iter().all(|&p| (low..=low + 7).contains(&p)),
+        "every port in {range}: {ports:?}"
+    );
+    // Too small for the topology, and malformed: one line, exit 2, nothing started.
+    let small = format!("{low}-{}", low + 1);
+    for (bad, says) in [
+        (small.as_str(), "this topology binds 5"),
+        ("9000", "expected LOW-HIGH"),
+        ("9-8", "LOW is above HIGH"),
+    ] {
+        let (code, out, err) = run(
+            &["chaos", "run", "--pattern", "freelance", "--ports", bad],
+            None,
+        );
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(out.is_empty(), "{bad}: nothing ran: {out}");
+        assert!(
+            err.contains(says) && err.trim().lines().count() == 1,
+            "{bad}: {err}"
+        );
+    }
+}

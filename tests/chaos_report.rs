@@ -74,6 +74,27 @@ fn a_run_writes_report_html_and_chaos_report_renders_the_same_page_again() {
         "requests drawn as spans"
     );
     assert!(!page.contains("<script") && !page.contains("src=\"http"));
+    // Each process's log is linked, exists beside the page, and every line of it starts
+    // with the run-clock time: `[  3.142s] `.
+    for process in ["broker", "worker-1", "client-1"] {
+        assert!(page.contains(&format!("<a href=\"logs/{process}.log\">")));
+        let log = std::fs::read_to_string(dir.join(format!("logs/{process}.log"))).unwrap();
+        assert!(!log.is_empty(), "{process}.log is empty");
+        for line in log.lines() {
+            let stamp = line.get(..11).unwrap_or("");
+            let secs = stamp.strip_prefix('[').and_then(|s| s.strip_suffix("s] "));
+            assert!(
+                secs.is_some_and(|s| s.trim().parse::<f64>().is_ok()),
+                "{process}.log: no time stamp: {line}"
+            );
+        }
+    }
+    if summary["findings"]["recoveries"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty())
+    {
+        assert!(page.contains("<h2>Recovery</h2>"), "recovery times shown");
+    }
 
     // Rendered again from the files: the same page, its path on stdout.
     std::fs::remove_file(dir.join("report.html")).unwrap();

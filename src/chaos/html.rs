@@ -79,6 +79,33 @@ pub struct Findings {
     pub violations: Vec<String>,
     pub latency_ms: LatencyView,
     pub faults: BTreeMap<String, u64>,
+    /// Each fault the clients recovered from (or did not): `results.json`'s
+    /// `findings.recoveries`.
+    pub recoveries: Vec<RecoveryView>,
+    /// Per fault kind: injected, recovered, replies after (`findings.coverage`).
+    pub coverage: BTreeMap<String, CoverageView>,
+}
+
+/// One fault and how long the clients took to get a reply again after it:
+/// `{"fault": "kill worker-1", "kind": "kill", "at_ms": 814.4, "recovered_after_ms": 653.8,
+/// "replies_after": 54}`; `recovered_after_ms` is null when no reply came after it.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RecoveryView {
+    pub fault: String,
+    pub kind: String,
+    pub at_ms: f64,
+    pub recovered_after_ms: Option<f64>,
+    pub replies_after: u64,
+}
+
+/// A fault kind's coverage: `{"injected": 3, "recovered": 3, "replies_after": 590}`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CoverageView {
+    pub injected: u64,
+    pub recovered: u64,
+    pub replies_after: u64,
 }
 
 /// Latency percentiles in ms.
@@ -129,7 +156,9 @@ pub fn render(records: &[Record], results: &RunResults, skipped_lines: u64) -> S
     plot_section(&mut page, &run);
     counts_section(&mut page, results, skipped_lines);
     faults_section(&mut page, &run);
+    recovery_section(&mut page, &results.findings);
     sequences_section(&mut page, &run);
+    logs_section(&mut page, &run);
     configuration_section(&mut page, &results.run);
     page.push_str(
         "<footer>Made by <code>pirate chaos</code>; re-render from the run's directory with \
@@ -146,9 +175,9 @@ h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.15em;margin:1.4em 0 .4em}\
 .verdict b{font-size:1.3em;letter-spacing:.05em}\
 table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
-.note{color:#555;font-size:.92em}.meaning{color:#555}\
+.note{color:#555;font-size:.92em}tr.bad td{background:#f9d6d6}.meaning{color:#555}\
 svg{background:#fff;border:1px solid #ddd;display:block;margin:.3em 0}\
-svg text{font:11px system-ui,sans-serif}\
+svg text{font:12px system-ui,sans-serif}\
 details{margin:.15em 0}summary{cursor:pointer}summary.bad{color:#b22}\
 code{background:#f3f3f3;padding:0 3px}footer{margin-top:2em;color:#777;font-size:.9em}\
 .legend span{display:inline-block;margin-right:1.2em}.sw{display:inline-block;width:12px;height:10px;margin-right:4px;vertical-align:middle}";
@@ -259,9 +288,9 @@ impl MarkKind {
             MarkKind::Kill => "#c0392b",
             MarkKind::Freeze => "#2471a3",
             MarkKind::Restart => "#d68910",
-            MarkKind::Heal => "#7d3c98",
+            MarkKind::Heal => "#00a5b5",
             MarkKind::Crash => "#111111",
-            MarkKind::Stall => "#8e44ad",
+            MarkKind::Stall => "#d81b60",
             MarkKind::Start => "#1e8449",
             MarkKind::Proxy => "#7f8c8d",
         }
@@ -934,7 +963,9 @@ fn timeline_section(page: &mut String, run: &Run, network: &[NetworkFault]) {
         };
         heights.push(h);
     }
-    let top = 24.0;
+    // Room above the lanes for each strike's name and time, written slanted (readable without
+    // hovering, on a projector too).
+    let top = if run.strikes.is_empty() { 24.0 } else { 110.0 };
     let total: f64 = heights.iter().sum();
     let height = top + total + 24.0;
     let _ = write!(
@@ -950,6 +981,7 @@ fn timeline_section(page: &mut String, run: &Run, network: &[NetworkFault]) {
         axis.left + axis.width + 20.0
     );
     axis.ticks(page, top, top + total);
+    down_shading(page, run, &axis, top, top + total, 0.22);
     let mut y = top;
     for (lane, h) in run.lanes.iter().zip(&heights) {
         let restarts = lane.restarts_label();
@@ -1021,6 +1053,23 @@ fn timeline_section(page: &mut String, run: &Run, network: &[NetworkFault]) {
             s.kind.colour(),
             s.t / 1000.0,
             esc(&s.label)
+        );
+        // Slanted up and to the right; near the right edge, up and to the left instead (the
+        // text ends at the strike), so no label runs off the picture.
+        let (anchor, angle) = if x > axis.left + axis.width * 0.8 {
+            ("end", 30)
+        } else {
+            ("start", -30)
+        };
+        let _ = write!(
+            page,
+            "<text class=\"strike-label\" x=\"{x:.1}\" y=\"{:.1}\" fill=\"{}\" \
+             text-anchor=\"{anchor}\" transform=\"rotate({angle} {x:.1} {:.1})\">{:.2}s {}</text>",
+            top - 8.0,
+            s.kind.colour(),
+            top - 8.0,
+            s.t / 1000.0,
+            esc(&cut(&s.label, 30))
         );
     }
     page.push_str("</svg>\n");
@@ -1218,6 +1267,24 @@ fn plot_section(page: &mut String, run: &Run) {
         top + 12.0,
         top + 26.0
     );
+    // Down and frozen periods of every process, shaded behind both plots: where throughput
+    // dips and latency climbs, the reader sees who was out.
+    down_shading(page, run, &axis, top, ltop + lh, 0.45);
+    // Axes with values: seconds below each plot, replies/s and ms beside them.
+    axis.ticks(page, top, top + h);
+    for frac in [0.0, 0.5, 1.0] {
+        let y = top + h - frac * h;
+        let _ = write!(
+            page,
+            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{:.0}/s</text>",
+            axis.left,
+            axis.left + axis.width,
+            axis.left - 4.0,
+            y + 4.0,
+            peak * frac
+        );
+    }
     for (i, v) in per_sec.iter().enumerate() {
         let x = axis.x(i as f64 * width);
         let bh = v / peak * h;
@@ -1256,9 +1323,9 @@ fn plot_section(page: &mut String, run: &Run) {
             axis.left - 4.0,
             y + 4.0,
             if decade < 1.0 {
-                "0.1".to_string()
+                "0.1 ms".to_string()
             } else {
-                format!("{decade:.0}")
+                format!("{decade:.0} ms")
             }
         );
         decade *= 10.0;
@@ -1311,7 +1378,7 @@ fn plot_section(page: &mut String, run: &Run) {
         page,
         "<p class=\"note\">Bars: replies accepted per second ({BUCKETS} buckets, every reply). \
          Dots: each reply's latency, first send to reply{}; red dashes: the slowest reply per \
-         bucket. Dashed lines: nemesis strikes. p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms.</p>",
+         bucket. Dashed lines: nemesis strikes. Shaded: a process down (red) or frozen (blue). p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms.</p>",
         if lat.len() > MAX_POINTS {
             format!(" ({MAX_POINTS} of {} shown, evenly sampled)", lat.len())
         } else {
@@ -1322,6 +1389,32 @@ fn plot_section(page: &mut String, run: &Run) {
         l.p99,
         l.max
     );
+}
+
+/// Each process's down and frozen periods as bands from `top` to `bottom` (in the state's
+/// colour, translucent, the process and times in a tooltip).
+fn down_shading(page: &mut String, run: &Run, axis: &Axis, top: f64, bottom: f64, opacity: f64) {
+    for lane in &run.lanes {
+        for seg in lane
+            .segments
+            .iter()
+            .filter(|s| matches!(s.state, State::Down | State::Frozen))
+        {
+            let (fill, word) = seg.state.class();
+            let (x1, x2) = (axis.x(seg.from), axis.x(seg.to));
+            let _ = write!(
+                page,
+                "<rect class=\"outage\" x=\"{x1:.1}\" y=\"{top:.1}\" width=\"{:.1}\" \
+                 height=\"{:.1}\" fill=\"{fill}\" opacity=\"{opacity}\"><title>{} {word} \
+                 {:.3}–{:.3}s</title></rect>",
+                (x2 - x1).max(1.0),
+                bottom - top,
+                esc(&lane.name),
+                seg.from / 1000.0,
+                seg.to / 1000.0
+            );
+        }
+    }
 }
 
 fn faults_section(page: &mut String, run: &Run) {
@@ -1357,6 +1450,86 @@ fn faults_section(page: &mut String, run: &Run) {
         );
     }
     page.push_str("</table></details>\n");
+}
+
+/// Per fault kind, how many struck and were recovered from; then each fault with the time the
+/// clients took to get a reply again (from `findings.coverage` and `findings.recoveries`, the
+/// terminal's `coverage:` and `recovery:` lines).
+fn recovery_section(page: &mut String, f: &Findings) {
+    if f.coverage.is_empty() && f.recoveries.is_empty() {
+        return;
+    }
+    page.push_str("<h2>Recovery</h2>\n");
+    if !f.coverage.is_empty() {
+        page.push_str(
+            "<table class=\"coverage\"><tr><th>fault kind</th><th>injected</th>\
+             <th>recovered</th><th>replies before the next fault</th></tr>\n",
+        );
+        for (kind, c) in &f.coverage {
+            let bad = if c.recovered < c.injected {
+                " class=\"bad\""
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                page,
+                "<tr{bad}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td></tr>",
+                esc(kind),
+                c.injected,
+                c.recovered,
+                c.replies_after
+            );
+        }
+        page.push_str("</table>\n");
+    }
+    if !f.recoveries.is_empty() {
+        page.push_str(
+            "<table class=\"recoveries\"><tr><th>time</th><th>fault</th>\
+             <th>recovered after</th><th>replies before the next fault</th></tr>\n",
+        );
+        for r in &f.recoveries {
+            let after = match r.recovered_after_ms {
+                Some(ms) => format!("{ms:.1} ms"),
+                None => "not recovered".to_string(),
+            };
+            let _ = writeln!(
+                page,
+                "<tr><td class=\"n\">{:.3}s</td><td>{}</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td></tr>",
+                r.at_ms / 1000.0,
+                esc(&r.fault),
+                after,
+                r.replies_after
+            );
+        }
+        page.push_str("</table>\n");
+    }
+}
+
+/// A link to each process's log, `logs/NAME.log` beside report.html (its stderr, each line
+/// stamped with the run-clock time the page uses).
+fn logs_section(page: &mut String, run: &Run) {
+    if run.lanes.is_empty() {
+        return;
+    }
+    page.push_str("<h2>Logs</h2>\n<p class=\"logs\">");
+    let links: Vec<String> = run
+        .lanes
+        .iter()
+        .filter(|l| l.name != "nemesis")
+        .map(|l| {
+            format!(
+                "<a href=\"logs/{0}.log\">{0}</a>",
+                esc(&l.name.replace(['/', '\\'], "_"))
+            )
+        })
+        .collect();
+    page.push_str(&links.join(" · "));
+    page.push_str(
+        "</p>\n<p class=\"note\">Each process's stderr, every line stamped with the \
+         run-clock time used above (<code>[  3.142s]</code>).</p>\n",
+    );
 }
 
 fn sequences_section(page: &mut String, run: &Run) {
@@ -1908,6 +2081,108 @@ mod tests {
     }
 
     #[test]
+    fn recovery_per_fault_and_coverage_per_kind_are_tables_and_unrecovered_is_said() {
+        let mut r = results("valid");
+        r.findings = RunResults::from_json(
+            &json!({"verdict": "valid", "findings": {
+                "recoveries": [
+                    {"fault": "kill worker-1", "kind": "kill", "at_ms": 814.4,
+                     "recovered_after_ms": 653.77, "replies_after": 54},
+                    {"fault": "freeze worker-2", "kind": "freeze", "at_ms": 2927.3,
+                     "recovered_after_ms": null, "replies_after": 0}],
+                "coverage": {"kill": {"injected": 1, "recovered": 1, "replies_after": 54},
+                             "freeze": {"injected": 1, "recovered": 0, "replies_after": 0}}}})
+            .to_string(),
+        )
+        .unwrap()
+        .findings;
+        let page = render(&history(), &r, 0);
+        assert!(page.contains("<h2>Recovery</h2>"), "{page}");
+        assert!(page.contains(
+            "<tr><td class=\"n\">0.814s</td><td>kill worker-1</td><td class=\"n\">653.8 ms</td>"
+        ));
+        assert!(page.contains("<td>freeze worker-2</td><td class=\"n\">not recovered</td>"));
+        // Coverage: one row per kind, the unrecovered kind marked.
+        assert!(page.contains(
+            "<tr class=\"bad\"><td>freeze</td><td class=\"n\">1</td><td class=\"n\">0</td>"
+        ));
+        assert!(page.contains(
+            "<tr><td>kill</td><td class=\"n\">1</td><td class=\"n\">1</td><td class=\"n\">54</td>"
+        ));
+        // No recovery data (an older results.json): no section.
+        assert!(!render(&history(), &results("valid"), 0).contains("<h2>Recovery</h2>"));
+    }
+
+    #[test]
+    fn the_plots_have_values_on_their_axes_and_outages_shaded() {
+        let page = render(&history(), &results("valid"), 0);
+        let plot = &page[page.find("<svg id=\"plot\"").unwrap()..];
+        let plot = &plot[..plot.find("</svg>").unwrap()];
+        // Throughput: replies/s at 0, half and the peak; latency in ms; seconds under both.
+        assert!(plot.contains(">0/s</text>"), "{plot}");
+        assert!(plot.contains(" ms</text>"), "{plot}");
+        assert!(count(plot, "s</text>") >= 6, "{plot}");
+        // worker-1 was killed by the nemesis: its down period is a band behind the plots.
+        assert!(plot.contains("class=\"outage\""), "{plot}");
+        assert!(plot.contains("<title>worker-1 down "), "{plot}");
+    }
+
+    #[test]
+    fn the_time_line_names_each_strike_with_its_time_and_shades_outages_across_the_lanes() {
+        let page = render(&history(), &results("valid"), 0);
+        let line = &page[page.find("<svg id=\"timeline\"").unwrap()..];
+        let line = &line[..line.find("</svg>").unwrap()];
+        // Written, not only in a tooltip: `<text class="strike-label" …>0.01s nemesis kills …`.
+        let labels: Vec<&str> = line
+            .split("class=\"strike-label\"")
+            .skip(1)
+            .map(|t| &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()])
+            .collect();
+        assert!(!labels.is_empty(), "{line}");
+        assert!(
+            labels
+                .iter()
+                .any(|l| l.ends_with("s nemesis kills worker-1")),
+            "{labels:?}"
+        );
+        assert!(labels.iter().all(|l| l
+            .split_once("s ")
+            .is_some_and(|(t, _)| t.parse::<f64>().is_ok())));
+        assert!(
+            line.contains("class=\"outage\""),
+            "down shaded across the lanes"
+        );
+    }
+
+    #[test]
+    fn each_process_links_to_its_log_and_fault_colours_differ() {
+        let page = render(&history(), &results("valid"), 0);
+        for name in ["broker", "worker-1", "worker-2", "client-1"] {
+            assert!(
+                page.contains(&format!("<a href=\"logs/{name}.log\">{name}</a>")),
+                "{name}"
+            );
+        }
+        let kinds = [
+            MarkKind::Kill,
+            MarkKind::Freeze,
+            MarkKind::Restart,
+            MarkKind::Heal,
+            MarkKind::Crash,
+            MarkKind::Stall,
+            MarkKind::Start,
+            MarkKind::Proxy,
+        ];
+        for a in kinds {
+            for b in kinds {
+                if a != b {
+                    assert_ne!(a.colour(), b.colour(), "{a:?} and {b:?} look alike");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_network_fault_is_shaded_across_the_lanes_it_cut_with_its_times_written_beside() {
         let mut h = history();
         h.push(rec(
@@ -1964,10 +2239,16 @@ mod tests {
         assert!(page.contains("<b>VALID</b>"));
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(!page.contains("<script"), "no script needed");
-        // Nothing fetched: no src or href, no import, and every url() is a local #id.
-        for fetch in ["src=", "href=", "@import"] {
+        // Nothing fetched: no src, no import, every url() a local #id, and the only links
+        // are to the logs beside the page (followed by the reader, never fetched).
+        for fetch in ["src=", "@import"] {
             assert!(!page.contains(fetch), "{fetch}");
         }
+        assert!(page.matches("href=").count() > 0);
+        assert_eq!(
+            page.matches("href=").count(),
+            page.matches("href=\"logs/").count()
+        );
         assert!(page.matches("url(").count() > 0);
         assert_eq!(page.matches("url(").count(), page.matches("url(#").count());
     }

@@ -154,6 +154,11 @@ pub struct ChaosRunArgs {
     /// root only), which the network kinds of --nemesis need
     #[arg(long, value_enum, default_value = "loopback", value_name = "NET")]
     pub net: NetArg,
+    /// Bind every endpoint of the topology on a port from LOW-HIGH (both included), for a
+    /// host whose firewall opens only those; with --net namespaces each host has every port
+    /// of its own, so the range is the ports used on every host
+    #[arg(long, value_name = "LOW-HIGH", value_parser = pirate::endpoint::PortRange::parse)]
+    pub ports: Option<pirate::endpoint::PortRange>,
     /// How long a network fault lasts before it heals (default: twice the liveness window,
     /// 6 × --heartbeat, so heartbeats must notice)
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
@@ -308,6 +313,7 @@ impl ChaosRunArgs {
         Ok(ChaosConfig {
             exe,
             net,
+            ports: self.ports,
             pattern: self.pattern(),
             workers: self.workers as usize,
             clients: self.clients as usize,

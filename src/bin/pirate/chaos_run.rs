@@ -58,6 +58,8 @@ pub struct ChaosConfig {
     pub exe: PathBuf,
     /// `--net namespaces`: every process a host of its own; `None`: all on loopback.
     pub net: Option<NetConfig>,
+    /// `--ports LOW-HIGH`: every endpoint of the topology on a port from there.
+    pub ports: Option<pirate::endpoint::PortRange>,
     pub pattern: Pattern,
     pub workers: usize,
     pub clients: usize,
@@ -181,6 +183,7 @@ impl ChaosConfig {
             seed,
             strict: false,
             out: None,
+            ports: None,
             security: ChaosSecurity::default(),
             record: Default::default(),
         }
@@ -631,15 +634,21 @@ impl Topology {
         }
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]);
-        let stderr = match &self.logs {
-            Some(dir) => {
-                let file = std::fs::OpenOptions::new()
+        // The log file (appended to by every incarnation); its lines are copied by a thread
+        // that prefixes each with the run-clock time, as report.html counts it.
+        let log = match &self.logs {
+            Some(dir) => Some(
+                std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(dir.join(format!("{}.log", proc.name)))?;
-                Stdio::from(file)
-            }
-            None => Stdio::null(),
+                    .open(dir.join(format!("{}.log", proc.name)))?,
+            ),
+            None => None,
+        };
+        let stderr = if log.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
         };
         {
             use std::os::unix::process::CommandExt;
@@ -662,6 +671,10 @@ impl Topology {
         let pgid = child.id() as i32;
         self.watchdog.watch(pgid);
         let stdout = child.stdout.take().expect("piped");
+        if let (Some(log), Some(stderr)) = (log, child.stderr.take()) {
+            let origin = self.origin;
+            thread::spawn(move || copy_stamped(stderr, log, origin));
+        }
         proc.stdin = child.stdin.take();
         proc.child = Some(child);
         proc.pgid = Some(pgid);
@@ -812,6 +825,29 @@ impl Drop for Topology {
     }
 }
 
+/// Copies a child's stderr to its log, each line prefixed with the run-clock time:
+/// `[  3.142s] W: heartbeat lost`. A line is cut every 64 KiB (the rest gets a stamp of
+/// its own), so one endless line cannot fill the runner's memory.
+fn copy_stamped(stderr: impl std::io::Read, mut log: std::fs::File, origin: Instant) {
+    use std::io::{BufRead, Read, Write};
+    let mut reader = BufReader::new(stderr);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        match (&mut reader).take(64 * 1024).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if !line.ends_with(b"\n") {
+            line.push(b'\n');
+        }
+        let stamp = format!("[{:7.3}s] ", origin.elapsed().as_secs_f64());
+        if log.write_all(stamp.as_bytes()).is_err() || log.write_all(&line).is_err() {
+            return;
+        }
+    }
+}
+
 /// A port on 127.0.0.1 that was free a moment ago, below the ephemeral range (see
 /// [`pirate::endpoint::free_loopback_port`]: a restarted broker must get its port back).
 fn free_port() -> Result<u16> {
@@ -835,15 +871,46 @@ fn titanic_dir(config: &ChaosConfig) -> PathBuf {
     }
 }
 
+/// How many ports the topology binds: the plan made with made-up endpoints, counted. Checked
+/// against `--ports` before anything is written or started.
+fn ports_needed(config: &ChaosConfig) -> Result<usize> {
+    let mut n = 0usize;
+    plan_with(config, &mut |_| {
+        n += 1;
+        Ok(format!("tcp://127.0.0.1:{n}"))
+    })?;
+    Ok(n)
+}
+
+/// Refuses a `--ports` range smaller than the topology (a usage error, exit 2).
+fn check_port_range(config: &ChaosConfig) -> Result<()> {
+    if let Some(range) = config.ports {
+        let needed = ports_needed(config)?;
+        if needed > range.len() {
+            return Err(Error::Usage(format!(
+                "--ports {range} has {} port(s); this topology binds {needed}",
+                range.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the process list for the pattern. With a network plan, each endpoint is on the
-/// address of the host that binds it (a port of its own, though every host has all of them);
-/// otherwise on a free port of 127.0.0.1.
+/// address of the host that binds it (a port of its own, though every host has all of them:
+/// from 5550 up, or from the low end of `--ports`); otherwise on a free port of 127.0.0.1
+/// (from `--ports` when given).
 fn plan(config: &ChaosConfig, net: Option<&NetPlan>) -> Result<(Vec<Proc>, String)> {
-    let mut next_port = 5550u16;
-    let mut ep = |host: &str| -> Result<String> {
-        match net {
-            None => Ok(format!("tcp://127.0.0.1:{}", free_port()?)),
-            Some(plan) => {
+    let mut next_port = config.ports.map_or(5550u16, |r| r.low);
+    plan_with(config, &mut |host: &str| -> Result<String> {
+        match (net, config.ports) {
+            (None, None) => Ok(format!("tcp://127.0.0.1:{}", free_port()?)),
+            (None, Some(range)) => Ok(format!(
+                "tcp://127.0.0.1:{}",
+                pirate::endpoint::free_loopback_port_in(range)
+                    .map_err(|e| Error::Usage(e.to_string()))?
+            )),
+            (Some(plan), _) => {
                 let addr = plan.host(host).map(|h| h.addr).ok_or_else(|| {
                     Error::Internal(format!("{host} has no host in the network plan"))
                 })?;
@@ -851,7 +918,14 @@ fn plan(config: &ChaosConfig, net: Option<&NetPlan>) -> Result<(Vec<Proc>, Strin
                 Ok(format!("tcp://{addr}:{}", next_port - 1))
             }
         }
-    };
+    })
+}
+
+/// [`plan`] with `ep` giving the endpoint each host binds (its name in, `tcp://…` out).
+fn plan_with(
+    config: &ChaosConfig,
+    ep: &mut dyn FnMut(&str) -> Result<String>,
+) -> Result<(Vec<Proc>, String)> {
     let hb = format!("{}ms", config.heartbeat.as_millis());
     let reconnect_max = format!("{}ms", config.heartbeat.as_millis() * 8);
     let mut procs = Vec::new();
@@ -1351,6 +1425,7 @@ impl Nemesis {
 pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<ChaosReport> {
     let schedule = config.schedule();
     let kinds = config.nemesis_kinds();
+    check_port_range(config)?;
     let logs = match &config.out {
         Some(dir) => {
             std::fs::create_dir_all(dir.join("logs"))?;
