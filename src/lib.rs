@@ -45,6 +45,8 @@
 //! - [`store`]: Titanic's crash-safe request/reply store (append-only, checksummed, fsync'd);
 //!   `store::scan` reads a log back, telling a torn tail from damage to set aside.
 //! - [`roles`]: `server`, `client`, … one module per role.
+//! - `testkit` (unit tests only): `Rig`, which drives any machine as the reactor would on a
+//!   clock the test sets, and `msg!`.
 //! - [`words`]: counted nouns ("1 fault", "2 faults") for the lines people read.
 //! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
 //!   its report (`chaos::report`), and the message-fault proxy (a machine, `chaos::proxy`). The orchestrator that spawns
@@ -80,6 +82,8 @@ pub mod reactor;
 pub mod roles;
 pub mod stats;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod transport;
 pub mod words;
 

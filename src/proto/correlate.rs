@@ -100,9 +100,7 @@ pub fn unwrap(mut msg: Message) -> Result<(Frame, Message), CorrelateError> {
 mod tests {
     use super::*;
 
-    fn m(frames: &[&[u8]]) -> Message {
-        Message::from_frames(frames.iter().map(|f| f.to_vec()))
-    }
+    use crate::testkit::frames as m;
 
     #[test]
     fn ids_are_printable_fixed_length_and_never_repeat() {

@@ -165,9 +165,7 @@ pub fn parse_control(control: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn m(frames: &[&[u8]]) -> Message {
-        Message::from_frames(frames.iter().map(|f| f.to_vec()))
-    }
+    use crate::testkit::frames as m;
 
     #[test]
     fn ping_and_pong_are_one_frame() {

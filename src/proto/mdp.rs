@@ -728,9 +728,7 @@ mod tests {
         assert_eq!(frames, [&b"hop"[..], b"MDPC02", &[3], b"echo", b"X"]);
     }
 
-    fn m(frames: &[&[u8]]) -> Message {
-        Message::from_frames(frames.iter().map(|f| f.to_vec()))
-    }
+    use crate::testkit::frames as m;
 
     fn client(
         version: Version,

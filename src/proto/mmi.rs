@@ -78,9 +78,7 @@ pub fn parse(service: &[u8], body: &Message) -> MmiRequest {
 mod tests {
     use super::*;
 
-    fn m(frames: &[&[u8]]) -> Message {
-        Message::from_frames(frames.iter().map(|f| f.to_vec()))
-    }
+    use crate::testkit::frames as m;
 
     #[test]
     fn constants_are_the_wire_values() {

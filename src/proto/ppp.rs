@@ -160,9 +160,7 @@ pub fn encode_in(ppp: Ppp, dialect: Dialect) -> Message {
 mod tests {
     use super::*;
 
-    fn m(frames: &[&[u8]]) -> Message {
-        Message::from_frames(frames.iter().map(|f| f.to_vec()))
-    }
+    use crate::testkit::frames as m;
 
     #[test]
     fn ready_and_heartbeat_are_one_byte() {

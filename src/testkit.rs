@@ -1,0 +1,228 @@
+//! The unit tests' one kit: [`Rig`] drives any [`Machine`] as the reactor would (same calls,
+//! same order, a clock the test sets) and keeps what it sent and said; [`msg!`] writes a
+//! message as its frames.
+//!
+//! Every role is tested through the [`Machine`] interface and nothing else, so a test reads as
+//! the wire does: "this arrived at t, these frames went out, this was logged".
+
+use crate::event::{Event, Events};
+use crate::msg::Message;
+use crate::reactor::{Input, Machine, Outbox, Output, Slot};
+use std::time::{Duration, Instant};
+
+/// A message written as its frames: `msg![b"READY"]`, `msg![id, "", body]`. Each frame is
+/// anything with `as_ref() -> &[u8]` (byte strings, `&str`, `Vec<u8>`).
+macro_rules! msg {
+    ($($frame:expr),* $(,)?) => {
+        $crate::msg::Message::from_frames(::std::vec![
+            $(AsRef::<[u8]>::as_ref(&$frame).to_vec()),*
+        ] as ::std::vec::Vec<::std::vec::Vec<u8>>)
+    };
+}
+pub(crate) use msg;
+
+/// A message made of the given frames (for frames built at run time).
+pub fn frames(frames: &[&[u8]]) -> Message {
+    Message::from_frames(frames.iter().map(|f| f.to_vec()))
+}
+
+/// A machine under test, its clock origin, and every event it has emitted.
+pub struct Rig<M: Machine> {
+    pub m: M,
+    /// Time zero of the test's clock; [`Rig::at`] counts from it.
+    pub t0: Instant,
+    /// Every event so far, in order ([`Rig::take_events`] empties it).
+    pub events: Vec<Event>,
+    out: Outbox<M::Job>,
+    trace: bool,
+}
+
+impl<M: Machine> Rig<M> {
+    /// A rig around `m`, not yet started; events are traced (`-v`) as a test usually wants.
+    pub fn new(m: M) -> Self {
+        Rig {
+            m,
+            t0: Instant::now(),
+            events: Vec::new(),
+            out: Outbox::default(),
+            trace: true,
+        }
+    }
+
+    /// The same, with frame traces off (as without `-v`).
+    pub fn quiet(m: M) -> Self {
+        Rig {
+            trace: false,
+            ..Rig::new(m)
+        }
+    }
+
+    /// `ms` milliseconds after [`Rig::t0`].
+    pub fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    /// [`Machine::start`] at `now`; what it asked for.
+    pub fn start(&mut self, now: Instant) -> Vec<Output<M::Job>> {
+        let Rig { m, out, events, .. } = self;
+        m.start(now, out, &mut Events::new(self.trace, |e| events.push(e)));
+        self.out.take()
+    }
+
+    /// [`Machine::handle`] with `input` at `now`; what it asked for.
+    pub fn handle(&mut self, input: Input<M::Done>, now: Instant) -> Vec<Output<M::Job>> {
+        let Rig { m, out, events, .. } = self;
+        m.handle(
+            input,
+            now,
+            out,
+            &mut Events::new(self.trace, |e| events.push(e)),
+        );
+        self.out.take()
+    }
+
+    /// `msg` arrives on `slot` at `now`; what the machine asked for.
+    pub fn message(&mut self, slot: Slot, msg: Message, now: Instant) -> Vec<Output<M::Job>> {
+        self.handle(Input::Message { slot, msg }, now)
+    }
+
+    /// A job the machine started finished with `done` at `now`.
+    pub fn done(&mut self, done: M::Done, now: Instant) -> Vec<Output<M::Job>> {
+        self.handle(Input::Done(done), now)
+    }
+
+    /// [`Machine::tick`] at `now`; what it asked for.
+    pub fn tick(&mut self, now: Instant) -> Vec<Output<M::Job>> {
+        let Rig { m, out, events, .. } = self;
+        m.tick(now, out, &mut Events::new(self.trace, |e| events.push(e)));
+        self.out.take()
+    }
+
+    /// [`Machine::routed`]: `msg` on `slot` went out (`routed`) or found no peer.
+    pub fn routed(
+        &mut self,
+        slot: Slot,
+        msg: &Message,
+        routed: bool,
+        now: Instant,
+    ) -> Vec<Output<M::Job>> {
+        let Rig { m, out, events, .. } = self;
+        m.routed(
+            slot,
+            msg,
+            routed,
+            now,
+            out,
+            &mut Events::new(self.trace, |e| events.push(e)),
+        );
+        self.out.take()
+    }
+
+    /// The events emitted since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Whether any event so far, as `Debug` text, contains `what`.
+    pub fn logged(&self, what: &str) -> bool {
+        self.events.iter().any(|e| format!("{e:?}").contains(what))
+    }
+}
+
+/// The messages among `outputs` sent on `slot`, in order.
+pub fn sent_on<J>(outputs: &[Output<J>], slot: Slot) -> Vec<Message> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { slot: s, msg } if *s == slot => Some(msg.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every message among `outputs`, with the slot it was sent on.
+pub fn sent<J>(outputs: &[Output<J>]) -> Vec<(Slot, Message)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send { slot, msg } => Some((*slot, msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::SocketSpec;
+
+    /// Echoes every message back on its slot after saying it saw it; ticks once at `t0 + 10ms`.
+    struct Echo {
+        due: Option<Instant>,
+    }
+
+    impl Machine for Echo {
+        type Job = ();
+        type Done = ();
+        fn sockets(&self) -> Vec<SocketSpec> {
+            Vec::new()
+        }
+        fn start(&mut self, now: Instant, _out: &mut Outbox<()>, _events: &mut Events) {
+            self.due = Some(now + Duration::from_millis(10));
+        }
+        fn handle(
+            &mut self,
+            input: Input<()>,
+            _now: Instant,
+            out: &mut Outbox<()>,
+            events: &mut Events,
+        ) {
+            if let Input::Message { slot, msg } = input {
+                events.info(format!("echo {}", msg.text()));
+                out.send(slot, msg);
+            }
+        }
+        fn tick(&mut self, now: Instant, out: &mut Outbox<()>, _events: &mut Events) {
+            if self.due.is_some_and(|d| now >= d) {
+                self.due = None;
+                out.start(());
+            }
+        }
+        fn next_deadline(&self) -> Option<Instant> {
+            self.due
+        }
+    }
+
+    #[test]
+    fn msg_builds_frames_from_any_bytes() {
+        let id = vec![0u8, 1];
+        let m = msg![id, "", b"body"];
+        assert_eq!(m, frames(&[&[0u8, 1][..], b"", b"body"]));
+        assert_eq!(m.len(), 3);
+        assert_eq!(crate::testkit::msg![], Message::new());
+    }
+
+    #[test]
+    fn rig_drives_a_machine_and_keeps_what_it_sent_and_said() {
+        let mut rig = Rig::new(Echo { due: None });
+        assert!(rig.start(rig.t0).is_empty());
+        let out = rig.message(3, msg!["hi"], rig.at(1));
+        assert_eq!(sent_on(&out, 3), vec![msg!["hi"]]);
+        assert_eq!(sent(&out), vec![(3, msg!["hi"])]);
+        assert!(sent_on(&out, 4).is_empty());
+        assert!(rig.logged("echo hi"));
+        assert!(!rig.logged("echo there"));
+        assert_eq!(rig.take_events().len(), 1);
+        assert!(rig.events.is_empty());
+        assert!(rig.tick(rig.at(5)).is_empty());
+        assert_eq!(rig.tick(rig.at(10)), vec![Output::Start(())]);
+        assert!(rig.done((), rig.at(11)).is_empty());
+        assert!(rig.routed(3, &msg!["hi"], false, rig.at(12)).is_empty());
+    }
+
+    #[test]
+    fn a_rig_traces_frames_unless_quiet() {
+        assert!(Rig::new(Echo { due: None }).trace);
+        assert!(!Rig::quiet(Echo { due: None }).trace);
+    }
+}
