@@ -20,7 +20,7 @@
 //! and the same sequence of requests give the same faults on any machine: ChaCha8 is specified
 //! bit for bit, unlike `rand`'s default generator.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -180,13 +180,16 @@ pub enum OnCrash {
 }
 
 impl Faults {
-    /// Draws the next request's fault and decides what it means, without acting on it (for
-    /// machines, which turn a stall into a deadline and a crash into an output): emits the
-    /// `Fault` event, logs a line, counts overloads and freezes in `report`.
+    /// A request arrived at `now`: draws its fault and decides what it means, without acting
+    /// on it (for machines, which turn a stall into a deadline and a crash into an output):
+    /// emits the `Fault` event, logs a line, counts overloads and freezes in `report`, and
+    /// says when the request's work may begin and when it is due. Every working role draws
+    /// its requests' faults here and nowhere else.
     pub fn decide(
         &mut self,
         report: &mut ServiceReport,
         on_crash: OnCrash,
+        now: Instant,
         events: &mut Events,
     ) -> Decision {
         let cycle = self.cycles + 1;
@@ -196,6 +199,8 @@ impl Faults {
             extra_work: Duration::ZERO,
             freeze: None,
             crash: false,
+            begins: now,
+            due: now + self.plan.work,
         };
         let (kind, duration) = match fault {
             None => return decision,
@@ -227,6 +232,8 @@ impl Faults {
             }
             None => {}
         }
+        decision.begins = now + decision.freeze.unwrap_or_default();
+        decision.due = decision.begins + self.plan.work + decision.extra_work;
         decision
     }
 }
@@ -242,6 +249,18 @@ pub struct Decision {
     pub freeze: Option<Duration>,
     /// Die (under [`OnCrash::Now`], at once: the request is lost with the process).
     pub crash: bool,
+    /// When the request's work may begin: once any freeze is over.
+    pub begins: Instant,
+    /// When the work is done stalling and the handler may run: `begins` plus the plan's
+    /// work time plus any overload.
+    pub due: Instant,
+}
+
+impl Decision {
+    /// Until when the role reads and sends nothing, if this request froze it.
+    pub fn frozen_until(&self) -> Option<Instant> {
+        self.freeze.map(|_| self.begins)
+    }
 }
 
 /// A seed from the operating system, for runs without `--seed`.
@@ -336,7 +355,12 @@ mod tests {
         {
             let mut events = Events::new(false, |e| seen.push(e));
             for _ in 0..cycles {
-                injected.push(faults.decide(&mut report, OnCrash::Deferred, &mut events));
+                injected.push(faults.decide(
+                    &mut report,
+                    OnCrash::Deferred,
+                    Instant::now(),
+                    &mut events,
+                ));
             }
         }
         (injected, report, seen)

@@ -177,7 +177,9 @@ impl FreelanceServer {
         events: &mut Events,
     ) {
         self.report.requests += 1;
-        let decision = self.faults.decide(&mut self.report, OnCrash::Now, events);
+        let decision = self
+            .faults
+            .decide(&mut self.report, OnCrash::Now, now, events);
         if decision.crash {
             self.crashed = true;
             out.crash();
@@ -185,11 +187,9 @@ impl FreelanceServer {
         }
         // One request at a time and nothing read meanwhile: while it stalls PINGs wait too,
         // so a stalled (or frozen) server looks dead to its clients, as a real one would.
-        let stall =
-            self.faults.plan().work + decision.extra_work + decision.freeze.unwrap_or_default();
         self.held = Some(Held {
             event: Serving::new(decision.cycle, &job.body, now),
-            due: Due::at(now + stall, job),
+            due: Due::at(decision.due, job),
         });
         self.tick(now, out, events);
     }

@@ -135,7 +135,9 @@ impl Server {
             _ => (None, request),
         };
         self.report.requests += 1;
-        let decision = self.faults.decide(&mut self.report, OnCrash::Now, events);
+        let decision = self
+            .faults
+            .decide(&mut self.report, OnCrash::Now, now, events);
         if decision.crash {
             self.crashed = true;
             out.crash();
@@ -143,13 +145,11 @@ impl Server {
         }
         // Nothing to keep alive while REP holds a request: a freeze looks like an overload
         // on the wire (it is still reported as the freeze it is).
-        let stall =
-            self.faults.plan().work + decision.extra_work + decision.freeze.unwrap_or_default();
-        self.frozen_until = decision.freeze.map(|freeze| now + freeze);
+        self.frozen_until = decision.frozen_until();
         self.serving = Some(Serving {
             event: event::Serving::new(decision.cycle, &request, now),
             envelope,
-            due: Due::at(now + stall, request),
+            due: Due::at(decision.due, request),
         });
         self.tick(now, out, events);
     }

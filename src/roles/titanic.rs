@@ -501,7 +501,7 @@ impl Titanic {
                 }
                 let decision = self
                     .faults
-                    .decide(&mut self.report, OnCrash::Deferred, events);
+                    .decide(&mut self.report, OnCrash::Deferred, now, events);
                 if decision.crash {
                     let point = match self.crash_rng.gen_range(0..4) {
                         0 => CrashPoint::BeforeWrite,
@@ -512,10 +512,10 @@ impl Titanic {
                     events.info(format!("simulating a crash at {point:?} of the next write"));
                     self.store.crash_on_next_write(point);
                 }
-                let stall = self.faults.plan().work + decision.extra_work;
+                let stall = decision.due - decision.begins;
                 self.held = Some(Held {
                     client,
-                    frozen_until: decision.freeze.map(|d| now + d),
+                    frozen_until: decision.frozen_until(),
                     body: Some(body),
                     cycle: decision.cycle,
                     reply: None,

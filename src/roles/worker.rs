@@ -643,18 +643,19 @@ impl Worker {
         events: &mut Events,
     ) {
         self.report.requests += 1;
-        let decision = self.faults.decide(&mut self.report, OnCrash::Now, events);
+        let decision = self
+            .faults
+            .decide(&mut self.report, OnCrash::Now, now, events);
         if decision.crash {
             // The whole process dies, with every session's request.
             self.crashed = true;
             out.crash();
             return;
         }
-        let begins = now + decision.freeze.unwrap_or_default();
+        let (begins, due) = (decision.begins, decision.due);
         if decision.freeze.is_some() {
             self.frozen_until = Some(begins);
         }
-        let due = begins + self.faults.plan().work + decision.extra_work;
         let session = &mut self.sessions[slot];
         let Some(lane) = session.free_lane() else {
             return; // not reached: callers take only into a free lane
