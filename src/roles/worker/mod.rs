@@ -71,9 +71,11 @@ use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec,
 mod job;
 mod mdp;
 mod ppp;
+mod serve;
 
 use job::{identity, perform, Done, Incoming, Job, Ticket};
 pub use job::{PirateProtocol, ReadyDialect, WorkerConfig, MAX_CONCURRENCY};
+pub use serve::{serve, MdpWorkerConfig};
 
 /// Most requests a session holds behind the one it works on (see [`Session::held`]).
 pub const MAX_HELD: usize = 64;
