@@ -454,7 +454,7 @@ pub enum Report {
     /// `pirate bench`: its one record.
     Bench(Box<BenchReport>),
     /// `pirate titanic --check DIR`: what a start would keep, cut off and set aside.
-    StoreCheck(Box<crate::store::Check>),
+    StoreCheck(Box<crate::roles::titanic::store::Check>),
 }
 
 impl Report {

@@ -81,7 +81,6 @@ pub mod proto;
 pub mod reactor;
 pub mod roles;
 pub mod stats;
-pub mod store;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod transport;

@@ -375,7 +375,7 @@ fn replayed(
 /// `pirate titanic --check DIR`: the store's verdict on stdout (text, or one summary line
 /// with --json); exit 0 clean, 1 damaged, 2 when there is no readable store or it is in use.
 fn check_store(dir: &std::path::Path, output: shared_args::OutputArgs) -> i32 {
-    match pirate::store::Store::check(dir) {
+    match pirate::roles::titanic::store::Store::check(dir) {
         Ok(check) => {
             let mut text = check.lines(dir).join("\n");
             text.push('\n');

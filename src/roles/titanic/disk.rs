@@ -2,15 +2,15 @@
 //! the replies that could not be written yet, kept in memory and written again until they
 //! are, never discarded.
 //!
-//! Pure: the machine measures free space ([`crate::store::free_bytes`]) and does the writes;
+//! Pure: the machine measures free space ([`super::store::free_bytes`]) and does the writes;
 //! this only decides and remembers. Bounded: the dispatcher sends nothing new while a reply
 //! is held, so at most the [`super::MAX_IN_FLIGHT`] replies already on their way can be held,
 //! each at most `--max-message` per frame.
 
 use std::time::Instant;
 
+use super::store::Uuid;
 use crate::msg::Message;
-use crate::store::Uuid;
 
 /// A change worth one line in the log.
 #[derive(Debug, PartialEq, Eq)]

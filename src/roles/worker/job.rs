@@ -1,5 +1,5 @@
-//! What every worker protocol shares (`pirate worker`, [`worker`](super::worker) for Simple and
-//! Paranoid Pirate, [`mdp_worker`](super::mdp_worker) for Majordomo): the config, the work
+//! What every worker protocol shares (`pirate worker`, [`worker`](super) for Simple and
+//! Paranoid Pirate, [`mdp`](super::mdp) for Majordomo): the config, the work
 //! handed to a thread (the handler, a streamed `--exec`) and what comes back.
 
 use std::sync::mpsc;
@@ -250,56 +250,4 @@ fn next(ticket: Ticket, rest: Stream) -> Done {
 /// A fresh unguessable identity for socket number `n`: `NAME-N-<32 hex digits>`.
 pub(crate) fn identity(name: &str, n: u64) -> Vec<u8> {
     transport::random_identity(&format!("{name}-{n}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::handler::Exec;
-
-    const T3: Ticket = Ticket {
-        session: 2,
-        generation: 3,
-        lane: 0,
-    };
-
-    #[test]
-    fn a_handle_job_runs_the_handler() {
-        let body = Message::from_frames([b"hi".to_vec()]);
-        let job = Job::Handle {
-            ticket: T3,
-            handler: Handler::Echo,
-            body: body.clone(),
-            stream: false,
-        };
-        match perform(job) {
-            Done::Reply { ticket, reply } => assert_eq!((ticket, reply), (T3, body)),
-            Done::Partial { .. } => panic!("not streamed"),
-        }
-    }
-
-    #[test]
-    fn a_streamed_command_comes_back_line_by_line_then_the_last_as_the_reply() {
-        let exec = Exec::new("printf 'a\\nb\\nc\\n'");
-        let mut done = perform(Job::Handle {
-            ticket: T3,
-            handler: Handler::Exec(exec),
-            body: Message::new(),
-            stream: true,
-        });
-        let mut parts = Vec::new();
-        loop {
-            match done {
-                Done::Partial { part, rest, .. } => {
-                    parts.push(part.text());
-                    done = perform(Job::Next { ticket: T3, rest });
-                }
-                Done::Reply { reply, .. } => {
-                    parts.push(format!("final {}", reply.text()));
-                    break;
-                }
-            }
-        }
-        assert_eq!(parts, ["a", "b", "final c"]);
-    }
 }

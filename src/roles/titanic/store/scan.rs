@@ -22,7 +22,9 @@
 //! started a record at, so that resynchronising through megabytes costs a few comparisons per
 //! byte rather than a CRC of the rest of the file.
 
-use super::{decode, next_record, Record, KIND_CLOSE, KIND_REPLY, KIND_REQUEST, RECORD_HEADER};
+use super::record::{
+    decode, next_record, Record, KIND_CLOSE, KIND_REPLY, KIND_REQUEST, RECORD_HEADER,
+};
 
 /// Fixed part of every payload: kind and UUID.
 const PAYLOAD_HEAD: usize = 1 + 16;
