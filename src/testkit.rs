@@ -118,6 +118,18 @@ impl<M: Machine> Rig<M> {
         self.out.take()
     }
 
+    /// Calls `f` on the machine with the rig's outbox and events, for what the reactor does
+    /// not call but a wrapper does (`Pair::step_down` under Binary Star, say); what it asked
+    /// for.
+    pub fn drive(
+        &mut self,
+        f: impl FnOnce(&mut M, &mut Outbox<M::Job>, &mut Events),
+    ) -> Vec<Output<M::Job>> {
+        let Rig { m, out, events, .. } = self;
+        f(m, out, &mut Events::new(self.trace, |e| events.push(e)));
+        self.out.take()
+    }
+
     /// The events emitted since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
@@ -218,6 +230,20 @@ mod tests {
         assert_eq!(rig.tick(rig.at(10)), vec![Output::Start(())]);
         assert!(rig.done((), rig.at(11)).is_empty());
         assert!(rig.routed(3, &msg!["hi"], false, rig.at(12)).is_empty());
+        let now = rig.at(13);
+        let out = rig.drive(|m, out, events| {
+            m.handle(
+                Input::Message {
+                    slot: 5,
+                    msg: msg!["x"],
+                },
+                now,
+                out,
+                events,
+            )
+        });
+        assert_eq!(sent_on(&out, 5), vec![msg!["x"]]);
+        assert!(rig.logged("echo x"));
     }
 
     #[test]
