@@ -1,153 +1,29 @@
 //! `pirate broker`: the Majordomo broker, serving 7/MDP (0.1) and 18/MDP (0.2) clients and
 //! workers on one ROUTER socket, and answering 8/MMI (`mmi.*`) requests itself.
 //!
-//! # Frames
-//!
-//! Everything arrives as `[identity][frames…]` on one ROUTER socket. The header decides, per
-//! message, which sub-protocol and which version the peer speaks ([`mdp::peek_version`]):
-//!
-//! | peer | received (after the identity) | sent back |
-//! |---|---|---|
-//! | 0.1 client | REQUEST `""`, `"MDPC01"`, service, body… | REPLY `""`, `"MDPC01"`, service, body… |
-//! | 0.2 client | REQUEST `"MDPC02"`, `0x01`, service, body… | PARTIAL `"MDPC02"`, `0x02`, service, body… · FINAL `"MDPC02"`, `0x03`, service, body… |
-//! | 0.1 worker | READY `0x01` · REPLY `0x03` · HEARTBEAT `0x04` · DISCONNECT `0x05`, behind `""`, `"MDPW01"` | REQUEST `""`, `"MDPW01"`, `0x02`, client, `""`, body… · HEARTBEAT · DISCONNECT |
-//! | 0.2 worker | READY `0x01` · PARTIAL `0x03` · FINAL `0x04` · HEARTBEAT `0x05` · DISCONNECT `0x06`, behind `"MDPW02"` | REQUEST `"MDPW02"`, `0x02`, client, `""`, body… · HEARTBEAT · DISCONNECT |
-//!
-//! A 0.2 peer may put a `""` in front of its header (implementations disagree); we accept it
-//! and never send one. The codecs in [`crate::proto::mdp`] do both. A worker's version is
-//! remembered at READY, so every REQUEST, HEARTBEAT and DISCONNECT goes out in its dialect
-//! (the command bytes differ between the versions); a client's version is remembered with its
-//! request, so its reply goes out in its dialect whatever the worker speaks.
-//!
-//! # Design choices, and why
-//!
-//! - **State machine apart from the socket.** [`Broker`] is a pure [`Machine`]: it takes a
-//!   received message and an `Instant` and answers with the messages to send; the reactor
-//!   ([`crate::reactor`]) polls, drains up to [`reactor::BATCH`] messages per wake-up into
-//!   it, and sends what it answered in one burst, so every rule below is unit-tested without
-//!   sockets or sleeps ([`Broker::receive`], [`Broker::heartbeat`]). Its one deadline is the
-//!   heartbeat tick. Answers go through a buffer the broker keeps, drained (not reallocated)
-//!   into the reactor's outbox, so steady state allocates nothing per message for that.
-//! - **Cost per message is O(1) amortised.** Services live in a hash map; each has a FIFO of
-//!   requests and a FIFO of idle workers (least recently used first). A worker is removed from
-//!   an idle FIFO lazily: entries carry the worker's registration *generation* and stale ones
-//!   are skipped when met, and compacted on the next heartbeat tick. Expiry is one scan of
-//!   the workers per heartbeat interval, the same scan that sends them their heartbeats, which
-//!   has to visit each of them anyway; no message ever triggers a scan of all workers.
-//! - **Heartbeats go to every registered worker, idle and busy**, and both expire after
-//!   `liveness × interval` of silence (the Guide's broker never heartbeats busy workers, so a
-//!   worker dying mid-request went unnoticed: trap 4). Any message from a worker proves it
-//!   alive; a HEARTBEAT from a busy worker never makes it idle (trap 7). A worker found dead
-//!   when it reaches the front of an idle queue is expired there and then, before it is given
-//!   a request, rather than at the next tick.
-//! - **At most once per attempt.** A request held by a worker that dies, disconnects, or
-//!   breaks the protocol is dropped, not re-queued: the broker cannot know whether the worker
-//!   already acted on it, and MDP leaves retrying to the client, which resends after its
-//!   timeout. Such a drop is an `Event::RequestDropped { reason: "worker_lost" }` and is
-//!   counted as `requests_lost` (summary and `mmi.status`).
-//! - **Request TTL (default 10 s).** Requests wait in their service's queue while no worker
-//!   is free, for at most `request_ttl` (checked on heartbeat ticks, so up to one interval
-//!   late); then they are dropped (`requests_expired`, reason `ttl`). 10 s is longer than
-//!   the Guide client's whole retry budget (3 × 2500 ms), so with the Guide's defaults the
-//!   broker never drops a request a client may still be waiting for, and requests for a
-//!   service nobody serves no longer pile up forever (trap 3). A service with no workers and
-//!   no queued requests is forgotten on the next tick.
-//! - **Queue bound (default 1,000,000 per service, a backstop: memory is bounded by the bytes
-//!   bounds below).** When a service's queue already holds
-//!   `max_queue` requests, the *new* request is refused (`requests_rejected`, reason
-//!   `queue_full`) and the client is sent nothing: MDP has no error reply a client would
-//!   understand, and the client's timeout and retry is exactly the back-pressure we want.
-//!   Refusing the newest keeps FIFO order for those already waiting. `max_queue = 0` means
-//!   "never queue": a request is served only if a worker is idle right now.
-//! - **Bytes bounds (`--max-queue-bytes`, default 64 MiB per service; `--max-broker-bytes`,
-//!   default 256 MiB in all).** A request count alone does not bound memory (1000 requests of
-//!   16 MiB each). A request that would take its service's queued bytes past
-//!   `max_queue_bytes`, or everything the broker holds (queued requests and PARTIALs held for
-//!   0.1 clients) past `max_bytes`, is refused like a request over `max_queue` (reasons
-//!   `queue_bytes`, `broker_bytes`). A queued request counts its body's and its client
-//!   address's frame lengths plus [`QUEUED_OVERHEAD`], so that a flood of empty requests is
-//!   bounded too; a frame is at most `--max-message` (the socket drops bigger ones before
-//!   they are buffered). With the defaults, 64 MiB per service holds half a million
-//!   Guide-sized requests: the Guide's `mdclient2` (100,000 in flight, no retries) is served
-//!   whole, where a count of 1000 lost most of them.
-//! - **Service names are at most 255 bytes** ([`MAX_SERVICE_NAME`], like a ZeroMQ identity):
-//!   a longer one is counted as invalid and refused, so no megabyte name is stored and echoed
-//!   in every `mmi.status`; a worker that tries to register one gets DISCONNECT too.
-//! - **Busy timeout (off by default, `--busy-timeout`).** 7/MDP cannot tell a worker that
-//!   is working from one whose REQUEST or reply was lost on the way (a proxy, a flaky link):
-//!   heartbeats keep flowing both ways, and the broker would hold that worker busy, and the
-//!   request, forever. With a busy timeout, a worker that has held one request that long
-//!   without a reply (a PARTIAL counts as progress, but a request may be held at most
-//!   [`PARTIAL_GRACE`] times the timeout in all, so a trickle of PARTIALs cannot hold it
-//!   forever) is sent DISCONNECT and forgotten, like a
-//!   worker that broke the protocol; its request is dropped as `worker_lost` (the client
-//!   retries) and the worker reconnects and registers afresh. Off by default because a
-//!   legitimate request may take any time; set it above the slowest request.
-//! - **0.2 PARTIALs to a 0.1 client.** 0.1 has no streaming, so the broker holds the body
-//!   frames of each PARTIAL and sends them, followed by the FINAL's frames, as one REPLY
-//!   (nothing the worker produced is lost, and frames are moved, not copied). The frames held
-//!   for one reply count against the broker's bytes and may not exceed `max_queue_bytes`: a
-//!   reply that would is dropped (the client gets nothing and retries; reason
-//!   `reply_too_big`, counted in `requests_lost`), the rest of its PARTIALs are discarded, and
-//!   the worker is idle again after its FINAL. A 0.1 REPLY to
-//!   a 0.2 client is sent as FINAL. PARTIALs are counted in `partials`, FINALs and REPLYs in
-//!   `replies`.
-//! - **Protocol errors.** A well-formed but unexpected worker command (READY from a
-//!   registered worker, anything but READY or DISCONNECT from an unknown one, a reply from an
-//!   idle worker or for a client it is not serving, a REQUEST sent *to* the broker) gets
-//!   DISCONNECT and the worker is forgotten; the spec says to. A message that does not decode
-//!   is counted in `invalid` and dropped; nothing panics on input. A late reply from a worker
-//!   that already expired is therefore not delivered: that attempt is lost and the client
-//!   retries.
-//! - **Whole client envelopes, and a handle per dispatch.** A client may put envelope frames
-//!   before its delimiter, `[envelope…]["" ]["MDPC01"|"MDPC02"]…` (a request id, or the hops
-//!   of a ROUTER/DEALER proxy it sits behind; at most [`crate::msg::MAX_ENVELOPE`] frames;
-//!   a standard 0.2 client behind a proxy sends `[hops…]["MDPC02"][0x01]…`, no delimiter):
-//!   every frame comes back unchanged in front of each PARTIAL and FINAL/REPLY of that
-//!   request, as REP sockets do ([`mdp::split_client_envelope`], [`mdp::wrap_client_envelope`]).
-//!   A worker's REQUEST has room for one client address frame, so the broker does not put
-//!   the client there at all: it puts a handle of its own, 16 hex digits, new for every
-//!   dispatch, and keeps (identity, envelope) in the worker's job. A reply is accepted only
-//!   from the worker holding that handle, and only once; anything else (another worker's
-//!   handle, a stale copy of its own previous reply, a second reply) is a protocol error and
-//!   gets DISCONNECT. So a standard worker, echoing the address as 7/MDP says, works
-//!   unchanged; no worker can route a reply to a client whose request it does not hold; and
-//!   workers never learn client identities. Requests of one client connection are
-//!   independent, so a client may have many in flight, told apart by their ids, answered in
-//!   any order. `mmi.correlate` answers `200` so a client can tell this broker from one that
-//!   does not carry envelopes (the Guide's brokers misread them or assert).
-//! - **Credit (our extension).** A worker whose READY carries one more frame, `"credit=N"`,
-//!   can hold N requests at once on its one connection ([`mdp`]'s module docs). It is
-//!   granted `min(N, `[`MAX_CREDIT`]`)` with a HEARTBEAT carrying `"credit=G"`, sent before
-//!   anything else, and is in its service's idle FIFO while it has a free credit, once
-//!   whatever its credit (a READY asking for 1024 costs no more memory than a standard one):
-//!   a dispatch gives the front worker a request and leaves it in front while it has credit
-//!   left, so a burst fills one worker's credit (sharing its connection's batches) before
-//!   the next gets one, workers take turns least recently freed first (for standard workers,
-//!   exactly the Guide's LRU), and dispatch stays O(1); a reply frees one credit. Each
-//!   request it
-//!   holds is a job of its own, found by its handle, timed by `--busy-timeout` on its own and
-//!   counted lost on its own when the worker dies or is disconnected. A standard worker is a
-//!   worker with credit 1, and is never sent a grant.
-//! - **8/MMI.** `mmi.*` is decided on the *service* frame of a request or READY, never on an
-//!   identity (trap 1). `mmi.service` answers `"200"` only if a worker for the service is
-//!   registered and has not gone silent past its expiry, so a service whose last worker died
-//!   answers `"404"` even before the tick that forgets it (trap 2). `mmi.status` (ours)
-//!   answers a JSON object: `services` (name → `{workers, idle, queued}`), `workers`, the
-//!   counters of [`MajordomoReport`]. `mmi.correlate` (ours) answers `"200"` (see above).
-//!   Any other `mmi.*` answers `"501"`.
-//! - **Binary Star pairs** ([`run_bstar`]). The same machine wrapped in [`Bstar`], which owns
-//!   the state link: client messages reach the [`Broker`] only while this node is active (the
-//!   others are dropped, and are the votes that let a passive node take over); worker
-//!   messages are handled in every state, so a passive broker keeps its workers ready for a
-//!   takeover.
+//! [`Broker`] is a pure [`Machine`]: a message or a heartbeat tick and an `Instant` in, the
+//! messages to send out. Its files are its jobs: `service.rs` keeps one service's queue of
+//! requests and idle workers and the bytes they hold, `workers.rs` the registered workers
+//! and the requests they hold, `clients.rs` reply addresses and what clients are told; this
+//! file routes each message to them and keeps the counters. The frames each peer sends and
+//! the rules the broker keeps, and why (LRU dispatch, heartbeats to busy workers, at most
+//! once per attempt, request TTL, queue and bytes bounds, busy timeout, handles, credit,
+//! MMI, Binary Star): docs/architecture.md, "The broker".
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+mod clients;
+mod service;
+mod workers;
+
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub use self::clients::NOT_MDP;
+use self::clients::{is_client_message, not_mdp_answer, ReplyAddress};
+use self::service::{Bounds, HeldBytes, Service};
+use self::workers::{is_idle, Assignment, Held, RegisteredWorker};
 use crate::error::Result;
 use crate::event::{Event, Events, MajordomoReport, Report};
 use crate::heartbeat::{HeartbeatConfig, Liveness};
@@ -164,11 +40,6 @@ const SOCKET: &str = "broker";
 /// The ROUTER socket's slot.
 const ROUTER: Slot = 0;
 
-/// The body of the answer to a request without a Majordomo header (see `Broker::not_mdp`):
-/// the client it reaches learns what it talked to.
-pub const NOT_MDP: &[u8] = b"this is a Majordomo broker: send [\"MDPC01\"][service][body] \
-(pirate client --service NAME)";
-
 /// The longest service name accepted, in bytes (a longer one is invalid).
 pub const MAX_SERVICE_NAME: usize = 255;
 
@@ -179,27 +50,27 @@ pub const PARTIAL_GRACE: u32 = 10;
 /// allows): a READY asking for more is granted this.
 pub const MAX_CREDIT: u32 = 1024;
 
-/// Everything `pirate broker` needs.
+/// Everything `pirate broker` needs; the defaults are in [`BrokerConfig::default`].
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
-    /// Where clients and workers connect. Guide: `tcp://*:5555`.
+    /// Where clients and workers connect. The default is the Guide's.
     pub bind: String,
-    /// Heartbeating per 7/MDP. Guide: 2500 ms, liveness 3 (a worker expires after 7.5 s).
+    /// Heartbeating per 7/MDP; a worker expires after `liveness × interval` of silence. The
+    /// default is the Guide's.
     pub heartbeat: HeartbeatConfig,
-    /// How long a request may wait for a worker before it is dropped. Default 10 s, longer
-    /// than the Guide client's whole retry budget (see the module docs).
+    /// How long a request may wait for a worker before it is dropped. The default is longer
+    /// than the Guide client's whole retry budget (docs/architecture.md, "The broker").
     pub request_ttl: Duration,
-    /// Most requests one service may hold waiting for a worker; newer ones are refused.
-    /// Default 1,000,000: a backstop, as the bytes bounds are what limit memory.
+    /// Most requests one service may hold waiting for a worker; newer ones are refused. The
+    /// default is a backstop, as the bytes bounds are what limit memory.
     pub max_queue: usize,
-    /// A worker holding one request this long without a reply is disconnected (see the
-    /// module docs). `None` (the default, as in 7/MDP): never.
+    /// A worker holding one request this long without a reply is disconnected (see
+    /// docs/architecture.md, "The broker"). `None` (the default, as in 7/MDP): never.
     pub busy_timeout: Option<Duration>,
     /// Most bytes of requests one service may hold waiting; also the most one reply held
-    /// for a 0.1 client may grow to. Default 64 MiB.
+    /// for a 0.1 client may grow to.
     pub max_queue_bytes: u64,
-    /// Most bytes the broker holds in all (queued requests and held PARTIALs). Default
-    /// 256 MiB.
+    /// Most bytes the broker holds in all (queued requests and held PARTIALs).
     pub max_bytes: u64,
 }
 
@@ -221,109 +92,23 @@ impl Default for BrokerConfig {
 }
 
 /// A message to send: the ROUTER identity of the peer, and the frames that follow it.
-pub type Outgoing = (Frame, Message);
-
-/// Where a client's reply goes: its ROUTER identity, and the envelope it put in front of its
-/// request (request id, proxy hops; empty for a standard client), returned unchanged.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Client {
-    identity: Frame,
-    envelope: mdp::Envelope,
-}
-
-/// The request a busy worker holds.
-struct Job {
-    client: Client,
-    /// The client address frame the worker was given: a handle issued by the broker for
-    /// this one dispatch, never the client's identity (see the module docs).
-    handle: Frame,
-    client_version: Version,
-    /// Body frames of PARTIALs held for a 0.1 client, sent in front of the FINAL's frames.
-    held: Message,
-    /// Bytes in `held`.
-    held_bytes: u64,
-    /// The held reply grew past its bound and was dropped: discard the rest of it.
-    overflow: bool,
-    /// When the worker was given the request.
-    started: Instant,
-    /// When the worker was given the request or last sent a PARTIAL of it.
-    progress: Instant,
-}
-
-/// A registered worker.
-struct Worker {
-    service: Frame,
-    version: Version,
-    /// Unique per registration, so an idle-queue entry left behind by an earlier registration
-    /// of the same identity is recognised as stale.
-    generation: u64,
-    liveness: Liveness,
-    /// How many requests it may hold at once: 1, or the credit granted at READY (see the
-    /// module docs, "Credit").
-    credit: usize,
-    /// The requests it holds, at most `credit`. While it has a free credit, exactly one live
-    /// entry for it is in its service's idle queue (one, whatever its credit: a READY asking
-    /// for 1024 costs the broker no more than a standard one).
-    jobs: Vec<Job>,
-}
-
-impl Worker {
-    /// Credits not in use: its live entries in the idle queue.
-    fn free(&self) -> usize {
-        self.credit - self.jobs.len()
-    }
-
-    /// Which of its jobs was given `handle`.
-    fn job_for(&self, handle: &[u8]) -> Option<usize> {
-        self.jobs.iter().position(|job| job.handle == handle)
-    }
-}
-
-/// A client request waiting for a worker.
-struct Queued {
-    client: Client,
-    version: Version,
-    body: Message,
-    /// What it costs while it waits: its body, its client's address and
-    /// [`QUEUED_OVERHEAD`].
-    bytes: u64,
-    since: Instant,
-}
-
-/// One service: its waiting requests and its idle workers, both FIFO.
-#[derive(Default)]
-struct Service {
-    requests: VecDeque<Queued>,
-    /// Bytes of the bodies in `requests`.
-    queued_bytes: u64,
-    /// `(worker identity, generation)` of the workers with a free credit, least recently
-    /// used first; may hold stale entries.
-    idle: VecDeque<(Frame, u64)>,
-    /// Free credits of the workers in `idle` (idle workers, for standard ones).
-    idle_count: usize,
-    /// Stale entries in `idle`, removed lazily.
-    stale: usize,
-    /// Every registered worker of the service, idle or busy.
-    members: HashSet<Frame>,
-}
+type Outgoing = (Frame, Message);
 
 /// The Majordomo broker as a pure state machine: messages and clock ticks in, messages out.
 pub struct Broker {
     heartbeat: HeartbeatConfig,
     request_ttl: Duration,
-    max_queue: usize,
     busy_timeout: Option<Duration>,
-    max_queue_bytes: u64,
-    max_bytes: u64,
-    /// Bytes held now: every service's `queued_bytes` and every job's `held_bytes`.
-    held_bytes: u64,
+    bounds: Bounds,
+    /// Bytes held now: every service's queued requests and every held PARTIAL.
+    held: HeldBytes,
     services: HashMap<Frame, Service>,
-    workers: HashMap<Frame, Worker>,
+    workers: HashMap<Frame, RegisteredWorker>,
     next_generation: u64,
     /// Handles for the client address frame of each REQUEST.
     handles: RequestIds,
     report: MajordomoReport,
-    /// Answers so far, drained by [`Broker::receive`] or into the reactor's outbox.
+    /// Answers so far, drained into the reactor's outbox.
     out: Vec<Outgoing>,
     /// The heartbeat interval (at least 1 ms: a zero interval would spin).
     interval: Duration,
@@ -349,11 +134,13 @@ impl Broker {
         Broker {
             heartbeat: config.heartbeat,
             request_ttl: config.request_ttl,
-            max_queue: config.max_queue,
             busy_timeout: config.busy_timeout,
-            max_queue_bytes: config.max_queue_bytes,
-            max_bytes: config.max_bytes,
-            held_bytes: 0,
+            bounds: Bounds {
+                max_queue: config.max_queue,
+                max_queue_bytes: config.max_queue_bytes,
+                max_bytes: config.max_bytes,
+            },
+            held: HeldBytes::default(),
             services: HashMap::new(),
             workers: HashMap::new(),
             next_generation: 0,
@@ -378,20 +165,6 @@ impl Broker {
         self.report
     }
 
-    /// Handles one message received on the ROUTER socket (`[identity][frames…]`) at `now`;
-    /// returns what to send.
-    pub fn receive(&mut self, msg: Message, now: Instant, events: &mut Events) -> Vec<Outgoing> {
-        self.accept(msg, now, events);
-        std::mem::take(&mut self.out)
-    }
-
-    /// The heartbeat tick, to be called every heartbeat interval: expires silent workers and
-    /// old requests, forgets empty services, heartbeats every worker; returns what to send.
-    pub fn heartbeat(&mut self, now: Instant, events: &mut Events) -> Vec<Outgoing> {
-        self.beat(now, events);
-        std::mem::take(&mut self.out)
-    }
-
     /// Moves the answers so far into `out`, each behind its ROUTER identity, keeping the
     /// buffer's capacity.
     fn flush(&mut self, out: &mut Outbox<Infallible>) {
@@ -403,50 +176,54 @@ impl Broker {
 
     /// One message received on the ROUTER socket; the answers go to `self.out`.
     fn accept(&mut self, mut msg: Message, now: Instant, events: &mut Events) {
-        match msg.pop_front() {
-            None => self.invalid(events, "empty message".into()),
-            Some(sender) => match mdp::peek_version(&msg) {
-                // A client behind a proxy, or with a request id: its envelope comes off here
-                // and goes back on its reply.
-                None if mdp::client_envelope_len(msg.iter()).is_some() => {
-                    let envelope = mdp::split_client_envelope(&mut msg);
-                    let client = Client {
-                        identity: sender,
-                        envelope,
-                    };
-                    match mdp::decode_client(msg, mdp::Direction::ToBroker) {
-                        Ok(decoded) => self.on_client(client, decoded, now, events),
-                        Err(e) => self.invalid(
-                            events,
-                            format!("from {}: {e}", frame_text(&client.identity)),
-                        ),
-                    }
-                }
-                Some((_, true)) => match mdp::decode_worker(msg) {
-                    Ok(decoded) => self.on_worker(sender, decoded, now, events),
-                    Err(e) => self.invalid(events, format!("from {}: {e}", frame_text(&sender))),
-                },
-                Some((_, false)) => match mdp::decode_client(msg, mdp::Direction::ToBroker) {
-                    Ok(decoded) => {
-                        let client = Client {
-                            identity: sender,
-                            envelope: mdp::Envelope::default(),
-                        };
-                        self.on_client(client, decoded, now, events)
-                    }
-                    Err(e) => self.invalid(events, format!("from {}: {e}", frame_text(&sender))),
-                },
-                None => {
-                    self.invalid(
-                        events,
-                        format!(
-                            "from {}: not MDP (no MDPC01, MDPW01, MDPC02 or MDPW02 header)",
-                            frame_text(&sender)
-                        ),
-                    );
-                    self.not_mdp(sender, msg);
-                }
+        let Some(sender) = msg.pop_front() else {
+            return self.invalid(events, "empty message".into());
+        };
+        match mdp::peek_version(&msg) {
+            // A client behind a proxy, or with a request id: its envelope comes off here and
+            // goes back on its reply.
+            None if mdp::client_envelope_len(msg.iter()).is_some() => {
+                let envelope = mdp::split_client_envelope(&mut msg);
+                let client = ReplyAddress {
+                    identity: sender,
+                    envelope,
+                };
+                self.client_message(client, msg, now, events)
+            }
+            Some((_, true)) => match mdp::decode_worker(msg) {
+                Ok(decoded) => self.on_worker(sender, decoded, now, events),
+                Err(e) => self.invalid(events, format!("from {}: {e}", frame_text(&sender))),
             },
+            Some((_, false)) => self.client_message(ReplyAddress::bare(sender), msg, now, events),
+            None => {
+                self.invalid(
+                    events,
+                    format!(
+                        "from {}: not MDP (no MDPC01, MDPW01, MDPC02 or MDPW02 header)",
+                        frame_text(&sender)
+                    ),
+                );
+                if let Some(answer) = not_mdp_answer(msg) {
+                    self.out.push((sender, answer));
+                }
+            }
+        }
+    }
+
+    /// A client's message, its envelope off: decoded, or counted as invalid.
+    fn client_message(
+        &mut self,
+        client: ReplyAddress,
+        msg: Message,
+        now: Instant,
+        events: &mut Events,
+    ) {
+        match mdp::decode_client(msg, mdp::Direction::ToBroker) {
+            Ok(decoded) => self.on_client(client, decoded, now, events),
+            Err(e) => self.invalid(
+                events,
+                format!("from {}: {e}", frame_text(&client.identity)),
+            ),
         }
     }
 
@@ -464,10 +241,11 @@ impl Broker {
             self.expire(&id, events);
         }
         if let Some(limit) = self.busy_timeout {
+            let longest = limit * PARTIAL_GRACE;
             let stuck: Vec<(Frame, Version)> = self
                 .workers
                 .iter()
-                .filter(|(_, w)| w.jobs.iter().any(|j| j.stuck(now, limit)))
+                .filter(|(_, w)| w.jobs.iter().any(|j| j.stuck(now, limit, longest)))
                 .map(|(id, w)| (id.clone(), w.version))
                 .collect();
             for (id, version) in stuck {
@@ -480,31 +258,14 @@ impl Broker {
             }
         }
         for (name, svc) in &mut self.services {
-            // Requests are queued in arrival order, so the expired ones are at the front.
-            while svc
-                .requests
-                .front()
-                .is_some_and(|q| now.saturating_duration_since(q.since) >= self.request_ttl)
-            {
-                if let Some(q) = svc.requests.pop_front() {
-                    svc.queued_bytes -= q.bytes;
-                    self.held_bytes -= q.bytes;
-                }
+            for _ in 0..svc.expire(now, self.request_ttl, &mut self.held) {
                 self.report.requests_expired += 1;
-                events.emit(Event::RequestDropped {
-                    service: frame_text(name),
-                    reason: "ttl".into(),
-                });
+                events.emit(dropped(name, "ttl"));
             }
-            if svc.stale > 0 {
-                let workers = &self.workers;
-                svc.idle
-                    .retain(|(id, generation)| is_idle(workers, id, *generation));
-                svc.stale = 0;
-            }
+            let workers = &self.workers;
+            svc.drop_stale(|id, generation| is_idle(workers, id, generation));
         }
-        self.services
-            .retain(|_, svc| !svc.members.is_empty() || !svc.requests.is_empty());
+        self.services.retain(|_, svc| !svc.is_unused());
         for (id, worker) in &self.workers {
             self.out.push((
                 id.clone(),
@@ -519,7 +280,7 @@ impl Broker {
     /// True if a worker is registered for `service` and has not been silent past its expiry.
     pub fn has_live_worker(&self, service: &[u8], now: Instant) -> bool {
         self.services.get(service).is_some_and(|svc| {
-            svc.members.iter().any(|id| {
+            svc.members().any(|id| {
                 self.workers
                     .get(id)
                     .is_some_and(|w| !w.liveness.is_dead(now))
@@ -533,16 +294,7 @@ impl Broker {
         let services: BTreeMap<String, Value> = self
             .services
             .iter()
-            .map(|(name, svc)| {
-                (
-                    frame_text(name),
-                    json!({
-                        "workers": svc.members.len(),
-                        "idle": svc.idle_count,
-                        "queued": svc.requests.len(),
-                    }),
-                )
-            })
+            .map(|(name, svc)| (frame_text(name), svc.status()))
             .collect();
         let mut status = serde_json::to_value(&self.report).unwrap_or_else(|_| json!({}));
         if let Value::Object(map) = &mut status {
@@ -552,42 +304,18 @@ impl Broker {
         status
     }
 
-    /// Answers a request that has no Majordomo header but a REQ envelope (`[envelope…][""]
-    /// [body…]`: a Lazy Pirate client, or anything else behind a REQ socket) with a 7/MDP
-    /// client REPLY, `[envelope…][""]["MDPC01"][""][NOT_MDP]`, so that the client learns at
-    /// once that it reached a Majordomo broker instead of retrying into silence. One answer
-    /// per message (it is counted as invalid too); nothing is answered to a message without a
-    /// delimiter (a DEALER peer, a Pirate worker's READY: a REQ-less peer reads no reply).
-    fn not_mdp(&mut self, sender: Frame, mut msg: Message) {
-        let Some(envelope) = msg.take_envelope() else {
-            return;
-        };
-        // A body that starts with a Majordomo header is Majordomo sent the wrong way (a
-        // worker behind a proxy, say): invalid, but no sign of a client in another protocol.
-        let headers = [mdp::MDPC01, mdp::MDPC02, mdp::MDPW01, mdp::MDPW02];
-        match msg.iter().next() {
-            None => return,
-            Some(first) if headers.contains(&first) => return,
-            Some(_) => {}
-        }
-        let mut reply = Message::from_frames(envelope);
-        for frame in [
-            Vec::new(),
-            mdp::MDPC01.to_vec(),
-            Vec::new(),
-            NOT_MDP.to_vec(),
-        ] {
-            reply.push_back(frame);
-        }
-        self.out.push((sender, reply));
-    }
-
     fn invalid(&mut self, events: &mut Events, reason: String) {
         self.report.invalid += 1;
         events.invalid(SOCKET, reason);
     }
 
-    fn on_client(&mut self, client: Client, msg: ClientMsg, now: Instant, events: &mut Events) {
+    fn on_client(
+        &mut self,
+        client: ReplyAddress,
+        msg: ClientMsg,
+        now: Instant,
+        events: &mut Events,
+    ) {
         let ClientMsg {
             version,
             service,
@@ -599,25 +327,12 @@ impl Broker {
         }
         if mmi::is_mmi(&service) {
             self.report.mmi += 1;
-            let answer = match mmi::parse(&service, &body) {
-                MmiRequest::Service(name) if self.has_live_worker(&name, now) => mmi::OK.to_vec(),
-                MmiRequest::Service(_) => mmi::NOT_FOUND.to_vec(),
-                MmiRequest::Status => self.status().to_string().into_bytes(),
-                MmiRequest::Correlate => mmi::OK.to_vec(),
-                MmiRequest::Unknown => mmi::NOT_IMPLEMENTED.to_vec(),
-            };
-            self.send_client(
-                client,
-                version,
-                ClientCommand::Final,
-                service,
-                Message::from_frames([answer]),
-            );
+            let answer = self.mmi_answer(mmi::parse(&service, &body), now);
+            let body = Message::from_frames([answer]);
+            let reply = client.reply(version, ClientCommand::Final, service, body);
+            self.out.push(reply);
             return;
         }
-        // What waiting costs the broker, not just the body: a flood of empty requests is bounded
-        // by bytes too.
-        let bytes = body_bytes(&body) + client_bytes(&client) + QUEUED_OVERHEAD;
         // The name is copied only the first time the service is seen, not per request.
         if !self.services.contains_key(&service) {
             self.services.insert(service.clone(), Service::default());
@@ -625,44 +340,29 @@ impl Broker {
         let Some(svc) = self.services.get_mut(&service) else {
             return;
         };
-        svc.requests.push_back(Queued {
-            client,
-            version,
-            body,
-            bytes,
-            since: now,
-        });
-        svc.queued_bytes += bytes;
-        self.held_bytes += bytes;
+        svc.enqueue(client, version, body, now, &mut self.held);
         self.dispatch(&service, now, events);
-        // Dispatch took the request if a worker was idle; if the queue is now over a bound,
-        // the new request is the one at the back (every bound held before it came, and
-        // dispatch takes from the front) and it is refused.
+        // Dispatch took the request if a worker was idle; what is left may be over a bound.
         let Some(svc) = self.services.get_mut(&service) else {
             return;
         };
-        let over = if svc.requests.len() > self.max_queue {
-            Some("queue_full")
-        } else if svc.queued_bytes > self.max_queue_bytes {
-            Some("queue_bytes")
-        } else if self.held_bytes > self.max_bytes {
-            Some("broker_bytes")
-        } else {
-            None
-        };
-        match over {
+        match svc.enforce(&self.bounds, &mut self.held) {
             Some(reason) => {
-                if let Some(q) = svc.requests.pop_back() {
-                    svc.queued_bytes -= q.bytes;
-                    self.held_bytes -= q.bytes;
-                }
                 self.report.requests_rejected += 1;
-                events.emit(Event::RequestDropped {
-                    service: frame_text(&service),
-                    reason: reason.into(),
-                });
+                events.emit(dropped(&service, reason));
             }
             None => self.report.requests += 1,
+        }
+    }
+
+    /// The 8/MMI answer to `request`, decided on the service frame, never an identity.
+    fn mmi_answer(&self, request: MmiRequest, now: Instant) -> Frame {
+        match request {
+            MmiRequest::Service(name) if self.has_live_worker(&name, now) => mmi::OK.to_vec(),
+            MmiRequest::Service(_) => mmi::NOT_FOUND.to_vec(),
+            MmiRequest::Status => self.status().to_string().into_bytes(),
+            MmiRequest::Correlate => mmi::OK.to_vec(),
+            MmiRequest::Unknown => mmi::NOT_IMPLEMENTED.to_vec(),
         }
     }
 
@@ -739,7 +439,7 @@ impl Broker {
         let credit = asked.map_or(1, |n| n.min(MAX_CREDIT));
         self.workers.insert(
             id.clone(),
-            Worker {
+            RegisteredWorker {
                 service: service.clone(),
                 version,
                 generation,
@@ -755,16 +455,14 @@ impl Broker {
             });
             self.out.push((id.clone(), grant));
         }
-        let svc = self.services.entry(service.clone()).or_default();
-        svc.members.insert(id.clone());
         self.report.workers_seen += 1;
         events.emit(Event::ServiceWorkerReady {
             worker: frame_text(&id),
             service: frame_text(&service),
             credit,
         });
-        svc.idle.push_back((id, generation));
-        svc.idle_count += credit as usize;
+        let svc = self.services.entry(service.clone()).or_default();
+        svc.join(id, generation, credit as usize);
         self.dispatch(&service, now, events);
     }
 
@@ -796,68 +494,34 @@ impl Broker {
         if !last {
             self.report.partials += 1;
             let job = &mut worker.jobs[index];
-            job.progress = now;
+            job.progressed(now);
             match job.client_version {
                 Version::V2 => {
                     let to = job.client.clone();
-                    self.send_client(to, Version::V2, ClientCommand::Partial, service, body);
+                    let partial = to.reply(Version::V2, ClientCommand::Partial, service, body);
+                    self.out.push(partial);
                 }
-                // Too big already: the rest of this reply goes nowhere.
-                Version::V1 if job.overflow => {}
-                // 0.1 cannot stream: hold the frames for the REPLY (see the module docs),
-                // within the bounds.
+                // 0.1 cannot stream: the frames are held for the REPLY, within the bounds.
                 Version::V1 => {
-                    let bytes = body_bytes(&body);
-                    if job.held_bytes + bytes > self.max_queue_bytes
-                        || self.held_bytes + bytes > self.max_bytes
-                    {
-                        self.held_bytes -= job.held_bytes;
-                        job.held_bytes = 0;
-                        job.held = Message::new();
-                        job.overflow = true;
+                    if job.hold(body, &self.bounds, &mut self.held) == Held::Overflowed {
                         self.report.requests_lost += 1;
-                        events.emit(Event::RequestDropped {
-                            service: frame_text(&service),
-                            reason: "reply_too_big".into(),
-                        });
-                    } else {
-                        job.held_bytes += bytes;
-                        self.held_bytes += bytes;
-                        append(&mut job.held, body);
+                        events.emit(dropped(&service, "reply_too_big"));
                     }
                 }
             }
             return;
         }
         let was_full = worker.free() == 0;
-        let Job {
-            client,
-            client_version,
-            mut held,
-            held_bytes,
-            overflow,
-            ..
-        } = worker.jobs.swap_remove(index);
         let generation = worker.generation;
-        self.held_bytes -= held_bytes;
-        if !overflow {
-            append(&mut held, body);
+        let job = worker.jobs.swap_remove(index);
+        let (to, client_version, reply) = job.finish(body, &mut self.held);
+        if let Some(reply) = reply {
             self.report.replies += 1;
-            self.send_client(
-                client,
-                client_version,
-                ClientCommand::Final,
-                service.clone(),
-                held,
-            );
+            let reply = to.reply(client_version, ClientCommand::Final, service.clone(), reply);
+            self.out.push(reply);
         }
-        // A credit free again: a worker that had none goes to the back of the LRU queue
-        // (one that had some is in it already), first in line for queued work.
         if let Some(svc) = self.services.get_mut(&service) {
-            if was_full {
-                svc.idle.push_back((id, generation));
-            }
-            svc.idle_count += 1;
+            svc.credit_freed(id, generation, was_full);
         }
         self.dispatch(&service, now, events);
     }
@@ -869,71 +533,47 @@ impl Broker {
             let Some(svc) = self.services.get_mut(service) else {
                 return;
             };
-            let front = match (svc.requests.is_empty(), svc.idle.front()) {
-                (false, Some((id, generation))) => {
-                    if !is_idle(&self.workers, id, *generation) {
-                        Front::Stale
-                    } else if self
+            let front = match svc.next_in_line() {
+                None => Front::Nothing,
+                Some((id, generation)) if !is_idle(&self.workers, id, generation) => Front::Stale,
+                Some((id, _))
+                    if self
                         .workers
                         .get(id)
-                        .is_some_and(|w| w.liveness.is_dead(now))
-                    {
-                        Front::Dead(id.clone())
-                    } else {
-                        Front::Ready
-                    }
+                        .is_some_and(|w| w.liveness.is_dead(now)) =>
+                {
+                    Front::Dead(id.clone())
                 }
-                _ => Front::Nothing,
+                Some(_) => Front::Ready,
             };
             match front {
                 Front::Nothing => return,
-                Front::Stale => {
-                    svc.idle.pop_front();
-                    svc.stale = svc.stale.saturating_sub(1);
-                }
+                Front::Stale => svc.skip_stale(),
                 // Its entry becomes stale and is skipped on the next turn.
                 Front::Dead(id) => self.expire(&id, events),
                 Front::Ready => {
-                    let (Some((id, generation)), Some(request)) =
-                        (svc.idle.pop_front(), svc.requests.pop_front())
-                    else {
+                    let Some((id, generation, request)) = svc.take(&mut self.held) else {
                         return;
                     };
-                    svc.queued_bytes -= request.bytes;
-                    self.held_bytes -= request.bytes;
-                    svc.idle_count = svc.idle_count.saturating_sub(1);
                     let Some(worker) = self.workers.get_mut(&id) else {
                         return;
                     };
-                    let Queued {
-                        client,
-                        version,
-                        body,
-                        ..
-                    } = request;
                     let handle = self.handles.next_id();
-                    worker.jobs.push(Job {
-                        client,
-                        handle: handle.clone(),
-                        client_version: version,
-                        held: Message::new(),
-                        held_bytes: 0,
-                        overflow: false,
-                        started: now,
-                        progress: now,
-                    });
+                    worker.jobs.push(Assignment::new(
+                        request.client,
+                        handle.clone(),
+                        request.version,
+                        now,
+                    ));
                     let msg = mdp::encode_worker(WorkerMsg {
                         version: worker.version,
                         command: WorkerCommand::Request {
                             client: handle,
-                            body,
+                            body: request.body,
                         },
                     });
-                    // Credit left: it stays first in line, so a burst of requests fills one
-                    // worker's credit (and shares its connection's batches) before the next
-                    // worker gets one; workers take turns in the order their credit freed up.
                     if worker.free() > 0 {
-                        svc.idle.push_front((id.clone(), generation));
+                        svc.keep_first_in_line(id.clone(), generation);
                     }
                     self.out.push((id, msg));
                     self.report.dispatched += 1;
@@ -949,20 +589,12 @@ impl Broker {
             return false;
         };
         if let Some(svc) = self.services.get_mut(&worker.service) {
-            svc.members.remove(id);
-            // Its idle-queue entry, if it has one, stays behind, stale, removed lazily.
-            svc.idle_count = svc.idle_count.saturating_sub(worker.free());
-            if worker.free() > 0 {
-                svc.stale += 1;
-            }
+            svc.leave(id, worker.free());
         }
-        for job in &worker.jobs {
-            self.held_bytes -= job.held_bytes;
+        for job in worker.jobs {
+            job.abandon(&mut self.held);
             self.report.requests_lost += 1;
-            events.emit(Event::RequestDropped {
-                service: frame_text(&worker.service),
-                reason: "worker_lost".into(),
-            });
+            events.emit(dropped(&worker.service, "worker_lost"));
         }
         true
     }
@@ -985,15 +617,10 @@ impl Broker {
     /// ready should this node take over).
     pub fn step_down(&mut self, events: &mut Events) {
         for (name, svc) in &mut self.services {
-            for q in svc.requests.drain(..) {
-                self.held_bytes -= q.bytes;
+            for _ in 0..svc.purge(&mut self.held) {
                 self.report.requests_lost += 1;
-                events.emit(Event::RequestDropped {
-                    service: frame_text(name),
-                    reason: "stepped_down".into(),
-                });
+                events.emit(dropped(name, "stepped_down"));
             }
-            svc.queued_bytes = 0;
         }
         let workers: Vec<(Frame, Version)> = self
             .workers
@@ -1021,56 +648,14 @@ impl Broker {
         });
         self.out.push((id, msg));
     }
+}
 
-    fn send_client(
-        &mut self,
-        client: Client,
-        version: Version,
-        command: ClientCommand,
-        service: Frame,
-        body: Message,
-    ) {
-        let msg = mdp::encode_client(ClientMsg {
-            version,
-            command,
-            service,
-            body,
-        });
-        let msg = mdp::wrap_client_envelope(client.envelope, msg);
-        self.out.push((client.identity, msg));
+/// The event for a request of `service` dropped for `reason`.
+fn dropped(service: &[u8], reason: &str) -> Event {
+    Event::RequestDropped {
+        service: frame_text(service),
+        reason: reason.into(),
     }
-}
-
-/// True if `(id, generation)` is a live idle-queue entry: that registration, with a free
-/// credit (a registration with a free credit has exactly one entry).
-fn is_idle(workers: &HashMap<Frame, Worker>, id: &[u8], generation: u64) -> bool {
-    workers
-        .get(id)
-        .is_some_and(|w| w.generation == generation && w.free() > 0)
-}
-
-impl Job {
-    /// True if, with busy timeout `limit`, the worker has held this request too long: `limit`
-    /// since its last progress, or [`PARTIAL_GRACE`] × `limit` in all.
-    fn stuck(&self, now: Instant, limit: Duration) -> bool {
-        now.saturating_duration_since(self.progress) >= limit
-            || now.saturating_duration_since(self.started) >= limit * PARTIAL_GRACE
-    }
-}
-
-/// Bytes of a body: its frames' lengths.
-fn body_bytes(body: &Message) -> u64 {
-    body.iter().map(|f| f.len() as u64).sum()
-}
-
-/// What a queued request costs besides its body and its client's address: the queue entry
-/// and the frames' own bookkeeping, rounded up.
-pub const QUEUED_OVERHEAD: u64 = 128;
-
-/// Bytes of a client's address: its identity and envelope frames.
-fn client_bytes(client: &Client) -> u64 {
-    let envelope: u64 = client.envelope.frames.iter().map(|f| f.len() as u64).sum();
-    client.identity.len() as u64 + envelope
 }
 
 /// The `Invalid` reason for a service name over [`MAX_SERVICE_NAME`] (its start only).
@@ -1081,13 +666,6 @@ fn long_name(from: &[u8], service: &[u8]) -> String {
         service.len(),
         frame_text(&service[..service.len().min(32)])
     )
-}
-
-/// Moves the frames of `more` to the end of `into` (no body bytes are copied).
-fn append(into: &mut Message, more: Message) {
-    for frame in more.into_frames() {
-        into.push_back(frame);
-    }
 }
 
 /// The broker on the reactor: one ROUTER socket, no jobs (it never blocks), one deadline
@@ -1186,15 +764,6 @@ pub fn run_bstar(
     node.finish(events);
     ended?;
     Ok(Report::Majordomo(node.into_inner().into_report()))
-}
-
-/// True if a ROUTER message (`[identity][frames…]`) is from an MDP client, with or without an
-/// envelope.
-fn is_client_message(msg: &Message) -> bool {
-    // The header is in the first two frames after the identity; copy only those.
-    let head = Message::from_frames(msg.iter().skip(1).take(2).map(<[u8]>::to_vec));
-    matches!(mdp::peek_version(&head), Some((_, false)))
-        || mdp::client_envelope_len(msg.iter().skip(1)).is_some()
 }
 
 #[cfg(test)]

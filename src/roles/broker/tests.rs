@@ -1,10 +1,10 @@
 //! The broker's unit tests.
 
+use super::service::QUEUED_OVERHEAD;
 use super::*;
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use crate::proto::mdp::{decode_client, decode_worker, encode_client, encode_worker};
+use crate::reactor::Output;
+use crate::testkit::{self, msg, Rig};
 
 const V1: Version = Version::V1;
 const V2: Version = Version::V2;
@@ -22,16 +22,9 @@ fn config() -> BrokerConfig {
     }
 }
 
-fn m(frames: &[&[u8]]) -> Message {
-    Message::from_frames(frames.iter().map(|f| f.to_vec()))
-}
-
-/// A broker, a clock in milliseconds since `t0`, and the events it emitted.
+/// A broker on a [`Rig`], started at its `t0`, on a clock in milliseconds since then.
 struct H {
-    b: Broker,
-    log: Rc<RefCell<Vec<Event>>>,
-    ev: Events<'static>,
-    t0: Instant,
+    rig: Rig<Broker>,
 }
 
 impl H {
@@ -40,18 +33,19 @@ impl H {
     }
 
     fn with(cfg: BrokerConfig) -> H {
-        let log = Rc::new(RefCell::new(Vec::new()));
-        let sink = log.clone();
-        H {
-            b: Broker::new(&cfg),
-            log,
-            ev: Events::new(false, move |e| sink.borrow_mut().push(e)),
-            t0: Instant::now(),
-        }
+        let mut rig = Rig::quiet(Broker::new(&cfg));
+        rig.start(rig.t0);
+        // Its "started" is not what the tests look at.
+        rig.take_events();
+        H { rig }
+    }
+
+    fn b(&self) -> &Broker {
+        &self.rig.m
     }
 
     fn at(&self, ms: u64) -> Instant {
-        self.t0 + Duration::from_millis(ms)
+        self.rig.at(ms)
     }
 
     /// Delivers `msg` from peer `from` at `ms`.
@@ -78,12 +72,12 @@ impl H {
     fn raw(&mut self, from: &str, mut msg: Message, ms: u64) -> Vec<Outgoing> {
         msg.push_front(from.as_bytes().to_vec());
         let now = self.at(ms);
-        self.b.receive(msg, now, &mut self.ev)
+        by_identity(self.rig.message(ROUTER, msg, now))
     }
 
     /// The job worker `id` holds, if any (its oldest, if it holds several).
-    fn job(&self, id: &[u8]) -> Option<&Job> {
-        self.b.workers.get(id).and_then(|w| w.jobs.first())
+    fn job(&self, id: &[u8]) -> Option<&Assignment> {
+        self.b().workers.get(id).and_then(|w| w.jobs.first())
     }
 
     fn to_handle(&self, from: &str, msg: Message) -> Message {
@@ -139,9 +133,12 @@ impl H {
         }
     }
 
+    /// The heartbeat tick at `ms`: the tests choose when it falls due, so its deadline is
+    /// set to `ms` before the machine is ticked.
     fn tick(&mut self, ms: u64) -> Vec<Outgoing> {
         let now = self.at(ms);
-        self.b.heartbeat(now, &mut self.ev)
+        self.rig.m.next_tick = Some(now);
+        by_identity(self.rig.tick(now))
     }
 
     fn ready(&mut self, worker: &str, version: Version, service: &str, ms: u64) {
@@ -164,12 +161,26 @@ impl H {
     }
 
     fn events(&self) -> Vec<Event> {
-        self.log.borrow().clone()
+        self.rig.events.clone()
     }
 
     fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
-        self.log.borrow().iter().filter(|e| pred(e)).count()
+        self.rig.events.iter().filter(|e| pred(e)).count()
     }
+
+    /// Bytes the broker holds: queued requests and held PARTIALs.
+    fn held_bytes(&self) -> u64 {
+        self.b().held.get()
+    }
+}
+
+/// What the broker sent on its ROUTER socket: the identity each message went to, and the
+/// frames after it.
+fn by_identity(outputs: Vec<Output<Infallible>>) -> Vec<Outgoing> {
+    testkit::sent_on(&outputs, ROUTER)
+        .into_iter()
+        .map(|mut msg| (msg.pop_front().unwrap_or_default(), msg))
+        .collect()
 }
 
 fn ready(version: Version, service: &str) -> Message {
@@ -265,9 +276,9 @@ fn a_queued_request_goes_to_the_worker_that_registers() {
         (version, client.as_str(), body.as_str()),
         (V1, "c1", "hello")
     );
-    assert_eq!(h.b.report().requests, 1);
-    assert_eq!(h.b.report().dispatched, 1);
-    assert_eq!(h.b.report().workers_seen, 1);
+    assert_eq!(h.b().report().requests, 1);
+    assert_eq!(h.b().report().dispatched, 1);
+    assert_eq!(h.b().report().workers_seen, 1);
     assert!(matches!(
         &h.events()[0],
         Event::ServiceWorkerReady { worker, service, credit: 1 } if worker == "w1" && service == "echo"
@@ -283,8 +294,11 @@ fn a_broker_stepping_down_drops_its_queue_and_disconnects_every_worker() {
     let out = h.request("c1", V1, "echo", "held", 10);
     assert_eq!(out.len(), 1);
     assert!(h.request("c2", V1, "nobody", "queued", 20).is_empty());
-    h.b.step_down(&mut h.ev);
-    let out = std::mem::take(&mut h.b.out);
+    let now = h.at(30);
+    let out = by_identity(
+        h.rig
+            .drive(|b, out, events| Pair::step_down(b, now, out, events)),
+    );
     let mut told: Vec<&str> = out
         .iter()
         .filter(|(_, msg)| is_disconnect(msg))
@@ -293,13 +307,13 @@ fn a_broker_stepping_down_drops_its_queue_and_disconnects_every_worker() {
     told.sort();
     assert_eq!(told, ["w1", "w2"], "each in its own dialect: {out:?}");
     assert_eq!(out.len(), 2, "and nothing else: {out:?}");
-    let r = h.b.report();
+    let r = h.b().report();
     assert_eq!((r.requests_lost, r.disconnects), (2, 2));
     assert_eq!(
         h.count(|e| matches!(e, Event::RequestDropped { reason, .. } if reason == "stepped_down")),
         1
     );
-    assert_eq!(h.b.held_bytes, 0);
+    assert_eq!(h.held_bytes(), 0);
     // Nothing is left to dispatch: a worker registering again gets no old request.
     let out = h.recv("w3", ready(V1, "nobody"), 30);
     assert!(out.is_empty(), "{out:?}");
@@ -312,11 +326,11 @@ fn a_v1_round_trip_has_the_exact_frames() {
     let out = h.request("c1", V1, "echo", "hi", 1);
     assert_eq!(
         only(out, "w1"),
-        m(&[b"", b"MDPW01", &[0x02], b"c1", b"", b"hi"])
+        msg![b"", b"MDPW01", &[0x02], b"c1", b"", b"hi"]
     );
     let out = h.recv("w1", reply(V1, "c1", &["HI"], true), 2);
-    assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"echo", b"HI"]));
-    assert_eq!(h.b.report().replies, 1);
+    assert_eq!(only(out, "c1"), msg![b"", b"MDPC01", b"echo", b"HI"]);
+    assert_eq!(h.b().report().replies, 1);
 }
 
 #[test]
@@ -357,7 +371,7 @@ fn services_are_separate() {
     h.ready("w1", V1, "echo", 0);
     assert!(h.request("c1", V1, "upper", "x", 1).is_empty());
     h.ready("w2", V2, "upper", 2);
-    assert_eq!(h.b.report().dispatched, 1);
+    assert_eq!(h.b().report().dispatched, 1);
     assert_eq!(
         worker_request(only(h.request("c2", V1, "echo", "y", 3), "w1")).2,
         "y"
@@ -369,18 +383,18 @@ fn v2_client_gets_partials_then_final_from_a_v2_worker() {
     let mut h = H::new();
     h.ready("w1", V2, "stream", 0);
     let out = h.request("c1", V2, "stream", "go", 1);
-    assert_eq!(only(out, "w1"), m(&[b"MDPW02", &[0x02], b"c1", b"", b"go"]));
+    assert_eq!(only(out, "w1"), msg![b"MDPW02", &[0x02], b"c1", b"", b"go"]);
     let out = h.recv("w1", reply(V2, "c1", &["p1"], false), 2);
-    assert_eq!(only(out, "c1"), m(&[b"MDPC02", &[0x02], b"stream", b"p1"]));
+    assert_eq!(only(out, "c1"), msg![b"MDPC02", &[0x02], b"stream", b"p1"]);
     let out = h.recv("w1", reply(V2, "c1", &["p2", "p3"], false), 3);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"MDPC02", &[0x02], b"stream", b"p2", b"p3"])
+        msg![b"MDPC02", &[0x02], b"stream", b"p2", b"p3"]
     );
     let out = h.recv("w1", reply(V2, "c1", &["end"], true), 4);
-    assert_eq!(only(out, "c1"), m(&[b"MDPC02", &[0x03], b"stream", b"end"]));
-    assert_eq!(h.b.report().partials, 2);
-    assert_eq!(h.b.report().replies, 1);
+    assert_eq!(only(out, "c1"), msg![b"MDPC02", &[0x03], b"stream", b"end"]);
+    assert_eq!(h.b().report().partials, 2);
+    assert_eq!(h.b().report().replies, 1);
     // The worker is idle again after FINAL, not after a PARTIAL.
     assert_eq!(
         only(h.request("c2", V2, "stream", "again", 5), "w1").len(),
@@ -404,7 +418,7 @@ fn v1_worker_reply_to_v2_client_is_a_final() {
     let (version, ..) = worker_request(only(h.request("c1", V2, "echo", "x", 1), "w1"));
     assert_eq!(version, V1);
     let out = h.recv("w1", reply(V1, "c1", &["X"], true), 2);
-    assert_eq!(only(out, "c1"), m(&[b"MDPC02", &[0x03], b"echo", b"X"]));
+    assert_eq!(only(out, "c1"), msg![b"MDPC02", &[0x03], b"echo", b"X"]);
 }
 
 #[test]
@@ -414,7 +428,7 @@ fn v2_worker_final_to_v1_client_is_a_reply() {
     let (version, ..) = worker_request(only(h.request("c1", V1, "echo", "x", 1), "w1"));
     assert_eq!(version, V2);
     let out = h.recv("w1", reply(V2, "c1", &["X"], true), 2);
-    assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"echo", b"X"]));
+    assert_eq!(only(out, "c1"), msg![b"", b"MDPC01", b"echo", b"X"]);
 }
 
 #[test]
@@ -429,23 +443,23 @@ fn v2_partials_to_a_v1_client_are_held_and_sent_with_the_final() {
     let out = h.recv("w1", reply(V2, "c1", &["end"], true), 4);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"", b"MDPC01", b"stream", b"p1", b"p2", b"p3", b"end"])
+        msg![b"", b"MDPC01", b"stream", b"p1", b"p2", b"p3", b"end"]
     );
     // The held frames do not leak into the next request's reply.
     h.request("c2", V1, "stream", "go", 5);
     let out = h.recv("w1", reply(V2, "c2", &["only"], true), 6);
-    assert_eq!(only(out, "c2"), m(&[b"", b"MDPC01", b"stream", b"only"]));
+    assert_eq!(only(out, "c2"), msg![b"", b"MDPC01", b"stream", b"only"]);
 }
 
 #[test]
 fn v2_peers_may_send_a_leading_empty_frame_and_never_get_one() {
     let mut h = H::new();
-    let out = h.recv("w1", m(&[b"", b"MDPW02", &[0x01], b"echo"]), 0);
+    let out = h.recv("w1", msg![b"", b"MDPW02", &[0x01], b"echo"], 0);
     assert!(out.is_empty());
-    let out = h.recv("c1", m(&[b"", b"MDPC02", &[0x01], b"echo", b"x"]), 1);
-    assert_eq!(only(out, "w1"), m(&[b"MDPW02", &[0x02], b"c1", b"", b"x"]));
-    let out = h.recv("w1", m(&[b"", b"MDPW02", &[0x04], b"c1", b"", b"X"]), 2);
-    assert_eq!(only(out, "c1"), m(&[b"MDPC02", &[0x03], b"echo", b"X"]));
+    let out = h.recv("c1", msg![b"", b"MDPC02", &[0x01], b"echo", b"x"], 1);
+    assert_eq!(only(out, "w1"), msg![b"MDPW02", &[0x02], b"c1", b"", b"x"]);
+    let out = h.recv("w1", msg![b"", b"MDPW02", &[0x04], b"c1", b"", b"X"], 2);
+    assert_eq!(only(out, "c1"), msg![b"MDPC02", &[0x03], b"echo", b"X"]);
 }
 
 #[test]
@@ -454,13 +468,13 @@ fn heartbeats_and_disconnects_use_each_workers_dialect() {
     h.ready("w1", V1, "a", 0);
     h.ready("w2", V2, "a", 0);
     let out = h.tick(100);
-    assert_eq!(sent_to(&out, "w1"), vec![m(&[b"", b"MDPW01", &[0x04]])]);
-    assert_eq!(sent_to(&out, "w2"), vec![m(&[b"MDPW02", &[0x05]])]);
+    assert_eq!(sent_to(&out, "w1"), vec![msg![b"", b"MDPW01", &[0x04]]]);
+    assert_eq!(sent_to(&out, "w2"), vec![msg![b"MDPW02", &[0x05]]]);
     // A duplicate READY gets DISCONNECT in the worker's own dialect.
     let out = h.recv("w1", ready(V1, "a"), 110);
-    assert_eq!(only(out, "w1"), m(&[b"", b"MDPW01", &[0x05]]));
+    assert_eq!(only(out, "w1"), msg![b"", b"MDPW01", &[0x05]]);
     let out = h.recv("w2", ready(V2, "a"), 110);
-    assert_eq!(only(out, "w2"), m(&[b"MDPW02", &[0x06]]));
+    assert_eq!(only(out, "w2"), msg![b"MDPW02", &[0x06]]);
 }
 
 #[test]
@@ -470,22 +484,22 @@ fn mmi_service_answers_200_404_and_other_mmi_501() {
     let out = h.request("c1", V1, "mmi.service", "echo", 1);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"", b"MDPC01", b"mmi.service", b"200"])
+        msg![b"", b"MDPC01", b"mmi.service", b"200"]
     );
     let out = h.request("c1", V2, "mmi.service", "nope", 2);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"MDPC02", &[0x03], b"mmi.service", b"404"])
+        msg![b"MDPC02", &[0x03], b"mmi.service", b"404"]
     );
     let out = h.request("c1", V1, "mmi.whatever", "x", 3);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"", b"MDPC01", b"mmi.whatever", b"501"])
+        msg![b"", b"MDPC01", b"mmi.whatever", b"501"]
     );
-    assert_eq!(h.b.report().mmi, 3);
+    assert_eq!(h.b().report().mmi, 3);
     // Management requests are not queued, dispatched or counted as requests.
-    assert_eq!(h.b.report().requests, 0);
-    assert_eq!(h.b.report().dispatched, 0);
+    assert_eq!(h.b().report().requests, 0);
+    assert_eq!(h.b().report().dispatched, 0);
 }
 
 #[test]
@@ -494,7 +508,7 @@ fn mmi_service_is_404_for_a_known_service_without_workers() {
     // A queued request makes the broker know the service, but nobody serves it (trap 2).
     h.request("c1", V1, "echo", "x", 0);
     let out = h.request("c2", V1, "mmi.service", "echo", 1);
-    assert_eq!(client_reply(only(out, "c2")).body, m(&[b"404"]));
+    assert_eq!(client_reply(only(out, "c2")).body, msg![b"404"]);
 }
 
 #[test]
@@ -556,8 +570,8 @@ fn a_worker_registering_an_mmi_service_is_disconnected() {
     let mut h = H::new();
     let out = h.recv("w1", ready(V1, "mmi.service"), 0);
     assert!(is_disconnect(&only(out, "w1")));
-    assert_eq!(h.b.report().workers_seen, 0);
-    assert_eq!(h.b.report().disconnects, 1);
+    assert_eq!(h.b().report().workers_seen, 0);
+    assert_eq!(h.b().report().disconnects, 1);
     // Its later heartbeat is from an unregistered worker.
     assert!(is_disconnect(&only(h.recv("w1", heartbeat(V1), 1), "w1")));
     // mmi.* requests are still answered by the broker, never sent to a worker.
@@ -603,7 +617,7 @@ fn a_duplicate_ready_from_a_busy_worker_drops_its_request() {
         h.recv("w1", ready(V1, "echo"), 2),
         "w1"
     )));
-    let v = h.b.status();
+    let v = h.b().status();
     assert_eq!(v["requests_lost"], 1);
     assert_eq!(
         h.count(|e| matches!(e, Event::RequestDropped { reason, .. } if reason == "worker_lost")),
@@ -624,7 +638,7 @@ fn commands_from_unregistered_workers_get_disconnect() {
             V2,
             WorkerCommand::Request {
                 client: b"c1".to_vec(),
-                body: m(&[b"x"]),
+                body: msg![b"x"],
             },
         ),
     ];
@@ -639,8 +653,8 @@ fn commands_from_unregistered_workers_get_disconnect() {
         );
     }
     // Nothing is delivered to the client named in a stray reply.
-    assert_eq!(h.b.report().replies, 0);
-    assert_eq!(h.b.report().disconnects, 6);
+    assert_eq!(h.b().report().replies, 0);
+    assert_eq!(h.b().report().disconnects, 6);
     // A DISCONNECT from a stranger gets nothing back.
     assert!(h
         .recv("ghost", worker_cmd(V1, WorkerCommand::Disconnect), 10)
@@ -655,7 +669,7 @@ fn a_request_command_from_a_registered_worker_is_a_protocol_error() {
         V2,
         WorkerCommand::Request {
             client: b"c".to_vec(),
-            body: m(&[b"x"]),
+            body: msg![b"x"],
         },
     );
     assert!(is_disconnect(&only(h.recv("w1", msg, 1), "w1")));
@@ -676,8 +690,8 @@ fn a_reply_from_an_idle_worker_or_for_another_client_disconnects_it() {
         is_disconnect(&only(out, "w2")),
         "nothing sent to the intruder"
     );
-    assert_eq!(h.b.status()["requests_lost"], 1);
-    assert_eq!(h.b.report().replies, 0);
+    assert_eq!(h.b().status()["requests_lost"], 1);
+    assert_eq!(h.b().report().replies, 0);
 }
 
 #[test]
@@ -686,7 +700,7 @@ fn a_worker_disconnect_forgets_it_and_it_is_sent_nothing() {
     h.ready("w1", V2, "echo", 0);
     let out = h.recv("w1", worker_cmd(V2, WorkerCommand::Disconnect), 1);
     assert!(out.is_empty());
-    assert_eq!(h.b.report().disconnects, 1);
+    assert_eq!(h.b().report().disconnects, 1);
     assert!(h.events().iter().any(|e| matches!(
         e,
         Event::WorkerDisconnected { worker, reason } if worker == "w1" && reason.contains("DISCONNECT")
@@ -724,8 +738,8 @@ fn without_a_busy_timeout_a_heartbeating_busy_worker_is_kept_however_long() {
     h.ready("w1", V1, "echo", 0);
     only(h.request("c1", V1, "echo", "x", 1), "w1");
     assert!(heartbeating(&mut h, "w1", V1, 100, 5000).is_empty());
-    assert_eq!(h.b.report().workers_stuck, 0);
-    assert_eq!(h.b.report().requests_lost, 0);
+    assert_eq!(h.b().report().workers_stuck, 0);
+    assert_eq!(h.b().report().requests_lost, 0);
 }
 
 #[test]
@@ -738,7 +752,7 @@ fn a_worker_busy_past_the_busy_timeout_is_disconnected_and_may_register_again() 
     let sent = heartbeating(&mut h, "w1", V1, 500, 600);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(is_disconnect(&sent[0]));
-    let r = h.b.report();
+    let r = h.b().report();
     assert_eq!((r.workers_stuck, r.requests_lost, r.disconnects), (1, 1, 1));
     assert!(h.events().iter().any(|e| matches!(
         e,
@@ -762,7 +776,7 @@ fn a_partial_is_progress_that_restarts_the_busy_timeout() {
     assert!(heartbeating(&mut h, "w1", V2, 400, 900).is_empty());
     let sent = heartbeating(&mut h, "w1", V2, 900, 1000);
     assert!(sent.iter().any(is_disconnect), "{sent:?}");
-    assert_eq!(h.b.report().workers_stuck, 1);
+    assert_eq!(h.b().report().workers_stuck, 1);
 }
 
 #[test]
@@ -775,8 +789,8 @@ fn a_worker_that_replies_in_time_is_never_stuck() {
         assert!(heartbeating(&mut h, "w1", V1, t + 100, t + 400).is_empty());
         h.recv("w1", reply(V1, "c1", &["x"], true), t + 399);
     }
-    assert_eq!(h.b.report().workers_stuck, 0);
-    assert_eq!(h.b.report().replies, 10);
+    assert_eq!(h.b().report().workers_stuck, 0);
+    assert_eq!(h.b().report().replies, 10);
 }
 
 #[test]
@@ -797,7 +811,7 @@ fn a_silent_idle_worker_expires() {
     h.ready("w1", V1, "echo", 0);
     assert_eq!(h.tick(299).len(), 1, "alive: heartbeated");
     assert!(h.tick(300).is_empty(), "expired: not heartbeated");
-    assert_eq!(h.b.report().workers_expired, 1);
+    assert_eq!(h.b().report().workers_expired, 1);
     assert!(h.events().iter().any(|e| matches!(
         e,
         Event::WorkerExpired { worker, busy: false } if worker == "w1"
@@ -815,7 +829,7 @@ fn any_message_keeps_a_worker_alive() {
     h.recv("w1", reply(V1, "c1", &["x"], true), 700);
     assert_eq!(h.tick(999).len(), 1);
     assert!(h.tick(1000).is_empty());
-    assert_eq!(h.b.report().workers_expired, 1);
+    assert_eq!(h.b().report().workers_expired, 1);
 }
 
 #[test]
@@ -827,14 +841,14 @@ fn a_busy_worker_that_dies_is_expired_and_its_request_dropped() {
     // w2 (idle) keeps beating, w1 (busy) goes silent.
     h.recv("w2", heartbeat(V1), 200);
     h.tick(300);
-    assert_eq!(h.b.report().workers_expired, 1);
+    assert_eq!(h.b().report().workers_expired, 1);
     assert!(h.events().iter().any(|e| matches!(
         e,
         Event::WorkerExpired { worker, busy: true } if worker == "w1"
     )));
-    assert_eq!(h.b.status()["requests_lost"], 1);
+    assert_eq!(h.b().status()["requests_lost"], 1);
     // Not re-queued: at most once per attempt. w2 stays idle until the client retries.
-    let v = h.b.status();
+    let v = h.b().status();
     assert_eq!(
         v["services"]["echo"],
         json!({"workers": 1, "idle": 1, "queued": 0})
@@ -871,7 +885,7 @@ fn a_dead_idle_worker_is_not_given_a_request_before_the_tick() {
     // "old" is first in the LRU queue but silent past its expiry.
     let out = h.request("c1", V1, "echo", "x", 350);
     assert_eq!(worker_request(only(out, "new")).2, "x");
-    assert_eq!(h.b.report().workers_expired, 1);
+    assert_eq!(h.b().report().workers_expired, 1);
     // Only "new" is heartbeated now.
     let out = h.tick(400);
     assert_eq!(out.len(), 1);
@@ -887,7 +901,7 @@ fn a_worker_registered_again_is_in_the_idle_queue_once() {
     // The first registration's entry is stale: only one request goes to w1.
     assert_eq!(only(h.request("c1", V1, "echo", "a", 3), "w1").len(), 6);
     assert!(h.request("c2", V1, "echo", "b", 4).is_empty());
-    let v = h.b.status();
+    let v = h.b().status();
     assert_eq!(
         v["services"]["echo"],
         json!({"workers": 1, "idle": 0, "queued": 1})
@@ -903,10 +917,10 @@ fn stale_idle_entries_are_compacted_on_the_tick() {
         h.recv(&w, worker_cmd(V1, WorkerCommand::Disconnect), 1);
     }
     h.ready("live", V1, "echo", 2);
-    assert_eq!(h.b.services[&b"echo"[..]].idle.len(), 6);
+    assert_eq!(h.b().services[&b"echo"[..]].idle_entries(), 6);
     h.tick(100);
-    assert_eq!(h.b.services[&b"echo"[..]].idle.len(), 1);
-    assert_eq!(h.b.services[&b"echo"[..]].stale, 0);
+    assert_eq!(h.b().services[&b"echo"[..]].idle_entries(), 1);
+    assert_eq!(h.b().services[&b"echo"[..]].stale_entries(), 0);
     assert_eq!(only(h.request("c", V1, "echo", "x", 101), "live").len(), 6);
 }
 
@@ -916,9 +930,9 @@ fn queued_requests_expire_after_the_ttl() {
     h.request("c1", V1, "echo", "old", 0);
     h.request("c2", V1, "echo", "new", 500);
     h.tick(999);
-    assert_eq!(h.b.report().requests_expired, 0);
+    assert_eq!(h.b().report().requests_expired, 0);
     h.tick(1000);
-    assert_eq!(h.b.report().requests_expired, 1);
+    assert_eq!(h.b().report().requests_expired, 1);
     assert!(h.events().iter().any(|e| matches!(
         e,
         Event::RequestDropped { service, reason } if service == "echo" && reason == "ttl"
@@ -933,13 +947,13 @@ fn empty_services_are_forgotten() {
     let mut h = H::new();
     h.request("c1", V1, "nobody", "x", 0);
     h.tick(100);
-    assert!(h.b.status()["services"]["nobody"].is_object());
+    assert!(h.b().status()["services"]["nobody"].is_object());
     h.tick(1000);
-    assert_eq!(h.b.status()["services"], json!({}));
+    assert_eq!(h.b().status()["services"], json!({}));
     h.ready("w1", V1, "echo", 1001);
     h.recv("w1", worker_cmd(V1, WorkerCommand::Disconnect), 1002);
     h.tick(1100);
-    assert_eq!(h.b.status()["services"], json!({}));
+    assert_eq!(h.b().status()["services"], json!({}));
 }
 
 #[test]
@@ -951,8 +965,8 @@ fn a_full_queue_refuses_the_newest_request() {
         h.request("c3", V1, "echo", "c", 2).is_empty(),
         "nothing sent to c3"
     );
-    assert_eq!(h.b.report().requests_rejected, 1);
-    assert_eq!(h.b.report().requests, 2);
+    assert_eq!(h.b().report().requests_rejected, 1);
+    assert_eq!(h.b().report().requests, 2);
     assert!(h.events().iter().any(|e| matches!(
         e,
         Event::RequestDropped { service, reason } if service == "echo" && reason == "queue_full"
@@ -963,7 +977,7 @@ fn a_full_queue_refuses_the_newest_request() {
     assert_eq!(worker_request(sent_to(&out, "w1").remove(0)).2, "b");
     // Other services have their own bound.
     assert!(h.request("c4", V1, "other", "d", 5).is_empty());
-    assert_eq!(h.b.report().requests_rejected, 1);
+    assert_eq!(h.b().report().requests_rejected, 1);
 }
 
 #[test]
@@ -973,10 +987,10 @@ fn max_queue_zero_serves_only_when_a_worker_is_idle() {
         ..config()
     });
     assert!(h.request("c1", V1, "echo", "a", 0).is_empty());
-    assert_eq!(h.b.report().requests_rejected, 1);
+    assert_eq!(h.b().report().requests_rejected, 1);
     h.ready("w1", V1, "echo", 1);
     assert_eq!(only(h.request("c2", V1, "echo", "b", 2), "w1").len(), 6);
-    assert_eq!(h.b.report().requests, 1);
+    assert_eq!(h.b().report().requests, 1);
 }
 
 #[test]
@@ -1000,14 +1014,17 @@ fn malformed_messages_are_counted_and_dropped() {
         &[b"MDPW02", &[0x04], b"", b"", b"x"],   // FINAL with empty address
     ];
     for frames in bad {
-        assert!(h.recv("peer", m(frames), 1).is_empty(), "{frames:?}");
+        assert!(
+            h.recv("peer", testkit::frames(frames), 1).is_empty(),
+            "{frames:?}"
+        );
     }
     // With no identity frame at all.
-    assert!(h.b.receive(Message::new(), h.at(1), &mut h.ev).is_empty());
+    assert!(h.rig.message(ROUTER, Message::new(), h.at(1)).is_empty());
     // An unknown header after a REQ delimiter: counted too, and answered (not_mdp).
-    let out = h.recv("peer", m(&[b"", b"MDPX01", b"echo", b"x"]), 1);
-    assert_eq!(only(out, "peer"), m(&[b"", b"MDPC01", b"", NOT_MDP]));
-    assert_eq!(h.b.report().invalid, bad.len() as u64 + 2);
+    let out = h.recv("peer", msg![b"", b"MDPX01", b"echo", b"x"], 1);
+    assert_eq!(only(out, "peer"), msg![b"", b"MDPC01", b"", NOT_MDP]);
+    assert_eq!(h.b().report().invalid, bad.len() as u64 + 2);
     assert_eq!(
         h.count(|e| matches!(e, Event::Invalid { socket, .. } if socket == "broker")),
         bad.len() + 2
@@ -1057,7 +1074,7 @@ fn random_input_never_panics() {
             h.tick(i);
         }
     }
-    let r = h.b.report();
+    let r = h.b().report();
     assert!(
         r.invalid > 0 && r.workers_seen > 0 && r.requests > 0,
         "{r:?}"
@@ -1075,7 +1092,7 @@ fn only_client_messages_are_votes() {
     let mut worker = ready(V2, "echo");
     worker.push_front(b"w".to_vec());
     assert!(!is_client_message(&worker));
-    assert!(!is_client_message(&m(&[b"junk"])));
+    assert!(!is_client_message(&msg![b"junk"]));
     // A client with a request id, or behind a proxy, votes too.
     let mut with_id = with_envelope(&[b"hop", b"rid"], request(V1, "echo", &["x"]));
     with_id.push_front(b"c".to_vec());
@@ -1101,7 +1118,7 @@ fn handle_of(msg: Message) -> Frame {
 }
 
 fn raw_reply(version: Version, handle: &[u8], body: &str) -> Message {
-    let body = m(&[body.as_bytes()]);
+    let body = msg![body.as_bytes()];
     let client = handle.to_vec();
     worker_cmd(
         version,
@@ -1121,14 +1138,14 @@ fn a_worker_sees_a_fresh_handle_per_request_never_the_client_identity() {
     assert_eq!(first.len(), 16);
     assert!(first.iter().all(u8::is_ascii_hexdigit), "printable");
     let out = h.raw("w1", raw_reply(V1, &first, "A"), 2);
-    assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"echo", b"A"]));
+    assert_eq!(only(out, "c1"), msg![b"", b"MDPC01", b"echo", b"A"]);
     let second = handle_of(only(h.raw("c1", request(V1, "echo", &["b"]), 3), "w1"));
     assert_ne!(first, second, "one handle per dispatch");
     // A stale copy of its previous reply, while it holds the next request: refused, and
     // the client gets nothing for it.
     let out = h.raw("w1", raw_reply(V1, &first, "A"), 4);
     assert!(is_disconnect(&only(out, "w1")));
-    assert_eq!(h.b.report().replies, 1);
+    assert_eq!(h.b().report().replies, 1);
 }
 
 #[test]
@@ -1143,7 +1160,7 @@ fn a_worker_that_replies_twice_is_disconnected_and_the_client_gets_one_reply() {
         );
         let out = h.raw("w1", raw_reply(version, &handle, "A"), 3);
         assert!(is_disconnect(&only(out, "w1")), "{version:?}");
-        assert_eq!(h.b.report().replies, 1);
+        assert_eq!(h.b().report().replies, 1);
     }
 }
 
@@ -1158,7 +1175,7 @@ fn a_worker_cannot_answer_with_the_handle_another_worker_holds() {
     let out = h.raw("w2", raw_reply(V2, &h1, "FORGED"), 3);
     assert!(is_disconnect(&only(out, "w2")), "nothing reaches c1");
     let out = h.raw("w1", raw_reply(V1, &h1, "A"), 4);
-    assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"echo", b"A"]));
+    assert_eq!(only(out, "c1"), msg![b"", b"MDPC01", b"echo", b"A"]);
 }
 
 #[test]
@@ -1174,15 +1191,15 @@ fn client_envelopes_come_back_whole_in_any_order_in_both_versions() {
     let out = h.raw("w2", raw_reply(V2, &hb, "B"), 3);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"hop", b"rid-b", b"", b"MDPC02", &[3], b"echo", b"B"])
+        msg![b"hop", b"rid-b", b"", b"MDPC02", &[3], b"echo", b"B"]
     );
     let out = h.raw("w1", raw_reply(V1, &ha, "A"), 4);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"rid-a", b"", b"MDPC01", b"echo", b"A"])
+        msg![b"rid-a", b"", b"MDPC01", b"echo", b"A"]
     );
-    assert_eq!(h.b.report().replies, 2);
-    assert_eq!(h.b.report().invalid, 0);
+    assert_eq!(h.b().report().replies, 2);
+    assert_eq!(h.b().report().invalid, 0);
 }
 
 #[test]
@@ -1195,18 +1212,18 @@ fn partials_to_a_client_with_an_envelope_carry_it_each_time() {
         V2,
         WorkerCommand::Partial {
             client: handle.clone(),
-            body: m(&[b"p"]),
+            body: msg![b"p"],
         },
     );
     let out = h.raw("w1", partial, 2);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"rid", b"", b"MDPC02", &[2], b"s", b"p"])
+        msg![b"rid", b"", b"MDPC02", &[2], b"s", b"p"]
     );
     let out = h.raw("w1", raw_reply(V2, &handle, "end"), 3);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"rid", b"", b"MDPC02", &[3], b"s", b"end"])
+        msg![b"rid", b"", b"MDPC02", &[3], b"s", b"end"]
     );
 }
 
@@ -1220,7 +1237,7 @@ fn a_standard_v2_client_behind_a_proxy_is_answered_through_it() {
     let out = h.raw("w1", raw_reply(V2, &handle, "X"), 2);
     assert_eq!(
         only(out, "proxy"),
-        m(&[b"hop", b"MDPC02", &[3], b"echo", b"X"])
+        msg![b"hop", b"MDPC02", &[3], b"echo", b"X"]
     );
 }
 
@@ -1230,13 +1247,13 @@ fn mmi_correlate_says_200_with_or_without_an_envelope() {
     let out = h.raw("c1", request(V1, "mmi.correlate", &["1"]), 0);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"", b"MDPC01", b"mmi.correlate", b"200"])
+        msg![b"", b"MDPC01", b"mmi.correlate", b"200"]
     );
     let asked = with_envelope(&[b"rid"], request(V2, "mmi.correlate", &["1"]));
     let out = h.raw("c1", asked, 1);
     assert_eq!(
         only(out, "c1"),
-        m(&[b"rid", b"", b"MDPC02", &[3], b"mmi.correlate", b"200"])
+        msg![b"rid", b"", b"MDPC02", &[3], b"mmi.correlate", b"200"]
     );
 }
 
@@ -1244,20 +1261,20 @@ fn mmi_correlate_says_200_with_or_without_an_envelope() {
 fn a_request_without_a_majordomo_header_is_answered_so_and_counted() {
     let mut h = H::new();
     // A Lazy Pirate client's REQ: [""]["hello"]; and one behind a proxy hop.
-    let out = h.raw("c1", m(&[b"", b"hello"]), 0);
-    assert_eq!(only(out, "c1"), m(&[b"", b"MDPC01", b"", NOT_MDP]));
-    let out = h.raw("c1", m(&[b"hop", b"", b"a", b"b"]), 0);
-    assert_eq!(only(out, "c1"), m(&[b"hop", b"", b"MDPC01", b"", NOT_MDP]));
-    assert_eq!(h.b.report().invalid, 2);
+    let out = h.raw("c1", msg![b"", b"hello"], 0);
+    assert_eq!(only(out, "c1"), msg![b"", b"MDPC01", b"", NOT_MDP]);
+    let out = h.raw("c1", msg![b"hop", b"", b"a", b"b"], 0);
+    assert_eq!(only(out, "c1"), msg![b"hop", b"", b"MDPC01", b"", NOT_MDP]);
+    assert_eq!(h.b().report().invalid, 2);
 }
 
 #[test]
 fn a_worker_message_behind_an_envelope_is_invalid() {
     let mut h = H::new();
-    let msg = m(&[b"hop", b"", b"MDPW01", &[0x01], b"echo"]);
+    let msg = msg![b"hop", b"", b"MDPW01", &[0x01], b"echo"];
     assert!(h.raw("w1", msg, 0).is_empty());
-    assert_eq!(h.b.report().invalid, 1);
-    assert_eq!(h.b.report().workers_seen, 0);
+    assert_eq!(h.b().report().invalid, 1);
+    assert_eq!(h.b().report().workers_seen, 0);
 }
 
 /// A DEALER peer on the process's context (the reactor's), so inproc endpoints meet.
@@ -1372,7 +1389,7 @@ fn serves_over_a_real_socket_until_stopped() {
     send_to(&worker, reply(V2, &addr, &["HELLO"], true));
     assert_eq!(
         recv_within(&client, 2000),
-        Some(m(&[b"", b"MDPC01", b"echo", b"HELLO"])),
+        Some(msg![b"", b"MDPC01", b"echo", b"HELLO"]),
         "no reply"
     );
 
@@ -1391,7 +1408,7 @@ fn serves_over_a_real_socket_until_stopped() {
 
 #[test]
 fn as_a_machine_it_binds_one_router_says_so_and_keeps_the_heartbeat_deadline() {
-    let mut b = Broker::new(&config());
+    let b = Broker::new(&config());
     match &b.sockets()[..] {
         [spec] => {
             assert_eq!(
@@ -1403,54 +1420,55 @@ fn as_a_machine_it_binds_one_router_says_so_and_keeps_the_heartbeat_deadline() {
         other => panic!("{other:?}"),
     }
     assert_eq!(b.next_deadline(), None, "no deadline before start");
-    let (t0, mut out, mut seen) = (Instant::now(), Outbox::default(), Vec::new());
-    b.start(t0, &mut out, &mut Events::new(false, |e| seen.push(e)));
-    assert!(out.is_empty());
+    let mut rig = Rig::quiet(b);
+    let t0 = rig.t0;
+    assert!(rig.start(t0).is_empty());
+    let seen = rig.take_events();
     assert!(matches!(&seen[..], [Event::Started { role, seed: None, .. }] if role == "broker"));
-    assert_eq!(b.next_deadline(), Some(t0 + Duration::from_millis(100)));
+    assert_eq!(rig.m.next_deadline(), Some(t0 + Duration::from_millis(100)));
 }
 
 #[test]
 fn as_a_machine_its_ticks_before_the_deadline_send_nothing() {
-    let mut b = Broker::new(&config());
-    let (t0, mut out, mut ev) = (Instant::now(), Outbox::default(), Events::discard());
-    b.start(t0, &mut out, &mut ev);
+    let mut rig = Rig::quiet(Broker::new(&config()));
+    let t0 = rig.t0;
+    rig.start(t0);
     let msg = with_identity("w1", ready(V1, "echo"));
-    b.handle(Input::Message { slot: ROUTER, msg }, t0, &mut out, &mut ev);
-    assert!(out.take().is_empty(), "READY is not answered");
+    assert!(
+        rig.message(ROUTER, msg, t0).is_empty(),
+        "READY is not answered"
+    );
     // The reactor may tick after any batch: early ticks are no-ops.
-    b.tick(t0 + Duration::from_millis(99), &mut out, &mut ev);
-    assert!(out.take().is_empty());
-    b.tick(t0 + Duration::from_millis(100), &mut out, &mut ev);
+    assert!(rig.tick(rig.at(99)).is_empty());
     assert_eq!(
-        out.take(),
+        rig.tick(rig.at(100)),
         [reactor::Output::Send {
             slot: ROUTER,
             msg: with_identity("w1", heartbeat(V1)),
         }]
     );
-    assert_eq!(b.next_deadline(), Some(t0 + Duration::from_millis(200)));
+    assert_eq!(rig.m.next_deadline(), Some(t0 + Duration::from_millis(200)));
 }
 
 #[test]
 fn as_a_machine_a_drained_batch_is_answered_in_order_behind_each_identity() {
     // The reactor hands over up to BATCH messages per wake-up before it sends anything:
     // every answer of the batch is in the outbox, in order, each behind its identity.
-    let mut b = Broker::new(&BrokerConfig {
+    let mut rig = Rig::quiet(Broker::new(&BrokerConfig {
         max_queue: 1000,
         ..config()
-    });
-    let (t0, mut out, mut ev) = (Instant::now(), Outbox::default(), Events::discard());
-    b.start(t0, &mut out, &mut ev);
+    }));
+    let t0 = rig.t0;
+    rig.start(t0);
+    let mut sent = Vec::new();
     for w in 0..3 {
         let msg = with_identity(&format!("w{w}"), ready(V2, "echo"));
-        b.handle(Input::Message { slot: ROUTER, msg }, t0, &mut out, &mut ev);
+        sent.extend(rig.message(ROUTER, msg, t0));
     }
     for i in 0..reactor::BATCH {
         let msg = with_identity(&format!("c{i}"), request(V1, "echo", &[&i.to_string()]));
-        b.handle(Input::Message { slot: ROUTER, msg }, t0, &mut out, &mut ev);
+        sent.extend(rig.message(ROUTER, msg, t0));
     }
-    let sent = out.take();
     let to: Vec<Vec<u8>> = sent
         .iter()
         .map(|o| match o {
@@ -1461,8 +1479,8 @@ fn as_a_machine_a_drained_batch_is_answered_in_order_behind_each_identity() {
     // Three idle workers get the first three requests, least recently used first; the
     // rest wait in the queue.
     assert_eq!(to, [b"w0".to_vec(), b"w1".to_vec(), b"w2".to_vec()]);
-    assert_eq!(b.report().requests, reactor::BATCH as u64);
-    assert_eq!(b.report().dispatched, 3);
+    assert_eq!(rig.m.report().requests, reactor::BATCH as u64);
+    assert_eq!(rig.m.report().dispatched, 3);
 }
 
 #[test]
@@ -1508,12 +1526,12 @@ fn a_service_queue_is_bounded_in_bytes() {
     assert!(h.request("c2", V1, "echo", "abcdef", 1).is_empty());
     assert!(h.request("c3", V1, "echo", "wxyz", 2).is_empty());
     assert_eq!(dropped(&h, "queue_bytes"), 1);
-    assert_eq!(h.b.report().requests_rejected, 1);
-    assert_eq!(h.b.held_bytes, cost("123456") + cost("wxyz"));
+    assert_eq!(h.b().report().requests_rejected, 1);
+    assert_eq!(h.held_bytes(), cost("123456") + cost("wxyz"));
     // The queue drains in order, and its bytes with it.
     h.ready("w1", V1, "echo", 3);
     h.recv("w1", reply(V1, "c1", &["x"], true), 4);
-    assert_eq!(h.b.held_bytes, 0, "both requests dispatched");
+    assert_eq!(h.held_bytes(), 0, "both requests dispatched");
 }
 
 #[test]
@@ -1524,7 +1542,7 @@ fn empty_requests_are_bounded_in_bytes_too() {
         assert!(h.request(client, V1, "echo", "", i as u64).is_empty());
     }
     assert_eq!(dropped(&h, "queue_bytes"), 1);
-    assert_eq!(h.b.held_bytes, 3 * cost(""));
+    assert_eq!(h.held_bytes(), 3 * cost(""));
 }
 
 #[test]
@@ -1535,7 +1553,7 @@ fn the_broker_total_is_bounded_across_services() {
     assert_eq!(dropped(&h, "broker_bytes"), 1);
     // Expiry gives the bytes back.
     h.tick(1500);
-    assert_eq!(h.b.held_bytes, 0);
+    assert_eq!(h.held_bytes(), 0);
     assert!(h.request("c3", V1, "b", "123456", 1501).is_empty());
     assert_eq!(dropped(&h, "broker_bytes"), 1);
 }
@@ -1548,28 +1566,28 @@ fn partials_held_for_a_v1_client_are_bounded_and_the_worker_serves_on() {
     assert!(h
         .recv("w1", reply(V2, "c1", &["123456"], false), 2)
         .is_empty());
-    assert_eq!(h.b.held_bytes, 6);
+    assert_eq!(h.held_bytes(), 6);
     // 12 > 10: the reply is dropped, and so is the rest of it.
     assert!(h
         .recv("w1", reply(V2, "c1", &["abcdef"], false), 3)
         .is_empty());
-    assert_eq!(h.b.held_bytes, 0);
+    assert_eq!(h.held_bytes(), 0);
     assert!(h
         .recv("w1", reply(V2, "c1", &["more"], false), 4)
         .is_empty());
-    assert_eq!(h.b.held_bytes, 0);
+    assert_eq!(h.held_bytes(), 0);
     assert!(
         h.recv("w1", reply(V2, "c1", &["end"], true), 5).is_empty(),
         "nothing to c1"
     );
     assert_eq!(dropped(&h, "reply_too_big"), 1);
-    assert_eq!(h.b.report().requests_lost, 1);
+    assert_eq!(h.b().report().requests_lost, 1);
     // Idle again: the next request gets through, whole.
     only(h.request("c2", V1, "lines", "y", 6), "w1");
     h.recv("w1", reply(V2, "c2", &["1"], false), 7);
     let out = h.recv("w1", reply(V2, "c2", &["2"], true), 8);
     assert_eq!(client_reply(only(out, "c2")).body.text(), "1\n2");
-    assert_eq!(h.b.held_bytes, 0);
+    assert_eq!(h.held_bytes(), 0);
 }
 
 #[test]
@@ -1578,9 +1596,9 @@ fn held_partials_are_released_when_their_worker_is_lost() {
     h.ready("w1", V2, "lines", 0);
     only(h.request("c1", V1, "lines", "x", 1), "w1");
     h.recv("w1", reply(V2, "c1", &["123456"], false), 2);
-    assert_eq!(h.b.held_bytes, 6);
+    assert_eq!(h.held_bytes(), 6);
     h.recv("w1", worker_cmd(V2, WorkerCommand::Disconnect), 3);
-    assert_eq!(h.b.held_bytes, 0);
+    assert_eq!(h.held_bytes(), 0);
 }
 
 #[test]
@@ -1600,7 +1618,7 @@ fn partials_cannot_hold_a_request_past_the_grace_of_the_busy_timeout() {
     }
     let at = stuck_at.expect("a trickle of PARTIALs held the request forever");
     assert!(at >= limit && at < limit + 300, "{at}");
-    assert_eq!(h.b.report().workers_stuck, 1);
+    assert_eq!(h.b().report().workers_stuck, 1);
 }
 
 #[test]
@@ -1608,12 +1626,12 @@ fn service_names_over_255_bytes_are_invalid() {
     let mut h = H::new();
     let long = "s".repeat(MAX_SERVICE_NAME + 1);
     assert!(h.request("c1", V1, &long, "x", 0).is_empty());
-    assert_eq!(h.b.report().invalid, 1);
-    assert_eq!(h.b.report().requests, 0);
+    assert_eq!(h.b().report().invalid, 1);
+    assert_eq!(h.b().report().requests, 0);
     let out = h.recv("w1", ready(V1, &long), 1);
     assert!(is_disconnect(&only(out, "w1")));
-    assert_eq!(h.b.report().invalid, 2);
-    assert!(h.b.status()["services"].as_object().unwrap().is_empty());
+    assert_eq!(h.b().report().invalid, 2);
+    assert!(h.b().status()["services"].as_object().unwrap().is_empty());
     // 255 bytes is still a name.
     let longest = "s".repeat(MAX_SERVICE_NAME);
     h.ready("w2", V1, &longest, 2);
@@ -1676,28 +1694,28 @@ fn a_credited_worker_holds_that_many_requests_and_replies_in_any_order() {
         let out = h.raw(client, request(V1, "echo", &[&format!("r{i}")]), 1);
         handles.push(handle_of(only(out, "w1")));
     }
-    assert_eq!(h.b.status()["services"]["echo"]["idle"], 0);
+    assert_eq!(h.b().status()["services"]["echo"]["idle"], 0);
     // A fourth waits: the credit is used up.
     assert!(h.raw("c3", request(V1, "echo", &["r3"]), 2).is_empty());
-    assert_eq!(h.b.status()["services"]["echo"]["queued"], 1);
+    assert_eq!(h.b().status()["services"]["echo"]["queued"], 1);
     // The second answers first: its client gets it, and the queued request takes the
     // freed credit on the same worker.
     let out = h.raw("w1", raw_reply(V1, &handles[1], "a1"), 3);
     assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(out[0].0, b"c1");
-    assert_eq!(client_reply(out[0].1.clone()).body, m(&[b"a1"]));
+    assert_eq!(client_reply(out[0].1.clone()).body, msg![b"a1"]);
     assert_eq!(out[1].0, b"w1");
     handles.push(handle_of(out[1].1.clone()));
     for (i, client) in [(0, "c0"), (2, "c2"), (3, "c3")] {
         let out = h.raw("w1", raw_reply(V1, &handles[i], "a"), 4);
-        assert_eq!(only(out, client), m(&[b"", b"MDPC01", b"echo", b"a"]));
+        assert_eq!(only(out, client), msg![b"", b"MDPC01", b"echo", b"a"]);
     }
     assert_eq!(
-        h.b.status()["services"]["echo"]["idle"],
+        h.b().status()["services"]["echo"]["idle"],
         3,
         "all credit free"
     );
-    assert_eq!((h.b.report().dispatched, h.b.report().replies), (4, 4));
+    assert_eq!((h.b().report().dispatched, h.b().report().replies), (4, 4));
     // A handle answered already is not held any more: DISCONNECT.
     let out = h.raw("w1", raw_reply(V1, &handles[0], "again"), 5);
     assert!(is_disconnect(&only(out, "w1")));
@@ -1716,16 +1734,16 @@ fn a_credited_worker_that_dies_loses_every_request_it_held_and_gets_none_after()
     // Silent past liveness × interval: expired, both requests lost, its two free
     // credits stale.
     h.tick(400);
-    assert_eq!(h.b.report().workers_expired, 1);
-    assert_eq!(h.b.report().requests_lost, 2);
+    assert_eq!(h.b().report().workers_expired, 1);
+    assert_eq!(h.b().report().requests_lost, 2);
     let lost =
         h.count(|e| matches!(e, Event::RequestDropped { reason, .. } if reason == "worker_lost"));
     assert_eq!(lost, 2, "one event per request");
     assert!(h.raw("c2", request(V2, "echo", &["x"]), 401).is_empty());
-    assert_eq!(h.b.status()["services"]["echo"]["idle"], 0);
+    assert_eq!(h.b().status()["services"]["echo"]["idle"], 0);
     // A plain worker registering now gets the queued request.
     h.ready("w2", V2, "echo", 402);
-    assert_eq!(h.b.report().dispatched, 3);
+    assert_eq!(h.b().report().dispatched, 3);
 }
 
 #[test]
@@ -1747,8 +1765,8 @@ fn a_busy_timeout_on_one_of_its_requests_disconnects_the_credited_worker() {
     h.raw("w1", heartbeat(V1), 600);
     let out = h.tick(600);
     assert!(out.iter().any(|(id, m)| id == b"w1" && is_disconnect(m)));
-    assert_eq!(h.b.report().workers_stuck, 1);
-    assert_eq!(h.b.report().requests_lost, 1, "only the one it held");
+    assert_eq!(h.b().report().workers_stuck, 1);
+    assert_eq!(h.b().report().requests_lost, 1, "only the one it held");
 }
 
 #[test]
@@ -1761,7 +1779,7 @@ fn a_credit_grant_from_a_worker_is_a_protocol_error() {
         1,
     );
     assert!(is_disconnect(&only(out, "w1")));
-    assert!(h.b.workers.is_empty());
+    assert!(h.b().workers.is_empty());
 }
 
 #[test]
@@ -1796,8 +1814,11 @@ fn a_worker_asking_for_the_most_credit_takes_one_idle_entry_not_one_per_credit()
             0,
         );
     }
-    let svc = &h.b.services[b"echo".as_slice()];
-    assert_eq!(svc.idle.len(), 1000);
-    assert_eq!(svc.idle_count, 1000 * MAX_CREDIT as usize);
-    assert_eq!(h.b.status()["services"]["echo"]["idle"], 1000 * MAX_CREDIT);
+    let svc = &h.b().services[b"echo".as_slice()];
+    assert_eq!(svc.idle_entries(), 1000);
+    assert_eq!(svc.idle_credits(), 1000 * MAX_CREDIT as usize);
+    assert_eq!(
+        h.b().status()["services"]["echo"]["idle"],
+        1000 * MAX_CREDIT
+    );
 }
