@@ -141,6 +141,27 @@ impl<M: Machine> Rig<M> {
     }
 }
 
+/// xorshift64: numbers for randomised tests, the same every run from the same seed, with no
+/// dependency.
+pub struct Xorshift(pub u64);
+
+impl Xorshift {
+    /// The next number of the stream.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// The next number of the stream, below `n`.
+    pub fn below(&mut self, n: u64) -> usize {
+        (self.next_u64() % n) as usize
+    }
+}
+
 /// The messages among `outputs` sent on `slot`, in order.
 pub fn sent_on<J>(outputs: &[Output<J>], slot: Slot) -> Vec<Message> {
     outputs
@@ -244,6 +265,15 @@ mod tests {
         });
         assert_eq!(sent_on(&out, 5), vec![msg!["x"]]);
         assert!(rig.logged("echo x"));
+    }
+
+    #[test]
+    fn xorshift_is_the_same_stream_from_the_same_seed() {
+        let (mut a, mut b) = (Xorshift(7), Xorshift(7));
+        let first = a.next_u64();
+        assert_eq!(first, b.next_u64());
+        assert_ne!(first, a.next_u64(), "a stream, not a constant");
+        assert!((0..100).all(|_| b.below(3) < 3));
     }
 
     #[test]

@@ -675,14 +675,12 @@ impl Machine for Broker {
     type Done = Infallible;
 
     fn sockets(&self) -> Vec<SocketSpec> {
-        vec![SocketSpec {
-            slot: ROUTER,
-            kind: SocketKind::Router,
-            name: SOCKET,
-            bind: vec![self.report.endpoint.clone()],
-            connect: Vec::new(),
-            identity: None,
-        }]
+        vec![SocketSpec::bound(
+            ROUTER,
+            SocketKind::Router,
+            SOCKET,
+            &self.report.endpoint,
+        )]
     }
 
     fn start(&mut self, now: Instant, _out: &mut Outbox<Infallible>, events: &mut Events) {

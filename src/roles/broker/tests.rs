@@ -1035,39 +1035,15 @@ fn malformed_messages_are_counted_and_dropped() {
 
 #[test]
 fn random_input_never_panics() {
-    // xorshift64, fixed seed: deterministic.
-    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    const POOL: &[&[u8]] = &[
-        b"",
-        b"",
-        b"MDPC01",
-        b"MDPW01",
-        b"MDPC02",
-        b"MDPW02",
-        &[1],
-        &[2],
-        &[3],
-        &[4],
-        &[5],
-        &[6],
-        b"echo",
-        b"mmi.service",
-        b"mmi.status",
-        b"p0",
-        b"p1",
-        b"p2",
-    ];
+    // Fixed seed: deterministic.
+    let mut rng = crate::testkit::Xorshift(0x2545_F491_4F6C_DD1D);
+    let ours: &[&[u8]] = &[b"echo", b"mmi.service", b"mmi.status", b"p0", b"p1", b"p2"];
+    let pool = [crate::proto::mdp::FUZZ_FRAMES, ours].concat();
     let mut h = H::new();
     for i in 0..20_000u64 {
-        let peer = format!("p{}", next() % 3);
-        let frames: Vec<Vec<u8>> = (0..next() % 7)
-            .map(|_| POOL[(next() % POOL.len() as u64) as usize].to_vec())
+        let peer = format!("p{}", rng.below(3));
+        let frames: Vec<Vec<u8>> = (0..rng.below(7))
+            .map(|_| pool[rng.below(pool.len() as u64)].to_vec())
             .collect();
         h.recv(&peer, Message::from_frames(frames), i);
         if i % 50 == 0 {
