@@ -118,6 +118,18 @@ impl<M: Machine> Rig<M> {
         self.out.take()
     }
 
+    /// Calls `f` on the machine with the rig's outbox and events, for what the reactor does
+    /// not call but a wrapper does (`Pair::step_down` under Binary Star, say); what it asked
+    /// for.
+    pub fn drive(
+        &mut self,
+        f: impl FnOnce(&mut M, &mut Outbox<M::Job>, &mut Events),
+    ) -> Vec<Output<M::Job>> {
+        let Rig { m, out, events, .. } = self;
+        f(m, out, &mut Events::new(self.trace, |e| events.push(e)));
+        self.out.take()
+    }
+
     /// The events emitted since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
@@ -126,6 +138,27 @@ impl<M: Machine> Rig<M> {
     /// Whether any event so far, as `Debug` text, contains `what`.
     pub fn logged(&self, what: &str) -> bool {
         self.events.iter().any(|e| format!("{e:?}").contains(what))
+    }
+}
+
+/// xorshift64: numbers for randomised tests, the same every run from the same seed, with no
+/// dependency.
+pub struct Xorshift(pub u64);
+
+impl Xorshift {
+    /// The next number of the stream.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// The next number of the stream, below `n`.
+    pub fn below(&mut self, n: u64) -> usize {
+        (self.next_u64() % n) as usize
     }
 }
 
@@ -218,6 +251,29 @@ mod tests {
         assert_eq!(rig.tick(rig.at(10)), vec![Output::Start(())]);
         assert!(rig.done((), rig.at(11)).is_empty());
         assert!(rig.routed(3, &msg!["hi"], false, rig.at(12)).is_empty());
+        let now = rig.at(13);
+        let out = rig.drive(|m, out, events| {
+            m.handle(
+                Input::Message {
+                    slot: 5,
+                    msg: msg!["x"],
+                },
+                now,
+                out,
+                events,
+            )
+        });
+        assert_eq!(sent_on(&out, 5), vec![msg!["x"]]);
+        assert!(rig.logged("echo x"));
+    }
+
+    #[test]
+    fn xorshift_is_the_same_stream_from_the_same_seed() {
+        let (mut a, mut b) = (Xorshift(7), Xorshift(7));
+        let first = a.next_u64();
+        assert_eq!(first, b.next_u64());
+        assert_ne!(first, a.next_u64(), "a stream, not a constant");
+        assert!((0..100).all(|_| b.below(3) < 3));
     }
 
     #[test]
