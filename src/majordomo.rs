@@ -47,12 +47,13 @@ use crate::endpoint::{self, Side};
 use crate::error::{Error, Result};
 use crate::event::Events;
 use crate::event::Report;
+use crate::feed::Request;
 use crate::handler::Handler;
 use crate::heartbeat::HeartbeatConfig;
 use crate::msg::Message;
 use crate::proto::mdp::Version;
 use crate::reactor::{self, Ended, Stop};
-use crate::roles::client::{self, ClientConfig, Correlation, Framing, ReadNext, Request};
+use crate::roles::client::{self, ClientConfig, Correlation, Framing, ReadNext};
 use crate::roles::worker::{self, PirateProtocol, WorkerConfig};
 
 /// A synchronous Majordomo client: one request at a time, with the Lazy Pirate timeout,
