@@ -4,6 +4,7 @@
 use crate::msg::{Frame, Message};
 use crate::proto::correlate;
 use crate::proto::mdp::{self, ClientCommand, ClientMsg, Direction, Version};
+use crate::reactor::SocketKind;
 
 use super::Correlation;
 
@@ -30,13 +31,13 @@ impl Framing {
     /// where the protocol allows (what the Guide and 7/MDP recommend), DEALER for 0.2, which
     /// has no empty delimiter. A window of N requests uses N such sockets, so each reply is
     /// matched to its request by the socket it arrives on.
-    pub fn socket_type(&self) -> zmq::SocketType {
+    pub fn socket_type(&self) -> SocketKind {
         match self {
             Framing::Majordomo {
                 version: Version::V2,
                 ..
-            } => zmq::DEALER,
-            _ => zmq::REQ,
+            } => SocketKind::Dealer,
+            _ => SocketKind::Req,
         }
     }
 
@@ -60,9 +61,9 @@ impl Framing {
     }
 
     /// The socket type for `correlation`: a DEALER when the client adds request ids itself.
-    pub fn socket_type_for(&self, correlation: Correlation) -> zmq::SocketType {
+    pub fn socket_type_for(&self, correlation: Correlation) -> SocketKind {
         match correlation {
-            Correlation::RequestId => zmq::DEALER,
+            Correlation::RequestId => SocketKind::Dealer,
             Correlation::Socket => self.socket_type(),
         }
     }

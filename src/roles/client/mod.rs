@@ -65,7 +65,7 @@ use crate::event::{ClientReport, Event, Events, Outcome, Report};
 use crate::feed::{ReadAhead, Request, Source};
 use crate::msg::{Frame, Message};
 use crate::proto::correlate::RequestIds;
-use crate::reactor::{self, Ended, Input, Machine, Outbox, Slot, SocketSpec, Stop};
+use crate::reactor::{self, Ended, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
 use crate::stats::LatencyRecorder;
 
 mod framing;
@@ -367,7 +367,7 @@ impl Machine for Client {
     fn sockets(&self) -> Vec<SocketSpec> {
         // Every endpoint is checked now, so a bad one is reported before the run starts.
         (0..self.endpoints.len())
-            .map(|at| self.spec(CHECK + at, zmq::REQ, at))
+            .map(|at| self.spec(CHECK + at, SocketKind::Req, at))
             .collect()
     }
 

@@ -27,14 +27,10 @@ impl Client {
         self.free.push(slot);
     }
 
-    pub(super) fn spec(&self, slot: Slot, kind: zmq::SocketType, at: usize) -> SocketSpec {
+    pub(super) fn spec(&self, slot: Slot, kind: SocketKind, at: usize) -> SocketSpec {
         SocketSpec {
             slot,
-            kind: if kind == zmq::DEALER {
-                SocketKind::Dealer
-            } else {
-                SocketKind::Req
-            },
+            kind,
             name: "client",
             bind: Vec::new(),
             connect: vec![self.endpoints[at].clone()],
@@ -48,7 +44,7 @@ impl Client {
     pub(super) fn open(
         &self,
         slot: Slot,
-        kind: zmq::SocketType,
+        kind: SocketKind,
         at: usize,
         purpose: &str,
         out: &mut Outbox<ReadNext>,
@@ -56,11 +52,7 @@ impl Client {
     ) {
         let spec = self.spec(slot, kind, at);
         if events.tracing() {
-            let kind = if spec.kind == SocketKind::Dealer {
-                "DEALER"
-            } else {
-                "REQ"
-            };
+            let kind = spec.kind.name();
             events.info(format!(
                 "connecting to {} (socket {slot}: a {kind} {purpose})",
                 self.endpoints[at]
@@ -88,7 +80,7 @@ impl Client {
         let slot = self.slot();
         self.open(
             slot,
-            zmq::DEALER,
+            SocketKind::Dealer,
             at,
             "shared by every request in flight",
             out,

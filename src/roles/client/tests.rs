@@ -19,13 +19,13 @@ fn mdp(version: Version) -> Framing {
 #[test]
 fn bare_framing_sends_the_body_alone() {
     assert_eq!(Framing::Bare.encode(m(&[b"hi"])), m(&[b"hi"]));
-    assert_eq!(Framing::Bare.socket_type(), zmq::REQ);
+    assert_eq!(Framing::Bare.socket_type(), SocketKind::Req);
 }
 
 #[test]
 fn mdp01_over_req_leaves_the_delimiter_to_the_socket() {
     let f = mdp(Version::V1);
-    assert_eq!(f.socket_type(), zmq::REQ);
+    assert_eq!(f.socket_type(), SocketKind::Req);
     assert_eq!(f.encode(m(&[b"hi"])), m(&[b"MDPC01", b"echo", b"hi"]));
     assert_eq!(
         f.decode(m(&[b"MDPC01", b"echo", b"hi"])),
@@ -36,7 +36,7 @@ fn mdp01_over_req_leaves_the_delimiter_to_the_socket() {
 #[test]
 fn mdp02_uses_dealer_and_streams_partials() {
     let f = mdp(Version::V2);
-    assert_eq!(f.socket_type(), zmq::DEALER);
+    assert_eq!(f.socket_type(), SocketKind::Dealer);
     assert_eq!(f.encode(m(&[b"hi"])), m(&[b"MDPC02", &[1], b"echo", b"hi"]));
     assert_eq!(
         f.decode(m(&[b"MDPC02", &[2], b"echo", b"a"])),
@@ -53,9 +53,12 @@ fn request_ids_go_in_front_of_the_frames_a_req_socket_would_send() {
     let id = b"00000000000000ff".to_vec();
     assert_eq!(
         Framing::Bare.socket_type_for(Correlation::RequestId),
-        zmq::DEALER
+        SocketKind::Dealer
     );
-    assert_eq!(Framing::Bare.socket_type_for(Correlation::Socket), zmq::REQ);
+    assert_eq!(
+        Framing::Bare.socket_type_for(Correlation::Socket),
+        SocketKind::Req
+    );
     assert_eq!(
         Framing::Bare.encode_with_id(id.clone(), m(&[b"hi"])),
         m(&[&id, b"", b"hi"])
