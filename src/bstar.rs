@@ -4,104 +4,10 @@
 //! [`crate::roles::bstar_server::Bstar`] (used by `pirate server` and
 //! [`crate::roles::broker::run_bstar`]).
 //!
-//! # The pair
-//!
-//! Two nodes, one started as *primary* and one as *backup*, each bind a client endpoint and a
-//! PUB socket, and SUB-connect to the other's PUB. Each publishes its own state every
-//! `heartbeat` (Guide: 1000 ms); a peer is *dead* `2 × heartbeat` after the last state heard
-//! from it. Clients know both client endpoints; on a timeout they move to the other one and
-//! wait a settle delay (Guide: 2000 ms) before resending.
-//!
-//! # Wire format (the Guide's, bit for bit)
-//!
-//! One frame, the state as an ASCII decimal digit, no terminator (`s_send (statepub, "3")`):
-//!
-//! | frame | state |
-//! |---|---|
-//! | `"1"` | PRIMARY: primary, waiting for the peer |
-//! | `"2"` | BACKUP: backup, waiting for the peer |
-//! | `"3"` | ACTIVE: serving clients |
-//! | `"4"` | PASSIVE: not serving |
-//!
-//! A trailing NUL (C peers that send `strlen + 1` bytes) is tolerated; anything else is a
-//! malformed message, counted and dropped, and does *not* prove the peer alive.
-//!
-//! # Transitions
-//!
-//! | state | event | next | Guide's log line (master/slave renamed) |
-//! |---|---|---|---|
-//! | PRIMARY | peer BACKUP | ACTIVE | connected to backup (passive), ready as active |
-//! | PRIMARY | peer ACTIVE | PASSIVE | connected to backup (active), ready as passive |
-//! | PRIMARY | peer PRIMARY | **fatal** | both nodes are primaries (ours) |
-//! | PRIMARY | client, < 2 × heartbeat since start | refuse | (ours: the start guard) |
-//! | PRIMARY | client, peer alive (PASSIVE) | refuse | (ours: the peer is about to go active) |
-//! | PRIMARY | client, no live peer, guard over | ACTIVE, serve | (ours; the Guide serves as PRIMARY) |
-//! | BACKUP | peer ACTIVE | PASSIVE | connected to primary (active), ready as passive |
-//! | BACKUP | peer BACKUP | **fatal** | both nodes are backups (ours) |
-//! | BACKUP | client | refuse | (the Guide: a backup never serves before it has been passive) |
-//! | ACTIVE | peer ACTIVE | the split rule, below (`--on-split stop`: **fatal**) | dual active (split brain) |
-//! | ACTIVE | client | serve | |
-//! | PASSIVE | peer PRIMARY | ACTIVE | primary (passive) is restarting, ready as active |
-//! | PASSIVE | peer BACKUP | ACTIVE | backup (passive) is restarting, ready as active |
-//! | PASSIVE | peer PASSIVE | primary: ACTIVE; backup: waits (`--on-split stop`: **fatal**) | dual passive (nobody would serve) |
-//! | PASSIVE | client, peer dead | ACTIVE, serve | failover successful, ready as active |
-//! | PASSIVE | client, peer alive | refuse | |
-//!
-//! Every other (state, peer state) pair changes nothing. Expiry alone never changes a state:
-//! a passive node takes over only on the *client vote*, a client request arriving after the
-//! peer went silent, because only a client proves that the active node is gone *for the
-//! clients* and not just for the state link.
-//!
-//! A node alone: a primary with no backup serves after the start guard (its peer counts as
-//! dead); a backup with no primary never serves, as in the Guide's `bstar.c` (a backup is only
-//! ever promoted from PASSIVE, so the primary must have been seen active once). Start the
-//! primary first, or restart the lone node with `--primary`.
-//!
-//! # The dual-active races the Guide leaves open, and how they are closed
-//!
-//! 1. **A restarted primary.** In the Guide, PRIMARY accepts client requests. A primary that
-//!    crashed while the backup took over, and is restarted, is PRIMARY until it hears the
-//!    backup's ACTIVE (up to one heartbeat, plus the SUB connect); a client still pointed at it
-//!    is served in that window while the backup serves too. Here a PRIMARY refuses clients
-//!    until `2 × heartbeat` (one peer-expiry interval) has passed since it started: long enough
-//!    to hear a live peer, which publishes every heartbeat.
-//! 2. **A primary restarting against a passive backup.** The backup, hearing PRIMARY, goes
-//!    ACTIVE; the Guide's primary meanwhile still serves as PRIMARY. Here a PRIMARY that hears
-//!    a live peer never serves: it waits for the peer's ACTIVE and goes PASSIVE.
-//! 3. **Misconfiguration.** Two primaries (or two backups, or a node subscribed to its own
-//!    PUB) hear PRIMARY/PRIMARY forever in the Guide and both serve. Here that is fatal.
-//!
-//! What remains is inherent to the design: an active node that freezes (or is cut off from
-//! its peer and the clients) for longer than `2 × heartbeat` while a client votes at the
-//! passive one ends with both active when it thaws or the network heals. The Guide stops
-//! both nodes then (exit 69), which turns a ten-second blip into an outage until someone
-//! restarts them; that is `--on-split stop`. The default, `--on-split resolve`, heals:
-//!
-//! # The split rule (`--on-split resolve`)
-//!
-//! Each node counts the client requests it served while its peer was out of sight (dead:
-//! no state for `2 × heartbeat`); peer states that agree with ours (anything but the same
-//! state) for `2 × heartbeat` reset the count. (Not one agreeing state: when a partition
-//! heals, TCP delivers the states the peer published during it in a burst, and a stale
-//! PASSIVE from before the peer took over must not erase what this node served.) On hearing
-//! the peer ACTIVE while ACTIVE:
-//!
-//! 1. a node that served nobody apart steps down to PASSIVE at once (the partitioned or
-//!    frozen node whose clients had all gone to the other);
-//! 2. a node that served clients apart stays active and waits `2 × heartbeat` for the peer
-//!    to step down (rule 1 on the other side); if the peer is still ACTIVE after that, both
-//!    served, and the **backup** steps down; the primary never does.
-//!
-//! Both passive for `2 × heartbeat` (both stepped down, when a node's PASSIVE reached the
-//! other only after its wait): the primary goes ACTIVE, the backup waits for it. So every healed pair ends with
-//! exactly one active node, whatever the order in which the messages cross, and nobody
-//! restarts anything. The decision uses only the Guide's one-digit states, so the wire is
-//! unchanged. A step-down is a [`Transition`] with `split` set (what this node served apart);
-//! the node's clients time out and fail over as for any failover. During a split both nodes
-//! may serve: Binary Star cannot prevent that, only end it.
-//!
-//! State changes are published at once, not at the next heartbeat, so the peer converges in
-//! one message time rather than up to one heartbeat.
+//! The wire is the Guide's: one frame, the state as an ASCII digit (`"1"` PRIMARY … `"4"`
+//! PASSIVE). The transition table, the dual-active races the Guide leaves open and how they
+//! are closed, and the split rule (`--on-split resolve`) are in `docs/architecture.md`,
+//! section "Binary Star".
 
 use std::fmt;
 use std::time::{Duration, Instant};

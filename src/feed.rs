@@ -3,11 +3,15 @@
 //! timers, Ctrl-C). [`Source::next`] is what the work closure runs, on a work thread; its
 //! answer comes back to the machine as `Input::Done`. [`Records`] cuts a byte stream (stdin)
 //! into requests: lines, NUL-terminated records, or the whole stream as one, each bounded.
+//! [`ReadAhead`] reads them on a thread of its own, so that one job hands a client a
+//! window's worth of [`Request`]s.
 
 use std::io::{self, BufRead, Read};
 use std::sync::{mpsc, Mutex};
+use std::thread;
 use std::time::Duration;
 
+use crate::msg::Message;
 use crate::reactor::Stop;
 
 /// A request source shared with the work threads that read it, one request per job.
@@ -28,6 +32,87 @@ impl Source {
         // A reader that panicked leaves the iterator as it was: keep reading it.
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         requests.next()
+    }
+}
+
+/// One request read from the source: its text (for events and `check_echo`) and its frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub text: String,
+    pub body: Message,
+}
+
+impl Request {
+    /// A one-frame request, as the command line sends them: its bytes unchanged.
+    pub fn line(bytes: impl Into<Vec<u8>>) -> Self {
+        let bytes = bytes.into();
+        Request {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            body: Message::from_frames([bytes]),
+        }
+    }
+}
+
+/// Reads requests on a thread of its own into a queue of at most `max`, so that one
+/// read job (the client's `ReadNext`) hands it every request already read (up to `max`, a window's
+/// worth): one job, and one wake-up of the loop, per burst of requests rather than per
+/// request. A job waits only for the first request, never for more, so a slow stdin is sent
+/// line by line as it comes.
+pub struct ReadAhead {
+    queue: Mutex<mpsc::Receiver<Request>>,
+    max: usize,
+}
+
+impl ReadAhead {
+    /// Starts reading `next` until it returns `None` (or the reader is dropped).
+    pub fn new(mut next: impl FnMut() -> Option<Request> + Send + 'static, max: usize) -> Self {
+        let max = max.max(1);
+        let (tx, queue) = mpsc::sync_channel(max);
+        thread::spawn(move || {
+            while let Some(request) = next() {
+                if tx.send(request).is_err() {
+                    break; // the run is over
+                }
+            }
+        });
+        ReadAhead {
+            queue: Mutex::new(queue),
+            max,
+        }
+    }
+
+    /// The requests ready now, up to `max`, without waiting: `None` if none is ready yet,
+    /// empty at the end of the source. `None` too while a [`ReadAhead::next_batch`] waits
+    /// (it holds the queue): that job brings the next requests.
+    pub fn try_batch(&self) -> Option<Vec<Request>> {
+        let queue = self.queue.try_lock().ok()?;
+        match queue.try_recv() {
+            Ok(first) => Some(self.batch_from(first, &queue)),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Vec::new()),
+        }
+    }
+
+    /// The next requests: waits for one, then takes what is ready, up to `max`. Empty at
+    /// the end of the source.
+    pub fn next_batch(&self) -> Vec<Request> {
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match queue.recv() {
+            Ok(first) => self.batch_from(first, &queue),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// `first`, then what else is ready, up to `max`.
+    fn batch_from(&self, first: Request, queue: &mpsc::Receiver<Request>) -> Vec<Request> {
+        let mut batch = vec![first];
+        while batch.len() < self.max {
+            match queue.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        batch
     }
 }
 
@@ -254,6 +339,50 @@ mod tests {
         assert_eq!(requests.next(), None);
         raise.join().unwrap();
         drop(tx);
+    }
+
+    #[test]
+    fn read_ahead_hands_over_what_is_ready_and_waits_only_for_the_first() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let produced = Arc::new(AtomicUsize::new(0));
+        let counter = produced.clone();
+        let mut ready = (1..=5).map(|i| Request::line(i.to_string()));
+        let reader = ReadAhead::new(
+            move || {
+                let next = ready.next();
+                counter.fetch_add(next.is_some() as usize, Ordering::SeqCst);
+                next
+            },
+            3,
+        );
+        // Once the reader holds a 4th request, the queue holds 3: one job takes all 3.
+        let waited = std::time::Instant::now();
+        while produced.load(Ordering::SeqCst) < 4 {
+            assert!(waited.elapsed() < Duration::from_secs(10), "reader stuck");
+            thread::sleep(Duration::from_millis(1));
+        }
+        let first = reader.next_batch();
+        assert_eq!(first.len(), 3, "{first:?}");
+        let mut all = first;
+        loop {
+            let batch = reader.next_batch();
+            if batch.is_empty() {
+                break;
+            }
+            all.extend(batch);
+        }
+        let texts: Vec<&str> = all.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(texts, ["1", "2", "3", "4", "5"], "in order, each once");
+        assert!(reader.next_batch().is_empty(), "the end, for good");
+
+        // A slow source (stdin): the first line comes out alone, as soon as it is there.
+        let (tx, rx) = mpsc::channel::<String>();
+        let reader = ReadAhead::new(move || rx.recv().ok().map(Request::line), 10);
+        tx.send("first".into()).unwrap();
+        let batch = reader.next_batch();
+        assert_eq!(batch, [Request::line("first")]);
+        drop(tx);
+        assert!(reader.next_batch().is_empty());
     }
 }
 

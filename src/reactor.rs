@@ -166,6 +166,19 @@ pub enum SocketKind {
 }
 
 impl SocketKind {
+    /// The libzmq socket type, as traces name it (`REQ`, `DEALER`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketKind::Req => "REQ",
+            SocketKind::Rep => "REP",
+            SocketKind::Dealer | SocketKind::NonBlockingDealer => "DEALER",
+            SocketKind::Router | SocketKind::MandatoryRouter => "ROUTER",
+            SocketKind::Pub => "PUB",
+            SocketKind::Sub => "SUB",
+            SocketKind::Pair => "PAIR",
+        }
+    }
+
     fn zmq(self) -> zmq::SocketType {
         match self {
             SocketKind::Req => zmq::REQ,
@@ -767,6 +780,28 @@ fn open(ctx: &zmq::Context, spec: &SocketSpec) -> Result<Socket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_socket_kind_is_named_by_its_libzmq_type() {
+        for kind in [
+            SocketKind::Req,
+            SocketKind::Rep,
+            SocketKind::Dealer,
+            SocketKind::Router,
+            SocketKind::Pub,
+            SocketKind::Sub,
+            SocketKind::MandatoryRouter,
+            SocketKind::NonBlockingDealer,
+            SocketKind::Pair,
+        ] {
+            let ctx = zmq::Context::new();
+            let socket = ctx.socket(kind.zmq()).unwrap();
+            assert_eq!(
+                format!("{:?}", socket.get_socket_type().unwrap()),
+                kind.name()
+            );
+        }
+    }
 
     /// A machine that binds a REP socket, echoes each request after a delay kept as its own
     /// deadline, upper-cases it on a work thread first, and exits after `limit` replies.

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::event::{Event, Events, Level, Outcome, Report};
-use crate::feed::Source;
+use crate::feed::{ReadAhead, Request, Source};
 use crate::reactor::{self, Ended, Stop};
-use crate::roles::client::{Client, ClientConfig, ReadAhead, ReadNext, Request};
+use crate::roles::client::{Client, ClientConfig, ReadNext};
 use crate::stats::{millis, LatencyRecorder};
 
 use schedule::{Closed, Plan};

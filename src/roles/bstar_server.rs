@@ -4,40 +4,9 @@
 //! is wrapped the same way ([`crate::roles::broker::run_bstar`]).
 //!
 //! [`Bstar`] owns the pure [`BinaryStar`] machine and two sockets of its own beside the inner
-//! machine's: a PUB bound on `state_pub` where it publishes this node's state, and a SUB
-//! connected to the peer's PUB (`peer_state`). The wire is the Guide's: one frame, the state
-//! as an ASCII digit (`"1"` PRIMARY … `"4"` PASSIVE, see [`crate::bstar`]). The state is
-//! published on the combinator's own deadline (at start, on every change, then every
-//! heartbeat), so an inner machine that is working, stalled or running `--exec` never makes
-//! the peer think this node is dead. The inner machine's slots are renumbered (slot `s` is
-//! the reactor's `s + 2`), so any machine can be wrapped without knowing.
-//!
-//! Every message for the inner machine that [`Pair::is_vote`] calls a client request is
-//! decided by the vote first: served (forwarded) only while ACTIVE, or when it makes a
-//! passive node take over; otherwise dropped unanswered (the client's timeout sends it to the
-//! other node) and counted in [`Bstar::refused`]. Everything else (a broker's worker
-//! traffic, finished jobs, ticks) goes to the inner machine in every state, so a passive
-//! broker keeps its workers registered and heartbeated.
-//!
-//! Each state change is logged twice, once in the Guide's words (`connected to backup
-//! (passive), ready as active`) and once in a stable machine-readable form, `state: ACTIVE`,
-//! for scripts and tests. A `--freeze` fault of the inner machine ([`Pair::frozen_until`])
-//! stops publishing and reading peer states, on purpose: it is the way to watch the passive
-//! node take over, and then the split being healed when the frozen node thaws.
-//!
-//! A split (dual active, or dual passive) is healed by the rule in [`crate::bstar`] under
-//! `--on-split resolve` (the default): the change is logged once, as one warning
-//! `state: PASSIVE (stepped down after a split: …)`, and emitted as a `bstar_state` event
-//! with `served_apart`. A node that steps down calls [`Pair::step_down`] on the inner
-//! machine (a broker drops its queue and disconnects its workers) and then refuses clients
-//! like any passive node. A node that served clients apart and waits for its peer to step
-//! down says so once (`split: the peer is active too, …`).
-//!
-//! A fatal state pair (two primaries, two backups; dual active or passive only under
-//! `--on-split stop`) stops the node (see [`crate::bstar::BstarError`] for the exit codes:
-//! the machine exits with it as its [`Machine::failure`]), but only after it has published
-//! its state for one more peer-expiry interval (at 0, 1 and 2 heartbeats), serving nobody, so
-//! that the peer hears the conflict too and stops as well.
+//! machine's (a PUB for this node's state, a SUB for the peer's), publishes on a deadline of
+//! its own, and lets a client request through only as the vote decides. How, and why: the
+//! section "Binary Star" of `docs/architecture.md`.
 
 use std::time::{Duration, Instant};
 

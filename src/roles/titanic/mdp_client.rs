@@ -11,7 +11,8 @@ use crate::event::Events;
 use crate::msg::Message;
 use crate::proto::mdp::Version;
 use crate::reactor::{self, Ended, Stop};
-use crate::roles::client::{self, ClientConfig, Correlation, Framing, ReadNext, Request};
+use crate::feed::Request;
+use crate::roles::client::{self, ClientConfig, Correlation, Framing, ReadNext};
 
 /// A synchronous Majordomo client: one request at a time, with the Lazy Pirate timeout,
 /// retries and socket reopen. Each request runs the `pirate client` machine
