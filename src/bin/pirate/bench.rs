@@ -17,10 +17,10 @@ use pirate::event::{Event, Report};
 use pirate::reactor::Stop;
 use pirate::roles::client::ClientConfig;
 
+use crate::args::shared::OutputArgs;
+use crate::args::shared::{framing, ClientProtocol};
+use crate::args::values::{parse_connect_endpoint, parse_positive_duration, parse_size};
 use crate::render::Renderer;
-use crate::shared_args::OutputArgs;
-use crate::shared_args::{framing, ClientProtocol};
-use crate::values::{parse_connect_endpoint, parse_positive_duration, parse_size};
 
 /// The largest request body: every buffer has a bound.
 const MAX_SIZE: u64 = 64 << 20;

@@ -1,7 +1,7 @@
 //! The command line: the top-level parser, one `Args` struct per subcommand, and their
-//! conversion into the library's plain configs. Shared flag groups are in `shared_args` and
-//! `auth_args`, `pirate chaos` in `chaos_args` and `proxy_args`, the rules between flags in
-//! `validate`.
+//! conversion into the library's plain configs. Shared flag groups are in `args`, `pirate
+//! chaos`'s flags in `chaos::args` and `chaos::proxy`, `pirate bench`'s in `bench`, the rules
+//! between flags in `validate`.
 
 use std::time::Duration;
 
@@ -19,17 +19,17 @@ use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
 use pirate::roles::worker::{PirateProtocol, ReadyDialect, WorkerConfig, MAX_CONCURRENCY};
 
-use crate::auth_args::{ClientAuthArgs, ServerAuthArgs};
-use crate::chaos_args::{ChaosArgs, ChaosCommand};
-use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
-use crate::shared_args::{
+use crate::args::auth::{ClientAuthArgs, ServerAuthArgs};
+use crate::args::shared::{
     framing, BrokerHeartbeat, BstarArgs, ClientProtocol, FaultArgs, FreezeArgs, HandlerArgs,
     HeartbeatArgs, LimitArgs, OutputArgs, QueueHeartbeat, TitanicHeartbeat, WorkerHeartbeat,
 };
-use crate::values::{
+use crate::args::values::{
     parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_positive_duration,
     parse_size,
 };
+use crate::chaos::args::{ChaosArgs, ChaosCommand};
+use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
 
 /// Reliable request-reply over ZeroMQ: the Guide's Pirate patterns, one subcommand per role.
 #[derive(Parser, Debug)]
@@ -741,7 +741,7 @@ mod tests {
         let config = args.config("pirate".into()).unwrap();
         assert_eq!(
             config.max_extension,
-            crate::chaos_run::DEFAULT_MAX_EXTENSION
+            crate::chaos::run::DEFAULT_MAX_EXTENSION
         );
     }
 

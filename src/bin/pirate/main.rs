@@ -2,22 +2,15 @@
 //! installs the signal handler, runs one role with its events rendered, and maps the outcome
 //! to an exit code. [`job`] is the one place a role is registered.
 
-mod auth_args;
+mod args;
 mod bar;
 mod bench;
-mod chaos_args;
-mod chaos_net;
-mod chaos_record;
-mod chaos_report;
-mod chaos_run;
+mod chaos;
 mod cli;
 mod generate;
 mod help;
-mod proxy_args;
 mod render;
-mod shared_args;
 mod validate;
-mod values;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,8 +20,8 @@ use pirate::event::{Event, Events, Outcome, Report};
 use pirate::reactor::Stop;
 use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
 
-use chaos_args::{ChaosArgs, ChaosCommand};
-use chaos_run::ChaosConfig;
+use chaos::args::{ChaosArgs, ChaosCommand};
+use chaos::run::ChaosConfig;
 use cli::InputError;
 use cli::{Cli, ClientMode, Command, ServerMode};
 use pirate::chaos::proxy;
@@ -185,9 +178,9 @@ fn job(command: Command, invocation: &Invocation, stop: &Stop) -> error::Result<
             // The matches of `chaos run`, or of `chaos` itself for the demonstration.
             let chaos = invocation.matches.subcommand_matches("chaos");
             if let Some(matches) = chaos.map(|m| m.subcommand_matches("run").unwrap_or(m)) {
-                c.record = chaos_record::record(&invocation.argv, matches, c.seed);
+                c.record = chaos::record::record(&invocation.argv, matches, c.seed);
             }
-            Job::new(move |ev| chaos_run::run(&c, &stop, ev).map(|r| Report::Chaos(Box::new(r))))
+            Job::new(move |ev| chaos::run::run(&c, &stop, ev).map(|r| Report::Chaos(Box::new(r))))
                 .with_view(View::Live)
         }
         Command::Generate(_) => unreachable!("pirate generate runs no role"),
@@ -218,7 +211,7 @@ fn exit_code_of(report: &Report) -> i32 {
 
 /// Raises the descriptor limit, sets the connection budget that fits it (or the flags'), and
 /// under `-v` says both and traces each refused connection.
-fn install_budget(limits: &shared_args::LimitArgs, output: shared_args::OutputArgs) {
+fn install_budget(limits: &args::shared::LimitArgs, output: args::shared::OutputArgs) {
     let descriptors = pirate::connections::raise_descriptor_limit();
     let now = descriptors.as_ref().map_or(1024, |&(_, now)| now);
     let budget = limits.budget(now);
@@ -261,7 +254,7 @@ fn install_budget(limits: &shared_args::LimitArgs, output: shared_args::OutputAr
 /// Installs the command's security policy, tracing each refused peer as an event.
 fn install_security(
     command: &Command,
-    output: shared_args::OutputArgs,
+    output: args::shared::OutputArgs,
     stop: &Stop,
 ) -> error::Result<()> {
     let security = command.security()?;
@@ -289,7 +282,7 @@ fn install_security(
 }
 
 fn run(cli: Cli, invocation: &Invocation, stop: Stop) -> error::Result<i32> {
-    let output = shared_args::OutputArgs {
+    let output = args::shared::OutputArgs {
         role: cli.command.role(),
         ..cli.output
     };
@@ -301,12 +294,12 @@ fn run(cli: Cli, invocation: &Invocation, stop: Stop) -> error::Result<i32> {
         generate::run(args, &Renderer::new(output))?;
         return Ok(error::EXIT_OK);
     }
-    if let Command::Chaos(chaos_args::ChaosArgs {
+    if let Command::Chaos(chaos::args::ChaosArgs {
         command: Some(ChaosCommand::Report(args)),
         ..
     }) = &cli.command
     {
-        chaos_report::run(args, &Renderer::new(output))?;
+        chaos::report::run(args, &Renderer::new(output))?;
         return Ok(error::EXIT_OK);
     }
     if let Command::Bench(args) = cli.command {
@@ -369,12 +362,12 @@ fn replayed(
     let run_matches = matches
         .subcommand_matches("chaos")?
         .subcommand_matches("run")?;
-    Some(chaos_record::replay_argv(dir, argv, run_matches))
+    Some(chaos::record::replay_argv(dir, argv, run_matches))
 }
 
 /// `pirate titanic --check DIR`: the store's verdict on stdout (text, or one summary line
 /// with --json); exit 0 clean, 1 damaged, 2 when there is no readable store or it is in use.
-fn check_store(dir: &std::path::Path, output: shared_args::OutputArgs) -> i32 {
+fn check_store(dir: &std::path::Path, output: args::shared::OutputArgs) -> i32 {
     match pirate::store::Store::check(dir) {
         Ok(check) => {
             let mut text = check.lines(dir).join("\n");

@@ -1,6 +1,6 @@
 //! Value parsers for clap (`value_parser = …`): durations, probabilities, sizes, endpoints.
-//! A module of their own so that every argument module (`cli`, `proxy_args`) can use them
-//! without importing each other.
+//! A module of their own so that every argument module (`cli`, `chaos::proxy`, …) can use
+//! them without importing each other.
 
 use std::time::Duration;
 

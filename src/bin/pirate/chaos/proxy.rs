@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use pirate::chaos::proxy::{parse_frame_selector, Blackhole, Directions, ProxyConfig, ProxyFaults};
 use pirate::faults::random_seed;
 
-use crate::values::{
+use crate::args::values::{
     parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_positive_duration,
     parse_probability,
 };
@@ -29,9 +29,9 @@ pub enum DirectionArg {
 #[derive(Args, Debug, Clone)]
 pub struct ProxyArgs {
     #[command(flatten)]
-    pub auth: crate::auth_args::ServerAuthArgs,
+    pub auth: crate::args::auth::ServerAuthArgs,
     #[command(flatten)]
-    pub credentials: crate::auth_args::ClientAuthArgs,
+    pub credentials: crate::args::auth::ClientAuthArgs,
     /// Endpoint to bind for peers (ROUTER), e.g. tcp://*:6555
     #[arg(long, value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub frontend: String,

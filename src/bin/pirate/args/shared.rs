@@ -1,7 +1,7 @@
 //! The flag groups several subcommands share, each declared once and flattened
 //! (`#[command(flatten)]`) into every subcommand that takes it: output and limits (global),
 //! heartbeats, fault injection, freezes, request handling and Binary Star. The security
-//! groups live in `auth_args`, next to the files they read.
+//! groups live in `args::auth`, next to the files they read.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use pirate::proto::mdp::Version;
 use pirate::roles::bstar_server::BstarOptions;
 use pirate::roles::client::Framing;
 
-use crate::values::{
+use crate::args::values::{
     parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_message_size,
     parse_positive_duration, parse_probability,
 };

@@ -39,7 +39,7 @@ use pirate::error::{Error, Result};
 use pirate::event::{Event, Events};
 use pirate::reactor::Stop;
 
-use crate::chaos_net::{NetConfig, Network};
+use crate::chaos::net::{NetConfig, Network};
 
 /// Where `pirate chaos proxy` sits in the topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -628,7 +628,7 @@ impl Topology {
                 Error::Internal(format!("{} has no host in the network plan", proc.name))
             })?;
             self.started.push(net::NetCommand(argv.clone()).to_string());
-            if let Some(ip) = crate::chaos_net::tool("ip") {
+            if let Some(ip) = crate::chaos::net::tool("ip") {
                 argv[0] = ip.display().to_string();
             }
         }
@@ -1338,7 +1338,7 @@ impl Nemesis {
             .strike(kind, &cut, &net_config.shaping)
             .map_err(Error::Internal)?;
         for c in &commands {
-            crate::chaos_net::run(c, events)?;
+            crate::chaos::net::run(c, events)?;
         }
         let action = s.fault.name();
         let hosts = cut.hosts(&network.plan.names());
@@ -1373,7 +1373,7 @@ impl Nemesis {
         };
         let f = self.network.take().expect("due");
         for c in network.plan.heal(f.kind, &f.cut).map_err(Error::Internal)? {
-            crate::chaos_net::run(&c, events)?;
+            crate::chaos::net::run(&c, events)?;
         }
         let t_ms = topo.note(net::HEAL_ACTION, &f.target);
         topo.cut = None;
@@ -1439,7 +1439,7 @@ pub fn run(config: &ChaosConfig, stop: &Stop, events: &mut Events) -> Result<Cha
     };
     let net_plan = match &config.net {
         Some(_) => Some(
-            NetPlan::new(&crate::chaos_net::run_id(), &config.host_names())
+            NetPlan::new(&crate::chaos::net::run_id(), &config.host_names())
                 .map_err(Error::Usage)?,
         ),
         None => None,
@@ -1794,7 +1794,7 @@ fn write_out(dir: &std::path::Path, records: &[Record], report: &ChaosReport) ->
         serde_json::to_string_pretty(report).map_err(|e| Error::Internal(e.to_string()))?;
     std::fs::write(dir.join("results.json"), results + "\n")?;
     // The page from the files just written, read back as `pirate chaos report` reads them.
-    crate::chaos_report::write(dir).map_err(|e| Error::Internal(e.to_string()))?;
+    crate::chaos::report::write(dir).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(())
 }
 

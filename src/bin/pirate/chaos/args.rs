@@ -6,15 +6,15 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use pirate::chaos::report::{NemesisFault, Pattern};
 
-use crate::auth_args::SecurityArg;
-use crate::chaos_net::NetConfig;
-use crate::chaos_report::ReportArgs;
-use crate::chaos_run::{ChaosConfig, ChaosSecurity, ProxyPlacement};
-use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
-use crate::shared_args::{millis, FaultArgs, FreezeArgs};
-use crate::values::{
+use crate::args::auth::SecurityArg;
+use crate::args::shared::{millis, FaultArgs, FreezeArgs};
+use crate::args::values::{
     parse_connect_endpoint, parse_duration, parse_positive_duration, parse_probability,
 };
+use crate::chaos::net::NetConfig;
+use crate::chaos::report::ReportArgs;
+use crate::chaos::run::{ChaosConfig, ChaosSecurity, ProxyPlacement};
+use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
 use pirate::chaos::net::Shaping;
 
 #[derive(Args, Debug)]
@@ -37,7 +37,7 @@ pub enum ChaosCommand {
     Run(Box<ChaosRunArgs>),
     /// Message-level fault proxy between peers and a broker or queue
     #[command(after_help = EXIT_CODES)]
-    Proxy(Box<crate::proxy_args::ProxyArgs>),
+    Proxy(Box<crate::chaos::proxy::ProxyArgs>),
     /// Render report.html again for a past run, from the files its --out DIR holds
     #[command(after_help = EXIT_CODES)]
     Report(ReportArgs),
@@ -306,9 +306,9 @@ impl ChaosRunArgs {
         };
         if net.is_some() {
             // Before anything is written or started: root, the tools, netem for `delay`.
-            crate::chaos_net::preflight(nemesis.contains(&NemesisFault::Delay))?;
+            crate::chaos::net::preflight(nemesis.contains(&NemesisFault::Delay))?;
         }
-        let (binder, connector) = crate::auth_args::topology_flags(self.security, &dir)
+        let (binder, connector) = crate::args::auth::topology_flags(self.security, &dir)
             .map_err(|e| format!("--security: {e}"))?;
         Ok(ChaosConfig {
             exe,
