@@ -17,6 +17,17 @@ pub fn parse_connect_endpoint(text: &str) -> Result<String, String> {
 }
 
 /// Parses a humantime duration (`2500ms`, `1s`, `1m30s`).
+/// A default duration as the help shows it: whole seconds as `30s`, anything else in
+/// milliseconds (`2500ms`), so that a default taken from a library config reads as the help
+/// always wrote it.
+pub fn default_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 && !d.is_zero() {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("invalid duration '{text}': {e} (expected e.g. 2500ms, 1s, 1m30s)"))

@@ -9,11 +9,12 @@ use pirate::chaos::report::{NemesisFault, Pattern};
 use crate::args::auth::SecurityArg;
 use crate::args::shared::{millis, FaultArgs, FreezeArgs};
 use crate::args::values::{
-    parse_connect_endpoint, parse_duration, parse_positive_duration, parse_probability,
+    default_duration, parse_connect_endpoint, parse_duration, parse_positive_duration,
+    parse_probability,
 };
 use crate::chaos::net::NetConfig;
 use crate::chaos::report::ReportArgs;
-use crate::chaos::run::{ChaosConfig, ChaosSecurity, ProxyPlacement};
+use crate::chaos::run::{ChaosConfig, ChaosSecurity, ProxyPlacement, DEFAULT_MAX_EXTENSION};
 use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
 use pirate::chaos::net::Shaping;
 
@@ -128,7 +129,7 @@ pub struct ChaosRunArgs {
     /// Longest the fault phase goes on past --duration until every --nemesis kind has struck
     /// and a reply came after it (clients keep sending past --requests meanwhile); a kind
     /// still missing then makes the verdict indeterminate
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = default_duration(DEFAULT_MAX_EXTENSION), value_name = "DURATION", value_parser = parse_duration)]
     pub max_extension: Duration,
     /// Longest wait for clients to finish after healing
     #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_positive_duration)]
