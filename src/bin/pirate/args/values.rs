@@ -28,6 +28,17 @@ pub fn default_duration(d: Duration) -> String {
     }
 }
 
+/// A default size as the help shows it: in the largest binary unit it is a whole number of
+/// (`16MiB`, `1GiB`), else in bytes.
+pub fn default_size(bytes: u64) -> String {
+    for (unit, size) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("invalid duration '{text}': {e} (expected e.g. 2500ms, 1s, 1m30s)"))

@@ -166,16 +166,16 @@ pub struct ChaosRunArgs {
     pub partition_for: Option<Duration>,
     /// Share of packets a `loss` fault drops, e.g. 5% (which packets: the kernel's draw, not
     /// the seed's; the schedule still replays with --seed)
-    #[arg(long, default_value = "5%", value_name = "P", value_parser = parse_probability)]
+    #[arg(long, default_value = format!("{}%", Shaping::default().loss_percent), value_name = "P", value_parser = parse_probability)]
     pub loss: f64,
     /// Bandwidth a `slow` fault leaves a host, as tc spells it: 1mbit, 512kbit, …
-    #[arg(long, default_value = "1mbit", value_name = "RATE", value_parser = pirate::chaos::net::parse_rate)]
+    #[arg(long, default_value = Shaping::default().rate, value_name = "RATE", value_parser = pirate::chaos::net::parse_rate)]
     pub rate: String,
     /// Latency a `delay` fault adds to a host's link, each way
-    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = default_duration(Duration::from_millis(Shaping::default().delay_ms)), value_name = "DURATION", value_parser = parse_duration)]
     pub delay: Duration,
     /// Jitter of a `delay` fault
-    #[arg(long, default_value = "20ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = default_duration(Duration::from_millis(Shaping::default().jitter_ms)), value_name = "DURATION", value_parser = parse_duration)]
     pub jitter: Duration,
     /// Heartbeat interval of every role (liveness 3)
     #[arg(long, default_value = "250ms", value_name = "DURATION", value_parser = parse_positive_duration)]
