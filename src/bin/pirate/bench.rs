@@ -17,10 +17,12 @@ use pirate::event::{Event, Report};
 use pirate::reactor::Stop;
 use pirate::roles::client::ClientConfig;
 
+use crate::args::shared::OutputArgs;
+use crate::args::shared::{framing, ClientProtocol};
+use crate::args::values::{
+    default_duration, parse_connect_endpoint, parse_positive_duration, parse_size,
+};
 use crate::render::Renderer;
-use crate::shared_args::OutputArgs;
-use crate::shared_args::{framing, ClientProtocol};
-use crate::values::{parse_connect_endpoint, parse_positive_duration, parse_size};
 
 /// The largest request body: every buffer has a bound.
 const MAX_SIZE: u64 = 64 << 20;
@@ -28,7 +30,7 @@ const MAX_SIZE: u64 = 64 << 20;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Endpoint of the broker (with --service) or Lazy Pirate server to load
-    #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
+    #[arg(long, default_value = ClientConfig::default().endpoint, value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
     pub connect: String,
     /// Speak Majordomo to a broker and load this service
     #[arg(long, value_name = "NAME")]
@@ -68,10 +70,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub expect_echo: bool,
     /// How long each attempt waits for its reply
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = default_duration(ClientConfig::default().timeout), value_name = "DURATION", value_parser = parse_positive_duration)]
     pub timeout: Duration,
     /// Attempts per request, the first included, before the client abandons it
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = ClientConfig::default().retries, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub retries: u32,
     /// Write the latency distribution to FILE as CSV (percentile,latency_ms,count), for
     /// plotting

@@ -1,7 +1,7 @@
 //! The command line: the top-level parser, one `Args` struct per subcommand, and their
-//! conversion into the library's plain configs. Shared flag groups are in `shared_args` and
-//! `auth_args`, `pirate chaos` in `chaos_args` and `proxy_args`, the rules between flags in
-//! `validate`.
+//! conversion into the library's plain configs. Shared flag groups are in `args`, `pirate
+//! chaos`'s flags in `chaos::args` and `chaos::proxy`, `pirate bench`'s in `bench`, the rules
+//! between flags in `validate`.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use pirate::faults::FaultPlan;
 use pirate::feed::{Records, Split};
+use pirate::majordomo::MdpWorkerConfig;
 use pirate::proto::mdp::Version;
 use pirate::roles::broker::BrokerConfig;
 use pirate::roles::bstar_server::BstarServerConfig;
@@ -19,17 +20,17 @@ use pirate::roles::server::ServerConfig;
 use pirate::roles::titanic::{Limits, TitanicClientConfig, TitanicConfig};
 use pirate::roles::worker::{PirateProtocol, ReadyDialect, WorkerConfig, MAX_CONCURRENCY};
 
-use crate::auth_args::{ClientAuthArgs, ServerAuthArgs};
-use crate::chaos_args::{ChaosArgs, ChaosCommand};
-use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
-use crate::shared_args::{
+use crate::args::auth::{ClientAuthArgs, ServerAuthArgs};
+use crate::args::shared::{
     framing, BrokerHeartbeat, BstarArgs, ClientProtocol, FaultArgs, FreezeArgs, HandlerArgs,
     HeartbeatArgs, LimitArgs, OutputArgs, QueueHeartbeat, TitanicHeartbeat, WorkerHeartbeat,
 };
-use crate::values::{
-    parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_positive_duration,
-    parse_size,
+use crate::args::values::{
+    default_duration, default_size, parse_bind_endpoint, parse_connect_endpoint, parse_duration,
+    parse_positive_duration, parse_size,
 };
+use crate::chaos::args::{ChaosArgs, ChaosCommand};
+use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
 
 /// Reliable request-reply over ZeroMQ: the Guide's Pirate patterns, one subcommand per role.
 #[derive(Parser, Debug)]
@@ -125,7 +126,7 @@ impl Command {
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// Endpoint to bind the REP socket to (a ROUTER with --primary/--backup)
-    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
+    #[arg(long, default_value = ServerConfig::default().bind, value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub bind: String,
     #[command(flatten)]
     pub handler: HandlerArgs,
@@ -215,16 +216,16 @@ pub struct ClientArgs {
     /// Endpoint to connect to; repeat it to fail over between servers (Binary Star: after a
     /// failed attempt the client moves to the next one) or, with --freelance, to spread
     /// requests over them (each spelled exactly as that server's public endpoint)
-    #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
+    #[arg(long, default_value = ClientConfig::default().endpoint, value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
     pub connect: Vec<String>,
     /// With several --connect: wait this long after switching, for the backup to take over
-    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = default_duration(ClientConfig::default().settle), value_name = "DURATION", value_parser = parse_duration)]
     pub settle: Duration,
     /// How long each attempt waits for its reply [default: 2500ms; 3s with --freelance]
-    #[arg(long, default_value = "2500ms", default_value_if("freelance", "true", "3s"), hide_default_value = true, value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = default_duration(ClientConfig::default().timeout), default_value_if("freelance", "true", default_duration(FreelanceClientConfig::default().timeout)), hide_default_value = true, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub timeout: Duration,
     /// Attempts per request, the first included, before abandoning (the Guide's REQUEST_RETRIES)
-    #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = ClientConfig::default().retries, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub retries: u32,
     /// Send the Guide's test sequence 1..N and check that every reply equals its request
     #[arg(long, value_name = "N")]
@@ -268,10 +269,10 @@ pub struct ClientArgs {
     #[arg(long, conflicts_with_all = ["service", "titanic", "protocol", "window", "settle"], help_heading = "Freelance")]
     pub freelance: bool,
     /// With --freelance: how often each server is pinged
-    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = parse_positive_duration, requires = "freelance", help_heading = "Freelance")]
+    #[arg(long, default_value = default_duration(FreelanceClientConfig::default().ping_interval), value_name = "DURATION", value_parser = parse_positive_duration, requires = "freelance", help_heading = "Freelance")]
     pub ping: Duration,
     /// With --freelance: a server silent this long is dead (until it answers again)
-    #[arg(long, default_value = "6s", value_name = "DURATION", value_parser = parse_positive_duration, requires = "freelance", help_heading = "Freelance")]
+    #[arg(long, default_value = default_duration(FreelanceClientConfig::default().server_ttl), value_name = "DURATION", value_parser = parse_positive_duration, requires = "freelance", help_heading = "Freelance")]
     pub server_ttl: Duration,
     #[command(flatten)]
     pub credentials: ClientAuthArgs,
@@ -408,10 +409,10 @@ impl ClientArgs {
 #[derive(Args, Debug)]
 pub struct QueueArgs {
     /// Endpoint clients connect to (ROUTER)
-    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
+    #[arg(long, default_value = QueueConfig::default().frontend, value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub frontend: String,
     /// Endpoint workers connect to (ROUTER)
-    #[arg(long, default_value = "tcp://*:5556", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
+    #[arg(long, default_value = QueueConfig::default().backend, value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub backend: String,
     #[command(flatten)]
     pub heartbeat: HeartbeatArgs<QueueHeartbeat>,
@@ -447,16 +448,16 @@ impl QueueArgs {
 #[derive(Args, Debug)]
 pub struct BrokerArgs {
     /// Endpoint to bind the broker's ROUTER socket to (clients and workers both connect here)
-    #[arg(long, default_value = "tcp://*:5555", value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
+    #[arg(long, default_value = BrokerConfig::default().bind, value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub bind: String,
     #[command(flatten)]
     pub heartbeat: HeartbeatArgs<BrokerHeartbeat>,
     /// How long a request may wait for a worker of its service before it is dropped
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = default_duration(BrokerConfig::default().request_ttl), value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_ttl: Duration,
     /// Requests queued per service at most; a request beyond it is refused (the client
     /// retries). A backstop: --max-queue-bytes is what bounds memory
-    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    #[arg(long, default_value_t = BrokerConfig::default().max_queue, value_name = "N")]
     pub max_queue: usize,
     /// Disconnect a worker that holds one request this long without a reply (its request or
     /// reply was lost on the way, or it hangs while heartbeating); off unless given. Set it
@@ -466,10 +467,10 @@ pub struct BrokerArgs {
     /// Bytes of requests queued per service at most, each counted as its body, its client's
     /// address and 128 bytes (a request beyond it is refused); also the most one reply
     /// assembled from 0.2 PARTIALs for a 0.1 client may hold
-    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, default_value = default_size(BrokerConfig::default().max_queue_bytes), value_name = "SIZE", value_parser = parse_size)]
     pub max_queue_bytes: u64,
     /// Bytes the broker holds in all, queued requests and held PARTIALs of every service
-    #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, default_value = default_size(BrokerConfig::default().max_bytes), value_name = "SIZE", value_parser = parse_size)]
     pub max_broker_bytes: u64,
     #[command(flatten)]
     pub bstar: BstarArgs,
@@ -543,7 +544,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reconnect: Option<Duration>,
     /// Longest reconnect delay
-    #[arg(long, default_value = "32s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = default_duration(WorkerConfig::default().reconnect_max), value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reconnect_max: Duration,
     /// Readable identity prefix; each new socket is NAME-1-<32 random hex digits>,
     /// NAME-2-<…>, …, so logs name the worker and nobody can guess its identity [default:
@@ -592,9 +593,10 @@ impl WorkerArgs {
         }
         let defaults = WorkerConfig::default();
         let (endpoint, reconnect) = if self.majordomo() {
-            ("tcp://localhost:5555", Duration::from_millis(2500))
+            let mdp = MdpWorkerConfig::new("tcp://localhost:5555", "", Version::V1);
+            (mdp.endpoint, mdp.reconnect)
         } else {
-            ("tcp://localhost:5556", Duration::from_secs(1))
+            (defaults.endpoint.clone(), defaults.reconnect)
         };
         let mut connect = self.connect.clone();
         if connect.is_empty() {
@@ -626,10 +628,10 @@ impl WorkerArgs {
 #[derive(Args, Debug)]
 pub struct TitanicArgs {
     /// Endpoint of the Majordomo broker
-    #[arg(long, default_value = "tcp://localhost:5555", value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
+    #[arg(long, default_value = TitanicConfig::default().broker, value_name = "ENDPOINT", value_parser = parse_connect_endpoint)]
     pub connect: String,
     /// Directory of the durable store (created if missing; one titanic per directory)
-    #[arg(long, default_value = ".titanic", value_name = "DIR")]
+    #[arg(long, default_value = TitanicConfig::default().dir.into_os_string(), value_name = "DIR")]
     pub dir: std::path::PathBuf,
     /// Verify the store in DIR offline and print what a start would keep, cut off and set
     /// aside, changing nothing; exit 0 clean, 1 damaged, 2 unreadable or in use
@@ -638,25 +640,25 @@ pub struct TitanicArgs {
     #[command(flatten)]
     pub heartbeat: HeartbeatArgs<TitanicHeartbeat>,
     /// First reconnect delay after losing the broker; doubles up to 32s
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = default_duration(TitanicConfig::default().reconnect), value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reconnect: Duration,
     /// How long a pending request waits before it is sent to its service again
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = default_duration(TitanicConfig::default().retry_interval), value_name = "DURATION", value_parser = parse_positive_duration)]
     pub retry_interval: Duration,
     /// How long one attempt to a service waits for its reply
-    #[arg(long, default_value = "2500ms", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = default_duration(TitanicConfig::default().request_timeout), value_name = "DURATION", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
     /// Largest request accepted (service name and frames); a bigger one is answered
     /// "500 request too big"
-    #[arg(long, default_value = "16MiB", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, default_value = default_size(Limits::default().max_request_bytes), value_name = "SIZE", value_parser = parse_size)]
     pub max_request_bytes: u64,
     /// New requests are answered "500 store full" while the live data in the store (requests
     /// and replies not yet closed) is past this
-    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, default_value = default_size(Limits::default().max_store_bytes), value_name = "SIZE", value_parser = parse_size)]
     pub max_store_bytes: u64,
     /// New requests are answered "500 disk full" while the file system of --dir has less
     /// free space than this, kept for the replies of requests already accepted
-    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, default_value = default_size(Limits::default().min_free), value_name = "SIZE", value_parser = parse_size)]
     pub min_free: u64,
     #[command(flatten)]
     pub faults: FaultArgs,
@@ -741,7 +743,7 @@ mod tests {
         let config = args.config("pirate".into()).unwrap();
         assert_eq!(
             config.max_extension,
-            crate::chaos_run::DEFAULT_MAX_EXTENSION
+            crate::chaos::run::DEFAULT_MAX_EXTENSION
         );
     }
 

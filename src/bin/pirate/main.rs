@@ -1,23 +1,16 @@
 //! The `pirate` binary: parses the command line, checks the rules between its flags,
 //! installs the signal handler, runs one role with its events rendered, and maps the outcome
-//! to an exit code. [`job`] is the one place a role is registered.
+//! to an exit code. [`dispatch`] is the one place a command is registered.
 
-mod auth_args;
+mod args;
 mod bar;
 mod bench;
-mod chaos_args;
-mod chaos_net;
-mod chaos_record;
-mod chaos_report;
-mod chaos_run;
+mod chaos;
 mod cli;
 mod generate;
 mod help;
-mod proxy_args;
 mod render;
-mod shared_args;
 mod validate;
-mod values;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,8 +20,8 @@ use pirate::event::{Event, Events, Outcome, Report};
 use pirate::reactor::Stop;
 use pirate::roles::{broker, bstar_server, client, freelance, queue, server, titanic, worker};
 
-use chaos_args::{ChaosArgs, ChaosCommand};
-use chaos_run::ChaosConfig;
+use chaos::args::{ChaosArgs, ChaosCommand};
+use chaos::run::ChaosConfig;
 use cli::InputError;
 use cli::{Cli, ClientMode, Command, ServerMode};
 use pirate::chaos::proxy;
@@ -55,29 +48,29 @@ fn install_signal_handler(stop: Stop) {
 }
 
 /// The library call that runs a role, its config captured.
-type Run = Box<dyn FnOnce(&mut Events) -> error::Result<Report>>;
+type RoleCall = Box<dyn FnOnce(&mut Events) -> error::Result<Report>>;
 
-/// A role ready to run: how its progress shows, how its replies end on stdout, what went
-/// wrong reading its requests, and the call that runs it.
-struct Job {
+/// A role of the library ready to run with its events rendered: how its progress shows, how
+/// its replies end on stdout, what went wrong reading its requests, and the call that runs it.
+struct RoleRun {
     view: View,
     end: ReplyEnd,
     input: InputError,
-    run: Run,
+    call: RoleCall,
 }
 
-impl Job {
-    fn new(run: impl FnOnce(&mut Events) -> error::Result<Report> + 'static) -> Self {
-        Job {
+impl RoleRun {
+    fn new(call: impl FnOnce(&mut Events) -> error::Result<Report> + 'static) -> Self {
+        RoleRun {
             view: View::Plain,
             end: ReplyEnd::Newline,
             input: InputError::default(),
-            run: Box::new(run),
+            call: Box::new(call),
         }
     }
 
     fn with_view(self, view: View) -> Self {
-        Job { view, ..self }
+        RoleRun { view, ..self }
     }
 
     /// A client's: its view, how its replies end (-0, --whole), and its stdin's error.
@@ -88,11 +81,32 @@ impl Job {
             Split::Whole => ReplyEnd::Nothing,
         };
         let view = a.count.map_or(View::Plain, View::Progress);
-        Job {
+        RoleRun {
             view,
             end,
             input,
             ..self
+        }
+    }
+
+    /// Runs the role with its events rendered; its exit code.
+    fn run(self, output: args::shared::OutputArgs, stop: &Stop) -> error::Result<i32> {
+        let report = render::run(output, self.view, self.end, stop, self.call)?;
+        if render::stdout_closed() {
+            return Ok(error::EXIT_STDOUT_CLOSED);
+        }
+        let code = exit_code_of(&report);
+        match self.input.get() {
+            // Requests before the bad one were sent and answered; the rest never went out.
+            Some(why) => {
+                eprintln!("error: {why}");
+                Ok(if code == error::EXIT_OK {
+                    error::EXIT_FAILED
+                } else {
+                    code
+                })
+            }
+            None => Ok(code),
         }
     }
 }
@@ -109,90 +123,128 @@ fn interrupted_if(stop: &Stop, report: Report) -> Report {
     }
 }
 
-/// The one place a role is registered: each subcommand (and mode) to the config its flags
-/// make and the library call that runs it, one arm each. Its flags' rules are in `validate`.
-fn job(command: Command, invocation: &Invocation, stop: &Stop) -> error::Result<Job> {
-    let stop = stop.clone();
-    Ok(match command {
-        Command::Server(a) => match a.mode() {
-            ServerMode::Lazy(c) => Job::new(move |ev| server::run(&c, &stop, ev)),
-            ServerMode::Bstar(c) => Job::new(move |ev| bstar_server::run(&c, &stop, ev)),
-            ServerMode::Freelance(c) => Job::new(move |ev| freelance::run_server(&c, &stop, ev)),
-        },
-        Command::Client(a) => {
-            let input = InputError::default();
-            let mut requests = a.requests(pirate::transport::max_message(), &input);
-            if let Some(interval) = a.interval {
-                requests = Box::new(feed::paced(requests, interval, stop.clone()));
+/// The one dispatch, and the one place a command is registered: each subcommand (and mode)
+/// to what runs it and its exit code. A role of the library gets the config its flags make
+/// and runs as a [`RoleRun`], its events rendered; `generate`, `bench`, `chaos report` and
+/// `titanic --check` print what they make themselves. The flags' rules are in `validate`.
+fn dispatch(
+    command: Command,
+    output: args::shared::OutputArgs,
+    invocation: &Invocation,
+    stop: &Stop,
+) -> error::Result<i32> {
+    let role = {
+        let stop = stop.clone();
+        match command {
+            Command::Generate(args) => {
+                generate::run(args, &Renderer::new(output))?;
+                return Ok(error::EXIT_OK);
             }
-            match a.mode() {
-                // A run whose requests ended because a signal stopped their reader (a paced
-                // or Titanic feed, stdin) finished them all, yet was interrupted: 130.
-                ClientMode::Direct(c) => Job::new(move |ev| {
-                    let report = client::run(&c, requests, &stop, ev)?;
-                    Ok(interrupted_if(&stop, report))
-                }),
-                ClientMode::Titanic(c) => Job::new(move |ev| {
-                    // Its loop reads requests itself: Ctrl-C must not wait for the next line.
-                    let requests = feed::until_stopped(requests, stop.clone());
-                    let report = titanic::run_client(&c, requests, &stop, ev)?;
-                    Ok(interrupted_if(&stop, report))
-                }),
-                ClientMode::Freelance(c) => Job::new(move |ev| {
-                    let report = freelance::run_client(&c, requests, &stop, ev)?;
-                    Ok(interrupted_if(&stop, report))
-                }),
+            Command::Bench(args) => return bench::run(args, output, &stop),
+            Command::Chaos(ChaosArgs {
+                command: Some(ChaosCommand::Report(args)),
+                ..
+            }) => {
+                chaos::report::run(&args, &Renderer::new(output))?;
+                return Ok(error::EXIT_OK);
             }
-            .client(&a, input)
-        }
-        Command::Queue(a) => {
-            let c = a.config();
-            Job::new(move |ev| queue::run(&c, &stop, ev))
-        }
-        Command::Worker(a) => {
-            let c = a.config();
-            Job::new(move |ev| worker::run(&c, &stop, ev))
-        }
-        Command::Broker(a) => {
-            let c = a.config();
-            match a.bstar.options() {
-                Some(pair) => Job::new(move |ev| broker::run_bstar(&c, &pair, &stop, ev)),
-                None => Job::new(move |ev| broker::run(&c, &stop, ev)),
+            Command::Titanic(cli::TitanicArgs {
+                check: Some(dir), ..
+            }) => return Ok(check_store(&dir, output)),
+            Command::Server(a) => match a.mode() {
+                ServerMode::Lazy(c) => RoleRun::new(move |ev| server::run(&c, &stop, ev)),
+                ServerMode::Bstar(c) => RoleRun::new(move |ev| bstar_server::run(&c, &stop, ev)),
+                ServerMode::Freelance(c) => {
+                    RoleRun::new(move |ev| freelance::run_server(&c, &stop, ev))
+                }
+            },
+            Command::Client(a) => {
+                let input = InputError::default();
+                let mut requests = a.requests(pirate::transport::max_message(), &input);
+                if let Some(interval) = a.interval {
+                    requests = Box::new(feed::paced(requests, interval, stop.clone()));
+                }
+                match a.mode() {
+                    // A run whose requests ended because a signal stopped their reader (a
+                    // paced or Titanic feed, stdin) finished them all, yet was interrupted: 130.
+                    ClientMode::Direct(c) => RoleRun::new(move |ev| {
+                        let report = client::run(&c, requests, &stop, ev)?;
+                        Ok(interrupted_if(&stop, report))
+                    }),
+                    ClientMode::Titanic(c) => RoleRun::new(move |ev| {
+                        // Its loop reads requests itself: Ctrl-C must not wait for the next line.
+                        let requests = feed::until_stopped(requests, stop.clone());
+                        let report = titanic::run_client(&c, requests, &stop, ev)?;
+                        Ok(interrupted_if(&stop, report))
+                    }),
+                    ClientMode::Freelance(c) => RoleRun::new(move |ev| {
+                        let report = freelance::run_client(&c, requests, &stop, ev)?;
+                        Ok(interrupted_if(&stop, report))
+                    }),
+                }
+                .client(&a, input)
+            }
+            Command::Queue(a) => {
+                let c = a.config();
+                RoleRun::new(move |ev| queue::run(&c, &stop, ev))
+            }
+            Command::Worker(a) => {
+                let c = a.config();
+                RoleRun::new(move |ev| worker::run(&c, &stop, ev))
+            }
+            Command::Broker(a) => {
+                let c = a.config();
+                match a.bstar.options() {
+                    Some(pair) => RoleRun::new(move |ev| broker::run_bstar(&c, &pair, &stop, ev)),
+                    None => RoleRun::new(move |ev| broker::run(&c, &stop, ev)),
+                }
+            }
+            Command::Titanic(a) => {
+                let c = a.config();
+                RoleRun::new(move |ev| titanic::run(&c, &stop, ev))
+            }
+            Command::Chaos(ChaosArgs {
+                command: Some(ChaosCommand::Proxy(a)),
+                ..
+            }) => {
+                let c = a.config();
+                RoleRun::new(move |ev| proxy::run_role(&c, &stop, ev))
+            }
+            Command::Chaos(ChaosArgs {
+                command: Some(ChaosCommand::Run(a)),
+                ..
+            }) => {
+                let c = a.config(pirate_exe()?).map_err(Error::Usage)?;
+                chaos_run(c, invocation, stop)
+            }
+            Command::Chaos(ChaosArgs {
+                command: None,
+                seed,
+                out,
+            }) => {
+                let demo = ChaosConfig::demo(pirate_exe()?, seed.unwrap_or_else(random_seed));
+                chaos_run(ChaosConfig { out, ..demo }, invocation, stop)
             }
         }
-        Command::Titanic(a) => {
-            let c = a.config();
-            Job::new(move |ev| titanic::run(&c, &stop, ev))
-        }
-        Command::Chaos(ChaosArgs {
-            command: Some(ChaosCommand::Proxy(a)),
-            ..
-        }) => {
-            let c = a.config();
-            Job::new(move |ev| proxy::run_role(&c, &stop, ev))
-        }
-        Command::Chaos(args) => {
-            let exe = std::env::current_exe()
-                .map_err(|e| Error::Internal(format!("cannot find the pirate binary: {e}")))?;
-            let mut c = match args.command {
-                Some(ChaosCommand::Run(a)) => a.config(exe).map_err(Error::Usage)?,
-                Some(ChaosCommand::Report(_)) => unreachable!("pirate chaos report runs no role"),
-                _ => ChaosConfig {
-                    out: args.out,
-                    ..ChaosConfig::demo(exe, args.seed.unwrap_or_else(random_seed))
-                },
-            };
-            // The matches of `chaos run`, or of `chaos` itself for the demonstration.
-            let chaos = invocation.matches.subcommand_matches("chaos");
-            if let Some(matches) = chaos.map(|m| m.subcommand_matches("run").unwrap_or(m)) {
-                c.record = chaos_record::record(&invocation.argv, matches, c.seed);
-            }
-            Job::new(move |ev| chaos_run::run(&c, &stop, ev).map(|r| Report::Chaos(Box::new(r))))
-                .with_view(View::Live)
-        }
-        Command::Generate(_) => unreachable!("pirate generate runs no role"),
-        Command::Bench(_) => unreachable!("pirate bench runs clients of its own"),
-    })
+    };
+    role.run(output, stop)
+}
+
+/// This very binary, which `pirate chaos run` starts a process of per role.
+fn pirate_exe() -> error::Result<std::path::PathBuf> {
+    std::env::current_exe()
+        .map_err(|e| Error::Internal(format!("cannot find the pirate binary: {e}")))
+}
+
+/// `pirate chaos run` (or `pirate chaos`, the demonstration), recording how it was started:
+/// the matches of `chaos run`, or of `chaos` itself for the demonstration.
+fn chaos_run(mut config: ChaosConfig, invocation: &Invocation, stop: Stop) -> RoleRun {
+    let chaos = invocation.matches.subcommand_matches("chaos");
+    if let Some(matches) = chaos.map(|m| m.subcommand_matches("run").unwrap_or(m)) {
+        config.record = chaos::record::record(&invocation.argv, matches, config.seed);
+    }
+    RoleRun::new(move |ev| chaos::run::run(&config, &stop, ev).map(|r| Report::Chaos(Box::new(r))))
+        .with_view(View::Live)
 }
 
 /// The exit code for a role that returned normally.
@@ -218,7 +270,7 @@ fn exit_code_of(report: &Report) -> i32 {
 
 /// Raises the descriptor limit, sets the connection budget that fits it (or the flags'), and
 /// under `-v` says both and traces each refused connection.
-fn install_budget(limits: &shared_args::LimitArgs, output: shared_args::OutputArgs) {
+fn install_budget(limits: &args::shared::LimitArgs, output: args::shared::OutputArgs) {
     let descriptors = pirate::connections::raise_descriptor_limit();
     let now = descriptors.as_ref().map_or(1024, |&(_, now)| now);
     let budget = limits.budget(now);
@@ -261,7 +313,7 @@ fn install_budget(limits: &shared_args::LimitArgs, output: shared_args::OutputAr
 /// Installs the command's security policy, tracing each refused peer as an event.
 fn install_security(
     command: &Command,
-    output: shared_args::OutputArgs,
+    output: args::shared::OutputArgs,
     stop: &Stop,
 ) -> error::Result<()> {
     let security = command.security()?;
@@ -289,7 +341,7 @@ fn install_security(
 }
 
 fn run(cli: Cli, invocation: &Invocation, stop: Stop) -> error::Result<i32> {
-    let output = shared_args::OutputArgs {
+    let output = args::shared::OutputArgs {
         role: cli.command.role(),
         ..cli.output
     };
@@ -297,45 +349,7 @@ fn run(cli: Cli, invocation: &Invocation, stop: Stop) -> error::Result<i32> {
     pirate::transport::set_max_message(cli.limits.max_message);
     install_budget(&cli.limits, output);
     install_security(&cli.command, output, &stop)?;
-    if let Command::Generate(args) = cli.command {
-        generate::run(args, &Renderer::new(output))?;
-        return Ok(error::EXIT_OK);
-    }
-    if let Command::Chaos(chaos_args::ChaosArgs {
-        command: Some(ChaosCommand::Report(args)),
-        ..
-    }) = &cli.command
-    {
-        chaos_report::run(args, &Renderer::new(output))?;
-        return Ok(error::EXIT_OK);
-    }
-    if let Command::Bench(args) = cli.command {
-        return bench::run(args, output, &stop);
-    }
-    if let Command::Titanic(cli::TitanicArgs {
-        check: Some(dir), ..
-    }) = &cli.command
-    {
-        return Ok(check_store(dir, output));
-    }
-    let job = job(cli.command, invocation, &stop)?;
-    let report = render::run(output, job.view, job.end, &stop, job.run)?;
-    if render::stdout_closed() {
-        return Ok(error::EXIT_STDOUT_CLOSED);
-    }
-    let code = exit_code_of(&report);
-    match job.input.get() {
-        // Requests before the bad one were sent and answered; the rest never went out.
-        Some(why) => {
-            eprintln!("error: {why}");
-            Ok(if code == error::EXIT_OK {
-                error::EXIT_FAILED
-            } else {
-                code
-            })
-        }
-        None => Ok(code),
-    }
+    dispatch(cli.command, output, invocation, &stop)
 }
 
 /// The command line as given (lossy where not UTF-8) and clap's matches of it: what a chaos
@@ -369,12 +383,12 @@ fn replayed(
     let run_matches = matches
         .subcommand_matches("chaos")?
         .subcommand_matches("run")?;
-    Some(chaos_record::replay_argv(dir, argv, run_matches))
+    Some(chaos::record::replay_argv(dir, argv, run_matches))
 }
 
 /// `pirate titanic --check DIR`: the store's verdict on stdout (text, or one summary line
 /// with --json); exit 0 clean, 1 damaged, 2 when there is no readable store or it is in use.
-fn check_store(dir: &std::path::Path, output: shared_args::OutputArgs) -> i32 {
+fn check_store(dir: &std::path::Path, output: args::shared::OutputArgs) -> i32 {
     match pirate::roles::titanic::store::Store::check(dir) {
         Ok(check) => {
             let mut text = check.lines(dir).join("\n");

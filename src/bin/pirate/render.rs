@@ -14,7 +14,7 @@ use pirate::error::Result;
 use pirate::event::{Direction, Event, Events, Level, Report};
 use pirate::reactor::Stop;
 
-use crate::shared_args::OutputArgs;
+use crate::args::shared::OutputArgs;
 
 /// How a role's progress shows on stderr, besides its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -534,7 +534,7 @@ fn role_summary_text(report: &Report) -> String {
                 .out
                 .as_ref()
                 .map(|dir| {
-                    let page = std::path::Path::new(dir).join(crate::chaos_report::FILE);
+                    let page = std::path::Path::new(dir).join(crate::chaos::report::FILE);
                     format!("\nreport: {}", page.display())
                 })
                 .unwrap_or_default();

@@ -3,13 +3,13 @@
 //! parsing and before anything starts. An error is one line, a usage error (exit 2). The
 //! conversions into library configs (`config()`, `mode()`) then assume these rules hold.
 
-use crate::chaos_args::{
+use crate::args::shared::ClientProtocol;
+use crate::args::shared::{BstarArgs, OnSplit};
+use crate::chaos::args::{
     ChaosArgs, ChaosCommand, ChaosRunArgs, NemesisArg, NetArg, ProxyPlacementArg,
 };
+use crate::chaos::proxy::TrafficArgs;
 use crate::cli::{ClientArgs, Command, WorkerArgs, WorkerDialect};
-use crate::proxy_args::TrafficArgs;
-use crate::shared_args::ClientProtocol;
-use crate::shared_args::{BstarArgs, OnSplit};
 use clap::ValueEnum;
 
 use pirate::chaos::report::Pattern;
@@ -222,7 +222,7 @@ fn chaos_run(a: &ChaosRunArgs) -> Result<(), String> {
     if pattern == Pattern::Freelance && a.window > 1 {
         return Err("--window does not fit Freelance: its clients send one at a time".into());
     }
-    if a.security != crate::auth_args::SecurityArg::None && a.worker_cmd.is_some() {
+    if a.security != crate::args::auth::SecurityArg::None && a.worker_cmd.is_some() {
         return Err(
             "--security cannot reach --worker-cmd workers: give them credentials \
                     and run without --security"

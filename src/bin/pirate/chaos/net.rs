@@ -6,7 +6,7 @@
 //!
 //! Nothing is left behind however the run ends: a normal end and Ctrl-C tear down in
 //! [`Network::teardown`], a panic or an early error in its `Drop`, and a SIGKILL of the
-//! runner through the watchdog (`chaos_run.rs`), which was told every namespace name before
+//! runner through the watchdog (`chaos/run/watchdog.rs`), which was told every namespace name before
 //! it was created.
 
 use std::path::PathBuf;

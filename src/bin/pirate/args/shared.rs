@@ -1,25 +1,30 @@
 //! The flag groups several subcommands share, each declared once and flattened
 //! (`#[command(flatten)]`) into every subcommand that takes it: output and limits (global),
 //! heartbeats, fault injection, freezes, request handling and Binary Star. The security
-//! groups live in `auth_args`, next to the files they read.
+//! groups live in `args::auth`, next to the files they read.
 
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use pirate::bstar::{Role, SplitPolicy};
+use pirate::bstar::{BstarConfig, Role, SplitPolicy};
 use pirate::connections::Budget;
 use pirate::faults::{random_seed, FaultPlan};
 use pirate::handler::Handler;
 use pirate::heartbeat::HeartbeatConfig;
+use pirate::majordomo::MdpWorkerConfig;
 use pirate::proto::mdp::Version;
+use pirate::roles::broker::BrokerConfig;
 use pirate::roles::bstar_server::BstarOptions;
 use pirate::roles::client::Framing;
+use pirate::roles::queue::{QueueConfig, QueuePolicy};
+use pirate::roles::titanic::TitanicConfig;
+use pirate::roles::worker::WorkerConfig;
 
-use crate::values::{
-    parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_message_size,
-    parse_positive_duration, parse_probability,
+use crate::args::values::{
+    default_duration, default_size, parse_bind_endpoint, parse_connect_endpoint, parse_duration,
+    parse_message_size, parse_positive_duration, parse_probability,
 };
 
 /// The help heading of the options every subcommand takes.
@@ -48,7 +53,7 @@ pub struct LimitArgs {
     /// Largest frame any socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a bigger one is
     /// disconnected before it is buffered. Also bounds an --exec command's output. Sizes take
     /// KiB/MiB/GiB (1024) or k/M/G (1000)
-    #[arg(long, global = true, help_heading = GLOBAL, default_value = "16MiB", value_name = "SIZE", value_parser = parse_message_size)]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = default_size(pirate::transport::DEFAULT_MAX_MESSAGE), value_name = "SIZE", value_parser = parse_message_size)]
     pub max_message: u64,
     /// Connections each bound TCP socket keeps open at once; one more is closed right after
     /// it is accepted, and counted. 0: no limit [default: (descriptor limit - 256) / 3, at
@@ -62,7 +67,7 @@ pub struct LimitArgs {
     /// Close a connection whose peer has not finished its ZMTP handshake (greeting, security,
     /// READY) after this long (ZMQ_HANDSHAKE_IVL), so half-open connections give their
     /// descriptors back
-    #[arg(long, global = true, help_heading = GLOBAL, default_value = "5s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = default_duration(pirate::connections::DEFAULT_HANDSHAKE_TIMEOUT), value_name = "DURATION", value_parser = parse_positive_duration)]
     pub handshake_timeout: Duration,
 }
 
@@ -221,7 +226,7 @@ pub struct BstarArgs {
     #[arg(long, value_name = "ENDPOINT", value_parser = parse_connect_endpoint, help_heading = "Binary Star")]
     pub peer_state: Option<String>,
     /// How often each node publishes its state; the peer is dead after two
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_positive_duration, help_heading = "Binary Star")]
+    #[arg(long, default_value = default_duration(BstarConfig::default().heartbeat), value_name = "DURATION", value_parser = parse_positive_duration, help_heading = "Binary Star")]
     pub state_heartbeat: Duration,
     /// What a node does when, after it lost sight of its peer, it finds the peer active too
     /// (or passive too)
@@ -297,8 +302,8 @@ pub struct HeartbeatArgs<R: HeartbeatRole> {
     #[arg(
         long,
         help = R::INTERVAL_HELP,
-        default_value = R::INTERVAL,
-        default_value_ifs = R::INTERVAL_IFS.iter().copied(),
+        default_value = default_duration(R::interval()),
+        default_value_ifs = R::INTERVAL_IFS.iter().map(|&(flag, value, d)| (flag, value, default_duration(d()))),
         hide_default_value = !R::INTERVAL_IFS.is_empty(),
         value_name = "DURATION",
         value_parser = parse_positive_duration
@@ -325,15 +330,18 @@ impl<R: HeartbeatRole> HeartbeatArgs<R> {
     }
 }
 
+/// A default that depends on another flag: (that flag, its value, this default).
+pub type DefaultIf = (&'static str, &'static str, fn() -> Duration);
+
 /// What one role's heartbeat flags say: the default interval and the help lines.
 pub trait HeartbeatRole: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// `--heartbeat`'s help.
     const INTERVAL_HELP: &'static str;
-    /// `--heartbeat`'s default.
-    const INTERVAL: &'static str;
+    /// `--heartbeat`'s default: the library config's.
+    fn interval() -> Duration;
     /// Defaults that depend on another flag, as clap's `default_value_ifs` takes them:
     /// (flag, its value, this default). When there are any, the help states the defaults.
-    const INTERVAL_IFS: &'static [(&'static str, &'static str, &'static str)] = &[];
+    const INTERVAL_IFS: &'static [DefaultIf] = &[];
     /// `--liveness`'s help: who is taken for dead.
     const LIVENESS_HELP: &'static str;
 }
@@ -343,7 +351,12 @@ pub trait HeartbeatRole: Clone + std::fmt::Debug + Send + Sync + 'static {
 pub struct QueueHeartbeat;
 impl HeartbeatRole for QueueHeartbeat {
     const INTERVAL_HELP: &'static str = "Heartbeat interval (6/PPP)";
-    const INTERVAL: &'static str = "1s";
+    fn interval() -> Duration {
+        match QueueConfig::default().policy {
+            QueuePolicy::Paranoid { heartbeat, .. } => heartbeat.interval,
+            QueuePolicy::Simple => unreachable!("the default queue is the Paranoid one"),
+        }
+    }
     const LIVENESS_HELP: &'static str =
         "Silent heartbeat intervals after which a worker is expired";
 }
@@ -353,7 +366,9 @@ impl HeartbeatRole for QueueHeartbeat {
 pub struct BrokerHeartbeat;
 impl HeartbeatRole for BrokerHeartbeat {
     const INTERVAL_HELP: &'static str = "Heartbeat interval (7/MDP)";
-    const INTERVAL: &'static str = "2500ms";
+    fn interval() -> Duration {
+        BrokerConfig::default().heartbeat.interval
+    }
     const LIVENESS_HELP: &'static str =
         "Silent heartbeat intervals after which a worker, idle or busy, is expired";
 }
@@ -363,13 +378,20 @@ impl HeartbeatRole for BrokerHeartbeat {
 pub struct WorkerHeartbeat;
 impl HeartbeatRole for WorkerHeartbeat {
     const INTERVAL_HELP: &'static str = "Heartbeat interval [default: 1s, or 2500ms for mdp/mdp2]";
-    const INTERVAL: &'static str = "1s";
-    const INTERVAL_IFS: &'static [(&'static str, &'static str, &'static str)] = &[
-        ("protocol", "mdp", "2500ms"),
-        ("protocol", "mdp2", "2500ms"),
+    fn interval() -> Duration {
+        WorkerConfig::default().heartbeat.interval
+    }
+    const INTERVAL_IFS: &'static [DefaultIf] = &[
+        ("protocol", "mdp", mdp_worker_interval),
+        ("protocol", "mdp2", mdp_worker_interval),
     ];
     const LIVENESS_HELP: &'static str =
         "Silent heartbeat intervals after which the queue or broker is taken for dead";
+}
+
+/// A 7/MDP worker's default heartbeat interval, the library's.
+fn mdp_worker_interval() -> Duration {
+    MdpWorkerConfig::new("", "", Version::V1).heartbeat.interval
 }
 
 /// `pirate titanic`: its titanic.* workers speak 7/MDP to the broker.
@@ -377,7 +399,9 @@ impl HeartbeatRole for WorkerHeartbeat {
 pub struct TitanicHeartbeat;
 impl HeartbeatRole for TitanicHeartbeat {
     const INTERVAL_HELP: &'static str = "Heartbeat interval of the titanic.* workers (7/MDP)";
-    const INTERVAL: &'static str = "2500ms";
+    fn interval() -> Duration {
+        TitanicConfig::default().heartbeat.interval
+    }
     const LIVENESS_HELP: &'static str =
         "Silent heartbeat intervals after which the broker is taken for dead";
 }

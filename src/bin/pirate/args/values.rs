@@ -1,6 +1,6 @@
 //! Value parsers for clap (`value_parser = …`): durations, probabilities, sizes, endpoints.
-//! A module of their own so that every argument module (`cli`, `proxy_args`) can use them
-//! without importing each other.
+//! A module of their own so that every argument module (`cli`, `chaos::proxy`, …) can use
+//! them without importing each other.
 
 use std::time::Duration;
 
@@ -17,6 +17,28 @@ pub fn parse_connect_endpoint(text: &str) -> Result<String, String> {
 }
 
 /// Parses a humantime duration (`2500ms`, `1s`, `1m30s`).
+/// A default duration as the help shows it: whole seconds as `30s`, anything else in
+/// milliseconds (`2500ms`), so that a default taken from a library config reads as the help
+/// always wrote it.
+pub fn default_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 && !d.is_zero() {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A default size as the help shows it: in the largest binary unit it is a whole number of
+/// (`16MiB`, `1GiB`), else in bytes.
+pub fn default_size(bytes: u64) -> String {
+    for (unit, size) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("invalid duration '{text}': {e} (expected e.g. 2500ms, 1s, 1m30s)"))

@@ -6,15 +6,16 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use pirate::chaos::report::{NemesisFault, Pattern};
 
-use crate::auth_args::SecurityArg;
-use crate::chaos_net::NetConfig;
-use crate::chaos_report::ReportArgs;
-use crate::chaos_run::{ChaosConfig, ChaosSecurity, ProxyPlacement};
-use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
-use crate::shared_args::{millis, FaultArgs, FreezeArgs};
-use crate::values::{
-    parse_connect_endpoint, parse_duration, parse_positive_duration, parse_probability,
+use crate::args::auth::SecurityArg;
+use crate::args::shared::{millis, FaultArgs, FreezeArgs};
+use crate::args::values::{
+    default_duration, parse_connect_endpoint, parse_duration, parse_positive_duration,
+    parse_probability,
 };
+use crate::chaos::net::NetConfig;
+use crate::chaos::report::ReportArgs;
+use crate::chaos::run::{ChaosConfig, ChaosSecurity, ProxyPlacement, DEFAULT_MAX_EXTENSION};
+use crate::help::{CHAOS_AFTER_HELP, EXIT_CODES};
 use pirate::chaos::net::Shaping;
 
 #[derive(Args, Debug)]
@@ -37,7 +38,7 @@ pub enum ChaosCommand {
     Run(Box<ChaosRunArgs>),
     /// Message-level fault proxy between peers and a broker or queue
     #[command(after_help = EXIT_CODES)]
-    Proxy(Box<crate::proxy_args::ProxyArgs>),
+    Proxy(Box<crate::chaos::proxy::ProxyArgs>),
     /// Render report.html again for a past run, from the files its --out DIR holds
     #[command(after_help = EXIT_CODES)]
     Report(ReportArgs),
@@ -128,7 +129,7 @@ pub struct ChaosRunArgs {
     /// Longest the fault phase goes on past --duration until every --nemesis kind has struck
     /// and a reply came after it (clients keep sending past --requests meanwhile); a kind
     /// still missing then makes the verdict indeterminate
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = default_duration(DEFAULT_MAX_EXTENSION), value_name = "DURATION", value_parser = parse_duration)]
     pub max_extension: Duration,
     /// Longest wait for clients to finish after healing
     #[arg(long, default_value = "20s", value_name = "DURATION", value_parser = parse_positive_duration)]
@@ -165,16 +166,16 @@ pub struct ChaosRunArgs {
     pub partition_for: Option<Duration>,
     /// Share of packets a `loss` fault drops, e.g. 5% (which packets: the kernel's draw, not
     /// the seed's; the schedule still replays with --seed)
-    #[arg(long, default_value = "5%", value_name = "P", value_parser = parse_probability)]
+    #[arg(long, default_value = format!("{}%", Shaping::default().loss_percent), value_name = "P", value_parser = parse_probability)]
     pub loss: f64,
     /// Bandwidth a `slow` fault leaves a host, as tc spells it: 1mbit, 512kbit, …
-    #[arg(long, default_value = "1mbit", value_name = "RATE", value_parser = pirate::chaos::net::parse_rate)]
+    #[arg(long, default_value = Shaping::default().rate, value_name = "RATE", value_parser = pirate::chaos::net::parse_rate)]
     pub rate: String,
     /// Latency a `delay` fault adds to a host's link, each way
-    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = default_duration(Duration::from_millis(Shaping::default().delay_ms)), value_name = "DURATION", value_parser = parse_duration)]
     pub delay: Duration,
     /// Jitter of a `delay` fault
-    #[arg(long, default_value = "20ms", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = default_duration(Duration::from_millis(Shaping::default().jitter_ms)), value_name = "DURATION", value_parser = parse_duration)]
     pub jitter: Duration,
     /// Heartbeat interval of every role (liveness 3)
     #[arg(long, default_value = "250ms", value_name = "DURATION", value_parser = parse_positive_duration)]
@@ -306,9 +307,9 @@ impl ChaosRunArgs {
         };
         if net.is_some() {
             // Before anything is written or started: root, the tools, netem for `delay`.
-            crate::chaos_net::preflight(nemesis.contains(&NemesisFault::Delay))?;
+            crate::chaos::net::preflight(nemesis.contains(&NemesisFault::Delay))?;
         }
-        let (binder, connector) = crate::auth_args::topology_flags(self.security, &dir)
+        let (binder, connector) = crate::args::auth::topology_flags(self.security, &dir)
             .map_err(|e| format!("--security: {e}"))?;
         Ok(ChaosConfig {
             exe,

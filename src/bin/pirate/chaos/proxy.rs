@@ -8,9 +8,9 @@ use clap::{Args, ValueEnum};
 use pirate::chaos::proxy::{parse_frame_selector, Blackhole, Directions, ProxyConfig, ProxyFaults};
 use pirate::faults::random_seed;
 
-use crate::values::{
-    parse_bind_endpoint, parse_connect_endpoint, parse_duration, parse_positive_duration,
-    parse_probability,
+use crate::args::values::{
+    default_duration, parse_bind_endpoint, parse_connect_endpoint, parse_duration,
+    parse_positive_duration, parse_probability,
 };
 
 /// Which way faulted messages travel.
@@ -29,9 +29,9 @@ pub enum DirectionArg {
 #[derive(Args, Debug, Clone)]
 pub struct ProxyArgs {
     #[command(flatten)]
-    pub auth: crate::auth_args::ServerAuthArgs,
+    pub auth: crate::args::auth::ServerAuthArgs,
     #[command(flatten)]
-    pub credentials: crate::auth_args::ClientAuthArgs,
+    pub credentials: crate::args::auth::ClientAuthArgs,
     /// Endpoint to bind for peers (ROUTER), e.g. tcp://*:6555
     #[arg(long, value_name = "ENDPOINT", value_parser = parse_bind_endpoint)]
     pub frontend: String,
@@ -53,7 +53,7 @@ pub struct TrafficArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_frame)]
     pub command: Option<FrameArg>,
     /// Selected messages forwarded untouched before faults start
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    #[arg(long, default_value_t = ProxyFaults::default().after, value_name = "N")]
     pub after: u64,
     /// At most N faults in total
     #[arg(long, value_name = "N")]
@@ -77,7 +77,7 @@ pub struct TrafficArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=100_000))]
     pub reorder: Option<u64>,
     /// Longest a message waits in the reorder window
-    #[arg(long, default_value = "100ms", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = default_duration(ProxyFaults::default().reorder_wait), value_name = "DURATION", value_parser = parse_positive_duration)]
     pub reorder_wait: Duration,
     /// Probability of flipping bits in one random frame
     #[arg(long, value_name = "P", value_parser = parse_probability)]
@@ -89,7 +89,7 @@ pub struct TrafficArgs {
     #[arg(long, value_name = "EVERY/FOR", value_parser = parse_blackhole)]
     pub blackhole: Option<Blackhole>,
     /// Close a peer's upstream connection after this long without traffic
-    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = default_duration(ProxyConfig::default().peer_timeout), value_name = "DURATION", value_parser = parse_positive_duration)]
     pub peer_timeout: Duration,
     /// Seed of the fault generator (printed at start); replays a run
     #[arg(long, value_name = "S")]
