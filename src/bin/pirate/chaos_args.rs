@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use pirate::chaos::report::{NemesisFault, Pattern};
+use pirate::event::chaos::{NemesisFault, Pattern};
 
 use crate::auth_args::SecurityArg;
 use crate::chaos_net::NetConfig;

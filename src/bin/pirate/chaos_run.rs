@@ -4,7 +4,7 @@
 //!
 //! It lives in the binary because it runs the binary: it spawns `pirate` and writes its
 //! command lines, so it must change whenever a flag does; the library keeps the pure checker
-//! and the report's vocabulary ([`pirate::chaos::report`]).
+//! and the report's vocabulary ([`pirate::event::chaos`]).
 //!
 //! Every role is the same `pirate` binary in a process of its own (in its own process group,
 //! so a terminal's Ctrl-C reaches only the runner, which then cleans up in order): deaths are
@@ -31,11 +31,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use pirate::chaos::checker::{self, CheckOptions, Judgement, Record};
+use pirate::chaos::checker::{self, CheckOptions};
+use pirate::chaos::history::Record;
 use pirate::chaos::live::Tracker;
-use pirate::chaos::net::{self, Cut, NetKind, NetPlan};
-use pirate::chaos::report::{ChaosReport, NemesisFault, Pattern, ProcessStatus, ScheduledFault};
+use pirate::chaos::net::{self, Cut, NetPlan};
 use pirate::error::{Error, Result};
+use pirate::event::chaos::{
+    ChaosReport, NemesisFault, NetKind, Pattern, ProcessStatus, ScheduledFault,
+};
+use pirate::event::verdict::Judgement;
 use pirate::event::{Event, Events};
 use pirate::reactor::Stop;
 
@@ -103,7 +107,7 @@ pub struct ChaosConfig {
     /// Flags that secure the topology (`--security`); empty: none.
     pub security: ChaosSecurity,
     /// How the run was started (its command, every flag, the build), for its results.
-    pub record: pirate::chaos::report::RunRecord,
+    pub record: pirate::event::chaos::RunRecord,
 }
 
 /// Security flags for a topology: given to every `pirate` child that binds, and to every one

@@ -35,8 +35,8 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use crate::chaos::checker::Record;
-use crate::chaos::report::{NetworkFault, RunRecord};
+use crate::chaos::history::Record;
+use crate::event::chaos::{NetworkFault, RunRecord};
 
 use network::network_section;
 use plot::plot_section;

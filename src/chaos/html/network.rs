@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::axis::Axis;
 use super::esc;
 use super::run::Run;
-use crate::chaos::report::NetworkFault;
+use crate::event::chaos::NetworkFault;
 
 /// "noticed by worker-1 in 0.76 s, broker 0.80 s (liveness 0.75 s); first reply 1.9 s after
 /// it struck": what a network fault's shading says beside it, readable without hovering.

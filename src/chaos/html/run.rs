@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::{RunResults, MAX_MARKS};
-use crate::chaos::checker::{natural_cmp, Record};
+use crate::chaos::checker::natural_cmp;
+use crate::chaos::history::Record;
 
 /// What a process lane is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,7 +277,7 @@ impl<'a> Run<'a> {
                 };
                 // A network fault cuts hosts, not a process: it is shaded across their lanes
                 // (its target may name several, or `all`), not drawn as a state.
-                if crate::chaos::report::NETWORK_FAULTS.contains(&action)
+                if crate::event::chaos::NETWORK_FAULTS.contains(&action)
                     || action == crate::chaos::net::HEAL_ACTION
                 {
                     continue;

@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 
 use super::run::{Mark, Run};
 use super::{esc, Findings, RunResults, MAX_LISTED};
-use crate::chaos::checker::{meaning_no_served_line, MEANING_UNREADABLE, MEANING_WRONG_REFUSED};
+use crate::event::verdict::{meaning_no_served_line, MEANING_UNREADABLE, MEANING_WRONG_REFUSED};
 
 /// The run's configuration: the command that replays it, every flag, the build, the date and
 /// the host. Nothing for results written before runs kept a record.
-pub(super) fn configuration_section(page: &mut String, run: &crate::chaos::report::RunRecord) {
+pub(super) fn configuration_section(page: &mut String, run: &crate::event::chaos::RunRecord) {
     if run.replay.is_empty() {
         return;
     }

@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use super::run::{pick, MarkKind};
 use super::*;
-use crate::chaos::checker::{MEANING_NO_SERVED_LINE, MEANING_WRONG_REFUSED};
+use crate::event::verdict::{MEANING_NO_SERVED_LINE, MEANING_WRONG_REFUSED};
 
 fn rec(t: f64, source: &str, event: Value) -> Record {
     Record::new(t, source, event)
@@ -233,7 +233,7 @@ fn a_network_fault_is_shaded_across_the_lanes_it_cut_with_its_times_written_besi
         struck_ms: 5.0,
         healed_ms: Some(9.0),
         liveness_ms: 750.0,
-        detections: vec![crate::chaos::report::Detection {
+        detections: vec![crate::event::chaos::Detection {
             source: "broker".into(),
             event: "worker_expired".into(),
             after_ms: 760.0,
@@ -335,7 +335,7 @@ fn invalid_verdicts_show_their_reasons_and_plain_words() {
     // Workers that write no served line at all (a --worker-cmd program): not blamed on kills.
     r.findings.served_lines = 0;
     let page = render(&history(), &r, 3);
-    assert!(page.contains(&esc(crate::chaos::checker::MEANING_NO_SERVED_LINES_AT_ALL)));
+    assert!(page.contains(&esc(crate::event::verdict::MEANING_NO_SERVED_LINES_AT_ALL)));
     assert!(!page.contains(&esc(MEANING_NO_SERVED_LINE)));
 }
 

@@ -8,7 +8,7 @@ use super::axis::{down_shading, Axis};
 use super::network::network_shading;
 use super::run::{pick, Mark, MarkKind, Outcome, Req, Run, State};
 use super::{cut, esc, MAX_MARKS, MAX_SPANS};
-use crate::chaos::report::NetworkFault;
+use crate::event::chaos::NetworkFault;
 
 /// Rows of request spans in a client lane: greedy, at most this many.
 const SPAN_ROWS: usize = 6;
