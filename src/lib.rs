@@ -31,7 +31,8 @@
 //! - [`bstar`]: the Binary Star (primary/backup failover) state machine, pure; driven around
 //!   any role's machine by `roles::bstar_server::Bstar`.
 //! - [`handler`]: echo or `sh -c CMD` request handling.
-//! - [`event`]: events and reports (serde), rendered by the binary.
+//! - [`event`]: events and reports (serde), rendered by the binary; a chaos run's report and
+//!   the checker's verdict are among them (`event::chaos`, `event::verdict`).
 //! - [`json_lines`]: a `--json` line (`ts`, `role`, then the event) and its JSON Schema,
 //!   derived from the event types.
 //! - [`stats`]: latency percentiles (the `Latency` every report carries).
@@ -48,16 +49,17 @@
 //! - `testkit` (unit tests only): `Rig`, which drives any machine as the reactor would on a
 //!   clock the test sets, and `msg!`.
 //! - [`words`]: counted nouns ("1 fault", "2 faults") for the lines people read.
-//! - [`chaos`]: `pirate chaos`: the pure history checker that judges a run, the vocabulary of
-//!   its report (`chaos::report`), and the message-fault proxy (a machine, `chaos::proxy`). The orchestrator that spawns
-//!   the topology is the binary's (`src/bin/pirate/chaos_run.rs`): no library file runs `pirate`.
+//! - [`chaos`]: `pirate chaos`: a run's history (`chaos::history`) and the pure checker that
+//!   judges it, the live view's text, `report.html` (`chaos::html`), the network plan and the
+//!   message-fault proxy (a machine, `chaos::proxy`). The orchestrator that spawns the
+//!   topology is the binary's (`src/bin/pirate/chaos_run.rs`): no library file runs `pirate`.
 //!
 //! The wire formats the comments quote, and the Guide's "traps" they cite by number, are in
 //! `docs/protocols.md`.
 //!
 //! Imports go one way (no module imports one that imports it back): codecs and `msg` at the
-//! bottom; `stats`, `store`, `chaos::checker`, `chaos::report` below `event`; `event` below
-//! `transport`; the roles above all of them.
+//! bottom; `stats`, `store` below `event`; `event` below `transport` and `chaos`; the roles
+//! above all of them.
 
 pub mod auth;
 pub mod backoff;

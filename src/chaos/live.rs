@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::checker::Judgement;
-use super::report::ProcessStatus;
+use crate::event::chaos::ProcessStatus;
+use crate::event::verdict::Judgement;
 
 /// What one client has in flight: seq → (request text, attempt, a retry is pending).
 #[derive(Default, Debug)]

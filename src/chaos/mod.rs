@@ -2,8 +2,8 @@
 //! recorded history for lost, duplicated, reordered or wrong replies.
 
 pub mod checker;
+pub mod history;
 pub mod html;
 pub mod live;
 pub mod net;
 pub mod proxy;
-pub mod report;

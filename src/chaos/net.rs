@@ -39,8 +39,8 @@ use std::net::Ipv4Addr;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::checker::Record;
-use super::report::{Detection, NetworkFault, NETWORK_FAULTS};
+use super::history::Record;
+use crate::event::chaos::{shell_word, Detection, NetKind, NetworkFault, NETWORK_FAULTS};
 
 /// The hosts' subnet: 10.77.0.0/24, only ever inside the run's own namespaces.
 pub const SUBNET: [u8; 3] = [10, 77, 0];
@@ -85,33 +85,9 @@ impl NetCommand {
 impl fmt::Display for NetCommand {
     /// As a shell would need it typed (what `-v` prints, to be copied and rerun).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let words: Vec<String> = self.0.iter().map(|w| shell_quote(w)).collect();
+        let words: Vec<String> = self.0.iter().map(|w| shell_word(w)).collect();
         f.write_str(&words.join(" "))
     }
-}
-
-fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=+,@%".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-/// The network faults (`--nemesis` kinds that need `--net namespaces`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetKind {
-    Partition,
-    Split,
-    Oneway,
-    Reset,
-    Loss,
-    Slow,
-    Delay,
 }
 
 /// Which hosts a network fault cuts.

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use pirate::chaos::report::ProcessStatus;
 use pirate::error::Result;
+use pirate::event::chaos::ProcessStatus;
 use pirate::event::{Direction, Event, Events, Level, Report};
 use pirate::reactor::Stop;
 

@@ -12,7 +12,7 @@ use crate::chaos::proxy::TrafficArgs;
 use crate::cli::{ClientArgs, Command, WorkerArgs, WorkerDialect};
 use clap::ValueEnum;
 
-use pirate::chaos::report::Pattern;
+use pirate::event::chaos::Pattern;
 
 /// Checks the rules of `command`'s flags.
 pub fn check(command: &Command) -> Result<(), String> {

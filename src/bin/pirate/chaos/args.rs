@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use pirate::chaos::report::{NemesisFault, Pattern};
+use pirate::event::chaos::{NemesisFault, Pattern};
 
 use crate::args::auth::SecurityArg;
 use crate::args::shared::{millis, FaultArgs, FreezeArgs};

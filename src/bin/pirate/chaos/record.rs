@@ -8,7 +8,7 @@ use std::path::Path;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
-use pirate::chaos::report::RunRecord;
+use pirate::event::chaos::RunRecord;
 
 /// Flags a replay does not copy: where the run wrote, and the replay itself.
 const NOT_REPLAYED: [&str; 2] = ["out", "replay"];

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use pirate::chaos::checker::{read_history, Record};
+use pirate::chaos::history::{read_history, Record};
 use pirate::chaos::html::{self, RunResults};
 use pirate::error::{Error, Result};
 use pirate::event::Event;

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use pirate::chaos::net;
-use pirate::chaos::report::{NemesisFault, Pattern, ScheduledFault};
+use pirate::event::chaos::{NemesisFault, Pattern, ScheduledFault};
 
 use crate::chaos::net::NetConfig;
 
@@ -77,7 +77,7 @@ pub struct ChaosConfig {
     /// Flags that secure the topology (`--security`); empty: none.
     pub security: ChaosSecurity,
     /// How the run was started (its command, every flag, the build), for its results.
-    pub record: pirate::chaos::report::RunRecord,
+    pub record: pirate::event::chaos::RunRecord,
 }
 
 /// Security flags for a topology: given to every `pirate` child that binds, and to every one

@@ -4,7 +4,7 @@
 //!
 //! It lives in the binary because it runs the binary: it spawns `pirate` and writes its
 //! command lines, so it must change whenever a flag does; the library keeps the pure checker
-//! and the report's vocabulary ([`pirate::chaos::report`]).
+//! and the report's vocabulary ([`pirate::event::chaos`]).
 //!
 //! Every role is the same `pirate` binary in a process of its own (in its own process group,
 //! so a terminal's Ctrl-C reaches only the runner, which then cleans up in order): deaths are
@@ -37,9 +37,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pirate::chaos::checker::{self, CheckOptions, Judgement, Record};
+use pirate::chaos::checker::{self, CheckOptions};
+use pirate::chaos::history::Record;
+use pirate::event::verdict::Judgement;
 use pirate::chaos::net::{self, NetPlan};
-use pirate::chaos::report::{ChaosReport, Pattern};
+use pirate::event::chaos::{ChaosReport, Pattern};
 use pirate::error::{Error, Result};
 use pirate::event::{Event, Events};
 use pirate::reactor::Stop;

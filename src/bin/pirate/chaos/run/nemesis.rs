@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use pirate::chaos::net::{self, Cut, NetKind};
-use pirate::chaos::report::{NemesisFault, ScheduledFault};
+use pirate::chaos::net::{self, Cut};
+use pirate::event::chaos::NetKind;
+use pirate::event::chaos::{NemesisFault, ScheduledFault};
 use pirate::error::{Error, Result};
 use pirate::event::{Event, Events};
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use pirate::chaos::net::NetPlan;
-use pirate::chaos::report::Pattern;
+use pirate::event::chaos::Pattern;
 use pirate::error::{Error, Result};
 
 use super::config::{ChaosConfig, ChaosSecurity, ProxyPlacement};

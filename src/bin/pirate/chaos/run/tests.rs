@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pirate::chaos::net::{self, Cut};
-use pirate::chaos::report::{NemesisFault, Pattern};
+use pirate::event::chaos::{NemesisFault, Pattern};
 
 use super::plan::strings;
 use super::supervise::without_faults;

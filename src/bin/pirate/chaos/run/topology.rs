@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use pirate::chaos::checker::Record;
+use pirate::chaos::history::Record;
 use pirate::chaos::live::Tracker;
 use pirate::chaos::net;
-use pirate::chaos::report::ProcessStatus;
+use pirate::event::chaos::ProcessStatus;
 use pirate::error::{Error, Result};
 use pirate::event::Events;
 

@@ -1,15 +1,15 @@
-//! What a chaos run reports: the vocabulary (patterns, nemesis faults, the schedule) and the
-//! final report and live status, as plain data. The orchestrator that fills them lives in the
-//! binary (it spawns `pirate`); the library's [`event::Report`](crate::event::Report) carries
-//! them to the renderer.
+//! What a chaos run reports: the vocabulary (patterns, nemesis and network faults, the
+//! schedule) and the final report and live status, as plain data. The orchestrator that fills
+//! them lives in the binary (it spawns `pirate`); [`Report::Chaos`](super::Report::Chaos) and
+//! [`Event::ChaosStatus`](super::Event::ChaosStatus) carry them to the renderer. They are the event
+//! layer's, below the chaos library that fills them, so events need nothing from above.
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::checker::{Judgement, Verdict};
-use super::net::NetKind;
+use super::verdict::{Judgement, Verdict};
 
 /// Which pattern's topology to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
@@ -89,6 +89,18 @@ impl NemesisFault {
     }
 }
 
+/// The network faults (`--nemesis` kinds that need `--net namespaces`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetKind {
+    Partition,
+    Split,
+    Oneway,
+    Reset,
+    Loss,
+    Slow,
+    Delay,
+}
+
 /// Every network fault name (what the checker and the report treat as one).
 pub const NETWORK_FAULTS: [&str; 7] = [
     "partition",
@@ -160,20 +172,23 @@ pub struct RunRecord {
 impl RunRecord {
     /// The replay command as one line a shell reads back as the same words.
     pub fn replay_line(&self) -> String {
-        self.replay
-            .iter()
-            .map(|w| {
-                let plain = !w.is_empty()
-                    && w.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_./:=,%@+".contains(c));
-                if plain {
-                    w.clone()
-                } else {
-                    format!("'{}'", w.replace('\'', r"'\''"))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        let words: Vec<String> = self.replay.iter().map(|w| shell_word(w)).collect();
+        words.join(" ")
+    }
+}
+
+/// `word` as a POSIX shell reads it back as one word: as it is when every character is safe,
+/// else in single quotes (a quote inside written `'\''`). The replay line and the network
+/// commands `-v` prints are written so, to be copied and run.
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,%@+".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -190,7 +205,7 @@ pub struct ProcessStatus {
     /// Why it was restarted, by cause: `own crash` (its injected crash), `nemesis` (killed
     /// or restarted on purpose), `heal` (started again without its fault flags).
     pub restarted_after: BTreeMap<String, u64>,
-    /// What it is doing, in words (see [`Tracker::activity`](super::live::Tracker::activity)):
+    /// What it is doing, in words (see [`Tracker::activity`](crate::chaos::live::Tracker::activity)):
     /// a client waiting, retrying, idle or done; a broker's or queue's own counts.
     pub activity: String,
     /// Requests a client gave up on so far.
