@@ -475,21 +475,10 @@ fn a_refused_worker_says_so_and_keeps_retrying() {
     let users = scratch("worker", "passwords", "alice:open sesame\n");
     let (_broker, port) = start_broker(&["--auth-plain", &users]);
     let at = endpoint(port);
-    let mut worker = spawn(
-        "worker",
-        &[
-            "worker",
-            "--protocol",
-            "mdp",
-            "--service",
-            "echo",
-            "--connect",
-            &at,
-            "--plain",
-            "alice:wrong",
-            "--heartbeat",
-            "100ms",
-        ],
+    let mut worker = service_worker(
+        "echo",
+        &at,
+        &["--plain", "alice:wrong", "--heartbeat", "100ms"],
     );
     let line = format!("authentication refused by {at}: ");
     worker.wait_for("two refusals", |_, e| e.matches(&line).count() >= 2);

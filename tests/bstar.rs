@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use common::*;
 
-const HB: &str = "100ms";
-
 /// A primary and a backup, waited for until they have settled as ACTIVE and PASSIVE.
 fn start_pair(ports: &BstarPorts) -> (Proc, Proc) {
-    let primary = start_bstar_node(ports, true, HB, &[]);
-    let backup = start_bstar_node(ports, false, HB, &["-v"]);
+    let primary = start_bstar_node(ports, true, BSTAR_HB, &[]);
+    let backup = start_bstar_node(ports, false, BSTAR_HB, &["-v"]);
     primary.wait_stderr("state: ACTIVE");
     backup.wait_stderr("state: PASSIVE");
     (primary, backup)
@@ -92,8 +90,8 @@ fn killing_the_active_primary_lets_the_backup_take_over_and_replies_stay_in_orde
 #[test]
 fn json_output_carries_every_state_change_as_a_bstar_state_event() {
     let ports = BstarPorts::new();
-    let mut primary = start_bstar_node(&ports, true, HB, &[]);
-    let backup = start_bstar_node(&ports, false, HB, &["--json"]);
+    let mut primary = start_bstar_node(&ports, true, BSTAR_HB, &[]);
+    let backup = start_bstar_node(&ports, false, BSTAR_HB, &["--json"]);
     backup.wait_stdout(r#""event":"bstar_state","state":"PASSIVE""#);
     primary.signal(libc::SIGKILL);
     primary.wait();
@@ -139,7 +137,7 @@ fn a_restarted_primary_comes_back_passive_and_never_serves_beside_the_active_bac
 
     // Restart the primary and at once send it a request: the start guard refuses it, then
     // the primary hears the active backup and goes passive, still refusing.
-    let restarted = start_bstar_node(&ports, true, HB, &["-v"]);
+    let restarted = start_bstar_node(&ports, true, BSTAR_HB, &["-v"]);
     let primary_only = [
         "client",
         "--json",
@@ -173,7 +171,7 @@ fn a_restarted_primary_comes_back_passive_and_never_serves_beside_the_active_bac
 #[test]
 fn a_lone_backup_never_serves() {
     let ports = BstarPorts::new();
-    let backup = start_bstar_node(&ports, false, HB, &[]);
+    let backup = start_bstar_node(&ports, false, BSTAR_HB, &[]);
     std::thread::sleep(Duration::from_millis(300));
     let args = [
         "client",
@@ -195,7 +193,7 @@ fn a_lone_backup_never_serves() {
 #[test]
 fn a_lone_primary_serves_after_its_start_guard() {
     let ports = BstarPorts::new();
-    let primary = start_bstar_node(&ports, true, HB, &[]);
+    let primary = start_bstar_node(&ports, true, BSTAR_HB, &[]);
     let (code, out, err) = run(&client_args(&ports, &["--count", "3"]), None);
     assert_eq!(code, 0, "{err}");
     assert_eq!(replies(&out), sequence(3));
@@ -207,21 +205,11 @@ fn two_primaries_configured_against_each_other_stop_with_a_usage_error() {
     let ports = BstarPorts::new();
     // The node that hears the conflict first announces it for two heartbeats, which must
     // outlast the other's SUB reconnecting to it (libzmq retries every 100 ms).
-    const HB: &str = "300ms";
-    let mut a = start_bstar_node(&ports, true, HB, &[]);
+    const SLOW_HB: &str = "300ms";
+    let mut a = start_bstar_node(&ports, true, SLOW_HB, &[]);
     // A second primary on the backup's endpoints.
-    let backup_as_primary = [
-        "server",
-        "--primary",
-        "--bind",
-        ports.backup.as_str(),
-        "--state-bind",
-        ports.backup_state.as_str(),
-        "--peer-state",
-        ports.primary_state.as_str(),
-        "--state-heartbeat",
-        HB,
-    ];
+    let (_, bind, state, peer_state) = ports.node(false);
+    let backup_as_primary = bstar_node_args("server", true, bind, state, peer_state, SLOW_HB);
     let mut b = spawn("second primary", &backup_as_primary);
     for node in [&mut a, &mut b] {
         assert_eq!(node.code(), 2, "{}", node.stderr.text());
@@ -240,8 +228,8 @@ fn with_on_split_stop_a_frozen_active_node_that_thaws_after_a_takeover_stops_bot
     // detected and both nodes stop. (The default heals it: tests/bstar_split.rs.)
     let ports = BstarPorts::new();
     let stop = ["--on-split", "stop"];
-    let mut primary = start_bstar_node(&ports, true, HB, &stop);
-    let mut backup = start_bstar_node(&ports, false, HB, &stop);
+    let mut primary = start_bstar_node(&ports, true, BSTAR_HB, &stop);
+    let mut backup = start_bstar_node(&ports, false, BSTAR_HB, &stop);
     primary.wait_stderr("state: ACTIVE");
     backup.wait_stderr("state: PASSIVE");
     primary.signal(libc::SIGSTOP);

@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 use common::guide;
 use common::*;
 
-const HB: &str = "100ms";
-
 /// Broker and worker heartbeats: a worker's broker is dead after 500 ms of silence. Slower
 /// than the usual test heartbeat (50 ms × 3), so that with both cores busy a worker does not
 /// leave a live broker, which these tests would mistake for the split rule's doing.
@@ -36,36 +34,11 @@ enum Kind {
 /// stdout; the human lines stay on stderr).
 fn node(kind: Kind, ports: &BstarPorts, primary: bool) -> Proc {
     match kind {
-        Kind::Server => start_bstar_node(ports, primary, HB, &["--json"]),
+        Kind::Server => start_bstar_node(ports, primary, BSTAR_HB, &["--json"]),
         Kind::Broker => {
-            let (name, bind, state, peer) = if primary {
-                (
-                    "primary",
-                    &ports.primary,
-                    &ports.primary_state,
-                    &ports.backup_state,
-                )
-            } else {
-                (
-                    "backup",
-                    &ports.backup,
-                    &ports.backup_state,
-                    &ports.primary_state,
-                )
-            };
-            let mut args = vec![
-                "broker",
-                "--json",
-                "--bind",
-                bind,
-                if primary { "--primary" } else { "--backup" },
-                "--state-bind",
-                state,
-                "--peer-state",
-                peer,
-                "--state-heartbeat",
-                HB,
-            ];
+            let (name, bind, state, peer_state) = ports.node(primary);
+            let mut args = bstar_node_args("broker", primary, bind, state, peer_state, BSTAR_HB);
+            args.push("--json");
             args.extend_from_slice(&WORKER_HB);
             spawn(name, &args)
         }
@@ -75,22 +48,7 @@ fn node(kind: Kind, ports: &BstarPorts, primary: bool) -> Proc {
 /// A worker for `echo` that knows both brokers (it moves to the other on DISCONNECT or when
 /// its broker goes silent).
 fn pair_worker(ports: &BstarPorts) -> Proc {
-    let mut args = vec![
-        "worker",
-        "--protocol",
-        "mdp",
-        "--service",
-        "echo",
-        "--connect",
-        &ports.primary,
-        "--connect",
-        &ports.backup,
-        "--name",
-        "pair",
-        "--reconnect",
-        "50ms",
-    ];
-    args.extend_from_slice(&WORKER_HB);
+    let args = pair_worker_args("pair", &ports.primary, &ports.backup, &WORKER_HB);
     spawn("worker", &args)
 }
 
@@ -281,23 +239,10 @@ fn server_in(net: &netns::Net, host: &str, primary: bool) -> Proc {
         net.endpoint(host, 5003),
         net.endpoint(peer, 5003),
     );
-    let args = [
-        "server",
-        "--json",
-        if primary { "--primary" } else { "--backup" },
-        "--bind",
-        &bind,
-        "--state-bind",
-        &state,
-        "--peer-state",
-        &peer_state,
-        "--state-heartbeat",
-        HB,
-    ];
+    let mut args = bstar_node_args("server", primary, &bind, &state, &peer_state, BSTAR_HB);
+    args.push("--json");
     let node = spawn_in(net, host, &args, false);
-    node.wait_for("the node to bind", |o, e| {
-        e.contains("server on") || o.contains(r#""event":"started""#)
-    });
+    node.wait_started("server on");
     node
 }
 
@@ -312,10 +257,7 @@ fn a_primary_cut_off_from_backup_and_client_steps_down_when_the_network_heals() 
         return;
     }
     let net = netns::Net::new(&["primary", "backup", "client"]);
-    let mut primary = server_in(&net, "primary", true);
-    let mut backup = server_in(&net, "backup", false);
-    primary.wait_stderr("state: ACTIVE");
-    backup.wait_stderr("state: PASSIVE");
+    let (mut primary, mut backup) = pair_in(&net, Kind::Server);
     let (p, b) = (net.endpoint("primary", 5001), net.endpoint("backup", 5001));
     let client_args = [
         "client",
@@ -385,32 +327,11 @@ fn when_both_nodes_served_clients_during_a_split_the_backup_yields_when_it_heals
         return;
     }
     let net = netns::Net::new(&["primary", "backup", "client"]);
-    let mut primary = server_in(&net, "primary", true);
-    let mut backup = server_in(&net, "backup", false);
-    primary.wait_stderr("state: ACTIVE");
-    backup.wait_stderr("state: PASSIVE");
+    let (mut primary, mut backup) = pair_in(&net, Kind::Server);
     let (p, b) = (net.endpoint("primary", 5001), net.endpoint("backup", 5001));
-    let only = |endpoint: &str| {
-        let args = [
-            "client",
-            "--json",
-            "--connect",
-            endpoint,
-            "--timeout",
-            "300ms",
-            "--retries",
-            "5",
-            "--count",
-            "3",
-        ];
-        let mut client = spawn_in(&net, "client", &args, false);
-        let code = client.code();
-        (code, client.stdout.text(), client.stderr.text())
-    };
+    let only = |endpoint: &str| lone_client(&net, Kind::Server, endpoint);
 
-    net.cut_between("primary", "backup");
-    primary.wait_stderr("peer silent for 200 ms (last state PASSIVE)");
-    backup.wait_stderr("peer silent for 200 ms (last state ACTIVE)");
+    split_link(&net, &primary, &backup);
     let (code, out, err) = only(&b);
     assert_eq!((code, replies(&out)), (0, sequence(3)), "{err}");
     backup.wait_stderr("failover successful, ready as active");
@@ -573,21 +494,53 @@ fn broker_in(net: &netns::Net, host: &str, primary: bool) -> Proc {
         net.endpoint(host, 5003),
         net.endpoint(peer, 5003),
     );
-    let mut args = vec![
-        "broker",
-        "--json",
-        if primary { "--primary" } else { "--backup" },
-        "--bind",
-        &bind,
-        "--state-bind",
-        &state,
-        "--peer-state",
-        &peer_state,
-        "--state-heartbeat",
-        HB,
-    ];
+    let mut args = bstar_node_args("broker", primary, &bind, &state, &peer_state, BSTAR_HB);
+    args.push("--json");
     args.extend_from_slice(&WORKER_HB);
     spawn_in(net, host, &args, false)
+}
+
+/// A `kind` pair in `net` (each node on its own host), settled as ACTIVE and PASSIVE.
+fn pair_in(net: &netns::Net, kind: Kind) -> (Proc, Proc) {
+    let node = match kind {
+        Kind::Server => server_in,
+        Kind::Broker => broker_in,
+    };
+    let (primary, backup) = (node(net, "primary", true), node(net, "backup", false));
+    primary.wait_stderr("state: ACTIVE");
+    backup.wait_stderr("state: PASSIVE");
+    (primary, backup)
+}
+
+/// Cuts the link between the nodes of a pair in `net` and waits until each has noticed that
+/// its peer went silent.
+fn split_link(net: &netns::Net, primary: &Proc, backup: &Proc) {
+    net.cut_between("primary", "backup");
+    primary.wait_stderr("peer silent for 200 ms (last state PASSIVE)");
+    backup.wait_stderr("peer silent for 200 ms (last state ACTIVE)");
+}
+
+/// A client on the `client` host of `net` that knows only `endpoint` (one node of a `kind`
+/// pair), run to its end for 3 requests: (exit code, stdout, stderr).
+fn lone_client(net: &netns::Net, kind: Kind, endpoint: &str) -> (i32, String, String) {
+    let mut args = vec![
+        "client",
+        "--json",
+        "--connect",
+        endpoint,
+        "--timeout",
+        "300ms",
+        "--retries",
+        "5",
+        "--count",
+        "3",
+    ];
+    if kind == Kind::Broker {
+        args.extend_from_slice(&["--service", "echo"]);
+    }
+    let mut client = spawn_in(net, "client", &args, false);
+    let code = client.code();
+    (code, client.stdout.text(), client.stderr.text())
 }
 
 /// `service_worker_ready` events a broker emitted.
@@ -609,57 +562,19 @@ fn a_broker_that_yields_after_a_split_sends_its_workers_to_the_active_broker() {
         return;
     }
     let net = netns::Net::new(&["primary", "backup", "client"]);
-    let mut primary = broker_in(&net, "primary", true);
-    let mut backup = broker_in(&net, "backup", false);
-    primary.wait_stderr("state: ACTIVE");
-    backup.wait_stderr("state: PASSIVE");
+    let (mut primary, mut backup) = pair_in(&net, Kind::Broker);
     let (p, b) = (net.endpoint("primary", 5001), net.endpoint("backup", 5001));
     let worker = |name: &str, first: &str, second: &str| {
-        let mut args = vec![
-            "worker",
-            "--protocol",
-            "mdp",
-            "--service",
-            "echo",
-            "--connect",
-            first,
-            "--connect",
-            second,
-            "--name",
-            name,
-            "--reconnect",
-            "50ms",
-        ];
-        args.extend_from_slice(&WORKER_HB);
+        let args = pair_worker_args(name, first, second, &WORKER_HB);
         spawn_in(&net, "client", &args, false)
     };
     let _w1 = worker("w1", &p, &b);
     let _w2 = worker("w2", &b, &p);
     primary.wait_for("w1's READY", |o, _| o.contains("service_worker_ready"));
     backup.wait_for("w2's READY", |o, _| o.contains("service_worker_ready"));
-    let only = |endpoint: &str| {
-        let args = [
-            "client",
-            "--json",
-            "--service",
-            "echo",
-            "--connect",
-            endpoint,
-            "--timeout",
-            "300ms",
-            "--retries",
-            "5",
-            "--count",
-            "3",
-        ];
-        let mut client = spawn_in(&net, "client", &args, false);
-        let code = client.code();
-        (code, client.stdout.text(), client.stderr.text())
-    };
+    let only = |endpoint: &str| lone_client(&net, Kind::Broker, endpoint);
 
-    net.cut_between("primary", "backup");
-    primary.wait_stderr("peer silent for 200 ms (last state PASSIVE)");
-    backup.wait_stderr("peer silent for 200 ms (last state ACTIVE)");
+    split_link(&net, &primary, &backup);
     let (code, out, err) = only(&b);
     assert_eq!((code, replies(&out)), (0, sequence(3)), "{err}");
     let (code, out, err) = only(&p);

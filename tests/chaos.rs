@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -74,15 +73,6 @@ fn json_lines_so_far(out: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Waits until `cond` holds, failing the test after `DEADLINE`.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let started = std::time::Instant::now();
-    while !cond() {
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `base` made unique to this test process: other checkouts may run these tests at once.
 fn unique(base: &str) -> String {
     format!("{base}-{}", std::process::id())
@@ -117,12 +107,6 @@ fn answered_all(s: &serde_json::Value, min: u64) {
     let sent = f["requests"].as_u64().unwrap();
     assert!(sent >= min, "{min} requests at least: {s}");
     assert_eq!(f["replied"].as_u64(), Some(sent), "{s}");
-}
-
-fn out_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 #[test]

@@ -61,14 +61,6 @@ fn run_prefix(stderr: &str) -> Option<String> {
     Some(rest[..rest.find("-*")?].to_string())
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !cond() {
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Short heartbeats, a short fault phase; the caller adds the pattern and kinds.
 const SHORT: &[&str] = &[
     "chaos",

@@ -7,28 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// Starts `pirate chaos proxy --json` from a free frontend port to `backend`; returns it and
-/// the frontend port once it is bound.
-fn start_proxy(backend: u16, faults: &[&str]) -> (Proc, u16) {
-    let port = free_port();
-    let (front, back) = (endpoint(port), endpoint(backend));
-    let mut args = vec![
-        "chaos",
-        "proxy",
-        "--json",
-        "--frontend",
-        front.as_str(),
-        "--backend",
-        back.as_str(),
-    ];
-    args.extend_from_slice(faults);
-    let proxy = spawn("proxy", &args);
-    proxy.wait_for("the proxy to bind", |o, e| {
-        e.contains("proxy on") || o.contains(r#""event":"started""#)
-    });
-    (proxy, port)
-}
-
 /// Runs a `--json` client against `port` to completion: (exit code, stdout, stderr).
 fn client(port: u16, extra: &[&str]) -> (i32, String, String) {
     let connect = endpoint(port);
@@ -273,9 +251,8 @@ fn a_blackhole_is_survived_by_retrying() {
 fn worker_identities_stay_distinct_and_heartbeats_flow_through_the_proxy() {
     // Dead after 10 silent beats (500 ms): a proxy that stopped heartbeats would still
     // expire them within the 1 s watched below, but a busy machine's stall does not.
-    let hb = ["--heartbeat", "50ms", "--liveness", "10"];
     let mut queue_args = vec!["--json"];
-    queue_args.extend_from_slice(&hb);
+    queue_args.extend_from_slice(&MDP_HB);
     let (mut queue, front, back) = start_queue(&queue_args);
     let (mut proxy, proxy_port) = start_proxy(back, &["--seed", "23"]);
     let connect = endpoint(proxy_port);
@@ -290,13 +267,11 @@ fn worker_identities_stay_distinct_and_heartbeats_flow_through_the_proxy() {
                 "--name",
                 name,
             ];
-            args.extend_from_slice(&hb);
+            args.extend_from_slice(&MDP_HB);
             spawn(name, &args)
         })
         .collect();
-    queue.wait_for("2 workers ready", |o, _| {
-        o.matches(r#""event":"worker_ready""#).count() >= 2
-    });
+    wait_ready(&queue, 2);
     // Twenty heartbeat intervals: any lost heartbeat would expire a worker.
     std::thread::sleep(std::time::Duration::from_secs(1));
     let (code, out, err) = client(front, &["--count", "20"]);
@@ -325,9 +300,8 @@ fn dropping_worker_heartbeats_gets_workers_expired_and_requests_still_served() {
     // A worker-side proxy that drops every heartbeat the workers send (0x02 up) after the first
     // few: the queue expires them, they reconnect with new identities, and clients still get
     // every reply.
-    let hb = ["--heartbeat", "50ms", "--liveness", "3"];
     let mut queue_args = vec!["--json"];
-    queue_args.extend_from_slice(&hb);
+    queue_args.extend_from_slice(&FAST_HB);
     let (mut queue, front, back) = start_queue(&queue_args);
     let (mut proxy, proxy_port) = start_proxy(
         back,
@@ -359,8 +333,11 @@ fn dropping_worker_heartbeats_gets_workers_expired_and_requests_still_served() {
         "--reconnect-max",
         "100ms",
     ];
-    args.extend_from_slice(&hb);
+    args.extend_from_slice(&FAST_HB);
     let _worker = spawn("hb", &args);
+    // On a loaded machine the queue can expire the worker before the drops begin (a stall
+    // longer than 150 ms): wait for a dropped heartbeat too, the fault this test is about.
+    proxy.wait_stdout(r#""event":"proxy_fault""#);
     queue.wait_for("the worker expired", |o, _| {
         o.contains(r#""event":"worker_expired""#)
     });
@@ -555,9 +532,8 @@ fn a_paranoid_queue_with_a_busy_timeout_forgets_a_worker_whose_request_was_lost(
     // heartbeats on: only the busy timeout frees it, by forgetting it until it reconnects.
     for busy_timeout in [None, Some("300ms")] {
         // Liveness 10: a stalled machine must not expire the worker, which would free it too.
-        let hb = ["--heartbeat", "50ms", "--liveness", "10"];
         let mut queue_args = vec!["--json"];
-        queue_args.extend_from_slice(&hb);
+        queue_args.extend_from_slice(&MDP_HB);
         if let Some(limit) = busy_timeout {
             queue_args.extend(["--busy-timeout", limit]);
         }
@@ -586,7 +562,7 @@ fn a_paranoid_queue_with_a_busy_timeout_forgets_a_worker_whose_request_was_lost(
             "--reconnect",
             "50ms",
         ];
-        args.extend_from_slice(&hb);
+        args.extend_from_slice(&MDP_HB);
         let _worker = spawn("worker", &args);
         queue.wait_stdout(r#""event":"worker_ready""#);
         let (code, out, err) = client(

@@ -6,13 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::run;
-
-fn out_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use common::{out_dir, run};
 
 #[test]
 fn a_run_writes_report_html_and_chaos_report_renders_the_same_page_again() {

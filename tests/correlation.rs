@@ -11,9 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Fast heartbeats for queues, brokers and workers.
-const HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
-
 /// How a fake REP server misbehaves.
 #[derive(Clone, Copy, Debug)]
 enum Misbehaviour {
@@ -102,26 +99,6 @@ fn without_v_a_dropped_reply_is_counted_but_not_logged() {
     assert!(!err.contains("dropped a reply"), "{err}");
 }
 
-fn start_proxy(backend: u16, faults: &[&str]) -> (Proc, u16) {
-    let port = free_port();
-    let (front, back) = (endpoint(port), endpoint(backend));
-    let mut args = vec![
-        "chaos",
-        "proxy",
-        "--json",
-        "--frontend",
-        front.as_str(),
-        "--backend",
-        back.as_str(),
-    ];
-    args.extend_from_slice(faults);
-    let proxy = spawn("proxy", &args);
-    proxy.wait_for("the proxy to bind", |o, e| {
-        e.contains("proxy on") || o.contains(r#""event":"started""#)
-    });
-    (proxy, port)
-}
-
 /// Duplicates of replies, delayed with jitter so they land while a later request waits.
 const DUPLICATE_LATE: [&str; 12] = [
     "--duplicate",
@@ -159,26 +136,9 @@ fn late_duplicates_from_the_chaos_proxy_never_answer_a_later_request() {
     assert!(p["faults"]["duplicate"].as_u64().unwrap() >= 1, "{p}");
 }
 
-/// A ROUTER/DEALER proxy (`zmq::proxy`) on a thread: clients connect to the returned port,
-/// it connects to `upstream`. Every message through it gains (and loses) one envelope frame.
-/// The thread runs for the rest of the test process, as `zmq::proxy` never returns.
-fn router_dealer_proxy(upstream: u16) -> u16 {
-    let ctx = zmq::Context::new();
-    let frontend = ctx.socket(zmq::ROUTER).unwrap();
-    let backend = ctx.socket(zmq::DEALER).unwrap();
-    let port = free_port();
-    frontend.bind(&endpoint(port)).unwrap();
-    backend.connect(&endpoint(upstream)).unwrap();
-    thread::spawn(move || {
-        let _ = zmq::proxy(&frontend, &backend);
-        drop(ctx);
-    });
-    port
-}
-
 fn worker(args: &[&str]) -> Proc {
     let mut all = vec!["worker", "--json", "--reconnect", "50ms"];
-    all.extend_from_slice(&HB);
+    all.extend_from_slice(&FAST_HB);
     all.extend_from_slice(args);
     spawn("worker", &all)
 }
@@ -187,7 +147,7 @@ fn worker(args: &[&str]) -> Proc {
 fn correlated_clients_work_through_both_queues_directly_and_behind_a_proxy() {
     for simple in [false, true] {
         let mut queue_args = vec!["--json"];
-        queue_args.extend_from_slice(&HB);
+        queue_args.extend_from_slice(&FAST_HB);
         if simple {
             queue_args.push("--simple");
         }
@@ -212,7 +172,7 @@ fn correlated_clients_work_through_both_queues_directly_and_behind_a_proxy() {
 
 fn start_mdp_broker() -> (Proc, u16) {
     let mut args = vec!["--json"];
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&FAST_HB);
     start_broker(&args)
 }
 
@@ -226,12 +186,6 @@ fn mdp_worker(broker: u16, protocol: &str, service: &str) -> Proc {
         "--connect",
         &connect,
     ])
-}
-
-fn wait_workers(broker: &Proc, n: usize) {
-    broker.wait_for(&format!("{n} workers"), |o, _| {
-        o.matches(r#""event":"service_worker_ready""#).count() >= n
-    });
 }
 
 #[test]
@@ -387,44 +341,9 @@ fn a_worker_replaying_its_previous_reply_is_disconnected_and_nothing_reaches_the
     });
 }
 
-/// A ROUTER pretending to be a Majordomo 0.1 broker that does not carry request ids: it
-/// answers `mmi.correlate` with 501, as the Guide's brokers do, checks that no request ever
-/// comes with an envelope, and before each reply sends a second copy of the previous one to
-/// the client it went to, as the Guide's broker does when a slow worker replies twice.
-/// Returns the number of requests that came with an envelope.
-fn foreign_broker() -> (Peer, u16, mpsc::Receiver<usize>) {
-    let (tx, rx) = mpsc::channel();
-    let (peer, port) = Peer::router(move |router, stop| {
-        let mut enveloped = 0;
-        let mut previous: Option<Frames> = None;
-        while !stop.load(Ordering::SeqCst) {
-            let Some(msg) = recv(&router) else { continue };
-            // [identity]["" ]["MDPC01"][service][body…]
-            if msg.len() < 5 || !msg[1].is_empty() || msg[2] != b"MDPC01" {
-                enveloped += 1;
-                continue;
-            }
-            let mut reply = msg.clone();
-            if msg[3].starts_with(b"mmi.") {
-                reply.truncate(4);
-                reply.push(b"501".to_vec());
-                router.send_multipart(&reply, 0).unwrap();
-                continue;
-            }
-            if let Some(stale) = previous.take() {
-                router.send_multipart(&stale, 0).unwrap();
-            }
-            router.send_multipart(&reply, 0).unwrap();
-            previous = Some(reply);
-        }
-        let _ = tx.send(enveloped);
-    });
-    (peer, port, rx)
-}
-
 #[test]
 fn against_a_foreign_broker_standard_frames_and_a_socket_per_request_keep_replies_apart() {
-    let (broker, port, enveloped) = foreign_broker();
+    let (broker, port, seen) = foreign_broker(true);
     let requests = words(10);
     let connect = endpoint(port);
     let extra = ["-v", "--service", "echo", "--timeout", "2s"];
@@ -441,7 +360,7 @@ fn against_a_foreign_broker_standard_frames_and_a_socket_per_request_keep_replie
     );
     drop(broker);
     assert_eq!(
-        enveloped.recv_timeout(DEADLINE).unwrap(),
+        seen.recv_timeout(DEADLINE).unwrap().enveloped,
         0,
         "standard MDP only"
     );

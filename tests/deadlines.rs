@@ -36,32 +36,18 @@ struct Mode {
     budget: u32,
 }
 
-const LAZY: Mode = Mode {
-    name: "lazy",
-    budget: 2,
-};
-const MDP: Mode = Mode {
-    name: "mdp",
-    budget: 4,
-};
-const FAILOVER: Mode = Mode {
-    name: "failover",
-    budget: 2,
-};
-const TITANIC: Mode = Mode {
-    name: "titanic",
-    budget: 4,
-};
-const FREELANCE: Mode = Mode {
-    name: "freelance",
-    budget: 4,
-};
-const BENCH: Mode = Mode {
-    name: "bench",
-    budget: 4,
-};
+const LAZY: Mode = Mode::new("lazy", 2);
+const MDP: Mode = Mode::new("mdp", 4);
+const FAILOVER: Mode = Mode::new("failover", 2);
+const TITANIC: Mode = Mode::new("titanic", 4);
+const FREELANCE: Mode = Mode::new("freelance", 4);
+const BENCH: Mode = Mode::new("bench", 4);
 
 impl Mode {
+    const fn new(name: &'static str, budget: u32) -> Mode {
+        Mode { name, budget }
+    }
+
     /// The arguments for one request to the peer at `ports` (two for failover, one else).
     fn args(&self, ports: &[u16], extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = match self.name {

@@ -90,14 +90,10 @@ fn bstarcli_against_pirate_pair(lang: Lang) {
     );
 }
 
-#[test]
-fn the_python_bstarcli_fails_over_across_a_pirate_pair() {
-    bstarcli_against_pirate_pair(Lang::Python);
-}
-
-#[test]
-fn the_cpp_bstarcli_fails_over_across_a_pirate_pair() {
-    bstarcli_against_pirate_pair(Lang::Cpp);
+combinations! {
+    bstarcli_against_pirate_pair;
+    the_python_bstarcli_fails_over_across_a_pirate_pair: Lang::Python;
+    the_cpp_bstarcli_fails_over_across_a_pirate_pair: Lang::Cpp;
 }
 
 /// One of the Guide's bstarsrv nodes (`-p` or `-b`) on the given endpoints.
@@ -204,14 +200,10 @@ fn pirate_client_against_guide_pair(lang: Lang) {
     }
 }
 
-#[test]
-fn pirate_client_fails_over_across_the_python_bstarsrv_pair() {
-    pirate_client_against_guide_pair(Lang::Python);
-}
-
-#[test]
-fn pirate_client_fails_over_across_the_cpp_bstarsrv_pair() {
-    pirate_client_against_guide_pair(Lang::Cpp);
+combinations! {
+    pirate_client_against_guide_pair;
+    pirate_client_fails_over_across_the_python_bstarsrv_pair: Lang::Python;
+    pirate_client_fails_over_across_the_cpp_bstarsrv_pair: Lang::Cpp;
 }
 
 /// A mixed pair: `pirate server --primary` (state heartbeat 1 s, the Guide's) with the
@@ -240,14 +232,10 @@ fn pirate_primary_with_guide_backup(lang: Lang) {
     answered_across_a_failover(client, &format!("pirate primary, {lang:?} backup"), &backup);
 }
 
-#[test]
-fn pirate_primary_pairs_with_the_python_bstarsrv_backup() {
-    pirate_primary_with_guide_backup(Lang::Python);
-}
-
-#[test]
-fn pirate_primary_pairs_with_the_cpp_bstarsrv_backup() {
-    pirate_primary_with_guide_backup(Lang::Cpp);
+combinations! {
+    pirate_primary_with_guide_backup;
+    pirate_primary_pairs_with_the_python_bstarsrv_backup: Lang::Python;
+    pirate_primary_pairs_with_the_cpp_bstarsrv_backup: Lang::Cpp;
 }
 
 /// The other mixed pair: the Guide's bstarsrv `-p` as primary, `pirate server --backup`
@@ -281,12 +269,8 @@ fn guide_primary_with_pirate_backup(lang: Lang) {
     );
 }
 
-#[test]
-fn the_python_bstarsrv_primary_pairs_with_a_pirate_backup() {
-    guide_primary_with_pirate_backup(Lang::Python);
-}
-
-#[test]
-fn the_cpp_bstarsrv_primary_pairs_with_a_pirate_backup() {
-    guide_primary_with_pirate_backup(Lang::Cpp);
+combinations! {
+    guide_primary_with_pirate_backup;
+    the_python_bstarsrv_primary_pairs_with_a_pirate_backup: Lang::Python;
+    the_cpp_bstarsrv_primary_pairs_with_a_pirate_backup: Lang::Cpp;
 }

@@ -8,8 +8,6 @@ use std::time::Instant;
 
 use common::*;
 
-const HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
-
 /// A ROUTER bound on a free port, playing the Guide's queue or broker.
 fn fake_peer(ctx: &zmq::Context) -> (zmq::Socket, u16) {
     let socket = ctx.socket(zmq::ROUTER).unwrap();
@@ -42,7 +40,7 @@ fn a_disconnected_mdp_worker_registers_again_at_once_not_after_its_back_off() {
     let mut args = vec!["worker", "--json", "--protocol", "mdp", "--service", "echo"];
     args.extend_from_slice(&["--connect", &connect]);
     args.extend_from_slice(&["--reconnect", "60s", "--reconnect-max", "60s"]);
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&FAST_HB);
     let worker = spawn("worker", &args);
     let is_ready = |m: &[Vec<u8>]| m.len() >= 3 && m[1] == b"MDPW01" && m[2] == [0x01];
     let first = next(&broker, is_ready);

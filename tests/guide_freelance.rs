@@ -157,14 +157,10 @@ fn flclient1_fails_over_to_pirate(lang: Lang) {
     assert!(said.contains(ok), "{lang:?} flclient1: {said}");
 }
 
-#[test]
-fn the_python_flclient1_fails_over_to_a_pirate_freelance_server() {
-    flclient1_fails_over_to_pirate(Lang::Python);
-}
-
-#[test]
-fn the_cpp_flclient1_fails_over_to_a_pirate_freelance_server() {
-    flclient1_fails_over_to_pirate(Lang::Cpp);
+combinations! {
+    flclient1_fails_over_to_pirate;
+    the_python_flclient1_fails_over_to_a_pirate_freelance_server: Lang::Python;
+    the_cpp_flclient1_fails_over_to_a_pirate_freelance_server: Lang::Cpp;
 }
 
 /// Model 1's servers are plain REP echo servers (`flserver1 <endpoint>`): `pirate client`
@@ -216,12 +212,8 @@ fn pirate_client_fails_over_between_flserver1(lang: Lang) {
     );
 }
 
-#[test]
-fn pirate_client_fails_over_between_python_flserver1s() {
-    pirate_client_fails_over_between_flserver1(Lang::Python);
-}
-
-#[test]
-fn pirate_client_fails_over_between_cpp_flserver1s() {
-    pirate_client_fails_over_between_flserver1(Lang::Cpp);
+combinations! {
+    pirate_client_fails_over_between_flserver1;
+    pirate_client_fails_over_between_python_flserver1s: Lang::Python;
+    pirate_client_fails_over_between_cpp_flserver1s: Lang::Cpp;
 }

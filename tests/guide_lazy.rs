@@ -50,14 +50,10 @@ fn pirate_client_with_lpserver(lang: Lang) {
     );
 }
 
-#[test]
-fn pirate_client_is_served_by_the_python_lpserver() {
-    pirate_client_with_lpserver(Lang::Python);
-}
-
-#[test]
-fn pirate_client_is_served_by_the_cpp_lpserver() {
-    pirate_client_with_lpserver(Lang::Cpp);
+combinations! {
+    pirate_client_with_lpserver;
+    pirate_client_is_served_by_the_python_lpserver: Lang::Python;
+    pirate_client_is_served_by_the_cpp_lpserver: Lang::Cpp;
 }
 
 /// The Guide's lpclient against `pirate server`: it prints "server replied OK" per request
@@ -86,14 +82,10 @@ fn lpclient_with_pirate_server(lang: Lang) {
     assert_eq!(ok, COUNT, "{lang:?} lpclient: {said}");
 }
 
-#[test]
-fn the_python_lpclient_is_served_by_pirate_server() {
-    lpclient_with_pirate_server(Lang::Python);
-}
-
-#[test]
-fn the_cpp_lpclient_is_served_by_pirate_server() {
-    lpclient_with_pirate_server(Lang::Cpp);
+combinations! {
+    lpclient_with_pirate_server;
+    the_python_lpclient_is_served_by_pirate_server: Lang::Python;
+    the_cpp_lpclient_is_served_by_pirate_server: Lang::Cpp;
 }
 
 /// The Guide's Lazy Pirate experiment with the Guide's lpserver as it ships, faults on
@@ -157,14 +149,10 @@ fn pirate_client_outlasts_lpserver_faults(lang: Lang) {
     assert_eq!(replies(&out), sequence(COUNT), "{context}");
 }
 
-#[test]
-fn pirate_client_outlasts_the_python_lpserver_with_its_faults_on() {
-    pirate_client_outlasts_lpserver_faults(Lang::Python);
-}
-
-#[test]
-fn pirate_client_outlasts_the_cpp_lpserver_with_its_faults_on() {
-    pirate_client_outlasts_lpserver_faults(Lang::Cpp);
+combinations! {
+    pirate_client_outlasts_lpserver_faults;
+    pirate_client_outlasts_the_python_lpserver_with_its_faults_on: Lang::Python;
+    pirate_client_outlasts_the_cpp_lpserver_with_its_faults_on: Lang::Cpp;
 }
 
 /// The same experiment the other way round: the Guide's lpclient against `pirate server
@@ -232,12 +220,8 @@ fn guide_lpclient_outlasts_pirate_server_faults(lang: Lang) {
     assert!(!lower.contains("abandoning"), "{context}");
 }
 
-#[test]
-fn the_python_lpclient_outlasts_pirate_server_with_the_guides_faults() {
-    guide_lpclient_outlasts_pirate_server_faults(Lang::Python);
-}
-
-#[test]
-fn the_cpp_lpclient_outlasts_pirate_server_with_the_guides_faults() {
-    guide_lpclient_outlasts_pirate_server_faults(Lang::Cpp);
+combinations! {
+    guide_lpclient_outlasts_pirate_server_faults;
+    the_python_lpclient_outlasts_pirate_server_with_the_guides_faults: Lang::Python;
+    the_cpp_lpclient_outlasts_pirate_server_with_the_guides_faults: Lang::Cpp;
 }

@@ -16,25 +16,10 @@ use common::*;
 
 const COUNT: usize = 5;
 
-/// The Guide's mdworker (echo) on `port`; it heartbeats every 2500 ms and gives the broker up
-/// after 3 silent intervals (fixed in `mdwrkapi`), so a broker beside it keeps that timing.
-fn guide_mdworker(lang: Lang, port: u16) -> Option<Proc> {
-    let connect = endpoint(port);
-    guide::start(lang, "mdworker", &[], &[("ZG_CONNECT", &connect)])
-}
-
 /// A pirate broker at the Guide's timing (heartbeat 2500 ms, liveness 3), as the Guide's
 /// workers expect: a shorter one would expire them between their heartbeats.
 fn guide_timed_broker() -> (Proc, u16) {
     start_broker(&[])
-}
-
-/// Waits until `broker` has registered `n` workers for `service` (its `ready for service` line).
-fn wait_workers(broker: &Proc, service: &str, n: usize) {
-    let needle = format!("ready for service {service}");
-    broker.wait_for(&format!("{n} worker(s) for {service}"), |_, e| {
-        e.matches(&needle).count() >= n
-    });
 }
 
 /// `pirate client --service echo --count N` through a broker on `port`: every reply is the
@@ -104,23 +89,26 @@ fn guide_client_is_answered(lang: Lang, client: &str, port: u16) {
     }
 }
 
+/// The Guide's mdclient, then its mdclient2 (a DEALER), answered through a broker on `port`.
+fn guide_clients_are_answered(lang: Lang, port: u16) {
+    for client in ["mdclient", "mdclient2"] {
+        guide_client_is_answered(lang, client, port);
+    }
+}
+
 fn pirate_broker_routes_pirate_client_to_guide_mdworker(lang: Lang) {
     let (broker, port) = guide_timed_broker();
-    let Some(_worker) = guide_mdworker(lang, port) else {
+    let Some(_worker) = guide::mdworker(lang, port) else {
         return;
     };
-    wait_workers(&broker, "echo", 1);
+    wait_service_workers(&broker, "echo", 1);
     pirate_client_gets_the_sequence(port, &format!("{lang:?} mdworker behind pirate broker"));
 }
 
-#[test]
-fn pirate_broker_routes_pirate_client_to_the_python_mdworker() {
-    pirate_broker_routes_pirate_client_to_guide_mdworker(Lang::Python);
-}
-
-#[test]
-fn pirate_broker_routes_pirate_client_to_the_cpp_mdworker() {
-    pirate_broker_routes_pirate_client_to_guide_mdworker(Lang::Cpp);
+combinations! {
+    pirate_broker_routes_pirate_client_to_guide_mdworker;
+    pirate_broker_routes_pirate_client_to_the_python_mdworker: Lang::Python;
+    pirate_broker_routes_pirate_client_to_the_cpp_mdworker: Lang::Cpp;
 }
 
 /// The Guide's mdclient and mdclient2 through `pirate broker`, answered by the Guide's own
@@ -129,42 +117,25 @@ fn pirate_broker_routes_pirate_client_to_the_cpp_mdworker() {
 fn guide_clients_through_pirate_broker(lang: Lang) {
     let (broker, port) = guide_timed_broker();
     {
-        let Some(_worker) = guide_mdworker(lang, port) else {
+        let Some(_worker) = guide::mdworker(lang, port) else {
             return;
         };
-        wait_workers(&broker, "echo", 1);
-        guide_client_is_answered(lang, "mdclient", port);
-        guide_client_is_answered(lang, "mdclient2", port);
+        wait_service_workers(&broker, "echo", 1);
+        guide_clients_are_answered(lang, port);
     }
     // The Guide's worker was killed without a DISCONNECT: the broker holds it until it
     // expires, and would give it the next request. A second broker serves pirate's worker.
     let (broker, port) = guide_timed_broker();
     let connect = endpoint(port);
-    let _worker = spawn(
-        "worker",
-        &[
-            "worker",
-            "--protocol",
-            "mdp",
-            "--service",
-            "echo",
-            "--connect",
-            &connect,
-        ],
-    );
-    wait_workers(&broker, "echo", 1);
-    guide_client_is_answered(lang, "mdclient", port);
-    guide_client_is_answered(lang, "mdclient2", port);
+    let _worker = service_worker("echo", &connect, &[]);
+    wait_service_workers(&broker, "echo", 1);
+    guide_clients_are_answered(lang, port);
 }
 
-#[test]
-fn the_python_mdclient_and_mdclient2_are_answered_through_pirate_broker() {
-    guide_clients_through_pirate_broker(Lang::Python);
-}
-
-#[test]
-fn the_cpp_mdclient_and_mdclient2_are_answered_through_pirate_broker() {
-    guide_clients_through_pirate_broker(Lang::Cpp);
+combinations! {
+    guide_clients_through_pirate_broker;
+    the_python_mdclient_and_mdclient2_are_answered_through_pirate_broker: Lang::Python;
+    the_cpp_mdclient_and_mdclient2_are_answered_through_pirate_broker: Lang::Cpp;
 }
 
 /// The Guide's mmiecho (C++ only: the Guide has no Python one) asks `pirate broker`
@@ -172,10 +143,10 @@ fn the_cpp_mdclient_and_mdclient2_are_answered_through_pirate_broker() {
 #[test]
 fn the_cpp_mmiecho_gets_200_for_a_served_service_and_404_otherwise_from_pirate_broker() {
     let (broker, port) = guide_timed_broker();
-    let Some(_worker) = guide_mdworker(Lang::Cpp, port) else {
+    let Some(_worker) = guide::mdworker(Lang::Cpp, port) else {
         return;
     };
-    wait_workers(&broker, "echo", 1);
+    wait_service_workers(&broker, "echo", 1);
     let connect = endpoint(port);
     for (service, status) in [("echo", "200"), ("nobody", "404")] {
         let Some(mut mmi) = guide::cpp(
@@ -201,22 +172,10 @@ fn the_cpp_mmiecho_gets_200_for_a_served_service_and_404_otherwise_from_pirate_b
 fn pirate_worker_and_client_with_guide_mdbroker(lang: Lang) {
     let port = free_port();
     let bind = endpoint(port);
-    let Some(_broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+    let Some(_broker) = guide::mdbroker(lang, port) else {
         return;
     };
-    guide::wait_bound(port);
-    let worker = spawn(
-        "worker",
-        &[
-            "worker",
-            "--protocol",
-            "mdp",
-            "--service",
-            "echo",
-            "--connect",
-            &bind,
-        ],
-    );
+    let worker = service_worker("echo", &bind, &[]);
     // The worker's READY is on its way; the Guide's broker queues the client's first request
     // until it is handled, and mmi.service is asked only after the sequence was answered.
     worker.wait_stderr("registered with the broker");
@@ -236,18 +195,13 @@ fn pirate_worker_and_client_with_guide_mdbroker(lang: Lang) {
     );
     assert_eq!(code, 0, "{what}: {err}");
     assert_eq!(out, "200\n404\n", "{what}: {err}");
-    guide_client_is_answered(lang, "mdclient", port);
-    guide_client_is_answered(lang, "mdclient2", port);
+    guide_clients_are_answered(lang, port);
 }
 
-#[test]
-fn pirate_worker_and_client_work_with_the_python_mdbroker() {
-    pirate_worker_and_client_with_guide_mdbroker(Lang::Python);
-}
-
-#[test]
-fn pirate_worker_and_client_work_with_the_cpp_mdbroker() {
-    pirate_worker_and_client_with_guide_mdbroker(Lang::Cpp);
+combinations! {
+    pirate_worker_and_client_with_guide_mdbroker;
+    pirate_worker_and_client_work_with_the_python_mdbroker: Lang::Python;
+    pirate_worker_and_client_work_with_the_cpp_mdbroker: Lang::Cpp;
 }
 
 /// Across languages: the Python mdclient's REQ socket has libzmq's binary identity (`0x00` and
@@ -258,12 +212,11 @@ fn pirate_worker_and_client_work_with_the_cpp_mdbroker() {
 #[test]
 fn the_python_mdclient_is_answered_by_the_cpp_mdworker_through_pirate_broker() {
     let (broker, port) = guide_timed_broker();
-    let Some(_worker) = guide_mdworker(Lang::Cpp, port) else {
+    let Some(_worker) = guide::mdworker(Lang::Cpp, port) else {
         return;
     };
-    wait_workers(&broker, "echo", 1);
-    guide_client_is_answered(Lang::Python, "mdclient", port);
-    guide_client_is_answered(Lang::Python, "mdclient2", port);
+    wait_service_workers(&broker, "echo", 1);
+    guide_clients_are_answered(Lang::Python, port);
 }
 
 /// The messages a `pirate` role traced under `-v` as received (its `---- ROLE in` rules; the
@@ -300,10 +253,9 @@ fn heartbeats_in(proc: &Proc, routed: bool) -> usize {
 fn pirate_worker_stays_registered_with_guide_mdbroker(lang: Lang) {
     let port = free_port();
     let bind = endpoint(port);
-    let Some(_broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+    let Some(_broker) = guide::mdbroker(lang, port) else {
         return;
     };
-    guide::wait_bound(port);
     let mut worker = spawn(
         "worker",
         &[
@@ -326,14 +278,10 @@ fn pirate_worker_stays_registered_with_guide_mdbroker(lang: Lang) {
     assert_eq!(summary["reconnects"], 0, "{summary}");
 }
 
-#[test]
-fn pirate_worker_stays_registered_with_the_python_mdbroker() {
-    pirate_worker_stays_registered_with_guide_mdbroker(Lang::Python);
-}
-
-#[test]
-fn pirate_worker_stays_registered_with_the_cpp_mdbroker() {
-    pirate_worker_stays_registered_with_guide_mdbroker(Lang::Cpp);
+combinations! {
+    pirate_worker_stays_registered_with_guide_mdbroker;
+    pirate_worker_stays_registered_with_the_python_mdbroker: Lang::Python;
+    pirate_worker_stays_registered_with_the_cpp_mdbroker: Lang::Cpp;
 }
 
 /// The other way: the Guide's mdworker idles behind `pirate broker` (the Guide's timing)
@@ -342,7 +290,7 @@ fn pirate_worker_stays_registered_with_the_cpp_mdbroker() {
 /// thought the broker dead would reconnect and send READY again), and it still answers.
 fn guide_mdworker_stays_registered_with_pirate_broker(lang: Lang) {
     let (mut broker, port) = start_broker(&["-v", "--json"]);
-    let Some(_worker) = guide_mdworker(lang, port) else {
+    let Some(_worker) = guide::mdworker(lang, port) else {
         return;
     };
     broker.wait_for("4 heartbeats from the Guide's worker", |_, _| {
@@ -360,14 +308,10 @@ fn guide_mdworker_stays_registered_with_pirate_broker(lang: Lang) {
     );
 }
 
-#[test]
-fn the_python_mdworker_stays_registered_with_pirate_broker() {
-    guide_mdworker_stays_registered_with_pirate_broker(Lang::Python);
-}
-
-#[test]
-fn the_cpp_mdworker_stays_registered_with_pirate_broker() {
-    guide_mdworker_stays_registered_with_pirate_broker(Lang::Cpp);
+combinations! {
+    guide_mdworker_stays_registered_with_pirate_broker;
+    the_python_mdworker_stays_registered_with_pirate_broker: Lang::Python;
+    the_cpp_mdworker_stays_registered_with_pirate_broker: Lang::Cpp;
 }
 
 /// Many requests in flight through the Guide's mdbroker: `pirate client --window 8` (the
@@ -380,10 +324,9 @@ fn windowed_client_and_concurrent_worker_with_guide_mdbroker(lang: Lang) {
     const COUNT: u64 = 100;
     let port = free_port();
     let bind = endpoint(port);
-    let Some(_broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+    let Some(_broker) = guide::mdbroker(lang, port) else {
         return;
     };
-    guide::wait_bound(port);
     let worker_args = |extra: &'static [&'static str]| {
         let mut args = vec![
             "worker",
@@ -432,14 +375,10 @@ fn windowed_client_and_concurrent_worker_with_guide_mdbroker(lang: Lang) {
     assert_eq!(summary(&out)["mismatched"], 0, "{lang:?} mdbroker: {err}");
 }
 
-#[test]
-fn a_windowed_client_and_a_concurrent_worker_work_with_the_python_mdbroker() {
-    windowed_client_and_concurrent_worker_with_guide_mdbroker(Lang::Python);
-}
-
-#[test]
-fn a_windowed_client_and_a_concurrent_worker_work_with_the_cpp_mdbroker() {
-    windowed_client_and_concurrent_worker_with_guide_mdbroker(Lang::Cpp);
+combinations! {
+    windowed_client_and_concurrent_worker_with_guide_mdbroker;
+    a_windowed_client_and_a_concurrent_worker_work_with_the_python_mdbroker: Lang::Python;
+    a_windowed_client_and_a_concurrent_worker_work_with_the_cpp_mdbroker: Lang::Cpp;
 }
 
 /// `pirate broker` restarted (killed -9, started again on the same port) under the Guide's
@@ -450,28 +389,24 @@ fn a_windowed_client_and_a_concurrent_worker_work_with_the_cpp_mdbroker() {
 /// The new broker then serves pirate client's sequence.
 fn guide_mdworker_rejoins_a_restarted_pirate_broker(lang: Lang) {
     let (broker, port) = guide_timed_broker();
-    let Some(_worker) = guide_mdworker(lang, port) else {
+    let Some(_worker) = guide::mdworker(lang, port) else {
         return;
     };
-    wait_workers(&broker, "echo", 1);
+    wait_service_workers(&broker, "echo", 1);
     broker.signal(libc::SIGKILL);
     assert!(process_gone(broker.pid()), "the broker survived SIGKILL");
     drop(broker);
     let bind = endpoint(port);
     let broker = spawn("broker", &["broker", "--bind", &bind]);
     broker.wait_stderr("disconnected: a command from an unregistered worker");
-    wait_workers(&broker, "echo", 1);
+    wait_service_workers(&broker, "echo", 1);
     pirate_client_gets_the_sequence(port, &format!("{lang:?} mdworker, restarted broker"));
 }
 
-#[test]
-fn the_python_mdworker_rejoins_a_restarted_pirate_broker() {
-    guide_mdworker_rejoins_a_restarted_pirate_broker(Lang::Python);
-}
-
-#[test]
-fn the_cpp_mdworker_rejoins_a_restarted_pirate_broker() {
-    guide_mdworker_rejoins_a_restarted_pirate_broker(Lang::Cpp);
+combinations! {
+    guide_mdworker_rejoins_a_restarted_pirate_broker;
+    the_python_mdworker_rejoins_a_restarted_pirate_broker: Lang::Python;
+    the_cpp_mdworker_rejoins_a_restarted_pirate_broker: Lang::Cpp;
 }
 
 /// The other way: the Guide's mdbroker killed (-9) and started again on the same port under
@@ -482,10 +417,9 @@ fn the_cpp_mdworker_rejoins_a_restarted_pirate_broker() {
 fn pirate_worker_rejoins_a_restarted_guide_mdbroker(lang: Lang) {
     let port = free_port();
     let bind = endpoint(port);
-    let Some(broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+    let Some(broker) = guide::mdbroker(lang, port) else {
         return;
     };
-    guide::wait_bound(port);
     let worker = spawn(
         "worker",
         &[
@@ -517,14 +451,10 @@ fn pirate_worker_rejoins_a_restarted_guide_mdbroker(lang: Lang) {
     pirate_client_gets_the_sequence(port, &format!("pirate worker, restarted {lang:?} mdbroker"));
 }
 
-#[test]
-fn pirate_worker_rejoins_a_restarted_python_mdbroker() {
-    pirate_worker_rejoins_a_restarted_guide_mdbroker(Lang::Python);
-}
-
-#[test]
-fn pirate_worker_rejoins_a_restarted_cpp_mdbroker() {
-    pirate_worker_rejoins_a_restarted_guide_mdbroker(Lang::Cpp);
+combinations! {
+    pirate_worker_rejoins_a_restarted_guide_mdbroker;
+    pirate_worker_rejoins_a_restarted_python_mdbroker: Lang::Python;
+    pirate_worker_rejoins_a_restarted_cpp_mdbroker: Lang::Cpp;
 }
 
 /// The Guide's C++ mdbroker refuses every worker whose identity starts with `m`, `i` or `.`
@@ -536,10 +466,9 @@ fn pirate_worker_rejoins_a_restarted_cpp_mdbroker() {
 fn a_refused_pirate_worker_backs_off_against_the_cpp_mdbroker() {
     let port = free_port();
     let bind = endpoint(port);
-    let Some(_broker) = guide::cpp("mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+    let Some(_broker) = guide::mdbroker(Lang::Cpp, port) else {
         return;
     };
-    guide::wait_bound(port);
     let worker = spawn(
         "worker",
         &[

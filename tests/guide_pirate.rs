@@ -22,11 +22,9 @@ mod common;
 
 use common::guide::{self, Lang};
 use common::*;
-
-/// Where the Guide's programs and pirate meet: 127.0.0.1 only.
-fn local(port: u16) -> String {
-    format!("tcp://127.0.0.1:{port}")
-}
+use Lang::{Cpp, Python};
+use Pattern::{Paranoid, Simple};
+use Side::{Guide, Pirate};
 
 /// Which program plays a part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +64,7 @@ impl Queue {
     }
 
     fn spawn(side: Side, pattern: Pattern, front: u16, back: u16) -> Option<Proc> {
-        let (f, b) = (local(front), local(back));
+        let (f, b) = (endpoint(front), endpoint(back));
         match side {
             Side::Pirate => {
                 let mut args = vec!["queue", "--json", "--frontend", &f, "--backend", &b];
@@ -98,7 +96,7 @@ impl Queue {
 
 /// A worker of `side` behind the queue's backend. `name` names a pirate worker's sockets.
 fn worker(side: Side, pattern: Pattern, back: u16, name: &str) -> Option<Proc> {
-    let connect = local(back);
+    let connect = endpoint(back);
     match side {
         Side::Pirate => {
             let protocol = match pattern {
@@ -147,7 +145,7 @@ struct Client {
 
 impl Client {
     fn start(front: u16, extra: &[&str]) -> Client {
-        let connect = local(front);
+        let connect = endpoint(front);
         let mut args = vec![
             "client",
             "--json",
@@ -208,9 +206,7 @@ fn survives_with(pattern: Pattern, queue: Side, workers: Side, client_args: &[&s
     };
     if queue == Side::Pirate {
         // Both registered, so that the kill below hits a worker the queue counts on.
-        q.proc.wait_for("two workers ready", |o, _| {
-            o.matches(r#""event":"worker_ready""#).count() >= 2
-        });
+        wait_ready(&q.proc, 2);
     }
     let mut client = Client::start(q.front, client_args);
     client.ask(5);
@@ -258,44 +254,16 @@ fn survives_with(pattern: Pattern, queue: Side, workers: Side, client_args: &[&s
     }
 }
 
-#[test]
-fn pirate_queue_serves_the_python_ppworker_across_a_kill_and_a_restart() {
-    survives(Pattern::Paranoid, Side::Pirate, Side::Guide(Lang::Python));
-}
-
-#[test]
-fn pirate_queue_serves_the_cpp_ppworker_across_a_kill_and_a_restart() {
-    survives(Pattern::Paranoid, Side::Pirate, Side::Guide(Lang::Cpp));
-}
-
-#[test]
-fn pirate_worker_serves_behind_the_python_ppqueue_across_a_kill_and_a_restart() {
-    survives(Pattern::Paranoid, Side::Guide(Lang::Python), Side::Pirate);
-}
-
-#[test]
-fn pirate_worker_registers_with_the_cpp_ppqueue_and_serves_across_a_kill_and_a_restart() {
-    survives(Pattern::Paranoid, Side::Guide(Lang::Cpp), Side::Pirate);
-}
-
-#[test]
-fn pirate_simple_queue_serves_the_python_spworker_across_a_kill() {
-    survives(Pattern::Simple, Side::Pirate, Side::Guide(Lang::Python));
-}
-
-#[test]
-fn pirate_simple_queue_serves_the_cpp_spworker_across_a_kill() {
-    survives(Pattern::Simple, Side::Pirate, Side::Guide(Lang::Cpp));
-}
-
-#[test]
-fn pirate_simple_worker_serves_behind_the_python_spqueue_across_a_kill() {
-    survives(Pattern::Simple, Side::Guide(Lang::Python), Side::Pirate);
-}
-
-#[test]
-fn pirate_simple_worker_serves_behind_the_cpp_spqueue_across_a_kill() {
-    survives(Pattern::Simple, Side::Guide(Lang::Cpp), Side::Pirate);
+combinations! {
+    survives;
+    pirate_queue_serves_the_python_ppworker_across_a_kill_and_a_restart: Paranoid, Pirate, Guide(Python);
+    pirate_queue_serves_the_cpp_ppworker_across_a_kill_and_a_restart: Paranoid, Pirate, Guide(Cpp);
+    pirate_worker_serves_behind_the_python_ppqueue_across_a_kill_and_a_restart: Paranoid, Guide(Python), Pirate;
+    pirate_worker_registers_with_the_cpp_ppqueue_and_serves_across_a_kill_and_a_restart: Paranoid, Guide(Cpp), Pirate;
+    pirate_simple_queue_serves_the_python_spworker_across_a_kill: Simple, Pirate, Guide(Python);
+    pirate_simple_queue_serves_the_cpp_spworker_across_a_kill: Simple, Pirate, Guide(Cpp);
+    pirate_simple_worker_serves_behind_the_python_spqueue_across_a_kill: Simple, Guide(Python), Pirate;
+    pirate_simple_worker_serves_behind_the_cpp_spqueue_across_a_kill: Simple, Guide(Cpp), Pirate;
 }
 
 /// The Guide's ppqueue.py makes a busy worker ready again on any message from it
@@ -307,7 +275,7 @@ fn pirate_worker_serves_in_turn_the_second_request_ppqueue_py_hands_it_while_bus
     let Some(q) = Queue::start(Side::Guide(Lang::Python), Pattern::Paranoid) else {
         return;
     };
-    let connect = local(q.back);
+    let connect = endpoint(q.back);
     // Work well past a heartbeat interval (1 s), so that one goes out mid-request; a liveness
     // that outlasts two requests, as ppqueue.py heartbeats only workers it thinks idle.
     let args = [
@@ -321,7 +289,7 @@ fn pirate_worker_serves_in_turn_the_second_request_ppqueue_py_hands_it_while_bus
         "10",
     ];
     let mut worker = spawn("worker", &args);
-    let front = local(q.front);
+    let front = endpoint(q.front);
     let client = [
         "client",
         "--json",
@@ -388,7 +356,7 @@ fn lpclient_through(client: Lang, pattern: Pattern, queue: Side, workers: Side) 
     if queue == Side::Pirate {
         q.proc.wait_stdout(r#""event":"worker_ready""#);
     }
-    let (connect, count) = (local(q.front), COUNT.to_string());
+    let (connect, count) = (endpoint(q.front), COUNT.to_string());
     let env = [
         ("ZG_CONNECT", connect.as_str()),
         ("ZG_COUNT", count.as_str()),
@@ -404,54 +372,13 @@ fn lpclient_through(client: Lang, pattern: Pattern, queue: Side, workers: Side) 
     assert_eq!(ok, COUNT, "{what}: {said}");
 }
 
-#[test]
-fn the_python_lpclient_is_served_by_pirate_queue_and_the_cpp_ppworker() {
-    lpclient_through(
-        Lang::Python,
-        Pattern::Paranoid,
-        Side::Pirate,
-        Side::Guide(Lang::Cpp),
-    );
-}
-
-#[test]
-fn the_cpp_lpclient_is_served_by_pirate_queue_and_the_python_ppworker() {
-    lpclient_through(
-        Lang::Cpp,
-        Pattern::Paranoid,
-        Side::Pirate,
-        Side::Guide(Lang::Python),
-    );
-}
-
-#[test]
-fn the_cpp_lpclient_is_served_by_pirate_worker_behind_the_python_ppqueue() {
-    lpclient_through(
-        Lang::Cpp,
-        Pattern::Paranoid,
-        Side::Guide(Lang::Python),
-        Side::Pirate,
-    );
-}
-
-#[test]
-fn the_python_lpclient_is_served_by_pirate_simple_queue_and_the_cpp_spworker() {
-    lpclient_through(
-        Lang::Python,
-        Pattern::Simple,
-        Side::Pirate,
-        Side::Guide(Lang::Cpp),
-    );
-}
-
-#[test]
-fn the_cpp_lpclient_is_served_by_pirate_simple_worker_behind_the_python_spqueue() {
-    lpclient_through(
-        Lang::Cpp,
-        Pattern::Simple,
-        Side::Guide(Lang::Python),
-        Side::Pirate,
-    );
+combinations! {
+    lpclient_through;
+    the_python_lpclient_is_served_by_pirate_queue_and_the_cpp_ppworker: Python, Paranoid, Pirate, Guide(Cpp);
+    the_cpp_lpclient_is_served_by_pirate_queue_and_the_python_ppworker: Cpp, Paranoid, Pirate, Guide(Python);
+    the_cpp_lpclient_is_served_by_pirate_worker_behind_the_python_ppqueue: Cpp, Paranoid, Guide(Python), Pirate;
+    the_python_lpclient_is_served_by_pirate_simple_queue_and_the_cpp_spworker: Python, Simple, Pirate, Guide(Cpp);
+    the_cpp_lpclient_is_served_by_pirate_simple_worker_behind_the_python_spqueue: Cpp, Simple, Guide(Python), Pirate;
 }
 
 /// `--dialect guide-cpp`: the first socket's READY is the word, so ppqueue.cpp registers the
@@ -462,7 +389,7 @@ fn a_worker_pinned_to_the_cpp_dialect_registers_with_ppqueue_cpp_on_its_first_so
     let Some(q) = Queue::start(Side::Guide(Lang::Cpp), Pattern::Paranoid) else {
         return;
     };
-    let connect = local(q.back);
+    let connect = endpoint(q.back);
     let args = [
         "worker",
         "--connect",
@@ -490,7 +417,7 @@ fn a_worker_pinned_to_the_rfc_dialect_keeps_0x01_on_every_socket() {
     let Some(q) = Queue::start(Side::Guide(Lang::Cpp), Pattern::Paranoid) else {
         return;
     };
-    let connect = local(q.back);
+    let connect = endpoint(q.back);
     let args = [
         "worker",
         "--connect",
@@ -520,22 +447,6 @@ fn a_worker_pinned_to_the_rfc_dialect_keeps_0x01_on_every_socket() {
     }
 }
 
-/// A ROUTER/DEALER proxy (`zmq::proxy`) on a thread, as in `tests/correlation.rs`: clients
-/// connect to the returned port, it connects to `upstream`, and every message through it
-/// gains one envelope frame. The thread runs for the rest of the test process.
-fn proxy_hop(upstream: u16) -> u16 {
-    let ctx = zmq::Context::new();
-    let frontend = ctx.socket(zmq::ROUTER).unwrap();
-    let backend = ctx.socket(zmq::DEALER).unwrap();
-    let port = free_port();
-    frontend.bind(&local(port)).unwrap();
-    backend.connect(&local(upstream)).unwrap();
-    std::thread::spawn(move || {
-        let _ = zmq::proxy(&frontend, &backend);
-    });
-    port
-}
-
 /// A client two proxy hops away from `pirate queue` reaches `[identity][hop][hop][request
 /// id]["" ][body]` there; the Guide's ppworker behind it still gets its three frames.
 #[test]
@@ -547,8 +458,8 @@ fn the_python_ppworker_serves_a_client_two_proxy_hops_from_pirate_queue() {
         return;
     };
     q.proc.wait_stdout(r#""event":"worker_ready""#);
-    let outer = proxy_hop(proxy_hop(q.front));
-    let connect = local(outer);
+    let outer = router_dealer_proxy(router_dealer_proxy(q.front));
+    let connect = endpoint(outer);
     let args = ["client", "--json", "--connect", &connect, "--count", "5"];
     let (code, out, err) = run(&args, None);
     assert_eq!(code, 0, "{err}");

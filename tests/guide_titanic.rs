@@ -19,27 +19,12 @@ const COUNT: usize = 3;
 /// Waits until `broker` (pirate's) has a worker for each of Titanic's three services.
 fn wait_titanic_services(broker: &Proc) {
     for service in ["titanic.request", "titanic.reply", "titanic.close"] {
-        let needle = format!("ready for service {service}");
-        broker.wait_for(&format!("a worker for {service}"), |_, e| {
-            e.contains(&needle)
-        });
+        wait_service_workers(broker, service, 1);
     }
 }
 
 fn echo_worker(port: u16) -> Proc {
-    let connect = endpoint(port);
-    spawn(
-        "worker",
-        &[
-            "worker",
-            "--protocol",
-            "mdp",
-            "--service",
-            "echo",
-            "--connect",
-            &connect,
-        ],
-    )
+    service_worker("echo", &endpoint(port), &[])
 }
 
 /// `pirate client --titanic --service echo --count N`: each request stored by Titanic, its
@@ -65,6 +50,18 @@ fn titanic_client(port: u16) -> Proc {
             "5s",
         ],
     )
+}
+
+/// The UUID Titanic gave `client`'s request, from its `stored the request as UUID` line.
+fn stored_uuid(client: &Proc) -> String {
+    client
+        .stderr
+        .text()
+        .split("stored the request as ")
+        .nth(1)
+        .and_then(|rest| rest.get(..32))
+        .expect("the client names the stored request's UUID")
+        .to_string()
 }
 
 fn sequence_answered(mut client: Proc, what: &str) {
@@ -177,12 +174,10 @@ fn the_cpp_ticlient_is_answered_by_pirate_titanic() {
 /// answered.
 fn pirate_titanic_with_guide_broker(lang: Lang) {
     let port = free_port();
-    let bind = endpoint(port);
-    let Some(_broker) = guide::start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)]) else {
+    let Some(_broker) = guide::mdbroker(lang, port) else {
         return;
     };
-    guide::wait_bound(port);
-    let Some(_worker) = guide::start(lang, "mdworker", &[], &[("ZG_CONNECT", &bind)]) else {
+    let Some(_worker) = guide::mdworker(lang, port) else {
         return;
     };
     let dir = guide::scratch_dir(&format!("titanic-{lang:?}-mdbroker"));
@@ -193,14 +188,10 @@ fn pirate_titanic_with_guide_broker(lang: Lang) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn pirate_titanic_works_with_the_python_mdbroker_and_mdworker() {
-    pirate_titanic_with_guide_broker(Lang::Python);
-}
-
-#[test]
-fn pirate_titanic_works_with_the_cpp_mdbroker_and_mdworker() {
-    pirate_titanic_with_guide_broker(Lang::Cpp);
+combinations! {
+    pirate_titanic_with_guide_broker;
+    pirate_titanic_works_with_the_python_mdbroker_and_mdworker: Lang::Python;
+    pirate_titanic_works_with_the_cpp_mdbroker_and_mdworker: Lang::Cpp;
 }
 
 /// What Titanic is for, with the Guide's: a request stored by titanic.py, which is then
@@ -240,13 +231,7 @@ fn a_request_stored_by_python_titanic_survives_its_kill_and_restart() {
     // titanic.py answers 200 from its request thread, and its dispatcher appends the UUID to
     // `queue` just after (the Guide's own window: a kill in between loses the request). Wait
     // for that line, then kill.
-    let said = client.stderr.text();
-    let uuid = said
-        .split("stored the request as ")
-        .nth(1)
-        .and_then(|rest| rest.get(..32))
-        .expect("the client names the stored request's UUID")
-        .to_string();
+    let uuid = stored_uuid(&client);
     let queue = dir.join("store").join("queue");
     client.wait_for("titanic.py to queue the request", |_, _| {
         std::fs::read_to_string(&queue).is_ok_and(|q| q.contains(&format!("-{uuid}")))
@@ -303,13 +288,7 @@ fn cpp_titanic_stores_pirate_clients_request_and_answers_reply_and_close() {
         ],
     );
     client.wait_stderr("titanic stored the request");
-    let said = client.stderr.text();
-    let uuid = said
-        .split("stored the request as ")
-        .nth(1)
-        .and_then(|rest| rest.get(..32))
-        .expect("the client names the stored request's UUID")
-        .to_string();
+    let uuid = stored_uuid(&client);
     drop(client);
     let request_file = store.join(format!("{uuid}.req"));
     assert!(request_file.is_file(), "no {}", request_file.display());

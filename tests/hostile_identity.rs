@@ -125,28 +125,12 @@ fn attack_then_serve(role: &mut Proc, targets: &[&str], client: &[&str]) {
     assert_served(role, client);
 }
 
-const MDP_HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
-
 #[test]
 fn broker_keeps_serving() {
-    let (mut broker, port) = start_broker(&["--json", MDP_HB[0], MDP_HB[1], MDP_HB[2], MDP_HB[3]]);
+    let (mut broker, port) =
+        start_broker(&["--json", FAST_HB[0], FAST_HB[1], FAST_HB[2], FAST_HB[3]]);
     let at = endpoint(port);
-    let _worker = spawn(
-        "worker",
-        &[
-            "worker",
-            "--protocol",
-            "mdp",
-            "--service",
-            "echo",
-            "--connect",
-            &at,
-            MDP_HB[0],
-            MDP_HB[1],
-            MDP_HB[2],
-            MDP_HB[3],
-        ],
-    );
+    let _worker = service_worker("echo", &at, &FAST_HB);
     broker.wait_stdout(r#""event":"service_worker_ready""#);
     attack_then_serve(
         &mut broker,
@@ -157,12 +141,20 @@ fn broker_keeps_serving() {
 
 /// A Paranoid Pirate queue with one worker: (queue, frontend, backend, the worker).
 fn queue_with_worker() -> (Proc, String, String, Proc) {
-    let hb = ["--heartbeat", "50ms", "--liveness", "3"];
-    let (queue, front, back) = start_queue(&["--json", hb[0], hb[1], hb[2], hb[3]]);
+    let (queue, front, back) =
+        start_queue(&["--json", FAST_HB[0], FAST_HB[1], FAST_HB[2], FAST_HB[3]]);
     let (f, b) = (endpoint(front), endpoint(back));
     let worker = spawn(
         "worker",
-        &["worker", "--connect", &b, hb[0], hb[1], hb[2], hb[3]],
+        &[
+            "worker",
+            "--connect",
+            &b,
+            FAST_HB[0],
+            FAST_HB[1],
+            FAST_HB[2],
+            FAST_HB[3],
+        ],
     );
     queue.wait_stdout(r#""event":"worker_ready""#);
     (queue, f, b, worker)

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
-
 /// A DEALER on the queue's backend with `identity`, returned once its ZMTP handshake with
 /// the queue succeeded (an event from its socket monitor, not a guessed wait), so that what
 /// it sends next is not held up by its own connect.
@@ -107,7 +105,7 @@ fn a_reply_from_a_peer_that_does_not_hold_the_request_is_refused_and_never_print
     for simple in [false, true] {
         let mode = if simple { "simple" } else { "paranoid" };
         let mut args = vec!["--json"];
-        args.extend_from_slice(&HB);
+        args.extend_from_slice(&FAST_HB);
         if simple {
             args.push("--simple");
         }
@@ -164,7 +162,7 @@ fn a_reply_from_a_peer_that_does_not_hold_the_request_is_refused_and_never_print
         let mut worker = vec!["worker", "--json", "--protocol", mode, "--connect"];
         let back_ep = endpoint(back);
         worker.push(&back_ep);
-        worker.extend_from_slice(&HB);
+        worker.extend_from_slice(&FAST_HB);
         let _honest = spawn("worker", &worker);
         assert_eq!(client.code(), 0, "{mode}: {}", client.stderr.text());
         let out = client.stdout.text();

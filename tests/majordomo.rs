@@ -7,13 +7,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Waits until the broker has `n` workers registered (it must run `--json`).
-fn wait_workers(broker: &Proc, n: usize) {
-    broker.wait_for(&format!("{n} workers registered"), |o, _| {
-        o.matches(r#""event":"service_worker_ready""#).count() >= n
-    });
-}
-
 fn client(port: u16, args: &[&str]) -> (i32, String, String) {
     let connect = endpoint(port);
     let mut all = vec!["client", "--connect", connect.as_str()];
@@ -279,17 +272,6 @@ fn a_full_service_queue_refuses_new_requests_and_they_are_retried() {
     assert!(s["requests_rejected"].as_u64().unwrap() >= 2, "{s}");
 }
 
-/// Deterministic generator so the garbage is the same on every run.
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Random frame lists, and valid MDP messages with one frame mutated, dropped or added.
 fn garbage(rng: &mut XorShift) -> Vec<Vec<u8>> {
     let valid: [Vec<Vec<u8>>; 5] = [
@@ -426,35 +408,8 @@ fn a_worker_with_two_brokers_moves_to_the_second_when_the_first_dies() {
 fn a_binary_star_broker_pair_fails_over_with_workers_and_clients_following() {
     let ports = BstarPorts::new();
     let node = |primary: bool| {
-        let (name, bind, state, peer, role) = if primary {
-            (
-                "primary",
-                &ports.primary,
-                &ports.primary_state,
-                &ports.backup_state,
-                "--primary",
-            )
-        } else {
-            (
-                "backup",
-                &ports.backup,
-                &ports.backup_state,
-                &ports.primary_state,
-                "--backup",
-            )
-        };
-        let mut args = vec![
-            "broker",
-            "--bind",
-            bind,
-            role,
-            "--state-bind",
-            state,
-            "--peer-state",
-            peer,
-            "--state-heartbeat",
-            "100ms",
-        ];
+        let (name, bind, state, peer_state) = ports.node(primary);
+        let mut args = bstar_node_args("broker", primary, bind, state, peer_state, BSTAR_HB);
         args.extend_from_slice(&MDP_HB);
         spawn(name, &args)
     };
@@ -464,22 +419,7 @@ fn a_binary_star_broker_pair_fails_over_with_workers_and_clients_following() {
     // A backup takes over only once it has seen the primary active (it stays BACKUP and
     // refuses otherwise); on a fast machine the kill below can come before that heartbeat.
     backup.wait_stderr("state: PASSIVE");
-    let mut args = vec![
-        "worker",
-        "--protocol",
-        "mdp",
-        "--service",
-        "echo",
-        "--connect",
-        &ports.primary,
-        "--connect",
-        &ports.backup,
-        "--name",
-        "pair",
-        "--reconnect",
-        "50ms",
-    ];
-    args.extend_from_slice(&MDP_HB);
+    let args = pair_worker_args("pair", &ports.primary, &ports.backup, &MDP_HB);
     let _w = spawn("worker", &args);
     primary.wait_stderr("ready for service echo");
     let mut c = spawn_with_stdin(

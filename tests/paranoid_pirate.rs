@@ -5,9 +5,6 @@ mod common;
 
 use common::*;
 
-/// Fast 6/PPP timing for tests: 50ms heartbeats, dead after 3 silent intervals.
-const HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
-
 fn worker(name: &str, backend: u16, extra: &[&str]) -> Proc {
     let connect = endpoint(backend);
     let mut args = vec![
@@ -22,9 +19,9 @@ fn worker(name: &str, backend: u16, extra: &[&str]) -> Proc {
         "--reconnect-max",
         "200ms",
     ];
-    args.extend_from_slice(&HB[..2]);
+    args.extend_from_slice(&FAST_HB[..2]);
     if !extra.contains(&"--liveness") {
-        args.extend_from_slice(&HB[2..]);
+        args.extend_from_slice(&FAST_HB[2..]);
     }
     args.extend_from_slice(extra);
     spawn(name, &args)
@@ -37,17 +34,11 @@ fn client(frontend: u16, extra: &[&str]) -> Proc {
     spawn("client", &args)
 }
 
-/// Waits until the queue has seen `n` READY messages (it must run `--json`).
-fn wait_ready(queue: &Proc, n: usize) {
-    queue.wait_for(&format!("{n} workers ready"), |o, _| {
-        o.matches(r#""event":"worker_ready""#).count() >= n
-    });
-}
-
 #[test]
 fn requests_are_spread_over_workers_and_come_back_in_order() {
     // Expiry is not what this checks: a slow liveness keeps a stalled worker's identity.
-    let (mut queue, front, back) = start_queue(&["--json", HB[0], HB[1], HB[2], "10"]);
+    let (mut queue, front, back) =
+        start_queue(&["--json", FAST_HB[0], FAST_HB[1], FAST_HB[2], "10"]);
     let _workers: Vec<Proc> = (1..=3)
         .map(|i| worker(&format!("w{i}"), back, &["--liveness", "10"]))
         .collect();
@@ -70,7 +61,8 @@ fn requests_are_spread_over_workers_and_come_back_in_order() {
 
 #[test]
 fn crashing_workers_never_cause_duplicates_or_disorder() {
-    let (queue, front, back) = start_queue(&["--json", HB[0], HB[1], HB[2], HB[3]]);
+    let (queue, front, back) =
+        start_queue(&["--json", FAST_HB[0], FAST_HB[1], FAST_HB[2], FAST_HB[3]]);
     let mut workers: Vec<Proc> = (1..=3)
         .map(|i| {
             let seed = (100 + i).to_string();
@@ -120,7 +112,8 @@ fn crashing_workers_never_cause_duplicates_or_disorder() {
 
 #[test]
 fn workers_re_register_after_the_queue_is_killed_and_restarted() {
-    let (mut queue, front, back) = start_queue(&["--json", HB[0], HB[1], HB[2], HB[3]]);
+    let (mut queue, front, back) =
+        start_queue(&["--json", FAST_HB[0], FAST_HB[1], FAST_HB[2], FAST_HB[3]]);
     let workers: Vec<Proc> = (1..=2)
         .map(|i| worker(&format!("w{i}"), back, &["--work", "10ms"]))
         .collect();
@@ -134,7 +127,7 @@ fn workers_re_register_after_the_queue_is_killed_and_restarted() {
     queue.wait();
     let (f, b) = (endpoint(front), endpoint(back));
     let mut args = vec!["queue", "--json", "--frontend", &f, "--backend", &b];
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&FAST_HB);
     let mut restarted = spawn("queue2", &args);
     assert_eq!(c.code(), 0, "{}", c.stderr.text());
     assert_eq!(replies(&c.stdout.text()), sequence(40));
@@ -154,7 +147,8 @@ fn workers_re_register_after_the_queue_is_killed_and_restarted() {
 
 #[test]
 fn a_frozen_worker_is_expired_gets_nothing_while_frozen_and_serves_after_thawing() {
-    let (mut queue, front, back) = start_queue(&["--json", HB[0], HB[1], HB[2], HB[3]]);
+    let (mut queue, front, back) =
+        start_queue(&["--json", FAST_HB[0], FAST_HB[1], FAST_HB[2], FAST_HB[3]]);
     // Seed 65 freezes on the first request only (then no faults for the next five).
     let frozen = worker(
         "frozen",
@@ -204,7 +198,8 @@ fn a_frozen_worker_is_expired_gets_nothing_while_frozen_and_serves_after_thawing
 
 #[test]
 fn a_worker_heartbeating_while_busy_is_not_given_a_second_request() {
-    let (mut queue, front, back) = start_queue(&["--json", HB[0], HB[1], HB[2], HB[3]]);
+    let (mut queue, front, back) =
+        start_queue(&["--json", FAST_HB[0], FAST_HB[1], FAST_HB[2], FAST_HB[3]]);
     let mut w = worker("slow", back, &["--work", "300ms"]);
     wait_ready(&queue, 1);
     let mut clients: Vec<Proc> = (0..3)
@@ -233,7 +228,7 @@ fn a_worker_started_before_its_queue_serves_once_the_queue_is_up() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (f, b) = (endpoint(front), endpoint(back));
     let mut args = vec!["queue", "--json", "--frontend", &f, "--backend", &b];
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&FAST_HB);
     let queue = spawn("queue", &args);
     wait_ready(&queue, 1);
     let mut c = client(front, &["--count", "3", "--timeout", "1s"]);
@@ -261,17 +256,6 @@ fn tcp_close_waits(port: u16) -> usize {
         .sum()
 }
 
-/// A tiny deterministic generator so the garbage is the same on every run.
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 fn garbage(rng: &mut XorShift) -> Vec<Vec<u8>> {
     let frames = (rng.next() % 5) as usize + 1;
     (0..frames)
@@ -285,7 +269,8 @@ fn garbage(rng: &mut XorShift) -> Vec<Vec<u8>> {
 
 #[test]
 fn garbage_on_both_sockets_is_counted_and_the_queue_keeps_serving() {
-    let (mut queue, front, back) = start_queue(&["--json", HB[0], HB[1], HB[2], HB[3]]);
+    let (mut queue, front, back) =
+        start_queue(&["--json", FAST_HB[0], FAST_HB[1], FAST_HB[2], FAST_HB[3]]);
     let _w = worker("w1", back, &[]);
     wait_ready(&queue, 1);
     let mut c = client(

@@ -17,9 +17,6 @@ use pirate::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Fast 7/MDP timing for tests.
-const HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
-
 /// A fresh store directory, removed on drop.
 struct TempDir(PathBuf);
 
@@ -47,27 +44,14 @@ impl Drop for TempDir {
 
 fn broker() -> (Proc, u16) {
     let mut args = vec!["--json"];
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&FAST_HB);
     start_broker(&args)
 }
 
 fn echo_worker(port: u16, service: &str) -> Proc {
-    let connect = endpoint(port);
-    let mut args = vec![
-        "worker",
-        "--protocol",
-        "mdp",
-        "--service",
-        service,
-        "--connect",
-        &connect,
-        "--reconnect",
-        "50ms",
-        "--reconnect-max",
-        "200ms",
-    ];
-    args.extend_from_slice(&HB);
-    spawn(service, &args)
+    let mut extra = vec!["--reconnect", "50ms", "--reconnect-max", "200ms"];
+    extra.extend_from_slice(&FAST_HB);
+    service_worker(service, &endpoint(port), &extra)
 }
 
 /// `pirate titanic` on `dir`, with fast timing and the given extra flags, waited for until
@@ -88,7 +72,7 @@ fn titanic(port: u16, dir: &str, extra: &[&str]) -> Proc {
     if !extra.contains(&"--request-timeout") {
         args.extend_from_slice(&["--request-timeout", "500ms"]);
     }
-    args.extend_from_slice(&HB);
+    args.extend_from_slice(&FAST_HB);
     args.extend_from_slice(extra);
     let t = spawn("titanic", &args);
     t.wait_for("titanic's workers to be ready", |_, e| {
@@ -450,20 +434,9 @@ fn the_store_does_not_grow_across_request_close_cycles() {
 /// A worker for `service` that takes every request and never answers, heartbeating all the
 /// while: a hung service, as far as anyone can tell.
 fn hung_worker(port: u16, service: &str) -> Proc {
-    let connect = endpoint(port);
-    let mut args = vec![
-        "worker",
-        "--protocol",
-        "mdp",
-        "--service",
-        service,
-        "--connect",
-        &connect,
-        "--exec",
-        "sleep 1000",
-    ];
-    args.extend_from_slice(&HB);
-    spawn(service, &args)
+    let mut extra = vec!["--exec", "sleep 1000"];
+    extra.extend_from_slice(&FAST_HB);
+    service_worker(service, &endpoint(port), &extra)
 }
 
 /// The broker's `mmi.status` object.

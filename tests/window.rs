@@ -5,17 +5,7 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-
 use common::*;
-
-fn wait_workers(broker: &Proc, n: usize) {
-    broker.wait_for(&format!("{n} workers registered"), |o, _| {
-        o.matches(r#""event":"service_worker_ready""#).count() >= n
-    });
-}
 
 /// A broker with `n` MDP 0.1 echo workers, every worker registered.
 fn broker_with_workers(n: usize) -> (Proc, u16, Vec<Proc>) {
@@ -126,43 +116,9 @@ fn a_worker_killed_mid_run_loses_nothing_and_the_shared_socket_is_kept() {
     assert_eq!(s["reconnects"], 0, "{s}");
 }
 
-/// What the foreign broker saw: the identities requests came from, and how many requests came
-/// with an envelope.
-type Seen = (HashSet<Vec<u8>>, usize);
-
-/// A ROUTER pretending to be a Majordomo 0.1 broker that does not carry request ids: it
-/// answers `mmi.correlate` with 501 (as the Guide's brokers do) and echoes every request.
-/// Sends back, when stopped, the identities requests came from and how many came with an
-/// envelope.
-fn foreign_broker() -> (Peer, u16, mpsc::Receiver<Seen>) {
-    let (tx, rx) = mpsc::channel();
-    let (peer, port) = Peer::router(move |router, stop| {
-        let mut identities = HashSet::new();
-        let mut enveloped = 0;
-        while !stop.load(Ordering::SeqCst) {
-            let Some(msg) = recv(&router) else { continue };
-            // [identity]["" ]["MDPC01"][service][body…]
-            if msg.len() < 5 || !msg[1].is_empty() || msg[2] != b"MDPC01" {
-                enveloped += 1;
-                continue;
-            }
-            let mut reply = msg.clone();
-            if msg[3].starts_with(b"mmi.") {
-                reply.truncate(4);
-                reply.push(b"501".to_vec());
-            } else {
-                identities.insert(msg[0].clone());
-            }
-            router.send_multipart(&reply, 0).unwrap();
-        }
-        let _ = tx.send((identities, enveloped));
-    });
-    (peer, port, rx)
-}
-
 #[test]
 fn through_a_foreign_broker_the_window_falls_back_to_a_socket_per_request() {
-    let (broker, port, seen) = foreign_broker();
+    let (broker, port, seen) = foreign_broker(false);
     let args = window_args(port, "10", "40", &["-v", "--timeout", "5s"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out, err) = run(&args, None);
@@ -178,7 +134,10 @@ fn through_a_foreign_broker_the_window_falls_back_to_a_socket_per_request() {
     assert_eq!(sockets_opened(&err, OWN), 40);
     assert_eq!(sockets_opened(&err, SHARED), 0);
     drop(broker);
-    let (identities, enveloped) = seen.recv_timeout(DEADLINE).unwrap();
+    let ForeignSeen {
+        identities,
+        enveloped,
+    } = seen.recv_timeout(DEADLINE).unwrap();
     assert_eq!(
         identities.len(),
         40,

@@ -201,3 +201,20 @@ pub fn wait_bound(port: u16) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// The Guide's mdbroker in `lang` bound on 127.0.0.1:`port`, waited for until it accepts
+/// connections, or `None` (skipped).
+pub fn mdbroker(lang: Lang, port: u16) -> Option<Proc> {
+    let bind = super::endpoint(port);
+    let broker = start(lang, "mdbroker", &[], &[("ZG_BIND", &bind)])?;
+    wait_bound(port);
+    Some(broker)
+}
+
+/// The Guide's mdworker (echo) in `lang`, connected to a broker on `port`, or `None`
+/// (skipped). It heartbeats every 2500 ms and gives the broker up after 3 silent intervals
+/// (fixed in `mdwrkapi`), so a broker beside it must keep that timing.
+pub fn mdworker(lang: Lang, port: u16) -> Option<Proc> {
+    let connect = super::endpoint(port);
+    start(lang, "mdworker", &[], &[("ZG_CONNECT", &connect)])
+}

@@ -11,6 +11,24 @@ use std::time::{Duration, Instant};
 
 pub mod guide;
 
+/// One `#[test]` per row, named by the row and running `helper` with the row's arguments (for
+/// a table of combinations, such as which program plays each part): `helper; name: args;`,
+/// each row with its doc comment if it has one.
+#[allow(unused_macros)] // as dead_code above: not every test file has a table
+macro_rules! combinations {
+    ($helper:ident; $($(#[$meta:meta])* $name:ident: $($arg:expr),+;)+) => {
+        $(
+            $(#[$meta])*
+            #[test]
+            fn $name() {
+                $helper($($arg),+);
+            }
+        )+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use combinations;
+
 /// The longest any single wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -165,6 +183,14 @@ impl Proc {
         }
     }
 
+    /// Waits until the process has bound its sockets: its human `banner` (e.g. `server on`)
+    /// on stderr, or its `started` event under `--json`.
+    pub fn wait_started(&self, banner: &str) {
+        self.wait_for(&format!("{} to bind ({banner:?})", self.name), |o, e| {
+            e.contains(banner) || o.contains(r#""event":"started""#)
+        });
+    }
+
     /// Waits until stderr contains `needle`.
     pub fn wait_stderr(&self, needle: &str) {
         self.wait_for(&format!("stderr to contain {needle:?}"), |_, e| {
@@ -315,9 +341,7 @@ pub fn start_server(args: &[&str]) -> (Proc, u16) {
     let mut all = vec!["server", "--bind", bind.as_str()];
     all.extend_from_slice(args);
     let server = spawn("server", &all);
-    server.wait_for("the server to bind", |o, e| {
-        e.contains("server on") || o.contains(r#""event":"started""#)
-    });
+    server.wait_started("server on");
     (server, port)
 }
 
@@ -328,9 +352,7 @@ pub fn start_queue(args: &[&str]) -> (Proc, u16, u16) {
     let mut all = vec!["queue", "--frontend", f.as_str(), "--backend", b.as_str()];
     all.extend_from_slice(args);
     let queue = spawn("queue", &all);
-    queue.wait_for("the queue to bind", |o, e| {
-        e.contains("queue (") || o.contains(r#""event":"started""#)
-    });
+    queue.wait_started("queue (");
     (queue, front, back)
 }
 
@@ -362,9 +384,7 @@ pub fn start_broker(args: &[&str]) -> (Proc, u16) {
     let mut all = vec!["broker", "--bind", bind.as_str()];
     all.extend_from_slice(args);
     let broker = spawn("broker", &all);
-    broker.wait_for("the broker to bind", |o, e| {
-        e.contains("broker on") || o.contains(r#""event":"started""#)
-    });
+    broker.wait_started("broker on");
     (broker, port)
 }
 
@@ -390,6 +410,84 @@ impl BstarPorts {
     }
 }
 
+/// The state heartbeat of the Binary Star tests' pairs: a silent peer is dead after 200 ms.
+pub const BSTAR_HB: &str = "100ms";
+
+impl BstarPorts {
+    /// The name (`primary` or `backup`) of one node of the pair, and its endpoints: where it
+    /// binds for clients, where it publishes its state, where its peer publishes.
+    pub fn node(&self, primary: bool) -> (&'static str, &str, &str, &str) {
+        if primary {
+            (
+                "primary",
+                &self.primary,
+                &self.primary_state,
+                &self.backup_state,
+            )
+        } else {
+            (
+                "backup",
+                &self.backup,
+                &self.backup_state,
+                &self.primary_state,
+            )
+        }
+    }
+}
+
+/// The arguments of one Binary Star node of `role` (`server` or `broker`): `--primary` or
+/// `--backup`, its client endpoint `bind`, its state endpoint and its peer's, and the state
+/// heartbeat. The caller adds its own flags.
+pub fn bstar_node_args<'a>(
+    role: &'a str,
+    primary: bool,
+    bind: &'a str,
+    state: &'a str,
+    peer_state: &'a str,
+    heartbeat: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        role,
+        if primary { "--primary" } else { "--backup" },
+        "--bind",
+        bind,
+        "--state-bind",
+        state,
+        "--peer-state",
+        peer_state,
+        "--state-heartbeat",
+        heartbeat,
+    ]
+}
+
+/// The arguments of an MDP 0.1 `echo` worker named `name` that knows both brokers of a
+/// Binary Star pair (`first` first: it moves to the other on DISCONNECT or when its broker
+/// goes silent), with reconnects after 50 ms and the heartbeat flags `heartbeat`.
+pub fn pair_worker_args<'a>(
+    name: &'a str,
+    first: &'a str,
+    second: &'a str,
+    heartbeat: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "worker",
+        "--protocol",
+        "mdp",
+        "--service",
+        "echo",
+        "--connect",
+        first,
+        "--connect",
+        second,
+        "--name",
+        name,
+        "--reconnect",
+        "50ms",
+    ];
+    args.extend_from_slice(heartbeat);
+    args
+}
+
 /// Starts one Binary Star server node (`primary`: `--primary`, else `--backup`) with the
 /// given state heartbeat and extra flags, and waits until it is bound.
 pub fn start_bstar_node(
@@ -398,38 +496,11 @@ pub fn start_bstar_node(
     heartbeat: &str,
     extra: &[&str],
 ) -> Proc {
-    let (name, bind, state, peer) = if primary {
-        (
-            "primary",
-            &ports.primary,
-            &ports.primary_state,
-            &ports.backup_state,
-        )
-    } else {
-        (
-            "backup",
-            &ports.backup,
-            &ports.backup_state,
-            &ports.primary_state,
-        )
-    };
-    let mut args = vec![
-        "server",
-        if primary { "--primary" } else { "--backup" },
-        "--bind",
-        bind.as_str(),
-        "--state-bind",
-        state.as_str(),
-        "--peer-state",
-        peer.as_str(),
-        "--state-heartbeat",
-        heartbeat,
-    ];
+    let (name, bind, state, peer_state) = ports.node(primary);
+    let mut args = bstar_node_args("server", primary, bind, state, peer_state, heartbeat);
     args.extend_from_slice(extra);
     let node = spawn(name, &args);
-    node.wait_for("the node to bind", |o, e| {
-        e.contains("server on") || o.contains(r#""event":"started""#)
-    });
+    node.wait_started("server on");
     node
 }
 
@@ -462,9 +533,7 @@ pub fn start_freelance_server_on(name: &str, port: u16, args: &[&str]) -> Proc {
     let mut all = vec!["server", "--freelance", "--bind", bind.as_str()];
     all.extend_from_slice(args);
     let server = spawn(name, &all);
-    server.wait_for("the Freelance server to bind", |o, e| {
-        e.contains("server on") || o.contains(r#""event":"started""#)
-    });
+    server.wait_started("server on");
     server
 }
 
@@ -514,6 +583,12 @@ pub fn read_pid(path: &std::path::Path) -> i32 {
 /// the counts tests check (`requests_lost` 2 for 1 in `bounds::partials…`).
 pub const MDP_HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "10"];
 
+/// Fast timing at the Guide's liveness: a heartbeat every 50 ms, a peer dead after 3 silent
+/// intervals (150 ms). For the queues, brokers and workers of tests that want a dead peer
+/// noticed quickly and whose processes stay busy enough not to miss a beat ([`MDP_HB`] is the
+/// forgiving one).
+pub const FAST_HB: [&str; 4] = ["--heartbeat", "50ms", "--liveness", "3"];
+
 /// A `--json` broker with [`MDP_HB`] and `extra` flags.
 pub fn broker(extra: &[&str]) -> (Proc, u16) {
     let mut args = vec!["--json"];
@@ -544,6 +619,113 @@ pub fn mdp_worker(name: &str, port: u16, protocol: &str, service: &str, extra: &
     args.extend_from_slice(&MDP_HB);
     args.extend_from_slice(extra);
     spawn(name, &args)
+}
+
+/// Waits until a `--json` queue has seen `n` READY messages (its `worker_ready` events).
+pub fn wait_ready(queue: &Proc, n: usize) {
+    queue.wait_for(&format!("{n} workers ready"), |o, _| {
+        o.matches(r#""event":"worker_ready""#).count() >= n
+    });
+}
+
+/// Waits until a `--json` broker has registered `n` workers (its `service_worker_ready`
+/// events).
+pub fn wait_workers(broker: &Proc, n: usize) {
+    broker.wait_for(&format!("{n} workers registered"), |o, _| {
+        o.matches(r#""event":"service_worker_ready""#).count() >= n
+    });
+}
+
+/// Waits until a broker has registered `n` workers for `service` (its `ready for service`
+/// lines on stderr: a broker without `--json` says only that).
+pub fn wait_service_workers(broker: &Proc, service: &str, n: usize) {
+    let needle = format!("ready for service {service}");
+    broker.wait_for(&format!("{n} worker(s) for {service}"), |_, e| {
+        e.matches(&needle).count() >= n
+    });
+}
+
+/// An MDP 0.1 `pirate worker` for `service` (it echoes, unless `extra` has `--exec`),
+/// connected to `connect`, with `extra` flags.
+pub fn service_worker(service: &str, connect: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "worker",
+        "--protocol",
+        "mdp",
+        "--service",
+        service,
+        "--connect",
+        connect,
+    ];
+    args.extend_from_slice(extra);
+    spawn(&format!("{service} worker"), &args)
+}
+
+/// Starts `pirate chaos proxy --json` from a free frontend port to `backend`, with the given
+/// fault flags; returns it and the frontend port once it is bound.
+pub fn start_proxy(backend: u16, faults: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let (front, back) = (endpoint(port), endpoint(backend));
+    let mut args = vec![
+        "chaos",
+        "proxy",
+        "--json",
+        "--frontend",
+        front.as_str(),
+        "--backend",
+        back.as_str(),
+    ];
+    args.extend_from_slice(faults);
+    let proxy = spawn("proxy", &args);
+    proxy.wait_started("proxy on");
+    (proxy, port)
+}
+
+/// A ROUTER/DEALER proxy (`zmq::proxy`) on a thread: clients connect to the returned port, it
+/// connects to `upstream`, and every message through it gains one envelope frame. The thread
+/// runs for the rest of the test process.
+pub fn router_dealer_proxy(upstream: u16) -> u16 {
+    let ctx = zmq::Context::new();
+    let frontend = ctx.socket(zmq::ROUTER).unwrap();
+    let backend = ctx.socket(zmq::DEALER).unwrap();
+    let port = free_port();
+    frontend.bind(&endpoint(port)).unwrap();
+    backend.connect(&endpoint(upstream)).unwrap();
+    thread::spawn(move || {
+        let _ = zmq::proxy(&frontend, &backend);
+        drop(ctx);
+    });
+    port
+}
+
+/// Waits until `cond` holds, failing the test after `DEADLINE` with what it waited for.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An empty directory `name` under the test target's scratch space (a previous run's is
+/// removed; the directory itself is left for the command under test to make).
+pub fn out_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A tiny deterministic generator (xorshift64), so that generated garbage is the same on
+/// every run.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
 }
 
 /// A message as the `zmq` crate sends and receives it.
@@ -586,6 +768,56 @@ impl Drop for Peer {
             let _ = t.join();
         }
     }
+}
+
+/// What a [`foreign_broker`] saw, sent back when it is stopped.
+pub struct ForeignSeen {
+    /// The identities of the sockets requests came from.
+    pub identities: std::collections::HashSet<Vec<u8>>,
+    /// How many requests came with an envelope (anything but standard MDP 0.1 frames).
+    pub enveloped: usize,
+}
+
+/// A ROUTER pretending to be a Majordomo 0.1 broker that does not carry request ids: it
+/// answers `mmi.correlate` with 501 (as the Guide's brokers do) and echoes every request.
+/// With `stale_copies`, before each reply it sends a second copy of the previous one to the
+/// client that one went to, as the Guide's broker does when a slow worker replies twice.
+/// What it saw comes back on the receiver once it is dropped.
+pub fn foreign_broker(stale_copies: bool) -> (Peer, u16, std::sync::mpsc::Receiver<ForeignSeen>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (peer, port) = Peer::router(move |router, stop| {
+        let mut identities = std::collections::HashSet::new();
+        let mut enveloped = 0;
+        let mut previous: Option<Frames> = None;
+        while !stop.load(Ordering::SeqCst) {
+            let Some(msg) = recv(&router) else { continue };
+            // [identity]["" ]["MDPC01"][service][body…]
+            if msg.len() < 5 || !msg[1].is_empty() || msg[2] != b"MDPC01" {
+                enveloped += 1;
+                continue;
+            }
+            let mut reply = msg.clone();
+            if msg[3].starts_with(b"mmi.") {
+                reply.truncate(4);
+                reply.push(b"501".to_vec());
+                router.send_multipart(&reply, 0).unwrap();
+                continue;
+            }
+            identities.insert(msg[0].clone());
+            if let Some(stale) = previous.take() {
+                router.send_multipart(&stale, 0).unwrap();
+            }
+            router.send_multipart(&reply, 0).unwrap();
+            if stale_copies {
+                previous = Some(reply);
+            }
+        }
+        let _ = tx.send(ForeignSeen {
+            identities,
+            enveloped,
+        });
+    });
+    (peer, port, rx)
 }
 
 /// Receives one message, or `None` after the socket's receive timeout.

@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::endpoint::{self, Side};
 use crate::error::{Error, Result};
 use crate::event::Events;
+use crate::feed::Request;
 use crate::msg::Message;
 use crate::proto::mdp::Version;
 use crate::reactor::{self, Ended, Stop};
-use crate::feed::Request;
 use crate::roles::client::{self, ClientConfig, Correlation, Framing, ReadNext};
 
 /// A synchronous Majordomo client: one request at a time, with the Lazy Pirate timeout,

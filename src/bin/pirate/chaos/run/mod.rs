@@ -39,10 +39,10 @@ use std::time::{Duration, Instant};
 
 use pirate::chaos::checker::{self, CheckOptions};
 use pirate::chaos::history::Record;
-use pirate::event::verdict::Judgement;
 use pirate::chaos::net::{self, NetPlan};
-use pirate::event::chaos::{ChaosReport, Pattern};
 use pirate::error::{Error, Result};
+use pirate::event::chaos::{ChaosReport, Pattern};
+use pirate::event::verdict::Judgement;
 use pirate::event::{Event, Events};
 use pirate::reactor::Stop;
 

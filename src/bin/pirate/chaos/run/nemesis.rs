@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use pirate::chaos::net::{self, Cut};
+use pirate::error::{Error, Result};
 use pirate::event::chaos::NetKind;
 use pirate::event::chaos::{NemesisFault, ScheduledFault};
-use pirate::error::{Error, Result};
 use pirate::event::{Event, Events};
 
 use super::config::ChaosConfig;

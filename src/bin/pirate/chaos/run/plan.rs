@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use pirate::chaos::net::NetPlan;
-use pirate::event::chaos::Pattern;
 use pirate::error::{Error, Result};
+use pirate::event::chaos::Pattern;
 
 use super::config::{ChaosConfig, ChaosSecurity, ProxyPlacement};
 use super::topology::Proc;

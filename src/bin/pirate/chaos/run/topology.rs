@@ -13,8 +13,8 @@ use std::time::Instant;
 use pirate::chaos::history::Record;
 use pirate::chaos::live::Tracker;
 use pirate::chaos::net;
-use pirate::event::chaos::ProcessStatus;
 use pirate::error::{Error, Result};
+use pirate::event::chaos::ProcessStatus;
 use pirate::event::Events;
 
 use super::watchdog::Watchdog;
