@@ -579,7 +579,7 @@ fn a_titanic_client_for_a_service_nobody_serves_says_so_and_gets_its_reply_once_
 }
 
 /// The records of a store's log: (byte range, kind, UUID as hex), walking the layout
-/// documented in `src/store.rs`: a 16-byte magic, then `len:u32le crc:u32le payload[len]`,
+/// documented in `src/roles/titanic/store/record.rs`: a 16-byte magic, then `len:u32le crc:u32le payload[len]`,
 /// the payload starting with a kind byte and a 16-byte UUID.
 fn log_records(bytes: &[u8]) -> Vec<(std::ops::Range<usize>, u8, String)> {
     let mut at = 16;
