@@ -205,8 +205,8 @@ pub struct ProcessStatus {
     /// Why it was restarted, by cause: `own crash` (its injected crash), `nemesis` (killed
     /// or restarted on purpose), `heal` (started again without its fault flags).
     pub restarted_after: BTreeMap<String, u64>,
-    /// What it is doing, in words (see [`Tracker::activity`](crate::chaos::live::Tracker::activity)):
-    /// a client waiting, retrying, idle or done; a broker's or queue's own counts.
+    /// What it is doing, in words: a client waiting, retrying, idle or done; a broker's or
+    /// queue's own counts.
     pub activity: String,
     /// Requests a client gave up on so far.
     pub abandoned: u64,

@@ -68,7 +68,8 @@ pub struct Verdict {
     pub reason: String,
     /// `verdict` is valid (kept for readers of older results).
     pub valid: bool,
-    /// The run was interrupted ([`CheckOptions::interrupted`](crate::chaos::checker::CheckOptions::interrupted)).
+    /// The run was stopped before it finished: requests still in flight are `unfinished`, not
+    /// lost, and the verdict is at best indeterminate.
     pub interrupted: bool,
     /// Distinct requests (client, seq) sent at least once.
     pub requests: u64,
