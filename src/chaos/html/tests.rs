@@ -213,6 +213,26 @@ fn each_process_links_to_its_log_and_fault_colours_differ() {
             }
         }
     }
+    // A request's span must not read as a fault: far from every mark's colour (the freeze
+    // mark and the request spans were both blue).
+    let rgb = |hex: &str| -> [f64; 3] {
+        let n = u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap();
+        [(n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff].map(f64::from)
+    };
+    let distance = |a: &str, b: &str| {
+        let (a, b) = (rgb(a), rgb(b));
+        (0..3).map(|i| (a[i] - b[i]).powi(2)).sum::<f64>().sqrt()
+    };
+    for span in [timeline::REQUEST, timeline::REQUEST_SHADE] {
+        for k in kinds {
+            let d = distance(span, k.colour());
+            assert!(
+                d >= 60.0,
+                "request {span} and {k:?} {} look alike ({d:.0})",
+                k.colour()
+            );
+        }
+    }
 }
 
 #[test]

@@ -226,11 +226,11 @@ pub(super) fn legend() -> String {
             k.colour()
         );
     }
-    out.push_str(
-        "<span><i class=\"sw\" style=\"background:#2e86c1\"></i>request, send to reply \
-         (tick: resend)</span><span><i class=\"sw\" style=\"background:#e74c3c\"></i>abandoned \
-         or never answered</span>",
-    );
+    out.push_str(&format!(
+        "<span><i class=\"sw\" style=\"background:{REQUEST}\"></i>request, send to reply \
+             (tick: resend)</span><span><i class=\"sw\" style=\"background:{UNANSWERED}\"></i>\
+             abandoned or never answered</span>"
+    ));
     out
 }
 
@@ -274,19 +274,26 @@ fn mark_svg(page: &mut String, axis: &Axis, m: &Mark, y: f64) {
     };
 }
 
-/// One request's span; `shade` alternates the blue so back-to-back requests stay apart.
+/// A request answered once, and the lighter shade every other one takes, so back-to-back
+/// requests stay apart: brown, unlike any fault mark (a freeze is blue, as frozen lanes are).
+pub(super) const REQUEST: &str = "#6d4c41";
+pub(super) const REQUEST_SHADE: &str = "#bcaaa4";
+/// A request abandoned, answered more than once, or never answered.
+pub(super) const UNANSWERED: &str = "#e74c3c";
+
+/// One request's span; `shade` alternates [`REQUEST`] and [`REQUEST_SHADE`].
 fn span_svg(page: &mut String, axis: &Axis, r: &Req, y: f64, run_end: f64, shade: bool) {
     let (s, e) = (r.start(), r.end(run_end));
     let (x1, x2) = (axis.x(s), axis.x(e));
     let outcome = r.outcome();
     let colour = if outcome == Outcome::Replied && r.replies.len() == 1 {
         if shade {
-            "#85c1e9"
+            REQUEST_SHADE
         } else {
-            "#2e86c1"
+            REQUEST
         }
     } else {
-        "#e74c3c"
+        UNANSWERED
     };
     let what = match outcome {
         Outcome::Replied => format!("replied after {:.1} ms", e - s),
