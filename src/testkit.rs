@@ -7,7 +7,7 @@
 
 use crate::event::{Event, Events};
 use crate::msg::Message;
-use crate::reactor::{Input, Machine, Outbox, Output, Slot};
+use crate::reactor::{Input, Machine, Outbox, Output, Slot, SocketSpec};
 use std::time::{Duration, Instant};
 
 /// A message written as its frames: `msg![b"READY"]`, `msg![id, "", body]`. Each frame is
@@ -184,10 +184,31 @@ pub fn sent<J>(outputs: &[Output<J>]) -> Vec<(Slot, Message)> {
         .collect()
 }
 
+/// The sockets `outputs` asked to open, in order.
+pub fn opened<J>(outputs: &[Output<J>]) -> Vec<SocketSpec> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Open(spec) => Some(spec.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The slots `outputs` asked to close, in order.
+pub fn closed<J>(outputs: &[Output<J>]) -> Vec<Slot> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Close(slot) => Some(*slot),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reactor::SocketSpec;
 
     /// Echoes every message back on its slot after saying it saw it; ticks once at `t0 + 10ms`.
     struct Echo {
