@@ -206,6 +206,17 @@ pub fn closed<J>(outputs: &[Output<J>]) -> Vec<Slot> {
         .collect()
 }
 
+/// Reply 1 to request "1", first time, in half a millisecond, with `reply` for its bytes.
+pub fn reply_event(reply: &[u8]) -> Event {
+    Event::Reply {
+        seq: 1,
+        request: "1".into(),
+        reply: reply.to_vec().into(),
+        attempts: 1,
+        latency_ms: 0.5,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
