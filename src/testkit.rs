@@ -5,6 +5,7 @@
 //! Every role is tested through the [`Machine`] interface and nothing else, so a test reads as
 //! the wire does: "this arrived at t, these frames went out, this was logged".
 
+use crate::chaos::history::Record;
 use crate::event::{Event, Events};
 use crate::msg::Message;
 use crate::reactor::{Input, Machine, Outbox, Output, Slot, SocketSpec};
@@ -215,6 +216,24 @@ pub fn reply_event(reply: &[u8]) -> Event {
         attempts: 1,
         latency_ms: 0.5,
     }
+}
+
+/// A chaos run's history written one record a line, `t_ms source {json event}`, so that a
+/// test's history reads as the log it stands for; blank lines are skipped.
+pub fn records(lines: &str) -> Vec<Record> {
+    lines
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let mut next = || parts.next().unwrap_or_else(|| panic!("short record: {l}"));
+            let t: f64 = next().parse().unwrap();
+            let source = next();
+            let event = serde_json::from_str(next()).unwrap_or_else(|e| panic!("{l}: {e}"));
+            Record::new(t, source, event)
+        })
+        .collect()
 }
 
 #[cfg(test)]
