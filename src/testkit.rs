@@ -142,6 +142,35 @@ impl<M: Machine> Rig<M> {
     }
 }
 
+/// Runs `f` on a machine the test holds itself (not through a [`Rig`]) with a fresh outbox
+/// and an untraced event sink; what it asked for and what it said in that one step.
+pub fn step<M: Machine>(
+    m: &mut M,
+    f: impl FnOnce(&mut M, &mut Outbox<M::Job>, &mut Events),
+) -> (Vec<Output<M::Job>>, Vec<Event>) {
+    let mut seen = Vec::new();
+    let mut out = Outbox::default();
+    {
+        let mut ev = Events::new(false, |e| seen.push(e));
+        f(m, &mut out, &mut ev);
+    }
+    (out.take(), seen)
+}
+
+/// [`step`] with [`Machine::handle`]: `input` at `now`.
+pub fn handle<M: Machine>(
+    m: &mut M,
+    input: Input<M::Done>,
+    now: Instant,
+) -> (Vec<Output<M::Job>>, Vec<Event>) {
+    step(m, |m, out, ev| m.handle(input, now, out, ev))
+}
+
+/// [`step`] with [`Machine::tick`] at `now`.
+pub fn tick<M: Machine>(m: &mut M, now: Instant) -> (Vec<Output<M::Job>>, Vec<Event>) {
+    step(m, |m, out, ev| m.tick(now, out, ev))
+}
+
 /// xorshift64: numbers for randomised tests, the same every run from the same seed, with no
 /// dependency.
 pub struct Xorshift(pub u64);

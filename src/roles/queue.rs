@@ -728,6 +728,7 @@ mod tests {
     use super::*;
     // A message from its frames, by the kit's one builder (`frames` names the arguments here).
     use crate::testkit::frames as msg;
+    use crate::testkit::{handle, step, tick};
 
     const MS: Duration = Duration::from_millis(1);
     const PARANOID: QueuePolicy = QueuePolicy::Paranoid {
@@ -892,28 +893,6 @@ mod tests {
         });
         q.workers.tickets = RequestIds::starting_at(0);
         q
-    }
-
-    /// Runs `f` with an outbox and an event sink; returns the outputs and the events.
-    fn step(
-        q: &mut Queue,
-        f: impl FnOnce(&mut Queue, &mut Outbox<()>, &mut Events),
-    ) -> (Vec<Output<()>>, Vec<Event>) {
-        let mut seen = Vec::new();
-        let mut out = Outbox::default();
-        {
-            let mut ev = Events::new(false, |e| seen.push(e));
-            f(q, &mut out, &mut ev);
-        }
-        (out.take(), seen)
-    }
-
-    fn handle(q: &mut Queue, input: Input<()>, now: Instant) -> (Vec<Output<()>>, Vec<Event>) {
-        step(q, |q, out, ev| q.handle(input, now, out, ev))
-    }
-
-    fn tick(q: &mut Queue, now: Instant) -> (Vec<Output<()>>, Vec<Event>) {
-        step(q, |q, out, ev| q.tick(now, out, ev))
     }
 
     /// A queue started at the time zero it returns.

@@ -9,6 +9,7 @@ use crate::heartbeat::HeartbeatConfig;
 use crate::reactor::Output;
 // A message from its frames, by the kit's one builder; `msg` reads better beside `on`/`sent`.
 use crate::testkit::frames as msg;
+use crate::testkit::{handle, step, tick};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -89,27 +90,6 @@ fn freezing(freeze_ms: u64, t0: Instant) -> Worker {
         ..Default::default()
     };
     started(PirateProtocol::Paranoid, faults, t0)
-}
-
-fn step(
-    w: &mut Worker,
-    f: impl FnOnce(&mut Worker, &mut Outbox<Job>, &mut Events),
-) -> (Vec<Output<Job>>, Vec<Event>) {
-    let mut seen = Vec::new();
-    let mut out = Outbox::default();
-    {
-        let mut ev = Events::new(false, |e| seen.push(e));
-        f(w, &mut out, &mut ev);
-    }
-    (out.take(), seen)
-}
-
-fn handle(w: &mut Worker, input: Input<Done>, now: Instant) -> (Vec<Output<Job>>, Vec<Event>) {
-    step(w, |w, out, ev| w.handle(input, now, out, ev))
-}
-
-fn tick(w: &mut Worker, now: Instant) -> (Vec<Output<Job>>, Vec<Event>) {
-    step(w, |w, out, ev| w.tick(now, out, ev))
 }
 
 #[test]
