@@ -129,13 +129,7 @@ mod tests {
         let validator = jsonschema::validator_for(&schema()).unwrap();
         let printed =
             |event: &Event| serde_json::from_str::<Value>(&line(event, "client")).unwrap();
-        let reply = Event::Reply {
-            seq: 1,
-            request: "1".into(),
-            reply: b"1".to_vec().into(),
-            attempts: 1,
-            latency_ms: 0.5,
-        };
+        let reply = crate::testkit::reply_event(b"1");
         assert!(validator.is_valid(&printed(&reply)));
         let summary = Event::Summary(crate::event::Report::Client(
             crate::event::ClientReport::new("tcp://127.0.0.1:1"),

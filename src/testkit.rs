@@ -5,9 +5,10 @@
 //! Every role is tested through the [`Machine`] interface and nothing else, so a test reads as
 //! the wire does: "this arrived at t, these frames went out, this was logged".
 
+use crate::chaos::history::Record;
 use crate::event::{Event, Events};
 use crate::msg::Message;
-use crate::reactor::{Input, Machine, Outbox, Output, Slot};
+use crate::reactor::{Input, Machine, Outbox, Output, Slot, SocketSpec};
 use std::time::{Duration, Instant};
 
 /// A message written as its frames: `msg![b"READY"]`, `msg![id, "", body]`. Each frame is
@@ -141,6 +142,35 @@ impl<M: Machine> Rig<M> {
     }
 }
 
+/// Runs `f` on a machine the test holds itself (not through a [`Rig`]) with a fresh outbox
+/// and an untraced event sink; what it asked for and what it said in that one step.
+pub fn step<M: Machine>(
+    m: &mut M,
+    f: impl FnOnce(&mut M, &mut Outbox<M::Job>, &mut Events),
+) -> (Vec<Output<M::Job>>, Vec<Event>) {
+    let mut seen = Vec::new();
+    let mut out = Outbox::default();
+    {
+        let mut ev = Events::new(false, |e| seen.push(e));
+        f(m, &mut out, &mut ev);
+    }
+    (out.take(), seen)
+}
+
+/// [`step`] with [`Machine::handle`]: `input` at `now`.
+pub fn handle<M: Machine>(
+    m: &mut M,
+    input: Input<M::Done>,
+    now: Instant,
+) -> (Vec<Output<M::Job>>, Vec<Event>) {
+    step(m, |m, out, ev| m.handle(input, now, out, ev))
+}
+
+/// [`step`] with [`Machine::tick`] at `now`.
+pub fn tick<M: Machine>(m: &mut M, now: Instant) -> (Vec<Output<M::Job>>, Vec<Event>) {
+    step(m, |m, out, ev| m.tick(now, out, ev))
+}
+
 /// xorshift64: numbers for randomised tests, the same every run from the same seed, with no
 /// dependency.
 pub struct Xorshift(pub u64);
@@ -184,10 +214,60 @@ pub fn sent<J>(outputs: &[Output<J>]) -> Vec<(Slot, Message)> {
         .collect()
 }
 
+/// The sockets `outputs` asked to open, in order.
+pub fn opened<J>(outputs: &[Output<J>]) -> Vec<SocketSpec> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Open(spec) => Some(spec.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The slots `outputs` asked to close, in order.
+pub fn closed<J>(outputs: &[Output<J>]) -> Vec<Slot> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Close(slot) => Some(*slot),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reply 1 to request "1", first time, in half a millisecond, with `reply` for its bytes.
+pub fn reply_event(reply: &[u8]) -> Event {
+    Event::Reply {
+        seq: 1,
+        request: "1".into(),
+        reply: reply.to_vec().into(),
+        attempts: 1,
+        latency_ms: 0.5,
+    }
+}
+
+/// A chaos run's history written one record a line, `t_ms source {json event}`, so that a
+/// test's history reads as the log it stands for; blank lines are skipped.
+pub fn records(lines: &str) -> Vec<Record> {
+    lines
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let mut next = || parts.next().unwrap_or_else(|| panic!("short record: {l}"));
+            let t: f64 = next().parse().unwrap();
+            let source = next();
+            let event = serde_json::from_str(next()).unwrap_or_else(|e| panic!("{l}: {e}"));
+            Record::new(t, source, event)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reactor::SocketSpec;
 
     /// Echoes every message back on its slot after saying it saw it; ticks once at `t0 + 10ms`.
     struct Echo {

@@ -856,51 +856,21 @@ mod tests {
 
     #[test]
     fn network_faults_report_who_noticed_when_and_the_first_reply_after_the_heal() {
-        use serde_json::json;
-        let rec = |t: f64, source: &str, event: serde_json::Value| Record::new(t, source, event);
-        let history = vec![
-            rec(10.0, "client-1", json!({"event": "reply", "seq": 1})),
-            rec(
-                100.0,
-                "nemesis",
-                json!({"event": "nemesis", "action": "partition",
-                "target": "worker-1", "hosts": ["worker-1"]}),
-            ),
-            rec(150.0, "client-1", json!({"event": "reply", "seq": 2})),
-            rec(
-                800.0,
-                "worker-1",
-                json!({"event": "peer_lost", "reason": "silent"}),
-            ),
-            rec(
-                850.0,
-                "broker",
-                json!({"event": "worker_expired", "worker": "w1"}),
-            ),
-            rec(
-                900.0,
-                "broker",
-                json!({"event": "worker_expired", "worker": "w1"}),
-            ),
-            rec(
-                950.0,
-                "primary",
-                json!({"event": "bstar_state", "state": "PRIMARY", "reason": "started"}),
-            ),
-            rec(
-                1600.0,
-                "nemesis",
-                json!({"event": "nemesis", "action": "net_heal", "target": "worker-1"}),
-            ),
-            rec(1700.0, "client-1", json!({"event": "reply", "seq": 3})),
-            rec(1800.0, "client-1", json!({"event": "reply", "seq": 4})),
-            rec(
-                2000.0,
-                "nemesis",
-                json!({"event": "nemesis", "action": "loss", "target": "all",
-                "hosts": ["broker", "worker-1"]}),
-            ),
-        ];
+        let history = crate::testkit::records(
+            r#"
+            10.0 client-1 {"event": "reply", "seq": 1}
+            100.0 nemesis {"event": "nemesis", "action": "partition", "target": "worker-1", "hosts": ["worker-1"]}
+            150.0 client-1 {"event": "reply", "seq": 2}
+            800.0 worker-1 {"event": "peer_lost", "reason": "silent"}
+            850.0 broker {"event": "worker_expired", "worker": "w1"}
+            900.0 broker {"event": "worker_expired", "worker": "w1"}
+            950.0 primary {"event": "bstar_state", "state": "PRIMARY", "reason": "started"}
+            1600.0 nemesis {"event": "nemesis", "action": "net_heal", "target": "worker-1"}
+            1700.0 client-1 {"event": "reply", "seq": 3}
+            1800.0 client-1 {"event": "reply", "seq": 4}
+            2000.0 nemesis {"event": "nemesis", "action": "loss", "target": "all", "hosts": ["broker", "worker-1"]}
+            "#,
+        );
         let f = network_faults(&history, 750.0);
         assert_eq!(f.len(), 2);
         let p = &f[0];

@@ -1499,6 +1499,7 @@ mod tests {
     mod machine {
         use super::*;
         use crate::reactor::Output;
+        use crate::testkit::sent;
         use std::cell::RefCell;
         use std::rc::Rc;
 
@@ -1548,16 +1549,6 @@ mod tests {
             let mut out = Outbox::default();
             p.tick(now, &mut out, &mut Events::discard());
             out.take()
-        }
-
-        fn sends(outputs: &[Output<()>]) -> Vec<(Slot, Message)> {
-            outputs
-                .iter()
-                .filter_map(|o| match o {
-                    Output::Send { slot, msg } => Some((*slot, msg.clone())),
-                    _ => None,
-                })
-                .collect()
         }
 
         fn dealer(slot: Slot, identity: Option<&[u8]>) -> Output<()> {
@@ -1614,7 +1605,7 @@ mod tests {
             let request = frames(&[b"w1", b"", b"MDPW01", &[1], b"echo"]);
             let out = feed(&mut p, FRONTEND, request, t0);
             assert_eq!(out[0], dealer(1, Some(b"w1")));
-            assert_eq!(sends(&out), [(1, frames(&[b"", b"MDPW01", &[1], b"echo"]))]);
+            assert_eq!(sent(&out), [(1, frames(&[b"", b"MDPW01", &[1], b"echo"]))]);
             routed(&mut p, 1, true);
             // The same peer again: the same DEALER, nothing opened.
             let out = feed(&mut p, FRONTEND, frames(&[b"w1", b"again"]), t0);
@@ -1628,7 +1619,7 @@ mod tests {
             routed(&mut p, 1, true);
             // Down: the peer's identity goes back in front, on the ROUTER.
             let out = feed(&mut p, 1, frames(&[b"", b"reply"]), t0);
-            assert_eq!(sends(&out), [(FRONTEND, frames(&[b"w1", b"", b"reply"]))]);
+            assert_eq!(sent(&out), [(FRONTEND, frames(&[b"w1", b"", b"reply"]))]);
             let r = p.report();
             assert_eq!((r.forwarded_up, r.forwarded_down, r.peers), (2, 1, 1));
             assert!(r.faults.is_empty() && seen.borrow().is_empty());
@@ -1642,7 +1633,7 @@ mod tests {
             let out = feed(&mut p, FRONTEND, frames(&[b"w2", b"y"]), t0);
             assert_eq!(out[0], dealer(2, Some(b"w2")));
             let out = feed(&mut p, 2, frames(&[b"to w2"]), t0);
-            assert_eq!(sends(&out), [(FRONTEND, frames(&[b"w2", b"to w2"]))]);
+            assert_eq!(sent(&out), [(FRONTEND, frames(&[b"w2", b"to w2"]))]);
         }
 
         #[test]
@@ -1661,8 +1652,8 @@ mod tests {
                 ..Default::default()
             });
             let up = feed(&mut p, FRONTEND, frames(&[b"w1", b"x"]), t0);
-            assert_eq!(sends(&up).len(), 1, "only down is faulted");
-            assert!(sends(&feed(&mut p, 1, frames(&[b"y"]), t0)).is_empty());
+            assert_eq!(sent(&up).len(), 1, "only down is faulted");
+            assert!(sent(&feed(&mut p, 1, frames(&[b"y"]), t0)).is_empty());
             assert_eq!(*seen.borrow(), [("drop".to_string(), "down".to_string())]);
             assert_eq!(p.report().faults.get("drop"), Some(&1));
 
@@ -1672,17 +1663,17 @@ mod tests {
             });
             let ms = Duration::from_millis;
             assert_eq!(
-                sends(&feed(&mut p, FRONTEND, frames(&[b"w", b"a"]), t0)).len(),
+                sent(&feed(&mut p, FRONTEND, frames(&[b"w", b"a"]), t0)).len(),
                 1
             );
             let hole = feed(&mut p, FRONTEND, frames(&[b"w", b"b"]), t0 + ms(1100));
-            assert!(sends(&hole).is_empty());
+            assert!(sent(&hole).is_empty());
             assert_eq!(
                 *seen.borrow(),
                 [("blackhole".to_string(), "up".to_string())]
             );
             let after = feed(&mut p, FRONTEND, frames(&[b"w", b"c"]), t0 + ms(1300));
-            assert_eq!(sends(&after).len(), 1);
+            assert_eq!(sent(&after).len(), 1);
         }
 
         #[test]
@@ -1692,21 +1683,21 @@ mod tests {
                 duplicate: 1.0,
                 ..Default::default()
             });
-            let out = sends(&feed(&mut p, FRONTEND, body.clone(), t0));
+            let out = sent(&feed(&mut p, FRONTEND, body.clone(), t0));
             assert_eq!(out.len(), 2);
             assert_eq!(out[0], out[1]);
             let (mut p, t0, _) = proxy(ProxyFaults {
                 corrupt: 1.0,
                 ..Default::default()
             });
-            let out = sends(&feed(&mut p, FRONTEND, body.clone(), t0));
+            let out = sent(&feed(&mut p, FRONTEND, body.clone(), t0));
             assert_ne!(out[0].1, frames(&[b"", b"hello world"]));
             assert_eq!(out[0].1.len(), 2);
             let (mut p, t0, seen) = proxy(ProxyFaults {
                 truncate: 1.0,
                 ..Default::default()
             });
-            let out = sends(&feed(&mut p, FRONTEND, body, t0));
+            let out = sent(&feed(&mut p, FRONTEND, body, t0));
             assert!(out[0].1.get(1).unwrap().len() < b"hello world".len());
             assert_eq!(seen.borrow()[0].0, "truncate");
         }
@@ -1758,7 +1749,7 @@ mod tests {
                 );
             }
             drop(events);
-            assert!(sends(&out.take()).is_empty());
+            assert!(sent(&out.take()).is_empty());
             assert_eq!(p.delayed.len(), MAX_DELAYED);
             assert_eq!(p.report().unsent, 5);
             let warnings = said
@@ -1777,8 +1768,8 @@ mod tests {
                 ..Default::default()
             });
             feed(&mut p, FRONTEND, frames(&[b"w", b"1"]), t0);
-            assert!(sends(&feed(&mut p, FRONTEND, frames(&[b"w", b"2"]), t0)).is_empty());
-            let out = sends(&feed(&mut p, FRONTEND, frames(&[b"w", b"3"]), t0));
+            assert!(sent(&feed(&mut p, FRONTEND, frames(&[b"w", b"2"]), t0)).is_empty());
+            let out = sent(&feed(&mut p, FRONTEND, frames(&[b"w", b"3"]), t0));
             let mut bodies: Vec<String> = out.iter().map(|(_, m)| m.text()).collect();
             bodies.sort();
             assert_eq!(bodies, ["1", "2", "3"], "the full window, nothing lost");
@@ -1786,7 +1777,7 @@ mod tests {
             assert_eq!(p.next_deadline(), Some(t0 + ms(60)));
             assert!(tick(&mut p, t0 + ms(59)).is_empty());
             let out = tick(&mut p, t0 + ms(60));
-            assert_eq!(sends(&out), [(FRONTEND, frames(&[b"w", b"down"]))]);
+            assert_eq!(sent(&out), [(FRONTEND, frames(&[b"w", b"down"]))]);
         }
 
         #[test]

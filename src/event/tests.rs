@@ -73,13 +73,7 @@ fn serving_counts_the_reply_and_describes_the_request() {
 
 #[test]
 fn events_serialise_with_an_event_tag() {
-    let e = Event::Reply {
-        seq: 1,
-        request: "1".into(),
-        reply: b"\xff1".to_vec().into(),
-        attempts: 1,
-        latency_ms: 0.5,
-    };
+    let e = crate::testkit::reply_event(b"\xff1");
     let v: serde_json::Value = serde_json::to_value(&e).unwrap();
     assert_eq!(v["event"], "reply");
     assert_eq!(

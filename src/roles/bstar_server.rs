@@ -537,6 +537,7 @@ mod tests {
     use super::*;
     use crate::event::Level;
     use crate::reactor::Output;
+    use crate::testkit::{msg, Rig};
     use std::sync::{Arc, Mutex};
 
     const HB: Duration = Duration::from_millis(100);
@@ -1102,74 +1103,33 @@ mod tests {
     #[test]
     fn an_active_server_node_answers_through_the_router_envelope() {
         let t0 = Instant::now();
-        let mut node = server_node(Role::Primary);
-        let (mut out, mut ev) = (Outbox::default(), Events::discard());
-        assert_eq!(node.sockets()[0].kind, SocketKind::Router);
-        node.start(t0, &mut out, &mut ev);
-        let peer = Message::from_frames([b"2".to_vec()]);
-        node.handle(
-            Input::Message {
-                slot: STATE_SUB,
-                msg: peer,
-            },
-            t0,
-            &mut out,
-            &mut ev,
-        );
-        out.take();
-        let request = Message::from_frames([b"id".to_vec(), vec![], b"hi".to_vec()]);
-        node.handle(
-            Input::Message {
-                slot: INNER,
-                msg: request,
-            },
-            t0,
-            &mut out,
-            &mut ev,
-        );
+        let mut rig = Rig::quiet(server_node(Role::Primary));
+        assert_eq!(rig.m.sockets()[0].kind, SocketKind::Router);
+        rig.start(t0);
+        rig.message(STATE_SUB, msg![b"2"], t0);
         assert_eq!(
-            out.take(),
-            [Output::Start(Message::from_frames([b"hi".to_vec()]))]
+            rig.message(INNER, msg![b"id", b"", b"hi"], t0),
+            [Output::Start(msg![b"hi"])]
         );
-        assert!(!node.wants(INNER), "one request at a time");
-        let reply = Message::from_frames([b"hi".to_vec()]);
-        node.handle(Input::Done(reply), t0, &mut out, &mut ev);
+        assert!(!rig.m.wants(INNER), "one request at a time");
         assert_eq!(
-            out.take(),
+            rig.done(msg![b"hi"], t0),
             [Output::Send {
                 slot: INNER,
-                msg: Message::from_frames([b"id".to_vec(), vec![], b"hi".to_vec()])
+                msg: msg![b"id", b"", b"hi"]
             }]
         );
-        assert_eq!(node.inner().report().replied, 1);
+        assert_eq!(rig.m.inner().report().replied, 1);
     }
 
     #[test]
     fn a_server_node_counts_a_request_without_delimiter_as_invalid_not_as_a_vote() {
         let t0 = Instant::now();
-        let mut node = server_node(Role::Backup);
-        let (mut out, mut ev) = (Outbox::default(), Events::discard());
-        node.start(t0, &mut out, &mut ev);
-        let bad = Message::from_frames([b"id".to_vec(), b"hi".to_vec()]);
-        node.handle(
-            Input::Message {
-                slot: INNER,
-                msg: bad,
-            },
-            t0,
-            &mut out,
-            &mut ev,
-        );
-        let good = Message::from_frames([b"id".to_vec(), vec![], b"hi".to_vec()]);
-        node.handle(
-            Input::Message {
-                slot: INNER,
-                msg: good,
-            },
-            t0,
-            &mut out,
-            &mut ev,
-        );
+        let mut rig = Rig::quiet(server_node(Role::Backup));
+        rig.start(t0);
+        rig.message(INNER, msg![b"id", b"hi"], t0);
+        rig.message(INNER, msg![b"id", b"", b"hi"], t0);
+        let node = &rig.m;
         assert_eq!((node.inner().report().invalid, node.refused()), (1, 1));
         assert_eq!(node.inner().report().requests, 0);
     }
@@ -1187,37 +1147,17 @@ mod tests {
             },
             ..Default::default()
         });
-        let mut node = Bstar::new(options(Role::Primary), server, t0).unwrap();
-        let (mut out, mut ev) = (Outbox::default(), Events::discard());
-        node.start(t0, &mut out, &mut ev);
-        let peer = Message::from_frames([b"2".to_vec()]);
-        node.handle(
-            Input::Message {
-                slot: STATE_SUB,
-                msg: peer,
-            },
-            t0,
-            &mut out,
-            &mut ev,
+        let mut rig = Rig::quiet(Bstar::new(options(Role::Primary), server, t0).unwrap());
+        rig.start(t0);
+        rig.message(STATE_SUB, msg![b"2"], t0);
+        assert!(rig.message(INNER, msg![b"id", b"", b"hi"], t0).is_empty());
+        assert_eq!(rig.m.next_deadline(), Some(t0 + Duration::from_millis(500)));
+        assert!(
+            rig.tick(t0 + Duration::from_millis(200)).is_empty(),
+            "no state published while frozen"
         );
-        out.take();
-        let request = Message::from_frames([b"id".to_vec(), vec![], b"hi".to_vec()]);
-        node.handle(
-            Input::Message {
-                slot: INNER,
-                msg: request,
-            },
-            t0,
-            &mut out,
-            &mut ev,
-        );
-        assert!(out.take().is_empty());
-        assert_eq!(node.next_deadline(), Some(t0 + Duration::from_millis(500)));
-        node.tick(t0 + Duration::from_millis(200), &mut out, &mut ev);
-        assert!(out.take().is_empty(), "no state published while frozen");
-        node.tick(t0 + Duration::from_millis(500), &mut out, &mut ev);
-        let outputs = out.take();
-        assert!(outputs.contains(&Output::Start(Message::from_frames([b"hi".to_vec()]))));
+        let outputs = rig.tick(t0 + Duration::from_millis(500));
+        assert!(outputs.contains(&Output::Start(msg![b"hi"])));
         assert_eq!(published(&outputs), ["3"]);
     }
 

@@ -726,6 +726,9 @@ pub fn run(config: &QueueConfig, stop: &Stop, events: &mut Events) -> Result<Rep
 #[cfg(test)]
 mod tests {
     use super::*;
+    // A message from its frames, by the kit's one builder (`frames` names the arguments here).
+    use crate::testkit::frames as msg;
+    use crate::testkit::{handle, step, tick};
 
     const MS: Duration = Duration::from_millis(1);
     const PARANOID: QueuePolicy = QueuePolicy::Paranoid {
@@ -868,10 +871,6 @@ mod tests {
 
     use crate::reactor::Output;
 
-    fn msg(frames: &[&[u8]]) -> Message {
-        Message::from_frames(frames.iter().map(|f| f.to_vec()))
-    }
-
     fn on(slot: Slot, frames: &[&[u8]]) -> Input<()> {
         Input::Message {
             slot,
@@ -896,26 +895,24 @@ mod tests {
         q
     }
 
-    /// Runs `f` with an outbox and an event sink; returns the outputs and the events.
-    fn step(
-        q: &mut Queue,
-        f: impl FnOnce(&mut Queue, &mut Outbox<()>, &mut Events),
-    ) -> (Vec<Output<()>>, Vec<Event>) {
-        let mut seen = Vec::new();
-        let mut out = Outbox::default();
-        {
-            let mut ev = Events::new(false, |e| seen.push(e));
-            f(q, &mut out, &mut ev);
+    /// A queue started at the time zero it returns.
+    fn started(policy: QueuePolicy) -> (Queue, Instant) {
+        let t0 = Instant::now();
+        let mut q = queue(policy);
+        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        (q, t0)
+    }
+
+    /// Each of `workers` says READY (0x01, no delimiter) at `now`.
+    fn ready(q: &mut Queue, workers: &[&[u8]], now: Instant) {
+        for worker in workers {
+            handle(q, on(BACKEND, &[*worker, b"\x01"]), now);
         }
-        (out.take(), seen)
     }
 
-    fn handle(q: &mut Queue, input: Input<()>, now: Instant) -> (Vec<Output<()>>, Vec<Event>) {
-        step(q, |q, out, ev| q.handle(input, now, out, ev))
-    }
-
-    fn tick(q: &mut Queue, now: Instant) -> (Vec<Output<()>>, Vec<Event>) {
-        step(q, |q, out, ev| q.tick(now, out, ev))
+    /// Client `c` asks for `body` at `now`.
+    fn ask(q: &mut Queue, body: &[u8], now: Instant) -> (Vec<Output<()>>, Vec<Event>) {
+        handle(q, on(FRONTEND, &[b"c", b"", body]), now)
     }
 
     #[test]
@@ -983,9 +980,8 @@ mod tests {
     fn ready_workers_are_used_least_recently_used_first() {
         let t0 = Instant::now();
         let mut q = queue(QueuePolicy::Simple);
-        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
-        handle(&mut q, on(BACKEND, &[b"b", b"\x01"]), t0);
-        let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        ready(&mut q, &[b"a", b"b"], t0);
+        let (outs, _) = ask(&mut q, b"1", t0);
         assert_eq!(outs, [sent(BACKEND, &[b"a", T0, b"", b"1"])]);
         handle(&mut q, on(BACKEND, &[b"a", T0, b"", b"1"]), t0);
         let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"2"]), t0);
@@ -994,9 +990,7 @@ mod tests {
 
     #[test]
     fn a_req_worker_gets_the_empty_delimiter_in_front_of_everything() {
-        let t0 = Instant::now();
-        let mut q = queue(PARANOID);
-        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        let (mut q, t0) = started(PARANOID);
         // Simple Pirate worker (REQ): [id][""][READY].
         handle(&mut q, on(BACKEND, &[b"r", b"", b"\x01"]), t0);
         let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"x"]), t0);
@@ -1009,9 +1003,7 @@ mod tests {
 
     #[test]
     fn each_worker_is_heartbeated_in_the_spelling_it_used() {
-        let t0 = Instant::now();
-        let mut q = queue(PARANOID);
-        q.start(t0, &mut Outbox::default(), &mut Events::discard());
+        let (mut q, t0) = started(PARANOID);
         // The Guide's C++ ppworker spells READY as a word; a Simple C++ worker (REQ) too.
         handle(&mut q, on(BACKEND, &[b"cpp", b"READY"]), t0);
         handle(&mut q, on(BACKEND, &[b"req", b"", b"READY"]), t0);
@@ -1055,7 +1047,7 @@ mod tests {
             q.start(t0, &mut Outbox::default(), &mut Events::discard());
             handle(&mut q, on(BACKEND, &[b"dead", b"", b"\x01"]), t0);
             handle(&mut q, on(BACKEND, &[b"live", b"\x01"]), t0);
-            let (outs, _) = handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+            let (outs, _) = ask(&mut q, b"1", t0);
             assert_eq!(outs, [sent(BACKEND, &[b"dead", b"", T0, b"", b"1"])]);
             // The reactor reports the send unroutable: the request goes to `live`.
             let outs = routed(&mut q, &[b"dead", b"", T0, b"", b"1"], false, t0);
@@ -1084,12 +1076,9 @@ mod tests {
 
     #[test]
     fn paranoid_heartbeats_every_known_worker_busy_or_idle_each_interval() {
-        let t0 = Instant::now();
-        let mut q = queue(PARANOID);
-        q.start(t0, &mut Outbox::default(), &mut Events::discard());
-        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
-        handle(&mut q, on(BACKEND, &[b"b", b"\x01"]), t0);
-        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        let (mut q, t0) = started(PARANOID);
+        ready(&mut q, &[b"a", b"b"], t0);
+        ask(&mut q, b"1", t0);
         let (outs, _) = tick(&mut q, t0 + 99 * MS);
         assert!(outs.is_empty(), "not due yet");
         let (mut outs, _) = tick(&mut q, t0 + 100 * MS);
@@ -1107,11 +1096,9 @@ mod tests {
 
     #[test]
     fn a_heartbeat_proves_life_but_never_makes_a_busy_worker_ready() {
-        let t0 = Instant::now();
-        let mut q = queue(PARANOID);
-        q.start(t0, &mut Outbox::default(), &mut Events::discard());
-        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
-        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        let (mut q, t0) = started(PARANOID);
+        ready(&mut q, &[b"a"], t0);
+        ask(&mut q, b"1", t0);
         let (outs, seen) = handle(&mut q, on(BACKEND, &[b"a", b"\x02"]), t0 + 250 * MS);
         assert!(outs.is_empty() && seen.is_empty());
         assert!(!q.wants(FRONTEND), "trap 7: a heartbeat is not READY");
@@ -1130,10 +1117,8 @@ mod tests {
 
     #[test]
     fn an_expired_idle_worker_leaves_the_ready_queue_and_gets_no_heartbeat() {
-        let t0 = Instant::now();
-        let mut q = queue(PARANOID);
-        q.start(t0, &mut Outbox::default(), &mut Events::discard());
-        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        let (mut q, t0) = started(PARANOID);
+        ready(&mut q, &[b"a"], t0);
         let (outs, seen) = tick(&mut q, t0 + 300 * MS);
         assert!(
             outs.is_empty(),
@@ -1148,10 +1133,8 @@ mod tests {
 
     #[test]
     fn simple_never_ticks_and_never_expires() {
-        let t0 = Instant::now();
-        let mut q = queue(QueuePolicy::Simple);
-        q.start(t0, &mut Outbox::default(), &mut Events::discard());
-        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        let (mut q, t0) = started(QueuePolicy::Simple);
+        ready(&mut q, &[b"a"], t0);
         let (outs, seen) = tick(&mut q, t0 + Duration::from_secs(86_400));
         assert!(outs.is_empty() && seen.is_empty());
         assert!(q.wants(FRONTEND));
@@ -1159,11 +1142,9 @@ mod tests {
 
     #[test]
     fn a_worker_busy_past_the_busy_timeout_is_forgotten_but_its_late_reply_delivered() {
-        let t0 = Instant::now();
-        let mut q = queue(PARANOID);
-        q.start(t0, &mut Outbox::default(), &mut Events::discard());
-        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
-        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        let (mut q, t0) = started(PARANOID);
+        ready(&mut q, &[b"a"], t0);
+        ask(&mut q, b"1", t0);
         // Keep it alive by heartbeats so that only the busy timeout can forget it.
         let mut at = t0;
         while at < t0 + 900 * MS {
@@ -1192,9 +1173,8 @@ mod tests {
     fn replies_from_anyone_but_the_holder_are_refused_and_counted() {
         let t0 = Instant::now();
         let mut q = queue(QueuePolicy::Simple);
-        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
-        handle(&mut q, on(BACKEND, &[b"b", b"\x01"]), t0);
-        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        ready(&mut q, &[b"a", b"b"], t0);
+        ask(&mut q, b"1", t0);
         for forged in [
             &[b"stranger" as &[u8], T0, b"", b"x"][..], // never sent READY
             &[b"b", T0, b"", b"x"],                     // idle worker
@@ -1218,7 +1198,7 @@ mod tests {
     fn malformed_messages_on_either_side_are_counted_and_dropped() {
         let t0 = Instant::now();
         let mut q = queue(PARANOID);
-        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
+        ready(&mut q, &[b"a"], t0);
         let cases: [(Slot, &[&[u8]]); 4] = [
             (BACKEND, &[b"a", b"\x09"]),  // unknown command
             (BACKEND, &[b"a"]),           // identity only
@@ -1253,8 +1233,8 @@ mod tests {
     fn ready_from_a_busy_worker_means_it_restarted_and_its_request_is_lost() {
         let t0 = Instant::now();
         let mut q = queue(PARANOID);
-        handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
-        handle(&mut q, on(FRONTEND, &[b"c", b"", b"1"]), t0);
+        ready(&mut q, &[b"a"], t0);
+        ask(&mut q, b"1", t0);
         let (_, seen) = handle(&mut q, on(BACKEND, &[b"a", b"\x01"]), t0);
         assert!(matches!(&seen[..], [Event::WorkerReady { .. }]));
         assert!(q.wants(FRONTEND));

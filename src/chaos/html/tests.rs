@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use super::run::{pick, MarkKind};
 use super::*;
 use crate::event::verdict::{MEANING_NO_SERVED_LINE, MEANING_WRONG_REFUSED};
+use crate::testkit::records;
 
 fn rec(t: f64, source: &str, event: Value) -> Record {
     Record::new(t, source, event)
@@ -13,88 +14,26 @@ fn rec(t: f64, source: &str, event: Value) -> Record {
 /// A small run: a broker, two workers (one killed by the nemesis, one crashing on its
 /// own), a client with one clean request and one resent.
 fn history() -> Vec<Record> {
-    vec![
-        rec(
-            1.0,
-            "broker",
-            json!({"event": "started", "role": "broker", "endpoint": "tcp://x"}),
-        ),
-        rec(
-            2.0,
-            "worker-1",
-            json!({"event": "started", "role": "worker", "endpoint": "tcp://x"}),
-        ),
-        rec(
-            3.0,
-            "worker-2",
-            json!({"event": "started", "role": "worker", "endpoint": "tcp://x"}),
-        ),
-        rec(
-            10.0,
-            "client-1",
-            json!({"event": "sent", "seq": 1, "request": "c1-1", "attempt": 1}),
-        ),
-        rec(
-            11.0,
-            "worker-1",
-            json!({"event": "served", "request": "c1-1", "cycle": 1, "bytes": 4, "work_ms": 0.0}),
-        ),
-        rec(
-            12.0,
-            "client-1",
-            json!({"event": "reply", "seq": 1, "request": "c1-1", "reply": "c1-1", "attempts": 1, "latency_ms": 2.0}),
-        ),
-        rec(
-            20.0,
-            "client-1",
-            json!({"event": "sent", "seq": 2, "request": "c1-2", "attempt": 1}),
-        ),
-        rec(
-            21.0,
-            "nemesis",
-            json!({"event": "nemesis", "action": "kill", "target": "worker-1"}),
-        ),
-        rec(
-            25.0,
-            "worker-2",
-            json!({"event": "fault", "kind": "crash", "cycle": 3}),
-        ),
-        rec(
-            26.0,
-            "nemesis",
-            json!({"event": "nemesis", "action": "died", "target": "worker-2"}),
-        ),
-        rec(
-            40.0,
-            "nemesis",
-            json!({"event": "nemesis", "action": "start", "target": "worker-1"}),
-        ),
-        rec(
-            41.0,
-            "nemesis",
-            json!({"event": "nemesis", "action": "start", "target": "worker-2"}),
-        ),
-        rec(
-            1020.0,
-            "client-1",
-            json!({"event": "retry", "seq": 2, "attempt": 1, "reason": "timeout"}),
-        ),
-        rec(
-            1021.0,
-            "client-1",
-            json!({"event": "sent", "seq": 2, "request": "c1-2", "attempt": 2}),
-        ),
-        rec(
-            1022.0,
-            "worker-2",
-            json!({"event": "served", "request": "c1-2", "cycle": 1, "bytes": 4, "work_ms": 0.0}),
-        ),
-        rec(
-            1023.0,
-            "client-1",
-            json!({"event": "reply", "seq": 2, "request": "c1-2", "reply": "c1-2", "attempts": 2, "latency_ms": 1003.0}),
-        ),
-    ]
+    records(
+        r#"
+        1.0 broker {"event": "started", "role": "broker", "endpoint": "tcp://x"}
+        2.0 worker-1 {"event": "started", "role": "worker", "endpoint": "tcp://x"}
+        3.0 worker-2 {"event": "started", "role": "worker", "endpoint": "tcp://x"}
+        10.0 client-1 {"event": "sent", "seq": 1, "request": "c1-1", "attempt": 1}
+        11.0 worker-1 {"event": "served", "request": "c1-1", "cycle": 1, "bytes": 4, "work_ms": 0.0}
+        12.0 client-1 {"event": "reply", "seq": 1, "request": "c1-1", "reply": "c1-1", "attempts": 1, "latency_ms": 2.0}
+        20.0 client-1 {"event": "sent", "seq": 2, "request": "c1-2", "attempt": 1}
+        21.0 nemesis {"event": "nemesis", "action": "kill", "target": "worker-1"}
+        25.0 worker-2 {"event": "fault", "kind": "crash", "cycle": 3}
+        26.0 nemesis {"event": "nemesis", "action": "died", "target": "worker-2"}
+        40.0 nemesis {"event": "nemesis", "action": "start", "target": "worker-1"}
+        41.0 nemesis {"event": "nemesis", "action": "start", "target": "worker-2"}
+        1020.0 client-1 {"event": "retry", "seq": 2, "attempt": 1, "reason": "timeout"}
+        1021.0 client-1 {"event": "sent", "seq": 2, "request": "c1-2", "attempt": 2}
+        1022.0 worker-2 {"event": "served", "request": "c1-2", "cycle": 1, "bytes": 4, "work_ms": 0.0}
+        1023.0 client-1 {"event": "reply", "seq": 2, "request": "c1-2", "reply": "c1-2", "attempts": 2, "latency_ms": 1003.0}
+        "#,
+    )
 }
 
 fn results(verdict: &str) -> RunResults {

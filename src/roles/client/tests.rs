@@ -5,9 +5,8 @@ use crate::msg::Message;
 use crate::proto::mdp::Version;
 use crate::reactor::SocketKind;
 
-fn m(frames: &[&[u8]]) -> Message {
-    Message::from_frames(frames.iter().map(|f| f.to_vec()))
-}
+// A message from its frames, by the kit's one builder, short for the many frame lists here.
+use crate::testkit::frames as m;
 
 fn mdp(version: Version) -> Framing {
     Framing::Majordomo {
@@ -107,6 +106,7 @@ fn replies_for_another_service_or_version_are_refused() {
 // ---- the machine, with a fake clock ----
 
 use crate::reactor::Output;
+use crate::testkit::{closed, opened};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -183,27 +183,6 @@ fn sent(outputs: &[Output<ReadNext>]) -> (Slot, Message) {
         .collect();
     assert_eq!(sends.len(), 1, "{outputs:?}");
     sends.into_iter().next().unwrap()
-}
-
-/// The sockets opened in `outputs`.
-fn opened(outputs: &[Output<ReadNext>]) -> Vec<SocketSpec> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Open(spec) => Some(spec.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn closed(outputs: &[Output<ReadNext>]) -> Vec<Slot> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Close(slot) => Some(*slot),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A REP peer's echo of a request sent with an id: the same frames back.

@@ -383,8 +383,7 @@ fn an_attempt_that_times_out_is_retried_elsewhere_and_never_before() {
     let (mut out, mut seen) = (Outbox::default(), Vec::new());
     let mut ev = Events::new(false, |e| seen.push(e));
     let mut c = live_client(2, t0, &mut ev);
-    c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
-    let (wire, _) = carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
+    let (wire, _) = ask_x(&mut c, t0, &[0, 1], &mut out, &mut ev);
     assert_eq!(wire, [attempt(0, 1, "x")]);
     // A wake-up before the timeout (a ping due) does not resend.
     c.tick(t0 + 100 * MS, &mut out, &mut ev);
@@ -470,9 +469,8 @@ fn an_unroutable_server_is_dead_at_once_and_costs_no_attempt() {
     let t0 = Instant::now();
     let (mut out, mut ev) = (Outbox::default(), Events::discard());
     let mut c = live_client(2, t0, &mut ev);
-    c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
     // Server 0 went away: the request is handed to server 1 in the same breath.
-    let (wire, _) = carry(&mut c, &mut out, t0, &[1], &mut ev);
+    let (wire, _) = ask_x(&mut c, t0, &[1], &mut out, &mut ev);
     assert_eq!(wire, [attempt(1, 1, "x")]);
     assert_eq!(c.report().sent, 1);
     c.handle(reply(1, 1, "x"), t0 + MS, &mut out, &mut ev);
@@ -483,6 +481,32 @@ fn an_unroutable_server_is_dead_at_once_and_costs_no_attempt() {
 
 /// Runs `c` from deadline to deadline until it exits; servers in `answering` answer
 /// every ping. Returns when it exited.
+/// The client's next request, "x", arrives at `now` and is [`carry`]-ed with the servers in
+/// `up` answering; what went on the wire and what else was asked for.
+fn ask_x(
+    c: &mut FreelanceClient,
+    now: Instant,
+    up: &[usize],
+    out: &mut Outbox<NextRequest>,
+    ev: &mut Events,
+) -> (Vec<Vec<Vec<u8>>>, Vec<Output<NextRequest>>) {
+    c.handle(Input::Done(Some("x".into())), now, out, ev);
+    carry(c, out, now, up, ev)
+}
+
+/// Whether `e` says request 1 was abandoned after `attempts` attempts.
+fn abandoned(e: &Event, attempts: u32) -> bool {
+    matches!(e, Event::Abandoned { seq: 1, attempts: a, .. } if *a == attempts)
+}
+
+/// The outcome of a client's final report.
+fn client_outcome(report: Report) -> Outcome {
+    match report {
+        Report::Client(r) => r.outcome,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn run_to_exit(
     c: &mut FreelanceClient,
     t0: Instant,
@@ -514,26 +538,15 @@ fn a_request_is_abandoned_after_its_attempts() {
     let (mut out, mut seen) = (Outbox::default(), Vec::new());
     let mut ev = Events::new(false, |e| seen.push(e));
     let mut c = live_client(1, t0, &mut ev);
-    c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
-    carry(&mut c, &mut out, t0, &[0], &mut ev);
+    ask_x(&mut c, t0, &[0], &mut out, &mut ev);
     // The server answers pings but never the request: three attempts of 200 ms.
     let ended = run_to_exit(&mut c, t0, &[0], &mut ev);
     assert_eq!(ended, t0 + 600 * MS);
     assert_eq!((c.report().sent, c.report().retries), (3, 2));
     drop(ev);
-    assert!(seen.iter().any(|e| matches!(
-        e,
-        Event::Abandoned {
-            seq: 1,
-            attempts: 3,
-            ..
-        }
-    )));
-    match c.finish(ended) {
-        // Abandoned is what the binary turns into exit 69.
-        Report::Client(r) => assert_eq!(r.outcome, Outcome::Abandoned),
-        other => panic!("{other:?}"),
-    }
+    assert!(seen.iter().any(|e| abandoned(e, 3)));
+    // Abandoned is what the binary turns into exit 69.
+    assert_eq!(client_outcome(c.finish(ended)), Outcome::Abandoned);
 }
 
 #[test]
@@ -542,8 +555,7 @@ fn a_silent_server_expires_and_then_the_request_is_abandoned() {
     let (mut out, mut seen) = (Outbox::default(), Vec::new());
     let mut ev = Events::new(false, |e| seen.push(e));
     let mut c = live_client(1, t0, &mut ev);
-    c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
-    carry(&mut c, &mut out, t0, &[0], &mut ev);
+    ask_x(&mut c, t0, &[0], &mut out, &mut ev);
     // Nothing answers: attempts at 0 and 200 ms; the server dies at 300 ms (ttl), so the
     // third attempt waits for a live server, for ttl + timeout after the last one was.
     let ended = run_to_exit(&mut c, t0, &[], &mut ev);
@@ -555,18 +567,8 @@ fn a_silent_server_expires_and_then_the_request_is_abandoned() {
             if message.contains("has not answered for 300 ms"))),
         "the expiry is said"
     );
-    assert!(seen.iter().any(|e| matches!(
-        e,
-        Event::Abandoned {
-            seq: 1,
-            attempts: 2,
-            ..
-        }
-    )));
-    match c.finish(ended) {
-        Report::Client(r) => assert_eq!(r.outcome, Outcome::Abandoned),
-        other => panic!("{other:?}"),
-    }
+    assert!(seen.iter().any(|e| abandoned(e, 2)));
+    assert_eq!(client_outcome(c.finish(ended)), Outcome::Abandoned);
 }
 
 #[test]
@@ -577,8 +579,7 @@ fn with_no_server_alive_a_request_gives_up_after_ttl_plus_timeout() {
     c.start(t0, &mut out, &mut ev);
     carry(&mut c, &mut out, t0, &[], &mut ev);
     let arrived = t0 + 1000 * MS;
-    c.handle(Input::Done(Some("x".into())), arrived, &mut out, &mut ev);
-    assert!(carry(&mut c, &mut out, arrived, &[], &mut ev).0.is_empty());
+    assert!(ask_x(&mut c, arrived, &[], &mut out, &mut ev).0.is_empty());
     // Counted from the request's arrival: it gets the whole ttl + timeout.
     c.tick(arrived + 499 * MS, &mut out, &mut ev);
     assert!(!carry(&mut c, &mut out, arrived, &[], &mut ev)
@@ -595,8 +596,7 @@ fn a_mismatched_reply_ends_the_attempt_at_once() {
     let t0 = Instant::now();
     let (mut out, mut ev) = (Outbox::default(), Events::discard());
     let mut c = live_client(2, t0, &mut ev);
-    c.handle(Input::Done(Some("x".into())), t0, &mut out, &mut ev);
-    carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
+    ask_x(&mut c, t0, &[0, 1], &mut out, &mut ev);
     c.handle(reply(0, 1, "y"), t0 + MS, &mut out, &mut ev);
     let (wire, _) = carry(&mut c, &mut out, t0 + MS, &[0, 1], &mut ev);
     assert_eq!(wire, [attempt(1, 1, "x")]);

@@ -6,6 +6,7 @@ use super::*;
 use crate::reactor::Output;
 use crate::roles::broker::{self, BrokerConfig};
 use crate::roles::worker::MdpWorkerConfig;
+use crate::testkit::{opened, sent_on};
 use std::path::Path;
 use std::thread;
 
@@ -342,27 +343,6 @@ fn replies(outputs: &[Output<Never>], slot: Slot) -> Vec<Vec<String>> {
                 ]
             );
             frames(&m)[5..].to_vec()
-        })
-        .collect()
-}
-
-fn sent_on(outputs: &[Output<Never>], slot: Slot) -> Vec<Message> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Send { slot: s, msg } if *s == slot => Some(msg.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The slots of the sockets opened, in order.
-fn opened(outputs: &[Output<Never>]) -> Vec<SocketSpec> {
-    outputs
-        .iter()
-        .filter_map(|o| match o {
-            Output::Open(spec) => Some(spec.clone()),
-            _ => None,
         })
         .collect()
 }

@@ -7,6 +7,9 @@ use crate::faults::FaultPlan;
 use crate::handler::Exec;
 use crate::heartbeat::HeartbeatConfig;
 use crate::reactor::Output;
+// A message from its frames, by the kit's one builder; `msg` reads better beside `on`/`sent`.
+use crate::testkit::frames as msg;
+use crate::testkit::{handle, step, tick};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -20,10 +23,6 @@ fn first() -> Ticket {
         generation: 1,
         lane: 0,
     }
-}
-
-fn msg(frames: &[&[u8]]) -> Message {
-    Message::from_frames(frames.iter().map(|f| f.to_vec()))
 }
 
 fn on(frames: &[&[u8]]) -> Input<Done> {
@@ -65,25 +64,32 @@ fn started(protocol: PirateProtocol, faults: FaultPlan, t0: Instant) -> Worker {
     w
 }
 
-fn step(
-    w: &mut Worker,
-    f: impl FnOnce(&mut Worker, &mut Outbox<Job>, &mut Events),
-) -> (Vec<Output<Job>>, Vec<Event>) {
-    let mut seen = Vec::new();
-    let mut out = Outbox::default();
-    {
-        let mut ev = Events::new(false, |e| seen.push(e));
-        f(w, &mut out, &mut ev);
-    }
-    (out.take(), seen)
+/// `Input::Done` with the reply `body` to the request under `ticket`.
+fn replied(ticket: Ticket, body: &[u8]) -> Input<Done> {
+    Input::Done(Done::Reply {
+        ticket,
+        reply: msg(&[body]),
+    })
 }
 
-fn handle(w: &mut Worker, input: Input<Done>, now: Instant) -> (Vec<Output<Job>>, Vec<Event>) {
-    step(w, |w, out, ev| w.handle(input, now, out, ev))
+/// A started Paranoid worker whose every request takes `work_ms` of work.
+fn slow(work_ms: u64, t0: Instant) -> Worker {
+    let faults = FaultPlan {
+        work: Duration::from_millis(work_ms),
+        ..Default::default()
+    };
+    started(PirateProtocol::Paranoid, faults, t0)
 }
 
-fn tick(w: &mut Worker, now: Instant) -> (Vec<Output<Job>>, Vec<Event>) {
-    step(w, |w, out, ev| w.tick(now, out, ev))
+/// A started Paranoid worker that freezes for `freeze_ms` on its first request.
+fn freezing(freeze_ms: u64, t0: Instant) -> Worker {
+    let faults = FaultPlan {
+        freeze_rate: 1.0,
+        freeze_for: Duration::from_millis(freeze_ms),
+        faults_after: 0,
+        ..Default::default()
+    };
+    started(PirateProtocol::Paranoid, faults, t0)
 }
 
 #[test]
@@ -136,11 +142,8 @@ fn heartbeats_go_out_every_interval_even_while_working() {
     handle(&mut w, on(&[b"\x02"]), t0 + 150 * MS);
     assert_eq!(tick(&mut w, t0 + 200 * MS).0, [sent(&[b"\x02"])]);
     assert!(tick(&mut w, t0 + 300 * MS).1.is_empty(), "not lost yet");
-    let reply = Done::Reply {
-        ticket: first(),
-        reply: msg(&[b"X"]),
-    };
-    let (outs, _) = handle(&mut w, Input::Done(reply), t0 + 310 * MS);
+    let reply = replied(first(), b"X");
+    let (outs, _) = handle(&mut w, reply, t0 + 310 * MS);
     assert_eq!(outs, [sent(&[b"c", b"", b"X"])]);
     // The reply counts as traffic: the next heartbeat is an interval after it.
     assert!(tick(&mut w, t0 + 400 * MS).0.is_empty());
@@ -200,11 +203,8 @@ fn a_reply_for_a_lost_socket_is_dropped() {
     handle(&mut w, on(&[b"c", b"", b"x"]), t0);
     tick(&mut w, t0 + 300 * MS); // lost
     tick(&mut w, t0 + 350 * MS); // reopened
-    let late = Done::Reply {
-        ticket: first(),
-        reply: msg(&[b"x"]),
-    };
-    let (outs, _) = handle(&mut w, Input::Done(late), t0 + 360 * MS);
+    let late = replied(first(), b"x");
+    let (outs, _) = handle(&mut w, late, t0 + 360 * MS);
     assert!(outs.is_empty(), "{outs:?}");
     assert_eq!(w.report().replied, 0);
 }
@@ -212,14 +212,7 @@ fn a_reply_for_a_lost_socket_is_dropped() {
 #[test]
 fn a_second_request_while_busy_is_served_after_the_current_and_garbage_is_dropped() {
     let t0 = Instant::now();
-    let mut w = started(
-        PirateProtocol::Paranoid,
-        FaultPlan {
-            work: Duration::from_millis(250),
-            ..Default::default()
-        },
-        t0,
-    );
+    let mut w = slow(250, t0);
     assert!(handle(&mut w, on(&[b"c", b"", b"1"]), t0).0.is_empty());
     // The Guide's ppqueue marks a busy worker ready on its heartbeat (trap 7) and hands
     // it another request: held, counted, not dropped.
@@ -359,14 +352,7 @@ fn a_pinned_dialect_never_changes_and_says_nothing() {
 #[test]
 fn held_requests_are_bounded_and_lost_with_their_socket() {
     let t0 = Instant::now();
-    let mut w = started(
-        PirateProtocol::Paranoid,
-        FaultPlan {
-            work: Duration::from_millis(250),
-            ..Default::default()
-        },
-        t0,
-    );
+    let mut w = slow(250, t0);
     handle(&mut w, on(&[b"c", b"", b"0"]), t0);
     for i in 1..=MAX_HELD + 1 {
         handle(&mut w, on(&[b"c", b"", i.to_string().as_bytes()]), t0);
@@ -382,16 +368,7 @@ fn held_requests_are_bounded_and_lost_with_their_socket() {
 #[test]
 fn a_freeze_stops_reads_and_heartbeats_until_it_thaws_then_the_work_starts() {
     let t0 = Instant::now();
-    let mut w = started(
-        PirateProtocol::Paranoid,
-        FaultPlan {
-            freeze_rate: 1.0,
-            freeze_for: Duration::from_millis(250),
-            faults_after: 0,
-            ..Default::default()
-        },
-        t0,
-    );
+    let mut w = freezing(250, t0);
     handle(&mut w, on(&[b"\x02"]), t0 + 90 * MS);
     let (outs, seen) = handle(&mut w, on(&[b"c", b"", b"1"]), t0 + 100 * MS);
     assert!(outs.is_empty(), "{outs:?}");
@@ -420,16 +397,7 @@ fn a_freeze_stops_reads_and_heartbeats_until_it_thaws_then_the_work_starts() {
 #[test]
 fn a_freeze_past_the_queues_expiry_loses_the_queue_on_thawing() {
     let t0 = Instant::now();
-    let mut w = started(
-        PirateProtocol::Paranoid,
-        FaultPlan {
-            freeze_rate: 1.0,
-            freeze_for: Duration::from_millis(500),
-            faults_after: 0,
-            ..Default::default()
-        },
-        t0,
-    );
+    let mut w = freezing(500, t0);
     handle(&mut w, on(&[b"c", b"", b"1"]), t0);
     let (outs, seen) = tick(&mut w, t0 + 500 * MS);
     assert_eq!(
@@ -724,12 +692,7 @@ fn two_requests_run_in_parallel_on_two_sessions_and_each_reply_goes_home() {
     );
     assert_eq!(w.report().in_flight_max, Some(2), "both at once");
     // The second finishes first: each reply goes out on its own session's socket.
-    let done = |session, generation, body: &[u8]| {
-        Input::Done(Done::Reply {
-            ticket: ticket(session, generation),
-            reply: msg(&[body]),
-        })
-    };
+    let done = |session, generation, body: &[u8]| replied(ticket(session, generation), body);
     let (outs, _) = handle(&mut w, done(1, 2, b"2"), t0 + 2 * MS);
     assert_eq!(
         outs,
@@ -837,17 +800,11 @@ fn a_busy_timeout_disconnect_loses_only_that_sessions_request() {
     handle(&mut w, on_slot(1, &frames(&mdp_request(b"cb", b"2"))), t0);
     let (outs, _) = handle(&mut w, on_slot(0, &[b"", b"MDPW01", b"\x05"]), t0 + 50 * MS);
     assert_eq!(outs, [Output::Close(0)]);
-    let late = Done::Reply {
-        ticket: ticket(0, 1),
-        reply: msg(&[b"1"]),
-    };
-    assert!(handle(&mut w, Input::Done(late), t0 + 60 * MS).0.is_empty());
-    let on_time = Done::Reply {
-        ticket: ticket(1, 2),
-        reply: msg(&[b"2"]),
-    };
+    let late = replied(ticket(0, 1), b"1");
+    assert!(handle(&mut w, late, t0 + 60 * MS).0.is_empty());
+    let on_time = replied(ticket(1, 2), b"2");
     assert_eq!(
-        handle(&mut w, Input::Done(on_time), t0 + 70 * MS).0,
+        handle(&mut w, on_time, t0 + 70 * MS).0,
         [sent_on(1, &[b"", b"MDPW01", b"\x03", b"cb", b"", b"2"])]
     );
     assert_eq!((w.report().requests, w.report().replied), (2, 1));
@@ -863,19 +820,11 @@ fn a_busy_timeout_disconnect_loses_only_that_sessions_request() {
         on_slot(0, &frames(&mdp_request(b"cc", b"3"))),
         t0 + 110 * MS,
     );
-    let stale = Done::Reply {
-        ticket: ticket(0, 1),
-        reply: msg(&[b"1"]),
-    };
-    assert!(handle(&mut w, Input::Done(stale), t0 + 120 * MS)
-        .0
-        .is_empty());
-    let fresh = Done::Reply {
-        ticket: ticket(0, 3),
-        reply: msg(&[b"3"]),
-    };
+    let stale = replied(ticket(0, 1), b"1");
+    assert!(handle(&mut w, stale, t0 + 120 * MS).0.is_empty());
+    let fresh = replied(ticket(0, 3), b"3");
     assert_eq!(
-        handle(&mut w, Input::Done(fresh), t0 + 130 * MS).0,
+        handle(&mut w, fresh, t0 + 130 * MS).0,
         [sent_on(0, &[b"", b"MDPW01", b"\x03", b"cc", b"", b"3"])]
     );
 }
@@ -1101,14 +1050,7 @@ fn a_granted_connection_serves_n_at_once_and_each_reply_carries_its_own_handle()
     assert_eq!(w.report().held_while_busy, Some(1));
     // Lane 1 finishes first: its reply goes back with its handle, and the held request
     // takes lane 1.
-    let (outs, _) = handle(
-        &mut w,
-        Input::Done(Done::Reply {
-            ticket: lane_ticket(1),
-            reply: msg(&[b"one"]),
-        }),
-        t0 + MS,
-    );
+    let (outs, _) = handle(&mut w, replied(lane_ticket(1), b"one"), t0 + MS);
     assert_eq!(
         outs,
         [
@@ -1173,14 +1115,7 @@ fn a_lost_granted_connection_loses_all_its_requests_and_asks_for_credit_again() 
     assert_eq!(w.in_flight, 0, "both requests went with the connection");
     // Their replies, computed after, go nowhere.
     for lane in [0, 1] {
-        let (outs, _) = handle(
-            &mut w,
-            Input::Done(Done::Reply {
-                ticket: lane_ticket(lane),
-                reply: msg(&[b"late"]),
-            }),
-            t0 + 2 * MS,
-        );
+        let (outs, _) = handle(&mut w, replied(lane_ticket(lane), b"late"), t0 + 2 * MS);
         assert!(outs.is_empty(), "{outs:?}");
     }
     // The new socket asks again, and holds one request until it is granted.
@@ -1323,42 +1258,37 @@ mod wire {
         Message::from_frames([text.as_bytes().to_vec()])
     }
 
+    /// `f` as it goes on the wire in `version`: MDP/0.1 behind an empty delimiter (the
+    /// worker's REQ-like envelope), MDP/0.2 without.
+    fn on_wire(version: Version, f: &[&[u8]]) -> Vec<Vec<u8>> {
+        let head: &[&[u8]] = match version {
+            Version::V1 => &[b"", b"MDPW01"],
+            Version::V2 => &[b"MDPW02"],
+        };
+        head.iter().chain(f).map(|x| x.to_vec()).collect()
+    }
+
     #[test]
     fn what_the_worker_sends_is_byte_exact() {
-        let v1 = |f: &[&[u8]]| -> Vec<Vec<u8>> {
-            [&b""[..], b"MDPW01"]
-                .iter()
-                .chain(f)
-                .map(|x| x.to_vec())
-                .collect()
-        };
-        assert_eq!(
-            frames(&ready(Version::V1, "echo", None)),
-            v1(&[b"\x01", b"echo"])
-        );
-        assert_eq!(
-            frames(&ready(Version::V1, "echo", Some(8))),
-            v1(&[b"\x01", b"echo", b"credit=8"])
-        );
+        // READY reads the same in both versions but for the header.
+        for version in [Version::V1, Version::V2] {
+            let wire = |f: &[&[u8]]| on_wire(version, f);
+            assert_eq!(
+                frames(&ready(version, "echo", None)),
+                wire(&[b"\x01", b"echo"])
+            );
+            assert_eq!(
+                frames(&ready(version, "echo", Some(8))),
+                wire(&[b"\x01", b"echo", b"credit=8"])
+            );
+        }
+        let v1 = |f: &[&[u8]]| on_wire(Version::V1, f);
         assert_eq!(frames(&heartbeat(Version::V1)), v1(&[b"\x04"]));
         assert_eq!(
             frames(&reply(Version::V1, &[b"c".to_vec()], body("hi"))),
             v1(&[b"\x03", b"c", b"", b"hi"])
         );
-        let v2 = |f: &[&[u8]]| -> Vec<Vec<u8>> {
-            std::iter::once(&b"MDPW02"[..])
-                .chain(f.iter().copied())
-                .map(|x| x.to_vec())
-                .collect()
-        };
-        assert_eq!(
-            frames(&ready(Version::V2, "echo", None)),
-            v2(&[b"\x01", b"echo"])
-        );
-        assert_eq!(
-            frames(&ready(Version::V2, "echo", Some(8))),
-            v2(&[b"\x01", b"echo", b"credit=8"])
-        );
+        let v2 = |f: &[&[u8]]| on_wire(Version::V2, f);
         assert_eq!(
             frames(&partial(Version::V2, &[b"c".to_vec()], body("1"))),
             v2(&[b"\x03", b"c", b"", b"1"])
