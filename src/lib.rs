@@ -45,9 +45,9 @@
 //! - [`pool`]: the reactor's work threads, reused once idle (a job never waits for one).
 //! - [`majordomo`]: the Majordomo client (`MdpClient`) and worker (`serve`) API for Rust
 //!   programs, running the same machines as the command line.
-//! - [`bench`]: `pirate bench`, the load generator: N clients on reactors of their own, one
-//!   merged latency histogram; the closed and open (`--rate`) models' timetable and warm-up
-//!   (`bench::schedule`), the per-second series, the `--fail-if` thresholds.
+//! - [`bench`](mod@bench): `pirate bench`, the load generator: N clients on reactors of their
+//!   own, one merged latency histogram; the closed and open (`--rate`) models' timetable and
+//!   warm-up (`bench::schedule`), the per-second series, the `--fail-if` thresholds.
 //! - [`roles`]: `server`, `client`, … one module per role. Titanic's crash-safe request/reply
 //!   store (append-only, checksummed, fsync'd) is its own, `roles::titanic::store`, where
 //!   `scan` reads a log back, telling a torn tail from damage to set aside.

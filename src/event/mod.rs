@@ -6,8 +6,8 @@
 //!
 //! The reports of the roles and tools above are this layer's too, so events need nothing from
 //! above: a chaos run's report and the checker's verdict it carries ([`chaos`], [`verdict`]),
-//! `pirate bench`'s record ([`bench`]) and what `pirate titanic --check` found in a store
-//! ([`store`]). The modules above fill them, the binary renders them.
+//! `pirate bench`'s record ([`bench`](mod@bench)) and what `pirate titanic --check` found in
+//! a store ([`store`]). The modules above fill them, the binary renders them.
 
 pub mod bench;
 pub mod chaos;

@@ -1,7 +1,7 @@
 //! The report for people of what `pirate titanic --check` found ([`Check::lines`]): one fact a
-//! line, naming the store's files. The report itself, and what reading a log back found
-//! ([`Recovery`](super::Recovery)), are plain data in the event layer (`event::store`), which carries them to
-//! the renderer.
+//! line, naming the store's files, so it stays with the store. The check itself and what
+//! reading a log back found ([`Recovery`](super::Recovery)) are plain data in the event layer
+//! (`event::store`), which carries them to the renderer.
 
 use std::path::Path;
 
