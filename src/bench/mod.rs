@@ -62,7 +62,7 @@ pub struct BenchConfig {
     pub thresholds: Vec<Threshold>,
 }
 
-pub use crate::event::{BenchReport, BenchVerdict as Verdict};
+pub use crate::event::bench::{BenchReport, BenchVerdict as Verdict};
 
 /// The body of request `seq`: its number then dots, `size` bytes in all (the number cut
 /// short when it does not fit), so that an echo shows which request it answers.

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use schemars::JsonSchema;
-use serde::Serialize;
+
+pub use crate::event::bench::Second;
 
 /// Seconds in the series at most (an hour); a longer run says `series_truncated`.
 pub const MAX_SECONDS: u64 = 3600;
@@ -17,17 +17,6 @@ pub const MAX_SECONDS: u64 = 3600;
 /// Seconds a second stays open after it ends, for replies stamped then but recorded late
 /// (another client's thread held the lock).
 const GRACE: u64 = 2;
-
-/// One second of the measured run.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-pub struct Second {
-    /// Seconds since the measured run started: this point covers `[second, second + 1)`.
-    pub second: u64,
-    pub answered: u64,
-    pub lost: u64,
-    /// The 99th percentile of this second's replies, in ms; null when nothing was answered.
-    pub p99_ms: Option<f64>,
-}
 
 struct Bucket {
     answered: u64,

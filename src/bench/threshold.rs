@@ -4,12 +4,8 @@
 //! `ms`, `s`); counts (`lost wrong late retries answered`) and `rate` (replies per second)
 //! a plain number. Parsing is pure and strict: a bad expression is a usage error.
 
-use std::fmt;
-
-use schemars::JsonSchema;
-use serde::Serialize;
-
 use super::BenchReport;
+pub use crate::event::bench::Checked;
 use crate::stats::Distribution;
 
 /// What a threshold looks at.
@@ -105,30 +101,6 @@ pub struct Threshold {
     pub op: Op,
     /// In ms for latencies.
     pub value: f64,
-}
-
-/// A threshold checked against a run, in the `--json` record.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-pub struct Checked {
-    /// The expression as given (`p99>5ms`).
-    pub threshold: String,
-    /// The metric's value in the run (ms for latencies); null for a latency when nothing
-    /// was answered.
-    pub observed: Option<f64>,
-    /// True if the run crossed it (a latency threshold of a run without replies fails).
-    pub failed: bool,
-}
-
-impl fmt::Display for Checked {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let metric = self.threshold.split(['<', '>']).next().unwrap_or_default();
-        match self.observed {
-            // Counts as counts, latencies and rates to the microsecond.
-            Some(v) if v.fract() == 0.0 => write!(f, "{} ({metric} was {v:.0})", self.threshold),
-            Some(v) => write!(f, "{} ({metric} was {v:.3})", self.threshold),
-            None => write!(f, "{} ({metric}: no replies to measure)", self.threshold),
-        }
-    }
 }
 
 impl Threshold {

@@ -4,10 +4,14 @@
 //! JSON field names are part of the interface (documented in the README): add fields, never
 //! rename them.
 //!
-//! A chaos run's report and the checker's verdict it carries are this layer's too
-//! ([`chaos`], [`verdict`]): the chaos library above fills them, the binary renders them.
+//! The reports of the roles and tools above are this layer's too, so events need nothing from
+//! above: a chaos run's report and the checker's verdict it carries ([`chaos`], [`verdict`]),
+//! `pirate bench`'s record ([`bench`](mod@bench)) and what `pirate titanic --check` found in
+//! a store ([`store`]). The modules above fill them, the binary renders them.
 
+pub mod bench;
 pub mod chaos;
+pub mod store;
 #[cfg(test)]
 mod tests;
 pub mod verdict;
@@ -22,7 +26,8 @@ use crate::error::{Error, Result};
 use crate::msg::Message;
 
 use crate::connections::RefusedConnections;
-use crate::stats::{millis, Distribution, Latency};
+use crate::stats::{millis, Latency};
+use bench::BenchReport;
 use chaos::{ChaosReport, ProcessStatus};
 
 /// A body as it went over the wire: bytes, not necessarily UTF-8. stdout gets the bytes
@@ -378,77 +383,6 @@ pub struct ProxyReport {
     pub unsent: u64,
 }
 
-/// How a `pirate bench` run ended, which decides the exit code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BenchVerdict {
-    /// Every request was answered, correctly, and no `--fail-if` threshold was crossed.
-    Completed,
-    /// Some requests were abandoned (lost) or a wrong reply was seen.
-    Failed,
-    /// Everything else was fine, but a `--fail-if` threshold was crossed (exit 1).
-    ThresholdFailed,
-    /// Requests were abandoned and nothing ever answered, not even wrongly: nothing
-    /// reachable.
-    Unreachable,
-    /// Nothing answered, and the broker said (`mmi.service` 404) that no worker serves the
-    /// service: the broker is up, the service is not (exit 68, as `pirate client`).
-    NoService,
-    /// Stopped by Ctrl-C before the end.
-    Interrupted,
-}
-
-/// What a run measured: the `--json` record of `pirate bench`. Counts and latencies are of
-/// the measured run: requests started during `--warmup` are left out.
-#[derive(Clone, Debug, Serialize, JsonSchema)]
-pub struct BenchReport {
-    pub endpoint: String,
-    /// The Majordomo service loaded (`--service`); null for a Lazy Pirate server.
-    pub service: Option<String>,
-    /// The client protocol: `lazy`, `mdp` or `mdp2`.
-    pub protocol: String,
-    pub clients: usize,
-    pub window: usize,
-    pub size: usize,
-    /// `--rate`: the requested requests per second (the open model); null for the closed
-    /// model, where each client sends when its window has room.
-    pub rate: Option<f64>,
-    /// `--duration` in ms, as requested; null for a run of `--requests`.
-    pub duration_ms: Option<f64>,
-    /// `--warmup` in ms: requests started during it were sent but not measured.
-    pub warmup_ms: f64,
-    /// Measured requests started (the run's total, unless a client gave up first).
-    pub requests: u64,
-    pub answered: u64,
-    /// Requests abandoned after every retry.
-    pub lost: u64,
-    /// Replies that were not the answer to their request (dropped, never accepted), over
-    /// the whole run.
-    pub wrong: u64,
-    /// Resends, over the whole run.
-    pub retries: u64,
-    /// Open model: requests sent more than 1 ms after their intended start (the window was
-    /// full or the generator fell behind); their latency counts from the intended start.
-    /// Always 0 in the closed model.
-    pub late: u64,
-    /// The measured run, warm-up excluded.
-    pub elapsed_ms: f64,
-    /// Answered requests per second of `elapsed_ms`.
-    pub req_per_s: f64,
-    /// From the intended start (open model) or the send (closed) to the reply; null when
-    /// nothing was answered.
-    pub latency_ms: Option<Distribution>,
-    /// Second by second of the measured run.
-    pub series: Vec<crate::bench::series::Second>,
-    /// The run lasted longer than the series keeps (an hour).
-    pub series_truncated: bool,
-    /// Each `--fail-if` threshold, checked.
-    pub thresholds: Vec<crate::bench::threshold::Checked>,
-    /// Why a client gave up, in its words (the first such error), if one did.
-    pub error: Option<String>,
-    pub verdict: BenchVerdict,
-}
-
 /// The final summary of any role.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
@@ -462,7 +396,7 @@ pub enum Report {
     /// `pirate bench`: its one record.
     Bench(Box<BenchReport>),
     /// `pirate titanic --check DIR`: what a start would keep, cut off and set aside.
-    StoreCheck(Box<crate::roles::titanic::store::Check>),
+    StoreCheck(Box<store::Check>),
 }
 
 impl Report {

@@ -534,7 +534,7 @@ fn role_summary_text(report: &Report) -> String {
                 .out
                 .as_ref()
                 .map(|dir| {
-                    let page = std::path::Path::new(dir).join(crate::chaos::report::FILE);
+                    let page = std::path::Path::new(dir).join(pirate::chaos::html::FILE);
                     format!("\nreport: {}", page.display())
                 })
                 .unwrap_or_default();

@@ -48,6 +48,10 @@ use tables::{
 };
 use timeline::timeline_section;
 
+/// The page's file name inside a run's directory: here, below both the binary's writer of the
+/// page and its renderer of a run's summary, which names the page, so neither imports the other.
+pub const FILE: &str = "report.html";
+
 /// Request spans drawn on the time line at most.
 pub const MAX_SPANS: usize = 3000;
 /// Sequence diagrams at most.

@@ -7,12 +7,11 @@ use crate::error::{Error, Result};
 use crate::event::{ClientReport, Event, Events, Outcome, Report};
 use crate::msg::Message;
 use crate::proto::mdp::Version;
+use crate::proto::tsp::{Uuid, CLOSE, ERROR, OK, PENDING, REPLY, REQUEST, UNKNOWN};
 use crate::reactor::Stop;
 use crate::stats::{millis, LatencyRecorder};
 
 use super::mdp_client::MdpClient;
-use super::store::Uuid;
-use super::tsp::{CLOSE, ERROR, OK, PENDING, REPLY, REQUEST, UNKNOWN};
 
 /// What `titanic.reply` said.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
-use super::store::Uuid;
 use crate::msg::Message;
+use crate::proto::tsp::Uuid;
 
 /// A change worth one line in the log.
 #[derive(Debug, PartialEq, Eq)]

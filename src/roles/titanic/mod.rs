@@ -38,15 +38,15 @@ pub mod store;
 mod tests;
 mod tsp;
 
+pub use crate::proto::tsp::{CLOSE, ERROR, OK, PENDING, REPLY, REQUEST, UNKNOWN};
 pub use client::{run_client, titanic_client, ReplyStatus, TitanicClient, TitanicClientConfig};
 pub use mdp_client::MdpClient;
-pub use tsp::{
-    handle_close, handle_reply, handle_request, CLOSE, ERROR, OK, PENDING, REPLY, REQUEST, UNKNOWN,
-};
+pub use tsp::{handle_close, handle_reply, handle_request};
 use tsp::{note_failure, status};
 
+use crate::proto::tsp::Uuid;
 use disk::{Change, Disk};
-use store::{CrashPoint, Store, StoreOptions, Uuid};
+use store::{CrashPoint, Store, StoreOptions};
 
 /// Most services the dispatcher has a request in flight to at once (one socket each).
 pub const MAX_IN_FLIGHT: usize = 64;

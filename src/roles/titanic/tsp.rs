@@ -5,20 +5,10 @@
 
 use crate::event::{Events, ServiceReport};
 use crate::msg::Message;
+use crate::proto::tsp::{Uuid, ERROR, OK, PENDING, REQUEST, UNKNOWN};
 
-use super::store::{Store, Uuid};
+use super::store::Store;
 use super::Limits;
-
-/// The three services Titanic registers for.
-pub const REQUEST: &str = "titanic.request";
-pub const REPLY: &str = "titanic.reply";
-pub const CLOSE: &str = "titanic.close";
-
-/// 9/TSP statuses.
-pub const OK: &[u8] = b"200";
-pub const PENDING: &[u8] = b"300";
-pub const UNKNOWN: &[u8] = b"400";
-pub const ERROR: &[u8] = b"500";
 
 /// Counts a malformed TSP body (400 on `titanic.request`) and logs internal errors.
 pub(super) fn note_failure(

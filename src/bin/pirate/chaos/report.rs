@@ -23,9 +23,6 @@ pub struct ReportArgs {
     pub dir: std::path::PathBuf,
 }
 
-/// The page's file name inside a run's directory.
-pub const FILE: &str = "report.html";
-
 /// A run's files, read back: its history, its results, and how many history lines were not
 /// records. A missing or unreadable file is a usage error naming it.
 pub fn load(dir: &Path) -> Result<(Vec<Record>, RunResults, u64)> {
@@ -53,7 +50,7 @@ pub fn load(dir: &Path) -> Result<(Vec<Record>, RunResults, u64)> {
 /// Renders the page of the run in `dir` from its files and writes it there.
 pub fn write(dir: &Path) -> Result<PathBuf> {
     let (records, results, skipped) = load(dir)?;
-    let path = dir.join(FILE);
+    let path = dir.join(html::FILE);
     std::fs::write(&path, html::render(&records, &results, skipped))?;
     Ok(path)
 }

@@ -79,16 +79,17 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::msg::Message;
 
+mod check;
 mod record;
-mod recovery;
 mod scan;
 #[cfg(test)]
 mod tests;
 
+// What the store reports is the event layer's plain data; the store fills it.
+pub use crate::event::store::{Check, Damage, Orphan, Recovery, Suspect};
+pub use crate::proto::tsp::Uuid;
+pub use record::MAGIC;
 use record::{encode_record, put_bytes, put_frames, Record, KIND_CLOSE, KIND_REPLY, KIND_REQUEST};
-pub use record::{Uuid, MAGIC};
-pub use recovery::{Check, Damage, Orphan, Recovery};
-pub use scan::Suspect;
 
 /// The log's file name inside the store's directory.
 pub const LOG_FILE: &str = "titanic.log";

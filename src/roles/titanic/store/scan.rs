@@ -25,6 +25,8 @@
 use super::record::{
     decode, next_record, Record, KIND_CLOSE, KIND_REPLY, KIND_REQUEST, RECORD_HEADER,
 };
+use crate::event::store::Suspect;
+use crate::proto::tsp::Uuid;
 
 /// Fixed part of every payload: kind and UUID.
 const PAYLOAD_HEAD: usize = 1 + 16;
@@ -144,18 +146,6 @@ fn is_torn(rest: &[u8]) -> bool {
     incomplete || rest.iter().all(|&b| b == 0)
 }
 
-/// One record as a damaged stretch's headers read: unverified (the CRC failed), but the
-/// best a reader can say about what was lost.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
-pub struct Suspect {
-    /// Offset of its header in the log.
-    pub offset: u64,
-    /// `"request"`, `"reply"` or `"close"`, when the kind byte is one of them.
-    pub kind: Option<&'static str>,
-    /// The UUID bytes where a UUID would be, when they are there.
-    pub uuid: Option<super::Uuid>,
-}
-
 /// Reads a damaged stretch's records by their declared lengths. When the lengths tile the
 /// stretch exactly (only payloads were damaged), every record in it is known: one suspect
 /// each, and `true`. Otherwise only the first header is trusted as far as it reads (the
@@ -175,7 +165,7 @@ pub(super) fn suspects(bytes: &[u8], offset: usize, size: usize) -> (Vec<Suspect
         let uuid = head
             .get(RECORD_HEADER + 1..RECORD_HEADER + PAYLOAD_HEAD)
             .and_then(|u| u.try_into().ok())
-            .map(super::Uuid);
+            .map(Uuid);
         out.push(Suspect {
             offset: (offset + p) as u64,
             kind,

@@ -1,12 +1,16 @@
-//! What reading a log back found ([`Recovery`]: torn bytes cut off, damage set aside, orphans)
-//! and what `pirate titanic --check` reports ([`Check`]), with the lines people read.
+//! What opening a Titanic store found ([`Recovery`]: torn bytes cut off, damage set aside,
+//! orphans) and what `pirate titanic --check` reports ([`Check`]), as plain data, with what
+//! they mean in words. The store (`roles::titanic::store`) reads a log and fills them;
+//! [`Report::StoreCheck`](super::Report::StoreCheck) carries a check to the renderer. They are
+//! the event layer's, below the role, so events need nothing from above; only the check's
+//! report for people, which names the store's files, stays with the store.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{Suspect, Uuid, DAMAGED_PREFIX, NEW_FILE};
+use crate::proto::tsp::Uuid;
 
 /// What opening the store found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
@@ -136,76 +140,16 @@ impl Check {
     pub fn damaged(&self) -> bool {
         self.recovery.damaged()
     }
+}
 
-    /// The report for people, one fact a line: what a start would keep, cut off and set
-    /// aside, then the verdict.
-    pub fn lines(&self, dir: &Path) -> Vec<String> {
-        let r = &self.recovery;
-        let mut lines = vec![
-            format!(
-                "store {}: {} bytes of log, {} valid records",
-                dir.display(),
-                self.log_bytes,
-                r.records
-            ),
-            format!(
-                "keep: {} entries ({} pending, {} answered)",
-                self.entries,
-                self.pending,
-                self.entries - self.pending
-            ),
-        ];
-        if r.duplicates > 0 {
-            lines.push(format!(
-                "ignore: {} duplicated records (they change nothing)",
-                r.duplicates
-            ));
-        }
-        if r.torn_bytes > 0 {
-            lines.push(format!(
-                "cut off: an incomplete record of {} bytes at the end (a write interrupted by \
-                 a crash, never acknowledged)",
-                r.torn_bytes
-            ));
-        }
-        if r.damaged() {
-            lines.push(format!(
-                "set aside: {} damaged {}, {}{} lost; a start keeps every valid record and sets \
-                 the damaged log aside as {DAMAGED_PREFIX}N",
-                r.damage.len(),
-                if r.damage.len() == 1 {
-                    "stretch"
-                } else {
-                    "stretches"
-                },
-                if r.damage.iter().all(|d| d.exact) {
-                    ""
-                } else {
-                    "at least "
-                },
-                match r.lost_records() {
-                    1 => "1 record".to_string(),
-                    n => format!("{n} records"),
-                }
-            ));
-            lines.extend(r.describe(usize::MAX));
-        }
-        if self.stale_new {
-            lines.push(format!(
-                "delete: {NEW_FILE}, left by a compaction that crashed before its rename"
-            ));
-        }
-        for path in &self.set_aside_before {
-            lines.push(format!(
-                "note: {} is a damaged log set aside by an earlier start",
-                path.display()
-            ));
-        }
-        lines.push(if r.damaged() {
-            "verdict: damaged".to_string()
-        } else {
-            "verdict: clean".to_string()
-        });
-        lines
-    }
+/// One record as a damaged stretch's headers read: unverified (the CRC failed), but the
+/// best a reader can say about what was lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Suspect {
+    /// Offset of its header in the log.
+    pub offset: u64,
+    /// `"request"`, `"reply"` or `"close"`, when the kind byte is one of them.
+    pub kind: Option<&'static str>,
+    /// The UUID bytes where a UUID would be, when they are there.
+    pub uuid: Option<Uuid>,
 }
