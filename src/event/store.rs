@@ -119,7 +119,7 @@ impl Recovery {
     }
 }
 
-/// What [`Store::check`] found.
+/// What `pirate titanic --check DIR` found: what a start would keep, cut off and set aside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Check {
     /// Nothing would be set aside (a torn tail alone is clean): `--check` exits 0.
