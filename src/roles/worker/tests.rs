@@ -7,6 +7,7 @@ use crate::faults::FaultPlan;
 use crate::handler::Exec;
 use crate::heartbeat::HeartbeatConfig;
 use crate::reactor::Output;
+use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
 
