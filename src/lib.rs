@@ -29,7 +29,9 @@
 //!   names, the statuses, the request's `Uuid`).
 //! - [`heartbeat`], [`backoff`]: pure liveness and reconnect state machines; every role that
 //!   decides a peer is dead (queue, broker, workers, Freelance client, Binary Star, the proxy)
-//!   decides it with [`heartbeat::Liveness`].
+//!   decides it with [`heartbeat::Liveness`]; [`link`]: a worker's connection to its queue or
+//!   broker (up with the peer's liveness, or down until the back-off's reopen instant), held
+//!   by the worker's sessions and Titanic's three MDP workers alike.
 //! - [`bstar`]: the Binary Star (primary/backup failover) state machine, pure; driven around
 //!   any role's machine by `roles::bstar_server::Bstar`.
 //! - [`handler`]: echo or `sh -c CMD` request handling.
@@ -84,6 +86,7 @@ pub mod handler;
 pub mod handshake;
 pub mod heartbeat;
 pub mod json_lines;
+pub mod link;
 pub mod majordomo;
 pub mod msg;
 pub mod pool;

@@ -21,7 +21,8 @@ use crate::backoff::Backoff;
 use crate::error::Result;
 use crate::event::{Event, Events, Report, ServiceReport, Serving};
 use crate::faults::{FaultPlan, Faults, OnCrash};
-use crate::heartbeat::{HeartbeatConfig, Liveness};
+use crate::heartbeat::HeartbeatConfig;
+use crate::link::{Link, Status};
 use crate::msg::Message;
 use crate::proto::mdp::{
     self, ClientCommand, ClientMsg, Direction, Version, WorkerCommand, WorkerMsg,
@@ -133,10 +134,9 @@ struct Worker {
     sockets: u64,
     /// The identity of the socket opened next or open now.
     identity: Vec<u8>,
-    broker: Liveness,
-    backoff: Backoff,
-    /// `Some(at)` while the socket is closed after losing the broker: reopen at `at`.
-    reopen_at: Option<Instant>,
+    /// Up with the broker's liveness, or closed after losing it until the back-off's reopen
+    /// instant.
+    link: Link,
 }
 
 impl Worker {
@@ -147,10 +147,10 @@ impl Worker {
             slot: index,
             sockets: 0,
             identity: Vec::new(),
-            broker: Liveness::new(config.heartbeat, now),
-            backoff: Backoff::new(config.reconnect, RECONNECT_MAX),
-            reopen_at: None,
+            link: Link::new(Backoff::new(config.reconnect, RECONNECT_MAX)),
         };
+        // Watched from construction, so the deadlines are the same before `start` as after.
+        worker.link.up(Some(config.heartbeat), now);
         worker.next_identity();
         worker
     }
@@ -186,7 +186,7 @@ impl Worker {
             command,
         });
         out.send(self.slot, msg);
-        self.broker.sent(now);
+        self.link.sent(now);
     }
 
     /// READY on a socket just opened: `["", "MDPW01", 0x01, service]`.
@@ -197,7 +197,7 @@ impl Worker {
         out: &mut Outbox<Never>,
         events: &mut Events,
     ) {
-        self.broker = Liveness::new(config.heartbeat, now);
+        self.link.up(Some(config.heartbeat), now);
         let service = self.service.as_bytes().to_vec();
         self.send(
             WorkerCommand::Ready {
@@ -216,14 +216,14 @@ impl Worker {
 
     /// Closes the socket and reopens a new one after the back-off delay.
     fn lose(&mut self, now: Instant, out: &mut Outbox<Never>, events: &mut Events) {
-        let delay = self.backoff.next_delay();
+        // Always after the back-off, DISCONNECT too (unlike the worker's sessions).
+        let delay = self.link.lose(now, false);
         events.emit(Event::PeerLost {
             reason: "silent".into(),
             delay_ms: delay.as_millis() as u64,
             peer: "broker".into(),
         });
         out.close(self.slot);
-        self.reopen_at = Some(now + delay);
     }
 }
 
@@ -386,8 +386,9 @@ impl Titanic {
         events: &mut Events,
     ) {
         let worker = &mut self.workers[index];
-        worker.broker.heard(now);
-        worker.backoff.reset();
+        worker.link.heard(now);
+        // Any message, DISCONNECT included, shows the broker took the READY.
+        worker.link.answered();
         match mdp::decode_worker(msg) {
             Ok(WorkerMsg {
                 version: Version::V1,
@@ -524,7 +525,7 @@ impl Titanic {
         out: &mut Outbox<Never>,
     ) {
         let worker = &mut self.workers[index];
-        if worker.reopen_at.is_some() {
+        if !worker.link.is_up() {
             // The socket the request came on is gone: the client asks again.
             return;
         }
@@ -542,7 +543,7 @@ impl Titanic {
                 self.held.as_mut().expect("held").frozen_until = None;
                 // A freeze is our silence, not the broker's: what it sent meanwhile waits
                 // unread in the socket, so give it a fresh expiry before judging it.
-                self.workers[0].broker.heard(now);
+                self.workers[0].link.heard(now);
                 let stall = self.faults.plan().work;
                 self.store_request(stall, now, out, events);
             }
@@ -550,23 +551,22 @@ impl Titanic {
         self.release(now, out);
         let frozen = self.frozen();
         for (i, worker) in self.workers.iter_mut().enumerate() {
-            if let Some(at) = worker.reopen_at {
-                if now >= at {
-                    worker.reopen_at = None;
+            match worker.link.status(now) {
+                Status::Reopen => {
                     worker.next_identity();
                     out.open(worker.spec(&self.config.broker));
                     self.report.reconnects += 1;
                     worker.ready(&self.config, now, out, events);
                 }
-                continue;
-            }
-            if i == 0 && frozen {
-                continue; // a frozen worker neither heartbeats nor notices anything
-            }
-            if worker.broker.is_dead(now) {
-                worker.lose(now, out, events);
-            } else if worker.broker.heartbeat_due(now) {
-                worker.send(WorkerCommand::Heartbeat, now, out);
+                Status::Down => {}
+                // A frozen worker neither heartbeats nor notices anything.
+                _ if i == 0 && frozen => {}
+                Status::PeerDead => worker.lose(now, out, events),
+                Status::Up => {
+                    if worker.link.heartbeat_due(now) {
+                        worker.send(WorkerCommand::Heartbeat, now, out);
+                    }
+                }
             }
         }
     }
@@ -870,7 +870,7 @@ impl Machine for Titanic {
     ) {
         match input {
             Input::Message { slot, msg } if slot < LANES => {
-                if self.workers[slot].reopen_at.is_none() {
+                if self.workers[slot].link.is_up() {
                     self.worker_message(slot, msg, now, out, events);
                 }
             }
@@ -891,11 +891,8 @@ impl Machine for Titanic {
             .workers
             .iter()
             .enumerate()
-            .flat_map(|(i, w)| match w.reopen_at {
-                Some(at) => vec![at],
-                None if i == 0 && frozen => vec![],
-                None => vec![w.broker.next_send(), w.broker.expires_at()],
-            });
+            .filter(|(i, w)| !(*i == 0 && frozen && w.link.is_up()))
+            .filter_map(|(_, w)| w.link.next_deadline());
         let held = self.held.as_ref().and_then(|h| {
             h.frozen_until
                 .or_else(|| h.reply.as_ref().map(|(at, _)| *at))

@@ -55,14 +55,14 @@
 //! `[client]["" ][body…]` request and reply; MDP in [`mdp`].
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::Result;
 use crate::event::{Event, Events, Report, ServiceReport, Serving};
 use crate::faults::{Faults, OnCrash};
 use crate::handler::Handler;
-use crate::heartbeat::Liveness;
+use crate::link::{Link, Status};
 use crate::msg::{Frame, Message};
 use crate::proto::mdp::Version;
 use crate::proto::ppp::Dialect;
@@ -79,14 +79,6 @@ pub use serve::{serve, MdpWorkerConfig};
 
 /// Most requests a session holds behind the one it works on (see [`Session::held`]).
 pub const MAX_HELD: usize = 64;
-
-/// Where a session's socket stands.
-enum Link {
-    /// Connected; `peer` is the queue's or broker's liveness (`None` for Simple: no heartbeats).
-    Up { peer: Option<Liveness> },
-    /// Peer lost: a new socket opens at `until`.
-    Down { until: Instant },
-}
 
 /// A request a session is working on, in one of its lanes.
 struct Busy {
@@ -105,8 +97,9 @@ struct Session {
     /// jobs of its request carry it (see [`Ticket`]).
     generation: u64,
     identity: Vec<u8>,
+    /// Up with the peer's liveness (none for Simple: no heartbeats), or down until the
+    /// back-off's reopen instant.
     link: Link,
-    backoff: Backoff,
     /// The requests being worked on, one per lane: one lane, or as many as the broker granted
     /// this socket.
     lanes: Vec<Option<Busy>>,
@@ -145,8 +138,7 @@ impl Session {
             opened: 1,
             generation,
             identity: identity(&config.name, generation),
-            link: Link::Up { peer: None },
-            backoff: Backoff::new(config.reconnect, config.reconnect_max),
+            link: Link::new(Backoff::new(config.reconnect, config.reconnect_max)),
             lanes: vec![None],
             offer,
             awaiting_grant: false,
@@ -160,11 +152,7 @@ impl Session {
 
     /// When this session must next be ticked: its link's next event or its work's start.
     fn next_deadline(&self) -> Option<Instant> {
-        let link = match &self.link {
-            Link::Down { until } => Some(*until),
-            Link::Up { peer: Some(peer) } => Some(peer.next_send().min(peer.expires_at())),
-            Link::Up { peer: None } => None,
-        };
+        let link = self.link.next_deadline();
         let work = self
             .lanes
             .iter()
@@ -321,12 +309,11 @@ impl Worker {
         let form = self.ready_form(slot);
         let session = &mut self.sessions[slot];
         session.answered = false;
-        session.link = Link::Up {
-            peer: match self.config.protocol {
-                PirateProtocol::Simple => None,
-                _ => Some(Liveness::new(self.config.heartbeat, now)),
-            },
+        let heartbeat = match self.config.protocol {
+            PirateProtocol::Simple => None,
+            _ => Some(self.config.heartbeat),
         };
+        session.link.up(heartbeat, now);
         let name = String::from_utf8_lossy(&session.identity).into_owned();
         session.awaiting_grant = session.offer.is_some();
         session.answered = false;
@@ -365,9 +352,7 @@ impl Worker {
     /// another interval.
     fn send(&mut self, slot: Slot, msg: Message, now: Instant, out: &mut Outbox<Job>) {
         out.send(slot, msg);
-        if let Link::Up { peer: Some(peer) } = &mut self.sessions[slot].link {
-            peer.sent(now);
-        }
+        self.sessions[slot].link.sent(now);
     }
 
     /// Session `slot` is done with the request in `lane` (replied, or its socket is gone).
@@ -442,11 +427,9 @@ impl Worker {
         out: &mut Outbox<Job>,
         events: &mut Events,
     ) {
-        let delay = if disconnected && self.sessions[slot].answered {
-            Duration::ZERO
-        } else {
-            self.sessions[slot].backoff.next_delay()
-        };
+        // Nothing below looks at the link: it can go down first.
+        let at_once = disconnected && self.sessions[slot].answered;
+        let delay = self.sessions[slot].link.lose(now, at_once);
         if self.sessions.len() > 1 {
             events.info(format!(
                 "worker {} lost its peer",
@@ -498,7 +481,6 @@ impl Worker {
         session.awaiting_grant = false;
         session.held.clear();
         session.dialect = Dialect::Bytes;
-        session.link = Link::Down { until: now + delay };
     }
 
     /// What `msg` says, and for a PPP HEARTBEAT how it was spelled.
@@ -520,12 +502,10 @@ impl Worker {
         let Some(session) = self.sessions.get_mut(slot) else {
             return; // not reached: the machine opens only its sessions' slots
         };
-        let Link::Up { peer } = &mut session.link else {
+        if !session.link.is_up() {
             return; // not reached: the reactor closed the socket
-        };
-        if let Some(peer) = peer {
-            peer.heard(now);
         }
+        session.link.heard(now);
         let awaiting_grant = session.awaiting_grant;
         let simple = self.config.protocol == PirateProtocol::Simple;
         let (incoming, dialect) = self.decode(msg);
@@ -534,7 +514,7 @@ impl Worker {
             let session = &mut self.sessions[slot];
             let first = !session.answered;
             session.answered = true;
-            session.backoff.reset();
+            session.link.answered();
             if first {
                 // The first word back after READY: the peer is there and took it.
                 let name = String::from_utf8_lossy(&self.sessions[slot].identity).into_owned();
@@ -724,7 +704,7 @@ impl Worker {
         let current = self.sessions.get(slot).is_some_and(|s| {
             s.generation == ticket.generation
                 && s.lanes.get(lane).is_some_and(Option::is_some)
-                && matches!(s.link, Link::Up { .. })
+                && s.link.is_up()
         });
         if !current {
             events.info("dropped a reply for a lost connection");
@@ -768,8 +748,8 @@ impl Worker {
             out.send(slot, ppp::ready(form));
         }
         let session = &mut self.sessions[slot];
-        match &mut session.link {
-            Link::Down { until } if now >= *until => {
+        match session.link.status(now) {
+            Status::Reopen => {
                 self.sockets += 1;
                 self.report.reconnects += 1;
                 session.opened += 1;
@@ -778,25 +758,23 @@ impl Worker {
                 out.open(self.spec(slot));
                 self.register(slot, now, out, events);
             }
-            Link::Down { .. } => return,
-            Link::Up { peer: Some(peer) } if peer.is_dead(now) => {
+            Status::Down => return,
+            Status::PeerDead => {
                 self.lose(slot, false, now, out, events);
                 return;
             }
-            Link::Up { .. } => {}
+            Status::Up => {}
         }
         // Work first: a reply that goes out now is the proof of life a heartbeat would be.
         for lane in 0..self.sessions[slot].lanes.len() {
             self.work(slot, lane, now, out, events);
         }
-        if let Link::Up { peer: Some(peer) } = &mut self.sessions[slot].link {
-            if peer.heartbeat_due(now) {
-                let beat = match self.config.protocol {
-                    PirateProtocol::Majordomo(version) => mdp::heartbeat(version),
-                    _ => ppp::heartbeat(self.sessions[slot].dialect),
-                };
-                out.send(slot, beat);
-            }
+        if self.sessions[slot].link.heartbeat_due(now) {
+            let beat = match self.config.protocol {
+                PirateProtocol::Majordomo(version) => mdp::heartbeat(version),
+                _ => ppp::heartbeat(self.sessions[slot].dialect),
+            };
+            out.send(slot, beat);
         }
     }
 }
@@ -885,7 +863,7 @@ impl Machine for Worker {
         if self.crashed
             || self.frozen_until.is_some()
             || session.owed_ready.is_some()
-            || !matches!(session.link, Link::Up { .. })
+            || !session.link.is_up()
         {
             return false;
         }

@@ -10,6 +10,7 @@ use crate::reactor::Output;
 // A message from its frames, by the kit's one builder; `msg` reads better beside `on`/`sent`.
 use crate::testkit::frames as msg;
 use crate::testkit::{handle, step, tick};
+use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
 
