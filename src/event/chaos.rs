@@ -58,6 +58,20 @@ pub enum NemesisFault {
 }
 
 impl NemesisFault {
+    /// Every fault, in the order `--nemesis` lists them.
+    pub const ALL: [NemesisFault; 10] = [
+        NemesisFault::Kill,
+        NemesisFault::Freeze,
+        NemesisFault::Restart,
+        NemesisFault::Partition,
+        NemesisFault::Split,
+        NemesisFault::Oneway,
+        NemesisFault::Reset,
+        NemesisFault::Loss,
+        NemesisFault::Slow,
+        NemesisFault::Delay,
+    ];
+
     /// `kill`, `freeze`, `restart`: the name in events, `injected` and the checker's faults.
     pub fn name(self) -> &'static str {
         match self {

@@ -72,30 +72,66 @@ pub enum ProxyPlacementArg {
     Workers,
 }
 
-/// A fault the nemesis injects.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NemesisArg {
-    /// SIGKILL a worker (or the Lazy Pirate server), restart it after --restart-delay
-    Kill,
-    /// SIGSTOP a worker for --nemesis-freeze, then SIGCONT
-    Freeze,
-    /// SIGKILL the broker or queue and start it again on the same endpoints
-    Restart,
-    /// --net namespaces: cut one host off from every other, silently, both ways (nft drop)
-    Partition,
-    /// --net namespaces: divide the hosts into two groups that only talk among themselves
-    Split,
-    /// --net namespaces: drop one direction between two hosts that talk
-    Oneway,
-    /// --net namespaces: refuse one host's TCP at once, both ways (RST), a fast failure
-    Reset,
-    /// --net namespaces: drop --loss of every packet between hosts (the kernel draws which)
-    Loss,
-    /// --net namespaces: limit one host's bandwidth to --rate both ways (tc tbf)
-    Slow,
-    /// --net namespaces: add --delay and --jitter on one host's link (tc netem: refused
-    /// before the run where the kernel has no netem)
-    Delay,
+/// A fault the nemesis injects: the library's [`NemesisFault`], spelt by its `name()` on the
+/// command line, so that the list of faults and their names live in one place; only the help
+/// text, which speaks of flags, is the binary's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NemesisArg(pub NemesisFault);
+
+impl NemesisArg {
+    /// Every value of `--nemesis`, in [`NemesisFault::ALL`]'s order (clap lists them so).
+    const VARIANTS: [NemesisArg; NemesisFault::ALL.len()] = {
+        let mut all = [NemesisArg(NemesisFault::Kill); NemesisFault::ALL.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = NemesisArg(NemesisFault::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+
+    /// What `--help`, the man page and the completions say of each value.
+    fn help(self) -> &'static str {
+        match self.0 {
+            NemesisFault::Kill => {
+                "SIGKILL a worker (or the Lazy Pirate server), restart it after --restart-delay"
+            }
+            NemesisFault::Freeze => "SIGSTOP a worker for --nemesis-freeze, then SIGCONT",
+            NemesisFault::Restart => {
+                "SIGKILL the broker or queue and start it again on the same endpoints"
+            }
+            NemesisFault::Partition => {
+                "--net namespaces: cut one host off from every other, silently, both ways (nft drop)"
+            }
+            NemesisFault::Split => {
+                "--net namespaces: divide the hosts into two groups that only talk among themselves"
+            }
+            NemesisFault::Oneway => "--net namespaces: drop one direction between two hosts that talk",
+            NemesisFault::Reset => {
+                "--net namespaces: refuse one host's TCP at once, both ways (RST), a fast failure"
+            }
+            NemesisFault::Loss => {
+                "--net namespaces: drop --loss of every packet between hosts (the kernel draws which)"
+            }
+            NemesisFault::Slow => {
+                "--net namespaces: limit one host's bandwidth to --rate both ways (tc tbf)"
+            }
+            NemesisFault::Delay => {
+                "--net namespaces: add --delay and --jitter on one host's link (tc netem: refused \
+                 before the run where the kernel has no netem)"
+            }
+        }
+    }
+}
+
+impl ValueEnum for NemesisArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::VARIANTS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.help()))
+    }
 }
 
 /// Where the processes of `pirate chaos run` live.
@@ -277,18 +313,7 @@ impl ChaosRunArgs {
         });
         let mut nemesis: Vec<NemesisFault> = Vec::new();
         for n in &self.nemesis {
-            let fault = match n {
-                NemesisArg::Kill => NemesisFault::Kill,
-                NemesisArg::Freeze => NemesisFault::Freeze,
-                NemesisArg::Restart => NemesisFault::Restart,
-                NemesisArg::Partition => NemesisFault::Partition,
-                NemesisArg::Split => NemesisFault::Split,
-                NemesisArg::Oneway => NemesisFault::Oneway,
-                NemesisArg::Reset => NemesisFault::Reset,
-                NemesisArg::Loss => NemesisFault::Loss,
-                NemesisArg::Slow => NemesisFault::Slow,
-                NemesisArg::Delay => NemesisFault::Delay,
-            };
+            let fault = n.0;
             if !nemesis.contains(&fault) {
                 nemesis.push(fault);
             }
