@@ -31,6 +31,32 @@ pub enum Pattern {
     Freelance,
 }
 
+impl Pattern {
+    /// Every pattern, in the order `--pattern` lists them.
+    pub const ALL: [Pattern; 7] = [
+        Pattern::Lazy,
+        Pattern::Simple,
+        Pattern::Paranoid,
+        Pattern::Majordomo,
+        Pattern::Titanic,
+        Pattern::Bstar,
+        Pattern::Freelance,
+    ];
+
+    /// `lazy`, `majordomo`, …: the name in results and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::Lazy => "lazy",
+            Pattern::Simple => "simple",
+            Pattern::Paranoid => "paranoid",
+            Pattern::Majordomo => "majordomo",
+            Pattern::Titanic => "titanic",
+            Pattern::Bstar => "bstar",
+            Pattern::Freelance => "freelance",
+        }
+    }
+}
+
 /// A fault the nemesis can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

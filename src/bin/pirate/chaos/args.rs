@@ -44,23 +44,61 @@ pub enum ChaosCommand {
     Report(ReportArgs),
 }
 
+/// A flag's value that is one of the library's enums (`$lib`, with `ALL` and `name()`): the
+/// values are `$lib::ALL` spelt by `name()`, so that the list and its spelling live in the
+/// library once; only the help text, `$arg::help`, which speaks of flags, is the binary's.
+macro_rules! value_enum_of {
+    ($arg:ident, $lib:ty) => {
+        impl $arg {
+            /// Every value, in the library's order (clap lists them so).
+            const VARIANTS: [$arg; <$lib>::ALL.len()] = {
+                let mut all = [$arg(<$lib>::ALL[0]); <$lib>::ALL.len()];
+                let mut i = 0;
+                while i < all.len() {
+                    all[i] = $arg(<$lib>::ALL[i]);
+                    i += 1;
+                }
+                all
+            };
+        }
+
+        impl ValueEnum for $arg {
+            fn value_variants<'a>() -> &'a [Self] {
+                &Self::VARIANTS
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                Some(clap::builder::PossibleValue::new(self.0.name()).help(self.help()))
+            }
+        }
+    };
+}
+
 /// Which pattern `pirate chaos run` exercises.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PatternArg {
-    /// pirate server, clients straight to it
-    Lazy,
-    /// pirate queue --simple and REQ workers
-    Simple,
-    /// pirate queue and 6/PPP workers
-    Paranoid,
-    /// pirate broker and MDP workers
-    Majordomo,
-    /// pirate broker, MDP workers and pirate titanic; clients use --titanic
-    Titanic,
-    /// a primary and a backup pirate server; clients fail over between them
-    Bstar,
-    /// --workers Freelance servers, no broker; clients spread requests over them all
-    Freelance,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PatternArg(pub Pattern);
+
+value_enum_of!(PatternArg, Pattern);
+
+impl PatternArg {
+    /// What `--help`, the man page and the completions say of each value.
+    fn help(self) -> &'static str {
+        match self.0 {
+            Pattern::Lazy => "pirate server, clients straight to it",
+            Pattern::Simple => "pirate queue --simple and REQ workers",
+            Pattern::Paranoid => "pirate queue and 6/PPP workers",
+            Pattern::Majordomo => "pirate broker and MDP workers",
+            Pattern::Titanic => {
+                "pirate broker, MDP workers and pirate titanic; clients use --titanic"
+            }
+            Pattern::Bstar => {
+                "a primary and a backup pirate server; clients fail over between them"
+            }
+            Pattern::Freelance => {
+                "--workers Freelance servers, no broker; clients spread requests over them all"
+            }
+        }
+    }
 }
 
 /// Which side of the topology the fault proxy sits on.
@@ -72,24 +110,13 @@ pub enum ProxyPlacementArg {
     Workers,
 }
 
-/// A fault the nemesis injects: the library's [`NemesisFault`], spelt by its `name()` on the
-/// command line, so that the list of faults and their names live in one place; only the help
-/// text, which speaks of flags, is the binary's.
+/// A fault the nemesis injects: the library's [`NemesisFault`] (see `value_enum_of!`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NemesisArg(pub NemesisFault);
 
-impl NemesisArg {
-    /// Every value of `--nemesis`, in [`NemesisFault::ALL`]'s order (clap lists them so).
-    const VARIANTS: [NemesisArg; NemesisFault::ALL.len()] = {
-        let mut all = [NemesisArg(NemesisFault::Kill); NemesisFault::ALL.len()];
-        let mut i = 0;
-        while i < all.len() {
-            all[i] = NemesisArg(NemesisFault::ALL[i]);
-            i += 1;
-        }
-        all
-    };
+value_enum_of!(NemesisArg, NemesisFault);
 
+impl NemesisArg {
     /// What `--help`, the man page and the completions say of each value.
     fn help(self) -> &'static str {
         match self.0 {
@@ -121,16 +148,6 @@ impl NemesisArg {
                  before the run where the kernel has no netem)"
             }
         }
-    }
-}
-
-impl ValueEnum for NemesisArg {
-    fn value_variants<'a>() -> &'a [Self] {
-        &Self::VARIANTS
-    }
-
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.0.name()).help(self.help()))
     }
 }
 
@@ -265,15 +282,7 @@ pub struct ChaosRunArgs {
 
 impl ChaosRunArgs {
     pub fn pattern(&self) -> Pattern {
-        match self.pattern {
-            PatternArg::Lazy => Pattern::Lazy,
-            PatternArg::Simple => Pattern::Simple,
-            PatternArg::Paranoid => Pattern::Paranoid,
-            PatternArg::Majordomo => Pattern::Majordomo,
-            PatternArg::Titanic => Pattern::Titanic,
-            PatternArg::Bstar => Pattern::Bstar,
-            PatternArg::Freelance => Pattern::Freelance,
-        }
+        self.pattern.0
     }
 
     /// `--proxy-faults`, one flag or value per word.
