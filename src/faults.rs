@@ -238,6 +238,22 @@ impl Faults {
     }
 }
 
+impl Faults {
+    /// A request arrived at `now` at a role that dies of a crash at once ([`OnCrash::Now`]):
+    /// counts it in `report` and [`decide`](Self::decide)s its fault; `None` when that is a
+    /// crash, which the role then carries out (the request dies with it).
+    pub fn take_request(
+        &mut self,
+        report: &mut ServiceReport,
+        now: Instant,
+        events: &mut Events,
+    ) -> Option<Decision> {
+        report.requests += 1;
+        let decision = self.decide(report, OnCrash::Now, now, events);
+        (!decision.crash).then_some(decision)
+    }
+}
+
 /// What one request's fault means, as [`Faults::decide`] drew it: the machine acts on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {

@@ -31,6 +31,32 @@ pub enum Pattern {
     Freelance,
 }
 
+impl Pattern {
+    /// Every pattern, in the order `--pattern` lists them.
+    pub const ALL: [Pattern; 7] = [
+        Pattern::Lazy,
+        Pattern::Simple,
+        Pattern::Paranoid,
+        Pattern::Majordomo,
+        Pattern::Titanic,
+        Pattern::Bstar,
+        Pattern::Freelance,
+    ];
+
+    /// `lazy`, `majordomo`, …: the name in results and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::Lazy => "lazy",
+            Pattern::Simple => "simple",
+            Pattern::Paranoid => "paranoid",
+            Pattern::Majordomo => "majordomo",
+            Pattern::Titanic => "titanic",
+            Pattern::Bstar => "bstar",
+            Pattern::Freelance => "freelance",
+        }
+    }
+}
+
 /// A fault the nemesis can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -58,6 +84,20 @@ pub enum NemesisFault {
 }
 
 impl NemesisFault {
+    /// Every fault, in the order `--nemesis` lists them.
+    pub const ALL: [NemesisFault; 10] = [
+        NemesisFault::Kill,
+        NemesisFault::Freeze,
+        NemesisFault::Restart,
+        NemesisFault::Partition,
+        NemesisFault::Split,
+        NemesisFault::Oneway,
+        NemesisFault::Reset,
+        NemesisFault::Loss,
+        NemesisFault::Slow,
+        NemesisFault::Delay,
+    ];
+
     /// `kill`, `freeze`, `restart`: the name in events, `injected` and the checker's faults.
     pub fn name(self) -> &'static str {
         match self {

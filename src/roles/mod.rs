@@ -5,6 +5,7 @@ pub mod broker;
 pub mod bstar_server;
 pub mod client;
 pub mod freelance;
+pub mod one_at_a_time;
 pub mod queue;
 pub mod server;
 pub mod titanic;

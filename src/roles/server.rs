@@ -16,11 +16,12 @@
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::event::{self, Event, Events, Report, ServiceReport};
-use crate::faults::{FaultPlan, Faults, OnCrash};
+use crate::event::{Event, Events, Report, ServiceReport};
+use crate::faults::{FaultPlan, Faults};
 use crate::handler::Handler;
 use crate::msg::Message;
-use crate::reactor::{self, Due, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
+use crate::roles::one_at_a_time::OneAtATime;
 
 /// Everything `pirate server` needs.
 #[derive(Clone, Debug)]
@@ -46,16 +47,6 @@ impl Default for ServerConfig {
 /// The server's one socket.
 const SOCKET: Slot = 0;
 
-/// The request being served.
-struct Serving {
-    /// What its `Served` event will say.
-    event: event::Serving,
-    /// The ROUTER envelope to put back in front of the reply (`None` behind REP).
-    envelope: Option<Vec<Vec<u8>>>,
-    /// When the stall ends and the handler may run; taken once it runs.
-    due: Due<Message>,
-}
-
 /// The Lazy Pirate server's logic: one request at a time, faults decided per cycle.
 pub struct Server {
     bind: String,
@@ -63,9 +54,9 @@ pub struct Server {
     kind: SocketKind,
     faults: Faults,
     report: ServiceReport,
-    serving: Option<Serving>,
-    /// Set once a crash was asked for: nothing more is read.
-    crashed: bool,
+    /// The request being served, with the ROUTER envelope to put back in front of its reply
+    /// (`None` behind REP).
+    serving: OneAtATime<Message, Option<Vec<Vec<u8>>>>,
     /// When an injected freeze ends: a Binary Star node publishes nothing until then.
     frozen_until: Option<Instant>,
 }
@@ -81,8 +72,7 @@ impl Server {
                 seed: config.seed,
                 ..Default::default()
             },
-            serving: None,
-            crashed: false,
+            serving: OneAtATime::default(),
             frozen_until: None,
         }
     }
@@ -134,24 +124,20 @@ impl Server {
             },
             _ => (None, request),
         };
-        self.report.requests += 1;
-        let decision = self
-            .faults
-            .decide(&mut self.report, OnCrash::Now, now, events);
-        if decision.crash {
-            self.crashed = true;
-            out.crash();
-            return;
-        }
-        // Nothing to keep alive while REP holds a request: a freeze looks like an overload
-        // on the wire (it is still reported as the freeze it is).
-        self.frozen_until = decision.frozen_until();
-        self.serving = Some(Serving {
-            event: event::Serving::new(decision.cycle, &request, now),
+        let taken = self.serving.take(
+            &mut self.faults,
+            &mut self.report,
+            request,
             envelope,
-            due: Due::at(decision.due, request),
-        });
-        self.tick(now, out, events);
+            now,
+            out,
+            events,
+        );
+        if let Some(decision) = taken {
+            // Nothing to keep alive while REP holds a request: a freeze looks like an
+            // overload on the wire (it is still reported as the freeze it is).
+            self.frozen_until = decision.frozen_until();
+        }
     }
 }
 
@@ -191,32 +177,30 @@ impl Machine for Server {
             Input::Message { msg, .. } => self.request(msg, now, out, events),
             Input::Done(reply) => {
                 crate::handler::report_failures(&mut self.report, events);
-                let Some(serving) = self.serving.take() else {
+                let Some((served, envelope)) = self.serving.done() else {
                     return;
                 };
                 let mut reply = reply;
-                if let Some(envelope) = serving.envelope {
+                if let Some(envelope) = envelope {
                     reply.push_envelope(envelope);
                 }
                 out.send(SOCKET, reply);
-                serving.event.served_at(now, &mut self.report, events);
+                served.served_at(now, &mut self.report, events);
             }
         }
     }
 
     fn tick(&mut self, now: Instant, out: &mut Outbox<Message>, _events: &mut Events) {
-        if let Some(request) = self.serving.as_mut().and_then(|h| h.due.take_if_due(now)) {
-            out.start(request);
-        }
+        self.serving.tick(now, out);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.serving.as_ref()?.due.when()
+        self.serving.next_deadline()
     }
 
     fn wants(&self, _slot: Slot) -> bool {
         // A REP socket takes the next request only after it answered this one.
-        self.serving.is_none() && !self.crashed
+        self.serving.wants()
     }
 }
 

@@ -5,12 +5,9 @@
 
 use crate::args::shared::ClientProtocol;
 use crate::args::shared::{BstarArgs, OnSplit};
-use crate::chaos::args::{
-    ChaosArgs, ChaosCommand, ChaosRunArgs, NemesisArg, NetArg, ProxyPlacementArg,
-};
+use crate::chaos::args::{ChaosArgs, ChaosCommand, ChaosRunArgs, NetArg, ProxyPlacementArg};
 use crate::chaos::proxy::TrafficArgs;
 use crate::cli::{ClientArgs, Command, WorkerArgs, WorkerDialect};
-use clap::ValueEnum;
 
 use pirate::event::chaos::Pattern;
 
@@ -162,17 +159,11 @@ fn out_dir(out: Option<&std::path::Path>) -> Result<(), String> {
 fn chaos_run(a: &ChaosRunArgs) -> Result<(), String> {
     let pattern = a.pattern();
     let namespaces = a.net == NetArg::Namespaces;
-    if let Some(kind) = a.nemesis.iter().find(|n| {
-        !matches!(
-            n,
-            NemesisArg::Kill | NemesisArg::Freeze | NemesisArg::Restart
-        )
-    }) {
+    if let Some(kind) = a.nemesis.iter().find(|n| n.0.network().is_some()) {
         if !namespaces {
-            let name = kind.to_possible_value().map(|v| v.get_name().to_string());
             return Err(format!(
                 "--nemesis {} is a network fault: it needs --net namespaces",
-                name.unwrap_or_default()
+                kind.0.name()
             ));
         }
     }

@@ -40,6 +40,31 @@ impl Axis {
             .unwrap_or(10.0 * mag)
     }
 
+    /// Opens the `<svg>` element `id`, `height` high and as wide as the axis with its margins
+    /// (the time line and the plot line up so).
+    pub(super) fn open_svg(&self, page: &mut String, id: &str, height: f64) {
+        let width = self.left + self.width + 20.0;
+        let _ = write!(
+            page,
+            "<svg id=\"{id}\" width=\"{width:.0}\" height=\"{height:.0}\" \
+             viewBox=\"0 0 {width:.0} {height:.0}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        );
+    }
+
+    /// A horizontal grid line across the plot at `y`, its value `label` beside it on the
+    /// left, in `fill`.
+    pub(super) fn value_line(&self, svg: &mut String, y: f64, label: &str, fill: &str) {
+        let _ = write!(
+            svg,
+            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{fill}\">{label}</text>",
+            self.left,
+            self.left + self.width,
+            self.left - 4.0,
+            y + 4.0,
+        );
+    }
+
     pub(super) fn ticks(&self, svg: &mut String, top: f64, bottom: f64) {
         let step = self.step();
         let mut t = 0.0;

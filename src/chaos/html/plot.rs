@@ -33,13 +33,7 @@ pub(super) fn plot_section(page: &mut String, run: &Run) {
     let (top, h) = (20.0, 120.0);
     let (ltop, lh) = (top + h + 30.0, 160.0);
     let height = ltop + lh + 30.0;
-    let _ = write!(
-        page,
-        "<svg id=\"plot\" width=\"{:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {:.0} {height:.0}\" \
-         xmlns=\"http://www.w3.org/2000/svg\">",
-        axis.left + axis.width + 20.0,
-        axis.left + axis.width + 20.0
-    );
+    axis.open_svg(page, "plot", height);
     let _ = write!(
         page,
         "<text x=\"6\" y=\"{:.1}\">replies/s</text><text x=\"6\" y=\"{:.1}\" fill=\"#777\">peak {peak:.0}</text>",
@@ -53,16 +47,7 @@ pub(super) fn plot_section(page: &mut String, run: &Run) {
     axis.ticks(page, top, top + h);
     for frac in [0.0, 0.5, 1.0] {
         let y = top + h - frac * h;
-        let _ = write!(
-            page,
-            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{:.0}/s</text>",
-            axis.left,
-            axis.left + axis.width,
-            axis.left - 4.0,
-            y + 4.0,
-            peak * frac
-        );
+        axis.value_line(page, y, &format!("{:.0}/s", peak * frac), "#555");
     }
     for (i, v) in per_sec.iter().enumerate() {
         let x = axis.x(i as f64 * width);
@@ -92,21 +77,12 @@ pub(super) fn plot_section(page: &mut String, run: &Run) {
     );
     let mut decade = 0.1f64;
     while decade.log10() <= hi {
-        let y = ly(decade);
-        let _ = write!(
-            page,
-            "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#777\">{}</text>",
-            axis.left,
-            axis.left + axis.width,
-            axis.left - 4.0,
-            y + 4.0,
-            if decade < 1.0 {
-                "0.1 ms".to_string()
-            } else {
-                format!("{decade:.0} ms")
-            }
-        );
+        let label = if decade < 1.0 {
+            "0.1 ms".to_string()
+        } else {
+            format!("{decade:.0} ms")
+        };
+        axis.value_line(page, ly(decade), &label, "#777");
         decade *= 10.0;
     }
     axis.ticks(page, ltop, ltop + lh);

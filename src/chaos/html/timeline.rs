@@ -63,13 +63,7 @@ pub(super) fn timeline_section(page: &mut String, run: &Run, network: &[NetworkF
         "<h2>Time line</h2>\n<p class=\"legend\">{}</p>\n",
         legend()
     );
-    let _ = write!(
-        page,
-        "<svg id=\"timeline\" width=\"{:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {:.0} {height:.0}\" \
-         xmlns=\"http://www.w3.org/2000/svg\">",
-        axis.left + axis.width + 20.0,
-        axis.left + axis.width + 20.0
-    );
+    axis.open_svg(page, "timeline", height);
     axis.ticks(page, top, top + total);
     down_shading(page, run, &axis, top, top + total, 0.22);
     let mut y = top;

@@ -122,16 +122,7 @@ impl Client {
                 Outcome::Abandoned
             }
         };
-        for (_, flight) in std::mem::take(&mut self.in_flight) {
-            self.report.abandoned += 1;
-            events.emit(Event::Abandoned {
-                seq: flight.seq,
-                request: flight.request.text,
-                attempts: flight.attempt,
-            });
-        }
-        self.finish(outcome, now, events);
-        out.exit();
+        self.abandon_all(outcome, now, out, events);
     }
 
     /// What a bare client that heard nothing cannot rule out: a Majordomo broker that drops a
@@ -170,6 +161,18 @@ impl Client {
             self.release(probe.slot, out);
         }
         events.error(why);
+        self.abandon_all(outcome, now, out, events);
+    }
+
+    /// Ends the run with `outcome`: every request still waiting is abandoned, each said so
+    /// (none is silently lost), and the client exits.
+    fn abandon_all(
+        &mut self,
+        outcome: Outcome,
+        now: Instant,
+        out: &mut Outbox<ReadNext>,
+        events: &mut Events,
+    ) {
         for (_, flight) in std::mem::take(&mut self.in_flight) {
             self.report.abandoned += 1;
             events.emit(Event::Abandoned {

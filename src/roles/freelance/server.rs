@@ -11,12 +11,13 @@
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::event::{Events, Report, ServiceReport, Serving};
-use crate::faults::{FaultPlan, Faults, OnCrash};
+use crate::event::{Events, Report, ServiceReport};
+use crate::faults::{FaultPlan, Faults};
 use crate::handler::Handler;
 use crate::msg::{Frame, Message};
 use crate::proto::flp::{self, ClientMsg, ServerMsg};
-use crate::reactor::{self, Due, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
+use crate::reactor::{self, Input, Machine, Outbox, Slot, SocketKind, SocketSpec, Stop};
+use crate::roles::one_at_a_time::{OneAtATime, Request};
 
 /// Everything `pirate server --freelance` needs.
 #[derive(Clone, Debug)]
@@ -89,12 +90,10 @@ pub struct ServerJob {
     pub body: Message,
 }
 
-/// The request being served.
-struct Held {
-    /// What its `Served` event will say.
-    event: Serving,
-    /// When the stall ends and the handler may run; taken once it runs.
-    due: Due<ServerJob>,
+impl Request for ServerJob {
+    fn body(&self) -> &Message {
+        &self.body
+    }
 }
 
 /// The Freelance server's logic: PING answered at once, one request at a time, each stalled
@@ -104,9 +103,8 @@ pub struct FreelanceServer {
     endpoint: String,
     faults: Faults,
     report: ServiceReport,
-    held: Option<Held>,
-    /// Set once a crash was asked for: nothing more is read.
-    crashed: bool,
+    /// The request being served (its reply needs nothing the job does not carry).
+    held: OneAtATime<ServerJob, ()>,
 }
 
 impl FreelanceServer {
@@ -122,8 +120,7 @@ impl FreelanceServer {
                 ..Default::default()
             },
             endpoint,
-            held: None,
-            crashed: false,
+            held: OneAtATime::default(),
         })
     }
 
@@ -140,22 +137,17 @@ impl FreelanceServer {
         out: &mut Outbox<ServerJob>,
         events: &mut Events,
     ) {
-        self.report.requests += 1;
-        let decision = self
-            .faults
-            .decide(&mut self.report, OnCrash::Now, now, events);
-        if decision.crash {
-            self.crashed = true;
-            out.crash();
-            return;
-        }
         // One request at a time and nothing read meanwhile: while it stalls PINGs wait too,
         // so a stalled (or frozen) server looks dead to its clients, as a real one would.
-        self.held = Some(Held {
-            event: Serving::new(decision.cycle, &job.body, now),
-            due: Due::at(decision.due, job),
-        });
-        self.tick(now, out, events);
+        self.held.take(
+            &mut self.faults,
+            &mut self.report,
+            job,
+            (),
+            now,
+            out,
+            events,
+        );
     }
 }
 
@@ -222,7 +214,7 @@ impl Machine for FreelanceServer {
             }
             Input::Done(done) => {
                 crate::handler::report_failures(&mut self.report, events);
-                let Some(held) = self.held.take() else {
+                let Some((served, ())) = self.held.done() else {
                     return;
                 };
                 let reply = ServerMsg::Reply {
@@ -231,23 +223,21 @@ impl Machine for FreelanceServer {
                 };
                 // A client that went away meanwhile is simply not there: ROUTER drops it.
                 out.send(SERVER, flp::route(done.client, reply.encode()));
-                held.event.served_at(now, &mut self.report, events);
+                served.served_at(now, &mut self.report, events);
             }
         }
     }
 
     fn tick(&mut self, now: Instant, out: &mut Outbox<ServerJob>, _events: &mut Events) {
-        if let Some(job) = self.held.as_mut().and_then(|h| h.due.take_if_due(now)) {
-            out.start(job);
-        }
+        self.held.tick(now, out);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.held.as_ref()?.due.when()
+        self.held.next_deadline()
     }
 
     fn wants(&self, _slot: Slot) -> bool {
-        self.held.is_none() && !self.crashed
+        self.held.wants()
     }
 }
 

@@ -60,7 +60,7 @@ use std::time::Instant;
 use crate::backoff::Backoff;
 use crate::error::Result;
 use crate::event::{Event, Events, Report, ServiceReport, Serving};
-use crate::faults::{Faults, OnCrash};
+use crate::faults::Faults;
 use crate::handler::Handler;
 use crate::link::{Link, Status};
 use crate::msg::{Frame, Message};
@@ -616,16 +616,12 @@ impl Worker {
         out: &mut Outbox<Job>,
         events: &mut Events,
     ) {
-        self.report.requests += 1;
-        let decision = self
-            .faults
-            .decide(&mut self.report, OnCrash::Now, now, events);
-        if decision.crash {
+        let Some(decision) = self.faults.take_request(&mut self.report, now, events) else {
             // The whole process dies, with every session's request.
             self.crashed = true;
             out.crash();
             return;
-        }
+        };
         let (begins, due) = (decision.begins, decision.due);
         if decision.freeze.is_some() {
             self.frozen_until = Some(begins);

@@ -44,23 +44,61 @@ pub enum ChaosCommand {
     Report(ReportArgs),
 }
 
+/// A flag's value that is one of the library's enums (`$lib`, with `ALL` and `name()`): the
+/// values are `$lib::ALL` spelt by `name()`, so that the list and its spelling live in the
+/// library once; only the help text, `$arg::help`, which speaks of flags, is the binary's.
+macro_rules! value_enum_of {
+    ($arg:ident, $lib:ty) => {
+        impl $arg {
+            /// Every value, in the library's order (clap lists them so).
+            const VARIANTS: [$arg; <$lib>::ALL.len()] = {
+                let mut all = [$arg(<$lib>::ALL[0]); <$lib>::ALL.len()];
+                let mut i = 0;
+                while i < all.len() {
+                    all[i] = $arg(<$lib>::ALL[i]);
+                    i += 1;
+                }
+                all
+            };
+        }
+
+        impl ValueEnum for $arg {
+            fn value_variants<'a>() -> &'a [Self] {
+                &Self::VARIANTS
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                Some(clap::builder::PossibleValue::new(self.0.name()).help(self.help()))
+            }
+        }
+    };
+}
+
 /// Which pattern `pirate chaos run` exercises.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PatternArg {
-    /// pirate server, clients straight to it
-    Lazy,
-    /// pirate queue --simple and REQ workers
-    Simple,
-    /// pirate queue and 6/PPP workers
-    Paranoid,
-    /// pirate broker and MDP workers
-    Majordomo,
-    /// pirate broker, MDP workers and pirate titanic; clients use --titanic
-    Titanic,
-    /// a primary and a backup pirate server; clients fail over between them
-    Bstar,
-    /// --workers Freelance servers, no broker; clients spread requests over them all
-    Freelance,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PatternArg(pub Pattern);
+
+value_enum_of!(PatternArg, Pattern);
+
+impl PatternArg {
+    /// What `--help`, the man page and the completions say of each value.
+    fn help(self) -> &'static str {
+        match self.0 {
+            Pattern::Lazy => "pirate server, clients straight to it",
+            Pattern::Simple => "pirate queue --simple and REQ workers",
+            Pattern::Paranoid => "pirate queue and 6/PPP workers",
+            Pattern::Majordomo => "pirate broker and MDP workers",
+            Pattern::Titanic => {
+                "pirate broker, MDP workers and pirate titanic; clients use --titanic"
+            }
+            Pattern::Bstar => {
+                "a primary and a backup pirate server; clients fail over between them"
+            }
+            Pattern::Freelance => {
+                "--workers Freelance servers, no broker; clients spread requests over them all"
+            }
+        }
+    }
 }
 
 /// Which side of the topology the fault proxy sits on.
@@ -72,30 +110,45 @@ pub enum ProxyPlacementArg {
     Workers,
 }
 
-/// A fault the nemesis injects.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NemesisArg {
-    /// SIGKILL a worker (or the Lazy Pirate server), restart it after --restart-delay
-    Kill,
-    /// SIGSTOP a worker for --nemesis-freeze, then SIGCONT
-    Freeze,
-    /// SIGKILL the broker or queue and start it again on the same endpoints
-    Restart,
-    /// --net namespaces: cut one host off from every other, silently, both ways (nft drop)
-    Partition,
-    /// --net namespaces: divide the hosts into two groups that only talk among themselves
-    Split,
-    /// --net namespaces: drop one direction between two hosts that talk
-    Oneway,
-    /// --net namespaces: refuse one host's TCP at once, both ways (RST), a fast failure
-    Reset,
-    /// --net namespaces: drop --loss of every packet between hosts (the kernel draws which)
-    Loss,
-    /// --net namespaces: limit one host's bandwidth to --rate both ways (tc tbf)
-    Slow,
-    /// --net namespaces: add --delay and --jitter on one host's link (tc netem: refused
-    /// before the run where the kernel has no netem)
-    Delay,
+/// A fault the nemesis injects: the library's [`NemesisFault`] (see `value_enum_of!`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NemesisArg(pub NemesisFault);
+
+value_enum_of!(NemesisArg, NemesisFault);
+
+impl NemesisArg {
+    /// What `--help`, the man page and the completions say of each value.
+    fn help(self) -> &'static str {
+        match self.0 {
+            NemesisFault::Kill => {
+                "SIGKILL a worker (or the Lazy Pirate server), restart it after --restart-delay"
+            }
+            NemesisFault::Freeze => "SIGSTOP a worker for --nemesis-freeze, then SIGCONT",
+            NemesisFault::Restart => {
+                "SIGKILL the broker or queue and start it again on the same endpoints"
+            }
+            NemesisFault::Partition => {
+                "--net namespaces: cut one host off from every other, silently, both ways (nft drop)"
+            }
+            NemesisFault::Split => {
+                "--net namespaces: divide the hosts into two groups that only talk among themselves"
+            }
+            NemesisFault::Oneway => "--net namespaces: drop one direction between two hosts that talk",
+            NemesisFault::Reset => {
+                "--net namespaces: refuse one host's TCP at once, both ways (RST), a fast failure"
+            }
+            NemesisFault::Loss => {
+                "--net namespaces: drop --loss of every packet between hosts (the kernel draws which)"
+            }
+            NemesisFault::Slow => {
+                "--net namespaces: limit one host's bandwidth to --rate both ways (tc tbf)"
+            }
+            NemesisFault::Delay => {
+                "--net namespaces: add --delay and --jitter on one host's link (tc netem: refused \
+                 before the run where the kernel has no netem)"
+            }
+        }
+    }
 }
 
 /// Where the processes of `pirate chaos run` live.
@@ -229,15 +282,7 @@ pub struct ChaosRunArgs {
 
 impl ChaosRunArgs {
     pub fn pattern(&self) -> Pattern {
-        match self.pattern {
-            PatternArg::Lazy => Pattern::Lazy,
-            PatternArg::Simple => Pattern::Simple,
-            PatternArg::Paranoid => Pattern::Paranoid,
-            PatternArg::Majordomo => Pattern::Majordomo,
-            PatternArg::Titanic => Pattern::Titanic,
-            PatternArg::Bstar => Pattern::Bstar,
-            PatternArg::Freelance => Pattern::Freelance,
-        }
+        self.pattern.0
     }
 
     /// `--proxy-faults`, one flag or value per word.
@@ -277,18 +322,7 @@ impl ChaosRunArgs {
         });
         let mut nemesis: Vec<NemesisFault> = Vec::new();
         for n in &self.nemesis {
-            let fault = match n {
-                NemesisArg::Kill => NemesisFault::Kill,
-                NemesisArg::Freeze => NemesisFault::Freeze,
-                NemesisArg::Restart => NemesisFault::Restart,
-                NemesisArg::Partition => NemesisFault::Partition,
-                NemesisArg::Split => NemesisFault::Split,
-                NemesisArg::Oneway => NemesisFault::Oneway,
-                NemesisArg::Reset => NemesisFault::Reset,
-                NemesisArg::Loss => NemesisFault::Loss,
-                NemesisArg::Slow => NemesisFault::Slow,
-                NemesisArg::Delay => NemesisFault::Delay,
-            };
+            let fault = n.0;
             if !nemesis.contains(&fault) {
                 nemesis.push(fault);
             }

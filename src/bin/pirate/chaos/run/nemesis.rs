@@ -67,13 +67,7 @@ impl Nemesis {
             }
             _ => unreachable!("network faults are struck by strike_network"),
         }
-        self.first.entry(action).or_insert(t_ms);
-        *self.injected.entry(action.to_string()).or_default() += 1;
-        events.emit(Event::Nemesis {
-            at_ms: t_ms.round() as u64,
-            action: action.to_string(),
-            target: s.target.clone(),
-        });
+        self.struck(action, t_ms, &s.target, events);
         Ok(())
     }
 
@@ -115,14 +109,21 @@ impl Nemesis {
             cut,
             target: s.target.clone(),
         });
+        self.struck(action, t_ms, &s.target, events);
+        Ok(())
+    }
+
+    /// Counts a strike of kind `action` at `t_ms` on the history's clock (the first of its
+    /// kind is what coverage waits for) and says so as a `Nemesis` event: the same for a
+    /// process's fault and a network's.
+    fn struck(&mut self, action: &'static str, t_ms: f64, target: &str, events: &mut Events) {
         self.first.entry(action).or_insert(t_ms);
         *self.injected.entry(action.to_string()).or_default() += 1;
         events.emit(Event::Nemesis {
             at_ms: t_ms.round() as u64,
             action: action.to_string(),
-            target: s.target.clone(),
+            target: target.to_string(),
         });
-        Ok(())
     }
 
     /// Heals the network fault in force once `--partition-for` is over (now, with `all`).

@@ -144,6 +144,26 @@ pub(super) fn plan_with(
         a.extend(config.worker_faults.iter().cloned());
         a
     };
+    // Every `pirate worker` of a topology: its protocol's flags, then the same liveness flags
+    // (reconnecting at the heartbeat, backing off to 8 of them) and the workers' faults.
+    let pirate_worker = |protocol: &[&str], connect: &str, name: &str| {
+        let mut args = strings(&["worker", "--json"]);
+        args.extend(strings(protocol));
+        args.extend(strings(&[
+            "--connect",
+            connect,
+            "--heartbeat",
+            &hb,
+            "--reconnect",
+            &hb,
+            "--reconnect-max",
+            &reconnect_max,
+            "--name",
+            name,
+        ]));
+        args.extend(worker_flags());
+        args
+    };
     // With a proxy, one side connects to the proxy's frontend instead, and the proxy's
     // backend connects where that side would have.
     let proxy_front = match &config.proxy {
@@ -237,25 +257,11 @@ pub(super) fn plan_with(
                     cmd.replace("{endpoint}", &endpoint)
                         .replace("{service}", "echo")
                 });
-                let mut args = strings(&[
-                    "worker",
-                    "--json",
-                    "--protocol",
-                    "mdp",
-                    "--service",
-                    "echo",
-                    "--connect",
+                let args = pirate_worker(
+                    &["--protocol", "mdp", "--service", "echo"],
                     &endpoint,
-                    "--heartbeat",
-                    &hb,
-                    "--reconnect",
-                    &hb,
-                    "--reconnect-max",
-                    &reconnect_max,
-                    "--name",
                     &name,
-                ]);
-                args.extend(worker_flags());
+                );
                 let slot = shell.is_none().then_some(i as u64 + 1);
                 procs.push(new(name, args, shell, slot));
             }
@@ -307,23 +313,7 @@ pub(super) fn plan_with(
             for i in 1..=config.workers.max(1) {
                 let name = format!("worker-{i}");
                 let protocol = if simple { "simple" } else { "paranoid" };
-                let mut args = strings(&[
-                    "worker",
-                    "--json",
-                    "--protocol",
-                    protocol,
-                    "--connect",
-                    &worker_side,
-                    "--heartbeat",
-                    &hb,
-                    "--reconnect",
-                    &hb,
-                    "--reconnect-max",
-                    &reconnect_max,
-                    "--name",
-                    &name,
-                ]);
-                args.extend(worker_flags());
+                let args = pirate_worker(&["--protocol", protocol], &worker_side, &name);
                 procs.push(new(name, args, None, Some(i as u64 + 1)));
             }
             client_side
