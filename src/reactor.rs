@@ -821,14 +821,12 @@ mod tests {
         type Done = Message;
 
         fn sockets(&self) -> Vec<SocketSpec> {
-            vec![SocketSpec {
-                slot: REP,
-                kind: SocketKind::Rep,
-                name: "test",
-                bind: vec![self.endpoint.clone()],
-                connect: vec![],
-                identity: None,
-            }]
+            vec![SocketSpec::bound(
+                REP,
+                SocketKind::Rep,
+                "test",
+                &self.endpoint,
+            )]
         }
 
         fn start(&mut self, _now: Instant, _out: &mut Outbox<Message>, _events: &mut Events) {}

@@ -268,26 +268,28 @@ mod tests {
     fn a_client_is_waiting_retrying_idle_or_done_and_counts_what_it_abandoned() {
         let mut t = Tracker::default();
         assert_eq!(t.activity("client-1", true), "idle");
-        t.observe(
-            "client-1",
-            &json!({"event": "sent", "seq": 1, "request": "c1-1", "attempt": 1}),
-        );
-        assert_eq!(t.activity("client-1", true), "waiting for c1-1");
-        t.observe(
-            "client-1",
-            &json!({"event": "retry", "seq": 1, "attempt": 1, "reason": "timeout"}),
-        );
-        assert_eq!(t.activity("client-1", true), "retrying c1-1 (attempt 2)");
-        t.observe(
-            "client-1",
-            &json!({"event": "sent", "seq": 1, "request": "c1-1", "attempt": 2}),
-        );
-        assert_eq!(t.activity("client-1", true), "retrying c1-1 (attempt 2)");
-        t.observe(
-            "client-1",
-            &json!({"event": "abandoned", "seq": 1, "request": "c1-1", "attempts": 2}),
-        );
-        assert_eq!(t.activity("client-1", true), "idle");
+        // Each line the client prints, and what it is doing after it.
+        for (line, doing) in [
+            (
+                json!({"event": "sent", "seq": 1, "request": "c1-1", "attempt": 1}),
+                "waiting for c1-1",
+            ),
+            (
+                json!({"event": "retry", "seq": 1, "attempt": 1, "reason": "timeout"}),
+                "retrying c1-1 (attempt 2)",
+            ),
+            (
+                json!({"event": "sent", "seq": 1, "request": "c1-1", "attempt": 2}),
+                "retrying c1-1 (attempt 2)",
+            ),
+            (
+                json!({"event": "abandoned", "seq": 1, "request": "c1-1", "attempts": 2}),
+                "idle",
+            ),
+        ] {
+            t.observe("client-1", &line);
+            assert_eq!(t.activity("client-1", true), doing, "after {line}");
+        }
         assert_eq!(t.abandoned("client-1"), 1);
         t.observe(
             "client-1",

@@ -640,18 +640,14 @@ impl Machine for Queue {
     type Done = ();
 
     fn sockets(&self) -> Vec<SocketSpec> {
-        let router = |slot, name, bind: &String| SocketSpec {
-            slot,
+        let router = |slot, name, bind: &String| {
             // The backend learns at once that a worker is gone (see the module docs).
-            kind: if slot == BACKEND {
+            let kind = if slot == BACKEND {
                 SocketKind::MandatoryRouter
             } else {
                 SocketKind::Router
-            },
-            name,
-            bind: vec![bind.clone()],
-            connect: Vec::new(),
-            identity: None,
+            };
+            SocketSpec::bound(slot, kind, name, bind)
         };
         vec![
             router(FRONTEND, "frontend", &self.frontend),

@@ -148,14 +148,7 @@ impl Machine for Server {
     type Done = Message;
 
     fn sockets(&self) -> Vec<SocketSpec> {
-        vec![SocketSpec {
-            slot: SOCKET,
-            kind: self.kind,
-            name: "server",
-            bind: vec![self.bind.clone()],
-            connect: Vec::new(),
-            identity: None,
-        }]
+        vec![SocketSpec::bound(SOCKET, self.kind, "server", &self.bind)]
     }
 
     fn start(&mut self, _now: Instant, _out: &mut Outbox<Message>, events: &mut Events) {
