@@ -125,9 +125,9 @@ pub const MAX_ORPHANS: usize = 1024;
 /// Most workers the queue knows at once (see the module docs).
 pub const MAX_WORKERS: usize = 100_000;
 
-/// A request a worker holds.
+/// A request a worker holds: the ticket it was given and the envelope it stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Job {
+struct Held {
     /// The address the worker was given instead of the client's envelope: its reply must
     /// carry exactly `[ticket]`.
     ticket: Frame,
@@ -136,12 +136,12 @@ struct Job {
 }
 
 /// What the queue knows of one worker.
-struct Worker {
+struct KnownWorker {
     /// When it counts as dead; `None` under the Simple policy, where nothing expires.
     liveness: Option<Liveness>,
     /// The request it holds (`None`: ready). Only a reply with its ticket, from this worker,
     /// is forwarded.
-    job: Option<Job>,
+    job: Option<Held>,
     /// When it was last given a request (meaningful while it holds one).
     busy_since: Instant,
     /// A REQ worker (Simple Pirate) needs an empty delimiter in front of everything we send.
@@ -154,10 +154,10 @@ struct Worker {
 /// `Instant`s the machine is given.
 struct Workers {
     policy: QueuePolicy,
-    known: HashMap<Frame, Worker>,
+    known: HashMap<Frame, KnownWorker>,
     ready: VecDeque<Frame>,
     /// Workers forgotten while busy → the request they held.
-    orphans: HashMap<Frame, Job>,
+    orphans: HashMap<Frame, Held>,
     /// `orphans` keys, oldest first, to bound it.
     orphan_order: VecDeque<Frame>,
     /// Most entries in `known` ([`MAX_WORKERS`]; smaller in tests).
@@ -253,7 +253,7 @@ impl Workers {
                 let liveness = self.policy.heartbeat().map(|hb| Liveness::new(hb, now));
                 self.known.insert(
                     id.to_vec(),
-                    Worker {
+                    KnownWorker {
                         liveness,
                         job: None,
                         busy_since: now,
@@ -270,7 +270,7 @@ impl Workers {
     /// Worker `id` is not connected (a send to it was unroutable): forgotten, with no claim
     /// left on any request (the request it was sent comes back to the caller). Returns what
     /// the queue knew of it, if anything.
-    fn gone(&mut self, id: &[u8]) -> Option<Worker> {
+    fn gone(&mut self, id: &[u8]) -> Option<KnownWorker> {
         let worker = self.known.remove(id)?;
         self.ready.retain(|r| r.as_slice() != id);
         Some(worker)
@@ -286,7 +286,7 @@ impl Workers {
             .known
             .get_mut(&id)
             .expect("ready workers are known workers");
-        worker.job = Some(Job {
+        worker.job = Some(Held {
             ticket: ticket.clone(),
             envelope: envelope.to_vec(),
         });
@@ -343,7 +343,7 @@ impl Workers {
         id: &[u8],
         envelope: &[Frame],
     ) -> std::result::Result<Vec<Frame>, &'static str> {
-        let holds = |job: &Job| envelope.len() == 1 && envelope[0] == job.ticket;
+        let holds = |job: &Held| envelope.len() == 1 && envelope[0] == job.ticket;
         match self.known.get_mut(id) {
             Some(worker) => match worker.job.take() {
                 Some(held) if holds(&held) => Ok(held.envelope),

@@ -127,7 +127,7 @@ const SERVICES: [&str; 3] = [REQUEST, REPLY, CLOSE];
 const LANES: Slot = SERVICES.len();
 
 /// One of the three MDP worker connections.
-struct Worker {
+struct ServiceWorker {
     service: &'static str,
     slot: Slot,
     /// Sockets opened so far (the `N` of the identity `titanicPID-SERVICE-N-<random>`).
@@ -139,10 +139,10 @@ struct Worker {
     link: Link,
 }
 
-impl Worker {
+impl ServiceWorker {
     fn new(config: &TitanicConfig, index: usize, now: Instant) -> Self {
         let service = SERVICES[index];
-        let mut worker = Worker {
+        let mut worker = ServiceWorker {
             service,
             slot: index,
             sockets: 0,
@@ -320,7 +320,7 @@ struct Held {
 pub struct Titanic {
     config: TitanicConfig,
     store: Store,
-    workers: Vec<Worker>,
+    workers: Vec<ServiceWorker>,
     held: Option<Held>,
     faults: Faults,
     /// Where in the write an injected crash strikes: its own stream, so the fault rolls
@@ -346,7 +346,7 @@ impl Titanic {
         let store = Store::open_with(&config.dir, config.store)?;
         Ok(Titanic {
             workers: (0..SERVICES.len())
-                .map(|i| Worker::new(config, i, now))
+                .map(|i| ServiceWorker::new(config, i, now))
                 .collect(),
             store,
             held: None,
