@@ -1,4 +1,4 @@
-//! `pirate-bench`: the benchmark of `pirate` in the repository (run it with `bench/run`).
+//! `pirate-benchmarks`: the benchmark of `pirate` in the repository (run it with `benchmarks/run`).
 //! One binary, several parts, each run as a process of its own so that every system measured
 //! pays for its processes and sockets alike:
 //! - `table`: the orchestrator: starts every shape in turn, takes medians, prints the table;
@@ -22,7 +22,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut argv = std::env::args().skip(1);
     let Some(part) = argv.next() else {
-        eprintln!("usage: pirate-bench table|raw-echo-server|raw-echo-client|nats-responder|nats-requester|nats-load|idle-peers [--flag value]...");
+        eprintln!("usage: pirate-benchmarks table|raw-echo-server|raw-echo-client|nats-responder|nats-requester|nats-load|idle-peers [--flag value]...");
         return ExitCode::from(2);
     };
     let flags = match args::Flags::parse(argv) {
