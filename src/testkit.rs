@@ -171,6 +171,14 @@ pub fn tick<M: Machine>(m: &mut M, now: Instant) -> (Vec<Output<M::Job>>, Vec<Ev
     step(m, |m, out, ev| m.tick(now, out, ev))
 }
 
+/// Runs `f` with an untraced event sink, for a test of something that says things but is
+/// no [`Machine`] (a fault plan, a report helper); `f`'s result and every event it emitted.
+pub fn collect<T>(f: impl FnOnce(&mut Events) -> T) -> (T, Vec<Event>) {
+    let mut seen = Vec::new();
+    let value = f(&mut Events::new(false, |e| seen.push(e)));
+    (value, seen)
+}
+
 /// xorshift64: numbers for randomised tests, the same every run from the same seed, with no
 /// dependency.
 pub struct Xorshift(pub u64);
@@ -345,6 +353,19 @@ mod tests {
         });
         assert_eq!(sent_on(&out, 5), vec![msg!["x"]]);
         assert!(rig.logged("echo x"));
+    }
+
+    #[test]
+    fn collect_keeps_the_result_and_every_event_in_order() {
+        let (n, seen) = collect(|events| {
+            events.info("one");
+            events.warn("two");
+            2
+        });
+        assert_eq!(n, 2);
+        assert_eq!(seen.len(), 2);
+        assert!(format!("{:?}", seen[0]).contains("one"));
+        assert!(format!("{:?}", seen[1]).contains("two"));
     }
 
     #[test]
