@@ -231,6 +231,7 @@ mod tests {
     use super::*;
     use crate::event::FaultKind;
     use crate::reactor::Output;
+    use crate::testkit::Rig;
     use std::time::Duration;
 
     fn body(text: &str) -> Message {
@@ -315,7 +316,7 @@ mod tests {
 
     #[test]
     fn start_binds_the_rep_socket_and_says_so() {
-        let mut s = server(FaultPlan::default());
+        let s = server(FaultPlan::default());
         match &s.sockets()[..] {
             [spec] => {
                 assert_eq!(spec.kind, SocketKind::Rep);
@@ -323,15 +324,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let mut out = Outbox::default();
-        let mut seen = Vec::new();
-        s.start(
-            Instant::now(),
-            &mut out,
-            &mut Events::new(false, |e| seen.push(e)),
-        );
-        assert!(out.is_empty());
-        assert!(matches!(seen[..], [Event::Started { .. }]));
+        let mut rig = Rig::quiet(s);
+        assert!(rig.start(rig.t0).is_empty());
+        assert!(matches!(rig.events[..], [Event::Started { .. }]));
     }
 
     #[test]
@@ -374,22 +369,17 @@ mod tests {
 
     #[test]
     fn an_overload_adds_its_stall_to_the_work_and_is_counted() {
-        let mut s = server(FaultPlan {
+        let mut rig = Rig::quiet(server(FaultPlan {
             overload_rate: 1.0,
             overload_for: Duration::from_secs(2),
             faults_after: 0,
             ..Default::default()
-        });
-        let (mut out, mut seen, t0) = (Outbox::default(), Vec::new(), Instant::now());
-        s.handle(
-            request("1"),
-            t0,
-            &mut out,
-            &mut Events::new(false, |e| seen.push(e)),
-        );
-        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(2)));
-        assert_eq!(s.report().overloads, 1);
-        assert!(seen.iter().any(|e| matches!(
+        }));
+        let t0 = rig.t0;
+        rig.handle(request("1"), t0);
+        assert_eq!(rig.m.next_deadline(), Some(t0 + Duration::from_secs(2)));
+        assert_eq!(rig.m.report().overloads, 1);
+        assert!(rig.events.iter().any(|e| matches!(
             e,
             Event::Fault {
                 kind: FaultKind::Overload,
@@ -416,18 +406,10 @@ mod tests {
 
     #[test]
     fn the_served_event_reports_the_request_and_the_time_it_took() {
-        let mut s = server(FaultPlan::default());
-        let (mut out, mut seen, t0) = (Outbox::default(), Vec::new(), Instant::now());
-        let mut ev = Events::new(false, |e| seen.push(e));
-        s.handle(request("hello"), t0, &mut out, &mut ev);
-        s.handle(
-            Input::Done(body("hello")),
-            t0 + Duration::from_millis(5),
-            &mut out,
-            &mut ev,
-        );
-        drop(ev);
-        match seen.last() {
+        let mut rig = Rig::quiet(server(FaultPlan::default()));
+        rig.handle(request("hello"), rig.t0);
+        rig.done(body("hello"), rig.at(5));
+        match rig.events.last() {
             Some(Event::Served {
                 cycle,
                 request,
