@@ -1,10 +1,10 @@
 use super::client::*;
 use super::server::*;
-use crate::event::{Event, Events, Outcome, Report};
+use crate::event::{Event, Outcome, Report};
 use crate::faults::FaultPlan;
 use crate::msg::Message;
 use crate::proto::flp::{self, ClientMsg, ServerMsg};
-use crate::reactor::{Input, Machine, Outbox, Output, SocketKind};
+use crate::reactor::{Input, Machine, Output, SocketKind};
 use crate::testkit::Rig;
 use crate::transport;
 use std::time::{Duration, Instant};
@@ -76,21 +76,21 @@ fn the_server_socket_is_a_router_named_by_its_public_endpoint() {
 
 #[test]
 fn the_server_answers_ping_with_pong_at_once_even_while_not_a_cycle() {
-    let mut s = flp_server(FaultPlan {
+    let mut rig = Rig::quiet(flp_server(FaultPlan {
         crash_after: Some(0),
         ..Default::default()
-    });
-    let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+    }));
+    let t0 = rig.t0;
     for _ in 0..3 {
-        s.handle(from_client(&[b"C", b"PING"]), t0, &mut out, &mut ev);
-        assert_eq!(out.take(), [sent(&[b"C", b"PONG"])]);
+        let out = rig.handle(from_client(&[b"C", b"PING"]), t0);
+        assert_eq!(out, [sent(&[b"C", b"PONG"])]);
     }
     assert_eq!(
-        s.report().requests,
+        rig.m.report().requests,
         0,
         "pings are no requests and draw no faults"
     );
-    assert!(s.wants(SERVER));
+    assert!(rig.m.wants(SERVER));
 }
 
 #[test]
@@ -113,57 +113,54 @@ fn the_server_echoes_control_and_reply_and_counts_it() {
 
 #[test]
 fn the_server_counts_and_drops_malformed_messages_and_keeps_serving() {
-    let mut s = flp_server(FaultPlan::default());
-    let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+    let mut rig = Rig::quiet(flp_server(FaultPlan::default()));
+    let t0 = rig.t0;
     // No payload; a control frame without a body; an empty identity.
-    s.handle(from_client(&[b"C"]), t0, &mut out, &mut ev);
-    s.handle(from_client(&[b"C", b"7"]), t0, &mut out, &mut ev);
-    s.handle(from_client(&[b"", b"PING"]), t0, &mut out, &mut ev);
-    assert!(out.take().is_empty());
-    assert_eq!((s.report().invalid, s.report().requests), (3, 0));
-    s.handle(from_client(&[b"C", b"PING"]), t0, &mut out, &mut ev);
-    assert_eq!(out.take(), [sent(&[b"C", b"PONG"])]);
+    let mut out = rig.handle(from_client(&[b"C"]), t0);
+    out.extend(rig.handle(from_client(&[b"C", b"7"]), t0));
+    out.extend(rig.handle(from_client(&[b"", b"PING"]), t0));
+    assert!(out.is_empty());
+    assert_eq!((rig.m.report().invalid, rig.m.report().requests), (3, 0));
+    let out = rig.handle(from_client(&[b"C", b"PING"]), t0);
+    assert_eq!(out, [sent(&[b"C", b"PONG"])]);
 }
 
 #[test]
 fn the_server_stall_is_a_deadline_during_which_nothing_is_read() {
-    let mut s = flp_server(FaultPlan {
+    let mut rig = Rig::quiet(flp_server(FaultPlan {
         work: 100 * MS,
         overload_rate: 1.0,
         overload_for: 400 * MS,
         faults_after: 0,
         ..Default::default()
-    });
-    let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
-    s.handle(from_client(&[b"C", b"1", b"x"]), t0, &mut out, &mut ev);
-    assert!(out.take().is_empty());
-    assert_eq!(s.report().overloads, 1);
-    assert_eq!(s.next_deadline(), Some(t0 + 500 * MS));
+    }));
+    let t0 = rig.t0;
+    assert!(rig.handle(from_client(&[b"C", b"1", b"x"]), t0).is_empty());
+    assert_eq!(rig.m.report().overloads, 1);
+    assert_eq!(rig.m.next_deadline(), Some(t0 + 500 * MS));
     assert!(
-        !s.wants(SERVER),
+        !rig.m.wants(SERVER),
         "an overloaded server answers nothing, pings included"
     );
-    s.tick(t0 + 499 * MS, &mut out, &mut ev);
-    assert!(out.take().is_empty());
-    s.tick(t0 + 500 * MS, &mut out, &mut ev);
-    assert_eq!(out.take(), [Output::Start(job(b"1", b"x"))]);
-    assert_eq!(s.next_deadline(), None);
-    assert!(!s.wants(SERVER), "still busy until the handler answers");
+    assert!(rig.tick(t0 + 499 * MS).is_empty());
+    let out = rig.tick(t0 + 500 * MS);
+    assert_eq!(out, [Output::Start(job(b"1", b"x"))]);
+    assert_eq!(rig.m.next_deadline(), None);
+    assert!(!rig.m.wants(SERVER), "still busy until the handler answers");
 }
 
 #[test]
 fn the_server_crash_is_an_output_and_nothing_more_is_read() {
-    let mut s = flp_server(FaultPlan {
+    let mut rig = Rig::quiet(flp_server(FaultPlan {
         crash_after: Some(1),
         ..Default::default()
-    });
-    let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
-    s.handle(from_client(&[b"C", b"1", b"x"]), t0, &mut out, &mut ev);
-    s.handle(Input::Done(job(b"1", b"x")), t0, &mut out, &mut ev);
-    out.take();
-    s.handle(from_client(&[b"C", b"2", b"y"]), t0, &mut out, &mut ev);
-    assert_eq!(out.take(), [Output::Crash]);
-    assert!(!s.wants(SERVER));
+    }));
+    let t0 = rig.t0;
+    rig.handle(from_client(&[b"C", b"1", b"x"]), t0);
+    rig.done(job(b"1", b"x"), t0);
+    let out = rig.handle(from_client(&[b"C", b"2", b"y"]), t0);
+    assert_eq!(out, [Output::Crash]);
+    assert!(!rig.m.wants(SERVER));
 }
 
 // The client, with a fake clock and a fake reactor.
