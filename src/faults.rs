@@ -366,19 +366,11 @@ mod tests {
     ) -> (Vec<Decision>, ServiceReport, Vec<crate::event::Event>) {
         let mut faults = Faults::new(plan, 3);
         let mut report = ServiceReport::default();
-        let mut seen = Vec::new();
-        let mut injected = Vec::new();
-        {
-            let mut events = Events::new(false, |e| seen.push(e));
-            for _ in 0..cycles {
-                injected.push(faults.decide(
-                    &mut report,
-                    OnCrash::Deferred,
-                    Instant::now(),
-                    &mut events,
-                ));
-            }
-        }
+        let (injected, seen) = crate::testkit::collect(|events| {
+            (0..cycles)
+                .map(|_| faults.decide(&mut report, OnCrash::Deferred, Instant::now(), events))
+                .collect()
+        });
         (injected, report, seen)
     }
 

@@ -9,6 +9,7 @@ use crate::chaos::history::Record;
 use crate::event::{Event, Events};
 use crate::msg::Message;
 use crate::reactor::{Input, Machine, Outbox, Output, Slot, SocketSpec};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// A message written as its frames: `msg![b"READY"]`, `msg![id, "", body]`. Each frame is
@@ -119,6 +120,37 @@ impl<M: Machine> Rig<M> {
         self.out.take()
     }
 
+    /// Carries out `outputs` at `now` as the reactor does for a ROUTER_MANDATORY or
+    /// non-blocking DEALER socket: each send goes out when `routable(slot, msg)` says its peer
+    /// is there, the machine hears at once whether it did ([`Machine::routed`]), and what it
+    /// asks for in answer is carried out before the outputs that followed. What was carried
+    /// out, in order: the sends that went out and every other output (a send that found no
+    /// peer is gone). The reactor's cap on unroutable sends per wake-up is left out: a test
+    /// that loops forever shows itself.
+    pub fn carry(
+        &mut self,
+        outputs: Vec<Output<M::Job>>,
+        now: Instant,
+        mut routable: impl FnMut(Slot, &Message) -> bool,
+    ) -> Vec<Output<M::Job>> {
+        let mut todo: VecDeque<_> = outputs.into();
+        let mut carried = Vec::new();
+        while let Some(output) = todo.pop_front() {
+            if let Output::Send { slot, msg } = &output {
+                let went = routable(*slot, msg);
+                let more = self.routed(*slot, msg, went, now);
+                for o in more.into_iter().rev() {
+                    todo.push_front(o);
+                }
+                if !went {
+                    continue;
+                }
+            }
+            carried.push(output);
+        }
+        carried
+    }
+
     /// Calls `f` on the machine with the rig's outbox and events, for what the reactor does
     /// not call but a wrapper does (`Pair::step_down` under Binary Star, say); what it asked
     /// for.
@@ -169,6 +201,14 @@ pub fn handle<M: Machine>(
 /// [`step`] with [`Machine::tick`] at `now`.
 pub fn tick<M: Machine>(m: &mut M, now: Instant) -> (Vec<Output<M::Job>>, Vec<Event>) {
     step(m, |m, out, ev| m.tick(now, out, ev))
+}
+
+/// Runs `f` with an untraced event sink, for a test of something that says things but is
+/// no [`Machine`] (a fault plan, a report helper); `f`'s result and every event it emitted.
+pub fn collect<T>(f: impl FnOnce(&mut Events) -> T) -> (T, Vec<Event>) {
+    let mut seen = Vec::new();
+    let value = f(&mut Events::new(false, |e| seen.push(e)));
+    (value, seen)
 }
 
 /// xorshift64: numbers for randomised tests, the same every run from the same seed, with no
@@ -304,6 +344,21 @@ mod tests {
         fn next_deadline(&self) -> Option<Instant> {
             self.due
         }
+        /// A message that found no peer on slot 4 is tried again on slot 5.
+        fn routed(
+            &mut self,
+            slot: Slot,
+            msg: &Message,
+            routed: bool,
+            _now: Instant,
+            out: &mut Outbox<()>,
+            events: &mut Events,
+        ) {
+            if !routed && slot == 4 {
+                events.warn(format!("no peer for {}", msg.text()));
+                out.send(5, msg.clone());
+            }
+        }
     }
 
     #[test]
@@ -345,6 +400,58 @@ mod tests {
         });
         assert_eq!(sent_on(&out, 5), vec![msg!["x"]]);
         assert!(rig.logged("echo x"));
+    }
+
+    #[test]
+    fn carry_tells_the_machine_where_sends_went_and_carries_its_answer_first() {
+        let mut rig = Rig::new(Echo { due: None });
+        let outputs = vec![
+            Output::Send {
+                slot: 4,
+                msg: msg!["a"],
+            },
+            Output::Start(()),
+            Output::Send {
+                slot: 4,
+                msg: msg!["b"],
+            },
+        ];
+        let mut asked = Vec::new();
+        let carried = rig.carry(outputs, rig.at(1), |slot, m| {
+            asked.push((slot, m.text()));
+            slot == 5 || m == &msg!["b"]
+        });
+        assert_eq!(
+            carried,
+            vec![
+                Output::Send {
+                    slot: 5,
+                    msg: msg!["a"]
+                },
+                Output::Start(()),
+                Output::Send {
+                    slot: 4,
+                    msg: msg!["b"]
+                },
+            ],
+            "the unroutable \"a\" is gone, its retry on slot 5 comes before the rest"
+        );
+        assert_eq!(asked.len(), 3);
+        assert!(rig.logged("no peer for a"));
+        assert!(!rig.logged("no peer for b"));
+    }
+
+    #[test]
+    fn collect_keeps_the_result_and_every_event_in_order() {
+        let (n, seen) = collect(|events| {
+            events.info("one");
+            events.warn("two");
+            2
+        });
+        assert_eq!(n, 2);
+        assert_eq!(seen.len(), 2);
+        assert!(format!("{:?}", seen[0]).contains("one"));
+        assert!(format!("{:?}", seen[1]).contains("two"));
     }
 
     #[test]

@@ -1499,7 +1499,7 @@ mod tests {
     mod machine {
         use super::*;
         use crate::reactor::Output;
-        use crate::testkit::sent;
+        use crate::testkit::{sent, Rig};
         use std::cell::RefCell;
         use std::rc::Rc;
 
@@ -1578,7 +1578,7 @@ mod tests {
 
         #[test]
         fn binds_the_frontend_router_and_says_it_started() {
-            let (mut p, t0, _) = proxy(ProxyFaults::default());
+            let (p, t0, _) = proxy(ProxyFaults::default());
             let specs = p.sockets();
             assert_eq!(specs.len(), 1);
             assert_eq!(
@@ -1589,12 +1589,10 @@ mod tests {
                     vec!["tcp://*:7000".to_string()]
                 )
             );
-            let mut said = Vec::new();
-            let mut events = Events::new(false, |e| said.push(e));
-            p.start(t0, &mut Outbox::default(), &mut events);
-            drop(events);
+            let mut rig = Rig::quiet(p);
+            rig.start(t0);
             assert!(matches!(
-                &said[..],
+                &rig.events[..],
                 [Event::Started { role, seed: Some(7), .. }] if role == "chaos proxy"
             ));
         }
@@ -1728,31 +1726,22 @@ mod tests {
 
         #[test]
         fn the_delay_heap_is_bounded_and_what_it_cannot_hold_is_unsent_with_one_warning() {
-            let (mut p, t0, _) = proxy(ProxyFaults {
+            let (p, t0, _) = proxy(ProxyFaults {
                 delay: Duration::from_secs(3600),
                 delay_rate: 1.0,
                 ..Default::default()
             });
-            let mut said = Vec::new();
-            let mut events = Events::new(false, |e| said.push(e));
-            let mut out = Outbox::default();
+            let mut rig = Rig::quiet(p);
+            let mut out = Vec::new();
             for i in 0..MAX_DELAYED + 5 {
                 let msg = frames(&[b"w1", i.to_string().as_bytes()]);
-                p.handle(
-                    Input::Message {
-                        slot: FRONTEND,
-                        msg,
-                    },
-                    t0,
-                    &mut out,
-                    &mut events,
-                );
+                out.extend(rig.message(FRONTEND, msg, t0));
             }
-            drop(events);
-            assert!(sent(&out.take()).is_empty());
-            assert_eq!(p.delayed.len(), MAX_DELAYED);
-            assert_eq!(p.report().unsent, 5);
-            let warnings = said
+            assert!(sent(&out).is_empty());
+            assert_eq!(rig.m.delayed.len(), MAX_DELAYED);
+            assert_eq!(rig.m.report().unsent, 5);
+            let warnings = rig
+                .events
                 .iter()
                 .filter(|e| matches!(e, Event::Log { .. }))
                 .count();

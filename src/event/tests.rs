@@ -19,13 +19,8 @@ fn a_client_report_times_its_run_as_replies_per_second() {
 
 #[test]
 fn a_service_starts_with_an_event_and_a_stop_request_ends_it_normally() {
-    let mut seen = Vec::new();
-    let report = ServiceReport::start(
-        "server",
-        "tcp://*:1",
-        9,
-        &mut Events::new(false, |e| seen.push(e)),
-    );
+    let (report, seen) =
+        crate::testkit::collect(|events| ServiceReport::start("server", "tcp://*:1", 9, events));
     assert_eq!((report.endpoint.as_str(), report.seed), ("tcp://*:1", 9));
     assert!(matches!(
         &seen[..],
@@ -52,8 +47,7 @@ fn serving_counts_the_reply_and_describes_the_request() {
     let started = Instant::now() - std::time::Duration::from_millis(5);
     let serving = Serving::new(7, &body, started);
     let mut report = ServiceReport::default();
-    let mut seen = Vec::new();
-    serving.served(&mut report, &mut Events::new(false, |e| seen.push(e)));
+    let ((), seen) = crate::testkit::collect(|events| serving.served(&mut report, events));
     assert_eq!(report.replied, 1);
     let [Event::Served {
         cycle,

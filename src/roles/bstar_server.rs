@@ -611,19 +611,10 @@ mod tests {
         }
     }
 
-    /// Events collected into `log`.
-    fn sink(log: &Arc<Mutex<Vec<Event>>>) -> Events<'static> {
-        let log = Arc::clone(log);
-        Events::new(false, move |e| log.lock().unwrap().push(e))
-    }
-
-    /// A started node, its outbox, the log lines it wrote, and its clock's origin.
+    /// A started node on a quiet [`Rig`], and what its start asked for; its helpers take
+    /// times in ms on the rig's clock.
     struct N {
-        node: Bstar<Inner>,
-        out: Outbox<()>,
-        log: Arc<Mutex<Vec<Event>>>,
-        t0: Instant,
-        /// What start asked for.
+        rig: Rig<Bstar<Inner>>,
         started: Vec<Output<()>>,
     }
 
@@ -638,17 +629,10 @@ mod tests {
                 on_split,
                 ..options(role)
             };
-            let mut n = N {
-                node: Bstar::new(o, Inner::default(), t0).unwrap(),
-                out: Outbox::default(),
-                log: Arc::default(),
-                t0,
-                started: Vec::new(),
-            };
-            let mut ev = sink(&n.log);
-            n.node.start(t0, &mut n.out, &mut ev);
-            n.started = n.out.take();
-            n
+            let mut rig = Rig::quiet(Bstar::new(o, Inner::default(), t0).unwrap());
+            rig.t0 = t0;
+            let started = rig.start(t0);
+            N { rig, started }
         }
 
         fn peer(&mut self, state: &[u8], at: u64) -> Vec<Output<()>> {
@@ -662,23 +646,18 @@ mod tests {
         }
 
         fn input(&mut self, slot: Slot, msg: Message, at: u64) -> Vec<Output<()>> {
-            let mut ev = sink(&self.log);
-            let now = ms(self.t0, at);
-            self.node
-                .handle(Input::Message { slot, msg }, now, &mut self.out, &mut ev);
-            self.out.take()
+            let now = self.rig.at(at);
+            self.rig.message(slot, msg, now)
         }
 
         fn tick(&mut self, at: u64) -> Vec<Output<()>> {
-            let mut ev = sink(&self.log);
-            self.node.tick(ms(self.t0, at), &mut self.out, &mut ev);
-            self.out.take()
+            let now = self.rig.at(at);
+            self.rig.tick(now)
         }
 
         fn lines(&self) -> Vec<String> {
-            self.log
-                .lock()
-                .unwrap()
+            self.rig
+                .events
                 .iter()
                 .filter_map(|e| match e {
                     Event::Log { message, .. } => Some(message.clone()),
@@ -757,19 +736,18 @@ mod tests {
         assert_eq!(published(&n.started), ["1"]);
         // Nothing more is due yet.
         assert!(n.tick(0).is_empty());
-        let mut out = Outbox::default();
-        let mut node = Bstar::new(options(Role::Backup), Inner::default(), n.t0).unwrap();
-        node.start(n.t0, &mut out, &mut Events::discard());
-        assert_eq!(published(&out.take()), ["2"]);
+        let mut backup =
+            Rig::quiet(Bstar::new(options(Role::Backup), Inner::default(), n.rig.t0).unwrap());
+        assert_eq!(published(&backup.start(n.rig.t0)), ["2"]);
     }
 
     #[test]
     fn the_state_is_published_every_heartbeat_on_its_own_deadline() {
         let mut n = N::new(Role::Primary);
-        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 100)));
+        assert_eq!(n.rig.m.next_deadline(), Some(ms(n.rig.t0, 100)));
         assert!(published(&n.tick(99)).is_empty());
         assert_eq!(published(&n.tick(100)), ["1"]);
-        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 200)));
+        assert_eq!(n.rig.m.next_deadline(), Some(ms(n.rig.t0, 200)));
         // A late tick publishes once, no burst for the beats missed.
         assert_eq!(published(&n.tick(450)), ["1"]);
         assert!(published(&n.tick(451)).is_empty());
@@ -778,13 +756,13 @@ mod tests {
     #[test]
     fn the_inner_deadline_is_kept_and_its_tick_forwarded_only_when_due() {
         let mut n = N::new(Role::Primary);
-        n.node.inner.deadline = Some(ms(n.t0, 30));
-        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 30)));
+        n.rig.m.inner.deadline = Some(ms(n.rig.t0, 30));
+        assert_eq!(n.rig.m.next_deadline(), Some(ms(n.rig.t0, 30)));
         n.tick(29);
-        assert_eq!(n.node.inner().ticks, 0);
+        assert_eq!(n.rig.m.inner().ticks, 0);
         n.tick(30);
-        assert_eq!(n.node.inner().ticks, 1);
-        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 100)));
+        assert_eq!(n.rig.m.inner().ticks, 1);
+        assert_eq!(n.rig.m.next_deadline(), Some(ms(n.rig.t0, 100)));
     }
 
     #[test]
@@ -792,7 +770,7 @@ mod tests {
         let mut n = N::new(Role::Primary);
         let out = n.peer(b"2", 10);
         assert_eq!(published(&out), ["3"]);
-        assert_eq!(n.node.state(), State::Active);
+        assert_eq!(n.rig.m.state(), State::Active);
         let lines = n.lines();
         assert_eq!(
             lines[lines.len() - 2..],
@@ -801,7 +779,7 @@ mod tests {
                 "state: ACTIVE"
             ]
         );
-        assert!(n.log.lock().unwrap().iter().any(|e| matches!(
+        assert!(n.rig.events.iter().any(|e| matches!(
             e,
             Event::BstarState { state, from: Some(from), .. } if state == "ACTIVE" && from == "PRIMARY"
         )));
@@ -820,11 +798,11 @@ mod tests {
                 11
             )
             .is_empty());
-        assert_eq!(n.node.invalid(), 2);
-        assert_eq!(n.node.state(), State::Primary);
+        assert_eq!(n.rig.m.invalid(), 2);
+        assert_eq!(n.rig.m.state(), State::Primary);
         // Trailing NUL (C peers) is accepted.
         n.peer(b"2\0", 12);
-        assert_eq!(n.node.state(), State::Active);
+        assert_eq!(n.rig.m.state(), State::Active);
     }
 
     #[test]
@@ -832,9 +810,9 @@ mod tests {
         let mut n = N::new(Role::Primary);
         assert_eq!(forwarded(&n.client(10)), 0);
         assert_eq!(forwarded(&n.client(20)), 0);
-        assert_eq!(n.node.refused(), 2);
+        assert_eq!(n.rig.m.refused(), 2);
         assert!(
-            n.node.inner().handled.is_empty(),
+            n.rig.m.inner().handled.is_empty(),
             "refused requests never reach it"
         );
         let refusals = n
@@ -847,10 +825,10 @@ mod tests {
         let out = n.client(200);
         assert_eq!(forwarded(&out), 1);
         assert_eq!(published(&out), ["3"]);
-        assert_eq!(n.node.state(), State::Active);
-        assert_eq!(n.node.inner().handled.len(), 1);
+        assert_eq!(n.rig.m.state(), State::Active);
+        assert_eq!(n.rig.m.inner().handled.len(), 1);
         let mut ev = Events::discard();
-        n.node.finish(&mut ev);
+        n.rig.m.finish(&mut ev);
     }
 
     #[test]
@@ -862,19 +840,19 @@ mod tests {
             "a backup never serves before passive"
         );
         assert_eq!(published(&n.peer(b"3", 10)), ["4"]);
-        assert_eq!(n.node.state(), State::Passive);
+        assert_eq!(n.rig.m.state(), State::Passive);
         assert_eq!(forwarded(&n.client(50)), 0);
         // Not a vote (a broker's worker): handled in every state.
         let worker = Message::from_frames([b"worker".to_vec()]);
         assert_eq!(forwarded(&n.input(INNER, worker, 60)), 1);
-        assert_eq!(n.node.refused(), 2);
+        assert_eq!(n.rig.m.refused(), 2);
         n.peer(b"3", 100);
         assert_eq!(
             forwarded(&n.client(250)),
             0,
             "peer heard at 100 lives until 300"
         );
-        assert_eq!(n.node.state(), State::Passive);
+        assert_eq!(n.rig.m.state(), State::Passive);
     }
 
     #[test]
@@ -897,7 +875,7 @@ mod tests {
             ["peer silent for 200 ms (last state ACTIVE); the next client request makes this node active"]
         );
         assert_eq!(
-            n.node.state(),
+            n.rig.m.state(),
             State::Passive,
             "expiry alone changes nothing"
         );
@@ -928,11 +906,11 @@ mod tests {
             "the conflict is published at once"
         );
         assert!(!out.contains(&Output::Exit));
-        assert!(!n.node.wants(INNER) && !n.node.wants(STATE_SUB));
+        assert!(!n.rig.m.wants(INNER) && !n.rig.m.wants(STATE_SUB));
         // Serving nobody while it says its last words.
         assert!(n.client(20).is_empty());
-        assert!(n.node.inner().handled.is_empty());
-        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 110)));
+        assert!(n.rig.m.inner().handled.is_empty());
+        assert_eq!(n.rig.m.next_deadline(), Some(ms(n.rig.t0, 110)));
         assert!(n.tick(109).is_empty());
         let out = n.tick(110);
         assert_eq!(
@@ -942,8 +920,8 @@ mod tests {
         let out = n.tick(210);
         assert_eq!(published(&out).len(), 1);
         assert_eq!(out.last(), Some(&Output::Exit));
-        let err = n.node.failure().expect("a fatal pair is a failure");
-        assert!(n.node.failure().is_none(), "asked once");
+        let err = n.rig.m.failure().expect("a fatal pair is a failure");
+        assert!(n.rig.m.failure().is_none(), "asked once");
         assert!(n
             .lines()
             .iter()
@@ -965,7 +943,7 @@ mod tests {
         // Primary → ACTIVE (peer BACKUP), then the peer says ACTIVE too.
         let (n, err) = stops_with(b"1", b"3", &[b"2"]);
         assert_eq!(err.exit_code(), 69);
-        assert_eq!(n.node.state(), State::Active);
+        assert_eq!(n.rig.m.state(), State::Active);
         // Backup → PASSIVE (peer ACTIVE), then the peer says PASSIVE too.
         let (_, err) = stops_with(b"2", b"4", &[b"3"]);
         assert_eq!(err.exit_code(), 69);
@@ -975,26 +953,25 @@ mod tests {
     fn a_frozen_inner_machine_stops_the_link_until_it_thaws() {
         let mut n = N::new(Role::Primary);
         n.peer(b"2", 0);
-        n.node.inner.frozen = Some(ms(n.t0, 1000));
-        n.node.inner.deadline = Some(ms(n.t0, 1000));
+        n.rig.m.inner.frozen = Some(ms(n.rig.t0, 1000));
+        n.rig.m.inner.deadline = Some(ms(n.rig.t0, 1000));
         // The next call notices the freeze.
         assert!(published(&n.tick(100)).is_empty());
-        assert!(!n.node.wants(STATE_SUB) && !n.node.wants(INNER));
-        assert_eq!(n.node.next_deadline(), Some(ms(n.t0, 1000)));
+        assert!(!n.rig.m.wants(STATE_SUB) && !n.rig.m.wants(INNER));
+        assert_eq!(n.rig.m.next_deadline(), Some(ms(n.rig.t0, 1000)));
         for at in [200, 500, 999] {
             assert!(published(&n.tick(at)).is_empty(), "frozen at {at}");
         }
         let out = n.tick(1000);
         assert_eq!(published(&out), ["3"]);
-        assert!(n.node.wants(STATE_SUB));
-        assert_eq!(n.node.inner().ticks, 1);
+        assert!(n.rig.m.wants(STATE_SUB));
+        assert_eq!(n.rig.m.inner().ticks, 1);
     }
 
     /// The `bstar_state` events a node emitted: (state, reason, served_apart).
     fn state_events(n: &N) -> Vec<(String, String, Option<u64>)> {
-        n.log
-            .lock()
-            .unwrap()
+        n.rig
+            .events
             .iter()
             .filter_map(|e| match e {
                 Event::BstarState {
@@ -1012,7 +989,7 @@ mod tests {
     fn a_node_that_served_nobody_apart_steps_down_says_so_once_and_lets_go() {
         let mut n = N::new(Role::Primary);
         n.peer(b"2", 0);
-        assert_eq!(n.node.state(), State::Active);
+        assert_eq!(n.rig.m.state(), State::Active);
         // The backup is silent from 0 on, then heard ACTIVE at 1000: nobody was served.
         let out = n.peer(b"3", 1000);
         assert_eq!(published(&out), ["4"], "the step-down is published at once");
@@ -1021,8 +998,8 @@ mod tests {
             1,
             "what the inner machine let go of goes out"
         );
-        assert_eq!(n.node.inner().stepped_down, 1);
-        assert_eq!(n.node.state(), State::Passive);
+        assert_eq!(n.rig.m.inner().stepped_down, 1);
+        assert_eq!(n.rig.m.state(), State::Passive);
         let lines = n.lines();
         let resolved: Vec<&String> = lines
             .iter()
@@ -1038,8 +1015,8 @@ mod tests {
         assert!(reason.starts_with("stepped down after a split"), "{reason}");
         // Settled: refuses clients, keeps its link, does not stop.
         assert_eq!(forwarded(&n.client(1010)), 0);
-        assert!(n.node.wants(STATE_SUB));
-        assert!(n.node.failure().is_none());
+        assert!(n.rig.m.wants(STATE_SUB));
+        assert!(n.rig.m.failure().is_none());
     }
 
     #[test]
@@ -1054,7 +1031,7 @@ mod tests {
                 published(&out).iter().all(|s| s == "3"),
                 "still active: {out:?}"
             );
-            assert_eq!(n.node.state(), State::Active);
+            assert_eq!(n.rig.m.state(), State::Active);
         }
         let contest: Vec<String> = n
             .lines()
@@ -1069,7 +1046,7 @@ mod tests {
         assert_eq!(forwarded(&n.client(1150)), 1, "serves while it waits");
         let out = n.peer(b"3", 1200);
         assert_eq!(published(&out), ["4"]);
-        assert_eq!(n.node.inner().stepped_down, 1);
+        assert_eq!(n.rig.m.inner().stepped_down, 1);
         let (state, reason, served) = state_events(&n).pop().unwrap();
         assert_eq!((state.as_str(), served), ("PASSIVE", Some(2)));
         assert!(reason.contains("the backup yields"), "{reason}");
@@ -1079,12 +1056,12 @@ mod tests {
     fn dual_passive_makes_the_primary_take_over_without_letting_go_of_anything() {
         let mut n = N::new(Role::Primary);
         n.peer(b"3", 0);
-        assert_eq!(n.node.state(), State::Passive);
+        assert_eq!(n.rig.m.state(), State::Passive);
         n.peer(b"4", 50);
         n.peer(b"4", 150);
         let out = n.peer(b"4", 250);
         assert_eq!(published(&out), ["3"]);
-        assert_eq!(n.node.inner().stepped_down, 0);
+        assert_eq!(n.rig.m.inner().stepped_down, 0);
         assert!(n.lines().contains(
             &"state: ACTIVE (both nodes passive after a split: the primary takes over)".into()
         ));

@@ -231,6 +231,7 @@ mod tests {
     use super::*;
     use crate::event::FaultKind;
     use crate::reactor::Output;
+    use crate::testkit::Rig;
     use std::time::Duration;
 
     fn body(text: &str) -> Message {
@@ -269,53 +270,45 @@ mod tests {
 
     #[test]
     fn a_router_server_answers_behind_the_whole_envelope() {
-        let mut s = Server::router(&ServerConfig::default());
-        assert_eq!(s.sockets()[0].kind, SocketKind::Router);
-        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+        let mut rig = Rig::quiet(Server::router(&ServerConfig::default()));
+        assert_eq!(rig.m.sockets()[0].kind, SocketKind::Router);
+        let t0 = rig.t0;
         let msg = Message::from_frames(vec![b"p".to_vec(), b"id".to_vec(), vec![], b"x".to_vec()]);
-        s.handle(Input::Message { slot: SOCKET, msg }, t0, &mut out, &mut ev);
-        assert_eq!(out.take(), [Output::Start(body("x"))]);
-        s.handle(Input::Done(body("X")), t0, &mut out, &mut ev);
+        let out = rig.handle(Input::Message { slot: SOCKET, msg }, t0);
+        assert_eq!(out, [Output::Start(body("x"))]);
+        let out = rig.handle(Input::Done(body("X")), t0);
         let back = Message::from_frames(vec![b"p".to_vec(), b"id".to_vec(), vec![], b"X".to_vec()]);
         assert_eq!(
-            out.take(),
+            out,
             [Output::Send {
                 slot: SOCKET,
                 msg: back
             }]
         );
         let bad = Message::from_frames(vec![b"id".to_vec(), b"x".to_vec()]);
-        s.handle(
-            Input::Message {
-                slot: SOCKET,
-                msg: bad,
-            },
-            t0,
-            &mut out,
-            &mut ev,
-        );
-        assert!(out.take().is_empty());
-        assert_eq!((s.report().requests, s.report().invalid), (1, 1));
+        let out = rig.message(SOCKET, bad, t0);
+        assert!(out.is_empty());
+        assert_eq!((rig.m.report().requests, rig.m.report().invalid), (1, 1));
     }
 
     #[test]
     fn a_freeze_is_remembered_until_it_ends() {
-        let mut s = server(FaultPlan {
+        let mut rig = Rig::quiet(server(FaultPlan {
             freeze_rate: 1.0,
             freeze_for: Duration::from_millis(300),
             faults_after: 0,
             ..Default::default()
-        });
-        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
-        assert_eq!(s.frozen_until(), None);
-        s.handle(request("1"), t0, &mut out, &mut ev);
-        assert_eq!(s.frozen_until(), Some(t0 + Duration::from_millis(300)));
-        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_millis(300)));
+        }));
+        let t0 = rig.t0;
+        assert_eq!(rig.m.frozen_until(), None);
+        rig.handle(request("1"), t0);
+        assert_eq!(rig.m.frozen_until(), Some(t0 + Duration::from_millis(300)));
+        assert_eq!(rig.m.next_deadline(), Some(t0 + Duration::from_millis(300)));
     }
 
     #[test]
     fn start_binds_the_rep_socket_and_says_so() {
-        let mut s = server(FaultPlan::default());
+        let s = server(FaultPlan::default());
         match &s.sockets()[..] {
             [spec] => {
                 assert_eq!(spec.kind, SocketKind::Rep);
@@ -323,73 +316,65 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let mut out = Outbox::default();
-        let mut seen = Vec::new();
-        s.start(
-            Instant::now(),
-            &mut out,
-            &mut Events::new(false, |e| seen.push(e)),
-        );
-        assert!(out.is_empty());
-        assert!(matches!(seen[..], [Event::Started { .. }]));
+        let mut rig = Rig::quiet(s);
+        assert!(rig.start(rig.t0).is_empty());
+        assert!(matches!(rig.events[..], [Event::Started { .. }]));
     }
 
     #[test]
     fn a_request_goes_to_the_handler_at_once_and_its_reply_back() {
-        let mut s = server(FaultPlan::default());
-        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
-        assert!(s.wants(SOCKET));
-        s.handle(request("1"), t0, &mut out, &mut ev);
-        assert_eq!(out.take(), [Output::Start(body("1"))]);
-        assert!(!s.wants(SOCKET), "a REP server holds one request at a time");
-        s.handle(Input::Done(body("1")), t0, &mut out, &mut ev);
+        let mut rig = Rig::quiet(server(FaultPlan::default()));
+        let t0 = rig.t0;
+        assert!(rig.m.wants(SOCKET));
+        let out = rig.handle(request("1"), t0);
+        assert_eq!(out, [Output::Start(body("1"))]);
+        assert!(
+            !rig.m.wants(SOCKET),
+            "a REP server holds one request at a time"
+        );
+        let out = rig.handle(Input::Done(body("1")), t0);
         assert_eq!(
-            out.take(),
+            out,
             [Output::Send {
                 slot: SOCKET,
                 msg: body("1")
             }]
         );
-        assert!(s.wants(SOCKET));
-        assert_eq!((s.report().requests, s.report().replied), (1, 1));
+        assert!(rig.m.wants(SOCKET));
+        assert_eq!((rig.m.report().requests, rig.m.report().replied), (1, 1));
     }
 
     #[test]
     fn work_is_a_deadline_not_a_sleep() {
         let work = Duration::from_millis(1000);
-        let mut s = server(FaultPlan {
+        let mut rig = Rig::quiet(server(FaultPlan {
             work,
             ..Default::default()
-        });
-        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
-        s.handle(request("1"), t0, &mut out, &mut ev);
-        assert!(out.take().is_empty());
-        assert_eq!(s.next_deadline(), Some(t0 + work));
-        s.tick(t0 + work / 2, &mut out, &mut ev);
-        assert!(out.take().is_empty());
-        s.tick(t0 + work, &mut out, &mut ev);
-        assert_eq!(out.take(), [Output::Start(body("1"))]);
-        assert_eq!(s.next_deadline(), None);
+        }));
+        let t0 = rig.t0;
+        let out = rig.handle(request("1"), t0);
+        assert!(out.is_empty());
+        assert_eq!(rig.m.next_deadline(), Some(t0 + work));
+        let out = rig.tick(t0 + work / 2);
+        assert!(out.is_empty());
+        let out = rig.tick(t0 + work);
+        assert_eq!(out, [Output::Start(body("1"))]);
+        assert_eq!(rig.m.next_deadline(), None);
     }
 
     #[test]
     fn an_overload_adds_its_stall_to_the_work_and_is_counted() {
-        let mut s = server(FaultPlan {
+        let mut rig = Rig::quiet(server(FaultPlan {
             overload_rate: 1.0,
             overload_for: Duration::from_secs(2),
             faults_after: 0,
             ..Default::default()
-        });
-        let (mut out, mut seen, t0) = (Outbox::default(), Vec::new(), Instant::now());
-        s.handle(
-            request("1"),
-            t0,
-            &mut out,
-            &mut Events::new(false, |e| seen.push(e)),
-        );
-        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(2)));
-        assert_eq!(s.report().overloads, 1);
-        assert!(seen.iter().any(|e| matches!(
+        }));
+        let t0 = rig.t0;
+        rig.handle(request("1"), t0);
+        assert_eq!(rig.m.next_deadline(), Some(t0 + Duration::from_secs(2)));
+        assert_eq!(rig.m.report().overloads, 1);
+        assert!(rig.events.iter().any(|e| matches!(
             e,
             Event::Fault {
                 kind: FaultKind::Overload,
@@ -401,33 +386,24 @@ mod tests {
 
     #[test]
     fn a_crash_asks_the_reactor_to_die_without_answering() {
-        let mut s = server(FaultPlan {
+        let mut rig = Rig::quiet(server(FaultPlan {
             crash_after: Some(1),
             ..Default::default()
-        });
-        let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
-        s.handle(request("1"), t0, &mut out, &mut ev);
-        s.handle(Input::Done(body("1")), t0, &mut out, &mut ev);
-        out.take();
-        s.handle(request("2"), t0, &mut out, &mut ev);
-        assert_eq!(out.take(), [Output::Crash]);
-        assert!(!s.wants(SOCKET), "nothing is read after a crash");
+        }));
+        let t0 = rig.t0;
+        rig.handle(request("1"), t0);
+        rig.handle(Input::Done(body("1")), t0);
+        let out = rig.handle(request("2"), t0);
+        assert_eq!(out, [Output::Crash]);
+        assert!(!rig.m.wants(SOCKET), "nothing is read after a crash");
     }
 
     #[test]
     fn the_served_event_reports_the_request_and_the_time_it_took() {
-        let mut s = server(FaultPlan::default());
-        let (mut out, mut seen, t0) = (Outbox::default(), Vec::new(), Instant::now());
-        let mut ev = Events::new(false, |e| seen.push(e));
-        s.handle(request("hello"), t0, &mut out, &mut ev);
-        s.handle(
-            Input::Done(body("hello")),
-            t0 + Duration::from_millis(5),
-            &mut out,
-            &mut ev,
-        );
-        drop(ev);
-        match seen.last() {
+        let mut rig = Rig::quiet(server(FaultPlan::default()));
+        rig.handle(request("hello"), rig.t0);
+        rig.done(body("hello"), rig.at(5));
+        match rig.events.last() {
             Some(Event::Served {
                 cycle,
                 request,

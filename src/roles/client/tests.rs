@@ -106,7 +106,7 @@ fn replies_for_another_service_or_version_are_refused() {
 // ---- the machine, with a fake clock ----
 
 use crate::reactor::Output;
-use crate::testkit::{closed, opened};
+use crate::testkit::{closed, opened, Rig};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -121,54 +121,30 @@ fn config(endpoints: &[&str]) -> ClientConfig {
     }
 }
 
-/// The machine, its outbox and everything it emitted.
-struct Rig {
-    c: Client,
-    out: Outbox<ReadNext>,
-    seen: Vec<Event>,
-    t0: Instant,
+/// A quiet rig (no frame traces) around a client of `config`, started at the rig's `t0`; what
+/// the start asked for.
+fn client_rig(config: ClientConfig) -> (Rig<Client>, Vec<Output<ReadNext>>) {
+    let mut rig = Rig::quiet(Client::new(&config));
+    let started = rig.start(rig.t0);
+    (rig, started)
 }
 
-impl Rig {
-    fn new(config: ClientConfig) -> Self {
-        let mut rig = Rig {
-            c: Client::new(&config),
-            out: Outbox::default(),
-            seen: Vec::new(),
-            t0: Instant::now(),
-        };
-        let t0 = rig.t0;
-        rig.with_events(|c, out, ev| c.start(t0, out, ev));
-        rig
-    }
+/// The client's inputs with their time in ms on the rig's clock, as the tests write them.
+trait Steps {
+    /// The reader's answer at `ms`: `request`, or the end of input.
+    fn read(&mut self, ms: u64, request: Option<&str>) -> Vec<Output<ReadNext>>;
+    /// `msg` arrives on `slot` at `ms`.
+    fn recv(&mut self, ms: u64, slot: Slot, msg: Message) -> Vec<Output<ReadNext>>;
+}
 
-    fn with_events(&mut self, f: impl FnOnce(&mut Client, &mut Outbox<ReadNext>, &mut Events)) {
-        let seen = &mut self.seen;
-        let mut ev = Events::new(false, |e| seen.push(e));
-        f(&mut self.c, &mut self.out, &mut ev);
-    }
-
-    fn at(&self, ms: u64) -> Instant {
-        self.t0 + Duration::from_millis(ms)
-    }
-
+impl Steps for Rig<Client> {
     fn read(&mut self, ms: u64, request: Option<&str>) -> Vec<Output<ReadNext>> {
-        let now = self.at(ms);
         let done = request.map(Request::line).into_iter().collect();
-        self.with_events(|c, out, ev| c.handle(Input::Done(done), now, out, ev));
-        self.out.take()
+        self.done(done, self.at(ms))
     }
 
     fn recv(&mut self, ms: u64, slot: Slot, msg: Message) -> Vec<Output<ReadNext>> {
-        let now = self.at(ms);
-        self.with_events(|c, out, ev| c.handle(Input::Message { slot, msg }, now, out, ev));
-        self.out.take()
-    }
-
-    fn tick(&mut self, ms: u64) -> Vec<Output<ReadNext>> {
-        let now = self.at(ms);
-        self.with_events(|c, out, ev| c.tick(now, out, ev));
-        self.out.take()
+        self.message(slot, msg, self.at(ms))
     }
 }
 
@@ -192,12 +168,10 @@ fn id_of(msg: &Message) -> Frame {
 
 #[test]
 fn start_checks_every_endpoint_then_closes_the_checks_and_reads_the_first_request() {
-    let rig = Rig::new(config(&["tcp://a:1", "tcp://b:2"]));
-    let specs = rig.c.sockets();
+    let (rig, outputs) = client_rig(config(&["tcp://a:1", "tcp://b:2"]));
+    let specs = rig.m.sockets();
     assert_eq!(specs.len(), 2);
     assert_eq!(specs[1].connect, ["tcp://b:2"]);
-    let mut rig = rig;
-    let outputs = rig.out.take();
     assert_eq!(
         outputs,
         [
@@ -207,14 +181,13 @@ fn start_checks_every_endpoint_then_closes_the_checks_and_reads_the_first_reques
         ]
     );
     assert!(
-        matches!(&rig.seen[..], [Event::Started { endpoint, .. }] if endpoint == "tcp://a:1,tcp://b:2")
+        matches!(&rig.events[..], [Event::Started { endpoint, .. }] if endpoint == "tcp://a:1,tcp://b:2")
     );
 }
 
 #[test]
 fn an_attempt_that_times_out_is_retried_on_a_fresh_socket_then_abandoned() {
-    let mut rig = Rig::new(config(&["tcp://a:1"]));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]));
     let first = rig.read(0, Some("1"));
     let spec = &opened(&first)[0];
     assert_eq!(
@@ -230,15 +203,15 @@ fn an_attempt_that_times_out_is_retried_on_a_fresh_socket_then_abandoned() {
         first.contains(&Output::Start(ReadNext)),
         "one request is read ahead"
     );
-    assert_eq!(rig.c.next_deadline(), Some(rig.at(100)));
-    assert!(rig.c.wants(slot));
+    assert_eq!(rig.m.next_deadline(), Some(rig.at(100)));
+    assert!(rig.m.wants(slot));
     assert!(
         rig.read(50, Some("2")).is_empty(),
         "the window is full: held, and no further read"
     );
 
-    assert!(rig.tick(99).is_empty(), "not yet");
-    let second = rig.tick(100);
+    assert!(rig.tick(rig.at(99)).is_empty(), "not yet");
+    let second = rig.tick(rig.at(100));
     // Close the old socket first, then a fresh one (identity None) carries a new id.
     assert_eq!(second[0], Output::Close(slot));
     assert_eq!(opened(&second)[0].identity, None);
@@ -250,15 +223,15 @@ fn an_attempt_that_times_out_is_retried_on_a_fresh_socket_then_abandoned() {
         id1,
         "every attempt has an id never used before"
     );
-    assert_eq!(rig.c.next_deadline(), Some(rig.at(200)));
+    assert_eq!(rig.m.next_deadline(), Some(rig.at(200)));
 
-    let third = rig.tick(200);
+    let third = rig.tick(rig.at(200));
     assert_eq!(closed(&third), [slot2]);
     sent(&third);
-    let last = rig.tick(300);
+    let last = rig.tick(rig.at(300));
     assert_eq!(last, [Output::Exit]);
-    assert_eq!(rig.c.outcome(), Some(Outcome::Abandoned));
-    let r = rig.c.report();
+    assert_eq!(rig.m.outcome(), Some(Outcome::Abandoned));
+    let r = rig.m.report();
     assert_eq!(
         (
             r.requests,
@@ -271,7 +244,7 @@ fn an_attempt_that_times_out_is_retried_on_a_fresh_socket_then_abandoned() {
         (1, 3, 2, 2, 1, 0)
     );
     let retries: Vec<_> = rig
-        .seen
+        .events
         .iter()
         .filter_map(|e| match e {
             Event::Retry {
@@ -282,29 +255,28 @@ fn an_attempt_that_times_out_is_retried_on_a_fresh_socket_then_abandoned() {
         .collect();
     assert_eq!(retries, [(1, "timeout"), (2, "timeout")]);
     assert!(matches!(
-        rig.seen.last(),
+        rig.events.last(),
         Some(Event::Abandoned {
             seq: 1,
             attempts: 3,
             ..
         })
     ));
-    assert_eq!(rig.c.next_deadline(), None);
-    assert!(!rig.c.wants(slot2));
+    assert_eq!(rig.m.next_deadline(), None);
+    assert!(!rig.m.wants(slot2));
 }
 
 #[test]
 fn a_reply_with_another_id_is_dropped_and_counted_and_the_right_one_accepted() {
-    let mut rig = Rig::new(config(&["tcp://a:1"]));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]));
     let (slot, msg) = sent(&rig.read(0, Some("1")));
     let id = id_of(&msg);
     let stale = rig.recv(10, slot, m(&[b"0000000000000001", b"", b"old"]));
     assert!(stale.is_empty(), "{stale:?}");
-    assert_eq!(rig.c.report().mismatched, 1);
-    assert!(matches!(rig.seen.last(), Some(Event::Mismatch { got, .. }) if got == "old"));
+    assert_eq!(rig.m.report().mismatched, 1);
+    assert!(matches!(rig.events.last(), Some(Event::Mismatch { got, .. }) if got == "old"));
     assert_eq!(
-        rig.c.next_deadline(),
+        rig.m.next_deadline(),
         Some(rig.at(100)),
         "still waiting for its own"
     );
@@ -314,7 +286,7 @@ fn a_reply_with_another_id_is_dropped_and_counted_and_the_right_one_accepted() {
         "the socket is kept, a read is already out: {ok:?}"
     );
     assert!(matches!(
-        rig.seen.last(),
+        rig.events.last(),
         Some(Event::Reply { seq: 1, attempts: 1, reply, .. }) if reply == "1"
     ));
     // The next request reuses the answered DEALER, with a new id.
@@ -326,34 +298,32 @@ fn a_reply_with_another_id_is_dropped_and_counted_and_the_right_one_accepted() {
     assert_ne!(id_of(&msg2), id);
     assert_eq!(rig.read(40, None), [], "one still in flight");
     rig.recv(50, slot, m(&[&id_of(&msg2), b"", b"2"]));
-    assert_eq!(rig.c.outcome(), Some(Outcome::Completed));
-    let r = rig.c.report();
+    assert_eq!(rig.m.outcome(), Some(Outcome::Completed));
+    let r = rig.m.report();
     assert_eq!((r.requests, r.replied, r.mismatched, r.sent), (2, 2, 1, 2));
 }
 
 #[test]
 fn a_reply_without_an_envelope_answers_nobody_it_is_counted_and_dropped() {
-    let mut rig = Rig::new(config(&["tcp://a:1"]));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]));
     let (slot, msg) = sent(&rig.read(0, Some("1")));
     let outputs = rig.recv(10, slot, m(&[b"1"]));
     assert!(outputs.is_empty(), "no request to retry: {outputs:?}");
-    assert!(rig.c.wants(slot), "still waiting for its own");
-    assert_eq!(rig.c.report().mismatched, 1);
-    assert_eq!(rig.c.next_deadline(), Some(rig.at(100)));
-    assert!(!rig.seen.iter().any(|e| matches!(e, Event::Retry { .. })));
+    assert!(rig.m.wants(slot), "still waiting for its own");
+    assert_eq!(rig.m.report().mismatched, 1);
+    assert_eq!(rig.m.next_deadline(), Some(rig.at(100)));
+    assert!(!rig.events.iter().any(|e| matches!(e, Event::Retry { .. })));
     rig.recv(20, slot, m(&[&id_of(&msg), b"", b"1"]));
-    assert_eq!(rig.c.report().replied, 1);
+    assert_eq!(rig.m.report().replied, 1);
 }
 
 #[test]
 fn a_malformed_reply_with_its_id_fails_that_attempt_which_is_resent_with_a_new_id() {
-    let mut rig = Rig::new(mdp_config(Version::V1).with_window(2));
-    rig.c = Client::new(&mdp_config(Version::V1).with_window(2))
+    let (mut rig, _) = client_rig(mdp_config(Version::V1).with_window(2));
+    rig.m = Client::new(&mdp_config(Version::V1).with_window(2))
         .with_correlation(Correlation::RequestId);
     let t0 = rig.t0;
-    rig.with_events(|c, out, ev| c.start(t0, out, ev));
-    rig.out.take();
+    rig.start(t0);
     let (slot, msg) = sent(&rig.read(0, Some("hi")));
     let outputs = rig.recv(
         10,
@@ -364,20 +334,19 @@ fn a_malformed_reply_with_its_id_fails_that_attempt_which_is_resent_with_a_new_i
     let (again, resent) = sent(&outputs);
     assert_eq!(again, slot);
     assert_ne!(id_of(&resent), id_of(&msg));
-    assert_eq!(rig.c.report().mismatched, 1);
+    assert_eq!(rig.m.report().mismatched, 1);
     assert!(rig
-        .seen
+        .events
         .iter()
         .any(|e| matches!(e, Event::Retry { reason, .. } if reason == "malformed reply")));
 }
 
 #[test]
 fn with_check_echo_a_reply_that_is_not_the_request_is_retried() {
-    let mut rig = Rig::new(ClientConfig {
+    let (mut rig, _) = client_rig(ClientConfig {
         check_echo: true,
         ..config(&["tcp://a:1"])
     });
-    rig.out.take();
     let (slot, msg) = sent(&rig.read(0, Some("1")));
     let outputs = rig.recv(10, slot, m(&[&id_of(&msg), b"", b"2"]));
     // The peer answered, so its socket is alive: the resend goes out on it, with a new id.
@@ -385,22 +354,21 @@ fn with_check_echo_a_reply_that_is_not_the_request_is_retried() {
     let (again, resent) = sent(&outputs);
     assert_eq!(again, slot);
     assert_ne!(id_of(&resent), id_of(&msg));
-    assert!(rig.seen.iter().any(
+    assert!(rig.events.iter().any(
         |e| matches!(e, Event::Mismatch { expected, got, .. } if expected == "1" && got == "2")
     ));
     assert!(rig
-        .seen
+        .events
         .iter()
         .any(|e| matches!(e, Event::Retry { reason, .. } if reason == "mismatched reply")));
 }
 
 #[test]
 fn replies_are_reported_in_request_order_whatever_order_they_come_in() {
-    let mut rig = Rig::new(ClientConfig {
+    let (mut rig, _) = client_rig(ClientConfig {
         window: 2,
         ..config(&["tcp://a:1"])
     });
-    rig.out.take();
     let one = rig.read(0, Some("1"));
     assert!(one.contains(&Output::Start(ReadNext)), "room for a second");
     let (s1, m1) = sent(&one);
@@ -414,12 +382,12 @@ fn replies_are_reported_in_request_order_whatever_order_they_come_in() {
     assert!(opened(&two).is_empty());
     rig.recv(5, s2, m(&[&id_of(&m2), b"", b"2"]));
     assert!(
-        !rig.seen.iter().any(|e| matches!(e, Event::Reply { .. })),
+        !rig.events.iter().any(|e| matches!(e, Event::Reply { .. })),
         "held back"
     );
     rig.recv(6, s1, m(&[&id_of(&m1), b"", b"1"]));
     let order: Vec<u64> = rig
-        .seen
+        .events
         .iter()
         .filter_map(|e| match e {
             Event::Reply { seq, .. } => Some(*seq),
@@ -431,58 +399,56 @@ fn replies_are_reported_in_request_order_whatever_order_they_come_in() {
     let (s3, m3) = sent(&rig.read(7, Some("3")));
     assert_eq!(s3, s1);
     rig.recv(8, s3, m(&[&id_of(&m1), b"", b"1"]));
-    assert_eq!(rig.c.report().mismatched, 1);
+    assert_eq!(rig.m.report().mismatched, 1);
     assert!(
-        matches!(rig.seen.last(), Some(Event::Mismatch { seq: 3, got, .. }) if got == "1"),
+        matches!(rig.events.last(), Some(Event::Mismatch { seq: 3, got, .. }) if got == "1"),
         "reported against the request waiting there"
     );
     rig.recv(9, s3, m(&[&id_of(&m3), b"", b"3"]));
-    assert_eq!(rig.c.report().replied, 3);
+    assert_eq!(rig.m.report().replied, 3);
 }
 
 #[test]
 fn failover_waits_the_settle_delay_then_goes_round_the_endpoints_in_order() {
-    let mut rig = Rig::new(config(&["tcp://a:1", "tcp://b:2"]));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1", "tcp://b:2"]));
     let (s1, _) = sent(&rig.read(0, Some("1")));
-    let failed = rig.tick(100);
+    let failed = rig.tick(rig.at(100));
     assert_eq!(
         failed,
         [Output::Close(s1)],
         "nothing goes out while the backup settles"
     );
-    assert_eq!(rig.c.next_deadline(), Some(rig.at(600)));
-    assert!(!rig.c.wants(s1));
-    assert!(rig.tick(599).is_empty());
-    let resent = rig.tick(600);
+    assert_eq!(rig.m.next_deadline(), Some(rig.at(600)));
+    assert!(!rig.m.wants(s1));
+    assert!(rig.tick(rig.at(599)).is_empty());
+    let resent = rig.tick(rig.at(600));
     assert_eq!(opened(&resent)[0].connect, ["tcp://b:2"]);
     let (s2, _) = sent(&resent);
-    assert!(rig.c.wants(s2));
-    let back = rig.tick(700);
+    assert!(rig.m.wants(s2));
+    let back = rig.tick(rig.at(700));
     assert_eq!(back, [Output::Close(s2)]);
-    let third = rig.tick(1200);
+    let third = rig.tick(rig.at(1200));
     assert_eq!(opened(&third)[0].connect, ["tcp://a:1"], "round and round");
-    assert_eq!(rig.c.report().reconnects, 2);
+    assert_eq!(rig.m.report().reconnects, 2);
     assert!(rig
-        .seen
+        .events
         .iter()
         .any(|e| matches!(e, Event::Sent { attempt: 3, .. })));
 }
 
 #[test]
 fn a_request_read_after_a_failover_goes_to_the_new_endpoint() {
-    let mut rig = Rig::new(ClientConfig {
+    let (mut rig, _) = client_rig(ClientConfig {
         window: 2,
         ..config(&["tcp://a:1", "tcp://b:2"])
     });
-    rig.out.take();
     sent(&rig.read(0, Some("1")));
-    rig.tick(100);
+    rig.tick(rig.at(100));
     assert!(
         rig.read(150, Some("2")).is_empty(),
         "held during the settle delay"
     );
-    let both = rig.tick(600);
+    let both = rig.tick(rig.at(600));
     let specs = opened(&both);
     assert_eq!(specs.len(), 1, "one shared socket to the backup");
     assert_eq!(specs[0].connect, ["tcp://b:2"]);
@@ -514,7 +480,7 @@ fn sends(outputs: &[Output<ReadNext>]) -> Vec<(Slot, Frame)> {
 }
 
 /// Sends `n` requests ("1".."n") at ms 0..n-1 through a window of `n`: their slot and ids.
-fn fill(rig: &mut Rig, n: u64) -> Vec<(Slot, Frame)> {
+fn fill(rig: &mut Rig<Client>, n: u64) -> Vec<(Slot, Frame)> {
     (1..=n)
         .flat_map(|i| sends(&rig.read(i - 1, Some(&i.to_string()))))
         .collect()
@@ -531,8 +497,7 @@ fn reply_seqs(seen: &[Event]) -> Vec<u64> {
 
 #[test]
 fn a_window_of_requests_shares_one_socket_and_is_answered_in_request_order() {
-    let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(4));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]).with_window(4));
     let mut outputs = Vec::new();
     for i in 1..=4 {
         outputs.extend(rig.read(i, Some(&i.to_string())));
@@ -546,25 +511,25 @@ fn a_window_of_requests_shares_one_socket_and_is_answered_in_request_order() {
     assert!(flights.iter().all(|(s, _)| *s == slot));
     let ids: BTreeSet<&Frame> = flights.iter().map(|(_, id)| id).collect();
     assert_eq!(ids.len(), 4, "an id of its own each");
-    assert!(rig.c.wants(slot));
+    assert!(rig.m.wants(slot));
     // Answers in the order 3, 1, 4, 2: reported 1, 2, 3, 4, each with its own reply.
     for (ms, i) in [(10, 3), (11, 1), (12, 4), (13, 2)] {
         let id = &flights[i - 1].1;
         let body = i.to_string();
         assert!(closed(&rig.recv(ms, slot, m(&[id, b"", body.as_bytes()]))).is_empty());
         if i == 1 {
-            assert_eq!(reply_seqs(&rig.seen), [1], "3 is held back until 2 is in");
+            assert_eq!(reply_seqs(&rig.events), [1], "3 is held back until 2 is in");
         }
     }
-    assert_eq!(reply_seqs(&rig.seen), [1, 2, 3, 4]);
-    for e in &rig.seen {
+    assert_eq!(reply_seqs(&rig.events), [1, 2, 3, 4]);
+    for e in &rig.events {
         if let Event::Reply { seq, reply, .. } = e {
             assert_eq!(reply.text(), seq.to_string());
         }
     }
-    assert!(!rig.c.wants(slot), "nothing in flight: not read");
+    assert!(!rig.m.wants(slot), "nothing in flight: not read");
     assert_eq!(rig.read(20, None), [Output::Exit]);
-    let r = rig.c.report();
+    let r = rig.m.report();
     assert_eq!(
         (r.replied, r.sent, r.mismatched, r.reconnects),
         (4, 4, 0, 0)
@@ -573,8 +538,7 @@ fn a_window_of_requests_shares_one_socket_and_is_answered_in_request_order() {
 
 #[test]
 fn a_reply_whose_id_is_not_in_flight_is_dropped_and_the_others_still_answered() {
-    let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(3));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]).with_window(3));
     let flights = fill(&mut rig, 3);
     let slot = flights[0].0;
     rig.recv(10, slot, m(&[&flights[1].1, b"", b"2"]));
@@ -583,43 +547,42 @@ fn a_reply_whose_id_is_not_in_flight_is_dropped_and_the_others_still_answered() 
         let dropped = rig.recv(11, slot, m(&[id, b"", b"2"]));
         assert!(dropped.is_empty(), "{dropped:?}");
     }
-    assert_eq!(rig.c.report().mismatched, 2);
-    assert_eq!(rig.c.report().retries, 0);
+    assert_eq!(rig.m.report().mismatched, 2);
+    assert_eq!(rig.m.report().retries, 0);
     rig.recv(12, slot, m(&[&flights[0].1, b"", b"1"]));
     rig.recv(13, slot, m(&[&flights[2].1, b"", b"3"]));
-    assert_eq!(reply_seqs(&rig.seen), [1, 2, 3]);
-    assert_eq!(rig.c.report().replied, 3);
+    assert_eq!(reply_seqs(&rig.events), [1, 2, 3]);
+    assert_eq!(rig.m.report().replied, 3);
 }
 
 #[test]
 fn a_timeout_on_a_socket_that_answers_others_resends_there_with_a_new_id() {
-    let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(2));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]).with_window(2));
     let flights = fill(&mut rig, 2);
     let (slot, id1) = flights[0].clone();
     // Request 2's reply after request 1 went out: the connection is alive.
     rig.recv(50, slot, m(&[&flights[1].1, b"", b"2"]));
-    let resent = rig.tick(100);
+    let resent = rig.tick(rig.at(100));
     assert!(closed(&resent).is_empty(), "no reopen: {resent:?}");
     assert!(opened(&resent).is_empty());
     let again = sends(&resent);
     assert_eq!(again.len(), 1, "{resent:?}");
     assert_eq!(again[0].0, slot, "the same socket");
     assert_ne!(again[0].1, id1, "a fresh id");
-    let r = rig.c.report();
+    let r = rig.m.report();
     assert_eq!((r.retries, r.reconnects), (1, 0));
     // The first attempt's late reply is stale now; the second attempt's is the answer.
     rig.recv(120, slot, m(&[&id1, b"", b"1"]));
-    assert_eq!(rig.c.report().mismatched, 1);
+    assert_eq!(rig.m.report().mismatched, 1);
     assert_eq!(
-        reply_seqs(&rig.seen),
+        reply_seqs(&rig.events),
         Vec::<u64>::new(),
         "1 still unanswered"
     );
     rig.recv(130, slot, m(&[&again[0].1, b"", b"1"]));
-    assert_eq!(reply_seqs(&rig.seen), [1, 2]);
+    assert_eq!(reply_seqs(&rig.events), [1, 2]);
     assert!(matches!(
-        rig.seen
+        rig.events
             .iter()
             .find(|e| matches!(e, Event::Reply { seq: 1, .. })),
         Some(Event::Reply { attempts: 2, .. })
@@ -628,15 +591,14 @@ fn a_timeout_on_a_socket_that_answers_others_resends_there_with_a_new_id() {
 
 #[test]
 fn a_socket_silent_for_a_whole_timeout_is_reopened_and_its_other_requests_follow() {
-    let mut rig = Rig::new(ClientConfig {
+    let (mut rig, _) = client_rig(ClientConfig {
         retries: 4,
         ..config(&["tcp://a:1"]).with_window(3)
     });
-    rig.out.take();
     let flights = fill(&mut rig, 3); // sent at 0, 1, 2
     let old = flights[0].0;
     // Nothing heard since request 1 went out: the connection looks dead.
-    let first = rig.tick(100);
+    let first = rig.tick(rig.at(100));
     assert_eq!(first[0], Output::Close(old), "{first:?}");
     let fresh = opened(&first);
     assert_eq!(fresh.len(), 1);
@@ -647,13 +609,13 @@ fn a_socket_silent_for_a_whole_timeout_is_reopened_and_its_other_requests_follow
     let new = fresh[0].slot;
     assert_eq!(sends(&first).len(), 1);
     assert_eq!(sends(&first)[0].0, new);
-    assert_eq!(rig.c.report().reconnects, 1);
-    assert!(rig.c.wants(new));
+    assert_eq!(rig.m.report().reconnects, 1);
+    assert!(rig.m.wants(new));
     // Requests 2 and 3 went out on the closed socket: nothing can answer them there, and
     // each is resent on the fresh one when its own deadline passes, with no second reopen.
-    assert!(rig.tick(100).is_empty(), "not their deadline yet");
+    assert!(rig.tick(rig.at(100)).is_empty(), "not their deadline yet");
     for ms in [101, 102] {
-        let resent = rig.tick(ms);
+        let resent = rig.tick(rig.at(ms));
         assert!(
             closed(&resent).is_empty() && opened(&resent).is_empty(),
             "{resent:?}"
@@ -663,30 +625,30 @@ fn a_socket_silent_for_a_whole_timeout_is_reopened_and_its_other_requests_follow
             [new]
         );
     }
-    let r = rig.c.report();
+    let r = rig.m.report();
     assert_eq!((r.retries, r.reconnects, r.sent), (3, 1, 6));
     // The fresh socket answers request 2 and 3 but not 1: alive, so 1 is resent on it.
-    let latest = |rig: &Rig, seq: u64| match &rig.c.in_flight[&seq].via {
+    let latest = |rig: &Rig<Client>, seq: u64| match &rig.m.in_flight[&seq].via {
         Via::Shared { id, .. } => id.clone(),
         other => panic!("{other:?}"),
     };
     let (id2, id3) = (latest(&rig, 2), latest(&rig, 3));
     rig.recv(150, new, m(&[&id2, b"", b"2"]));
     rig.recv(151, new, m(&[&id3, b"", b"3"]));
-    let third = rig.tick(200);
+    let third = rig.tick(rig.at(200));
     assert!(closed(&third).is_empty(), "{third:?}");
     assert_eq!(sends(&third)[0].0, new);
     // Silence again, for a whole timeout: reopened a second time.
-    let fourth = rig.tick(300);
+    let fourth = rig.tick(rig.at(300));
     assert_eq!(closed(&fourth), [new]);
     assert_eq!(opened(&fourth).len(), 1);
-    assert_eq!(rig.c.report().reconnects, 2);
+    assert_eq!(rig.m.report().reconnects, 2);
     // The fourth attempt was the last: abandoned.
-    assert_eq!(rig.tick(400), [Output::Exit]);
-    assert_eq!(rig.c.outcome(), Some(Outcome::Abandoned));
+    assert_eq!(rig.tick(rig.at(400)), [Output::Exit]);
+    assert_eq!(rig.m.outcome(), Some(Outcome::Abandoned));
     // What was answered is still reported, in order, at the end; 1 never was.
-    assert_eq!(reply_seqs(&rig.seen), [2, 3]);
-    assert!(rig.seen.iter().any(|e| matches!(
+    assert_eq!(reply_seqs(&rig.events), [2, 3]);
+    assert!(rig.events.iter().any(|e| matches!(
         e,
         Event::Abandoned {
             seq: 1,
@@ -699,29 +661,26 @@ fn a_socket_silent_for_a_whole_timeout_is_reopened_and_its_other_requests_follow
 #[test]
 fn the_reply_that_let_a_request_out_is_no_sign_of_life_for_it() {
     // Window 1: request 2 goes out in the same instant request 1's reply came in.
-    let mut rig = Rig::new(config(&["tcp://a:1"]));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]));
     let (slot, msg) = sent(&rig.read(0, Some("1")));
     rig.read(1, Some("2"));
     let next = rig.recv(5, slot, m(&[&id_of(&msg), b"", b"1"]));
     assert_eq!(sends(&next)[0].0, slot);
-    let timed_out = rig.tick(105);
+    let timed_out = rig.tick(rig.at(105));
     assert_eq!(
         closed(&timed_out),
         [slot],
         "silent since it went out: reopened"
     );
-    assert_eq!(rig.c.report().reconnects, 1);
+    assert_eq!(rig.m.report().reconnects, 1);
 }
 
 #[test]
 fn a_batch_read_fills_the_window_and_the_rest_waits_without_another_read() {
-    let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(2));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]).with_window(2));
     let batch = ["1", "2", "3"].map(Request::line).to_vec();
     let now = rig.at(0);
-    rig.with_events(|c, out, ev| c.handle(Input::Done(batch), now, out, ev));
-    let outputs = rig.out.take();
+    let outputs = rig.done(batch, now);
     let flights = sends(&outputs);
     assert_eq!(flights.len(), 2, "the window's worth: {outputs:?}");
     assert!(
@@ -731,7 +690,7 @@ fn a_batch_read_fills_the_window_and_the_rest_waits_without_another_read() {
     let answered = rig.recv(5, flights[0].0, m(&[&flights[0].1, b"", b"1"]));
     assert_eq!(sends(&answered).len(), 1, "the third goes out");
     assert!(answered.contains(&Output::Start(ReadNext)), "now read more");
-    assert_eq!(rig.c.report().requests, 3);
+    assert_eq!(rig.m.report().requests, 3);
 }
 
 #[test]
@@ -776,8 +735,7 @@ fn requests_the_reader_has_ready_are_sent_without_a_read_job() {
 #[test]
 fn replies_held_behind_a_request_still_in_flight_are_bounded() {
     let window = 2;
-    let mut rig = Rig::new(config(&["tcp://a:1"]).with_window(window));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]).with_window(window));
     let (slot, _) = sent(&rig.read(0, Some("stuck")));
     // Request 1 is never answered; every later one is, at once, and held behind it.
     let limit = window * HELD_WINDOWS;
@@ -786,9 +744,9 @@ fn replies_held_behind_a_request_still_in_flight_are_bounded() {
         let (_, msg) = sent(&outputs);
         rig.recv(1, slot, m(&[&id_of(&msg), b"", i.to_string().as_bytes()]));
     }
-    assert_eq!(rig.c.held.len(), limit);
+    assert_eq!(rig.m.held.len(), limit);
     assert_eq!(
-        reply_seqs(&rig.seen),
+        reply_seqs(&rig.events),
         Vec::<u64>::new(),
         "all behind request 1"
     );
@@ -799,14 +757,14 @@ fn replies_held_behind_a_request_still_in_flight_are_bounded() {
         "and nothing more read"
     );
     // Request 1's answer releases them all, in order, and the next request goes out.
-    let id1 = match &rig.c.in_flight[&1].via {
+    let id1 = match &rig.m.in_flight[&1].via {
         Via::Shared { id, .. } => id.clone(),
         other => panic!("{other:?}"),
     };
     let released = rig.recv(3, slot, m(&[&id1, b"", b"stuck"]));
     assert_eq!(sends(&released).len(), 1);
     assert_eq!(
-        reply_seqs(&rig.seen),
+        reply_seqs(&rig.events),
         (1..=limit as u64 + 1).collect::<Vec<_>>()
     );
 }
@@ -820,14 +778,13 @@ fn mdp_config(version: Version) -> ClientConfig {
 
 #[test]
 fn a_broker_that_answers_200_to_the_probe_gets_request_ids() {
-    let mut rig = Rig::new(mdp_config(Version::V1));
-    rig.out.take();
+    let (mut rig, _) = client_rig(mdp_config(Version::V1));
     let asked = rig.read(0, Some("hi"));
     let probe = &opened(&asked)[0];
     assert_eq!(probe.kind, SocketKind::Req);
     let (ps, question) = sent(&asked);
     assert_eq!(question, m(&[b"MDPC01", b"mmi.correlate", b"1"]));
-    assert!(rig.c.wants(ps));
+    assert!(rig.m.wants(ps));
     let answered = rig.recv(5, ps, m(&[b"MDPC01", b"mmi.correlate", b"200"]));
     assert_eq!(closed(&answered), [ps]);
     assert_eq!(opened(&answered)[0].kind, SocketKind::Dealer);
@@ -835,14 +792,13 @@ fn a_broker_that_answers_200_to_the_probe_gets_request_ids() {
     let id = id_of(&request);
     assert_eq!(request, m(&[&id, b"", b"MDPC01", b"echo", b"hi"]));
     // Known now: no second question.
-    assert_eq!(rig.c.correlation[0], Some(Correlation::RequestId));
+    assert_eq!(rig.m.correlation[0], Some(Correlation::RequestId));
 }
 
 #[test]
 fn a_broker_that_refuses_or_ignores_the_probe_gets_a_socket_per_request() {
     // 501: the Guide's broker.
-    let mut rig = Rig::new(mdp_config(Version::V1));
-    rig.out.take();
+    let (mut rig, _) = client_rig(mdp_config(Version::V1));
     let (ps, _) = sent(&rig.read(0, Some("hi")));
     let answered = rig.recv(5, ps, m(&[b"MDPC01", b"mmi.correlate", b"501"]));
     assert_eq!(opened(&answered)[0].kind, SocketKind::Req);
@@ -853,30 +809,28 @@ fn a_broker_that_refuses_or_ignores_the_probe_gets_a_socket_per_request() {
     assert_eq!(done, [Output::Close(s)]);
 
     // Silence: the probe's own deadline.
-    let mut rig = Rig::new(mdp_config(Version::V2));
-    rig.out.take();
+    let (mut rig, _) = client_rig(mdp_config(Version::V2));
     let (ps, question) = sent(&rig.read(0, Some("hi")));
     assert_eq!(question, m(&[b"MDPC02", &[1], b"mmi.correlate", b"1"]));
-    assert_eq!(rig.c.next_deadline(), Some(rig.at(100)));
-    let timed_out = rig.tick(100);
+    assert_eq!(rig.m.next_deadline(), Some(rig.at(100)));
+    let timed_out = rig.tick(rig.at(100));
     assert_eq!(closed(&timed_out), [ps]);
     assert_eq!(opened(&timed_out)[0].kind, SocketKind::Dealer);
     assert_eq!(sent(&timed_out).1, m(&[b"MDPC02", &[1], b"echo", b"hi"]));
-    assert_eq!(rig.c.correlation[0], Some(Correlation::Socket));
-    assert_eq!(rig.c.report().retries, 0, "a probe is not an attempt");
+    assert_eq!(rig.m.correlation[0], Some(Correlation::Socket));
+    assert_eq!(rig.m.report().retries, 0, "a probe is not an attempt");
 }
 
 /// A 0.1 client of service `echo` with one attempt per request, ids not asked about.
-fn one_attempt_rig() -> Rig {
+fn one_attempt_rig() -> Rig<Client> {
     let config = ClientConfig {
         retries: 1,
         ..mdp_config(Version::V1)
     };
-    let mut rig = Rig::new(config.clone());
-    rig.c = Client::new(&config).with_correlation(Correlation::Socket);
+    let (mut rig, _) = client_rig(config.clone());
+    rig.m = Client::new(&config).with_correlation(Correlation::Socket);
     let t0 = rig.t0;
-    rig.with_events(|c, out, ev| c.start(t0, out, ev));
-    rig.out.take();
+    rig.start(t0);
     rig
 }
 
@@ -897,20 +851,20 @@ fn giving_up_on_a_broker_that_has_no_worker_says_so_with_its_own_outcome() {
     let mut rig = one_attempt_rig();
     sent(&rig.read(0, Some("hi")));
     // The one attempt times out: before giving up, the client asks mmi.service.
-    let asked = rig.tick(100);
+    let asked = rig.tick(rig.at(100));
     let (ps, question) = sent(&asked);
     assert_eq!(question, m(&[b"MDPC01", b"mmi.service", b"echo"]));
-    assert_eq!(rig.c.outcome(), None, "it waits for the answer");
+    assert_eq!(rig.m.outcome(), None, "it waits for the answer");
     assert_eq!(
-        rig.c.next_deadline(),
+        rig.m.next_deadline(),
         Some(rig.at(200)),
         "nothing else is due"
     );
     let answered = rig.recv(110, ps, m(&[b"MDPC01", b"mmi.service", b"404"]));
     assert!(answered.contains(&Output::Exit), "{answered:?}");
-    assert_eq!(rig.c.outcome(), Some(Outcome::NoService));
-    assert_eq!(rig.c.report().abandoned, 1);
-    let errors = error_lines(&rig.seen);
+    assert_eq!(rig.m.outcome(), Some(Outcome::NoService));
+    assert_eq!(rig.m.report().abandoned, 1);
+    let errors = error_lines(&rig.events);
     assert!(
         errors
             .iter()
@@ -922,28 +876,27 @@ fn giving_up_on_a_broker_that_has_no_worker_says_so_with_its_own_outcome() {
 #[test]
 fn a_refused_login_stops_the_run_at_the_first_timeout_with_its_own_outcome() {
     let mut rig = one_attempt_rig();
-    rig.c.refusals = |_| Some("its authenticator answered 400".into());
+    rig.m.refusals = |_| Some("its authenticator answered 400".into());
     sent(&rig.read(0, Some("hi")));
-    let stopped = rig.tick(100);
+    let stopped = rig.tick(rig.at(100));
     assert!(stopped.contains(&Output::Exit), "{stopped:?}");
-    assert_eq!(rig.c.outcome(), Some(Outcome::AuthRefused));
-    assert_eq!(rig.c.report().abandoned, 1);
-    assert!(error_lines(&rig.seen)
+    assert_eq!(rig.m.outcome(), Some(Outcome::AuthRefused));
+    assert_eq!(rig.m.report().abandoned, 1);
+    assert!(error_lines(&rig.events)
         .iter()
         .any(|e| e.starts_with("authentication refused by tcp://")));
 }
 
 #[test]
 fn an_echoed_mmi_question_stops_the_run_as_another_protocol() {
-    let mut rig = Rig::new(mdp_config(Version::V1));
+    let (mut rig, _) = client_rig(mdp_config(Version::V1));
     let t0 = rig.t0;
-    rig.with_events(|c, out, ev| c.start(t0, out, ev));
-    rig.out.take();
+    rig.start(t0);
     let (ps, question) = sent(&rig.read(0, Some("hi")));
     let echoed = rig.recv(5, ps, question);
     assert!(echoed.contains(&Output::Exit), "{echoed:?}");
-    assert_eq!(rig.c.outcome(), Some(Outcome::WrongProtocol));
-    assert!(rig.seen.iter().all(|e| !matches!(e, Event::Reply { .. })));
+    assert_eq!(rig.m.outcome(), Some(Outcome::WrongProtocol));
+    assert!(rig.events.iter().all(|e| !matches!(e, Event::Reply { .. })));
 }
 
 #[test]
@@ -963,25 +916,24 @@ fn a_majordomo_reply_to_a_bare_request_stops_the_run_unless_the_request_was_one(
 fn giving_up_on_a_broker_that_answers_nothing_is_the_offline_abandon() {
     let mut rig = one_attempt_rig();
     sent(&rig.read(0, Some("hi")));
-    sent(&rig.tick(100));
+    sent(&rig.tick(rig.at(100)));
     // No answer to mmi.service either: the broker itself seems gone.
-    let gave_up = rig.tick(200);
+    let gave_up = rig.tick(rig.at(200));
     assert!(gave_up.contains(&Output::Exit), "{gave_up:?}");
-    assert_eq!(rig.c.outcome(), Some(Outcome::Abandoned));
-    assert!(error_lines(&rig.seen)
+    assert_eq!(rig.m.outcome(), Some(Outcome::Abandoned));
+    assert!(error_lines(&rig.events)
         .iter()
         .any(|e| e.contains("server seems to be offline")));
 }
 
 #[test]
 fn a_timeout_with_retries_left_asks_mmi_service_once_and_warns_of_a_404() {
-    let mut rig = Rig::new(mdp_config(Version::V1));
-    rig.c = Client::new(&mdp_config(Version::V1)).with_correlation(Correlation::Socket);
+    let (mut rig, _) = client_rig(mdp_config(Version::V1));
+    rig.m = Client::new(&mdp_config(Version::V1)).with_correlation(Correlation::Socket);
     let t0 = rig.t0;
-    rig.with_events(|c, out, ev| c.start(t0, out, ev));
-    rig.out.take();
+    rig.start(t0);
     sent(&rig.read(0, Some("hi")));
-    let retried = rig.tick(100);
+    let retried = rig.tick(rig.at(100));
     let questions: Vec<Message> = retried
         .iter()
         .filter_map(|o| match o {
@@ -992,13 +944,13 @@ fn a_timeout_with_retries_left_asks_mmi_service_once_and_warns_of_a_404() {
         })
         .collect();
     assert_eq!(questions, [m(&[b"MDPC01", b"mmi.service", b"echo"])]);
-    let probe = rig.c.probe.as_ref().map(|p| p.slot).unwrap();
+    let probe = rig.m.probe.as_ref().map(|p| p.slot).unwrap();
     rig.recv(120, probe, m(&[b"MDPC01", b"mmi.service", b"404"]));
-    assert!(rig.seen.iter().any(|e| matches!(e,
+    assert!(rig.events.iter().any(|e| matches!(e,
         Event::Log { level: crate::event::Level::Warn, message }
             if message.contains("(mmi.service: 404)"))));
     assert_eq!(
-        rig.c.outcome(),
+        rig.m.outcome(),
         None,
         "retries go on: a worker may still come"
     );
@@ -1006,35 +958,33 @@ fn a_timeout_with_retries_left_asks_mmi_service_once_and_warns_of_a_404() {
 
 #[test]
 fn a_partial_restarts_the_timeout_and_the_final_completes_the_reply() {
-    let mut rig = Rig::new(mdp_config(Version::V2));
-    rig.c = Client::new(&mdp_config(Version::V2))
+    let (mut rig, _) = client_rig(mdp_config(Version::V2));
+    rig.m = Client::new(&mdp_config(Version::V2))
         .with_correlation(Correlation::Socket)
         .keep_replies();
     let t0 = rig.t0;
-    rig.with_events(|c, out, ev| c.start(t0, out, ev));
-    rig.out.take();
+    rig.start(t0);
     let (s, _) = sent(&rig.read(0, Some("hi")));
     assert!(rig
         .recv(90, s, m(&[b"MDPC02", &[2], b"echo", b"a"]))
         .is_empty());
-    assert_eq!(rig.c.next_deadline(), Some(rig.at(190)));
-    assert!(rig.tick(150).is_empty(), "the PARTIAL restarted it");
+    assert_eq!(rig.m.next_deadline(), Some(rig.at(190)));
+    assert!(rig.tick(rig.at(150)).is_empty(), "the PARTIAL restarted it");
     rig.recv(160, s, m(&[b"MDPC02", &[3], b"echo", b"b"]));
-    assert_eq!(rig.c.take_replies(), [m(&[b"a", b"b"])]);
+    assert_eq!(rig.m.take_replies(), [m(&[b"a", b"b"])]);
     assert!(matches!(
-        rig.seen.last(),
+        rig.events.last(),
         Some(Event::Reply { reply, .. }) if reply == "a\nb"
     ));
 }
 
 #[test]
 fn the_end_of_the_source_ends_the_run_once_everything_is_answered() {
-    let mut rig = Rig::new(config(&["tcp://a:1"]));
-    rig.out.take();
+    let (mut rig, _) = client_rig(config(&["tcp://a:1"]));
     assert_eq!(rig.read(0, None), [Output::Exit]);
-    assert_eq!(rig.c.outcome(), Some(Outcome::Completed));
+    assert_eq!(rig.m.outcome(), Some(Outcome::Completed));
     match rig
-        .c
+        .m
         .finish(Outcome::Interrupted, rig.at(5), &mut Events::discard())
     {
         Report::Client(r) => assert_eq!(r.outcome, Outcome::Completed, "ended once"),

@@ -1,12 +1,12 @@
 use super::client::*;
 use super::server::*;
-use crate::event::{Event, Events, Outcome, Report};
+use crate::event::{Event, Outcome, Report};
 use crate::faults::FaultPlan;
 use crate::msg::Message;
 use crate::proto::flp::{self, ClientMsg, ServerMsg};
-use crate::reactor::{Input, Machine, Outbox, Output, SocketKind};
+use crate::reactor::{Input, Machine, Output, SocketKind};
+use crate::testkit::Rig;
 use crate::transport;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 const MS: Duration = Duration::from_millis(1);
@@ -51,7 +51,7 @@ fn flp_server(faults: FaultPlan) -> FreelanceServer {
 
 #[test]
 fn the_server_socket_is_a_router_named_by_its_public_endpoint() {
-    let mut s = flp_server(FaultPlan::default());
+    let s = flp_server(FaultPlan::default());
     match &s.sockets()[..] {
         [spec] => {
             assert_eq!(spec.kind, SocketKind::Router);
@@ -60,15 +60,10 @@ fn the_server_socket_is_a_router_named_by_its_public_endpoint() {
         }
         other => panic!("{other:?}"),
     }
-    let (mut out, mut seen) = (Outbox::default(), Vec::new());
-    s.start(
-        Instant::now(),
-        &mut out,
-        &mut Events::new(false, |e| seen.push(e)),
-    );
-    assert!(out.is_empty());
+    let mut rig = Rig::quiet(s);
+    assert!(rig.start(rig.t0).is_empty());
     assert!(matches!(
-        &seen[..],
+        &rig.events[..],
         [Event::Started { role, endpoint, seed: Some(7), .. }, ..]
             if role == "freelance server" && endpoint == "tcp://localhost:5555"
     ));
@@ -81,100 +76,91 @@ fn the_server_socket_is_a_router_named_by_its_public_endpoint() {
 
 #[test]
 fn the_server_answers_ping_with_pong_at_once_even_while_not_a_cycle() {
-    let mut s = flp_server(FaultPlan {
+    let mut rig = Rig::quiet(flp_server(FaultPlan {
         crash_after: Some(0),
         ..Default::default()
-    });
-    let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+    }));
+    let t0 = rig.t0;
     for _ in 0..3 {
-        s.handle(from_client(&[b"C", b"PING"]), t0, &mut out, &mut ev);
-        assert_eq!(out.take(), [sent(&[b"C", b"PONG"])]);
+        let out = rig.handle(from_client(&[b"C", b"PING"]), t0);
+        assert_eq!(out, [sent(&[b"C", b"PONG"])]);
     }
     assert_eq!(
-        s.report().requests,
+        rig.m.report().requests,
         0,
         "pings are no requests and draw no faults"
     );
-    assert!(s.wants(SERVER));
+    assert!(rig.m.wants(SERVER));
 }
 
 #[test]
 fn the_server_echoes_control_and_reply_and_counts_it() {
-    let mut s = flp_server(FaultPlan::default());
-    let (mut out, mut seen, t0) = (Outbox::default(), Vec::new(), Instant::now());
-    let mut ev = Events::new(false, |e| seen.push(e));
-    s.handle(from_client(&[b"C", b"7", b"hi"]), t0, &mut out, &mut ev);
-    assert_eq!(out.take(), [Output::Start(job(b"7", b"hi"))]);
-    assert!(!s.wants(SERVER), "one request at a time, pings wait");
-    s.handle(
-        Input::Done(job(b"7", b"HI")),
-        t0 + 3 * MS,
-        &mut out,
-        &mut ev,
-    );
-    assert_eq!(out.take(), [sent(&[b"C", b"7", b"HI"])]);
-    assert!(s.wants(SERVER));
-    drop(ev);
-    assert_eq!((s.report().requests, s.report().replied), (1, 1));
+    let mut rig = Rig::quiet(flp_server(FaultPlan::default()));
+    let t0 = rig.t0;
+    let out = rig.handle(from_client(&[b"C", b"7", b"hi"]), t0);
+    assert_eq!(out, [Output::Start(job(b"7", b"hi"))]);
+    assert!(!rig.m.wants(SERVER), "one request at a time, pings wait");
+    let out = rig.done(job(b"7", b"HI"), t0 + 3 * MS);
+    assert_eq!(out, [sent(&[b"C", b"7", b"HI"])]);
+    assert!(rig.m.wants(SERVER));
+    let report = rig.m.report();
+    assert_eq!((report.requests, report.replied), (1, 1));
     assert!(matches!(
-        seen.last(),
+        rig.events.last(),
         Some(Event::Served { cycle: 1, request, bytes: 2, .. }) if request == "hi"
     ));
 }
 
 #[test]
 fn the_server_counts_and_drops_malformed_messages_and_keeps_serving() {
-    let mut s = flp_server(FaultPlan::default());
-    let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
+    let mut rig = Rig::quiet(flp_server(FaultPlan::default()));
+    let t0 = rig.t0;
     // No payload; a control frame without a body; an empty identity.
-    s.handle(from_client(&[b"C"]), t0, &mut out, &mut ev);
-    s.handle(from_client(&[b"C", b"7"]), t0, &mut out, &mut ev);
-    s.handle(from_client(&[b"", b"PING"]), t0, &mut out, &mut ev);
-    assert!(out.take().is_empty());
-    assert_eq!((s.report().invalid, s.report().requests), (3, 0));
-    s.handle(from_client(&[b"C", b"PING"]), t0, &mut out, &mut ev);
-    assert_eq!(out.take(), [sent(&[b"C", b"PONG"])]);
+    let mut out = rig.handle(from_client(&[b"C"]), t0);
+    out.extend(rig.handle(from_client(&[b"C", b"7"]), t0));
+    out.extend(rig.handle(from_client(&[b"", b"PING"]), t0));
+    assert!(out.is_empty());
+    assert_eq!((rig.m.report().invalid, rig.m.report().requests), (3, 0));
+    let out = rig.handle(from_client(&[b"C", b"PING"]), t0);
+    assert_eq!(out, [sent(&[b"C", b"PONG"])]);
 }
 
 #[test]
 fn the_server_stall_is_a_deadline_during_which_nothing_is_read() {
-    let mut s = flp_server(FaultPlan {
+    let mut rig = Rig::quiet(flp_server(FaultPlan {
         work: 100 * MS,
         overload_rate: 1.0,
         overload_for: 400 * MS,
         faults_after: 0,
         ..Default::default()
-    });
-    let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
-    s.handle(from_client(&[b"C", b"1", b"x"]), t0, &mut out, &mut ev);
-    assert!(out.take().is_empty());
-    assert_eq!(s.report().overloads, 1);
-    assert_eq!(s.next_deadline(), Some(t0 + 500 * MS));
+    }));
+    let t0 = rig.t0;
+    assert!(rig.handle(from_client(&[b"C", b"1", b"x"]), t0).is_empty());
+    assert_eq!(rig.m.report().overloads, 1);
+    assert_eq!(rig.m.next_deadline(), Some(t0 + 500 * MS));
     assert!(
-        !s.wants(SERVER),
+        !rig.m.wants(SERVER),
         "an overloaded server answers nothing, pings included"
     );
-    s.tick(t0 + 499 * MS, &mut out, &mut ev);
-    assert!(out.take().is_empty());
-    s.tick(t0 + 500 * MS, &mut out, &mut ev);
-    assert_eq!(out.take(), [Output::Start(job(b"1", b"x"))]);
-    assert_eq!(s.next_deadline(), None);
-    assert!(!s.wants(SERVER), "still busy until the handler answers");
+    assert!(rig.tick(t0 + 499 * MS).is_empty());
+    let out = rig.tick(t0 + 500 * MS);
+    assert_eq!(out, [Output::Start(job(b"1", b"x"))]);
+    assert_eq!(rig.m.next_deadline(), None);
+    assert!(!rig.m.wants(SERVER), "still busy until the handler answers");
 }
 
 #[test]
 fn the_server_crash_is_an_output_and_nothing_more_is_read() {
-    let mut s = flp_server(FaultPlan {
+    let mut rig = Rig::quiet(flp_server(FaultPlan {
         crash_after: Some(1),
         ..Default::default()
-    });
-    let (mut out, mut ev, t0) = (Outbox::default(), Events::discard(), Instant::now());
-    s.handle(from_client(&[b"C", b"1", b"x"]), t0, &mut out, &mut ev);
-    s.handle(Input::Done(job(b"1", b"x")), t0, &mut out, &mut ev);
-    out.take();
-    s.handle(from_client(&[b"C", b"2", b"y"]), t0, &mut out, &mut ev);
-    assert_eq!(out.take(), [Output::Crash]);
-    assert!(!s.wants(SERVER));
+    }));
+    let t0 = rig.t0;
+    rig.handle(from_client(&[b"C", b"1", b"x"]), t0);
+    rig.done(job(b"1", b"x"), t0);
+    let out = rig.handle(from_client(&[b"C", b"2", b"y"]), t0);
+    assert_eq!(out, [Output::Crash]);
+    assert!(!rig.m.wants(SERVER));
 }
 
 // The client, with a fake clock and a fake reactor.
@@ -200,31 +186,28 @@ fn flp_client(n: usize, t0: Instant) -> FreelanceClient {
     .unwrap()
 }
 
-/// What the reactor would do with `out`: each send on the client socket goes out when
+/// A rig around a client of `n` servers whose clock starts when the client does.
+fn client_rig(n: usize) -> Rig<FreelanceClient> {
+    let t0 = Instant::now();
+    let mut rig = Rig::quiet(flp_client(n, t0));
+    rig.t0 = t0;
+    rig
+}
+
+/// What the reactor would do with `outputs`: each send on the client socket goes out when
 /// its server is in `up` (else it is unroutable), and the machine hears of it at once.
 /// Returns the frames that went out, and the other outputs (jobs, exit).
 fn carry(
-    c: &mut FreelanceClient,
-    out: &mut Outbox<NextRequest>,
+    rig: &mut Rig<FreelanceClient>,
+    outputs: Vec<Output<NextRequest>>,
     now: Instant,
     up: &[usize],
-    ev: &mut Events,
 ) -> (Vec<Vec<Vec<u8>>>, Vec<Output<NextRequest>>) {
     let (mut wire, mut other) = (Vec::new(), Vec::new());
-    let mut todo: VecDeque<_> = out.take().into();
-    while let Some(o) = todo.pop_front() {
+    let routable = |_, msg: &Message| up.iter().any(|&i| msg.get(0) == Some(ep(i).as_bytes()));
+    for o in rig.carry(outputs, now, routable) {
         match o {
-            Output::Send { slot, msg } => {
-                let ok = up.iter().any(|&i| msg.get(0) == Some(ep(i).as_bytes()));
-                let mut more = Outbox::default();
-                c.routed(slot, &msg, ok, now, &mut more, ev);
-                if ok {
-                    wire.push(msg.iter().map(<[u8]>::to_vec).collect());
-                }
-                for o in more.take().into_iter().rev() {
-                    todo.push_front(o);
-                }
-            }
+            Output::Send { msg, .. } => wire.push(msg.iter().map(<[u8]>::to_vec).collect()),
             o => other.push(o),
         }
     }
@@ -258,24 +241,25 @@ fn reply(i: usize, seq: u64, body: &str) -> Input<Option<Vec<u8>>> {
     from_server(&[ep(i).as_bytes(), &flp::control_frame(seq), body.as_bytes()])
 }
 
-/// A client of `n` servers, started at `t0`, all of which answered their first ping.
-fn live_client(n: usize, t0: Instant, ev: &mut Events) -> FreelanceClient {
-    let mut c = flp_client(n, t0);
-    let mut out = Outbox::default();
-    c.start(t0, &mut out, ev);
-    carry(&mut c, &mut out, t0, &(0..n).collect::<Vec<_>>(), ev);
+/// A client of `n` servers, started at its rig's `t0`, all of which answered their first ping.
+fn live_client(n: usize) -> Rig<FreelanceClient> {
+    let mut rig = client_rig(n);
+    let t0 = rig.t0;
+    let out = rig.start(t0);
+    carry(&mut rig, out, t0, &(0..n).collect::<Vec<_>>());
+    let mut out = Vec::new();
     for i in 0..n {
-        c.handle(pong(i), t0, &mut out, ev);
+        out.extend(rig.handle(pong(i), t0));
     }
     assert!(out.is_empty(), "a PONG asks for nothing");
-    c
+    rig
 }
 
 #[test]
 fn the_client_starts_by_pinging_every_distinct_server_and_reading_a_request() {
-    let t0 = Instant::now();
-    let mut c = flp_client(2, t0);
-    match &c.sockets()[..] {
+    let mut rig = client_rig(2);
+    let t0 = rig.t0;
+    match &rig.m.sockets()[..] {
         [spec] => {
             assert_eq!(spec.kind, SocketKind::MandatoryRouter);
             assert_eq!(
@@ -286,14 +270,12 @@ fn the_client_starts_by_pinging_every_distinct_server_and_reading_a_request() {
         }
         other => panic!("{other:?}"),
     }
-    let (mut out, mut seen) = (Outbox::default(), Vec::new());
-    let mut ev = Events::new(false, |e| seen.push(e));
-    c.start(t0, &mut out, &mut ev);
-    let (wire, other) = carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
+    let out = rig.start(t0);
+    let (wire, other) = carry(&mut rig, out, t0, &[0, 1]);
     assert_eq!(wire, [ping(0), ping(1)]);
     assert_eq!(other, [Output::Start(NextRequest)]);
-    drop(ev);
-    assert!(seen
+    assert!(rig
+        .events
         .iter()
         .any(|e| matches!(e, Event::Started { role, endpoint, .. }
         if role == "freelance client" && endpoint == "tcp://h:0,tcp://h:1")));
@@ -309,57 +291,47 @@ fn the_client_starts_by_pinging_every_distinct_server_and_reading_a_request() {
 
 #[test]
 fn the_client_pings_on_schedule_and_a_pong_postpones_the_next_ping() {
-    let t0 = Instant::now();
-    let mut ev = Events::discard();
-    let mut c = flp_client(2, t0);
-    let mut out = Outbox::default();
-    c.start(t0, &mut out, &mut ev);
-    carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
-    assert_eq!(c.next_deadline(), Some(t0 + 100 * MS));
-    c.handle(pong(0), t0 + 60 * MS, &mut out, &mut ev);
-    c.tick(t0 + 100 * MS, &mut out, &mut ev);
-    let (wire, _) = carry(&mut c, &mut out, t0 + 100 * MS, &[0, 1], &mut ev);
+    let mut rig = client_rig(2);
+    let t0 = rig.t0;
+    let out = rig.start(t0);
+    carry(&mut rig, out, t0, &[0, 1]);
+    assert_eq!(rig.m.next_deadline(), Some(t0 + 100 * MS));
+    let mut out = rig.handle(pong(0), t0 + 60 * MS);
+    out.extend(rig.tick(t0 + 100 * MS));
+    let (wire, _) = carry(&mut rig, out, t0 + 100 * MS, &[0, 1]);
     assert_eq!(
         wire,
         [ping(1)],
         "server 0 spoke at 60 ms: its ping is due at 160 ms"
     );
-    assert_eq!(c.next_deadline(), Some(t0 + 160 * MS));
-    c.tick(t0 + 160 * MS, &mut out, &mut ev);
-    let (wire, _) = carry(&mut c, &mut out, t0 + 160 * MS, &[0, 1], &mut ev);
+    assert_eq!(rig.m.next_deadline(), Some(t0 + 160 * MS));
+    let out = rig.tick(t0 + 160 * MS);
+    let (wire, _) = carry(&mut rig, out, t0 + 160 * MS, &[0, 1]);
     assert_eq!(wire, [ping(0)]);
 }
 
 #[test]
 fn the_client_sends_round_robin_over_live_servers_in_request_order() {
-    let t0 = Instant::now();
-    let (mut out, mut seen) = (Outbox::default(), Vec::new());
-    let mut ev = Events::new(false, |e| seen.push(e));
-    let mut c = live_client(3, t0, &mut ev);
+    let mut rig = live_client(3);
+    let t0 = rig.t0;
     let mut went = Vec::new();
     for (k, word) in ["a", "b", "c", "d"].iter().enumerate() {
         let seq = k as u64 + 1;
         let now = t0 + (k as u32) * MS;
-        c.handle(
-            Input::Done(Some(word.as_bytes().to_vec())),
-            now,
-            &mut out,
-            &mut ev,
-        );
-        let (wire, _) = carry(&mut c, &mut out, now, &[0, 1, 2], &mut ev);
+        let out = rig.done(Some(word.as_bytes().to_vec()), now);
+        let (wire, _) = carry(&mut rig, out, now, &[0, 1, 2]);
         let i = (0..3)
             .find(|&i| wire == [attempt(i, seq, word)])
             .expect("one attempt");
         went.push(i);
-        c.handle(reply(i, seq, word), now, &mut out, &mut ev);
-        let (_, other) = carry(&mut c, &mut out, now, &[0, 1, 2], &mut ev);
+        let out = rig.handle(reply(i, seq, word), now);
+        let (_, other) = carry(&mut rig, out, now, &[0, 1, 2]);
         assert_eq!(other, [Output::Start(NextRequest)], "then the next request");
     }
     assert_eq!(went, [0, 1, 2, 0]);
-    c.handle(Input::Done(None), t0 + 10 * MS, &mut out, &mut ev);
-    assert!(out.take().contains(&Output::Exit));
-    drop(ev);
-    let replies: Vec<u64> = seen
+    assert!(rig.done(None, t0 + 10 * MS).contains(&Output::Exit));
+    let replies: Vec<u64> = rig
+        .events
         .iter()
         .filter_map(|e| match e {
             Event::Reply {
@@ -369,9 +341,9 @@ fn the_client_sends_round_robin_over_live_servers_in_request_order() {
         })
         .collect();
     assert_eq!(replies, [1, 2, 3, 4]);
-    let (sent, replied) = (c.report().sent, c.report().replied);
+    let (sent, replied) = (rig.m.report().sent, rig.m.report().replied);
     assert_eq!((sent, replied), (4, 4));
-    match c.finish(t0 + 10 * MS) {
+    match rig.m.finish(t0 + 10 * MS) {
         Report::Client(r) => assert_eq!(r.outcome, Outcome::Completed),
         other => panic!("{other:?}"),
     }
@@ -379,26 +351,23 @@ fn the_client_sends_round_robin_over_live_servers_in_request_order() {
 
 #[test]
 fn an_attempt_that_times_out_is_retried_elsewhere_and_never_before() {
-    let t0 = Instant::now();
-    let (mut out, mut seen) = (Outbox::default(), Vec::new());
-    let mut ev = Events::new(false, |e| seen.push(e));
-    let mut c = live_client(2, t0, &mut ev);
-    let (wire, _) = ask_x(&mut c, t0, &[0, 1], &mut out, &mut ev);
+    let mut rig = live_client(2);
+    let t0 = rig.t0;
+    let (wire, _) = ask_x(&mut rig, t0, &[0, 1]);
     assert_eq!(wire, [attempt(0, 1, "x")]);
     // A wake-up before the timeout (a ping due) does not resend.
-    c.tick(t0 + 100 * MS, &mut out, &mut ev);
-    let (wire, _) = carry(&mut c, &mut out, t0 + 100 * MS, &[0, 1], &mut ev);
+    let out = rig.tick(t0 + 100 * MS);
+    let (wire, _) = carry(&mut rig, out, t0 + 100 * MS, &[0, 1]);
     assert_eq!(wire, [ping(0), ping(1)]);
-    c.handle(pong(1), t0 + 150 * MS, &mut out, &mut ev);
-    c.tick(t0 + 200 * MS, &mut out, &mut ev);
-    let (wire, _) = carry(&mut c, &mut out, t0 + 200 * MS, &[0, 1], &mut ev);
+    let mut out = rig.handle(pong(1), t0 + 150 * MS);
+    out.extend(rig.tick(t0 + 200 * MS));
+    let (wire, _) = carry(&mut rig, out, t0 + 200 * MS, &[0, 1]);
     // Server 0 did not answer its ping at 100 ms: pinged again; the retry goes to 1.
     assert_eq!(wire, [ping(0), attempt(1, 1, "x")]);
-    c.handle(reply(1, 1, "x"), t0 + 210 * MS, &mut out, &mut ev);
-    drop(ev);
-    assert!(seen.iter().any(|e| matches!(e,
+    rig.handle(reply(1, 1, "x"), t0 + 210 * MS);
+    assert!(rig.events.iter().any(|e| matches!(e,
         Event::Retry { seq: 1, attempt: 1, reason } if reason == "timeout")));
-    assert!(seen.iter().any(|e| matches!(
+    assert!(rig.events.iter().any(|e| matches!(
         e,
         Event::Reply {
             seq: 1,
@@ -406,47 +375,33 @@ fn an_attempt_that_times_out_is_retried_elsewhere_and_never_before() {
             ..
         }
     )));
-    assert_eq!(c.report().retries, 1);
+    assert_eq!(rig.m.report().retries, 1);
 }
 
 #[test]
 fn a_late_reply_is_never_counted_for_a_later_request() {
-    let t0 = Instant::now();
-    let (mut out, mut seen) = (Outbox::default(), Vec::new());
-    let mut ev = Events::new(false, |e| seen.push(e));
-    let mut c = live_client(2, t0, &mut ev);
-    c.handle(Input::Done(Some("same".into())), t0, &mut out, &mut ev);
-    carry(&mut c, &mut out, t0, &[0, 1], &mut ev);
-    c.tick(t0 + 200 * MS, &mut out, &mut ev); // times out on server 0, goes to 1
-    carry(&mut c, &mut out, t0 + 200 * MS, &[0, 1], &mut ev);
-    c.handle(reply(1, 1, "same"), t0 + 210 * MS, &mut out, &mut ev);
-    carry(&mut c, &mut out, t0 + 210 * MS, &[0, 1], &mut ev);
-    c.handle(
-        Input::Done(Some("same".into())),
-        t0 + 220 * MS,
-        &mut out,
-        &mut ev,
-    );
-    carry(&mut c, &mut out, t0 + 220 * MS, &[0, 1], &mut ev);
+    let mut rig = live_client(2);
+    let t0 = rig.t0;
+    let out = rig.done(Some("same".into()), t0);
+    carry(&mut rig, out, t0, &[0, 1]);
+    let out = rig.tick(t0 + 200 * MS); // times out on server 0, goes to 1
+    carry(&mut rig, out, t0 + 200 * MS, &[0, 1]);
+    let out = rig.handle(reply(1, 1, "same"), t0 + 210 * MS);
+    carry(&mut rig, out, t0 + 210 * MS, &[0, 1]);
+    let out = rig.done(Some("same".into()), t0 + 220 * MS);
+    carry(&mut rig, out, t0 + 220 * MS, &[0, 1]);
     // Server 0's answer to request 1 arrives while request 2 waits: same body, wrong
     // control frame: discarded.
-    c.handle(reply(0, 1, "same"), t0 + 230 * MS, &mut out, &mut ev);
-    assert!(carry(&mut c, &mut out, t0 + 230 * MS, &[0, 1], &mut ev)
-        .1
-        .is_empty());
+    let out = rig.handle(reply(0, 1, "same"), t0 + 230 * MS);
+    assert!(carry(&mut rig, out, t0 + 230 * MS, &[0, 1]).1.is_empty());
     // A control frame never sent is malformed, not late.
-    c.handle(reply(0, 9, "same"), t0 + 231 * MS, &mut out, &mut ev);
-    c.handle(
-        from_server(&[b"tcp://h:7", b"PONG"]),
-        t0 + 232 * MS,
-        &mut out,
-        &mut ev,
-    );
-    assert_eq!(c.report().replied, 1);
-    c.handle(reply(0, 2, "same"), t0 + 240 * MS, &mut out, &mut ev);
-    assert_eq!(c.report().replied, 2);
-    drop(ev);
-    let replies: Vec<(u64, u32)> = seen
+    rig.handle(reply(0, 9, "same"), t0 + 231 * MS);
+    rig.handle(from_server(&[b"tcp://h:7", b"PONG"]), t0 + 232 * MS);
+    assert_eq!(rig.m.report().replied, 1);
+    rig.handle(reply(0, 2, "same"), t0 + 240 * MS);
+    assert_eq!(rig.m.report().replied, 2);
+    let replies: Vec<(u64, u32)> = rig
+        .events
         .iter()
         .filter_map(|e| match e {
             Event::Reply { seq, attempts, .. } => Some((*seq, *attempts)),
@@ -454,7 +409,8 @@ fn a_late_reply_is_never_counted_for_a_later_request() {
         })
         .collect();
     assert_eq!(replies, [(1, 2), (2, 1)]);
-    let invalid = seen
+    let invalid = rig
+        .events
         .iter()
         .filter(|e| matches!(e, Event::Invalid { .. }))
         .count();
@@ -466,32 +422,27 @@ fn a_late_reply_is_never_counted_for_a_later_request() {
 
 #[test]
 fn an_unroutable_server_is_dead_at_once_and_costs_no_attempt() {
-    let t0 = Instant::now();
-    let (mut out, mut ev) = (Outbox::default(), Events::discard());
-    let mut c = live_client(2, t0, &mut ev);
+    let mut rig = live_client(2);
+    let t0 = rig.t0;
     // Server 0 went away: the request is handed to server 1 in the same breath.
-    let (wire, _) = ask_x(&mut c, t0, &[1], &mut out, &mut ev);
+    let (wire, _) = ask_x(&mut rig, t0, &[1]);
     assert_eq!(wire, [attempt(1, 1, "x")]);
-    assert_eq!(c.report().sent, 1);
-    c.handle(reply(1, 1, "x"), t0 + MS, &mut out, &mut ev);
-    assert_eq!(c.report().replied, 1);
+    assert_eq!(rig.m.report().sent, 1);
+    rig.handle(reply(1, 1, "x"), t0 + MS);
+    assert_eq!(rig.m.report().replied, 1);
     // And its ping is tried again soon, not a whole interval later.
-    assert_eq!(c.next_deadline(), Some(t0 + UNROUTABLE_RETRY));
+    assert_eq!(rig.m.next_deadline(), Some(t0 + UNROUTABLE_RETRY));
 }
 
-/// Runs `c` from deadline to deadline until it exits; servers in `answering` answer
-/// every ping. Returns when it exited.
 /// The client's next request, "x", arrives at `now` and is [`carry`]-ed with the servers in
 /// `up` answering; what went on the wire and what else was asked for.
 fn ask_x(
-    c: &mut FreelanceClient,
+    rig: &mut Rig<FreelanceClient>,
     now: Instant,
     up: &[usize],
-    out: &mut Outbox<NextRequest>,
-    ev: &mut Events,
 ) -> (Vec<Vec<Vec<u8>>>, Vec<Output<NextRequest>>) {
-    c.handle(Input::Done(Some("x".into())), now, out, ev);
-    carry(c, out, now, up, ev)
+    let out = rig.done(Some("x".into()), now);
+    carry(rig, out, now, up)
 }
 
 /// Whether `e` says request 1 was abandoned after `attempts` attempts.
@@ -507,25 +458,24 @@ fn client_outcome(report: Report) -> Outcome {
     }
 }
 
-fn run_to_exit(
-    c: &mut FreelanceClient,
-    t0: Instant,
-    answering: &[usize],
-    ev: &mut Events,
-) -> Instant {
-    let mut out = Outbox::default();
+/// Runs the client from deadline to deadline until it exits; servers in `answering` answer
+/// every ping. Returns when it exited.
+fn run_to_exit(rig: &mut Rig<FreelanceClient>, answering: &[usize]) -> Instant {
+    let t0 = rig.t0;
     let mut now = t0;
+    // The PONGs' outputs wait, as in an outbox, to be carried out with the next tick's.
+    let mut out = Vec::new();
     for _ in 0..100 {
-        now = c.next_deadline().expect("a deadline while running");
-        c.tick(now, &mut out, ev);
-        let (wire, other) = carry(c, &mut out, now, &[0, 1], ev);
+        now = rig.m.next_deadline().expect("a deadline while running");
+        out.extend(rig.tick(now));
+        let (wire, other) = carry(rig, std::mem::take(&mut out), now, &[0, 1]);
         if other.contains(&Output::Exit) {
-            assert_eq!(c.next_deadline(), None);
+            assert_eq!(rig.m.next_deadline(), None);
             return now;
         }
         for &i in answering {
             if wire.contains(&ping(i)) {
-                c.handle(pong(i), now, &mut out, ev);
+                out.extend(rig.handle(pong(i), now));
             }
         }
     }
@@ -534,73 +484,65 @@ fn run_to_exit(
 
 #[test]
 fn a_request_is_abandoned_after_its_attempts() {
-    let t0 = Instant::now();
-    let (mut out, mut seen) = (Outbox::default(), Vec::new());
-    let mut ev = Events::new(false, |e| seen.push(e));
-    let mut c = live_client(1, t0, &mut ev);
-    ask_x(&mut c, t0, &[0], &mut out, &mut ev);
+    let mut rig = live_client(1);
+    let t0 = rig.t0;
+    ask_x(&mut rig, t0, &[0]);
     // The server answers pings but never the request: three attempts of 200 ms.
-    let ended = run_to_exit(&mut c, t0, &[0], &mut ev);
+    let ended = run_to_exit(&mut rig, &[0]);
     assert_eq!(ended, t0 + 600 * MS);
-    assert_eq!((c.report().sent, c.report().retries), (3, 2));
-    drop(ev);
-    assert!(seen.iter().any(|e| abandoned(e, 3)));
+    assert_eq!((rig.m.report().sent, rig.m.report().retries), (3, 2));
+    assert!(rig.events.iter().any(|e| abandoned(e, 3)));
     // Abandoned is what the binary turns into exit 69.
-    assert_eq!(client_outcome(c.finish(ended)), Outcome::Abandoned);
+    assert_eq!(client_outcome(rig.m.finish(ended)), Outcome::Abandoned);
 }
 
 #[test]
 fn a_silent_server_expires_and_then_the_request_is_abandoned() {
-    let t0 = Instant::now();
-    let (mut out, mut seen) = (Outbox::default(), Vec::new());
-    let mut ev = Events::new(false, |e| seen.push(e));
-    let mut c = live_client(1, t0, &mut ev);
-    ask_x(&mut c, t0, &[0], &mut out, &mut ev);
+    let mut rig = live_client(1);
+    let t0 = rig.t0;
+    ask_x(&mut rig, t0, &[0]);
     // Nothing answers: attempts at 0 and 200 ms; the server dies at 300 ms (ttl), so the
     // third attempt waits for a live server, for ttl + timeout after the last one was.
-    let ended = run_to_exit(&mut c, t0, &[], &mut ev);
+    let ended = run_to_exit(&mut rig, &[]);
     assert_eq!(ended, t0 + 700 * MS);
-    assert_eq!(c.report().sent, 2);
-    drop(ev);
+    assert_eq!(rig.m.report().sent, 2);
     assert!(
-        seen.iter().any(|e| matches!(e, Event::Log { message, .. }
+        rig.events
+            .iter()
+            .any(|e| matches!(e, Event::Log { message, .. }
             if message.contains("has not answered for 300 ms"))),
         "the expiry is said"
     );
-    assert!(seen.iter().any(|e| abandoned(e, 2)));
-    assert_eq!(client_outcome(c.finish(ended)), Outcome::Abandoned);
+    assert!(rig.events.iter().any(|e| abandoned(e, 2)));
+    assert_eq!(client_outcome(rig.m.finish(ended)), Outcome::Abandoned);
 }
 
 #[test]
 fn with_no_server_alive_a_request_gives_up_after_ttl_plus_timeout() {
-    let t0 = Instant::now();
-    let (mut out, mut ev) = (Outbox::default(), Events::discard());
-    let mut c = flp_client(2, t0);
-    c.start(t0, &mut out, &mut ev);
-    carry(&mut c, &mut out, t0, &[], &mut ev);
+    let mut rig = client_rig(2);
+    let t0 = rig.t0;
+    let out = rig.start(t0);
+    carry(&mut rig, out, t0, &[]);
     let arrived = t0 + 1000 * MS;
-    assert!(ask_x(&mut c, arrived, &[], &mut out, &mut ev).0.is_empty());
+    assert!(ask_x(&mut rig, arrived, &[]).0.is_empty());
     // Counted from the request's arrival: it gets the whole ttl + timeout.
-    c.tick(arrived + 499 * MS, &mut out, &mut ev);
-    assert!(!carry(&mut c, &mut out, arrived, &[], &mut ev)
-        .1
-        .contains(&Output::Exit));
-    c.tick(arrived + 500 * MS, &mut out, &mut ev);
-    let (_, other) = carry(&mut c, &mut out, arrived + 500 * MS, &[], &mut ev);
+    let out = rig.tick(arrived + 499 * MS);
+    assert!(!carry(&mut rig, out, arrived, &[]).1.contains(&Output::Exit));
+    let out = rig.tick(arrived + 500 * MS);
+    let (_, other) = carry(&mut rig, out, arrived + 500 * MS, &[]);
     assert!(other.contains(&Output::Exit));
-    assert_eq!((c.report().sent, c.report().abandoned), (0, 1));
+    assert_eq!((rig.m.report().sent, rig.m.report().abandoned), (0, 1));
 }
 
 #[test]
 fn a_mismatched_reply_ends_the_attempt_at_once() {
-    let t0 = Instant::now();
-    let (mut out, mut ev) = (Outbox::default(), Events::discard());
-    let mut c = live_client(2, t0, &mut ev);
-    ask_x(&mut c, t0, &[0, 1], &mut out, &mut ev);
-    c.handle(reply(0, 1, "y"), t0 + MS, &mut out, &mut ev);
-    let (wire, _) = carry(&mut c, &mut out, t0 + MS, &[0, 1], &mut ev);
+    let mut rig = live_client(2);
+    let t0 = rig.t0;
+    ask_x(&mut rig, t0, &[0, 1]);
+    let out = rig.handle(reply(0, 1, "y"), t0 + MS);
+    let (wire, _) = carry(&mut rig, out, t0 + MS, &[0, 1]);
     assert_eq!(wire, [attempt(1, 1, "x")]);
-    assert_eq!((c.report().mismatched, c.report().retries), (1, 1));
+    assert_eq!((rig.m.report().mismatched, rig.m.report().retries), (1, 1));
 }
 
 #[test]

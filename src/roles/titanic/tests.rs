@@ -6,7 +6,7 @@ use super::*;
 use crate::reactor::Output;
 use crate::roles::broker::{self, BrokerConfig};
 use crate::roles::worker::MdpWorkerConfig;
-use crate::testkit::{opened, sent_on};
+use crate::testkit::{opened, sent_on, Rig};
 use std::path::Path;
 use std::thread;
 
@@ -227,72 +227,26 @@ fn config(dir: &Path) -> TitanicConfig {
     }
 }
 
-/// A started machine over a fresh store, its outputs taken, and its events so far.
-struct Rig {
-    m: Titanic,
-    out: Outbox<Never>,
-    seen: Vec<Event>,
-    t0: Instant,
+/// A rig around a machine over a fresh store in `temp_dir(name)`, not yet started (a test
+/// starts it with `rig.start(rig.t0)`); its clock begins when the machine does.
+fn titanic(name: &str, tweak: impl FnOnce(&mut TitanicConfig)) -> Rig<Titanic> {
+    let mut c = config(&temp_dir(name));
+    tweak(&mut c);
+    titanic_with(c)
 }
 
-impl Rig {
-    fn new(name: &str, tweak: impl FnOnce(&mut TitanicConfig)) -> Rig {
-        let mut c = config(&temp_dir(name));
-        tweak(&mut c);
-        Rig::with(c)
-    }
+fn titanic_with(c: TitanicConfig) -> Rig<Titanic> {
+    let t0 = Instant::now();
+    let mut rig = Rig::new(Titanic::new(&c, t0).unwrap());
+    rig.t0 = t0;
+    rig
+}
 
-    fn with(c: TitanicConfig) -> Rig {
-        let t0 = Instant::now();
-        let mut rig = Rig {
-            m: Titanic::new(&c, t0).unwrap(),
-            out: Outbox::default(),
-            seen: Vec::new(),
-            t0,
-        };
-        let mut seen = Vec::new();
-        rig.m
-            .start(t0, &mut rig.out, &mut Events::new(false, |e| seen.push(e)));
-        rig.seen = seen;
-        rig
-    }
-
-    fn at(&self, n: u64) -> Instant {
-        self.t0 + ms(n)
-    }
-
-    fn input(&mut self, slot: Slot, msg: Message, at: u64) -> Vec<Output<Never>> {
-        let now = self.at(at);
-        let mut seen = Vec::new();
-        self.m.handle(
-            Input::Message { slot, msg },
-            now,
-            &mut self.out,
-            &mut Events::new(true, |e| seen.push(e)),
-        );
-        self.seen.extend(seen);
-        self.out.take()
-    }
-
-    fn tick(&mut self, at: u64) -> Vec<Output<Never>> {
-        let now = self.at(at);
-        let mut seen = Vec::new();
-        self.m
-            .tick(now, &mut self.out, &mut Events::new(true, |e| seen.push(e)));
-        self.seen.extend(seen);
-        self.out.take()
-    }
-
-    /// A TSP request from client `c` on worker `slot` (0 request, 1 reply, 2 close); the
-    /// body of the REPLY that comes back at once, if one does.
-    fn tsp(&mut self, slot: Slot, body: &[&str], at: u64) -> Option<Vec<String>> {
-        let sent = self.input(slot, to_worker(b"c", msg(body)), at);
-        replies(&sent, slot).pop()
-    }
-
-    fn logged(&self, what: &str) -> bool {
-        self.seen.iter().any(|e| format!("{e:?}").contains(what))
-    }
+/// A TSP request from client `c` on worker `slot` (0 request, 1 reply, 2 close) `at` ms; the
+/// body of the REPLY that comes back at once, if one does.
+fn tsp(rig: &mut Rig<Titanic>, slot: Slot, body: &[&str], at: u64) -> Option<Vec<String>> {
+    let sent = rig.message(slot, to_worker(b"c", msg(body)), rig.at(at));
+    replies(&sent, slot).pop()
 }
 
 /// A broker's REQUEST to a worker: `["", "MDPW01", 0x02, client, "", body…]`.
@@ -353,7 +307,7 @@ fn heartbeat() -> Message {
 
 #[test]
 fn three_dealers_register_one_service_each_with_ready() {
-    let rig = Rig::new("ready", |_| {});
+    let rig = titanic("ready", |_| {});
     let specs = rig.m.sockets();
     assert_eq!(specs.len(), 3);
     for (i, (spec, service)) in specs.iter().zip(["request", "reply", "close"]).enumerate() {
@@ -366,7 +320,7 @@ fn three_dealers_register_one_service_each_with_ready() {
         assert_eq!(id.len(), prefix.len() + 32);
     }
     let mut rig = rig;
-    let sent = rig.out.take();
+    let sent = rig.start(rig.t0);
     for (slot, service) in SERVICES.iter().enumerate() {
         // 7/MDP READY: ["", "MDPW01", 0x01, service]
         assert_eq!(
@@ -379,38 +333,38 @@ fn three_dealers_register_one_service_each_with_ready() {
             ]
         );
     }
-    assert!(matches!(&rig.seen[0], Event::Started { role, .. } if role == "titanic"));
+    assert!(matches!(&rig.events[0], Event::Started { role, .. } if role == "titanic"));
     assert!(rig.logged("0 stored, 0 pending"));
     assert_eq!(
-        rig.seen
+        rig.events
             .iter()
             .filter(|e| format!("{e:?}").contains("ready for service titanic."))
             .count(),
         3
     );
     // Nothing pending: the first dispatch tick opens nothing.
-    assert!(opened(&rig.tick(0)).is_empty());
+    assert!(opened(&rig.tick(rig.at(0))).is_empty());
 }
 
 #[test]
 fn a_request_is_stored_before_its_200_and_uuid_then_dispatched_after_mmi_200() {
-    let mut rig = Rig::new("request", |_| {});
-    rig.out.take();
-    let reply = rig.tsp(0, &["echo", "a", "b"], 10).unwrap();
+    let mut rig = titanic("request", |_| {});
+    rig.start(rig.t0);
+    let reply = tsp(&mut rig, 0, &["echo", "a", "b"], 10).unwrap();
     assert_eq!(reply[0], "200");
     let uuid = Uuid::parse(reply[1].as_bytes()).unwrap();
     // On disk before the answer: a store opened now would find it (the log is synced).
     assert_eq!(rig.m.store.pending(), [uuid]);
     assert_eq!(rig.m.report().requests, 1);
     assert!(rig
-        .seen
+        .events
         .iter()
         .any(|e| matches!(e, Event::Served { cycle: 1, .. })));
     // titanic.reply: 300 while pending.
-    assert_eq!(rig.tsp(1, &[&reply[1]], 11).unwrap(), ["300"]);
+    assert_eq!(tsp(&mut rig, 1, &[&reply[1]], 11).unwrap(), ["300"]);
     // The dispatch waits for the tick after the wake-up's reads.
     assert_eq!(rig.m.next_deadline(), Some(rig.at(10)));
-    let out = rig.tick(10);
+    let out = rig.tick(rig.at(10));
     let lane = &opened(&out)[0];
     assert_eq!(
         (lane.slot, lane.kind, lane.identity.clone()),
@@ -424,45 +378,48 @@ fn a_request_is_stored_before_its_200_and_uuid_then_dispatched_after_mmi_200() {
     // mmi 200: the request goes out on the same socket, in the tick after the reads
     // (a REQ socket must not be read again before it sent).
     assert!(rig
-        .input(LANES, to_lane("mmi.service", &["200"]), 20)
+        .message(LANES, to_lane("mmi.service", &["200"]), rig.at(20))
         .is_empty());
     assert!(!rig.m.wants(LANES));
     assert_eq!(rig.m.next_deadline(), Some(rig.at(20)));
-    let out = rig.tick(20);
+    let out = rig.tick(rig.at(20));
     assert!(rig.m.wants(LANES));
     assert_eq!(
         frames(&sent_on(&out, LANES)[0]),
         ["MDPC01", "echo", "a", "b"]
     );
     // The service's reply is stored, the lane's socket closed.
-    let out = rig.input(LANES, to_lane("echo", &["A", "B"]), 30);
+    let out = rig.message(LANES, to_lane("echo", &["A", "B"]), rig.at(30));
     assert_eq!(out, [Output::Close(LANES)]);
     assert_eq!(rig.m.report().replied, 1);
     assert!(rig.m.store.pending().is_empty());
     // titanic.reply: 200 and the frames, every time; close 200; then unknown 400.
     for at in [31, 32] {
-        assert_eq!(rig.tsp(1, &[&reply[1]], at).unwrap(), ["200", "A", "B"]);
+        assert_eq!(
+            tsp(&mut rig, 1, &[&reply[1]], at).unwrap(),
+            ["200", "A", "B"]
+        );
     }
-    assert_eq!(rig.tsp(2, &[&reply[1]], 33).unwrap(), ["200"]);
-    assert_eq!(rig.tsp(1, &[&reply[1]], 34).unwrap(), ["400"]);
-    assert_eq!(rig.tsp(2, &[&reply[1]], 35).unwrap(), ["200"]);
-    assert!(opened(&rig.tick(40)).is_empty());
+    assert_eq!(tsp(&mut rig, 2, &[&reply[1]], 33).unwrap(), ["200"]);
+    assert_eq!(tsp(&mut rig, 1, &[&reply[1]], 34).unwrap(), ["400"]);
+    assert_eq!(tsp(&mut rig, 2, &[&reply[1]], 35).unwrap(), ["200"]);
+    assert!(opened(&rig.tick(rig.at(40))).is_empty());
 }
 
 #[test]
 fn malformed_tsp_bodies_and_mdp_messages_are_counted_and_answered_or_dropped() {
-    let mut rig = Rig::new("malformed-machine", |_| {});
-    rig.out.take();
-    assert_eq!(rig.tsp(0, &["echo"], 1).unwrap(), ["400"]);
-    assert_eq!(rig.tsp(1, &["nothex"], 2).unwrap(), ["400"]);
+    let mut rig = titanic("malformed-machine", |_| {});
+    rig.start(rig.t0);
+    assert_eq!(tsp(&mut rig, 0, &["echo"], 1).unwrap(), ["400"]);
+    assert_eq!(tsp(&mut rig, 1, &["nothex"], 2).unwrap(), ["400"]);
     assert_eq!(rig.m.report().invalid, 1);
     // Not MDP, a worker command the broker does not send, a 0.2 REQUEST: dropped.
-    assert!(rig.input(1, msg(&["junk"]), 3).is_empty());
+    assert!(rig.message(1, msg(&["junk"]), rig.at(3)).is_empty());
     let ready = from_broker(WorkerCommand::Ready {
         service: b"x".to_vec(),
         credit: None,
     });
-    assert!(rig.input(1, ready, 4).is_empty());
+    assert!(rig.message(1, ready, rig.at(4)).is_empty());
     let v2 = mdp::encode_worker(WorkerMsg {
         version: Version::V2,
         command: WorkerCommand::Request {
@@ -470,22 +427,22 @@ fn malformed_tsp_bodies_and_mdp_messages_are_counted_and_answered_or_dropped() {
             body: msg(&["x"]),
         },
     });
-    assert!(rig.input(2, v2, 5).is_empty());
+    assert!(rig.message(2, v2, rig.at(5)).is_empty());
     assert_eq!(rig.m.report().invalid, 4);
     assert!(rig.m.store.is_empty());
 }
 
 #[test]
 fn requests_past_the_limits_are_answered_500_and_not_stored() {
-    let mut rig = Rig::new("limits-machine", |c| {
+    let mut rig = titanic("limits-machine", |c| {
         c.limits = Limits {
             max_request_bytes: 10,
             max_store_bytes: 1 << 20,
             ..Limits::default()
         }
     });
-    rig.out.take();
-    let reply = rig.tsp(0, &["echo", "0123456789"], 1).unwrap();
+    rig.start(rig.t0);
+    let reply = tsp(&mut rig, 0, &["echo", "0123456789"], 1).unwrap();
     assert!(
         reply[0].starts_with("500 request too big: 14 bytes"),
         "{reply:?}"
@@ -493,26 +450,26 @@ fn requests_past_the_limits_are_answered_500_and_not_stored() {
     assert_eq!(reply.len(), 1);
     assert!(rig.m.store.is_empty());
     assert_eq!(rig.m.report().requests, 0);
-    assert!(opened(&rig.tick(1)).is_empty());
+    assert!(opened(&rig.tick(rig.at(1))).is_empty());
 }
 
 /// Under the free-space reserve every new request is refused with the reason, the log
 /// says so once, and once when there is room again (here: the reserve lowered).
 #[test]
 fn requests_are_refused_while_the_disk_is_under_its_reserve() {
-    let mut rig = Rig::new("reserve", |c| {
+    let mut rig = titanic("reserve", |c| {
         c.limits.min_free = u64::MAX;
         c.retry_interval = ms(100);
     });
-    rig.out.take();
+    rig.start(rig.t0);
     for at in [1, 2] {
-        let reply = rig.tsp(0, &["echo", "x"], at).unwrap();
+        let reply = tsp(&mut rig, 0, &["echo", "x"], at).unwrap();
         assert!(reply[0].starts_with("500 disk full: "), "{reply:?}");
         assert!(reply[0].contains("--min-free"), "{reply:?}");
     }
     assert!(rig.m.store.is_empty());
-    let said = |rig: &Rig, what: &str| {
-        rig.seen
+    let said = |rig: &Rig<Titanic>, what: &str| {
+        rig.events
             .iter()
             .filter(|e| format!("{e:?}").contains(what))
             .count()
@@ -524,68 +481,68 @@ fn requests_are_refused_while_the_disk_is_under_its_reserve() {
     rig.m.disk = Disk::new(0);
     rig.m.disk.note(None, true);
     rig.m.disk.schedule(rig.at(102));
-    rig.tick(102);
+    rig.tick(rig.at(102));
     assert_eq!(said(&rig, "has room again"), 1);
-    let reply = rig.tsp(0, &["echo", "x"], 103).unwrap();
+    let reply = tsp(&mut rig, 0, &["echo", "x"], 103).unwrap();
     assert_eq!(reply[0], "200", "{reply:?}");
-    rig.tick(203);
+    rig.tick(rig.at(203));
     assert_eq!(said(&rig, "has room again"), 1);
 }
 
 #[test]
 fn a_service_without_a_worker_or_a_reply_is_retried_after_the_retry_interval() {
     // A broker that heartbeats less often than this test looks.
-    let mut rig = Rig::new("retry", |c| c.heartbeat.interval = Duration::from_secs(60));
-    rig.out.take();
-    let uuid = rig.tsp(0, &["echo", "x"], 0).unwrap()[1].clone();
-    rig.tick(0);
+    let mut rig = titanic("retry", |c| c.heartbeat.interval = Duration::from_secs(60));
+    rig.start(rig.t0);
+    let uuid = tsp(&mut rig, 0, &["echo", "x"], 0).unwrap()[1].clone();
+    rig.tick(rig.at(0));
     // mmi.service 404: the lane ends, the service rests for the retry interval.
-    let out = rig.input(LANES, to_lane("mmi.service", &["404"]), 10);
+    let out = rig.message(LANES, to_lane("mmi.service", &["404"]), rig.at(10));
     assert_eq!(out, [Output::Close(LANES)]);
-    assert!(opened(&rig.tick(10)).is_empty());
+    assert!(opened(&rig.tick(rig.at(10))).is_empty());
     assert_eq!(rig.m.next_deadline().map(|d| d <= rig.at(1010)), Some(true));
-    assert!(opened(&rig.tick(1009)).is_empty());
-    let out = rig.tick(1010);
+    assert!(opened(&rig.tick(rig.at(1009))).is_empty());
+    let out = rig.tick(rig.at(1010));
     assert_eq!(opened(&out).len(), 1, "a fresh socket for the next attempt");
     // This time the service is there but never answers: timed out after 500 ms.
-    rig.input(LANES, to_lane("mmi.service", &["200"]), 1020);
-    rig.tick(1020);
+    rig.message(LANES, to_lane("mmi.service", &["200"]), rig.at(1020));
+    rig.tick(rig.at(1020));
     assert!(rig
-        .tick(1519)
+        .tick(rig.at(1519))
         .iter()
         .all(|o| !matches!(o, Output::Close(_))));
-    let out = rig.tick(1520);
+    let out = rig.tick(rig.at(1520));
     assert!(out.contains(&Output::Close(LANES)));
     assert!(rig.logged("no reply in 500 ms; retrying later"));
-    assert!(opened(&rig.tick(2519)).is_empty());
-    let out = rig.tick(2520);
+    assert!(opened(&rig.tick(rig.at(2519))).is_empty());
+    let out = rig.tick(rig.at(2520));
     assert_eq!(
         frames(&sent_on(&out, LANES)[0]),
         ["MDPC01", "mmi.service", "echo"]
     );
-    rig.input(LANES, to_lane("mmi.service", &["200"]), 2530);
-    rig.tick(2530);
-    rig.input(LANES, to_lane("echo", &["X"]), 2540);
-    assert_eq!(rig.tsp(1, &[&uuid], 2541).unwrap(), ["200", "X"]);
+    rig.message(LANES, to_lane("mmi.service", &["200"]), rig.at(2530));
+    rig.tick(rig.at(2530));
+    rig.message(LANES, to_lane("echo", &["X"]), rig.at(2540));
+    assert_eq!(tsp(&mut rig, 1, &[&uuid], 2541).unwrap(), ["200", "X"]);
     // A malformed answer (another service's) is counted and retried later.
-    let uuid = rig.tsp(0, &["echo", "y"], 2550).unwrap()[1].clone();
-    rig.tick(2550);
-    let out = rig.input(LANES, to_lane("other", &["200"]), 2560);
+    let uuid = tsp(&mut rig, 0, &["echo", "y"], 2550).unwrap()[1].clone();
+    rig.tick(rig.at(2550));
+    let out = rig.message(LANES, to_lane("other", &["200"]), rig.at(2560));
     assert_eq!(out, [Output::Close(LANES)]);
     assert_eq!(rig.m.report().invalid, 1);
-    assert!(opened(&rig.tick(3559)).is_empty());
-    assert_eq!(opened(&rig.tick(3560)).len(), 1);
-    assert_eq!(rig.tsp(1, &[&uuid], 3561).unwrap(), ["300"]);
+    assert!(opened(&rig.tick(rig.at(3559))).is_empty());
+    assert_eq!(opened(&rig.tick(rig.at(3560))).len(), 1);
+    assert_eq!(tsp(&mut rig, 1, &[&uuid], 3561).unwrap(), ["300"]);
 }
 
 #[test]
 fn one_lane_per_service_concurrent_across_services_and_mmi_targets_skip_the_check() {
-    let mut rig = Rig::new("lanes", |_| {});
-    rig.out.take();
+    let mut rig = titanic("lanes", |_| {});
+    rig.start(rig.t0);
     for (service, body) in [("a", "1"), ("a", "2"), ("b", "3"), ("mmi.service", "a")] {
-        assert_eq!(rig.tsp(0, &[service, body], 0).unwrap()[0], "200");
+        assert_eq!(tsp(&mut rig, 0, &[service, body], 0).unwrap()[0], "200");
     }
-    let out = rig.tick(0);
+    let out = rig.tick(rig.at(0));
     let slots: Vec<Slot> = opened(&out).iter().map(|s| s.slot).collect();
     assert_eq!(slots, [LANES, LANES + 1, LANES + 2]);
     assert_eq!(
@@ -601,14 +558,14 @@ fn one_lane_per_service_concurrent_across_services_and_mmi_targets_skip_the_chec
         ["MDPC01", "mmi.service", "a"]
     );
     // The mmi.service target's reply is stored; the lane is free again.
-    rig.input(LANES + 2, to_lane("mmi.service", &["200"]), 5);
-    rig.tick(5);
+    rig.message(LANES + 2, to_lane("mmi.service", &["200"]), rig.at(5));
+    rig.tick(rig.at(5));
     assert_eq!(rig.m.report().replied, 1);
     // a's first request answered: its second goes out on a fresh socket in the freed slot.
-    rig.input(LANES, to_lane("mmi.service", &["200"]), 10);
-    rig.tick(10);
-    rig.input(LANES, to_lane("a", &["one"]), 11);
-    let out = rig.tick(11);
+    rig.message(LANES, to_lane("mmi.service", &["200"]), rig.at(10));
+    rig.tick(rig.at(10));
+    rig.message(LANES, to_lane("a", &["one"]), rig.at(11));
+    let out = rig.tick(rig.at(11));
     assert_eq!(
         opened(&out).iter().map(|s| s.slot).collect::<Vec<_>>(),
         [LANES]
@@ -629,30 +586,30 @@ fn pending_requests_of_an_earlier_run_are_dispatched_at_start() {
         store.put_request(uuid, "echo", &msg(&["again"])).unwrap();
         uuid
     };
-    let mut rig = Rig::with(config(&dir));
+    let mut rig = titanic_with(config(&dir));
+    rig.start(rig.t0);
     assert!(rig.logged("1 stored, 1 pending"));
-    rig.out.take();
-    let out = rig.tick(0);
+    let out = rig.tick(rig.at(0));
     assert_eq!(
         frames(&sent_on(&out, LANES)[0]),
         ["MDPC01", "mmi.service", "echo"]
     );
-    rig.input(LANES, to_lane("mmi.service", &["200"]), 1);
-    rig.tick(1);
-    rig.input(LANES, to_lane("echo", &["again"]), 2);
+    rig.message(LANES, to_lane("mmi.service", &["200"]), rig.at(1));
+    rig.tick(rig.at(1));
+    rig.message(LANES, to_lane("echo", &["again"]), rig.at(2));
     assert_eq!(
-        rig.tsp(1, &[&uuid.to_string()], 3).unwrap(),
+        tsp(&mut rig, 1, &[&uuid.to_string()], 3).unwrap(),
         ["200", "again"]
     );
 }
 
 #[test]
 fn workers_heartbeat_and_reconnect_with_back_off_on_a_fresh_identity() {
-    let mut rig = Rig::new("heartbeat", |_| {});
-    rig.out.take();
-    assert!(rig.tick(99).is_empty());
+    let mut rig = titanic("heartbeat", |_| {});
+    rig.start(rig.t0);
+    assert!(rig.tick(rig.at(99)).is_empty());
     // Every worker owes a heartbeat each interval: ["", "MDPW01", 0x04].
-    let out = rig.tick(100);
+    let out = rig.tick(rig.at(100));
     for slot in 0..3 {
         assert_eq!(
             raw(&sent_on(&out, slot)[0]),
@@ -660,17 +617,17 @@ fn workers_heartbeat_and_reconnect_with_back_off_on_a_fresh_identity() {
         );
     }
     // The broker keeps worker 1 alive; 0 and 2 hear nothing for 300 ms.
-    rig.input(1, heartbeat(), 250);
-    let out = rig.tick(300);
+    rig.message(1, heartbeat(), rig.at(250));
+    let out = rig.tick(rig.at(300));
     assert!(out.contains(&Output::Close(0)) && out.contains(&Output::Close(2)));
     assert!(!out.contains(&Output::Close(1)));
     assert!(rig
-        .seen
+        .events
         .iter()
         .any(|e| matches!(e, Event::PeerLost { delay_ms: 50, .. })));
     // Reopened after the 50 ms back-off, with a new identity and READY.
     assert_eq!(rig.m.next_deadline(), Some(rig.at(350)));
-    let out = rig.tick(350);
+    let out = rig.tick(rig.at(350));
     let specs = opened(&out);
     assert_eq!(specs.iter().map(|s| s.slot).collect::<Vec<_>>(), [0, 2]);
     let id = String::from_utf8(specs[0].identity.clone().unwrap()).unwrap();
@@ -681,23 +638,23 @@ fn workers_heartbeat_and_reconnect_with_back_off_on_a_fresh_identity() {
     assert_eq!(frames(&sent_on(&out, 0)[0])[3], "titanic.request");
     assert_eq!(rig.m.report().reconnects, 2);
     // Silent again: the next delay doubles; a message resets the back-off.
-    rig.tick(650);
+    rig.tick(rig.at(650));
     assert!(rig
-        .seen
+        .events
         .iter()
         .any(|e| matches!(e, Event::PeerLost { delay_ms: 100, .. })));
-    rig.tick(750);
-    rig.input(0, heartbeat(), 760);
+    rig.tick(rig.at(750));
+    rig.message(0, heartbeat(), rig.at(760));
     // DISCONNECT: reconnect at once, back-off reset to 50 ms.
-    let out = rig.input(0, from_broker(WorkerCommand::Disconnect), 770);
+    let out = rig.message(0, from_broker(WorkerCommand::Disconnect), rig.at(770));
     assert_eq!(out, [Output::Close(0)]);
     assert!(rig.logged("broker sent DISCONNECT"));
-    assert_eq!(opened(&rig.tick(820)).len(), 1);
+    assert_eq!(opened(&rig.tick(rig.at(820))).len(), 1);
 }
 
 #[test]
 fn an_overload_holds_the_reply_while_heartbeating_and_drops_a_second_request() {
-    let mut rig = Rig::new("overload", |c| {
+    let mut rig = titanic("overload", |c| {
         c.faults = FaultPlan {
             overload_rate: 1.0,
             overload_for: ms(250),
@@ -705,25 +662,25 @@ fn an_overload_holds_the_reply_while_heartbeating_and_drops_a_second_request() {
             ..FaultPlan::default()
         }
     });
-    rig.out.take();
-    assert_eq!(rig.tsp(0, &["echo", "x"], 0), None);
+    rig.start(rig.t0);
+    assert_eq!(tsp(&mut rig, 0, &["echo", "x"], 0), None);
     assert_eq!(rig.m.report().overloads, 1);
     // Stored already (a crash now would keep it), answered only after the stall.
     assert_eq!(rig.m.store.pending().len(), 1);
-    assert_eq!(rig.tsp(0, &["echo", "y"], 10), None);
+    assert_eq!(tsp(&mut rig, 0, &["echo", "y"], 10), None);
     assert_eq!(rig.m.report().invalid, 1);
-    rig.input(0, heartbeat(), 150);
-    let out = rig.tick(150);
+    rig.message(0, heartbeat(), rig.at(150));
+    let out = rig.tick(rig.at(150));
     assert_eq!(sent_on(&out, 0).len(), 1, "a heartbeat through the stall");
     assert!(replies(&out, 0).is_empty());
-    let out = rig.tick(250);
+    let out = rig.tick(rig.at(250));
     assert_eq!(replies(&out, 0)[0][0], "200");
     assert_eq!(rig.m.store.pending().len(), 1);
 }
 
 #[test]
 fn a_freeze_stops_the_request_worker_reading_and_heartbeating_then_serves_the_request() {
-    let mut rig = Rig::new("freeze", |c| {
+    let mut rig = titanic("freeze", |c| {
         c.faults = FaultPlan {
             freeze_rate: 1.0,
             freeze_for: ms(400),
@@ -731,8 +688,8 @@ fn a_freeze_stops_the_request_worker_reading_and_heartbeating_then_serves_the_re
             ..FaultPlan::default()
         }
     });
-    rig.out.take();
-    assert_eq!(rig.tsp(0, &["echo", "x"], 0), None);
+    rig.start(rig.t0);
+    assert_eq!(tsp(&mut rig, 0, &["echo", "x"], 0), None);
     assert_eq!(rig.m.report().freezes, 1);
     assert!(
         rig.m.store.is_empty(),
@@ -740,13 +697,13 @@ fn a_freeze_stops_the_request_worker_reading_and_heartbeating_then_serves_the_re
     );
     assert!(!rig.m.wants(0) && rig.m.wants(1) && rig.m.wants(2));
     // The other workers keep heartbeating; the frozen one neither beats nor expires.
-    rig.input(1, heartbeat(), 200);
-    rig.input(2, heartbeat(), 200);
-    let out = rig.tick(300);
+    rig.message(1, heartbeat(), rig.at(200));
+    rig.message(2, heartbeat(), rig.at(200));
+    let out = rig.tick(rig.at(300));
     assert!(sent_on(&out, 0).is_empty());
     assert!(!out.contains(&Output::Close(0)));
     assert_eq!(sent_on(&out, 1).len(), 1);
-    let out = rig.tick(400);
+    let out = rig.tick(rig.at(400));
     assert_eq!(replies(&out, 0)[0][0], "200");
     assert_eq!(rig.m.store.pending().len(), 1);
     assert!(rig.m.wants(0));
