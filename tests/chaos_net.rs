@@ -95,7 +95,8 @@ fn valid_run(pattern: &str, kinds: &str, extra: &[&str]) -> Option<(serde_json::
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("pirate-net-{pattern}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let duration = format!("{}ms", 600 * kinds.split(',').count() + 300);
+    let phase = Duration::from_millis(600 * kinds.split(',').count() as u64 + 300);
+    let duration = format!("{}ms", phase.as_millis());
     let mut args: Vec<&str> = SHORT.to_vec();
     let out = dir.display().to_string();
     args.extend([
@@ -118,7 +119,12 @@ fn valid_run(pattern: &str, kinds: &str, extra: &[&str]) -> Option<(serde_json::
         }
     }
     args.extend(extra);
-    let (code, _stdout, stderr) = run(&args, None);
+    // The run's own bounds, not a guess: its fault phase lasts --duration and, while a kind
+    // has not struck or been recovered from, up to --max-extension (20s) more; then clients
+    // finish what they sent (up to --retries x --timeout, 30 x 400ms). A loaded machine
+    // stretches every step, so the wait allows all of it and DEADLINE besides.
+    let bound = phase + Duration::from_secs(20) + 30 * Duration::from_millis(400) + DEADLINE;
+    let (code, _stdout, stderr) = run_within(&args, None, bound);
     let prefix = run_prefix(&stderr).unwrap_or_else(|| panic!("no network line:\n{stderr}"));
     assert_eq!(
         namespaces(&prefix),

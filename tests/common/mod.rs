@@ -208,6 +208,12 @@ impl Proc {
     /// Waits for the process to exit (failing the test after `DEADLINE`) and returns its
     /// status once its output has been read to the end.
     pub fn wait(&mut self) -> ExitStatus {
+        self.wait_within(DEADLINE)
+    }
+
+    /// [`Proc::wait`] for a process whose own bounds allow it more than `DEADLINE` (a chaos
+    /// run may extend its fault phase by `--max-extension`): fails the test after `limit`.
+    pub fn wait_within(&mut self, limit: Duration) -> ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -227,10 +233,10 @@ impl Proc {
                 }
                 return status;
             }
-            if start.elapsed() > DEADLINE {
+            if start.elapsed() > limit {
                 let _ = self.child.kill();
                 panic!(
-                    "{}: did not exit in time\n--- stdout\n{}--- stderr\n{}",
+                    "{}: did not exit within {limit:?}\n--- stdout\n{}--- stderr\n{}",
                     self.name,
                     self.stdout.text(),
                     self.stderr.text()
@@ -242,7 +248,12 @@ impl Proc {
 
     /// Waits for exit and returns the exit code, failing if it died by a signal.
     pub fn code(&mut self) -> i32 {
-        let status = self.wait();
+        self.code_within(DEADLINE)
+    }
+
+    /// [`Proc::code`], waiting up to `limit` (see [`Proc::wait_within`]).
+    pub fn code_within(&mut self, limit: Duration) -> i32 {
+        let status = self.wait_within(limit);
         status.code().unwrap_or_else(|| {
             panic!(
                 "{} died by a signal: {status:?}\n--- stderr\n{}",
@@ -294,12 +305,17 @@ pub fn check_json_lines(name: &str, stdout: &str) {
 
 /// Runs `pirate ARGS` to completion with optional stdin text; returns (code, stdout, stderr).
 pub fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    run_within(args, stdin, DEADLINE)
+}
+
+/// [`run`] for a command whose own bounds allow it more than `DEADLINE`: fails after `limit`.
+pub fn run_within(args: &[&str], stdin: Option<&str>, limit: Duration) -> (i32, String, String) {
     let mut proc = spawn_with_stdin("pirate", args, stdin.is_some());
     if let Some(text) = stdin {
         proc.write_stdin(text);
         proc.close_stdin();
     }
-    let code = proc.code();
+    let code = proc.code_within(limit);
     (code, proc.stdout.text(), proc.stderr.text())
 }
 
