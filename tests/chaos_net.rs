@@ -119,11 +119,18 @@ fn valid_run(pattern: &str, kinds: &str, extra: &[&str]) -> Option<(serde_json::
         }
     }
     args.extend(extra);
-    // The run's own bounds, not a guess: its fault phase lasts --duration and, while a kind
-    // has not struck or been recovered from, up to --max-extension (20s) more; then clients
-    // finish what they sent (up to --retries x --timeout, 30 x 400ms). A loaded machine
-    // stretches every step, so the wait allows all of it and DEADLINE besides.
-    let bound = phase + Duration::from_secs(20) + 30 * Duration::from_millis(400) + DEADLINE;
+    // The run's own bounds, read from the flags it is given (an `extra` may replace SHORT's),
+    // not a guess: its fault phase lasts --duration and, while a kind has not struck or been
+    // recovered from, up to --max-extension more; then clients finish what they sent (up to
+    // --retries x --timeout). A loaded machine stretches every step, so the wait allows all
+    // of it and DEADLINE besides.
+    let value = |flag: &str| {
+        let at = args.iter().position(|a| *a == flag).expect(flag);
+        args[at + 1]
+    };
+    let time = |flag: &str| humantime::parse_duration(value(flag)).expect(flag);
+    let retries: u32 = value("--retries").parse().expect("--retries");
+    let bound = phase + time("--max-extension") + retries * time("--timeout") + DEADLINE;
     let (code, _stdout, stderr) = run_within(&args, None, bound);
     let prefix = run_prefix(&stderr).unwrap_or_else(|| panic!("no network line:\n{stderr}"));
     assert_eq!(
